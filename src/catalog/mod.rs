@@ -1,0 +1,319 @@
+//! The control-plane catalog: the only code that speaks SQL to `catalog.db`.
+
+pub mod audit;
+pub mod customers;
+pub mod model;
+pub mod plans;
+pub mod settings;
+pub mod usage;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::files;
+
+mod embedded {
+    refinery::embed_migrations!("migrations/catalog");
+}
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An open catalog database.
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One catalog migration and whether it has been applied.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MigrationRecord {
+    pub version: i64,
+    pub name: String,
+    pub checksum: String,
+    /// `applied`, `pending`, or `drift` (applied with another checksum).
+    pub status: String,
+    pub applied_at: Option<String>,
+}
+
+impl Catalog {
+    /// Opens an existing catalog; exit 6 with a hint when the home is not initialised.
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::refused(format!("no catalog at {}", path.display()))
+                .with_hint("run 'tenantctl init' first, or pass --home"));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Self::configure(conn, path)
+    }
+
+    /// Opens the catalog for ordinary work: refuses while migrations are pending.
+    pub fn open_ready(path: &Path) -> Result<Self> {
+        let catalog = Self::open(path)?;
+        catalog.ensure_current()?;
+        Ok(catalog)
+    }
+
+    /// Creates the catalog file (mode 0600) in WAL mode if it is missing, then opens it.
+    pub fn create(path: &Path) -> Result<(Self, bool)> {
+        let created = files::create_private_file(path)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Ok((Self::configure(conn, path)?, created))
+    }
+
+    fn configure(conn: Connection, path: &Path) -> Result<Self> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(Catalog {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read access for queries that need no transaction.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction: all of it commits or none of it.
+    pub fn write<T>(&mut self, work: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = work(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Like [`Catalog::write`], but `finish` runs after the rows are written and before
+    /// the commit; when the commit fails, `undo` reverses what `finish` did to files.
+    pub fn write_with_files<T>(
+        &mut self,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T>,
+        finish: impl FnOnce(&T) -> Result<()>,
+        undo: impl FnOnce(&T),
+    ) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = work(&tx)?;
+        finish(&value)?;
+        if let Err(err) = tx.commit() {
+            undo(&value);
+            return Err(err.into());
+        }
+        Ok(value)
+    }
+
+    /// Every embedded migration with its state in this catalog.
+    pub fn migrations(&self) -> Result<Vec<MigrationRecord>> {
+        let applied = applied_migrations(&self.conn)?;
+        let known = embedded::migrations::runner();
+        let mut records = Vec::new();
+        for migration in known.get_migrations() {
+            let version = i64::from(migration.version());
+            let checksum = format!("{:016x}", migration.checksum());
+            let record = match applied.iter().find(|a| a.version == version) {
+                Some(done) => MigrationRecord {
+                    status: if done.checksum == checksum {
+                        "applied"
+                    } else {
+                        "drift"
+                    }
+                    .to_string(),
+                    applied_at: done.applied_at.clone(),
+                    ..done.clone()
+                },
+                None => MigrationRecord {
+                    version,
+                    name: migration.name().to_string(),
+                    checksum,
+                    status: "pending".to_string(),
+                    applied_at: None,
+                },
+            };
+            records.push(record);
+        }
+        let unknown: Vec<MigrationRecord> = applied
+            .iter()
+            .filter(|a| !records.iter().any(|r| r.version == a.version))
+            .map(|a| MigrationRecord {
+                status: "unknown".to_string(),
+                ..a.clone()
+            })
+            .collect();
+        records.extend(unknown);
+        records.sort_by_key(|r| r.version);
+        Ok(records)
+    }
+
+    /// The highest applied catalog migration, 0 for a new file.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(applied_migrations(&self.conn)?
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Refuses when migrations are pending, or when a newer tenantctl wrote this catalog.
+    pub fn ensure_current(&self) -> Result<()> {
+        let records = self.migrations()?;
+        if let Some(unknown) = records.iter().find(|r| r.status == "unknown") {
+            return Err(Error::refused(format!(
+                "catalog migration V{} was applied by a newer tenantctl",
+                unknown.version
+            ))
+            .with_hint("upgrade tenantctl"));
+        }
+        let pending = records.iter().filter(|r| r.status == "pending").count();
+        if pending > 0 {
+            return Err(Error::refused(format!(
+                "the catalog has {pending} pending migration{}",
+                if pending == 1 { "" } else { "s" }
+            ))
+            .with_hint("run 'tenantctl migrate'"));
+        }
+        Ok(())
+    }
+
+    /// Applies pending catalog migrations, each in its own transaction.
+    pub fn apply_migrations(&mut self) -> Result<Vec<MigrationRecord>> {
+        embedded::migrations::runner().run(&mut self.conn)?;
+        self.migrations()
+    }
+}
+
+fn applied_migrations(conn: &Connection) -> Result<Vec<MigrationRecord>> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refinery_schema_history')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT version, name, applied_on, checksum FROM refinery_schema_history ORDER BY version",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        let checksum: String = row.get(3)?;
+        Ok(MigrationRecord {
+            version: row.get(0)?,
+            name: row.get(1)?,
+            checksum: checksum
+                .parse::<u64>()
+                .map(|c| format!("{c:016x}"))
+                .unwrap_or(checksum),
+            status: "applied".to_string(),
+            applied_at: row
+                .get::<_, Option<String>>(2)?
+                .map(|at| crate::time::normalise(&at)),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// A SELECT with optional `AND` conditions, each bound to one value, and a limit.
+pub(crate) struct Filtered {
+    sql: String,
+    args: Vec<Box<dyn rusqlite::ToSql>>,
+}
+
+impl Filtered {
+    fn new(base: impl Into<String>) -> Self {
+        Filtered {
+            sql: base.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds `AND condition`; every `?` in it is bound to `value`.
+    fn and(&mut self, condition: &str, value: impl rusqlite::ToSql + 'static) {
+        self.args.push(Box::new(value));
+        let placeholder = format!("?{}", self.args.len());
+        self.sql.push_str(" AND ");
+        self.sql.push_str(&condition.replace('?', &placeholder));
+    }
+
+    fn finish(&mut self, order_by: &str, limit: Option<u64>) {
+        self.sql.push(' ');
+        self.sql.push_str(order_by);
+        if let Some(limit) = limit {
+            self.args.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
+            self.sql.push_str(&format!(" LIMIT ?{}", self.args.len()));
+        }
+    }
+
+    fn params(&self) -> impl rusqlite::Params + '_ {
+        rusqlite::params_from_iter(self.args.iter())
+    }
+}
+
+/// Whether a SQLite error is a UNIQUE or PRIMARY KEY violation.
+pub fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+#[cfg(test)]
+pub(crate) fn in_memory() -> Catalog {
+    let mut conn = Connection::open_in_memory().unwrap();
+    embedded::migrations::runner().run(&mut conn).unwrap();
+    Catalog {
+        conn,
+        path: PathBuf::from(":memory:"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_and_report_no_pending() {
+        let catalog = in_memory();
+        let records = catalog.migrations().unwrap();
+        assert!(!records.is_empty());
+        assert!(records.iter().all(|r| r.status == "applied"), "{records:?}");
+        assert!(catalog.ensure_current().is_ok());
+        assert_eq!(catalog.schema_version().unwrap(), records.last().unwrap().version);
+    }
+
+    #[test]
+    fn audit_events_cannot_be_updated() {
+        let catalog = in_memory();
+        catalog
+            .conn()
+            .execute(
+                "INSERT INTO audit_events (at, actor, action, target_type, target) VALUES ('t', 'a', 'x', 'y', 'z')",
+                [],
+            )
+            .unwrap();
+        let err = catalog
+            .conn()
+            .execute("UPDATE audit_events SET actor = 'b'", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot be changed"));
+    }
+}

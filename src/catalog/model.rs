@@ -1,0 +1,116 @@
+//! Rows of the catalog as the rest of the program sees them. Field names and order
+//! are the JSON contract.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub max_sites: i64,
+    pub max_storage_mb: i64,
+    pub max_bandwidth_gb: i64,
+    pub max_api_calls: i64,
+    pub builtin: bool,
+    pub customers: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Per-customer quota values; in a customer row `None` means "the plan's value".
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Limits {
+    pub max_sites: Option<i64>,
+    pub max_storage_mb: Option<i64>,
+    pub max_bandwidth_gb: Option<i64>,
+    pub max_api_calls: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Customer {
+    pub id: i64,
+    pub slug: String,
+    pub email: String,
+    pub name: String,
+    pub company_name: Option<String>,
+    pub plan: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub max_sites: Option<i64>,
+    pub max_storage_mb: Option<i64>,
+    pub max_bandwidth_gb: Option<i64>,
+    pub max_api_calls: Option<i64>,
+    pub metadata: Map<String, Value>,
+    pub db_path: String,
+    pub schema_version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub suspended_at: Option<String>,
+    pub deleted_at: Option<String>,
+}
+
+impl Customer {
+    pub fn overrides(&self) -> Limits {
+        Limits {
+            max_sites: self.max_sites,
+            max_storage_mb: self.max_storage_mb,
+            max_bandwidth_gb: self.max_bandwidth_gb,
+            max_api_calls: self.max_api_calls,
+        }
+    }
+}
+
+/// What `customer create` inserts.
+#[derive(Debug, Clone)]
+pub struct NewCustomer {
+    pub slug: String,
+    pub email: String,
+    pub name: String,
+    pub company_name: Option<String>,
+    pub plan: String,
+    pub metadata: Map<String, Value>,
+    pub db_path: String,
+    pub schema_version: i64,
+}
+
+/// A customer's site in short, as listed under `customer show`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SiteSummary {
+    pub id: i64,
+    pub name: String,
+    pub domain: String,
+    pub port: Option<i64>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target_type: String,
+    pub target: String,
+    pub customer_id: Option<i64>,
+    pub details: Value,
+}
+
+/// What an operation writes to the audit log together with its change.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target_type: &'a str,
+    pub target: String,
+    pub customer_id: Option<i64>,
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Setting {
+    pub key: String,
+    pub value: Option<String>,
+    pub default: Option<String>,
+    pub description: String,
+    pub updated_at: Option<String>,
+}

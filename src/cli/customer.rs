@@ -1,0 +1,239 @@
+//! `customer create|list|show|update|suspend|reactivate|delete|undelete|purge`.
+
+use clap::{Args, Subcommand};
+
+use super::Session;
+use crate::catalog::customers::LimitChanges;
+use crate::ops::customers::{self, CreateCustomer, ListCustomers, UpdateCustomer};
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Create a customer and its own tenant database
+    #[command(visible_alias = "add")]
+    Create(CreateArgs),
+    /// List customers
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Show a customer with usage against quota and its sites
+    #[command(
+        after_help = "Examples:\n  tenantctl customer show acme\n  tenantctl customer show ops@acme.test --json"
+    )]
+    Show {
+        /// Slug, numeric id or email
+        customer: String,
+    },
+    /// Change a customer's details, plan, quota overrides or metadata
+    Update(UpdateArgs),
+    /// Suspend a customer (its keys stop working)
+    #[command(after_help = "Example:\n  tenantctl customer suspend acme --reason 'unpaid invoice 2026-11'")]
+    Suspend {
+        /// Slug, numeric id or email
+        customer: String,
+        /// Why, for the audit log and the customer record
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Make a suspended customer active again
+    Reactivate {
+        /// Slug, numeric id or email
+        customer: String,
+    },
+    /// Soft-delete: stop sites, revoke keys and sessions, move the database to the trash
+    #[command(after_help = "Example:\n  tenantctl customer delete acme --confirm acme")]
+    Delete {
+        /// Slug, numeric id or email
+        customer: String,
+        /// The customer's slug (or id), to confirm
+        #[arg(long, value_name = "SLUG")]
+        confirm: Option<String>,
+    },
+    /// Reverse a soft delete
+    Undelete {
+        /// Slug, numeric id or email
+        customer: String,
+    },
+    /// Remove a deleted customer's database, sites, snapshots and keys for good
+    #[command(after_help = "Example:\n  tenantctl customer purge acme --confirm acme")]
+    Purge {
+        /// Slug, numeric id or email
+        customer: String,
+        /// The customer's slug (or id), to confirm
+        #[arg(long, value_name = "SLUG")]
+        confirm: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  tenantctl customer create ops@acme.test 'Jane Doe' 'Acme Corp' --plan pro\n  \
+    tenantctl customer create bob@example.com 'Bob' --slug bob --meta region=eu --meta seats=5"
+)]
+pub struct CreateArgs {
+    /// Contact email, unique across customers
+    pub email: String,
+    /// Contact name
+    pub name: String,
+    /// Company name
+    pub company: Option<String>,
+    /// Plan [default: the default_plan setting, or starter]
+    #[arg(long, value_name = "PLAN")]
+    pub plan: Option<String>,
+    /// Slug (DNS label) [default: derived from the company or the email]
+    #[arg(long, value_name = "SLUG")]
+    pub slug: Option<String>,
+    /// Metadata entry key=value (value parsed as JSON when it can be); repeatable
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  tenantctl customer list --plan pro --status active\n  tenantctl customer list --search acme --json"
+)]
+pub struct ListArgs {
+    /// Only customers on this plan
+    #[arg(long, value_name = "PLAN")]
+    pub plan: Option<String>,
+    /// Only customers in this status: active, suspended or deleted
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Only customers whose slug, email, name or company contains TEXT
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Show at most N customers
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  tenantctl customer update acme --plan enterprise\n  \
+    tenantctl customer update acme --max-sites 25 --meta region=us\n  tenantctl customer update acme --max-sites none"
+)]
+pub struct UpdateArgs {
+    /// Slug, numeric id or email
+    pub customer: String,
+    /// New contact email
+    #[arg(long, value_name = "EMAIL")]
+    pub email: Option<String>,
+    /// New contact name
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// New company name ('' clears it)
+    #[arg(long, value_name = "COMPANY")]
+    pub company: Option<String>,
+    /// New plan; refused (exit 5) when it would put the customer over a quota
+    #[arg(long, value_name = "PLAN")]
+    pub plan: Option<String>,
+    /// Override the plan's max sites ('none' goes back to the plan's)
+    #[arg(long, value_name = "N|none", value_parser = parse_override)]
+    pub max_sites: Option<Override>,
+    /// Override the plan's storage in MiB ('none' goes back to the plan's)
+    #[arg(long, value_name = "N|none", value_parser = parse_override)]
+    pub max_storage_mb: Option<Override>,
+    /// Override the plan's monthly bandwidth in GiB ('none' goes back to the plan's)
+    #[arg(long, value_name = "N|none", value_parser = parse_override)]
+    pub max_bandwidth_gb: Option<Override>,
+    /// Override the plan's monthly API calls ('none' goes back to the plan's)
+    #[arg(long, value_name = "N|none", value_parser = parse_override)]
+    pub max_api_calls: Option<Override>,
+    /// Set metadata key=value (an empty value removes the key); repeatable
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// Apply a change even when it puts the customer over a quota
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A quota override from the command line: a number, or `none` for the plan's value.
+#[derive(Debug, Clone, Copy)]
+pub struct Override(Option<i64>);
+
+fn parse_override(text: &str) -> Result<Override, String> {
+    if text == "none" {
+        return Ok(Override(None));
+    }
+    match text.parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(Override(Some(n))),
+        _ => Err(format!("'{text}' is not a whole number of 0 or more, nor 'none'")),
+    }
+}
+
+const LIST_COLUMNS: &[&str] = &[
+    "id",
+    "slug",
+    "email",
+    "name",
+    "company_name",
+    "plan",
+    "status",
+    "created_at",
+];
+
+pub fn run(session: &Session, command: CustomerCommand) -> anyhow::Result<()> {
+    let mut catalog = session.catalog()?;
+    let actor = session.actor();
+    let out = &session.out;
+    match command {
+        CustomerCommand::Create(args) => {
+            let request = CreateCustomer {
+                email: args.email,
+                name: args.name,
+                company: args.company,
+                plan: args.plan,
+                slug: args.slug,
+                meta: args.meta,
+            };
+            out.object(&customers::create(&mut catalog, actor, &request)?)?;
+        }
+        CustomerCommand::List(args) => {
+            let request = ListCustomers {
+                plan: args.plan,
+                status: args.status,
+                search: args.search,
+                limit: args.limit,
+            };
+            out.list(LIST_COLUMNS, customers::list(&catalog, &request)?)?;
+        }
+        CustomerCommand::Show { customer } => out.object(&customers::show(&catalog, &customer)?)?,
+        CustomerCommand::Update(args) => {
+            let request = UpdateCustomer {
+                email: args.email,
+                name: args.name,
+                company: args.company,
+                plan: args.plan,
+                limits: LimitChanges {
+                    max_sites: args.max_sites.map(|o| o.0),
+                    max_storage_mb: args.max_storage_mb.map(|o| o.0),
+                    max_bandwidth_gb: args.max_bandwidth_gb.map(|o| o.0),
+                    max_api_calls: args.max_api_calls.map(|o| o.0),
+                },
+                meta: args.meta,
+                force: args.force,
+            };
+            out.object(&customers::update(&mut catalog, actor, &args.customer, &request)?)?;
+        }
+        CustomerCommand::Suspend { customer, reason } => {
+            out.object(&customers::suspend(&mut catalog, actor, &customer, &reason)?)?
+        }
+        CustomerCommand::Reactivate { customer } => {
+            out.object(&customers::reactivate(&mut catalog, actor, &customer)?)?
+        }
+        CustomerCommand::Delete { customer, confirm } => out.object(&customers::delete(
+            &mut catalog,
+            actor,
+            &customer,
+            confirm.as_deref(),
+        )?)?,
+        CustomerCommand::Undelete { customer } => {
+            out.object(&customers::undelete(&mut catalog, actor, &customer)?)?
+        }
+        CustomerCommand::Purge { customer, confirm } => out.object(&customers::purge(
+            &mut catalog,
+            actor,
+            &customer,
+            confirm.as_deref(),
+        )?)?,
+    }
+    Ok(())
+}

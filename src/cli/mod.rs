@@ -1,0 +1,290 @@
+//! The command line: clap definitions, one dispatch, and the mapping from errors to
+//! exit codes. Each command group lives in its own file.
+
+mod audit;
+mod config;
+mod customer;
+mod plan;
+mod setup;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::catalog::Catalog;
+use crate::context::{self, ColorChoice, Context, GlobalFlags};
+use crate::error::{Error, ErrorKind};
+use crate::home::Home;
+use crate::ops::Actor;
+use crate::render::{Messages, Renderer};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 ok, 1 unexpected, 2 usage, 3 not found, 4 conflict, 5 quota exceeded,
+6 refused, 7 verification failed, 8 partial failure, 9 invalid input data.
+
+Environment: TENANTCTL_HOME, TENANTCTL_BACKUP_DIR, TENANTCTL_OUTPUT, TENANTCTL_ACTOR, NO_COLOR.
+
+Examples:
+  tenantctl init
+  tenantctl customer create ops@acme.test 'Jane Doe' 'Acme Corp' --plan pro
+  tenantctl customer list --json";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tenantctl",
+    version,
+    about = "The operator's command line for a multi-tenant SaaS platform",
+    long_about = "tenantctl runs a multi-tenant platform from one home folder: a SQLite catalog of \
+customers, plans, sites and audit events, and one isolated SQLite database per customer.",
+    after_help = AFTER_HELP,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Output format [default: $TENANTCTL_OUTPUT or table]
+    #[arg(short = 'o', long, global = true, value_name = "FORMAT", value_parser = ["table", "json", "ndjson", "csv"])]
+    pub output: Option<String>,
+    /// Same as --output json
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only data and errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail on stderr (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Never draw progress bars
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub actor: Option<String>,
+    /// When to colour messages (NO_COLOR is honoured with auto)
+    #[arg(long, global = true, value_name = "WHEN", value_enum)]
+    pub color: Option<ColorArg>,
+    /// How long to wait for the home lock before giving up, e.g. 30s or 2m
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_lock_timeout)]
+    pub lock_timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+fn parse_lock_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::time::parse_duration(text)
+        .map(|d| std::time::Duration::from_secs(d.num_seconds().unsigned_abs()))
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the home, the catalog and the starter tenant migrations
+    Init(setup::InitArgs),
+    /// Apply or list catalog migrations
+    Migrate(setup::MigrateArgs),
+    /// Show the state of the home at a glance
+    Status,
+    /// Read and change catalog settings
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Manage customers (tenants)
+    #[command(subcommand)]
+    Customer(customer::CustomerCommand),
+    /// List and change plans and their quotas
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
+    /// List audit events, newest first
+    Audit(audit::AuditArgs),
+    /// Same as 'customer create'
+    #[command(name = "create-customer", hide = true)]
+    CreateCustomer(customer::CreateArgs),
+    /// Same as 'customer list'
+    #[command(name = "list-customers", hide = true)]
+    ListCustomers(customer::ListArgs),
+}
+
+impl GlobalArgs {
+    fn flags(&self) -> GlobalFlags {
+        GlobalFlags {
+            home: self.home.clone(),
+            backup_dir: self.backup_dir.clone(),
+            output: self.output.clone(),
+            json: self.json,
+            quiet: self.quiet,
+            verbose: self.verbose,
+            no_progress: self.no_progress,
+            actor: self.actor.clone(),
+            color: self.color.map(|c| match c {
+                ColorArg::Auto => ColorChoice::Auto,
+                ColorArg::Always => ColorChoice::Always,
+                ColorArg::Never => ColorChoice::Never,
+            }),
+            lock_timeout: self.lock_timeout,
+        }
+    }
+}
+
+/// What a command handler gets: settings, where to write, who acts.
+pub struct Session {
+    pub ctx: Context,
+    pub home: Home,
+    pub out: Renderer,
+    pub messages: Messages,
+}
+
+impl Session {
+    fn actor(&self) -> Actor<'_> {
+        Actor {
+            name: &self.ctx.actor,
+            home: &self.home,
+        }
+    }
+
+    /// The catalog, refusing when the home is not initialised or migrations are pending.
+    fn catalog(&self) -> crate::error::Result<Catalog> {
+        self.messages
+            .debug(&format!("opening catalog {}", self.home.catalog().display()));
+        Catalog::open_ready(&self.home.catalog())
+    }
+}
+
+/// Parses the arguments, runs the command and returns the process exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => return report_clap_error(&err, &args),
+    };
+    let flags = cli.global.flags();
+    let messages = Messages {
+        color: context::stderr_color(&flags),
+        quiet: flags.quiet,
+        verbose: flags.verbose,
+    };
+    let json = context::wants_json(&flags);
+    match run(cli, messages) {
+        Ok(()) => 0,
+        Err(err) => report_error(&err, messages, json),
+    }
+}
+
+fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
+    let ctx = Context::resolve(&cli.global.flags())?;
+    let session = Session {
+        home: Home::new(ctx.home.clone()),
+        out: Renderer::new(ctx.output),
+        messages,
+        ctx,
+    };
+    match cli.command {
+        Command::Init(args) => setup::init(&session, args),
+        Command::Migrate(args) => setup::migrate(&session, args),
+        Command::Status => setup::status(&session),
+        Command::Config(command) => config::run(&session, command),
+        Command::Customer(command) => customer::run(&session, command),
+        Command::CreateCustomer(args) => customer::run(&session, customer::CustomerCommand::Create(args)),
+        Command::ListCustomers(args) => customer::run(&session, customer::CustomerCommand::List(args)),
+        Command::Plan(command) => plan::run(&session, command),
+        Command::Audit(args) => audit::run(&session, args),
+    }
+}
+
+/// Maps any error to its exit code and reports it on stderr, in one place.
+fn report_error(err: &anyhow::Error, messages: Messages, json: bool) -> u8 {
+    if let Some(io) = err.downcast_ref::<std::io::Error>()
+        && io.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        // A closed stdout (`| head`) is the reader's choice, not a failure.
+        return 0;
+    }
+    let (kind, hint) = match err.downcast_ref::<Error>() {
+        Some(typed) => (typed.kind(), typed.hint().map(str::to_string)),
+        None => (ErrorKind::Unexpected, None),
+    };
+    // Our errors already say what caused them; the chain would repeat it.
+    messages.error(
+        kind.code(),
+        kind.exit_code(),
+        &err.to_string(),
+        hint.as_deref(),
+        json,
+    );
+    kind.exit_code()
+}
+
+/// Help and version go to stdout with exit 0; usage errors become one line and exit 2.
+fn report_clap_error(err: &clap::Error, args: &[OsString]) -> u8 {
+    use clap::error::ErrorKind as ClapKind;
+    if matches!(err.kind(), ClapKind::DisplayHelp | ClapKind::DisplayVersion) {
+        let _ = err.print();
+        return 0;
+    }
+    let rendered = err.render().to_string();
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let message = lines
+        .next()
+        .unwrap_or("invalid command line")
+        .trim_start_matches("error: ")
+        .to_string();
+    let hint = lines
+        .find(|l| l.starts_with("[possible values") || l.starts_with("tip:"))
+        .map(|l| {
+            l.trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim_start_matches("tip: ")
+                .to_string()
+        })
+        .unwrap_or_else(|| "see 'tenantctl --help'".to_string());
+    let json = args
+        .windows(2)
+        .any(|w| (w[0] == "-o" || w[0] == "--output") && w[1] == "json")
+        || args
+            .iter()
+            .any(|a| a == "--json" || a == "--output=json" || a == "-ojson");
+    let messages = Messages {
+        color: false,
+        quiet: false,
+        verbose: 0,
+    };
+    messages.error(
+        ErrorKind::Usage.code(),
+        ErrorKind::Usage.exit_code(),
+        &message,
+        Some(&hint),
+        json,
+    );
+    ErrorKind::Usage.exit_code()
+}
+
+/// The clap command tree, for completions, man pages and tests.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_definitions_are_consistent() {
+        super::command().debug_assert();
+    }
+}

@@ -1,0 +1,184 @@
+//! File-system helpers that keep the safety rules of SPEC section 5: private modes,
+//! atomic replacement and fsync of what was written.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Creates `path` empty with mode 0600 if it does not exist; returns whether it did.
+pub fn create_private_file(path: &Path) -> Result<bool> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE_MODE)
+        .open(path)
+    {
+        Ok(file) => {
+            // The umask may have narrowed the mode, never widened it; set it exactly.
+            file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+                .io_context(|| format!("setting the mode of {}", path.display()))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(crate::error::Error::io(format!("creating {}", path.display()), e)),
+    }
+}
+
+/// Creates a folder (and its parents) with mode 0700; returns whether it was missing.
+pub fn create_private_dir(path: &Path) -> Result<bool> {
+    if path.is_dir() {
+        return Ok(false);
+    }
+    fs::create_dir_all(path).io_context(|| format!("creating folder {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+        .io_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(true)
+}
+
+/// Makes a rename or create in `dir` durable.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .io_context(|| format!("syncing folder {}", dir.display()))
+}
+
+pub fn fsync_file(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .io_context(|| format!("syncing {}", path.display()))
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600: a temporary file beside it,
+/// fsync, rename over, fsync the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent(path);
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(PRIVATE_FILE_MODE)
+            .open(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(crate::error::Error::io(format!("writing {}", path.display()), e));
+    }
+    fsync_dir(&dir)
+}
+
+/// The SQLite side files that belong to a database file.
+pub fn sqlite_side_files(db: &Path) -> [PathBuf; 3] {
+    let with = |suffix: &str| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    [with("-wal"), with("-shm"), with("-journal")]
+}
+
+/// Moves a closed SQLite database with its side files; the destination must not exist.
+pub fn move_database(from: &Path, to: &Path) -> Result<()> {
+    if to.exists() {
+        return Err(
+            crate::error::Error::conflict(format!("{} already exists", to.display()))
+                .with_hint("run 'tenantctl doctor' to find files that no customer owns"),
+        );
+    }
+    fs::rename(from, to).io_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+    for (src, dst) in sqlite_side_files(from).iter().zip(sqlite_side_files(to).iter()) {
+        match fs::rename(src, dst) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(crate::error::Error::io(format!("moving {}", src.display()), e)),
+        }
+    }
+    fsync_dir(&parent(from))?;
+    fsync_dir(&parent(to))
+}
+
+/// Removes a database with its side files; a missing file is not an error.
+pub fn remove_database(path: &Path) -> Result<()> {
+    for file in std::iter::once(path.to_path_buf()).chain(sqlite_side_files(path)) {
+        match fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(crate::error::Error::io(format!("removing {}", file.display()), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Bytes a database occupies on disk, side files included; 0 when it is missing.
+pub fn database_size(path: &Path) -> u64 {
+    std::iter::once(path.to_path_buf())
+        .chain(sqlite_side_files(path))
+        .filter_map(|p| fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_files_and_dirs_get_exact_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a/b");
+        assert!(create_private_dir(&sub).unwrap());
+        assert!(!create_private_dir(&sub).unwrap());
+        assert_eq!(fs::metadata(&sub).unwrap().permissions().mode() & 0o777, 0o700);
+        let file = sub.join("f");
+        assert!(create_private_file(&file).unwrap());
+        assert!(!create_private_file(&file).unwrap());
+        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.json");
+        write_atomic(&file, b"one").unwrap();
+        write_atomic(&file, b"two").unwrap();
+        assert_eq!(fs::read(&file).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn move_database_takes_side_files_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.db");
+        let b = dir.path().join("b.db");
+        fs::write(&a, b"db").unwrap();
+        fs::write(dir.path().join("a.db-wal"), b"wal").unwrap();
+        move_database(&a, &b).unwrap();
+        assert!(!a.exists());
+        assert_eq!(fs::read(dir.path().join("b.db-wal")).unwrap(), b"wal");
+        fs::write(&a, b"db").unwrap();
+        assert!(move_database(&a, &b).is_err());
+        assert_eq!(database_size(&b), 5);
+    }
+}

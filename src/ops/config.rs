@@ -1,0 +1,188 @@
+//! Catalog settings (`tenantctl config`).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::Actor;
+use crate::catalog::model::{NewAuditEvent, Setting};
+use crate::catalog::{Catalog, audit, plans, settings};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::validate;
+
+struct Key {
+    name: &'static str,
+    description: &'static str,
+    default: Option<&'static str>,
+}
+
+const KEYS: &[Key] = &[
+    Key {
+        name: "platform_domain",
+        description: "domain under which <slug>.<domain> resolves to a customer",
+        default: None,
+    },
+    Key {
+        name: "tenant_migrations_dir",
+        description: "folder of tenant migrations V<n>__<name>.sql",
+        default: None,
+    },
+    Key {
+        name: "default_plan",
+        description: "plan given to new customers without --plan",
+        default: Some("starter"),
+    },
+    Key {
+        name: "backup_keep_last",
+        description: "backup prune: sets to keep regardless of age",
+        default: Some("7"),
+    },
+    Key {
+        name: "backup_keep_daily",
+        description: "backup prune: daily sets to keep",
+        default: Some("14"),
+    },
+    Key {
+        name: "backup_keep_weekly",
+        description: "backup prune: weekly sets to keep",
+        default: Some("8"),
+    },
+    Key {
+        name: "backup_keep_monthly",
+        description: "backup prune: monthly sets to keep",
+        default: Some("12"),
+    },
+];
+
+fn key(name: &str) -> Result<&'static Key> {
+    KEYS.iter().find(|k| k.name == name).ok_or_else(|| {
+        let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        Error::usage(format!("unknown setting '{}'", validate::printable(name)))
+            .with_hint(format!("known settings: {}", names.join(", ")))
+    })
+}
+
+fn setting(catalog: &Catalog, key: &Key) -> Result<Setting> {
+    let stored = settings::get(catalog.conn(), key.name)?;
+    Ok(Setting {
+        key: key.name.to_string(),
+        value: stored
+            .as_ref()
+            .map(|(v, _)| v.clone())
+            .or(key.default.map(str::to_string)),
+        default: key.default.map(str::to_string),
+        description: key.description.to_string(),
+        updated_at: stored.map(|(_, at)| at),
+    })
+}
+
+pub fn list(catalog: &Catalog) -> Result<Vec<Setting>> {
+    KEYS.iter().map(|k| setting(catalog, k)).collect()
+}
+
+pub fn get(catalog: &Catalog, name: &str) -> Result<Setting> {
+    setting(catalog, key(name)?)
+}
+
+/// Checks and normalises a value for its key.
+fn normalise(catalog: &Catalog, key: &Key, value: &str) -> Result<String> {
+    match key.name {
+        "platform_domain" => validate::hostname(value),
+        "tenant_migrations_dir" => {
+            let path = std::path::absolute(value)
+                .map_err(|e| Error::usage(format!("invalid path '{}': {e}", validate::printable(value))))?;
+            if !path.is_dir() {
+                return Err(Error::usage(format!("{} is not a folder", path.display())));
+            }
+            path.into_os_string()
+                .into_string()
+                .map_err(|_| Error::usage("the tenant migrations path must be valid UTF-8"))
+        }
+        "default_plan" => {
+            let name = validate::plan_name(value)?;
+            if plans::get(catalog.conn(), name)?.is_none() {
+                return Err(
+                    Error::usage(format!("unknown plan '{name}'")).with_hint("see 'tenantctl plan list'")
+                );
+            }
+            Ok(name.to_string())
+        }
+        _ => value.parse::<u32>().map(|n| n.to_string()).map_err(|_| {
+            Error::usage(format!(
+                "{} takes a whole number, not '{}'",
+                key.name,
+                validate::printable(value)
+            ))
+        }),
+    }
+}
+
+pub fn set(catalog: &mut Catalog, actor: Actor<'_>, name: &str, value: &str) -> Result<Setting> {
+    let key = key(name)?;
+    let value = normalise(catalog, key, value)?;
+    let before = settings::get(catalog.conn(), key.name)?.map(|(v, _)| v);
+    if before.as_deref() != Some(value.as_str()) {
+        catalog.write(|tx| {
+            settings::set(tx, key.name, &value)?;
+            audit::record(
+                tx,
+                &NewAuditEvent {
+                    actor: actor.name,
+                    action: "config.set",
+                    target_type: "setting",
+                    target: key.name.to_string(),
+                    customer_id: None,
+                    details: json!({"from": before, "to": value}),
+                },
+            )?;
+            Ok(())
+        })?;
+    }
+    setting(catalog, key)
+}
+
+pub fn unset(catalog: &mut Catalog, actor: Actor<'_>, name: &str) -> Result<Setting> {
+    let key = key(name)?;
+    let before = settings::get(catalog.conn(), key.name)?.map(|(v, _)| v);
+    if before.is_some() {
+        catalog.write(|tx| {
+            settings::unset(tx, key.name)?;
+            audit::record(
+                tx,
+                &NewAuditEvent {
+                    actor: actor.name,
+                    action: "config.unset",
+                    target_type: "setting",
+                    target: key.name.to_string(),
+                    customer_id: None,
+                    details: json!({"from": before}),
+                },
+            )?;
+            Ok(())
+        })?;
+    }
+    setting(catalog, key)
+}
+
+/// Where tenant migrations live: the configured folder, else `HOME/tenant-migrations`.
+pub fn tenant_migrations_dir(catalog: &Catalog, home: &Home) -> Result<PathBuf> {
+    Ok(settings::get(catalog.conn(), "tenant_migrations_dir")?
+        .map(|(v, _)| PathBuf::from(v))
+        .unwrap_or_else(|| home.default_tenant_migrations_dir()))
+}
+
+/// The plan for customers created without `--plan`.
+pub fn default_plan(catalog: &Catalog) -> Result<String> {
+    Ok(settings::get(catalog.conn(), "default_plan")?
+        .map(|(v, _)| v)
+        .unwrap_or_else(|| "starter".to_string()))
+}
+
+/// Records the tenant migrations folder chosen at `init`.
+pub fn remember_tenant_migrations_dir(catalog: &mut Catalog, actor: Actor<'_>, dir: &Path) -> Result<()> {
+    let text = dir
+        .to_str()
+        .ok_or_else(|| Error::usage("the tenant migrations path must be valid UTF-8"))?;
+    set(catalog, actor, "tenant_migrations_dir", text).map(|_| ())
+}

@@ -1,0 +1,613 @@
+//! Customers: create with their own tenant database, list, show, update, suspend,
+//! soft delete, undelete and purge.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::{Actor, config, quota};
+use crate::catalog::customers::{self, CustomerChanges, CustomerFilter, LimitChanges};
+use crate::catalog::model::{Customer, NewAuditEvent, NewCustomer, SiteSummary};
+use crate::catalog::{Catalog, audit, is_unique_violation, plans};
+use crate::error::{Error, Result};
+use crate::{files, tenantdb, validate};
+
+pub const STATUSES: &[&str] = &["active", "suspended", "deleted"];
+
+/// Finds a customer by slug, numeric id or email; exit 3 when none matches.
+pub fn resolve(conn: &Connection, reference: &str) -> Result<Customer> {
+    let found = if !reference.is_empty() && reference.bytes().all(|b| b.is_ascii_digit()) {
+        match reference.parse::<i64>() {
+            Ok(id) => customers::by_id(conn, id)?,
+            Err(_) => None,
+        }
+    } else if reference.contains('@') {
+        customers::by_email(conn, reference.trim())?
+    } else {
+        customers::by_slug(conn, reference)?
+    };
+    found.ok_or_else(|| {
+        Error::not_found(format!("no customer '{}'", validate::printable(reference)))
+            .with_hint("give a slug, id or email; see 'tenantctl customer list'")
+    })
+}
+
+fn audit_customer(
+    tx: &Connection,
+    actor: Actor<'_>,
+    action: &str,
+    customer: &Customer,
+    details: Value,
+) -> Result<()> {
+    audit::record(
+        tx,
+        &NewAuditEvent {
+            actor: actor.name,
+            action,
+            target_type: "customer",
+            target: customer.slug.clone(),
+            customer_id: Some(customer.id),
+            details,
+        },
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateCustomer {
+    pub email: String,
+    pub name: String,
+    pub company: Option<String>,
+    pub plan: Option<String>,
+    pub slug: Option<String>,
+    pub meta: Vec<String>,
+}
+
+pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer) -> Result<Customer> {
+    let email = validate::email(&request.email)?;
+    let name = validate::display_text("name", &request.name)?;
+    let company = request
+        .company
+        .as_deref()
+        .map(|c| validate::display_text("company", c))
+        .transpose()?;
+    let mut metadata = Map::new();
+    validate::apply_meta(&mut metadata, &request.meta)?;
+    let plan = match &request.plan {
+        Some(plan) => existing_plan(catalog.conn(), plan)?,
+        None => config::default_plan(catalog)?,
+    };
+    if customers::by_email(catalog.conn(), &email)?.is_some() {
+        return Err(Error::conflict(format!(
+            "a customer with email {email} already exists"
+        )));
+    }
+    let slug = match &request.slug {
+        Some(slug) => {
+            let slug = validate::slug(slug)?.to_string();
+            if customers::slug_taken(catalog.conn(), &slug)? {
+                return Err(Error::conflict(format!("slug '{slug}' is taken"))
+                    .with_hint("choose another with --slug"));
+            }
+            slug
+        }
+        None => derive_slug(catalog.conn(), actor, company.as_deref(), &email)?,
+    };
+    let final_path = actor.home.tenant_db(&slug)?;
+    if final_path.exists() {
+        return Err(Error::conflict(format!(
+            "a tenant database already exists at {}",
+            final_path.display()
+        ))
+        .with_hint("no customer owns it; move it away or run 'tenantctl doctor'"));
+    }
+    let migrations = tenantdb::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
+    let built = tenantdb::provision(&actor.home.tenants_dir(), &slug, &migrations)?;
+    let new = NewCustomer {
+        slug: slug.clone(),
+        email,
+        name,
+        company_name: company,
+        plan,
+        metadata,
+        db_path: path_text(&final_path)?,
+        schema_version: built.schema_version,
+    };
+    let result = catalog.write_with_files(
+        |tx| {
+            let customer = customers::insert(tx, &new)?;
+            audit_customer(
+                tx,
+                actor,
+                "customer.create",
+                &customer,
+                json!({"email": customer.email, "plan": customer.plan, "schema_version": customer.schema_version}),
+            )?;
+            Ok(customer)
+        },
+        |_| files::move_database(&built.staging_path, &final_path),
+        |_| {
+            let _ = files::remove_database(&final_path);
+        },
+    );
+    if result.is_err() {
+        let _ = files::remove_database(&built.staging_path);
+    }
+    result.map_err(|err| match err {
+        Error::Sqlite(e) if is_unique_violation(&e) => Error::conflict(format!(
+            "slug '{slug}' or email {} was taken meanwhile",
+            new.email
+        )),
+        other => other,
+    })
+}
+
+/// A slug from the company name, else the email's local part; a numeric suffix when
+/// that is reserved, taken, or its file exists.
+fn derive_slug(conn: &Connection, actor: Actor<'_>, company: Option<&str>, email: &str) -> Result<String> {
+    let local = email.split('@').next().unwrap_or_default();
+    let mut base = company
+        .map(validate::slugify)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| validate::slugify(local));
+    if base.is_empty() {
+        base = "customer".to_string();
+    }
+    base.truncate(59);
+    let base = base.trim_end_matches('-').to_string();
+    for n in 1..1000 {
+        let candidate = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        if validate::slug(&candidate).is_ok()
+            && !customers::slug_taken(conn, &candidate)?
+            && !actor.home.tenant_db(&candidate)?.exists()
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::conflict(format!("no free slug near '{base}'")).with_hint("choose one with --slug"))
+}
+
+fn existing_plan(conn: &Connection, name: &str) -> Result<String> {
+    let name = validate::plan_name(name)?;
+    if plans::get(conn, name)?.is_none() {
+        return Err(Error::usage(format!("unknown plan '{name}'")).with_hint("see 'tenantctl plan list'"));
+    }
+    Ok(name.to_string())
+}
+
+fn path_text(path: &Path) -> Result<String> {
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| Error::usage(format!("path {} is not valid UTF-8", path.display())))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListCustomers {
+    pub plan: Option<String>,
+    pub status: Option<String>,
+    pub search: Option<String>,
+    pub limit: Option<u64>,
+}
+
+pub fn list(catalog: &Catalog, request: &ListCustomers) -> Result<Vec<Customer>> {
+    let plan = request
+        .plan
+        .as_deref()
+        .map(|p| existing_plan(catalog.conn(), p))
+        .transpose()?;
+    if let Some(status) = &request.status {
+        check_status(status)?;
+    }
+    customers::list(
+        catalog.conn(),
+        &CustomerFilter {
+            plan,
+            status: request.status.clone(),
+            search: request.search.clone(),
+            limit: request.limit,
+        },
+    )
+}
+
+pub fn check_status(status: &str) -> Result<()> {
+    if STATUSES.contains(&status) {
+        Ok(())
+    } else {
+        Err(
+            Error::usage(format!("invalid status '{}'", validate::printable(status)))
+                .with_hint("use active, suspended or deleted"),
+        )
+    }
+}
+
+/// A customer with its limits, usage against them, and sites.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerDetails {
+    #[serde(flatten)]
+    pub customer: Customer,
+    pub limits: quota::EffectiveLimits,
+    pub storage_bytes: u64,
+    pub quota: Vec<quota::QuotaLine>,
+    pub sites_by_status: BTreeMap<String, i64>,
+    pub sites: Vec<SiteSummary>,
+}
+
+pub fn show(catalog: &Catalog, reference: &str) -> Result<CustomerDetails> {
+    let conn = catalog.conn();
+    let customer = resolve(conn, reference)?;
+    let plan = quota::plan_of(conn, &customer)?;
+    let limits = quota::effective(&plan, customer.overrides());
+    let used = quota::measure(conn, &customer)?;
+    let sites = customers::sites_of(conn, customer.id)?;
+    let mut sites_by_status = BTreeMap::new();
+    for site in &sites {
+        *sites_by_status.entry(site.status.clone()).or_insert(0) += 1;
+    }
+    Ok(CustomerDetails {
+        quota: quota::lines(&used, &limits),
+        storage_bytes: used.storage_bytes,
+        limits,
+        customer,
+        sites_by_status,
+        sites,
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpdateCustomer {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub company: Option<String>,
+    pub plan: Option<String>,
+    pub limits: LimitChanges,
+    pub meta: Vec<String>,
+    pub force: bool,
+}
+
+impl UpdateCustomer {
+    fn is_empty(&self) -> bool {
+        self.email.is_none()
+            && self.name.is_none()
+            && self.company.is_none()
+            && self.plan.is_none()
+            && self.limits == LimitChanges::default()
+            && self.meta.is_empty()
+    }
+}
+
+pub fn update(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    reference: &str,
+    request: &UpdateCustomer,
+) -> Result<Customer> {
+    if request.is_empty() {
+        return Err(Error::usage("nothing to update").with_hint(
+            "pass --email, --name, --company, --plan, --max-sites, --max-storage-mb, --max-bandwidth-gb, --max-api-calls or --meta",
+        ));
+    }
+    let conn = catalog.conn();
+    let current = resolve(conn, reference)?;
+    refuse_deleted(&current, "update")?;
+    let mut changes = CustomerChanges {
+        limits: request.limits,
+        ..Default::default()
+    };
+    if let Some(email) = &request.email {
+        let email = validate::email(email)?;
+        if let Some(other) = customers::by_email(conn, &email)?.filter(|o| o.id != current.id) {
+            return Err(Error::conflict(format!(
+                "email {email} belongs to customer {}",
+                other.slug
+            )));
+        }
+        changes.email = Some(email);
+    }
+    if let Some(name) = &request.name {
+        changes.name = Some(validate::display_text("name", name)?);
+    }
+    if let Some(company) = &request.company {
+        changes.company_name = Some(if company.trim().is_empty() {
+            None
+        } else {
+            Some(validate::display_text("company", company)?)
+        });
+    }
+    if let Some(plan) = &request.plan {
+        changes.plan = Some(existing_plan(conn, plan)?);
+    }
+    if !request.meta.is_empty() {
+        let mut metadata = current.metadata.clone();
+        validate::apply_meta(&mut metadata, &request.meta)?;
+        changes.metadata = Some(metadata);
+    }
+    let over = quota_breaches(conn, &current, &changes)?;
+    if !over.is_empty() && !request.force {
+        return Err(Error::quota(format!(
+            "the change would put {} over quota: {}",
+            current.slug,
+            over.join(", ")
+        ))
+        .with_hint("lower the usage first, or pass --force"));
+    }
+    catalog
+        .write(|tx| {
+            let updated = customers::update(tx, &current, &changes)?;
+            let diff = changed_fields(&current, &updated)?;
+            if !diff.is_empty() {
+                let mut details = json!({"changes": diff});
+                if !over.is_empty() {
+                    details["forced_over_quota"] = json!(over);
+                }
+                audit_customer(tx, actor, "customer.update", &updated, details)?;
+            }
+            Ok(updated)
+        })
+        .map_err(|err| match err {
+            Error::Sqlite(e) if is_unique_violation(&e) => Error::conflict("that email was taken meanwhile"),
+            other => other,
+        })
+}
+
+/// Resources that would be over a limit the change lowers.
+fn quota_breaches(conn: &Connection, current: &Customer, changes: &CustomerChanges) -> Result<Vec<String>> {
+    if changes.plan.is_none() && changes.limits == LimitChanges::default() {
+        return Ok(Vec::new());
+    }
+    let old_plan = quota::plan_of(conn, current)?;
+    let new_plan = match &changes.plan {
+        Some(name) => plans::get(conn, name)?.unwrap_or_else(|| old_plan.clone()),
+        None => old_plan.clone(),
+    };
+    let before = quota::effective(&old_plan, current.overrides());
+    let after = quota::effective(&new_plan, changes.limits.apply_to(current.overrides()));
+    let used = quota::measure(conn, current)?;
+    let old_lines = quota::lines(&used, &before);
+    Ok(quota::lines(&used, &after)
+        .into_iter()
+        .zip(old_lines)
+        .filter(|(new, old)| new.over && new.limit < old.limit)
+        .map(|(new, _)| format!("{} {} > {}", new.resource, new.used, new.limit))
+        .collect())
+}
+
+fn changed_fields(before: &Customer, after: &Customer) -> Result<Map<String, Value>> {
+    let (Value::Object(old), Value::Object(new)) =
+        (serde_json::to_value(before)?, serde_json::to_value(after)?)
+    else {
+        return Ok(Map::new());
+    };
+    Ok(new
+        .into_iter()
+        .filter(|(key, value)| key != "updated_at" && old.get(key) != Some(value))
+        .map(|(key, value)| {
+            let from = old.get(&key).cloned().unwrap_or(Value::Null);
+            (key, json!({"from": from, "to": value}))
+        })
+        .collect())
+}
+
+fn refuse_deleted(customer: &Customer, what: &str) -> Result<()> {
+    if customer.status == "deleted" {
+        return Err(
+            Error::refused(format!("customer {} is deleted; cannot {what} it", customer.slug)).with_hint(
+                format!("run 'tenantctl customer undelete {}' first", customer.slug),
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn require_confirm(customer: &Customer, confirm: Option<&str>, what: &str) -> Result<()> {
+    let ok = confirm.is_some_and(|c| c == customer.slug || c == customer.id.to_string());
+    if ok {
+        return Ok(());
+    }
+    let message = match confirm {
+        None => format!("{what} of customer {} needs confirmation", customer.slug),
+        Some(other) => format!(
+            "--confirm '{}' does not name customer {}",
+            validate::printable(other),
+            customer.slug
+        ),
+    };
+    Err(Error::refused(message).with_hint(format!("pass --confirm {}", customer.slug)))
+}
+
+pub fn suspend(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, reason: &str) -> Result<Customer> {
+    let reason = validate::display_text("reason", reason)?;
+    let customer = resolve(catalog.conn(), reference)?;
+    refuse_deleted(&customer, "suspend")?;
+    if customer.status == "suspended" {
+        return Err(Error::refused(format!(
+            "customer {} is already suspended",
+            customer.slug
+        )));
+    }
+    catalog.write(|tx| {
+        customers::set_status(tx, customer.id, "suspended", Some(&reason))?;
+        audit_customer(
+            tx,
+            actor,
+            "customer.suspend",
+            &customer,
+            json!({"reason": reason}),
+        )?;
+        Ok(customers::by_id(tx, customer.id)?.unwrap_or(customer.clone()))
+    })
+}
+
+pub fn reactivate(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Result<Customer> {
+    let customer = resolve(catalog.conn(), reference)?;
+    refuse_deleted(&customer, "reactivate")?;
+    if customer.status == "active" {
+        return Err(Error::refused(format!(
+            "customer {} is already active",
+            customer.slug
+        )));
+    }
+    catalog.write(|tx| {
+        customers::set_status(tx, customer.id, "active", None)?;
+        audit_customer(
+            tx,
+            actor,
+            "customer.reactivate",
+            &customer,
+            json!({"reason_was": customer.status_reason}),
+        )?;
+        Ok(customers::by_id(tx, customer.id)?.unwrap_or(customer.clone()))
+    })
+}
+
+/// Soft delete: status `deleted`, sites stopped, keys and sessions revoked, tenant
+/// database moved to `HOME/trash/`.
+pub fn delete(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    reference: &str,
+    confirm: Option<&str>,
+) -> Result<Customer> {
+    let customer = resolve(catalog.conn(), reference)?;
+    require_confirm(&customer, confirm, "deletion")?;
+    if customer.status == "deleted" {
+        return Err(Error::refused(format!(
+            "customer {} is already deleted",
+            customer.slug
+        )));
+    }
+    let from = PathBuf::from(&customer.db_path);
+    let to = actor.home.trashed_tenant_db(&customer.slug, customer.id)?;
+    files::create_private_dir(&actor.home.trash_dir())?;
+    tenantdb::checkpoint(&from)?;
+    let moved = from.is_file();
+    let to_text = path_text(&to)?;
+    catalog.write_with_files(
+        |tx| {
+            customers::set_status(tx, customer.id, "deleted", None)?;
+            let (sites, keys, sessions) = customers::shut_down_access(tx, customer.id)?;
+            customers::set_db_path(tx, customer.id, &to_text)?;
+            audit_customer(
+                tx,
+                actor,
+                "customer.delete",
+                &customer,
+                json!({"sites_stopped": sites, "keys_revoked": keys, "sessions_revoked": sessions,
+                       "db_path": to_text, "db_file_missing": !moved}),
+            )?;
+            Ok(customers::by_id(tx, customer.id)?.unwrap_or(customer.clone()))
+        },
+        |_| {
+            if moved {
+                files::move_database(&from, &to)
+            } else {
+                Ok(())
+            }
+        },
+        |_| {
+            if moved {
+                let _ = files::move_database(&to, &from);
+            }
+        },
+    )
+}
+
+pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Result<Customer> {
+    let customer = resolve(catalog.conn(), reference)?;
+    if customer.status != "deleted" {
+        return Err(Error::refused(format!(
+            "customer {} is not deleted",
+            customer.slug
+        )));
+    }
+    let from = PathBuf::from(&customer.db_path);
+    let to = actor.home.tenant_db(&customer.slug)?;
+    if !from.is_file() {
+        return Err(Error::refused(format!(
+            "the tenant database of {} is gone from {}",
+            customer.slug,
+            from.display()
+        ))
+        .with_hint("restore it from a backup"));
+    }
+    let to_text = path_text(&to)?;
+    catalog.write_with_files(
+        |tx| {
+            customers::set_status(tx, customer.id, "active", None)?;
+            customers::set_db_path(tx, customer.id, &to_text)?;
+            audit_customer(
+                tx,
+                actor,
+                "customer.undelete",
+                &customer,
+                json!({"db_path": to_text}),
+            )?;
+            Ok(customers::by_id(tx, customer.id)?.unwrap_or(customer.clone()))
+        },
+        |_| files::move_database(&from, &to),
+        |_| {
+            let _ = files::move_database(&to, &from);
+        },
+    )
+}
+
+/// What `customer purge` removed for good.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurgeReport {
+    pub id: i64,
+    pub slug: String,
+    pub email: String,
+    pub status: String,
+    pub removed_db_path: String,
+    pub purged_at: String,
+}
+
+pub fn purge(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    reference: &str,
+    confirm: Option<&str>,
+) -> Result<PurgeReport> {
+    let customer = resolve(catalog.conn(), reference)?;
+    if customer.status != "deleted" {
+        return Err(Error::refused(format!(
+            "customer {} is {}, not deleted",
+            customer.slug, customer.status
+        ))
+        .with_hint(format!(
+            "run 'tenantctl customer delete {} --confirm {}' first",
+            customer.slug, customer.slug
+        )));
+    }
+    require_confirm(&customer, confirm, "purge")?;
+    let trashed = PathBuf::from(&customer.db_path);
+    catalog.write(|tx| {
+        audit_customer(
+            tx,
+            actor,
+            "customer.purge",
+            &customer,
+            json!({"email": customer.email, "name": customer.name, "db_path": customer.db_path}),
+        )?;
+        customers::purge(tx, customer.id)
+    })?;
+    // After the commit: a crash here leaves a file in the trash that no row points at,
+    // which `doctor` reports, rather than a row whose data is gone.
+    if trashed.starts_with(actor.home.trash_dir()) {
+        files::remove_database(&trashed)?;
+    }
+    Ok(PurgeReport {
+        id: customer.id,
+        slug: customer.slug,
+        email: customer.email,
+        status: "purged".to_string(),
+        removed_db_path: customer.db_path,
+        purged_at: crate::time::now(),
+    })
+}

@@ -1,0 +1,94 @@
+//! Plans: the built-in starter/pro/enterprise and any the operator adds.
+
+use serde_json::json;
+
+use super::Actor;
+use crate::catalog::model::{NewAuditEvent, Plan};
+use crate::catalog::{Catalog, audit, plans};
+use crate::error::{Error, Result};
+use crate::validate;
+
+pub fn list(catalog: &Catalog) -> Result<Vec<Plan>> {
+    plans::list(catalog.conn())
+}
+
+/// New quota values for a plan; `None` keeps the current one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanValues {
+    pub max_sites: Option<i64>,
+    pub max_storage_mb: Option<i64>,
+    pub max_bandwidth_gb: Option<i64>,
+    pub max_api_calls: Option<i64>,
+}
+
+/// Creates a plan (every value required) or changes an existing one.
+pub fn set(catalog: &mut Catalog, actor: Actor<'_>, name: &str, values: PlanValues) -> Result<Plan> {
+    let name = validate::plan_name(name)?;
+    let current = plans::get(catalog.conn(), name)?;
+    let pick = |new: Option<i64>, old: Option<i64>, flag: &str| -> Result<i64> {
+        new.or(old).ok_or_else(|| {
+            Error::usage(format!("new plan '{name}' needs {flag}")).with_hint(
+                "a new plan needs --max-sites, --max-storage-mb, --max-bandwidth-gb and --max-api-calls",
+            )
+        })
+    };
+    let plan = Plan {
+        name: name.to_string(),
+        max_sites: pick(
+            values.max_sites,
+            current.as_ref().map(|p| p.max_sites),
+            "--max-sites",
+        )?,
+        max_storage_mb: pick(
+            values.max_storage_mb,
+            current.as_ref().map(|p| p.max_storage_mb),
+            "--max-storage-mb",
+        )?,
+        max_bandwidth_gb: pick(
+            values.max_bandwidth_gb,
+            current.as_ref().map(|p| p.max_bandwidth_gb),
+            "--max-bandwidth-gb",
+        )?,
+        max_api_calls: pick(
+            values.max_api_calls,
+            current.as_ref().map(|p| p.max_api_calls),
+            "--max-api-calls",
+        )?,
+        builtin: false,
+        customers: 0,
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let unchanged = current.as_ref().is_some_and(|c| {
+        (c.max_sites, c.max_storage_mb, c.max_bandwidth_gb, c.max_api_calls)
+            == (
+                plan.max_sites,
+                plan.max_storage_mb,
+                plan.max_bandwidth_gb,
+                plan.max_api_calls,
+            )
+    });
+    if unchanged {
+        return Ok(current.unwrap_or(plan));
+    }
+    catalog.write(|tx| {
+        let saved = plans::upsert(tx, &plan)?;
+        let from = current.as_ref().map(|c| {
+            json!({"max_sites": c.max_sites, "max_storage_mb": c.max_storage_mb,
+                   "max_bandwidth_gb": c.max_bandwidth_gb, "max_api_calls": c.max_api_calls})
+        });
+        audit::record(
+            tx,
+            &NewAuditEvent {
+                actor: actor.name,
+                action: if current.is_some() { "plan.update" } else { "plan.create" },
+                target_type: "plan",
+                target: saved.name.clone(),
+                customer_id: None,
+                details: json!({"from": from, "to": {"max_sites": saved.max_sites, "max_storage_mb": saved.max_storage_mb,
+                    "max_bandwidth_gb": saved.max_bandwidth_gb, "max_api_calls": saved.max_api_calls}}),
+            },
+        )?;
+        Ok(saved)
+    })
+}

@@ -1,0 +1,217 @@
+//! Setting up and inspecting a home: `init`, catalog `migrate`, `status`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Actor, config};
+use crate::catalog::customers::{self, CountColumn};
+use crate::catalog::model::NewAuditEvent;
+use crate::catalog::{Catalog, MigrationRecord, audit};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::lock::HomeLock;
+use crate::{files, tenantdb};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InitReport {
+    pub home: String,
+    pub catalog: String,
+    /// Whether this run created the catalog (false on a second run).
+    pub created: bool,
+    pub catalog_schema_version: i64,
+    pub applied_migrations: Vec<MigrationRecord>,
+    pub tenant_migrations_dir: String,
+    pub starter_migrations_installed: usize,
+}
+
+/// Creates the home (0700), its folders, the catalog (0600, WAL) and the starter tenant
+/// migrations, and applies catalog migrations. Running it again changes nothing.
+pub fn init(
+    actor: Actor<'_>,
+    tenant_migrations: Option<&Path>,
+    lock_timeout: std::time::Duration,
+) -> Result<InitReport> {
+    let home = actor.home;
+    if home.root().exists() && !home.root().is_dir() {
+        return Err(Error::usage(format!(
+            "{} exists and is not a folder",
+            home.root().display()
+        )));
+    }
+    files::create_private_dir(home.root())?;
+    let _lock = HomeLock::acquire(&home.lock_file(), lock_timeout)?;
+    files::create_private_dir(&home.tenants_dir())?;
+    files::create_private_dir(&home.trash_dir())?;
+    let (mut catalog, created) = Catalog::create(&home.catalog())?;
+    let before = catalog.migrations()?;
+    let after = catalog.apply_migrations()?;
+    let applied_migrations: Vec<MigrationRecord> = after
+        .iter()
+        .filter(|m| {
+            before
+                .iter()
+                .any(|b| b.version == m.version && b.status == "pending")
+        })
+        .cloned()
+        .collect();
+    if let Some(dir) = tenant_migrations {
+        let dir = std::path::absolute(dir)
+            .map_err(|e| Error::usage(format!("invalid path '{}': {e}", dir.display())))?;
+        files::create_private_dir(&dir)?;
+        config::remember_tenant_migrations_dir(&mut catalog, actor, &dir)?;
+    }
+    let migrations_dir = config::tenant_migrations_dir(&catalog, home)?;
+    let starter_migrations_installed = tenantdb::install_starter_set(&migrations_dir)?;
+    if created {
+        catalog.write(|tx| {
+            audit::record(
+                tx,
+                &NewAuditEvent {
+                    actor: actor.name,
+                    action: "home.init",
+                    target_type: "home",
+                    target: text(home.root()),
+                    customer_id: None,
+                    details: json!({"starter_migrations_installed": starter_migrations_installed}),
+                },
+            )
+        })?;
+    }
+    Ok(InitReport {
+        home: text(home.root()),
+        catalog: text(&home.catalog()),
+        created,
+        catalog_schema_version: catalog.schema_version()?,
+        applied_migrations,
+        tenant_migrations_dir: text(&migrations_dir),
+        starter_migrations_installed,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrateMode {
+    Apply,
+    DryRun,
+    Status,
+}
+
+/// Catalog migrations: list them, show what would run, or apply the pending ones under
+/// the home lock. Returns every migration with its state afterwards.
+pub fn migrate(
+    home: &Home,
+    mode: MigrateMode,
+    lock_timeout: std::time::Duration,
+) -> Result<Vec<MigrationRecord>> {
+    let mut catalog = Catalog::open(&home.catalog())?;
+    match mode {
+        MigrateMode::Status | MigrateMode::DryRun => catalog.migrations(),
+        MigrateMode::Apply => {
+            let _lock = HomeLock::acquire(&home.lock_file(), lock_timeout)?;
+            if let Some(unknown) = catalog.migrations()?.iter().find(|m| m.status == "unknown") {
+                return Err(Error::refused(format!(
+                    "catalog migration V{} was applied by a newer tenantctl",
+                    unknown.version
+                ))
+                .with_hint("upgrade tenantctl"));
+            }
+            catalog.apply_migrations()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub home: String,
+    pub initialized: bool,
+    pub catalog: String,
+    pub catalog_schema_version: i64,
+    pub pending_migrations: Vec<String>,
+    pub customers: GroupCounts,
+    pub customers_by_plan: BTreeMap<String, i64>,
+    pub sites: GroupCounts,
+    pub tenant_migrations_dir: Option<String>,
+    pub newest_tenant_migration: Option<i64>,
+    pub tenants_behind: i64,
+    pub tenant_storage_bytes: u64,
+    pub disk_free_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupCounts {
+    pub total: i64,
+    pub by_status: BTreeMap<String, i64>,
+}
+
+impl GroupCounts {
+    fn from_pairs(pairs: Vec<(String, i64)>) -> Self {
+        GroupCounts {
+            total: pairs.iter().map(|(_, n)| n).sum(),
+            by_status: pairs.into_iter().collect(),
+        }
+    }
+}
+
+/// A quick look at the home: nothing here scans a tenant database.
+pub fn status(home: &Home) -> Result<StatusReport> {
+    let disk_free_bytes = fs4::available_space(if home.root().exists() {
+        home.root()
+    } else {
+        Path::new("/")
+    })
+    .ok();
+    let mut report = StatusReport {
+        home: text(home.root()),
+        initialized: home.catalog().is_file(),
+        catalog: text(&home.catalog()),
+        catalog_schema_version: 0,
+        pending_migrations: Vec::new(),
+        customers: GroupCounts::default(),
+        customers_by_plan: BTreeMap::new(),
+        sites: GroupCounts::default(),
+        tenant_migrations_dir: None,
+        newest_tenant_migration: None,
+        tenants_behind: 0,
+        tenant_storage_bytes: 0,
+        disk_free_bytes,
+    };
+    if !report.initialized {
+        return Ok(report);
+    }
+    let catalog = Catalog::open(&home.catalog())?;
+    report.catalog_schema_version = catalog.schema_version()?;
+    report.pending_migrations = catalog
+        .migrations()?
+        .into_iter()
+        .filter(|m| m.status == "pending")
+        .map(|m| format!("V{}__{}", m.version, m.name))
+        .collect();
+    if !report.pending_migrations.is_empty() {
+        // The tables this report reads may not exist yet.
+        return Ok(report);
+    }
+    let conn = catalog.conn();
+    report.customers = GroupCounts::from_pairs(customers::count_by(conn, CountColumn::Status)?);
+    report.customers_by_plan = customers::count_by(conn, CountColumn::Plan)?
+        .into_iter()
+        .collect();
+    report.sites = GroupCounts::from_pairs(customers::site_count_by_status(conn)?);
+    let dir = config::tenant_migrations_dir(&catalog, home)?;
+    report.tenant_migrations_dir = Some(text(&dir));
+    if let Ok(migrations) = tenantdb::load_migrations(&dir) {
+        let newest = tenantdb::newest_version(&migrations);
+        report.newest_tenant_migration = Some(newest);
+        report.tenants_behind = customers::count_behind(conn, newest)?;
+    }
+    report.tenant_storage_bytes = customers::live_db_paths(conn)?
+        .iter()
+        .map(|p| files::database_size(&PathBuf::from(p)))
+        .sum();
+    Ok(report)
+}
+
+fn text(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -1,0 +1,435 @@
+//! The only code that writes to stdout and stderr: tables, JSON, NDJSON and CSV for
+//! data; one-line messages (and JSON error objects) for errors and warnings.
+
+use std::io::{self, BufWriter, Write};
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::context::OutputFormat;
+
+/// Writes command results to stdout in the chosen format.
+#[derive(Debug, Clone, Copy)]
+pub struct Renderer {
+    format: OutputFormat,
+}
+
+impl Renderer {
+    pub fn new(format: OutputFormat) -> Self {
+        Renderer { format }
+    }
+
+    pub fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    /// One entity: an object in JSON, a key/value table for people.
+    pub fn object<T: Serialize>(&self, value: &T) -> io::Result<()> {
+        let mut out = BufWriter::new(io::stdout().lock());
+        write_object(&mut out, self.format, &to_value(value)?)?;
+        out.flush()
+    }
+
+    /// A listing, streamed row by row where the format allows. `columns` picks what a
+    /// table shows; the other formats carry every field.
+    pub fn list<T, I>(&self, columns: &[&str], rows: I) -> io::Result<()>
+    where
+        T: Serialize,
+        I: IntoIterator<Item = T>,
+    {
+        let mut out = BufWriter::new(io::stdout().lock());
+        write_list(&mut out, self.format, columns, rows)?;
+        out.flush()
+    }
+
+    /// A bare value for `config get`: the text itself in a table, a JSON document otherwise.
+    pub fn scalar<T: Serialize>(&self, value: &T) -> io::Result<()> {
+        let mut out = BufWriter::new(io::stdout().lock());
+        let value = to_value(value)?;
+        match self.format {
+            OutputFormat::Table => {
+                writeln!(out, "{}", cell_text(value.get("value").unwrap_or(&Value::Null)))?
+            }
+            _ => write_object(&mut out, self.format, &value)?,
+        }
+        out.flush()
+    }
+}
+
+fn to_value<T: Serialize>(value: &T) -> io::Result<Value> {
+    serde_json::to_value(value).map_err(io::Error::other)
+}
+
+pub fn write_object(out: &mut impl Write, format: OutputFormat, value: &Value) -> io::Result<()> {
+    match format {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, value)?;
+            writeln!(out)
+        }
+        OutputFormat::Ndjson => {
+            serde_json::to_writer(&mut *out, value)?;
+            writeln!(out)
+        }
+        OutputFormat::Csv => {
+            let fields = value.as_object().cloned().unwrap_or_default();
+            write_csv_line(out, fields.keys().map(String::as_str))?;
+            write_csv_line(
+                out,
+                fields
+                    .values()
+                    .map(csv_text)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str),
+            )
+        }
+        OutputFormat::Table => write_object_table(out, value),
+    }
+}
+
+pub fn write_list<T, I>(
+    out: &mut impl Write,
+    format: OutputFormat,
+    columns: &[&str],
+    rows: I,
+) -> io::Result<()>
+where
+    T: Serialize,
+    I: IntoIterator<Item = T>,
+{
+    let rows = rows.into_iter().map(|row| to_value(&row));
+    match format {
+        OutputFormat::Json => {
+            write!(out, "[")?;
+            let mut first = true;
+            for row in rows {
+                let pretty = serde_json::to_string_pretty(&row?).map_err(io::Error::other)?;
+                write!(
+                    out,
+                    "{}\n  {}",
+                    if first { "" } else { "," },
+                    pretty.replace('\n', "\n  ")
+                )?;
+                first = false;
+            }
+            writeln!(out, "{}]", if first { "" } else { "\n" })
+        }
+        OutputFormat::Ndjson => {
+            for row in rows {
+                serde_json::to_writer(&mut *out, &row?)?;
+                writeln!(out)?;
+            }
+            Ok(())
+        }
+        OutputFormat::Csv => {
+            let mut header_written = false;
+            for row in rows {
+                let row = row?;
+                let fields = row.as_object().cloned().unwrap_or_default();
+                if !header_written {
+                    write_csv_line(out, fields.keys().map(String::as_str))?;
+                    header_written = true;
+                }
+                let cells: Vec<String> = fields.values().map(csv_text).collect();
+                write_csv_line(out, cells.iter().map(String::as_str))?;
+            }
+            Ok(())
+        }
+        OutputFormat::Table => {
+            let mut table = new_table();
+            table.set_header(columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>());
+            for row in rows {
+                let row = row?;
+                table.add_row(
+                    columns
+                        .iter()
+                        .map(|c| cell_text(row.get(*c).unwrap_or(&Value::Null)))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            writeln!(out, "{}", table_text(&mut table))
+        }
+    }
+}
+
+/// Columns two spaces apart, no margin, no trailing blanks.
+fn table_text(table: &mut Table) -> String {
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    table.trim_fmt()
+}
+
+fn new_table() -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .force_no_tty();
+    table
+}
+
+/// Scalars as `key  value` lines; nested objects and lists as titled sections below.
+fn write_object_table(out: &mut impl Write, value: &Value) -> io::Result<()> {
+    let Some(fields) = value.as_object() else {
+        return writeln!(out, "{}", cell_text(value));
+    };
+    let mut table = new_table();
+    let mut sections: Vec<(&String, &Value)> = Vec::new();
+    for (key, field) in fields {
+        if is_section(field) {
+            sections.push((key, field));
+        } else {
+            table.add_row(vec![key.clone(), cell_text(field)]);
+        }
+    }
+    if !table.is_empty() {
+        writeln!(out, "{}", table_text(&mut table))?;
+    }
+    for (key, field) in sections {
+        writeln!(out)?;
+        write_section(out, key, field)?;
+    }
+    Ok(())
+}
+
+fn is_section(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => !map.is_empty(),
+        Value::Array(items) => items.iter().all(Value::is_object),
+        _ => false,
+    }
+}
+
+fn write_section(out: &mut impl Write, title: &str, value: &Value) -> io::Result<()> {
+    match value {
+        Value::Object(map) => {
+            writeln!(out, "{title}:")?;
+            let mut table = new_table();
+            let mut rows = Vec::new();
+            flatten("", map, &mut rows);
+            for (key, text) in rows {
+                table.add_row(vec![format!("  {key}"), text]);
+            }
+            writeln!(out, "{}", table_text(&mut table))
+        }
+        Value::Array(items) if items.is_empty() => writeln!(out, "{title}: none"),
+        Value::Array(items) => {
+            writeln!(out, "{title}:")?;
+            let columns: Vec<String> = items[0]
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            let mut table = new_table();
+            table.set_header(
+                columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{}{}", if i == 0 { "  " } else { "" }, c.to_uppercase()))
+                    .collect::<Vec<_>>(),
+            );
+            for item in items {
+                let cells = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let text = cell_text(item.get(c).unwrap_or(&Value::Null));
+                        if i == 0 { format!("  {text}") } else { text }
+                    })
+                    .collect::<Vec<_>>();
+                table.add_row(cells);
+            }
+            writeln!(out, "{}", table_text(&mut table))
+        }
+        other => writeln!(out, "{title}: {}", cell_text(other)),
+    }
+}
+
+/// Nested objects as `outer.inner` keys, so a section stays two columns wide.
+fn flatten(prefix: &str, map: &Map<String, Value>, rows: &mut Vec<(String, String)>) {
+    for (key, value) in map {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Object(inner) if !inner.is_empty() => flatten(&key, inner, rows),
+            other => rows.push((key, cell_text(other))),
+        }
+    }
+}
+
+/// How one value reads in a table cell.
+pub fn cell_text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(|v| !v.is_object() && !v.is_array()) => {
+            if items.is_empty() {
+                "-".to_string()
+            } else {
+                items.iter().map(cell_text).collect::<Vec<_>>().join(", ")
+            }
+        }
+        Value::Object(map) if map.is_empty() => "-".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn csv_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn write_csv_line<'a>(out: &mut impl Write, cells: impl Iterator<Item = &'a str>) -> io::Result<()> {
+    let mut line = String::new();
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        if cell.contains([',', '"', '\n', '\r']) {
+            line.push('"');
+            line.push_str(&cell.replace('"', "\"\""));
+            line.push('"');
+        } else {
+            line.push_str(cell);
+        }
+    }
+    writeln!(out, "{line}")
+}
+
+/// Messages to the operator on stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct Messages {
+    pub color: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+impl Messages {
+    /// `error: <what> (<hint>)`, and with JSON output also the error object.
+    pub fn error(&self, code: &str, exit_code: u8, message: &str, hint: Option<&str>, json: bool) {
+        let mut err = io::stderr().lock();
+        let label = if self.color {
+            "\x1b[1;31merror:\x1b[0m"
+        } else {
+            "error:"
+        };
+        let line = one_line(message);
+        let _ = match hint {
+            Some(hint) => writeln!(err, "{label} {line} ({})", one_line(hint)),
+            None => writeln!(err, "{label} {line}"),
+        };
+        if json {
+            let object = serde_json::json!({"error": {"code": code, "message": line, "exit_code": exit_code, "hint": hint}});
+            let _ = writeln!(err, "{object}");
+        }
+    }
+
+    pub fn warning(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        let label = if self.color {
+            "\x1b[1;33mwarning:\x1b[0m"
+        } else {
+            "warning:"
+        };
+        let _ = writeln!(io::stderr().lock(), "{label} {}", one_line(message));
+    }
+
+    /// Status talk for people (`created customer acme`); silent with `--quiet`.
+    pub fn note(&self, message: &str) {
+        if !self.quiet {
+            let _ = writeln!(io::stderr().lock(), "{}", one_line(message));
+        }
+    }
+
+    /// Detail for support, shown with `-v`.
+    pub fn debug(&self, message: &str) {
+        if self.verbose > 0 {
+            let _ = writeln!(io::stderr().lock(), "debug: {}", one_line(message));
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Builds an object from ordered pairs, for small results that have no struct.
+pub fn fields(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn list_text(format: OutputFormat, rows: &[Value]) -> String {
+        let mut out = Vec::new();
+        write_list(&mut out, format, &["id", "slug"], rows.iter()).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn lists_in_every_format() {
+        let rows = vec![
+            json!({"id": 1, "slug": "a", "meta": {"k": 1}}),
+            json!({"id": 2, "slug": "b,c", "meta": {}}),
+        ];
+        let parsed: Value = serde_json::from_str(&list_text(OutputFormat::Json, &rows)).unwrap();
+        assert_eq!(parsed, Value::Array(rows.clone()));
+        let nd = list_text(OutputFormat::Ndjson, &rows);
+        assert_eq!(nd.lines().count(), 2);
+        assert_eq!(
+            serde_json::from_str::<Value>(nd.lines().next().unwrap()).unwrap(),
+            rows[0]
+        );
+        let csv = list_text(OutputFormat::Csv, &rows);
+        assert_eq!(csv, "id,slug,meta\n1,a,\"{\"\"k\"\":1}\"\n2,\"b,c\",{}\n");
+        let table = list_text(OutputFormat::Table, &rows);
+        assert!(table.starts_with("ID"), "{table}");
+        assert!(table.contains("b,c"));
+        assert!(!table.contains("meta"));
+    }
+
+    #[test]
+    fn empty_json_list_is_an_empty_array() {
+        assert_eq!(list_text(OutputFormat::Json, &[]).trim(), "[]");
+        assert_eq!(list_text(OutputFormat::Csv, &[]), "");
+    }
+
+    #[test]
+    fn object_table_has_sections() {
+        let mut out = Vec::new();
+        let value = json!({"slug": "acme", "tags": ["a", "b"], "limits": {"max_sites": 3}, "sites": [{"id": 1, "domain": "x.com"}], "keys": []});
+        write_object(&mut out, OutputFormat::Table, &value).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("slug"));
+        assert!(text.contains("a, b"));
+        assert!(text.contains("limits:"));
+        assert!(text.contains("sites:"));
+        assert!(text.contains("keys: none"));
+    }
+
+    #[test]
+    fn error_lines_fold_newlines() {
+        assert_eq!(one_line("a\n  b\r\nc"), "a b c");
+    }
+}

@@ -1,0 +1,224 @@
+//! Tenant database files: the starter migrations, loading the operator's migrations,
+//! and provisioning a new customer's database.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use refinery::{Migration, Runner};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, IoContext, Result};
+use crate::files;
+
+/// The starter schema shipped in `migrations/tenant/`, installed by `init`.
+pub const STARTER_MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "V1__users.sql",
+        include_str!("../../migrations/tenant/V1__users.sql"),
+    ),
+    (
+        "V2__products.sql",
+        include_str!("../../migrations/tenant/V2__products.sql"),
+    ),
+    (
+        "V3__orders.sql",
+        include_str!("../../migrations/tenant/V3__orders.sql"),
+    ),
+];
+
+/// Writes the starter migrations into `dir` when it holds no migration yet; returns
+/// how many files were written.
+pub fn install_starter_set(dir: &Path) -> Result<usize> {
+    files::create_private_dir(dir)?;
+    if !migration_file_names(dir)?.is_empty() {
+        return Ok(0);
+    }
+    for (name, sql) in STARTER_MIGRATIONS {
+        files::write_atomic(&dir.join(name), sql.as_bytes())?;
+    }
+    Ok(STARTER_MIGRATIONS.len())
+}
+
+fn migration_file_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = fs::read_dir(dir).map_err(|e| {
+        Error::usage(format!(
+            "cannot read tenant migrations folder {}: {e}",
+            dir.display()
+        ))
+        .with_hint("create it, or point 'tenantctl config set tenant_migrations_dir' at it")
+    })?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.io_context(|| format!("reading {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".sql") {
+            continue;
+        }
+        if !is_migration_name(&name) {
+            return Err(Error::usage(format!(
+                "tenant migration {} is not named V<n>__<name>.sql",
+                dir.join(&name).display()
+            )));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// `V<version>__<name>.sql`, as refinery names migrations.
+fn is_migration_name(file: &str) -> bool {
+    let Some(stem) = file.strip_suffix(".sql").and_then(|s| s.strip_prefix(['V', 'U'])) else {
+        return false;
+    };
+    match stem.split_once("__") {
+        Some((version, name)) => {
+            !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty()
+        }
+        None => false,
+    }
+}
+
+/// The operator's tenant migrations, ordered by version.
+pub fn load_migrations(dir: &Path) -> Result<Vec<Migration>> {
+    let mut names = migration_file_names(dir)?;
+    names.sort();
+    let mut migrations = Vec::with_capacity(names.len());
+    for name in names {
+        let path = dir.join(&name);
+        let sql = fs::read_to_string(&path)
+            .map_err(|e| Error::usage(format!("cannot read tenant migration {}: {e}", path.display())))?;
+        let migration = Migration::unapplied(name.trim_end_matches(".sql"), &sql)
+            .map_err(|e| Error::usage(format!("invalid tenant migration {}: {e}", path.display())))?;
+        migrations.push(migration);
+    }
+    migrations.sort();
+    if let Some(pair) = migrations.windows(2).find(|w| w[0].version() == w[1].version()) {
+        return Err(Error::usage(format!(
+            "two tenant migrations share version {} in {}",
+            pair[0].version(),
+            dir.display()
+        )));
+    }
+    Ok(migrations)
+}
+
+/// The schema version a tenant reaches after every migration in `migrations`.
+pub fn newest_version(migrations: &[Migration]) -> i64 {
+    migrations
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// A freshly built tenant database waiting to be moved into place.
+#[derive(Debug)]
+pub struct Provisioned {
+    pub staging_path: PathBuf,
+    pub schema_version: i64,
+}
+
+/// Builds a new tenant database beside its final place in `tenants_dir`: mode 0600,
+/// WAL, every migration applied in one transaction, synced and closed. The caller
+/// renames it into place when the catalog row commits, or removes it.
+pub fn provision(tenants_dir: &Path, slug: &str, migrations: &[Migration]) -> Result<Provisioned> {
+    files::create_private_dir(tenants_dir)?;
+    let staging_path = tenants_dir.join(format!(
+        ".provision-{slug}-{}-{:08x}.db",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let build = || -> Result<i64> {
+        files::create_private_file(&staging_path)?;
+        let mut conn = open_tenant(&staging_path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Runner::new(migrations).set_grouped(true).run(&mut conn)?;
+        let version = newest_version(migrations);
+        conn.pragma_update(None, "user_version", version)?;
+        conn.close().map_err(|(_, e)| e)?;
+        files::fsync_file(&staging_path)?;
+        Ok(version)
+    };
+    match build() {
+        Ok(schema_version) => Ok(Provisioned {
+            staging_path,
+            schema_version,
+        }),
+        Err(err) => {
+            let _ = files::remove_database(&staging_path);
+            Err(err)
+        }
+    }
+}
+
+/// Opens an existing tenant database read-write.
+pub fn open_tenant(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+/// Folds the WAL into the main file and closes, so the database is one file that can
+/// be moved safely. A missing file is left alone.
+pub fn checkpoint(path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let conn = open_tenant(path)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    conn.close().map_err(|(_, e)| e)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starter_set_installs_once_and_provisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let migrations_dir = dir.path().join("m");
+        assert_eq!(
+            install_starter_set(&migrations_dir).unwrap(),
+            STARTER_MIGRATIONS.len()
+        );
+        assert_eq!(install_starter_set(&migrations_dir).unwrap(), 0);
+        let migrations = load_migrations(&migrations_dir).unwrap();
+        assert_eq!(newest_version(&migrations), 3);
+        let built = provision(&dir.path().join("t"), "acme", &migrations).unwrap();
+        assert_eq!(built.schema_version, 3);
+        let conn = Connection::open(&built.staging_path).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('users','products','orders')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 3);
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let migrations = vec![
+            Migration::unapplied("V1__ok", "CREATE TABLE a (x);").unwrap(),
+            Migration::unapplied("V2__bad", "CREATE TABLE b (x); SELECT * FROM nowhere;").unwrap(),
+        ];
+        let tenants = dir.path().join("t");
+        assert!(provision(&tenants, "acme", &migrations).is_err());
+        assert_eq!(fs::read_dir(&tenants).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn missing_folder_is_a_usage_error() {
+        let err = load_migrations(Path::new("/nonexistent/tenantctl-migrations")).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("/nonexistent/tenantctl-migrations"));
+    }
+}

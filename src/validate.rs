@@ -1,0 +1,275 @@
+//! Validation of every name and value that reaches a path, a query or the catalog.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Names that would collide with platform hostnames or routes.
+pub const RESERVED_SLUGS: &[&str] = &[
+    "admin",
+    "api",
+    "app",
+    "assets",
+    "auth",
+    "billing",
+    "blog",
+    "cdn",
+    "dashboard",
+    "docs",
+    "ftp",
+    "help",
+    "imap",
+    "internal",
+    "localhost",
+    "login",
+    "mail",
+    "ns1",
+    "ns2",
+    "pop",
+    "portal",
+    "root",
+    "smtp",
+    "static",
+    "status",
+    "support",
+    "system",
+    "tenantctl",
+    "www",
+];
+
+/// A lowercase DNS label: 1-63 of `a-z`, `0-9` and `-`, no hyphen at either end.
+pub fn is_dns_label(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// A customer slug: a lowercase DNS label that is not reserved.
+pub fn slug(text: &str) -> Result<&str> {
+    if !is_dns_label(text) {
+        return Err(
+            Error::usage(format!("invalid slug '{}'", printable(text))).with_hint(
+                "use 1-63 lowercase letters, digits and hyphens, not starting or ending with a hyphen",
+            ),
+        );
+    }
+    if RESERVED_SLUGS.contains(&text) {
+        return Err(
+            Error::usage(format!("slug '{text}' is reserved")).with_hint("choose another slug with --slug")
+        );
+    }
+    Ok(text)
+}
+
+/// Turns free text (a company name, an email's local part) into a slug candidate.
+pub fn slugify(text: &str) -> String {
+    let mut out = String::new();
+    for ch in text.chars().flat_map(char::to_lowercase) {
+        if ch.is_ascii_alphanumeric() {
+            out.push(ch);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+        if out.len() >= 63 {
+            break;
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// A plan name: same rules as a slug, reserved words allowed.
+pub fn plan_name(text: &str) -> Result<&str> {
+    if is_dns_label(text) {
+        Ok(text)
+    } else {
+        Err(Error::usage(format!("invalid plan name '{}'", printable(text)))
+            .with_hint("use lowercase letters, digits and hyphens"))
+    }
+}
+
+/// A hostname such as a site domain or the platform domain; returns it lowercased
+/// without a trailing dot.
+pub fn hostname(text: &str) -> Result<String> {
+    let host = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').count() >= 2
+        && host.split('.').all(is_dns_label)
+        && !host
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
+    if valid {
+        Ok(host)
+    } else {
+        Err(Error::usage(format!("invalid hostname '{}'", printable(text)))
+            .with_hint("use a fully qualified name such as shop.example.com"))
+    }
+}
+
+/// An email address; returns it trimmed with the domain lowercased.
+pub fn email(text: &str) -> Result<String> {
+    let invalid = || {
+        Error::usage(format!("invalid email '{}'", printable(text)))
+            .with_hint("use an address such as ops@example.com")
+    };
+    let trimmed = text.trim();
+    let (local, domain) = trimmed.rsplit_once('@').ok_or_else(invalid)?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"@<>()[]\\,;:\"".contains(c));
+    if !local_ok || trimmed.len() > 254 {
+        return Err(invalid());
+    }
+    let domain = hostname(domain).map_err(|_| invalid())?;
+    Ok(format!("{local}@{domain}"))
+}
+
+/// A display name or company name: non-empty, one line, bounded.
+pub fn display_text(field: &str, text: &str) -> Result<String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(Error::usage(format!("{field} must not be empty")));
+    }
+    if trimmed.chars().count() > 200 {
+        return Err(Error::usage(format!("{field} is longer than 200 characters")));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(Error::usage(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Parses repeated `--meta k=v` flags into a JSON object; values are parsed as JSON
+/// where they can be (numbers, booleans, objects), otherwise kept as strings.
+/// An empty value removes the key.
+pub fn apply_meta(target: &mut Map<String, Value>, pairs: &[String]) -> Result<()> {
+    for pair in pairs {
+        let (key, raw) = pair.split_once('=').ok_or_else(|| {
+            Error::usage(format!("invalid --meta '{}'", printable(pair))).with_hint("use key=value")
+        })?;
+        let key_ok = !key.is_empty()
+            && key.len() <= 64
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !key_ok {
+            return Err(Error::usage(format!("invalid metadata key '{}'", printable(key)))
+                .with_hint("use letters, digits, '_', '-' and '.'"));
+        }
+        if raw.is_empty() {
+            target.remove(key);
+        } else {
+            target.insert(key.to_string(), json_or_string(raw));
+        }
+    }
+    Ok(())
+}
+
+/// A command-line value parsed as JSON where possible, else taken as a string.
+pub fn json_or_string(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+}
+
+/// Shortens and escapes user input before it is echoed in an error message.
+pub fn printable(text: &str) -> String {
+    let escaped: String = text.chars().flat_map(char::escape_debug).collect();
+    if escaped.chars().count() > 80 {
+        let short: String = escaped.chars().take(77).collect();
+        format!("{short}...")
+    } else {
+        escaped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_follow_dns_label_rules() {
+        for good in ["a", "acme", "acme-corp", "a1", "0abc", &"x".repeat(63)] {
+            assert!(slug(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Acme",
+            "a_b",
+            "a.b",
+            "../etc",
+            &"x".repeat(64),
+            "www",
+            "api",
+            "admin",
+        ] {
+            assert!(slug(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn slugify_makes_labels() {
+        assert_eq!(slugify("Acme Corp, Inc."), "acme-corp-inc");
+        assert_eq!(slugify("  --Über GmbH--"), "ber-gmbh");
+        assert_eq!(slugify("john.doe"), "john-doe");
+        assert!(slugify(&"long name ".repeat(20)).len() <= 63);
+    }
+
+    #[test]
+    fn emails_are_checked_and_normalised() {
+        assert_eq!(email("John@Example.COM").unwrap(), "John@example.com");
+        for bad in [
+            "",
+            "john",
+            "@example.com",
+            "john@",
+            "john@localhost",
+            "jo hn@example.com",
+            "a@b@c",
+        ] {
+            assert!(email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hostnames_are_lowercased_without_trailing_dot() {
+        assert_eq!(hostname("Shop.Example.com.").unwrap(), "shop.example.com");
+        for bad in ["example", "-a.com", "a..com", "a_b.com", "1.2.3.4", ""] {
+            assert!(hostname(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn meta_pairs_parse_json_values() {
+        let mut map = Map::new();
+        apply_meta(
+            &mut map,
+            &["tier=gold".into(), "seats=5".into(), "vip=true".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(map.clone()),
+            serde_json::json!({"tier":"gold","seats":5,"vip":true})
+        );
+        apply_meta(&mut map, &["tier=".into()]).unwrap();
+        assert!(!map.contains_key("tier"));
+        assert!(apply_meta(&mut map, &["novalue".into()]).is_err());
+        assert!(apply_meta(&mut map, &["bad key=1".into()]).is_err());
+    }
+
+    #[test]
+    fn printable_escapes_and_shortens() {
+        assert_eq!(printable("a\nb"), "a\\nb");
+        assert!(printable(&"x".repeat(200)).ends_with("..."));
+    }
+}
