@@ -4,6 +4,7 @@
 mod audit;
 mod config;
 mod customer;
+pub mod docs;
 mod plan;
 mod setup;
 
@@ -115,6 +116,15 @@ pub enum Command {
     Plan(plan::PlanCommand),
     /// List audit events, newest first
     Audit(audit::AuditArgs),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Example:\n  tenantctl completions bash > ~/.local/share/bash-completion/completions/tenantctl"
+    )]
+    Completions {
+        /// Shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Same as 'customer create'
     #[command(name = "create-customer", hide = true)]
     CreateCustomer(customer::CreateArgs),
@@ -189,6 +199,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
 }
 
 fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        // Needs no home, so it runs before the context is resolved.
+        return print_completions(shell);
+    }
     let ctx = Context::resolve(&cli.global.flags())?;
     let session = Session {
         home: Home::new(ctx.home.clone()),
@@ -206,7 +220,13 @@ fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
         Command::ListCustomers(args) => customer::run(&session, customer::CustomerCommand::List(args)),
         Command::Plan(command) => plan::run(&session, command),
         Command::Audit(args) => audit::run(&session, args),
+        Command::Completions { shell } => print_completions(shell),
     }
+}
+
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    crate::render::raw(&docs::completion(shell))?;
+    Ok(())
 }
 
 /// Maps any error to its exit code and reports it on stderr, in one place.

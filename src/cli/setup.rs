@@ -54,7 +54,7 @@ pub fn migrate(session: &Session, args: MigrateArgs) -> anyhow::Result<()> {
 }
 
 pub fn status(session: &Session) -> anyhow::Result<()> {
-    let report = setup::status(&session.home)?;
+    let report = setup::status(&session.home, &session.ctx.backup_dir)?;
     session.out.object(&report)?;
     Ok(())
 }

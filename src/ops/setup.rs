@@ -127,6 +127,7 @@ pub struct StatusReport {
     pub home: String,
     pub initialized: bool,
     pub catalog: String,
+    pub backup_dir: String,
     pub catalog_schema_version: i64,
     pub pending_migrations: Vec<String>,
     pub customers: GroupCounts,
@@ -155,7 +156,7 @@ impl GroupCounts {
 }
 
 /// A quick look at the home: nothing here scans a tenant database.
-pub fn status(home: &Home) -> Result<StatusReport> {
+pub fn status(home: &Home, backup_dir: &Path) -> Result<StatusReport> {
     let disk_free_bytes = fs4::available_space(if home.root().exists() {
         home.root()
     } else {
@@ -166,6 +167,7 @@ pub fn status(home: &Home) -> Result<StatusReport> {
         home: text(home.root()),
         initialized: home.catalog().is_file(),
         catalog: text(&home.catalog()),
+        backup_dir: text(backup_dir),
         catalog_schema_version: 0,
         pending_migrations: Vec::new(),
         customers: GroupCounts::default(),

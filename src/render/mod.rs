@@ -303,6 +303,13 @@ fn write_csv_line<'a>(out: &mut impl Write, cells: impl Iterator<Item = &'a str>
     writeln!(out, "{line}")
 }
 
+/// Bytes that are already the output, such as a completion script.
+pub fn raw(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
 /// Messages to the operator on stderr.
 #[derive(Debug, Clone, Copy)]
 pub struct Messages {

@@ -1,0 +1,770 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[tenantctl] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'tenantctl'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'tenantctl'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand init 'Create the home, the catalog and the starter tenant migrations'
+            cand migrate 'Apply or list catalog migrations'
+            cand status 'Show the state of the home at a glance'
+            cand config 'Read and change catalog settings'
+            cand customer 'Manage customers (tenants)'
+            cand plan 'List and change plans and their quotas'
+            cand audit 'List audit events, newest first'
+            cand completions 'Print a shell completion script'
+            cand create-customer 'Same as ''customer create'''
+            cand list-customers 'Same as ''customer list'''
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;init'= {
+            cand --tenant-migrations 'Keep tenant migrations in DIR instead of HOME/tenant-migrations'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;migrate'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --dry-run 'Show what would be applied, change nothing'
+            cand --status 'List applied and pending migrations with their checksums'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;status'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;config'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand get 'Print one setting''s value'
+            cand set 'Change a setting'
+            cand unset 'Remove a setting, so its default applies again'
+            cand list 'List every setting with its value and default'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;config;get'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;config;set'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;config;unset'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;config;list'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;config;help'= {
+            cand get 'Print one setting''s value'
+            cand set 'Change a setting'
+            cand unset 'Remove a setting, so its default applies again'
+            cand list 'List every setting with its value and default'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;config;help;get'= {
+        }
+        &'tenantctl;config;help;set'= {
+        }
+        &'tenantctl;config;help;unset'= {
+        }
+        &'tenantctl;config;help;list'= {
+        }
+        &'tenantctl;config;help;help'= {
+        }
+        &'tenantctl;customer'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'Create a customer and its own tenant database'
+            cand add 'Create a customer and its own tenant database'
+            cand list 'List customers'
+            cand ls 'List customers'
+            cand show 'Show a customer with usage against quota and its sites'
+            cand update 'Change a customer''s details, plan, quota overrides or metadata'
+            cand suspend 'Suspend a customer (its keys stop working)'
+            cand reactivate 'Make a suspended customer active again'
+            cand delete 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
+            cand undelete 'Reverse a soft delete'
+            cand purge 'Remove a deleted customer''s database, sites, snapshots and keys for good'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;customer;create'= {
+            cand --plan 'Plan [default: the default_plan setting, or starter]'
+            cand --slug 'Slug (DNS label) [default: derived from the company or the email]'
+            cand --meta 'Metadata entry key=value (value parsed as JSON when it can be); repeatable'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;add'= {
+            cand --plan 'Plan [default: the default_plan setting, or starter]'
+            cand --slug 'Slug (DNS label) [default: derived from the company or the email]'
+            cand --meta 'Metadata entry key=value (value parsed as JSON when it can be); repeatable'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;list'= {
+            cand --plan 'Only customers on this plan'
+            cand --status 'Only customers in this status: active, suspended or deleted'
+            cand --search 'Only customers whose slug, email, name or company contains TEXT'
+            cand --limit 'Show at most N customers'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;ls'= {
+            cand --plan 'Only customers on this plan'
+            cand --status 'Only customers in this status: active, suspended or deleted'
+            cand --search 'Only customers whose slug, email, name or company contains TEXT'
+            cand --limit 'Show at most N customers'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;show'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;update'= {
+            cand --email 'New contact email'
+            cand --name 'New contact name'
+            cand --company 'New company name ('''' clears it)'
+            cand --plan 'New plan; refused (exit 5) when it would put the customer over a quota'
+            cand --max-sites 'Override the plan''s max sites (''none'' goes back to the plan''s)'
+            cand --max-storage-mb 'Override the plan''s storage in MiB (''none'' goes back to the plan''s)'
+            cand --max-bandwidth-gb 'Override the plan''s monthly bandwidth in GiB (''none'' goes back to the plan''s)'
+            cand --max-api-calls 'Override the plan''s monthly API calls (''none'' goes back to the plan''s)'
+            cand --meta 'Set metadata key=value (an empty value removes the key); repeatable'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --force 'Apply a change even when it puts the customer over a quota'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;suspend'= {
+            cand --reason 'Why, for the audit log and the customer record'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;reactivate'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;delete'= {
+            cand --confirm 'The customer''s slug (or id), to confirm'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;undelete'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;purge'= {
+            cand --confirm 'The customer''s slug (or id), to confirm'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;customer;help'= {
+            cand create 'Create a customer and its own tenant database'
+            cand list 'List customers'
+            cand show 'Show a customer with usage against quota and its sites'
+            cand update 'Change a customer''s details, plan, quota overrides or metadata'
+            cand suspend 'Suspend a customer (its keys stop working)'
+            cand reactivate 'Make a suspended customer active again'
+            cand delete 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
+            cand undelete 'Reverse a soft delete'
+            cand purge 'Remove a deleted customer''s database, sites, snapshots and keys for good'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;customer;help;create'= {
+        }
+        &'tenantctl;customer;help;list'= {
+        }
+        &'tenantctl;customer;help;show'= {
+        }
+        &'tenantctl;customer;help;update'= {
+        }
+        &'tenantctl;customer;help;suspend'= {
+        }
+        &'tenantctl;customer;help;reactivate'= {
+        }
+        &'tenantctl;customer;help;delete'= {
+        }
+        &'tenantctl;customer;help;undelete'= {
+        }
+        &'tenantctl;customer;help;purge'= {
+        }
+        &'tenantctl;customer;help;help'= {
+        }
+        &'tenantctl;plan'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'List plans with their quotas and how many customers use each'
+            cand set 'Create a plan or change its quotas'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;plan;list'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;plan;set'= {
+            cand --max-sites 'Sites a customer may have'
+            cand --max-storage-mb 'Tenant database size in MiB'
+            cand --max-bandwidth-gb 'Bandwidth per month in GiB'
+            cand --max-api-calls 'API calls per month'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;plan;help'= {
+            cand list 'List plans with their quotas and how many customers use each'
+            cand set 'Create a plan or change its quotas'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;plan;help;list'= {
+        }
+        &'tenantctl;plan;help;set'= {
+        }
+        &'tenantctl;plan;help;help'= {
+        }
+        &'tenantctl;audit'= {
+            cand --customer 'Only events of this customer (slug, id or email)'
+            cand --action 'Only this action (customer.create), or actions starting with a prefix ending in ''.'''
+            cand --since 'Only events at or after TIME (RFC 3339, YYYY-MM-DD, or an age such as 24h or 7d)'
+            cand --limit 'Show at most N events; 0 for all'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;completions'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;create-customer'= {
+            cand --plan 'Plan [default: the default_plan setting, or starter]'
+            cand --slug 'Slug (DNS label) [default: derived from the company or the email]'
+            cand --meta 'Metadata entry key=value (value parsed as JSON when it can be); repeatable'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;list-customers'= {
+            cand --plan 'Only customers on this plan'
+            cand --status 'Only customers in this status: active, suspended or deleted'
+            cand --search 'Only customers whose slug, email, name or company contains TEXT'
+            cand --limit 'Show at most N customers'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;help'= {
+            cand init 'Create the home, the catalog and the starter tenant migrations'
+            cand migrate 'Apply or list catalog migrations'
+            cand status 'Show the state of the home at a glance'
+            cand config 'Read and change catalog settings'
+            cand customer 'Manage customers (tenants)'
+            cand plan 'List and change plans and their quotas'
+            cand audit 'List audit events, newest first'
+            cand completions 'Print a shell completion script'
+            cand create-customer 'Same as ''customer create'''
+            cand list-customers 'Same as ''customer list'''
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;help;init'= {
+        }
+        &'tenantctl;help;migrate'= {
+        }
+        &'tenantctl;help;status'= {
+        }
+        &'tenantctl;help;config'= {
+            cand get 'Print one setting''s value'
+            cand set 'Change a setting'
+            cand unset 'Remove a setting, so its default applies again'
+            cand list 'List every setting with its value and default'
+        }
+        &'tenantctl;help;config;get'= {
+        }
+        &'tenantctl;help;config;set'= {
+        }
+        &'tenantctl;help;config;unset'= {
+        }
+        &'tenantctl;help;config;list'= {
+        }
+        &'tenantctl;help;customer'= {
+            cand create 'Create a customer and its own tenant database'
+            cand list 'List customers'
+            cand show 'Show a customer with usage against quota and its sites'
+            cand update 'Change a customer''s details, plan, quota overrides or metadata'
+            cand suspend 'Suspend a customer (its keys stop working)'
+            cand reactivate 'Make a suspended customer active again'
+            cand delete 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
+            cand undelete 'Reverse a soft delete'
+            cand purge 'Remove a deleted customer''s database, sites, snapshots and keys for good'
+        }
+        &'tenantctl;help;customer;create'= {
+        }
+        &'tenantctl;help;customer;list'= {
+        }
+        &'tenantctl;help;customer;show'= {
+        }
+        &'tenantctl;help;customer;update'= {
+        }
+        &'tenantctl;help;customer;suspend'= {
+        }
+        &'tenantctl;help;customer;reactivate'= {
+        }
+        &'tenantctl;help;customer;delete'= {
+        }
+        &'tenantctl;help;customer;undelete'= {
+        }
+        &'tenantctl;help;customer;purge'= {
+        }
+        &'tenantctl;help;plan'= {
+            cand list 'List plans with their quotas and how many customers use each'
+            cand set 'Create a plan or change its quotas'
+        }
+        &'tenantctl;help;plan;list'= {
+        }
+        &'tenantctl;help;plan;set'= {
+        }
+        &'tenantctl;help;audit'= {
+        }
+        &'tenantctl;help;completions'= {
+        }
+        &'tenantctl;help;create-customer'= {
+        }
+        &'tenantctl;help;list-customers'= {
+        }
+        &'tenantctl;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

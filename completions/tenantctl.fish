@@ -1,0 +1,622 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_tenantctl_global_optspecs
+    string join \n home= backup-dir= o/output= json q/quiet v/verbose no-progress actor= color= lock-timeout= h/help V/version
+end
+
+function __fish_tenantctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_tenantctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_tenantctl_using_subcommand
+    set -l cmd (__fish_tenantctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "init" -d 'Create the home, the catalog and the starter tenant migrations'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "migrate" -d 'Apply or list catalog migrations'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "status" -d 'Show the state of the home at a glance'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "config" -d 'Read and change catalog settings'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "customer" -d 'Manage customers (tenants)'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "plan" -d 'List and change plans and their quotas'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "audit" -d 'List audit events, newest first'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "create-customer" -d 'Same as \'customer create\''
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "list-customers" -d 'Same as \'customer list\''
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l tenant-migrations -d 'Keep tenant migrations in DIR instead of HOME/tenant-migrations' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l dry-run -d 'Show what would be applied, change nothing'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l status -d 'List applied and pending migrations with their checksums'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -f -a "get" -d 'Print one setting\'s value'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -f -a "set" -d 'Change a setting'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -f -a "unset" -d 'Remove a setting, so its default applies again'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -f -a "list" -d 'List every setting with its value and default'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "get" -d 'Print one setting\'s value'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "set" -d 'Change a setting'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "unset" -d 'Remove a setting, so its default applies again'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "list" -d 'List every setting with its value and default'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "create" -d 'Create a customer and its own tenant database'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "add" -d 'Create a customer and its own tenant database'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "list" -d 'List customers'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "ls" -d 'List customers'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "show" -d 'Show a customer with usage against quota and its sites'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "update" -d 'Change a customer\'s details, plan, quota overrides or metadata'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "suspend" -d 'Suspend a customer (its keys stop working)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "reactivate" -d 'Make a suspended customer active again'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "delete" -d 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "undelete" -d 'Reverse a soft delete'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "purge" -d 'Remove a deleted customer\'s database, sites, snapshots and keys for good'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l plan -d 'Only customers on this plan' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l status -d 'Only customers in this status: active, suspended or deleted' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l search -d 'Only customers whose slug, email, name or company contains TEXT' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l limit -d 'Show at most N customers' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l plan -d 'Only customers on this plan' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l status -d 'Only customers in this status: active, suspended or deleted' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l search -d 'Only customers whose slug, email, name or company contains TEXT' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l limit -d 'Show at most N customers' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l email -d 'New contact email' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l name -d 'New contact name' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l company -d 'New company name (\'\' clears it)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l plan -d 'New plan; refused (exit 5) when it would put the customer over a quota' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l max-sites -d 'Override the plan\'s max sites (\'none\' goes back to the plan\'s)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l max-storage-mb -d 'Override the plan\'s storage in MiB (\'none\' goes back to the plan\'s)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l max-bandwidth-gb -d 'Override the plan\'s monthly bandwidth in GiB (\'none\' goes back to the plan\'s)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l max-api-calls -d 'Override the plan\'s monthly API calls (\'none\' goes back to the plan\'s)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l meta -d 'Set metadata key=value (an empty value removes the key); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l force -d 'Apply a change even when it puts the customer over a quota'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l reason -d 'Why, for the audit log and the customer record' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l confirm -d 'The customer\'s slug (or id), to confirm' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l confirm -d 'The customer\'s slug (or id), to confirm' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a customer and its own tenant database'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "list" -d 'List customers'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a customer with usage against quota and its sites'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "update" -d 'Change a customer\'s details, plan, quota overrides or metadata'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "suspend" -d 'Suspend a customer (its keys stop working)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "reactivate" -d 'Make a suspended customer active again'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "undelete" -d 'Reverse a soft delete'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "purge" -d 'Remove a deleted customer\'s database, sites, snapshots and keys for good'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -f -a "list" -d 'List plans with their quotas and how many customers use each'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -f -a "set" -d 'Create a plan or change its quotas'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l max-sites -d 'Sites a customer may have' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l max-storage-mb -d 'Tenant database size in MiB' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l max-bandwidth-gb -d 'Bandwidth per month in GiB' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l max-api-calls -d 'API calls per month' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from help" -f -a "list" -d 'List plans with their quotas and how many customers use each'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from help" -f -a "set" -d 'Create a plan or change its quotas'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l customer -d 'Only events of this customer (slug, id or email)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l action -d 'Only this action (customer.create), or actions starting with a prefix ending in \'.\'' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l since -d 'Only events at or after TIME (RFC 3339, YYYY-MM-DD, or an age such as 24h or 7d)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l limit -d 'Show at most N events; 0 for all' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l plan -d 'Only customers on this plan' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l status -d 'Only customers in this status: active, suspended or deleted' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l search -d 'Only customers whose slug, email, name or company contains TEXT' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l limit -d 'Show at most N customers' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "init" -d 'Create the home, the catalog and the starter tenant migrations'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "migrate" -d 'Apply or list catalog migrations'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "status" -d 'Show the state of the home at a glance'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "config" -d 'Read and change catalog settings'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "customer" -d 'Manage customers (tenants)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "plan" -d 'List and change plans and their quotas'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "audit" -d 'List audit events, newest first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "completions" -d 'Print a shell completion script'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "create-customer" -d 'Same as \'customer create\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "list-customers" -d 'Same as \'customer list\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer plan audit completions create-customer list-customers help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get" -d 'Print one setting\'s value'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "set" -d 'Change a setting'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "unset" -d 'Remove a setting, so its default applies again'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "list" -d 'List every setting with its value and default'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "create" -d 'Create a customer and its own tenant database'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "list" -d 'List customers'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "show" -d 'Show a customer with usage against quota and its sites'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "update" -d 'Change a customer\'s details, plan, quota overrides or metadata'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "suspend" -d 'Suspend a customer (its keys stop working)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "reactivate" -d 'Make a suspended customer active again'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "delete" -d 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "undelete" -d 'Reverse a soft delete'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "purge" -d 'Remove a deleted customer\'s database, sites, snapshots and keys for good'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "list" -d 'List plans with their quotas and how many customers use each'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "set" -d 'Create a plan or change its quotas'

@@ -1,0 +1,74 @@
+//! config get, set, unset and list.
+
+use crate::support::*;
+
+#[test]
+fn settings_are_listed_set_read_and_unset() {
+    let env = TestEnv::initialised();
+    let list = env.json(&["config", "list"]);
+    let keys: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    for key in [
+        "platform_domain",
+        "tenant_migrations_dir",
+        "default_plan",
+        "backup_keep_daily",
+    ] {
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
+    assert_fields(
+        &list[0],
+        &["key", "value", "default", "description", "updated_at"],
+    );
+
+    let set = env.json(&["config", "set", "platform_domain", "Example.COM."]);
+    assert_eq!(set["value"], "example.com");
+    assert_eq!(
+        env.ok(&["config", "get", "platform_domain"]).stdout,
+        "example.com\n"
+    );
+    assert_eq!(
+        env.json(&["config", "get", "platform_domain"])["value"],
+        "example.com"
+    );
+    assert_eq!(
+        env.ok(&["config", "get", "default_plan"]).stdout,
+        "starter\n",
+        "defaults show"
+    );
+
+    let unset = env.json(&["config", "unset", "platform_domain"]);
+    assert_eq!(unset["value"], serde_json::Value::Null);
+    assert_eq!(env.ok(&["config", "get", "platform_domain"]).stdout, "-\n");
+
+    let events = env.json(&["audit", "--action", "config."]);
+    assert_eq!(events.as_array().unwrap().len(), 2);
+    assert_eq!(events[1]["details"]["to"], "example.com");
+}
+
+#[test]
+fn bad_keys_and_values_are_usage_errors() {
+    let env = TestEnv::initialised();
+    let run = env.fails(&["config", "get", "colour"], 2);
+    assert!(run.stderr.contains("known settings"), "{}", run.stderr);
+    env.fails(&["config", "set", "platform_domain", "not a domain"], 2);
+    env.fails(&["config", "set", "default_plan", "gold"], 2);
+    env.fails(&["config", "set", "backup_keep_daily", "-1"], 2);
+    env.fails(&["config", "set", "tenant_migrations_dir", "/no/such/folder"], 2);
+    env.fails(&["config", "set", "platform_domain"], 2);
+    assert_eq!(env.count("SELECT count(*) FROM settings"), 0);
+}
+
+#[test]
+fn tenant_migrations_dir_setting_is_used_by_customer_create() {
+    let env = TestEnv::initialised();
+    let dir = env.root.join("schema");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("V7__seven.sql"), "CREATE TABLE seven (x);").unwrap();
+    env.ok(&["config", "set", "tenant_migrations_dir", dir.to_str().unwrap()]);
+    assert_eq!(env.customer("a@example.com", "A", &[])["schema_version"], 7);
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real binary against a temporary home.
+
+mod audit;
+mod concurrency;
+mod config;
+mod customers;
+mod docs;
+mod global;
+mod plans;
+mod setup;
+mod support;
