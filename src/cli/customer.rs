@@ -100,7 +100,7 @@ pub struct ListArgs {
     /// Only customers whose slug, email, name or company contains TEXT
     #[arg(long, value_name = "TEXT")]
     pub search: Option<String>,
-    /// Show at most N customers
+    /// Show at most N customers; 0 for all
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
 }

@@ -211,7 +211,7 @@ pub fn list(catalog: &Catalog, request: &ListCustomers) -> Result<Vec<Customer>>
             plan,
             status: request.status.clone(),
             search: request.search.clone(),
-            limit: request.limit,
+            limit: request.limit.filter(|n| *n > 0),
         },
     )
 }
