@@ -40,11 +40,14 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand status 'Show the state of the home at a glance'
             cand config 'Read and change catalog settings'
             cand customer 'Manage customers (tenants)'
+            cand site 'Manage customers'' sites, deployments and config snapshots'
             cand plan 'List and change plans and their quotas'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
             cand create-customer 'Same as ''customer create'''
             cand list-customers 'Same as ''customer list'''
+            cand create-site 'Same as ''site create'''
+            cand list-sites 'Same as ''site list'''
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tenantctl;init'= {
@@ -523,6 +526,348 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;customer;help;help'= {
         }
+        &'tenantctl;site'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'Create a site for a customer, within its plan''s site limit'
+            cand add 'Create a site for a customer, within its plan''s site limit'
+            cand list 'List sites, streamed (use -o ndjson for very large listings)'
+            cand ls 'List sites, streamed (use -o ndjson for very large listings)'
+            cand show 'Show one site with its config'
+            cand update 'Change a site; the old config is kept as a manual snapshot first'
+            cand delete 'Delete a site with its deployments and snapshots'
+            cand deploy 'Record a deployment of the site''s current config and mark it deployed'
+            cand deployments 'List a site''s deployments, oldest first'
+            cand rollback 'Deploy the config of an earlier deployment again'
+            cand snapshot 'Save a copy of the site''s config'
+            cand snapshots 'List a site''s config snapshots, oldest first'
+            cand restore 'Put a snapshot''s config back (the current one is kept as a pre-restore snapshot)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;site;create'= {
+            cand --domain 'Domain, unique across sites [default: <name>.<slug>.<platform_domain>]'
+            cand --port 'Port, unique across sites (1-65535)'
+            cand --business-type 'Kind of business, e.g. translation or shop'
+            cand --config 'Config JSON object from FILE, or ''-'' for stdin'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;add'= {
+            cand --domain 'Domain, unique across sites [default: <name>.<slug>.<platform_domain>]'
+            cand --port 'Port, unique across sites (1-65535)'
+            cand --business-type 'Kind of business, e.g. translation or shop'
+            cand --config 'Config JSON object from FILE, or ''-'' for stdin'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;list'= {
+            cand --status 'Only sites in this status: draft, deployed, stopped or failed'
+            cand --domain 'Only sites whose domain contains TEXT'
+            cand --limit 'Show at most N sites; 0 for all'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;ls'= {
+            cand --status 'Only sites in this status: draft, deployed, stopped or failed'
+            cand --domain 'Only sites whose domain contains TEXT'
+            cand --limit 'Show at most N sites; 0 for all'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;show'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;update'= {
+            cand --name 'New name'
+            cand --domain 'New domain'
+            cand --port 'New port (1-65535), or ''none'' to remove it'
+            cand --status 'New status: draft, deployed, stopped or failed'
+            cand --config 'Replace the config with a JSON object from FILE, or ''-'' for stdin'
+            cand --set 'Set one config value by dotted path (value parsed as JSON, else a string); repeatable'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;delete'= {
+            cand --confirm 'The site''s domain (or id), to confirm'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;deploy'= {
+            cand --port 'Deploy on this port (1-65535) instead of the site''s'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;deployments'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;rollback'= {
+            cand --to 'Deployment number to go back to [default: the one before the newest]'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;snapshot'= {
+            cand --name 'A name for the snapshot'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;snapshots'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;restore'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;site;help'= {
+            cand create 'Create a site for a customer, within its plan''s site limit'
+            cand list 'List sites, streamed (use -o ndjson for very large listings)'
+            cand show 'Show one site with its config'
+            cand update 'Change a site; the old config is kept as a manual snapshot first'
+            cand delete 'Delete a site with its deployments and snapshots'
+            cand deploy 'Record a deployment of the site''s current config and mark it deployed'
+            cand deployments 'List a site''s deployments, oldest first'
+            cand rollback 'Deploy the config of an earlier deployment again'
+            cand snapshot 'Save a copy of the site''s config'
+            cand snapshots 'List a site''s config snapshots, oldest first'
+            cand restore 'Put a snapshot''s config back (the current one is kept as a pre-restore snapshot)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;site;help;create'= {
+        }
+        &'tenantctl;site;help;list'= {
+        }
+        &'tenantctl;site;help;show'= {
+        }
+        &'tenantctl;site;help;update'= {
+        }
+        &'tenantctl;site;help;delete'= {
+        }
+        &'tenantctl;site;help;deploy'= {
+        }
+        &'tenantctl;site;help;deployments'= {
+        }
+        &'tenantctl;site;help;rollback'= {
+        }
+        &'tenantctl;site;help;snapshot'= {
+        }
+        &'tenantctl;site;help;snapshots'= {
+        }
+        &'tenantctl;site;help;restore'= {
+        }
+        &'tenantctl;site;help;help'= {
+        }
         &'tenantctl;plan'= {
             cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
@@ -685,17 +1030,65 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tenantctl;create-site'= {
+            cand --domain 'Domain, unique across sites [default: <name>.<slug>.<platform_domain>]'
+            cand --port 'Port, unique across sites (1-65535)'
+            cand --business-type 'Kind of business, e.g. translation or shop'
+            cand --config 'Config JSON object from FILE, or ''-'' for stdin'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;list-sites'= {
+            cand --status 'Only sites in this status: draft, deployed, stopped or failed'
+            cand --domain 'Only sites whose domain contains TEXT'
+            cand --limit 'Show at most N sites; 0 for all'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tenantctl;help'= {
             cand init 'Create the home, the catalog and the starter tenant migrations'
             cand migrate 'Apply or list catalog migrations'
             cand status 'Show the state of the home at a glance'
             cand config 'Read and change catalog settings'
             cand customer 'Manage customers (tenants)'
+            cand site 'Manage customers'' sites, deployments and config snapshots'
             cand plan 'List and change plans and their quotas'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
             cand create-customer 'Same as ''customer create'''
             cand list-customers 'Same as ''customer list'''
+            cand create-site 'Same as ''site create'''
+            cand list-sites 'Same as ''site list'''
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tenantctl;help;init'= {
@@ -747,6 +1140,41 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;help;customer;purge'= {
         }
+        &'tenantctl;help;site'= {
+            cand create 'Create a site for a customer, within its plan''s site limit'
+            cand list 'List sites, streamed (use -o ndjson for very large listings)'
+            cand show 'Show one site with its config'
+            cand update 'Change a site; the old config is kept as a manual snapshot first'
+            cand delete 'Delete a site with its deployments and snapshots'
+            cand deploy 'Record a deployment of the site''s current config and mark it deployed'
+            cand deployments 'List a site''s deployments, oldest first'
+            cand rollback 'Deploy the config of an earlier deployment again'
+            cand snapshot 'Save a copy of the site''s config'
+            cand snapshots 'List a site''s config snapshots, oldest first'
+            cand restore 'Put a snapshot''s config back (the current one is kept as a pre-restore snapshot)'
+        }
+        &'tenantctl;help;site;create'= {
+        }
+        &'tenantctl;help;site;list'= {
+        }
+        &'tenantctl;help;site;show'= {
+        }
+        &'tenantctl;help;site;update'= {
+        }
+        &'tenantctl;help;site;delete'= {
+        }
+        &'tenantctl;help;site;deploy'= {
+        }
+        &'tenantctl;help;site;deployments'= {
+        }
+        &'tenantctl;help;site;rollback'= {
+        }
+        &'tenantctl;help;site;snapshot'= {
+        }
+        &'tenantctl;help;site;snapshots'= {
+        }
+        &'tenantctl;help;site;restore'= {
+        }
         &'tenantctl;help;plan'= {
             cand list 'List plans with their quotas and how many customers use each'
             cand set 'Create a plan or change its quotas'
@@ -762,6 +1190,10 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;create-customer'= {
         }
         &'tenantctl;help;list-customers'= {
+        }
+        &'tenantctl;help;create-site'= {
+        }
+        &'tenantctl;help;list-sites'= {
         }
         &'tenantctl;help;help'= {
         }

@@ -5,6 +5,7 @@ pub mod customers;
 pub mod model;
 pub mod plans;
 pub mod settings;
+pub mod sites;
 pub mod usage;
 
 use std::path::{Path, PathBuf};

@@ -114,3 +114,64 @@ pub struct Setting {
     pub description: String,
     pub updated_at: Option<String>,
 }
+
+/// A customer's website or app. `config` is kept as the JSON text stored, so big
+/// listings stream without re-parsing it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Site {
+    pub id: i64,
+    pub customer_id: i64,
+    pub customer_slug: String,
+    pub name: String,
+    pub domain: String,
+    pub port: Option<i64>,
+    pub business_type: Option<String>,
+    pub status: String,
+    pub config: Box<serde_json::value::RawValue>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub deployed_at: Option<String>,
+}
+
+impl Site {
+    /// The config as a JSON object (the catalog only stores objects).
+    pub fn config_value(&self) -> Value {
+        serde_json::from_str(self.config.get()).unwrap_or(Value::Object(Map::new()))
+    }
+}
+
+/// What `site create` inserts.
+#[derive(Debug, Clone)]
+pub struct NewSite {
+    pub customer_id: i64,
+    pub name: String,
+    pub domain: String,
+    pub port: Option<i64>,
+    pub business_type: Option<String>,
+    pub status: String,
+    pub config: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub site_id: i64,
+    pub number: i64,
+    pub port: Option<i64>,
+    pub status: String,
+    pub log: String,
+    pub actor: String,
+    pub created_at: String,
+    pub config: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub id: i64,
+    pub site_id: i64,
+    pub kind: String,
+    pub name: Option<String>,
+    pub actor: String,
+    pub created_at: String,
+    pub config: Value,
+}

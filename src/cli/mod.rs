@@ -7,6 +7,7 @@ mod customer;
 pub mod docs;
 mod plan;
 mod setup;
+mod site;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -111,6 +112,9 @@ pub enum Command {
     /// Manage customers (tenants)
     #[command(subcommand)]
     Customer(customer::CustomerCommand),
+    /// Manage customers' sites, deployments and config snapshots
+    #[command(subcommand)]
+    Site(site::SiteCommand),
     /// List and change plans and their quotas
     #[command(subcommand)]
     Plan(plan::PlanCommand),
@@ -131,6 +135,12 @@ pub enum Command {
     /// Same as 'customer list'
     #[command(name = "list-customers", hide = true)]
     ListCustomers(customer::ListArgs),
+    /// Same as 'site create'
+    #[command(name = "create-site", hide = true)]
+    CreateSite(site::CreateArgs),
+    /// Same as 'site list'
+    #[command(name = "list-sites", hide = true)]
+    ListSites(site::ListArgs),
 }
 
 impl GlobalArgs {
@@ -218,6 +228,9 @@ fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
         Command::Customer(command) => customer::run(&session, command),
         Command::CreateCustomer(args) => customer::run(&session, customer::CustomerCommand::Create(args)),
         Command::ListCustomers(args) => customer::run(&session, customer::CustomerCommand::List(args)),
+        Command::Site(command) => site::run(&session, command),
+        Command::CreateSite(args) => site::run(&session, site::SiteCommand::Create(args)),
+        Command::ListSites(args) => site::run(&session, site::SiteCommand::List(args)),
         Command::Plan(command) => plan::run(&session, command),
         Command::Audit(args) => audit::run(&session, args),
         Command::Completions { shell } => print_completions(shell),

@@ -7,6 +7,7 @@ pub mod customers;
 pub mod plans;
 pub mod quota;
 pub mod setup;
+pub mod sites;
 
 /// Who acts, and in which home: what every mutating operation needs.
 #[derive(Debug, Clone, Copy)]

@@ -31,8 +31,7 @@ impl Renderer {
         out.flush()
     }
 
-    /// A listing, streamed row by row where the format allows. `columns` picks what a
-    /// table shows; the other formats carry every field.
+    /// A listing. `columns` picks what a table shows; the other formats carry every field.
     pub fn list<T, I>(&self, columns: &[&str], rows: I) -> io::Result<()>
     where
         T: Serialize,
@@ -41,6 +40,18 @@ impl Renderer {
         let mut out = BufWriter::new(io::stdout().lock());
         write_list(&mut out, self.format, columns, rows)?;
         out.flush()
+    }
+
+    /// A listing fed row by row, for results too big to collect.
+    pub fn list_writer<'a>(
+        &self,
+        columns: &'a [&'a str],
+    ) -> ListWriter<'a, BufWriter<io::StdoutLock<'static>>> {
+        ListWriter::new(
+            BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
+            self.format,
+            columns,
+        )
     }
 
     /// A bare value for `config get`: the text itself in a table, a JSON document otherwise.
@@ -98,58 +109,87 @@ where
     T: Serialize,
     I: IntoIterator<Item = T>,
 {
-    let rows = rows.into_iter().map(|row| to_value(&row));
-    match format {
-        OutputFormat::Json => {
-            write!(out, "[")?;
-            let mut first = true;
-            for row in rows {
-                let pretty = serde_json::to_string_pretty(&row?).map_err(io::Error::other)?;
-                write!(
-                    out,
-                    "{}\n  {}",
-                    if first { "" } else { "," },
-                    pretty.replace('\n', "\n  ")
-                )?;
-                first = false;
-            }
-            writeln!(out, "{}]", if first { "" } else { "\n" })
-        }
-        OutputFormat::Ndjson => {
-            for row in rows {
-                serde_json::to_writer(&mut *out, &row?)?;
-                writeln!(out)?;
-            }
-            Ok(())
-        }
-        OutputFormat::Csv => {
-            let mut header_written = false;
-            for row in rows {
-                let row = row?;
-                let fields = row.as_object().cloned().unwrap_or_default();
-                if !header_written {
-                    write_csv_line(out, fields.keys().map(String::as_str))?;
-                    header_written = true;
-                }
-                let cells: Vec<String> = fields.values().map(csv_text).collect();
-                write_csv_line(out, cells.iter().map(String::as_str))?;
-            }
-            Ok(())
-        }
-        OutputFormat::Table => {
+    let mut writer = ListWriter::new(out, format, columns);
+    for row in rows {
+        writer.row(&row)?;
+    }
+    writer.finish()
+}
+
+/// Writes a listing one row at a time, so big listings stream in flat memory. JSON is
+/// an array with one compact object a line; a table is laid out at the end.
+pub struct ListWriter<'a, W: Write> {
+    out: W,
+    format: OutputFormat,
+    columns: &'a [&'a str],
+    table: Option<Table>,
+    rows: usize,
+}
+
+impl<'a, W: Write> ListWriter<'a, W> {
+    pub fn new(out: W, format: OutputFormat, columns: &'a [&'a str]) -> Self {
+        let table = (format == OutputFormat::Table).then(|| {
             let mut table = new_table();
             table.set_header(columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>());
-            for row in rows {
-                let row = row?;
-                table.add_row(
-                    columns
-                        .iter()
-                        .map(|c| cell_text(row.get(*c).unwrap_or(&Value::Null)))
-                        .collect::<Vec<_>>(),
-                );
-            }
-            writeln!(out, "{}", table_text(&mut table))
+            table
+        });
+        ListWriter {
+            out,
+            format,
+            columns,
+            table,
+            rows: 0,
         }
+    }
+
+    pub fn row<T: Serialize>(&mut self, row: &T) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Json => {
+                self.out.write_all(if self.rows == 0 { b"[\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut self.out, row)?;
+            }
+            OutputFormat::Ndjson => {
+                serde_json::to_writer(&mut self.out, row)?;
+                self.out.write_all(b"\n")?;
+            }
+            OutputFormat::Csv => {
+                let value = to_value(row)?;
+                let fields = value.as_object().cloned().unwrap_or_default();
+                if self.rows == 0 {
+                    write_csv_line(&mut self.out, fields.keys().map(String::as_str))?;
+                }
+                let cells: Vec<String> = fields.values().map(csv_text).collect();
+                write_csv_line(&mut self.out, cells.iter().map(String::as_str))?;
+            }
+            OutputFormat::Table => {
+                let value = to_value(row)?;
+                let cells: Vec<String> = self
+                    .columns
+                    .iter()
+                    .map(|c| cell_text(value.get(*c).unwrap_or(&Value::Null)))
+                    .collect();
+                if let Some(table) = &mut self.table {
+                    table.add_row(cells);
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Closes the listing.
+    pub fn finish(mut self) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Json if self.rows == 0 => self.out.write_all(b"[]\n")?,
+            OutputFormat::Json => self.out.write_all(b"\n]\n")?,
+            OutputFormat::Table => {
+                if let Some(table) = &mut self.table {
+                    writeln!(self.out, "{}", table_text(table))?;
+                }
+            }
+            OutputFormat::Ndjson | OutputFormat::Csv => {}
+        }
+        self.out.flush()
     }
 }
 

@@ -8,4 +8,5 @@ mod docs;
 mod global;
 mod plans;
 mod setup;
+mod sites;
 mod support;

@@ -1,0 +1,266 @@
+//! Sites, their deployments and their config snapshots.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+
+use super::Filtered;
+use super::model::{Deployment, NewSite, Site, Snapshot};
+use crate::error::Result;
+use crate::time;
+
+const COLUMNS: &str = "s.id, s.customer_id, c.slug, s.name, s.domain, s.port, s.business_type, s.status, \
+    s.config, s.created_at, s.updated_at, s.deployed_at";
+const FROM: &str = "FROM sites s JOIN customers c ON c.id = s.customer_id";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Site> {
+    let config: String = row.get(8)?;
+    Ok(Site {
+        id: row.get(0)?,
+        customer_id: row.get(1)?,
+        customer_slug: row.get(2)?,
+        name: row.get(3)?,
+        domain: row.get(4)?,
+        port: row.get(5)?,
+        business_type: row.get(6)?,
+        status: row.get(7)?,
+        config: serde_json::value::RawValue::from_string(config).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        created_at: row.get(9)?,
+        updated_at: row.get(10)?,
+        deployed_at: row.get(11)?,
+    })
+}
+
+pub fn insert(conn: &Connection, new: &NewSite) -> Result<Site> {
+    let now = time::now();
+    conn.execute(
+        "INSERT INTO sites (customer_id, name, domain, port, business_type, status, config, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        params![new.customer_id, new.name, new.domain, new.port, new.business_type, new.status, new.config.to_string(), now],
+    )?;
+    Ok(by_id(conn, conn.last_insert_rowid())?.expect("a site just inserted"))
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Site>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} {FROM} WHERE s.id = ?1"),
+            [id],
+            from_row,
+        )
+        .optional()?)
+}
+
+pub fn by_domain(conn: &Connection, domain: &str) -> Result<Option<Site>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} {FROM} WHERE s.domain = ?1"),
+            [domain],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// The site holding `domain` or `port`, other than `except`.
+pub fn domain_owner(conn: &Connection, domain: &str, except: Option<i64>) -> Result<Option<Site>> {
+    Ok(by_domain(conn, domain)?.filter(|s| Some(s.id) != except))
+}
+
+pub fn port_owner(conn: &Connection, port: i64, except: Option<i64>) -> Result<Option<Site>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} {FROM} WHERE s.port = ?1"),
+            [port],
+            from_row,
+        )
+        .optional()?
+        .filter(|s| Some(s.id) != except))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SiteFilter {
+    pub customer_id: Option<i64>,
+    pub status: Option<String>,
+    pub domain_contains: Option<String>,
+    pub limit: Option<u64>,
+}
+
+/// Calls `each` for every matching site, in id order, one row at a time.
+pub fn for_each(
+    conn: &Connection,
+    filter: &SiteFilter,
+    mut each: impl FnMut(Site) -> Result<()>,
+) -> Result<()> {
+    let mut query = Filtered::new(format!("SELECT {COLUMNS} {FROM} WHERE 1 = 1"));
+    if let Some(id) = filter.customer_id {
+        query.and("s.customer_id = ?", id);
+    }
+    if let Some(status) = &filter.status {
+        query.and("s.status = ?", status.clone());
+    }
+    if let Some(text) = &filter.domain_contains {
+        query.and("instr(s.domain, lower(?)) > 0", text.clone());
+    }
+    query.finish("ORDER BY s.id", filter.limit);
+    let mut stmt = conn.prepare(&query.sql)?;
+    let mut rows = stmt.query(query.params())?;
+    while let Some(row) = rows.next()? {
+        each(from_row(row)?)?;
+    }
+    Ok(())
+}
+
+/// The fields `site update` writes; the caller passes the complete new state.
+pub fn update(conn: &Connection, site: &Site, changed: &NewSite) -> Result<Site> {
+    conn.execute(
+        "UPDATE sites SET name = ?2, domain = ?3, port = ?4, business_type = ?5, status = ?6, config = ?7, updated_at = ?8
+         WHERE id = ?1",
+        params![
+            site.id,
+            changed.name,
+            changed.domain,
+            changed.port,
+            changed.business_type,
+            changed.status,
+            changed.config.to_string(),
+            time::now()
+        ],
+    )?;
+    Ok(by_id(conn, site.id)?.expect("an existing site"))
+}
+
+/// Marks a site deployed now, with the config and port it was deployed with.
+pub fn mark_deployed(conn: &Connection, id: i64, config: &Value, port: Option<i64>) -> Result<Site> {
+    let now = time::now();
+    conn.execute(
+        "UPDATE sites SET status = 'deployed', config = ?2, port = ?3, deployed_at = ?4, updated_at = ?4 WHERE id = ?1",
+        params![id, config.to_string(), port, now],
+    )?;
+    Ok(by_id(conn, id)?.expect("an existing site"))
+}
+
+pub fn delete(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute("DELETE FROM sites WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub fn count_for_customer(conn: &Connection, customer_id: i64) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM sites WHERE customer_id = ?1",
+        [customer_id],
+        |r| r.get(0),
+    )?)
+}
+
+fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
+    let config: String = row.get(8)?;
+    Ok(Deployment {
+        id: row.get(0)?,
+        site_id: row.get(1)?,
+        number: row.get(2)?,
+        port: row.get(3)?,
+        status: row.get(4)?,
+        log: row.get(5)?,
+        actor: row.get(6)?,
+        created_at: row.get(7)?,
+        config: serde_json::from_str(&config).unwrap_or(Value::Null),
+    })
+}
+
+const DEPLOYMENT_COLUMNS: &str = "id, site_id, number, port, status, log, actor, created_at, config";
+
+pub fn add_deployment(
+    conn: &Connection,
+    site_id: i64,
+    config: &Value,
+    port: Option<i64>,
+    log: &str,
+    actor: &str,
+) -> Result<Deployment> {
+    conn.execute(
+        "INSERT INTO deployments (site_id, number, config, port, status, log, actor, created_at)
+         VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM deployments WHERE site_id = ?1), ?2, ?3, 'deployed', ?4, ?5, ?6)",
+        params![site_id, config.to_string(), port, log, actor, time::now()],
+    )?;
+    let id = conn.last_insert_rowid();
+    Ok(conn.query_row(
+        &format!("SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?1"),
+        [id],
+        deployment_from_row,
+    )?)
+}
+
+/// A site's deployments, oldest first.
+pub fn deployments(conn: &Connection, site_id: i64) -> Result<Vec<Deployment>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE site_id = ?1 ORDER BY number"
+    ))?;
+    let rows = stmt.query_map([site_id], deployment_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn deployment_count(conn: &Connection, site_id: i64) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM deployments WHERE site_id = ?1",
+        [site_id],
+        |r| r.get(0),
+    )?)
+}
+
+fn snapshot_from_row(row: &Row<'_>) -> rusqlite::Result<Snapshot> {
+    let config: String = row.get(6)?;
+    Ok(Snapshot {
+        id: row.get(0)?,
+        site_id: row.get(1)?,
+        kind: row.get(2)?,
+        name: row.get(3)?,
+        actor: row.get(4)?,
+        created_at: row.get(5)?,
+        config: serde_json::from_str(&config).unwrap_or(Value::Null),
+    })
+}
+
+const SNAPSHOT_COLUMNS: &str = "id, site_id, kind, name, actor, created_at, config";
+
+pub fn add_snapshot(
+    conn: &Connection,
+    site_id: i64,
+    kind: &str,
+    name: Option<&str>,
+    config: &Value,
+    actor: &str,
+) -> Result<Snapshot> {
+    conn.execute(
+        "INSERT INTO snapshots (site_id, kind, name, config, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![site_id, kind, name, config.to_string(), actor, time::now()],
+    )?;
+    snapshot(conn, conn.last_insert_rowid()).map(|s| s.expect("a snapshot just inserted"))
+}
+
+pub fn snapshot(conn: &Connection, id: i64) -> Result<Option<Snapshot>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE id = ?1"),
+            [id],
+            snapshot_from_row,
+        )
+        .optional()?)
+}
+
+/// A site's snapshots, oldest first.
+pub fn snapshots(conn: &Connection, site_id: i64) -> Result<Vec<Snapshot>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE site_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([site_id], snapshot_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn snapshot_count(conn: &Connection, site_id: i64) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM snapshots WHERE site_id = ?1",
+        [site_id],
+        |r| r.get(0),
+    )?)
+}
