@@ -100,9 +100,11 @@ impl Context {
         let actor = flags
             .actor
             .clone()
+            .filter(|a| !a.is_empty())
             .or_else(|| env_text("TENANTCTL_ACTOR"))
             .or_else(|| env_text("USER"))
             .unwrap_or_else(|| "unknown".to_string());
+        let actor = crate::validate::actor(&actor)?;
         Ok(Context {
             home,
             backup_dir,
@@ -124,9 +126,12 @@ impl Context {
 /// Whether the flags alone ask for JSON; used to format errors that happen before a
 /// full context exists.
 pub fn wants_json(flags: &GlobalFlags) -> bool {
-    flags.json
-        || flags.output.as_deref() == Some("json")
-        || (flags.output.is_none() && env_text("TENANTCTL_OUTPUT").as_deref() == Some("json"))
+    flags.json || flags.output.as_deref() == Some("json") || (flags.output.is_none() && env_wants_json())
+}
+
+/// Whether `TENANTCTL_OUTPUT` asks for JSON.
+pub fn env_wants_json() -> bool {
+    env_text("TENANTCTL_OUTPUT").as_deref() == Some("json")
 }
 
 /// Whether errors may be coloured, before a full context exists.

@@ -41,6 +41,20 @@ pub fn create_private_dir(path: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// Sets `path` to exactly `mode` unless it already has it (a home made by hand with
+/// mode 0755 becomes 0700).
+pub fn restrict_mode(path: &Path, mode: u32) -> Result<()> {
+    let current = fs::metadata(path)
+        .io_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if current & 0o777 != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .io_context(|| format!("setting the mode of {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Makes a rename or create in `dir` durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

@@ -58,6 +58,11 @@ pub fn slug(text: &str) -> Result<&str> {
             ),
         );
     }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        // A reference made of digits means a customer id, so a slug needs a letter.
+        return Err(Error::usage(format!("slug '{text}' has no letter"))
+            .with_hint("numbers name customers by id; add a letter"));
+    }
     if RESERVED_SLUGS.contains(&text) {
         return Err(
             Error::usage(format!("slug '{text}' is reserved")).with_hint("choose another slug with --slug")
@@ -141,12 +146,28 @@ pub fn display_text(field: &str, text: &str) -> Result<String> {
     if trimmed.chars().count() > 200 {
         return Err(Error::usage(format!("{field} is longer than 200 characters")));
     }
-    if trimmed.chars().any(char::is_control) {
+    if trimmed.chars().any(|c| c.is_control() || is_invisible_format(c)) {
         return Err(Error::usage(format!(
-            "{field} must not contain control characters"
+            "{field} must not contain control or invisible formatting characters"
         )));
     }
     Ok(trimmed.to_string())
+}
+
+/// Characters that change how text displays without being seen (bidi overrides,
+/// zero-width characters, line separators); they could spoof table output.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// Who acts, as recorded in the audit log: one visible line of at most 100 characters.
+pub fn actor(text: &str) -> Result<String> {
+    if text.chars().count() > 100 {
+        return Err(Error::usage("the actor name is longer than 100 characters"));
+    }
+    display_text("actor", text)
 }
 
 /// Parses repeated `--meta k=v` flags into a JSON object; values are parsed as JSON
@@ -202,6 +223,7 @@ mod tests {
         }
         for bad in [
             "",
+            "123",
             "-a",
             "a-",
             "Acme",
@@ -247,6 +269,21 @@ mod tests {
         for bad in ["example", "-a.com", "a..com", "a_b.com", "1.2.3.4", ""] {
             assert!(hostname(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn display_text_refuses_invisible_formatting() {
+        assert!(display_text("name", "Évil Ñame 名前").is_ok());
+        for bad in [
+            "Evil\u{202e}name",
+            "zero\u{200b}width",
+            "line\u{2028}sep",
+            "tab\there",
+        ] {
+            assert!(display_text("name", bad).is_err(), "{bad:?}");
+        }
+        assert!(actor(&"a".repeat(101)).is_err());
+        assert!(actor("ops bot").is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The append-only audit log.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Filtered;
 
@@ -68,6 +68,20 @@ pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEvent>> 
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The id of the customer that audit events name by slug or email, newest first.
+pub fn customer_id_in_trail(conn: &Connection, reference: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row(
+            "SELECT customer_id FROM audit_events
+             WHERE target_type = 'customer' AND customer_id IS NOT NULL
+               AND (target = ?1 OR lower(json_extract(details, '$.email')) = lower(?1))
+             ORDER BY id DESC LIMIT 1",
+            [reference],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 pub fn count(conn: &Connection) -> Result<i64> {

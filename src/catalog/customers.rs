@@ -136,6 +136,21 @@ pub struct CustomerChanges {
     pub metadata: Option<Map<String, Value>>,
 }
 
+impl CustomerChanges {
+    /// Whether applying these changes would leave the customer as it is.
+    pub fn is_noop(&self, current: &Customer) -> bool {
+        self.email.as_ref().is_none_or(|e| *e == current.email)
+            && self.name.as_ref().is_none_or(|n| *n == current.name)
+            && self
+                .company_name
+                .as_ref()
+                .is_none_or(|c| *c == current.company_name)
+            && self.plan.as_ref().is_none_or(|p| *p == current.plan)
+            && self.metadata.as_ref().is_none_or(|m| *m == current.metadata)
+            && self.limits.apply_to(current.overrides()) == current.overrides()
+    }
+}
+
 /// For each quota: `None` leaves it, `Some(None)` falls back to the plan, `Some(Some(n))` sets it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LimitChanges {
@@ -198,6 +213,20 @@ pub fn set_status(conn: &Connection, id: i64, status: &str, reason: Option<&str>
              deleted_at = CASE WHEN ?2 = 'deleted' THEN ?4 WHEN ?2 = 'active' THEN NULL ELSE deleted_at END
          WHERE id = ?1",
         params![id, status, reason, now],
+    )?;
+    Ok(())
+}
+
+/// Brings a deleted customer back to the status it had: suspended if a suspension was
+/// recorded, else active.
+pub fn undelete(conn: &Connection, id: i64, db_path: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE customers SET
+             status = CASE WHEN suspended_at IS NULL THEN 'active' ELSE 'suspended' END,
+             status_reason = CASE WHEN suspended_at IS NULL THEN NULL ELSE status_reason END,
+             deleted_at = NULL, db_path = ?2, updated_at = ?3
+         WHERE id = ?1",
+        params![id, db_path, time::now()],
     )?;
     Ok(())
 }

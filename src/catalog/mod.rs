@@ -175,15 +175,12 @@ impl Catalog {
 
     /// Refuses when migrations are pending, or when a newer tenantctl wrote this catalog.
     pub fn ensure_current(&self) -> Result<()> {
-        let records = self.migrations()?;
-        if let Some(unknown) = records.iter().find(|r| r.status == "unknown") {
-            return Err(Error::refused(format!(
-                "catalog migration V{} was applied by a newer tenantctl",
-                unknown.version
-            ))
-            .with_hint("upgrade tenantctl"));
-        }
-        let pending = records.iter().filter(|r| r.status == "pending").count();
+        self.refuse_unknown_migrations()?;
+        let pending = self
+            .migrations()?
+            .iter()
+            .filter(|r| r.status == "pending")
+            .count();
         if pending > 0 {
             return Err(Error::refused(format!(
                 "the catalog has {pending} pending migration{}",
@@ -194,10 +191,23 @@ impl Catalog {
         Ok(())
     }
 
-    /// Applies pending catalog migrations, each in its own transaction.
+    /// Applies pending catalog migrations, each in its own transaction. Refuses a
+    /// catalog that a newer tenantctl has migrated further.
     pub fn apply_migrations(&mut self) -> Result<Vec<MigrationRecord>> {
+        self.refuse_unknown_migrations()?;
         embedded::migrations::runner().run(&mut self.conn)?;
         self.migrations()
+    }
+
+    fn refuse_unknown_migrations(&self) -> Result<()> {
+        match self.migrations()?.iter().find(|r| r.status == "unknown") {
+            Some(unknown) => Err(Error::refused(format!(
+                "catalog migration V{} was applied by a newer tenantctl",
+                unknown.version
+            ))
+            .with_hint("upgrade tenantctl")),
+            None => Ok(()),
+        }
     }
 }
 

@@ -273,24 +273,11 @@ fn report_clap_error(err: &clap::Error, args: &[OsString]) -> u8 {
         return 0;
     }
     let rendered = err.render().to_string();
-    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
-    let message = lines
-        .next()
-        .unwrap_or("invalid command line")
-        .trim_start_matches("error: ")
-        .to_string();
-    let hint = lines
-        .find(|l| l.starts_with("[possible values") || l.starts_with("tip:"))
-        .map(|l| {
-            l.trim_start_matches('[')
-                .trim_end_matches(']')
-                .trim_start_matches("tip: ")
-                .to_string()
-        })
-        .unwrap_or_else(|| "see 'tenantctl --help'".to_string());
-    let json = args
-        .windows(2)
-        .any(|w| (w[0] == "-o" || w[0] == "--output") && w[1] == "json")
+    let (message, hint) = one_line_usage_error(&rendered, err.kind());
+    let json = context::env_wants_json()
+        || args
+            .windows(2)
+            .any(|w| (w[0] == "-o" || w[0] == "--output") && w[1] == "json")
         || args
             .iter()
             .any(|a| a == "--json" || a == "--output=json" || a == "-ojson");
@@ -309,6 +296,38 @@ fn report_clap_error(err: &clap::Error, args: &[OsString]) -> u8 {
     ErrorKind::Usage.exit_code()
 }
 
+/// Folds clap's multi-line error into a message and a hint: the lines before "Usage:",
+/// and the command whose help to read.
+fn one_line_usage_error(rendered: &str, kind: clap::error::ErrorKind) -> (String, String) {
+    let usage = rendered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+        .unwrap_or("tenantctl");
+    let command: Vec<&str> = usage
+        .split_whitespace()
+        .take_while(|w| !w.starts_with('[') && !w.starts_with('<'))
+        .collect();
+    let command = command.join(" ");
+    let see_help = format!("see '{command} --help'");
+    if kind == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return (format!("'{command}' needs a subcommand"), see_help);
+    }
+    let mut message = Vec::new();
+    let mut hint = None;
+    for line in rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:"))
+    {
+        if let Some(tip) = line.strip_prefix("tip: ") {
+            hint = Some(tip.to_string());
+        } else if !line.is_empty() && !line.starts_with("For more information") {
+            message.push(line.trim_start_matches("error: "));
+        }
+    }
+    (message.join(" "), hint.unwrap_or(see_help))
+}
+
 /// The clap command tree, for completions, man pages and tests.
 pub fn command() -> clap::Command {
     Cli::command()
@@ -319,5 +338,23 @@ mod tests {
     #[test]
     fn clap_definitions_are_consistent() {
         super::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_fold_into_one_line() {
+        let err = super::command()
+            .try_get_matches_from(["tenantctl", "customer", "show"])
+            .unwrap_err();
+        let (message, hint) = super::one_line_usage_error(&err.render().to_string(), err.kind());
+        assert_eq!(
+            message,
+            "the following required arguments were not provided: <CUSTOMER>"
+        );
+        assert_eq!(hint, "see 'tenantctl customer show --help'");
+        let err = super::command()
+            .try_get_matches_from(["tenantctl", "customer"])
+            .unwrap_err();
+        let (message, _) = super::one_line_usage_error(&err.render().to_string(), err.kind());
+        assert_eq!(message, "'tenantctl customer' needs a subcommand");
     }
 }

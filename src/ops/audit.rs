@@ -19,7 +19,11 @@ pub fn list(catalog: &Catalog, request: &ListAudit) -> Result<Vec<AuditEvent>> {
     let customer_id = match &request.customer {
         // A purged customer's events stay findable by id.
         Some(r) if !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()) => r.parse().ok(),
-        Some(reference) => Some(customers::resolve(catalog.conn(), reference)?.id),
+        Some(reference) => match customers::resolve(catalog.conn(), reference) {
+            Ok(customer) => Some(customer.id),
+            // A purged customer is gone from the catalog but not from its audit trail.
+            Err(err) => Some(audit::customer_id_in_trail(catalog.conn(), reference)?.ok_or(err)?),
+        },
         None => None,
     };
     let since = request

@@ -80,44 +80,37 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
         Some(plan) => existing_plan(catalog.conn(), plan)?,
         None => config::default_plan(catalog)?,
     };
-    if customers::by_email(catalog.conn(), &email)?.is_some() {
-        return Err(Error::conflict(format!(
-            "a customer with email {email} already exists"
-        )));
-    }
-    let slug = match &request.slug {
-        Some(slug) => {
-            let slug = validate::slug(slug)?.to_string();
-            if customers::slug_taken(catalog.conn(), &slug)? {
-                return Err(Error::conflict(format!("slug '{slug}' is taken"))
-                    .with_hint("choose another with --slug"));
-            }
-            slug
-        }
-        None => derive_slug(catalog.conn(), actor, company.as_deref(), &email)?,
-    };
-    let final_path = actor.home.tenant_db(&slug)?;
-    if final_path.exists() {
-        return Err(Error::conflict(format!(
-            "a tenant database already exists at {}",
-            final_path.display()
-        ))
-        .with_hint("no customer owns it; move it away or run 'tenantctl doctor'"));
-    }
+    let explicit_slug = request
+        .slug
+        .as_deref()
+        .map(validate::slug)
+        .transpose()?
+        .map(str::to_string);
+    // Fail fast on obvious conflicts; the same checks run again inside the transaction.
+    choose_slug(
+        catalog.conn(),
+        actor,
+        explicit_slug.as_deref(),
+        company.as_deref(),
+        &email,
+    )?;
+
     let migrations = tenantdb::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
-    let built = tenantdb::provision(&actor.home.tenants_dir(), &slug, &migrations)?;
-    let new = NewCustomer {
-        slug: slug.clone(),
-        email,
-        name,
-        company_name: company,
-        plan,
-        metadata,
-        db_path: path_text(&final_path)?,
-        schema_version: built.schema_version,
-    };
+    let built = tenantdb::provision(&actor.home.tenants_dir(), &migrations)?;
     let result = catalog.write_with_files(
         |tx| {
+            let slug = choose_slug(tx, actor, explicit_slug.as_deref(), company.as_deref(), &email)?;
+            let final_path = actor.home.tenant_db(&slug)?;
+            let new = NewCustomer {
+                slug,
+                email: email.clone(),
+                name: name.clone(),
+                company_name: company.clone(),
+                plan: plan.clone(),
+                metadata: metadata.clone(),
+                db_path: path_text(&final_path)?,
+                schema_version: built.schema_version,
+            };
             let customer = customers::insert(tx, &new)?;
             audit_customer(
                 tx,
@@ -128,26 +121,47 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
             )?;
             Ok(customer)
         },
-        |_| files::move_database(&built.staging_path, &final_path),
-        |_| {
-            let _ = files::remove_database(&final_path);
+        |customer| files::move_database(&built.staging_path, Path::new(&customer.db_path)),
+        |customer| {
+            let _ = files::remove_database(Path::new(&customer.db_path));
         },
     );
     if result.is_err() {
         let _ = files::remove_database(&built.staging_path);
     }
-    result.map_err(|err| match err {
-        Error::Sqlite(e) if is_unique_violation(&e) => Error::conflict(format!(
-            "slug '{slug}' or email {} was taken meanwhile",
-            new.email
-        )),
-        other => other,
-    })
+    result
 }
 
-/// A slug from the company name, else the email's local part; a numeric suffix when
-/// that is reserved, taken, or its file exists.
-fn derive_slug(conn: &Connection, actor: Actor<'_>, company: Option<&str>, email: &str) -> Result<String> {
+/// The slug for a new customer: the one asked for, which must be free, or one derived
+/// from the company name, else the email's local part, with a numeric suffix when
+/// that is reserved, taken, or its file exists. Refuses a taken email too.
+fn choose_slug(
+    conn: &Connection,
+    actor: Actor<'_>,
+    explicit: Option<&str>,
+    company: Option<&str>,
+    email: &str,
+) -> Result<String> {
+    if customers::by_email(conn, email)?.is_some() {
+        return Err(Error::conflict(format!(
+            "a customer with email {email} already exists"
+        )));
+    }
+    if let Some(slug) = explicit {
+        if customers::slug_taken(conn, slug)? {
+            return Err(
+                Error::conflict(format!("slug '{slug}' is taken")).with_hint("choose another with --slug")
+            );
+        }
+        let path = actor.home.tenant_db(slug)?;
+        if path.exists() {
+            return Err(
+                Error::conflict(format!("a tenant database already exists at {}", path.display()))
+                    .with_hint("no customer owns it; move it away or run 'tenantctl doctor'"),
+            );
+        }
+        return Ok(slug.to_string());
+    }
     let local = email.split('@').next().unwrap_or_default();
     let mut base = company
         .map(validate::slugify)
@@ -155,6 +169,8 @@ fn derive_slug(conn: &Connection, actor: Actor<'_>, company: Option<&str>, email
         .unwrap_or_else(|| validate::slugify(local));
     if base.is_empty() {
         base = "customer".to_string();
+    } else if base.bytes().all(|b| b.is_ascii_digit()) {
+        base = format!("customer-{base}");
     }
     base.truncate(59);
     let base = base.trim_end_matches('-').to_string();
@@ -293,9 +309,45 @@ pub fn update(
             "pass --email, --name, --company, --plan, --max-sites, --max-storage-mb, --max-bandwidth-gb, --max-api-calls or --meta",
         ));
     }
-    let conn = catalog.conn();
-    let current = resolve(conn, reference)?;
-    refuse_deleted(&current, "update")?;
+    // Everything is read and checked inside the write transaction, so a concurrent
+    // command cannot change the customer between the check and the write.
+    catalog
+        .write(|tx| {
+            let current = resolve(tx, reference)?;
+            refuse_deleted(&current, "update")?;
+            let changes = requested_changes(tx, &current, request)?;
+            if changes.is_noop(&current) {
+                return Ok(current);
+            }
+            let over = quota_breaches(tx, &current, &changes)?;
+            if !over.is_empty() && !request.force {
+                return Err(Error::quota(format!(
+                    "the change would put {} over quota: {}",
+                    current.slug,
+                    over.join(", ")
+                ))
+                .with_hint("lower the usage first, or pass --force"));
+            }
+            let updated = customers::update(tx, &current, &changes)?;
+            let mut details = json!({"changes": changed_fields(&current, &updated)?});
+            if !over.is_empty() {
+                details["forced_over_quota"] = json!(over);
+            }
+            audit_customer(tx, actor, "customer.update", &updated, details)?;
+            Ok(updated)
+        })
+        .map_err(|err| match err {
+            Error::Sqlite(e) if is_unique_violation(&e) => Error::conflict("that email was taken meanwhile"),
+            other => other,
+        })
+}
+
+/// Validates the request against the customer as it is now.
+fn requested_changes(
+    conn: &Connection,
+    current: &Customer,
+    request: &UpdateCustomer,
+) -> Result<CustomerChanges> {
     let mut changes = CustomerChanges {
         limits: request.limits,
         ..Default::default()
@@ -328,32 +380,7 @@ pub fn update(
         validate::apply_meta(&mut metadata, &request.meta)?;
         changes.metadata = Some(metadata);
     }
-    let over = quota_breaches(conn, &current, &changes)?;
-    if !over.is_empty() && !request.force {
-        return Err(Error::quota(format!(
-            "the change would put {} over quota: {}",
-            current.slug,
-            over.join(", ")
-        ))
-        .with_hint("lower the usage first, or pass --force"));
-    }
-    catalog
-        .write(|tx| {
-            let updated = customers::update(tx, &current, &changes)?;
-            let diff = changed_fields(&current, &updated)?;
-            if !diff.is_empty() {
-                let mut details = json!({"changes": diff});
-                if !over.is_empty() {
-                    details["forced_over_quota"] = json!(over);
-                }
-                audit_customer(tx, actor, "customer.update", &updated, details)?;
-            }
-            Ok(updated)
-        })
-        .map_err(|err| match err {
-            Error::Sqlite(e) if is_unique_violation(&e) => Error::conflict("that email was taken meanwhile"),
-            other => other,
-        })
+    Ok(changes)
 }
 
 /// Resources that would be over a limit the change lowers.
@@ -423,15 +450,15 @@ fn require_confirm(customer: &Customer, confirm: Option<&str>, what: &str) -> Re
 
 pub fn suspend(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, reason: &str) -> Result<Customer> {
     let reason = validate::display_text("reason", reason)?;
-    let customer = resolve(catalog.conn(), reference)?;
-    refuse_deleted(&customer, "suspend")?;
-    if customer.status == "suspended" {
-        return Err(Error::refused(format!(
-            "customer {} is already suspended",
-            customer.slug
-        )));
-    }
     catalog.write(|tx| {
+        let customer = resolve(tx, reference)?;
+        refuse_deleted(&customer, "suspend")?;
+        if customer.status == "suspended" {
+            return Err(Error::refused(format!(
+                "customer {} is already suspended",
+                customer.slug
+            )));
+        }
         customers::set_status(tx, customer.id, "suspended", Some(&reason))?;
         audit_customer(
             tx,
@@ -440,20 +467,20 @@ pub fn suspend(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, reason:
             &customer,
             json!({"reason": reason}),
         )?;
-        Ok(customers::by_id(tx, customer.id)?.unwrap_or(customer.clone()))
+        reread(tx, &customer)
     })
 }
 
 pub fn reactivate(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Result<Customer> {
-    let customer = resolve(catalog.conn(), reference)?;
-    refuse_deleted(&customer, "reactivate")?;
-    if customer.status == "active" {
-        return Err(Error::refused(format!(
-            "customer {} is already active",
-            customer.slug
-        )));
-    }
     catalog.write(|tx| {
+        let customer = resolve(tx, reference)?;
+        refuse_deleted(&customer, "reactivate")?;
+        if customer.status == "active" {
+            return Err(Error::refused(format!(
+                "customer {} is already active",
+                customer.slug
+            )));
+        }
         customers::set_status(tx, customer.id, "active", None)?;
         audit_customer(
             tx,
@@ -462,35 +489,51 @@ pub fn reactivate(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> R
             &customer,
             json!({"reason_was": customer.status_reason}),
         )?;
-        Ok(customers::by_id(tx, customer.id)?.unwrap_or(customer.clone()))
+        reread(tx, &customer)
     })
 }
 
-/// Soft delete: status `deleted`, sites stopped, keys and sessions revoked, tenant
-/// database moved to `HOME/trash/`.
+fn reread(conn: &Connection, customer: &Customer) -> Result<Customer> {
+    customers::by_id(conn, customer.id)?
+        .ok_or_else(|| Error::unexpected(format!("customer {} vanished", customer.slug)))
+}
+
+/// A customer's database file on its way to or from the trash.
+struct Move {
+    customer: Customer,
+    from: PathBuf,
+    to: PathBuf,
+    file_present: bool,
+}
+
+/// Soft delete: status `deleted` (the suspension, if any, is kept for undelete), sites
+/// stopped, keys and sessions revoked, tenant database moved to `HOME/trash/`.
 pub fn delete(
     catalog: &mut Catalog,
     actor: Actor<'_>,
     reference: &str,
     confirm: Option<&str>,
 ) -> Result<Customer> {
-    let customer = resolve(catalog.conn(), reference)?;
-    require_confirm(&customer, confirm, "deletion")?;
-    if customer.status == "deleted" {
-        return Err(Error::refused(format!(
-            "customer {} is already deleted",
-            customer.slug
-        )));
-    }
-    let from = PathBuf::from(&customer.db_path);
-    let to = actor.home.trashed_tenant_db(&customer.slug, customer.id)?;
+    let before = resolve(catalog.conn(), reference)?;
+    require_confirm(&before, confirm, "deletion")?;
     files::create_private_dir(&actor.home.trash_dir())?;
-    tenantdb::checkpoint(&from)?;
-    let moved = from.is_file();
-    let to_text = path_text(&to)?;
-    catalog.write_with_files(
+    // Folding the WAL in first lets the file move alone. A database too damaged to open
+    // still moves, side files and all.
+    let _ = tenantdb::checkpoint(Path::new(&before.db_path));
+    let done = catalog.write_with_files(
         |tx| {
-            customers::set_status(tx, customer.id, "deleted", None)?;
+            let customer = resolve(tx, &before.id.to_string())?;
+            if customer.status == "deleted" {
+                return Err(Error::refused(format!(
+                    "customer {} is already deleted",
+                    customer.slug
+                )));
+            }
+            let from = PathBuf::from(&customer.db_path);
+            let to = actor.home.trashed_tenant_db(&customer.slug, customer.id)?;
+            let to_text = path_text(&to)?;
+            let file_present = from.is_file();
+            customers::set_status(tx, customer.id, "deleted", customer.status_reason.as_deref())?;
             let (sites, keys, sessions) = customers::shut_down_access(tx, customer.id)?;
             customers::set_db_path(tx, customer.id, &to_text)?;
             audit_customer(
@@ -498,63 +541,88 @@ pub fn delete(
                 actor,
                 "customer.delete",
                 &customer,
-                json!({"sites_stopped": sites, "keys_revoked": keys, "sessions_revoked": sessions,
-                       "db_path": to_text, "db_file_missing": !moved}),
+                json!({"status_was": customer.status, "sites_stopped": sites, "keys_revoked": keys,
+                       "sessions_revoked": sessions, "db_path": to_text, "db_file_missing": !file_present}),
             )?;
-            Ok(customers::by_id(tx, customer.id)?.unwrap_or(customer.clone()))
+            Ok(Move {
+                customer: reread(tx, &customer)?,
+                from,
+                to,
+                file_present,
+            })
         },
-        |_| {
-            if moved {
-                files::move_database(&from, &to)
+        |m| {
+            if m.file_present {
+                files::move_database(&m.from, &m.to)
             } else {
                 Ok(())
             }
         },
-        |_| {
-            if moved {
-                let _ = files::move_database(&to, &from);
+        |m| {
+            if m.file_present {
+                let _ = files::move_database(&m.to, &m.from);
             }
         },
-    )
+    )?;
+    Ok(done.customer)
 }
 
+/// Reverses a soft delete: the customer returns to the status it had (active, or
+/// suspended with its reason), its database to `HOME/tenants/`. Sites stay stopped and
+/// revoked keys stay revoked.
 pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Result<Customer> {
-    let customer = resolve(catalog.conn(), reference)?;
-    if customer.status != "deleted" {
-        return Err(Error::refused(format!(
-            "customer {} is not deleted",
-            customer.slug
-        )));
-    }
-    let from = PathBuf::from(&customer.db_path);
-    let to = actor.home.tenant_db(&customer.slug)?;
-    if !from.is_file() {
-        return Err(Error::refused(format!(
-            "the tenant database of {} is gone from {}",
-            customer.slug,
-            from.display()
-        ))
-        .with_hint("restore it from a backup"));
-    }
-    let to_text = path_text(&to)?;
-    catalog.write_with_files(
+    let done = catalog.write_with_files(
         |tx| {
-            customers::set_status(tx, customer.id, "active", None)?;
-            customers::set_db_path(tx, customer.id, &to_text)?;
+            let customer = resolve(tx, reference)?;
+            if customer.status != "deleted" {
+                return Err(Error::refused(format!(
+                    "customer {} is not deleted",
+                    customer.slug
+                )));
+            }
+            let from = PathBuf::from(&customer.db_path);
+            let to = actor.home.tenant_db(&customer.slug)?;
+            // After a crash between moving the file and committing, it may already be back.
+            let file_present = from.is_file();
+            if !file_present && !to.is_file() {
+                return Err(Error::refused(format!(
+                    "the tenant database of {} is gone from {}",
+                    customer.slug,
+                    from.display()
+                ))
+                .with_hint("restore it from a backup"));
+            }
+            let to_text = path_text(&to)?;
+            customers::undelete(tx, customer.id, &to_text)?;
+            let restored = reread(tx, &customer)?;
             audit_customer(
                 tx,
                 actor,
                 "customer.undelete",
                 &customer,
-                json!({"db_path": to_text}),
+                json!({"db_path": to_text, "status": restored.status}),
             )?;
-            Ok(customers::by_id(tx, customer.id)?.unwrap_or(customer.clone()))
+            Ok(Move {
+                customer: restored,
+                from,
+                to,
+                file_present,
+            })
         },
-        |_| files::move_database(&from, &to),
-        |_| {
-            let _ = files::move_database(&to, &from);
+        |m| {
+            if m.file_present {
+                files::move_database(&m.from, &m.to)
+            } else {
+                Ok(())
+            }
         },
-    )
+        |m| {
+            if m.file_present {
+                let _ = files::move_database(&m.to, &m.from);
+            }
+        },
+    )?;
+    Ok(done.customer)
 }
 
 /// What `customer purge` removed for good.
@@ -574,20 +642,19 @@ pub fn purge(
     reference: &str,
     confirm: Option<&str>,
 ) -> Result<PurgeReport> {
-    let customer = resolve(catalog.conn(), reference)?;
-    if customer.status != "deleted" {
-        return Err(Error::refused(format!(
-            "customer {} is {}, not deleted",
-            customer.slug, customer.status
-        ))
-        .with_hint(format!(
-            "run 'tenantctl customer delete {} --confirm {}' first",
-            customer.slug, customer.slug
-        )));
-    }
-    require_confirm(&customer, confirm, "purge")?;
-    let trashed = PathBuf::from(&customer.db_path);
-    catalog.write(|tx| {
+    let customer = catalog.write(|tx| {
+        let customer = resolve(tx, reference)?;
+        if customer.status != "deleted" {
+            return Err(Error::refused(format!(
+                "customer {} is {}, not deleted",
+                customer.slug, customer.status
+            ))
+            .with_hint(format!(
+                "run 'tenantctl customer delete {} --confirm {}' first",
+                customer.slug, customer.slug
+            )));
+        }
+        require_confirm(&customer, confirm, "purge")?;
         audit_customer(
             tx,
             actor,
@@ -595,10 +662,12 @@ pub fn purge(
             &customer,
             json!({"email": customer.email, "name": customer.name, "db_path": customer.db_path}),
         )?;
-        customers::purge(tx, customer.id)
+        customers::purge(tx, customer.id)?;
+        Ok(customer)
     })?;
     // After the commit: a crash here leaves a file in the trash that no row points at,
     // which `doctor` reports, rather than a row whose data is gone.
+    let trashed = PathBuf::from(&customer.db_path);
     if trashed.starts_with(actor.home.trash_dir()) {
         files::remove_database(&trashed)?;
     }

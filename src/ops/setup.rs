@@ -42,10 +42,12 @@ pub fn init(
         )));
     }
     files::create_private_dir(home.root())?;
+    files::restrict_mode(home.root(), files::PRIVATE_DIR_MODE)?;
     let _lock = HomeLock::acquire(&home.lock_file(), lock_timeout)?;
     files::create_private_dir(&home.tenants_dir())?;
     files::create_private_dir(&home.trash_dir())?;
     let (mut catalog, created) = Catalog::create(&home.catalog())?;
+    files::restrict_mode(&home.catalog(), files::PRIVATE_FILE_MODE)?;
     let before = catalog.migrations()?;
     let after = catalog.apply_migrations()?;
     let applied_migrations: Vec<MigrationRecord> = after
@@ -110,13 +112,6 @@ pub fn migrate(
         MigrateMode::Status | MigrateMode::DryRun => catalog.migrations(),
         MigrateMode::Apply => {
             let _lock = HomeLock::acquire(&home.lock_file(), lock_timeout)?;
-            if let Some(unknown) = catalog.migrations()?.iter().find(|m| m.status == "unknown") {
-                return Err(Error::refused(format!(
-                    "catalog migration V{} was applied by a newer tenantctl",
-                    unknown.version
-                ))
-                .with_hint("upgrade tenantctl"));
-            }
             catalog.apply_migrations()
         }
     }

@@ -59,9 +59,11 @@ impl Renderer {
         let mut out = BufWriter::new(io::stdout().lock());
         let value = to_value(value)?;
         match self.format {
-            OutputFormat::Table => {
-                writeln!(out, "{}", cell_text(value.get("value").unwrap_or(&Value::Null)))?
-            }
+            // An unset value prints nothing, so `$(tenantctl config get x)` is empty.
+            OutputFormat::Table => match value.get("value") {
+                None | Some(Value::Null) => {}
+                Some(text) => writeln!(out, "{}", cell_text(text))?,
+            },
             _ => write_object(&mut out, self.format, &value)?,
         }
         out.flush()

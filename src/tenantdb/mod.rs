@@ -121,10 +121,10 @@ pub struct Provisioned {
 /// Builds a new tenant database beside its final place in `tenants_dir`: mode 0600,
 /// WAL, every migration applied in one transaction, synced and closed. The caller
 /// renames it into place when the catalog row commits, or removes it.
-pub fn provision(tenants_dir: &Path, slug: &str, migrations: &[Migration]) -> Result<Provisioned> {
+pub fn provision(tenants_dir: &Path, migrations: &[Migration]) -> Result<Provisioned> {
     files::create_private_dir(tenants_dir)?;
     let staging_path = tenants_dir.join(format!(
-        ".provision-{slug}-{}-{:08x}.db",
+        ".provision-{}-{:08x}.db",
         std::process::id(),
         rand::random::<u32>()
     ));
@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(install_starter_set(&migrations_dir).unwrap(), 0);
         let migrations = load_migrations(&migrations_dir).unwrap();
         assert_eq!(newest_version(&migrations), 3);
-        let built = provision(&dir.path().join("t"), "acme", &migrations).unwrap();
+        let built = provision(&dir.path().join("t"), &migrations).unwrap();
         assert_eq!(built.schema_version, 3);
         let conn = Connection::open(&built.staging_path).unwrap();
         let tables: i64 = conn
@@ -211,7 +211,7 @@ mod tests {
             Migration::unapplied("V2__bad", "CREATE TABLE b (x); SELECT * FROM nowhere;").unwrap(),
         ];
         let tenants = dir.path().join("t");
-        assert!(provision(&tenants, "acme", &migrations).is_err());
+        assert!(provision(&tenants, &migrations).is_err());
         assert_eq!(fs::read_dir(&tenants).unwrap().count(), 0);
     }
 

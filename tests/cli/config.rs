@@ -43,7 +43,11 @@ fn settings_are_listed_set_read_and_unset() {
 
     let unset = env.json(&["config", "unset", "platform_domain"]);
     assert_eq!(unset["value"], serde_json::Value::Null);
-    assert_eq!(env.ok(&["config", "get", "platform_domain"]).stdout, "-\n");
+    assert_eq!(
+        env.ok(&["config", "get", "platform_domain"]).stdout,
+        "",
+        "unset prints nothing"
+    );
 
     let events = env.json(&["audit", "--action", "config."]);
     assert_eq!(events.as_array().unwrap().len(), 2);

@@ -1,6 +1,7 @@
 //! customer create, list, show, update, suspend, reactivate, delete, undelete, purge.
 
 use std::path::Path;
+use std::process::Stdio;
 
 use serde_json::json;
 
@@ -139,7 +140,7 @@ fn bad_input_writes_nothing() {
         (
             &["customer", "create", "n@example.com", "line\nbreak"],
             2,
-            "control characters",
+            "control or invisible",
         ),
     ];
     for (args, code, message) in cases {
@@ -495,4 +496,110 @@ fn purge_removes_a_deleted_customer_for_good_but_keeps_the_audit_trail() {
     // The slug is free again, and the new customer gets a new id.
     let again = env.customer("a@example.com", "A", &["--slug", "acme"]);
     assert!(again["id"].as_i64().unwrap() > id);
+}
+
+#[test]
+fn numeric_slugs_are_refused_so_ids_stay_unambiguous() {
+    let env = TestEnv::initialised();
+    let run = env.fails(&["customer", "create", "n@example.com", "N", "--slug", "2"], 2);
+    assert!(run.stderr.contains("no letter"), "{}", run.stderr);
+    assert_eq!(env.customer("123@example.com", "N", &[])["slug"], "customer-123");
+    assert_eq!(env.customer("b@example.com", "B", &["42"])["slug"], "customer-42");
+}
+
+#[test]
+fn invisible_formatting_characters_are_refused_in_names() {
+    let env = TestEnv::initialised();
+    env.fails(&["customer", "create", "n@example.com", "Evil\u{202e}name"], 2);
+    env.fails(
+        &[
+            "customer",
+            "create",
+            "n@example.com",
+            "N",
+            "Zero\u{200b}Width Ltd",
+        ],
+        2,
+    );
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 0);
+}
+
+#[test]
+fn undelete_brings_back_a_suspension() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "acme"]);
+    env.ok(&["customer", "suspend", "acme", "--reason", "unpaid"]);
+    env.ok(&["customer", "delete", "acme", "--confirm", "acme"]);
+    let back = env.json(&["customer", "undelete", "acme"]);
+    assert_eq!(back["status"], "suspended");
+    assert_eq!(back["status_reason"], "unpaid");
+    assert_eq!(back["deleted_at"], serde_json::Value::Null);
+    let event = &env.json(&["audit", "--action", "customer.delete"])[0];
+    assert_eq!(event["details"]["status_was"], "suspended");
+}
+
+#[test]
+fn a_damaged_tenant_file_can_still_be_deleted_and_undeleted() {
+    let env = TestEnv::initialised();
+    let created = env.customer("a@example.com", "A", &["--slug", "junk"]);
+    let live = env.home.join("tenants/junk.db");
+    std::fs::write(&live, b"this is not a database").unwrap();
+    env.ok(&["customer", "delete", "junk", "--confirm", "junk"]);
+    let trashed = env.home.join(format!("trash/junk.{}.db", created["id"]));
+    assert_eq!(std::fs::read(&trashed).unwrap(), b"this is not a database");
+    env.ok(&["customer", "undelete", "junk"]);
+    assert_eq!(std::fs::read(&live).unwrap(), b"this is not a database");
+}
+
+#[test]
+fn an_update_that_changes_nothing_writes_nothing() {
+    let env = TestEnv::initialised();
+    let created = env.customer("a@example.com", "Ann", &["--slug", "acme"]);
+    let audit = env.count("SELECT count(*) FROM audit_events");
+    let same = env.json(&["customer", "update", "acme", "--name", "Ann", "--plan", "starter"]);
+    assert_eq!(same, created);
+    assert_eq!(env.count("SELECT count(*) FROM audit_events"), audit);
+}
+
+#[test]
+fn concurrent_creates_with_derived_slugs_all_get_one() {
+    let env = TestEnv::initialised();
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            env.command()
+                .args([
+                    "customer",
+                    "create",
+                    &format!("c{i}@example.com"),
+                    "C",
+                    "Globex",
+                    "--json",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut slugs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let output = c.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            value["slug"].as_str().unwrap().to_string()
+        })
+        .collect();
+    slugs.sort();
+    assert_eq!(
+        slugs,
+        [
+            "globex", "globex-2", "globex-3", "globex-4", "globex-5", "globex-6"
+        ]
+    );
+    assert_eq!(env.names_in(&env.home.join("tenants")).len(), 6);
 }

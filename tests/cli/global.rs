@@ -235,3 +235,55 @@ fn a_closed_stdout_is_not_an_error() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn usage_errors_name_what_is_missing_and_honour_json_from_the_environment() {
+    let env = TestEnv::initialised();
+    let run = env.fails(&["customer", "show"], 2);
+    assert!(
+        run.stderr.contains("<CUSTOMER>") && run.stderr.contains("tenantctl customer show --help"),
+        "{}",
+        run.stderr
+    );
+    let run = env.fails(&["customer"], 2);
+    assert!(run.stderr.contains("needs a subcommand"), "{}", run.stderr);
+    let run = env.run_with(&["customer", "show"], |c| {
+        c.env("TENANTCTL_OUTPUT", "json");
+    });
+    assert_eq!(run.code, 2);
+    let object: serde_json::Value = serde_json::from_str(run.stderr.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(object["error"]["code"], "usage");
+}
+
+#[test]
+fn actor_names_are_one_visible_line() {
+    let env = TestEnv::initialised();
+    env.fails(
+        &[
+            "--actor",
+            "evil\nactor",
+            "customer",
+            "create",
+            "a@example.com",
+            "A",
+        ],
+        2,
+    );
+    env.fails(
+        &[
+            "--actor",
+            &"a".repeat(101),
+            "customer",
+            "create",
+            "a@example.com",
+            "A",
+        ],
+        2,
+    );
+    env.ok(&["--actor", "", "customer", "create", "a@example.com", "A"]);
+    assert_eq!(
+        env.json(&["audit", "--limit", "1"])[0]["actor"],
+        "tester",
+        "an empty --actor falls back"
+    );
+}

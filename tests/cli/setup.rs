@@ -177,3 +177,30 @@ fn a_catalog_that_is_not_sqlite_is_an_unexpected_error() {
     let run = env.fails(&["customer", "list"], 1);
     assert!(run.stderr.contains("not a database"), "{}", run.stderr);
 }
+
+#[test]
+fn init_tightens_a_home_made_by_hand() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::set_permissions(&env.home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.ok(&["init"]);
+    assert_eq!(mode(&env.home), 0o700);
+}
+
+#[test]
+fn a_catalog_from_a_newer_tenantctl_is_refused_everywhere() {
+    let env = TestEnv::initialised();
+    env.catalog()
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (999, 'future', '2026-01-01T00:00:00Z', '1')",
+            [],
+        )
+        .unwrap();
+    for args in [&["init"][..], &["migrate"], &["customer", "list"]] {
+        let run = env.fails(args, 6);
+        assert!(run.stderr.contains("newer tenantctl"), "{args:?}: {}", run.stderr);
+    }
+    let status = env.json(&["migrate", "--status"]);
+    assert_eq!(status.as_array().unwrap().last().unwrap()["status"], "unknown");
+}
