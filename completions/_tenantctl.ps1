@@ -44,6 +44,9 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Read and change catalog settings')
             [CompletionResult]::new('customer', 'customer', [CompletionResultType]::ParameterValue, 'Manage customers (tenants)')
             [CompletionResult]::new('site', 'site', [CompletionResultType]::ParameterValue, 'Manage customers'' sites, deployments and config snapshots')
+            [CompletionResult]::new('db', 'db', [CompletionResultType]::ParameterValue, 'Tenant databases: migrate, status, SQL, path')
+            [CompletionResult]::new('resolve', 'resolve', [CompletionResultType]::ParameterValue, 'Which customer serves a hostname')
+            [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check the catalog and every tenant database; --fix repairs what is safe')
             [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'List and change plans and their quotas')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'List audit events, newest first')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -936,6 +939,186 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         'tenantctl;site;help;help' {
             break
         }
+        'tenantctl;db' {
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock before giving up, e.g. 30s or 2m')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply tenant migrations to every tenant (or those named), in parallel')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Per-tenant schema version, size and last migration, with a summary line first')
+            [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement on a tenant database (read-only unless --write)')
+            [CompletionResult]::new('path', 'path', [CompletionResultType]::ParameterValue, 'Print the absolute path of a customer''s database (for sqlite3)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tenantctl;db;migrate' {
+            [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Migrate up to version N instead of the newest')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Tenants migrated at once [default: number of CPUs]')
+            [CompletionResult]::new('--canary', '--canary', [CompletionResultType]::ParameterName, 'Migrate N tenants first and stop if any of them fails')
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock before giving up, e.g. 30s or 2m')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Migrate every tenant that is not deleted (the default when no customer is named)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be applied, change nothing')
+            [CompletionResult]::new('--continue-on-error', '--continue-on-error', [CompletionResultType]::ParameterName, 'Go on with the other tenants after a failure (exit 8 at the end)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tenantctl;db;status' {
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock before giving up, e.g. 30s or 2m')
+            [CompletionResult]::new('--behind', '--behind', [CompletionResultType]::ParameterName, 'Only tenants behind the newest migration')
+            [CompletionResult]::new('--failed', '--failed', [CompletionResultType]::ParameterName, 'Only tenants whose last migration failed')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Also open every file: quick_check and the version it really has')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tenantctl;db;sql' {
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock before giving up, e.g. 30s or 2m')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Run the same read-only statement on every active tenant')
+            [CompletionResult]::new('--write', '--write', [CompletionResultType]::ParameterName, 'Allow the statement to change data')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tenantctl;db;path' {
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock before giving up, e.g. 30s or 2m')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tenantctl;db;help' {
+            [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply tenant migrations to every tenant (or those named), in parallel')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Per-tenant schema version, size and last migration, with a summary line first')
+            [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement on a tenant database (read-only unless --write)')
+            [CompletionResult]::new('path', 'path', [CompletionResultType]::ParameterValue, 'Print the absolute path of a customer''s database (for sqlite3)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tenantctl;db;help;migrate' {
+            break
+        }
+        'tenantctl;db;help;status' {
+            break
+        }
+        'tenantctl;db;help;sql' {
+            break
+        }
+        'tenantctl;db;help;path' {
+            break
+        }
+        'tenantctl;db;help;help' {
+            break
+        }
+        'tenantctl;resolve' {
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock before giving up, e.g. 30s or 2m')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tenantctl;doctor' {
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock before giving up, e.g. 30s or 2m')
+            [CompletionResult]::new('--fix', '--fix', [CompletionResultType]::ParameterName, 'Repair what is safe to repair (modes, recorded versions, crash leftovers)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr (repeat for more)')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'tenantctl;plan' {
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
             [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
@@ -1163,6 +1346,9 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Read and change catalog settings')
             [CompletionResult]::new('customer', 'customer', [CompletionResultType]::ParameterValue, 'Manage customers (tenants)')
             [CompletionResult]::new('site', 'site', [CompletionResultType]::ParameterValue, 'Manage customers'' sites, deployments and config snapshots')
+            [CompletionResult]::new('db', 'db', [CompletionResultType]::ParameterValue, 'Tenant databases: migrate, status, SQL, path')
+            [CompletionResult]::new('resolve', 'resolve', [CompletionResultType]::ParameterValue, 'Which customer serves a hostname')
+            [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check the catalog and every tenant database; --fix repairs what is safe')
             [CompletionResult]::new('plan', 'plan', [CompletionResultType]::ParameterValue, 'List and change plans and their quotas')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'List audit events, newest first')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -1285,6 +1471,31 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;help;site;restore' {
+            break
+        }
+        'tenantctl;help;db' {
+            [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply tenant migrations to every tenant (or those named), in parallel')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Per-tenant schema version, size and last migration, with a summary line first')
+            [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement on a tenant database (read-only unless --write)')
+            [CompletionResult]::new('path', 'path', [CompletionResultType]::ParameterValue, 'Print the absolute path of a customer''s database (for sqlite3)')
+            break
+        }
+        'tenantctl;help;db;migrate' {
+            break
+        }
+        'tenantctl;help;db;status' {
+            break
+        }
+        'tenantctl;help;db;sql' {
+            break
+        }
+        'tenantctl;help;db;path' {
+            break
+        }
+        'tenantctl;help;resolve' {
+            break
+        }
+        'tenantctl;help;doctor' {
             break
         }
         'tenantctl;help;plan' {

@@ -41,6 +41,9 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand config 'Read and change catalog settings'
             cand customer 'Manage customers (tenants)'
             cand site 'Manage customers'' sites, deployments and config snapshots'
+            cand db 'Tenant databases: migrate, status, SQL, path'
+            cand resolve 'Which customer serves a hostname'
+            cand doctor 'Check the catalog and every tenant database; --fix repairs what is safe'
             cand plan 'List and change plans and their quotas'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
@@ -868,6 +871,173 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;site;help;help'= {
         }
+        &'tenantctl;db'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
+            cand status 'Per-tenant schema version, size and last migration, with a summary line first'
+            cand sql 'Run one SQL statement on a tenant database (read-only unless --write)'
+            cand path 'Print the absolute path of a customer''s database (for sqlite3)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;db;migrate'= {
+            cand --target 'Migrate up to version N instead of the newest'
+            cand --jobs 'Tenants migrated at once [default: number of CPUs]'
+            cand --canary 'Migrate N tenants first and stop if any of them fails'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --all 'Migrate every tenant that is not deleted (the default when no customer is named)'
+            cand --dry-run 'Show what would be applied, change nothing'
+            cand --continue-on-error 'Go on with the other tenants after a failure (exit 8 at the end)'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;db;status'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --behind 'Only tenants behind the newest migration'
+            cand --failed 'Only tenants whose last migration failed'
+            cand --check 'Also open every file: quick_check and the version it really has'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;db;sql'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --all 'Run the same read-only statement on every active tenant'
+            cand --write 'Allow the statement to change data'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;db;path'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;db;help'= {
+            cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
+            cand status 'Per-tenant schema version, size and last migration, with a summary line first'
+            cand sql 'Run one SQL statement on a tenant database (read-only unless --write)'
+            cand path 'Print the absolute path of a customer''s database (for sqlite3)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;db;help;migrate'= {
+        }
+        &'tenantctl;db;help;status'= {
+        }
+        &'tenantctl;db;help;sql'= {
+        }
+        &'tenantctl;db;help;path'= {
+        }
+        &'tenantctl;db;help;help'= {
+        }
+        &'tenantctl;resolve'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;doctor'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --fix 'Repair what is safe to repair (modes, recorded versions, crash leftovers)'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tenantctl;plan'= {
             cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
@@ -1082,6 +1252,9 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand config 'Read and change catalog settings'
             cand customer 'Manage customers (tenants)'
             cand site 'Manage customers'' sites, deployments and config snapshots'
+            cand db 'Tenant databases: migrate, status, SQL, path'
+            cand resolve 'Which customer serves a hostname'
+            cand doctor 'Check the catalog and every tenant database; --fix repairs what is safe'
             cand plan 'List and change plans and their quotas'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
@@ -1174,6 +1347,24 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;site;snapshots'= {
         }
         &'tenantctl;help;site;restore'= {
+        }
+        &'tenantctl;help;db'= {
+            cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
+            cand status 'Per-tenant schema version, size and last migration, with a summary line first'
+            cand sql 'Run one SQL statement on a tenant database (read-only unless --write)'
+            cand path 'Print the absolute path of a customer''s database (for sqlite3)'
+        }
+        &'tenantctl;help;db;migrate'= {
+        }
+        &'tenantctl;help;db;status'= {
+        }
+        &'tenantctl;help;db;sql'= {
+        }
+        &'tenantctl;help;db;path'= {
+        }
+        &'tenantctl;help;resolve'= {
+        }
+        &'tenantctl;help;doctor'= {
         }
         &'tenantctl;help;plan'= {
             cand list 'List plans with their quotas and how many customers use each'

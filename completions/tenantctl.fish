@@ -47,6 +47,9 @@ complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "status" -d 'Sho
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "config" -d 'Read and change catalog settings'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "customer" -d 'Manage customers (tenants)'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "site" -d 'Manage customers\' sites, deployments and config snapshots'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "db" -d 'Tenant databases: migrate, status, SQL, path'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "resolve" -d 'Which customer serves a hostname'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "doctor" -d 'Check the catalog and every tenant database; --fix repairs what is safe'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "plan" -d 'List and change plans and their quotas'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "audit" -d 'List audit events, newest first'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -745,6 +748,147 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "snapshots" -d 'List a site\'s config snapshots, oldest first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Put a snapshot\'s config back (the current one is kept as a pre-restore snapshot)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -f -a "sql" -d 'Run one SQL statement on a tenant database (read-only unless --write)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l target -d 'Migrate up to version N instead of the newest' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l jobs -d 'Tenants migrated at once [default: number of CPUs]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l canary -d 'Migrate N tenants first and stop if any of them fails' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l all -d 'Migrate every tenant that is not deleted (the default when no customer is named)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l dry-run -d 'Show what would be applied, change nothing'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l continue-on-error -d 'Go on with the other tenants after a failure (exit 8 at the end)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l behind -d 'Only tenants behind the newest migration'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l failed -d 'Only tenants whose last migration failed'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l check -d 'Also open every file: quick_check and the version it really has'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l all -d 'Run the same read-only statement on every active tenant'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l write -d 'Allow the statement to change data'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "sql" -d 'Run one SQL statement on a tenant database (read-only unless --write)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l fix -d 'Repair what is safe to repair (modes, recorded versions, crash leftovers)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
@@ -926,20 +1070,23 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s v -l 
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "init" -d 'Create the home, the catalog and the starter tenant migrations'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "migrate" -d 'Apply or list catalog migrations'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "status" -d 'Show the state of the home at a glance'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "config" -d 'Read and change catalog settings'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "customer" -d 'Manage customers (tenants)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "site" -d 'Manage customers\' sites, deployments and config snapshots'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "plan" -d 'List and change plans and their quotas'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "audit" -d 'List audit events, newest first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "completions" -d 'Print a shell completion script'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-customer" -d 'Same as \'customer create\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-customers" -d 'Same as \'customer list\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-site" -d 'Same as \'site create\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-sites" -d 'Same as \'site list\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site plan audit completions create-customer list-customers create-site list-sites help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "init" -d 'Create the home, the catalog and the starter tenant migrations'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "migrate" -d 'Apply or list catalog migrations'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "status" -d 'Show the state of the home at a glance'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "config" -d 'Read and change catalog settings'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "customer" -d 'Manage customers (tenants)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "site" -d 'Manage customers\' sites, deployments and config snapshots'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "db" -d 'Tenant databases: migrate, status, SQL, path'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "resolve" -d 'Which customer serves a hostname'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "doctor" -d 'Check the catalog and every tenant database; --fix repairs what is safe'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "plan" -d 'List and change plans and their quotas'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "audit" -d 'List audit events, newest first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "completions" -d 'Print a shell completion script'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-customer" -d 'Same as \'customer create\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-customers" -d 'Same as \'customer list\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-site" -d 'Same as \'site create\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-sites" -d 'Same as \'site list\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get" -d 'Print one setting\'s value'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "set" -d 'Change a setting'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "unset" -d 'Remove a setting, so its default applies again'
@@ -964,5 +1111,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from site" -f -a "snapshot" -d 'Save a copy of the site\'s config'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from site" -f -a "snapshots" -d 'List a site\'s config snapshots, oldest first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from site" -f -a "restore" -d 'Put a snapshot\'s config back (the current one is kept as a pre-restore snapshot)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "sql" -d 'Run one SQL statement on a tenant database (read-only unless --write)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "list" -d 'List plans with their quotas and how many customers use each'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "set" -d 'Create a plan or change its quotas'

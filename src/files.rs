@@ -96,6 +96,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fsync_dir(&dir)
 }
 
+/// Copies a closed database file to `to` (which must not exist) with mode 0600, synced.
+pub fn copy_private(from: &Path, to: &Path) -> Result<()> {
+    let copy = || -> std::io::Result<()> {
+        let mut source = File::open(from)?;
+        let mut target = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE_FILE_MODE)
+            .open(to)?;
+        target.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+        std::io::copy(&mut source, &mut target)?;
+        target.sync_all()
+    };
+    copy().map_err(|e| crate::error::Error::io(format!("copying {} to {}", from.display(), to.display()), e))
+}
+
 /// The SQLite side files that belong to a database file.
 pub fn sqlite_side_files(db: &Path) -> [PathBuf; 3] {
     let with = |suffix: &str| {

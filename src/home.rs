@@ -31,6 +31,11 @@ impl Home {
         self.root.join("trash")
     }
 
+    /// Where the template database for new tenants lives.
+    pub fn templates_dir(&self) -> PathBuf {
+        self.root.join("templates")
+    }
+
     pub fn default_tenant_migrations_dir(&self) -> PathBuf {
         self.root.join("tenant-migrations")
     }

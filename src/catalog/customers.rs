@@ -320,6 +320,21 @@ pub fn count_behind(conn: &Connection, version: i64) -> Result<i64> {
     )?)
 }
 
+/// `(id, slug, db_path)` of deleted customers.
+pub fn deleted_db_paths(conn: &Connection) -> Result<Vec<(i64, String, String)>> {
+    let mut stmt =
+        conn.prepare("SELECT id, slug, db_path FROM customers WHERE status = 'deleted' ORDER BY id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Every database path the catalog records, deleted customers' included.
+pub fn all_db_paths(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT db_path FROM customers")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 /// Database paths of customers that are not deleted.
 pub fn live_db_paths(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT db_path FROM customers WHERE status <> 'deleted'")?;

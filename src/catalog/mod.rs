@@ -6,6 +6,7 @@ pub mod model;
 pub mod plans;
 pub mod settings;
 pub mod sites;
+pub mod tenants;
 pub mod usage;
 
 use std::path::{Path, PathBuf};

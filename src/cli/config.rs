@@ -35,7 +35,7 @@ const COLUMNS: &[&str] = &["key", "value", "default", "description"];
 pub fn run(session: &Session, command: ConfigCommand) -> anyhow::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
-        ConfigCommand::Get { key } => session.out.scalar(&config::get(&catalog, &key)?)?,
+        ConfigCommand::Get { key } => session.out.scalar(&config::get(&catalog, &key)?, "value")?,
         ConfigCommand::Set { key, value } => {
             session
                 .out

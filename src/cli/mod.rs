@@ -4,6 +4,7 @@
 mod audit;
 mod config;
 mod customer;
+mod db;
 pub mod docs;
 mod plan;
 mod setup;
@@ -115,6 +116,13 @@ pub enum Command {
     /// Manage customers' sites, deployments and config snapshots
     #[command(subcommand)]
     Site(site::SiteCommand),
+    /// Tenant databases: migrate, status, SQL, path
+    #[command(subcommand)]
+    Db(db::DbCommand),
+    /// Which customer serves a hostname
+    Resolve(db::ResolveArgs),
+    /// Check the catalog and every tenant database; --fix repairs what is safe
+    Doctor(db::DoctorArgs),
     /// List and change plans and their quotas
     #[command(subcommand)]
     Plan(plan::PlanCommand),
@@ -231,6 +239,9 @@ fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
         Command::Site(command) => site::run(&session, command),
         Command::CreateSite(args) => site::run(&session, site::SiteCommand::Create(args)),
         Command::ListSites(args) => site::run(&session, site::SiteCommand::List(args)),
+        Command::Db(command) => db::run(&session, command),
+        Command::Resolve(args) => db::resolve(&session, args),
+        Command::Doctor(args) => db::doctor(&session, args),
         Command::Plan(command) => plan::run(&session, command),
         Command::Audit(args) => audit::run(&session, args),
         Command::Completions { shell } => print_completions(shell),

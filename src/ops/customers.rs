@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::{Actor, config, quota};
 use crate::catalog::customers::{self, CustomerChanges, CustomerFilter, LimitChanges};
 use crate::catalog::model::{Customer, NewAuditEvent, NewCustomer, SiteSummary};
-use crate::catalog::{Catalog, audit, is_unique_violation, plans};
+use crate::catalog::{Catalog, audit, is_unique_violation, plans, tenants};
 use crate::error::{Error, Result};
 use crate::{files, tenantdb, validate};
 
@@ -96,7 +96,11 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     )?;
 
     let migrations = tenantdb::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
-    let built = tenantdb::provision(&actor.home.tenants_dir(), &migrations)?;
+    let built = tenantdb::provision(
+        &actor.home.tenants_dir(),
+        &actor.home.templates_dir(),
+        &migrations,
+    )?;
     let result = catalog.write_with_files(
         |tx| {
             let slug = choose_slug(tx, actor, explicit_slug.as_deref(), company.as_deref(), &email)?;
@@ -112,6 +116,8 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
                 schema_version: built.schema_version,
             };
             let customer = customers::insert(tx, &new)?;
+            tenants::record_applied(tx, customer.id, &built.applied)?;
+            tenants::record_run(tx, customer.id, built.schema_version, "ok", None)?;
             audit_customer(
                 tx,
                 actor,

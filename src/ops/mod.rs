@@ -4,10 +4,14 @@
 pub mod audit;
 pub mod config;
 pub mod customers;
+pub mod doctor;
 pub mod plans;
+pub mod query;
 pub mod quota;
+pub mod resolve;
 pub mod setup;
 pub mod sites;
+pub mod tenants;
 
 /// Who acts, and in which home: what every mutating operation needs.
 #[derive(Debug, Clone, Copy)]
@@ -15,3 +19,15 @@ pub struct Actor<'a> {
     pub name: &'a str,
     pub home: &'a crate::home::Home,
 }
+
+/// How a long operation reports that it moves; the CLI draws a bar, tests see nothing.
+pub trait Progress: Sync {
+    fn start(&self, _total: u64) {}
+    fn advance(&self, _done: u64) {}
+    fn finish(&self) {}
+}
+
+/// Progress that nobody watches.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}

@@ -54,17 +54,39 @@ impl Renderer {
         )
     }
 
-    /// A bare value for `config get`: the text itself in a table, a JSON document otherwise.
-    pub fn scalar<T: Serialize>(&self, value: &T) -> io::Result<()> {
+    /// One value for scripts (`config get`, `db path`): in a table just the text of
+    /// `field`, nothing when it is null; a JSON document otherwise.
+    pub fn scalar<T: Serialize>(&self, value: &T, field: &str) -> io::Result<()> {
         let mut out = BufWriter::new(io::stdout().lock());
         let value = to_value(value)?;
         match self.format {
-            // An unset value prints nothing, so `$(tenantctl config get x)` is empty.
-            OutputFormat::Table => match value.get("value") {
+            OutputFormat::Table => match value.get(field) {
                 None | Some(Value::Null) => {}
                 Some(text) => writeln!(out, "{}", cell_text(text))?,
             },
             _ => write_object(&mut out, self.format, &value)?,
+        }
+        out.flush()
+    }
+
+    /// A report with a summary and rows: JSON gets the whole document, NDJSON and CSV
+    /// the rows, a table the summary line and then the rows.
+    pub fn report<D, T>(&self, line: &str, document: &D, columns: &[&str], rows: &[T]) -> io::Result<()>
+    where
+        D: Serialize,
+        T: Serialize,
+    {
+        let mut out = BufWriter::new(io::stdout().lock());
+        match self.format {
+            OutputFormat::Json => write_object(&mut out, self.format, &to_value(document)?)?,
+            OutputFormat::Table => {
+                writeln!(out, "{line}")?;
+                if !rows.is_empty() {
+                    writeln!(out)?;
+                    write_list(&mut out, self.format, columns, rows)?;
+                }
+            }
+            OutputFormat::Ndjson | OutputFormat::Csv => write_list(&mut out, self.format, columns, rows)?,
         }
         out.flush()
     }
@@ -350,6 +372,36 @@ pub fn raw(bytes: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(bytes)?;
     out.flush()
+}
+
+/// A progress bar on stderr, or nothing when progress is off (not a terminal,
+/// `--quiet`, `--no-progress`).
+pub fn progress(enabled: bool) -> Box<dyn crate::ops::Progress> {
+    if enabled {
+        Box::new(Bar(indicatif::ProgressBar::hidden()))
+    } else {
+        Box::new(crate::ops::NoProgress)
+    }
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl crate::ops::Progress for Bar {
+    fn start(&self, total: u64) {
+        self.0.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        self.0.set_length(total);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tenants {elapsed} (eta {eta})")
+        {
+            self.0.set_style(style);
+        }
+    }
+    fn advance(&self, done: u64) {
+        self.0.inc(done);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
 }
 
 /// Messages to the operator on stderr.

@@ -10,6 +10,10 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{Error, IoContext, Result};
 use crate::files;
 
+pub mod migrate;
+pub mod sql;
+pub mod template;
+
 /// The starter schema shipped in `migrations/tenant/`, installed by `init`.
 pub const STARTER_MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -111,44 +115,128 @@ pub fn newest_version(migrations: &[Migration]) -> i64 {
         .unwrap_or(0)
 }
 
+/// A tenant migration file as the catalog's ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MigrationId {
+    pub version: i64,
+    pub name: String,
+    pub checksum: String,
+}
+
+impl MigrationId {
+    pub fn of(migration: &Migration) -> Self {
+        MigrationId {
+            version: i64::from(migration.version()),
+            name: migration.name().to_string(),
+            checksum: checksum_text(migration.checksum()),
+        }
+    }
+}
+
+/// Refinery's u64 checksum as 16 hex digits, the form shown everywhere.
+pub fn checksum_text(checksum: u64) -> String {
+    format!("{checksum:016x}")
+}
+
 /// A freshly built tenant database waiting to be moved into place.
 #[derive(Debug)]
 pub struct Provisioned {
     pub staging_path: PathBuf,
     pub schema_version: i64,
+    pub applied: Vec<MigrationId>,
 }
 
-/// Builds a new tenant database beside its final place in `tenants_dir`: mode 0600,
-/// WAL, every migration applied in one transaction, synced and closed. The caller
-/// renames it into place when the catalog row commits, or removes it.
-pub fn provision(tenants_dir: &Path, migrations: &[Migration]) -> Result<Provisioned> {
+/// Builds a new tenant database beside its final place in `tenants_dir` by copying the
+/// template (kept at the newest migration in `templates_dir`, rebuilt when the
+/// migrations change), then checking the copy. Mode 0600, synced. The caller renames it
+/// into place when the catalog row commits, or removes it.
+pub fn provision(tenants_dir: &Path, templates_dir: &Path, migrations: &[Migration]) -> Result<Provisioned> {
+    let template = template::ensure(templates_dir, migrations)?;
     files::create_private_dir(tenants_dir)?;
-    let staging_path = tenants_dir.join(format!(
-        ".provision-{}-{:08x}.db",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let build = || -> Result<i64> {
-        files::create_private_file(&staging_path)?;
-        let mut conn = open_tenant(&staging_path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        Runner::new(migrations).set_grouped(true).run(&mut conn)?;
-        let version = newest_version(migrations);
-        conn.pragma_update(None, "user_version", version)?;
-        conn.close().map_err(|(_, e)| e)?;
-        files::fsync_file(&staging_path)?;
-        Ok(version)
+    let staging_path = staging_name(tenants_dir);
+    let copy = || -> Result<()> {
+        files::copy_private(&template, &staging_path)?;
+        quick_check(&staging_path)
     };
-    match build() {
-        Ok(schema_version) => Ok(Provisioned {
+    match copy() {
+        Ok(()) => Ok(Provisioned {
             staging_path,
-            schema_version,
+            schema_version: newest_version(migrations),
+            applied: migrations.iter().map(MigrationId::of).collect(),
         }),
         Err(err) => {
             let _ = files::remove_database(&staging_path);
             Err(err)
         }
     }
+}
+
+/// A name in `dir` that no other process will pick, marked as unfinished work.
+pub fn staging_name(dir: &Path) -> PathBuf {
+    dir.join(format!(
+        ".provision-{}-{:08x}.db",
+        std::process::id(),
+        rand::random::<u32>()
+    ))
+}
+
+/// Whether a file name is an unfinished provision that a crash left behind.
+pub fn is_staging_name(name: &str) -> bool {
+    name.starts_with(".provision-") && name.ends_with(".db")
+}
+
+/// Builds a database at `path` by applying every migration in one transaction: mode
+/// 0600, WAL, synced and closed. Removes the file if anything fails.
+pub fn build_fresh(path: &Path, migrations: &[Migration]) -> Result<()> {
+    let build = || -> Result<()> {
+        files::create_private_file(path)?;
+        let mut conn = open_tenant(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Runner::new(migrations).set_grouped(true).run(&mut conn)?;
+        conn.close().map_err(|(_, e)| e)?;
+        files::fsync_file(path)
+    };
+    build().inspect_err(|_| {
+        let _ = files::remove_database(path);
+    })
+}
+
+/// `PRAGMA quick_check`; exit 7 naming the file when it finds damage.
+pub fn quick_check(path: &Path) -> Result<()> {
+    // Read-write: a read-only connection to a WAL database leaves -wal/-shm files behind.
+    let conn = open_tenant(path)?;
+    let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if verdict == "ok" {
+        Ok(())
+    } else {
+        Err(Error::verification(format!(
+            "{} fails quick_check: {verdict}",
+            path.display()
+        )))
+    }
+}
+
+/// The migrations a tenant database has applied, from its own history table.
+pub fn applied_migrations(conn: &Connection) -> Result<Vec<MigrationId>> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refinery_schema_history')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut stmt =
+        conn.prepare("SELECT version, name, checksum FROM refinery_schema_history ORDER BY version")?;
+    let rows = stmt.query_map([], |r| {
+        let checksum: String = r.get(2)?;
+        Ok(MigrationId {
+            version: r.get(0)?,
+            name: r.get(1)?,
+            checksum: checksum.parse::<u64>().map(checksum_text).unwrap_or(checksum),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// Opens an existing tenant database read-write.
@@ -188,7 +276,7 @@ mod tests {
         assert_eq!(install_starter_set(&migrations_dir).unwrap(), 0);
         let migrations = load_migrations(&migrations_dir).unwrap();
         assert_eq!(newest_version(&migrations), 3);
-        let built = provision(&dir.path().join("t"), &migrations).unwrap();
+        let built = provision(&dir.path().join("t"), &dir.path().join("templates"), &migrations).unwrap();
         assert_eq!(built.schema_version, 3);
         let conn = Connection::open(&built.staging_path).unwrap();
         let tables: i64 = conn
@@ -211,8 +299,9 @@ mod tests {
             Migration::unapplied("V2__bad", "CREATE TABLE b (x); SELECT * FROM nowhere;").unwrap(),
         ];
         let tenants = dir.path().join("t");
-        assert!(provision(&tenants, &migrations).is_err());
-        assert_eq!(fs::read_dir(&tenants).unwrap().count(), 0);
+        assert!(provision(&tenants, &dir.path().join("templates"), &migrations).is_err());
+        assert!(fs::read_dir(&tenants).map(|d| d.count()).unwrap_or(0) == 0);
+        assert_eq!(fs::read_dir(dir.path().join("templates")).unwrap().count(), 0);
     }
 
     #[test]

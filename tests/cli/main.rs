@@ -10,3 +10,4 @@ mod plans;
 mod setup;
 mod sites;
 mod support;
+mod tenants;

@@ -1,0 +1,154 @@
+//! The per-tenant migration ledger and the `db sql` query history.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::tenantdb::MigrationId;
+use crate::time;
+
+/// A customer's tenant database as the catalog knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantRow {
+    pub customer_id: i64,
+    pub slug: String,
+    pub status: String,
+    pub db_path: String,
+    pub schema_version: i64,
+    pub migration_status: String,
+    pub migration_error: Option<String>,
+    pub migrated_at: Option<String>,
+}
+
+/// Tenants of customers that are not deleted (or only `ids`), in id order.
+pub fn live_tenants(conn: &Connection, ids: Option<&[i64]>) -> Result<Vec<TenantRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, slug, status, db_path, schema_version, migration_status, migration_error, migrated_at
+         FROM customers WHERE status <> 'deleted' ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(TenantRow {
+            customer_id: r.get(0)?,
+            slug: r.get(1)?,
+            status: r.get(2)?,
+            db_path: r.get(3)?,
+            schema_version: r.get(4)?,
+            migration_status: r.get(5)?,
+            migration_error: r.get(6)?,
+            migrated_at: r.get(7)?,
+        })
+    })?;
+    let all = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(match ids {
+        Some(ids) => {
+            let wanted: HashSet<i64> = ids.iter().copied().collect();
+            all.into_iter()
+                .filter(|t| wanted.contains(&t.customer_id))
+                .collect()
+        }
+        None => all,
+    })
+}
+
+/// Replaces a tenant's ledger with what its database has applied.
+pub fn record_applied(conn: &Connection, customer_id: i64, applied: &[MigrationId]) -> Result<()> {
+    conn.execute(
+        "DELETE FROM tenant_migrations WHERE customer_id = ?1",
+        [customer_id],
+    )?;
+    let now = time::now();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO tenant_migrations (customer_id, version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for migration in applied {
+        insert.execute(params![
+            customer_id,
+            migration.version,
+            migration.name,
+            migration.checksum,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+/// Records the result of migrating a tenant: its version now, and whether it failed.
+pub fn record_run(
+    conn: &Connection,
+    customer_id: i64,
+    schema_version: i64,
+    status: &str,
+    error: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE customers SET schema_version = ?2, migration_status = ?3, migration_error = ?4, migrated_at = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![customer_id, schema_version, status, error, time::now()])?;
+    Ok(())
+}
+
+/// How many ledger rows each tenant has.
+pub fn ledger_counts(conn: &Connection) -> Result<HashMap<i64, i64>> {
+    let mut stmt =
+        conn.prepare("SELECT customer_id, count(*) FROM tenant_migrations GROUP BY customer_id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+}
+
+/// Tenants whose ledger holds an applied migration that no longer matches the files
+/// (changed checksum, or no file for that version).
+pub fn drifted_tenants(conn: &Connection, files: &[MigrationId]) -> Result<HashSet<i64>> {
+    let current: HashMap<i64, &str> = files.iter().map(|f| (f.version, f.checksum.as_str())).collect();
+    let mut stmt = conn.prepare("SELECT DISTINCT version, checksum FROM tenant_migrations")?;
+    let pairs = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut drifted = HashSet::new();
+    let mut owners =
+        conn.prepare("SELECT customer_id FROM tenant_migrations WHERE version = ?1 AND checksum = ?2")?;
+    for (version, checksum) in pairs {
+        if current.get(&version) != Some(&checksum.as_str()) {
+            let ids = owners.query_map(params![version, checksum], |r| r.get::<_, i64>(0))?;
+            for id in ids {
+                drifted.insert(id?);
+            }
+        }
+    }
+    Ok(drifted)
+}
+
+/// One `db sql` run, for the query history.
+#[derive(Debug, Clone)]
+pub struct QueryRecord<'a> {
+    pub actor: &'a str,
+    pub customer_id: i64,
+    pub customer_slug: &'a str,
+    pub sql: &'a str,
+    pub write: bool,
+    pub duration_ms: f64,
+    pub row_count: u64,
+    pub error: Option<String>,
+}
+
+pub fn record_query(conn: &Connection, record: &QueryRecord<'_>) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO query_history (at, actor, customer_id, customer_slug, sql, write, duration_ms, row_count, status, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        time::now(),
+        record.actor,
+        record.customer_id,
+        record.customer_slug,
+        record.sql,
+        record.write,
+        record.duration_ms,
+        record.row_count as i64,
+        if record.error.is_some() { "error" } else { "ok" },
+        record.error
+    ])?;
+    Ok(())
+}

@@ -1,0 +1,392 @@
+//! `doctor [--fix]`: deep checks of the catalog and every tenant file, and repairs that
+//! cannot lose data.
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::config;
+use crate::catalog::Catalog;
+use crate::catalog::tenants::{self, TenantRow};
+use crate::error::Result;
+use crate::files::{self, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
+use crate::home::Home;
+use crate::tenantdb::{self, MigrationId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+    /// It was wrong and `--fix` repaired it.
+    Fixed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub target: String,
+    pub status: Verdict,
+    pub message: String,
+}
+
+/// Collects findings; a repair is attempted only when `fix` is set.
+struct Doctor {
+    fix: bool,
+    checks: Vec<Check>,
+}
+
+impl Doctor {
+    fn add(&mut self, check: &str, target: impl Into<String>, status: Verdict, message: impl Into<String>) {
+        self.checks.push(Check {
+            check: check.to_string(),
+            target: target.into(),
+            status,
+            message: message.into(),
+        });
+    }
+
+    /// Records a problem, repairing it with `repair` under `--fix`.
+    fn problem(
+        &mut self,
+        check: &str,
+        target: impl Into<String>,
+        status: Verdict,
+        message: String,
+        repair: Option<&dyn Fn() -> Result<String>>,
+    ) {
+        match repair {
+            Some(repair) if self.fix => match repair() {
+                Ok(done) => self.add(check, target, Verdict::Fixed, format!("{message}; {done}")),
+                Err(err) => self.add(check, target, status, format!("{message}; repair failed: {err}")),
+            },
+            _ => self.add(check, target, status, message),
+        }
+    }
+}
+
+/// Whether any check failed and stayed failed.
+pub fn failed(checks: &[Check]) -> bool {
+    checks.iter().any(|c| c.status == Verdict::Fail)
+}
+
+pub fn doctor(home: &Home, fix: bool) -> Result<Vec<Check>> {
+    let mut doctor = Doctor {
+        fix,
+        checks: Vec::new(),
+    };
+    check_mode(&mut doctor, home.root(), PRIVATE_DIR_MODE);
+    let catalog_path = home.catalog();
+    if !catalog_path.is_file() {
+        doctor.add(
+            "catalog.present",
+            path_text(&catalog_path),
+            Verdict::Fail,
+            "no catalog; run 'tenantctl init'",
+        );
+        return Ok(doctor.checks);
+    }
+    check_mode(&mut doctor, &catalog_path, PRIVATE_FILE_MODE);
+    let catalog = match Catalog::open(&catalog_path) {
+        Ok(catalog) => catalog,
+        Err(err) => {
+            doctor.add(
+                "catalog.open",
+                path_text(&catalog_path),
+                Verdict::Fail,
+                err.to_string(),
+            );
+            return Ok(doctor.checks);
+        }
+    };
+    if !catalog_checks(&mut doctor, &catalog)? {
+        return Ok(doctor.checks);
+    }
+    for dir in [home.tenants_dir(), home.trash_dir()] {
+        if dir.is_dir() {
+            check_mode(&mut doctor, &dir, PRIVATE_DIR_MODE);
+        }
+    }
+    let files = match tenantdb::load_migrations(&config::tenant_migrations_dir(&catalog, home)?) {
+        Ok(migrations) => {
+            doctor.add(
+                "tenant_migrations",
+                "",
+                Verdict::Ok,
+                format!("{} migrations", migrations.len()),
+            );
+            Some(migrations.iter().map(MigrationId::of).collect::<Vec<_>>())
+        }
+        Err(err) => {
+            doctor.add("tenant_migrations", "", Verdict::Fail, err.to_string());
+            None
+        }
+    };
+    let live = tenants::live_tenants(catalog.conn(), None)?;
+    let mut healthy = 0;
+    for tenant in &live {
+        if tenant_checks(&mut doctor, &catalog, home, tenant, files.as_deref())? {
+            healthy += 1;
+        }
+    }
+    doctor.add(
+        "tenants",
+        format!("{} tenants", live.len()),
+        Verdict::Ok,
+        format!("{healthy} without problems"),
+    );
+    deleted_checks(&mut doctor, &catalog, home)?;
+    orphan_checks(&mut doctor, &catalog, home)?;
+    Ok(doctor.checks)
+}
+
+/// Integrity, foreign keys and migrations; false when the rest cannot be checked.
+fn catalog_checks(doctor: &mut Doctor, catalog: &Catalog) -> Result<bool> {
+    let target = path_text(catalog.path());
+    let integrity = catalog_pragma_rows(catalog, "PRAGMA integrity_check")?;
+    if integrity == ["ok"] {
+        doctor.add("catalog.integrity", &target, Verdict::Ok, "integrity_check ok");
+    } else {
+        doctor.add("catalog.integrity", &target, Verdict::Fail, integrity.join("; "));
+    }
+    let violations = catalog_pragma_rows(catalog, "PRAGMA foreign_key_check")?;
+    if violations.is_empty() {
+        doctor.add(
+            "catalog.foreign_keys",
+            &target,
+            Verdict::Ok,
+            "foreign_key_check ok",
+        );
+    } else {
+        doctor.add(
+            "catalog.foreign_keys",
+            &target,
+            Verdict::Fail,
+            format!("{} violations", violations.len()),
+        );
+    }
+    let migrations = catalog.migrations()?;
+    let pending: Vec<String> = migrations
+        .iter()
+        .filter(|m| m.status != "applied")
+        .map(|m| format!("V{} {}", m.version, m.status))
+        .collect();
+    if pending.is_empty() {
+        doctor.add(
+            "catalog.migrations",
+            &target,
+            Verdict::Ok,
+            format!("schema version {}", catalog.schema_version()?),
+        );
+        Ok(true)
+    } else {
+        doctor.add(
+            "catalog.migrations",
+            &target,
+            Verdict::Fail,
+            format!("{}; run 'tenantctl migrate'", pending.join(", ")),
+        );
+        Ok(false)
+    }
+}
+
+fn catalog_pragma_rows(catalog: &Catalog, pragma: &str) -> Result<Vec<String>> {
+    let mut stmt = catalog.conn().prepare(pragma)?;
+    let rows = stmt.query_map([], |r| {
+        let value: rusqlite::types::Value = r.get(0)?;
+        Ok(match value {
+            rusqlite::types::Value::Text(t) => t,
+            other => format!("{other:?}"),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn check_mode(doctor: &mut Doctor, path: &Path, wanted: u32) {
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & !wanted != 0 {
+        let message = format!("mode {mode:o}, wanted {wanted:o}");
+        let path_owned = path.to_path_buf();
+        let repair = move || files::restrict_mode(&path_owned, wanted).map(|_| format!("set to {wanted:o}"));
+        doctor.problem(
+            "permissions",
+            path_text(path),
+            Verdict::Fail,
+            message,
+            Some(&repair),
+        );
+    }
+}
+
+/// Checks one live tenant; true when nothing was wrong.
+fn tenant_checks(
+    doctor: &mut Doctor,
+    catalog: &Catalog,
+    home: &Home,
+    tenant: &TenantRow,
+    files: Option<&[MigrationId]>,
+) -> Result<bool> {
+    let before = doctor.checks.len();
+    let path = PathBuf::from(&tenant.db_path);
+    if !path.is_file() {
+        // A crash while deleting can leave the file in the trash under a live row.
+        let trashed = home.trashed_tenant_db(&tenant.slug, tenant.customer_id)?;
+        let repair =
+            || files::move_database(&trashed, &path).map(|_| "moved back from the trash".to_string());
+        let repair: Option<&dyn Fn() -> Result<String>> =
+            if trashed.is_file() { Some(&repair) } else { None };
+        doctor.problem(
+            "tenant.present",
+            &tenant.slug,
+            Verdict::Fail,
+            format!("{} is missing", path.display()),
+            repair,
+        );
+        return Ok(false);
+    }
+    check_mode(doctor, &path, PRIVATE_FILE_MODE);
+    if let Err(err) = tenantdb::quick_check(&path) {
+        doctor.add("tenant.quick_check", &tenant.slug, Verdict::Fail, err.to_string());
+        return Ok(false);
+    }
+    let applied = match tenantdb::open_tenant(&path).and_then(|c| tenantdb::applied_migrations(&c)) {
+        Ok(applied) => applied,
+        Err(err) => {
+            doctor.add("tenant.open", &tenant.slug, Verdict::Fail, err.to_string());
+            return Ok(false);
+        }
+    };
+    let actual = applied.iter().map(|m| m.version).max().unwrap_or(0);
+    if actual != tenant.schema_version {
+        let repair = || {
+            let mut conn = Catalog::open(catalog.path())?;
+            conn.write(|tx| {
+                tenants::record_applied(tx, tenant.customer_id, &applied)?;
+                tenants::record_run(tx, tenant.customer_id, actual, "ok", None)
+            })?;
+            Ok(format!("recorded V{actual}"))
+        };
+        doctor.problem(
+            "tenant.version",
+            &tenant.slug,
+            Verdict::Warn,
+            format!("file is at V{actual}, catalog says V{}", tenant.schema_version),
+            Some(&repair),
+        );
+    }
+    if let Some(files) = files {
+        for done in &applied {
+            match files.iter().find(|f| f.version == done.version) {
+                Some(file) if file.checksum == done.checksum => {}
+                Some(_) => doctor.add(
+                    "tenant.drift",
+                    &tenant.slug,
+                    Verdict::Fail,
+                    format!("V{}__{} changed after it was applied", done.version, done.name),
+                ),
+                None => doctor.add(
+                    "tenant.drift",
+                    &tenant.slug,
+                    Verdict::Fail,
+                    format!("V{}__{} is applied but its file is gone", done.version, done.name),
+                ),
+            }
+        }
+        let newest = files.iter().map(|f| f.version).max().unwrap_or(0);
+        if actual < newest {
+            doctor.add(
+                "tenant.behind",
+                &tenant.slug,
+                Verdict::Warn,
+                format!("at V{actual}, newest is V{newest}; run 'tenantctl db migrate'"),
+            );
+        }
+    }
+    if tenant.migration_status == "failed" {
+        let error = tenant.migration_error.clone().unwrap_or_default();
+        doctor.add(
+            "tenant.last_migration",
+            &tenant.slug,
+            Verdict::Warn,
+            format!("last migration failed: {error}"),
+        );
+    }
+    Ok(doctor.checks.len() == before)
+}
+
+/// Deleted customers keep their file in the trash until purged.
+fn deleted_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<()> {
+    for (id, slug, db_path) in crate::catalog::customers::deleted_db_paths(catalog.conn())? {
+        let path = PathBuf::from(&db_path);
+        if path.is_file() {
+            continue;
+        }
+        let live = home.tenant_db(&slug)?;
+        // A crash while deleting can leave the file where it was under a deleted row.
+        let repair = || files::move_database(&live, &path).map(|_| "moved to the trash".to_string());
+        let repair: Option<&dyn Fn() -> Result<String>> = if live.is_file() { Some(&repair) } else { None };
+        doctor.problem(
+            "tenant.trashed",
+            format!("{slug} (id {id})"),
+            Verdict::Warn,
+            format!("deleted customer's database {} is missing", path.display()),
+            repair,
+        );
+    }
+    Ok(())
+}
+
+/// Files in `tenants/` and `trash/` that no customer owns; unfinished provisions left
+/// by a crash are removed by `--fix` once they are an hour old.
+fn orphan_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<()> {
+    let owned: HashSet<PathBuf> = crate::catalog::customers::all_db_paths(catalog.conn())?
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    for dir in [home.tenants_dir(), home.trash_dir(), home.templates_dir()] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".db")
+                || owned.contains(&path)
+                || dir == home.templates_dir() && name == "tenant.db"
+            {
+                continue;
+            }
+            if tenantdb::is_staging_name(&name) {
+                let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                    SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(3600)
+                });
+                let repair = || files::remove_database(&path).map(|_| "removed".to_string());
+                let repair: Option<&dyn Fn() -> Result<String>> = if old { Some(&repair) } else { None };
+                doctor.problem(
+                    "orphan.staging",
+                    path_text(&path),
+                    Verdict::Warn,
+                    "unfinished provision left by a crash".to_string(),
+                    repair,
+                );
+            } else {
+                doctor.add(
+                    "orphan.file",
+                    path_text(&path),
+                    Verdict::Warn,
+                    "no customer owns this database file",
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
+}

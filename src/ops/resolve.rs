@@ -1,0 +1,88 @@
+//! `resolve HOST`: which customer serves a hostname. Indexed lookups only: it sits on
+//! request paths.
+
+use serde::Serialize;
+
+use crate::catalog::customers;
+use crate::catalog::{Catalog, settings, sites};
+use crate::error::{Error, Result};
+use crate::validate::printable;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolution {
+    pub host: String,
+    /// `site_domain` or `platform_subdomain`.
+    pub matched_by: String,
+    pub customer_id: i64,
+    pub customer: String,
+    pub customer_status: String,
+    pub site_id: Option<i64>,
+    pub site_domain: Option<String>,
+    pub db_path: String,
+}
+
+/// Lowercased, without a trailing dot or a `:port`.
+fn normalise(host: &str) -> String {
+    let host = host.trim();
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+}
+
+pub fn resolve(catalog: &Catalog, host: &str) -> Result<Resolution> {
+    let conn = catalog.conn();
+    let name = normalise(host);
+    if name.is_empty() {
+        return Err(Error::usage("an empty hostname resolves to nothing"));
+    }
+    if let Some(site) = sites::by_domain(conn, &name)? {
+        let customer = customers::by_id(conn, site.customer_id)?
+            .ok_or_else(|| Error::unexpected(format!("site {} has no customer", site.domain)))?;
+        return Ok(Resolution {
+            host: name,
+            matched_by: "site_domain".to_string(),
+            customer_id: customer.id,
+            customer: customer.slug,
+            customer_status: customer.status,
+            site_id: Some(site.id),
+            site_domain: Some(site.domain),
+            db_path: customer.db_path,
+        });
+    }
+    if let Some((platform, _)) = settings::get(conn, "platform_domain")?
+        && let Some(label) = name
+            .strip_suffix(&platform)
+            .and_then(|rest| rest.strip_suffix('.'))
+        && !label.contains('.')
+        && let Some(customer) = customers::by_slug(conn, label)?
+    {
+        return Ok(Resolution {
+            host: name,
+            matched_by: "platform_subdomain".to_string(),
+            customer_id: customer.id,
+            customer: customer.slug,
+            customer_status: customer.status,
+            site_id: None,
+            site_domain: None,
+            db_path: customer.db_path,
+        });
+    }
+    Err(
+        Error::not_found(format!("no customer serves '{}'", printable(host)))
+            .with_hint("no site has that domain and it is not <slug>.<platform_domain>"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+
+    #[test]
+    fn hosts_are_normalised() {
+        assert_eq!(normalise("Shop.Example.COM."), "shop.example.com");
+        assert_eq!(normalise("shop.example.com:8443"), "shop.example.com");
+        assert_eq!(normalise(" a.b "), "a.b");
+    }
+}

@@ -1,0 +1,435 @@
+//! Tenant databases across the fleet: `db migrate` fanned out over a bounded pool with
+//! a catalog ledger, `db status`, `db path`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use refinery::Migration;
+use serde::Serialize;
+
+use super::{Actor, Progress, config, customers};
+use crate::catalog::Catalog;
+use crate::catalog::model::Customer;
+use crate::catalog::tenants::{self, TenantRow};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::lock::HomeLock;
+use crate::tenantdb::migrate::{Outcome, TenantRun};
+use crate::tenantdb::{self, MigrationId};
+use crate::{files, validate};
+
+/// A customer whose tenant database may be worked on: exit 6 when deleted.
+pub fn live_customer(catalog: &Catalog, reference: &str) -> Result<Customer> {
+    let customer = customers::resolve(catalog.conn(), reference)?;
+    if customer.status == "deleted" {
+        return Err(
+            Error::refused(format!("customer {} is deleted", customer.slug)).with_hint(format!(
+                "run 'tenantctl customer undelete {}' first",
+                customer.slug
+            )),
+        );
+    }
+    Ok(customer)
+}
+
+/// `db path`: the tenant database's absolute path.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbPath {
+    pub customer: String,
+    pub path: String,
+}
+
+pub fn path(catalog: &Catalog, reference: &str) -> Result<DbPath> {
+    let customer = live_customer(catalog, reference)?;
+    Ok(DbPath {
+        customer: customer.slug,
+        path: customer.db_path,
+    })
+}
+
+fn load_migrations(catalog: &Catalog, home: &Home) -> Result<(PathBuf, Vec<Migration>)> {
+    let dir = config::tenant_migrations_dir(catalog, home)?;
+    let migrations = tenantdb::load_migrations(&dir)?;
+    Ok((dir, migrations))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MigrateRequest {
+    /// Customers to migrate; empty means all that are not deleted.
+    pub customers: Vec<String>,
+    pub dry_run: bool,
+    pub target: Option<i64>,
+    pub jobs: usize,
+    pub continue_on_error: bool,
+    pub canary: Option<usize>,
+}
+
+/// One tenant's line in the `db migrate` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantResult {
+    pub customer: String,
+    pub customer_id: i64,
+    pub from: i64,
+    pub to: i64,
+    pub status: Outcome,
+    pub pending: Vec<i64>,
+    pub error: Option<String>,
+    pub ms: f64,
+}
+
+impl TenantResult {
+    fn new(tenant: &TenantRow, run: &TenantRun) -> Self {
+        TenantResult {
+            customer: tenant.slug.clone(),
+            customer_id: tenant.customer_id,
+            from: run.from,
+            to: run.to,
+            status: run.outcome,
+            pending: run.pending.clone(),
+            error: run.error.clone(),
+            ms: run.millis,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(self.status, Outcome::Failed | Outcome::Drift)
+    }
+}
+
+/// Applies tenant migrations to every chosen tenant, in parallel, each tenant in its
+/// own transaction. Current tenants are skipped from the catalog's ledger without
+/// opening their files. Results come back in customer order.
+pub fn migrate(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    lock_timeout: Duration,
+    request: &MigrateRequest,
+    progress: &dyn Progress,
+) -> Result<Vec<TenantResult>> {
+    let ids = request
+        .customers
+        .iter()
+        .map(|r| live_customer(catalog, r).map(|c| c.id))
+        .collect::<Result<Vec<_>>>()?;
+    let (_, migrations) = load_migrations(catalog, actor.home)?;
+    if request.target.is_some_and(|t| t < 0) {
+        return Err(Error::usage("--target must be 0 or more"));
+    }
+    let _lock = if request.dry_run {
+        None
+    } else {
+        Some(HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?)
+    };
+    let chosen = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
+    let files: Vec<MigrationId> = migrations.iter().map(MigrationId::of).collect();
+    let goal = request
+        .target
+        .unwrap_or(i64::MAX)
+        .min(tenantdb::newest_version(&migrations));
+    let drifted = tenants::drifted_tenants(catalog.conn(), &files)?;
+    let ledger = tenants::ledger_counts(catalog.conn())?;
+
+    let mut results: HashMap<i64, TenantResult> = HashMap::new();
+    let mut to_run = Vec::new();
+    for tenant in &chosen {
+        let expected = files
+            .iter()
+            .filter(|f| f.version <= tenant.schema_version)
+            .count() as i64;
+        let current = tenant.migration_status == "ok"
+            && tenant.schema_version >= goal
+            && !drifted.contains(&tenant.customer_id)
+            && ledger.get(&tenant.customer_id).copied().unwrap_or(0) == expected;
+        if current {
+            let run = TenantRun {
+                from: tenant.schema_version,
+                to: tenant.schema_version,
+                outcome: Outcome::Current,
+                error: None,
+                pending: Vec::new(),
+                applied: None,
+                millis: 0.0,
+            };
+            results.insert(tenant.customer_id, TenantResult::new(tenant, &run));
+        } else {
+            to_run.push(tenant.clone());
+        }
+    }
+
+    progress.start(to_run.len() as u64);
+    let plan = FanOut {
+        migrations: &migrations,
+        target: request.target,
+        dry_run: request.dry_run,
+        jobs: request.jobs.max(1),
+        stop_on_failure: !request.continue_on_error,
+    };
+    let canary = request.canary.unwrap_or(0).min(to_run.len());
+    let (first, rest) = to_run.split_at(canary);
+    let mut done = plan.run(catalog, first, true, progress)?;
+    let canary_failed = done.iter().any(|(_, r)| r.failed());
+    if !canary_failed {
+        done.extend(plan.run(catalog, rest, false, progress)?);
+    }
+    progress.finish();
+    for (tenant, result) in done {
+        results.insert(tenant.customer_id, result);
+    }
+    for tenant in &to_run {
+        results.entry(tenant.customer_id).or_insert_with(|| TenantResult {
+            customer: tenant.slug.clone(),
+            customer_id: tenant.customer_id,
+            from: tenant.schema_version,
+            to: tenant.schema_version,
+            status: Outcome::Skipped,
+            pending: Vec::new(),
+            error: Some(
+                if canary_failed {
+                    "a canary tenant failed"
+                } else {
+                    "an earlier tenant failed"
+                }
+                .to_string(),
+            ),
+            ms: 0.0,
+        });
+    }
+    Ok(chosen
+        .iter()
+        .filter_map(|t| results.remove(&t.customer_id))
+        .collect())
+}
+
+/// The settings of one fan-out over tenants.
+struct FanOut<'a> {
+    migrations: &'a [Migration],
+    target: Option<i64>,
+    dry_run: bool,
+    jobs: usize,
+    stop_on_failure: bool,
+}
+
+impl FanOut<'_> {
+    /// Migrates `tenants` on `jobs` threads while this thread records each result in
+    /// the catalog, batched, so an interrupted run resumes where it stopped. With
+    /// `all_must_finish` (the canary) every tenant runs even after a failure.
+    fn run(
+        &self,
+        catalog: &mut Catalog,
+        tenants: &[TenantRow],
+        all_must_finish: bool,
+        progress: &dyn Progress,
+    ) -> Result<Vec<(TenantRow, TenantResult)>> {
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let (sender, receiver) = mpsc::channel::<(usize, TenantRun)>();
+        let mut finished = Vec::with_capacity(tenants.len());
+        std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..self.jobs.min(tenants.len()) {
+                let sender = sender.clone();
+                let (next, stop) = (&next, &stop);
+                scope.spawn(move || {
+                    loop {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let index = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(tenant) = tenants.get(index) else { break };
+                        let run = tenantdb::migrate::migrate(
+                            Path::new(&tenant.db_path),
+                            self.migrations,
+                            self.target,
+                            self.dry_run,
+                        );
+                        if matches!(run.outcome, Outcome::Failed | Outcome::Drift)
+                            && self.stop_on_failure
+                            && !all_must_finish
+                        {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        if sender.send((index, run)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            let mut batch = Vec::new();
+            while let Ok(first) = receiver.recv() {
+                batch.push(first);
+                batch.extend(receiver.try_iter());
+                progress.advance(batch.len() as u64);
+                if !self.dry_run {
+                    record(catalog, tenants, &batch)?;
+                }
+                for (index, run) in batch.drain(..) {
+                    let tenant = &tenants[index];
+                    finished.push((tenant.clone(), TenantResult::new(tenant, &run)));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(finished)
+    }
+}
+
+/// Writes a batch of results to the catalog in one transaction.
+fn record(catalog: &mut Catalog, tenants: &[TenantRow], batch: &[(usize, TenantRun)]) -> Result<()> {
+    catalog.write(|tx| {
+        for (index, run) in batch {
+            let tenant = &tenants[*index];
+            let status = match run.outcome {
+                Outcome::Failed => "failed",
+                Outcome::Drift => "drift",
+                _ => "ok",
+            };
+            let version = match &run.applied {
+                Some(applied) => {
+                    tenants::record_applied(tx, tenant.customer_id, applied)?;
+                    applied.iter().map(|m| m.version).max().unwrap_or(0)
+                }
+                None => tenant.schema_version,
+            };
+            tenants::record_run(tx, tenant.customer_id, version, status, run.error.as_deref())?;
+        }
+        Ok(())
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StatusRequest {
+    pub customers: Vec<String>,
+    pub behind: bool,
+    pub failed: bool,
+    pub check: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DbStatus {
+    pub summary: DbSummary,
+    pub tenants: Vec<TenantStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DbSummary {
+    pub tenants: usize,
+    pub current: usize,
+    pub behind: usize,
+    pub failed: usize,
+    pub newest_migration: i64,
+    pub total_bytes: u64,
+}
+
+impl DbSummary {
+    pub fn line(&self) -> String {
+        format!(
+            "{} tenants: {} current, {} behind, {} failed (newest migration V{}, {} bytes)",
+            self.tenants, self.current, self.behind, self.failed, self.newest_migration, self.total_bytes
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantStatus {
+    pub customer: String,
+    pub customer_id: i64,
+    pub status: String,
+    pub path: String,
+    pub size_bytes: u64,
+    pub schema_version: i64,
+    pub pending: usize,
+    pub migration_status: String,
+    pub last_migrated_at: Option<String>,
+    pub last_error: Option<String>,
+    /// With `--check`: `ok`, or what is wrong with the file.
+    pub check: Option<String>,
+}
+
+/// Per-tenant state from the catalog; with `check`, each file is opened and checked too.
+pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result<DbStatus> {
+    let ids = request
+        .customers
+        .iter()
+        .map(|r| live_customer(catalog, r).map(|c| c.id))
+        .collect::<Result<Vec<_>>>()?;
+    let (_, migrations) = load_migrations(catalog, home)?;
+    let newest = tenantdb::newest_version(&migrations);
+    let rows = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
+    let mut summary = DbSummary {
+        newest_migration: newest,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    for row in rows {
+        let pending = migrations
+            .iter()
+            .filter(|m| i64::from(m.version()) > row.schema_version)
+            .count();
+        let failed = row.migration_status != "ok";
+        let size_bytes = files::database_size(Path::new(&row.db_path));
+        summary.tenants += 1;
+        summary.total_bytes += size_bytes;
+        if failed {
+            summary.failed += 1;
+        } else if pending > 0 {
+            summary.behind += 1;
+        } else {
+            summary.current += 1;
+        }
+        if (request.behind && pending == 0) || (request.failed && !failed) {
+            continue;
+        }
+        out.push(TenantStatus {
+            check: request
+                .check
+                .then(|| check_file(Path::new(&row.db_path), row.schema_version)),
+            customer: row.slug,
+            customer_id: row.customer_id,
+            status: row.status,
+            path: row.db_path,
+            size_bytes,
+            schema_version: row.schema_version,
+            pending,
+            migration_status: row.migration_status,
+            last_migrated_at: row.migrated_at,
+            last_error: row.migration_error,
+        })
+    }
+    Ok(DbStatus {
+        summary,
+        tenants: out,
+    })
+}
+
+/// Opens a tenant file: `ok`, or what is wrong with it.
+pub fn check_file(path: &Path, recorded_version: i64) -> String {
+    if !path.is_file() {
+        return "missing".to_string();
+    }
+    if let Err(err) = tenantdb::quick_check(path) {
+        return err.to_string();
+    }
+    match tenantdb::open_tenant(path).and_then(|conn| tenantdb::applied_migrations(&conn)) {
+        Ok(applied) => {
+            let actual = applied.iter().map(|m| m.version).max().unwrap_or(0);
+            if actual == recorded_version {
+                "ok".to_string()
+            } else {
+                format!("file is at V{actual}, catalog says V{recorded_version}")
+            }
+        }
+        Err(err) => err.to_string(),
+    }
+}
+
+/// A slug or reference list for messages.
+pub fn describe(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| validate::printable(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

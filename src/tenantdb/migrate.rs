@@ -1,0 +1,255 @@
+//! Migrating one tenant database: its own history decides what is pending, all pending
+//! migrations run in one transaction, so a failure leaves it exactly where it was.
+
+use std::path::Path;
+use std::time::Instant;
+
+use refinery::{Migration, Runner, Target};
+use serde::Serialize;
+
+use super::{MigrationId, applied_migrations, open_tenant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing to apply.
+    Current,
+    /// Migrations were applied.
+    Migrated,
+    /// `--dry-run`: these would be applied.
+    Pending,
+    /// A migration failed; the database is at its old version.
+    Failed,
+    /// An applied migration's file changed or vanished; nothing was run.
+    Drift,
+    /// Not started, because an earlier tenant failed.
+    Skipped,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantRun {
+    pub from: i64,
+    pub to: i64,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub pending: Vec<i64>,
+    /// What the database has applied afterwards, for the catalog's ledger; `None` when
+    /// the file could not be read.
+    pub applied: Option<Vec<MigrationId>>,
+    pub millis: f64,
+}
+
+impl TenantRun {
+    fn failed(from: i64, outcome: Outcome, error: String, started: Instant) -> Self {
+        TenantRun {
+            from,
+            to: from,
+            outcome,
+            error: Some(error),
+            pending: Vec::new(),
+            applied: None,
+            millis: elapsed_ms(started),
+        }
+    }
+}
+
+fn elapsed_ms(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+/// Brings the database at `path` up to `target` (default: the newest migration).
+pub fn migrate(path: &Path, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
+    let started = Instant::now();
+    if !path.is_file() {
+        return TenantRun::failed(
+            0,
+            Outcome::Failed,
+            format!("database file {} is missing", path.display()),
+            started,
+        );
+    }
+    let mut conn = match open_tenant(path) {
+        Ok(conn) => conn,
+        Err(err) => return TenantRun::failed(0, Outcome::Failed, err.to_string(), started),
+    };
+    let applied = match applied_migrations(&conn) {
+        Ok(applied) => applied,
+        Err(err) => return TenantRun::failed(0, Outcome::Failed, err.to_string(), started),
+    };
+    let from = applied.iter().map(|m| m.version).max().unwrap_or(0);
+    let files: Vec<MigrationId> = migrations.iter().map(MigrationId::of).collect();
+    if let Some(problem) = drift(&applied, &files, from) {
+        let mut run = TenantRun::failed(from, Outcome::Drift, problem, started);
+        run.applied = Some(applied);
+        return run;
+    }
+    let limit = target.unwrap_or(i64::MAX);
+    let pending: Vec<i64> = files
+        .iter()
+        .map(|f| f.version)
+        .filter(|v| *v > from && *v <= limit)
+        .collect();
+    let mut run = TenantRun {
+        from,
+        to: from,
+        outcome: Outcome::Current,
+        error: None,
+        pending: pending.clone(),
+        applied: Some(applied),
+        millis: 0.0,
+    };
+    if pending.is_empty() {
+        run.millis = elapsed_ms(started);
+        return run;
+    }
+    if dry_run {
+        run.outcome = Outcome::Pending;
+        run.to = *pending.last().unwrap_or(&from);
+        run.millis = elapsed_ms(started);
+        return run;
+    }
+    let runner_target = match target.map(i32::try_from) {
+        Some(Ok(version)) => Target::Version(version),
+        Some(Err(_)) | None => Target::Latest,
+    };
+    let result = Runner::new(migrations)
+        .set_grouped(true)
+        .set_target(runner_target)
+        .run(&mut conn);
+    match result {
+        Ok(_) => {
+            run.outcome = Outcome::Migrated;
+            run.to = *pending.last().unwrap_or(&from);
+        }
+        Err(err) => {
+            run.outcome = Outcome::Failed;
+            run.error = Some(error_chain(&err));
+        }
+    }
+    run.applied = applied_migrations(&conn).ok();
+    run.millis = elapsed_ms(started);
+    run
+}
+
+/// Why the applied history no longer matches the files, if it does not.
+fn drift(applied: &[MigrationId], files: &[MigrationId], newest_applied: i64) -> Option<String> {
+    for done in applied {
+        match files.iter().find(|f| f.version == done.version) {
+            None => {
+                return Some(format!(
+                    "V{}__{} is applied but its file is gone",
+                    done.version, done.name
+                ));
+            }
+            Some(file) if file.checksum != done.checksum => {
+                return Some(format!(
+                    "V{}__{} changed after it was applied",
+                    done.version, done.name
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    files
+        .iter()
+        .find(|f| f.version < newest_applied && !applied.iter().any(|a| a.version == f.version))
+        .map(|f| {
+            format!(
+                "V{}__{} is older than applied V{newest_applied} but was never applied",
+                f.version, f.name
+            )
+        })
+}
+
+/// An error with its causes, as one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenantdb::build_fresh;
+
+    fn m(name: &str, sql: &str) -> Migration {
+        Migration::unapplied(name, sql).unwrap()
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_tenant_at_its_old_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let base = vec![m("V1__a", "CREATE TABLE a (x);")];
+        build_fresh(&db, &base).unwrap();
+        let mut next = base.clone();
+        next.push(m("V2__b", "CREATE TABLE b (x);"));
+        next.push(m(
+            "V3__bad",
+            "CREATE TABLE c (x); INSERT INTO nowhere VALUES (1);",
+        ));
+        let run = migrate(&db, &next, None, false);
+        assert_eq!(run.outcome, Outcome::Failed);
+        assert!(
+            run.error.as_deref().unwrap().contains("nowhere"),
+            "{:?}",
+            run.error
+        );
+        assert_eq!((run.from, run.to), (1, 1));
+        let conn = open_tenant(&db).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('b', 'c')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "V2 rolled back with V3");
+        assert_eq!(applied_migrations(&conn).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn pending_target_dry_run_and_drift() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let v1 = m("V1__a", "CREATE TABLE a (x);");
+        build_fresh(&db, std::slice::from_ref(&v1)).unwrap();
+        let all = vec![
+            v1.clone(),
+            m("V2__b", "CREATE TABLE b (x);"),
+            m("V3__c", "CREATE TABLE c (x);"),
+        ];
+        let dry = migrate(&db, &all, None, true);
+        assert_eq!(
+            (dry.outcome, dry.pending.clone(), dry.to),
+            (Outcome::Pending, vec![2, 3], 3)
+        );
+        let to_two = migrate(&db, &all, Some(2), false);
+        assert_eq!(
+            (to_two.outcome, to_two.from, to_two.to),
+            (Outcome::Migrated, 1, 2)
+        );
+        let rest = migrate(&db, &all, None, false);
+        assert_eq!((rest.outcome, rest.to), (Outcome::Migrated, 3));
+        assert_eq!(migrate(&db, &all, None, false).outcome, Outcome::Current);
+        let changed = vec![
+            m("V1__a", "CREATE TABLE a (x, y);"),
+            all[1].clone(),
+            all[2].clone(),
+        ];
+        let drifted = migrate(&db, &changed, None, false);
+        assert_eq!(drifted.outcome, Outcome::Drift);
+        assert!(drifted.error.unwrap().contains("V1__a changed"));
+        let missing = migrate(&dir.path().join("nope.db"), &all, None, false);
+        assert_eq!(missing.outcome, Outcome::Failed);
+    }
+}

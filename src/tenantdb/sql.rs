@@ -1,0 +1,207 @@
+//! Running an operator's SQL on one tenant database, so that no statement can reach
+//! another file: read-only unless asked, and ATTACH, DETACH, VACUUM (INTO) and
+//! load_extension refused by SQLite's authorizer.
+
+use std::path::Path;
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// What a statement returned: its column names and rows, or for a statement without
+/// result columns, how many rows it changed.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOutput {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    pub changes: Option<u64>,
+}
+
+impl QueryOutput {
+    /// Each row as an object keyed by (de-duplicated) column name.
+    pub fn objects(&self) -> Vec<Map<String, Value>> {
+        let names = unique_names(&self.columns);
+        self.rows
+            .iter()
+            .map(|row| names.iter().cloned().zip(row.iter().cloned()).collect())
+            .collect()
+    }
+
+    pub fn unique_columns(&self) -> Vec<String> {
+        unique_names(&self.columns)
+    }
+}
+
+fn unique_names(columns: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::with_capacity(columns.len());
+    for column in columns {
+        let mut name = column.clone();
+        let mut n = 2;
+        while names.contains(&name) {
+            name = format!("{column}_{n}");
+            n += 1;
+        }
+        names.push(name);
+    }
+    names
+}
+
+fn authorize(context: AuthContext<'_>, write: bool) -> Authorization {
+    match context.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        AuthAction::Function { function_name } if function_name.eq_ignore_ascii_case("load_extension") => {
+            Authorization::Deny
+        }
+        AuthAction::Pragma { pragma_name, .. }
+            if !write && pragma_name.eq_ignore_ascii_case("query_only") =>
+        {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
+    }
+}
+
+/// Runs one statement on the tenant database at `path`.
+pub fn run(path: &Path, sql: &str, write: bool) -> Result<QueryOutput> {
+    if !path.is_file() {
+        return Err(
+            Error::refused(format!("tenant database {} is missing", path.display()))
+                .with_hint("run 'tenantctl doctor'"),
+        );
+    }
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    if !write {
+        conn.pragma_update(None, "query_only", true)?;
+    }
+    conn.authorizer(Some(move |context: AuthContext<'_>| authorize(context, write)));
+    let result = execute(&conn, sql);
+    conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+    result.map_err(|err| explain(err, write))
+}
+
+fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<QueryOutput> {
+    let mut stmt = conn.prepare(sql)?;
+    let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+    if columns.is_empty() {
+        let changes = stmt.execute([])?;
+        return Ok(QueryOutput {
+            columns,
+            rows: Vec::new(),
+            changes: Some(changes as u64),
+        });
+    }
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            values.push(json_value(row.get_ref(i)?));
+        }
+        out.push(values);
+    }
+    Ok(QueryOutput {
+        columns,
+        rows: out,
+        changes: None,
+    })
+}
+
+fn json_value(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::String(b.iter().map(|byte| format!("{byte:02x}")).collect()),
+    }
+}
+
+/// Refusals by the sandbox become exit 6 with advice; anything else is SQLite's own
+/// message (exit 1).
+fn explain(err: rusqlite::Error, write: bool) -> Error {
+    let code = err.sqlite_error_code();
+    match code {
+        Some(rusqlite::ErrorCode::AuthorizationForStatementDenied) => Error::refused(format!(
+            "statement refused: {err}"
+        ))
+        .with_hint("ATTACH, DETACH, VACUUM and load_extension are not allowed; each tenant's data stays in its own file"),
+        Some(rusqlite::ErrorCode::ReadOnly) if !write => {
+            Error::refused(format!("the database is opened read-only: {err}")).with_hint("pass --write to change data")
+        }
+        _ if matches!(err, rusqlite::Error::MultipleStatement) => {
+            Error::usage("db sql runs one statement at a time").with_hint("run each statement in its own call")
+        }
+        _ if !write && err.to_string().contains("query_only") => {
+            Error::refused(format!("the database is opened read-only: {err}")).with_hint("pass --write to change data")
+        }
+        _ => Error::Sqlite(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(dir: &Path, name: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (x, y); INSERT INTO t VALUES (1, 'a'), (2, x'ff');",
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_rows_and_refuses_writes_without_permission() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tenant(dir.path(), "a.db");
+        let out = run(&db, "SELECT x, y, x FROM t ORDER BY x", false).unwrap();
+        assert_eq!(out.unique_columns(), ["x", "y", "x_2"]);
+        assert_eq!(out.rows[1][1], Value::String("ff".into()));
+        for write in [
+            "INSERT INTO t VALUES (3, 'c')",
+            "DELETE FROM t",
+            "PRAGMA query_only = 0",
+            "CREATE TABLE u (x)",
+        ] {
+            let err = run(&db, write, false).unwrap_err();
+            assert_eq!(err.exit_code(), 6, "{write}: {err}");
+        }
+        let changed = run(&db, "UPDATE t SET y = 'z'", true).unwrap();
+        assert_eq!(changed.changes, Some(2));
+    }
+
+    #[test]
+    fn no_statement_reaches_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tenant(dir.path(), "a.db");
+        let other = tenant(dir.path(), "b.db");
+        let other_text = other.display().to_string();
+        let escape = dir.path().join("copy.db").display().to_string();
+        for sql in [
+            format!("ATTACH '{other_text}' AS o"),
+            "DETACH main".to_string(),
+            format!("VACUUM INTO '{escape}'"),
+            "VACUUM".to_string(),
+            "SELECT load_extension('/tmp/x.so')".to_string(),
+        ] {
+            for write in [false, true] {
+                let err = run(&db, &sql, write).unwrap_err();
+                assert!(matches!(err.exit_code(), 1 | 6), "{sql}: {err}");
+            }
+        }
+        assert!(!dir.path().join("copy.db").exists());
+        let err = run(&db, "SELECT 1; SELECT 2", false).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

@@ -1,0 +1,637 @@
+//! db migrate, db status, db sql, db path, resolve, doctor and template provisioning.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const RESULT_FIELDS: &[&str] = &[
+    "customer",
+    "customer_id",
+    "from",
+    "to",
+    "status",
+    "pending",
+    "error",
+    "ms",
+];
+
+fn fleet(slugs: &[&str]) -> TestEnv {
+    let env = TestEnv::initialised();
+    for slug in slugs {
+        env.customer(&format!("{slug}@example.com"), slug, &["--slug", slug]);
+    }
+    env
+}
+
+fn add_migration(env: &TestEnv, name: &str, sql: &str) {
+    std::fs::write(env.home.join("tenant-migrations").join(name), sql).unwrap();
+}
+
+fn tenant_db(env: &TestEnv, slug: &str) -> rusqlite::Connection {
+    rusqlite::Connection::open(env.home.join(format!("tenants/{slug}.db"))).unwrap()
+}
+
+fn has_table(env: &TestEnv, slug: &str, table: &str) -> bool {
+    tenant_db(env, slug)
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+            [table],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+        == 1
+}
+
+fn statuses(results: &Value) -> Vec<(String, String)> {
+    results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["customer"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pair(customer: &str, status: &str) -> (String, String) {
+    (customer.to_string(), status.to_string())
+}
+
+#[test]
+fn migrate_applies_new_migrations_everywhere_and_records_them() {
+    let env = fleet(&["a", "b", "c"]);
+    add_migration(
+        &env,
+        "V4__notes.sql",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);",
+    );
+    let dry = env.json(&["db", "migrate", "--dry-run"]);
+    assert!(
+        dry.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "pending" && r["pending"] == json!([4]))
+    );
+    assert!(!has_table(&env, "a", "notes"), "a dry run changes nothing");
+
+    let results = env.json(&["db", "migrate"]);
+    for result in results.as_array().unwrap() {
+        assert_fields(result, RESULT_FIELDS);
+        assert_eq!(
+            (result["from"].as_i64(), result["to"].as_i64()),
+            (Some(3), Some(4))
+        );
+        assert_eq!(result["status"], "migrated");
+    }
+    for slug in ["a", "b", "c"] {
+        assert!(has_table(&env, slug, "notes"));
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM customers WHERE schema_version = 4 AND migrated_at IS NOT NULL"),
+        3
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM tenant_migrations WHERE version = 4"),
+        3
+    );
+    assert_eq!(env.json(&["customer", "show", "a"])["schema_version"], 4);
+
+    let again = env.json(&["db", "migrate", "--all"]);
+    assert_eq!(
+        statuses(&again),
+        [pair("a", "current"), pair("b", "current"), pair("c", "current")]
+    );
+}
+
+#[test]
+fn current_tenants_are_skipped_from_the_ledger_without_opening_their_files() {
+    let env = fleet(&["a", "b"]);
+    std::fs::write(env.home.join("tenants/b.db"), b"garbage that would fail any open").unwrap();
+    let results = env.json(&["db", "migrate"]);
+    assert_eq!(statuses(&results), [pair("a", "current"), pair("b", "current")]);
+}
+
+#[test]
+fn a_failing_tenant_stays_at_its_old_version() {
+    let env = fleet(&["a", "b", "c"]);
+    // Tenant b already has user 1, so V4's insert fails there halfway through.
+    env.ok(&[
+        "db",
+        "sql",
+        "b",
+        "INSERT INTO users (id, email, name) VALUES (1, 'x@b.test', 'X')",
+        "--write",
+    ]);
+    add_migration(
+        &env,
+        "V4__seed.sql",
+        "CREATE TABLE seeded (x);\nINSERT INTO users (id, email, name) VALUES (1, 'seed@example.com', 'Seed');",
+    );
+    let run = env.run(&["db", "migrate", "--jobs", "1", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    assert!(run.stderr.contains("failed"), "{}", run.stderr);
+    let results = run.json();
+    assert_eq!(
+        statuses(&results),
+        [pair("a", "migrated"), pair("b", "failed"), pair("c", "skipped")]
+    );
+    assert!(
+        results[1]["error"].as_str().unwrap().contains("UNIQUE"),
+        "{}",
+        results[1]
+    );
+    assert!(!has_table(&env, "b", "seeded"), "b rolled back to V3");
+    assert!(
+        !has_table(&env, "c", "seeded"),
+        "no new tenant after the first failure"
+    );
+    let b = env.json(&["db", "status", "b"]);
+    assert_eq!(b["tenants"][0]["schema_version"], 3);
+    assert_eq!(b["tenants"][0]["migration_status"], "failed");
+    assert!(b["tenants"][0]["last_error"].as_str().unwrap().contains("UNIQUE"));
+
+    let run = env.run(&["db", "migrate", "--continue-on-error", "--json"]);
+    assert_eq!(run.code, 8);
+    assert_eq!(
+        statuses(&run.json()),
+        [pair("a", "current"), pair("b", "failed"), pair("c", "migrated")]
+    );
+    assert_eq!(
+        env.json(&["db", "status", "--failed"])["tenants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    env.ok(&["db", "sql", "b", "DELETE FROM users WHERE id = 1", "--write"]);
+    assert_eq!(
+        statuses(&env.json(&["db", "migrate", "b"])),
+        [pair("b", "migrated")]
+    );
+    assert_eq!(env.json(&["db", "status"])["summary"]["failed"], 0);
+}
+
+#[test]
+fn a_canary_failure_stops_the_rollout() {
+    let env = fleet(&["a", "b", "c", "d"]);
+    env.ok(&[
+        "db",
+        "sql",
+        "a",
+        "INSERT INTO users (id, email, name) VALUES (1, 'x@a.test', 'X')",
+        "--write",
+    ]);
+    add_migration(
+        &env,
+        "V4__seed.sql",
+        "INSERT INTO users (id, email, name) VALUES (1, 'seed@example.com', 'S');",
+    );
+    let run = env.run(&["db", "migrate", "--canary", "2", "--continue-on-error", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    assert_eq!(
+        statuses(&run.json()),
+        [
+            pair("a", "failed"),
+            pair("b", "migrated"),
+            pair("c", "skipped"),
+            pair("d", "skipped")
+        ]
+    );
+    env.ok(&["db", "sql", "a", "DELETE FROM users WHERE id = 1", "--write"]);
+    let run = env.json(&["db", "migrate", "--canary", "1"]);
+    assert_eq!(
+        statuses(&run),
+        [
+            pair("a", "migrated"),
+            pair("b", "current"),
+            pair("c", "migrated"),
+            pair("d", "migrated")
+        ]
+    );
+}
+
+#[test]
+fn target_suspended_deleted_and_named_tenants() {
+    let env = fleet(&["a", "b", "c"]);
+    add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
+    add_migration(&env, "V5__five.sql", "CREATE TABLE five (x);");
+    env.ok(&["customer", "suspend", "b", "--reason", "r"]);
+    env.ok(&["customer", "delete", "c", "--confirm", "c"]);
+    let results = env.json(&["db", "migrate", "--target", "4"]);
+    assert_eq!(
+        statuses(&results),
+        [pair("a", "migrated"), pair("b", "migrated")],
+        "suspended yes, deleted no"
+    );
+    assert_eq!(results[0]["to"], 4);
+    assert!(has_table(&env, "b", "four") && !has_table(&env, "b", "five"));
+    assert_eq!(
+        statuses(&env.json(&["db", "migrate", "a"])),
+        [pair("a", "migrated")]
+    );
+    assert!(has_table(&env, "a", "five") && !has_table(&env, "b", "five"));
+    env.fails(&["db", "migrate", "c"], 6);
+    env.fails(&["db", "migrate", "ghost"], 3);
+}
+
+#[test]
+fn a_changed_migration_file_is_drift_and_not_rerun() {
+    let env = fleet(&["a"]);
+    add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
+    let v1 = env.home.join("tenant-migrations/V1__users.sql");
+    let original = std::fs::read_to_string(&v1).unwrap();
+    std::fs::write(&v1, format!("{original}\n-- edited after release\n")).unwrap();
+    let run = env.run(&["db", "migrate", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let results = run.json();
+    assert_eq!(results[0]["status"], "drift");
+    assert!(
+        results[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("V1__users changed")
+    );
+    assert!(!has_table(&env, "a", "four"));
+    let doctor = env.run(&["doctor", "--json"]);
+    assert_eq!(doctor.code, 7);
+    assert!(
+        doctor
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == "tenant.drift" && c["status"] == "fail")
+    );
+    std::fs::write(&v1, original).unwrap();
+    assert_eq!(statuses(&env.json(&["db", "migrate"])), [pair("a", "migrated")]);
+}
+
+#[test]
+fn a_second_migrate_waits_for_the_lock_then_refuses() {
+    let env = fleet(&["a"]);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(env.home.join(".lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let run = env.fails(&["db", "migrate", "--lock-timeout", "1s"], 6);
+    assert!(run.stderr.contains("lock"), "{}", run.stderr);
+    env.ok(&["db", "migrate", "--dry-run", "--lock-timeout", "1s"]);
+    drop(lock);
+    env.ok(&["db", "migrate", "--lock-timeout", "1s"]);
+}
+
+#[test]
+fn an_interrupted_migrate_resumes_where_it_stopped() {
+    let slugs: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+    let env = fleet(&slugs.iter().map(String::as_str).collect::<Vec<_>>());
+    add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
+    let mut child = env
+        .command()
+        .args(["db", "migrate", "--jobs", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some tenants are done (or when it has finished anyway).
+    loop {
+        let done = env.count("SELECT count(*) FROM customers WHERE schema_version = 4");
+        if done > 0 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for slug in &slugs {
+        let version: i64 = tenant_db(&env, slug)
+            .query_row(
+                "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(version == 3 || version == 4, "{slug} is at a whole version");
+    }
+    let results = env.json(&["db", "migrate"]);
+    assert!(
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "migrated" || r["status"] == "current")
+    );
+    assert!(slugs.iter().all(|s| has_table(&env, s, "four")));
+    assert_eq!(
+        env.count("SELECT count(*) FROM customers WHERE schema_version = 4"),
+        40
+    );
+    let check = env.json(&["db", "status", "--check"]);
+    assert!(
+        check["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["check"] == "ok"),
+        "{check}"
+    );
+}
+
+#[test]
+fn new_customers_are_copied_from_a_template_at_the_newest_migration() {
+    let env = fleet(&["a"]);
+    let template = env.home.join("templates/tenant.db");
+    assert!(template.is_file());
+    assert_eq!(mode(&template), 0o600);
+    add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
+    let b = env.customer("b@example.com", "B", &["--slug", "b"]);
+    assert_eq!(b["schema_version"], 4);
+    assert!(has_table(&env, "b", "four"));
+    assert_eq!(
+        env.count("SELECT count(*) FROM tenant_migrations WHERE customer_id = 2"),
+        4
+    );
+    assert_eq!(
+        statuses(&env.json(&["db", "migrate", "b"])),
+        [pair("b", "current")]
+    );
+}
+
+#[test]
+fn db_status_summarises_and_filters() {
+    let env = fleet(&["a", "b"]);
+    add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
+    env.ok(&["db", "migrate", "a"]);
+    let status = env.json(&["db", "status"]);
+    assert_fields(&status, &["summary", "tenants"]);
+    assert_eq!(
+        status["summary"],
+        json!({"tenants": 2, "current": 1, "behind": 1, "failed": 0, "newest_migration": 4,
+               "total_bytes": status["summary"]["total_bytes"]})
+    );
+    assert_fields(
+        &status["tenants"][0],
+        &[
+            "customer",
+            "customer_id",
+            "status",
+            "path",
+            "size_bytes",
+            "schema_version",
+            "pending",
+            "migration_status",
+            "last_migrated_at",
+            "last_error",
+            "check",
+        ],
+    );
+    let behind = env.json(&["db", "status", "--behind"]);
+    assert_eq!(behind["tenants"].as_array().unwrap().len(), 1);
+    assert_eq!(behind["tenants"][0]["customer"], "b");
+    assert_eq!(behind["tenants"][0]["pending"], 1);
+    let table = env.ok(&["db", "status"]).stdout;
+    assert!(
+        table.starts_with("2 tenants: 1 current, 1 behind, 0 failed"),
+        "{table}"
+    );
+    std::fs::write(env.home.join("tenants/b.db"), vec![0u8; 8192]).unwrap();
+    let checked = env.json(&["db", "status", "b", "--check"]);
+    assert_ne!(checked["tenants"][0]["check"], "ok");
+    assert_eq!(env.json(&["status"])["tenants_behind"], 1);
+}
+
+#[test]
+fn db_sql_is_read_only_sandboxed_and_recorded() {
+    let env = fleet(&["a", "b"]);
+    let rows = env.json(&["db", "sql", "a", "SELECT 1 AS one, 'x' AS two, NULL AS three"]);
+    assert_eq!(rows, json!([{"one": 1, "two": "x", "three": null}]));
+    let refused = env.fails(
+        &[
+            "db",
+            "sql",
+            "a",
+            "INSERT INTO users (email, name) VALUES ('u@a.test', 'U')",
+        ],
+        6,
+    );
+    assert!(refused.stderr.contains("--write"), "{}", refused.stderr);
+    let written = env.json(&[
+        "db",
+        "sql",
+        "a",
+        "INSERT INTO users (email, name) VALUES ('u@a.test', 'U')",
+        "--write",
+    ]);
+    assert_eq!(written, json!({"customer": "a", "changes": 1}));
+    let b_path = env.home.join("tenants/b.db");
+    for sql in [
+        format!("ATTACH '{}' AS other", b_path.display()),
+        format!("VACUUM INTO '{}'", env.root.join("stolen.db").display()),
+        "SELECT load_extension('x')".to_string(),
+        "DETACH main".to_string(),
+    ] {
+        let run = env.run(&["db", "sql", "a", &sql, "--write"]);
+        assert!(run.code == 6 || run.code == 1, "{sql}: {run:?}");
+    }
+    assert!(!env.root.join("stolen.db").exists());
+    let before = tenant_db(&env, "a")
+        .query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    let failed = env.fails(&["db", "sql", "a", "UPDATE nowhere SET x = 1", "--write"], 1);
+    assert!(
+        failed.stderr.contains("no such table: nowhere"),
+        "{}",
+        failed.stderr
+    );
+    let after = tenant_db(&env, "a")
+        .query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    assert_eq!(before, after);
+    env.fails(&["db", "sql", "ghost", "SELECT 1"], 3);
+    env.fails(&["db", "sql", "a"], 2);
+    let history = env.count("SELECT count(*) FROM query_history WHERE customer_slug = 'a'");
+    assert!(history >= 8, "every run is recorded: {history}");
+    assert_eq!(
+        env.count("SELECT count(*) FROM query_history WHERE status = 'error' AND error LIKE '%nowhere%'"),
+        1
+    );
+    let csv = env
+        .ok(&["db", "sql", "a", "SELECT email FROM users", "-o", "csv"])
+        .stdout;
+    assert_eq!(csv, "email\nu@a.test\n");
+}
+
+#[test]
+fn db_sql_all_prefixes_rows_and_reports_failures() {
+    let env = fleet(&["a", "b", "c"]);
+    env.ok(&[
+        "db",
+        "sql",
+        "b",
+        "INSERT INTO users (email, name) VALUES ('u@b.test', 'U')",
+        "--write",
+    ]);
+    env.ok(&["customer", "suspend", "c", "--reason", "r"]);
+    let rows = env.json(&["db", "sql", "--all", "SELECT count(*) AS users FROM users"]);
+    assert_eq!(
+        rows,
+        json!([{"customer": "a", "users": 0}, {"customer": "b", "users": 1}]),
+        "active tenants only"
+    );
+    env.ok(&["db", "sql", "a", "DROP TABLE order_items", "--write"]);
+    let run = env.run(&[
+        "db",
+        "sql",
+        "--all",
+        "SELECT count(*) AS items FROM order_items",
+        "--json",
+    ]);
+    assert_eq!(run.code, 8, "{run:?}");
+    assert_eq!(run.json(), json!([{"customer": "b", "items": 0}]));
+    assert!(
+        run.stderr.contains("a: ") && run.stderr.contains("no such table"),
+        "{}",
+        run.stderr
+    );
+    env.fails(&["db", "sql", "--all", "DELETE FROM users", "--write"], 2);
+}
+
+#[test]
+fn db_path_prints_the_absolute_path() {
+    let env = fleet(&["a"]);
+    let path = env.ok(&["db", "path", "a"]).stdout;
+    assert_eq!(PathBuf::from(path.trim()), env.home.join("tenants/a.db"));
+    assert_eq!(
+        env.json(&["db", "path", "a@example.com"])["path"],
+        env.home.join("tenants/a.db").to_str().unwrap()
+    );
+    env.ok(&["customer", "delete", "a", "--confirm", "a"]);
+    env.fails(&["db", "path", "a"], 6);
+}
+
+#[test]
+fn resolve_matches_site_domains_then_platform_subdomains() {
+    let env = fleet(&["acme"]);
+    env.ok(&["site", "create", "acme", "Shop", "--domain", "shop.acme.test"]);
+    let by_site = env.json(&["resolve", "SHOP.acme.test."]);
+    assert_fields(
+        &by_site,
+        &[
+            "host",
+            "matched_by",
+            "customer_id",
+            "customer",
+            "customer_status",
+            "site_id",
+            "site_domain",
+            "db_path",
+        ],
+    );
+    assert_eq!(by_site["matched_by"], "site_domain");
+    assert_eq!(by_site["customer"], "acme");
+    assert_eq!(by_site["site_domain"], "shop.acme.test");
+    assert_eq!(
+        by_site["db_path"],
+        env.home.join("tenants/acme.db").to_str().unwrap()
+    );
+    env.fails(&["resolve", "acme.example.com"], 3);
+    env.ok(&["config", "set", "platform_domain", "example.com"]);
+    let by_slug = env.json(&["resolve", "Acme.Example.com"]);
+    assert_eq!(by_slug["matched_by"], "platform_subdomain");
+    assert_eq!(by_slug["site_id"], Value::Null);
+    env.fails(&["resolve", "x.acme.example.com"], 3);
+    env.fails(&["resolve", "nobody.example.com"], 3);
+}
+
+#[test]
+fn doctor_finds_each_fault_and_fixes_what_is_safe() {
+    let env = fleet(&["a", "b", "c", "d"]);
+    let clean = env.json(&["doctor"]);
+    assert!(
+        clean.as_array().unwrap().iter().all(|c| c["status"] == "ok"),
+        "{clean}"
+    );
+    assert_fields(&clean[0], &["check", "target", "status", "message"]);
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        env.home.join("tenants/a.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::remove_file(env.home.join("tenants/b.db")).unwrap();
+    let c_path = env.home.join("tenants/c.db");
+    let mut bytes = std::fs::read(&c_path).unwrap();
+    let len = bytes.len();
+    for byte in &mut bytes[4096..len.min(12288)] {
+        *byte = 0xAB;
+    }
+    std::fs::write(&c_path, bytes).unwrap();
+    std::fs::write(env.home.join("tenants/orphan.db"), b"").unwrap();
+    env.catalog()
+        .execute("UPDATE customers SET schema_version = 1 WHERE slug = 'd'", [])
+        .unwrap();
+
+    let run = env.run(&["doctor", "--json"]);
+    assert_eq!(run.code, 7, "{run:?}");
+    let checks = run.json();
+    let find = |check: &str, target: &str| -> String {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == check && c["target"].as_str().unwrap().contains(target))
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {check} for {target} in {checks}"))
+    };
+    assert_eq!(find("permissions", "a.db"), "fail");
+    assert_eq!(find("tenant.present", "b"), "fail");
+    assert_ne!(find("tenant.quick_check", "c"), "ok");
+    assert_eq!(find("orphan.file", "orphan.db"), "warn");
+    assert_eq!(find("tenant.version", "d"), "warn");
+
+    let fixed = env.run(&["doctor", "--fix", "--json"]).json();
+    let statuses: Vec<(String, String)> = fixed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&("permissions".into(), "fixed".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&("tenant.version".into(), "fixed".into())),
+        "{statuses:?}"
+    );
+    assert_eq!(mode(&env.home.join("tenants/a.db")), 0o600);
+    assert_eq!(
+        env.json(&["db", "status", "d"])["tenants"][0]["schema_version"],
+        3
+    );
+}
+
+#[test]
+fn a_missing_migrations_folder_is_a_usage_error_naming_it() {
+    let env = fleet(&["a"]);
+    std::fs::remove_dir_all(env.home.join("tenant-migrations")).unwrap();
+    for args in [&["db", "migrate"][..], &["db", "status"]] {
+        let run = env.fails(args, 2);
+        assert!(run.stderr.contains("tenant-migrations"), "{}", run.stderr);
+    }
+}
