@@ -134,9 +134,14 @@ pub struct Site {
 }
 
 impl Site {
-    /// The config as a JSON object (the catalog only stores objects).
-    pub fn config_value(&self) -> Value {
-        serde_json::from_str(self.config.get()).unwrap_or(Value::Object(Map::new()))
+    /// The config as a JSON value; the catalog stores only valid JSON objects.
+    pub fn config_value(&self) -> crate::error::Result<Value> {
+        serde_json::from_str(self.config.get()).map_err(|e| {
+            crate::error::Error::unexpected(format!(
+                "site {} has a config that does not parse: {e}",
+                self.domain
+            ))
+        })
     }
 }
 

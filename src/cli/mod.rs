@@ -255,9 +255,13 @@ fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
 
 /// Maps any error to its exit code and reports it on stderr, in one place.
 fn report_error(err: &anyhow::Error, messages: Messages, json: bool) -> u8 {
-    if let Some(io) = err.downcast_ref::<std::io::Error>()
-        && io.kind() == std::io::ErrorKind::BrokenPipe
-    {
+    let broken_pipe = match err.downcast_ref::<Error>() {
+        Some(Error::Io { source, .. }) => source.kind() == std::io::ErrorKind::BrokenPipe,
+        _ => err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe),
+    };
+    if broken_pipe {
         // A closed stdout (`| head`) is the reader's choice, not a failure.
         return 0;
     }

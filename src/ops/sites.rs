@@ -53,6 +53,7 @@ pub fn parse_config(text: &[u8], source: &str) -> Result<Value> {
             "config {source} must be a JSON object"
         )));
     }
+    check_document(&value).map_err(|e| Error::invalid_input(format!("config {source}: {e}")))?;
     Ok(value)
 }
 
@@ -143,7 +144,6 @@ pub struct CreateSite {
 }
 
 pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateSite) -> Result<Site> {
-    let customer = customers::resolve(catalog.conn(), &request.customer)?;
     let name = validate::display_text("name", &request.name)?;
     let business_type = request
         .business_type
@@ -151,21 +151,21 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateSite) -> 
         .map(|t| validate::display_text("business type", t))
         .transpose()?;
     let port = request.port.map(check_port).transpose()?;
-    let domain = match &request.domain {
-        Some(domain) => validate::hostname(domain)?,
-        None => default_domain(catalog, &name, &customer)?,
-    };
     let config = request
         .config
         .clone()
         .unwrap_or_else(|| Value::Object(Map::new()));
-    if !config.is_object() {
-        return Err(Error::invalid_input("a site config must be a JSON object"));
-    }
-    require_customer_state(&customer, true, "add sites")?;
+    check_document(&config)?;
     catalog
         .write(|tx| {
-            // Checked inside the transaction so that concurrent creates cannot both pass.
+            // Everything is checked inside the transaction, so concurrent creates cannot
+            // both pass the limit and a customer suspended meanwhile gets no site.
+            let customer = customers::resolve(tx, &request.customer)?;
+            require_customer_state(&customer, true, "add sites")?;
+            let domain = match &request.domain {
+                Some(domain) => validate::hostname(domain)?,
+                None => default_domain(tx, &name, &customer)?,
+            };
             let limits = quota::effective(&quota::plan_of(tx, &customer)?, customer.overrides());
             let count = sites::count_for_customer(tx, customer.id)?;
             if count >= limits.max_sites {
@@ -183,7 +183,7 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateSite) -> 
                 &NewSite {
                     customer_id: customer.id,
                     name: name.clone(),
-                    domain: domain.clone(),
+                    domain,
                     port,
                     business_type: business_type.clone(),
                     status: "draft".to_string(),
@@ -203,8 +203,8 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateSite) -> 
 }
 
 /// `<site name>.<customer slug>.<platform_domain>` when no domain is given.
-fn default_domain(catalog: &Catalog, name: &str, customer: &Customer) -> Result<String> {
-    let Some((platform, _)) = settings::get(catalog.conn(), "platform_domain")? else {
+fn default_domain(conn: &Connection, name: &str, customer: &Customer) -> Result<String> {
+    let Some((platform, _)) = settings::get(conn, "platform_domain")? else {
         return Err(Error::usage("no --domain given and platform_domain is not set")
             .with_hint("pass --domain, or run 'tenantctl config set platform_domain example.com'"));
     };
@@ -296,50 +296,40 @@ pub fn update(
         return Err(Error::usage("nothing to update")
             .with_hint("pass --name, --domain, --port, --status, --config or --set"));
     }
-    let conn = catalog.conn();
-    let site = resolve(conn, reference)?;
-    let customer = customers::resolve(conn, &site.customer_id.to_string())?;
-    require_customer_state(&customer, false, "change its sites")?;
-    let old_config = site.config_value();
-    let mut next = NewSite {
-        customer_id: site.customer_id,
-        name: site.name.clone(),
-        domain: site.domain.clone(),
-        port: site.port,
-        business_type: site.business_type.clone(),
-        status: site.status.clone(),
-        config: request.config.clone().unwrap_or_else(|| old_config.clone()),
-    };
-    if let Some(name) = &request.name {
-        next.name = validate::display_text("name", name)?;
-    }
-    if let Some(domain) = &request.domain {
-        next.domain = validate::hostname(domain)?;
-    }
-    if let Some(port) = request.port {
-        next.port = port.map(check_port).transpose()?;
-    }
-    if let Some(status) = &request.status {
-        check_status(status)?;
-        next.status = status.clone();
-    }
-    if !next.config.is_object() {
-        return Err(Error::invalid_input("a site config must be a JSON object"));
-    }
-    for assignment in &request.set {
-        apply_assignment(&mut next.config, assignment)?;
+    if let Some(config) = &request.config {
+        check_document(config)?;
     }
     catalog
         .write(|tx| {
+            // Read, change and write in one transaction, so concurrent updates compose.
+            let site = resolve(tx, reference)?;
+            require_customer_state(&customer_of(tx, &site)?, false, "change its sites")?;
+            let old_config = site.config_value()?;
+            let mut next = NewSite {
+                config: request.config.clone().unwrap_or_else(|| old_config.clone()),
+                ..current_state(&site, &old_config)
+            };
+            if let Some(name) = &request.name {
+                next.name = validate::display_text("name", name)?;
+            }
+            if let Some(domain) = &request.domain {
+                next.domain = validate::hostname(domain)?;
+            }
+            if let Some(port) = request.port {
+                next.port = port.map(check_port).transpose()?;
+            }
+            if let Some(status) = &request.status {
+                check_status(status)?;
+                next.status = status.clone();
+            }
+            for assignment in &request.set {
+                apply_assignment(&mut next.config, assignment)?;
+            }
+            if !request.set.is_empty() {
+                check_document(&next.config).map_err(|e| Error::usage(format!("after --set: {e}")))?;
+            }
             require_free(tx, &next.domain, next.port, Some(site.id))?;
-            let snapshot = sites::add_snapshot(
-                tx,
-                site.id,
-                "manual",
-                Some("before update"),
-                &old_config,
-                actor.name,
-            )?;
+            let snapshot = sites::add_snapshot(tx, site.id, "manual", Some("before update"), &old_config, actor.name)?;
             let updated = sites::update(tx, &site, &next)?;
             let mut changes = Map::new();
             for (field, before, after) in [
@@ -352,17 +342,69 @@ pub fn update(
                     changes.insert(field.to_string(), json!({"from": before, "to": after}));
                 }
             }
-            let config_changed = old_config != next.config;
             audit_site(
                 tx,
                 actor,
                 "site.update",
                 &updated,
-                json!({"changes": changes, "config_changed": config_changed, "snapshot_id": snapshot.id}),
+                json!({"changes": changes, "config_changed": old_config != next.config, "snapshot_id": snapshot.id}),
             )?;
             Ok(updated)
         })
         .map_err(conflict_on_unique)
+}
+
+fn customer_of(conn: &Connection, site: &Site) -> Result<Customer> {
+    customers::resolve(conn, &site.customer_id.to_string())
+}
+
+/// A site's row as it is, with `config` as its config, ready to be changed.
+fn current_state(site: &Site, config: &Value) -> NewSite {
+    NewSite {
+        customer_id: site.customer_id,
+        name: site.name.clone(),
+        domain: site.domain.clone(),
+        port: site.port,
+        business_type: site.business_type.clone(),
+        status: site.status.clone(),
+        config: config.clone(),
+    }
+}
+
+/// The most `--set` path segments and config nesting accepted: deep enough for any
+/// real config, shallow enough that no parser or printer runs out of stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// A config document must be an object, at most [`MAX_DEPTH`] deep and 1 MiB as JSON
+/// (exit 9 otherwise).
+pub fn check_document(config: &Value) -> Result<()> {
+    if !config.is_object() {
+        return Err(Error::invalid_input("a site config must be a JSON object"));
+    }
+    if depth(config) > MAX_DEPTH {
+        return Err(Error::invalid_input(format!(
+            "a site config may nest at most {MAX_DEPTH} levels"
+        )));
+    }
+    if config.to_string().len() > MAX_CONFIG_BYTES {
+        return Err(Error::invalid_input("a site config may be at most 1 MiB as JSON"));
+    }
+    Ok(())
+}
+
+fn depth(value: &Value) -> usize {
+    // Iterative, so a hostile document cannot overflow the stack here.
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((node, level)) = stack.pop() {
+        deepest = deepest.max(level);
+        match node {
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, level + 1))),
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, level + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Applies `a.b.c=value` to a config object: the value is parsed as JSON where it can
@@ -376,6 +418,9 @@ pub fn apply_assignment(config: &mut Value, assignment: &str) -> Result<()> {
     let segments: Vec<&str> = path.split('.').collect();
     if segments.iter().any(|s| s.is_empty()) {
         return Err(invalid("empty path segment"));
+    }
+    if segments.len() > MAX_DEPTH {
+        return Err(invalid(&format!("more than {MAX_DEPTH} path segments")));
     }
     let (last, parents) = segments.split_last().ok_or_else(|| invalid("empty path"))?;
     let mut node = config;
@@ -440,18 +485,18 @@ pub fn delete(
     reference: &str,
     confirm: Option<&str>,
 ) -> Result<Site> {
-    let site = resolve(catalog.conn(), reference)?;
-    require_confirm(&site, confirm)?;
     catalog.write(|tx| {
+        let site = resolve(tx, reference)?;
+        require_confirm(&site, confirm)?;
         audit_site(
             tx,
             actor,
             "site.delete",
             &site,
-            json!({"name": site.name, "config": site.config_value()}),
+            json!({"name": site.name, "config": site.config_value()?}),
         )?;
         sites::delete(tx, site.id)?;
-        Ok(site.clone())
+        Ok(site)
     })
 }
 
@@ -463,14 +508,14 @@ pub fn deploy(
     reference: &str,
     port: Option<i64>,
 ) -> Result<Deployment> {
-    let site = resolve(catalog.conn(), reference)?;
-    let port = port.map(check_port).transpose()?.or(site.port);
-    let customer = customers::resolve(catalog.conn(), &site.customer_id.to_string())?;
-    require_customer_state(&customer, true, "deploy its sites")?;
+    let requested_port = port.map(check_port).transpose()?;
     catalog
         .write(|tx| {
+            let site = resolve(tx, reference)?;
+            require_customer_state(&customer_of(tx, &site)?, true, "deploy its sites")?;
+            let port = requested_port.or(site.port);
             require_free(tx, &site.domain, port, Some(site.id))?;
-            let config = site.config_value();
+            let config = site.config_value()?;
             let snapshot = sites::add_snapshot(tx, site.id, "pre-deploy", None, &config, actor.name)?;
             let log = format!(
                 "deployed {} on port {}",
@@ -497,59 +542,54 @@ pub fn deployments(catalog: &Catalog, reference: &str) -> Result<Vec<Deployment>
 }
 
 /// Puts the config of deployment `to` (default: the one before the newest) back and
-/// records it as a new deployment.
+/// records it as a new deployment. The site keeps its current port: a rollback is of
+/// the config, and the old port may belong to another site by now.
 pub fn rollback(
     catalog: &mut Catalog,
     actor: Actor<'_>,
     reference: &str,
     to: Option<i64>,
 ) -> Result<Deployment> {
-    let site = resolve(catalog.conn(), reference)?;
-    let customer = customers::resolve(catalog.conn(), &site.customer_id.to_string())?;
-    require_customer_state(&customer, true, "deploy its sites")?;
-    let history = sites::deployments(catalog.conn(), site.id)?;
-    let newest = history.last().map(|d| d.number);
-    let target = match to {
-        Some(number) => history.iter().find(|d| d.number == number).ok_or_else(|| {
-            Error::not_found(format!("site {} has no deployment {number}", site.domain))
-                .with_hint(format!("see 'tenantctl site deployments {}'", site.domain))
-        })?,
-        None if history.len() < 2 => {
+    catalog.write(|tx| {
+        let site = resolve(tx, reference)?;
+        require_customer_state(&customer_of(tx, &site)?, true, "deploy its sites")?;
+        let history = sites::deployments(tx, site.id)?;
+        let newest = history.last().map(|d| d.number);
+        let target = match to {
+            Some(number) => history.iter().find(|d| d.number == number).ok_or_else(|| {
+                Error::not_found(format!("site {} has no deployment {number}", site.domain))
+                    .with_hint(format!("see 'tenantctl site deployments {}'", site.domain))
+            })?,
+            None if history.len() < 2 => {
+                return Err(Error::refused(format!(
+                    "site {} has {} deployment{}; nothing to roll back to",
+                    site.domain,
+                    history.len(),
+                    if history.len() == 1 { "" } else { "s" }
+                )));
+            }
+            None => &history[history.len() - 2],
+        };
+        if Some(target.number) == newest {
             return Err(Error::refused(format!(
-                "site {} has {} deployment{}; nothing to roll back to",
-                site.domain,
-                history.len(),
-                if history.len() == 1 { "" } else { "s" }
+                "deployment {} is already the newest",
+                target.number
             )));
         }
-        None => &history[history.len() - 2],
-    };
-    if Some(target.number) == newest {
-        return Err(Error::refused(format!(
-            "deployment {} is already the newest",
-            target.number
-        )));
-    }
-    let target = target.clone();
-    catalog
-        .write(|tx| {
-            require_free(tx, &site.domain, target.port, Some(site.id))?;
-            let snapshot =
-                sites::add_snapshot(tx, site.id, "pre-deploy", None, &site.config_value(), actor.name)?;
-            let log = format!("rolled back to deployment {}", target.number);
-            let deployment =
-                sites::add_deployment(tx, site.id, &target.config, target.port, &log, actor.name)?;
-            sites::mark_deployed(tx, site.id, &target.config, target.port)?;
-            audit_site(
-                tx,
-                actor,
-                "site.rollback",
-                &site,
-                json!({"to": target.number, "number": deployment.number, "snapshot_id": snapshot.id}),
-            )?;
-            Ok(deployment)
-        })
-        .map_err(conflict_on_unique)
+        let snapshot =
+            sites::add_snapshot(tx, site.id, "pre-deploy", None, &site.config_value()?, actor.name)?;
+        let log = format!("rolled back to deployment {}", target.number);
+        let deployment = sites::add_deployment(tx, site.id, &target.config, site.port, &log, actor.name)?;
+        sites::mark_deployed(tx, site.id, &target.config, site.port)?;
+        audit_site(
+            tx,
+            actor,
+            "site.rollback",
+            &site,
+            json!({"to": target.number, "number": deployment.number, "snapshot_id": snapshot.id}),
+        )?;
+        Ok(deployment)
+    })
 }
 
 pub fn snapshot(
@@ -558,17 +598,17 @@ pub fn snapshot(
     reference: &str,
     name: Option<&str>,
 ) -> Result<Snapshot> {
-    let site = resolve(catalog.conn(), reference)?;
     let name = name
         .map(|n| validate::display_text("snapshot name", n))
         .transpose()?;
     catalog.write(|tx| {
+        let site = resolve(tx, reference)?;
         let snapshot = sites::add_snapshot(
             tx,
             site.id,
             "manual",
             name.as_deref(),
-            &site.config_value(),
+            &site.config_value()?,
             actor.name,
         )?;
         audit_site(
@@ -589,27 +629,18 @@ pub fn snapshots(catalog: &Catalog, reference: &str) -> Result<Vec<Snapshot>> {
 
 /// Puts a snapshot's config back, after a `pre-restore` snapshot of the current one.
 pub fn restore(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, snapshot_id: i64) -> Result<Site> {
-    let site = resolve(catalog.conn(), reference)?;
-    let customer = customers::resolve(catalog.conn(), &site.customer_id.to_string())?;
-    require_customer_state(&customer, false, "change its sites")?;
-    let snapshot = sites::snapshot(catalog.conn(), snapshot_id)?
-        .filter(|s| s.site_id == site.id)
-        .ok_or_else(|| {
-            Error::not_found(format!("site {} has no snapshot {snapshot_id}", site.domain))
-                .with_hint(format!("see 'tenantctl site snapshots {}'", site.domain))
-        })?;
     catalog.write(|tx| {
-        let safety = sites::add_snapshot(tx, site.id, "pre-restore", None, &site.config_value(), actor.name)?;
-        let next = NewSite {
-            customer_id: site.customer_id,
-            name: site.name.clone(),
-            domain: site.domain.clone(),
-            port: site.port,
-            business_type: site.business_type.clone(),
-            status: site.status.clone(),
-            config: snapshot.config.clone(),
-        };
-        let restored = sites::update(tx, &site, &next)?;
+        let site = resolve(tx, reference)?;
+        require_customer_state(&customer_of(tx, &site)?, false, "change its sites")?;
+        let snapshot = sites::snapshot(tx, snapshot_id)?
+            .filter(|s| s.site_id == site.id)
+            .ok_or_else(|| {
+                Error::not_found(format!("site {} has no snapshot {snapshot_id}", site.domain))
+                    .with_hint(format!("see 'tenantctl site snapshots {}'", site.domain))
+            })?;
+        let current = site.config_value()?;
+        let safety = sites::add_snapshot(tx, site.id, "pre-restore", None, &current, actor.name)?;
+        let restored = sites::update(tx, &site, &current_state(&site, &snapshot.config))?;
         audit_site(
             tx,
             actor,
@@ -637,6 +668,7 @@ mod tests {
             json!({"theme": {"primary": "#0044aa"}, "pages": [{"title": "Start"}],
                    "features": {"chat": {"enabled": true}}, "limits": {"a": 1}})
         );
+        let too_deep = format!("{}b=1", "a.".repeat(MAX_DEPTH));
         for bad in [
             "novalue",
             "a..b=1",
@@ -644,9 +676,22 @@ mod tests {
             "theme.primary.x=1",
             "pages.9.title=x",
             "pages.x=1",
+            &too_deep,
         ] {
             assert!(apply_assignment(&mut config, bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn deep_documents_are_refused_without_recursion() {
+        let mut deep = json!(1);
+        for _ in 0..1000 {
+            deep = json!([deep]);
+        }
+        assert_eq!(
+            check_document(&json!({ "deep": deep })).unwrap_err().exit_code(),
+            9
+        );
     }
 
     #[test]

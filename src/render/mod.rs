@@ -141,27 +141,28 @@ where
 }
 
 /// Writes a listing one row at a time, so big listings stream in flat memory. JSON is
-/// an array with one compact object a line; a table is laid out at the end.
+/// an array with one compact object a line. A table sizes its columns from the first
+/// [`TABLE_SAMPLE`] rows, as kubectl does, then streams the rest.
 pub struct ListWriter<'a, W: Write> {
     out: W,
     format: OutputFormat,
     columns: &'a [&'a str],
-    table: Option<Table>,
+    /// Table rows held back until the column widths are known.
+    sample: Vec<Vec<String>>,
+    widths: Option<Vec<usize>>,
     rows: usize,
 }
 
+pub const TABLE_SAMPLE: usize = 500;
+
 impl<'a, W: Write> ListWriter<'a, W> {
     pub fn new(out: W, format: OutputFormat, columns: &'a [&'a str]) -> Self {
-        let table = (format == OutputFormat::Table).then(|| {
-            let mut table = new_table();
-            table.set_header(columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>());
-            table
-        });
         ListWriter {
             out,
             format,
             columns,
-            table,
+            sample: Vec::new(),
+            widths: None,
             rows: 0,
         }
     }
@@ -192,8 +193,13 @@ impl<'a, W: Write> ListWriter<'a, W> {
                     .iter()
                     .map(|c| cell_text(value.get(*c).unwrap_or(&Value::Null)))
                     .collect();
-                if let Some(table) = &mut self.table {
-                    table.add_row(cells);
+                if self.widths.is_some() {
+                    self.write_cells(&cells)?;
+                } else {
+                    self.sample.push(cells);
+                    if self.sample.len() >= TABLE_SAMPLE {
+                        self.flush_sample()?;
+                    }
                 }
             }
         }
@@ -201,17 +207,48 @@ impl<'a, W: Write> ListWriter<'a, W> {
         Ok(())
     }
 
+    /// Fixes the column widths from the header and the sample, and writes them.
+    fn flush_sample(&mut self) -> io::Result<()> {
+        let header: Vec<String> = self.columns.iter().map(|c| c.to_uppercase()).collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.sample {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        self.widths = Some(widths);
+        self.write_cells(&header)?;
+        for row in std::mem::take(&mut self.sample) {
+            self.write_cells(&row)?;
+        }
+        Ok(())
+    }
+
+    fn write_cells(&mut self, cells: &[String]) -> io::Result<()> {
+        let widths = self.widths.as_deref().unwrap_or_default();
+        let mut line = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < cells.len() {
+                let pad = widths
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(cell.chars().count())
+                    + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        writeln!(self.out, "{}", line.trim_end())
+    }
+
     /// Closes the listing.
     pub fn finish(mut self) -> io::Result<()> {
         match self.format {
             OutputFormat::Json if self.rows == 0 => self.out.write_all(b"[]\n")?,
             OutputFormat::Json => self.out.write_all(b"\n]\n")?,
-            OutputFormat::Table => {
-                if let Some(table) = &mut self.table {
-                    writeln!(self.out, "{}", table_text(table))?;
-                }
-            }
-            OutputFormat::Ndjson | OutputFormat::Csv => {}
+            OutputFormat::Table if self.widths.is_none() => self.flush_sample()?,
+            OutputFormat::Table | OutputFormat::Ndjson | OutputFormat::Csv => {}
         }
         self.out.flush()
     }
@@ -310,6 +347,23 @@ fn write_section(out: &mut impl Write, title: &str, value: &Value) -> io::Result
     }
 }
 
+/// Text with control characters escaped, so stored data cannot drive the terminal.
+fn visible(text: &str) -> String {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        text.to_string()
+    }
+}
+
 /// Nested objects as `outer.inner` keys, so a section stays two columns wide.
 fn flatten(prefix: &str, map: &Map<String, Value>, rows: &mut Vec<(String, String)>) {
     for (key, value) in map {
@@ -329,7 +383,7 @@ fn flatten(prefix: &str, map: &Map<String, Value>, rows: &mut Vec<(String, Strin
 pub fn cell_text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => visible(s),
         Value::Array(items) if items.iter().all(|v| !v.is_object() && !v.is_array()) => {
             if items.is_empty() {
                 "-".to_string()

@@ -691,3 +691,161 @@ fn concurrent_creates_never_exceed_the_site_limit() {
     assert!(codes.iter().all(|c| *c == 0 || *c == 5), "{codes:?}");
     assert_eq!(env.count("SELECT count(*) FROM sites"), 3);
 }
+
+#[test]
+fn concurrent_set_updates_all_land() {
+    let env = with_customer();
+    env.json(&["site", "create", "acme", "S", "--domain", "s.acme.test"]);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            env.command()
+                .args(["site", "update", "s.acme.test", "--set", &format!("k{i}={i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let config = env.json(&["site", "show", "s.acme.test"])["config"].clone();
+    assert_eq!(
+        config.as_object().unwrap().len(),
+        8,
+        "no update was lost: {config}"
+    );
+}
+
+#[test]
+fn hostile_configs_are_refused_whole() {
+    let env = with_customer();
+    env.json(&["site", "create", "acme", "S", "--domain", "s.acme.test"]);
+    let deep_path = format!("{}b=1", "a.".repeat(200));
+    env.fails(&["site", "update", "s.acme.test", "--set", &deep_path], 2);
+    let nested = format!("v={}{}", "[".repeat(100), "]".repeat(100));
+    env.fails(&["site", "update", "s.acme.test", "--set", &nested], 2);
+    let deep_file = env.root.join("deep.json");
+    std::fs::write(
+        &deep_file,
+        format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100)),
+    )
+    .unwrap();
+    env.fails(
+        &[
+            "site",
+            "update",
+            "s.acme.test",
+            "--config",
+            deep_file.to_str().unwrap(),
+        ],
+        9,
+    );
+    assert_eq!(env.json(&["site", "show", "s.acme.test"])["config"], json!({}));
+    assert_eq!(env.count("SELECT count(*) FROM snapshots"), 0);
+}
+
+#[test]
+fn big_numbers_and_control_characters_survive_untouched() {
+    let env = with_customer();
+    let config = env.root.join("c.json");
+    std::fs::write(
+        &config,
+        r#"{"account": 123456789012345678901234567890, "t": "\u001b[31mred"}"#,
+    )
+    .unwrap();
+    env.json(&[
+        "site",
+        "create",
+        "acme",
+        "S",
+        "--domain",
+        "s.acme.test",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let raw = env.ok(&["site", "show", "s.acme.test", "--json"]).stdout;
+    assert!(raw.contains("123456789012345678901234567890"), "{raw}");
+    let table = env.ok(&["site", "show", "s.acme.test"]).stdout;
+    assert!(
+        !table.contains('\x1b'),
+        "escape codes reach the terminal: {table:?}"
+    );
+}
+
+#[test]
+fn rollback_keeps_the_sites_current_port() {
+    let env = with_customer();
+    env.json(&[
+        "site",
+        "create",
+        "acme",
+        "S",
+        "--domain",
+        "s.acme.test",
+        "--port",
+        "4000",
+    ]);
+    env.json(&["site", "create", "acme", "T", "--domain", "t.acme.test"]);
+    env.ok(&["site", "deploy", "s.acme.test"]);
+    env.ok(&["site", "update", "s.acme.test", "--port", "4001", "--set", "v=2"]);
+    env.ok(&["site", "deploy", "s.acme.test"]);
+    env.ok(&["site", "update", "t.acme.test", "--port", "4000"]);
+    let back = env.json(&["site", "rollback", "s.acme.test"]);
+    assert_eq!(back["port"], 4001);
+    assert_eq!(back["config"], json!({}));
+    assert_eq!(env.json(&["site", "show", "s.acme.test"])["port"], 4001);
+}
+
+#[test]
+fn a_listing_cut_short_by_its_reader_is_not_an_error() {
+    let env = with_customer();
+    env.ok(&["customer", "update", "acme", "--max-sites", "2000"]);
+    let conn = env.catalog();
+    for i in 0..2000 {
+        conn.execute(
+            "INSERT INTO sites (customer_id, name, domain, created_at, updated_at) VALUES (1, 'x', ?1, 't', 't')",
+            [format!("s{i}.acme.test")],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    for format in ["ndjson", "table", "json"] {
+        use std::io::BufRead;
+        let mut child = env
+            .command()
+            .args(["site", "list", "-o", format])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.stderr.is_empty(),
+            "{format}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let table = env.ok(&["site", "list"]).stdout;
+    assert_eq!(table.lines().count(), 2001);
+    let widths: std::collections::HashSet<usize> = table
+        .lines()
+        .map(|l| l.find("s1").or(l.find("DOMAIN")).unwrap_or(0))
+        .filter(|p| *p > 0)
+        .collect();
+    assert!(widths.len() <= 2, "columns stay aligned past the sample");
+}
