@@ -30,7 +30,7 @@ CREATE TABLE query_history (
     write         INTEGER NOT NULL,
     duration_ms   REAL NOT NULL,
     row_count     INTEGER NOT NULL,
-    status        TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    status        TEXT NOT NULL CHECK (status IN ('running', 'ok', 'error')),
     error         TEXT
 );
 CREATE INDEX query_history_customer ON query_history(customer_id, id);

@@ -133,7 +133,19 @@ pub struct QueryRecord<'a> {
     pub error: Option<String>,
 }
 
-pub fn record_query(conn: &Connection, record: &QueryRecord<'_>) -> Result<()> {
+/// Records a finished run.
+pub fn record_query(conn: &Connection, record: &QueryRecord<'_>) -> Result<i64> {
+    let status = if record.error.is_some() { "error" } else { "ok" };
+    insert_query(conn, record, status)
+}
+
+/// Records a run before it starts, so even one that is killed leaves a trace; finish
+/// it with [`finish_query`].
+pub fn start_query(conn: &Connection, record: &QueryRecord<'_>) -> Result<i64> {
+    insert_query(conn, record, "running")
+}
+
+fn insert_query(conn: &Connection, record: &QueryRecord<'_>, status: &str) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO query_history (at, actor, customer_id, customer_slug, sql, write, duration_ms, row_count, status, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -146,9 +158,29 @@ pub fn record_query(conn: &Connection, record: &QueryRecord<'_>) -> Result<()> {
         record.sql,
         record.write,
         record.duration_ms,
-        record.row_count as i64,
-        if record.error.is_some() { "error" } else { "ok" },
+        i64::try_from(record.row_count).unwrap_or(i64::MAX),
+        status,
         record.error
     ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn finish_query(
+    conn: &Connection,
+    id: i64,
+    duration_ms: f64,
+    row_count: u64,
+    error: Option<&str>,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE query_history SET duration_ms = ?2, row_count = ?3, status = ?4, error = ?5 WHERE id = ?1",
+        params![
+            id,
+            duration_ms,
+            i64::try_from(row_count).unwrap_or(i64::MAX),
+            if error.is_some() { "error" } else { "ok" },
+            error
+        ],
+    )?;
     Ok(())
 }

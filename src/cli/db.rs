@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use super::Session;
 use crate::error::Error;
 use crate::ops::{doctor, query, resolve, tenants};
+use crate::tenantdb::sql::Finished;
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
@@ -40,7 +41,7 @@ pub struct MigrateArgs {
     /// Migrate up to version N instead of the newest
     #[arg(long, value_name = "N")]
     pub target: Option<i64>,
-    /// Tenants migrated at once [default: number of CPUs]
+    /// Tenants migrated at once [default: 8 per CPU, since tenants wait on fsync, not the CPU]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub jobs: Option<u16>,
     /// Go on with the other tenants after a failure (exit 8 at the end)
@@ -85,6 +86,37 @@ pub struct SqlArgs {
     /// Allow the statement to change data
     #[arg(long)]
     pub write: bool,
+    /// Stop a statement that runs longer than this, e.g. 30s or 5m
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::parse_lock_timeout)]
+    pub timeout: std::time::Duration,
+}
+
+/// Writes a tenant's rows as they are read; the listing starts when the columns are known.
+struct StreamedRows<'a> {
+    session: &'a Session,
+    writer: Option<crate::render::ListWriter<std::io::BufWriter<std::io::StdoutLock<'static>>>>,
+}
+
+impl crate::tenantdb::sql::RowSink for StreamedRows<'_> {
+    fn columns(&mut self, names: &[String]) -> crate::error::Result<()> {
+        let unique = crate::tenantdb::sql::QueryOutput {
+            columns: names.to_vec(),
+            ..Default::default()
+        }
+        .unique_columns();
+        let columns: Vec<&str> = unique.iter().map(String::as_str).collect();
+        self.writer = Some(self.session.out.list_writer(&columns));
+        Ok(())
+    }
+
+    fn row(&mut self, values: Vec<serde_json::Value>) -> crate::error::Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let object: serde_json::Map<String, serde_json::Value> =
+            writer.columns().iter().cloned().zip(values).collect();
+        writer.row(&object).map_err(|e| Error::io("writing rows", e))
+    }
 }
 
 impl SqlArgs {
@@ -132,9 +164,11 @@ const STATUS_COLUMNS: &[&str] = &[
 const DOCTOR_COLUMNS: &[&str] = &["status", "check", "target", "message"];
 
 fn jobs(requested: Option<u16>) -> usize {
-    requested
-        .map(usize::from)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2))
+    requested.map(usize::from).unwrap_or_else(|| 8 * cpus())
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(2)
 }
 
 pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
@@ -150,13 +184,14 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                 canary: args.canary,
             };
             let progress = crate::render::progress(session.ctx.progress);
-            let results = tenants::migrate(
+            let report = tenants::migrate(
                 &mut catalog,
                 session.actor(),
                 session.ctx.lock_timeout,
                 &request,
                 progress.as_ref(),
             )?;
+            let results = report.results;
             session.out.list(MIGRATE_COLUMNS, &results)?;
             let failed = results.iter().filter(|r| r.failed()).count();
             let changed = results.iter().filter(|r| r.from != r.to).count();
@@ -171,6 +206,11 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                         .filter(|r| r.status == crate::tenantdb::migrate::Outcome::Current)
                         .count(),
                 ));
+            }
+            if let Some(error) = report.unrecorded {
+                return Err(Error::partial(format!("the catalog could not record every result: {error}"))
+                    .with_hint("the tenant files are right; run 'tenantctl doctor --fix' to bring the catalog along")
+                    .into());
             }
             if failed > 0 {
                 let skipped = results
@@ -196,12 +236,28 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
             session
                 .out
                 .report(&status.summary.line(), &status, STATUS_COLUMNS, &status.tenants)?;
+            if status.summary.check_failed > 0 {
+                return Err(Error::verification(format!(
+                    "{} tenant database{} failed the check",
+                    status.summary.check_failed,
+                    if status.summary.check_failed == 1 { "" } else { "s" }
+                ))
+                .with_hint("see the check column; 'tenantctl doctor' says more")
+                .into());
+            }
         }
         DbCommand::Sql(args) => match args.target()? {
             (None, statement) => {
-                let fleet = query::run_all(&mut catalog, session.actor(), statement, jobs(None))?;
+                let fleet =
+                    query::run_all(&mut catalog, session.actor(), statement, 2 * cpus(), args.timeout)?;
                 let columns: Vec<&str> = fleet.columns.iter().map(String::as_str).collect();
-                session.out.list(&columns, &fleet.rows)?;
+                let line = format!(
+                    "{} rows from {} tenants, {} failed",
+                    fleet.rows.len(),
+                    fleet.tenants,
+                    fleet.failures.len()
+                );
+                session.out.report(&line, &fleet, &columns, &fleet.rows)?;
                 for failure in &fleet.failures {
                     session
                         .messages
@@ -217,16 +273,27 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                 }
             }
             (Some(customer), statement) => {
-                let result = query::run_one(&mut catalog, session.actor(), customer, statement, args.write)?;
-                match result.output.changes {
-                    Some(changes) => session
+                let mut sink = StreamedRows {
+                    session,
+                    writer: None,
+                };
+                let outcome = query::run_one(
+                    &mut catalog,
+                    session.actor(),
+                    customer,
+                    statement,
+                    args.write,
+                    args.timeout,
+                    &mut sink,
+                );
+                // Close a listing that was cut short, so stdout stays one JSON document.
+                if let Some(writer) = sink.writer.take() {
+                    writer.finish()?;
+                }
+                if let (slug, Finished::Changed(changes)) = outcome? {
+                    session
                         .out
-                        .object(&serde_json::json!({"customer": result.customer, "changes": changes}))?,
-                    None => {
-                        let columns = result.output.unique_columns();
-                        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-                        session.out.list(&columns, result.output.objects())?;
-                    }
+                        .object(&serde_json::json!({"customer": slug, "changes": changes}))?;
                 }
             }
         },

@@ -140,6 +140,7 @@ pub fn doctor(home: &Home, fix: bool) -> Result<Vec<Check>> {
         format!("{healthy} without problems"),
     );
     deleted_checks(&mut doctor, &catalog, home)?;
+    template_checks(&mut doctor, home);
     orphan_checks(&mut doctor, &catalog, home)?;
     Ok(doctor.checks)
 }
@@ -250,6 +251,9 @@ fn tenant_checks(
         return Ok(false);
     }
     check_mode(doctor, &path, PRIVATE_FILE_MODE);
+    for side in files::sqlite_side_files(&path) {
+        check_mode(doctor, &side, PRIVATE_FILE_MODE);
+    }
     if let Err(err) = tenantdb::quick_check(&path) {
         doctor.add("tenant.quick_check", &tenant.slug, Verdict::Fail, err.to_string());
         return Ok(false);
@@ -271,10 +275,11 @@ fn tenant_checks(
             })?;
             Ok(format!("recorded V{actual}"))
         };
+        // A wrong record makes `db migrate` skip or misjudge the tenant: a failure.
         doctor.problem(
             "tenant.version",
             &tenant.slug,
-            Verdict::Warn,
+            Verdict::Fail,
             format!("file is at V{actual}, catalog says V{}", tenant.schema_version),
             Some(&repair),
         );
@@ -324,6 +329,7 @@ fn deleted_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result
     for (id, slug, db_path) in crate::catalog::customers::deleted_db_paths(catalog.conn())? {
         let path = PathBuf::from(&db_path);
         if path.is_file() {
+            check_mode(doctor, &path, PRIVATE_FILE_MODE);
             continue;
         }
         let live = home.tenant_db(&slug)?;
@@ -339,6 +345,34 @@ fn deleted_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result
         );
     }
     Ok(())
+}
+
+/// The template new tenants are copied from; a damaged one is removed by `--fix` and
+/// rebuilt by the next `customer create`.
+fn template_checks(doctor: &mut Doctor, home: &Home) {
+    let dir = home.templates_dir();
+    if !dir.is_dir() {
+        return;
+    }
+    check_mode(doctor, &dir, PRIVATE_DIR_MODE);
+    let template = dir.join(tenantdb::template::FILE_NAME);
+    if !template.is_file() {
+        return;
+    }
+    check_mode(doctor, &template, PRIVATE_FILE_MODE);
+    if let Err(err) = tenantdb::quick_check(&template) {
+        let repair = || {
+            files::remove_database(&template)
+                .map(|_| "removed; the next customer create rebuilds it".to_string())
+        };
+        doctor.problem(
+            "template",
+            path_text(&template),
+            Verdict::Fail,
+            err.to_string(),
+            Some(&repair),
+        );
+    }
 }
 
 /// Files in `tenants/` and `trash/` that no customer owns; unfinished provisions left

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -14,43 +14,58 @@ use super::tenants::live_customer;
 use crate::catalog::Catalog;
 use crate::catalog::tenants::{self, QueryRecord, TenantRow};
 use crate::error::{Error, Result};
-use crate::tenantdb::sql::{self, QueryOutput};
+use crate::tenantdb::sql::{self, Finished, QueryOutput, RowSink};
+use crate::tenantdb::{self as tenant_files};
 
-/// What `db sql` on one tenant returns.
-#[derive(Debug, Clone)]
-pub struct SqlResult {
-    pub customer: String,
-    pub output: QueryOutput,
-}
-
+/// Runs one statement on one tenant, streaming rows to `sink`. The run is in the query
+/// history before it starts; after a `--write` the catalog's record of the tenant's
+/// schema is read again from the file, since the statement may have changed it.
 pub fn run_one(
     catalog: &mut Catalog,
     actor: Actor<'_>,
     reference: &str,
     statement: &str,
     write: bool,
-) -> Result<SqlResult> {
+    timeout: Duration,
+    sink: &mut dyn RowSink,
+) -> Result<(String, Finished)> {
     let customer = live_customer(catalog, reference)?;
-    let started = Instant::now();
-    let result = sql::run(Path::new(&customer.db_path), statement, write);
     let record = QueryRecord {
         actor: actor.name,
         customer_id: customer.id,
         customer_slug: &customer.slug,
         sql: statement,
         write,
-        duration_ms: millis(started),
-        row_count: match &result {
-            Ok(out) => out.changes.unwrap_or(out.rows.len() as u64),
-            Err(_) => 0,
-        },
-        error: result.as_ref().err().map(ToString::to_string),
+        duration_ms: 0.0,
+        row_count: 0,
+        error: None,
     };
-    catalog.write(|tx| tenants::record_query(tx, &record))?;
-    Ok(SqlResult {
-        customer: customer.slug,
-        output: result?,
-    })
+    let history_id = catalog.write(|tx| tenants::start_query(tx, &record))?;
+    let started = Instant::now();
+    let path = Path::new(&customer.db_path);
+    let result = sql::stream(path, statement, write, timeout, sink);
+    let applied = if write {
+        tenant_files::open_tenant(path)
+            .and_then(|c| tenant_files::applied_migrations(&c))
+            .ok()
+    } else {
+        None
+    };
+    let rows = match &result {
+        Ok(Finished::Rows(n) | Finished::Changed(n)) => *n,
+        Err(_) => 0,
+    };
+    let error = result.as_ref().err().map(ToString::to_string);
+    catalog.write(|tx| {
+        tenants::finish_query(tx, history_id, millis(started), rows, error.as_deref())?;
+        if let Some(applied) = &applied {
+            tenants::record_applied(tx, customer.id, applied)?;
+            let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
+            tenants::record_run(tx, customer.id, version, "ok", None)?;
+        }
+        Ok(())
+    })?;
+    Ok((customer.slug, result?))
 }
 
 fn millis(started: Instant) -> f64 {
@@ -64,17 +79,28 @@ pub struct FleetFailure {
     pub error: String,
 }
 
-/// Rows from every active tenant, each prefixed with its customer's slug.
-#[derive(Debug, Clone, Default)]
+/// Rows from every active tenant, each prefixed with its customer's slug, and the
+/// tenants it failed on.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct FleetResult {
+    pub tenants: usize,
+    #[serde(skip)]
     pub columns: Vec<String>,
     pub rows: Vec<Map<String, Value>>,
     pub failures: Vec<FleetFailure>,
-    pub tenants: usize,
 }
 
 /// Runs one read-only statement on every active tenant, `jobs` at a time.
-pub fn run_all(catalog: &mut Catalog, actor: Actor<'_>, statement: &str, jobs: usize) -> Result<FleetResult> {
+pub fn run_all(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    statement: &str,
+    jobs: usize,
+    timeout: Duration,
+) -> Result<FleetResult> {
+    if statement.trim().trim_matches(';').trim().is_empty() {
+        return Err(Error::usage("the SQL statement is empty"));
+    }
     let active: Vec<TenantRow> = tenants::live_tenants(catalog.conn(), None)?
         .into_iter()
         .filter(|t| t.status == "active")
@@ -89,7 +115,7 @@ pub fn run_all(catalog: &mut Catalog, actor: Actor<'_>, statement: &str, jobs: u
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     let Some(tenant) = active.get(index) else { break };
                     let started = Instant::now();
-                    let result = sql::run(Path::new(&tenant.db_path), statement, false);
+                    let result = sql::run(Path::new(&tenant.db_path), statement, false, timeout);
                     if let Ok(mut all) = outcomes.lock() {
                         all.push((index, millis(started), result));
                     }
@@ -101,10 +127,6 @@ pub fn run_all(catalog: &mut Catalog, actor: Actor<'_>, statement: &str, jobs: u
         .into_inner()
         .map_err(|_| Error::unexpected("a query worker panicked"))?;
     outcomes.sort_by_key(|(index, _, _)| *index);
-    let mut fleet = FleetResult {
-        tenants: active.len(),
-        ..Default::default()
-    };
     catalog.write(|tx| {
         for (index, duration_ms, result) in &outcomes {
             let tenant = &active[*index];
@@ -124,6 +146,10 @@ pub fn run_all(catalog: &mut Catalog, actor: Actor<'_>, statement: &str, jobs: u
         }
         Ok(())
     })?;
+    let mut fleet = FleetResult {
+        tenants: active.len(),
+        ..Default::default()
+    };
     for (index, _, result) in outcomes {
         let tenant = &active[index];
         match result {

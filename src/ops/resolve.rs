@@ -40,6 +40,7 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Resolution> {
     if let Some(site) = sites::by_domain(conn, &name)? {
         let customer = customers::by_id(conn, site.customer_id)?
             .ok_or_else(|| Error::unexpected(format!("site {} has no customer", site.domain)))?;
+        refuse_deleted(host, &customer)?;
         return Ok(Resolution {
             host: name,
             matched_by: "site_domain".to_string(),
@@ -58,6 +59,7 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Resolution> {
         && !label.contains('.')
         && let Some(customer) = customers::by_slug(conn, label)?
     {
+        refuse_deleted(host, &customer)?;
         return Ok(Resolution {
             host: name,
             matched_by: "platform_subdomain".to_string(),
@@ -73,6 +75,19 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Resolution> {
         Error::not_found(format!("no customer serves '{}'", printable(host)))
             .with_hint("no site has that domain and it is not <slug>.<platform_domain>"),
     )
+}
+
+/// A deleted customer serves nothing: exit 3, as for an unknown host, so request paths
+/// that look only at the exit code never reach a trashed database.
+fn refuse_deleted(host: &str, customer: &crate::catalog::model::Customer) -> Result<()> {
+    if customer.status == "deleted" {
+        return Err(Error::not_found(format!(
+            "'{}' belonged to customer {}, which is deleted",
+            printable(host),
+            customer.slug
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

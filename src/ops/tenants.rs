@@ -108,7 +108,7 @@ pub fn migrate(
     lock_timeout: Duration,
     request: &MigrateRequest,
     progress: &dyn Progress,
-) -> Result<Vec<TenantResult>> {
+) -> Result<MigrateReport> {
     let ids = request
         .customers
         .iter()
@@ -140,7 +140,7 @@ pub fn migrate(
             .filter(|f| f.version <= tenant.schema_version)
             .count() as i64;
         let current = tenant.migration_status == "ok"
-            && tenant.schema_version >= goal
+            && tenant.schema_version == goal
             && !drifted.contains(&tenant.customer_id)
             && ledger.get(&tenant.customer_id).copied().unwrap_or(0) == expected;
         if current {
@@ -169,10 +169,11 @@ pub fn migrate(
     };
     let canary = request.canary.unwrap_or(0).min(to_run.len());
     let (first, rest) = to_run.split_at(canary);
-    let mut done = plan.run(catalog, first, true, progress)?;
+    let mut unrecorded = None;
+    let mut done = plan.run(catalog, first, true, progress, &mut unrecorded);
     let canary_failed = done.iter().any(|(_, r)| r.failed());
-    if !canary_failed {
-        done.extend(plan.run(catalog, rest, false, progress)?);
+    if !canary_failed && unrecorded.is_none() {
+        done.extend(plan.run(catalog, rest, false, progress, &mut unrecorded));
     }
     progress.finish();
     for (tenant, result) in done {
@@ -197,10 +198,21 @@ pub fn migrate(
             ms: 0.0,
         });
     }
-    Ok(chosen
-        .iter()
-        .filter_map(|t| results.remove(&t.customer_id))
-        .collect())
+    Ok(MigrateReport {
+        results: chosen
+            .iter()
+            .filter_map(|t| results.remove(&t.customer_id))
+            .collect(),
+        unrecorded,
+    })
+}
+
+/// The per-tenant results of `db migrate`, and whether the catalog could not record
+/// some of them (the tenant files are right; `doctor --fix` brings the catalog along).
+#[derive(Debug, Clone)]
+pub struct MigrateReport {
+    pub results: Vec<TenantResult>,
+    pub unrecorded: Option<String>,
 }
 
 /// The settings of one fan-out over tenants.
@@ -222,12 +234,13 @@ impl FanOut<'_> {
         tenants: &[TenantRow],
         all_must_finish: bool,
         progress: &dyn Progress,
-    ) -> Result<Vec<(TenantRow, TenantResult)>> {
+        unrecorded: &mut Option<String>,
+    ) -> Vec<(TenantRow, TenantResult)> {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let (sender, receiver) = mpsc::channel::<(usize, TenantRun)>();
         let mut finished = Vec::with_capacity(tenants.len());
-        std::thread::scope(|scope| -> Result<()> {
+        std::thread::scope(|scope| {
             for _ in 0..self.jobs.min(tenants.len()) {
                 let sender = sender.clone();
                 let (next, stop) = (&next, &stop);
@@ -262,17 +275,21 @@ impl FanOut<'_> {
                 batch.push(first);
                 batch.extend(receiver.try_iter());
                 progress.advance(batch.len() as u64);
-                if !self.dry_run {
-                    record(catalog, tenants, &batch)?;
+                if !self.dry_run
+                    && unrecorded.is_none()
+                    && let Err(err) = record(catalog, tenants, &batch)
+                {
+                    // Keep the report of what the workers did; start no new tenant.
+                    *unrecorded = Some(err.to_string());
+                    stop.store(true, Ordering::SeqCst);
                 }
                 for (index, run) in batch.drain(..) {
                     let tenant = &tenants[index];
                     finished.push((tenant.clone(), TenantResult::new(tenant, &run)));
                 }
             }
-            Ok(())
-        })?;
-        Ok(finished)
+        });
+        finished
     }
 }
 
@@ -321,12 +338,19 @@ pub struct DbSummary {
     pub failed: usize,
     pub newest_migration: i64,
     pub total_bytes: u64,
+    /// With `--check`: tenants whose file failed the check.
+    pub check_failed: usize,
 }
 
 impl DbSummary {
     pub fn line(&self) -> String {
+        let checks = if self.check_failed > 0 {
+            format!(", {} failed the check", self.check_failed)
+        } else {
+            String::new()
+        };
         format!(
-            "{} tenants: {} current, {} behind, {} failed (newest migration V{}, {} bytes)",
+            "{} tenants: {} current, {} behind, {} failed{checks} (newest migration V{}, {} bytes)",
             self.tenants, self.current, self.behind, self.failed, self.newest_migration, self.total_bytes
         )
     }
@@ -382,10 +406,14 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
         if (request.behind && pending == 0) || (request.failed && !failed) {
             continue;
         }
+        let check = request
+            .check
+            .then(|| check_file(Path::new(&row.db_path), row.schema_version));
+        if check.as_deref().is_some_and(|c| c != "ok") {
+            summary.check_failed += 1;
+        }
         out.push(TenantStatus {
-            check: request
-                .check
-                .then(|| check_file(Path::new(&row.db_path), row.schema_version)),
+            check,
             customer: row.slug,
             customer_id: row.customer_id,
             status: row.status,

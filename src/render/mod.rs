@@ -43,10 +43,7 @@ impl Renderer {
     }
 
     /// A listing fed row by row, for results too big to collect.
-    pub fn list_writer<'a>(
-        &self,
-        columns: &'a [&'a str],
-    ) -> ListWriter<'a, BufWriter<io::StdoutLock<'static>>> {
+    pub fn list_writer(&self, columns: &[&str]) -> ListWriter<BufWriter<io::StdoutLock<'static>>> {
         ListWriter::new(
             BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
             self.format,
@@ -143,10 +140,10 @@ where
 /// Writes a listing one row at a time, so big listings stream in flat memory. JSON is
 /// an array with one compact object a line. A table sizes its columns from the first
 /// [`TABLE_SAMPLE`] rows, as kubectl does, then streams the rest.
-pub struct ListWriter<'a, W: Write> {
+pub struct ListWriter<W: Write> {
     out: W,
     format: OutputFormat,
-    columns: &'a [&'a str],
+    columns: Vec<String>,
     /// Table rows held back until the column widths are known.
     sample: Vec<Vec<String>>,
     widths: Option<Vec<usize>>,
@@ -155,16 +152,21 @@ pub struct ListWriter<'a, W: Write> {
 
 pub const TABLE_SAMPLE: usize = 500;
 
-impl<'a, W: Write> ListWriter<'a, W> {
-    pub fn new(out: W, format: OutputFormat, columns: &'a [&'a str]) -> Self {
+impl<W: Write> ListWriter<W> {
+    pub fn new(out: W, format: OutputFormat, columns: &[&str]) -> Self {
         ListWriter {
             out,
             format,
-            columns,
+            columns: columns.iter().map(|c| c.to_string()).collect(),
             sample: Vec::new(),
             widths: None,
             rows: 0,
         }
+    }
+
+    /// The table columns this listing was made with.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
     }
 
     pub fn row<T: Serialize>(&mut self, row: &T) -> io::Result<()> {
@@ -191,7 +193,7 @@ impl<'a, W: Write> ListWriter<'a, W> {
                 let cells: Vec<String> = self
                     .columns
                     .iter()
-                    .map(|c| cell_text(value.get(*c).unwrap_or(&Value::Null)))
+                    .map(|c| cell_text(value.get(c.as_str()).unwrap_or(&Value::Null)))
                     .collect();
                 if self.widths.is_some() {
                     self.write_cells(&cells)?;

@@ -59,10 +59,11 @@ fn migration_file_names(dir: &Path) -> Result<Vec<String>> {
             continue;
         }
         if !is_migration_name(&name) {
-            return Err(Error::usage(format!(
+            return Err(Error::invalid_input(format!(
                 "tenant migration {} is not named V<n>__<name>.sql",
                 dir.join(&name).display()
-            )));
+            ))
+            .with_hint("rename it, or move it out of the migrations folder"));
         }
         names.push(name);
     }
@@ -91,6 +92,13 @@ pub fn load_migrations(dir: &Path) -> Result<Vec<Migration>> {
         let path = dir.join(&name);
         let sql = fs::read_to_string(&path)
             .map_err(|e| Error::usage(format!("cannot read tenant migration {}: {e}", path.display())))?;
+        if let Some(keyword) = transaction_control(&sql) {
+            return Err(Error::invalid_input(format!(
+                "tenant migration {} contains {keyword}",
+                path.display()
+            ))
+            .with_hint("each tenant's migrations run in one transaction that tenantctl opens and commits"));
+        }
         let migration = Migration::unapplied(name.trim_end_matches(".sql"), &sql)
             .map_err(|e| Error::usage(format!("invalid tenant migration {}: {e}", path.display())))?;
         migrations.push(migration);
@@ -151,24 +159,112 @@ pub struct Provisioned {
 /// migrations change), then checking the copy. Mode 0600, synced. The caller renames it
 /// into place when the catalog row commits, or removes it.
 pub fn provision(tenants_dir: &Path, templates_dir: &Path, migrations: &[Migration]) -> Result<Provisioned> {
-    let template = template::ensure(templates_dir, migrations)?;
+    if migrations.is_empty() {
+        return Err(
+            Error::invalid_input("there are no tenant migrations to build a tenant database from")
+                .with_hint("put V<n>__<name>.sql files in the tenant migrations folder"),
+        );
+    }
     files::create_private_dir(tenants_dir)?;
+    let applied: Vec<MigrationId> = migrations.iter().map(MigrationId::of).collect();
     let staging_path = staging_name(tenants_dir);
-    let copy = || -> Result<()> {
-        files::copy_private(&template, &staging_path)?;
-        quick_check(&staging_path)
+    let copy = |template: &Path| -> Result<()> {
+        files::copy_private(template, &staging_path)?;
+        quick_check(&staging_path)?;
+        // Another process may have rebuilt the template between the check and the copy.
+        if applied_migrations(&open_tenant(&staging_path)?)? != applied {
+            return Err(Error::unexpected("the template changed while it was copied"));
+        }
+        Ok(())
     };
-    match copy() {
+    let mut result = copy(&template::ensure(templates_dir, migrations)?);
+    if result.is_err() {
+        // A damaged or stale template is rebuilt once rather than blocking every create.
+        let _ = files::remove_database(&staging_path);
+        result = template::rebuild(templates_dir, migrations).and_then(|template| copy(&template));
+    }
+    match result {
         Ok(()) => Ok(Provisioned {
             staging_path,
             schema_version: newest_version(migrations),
-            applied: migrations.iter().map(MigrationId::of).collect(),
+            applied,
         }),
         Err(err) => {
             let _ = files::remove_database(&staging_path);
             Err(err)
         }
     }
+}
+
+/// The first transaction-control statement (BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT,
+/// RELEASE) in a script, outside trigger bodies, strings and comments.
+pub fn transaction_control(sql: &str) -> Option<String> {
+    let mut in_trigger = false;
+    for statement in statements(sql) {
+        let words: Vec<String> = statement
+            .split_whitespace()
+            .take(4)
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let Some(first) = words.first() else { continue };
+        if in_trigger {
+            in_trigger = first != "END";
+            continue;
+        }
+        if first == "CREATE" && words.iter().skip(1).any(|w| w == "TRIGGER") {
+            // The body's statements follow; a segment starting with END closes it.
+            in_trigger = true;
+            continue;
+        }
+        if ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"].contains(&first.as_str()) {
+            return Some(first.clone());
+        }
+    }
+    None
+}
+
+/// Splits SQL text at semicolons that are not inside strings, quoted names or comments;
+/// comments are dropped.
+fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' | '`' | '[' => {
+                let close = if c == '[' { ']' } else { c };
+                current.push(' ');
+                for inner in chars.by_ref() {
+                    if inner == close {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for inner in chars.by_ref() {
+                    if inner == '\n' {
+                        break;
+                    }
+                }
+                current.push(' ');
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut previous = ' ';
+                for inner in chars.by_ref() {
+                    if previous == '*' && inner == '/' {
+                        break;
+                    }
+                    previous = inner;
+                }
+                current.push(' ');
+            }
+            ';' => out.push(std::mem::take(&mut current)),
+            other => current.push(other),
+        }
+    }
+    out.push(current);
+    out
 }
 
 /// A name in `dir` that no other process will pick, marked as unfinished work.
@@ -302,6 +398,35 @@ mod tests {
         assert!(provision(&tenants, &dir.path().join("templates"), &migrations).is_err());
         assert!(fs::read_dir(&tenants).map(|d| d.count()).unwrap_or(0) == 0);
         assert_eq!(fs::read_dir(dir.path().join("templates")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn transaction_control_is_found_outside_triggers_strings_and_comments() {
+        assert_eq!(
+            transaction_control("CREATE TABLE a (x); COMMIT; CREATE TABLE b (x);").as_deref(),
+            Some("COMMIT")
+        );
+        assert_eq!(
+            transaction_control("begin transaction; CREATE TABLE a (x);").as_deref(),
+            Some("BEGIN")
+        );
+        assert_eq!(
+            transaction_control("SAVEPOINT s; RELEASE s;").as_deref(),
+            Some("SAVEPOINT")
+        );
+        let fine = "CREATE TABLE a (x, note TEXT DEFAULT 'commit; rollback');
+            -- COMMIT; in a comment
+            /* BEGIN; END; */
+            CREATE TRIGGER t AFTER INSERT ON a BEGIN
+                UPDATE a SET x = CASE WHEN x IS NULL THEN 0 ELSE x END;
+                DELETE FROM a WHERE x < 0;
+            END;
+            CREATE TABLE \"end\" (x);";
+        assert_eq!(transaction_control(fine), None);
+        assert_eq!(
+            transaction_control("CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; END; COMMIT;").as_deref(),
+            Some("COMMIT")
+        );
     }
 
     #[test]

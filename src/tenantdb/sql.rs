@@ -3,6 +3,7 @@
 //! load_extension refused by SQLite's authorizer.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
@@ -49,6 +50,15 @@ fn unique_names(columns: &[String]) -> Vec<String> {
     names
 }
 
+/// Pragmas that would change how the file is stored or reach outside it.
+const DENIED_PRAGMAS: &[&str] = &[
+    "journal_mode",
+    "locking_mode",
+    "writable_schema",
+    "temp_store_directory",
+    "data_store_directory",
+];
+
 fn authorize(context: AuthContext<'_>, write: bool) -> Authorization {
     match context.action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
@@ -56,7 +66,8 @@ fn authorize(context: AuthContext<'_>, write: bool) -> Authorization {
             Authorization::Deny
         }
         AuthAction::Pragma { pragma_name, .. }
-            if !write && pragma_name.eq_ignore_ascii_case("query_only") =>
+            if DENIED_PRAGMAS.iter().any(|p| p.eq_ignore_ascii_case(pragma_name))
+                || (!write && pragma_name.eq_ignore_ascii_case("query_only")) =>
         {
             Authorization::Deny
         }
@@ -64,8 +75,51 @@ fn authorize(context: AuthContext<'_>, write: bool) -> Authorization {
     }
 }
 
-/// Runs one statement on the tenant database at `path`.
-pub fn run(path: &Path, sql: &str, write: bool) -> Result<QueryOutput> {
+/// Receives a statement's result as it is read, so big results need no memory.
+pub trait RowSink {
+    fn columns(&mut self, names: &[String]) -> Result<()>;
+    fn row(&mut self, values: Vec<Value>) -> Result<()>;
+}
+
+impl RowSink for QueryOutput {
+    fn columns(&mut self, names: &[String]) -> Result<()> {
+        self.columns = names.to_vec();
+        Ok(())
+    }
+    fn row(&mut self, values: Vec<Value>) -> Result<()> {
+        self.rows.push(values);
+        Ok(())
+    }
+}
+
+/// How a statement ended: rows streamed to the sink, or rows changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    Rows(u64),
+    Changed(u64),
+}
+
+/// Runs one statement and collects its result.
+pub fn run(path: &Path, sql: &str, write: bool, timeout: Duration) -> Result<QueryOutput> {
+    let mut output = QueryOutput::default();
+    if let Finished::Changed(n) = stream(path, sql, write, timeout, &mut output)? {
+        output.changes = Some(n);
+    }
+    Ok(output)
+}
+
+/// Runs one statement on the tenant database at `path`, feeding rows to `sink`, and
+/// interrupts it after `timeout`.
+pub fn stream(
+    path: &Path,
+    sql: &str,
+    write: bool,
+    timeout: Duration,
+    sink: &mut dyn RowSink,
+) -> Result<Finished> {
+    if sql.trim().trim_matches(';').trim().is_empty() {
+        return Err(Error::usage("the SQL statement is empty"));
+    }
     if !path.is_file() {
         return Err(
             Error::refused(format!("tenant database {} is missing", path.display()))
@@ -78,41 +132,40 @@ pub fn run(path: &Path, sql: &str, write: bool) -> Result<QueryOutput> {
         OpenFlags::SQLITE_OPEN_READ_ONLY
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.busy_timeout(timeout.min(Duration::from_secs(30)))?;
     if !write {
         conn.pragma_update(None, "query_only", true)?;
     }
     conn.authorizer(Some(move |context: AuthContext<'_>| authorize(context, write)));
-    let result = execute(&conn, sql);
+    let deadline = Instant::now() + timeout;
+    conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
+    let result = execute(&conn, sql, sink);
+    conn.progress_handler(0, None::<fn() -> bool>);
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
-    result.map_err(|err| explain(err, write))
+    result.map_err(|err| match err {
+        Error::Sqlite(e) => explain(e, write, timeout),
+        other => other,
+    })
 }
 
-fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<QueryOutput> {
+fn execute(conn: &Connection, sql: &str, sink: &mut dyn RowSink) -> Result<Finished> {
     let mut stmt = conn.prepare(sql)?;
     let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
     if columns.is_empty() {
-        let changes = stmt.execute([])?;
-        return Ok(QueryOutput {
-            columns,
-            rows: Vec::new(),
-            changes: Some(changes as u64),
-        });
+        return Ok(Finished::Changed(stmt.execute([])? as u64));
     }
+    sink.columns(&columns)?;
     let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
+    let mut count = 0;
     while let Some(row) = rows.next()? {
         let mut values = Vec::with_capacity(columns.len());
         for i in 0..columns.len() {
             values.push(json_value(row.get_ref(i)?));
         }
-        out.push(values);
+        sink.row(values)?;
+        count += 1;
     }
-    Ok(QueryOutput {
-        columns,
-        rows: out,
-        changes: None,
-    })
+    Ok(Finished::Rows(count))
 }
 
 fn json_value(value: ValueRef<'_>) -> Value {
@@ -127,22 +180,25 @@ fn json_value(value: ValueRef<'_>) -> Value {
 
 /// Refusals by the sandbox become exit 6 with advice; anything else is SQLite's own
 /// message (exit 1).
-fn explain(err: rusqlite::Error, write: bool) -> Error {
-    let code = err.sqlite_error_code();
-    match code {
-        Some(rusqlite::ErrorCode::AuthorizationForStatementDenied) => Error::refused(format!(
-            "statement refused: {err}"
-        ))
-        .with_hint("ATTACH, DETACH, VACUUM and load_extension are not allowed; each tenant's data stays in its own file"),
-        Some(rusqlite::ErrorCode::ReadOnly) if !write => {
-            Error::refused(format!("the database is opened read-only: {err}")).with_hint("pass --write to change data")
+fn explain(err: rusqlite::Error, write: bool, timeout: Duration) -> Error {
+    let read_only = || {
+        Error::refused(format!("the database is opened read-only: {err}"))
+            .with_hint("pass --write to change data")
+    };
+    match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::AuthorizationForStatementDenied) => Error::refused(format!("statement refused: {err}"))
+            .with_hint(
+                "ATTACH, DETACH, VACUUM, load_extension and storage pragmas are not allowed; each tenant's data stays in its own file",
+            ),
+        Some(rusqlite::ErrorCode::ReadOnly) if !write => read_only(),
+        Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            Error::unexpected(format!("the statement ran longer than {} s and was stopped", timeout.as_secs()))
+                .with_hint("raise --timeout, or narrow the query")
         }
         _ if matches!(err, rusqlite::Error::MultipleStatement) => {
             Error::usage("db sql runs one statement at a time").with_hint("run each statement in its own call")
         }
-        _ if !write && err.to_string().contains("query_only") => {
-            Error::refused(format!("the database is opened read-only: {err}")).with_hint("pass --write to change data")
-        }
+        _ if !write && err.to_string().contains("query_only") => read_only(),
         _ => Error::Sqlite(err),
     }
 }
@@ -150,6 +206,8 @@ fn explain(err: rusqlite::Error, write: bool) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const T: Duration = Duration::from_secs(10);
 
     fn tenant(dir: &Path, name: &str) -> std::path::PathBuf {
         let path = dir.join(name);
@@ -165,7 +223,7 @@ mod tests {
     fn reads_rows_and_refuses_writes_without_permission() {
         let dir = tempfile::tempdir().unwrap();
         let db = tenant(dir.path(), "a.db");
-        let out = run(&db, "SELECT x, y, x FROM t ORDER BY x", false).unwrap();
+        let out = run(&db, "SELECT x, y, x FROM t ORDER BY x", false, T).unwrap();
         assert_eq!(out.unique_columns(), ["x", "y", "x_2"]);
         assert_eq!(out.rows[1][1], Value::String("ff".into()));
         for write in [
@@ -174,10 +232,10 @@ mod tests {
             "PRAGMA query_only = 0",
             "CREATE TABLE u (x)",
         ] {
-            let err = run(&db, write, false).unwrap_err();
+            let err = run(&db, write, false, T).unwrap_err();
             assert_eq!(err.exit_code(), 6, "{write}: {err}");
         }
-        let changed = run(&db, "UPDATE t SET y = 'z'", true).unwrap();
+        let changed = run(&db, "UPDATE t SET y = 'z'", true, T).unwrap();
         assert_eq!(changed.changes, Some(2));
     }
 
@@ -194,14 +252,34 @@ mod tests {
             format!("VACUUM INTO '{escape}'"),
             "VACUUM".to_string(),
             "SELECT load_extension('/tmp/x.so')".to_string(),
+            "PRAGMA journal_mode = DELETE".to_string(),
+            "PRAGMA writable_schema = 1".to_string(),
         ] {
             for write in [false, true] {
-                let err = run(&db, &sql, write).unwrap_err();
+                let err = run(&db, &sql, write, T).unwrap_err();
                 assert!(matches!(err.exit_code(), 1 | 6), "{sql}: {err}");
             }
         }
         assert!(!dir.path().join("copy.db").exists());
-        let err = run(&db, "SELECT 1; SELECT 2", false).unwrap_err();
+        let err = run(&db, "SELECT 1; SELECT 2", false, T).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        for empty in ["", " ", ";", " ; "] {
+            assert_eq!(run(&db, empty, false, T).unwrap_err().exit_code(), 2, "{empty:?}");
+        }
+        let mode: String = Connection::open(&db)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_runaway_statement_is_stopped_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tenant(dir.path(), "a.db");
+        let endless =
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+        let err = run(&db, endless, false, Duration::from_millis(200)).unwrap_err();
+        assert!(err.to_string().contains("longer than"), "{err}");
     }
 }

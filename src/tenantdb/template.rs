@@ -19,6 +19,12 @@ pub fn ensure(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf>
     if template.is_file() && applied(&template).is_ok_and(|have| have == wanted) {
         return Ok(template);
     }
+    rebuild(templates_dir, migrations)
+}
+
+/// Builds the template afresh from every migration and installs it atomically.
+pub fn rebuild(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf> {
+    let template = templates_dir.join(FILE_NAME);
     files::create_private_dir(templates_dir)?;
     let staging = staging_name(templates_dir);
     build_fresh(&staging, migrations)?;

@@ -167,7 +167,7 @@ fn a_failed_provision_leaves_no_row_and_no_file() {
 
     std::fs::remove_file(env.home.join("tenant-migrations/V4__half.sql")).unwrap();
     std::fs::write(env.home.join("tenant-migrations/notes.sql"), "-- not a migration").unwrap();
-    let run = env.fails(&["customer", "create", "a@example.com", "A"], 2);
+    let run = env.fails(&["customer", "create", "a@example.com", "A"], 9);
     assert!(run.stderr.contains("notes.sql"), "{}", run.stderr);
     std::fs::remove_file(env.home.join("tenant-migrations/notes.sql")).unwrap();
     std::fs::remove_dir_all(env.home.join("tenant-migrations")).unwrap();

@@ -376,7 +376,7 @@ fn db_status_summarises_and_filters() {
     assert_eq!(
         status["summary"],
         json!({"tenants": 2, "current": 1, "behind": 1, "failed": 0, "newest_migration": 4,
-               "total_bytes": status["summary"]["total_bytes"]})
+               "total_bytes": status["summary"]["total_bytes"], "check_failed": 0})
     );
     assert_fields(
         &status["tenants"][0],
@@ -404,8 +404,10 @@ fn db_status_summarises_and_filters() {
         "{table}"
     );
     std::fs::write(env.home.join("tenants/b.db"), vec![0u8; 8192]).unwrap();
-    let checked = env.json(&["db", "status", "b", "--check"]);
-    assert_ne!(checked["tenants"][0]["check"], "ok");
+    let run = env.run(&["db", "status", "b", "--check", "--json"]);
+    assert_eq!(run.code, 7, "{run:?}");
+    assert_ne!(run.json()["tenants"][0]["check"], "ok");
+    assert_eq!(run.json()["summary"]["check_failed"], 1);
     assert_eq!(env.json(&["status"])["tenants_behind"], 1);
 }
 
@@ -481,11 +483,26 @@ fn db_sql_all_prefixes_rows_and_reports_failures() {
         "--write",
     ]);
     env.ok(&["customer", "suspend", "c", "--reason", "r"]);
-    let rows = env.json(&["db", "sql", "--all", "SELECT count(*) AS users FROM users"]);
+    let report = env.json(&["db", "sql", "--all", "SELECT count(*) AS users FROM users"]);
+    assert_fields(&report, &["tenants", "rows", "failures"]);
     assert_eq!(
-        rows,
+        report["rows"],
         json!([{"customer": "a", "users": 0}, {"customer": "b", "users": 1}]),
-        "active tenants only"
+        "active only"
+    );
+    let ndjson = env
+        .ok(&[
+            "db",
+            "sql",
+            "--all",
+            "SELECT count(*) AS users FROM users",
+            "-o",
+            "ndjson",
+        ])
+        .stdout;
+    assert_eq!(
+        ndjson,
+        "{\"customer\":\"a\",\"users\":0}\n{\"customer\":\"b\",\"users\":1}\n"
     );
     env.ok(&["db", "sql", "a", "DROP TABLE order_items", "--write"]);
     let run = env.run(&[
@@ -496,7 +513,8 @@ fn db_sql_all_prefixes_rows_and_reports_failures() {
         "--json",
     ]);
     assert_eq!(run.code, 8, "{run:?}");
-    assert_eq!(run.json(), json!([{"customer": "b", "items": 0}]));
+    assert_eq!(run.json()["rows"], json!([{"customer": "b", "items": 0}]));
+    assert_eq!(run.json()["failures"][0]["customer"], "a");
     assert!(
         run.stderr.contains("a: ") && run.stderr.contains("no such table"),
         "{}",
@@ -597,7 +615,7 @@ fn doctor_finds_each_fault_and_fixes_what_is_safe() {
     assert_eq!(find("tenant.present", "b"), "fail");
     assert_ne!(find("tenant.quick_check", "c"), "ok");
     assert_eq!(find("orphan.file", "orphan.db"), "warn");
-    assert_eq!(find("tenant.version", "d"), "warn");
+    assert_eq!(find("tenant.version", "d"), "fail");
 
     let fixed = env.run(&["doctor", "--fix", "--json"]).json();
     let statuses: Vec<(String, String)> = fixed
@@ -634,4 +652,123 @@ fn a_missing_migrations_folder_is_a_usage_error_naming_it() {
         let run = env.fails(args, 2);
         assert!(run.stderr.contains("tenant-migrations"), "{}", run.stderr);
     }
+}
+
+#[test]
+fn a_migration_that_commits_by_itself_is_refused() {
+    let env = fleet(&["a"]);
+    add_migration(
+        &env,
+        "V4__sneaky.sql",
+        "CREATE TABLE p (a);\nCOMMIT;\nCREATE TABLE q (a);",
+    );
+    let run = env.fails(&["db", "migrate"], 9);
+    assert!(run.stderr.contains("COMMIT"), "{}", run.stderr);
+    env.fails(&["customer", "create", "b@example.com", "B"], 9);
+    assert!(!has_table(&env, "a", "p"));
+}
+
+#[test]
+fn a_write_through_db_sql_refreshes_the_ledger() {
+    let env = fleet(&["a"]);
+    env.ok(&[
+        "db",
+        "sql",
+        "a",
+        "DELETE FROM refinery_schema_history WHERE version = 3",
+        "--write",
+    ]);
+    env.ok(&["db", "sql", "a", "DROP TABLE order_items", "--write"]);
+    env.ok(&["db", "sql", "a", "DROP TABLE orders", "--write"]);
+    assert_eq!(
+        env.json(&["db", "status", "a"])["tenants"][0]["schema_version"],
+        2
+    );
+    let results = env.json(&["db", "migrate"]);
+    assert_eq!(statuses(&results), [pair("a", "migrated")]);
+    assert!(has_table(&env, "a", "orders"));
+}
+
+#[test]
+fn target_below_the_current_version_is_reported_as_ahead() {
+    let env = fleet(&["a"]);
+    let results = env.json(&["db", "migrate", "--target", "2"]);
+    assert_eq!(statuses(&results), [pair("a", "ahead")]);
+    assert!(results[0]["error"].as_str().unwrap().contains("never undone"));
+}
+
+#[test]
+fn resolve_never_routes_to_a_deleted_customer() {
+    let env = fleet(&["acme"]);
+    env.ok(&["config", "set", "platform_domain", "example.com"]);
+    env.ok(&["site", "create", "acme", "Shop", "--domain", "shop.acme.test"]);
+    env.ok(&["customer", "delete", "acme", "--confirm", "acme"]);
+    for host in ["acme.example.com", "shop.acme.test"] {
+        let run = env.fails(&["resolve", host], 3);
+        assert!(run.stderr.contains("deleted"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn db_sql_stops_runaway_statements_and_refuses_empty_ones() {
+    let env = fleet(&["a"]);
+    let endless =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c WHERE x < 0";
+    let run = env.run(&["db", "sql", "a", endless, "--timeout", "1s", "--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("longer than"), "{}", run.stderr);
+    let document: Value = serde_json::from_str(&run.stdout).expect("stdout stays one JSON document");
+    assert!(document.as_array().is_some());
+    assert_eq!(
+        env.count("SELECT count(*) FROM query_history WHERE status = 'error' AND error LIKE '%longer than%'"),
+        1
+    );
+    for empty in ["", " ; "] {
+        env.fails(&["db", "sql", "a", empty], 2);
+    }
+    env.fails(&["db", "sql", "a", "PRAGMA journal_mode = DELETE", "--write"], 6);
+    let mode: String = tenant_db(&env, "a")
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_damaged_template_is_rebuilt_and_reported() {
+    let env = fleet(&["a"]);
+    let template = env.home.join("templates/tenant.db");
+    let mut bytes = std::fs::read(&template).unwrap();
+    let len = bytes.len();
+    for byte in &mut bytes[4096..len] {
+        *byte = 0x5A;
+    }
+    std::fs::write(&template, &bytes).unwrap();
+    let run = env.run(&["doctor", "--json"]);
+    assert_eq!(run.code, 7);
+    assert!(
+        run.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == "template" && c["status"] == "fail")
+    );
+    let b = env.customer("b@example.com", "B", &["--slug", "b"]);
+    assert_eq!(b["schema_version"], 3);
+    assert!(
+        has_table(&env, "b", "orders"),
+        "the new tenant came from a rebuilt template"
+    );
+    env.ok(&["doctor"]);
+}
+
+#[test]
+fn doctor_checks_the_modes_of_trashed_databases() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = fleet(&["a"]);
+    env.ok(&["customer", "delete", "a", "--confirm", "a"]);
+    let trashed = env.home.join("trash/a.1.db");
+    std::fs::set_permissions(&trashed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(env.run(&["doctor"]).code, 7);
+    env.ok(&["doctor", "--fix"]);
+    assert_eq!(mode(&trashed), 0o600);
 }
