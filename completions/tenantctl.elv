@@ -44,6 +44,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand db 'Tenant databases: migrate, status, SQL, path'
             cand resolve 'Which customer serves a hostname'
             cand doctor 'Check the catalog and every tenant database; --fix repairs what is safe'
+            cand backup 'Take a backup set, or list, show, verify and prune sets'
+            cand restore 'Put databases back from a backup set'
             cand plan 'List and change plans and their quotas'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
@@ -1039,6 +1041,161 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tenantctl;backup'= {
+            cand --customer 'Only these customers'' databases (slug, id or email); repeatable'
+            cand --label 'A label stored in the manifest'
+            cand --kind 'Why the set was taken'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --all 'The catalog and every tenant that is not deleted (the default)'
+            cand --catalog 'Only the catalog'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'List backup sets from their manifests (works without the catalog)'
+            cand show 'Show one set''s manifest'
+            cand verify 'Recompute checksums and quick_check every file (default: the newest set)'
+            cand prune 'Remove sets outside the retention policy; never the newest set'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;backup;list'= {
+            cand --customer 'Only sets holding this customer (slug or id)'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;backup;show'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;backup;verify'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --all 'Verify every set'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;backup;prune'= {
+            cand --keep-last 'Keep the N newest sets [default: the backup_keep_last setting]'
+            cand --keep-daily 'Keep the newest set of each of the last N days [default: backup_keep_daily]'
+            cand --keep-weekly 'Keep the newest set of each of the last N weeks [default: backup_keep_weekly]'
+            cand --keep-monthly 'Keep the newest set of each of the last N months [default: backup_keep_monthly]'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --dry-run 'Show what would be removed, remove nothing'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;backup;help'= {
+            cand list 'List backup sets from their manifests (works without the catalog)'
+            cand show 'Show one set''s manifest'
+            cand verify 'Recompute checksums and quick_check every file (default: the newest set)'
+            cand prune 'Remove sets outside the retention policy; never the newest set'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;backup;help;list'= {
+        }
+        &'tenantctl;backup;help;show'= {
+        }
+        &'tenantctl;backup;help;verify'= {
+        }
+        &'tenantctl;backup;help;prune'= {
+        }
+        &'tenantctl;backup;help;help'= {
+        }
+        &'tenantctl;restore'= {
+            cand --at 'Use the newest complete set at or before TIME (RFC 3339, date, or age such as 6h)'
+            cand --customer 'Restore these customers'' databases; repeatable'
+            cand --confirm '''catalog'' or ''everything'', to confirm'
+            cand --into 'Copy the one --customer''s data into this other existing customer'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --catalog 'Restore the catalog (needs --confirm catalog)'
+            cand --everything 'Restore the catalog and every tenant in the set (needs --confirm everything)'
+            cand --if-missing 'Only restore tenants whose database file is absent'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tenantctl;plan'= {
             cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
@@ -1256,6 +1413,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand db 'Tenant databases: migrate, status, SQL, path'
             cand resolve 'Which customer serves a hostname'
             cand doctor 'Check the catalog and every tenant database; --fix repairs what is safe'
+            cand backup 'Take a backup set, or list, show, verify and prune sets'
+            cand restore 'Put databases back from a backup set'
             cand plan 'List and change plans and their quotas'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
@@ -1366,6 +1525,22 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;resolve'= {
         }
         &'tenantctl;help;doctor'= {
+        }
+        &'tenantctl;help;backup'= {
+            cand list 'List backup sets from their manifests (works without the catalog)'
+            cand show 'Show one set''s manifest'
+            cand verify 'Recompute checksums and quick_check every file (default: the newest set)'
+            cand prune 'Remove sets outside the retention policy; never the newest set'
+        }
+        &'tenantctl;help;backup;list'= {
+        }
+        &'tenantctl;help;backup;show'= {
+        }
+        &'tenantctl;help;backup;verify'= {
+        }
+        &'tenantctl;help;backup;prune'= {
+        }
+        &'tenantctl;help;restore'= {
         }
         &'tenantctl;help;plan'= {
             cand list 'List plans with their quotas and how many customers use each'

@@ -50,6 +50,8 @@ complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "site" -d 'Manag
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "db" -d 'Tenant databases: migrate, status, SQL, path'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "resolve" -d 'Which customer serves a hostname'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "doctor" -d 'Check the catalog and every tenant database; --fix repairs what is safe'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "backup" -d 'Take a backup set, or list, show, verify and prune sets'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "restore" -d 'Put databases back from a backup set'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "plan" -d 'List and change plans and their quotas'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "audit" -d 'List audit events, newest first'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -890,6 +892,138 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s v -l verb
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l customer -d 'Only these customers\' databases (slug, id or email); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l label -d 'A label stored in the manifest' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l kind -d 'Why the set was taken' -r -f -a "manual\t''
+scheduled\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l all -d 'The catalog and every tenant that is not deleted (the default)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l catalog -d 'Only the catalog'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -f -a "list" -d 'List backup sets from their manifests (works without the catalog)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -f -a "show" -d 'Show one set\'s manifest'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -f -a "verify" -d 'Recompute checksums and quick_check every file (default: the newest set)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -f -a "prune" -d 'Remove sets outside the retention policy; never the newest set'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l customer -d 'Only sets holding this customer (slug or id)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l all -d 'Verify every set'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-last -d 'Keep the N newest sets [default: the backup_keep_last setting]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-daily -d 'Keep the newest set of each of the last N days [default: backup_keep_daily]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-weekly -d 'Keep the newest set of each of the last N weeks [default: backup_keep_weekly]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-monthly -d 'Keep the newest set of each of the last N months [default: backup_keep_monthly]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l dry-run -d 'Show what would be removed, remove nothing'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "list" -d 'List backup sets from their manifests (works without the catalog)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one set\'s manifest'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Recompute checksums and quick_check every file (default: the newest set)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Remove sets outside the retention policy; never the newest set'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l at -d 'Use the newest complete set at or before TIME (RFC 3339, date, or age such as 6h)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l customer -d 'Restore these customers\' databases; repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l confirm -d '\'catalog\' or \'everything\', to confirm' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l into -d 'Copy the one --customer\'s data into this other existing customer' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l catalog -d 'Restore the catalog (needs --confirm catalog)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l everything -d 'Restore the catalog and every tenant in the set (needs --confirm everything)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l if-missing -d 'Only restore tenants whose database file is absent'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
@@ -1071,23 +1205,25 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s v -l 
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "init" -d 'Create the home, the catalog and the starter tenant migrations'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "migrate" -d 'Apply or list catalog migrations'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "status" -d 'Show the state of the home at a glance'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "config" -d 'Read and change catalog settings'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "customer" -d 'Manage customers (tenants)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "site" -d 'Manage customers\' sites, deployments and config snapshots'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "db" -d 'Tenant databases: migrate, status, SQL, path'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "resolve" -d 'Which customer serves a hostname'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "doctor" -d 'Check the catalog and every tenant database; --fix repairs what is safe'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "plan" -d 'List and change plans and their quotas'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "audit" -d 'List audit events, newest first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "completions" -d 'Print a shell completion script'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-customer" -d 'Same as \'customer create\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-customers" -d 'Same as \'customer list\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-site" -d 'Same as \'site create\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-sites" -d 'Same as \'site list\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor plan audit completions create-customer list-customers create-site list-sites help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "init" -d 'Create the home, the catalog and the starter tenant migrations'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "migrate" -d 'Apply or list catalog migrations'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "status" -d 'Show the state of the home at a glance'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "config" -d 'Read and change catalog settings'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "customer" -d 'Manage customers (tenants)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "site" -d 'Manage customers\' sites, deployments and config snapshots'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "db" -d 'Tenant databases: migrate, status, SQL, path'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "resolve" -d 'Which customer serves a hostname'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "doctor" -d 'Check the catalog and every tenant database; --fix repairs what is safe'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "backup" -d 'Take a backup set, or list, show, verify and prune sets'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "restore" -d 'Put databases back from a backup set'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "plan" -d 'List and change plans and their quotas'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "audit" -d 'List audit events, newest first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "completions" -d 'Print a shell completion script'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-customer" -d 'Same as \'customer create\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-customers" -d 'Same as \'customer list\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-site" -d 'Same as \'site create\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-sites" -d 'Same as \'site list\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore plan audit completions create-customer list-customers create-site list-sites help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get" -d 'Print one setting\'s value'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "set" -d 'Change a setting'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "unset" -d 'Remove a setting, so its default applies again'
@@ -1116,5 +1252,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "sql" -d 'Run one SQL statement on a tenant database (read-only unless --write)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List backup sets from their manifests (works without the catalog)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "show" -d 'Show one set\'s manifest'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Recompute checksums and quick_check every file (default: the newest set)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "prune" -d 'Remove sets outside the retention policy; never the newest set'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "list" -d 'List plans with their quotas and how many customers use each'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "set" -d 'Create a plan or change its quotas'

@@ -4,6 +4,7 @@
 //! dispatches, [`ops`] does the work, [`catalog`] owns every SQL statement against the
 //! catalog, [`tenantdb`] owns tenant database files, and [`render`] writes all output.
 
+pub mod backup;
 pub mod catalog;
 pub mod cli;
 pub mod context;

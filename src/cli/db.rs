@@ -309,7 +309,7 @@ pub fn resolve(session: &Session, args: ResolveArgs) -> anyhow::Result<()> {
 }
 
 pub fn doctor(session: &Session, args: DoctorArgs) -> anyhow::Result<()> {
-    let checks = doctor::doctor(&session.home, args.fix)?;
+    let checks = doctor::doctor(&session.home, &session.ctx.backup_dir, args.fix)?;
     session.out.list(DOCTOR_COLUMNS, &checks)?;
     if doctor::failed(&checks) {
         let count = checks

@@ -2,6 +2,7 @@
 //! exit codes. Each command group lives in its own file.
 
 mod audit;
+mod backup;
 mod config;
 mod customer;
 mod db;
@@ -123,6 +124,10 @@ pub enum Command {
     Resolve(db::ResolveArgs),
     /// Check the catalog and every tenant database; --fix repairs what is safe
     Doctor(db::DoctorArgs),
+    /// Take a backup set, or list, show, verify and prune sets
+    Backup(backup::BackupArgs),
+    /// Put databases back from a backup set
+    Restore(backup::RestoreArgs),
     /// List and change plans and their quotas
     #[command(subcommand)]
     Plan(plan::PlanCommand),
@@ -242,6 +247,8 @@ fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
         Command::Db(command) => db::run(&session, command),
         Command::Resolve(args) => db::resolve(&session, args),
         Command::Doctor(args) => db::doctor(&session, args),
+        Command::Backup(args) => backup::run(&session, args),
+        Command::Restore(args) => backup::restore(&session, args),
         Command::Plan(command) => plan::run(&session, command),
         Command::Audit(args) => audit::run(&session, args),
         Command::Completions { shell } => print_completions(shell),

@@ -77,6 +77,11 @@ fn setting(catalog: &Catalog, key: &Key) -> Result<Setting> {
     })
 }
 
+/// A setting's built-in default, for when there is no catalog to ask.
+pub fn default_value(name: &str) -> Option<&'static str> {
+    KEYS.iter().find(|k| k.name == name).and_then(|k| k.default)
+}
+
 pub fn list(catalog: &Catalog) -> Result<Vec<Setting>> {
     KEYS.iter().map(|k| setting(catalog, k)).collect()
 }

@@ -74,7 +74,7 @@ pub fn failed(checks: &[Check]) -> bool {
     checks.iter().any(|c| c.status == Verdict::Fail)
 }
 
-pub fn doctor(home: &Home, fix: bool) -> Result<Vec<Check>> {
+pub fn doctor(home: &Home, backup_dir: &Path, fix: bool) -> Result<Vec<Check>> {
     let mut doctor = Doctor {
         fix,
         checks: Vec::new(),
@@ -139,6 +139,7 @@ pub fn doctor(home: &Home, fix: bool) -> Result<Vec<Check>> {
         Verdict::Ok,
         format!("{healthy} without problems"),
     );
+    backup_checks(&mut doctor, backup_dir, &live)?;
     deleted_checks(&mut doctor, &catalog, home)?;
     template_checks(&mut doctor, home);
     orphan_checks(&mut doctor, &catalog, home)?;
@@ -322,6 +323,51 @@ fn tenant_checks(
         );
     }
     Ok(doctor.checks.len() == before)
+}
+
+/// How recent a tenant's newest backup must be before doctor warns.
+pub const BACKUP_MAX_AGE: chrono::Duration = chrono::Duration::hours(48);
+
+/// Warns about tenants with no backup newer than [`BACKUP_MAX_AGE`].
+fn backup_checks(doctor: &mut Doctor, backup_dir: &Path, live: &[TenantRow]) -> Result<()> {
+    let cutoff = chrono::Utc::now() - BACKUP_MAX_AGE;
+    let mut fresh = HashSet::new();
+    for set in crate::backup::list_sets(backup_dir)?.iter().rev() {
+        if set.manifest.created().is_none_or(|c| c < cutoff) {
+            break;
+        }
+        fresh.extend(set.manifest.entries.iter().filter_map(|e| e.customer_id));
+    }
+    let stale: Vec<&str> = live
+        .iter()
+        .filter(|t| !fresh.contains(&t.customer_id))
+        .map(|t| t.slug.as_str())
+        .collect();
+    if stale.is_empty() {
+        doctor.add(
+            "backups",
+            path_text(backup_dir),
+            Verdict::Ok,
+            "every tenant has a backup newer than 48 hours",
+        );
+    } else {
+        let names = stale.iter().take(10).copied().collect::<Vec<_>>().join(", ");
+        let more = if stale.len() > 10 {
+            format!(" and {} more", stale.len() - 10)
+        } else {
+            String::new()
+        };
+        doctor.add(
+            "backups",
+            path_text(backup_dir),
+            Verdict::Warn,
+            format!(
+                "{} tenants have no backup newer than 48 hours: {names}{more}",
+                stale.len()
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Deleted customers keep their file in the trash until purged.

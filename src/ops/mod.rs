@@ -2,6 +2,7 @@
 //! typed errors, and never print.
 
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod customers;
 pub mod doctor;

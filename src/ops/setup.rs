@@ -132,7 +132,30 @@ pub struct StatusReport {
     pub newest_tenant_migration: Option<i64>,
     pub tenants_behind: i64,
     pub tenant_storage_bytes: u64,
+    pub newest_backup: Option<NewestBackup>,
     pub disk_free_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NewestBackup {
+    pub id: String,
+    pub created_at: String,
+    pub age_seconds: i64,
+    pub kind: String,
+}
+
+fn newest_backup(backup_dir: &Path) -> Option<NewestBackup> {
+    let set = crate::backup::list_sets(backup_dir).ok()?.pop()?;
+    let age_seconds = set
+        .manifest
+        .created()
+        .map_or(0, |c| (chrono::Utc::now() - c).num_seconds());
+    Some(NewestBackup {
+        id: set.manifest.id,
+        created_at: set.manifest.created_at,
+        age_seconds,
+        kind: set.manifest.kind,
+    })
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -172,6 +195,7 @@ pub fn status(home: &Home, backup_dir: &Path) -> Result<StatusReport> {
         newest_tenant_migration: None,
         tenants_behind: 0,
         tenant_storage_bytes: 0,
+        newest_backup: newest_backup(backup_dir),
         disk_free_bytes,
     };
     if !report.initialized {

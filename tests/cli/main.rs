@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against a temporary home.
 
 mod audit;
+mod backup;
 mod concurrency;
 mod config;
 mod customers;

@@ -151,6 +151,7 @@ fn status_reports_catalog_customers_and_tenants() {
             "newest_tenant_migration",
             "tenants_behind",
             "tenant_storage_bytes",
+            "newest_backup",
             "disk_free_bytes",
         ],
     );

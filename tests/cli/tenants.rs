@@ -573,6 +573,7 @@ fn resolve_matches_site_domains_then_platform_subdomains() {
 #[test]
 fn doctor_finds_each_fault_and_fixes_what_is_safe() {
     let env = fleet(&["a", "b", "c", "d"]);
+    env.ok(&["backup"]);
     let clean = env.json(&["doctor"]);
     assert!(
         clean.as_array().unwrap().iter().all(|c| c["status"] == "ok"),

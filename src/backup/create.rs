@@ -1,0 +1,335 @@
+//! Writing a backup set: online-backup copies (consistent while others write), each
+//! checked and hashed, unchanged tenants hard-linked from an earlier set, the manifest
+//! written last, and the folder renamed into place only when all of it is durable.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use super::{BackupSet, Entry, Fingerprint, MANIFEST, Manifest, TMP_PREFIX, list_sets, new_id, sha256_file};
+use crate::error::{Error, IoContext, Result};
+use crate::{files, tenantdb, time};
+
+/// A tenant database to back up.
+#[derive(Debug, Clone)]
+pub struct TenantSource {
+    pub customer_id: i64,
+    pub customer_slug: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct SetRequest<'a> {
+    pub label: Option<String>,
+    pub kind: &'a str,
+    pub catalog_schema_version: i64,
+    pub tenants: Vec<TenantSource>,
+    pub jobs: usize,
+}
+
+/// A tenant left out of a set, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub customer: String,
+    pub reason: String,
+}
+
+/// Writes a new set into `backup_dir`. `catalog` is backed up when given. Tenants whose
+/// file is missing or unreadable are left out and reported; anything else that fails
+/// removes the unfinished set and returns the error.
+pub fn create_set(
+    backup_dir: &Path,
+    catalog: Option<&Connection>,
+    request: &SetRequest<'_>,
+) -> Result<(BackupSet, Vec<Skipped>)> {
+    files::create_private_dir(backup_dir)?;
+    let started = Utc::now();
+    let id = new_id(started);
+    let tmp = backup_dir.join(format!("{TMP_PREFIX}{id}"));
+    files::create_private_dir(&tmp.join("tenants"))?;
+    files::restrict_mode(&tmp, files::PRIVATE_DIR_MODE)?;
+    let result = fill_set(backup_dir, &tmp, &id, started, catalog, request);
+    match result {
+        Ok(done) => Ok(done),
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(err)
+        }
+    }
+}
+
+fn fill_set(
+    backup_dir: &Path,
+    tmp: &Path,
+    id: &str,
+    started: chrono::DateTime<Utc>,
+    catalog: Option<&Connection>,
+    request: &SetRequest<'_>,
+) -> Result<(BackupSet, Vec<Skipped>)> {
+    let mut entries = Vec::new();
+    if let Some(catalog) = catalog {
+        let dest = tmp.join("catalog.db");
+        snapshot(catalog, &dest)?;
+        entries.push(checked_entry(&dest, "catalog.db", "catalog", None, None, None)?);
+    }
+    let previous = previous_entries(backup_dir, &request.tenants)?;
+    let (tenant_entries, skipped) = backup_tenants(tmp, request, &previous)?;
+    entries.extend(tenant_entries);
+    files::fsync_dir(&tmp.join("tenants"))?;
+    let manifest = Manifest {
+        id: id.to_string(),
+        created_at: time::format(started),
+        finished_at: time::now(),
+        label: request.label.clone(),
+        kind: request.kind.to_string(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        catalog_schema_version: request.catalog_schema_version,
+        entries,
+    };
+    let text = serde_json::to_vec_pretty(&manifest)?;
+    files::write_atomic(&tmp.join(MANIFEST), &text)?;
+    let dir = backup_dir.join(id);
+    std::fs::rename(tmp, &dir).io_context(|| format!("moving the finished set to {}", dir.display()))?;
+    files::fsync_dir(backup_dir)?;
+    Ok((BackupSet { dir, manifest }, skipped))
+}
+
+/// For each tenant, the newest earlier entry of it and the file it can be linked from.
+fn previous_entries(
+    backup_dir: &Path,
+    tenants: &[TenantSource],
+) -> Result<HashMap<i64, (Entry, PathBuf, String)>> {
+    let mut wanted: std::collections::HashSet<i64> = tenants.iter().map(|t| t.customer_id).collect();
+    let mut found = HashMap::new();
+    for set in list_sets(backup_dir)?.into_iter().rev() {
+        if wanted.is_empty() {
+            break;
+        }
+        for entry in &set.manifest.entries {
+            if let Some(id) = entry
+                .customer_id
+                .filter(|id| entry.scope == "tenant" && wanted.contains(id))
+                && let Ok(file) = set.file(entry)
+            {
+                wanted.remove(&id);
+                found.insert(id, (entry.clone(), file, set.manifest.id.clone()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn backup_tenants(
+    tmp: &Path,
+    request: &SetRequest<'_>,
+    previous: &HashMap<i64, (Entry, PathBuf, String)>,
+) -> Result<(Vec<Entry>, Vec<Skipped>)> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<Copied>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..request.jobs.max(1).min(request.tenants.len()) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(tenant) = request.tenants.get(index) else {
+                        break;
+                    };
+                    let result = backup_tenant(tmp, tenant, previous.get(&tenant.customer_id));
+                    if let Ok(mut all) = results.lock() {
+                        all.push((index, result));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results
+        .into_inner()
+        .map_err(|_| Error::unexpected("a backup worker panicked"))?;
+    results.sort_by_key(|(index, _)| *index);
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    for (index, result) in results {
+        match result? {
+            Copied::Entry(entry) => entries.push(*entry),
+            Copied::Unreadable(reason) => skipped.push(Skipped {
+                customer: request.tenants[index].customer_slug.clone(),
+                reason,
+            }),
+        }
+    }
+    Ok((entries, skipped))
+}
+
+/// A tenant's part of a set: its entry, or why its database could not be read. A
+/// tenant we cannot read is left out and reported; one we cannot write fails the set.
+enum Copied {
+    Entry(Box<Entry>),
+    Unreadable(String),
+}
+
+fn unreadable_source(err: &Error) -> bool {
+    match err {
+        Error::Sqlite(e) => matches!(
+            e.sqlite_error_code(),
+            Some(
+                rusqlite::ErrorCode::NotADatabase
+                    | rusqlite::ErrorCode::DatabaseCorrupt
+                    | rusqlite::ErrorCode::CannotOpen
+            )
+        ),
+        _ => false,
+    }
+}
+
+fn backup_tenant(
+    tmp: &Path,
+    tenant: &TenantSource,
+    previous: Option<&(Entry, PathBuf, String)>,
+) -> Result<Copied> {
+    if !tenant.path.is_file() {
+        return Ok(Copied::Unreadable(format!(
+            "{} is missing",
+            tenant.path.display()
+        )));
+    }
+    let relative = format!("tenants/{}.db", tenant.customer_slug);
+    let dest = tmp.join(&relative);
+    let fingerprint = Fingerprint::of(&tenant.path);
+    // Unchanged since the previous set (same file, size and change times): share its copy.
+    if let Some((entry, file, set_id)) = previous
+        && fingerprint.is_some()
+        && entry.source == fingerprint
+        && file.is_file()
+    {
+        std::fs::hard_link(file, &dest).io_context(|| format!("linking {}", dest.display()))?;
+        return Ok(Copied::Entry(Box::new(Entry {
+            file: relative,
+            linked_from: Some(entry.linked_from.clone().unwrap_or_else(|| set_id.clone())),
+            ..entry.clone()
+        })));
+    }
+    let copied = open_source(&tenant.path).and_then(|source| snapshot(&source, &dest));
+    if let Err(err) = copied {
+        let _ = std::fs::remove_file(&dest);
+        return if unreadable_source(&err) {
+            Ok(Copied::Unreadable(err.to_string()))
+        } else {
+            Err(err)
+        };
+    }
+    let mut entry = checked_entry(
+        &dest,
+        &relative,
+        "tenant",
+        Some(tenant.customer_id),
+        Some(tenant.customer_slug.clone()),
+        fingerprint,
+    )?;
+    // Changed metadata but the same bytes (a checkpoint, say): keep one copy on disk.
+    if let Some((old, file, set_id)) = previous
+        && old.sha256 == entry.sha256
+        && file.is_file()
+    {
+        std::fs::remove_file(&dest).io_context(|| format!("replacing {}", dest.display()))?;
+        std::fs::hard_link(file, &dest).io_context(|| format!("linking {}", dest.display()))?;
+        entry.linked_from = Some(old.linked_from.clone().unwrap_or_else(|| set_id.clone()));
+    }
+    Ok(Copied::Entry(Box::new(entry)))
+}
+
+/// Opens a live database for reading a snapshot without checkpointing it on close, so
+/// that backing up does not itself change the file it fingerprints.
+fn open_source(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    Ok(conn)
+}
+
+/// Copies `source` to a new single-file database at `dest` (mode 0600, rollback
+/// journal, synced) with SQLite's online backup: one step, so the copy is one
+/// consistent snapshot even while other processes write.
+pub fn snapshot(source: &Connection, dest: &Path) -> Result<()> {
+    files::create_private_file(dest)?;
+    let mut target = Connection::open_with_flags(
+        dest,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    {
+        let backup = Backup::new(source, &mut target)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match backup.step(-1)? {
+                StepResult::Done => break,
+                StepResult::More => {}
+                StepResult::Busy | StepResult::Locked if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    return Err(Error::refused(format!(
+                        "the source of {} stayed locked",
+                        dest.display()
+                    )));
+                }
+            }
+        }
+    }
+    target.pragma_update(None, "journal_mode", "DELETE")?;
+    target.close().map_err(|(_, e)| e)?;
+    files::fsync_file(dest)
+}
+
+/// Checks a fresh copy with quick_check (before any manifest names it), then
+/// describes it for the manifest.
+fn checked_entry(
+    path: &Path,
+    relative: &str,
+    scope: &str,
+    customer_id: Option<i64>,
+    customer_slug: Option<String>,
+    source: Option<Fingerprint>,
+) -> Result<Entry> {
+    tenantdb::quick_check(path)?;
+    let schema_version = if scope == "tenant" {
+        let conn = tenantdb::open_tenant(path)?;
+        tenantdb::applied_migrations(&conn)?
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0)
+    } else {
+        catalog_version(path)?
+    };
+    Ok(Entry {
+        scope: scope.to_string(),
+        customer_id,
+        customer_slug,
+        file: relative.to_string(),
+        bytes: std::fs::metadata(path)
+            .io_context(|| format!("reading {}", path.display()))?
+            .len(),
+        sha256: sha256_file(path)?,
+        schema_version,
+        source,
+        linked_from: None,
+    })
+}
+
+fn catalog_version(path: &Path) -> Result<i64> {
+    let conn = tenantdb::open_tenant(path)?;
+    Ok(tenantdb::applied_migrations(&conn)?
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0))
+}

@@ -1,0 +1,263 @@
+//! Backup sets: folders `BACKUP_DIR/<id>/` holding consistent copies of the catalog
+//! and tenant databases plus `manifest.json`, which is the source of truth for what a
+//! set holds, so sets stay usable when the catalog is lost.
+
+pub mod create;
+pub mod prune;
+pub mod restore;
+pub mod verify;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+use crate::validate::printable;
+
+pub const MANIFEST: &str = "manifest.json";
+/// Prefix of a set being written; never listed, removed by prune once stale.
+pub const TMP_PREFIX: &str = ".tmp-";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub id: String,
+    pub created_at: String,
+    pub finished_at: String,
+    pub label: Option<String>,
+    /// `manual`, `scheduled` or `pre-restore`.
+    pub kind: String,
+    pub tool_version: String,
+    pub catalog_schema_version: i64,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    /// `catalog` or `tenant`.
+    pub scope: String,
+    pub customer_id: Option<i64>,
+    pub customer_slug: Option<String>,
+    /// Path inside the set, e.g. `tenants/acme.db`.
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub schema_version: i64,
+    /// What the source file looked like, to know later that it has not changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Fingerprint>,
+    /// The set this file is shared with (hard link), when it was unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_from: Option<String>,
+}
+
+/// Identity and last-change marks of a database file and its WAL.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub device: u64,
+    pub inode: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub wal_size: u64,
+    pub wal_mtime_ns: i128,
+}
+
+impl Fingerprint {
+    pub fn of(db: &Path) -> Option<Fingerprint> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(db).ok()?;
+        let wal = fs::metadata(crate::files::sqlite_side_files(db)[0].as_path()).ok();
+        let nanos = |m: &fs::Metadata| i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+        Some(Fingerprint {
+            device: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            mtime_ns: nanos(&meta),
+            wal_size: wal.as_ref().map_or(0, |w| w.size()),
+            wal_mtime_ns: wal.as_ref().map_or(0, nanos),
+        })
+    }
+}
+
+impl Manifest {
+    pub fn catalog_entry(&self) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.scope == "catalog")
+    }
+
+    pub fn tenant_entry(&self, customer_id: i64) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.scope == "tenant" && e.customer_id == Some(customer_id))
+    }
+
+    pub fn created(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.created_at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.bytes).sum()
+    }
+}
+
+/// A set found on disk.
+#[derive(Debug, Clone)]
+pub struct BackupSet {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl BackupSet {
+    pub fn file(&self, entry: &Entry) -> Result<PathBuf> {
+        safe_member(&self.dir, &entry.file)
+    }
+}
+
+/// A path inside a set; refuses anything that would leave it.
+pub fn safe_member(dir: &Path, file: &str) -> Result<PathBuf> {
+    let relative = Path::new(file);
+    let fine = !file.is_empty()
+        && relative.is_relative()
+        && relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if fine {
+        Ok(dir.join(relative))
+    } else {
+        Err(Error::verification(format!(
+            "manifest names a file outside its set: '{}'",
+            printable(file)
+        )))
+    }
+}
+
+/// A new set id: the UTC time to the microsecond and a random suffix, so ids sort by
+/// time even for sets taken in the same second.
+pub fn new_id(now: DateTime<Utc>) -> String {
+    format!(
+        "{}-{:04x}",
+        now.format("%Y%m%dT%H%M%S%6fZ"),
+        rand::random::<u16>()
+    )
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Every complete set, oldest first. Folders without a readable manifest are skipped.
+pub fn list_sets(backup_dir: &Path) -> Result<Vec<BackupSet>> {
+    let entries = match fs::read_dir(backup_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", backup_dir.display()), e)),
+    };
+    let mut sets = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !valid_id(&name) || !entry.path().is_dir() {
+            continue;
+        }
+        if let Ok(manifest) = read_manifest(&entry.path())
+            && manifest.id == name
+        {
+            sets.push(BackupSet {
+                dir: entry.path(),
+                manifest,
+            });
+        }
+    }
+    sets.sort_by(|a, b| a.manifest.id.cmp(&b.manifest.id));
+    Ok(sets)
+}
+
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read(&path).io_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| Error::verification(format!("{} does not parse: {e}", path.display())))
+}
+
+/// The set with this id; exit 3 when there is none.
+pub fn find_set(backup_dir: &Path, id: &str) -> Result<BackupSet> {
+    if !valid_id(id) {
+        return Err(Error::usage(format!("invalid backup id '{}'", printable(id))));
+    }
+    list_sets(backup_dir)?
+        .into_iter()
+        .find(|s| s.manifest.id == id)
+        .ok_or_else(|| {
+            Error::not_found(format!("no backup set '{id}' in {}", backup_dir.display()))
+                .with_hint("see 'tenantctl backup list'")
+        })
+}
+
+/// SHA-256 of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).io_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .io_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_cannot_leave_their_set() {
+        let dir = Path::new("/b/set");
+        assert_eq!(
+            safe_member(dir, "tenants/a.db").unwrap(),
+            Path::new("/b/set/tenants/a.db")
+        );
+        for bad in ["", "/etc/passwd", "../x.db", "tenants/../../x", "./a.db"] {
+            assert!(safe_member(dir, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_sort_by_time_and_are_safe_names() {
+        let a = new_id(
+            DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        );
+        let b = new_id(
+            DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        );
+        assert!(a < b);
+        assert!(valid_id(&a));
+        assert!(!valid_id("../x") && !valid_id(".tmp-1"));
+    }
+
+    #[test]
+    fn hashes_are_sha256_hex() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&file).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! `backup [list|show|verify|prune]` and `restore`.
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::Session;
+use crate::backup::verify::FileCheck;
+use crate::catalog::Catalog;
+use crate::error::Error;
+use crate::ops::backup::{self, BackupRequest, BackupScope, RestoreRequest, RestoreScope};
+
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  tenantctl backup\n  tenantctl backup --kind scheduled --label nightly\n  \
+        tenantctl backup --customer acme --customer globex\n  tenantctl backup list\n  tenantctl backup verify --all"
+)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// The catalog and every tenant that is not deleted (the default)
+    #[arg(long, conflicts_with_all = ["catalog", "customer"])]
+    pub all: bool,
+    /// Only the catalog
+    #[arg(long, conflicts_with = "customer")]
+    pub catalog: bool,
+    /// Only these customers' databases (slug, id or email); repeatable
+    #[arg(long, value_name = "CUSTOMER")]
+    pub customer: Vec<String>,
+    /// A label stored in the manifest
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+    /// Why the set was taken
+    #[arg(long, value_enum, default_value_t = Kind::Manual)]
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Manual,
+    Scheduled,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// List backup sets from their manifests (works without the catalog)
+    List {
+        /// Only sets holding this customer (slug or id)
+        #[arg(long, value_name = "CUSTOMER")]
+        customer: Option<String>,
+    },
+    /// Show one set's manifest
+    Show {
+        /// Backup set id
+        id: String,
+    },
+    /// Recompute checksums and quick_check every file (default: the newest set)
+    Verify {
+        /// Backup set ids
+        ids: Vec<String>,
+        /// Verify every set
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Remove sets outside the retention policy; never the newest set
+    #[command(
+        after_help = "Example:\n  tenantctl backup prune --keep-last 7 --keep-daily 14 --keep-weekly 8 --keep-monthly 12"
+    )]
+    Prune {
+        /// Keep the N newest sets [default: the backup_keep_last setting]
+        #[arg(long, value_name = "N")]
+        keep_last: Option<u32>,
+        /// Keep the newest set of each of the last N days [default: backup_keep_daily]
+        #[arg(long, value_name = "N")]
+        keep_daily: Option<u32>,
+        /// Keep the newest set of each of the last N weeks [default: backup_keep_weekly]
+        #[arg(long, value_name = "N")]
+        keep_weekly: Option<u32>,
+        /// Keep the newest set of each of the last N months [default: backup_keep_monthly]
+        #[arg(long, value_name = "N")]
+        keep_monthly: Option<u32>,
+        /// Show what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(
+    group(clap::ArgGroup::new("scope").required(true).args(["customer", "catalog", "everything"])),
+    group(clap::ArgGroup::new("which").required(true).args(["id", "at"])),
+    after_help = "Examples:\n  tenantctl restore 20261122T030000Z-1a2b --customer acme\n  \
+        tenantctl restore --at 2026-11-21T12:00:00Z --customer acme\n  \
+        tenantctl restore 20261122T030000Z-1a2b --customer acme --into acme-staging\n  \
+        tenantctl restore --at 1d --everything --confirm everything"
+)]
+pub struct RestoreArgs {
+    /// Backup set id
+    pub id: Option<String>,
+    /// Use the newest complete set at or before TIME (RFC 3339, date, or age such as 6h)
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Restore these customers' databases; repeatable
+    #[arg(long, value_name = "CUSTOMER")]
+    pub customer: Vec<String>,
+    /// Restore the catalog (needs --confirm catalog)
+    #[arg(long)]
+    pub catalog: bool,
+    /// Restore the catalog and every tenant in the set (needs --confirm everything)
+    #[arg(long)]
+    pub everything: bool,
+    /// 'catalog' or 'everything', to confirm
+    #[arg(long, value_name = "WORD")]
+    pub confirm: Option<String>,
+    /// Copy the one --customer's data into this other existing customer
+    #[arg(long, value_name = "CUSTOMER")]
+    pub into: Option<String>,
+    /// Only restore tenants whose database file is absent
+    #[arg(long)]
+    pub if_missing: bool,
+}
+
+const LIST_COLUMNS: &[&str] = &[
+    "id",
+    "created_at",
+    "kind",
+    "label",
+    "catalog",
+    "tenants",
+    "linked",
+    "bytes",
+];
+const VERIFY_COLUMNS: &[&str] = &["status", "set", "file", "message"];
+const PRUNE_COLUMNS: &[&str] = &["action", "id", "created_at", "kind", "reasons"];
+const RESTORE_COLUMNS: &[&str] = &[
+    "status",
+    "scope",
+    "customer",
+    "file",
+    "target",
+    "schema_version",
+    "reason",
+];
+
+fn jobs() -> usize {
+    8 * std::thread::available_parallelism().map(usize::from).unwrap_or(2)
+}
+
+pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
+    let backup_dir = &session.ctx.backup_dir;
+    match args.command {
+        None => {
+            let catalog = session.catalog()?;
+            let scope = if args.catalog {
+                BackupScope::Catalog
+            } else if !args.customer.is_empty() {
+                BackupScope::Customers(args.customer)
+            } else {
+                BackupScope::All
+            };
+            let request = BackupRequest {
+                scope,
+                label: args.label,
+                kind: match args.kind {
+                    Kind::Manual => "manual",
+                    Kind::Scheduled => "scheduled",
+                }
+                .to_string(),
+                jobs: jobs(),
+            };
+            let report = backup::backup(&catalog, backup_dir, &request)?;
+            session.out.object(&report)?;
+            if !report.skipped.is_empty() {
+                for skipped in &report.skipped {
+                    session
+                        .messages
+                        .warning(&format!("{}: {}", skipped.customer, skipped.reason));
+                }
+                return Err(Error::partial(format!(
+                    "set {} is complete but leaves out {} unreadable tenant database{}",
+                    report.manifest.id,
+                    report.skipped.len(),
+                    if report.skipped.len() == 1 { "" } else { "s" }
+                ))
+                .with_hint("run 'tenantctl doctor'")
+                .into());
+            }
+        }
+        Some(BackupCommand::List { customer }) => session
+            .out
+            .list(LIST_COLUMNS, backup::list(backup_dir, customer.as_deref())?)?,
+        Some(BackupCommand::Show { id }) => session.out.object(&backup::show(backup_dir, &id)?)?,
+        Some(BackupCommand::Verify { ids, all }) => {
+            let checks = backup::verify(backup_dir, &ids, all)?;
+            session.out.list(VERIFY_COLUMNS, &checks)?;
+            let bad: Vec<&FileCheck> = checks.iter().filter(|c| !c.ok()).collect();
+            if let Some(first) = bad.first() {
+                return Err(Error::verification(format!(
+                    "{} of {} files failed verification, first {}/{}: {}",
+                    bad.len(),
+                    checks.len(),
+                    first.set,
+                    first.file,
+                    first.status
+                ))
+                .into());
+            }
+        }
+        Some(BackupCommand::Prune {
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            dry_run,
+        }) => {
+            // Retention settings live in the catalog, but pruning must work without one.
+            let catalog = Catalog::open_ready(&session.home.catalog()).ok();
+            let report = backup::prune(
+                backup_dir,
+                catalog.as_ref(),
+                [keep_last, keep_daily, keep_weekly, keep_monthly],
+                dry_run,
+            )?;
+            let line = format!(
+                "{}{} sets: keep {}, remove {}; {} unfinished sets {}",
+                if dry_run { "dry run: " } else { "" },
+                report.sets.len(),
+                report.sets.iter().filter(|d| d.action == "keep").count(),
+                report.sets.iter().filter(|d| d.action == "remove").count(),
+                report.removed_unfinished.len(),
+                if dry_run { "to remove" } else { "removed" }
+            );
+            session.out.report(&line, &report, PRUNE_COLUMNS, &report.sets)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
+    let scope = if args.everything {
+        RestoreScope::Everything
+    } else if args.catalog {
+        RestoreScope::Catalog
+    } else {
+        RestoreScope::Customers(args.customer)
+    };
+    let request = RestoreRequest {
+        set: args.id,
+        at: args.at,
+        scope,
+        confirm: args.confirm,
+        into: args.into,
+        if_missing: args.if_missing,
+        jobs: jobs(),
+    };
+    let report = backup::restore(
+        &session.home.catalog(),
+        session.actor(),
+        &session.ctx.backup_dir,
+        session.ctx.lock_timeout,
+        &request,
+    )?;
+    let line = format!(
+        "restored {} of {} files from set {}{}",
+        report.restored.iter().filter(|r| r.status == "restored").count(),
+        report.restored.len(),
+        report.set,
+        report
+            .pre_restore_set
+            .as_deref()
+            .map(|p| format!(" (what was replaced is in set {p})"))
+            .unwrap_or_default()
+    );
+    session
+        .out
+        .report(&line, &report, RESTORE_COLUMNS, &report.restored)?;
+    Ok(())
+}

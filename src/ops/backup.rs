@@ -1,0 +1,623 @@
+//! Backup and restore as the command line sees them: which databases, which set, the
+//! safety rules around them; the set mechanics live in `crate::backup`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Actor, config, customers};
+use crate::backup::create::{SetRequest, Skipped, TenantSource, create_set};
+use crate::backup::prune::{PruneReport, Retention};
+use crate::backup::verify::{FileCheck, verify_set};
+use crate::backup::{BackupSet, Entry, Manifest, find_set, list_sets, prune, restore as swap};
+use crate::catalog::model::NewAuditEvent;
+use crate::catalog::tenants;
+use crate::catalog::{Catalog, audit};
+use crate::error::{Error, Result};
+use crate::lock::HomeLock;
+use crate::{tenantdb, time, validate};
+
+/// What `backup` copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupScope {
+    /// The catalog and every tenant that is not deleted.
+    All,
+    Catalog,
+    Customers(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupRequest {
+    pub scope: BackupScope,
+    pub label: Option<String>,
+    pub kind: String,
+    pub jobs: usize,
+}
+
+/// A set as `backup` and `backup show` print it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetReport {
+    #[serde(flatten)]
+    pub manifest: Manifest,
+    pub path: String,
+    pub copied: usize,
+    pub linked: usize,
+    pub skipped: Vec<Skipped>,
+}
+
+impl SetReport {
+    fn new(set: &BackupSet, skipped: Vec<Skipped>) -> Self {
+        let linked = set
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.linked_from.is_some())
+            .count();
+        SetReport {
+            path: set.dir.display().to_string(),
+            copied: set.manifest.entries.len() - linked,
+            linked,
+            skipped,
+            manifest: set.manifest.clone(),
+        }
+    }
+}
+
+pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> Result<SetReport> {
+    let label = request
+        .label
+        .as_deref()
+        .map(|l| validate::display_text("label", l))
+        .transpose()?;
+    let tenants = match &request.scope {
+        BackupScope::Catalog => Vec::new(),
+        BackupScope::All => tenants::live_tenants(catalog.conn(), None)?
+            .into_iter()
+            .map(|t| TenantSource {
+                customer_id: t.customer_id,
+                customer_slug: t.slug,
+                path: PathBuf::from(t.db_path),
+            })
+            .collect(),
+        BackupScope::Customers(references) => references
+            .iter()
+            .map(|r| {
+                let customer = super::tenants::live_customer(catalog, r)?;
+                Ok(TenantSource {
+                    customer_id: customer.id,
+                    customer_slug: customer.slug,
+                    path: PathBuf::from(customer.db_path),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let with_catalog = !matches!(request.scope, BackupScope::Customers(_));
+    let set_request = SetRequest {
+        label,
+        kind: &request.kind,
+        catalog_schema_version: catalog.schema_version()?,
+        tenants,
+        jobs: request.jobs,
+    };
+    let (set, skipped) = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)?;
+    Ok(SetReport::new(&set, skipped))
+}
+
+/// One line of `backup list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetSummary {
+    pub id: String,
+    pub created_at: String,
+    pub finished_at: String,
+    pub kind: String,
+    pub label: Option<String>,
+    pub catalog: bool,
+    pub tenants: usize,
+    pub linked: usize,
+    pub bytes: u64,
+}
+
+/// Sets from their manifests, oldest first; needs no catalog. `customer` matches a
+/// tenant entry's slug or id.
+pub fn list(backup_dir: &Path, customer: Option<&str>) -> Result<Vec<SetSummary>> {
+    Ok(list_sets(backup_dir)?
+        .into_iter()
+        .filter(|set| customer.is_none_or(|c| set.manifest.entries.iter().any(|e| entry_names(e, c))))
+        .map(|set| {
+            let m = &set.manifest;
+            SetSummary {
+                id: m.id.clone(),
+                created_at: m.created_at.clone(),
+                finished_at: m.finished_at.clone(),
+                kind: m.kind.clone(),
+                label: m.label.clone(),
+                catalog: m.catalog_entry().is_some(),
+                tenants: m.entries.iter().filter(|e| e.scope == "tenant").count(),
+                linked: m.entries.iter().filter(|e| e.linked_from.is_some()).count(),
+                bytes: m.bytes(),
+            }
+        })
+        .collect())
+}
+
+fn entry_names(entry: &Entry, reference: &str) -> bool {
+    entry.scope == "tenant"
+        && (entry.customer_slug.as_deref() == Some(reference)
+            || entry.customer_id.is_some_and(|id| id.to_string() == reference))
+}
+
+pub fn show(backup_dir: &Path, id: &str) -> Result<SetReport> {
+    Ok(SetReport::new(&find_set(backup_dir, id)?, Vec::new()))
+}
+
+/// Checks the named sets, every set, or by default the newest one.
+pub fn verify(backup_dir: &Path, ids: &[String], all: bool) -> Result<Vec<FileCheck>> {
+    let sets = if all {
+        list_sets(backup_dir)?
+    } else if ids.is_empty() {
+        let newest = list_sets(backup_dir)?.pop().ok_or_else(|| {
+            Error::not_found(format!("no backup sets in {}", backup_dir.display()))
+                .with_hint("run 'tenantctl backup'")
+        })?;
+        vec![newest]
+    } else {
+        ids.iter()
+            .map(|id| find_set(backup_dir, id))
+            .collect::<Result<Vec<_>>>()?
+    };
+    Ok(sets.iter().flat_map(verify_set).collect())
+}
+
+/// Retention from the flags, else the catalog's `backup_keep_*` settings, else their
+/// defaults.
+pub fn prune(
+    backup_dir: &Path,
+    catalog: Option<&Catalog>,
+    flags: [Option<u32>; 4],
+    dry_run: bool,
+) -> Result<PruneReport> {
+    let names = [
+        "backup_keep_last",
+        "backup_keep_daily",
+        "backup_keep_weekly",
+        "backup_keep_monthly",
+    ];
+    let mut values = [0u32; 4];
+    for (i, name) in names.iter().enumerate() {
+        values[i] = match (flags[i], catalog) {
+            (Some(value), _) => value,
+            (None, Some(catalog)) => config::get(catalog, name)?
+                .value
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            (None, None) => config::default_value(name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        };
+    }
+    let retention = Retention {
+        keep_last: values[0],
+        keep_daily: values[1],
+        keep_weekly: values[2],
+        keep_monthly: values[3],
+    };
+    prune::prune(backup_dir, retention, dry_run)
+}
+
+/// What `restore` puts back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreScope {
+    Customers(Vec<String>),
+    Catalog,
+    Everything,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub set: Option<String>,
+    pub at: Option<String>,
+    pub scope: RestoreScope,
+    pub confirm: Option<String>,
+    pub into: Option<String>,
+    pub if_missing: bool,
+    pub jobs: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub scope: String,
+    pub customer: Option<String>,
+    pub from_customer: Option<String>,
+    pub file: String,
+    pub target: String,
+    pub schema_version: i64,
+    /// `restored`, or `skipped` with a reason.
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub set: String,
+    pub pre_restore_set: Option<String>,
+    pub restored: Vec<Restored>,
+}
+
+/// One file to put back, and where.
+struct Planned {
+    entry: Entry,
+    source: PathBuf,
+    target: PathBuf,
+    customer_id: Option<i64>,
+    customer: Option<String>,
+}
+
+pub fn restore(
+    home_catalog: &Path,
+    actor: Actor<'_>,
+    backup_dir: &Path,
+    lock_timeout: Duration,
+    request: &RestoreRequest,
+) -> Result<RestoreReport> {
+    let needed = match request.scope {
+        RestoreScope::Catalog => Some("catalog"),
+        RestoreScope::Everything => Some("everything"),
+        RestoreScope::Customers(_) => None,
+    };
+    if let Some(word) = needed
+        && request.confirm.as_deref() != Some(word)
+    {
+        return Err(Error::refused(format!("restoring the {word} replaces it"))
+            .with_hint(format!("pass --confirm {word}")));
+    }
+    let _lock = HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?;
+    match &request.scope {
+        RestoreScope::Customers(references) => {
+            restore_tenants(home_catalog, actor, backup_dir, request, references)
+        }
+        RestoreScope::Catalog | RestoreScope::Everything => {
+            restore_catalog(home_catalog, actor, backup_dir, request)
+        }
+    }
+}
+
+/// The set named by id, or the newest complete one at or before `--at` that `holds`.
+fn choose_set(
+    backup_dir: &Path,
+    request: &RestoreRequest,
+    holds: impl Fn(&Manifest) -> bool,
+) -> Result<BackupSet> {
+    match (&request.set, &request.at) {
+        (Some(id), None) => find_set(backup_dir, id),
+        (None, Some(at)) => {
+            let moment = time::parse_moment(at)?;
+            list_sets(backup_dir)?
+                .into_iter()
+                .rev()
+                .find(|s| s.manifest.created().is_some_and(|c| c <= moment) && holds(&s.manifest))
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "no backup set at or before {} holds what is to be restored",
+                        time::format(moment)
+                    ))
+                    .with_hint("see 'tenantctl backup list'")
+                })
+        }
+        _ => Err(Error::usage("give a backup id or --at TIME, not both")),
+    }
+}
+
+fn restore_tenants(
+    home_catalog: &Path,
+    actor: Actor<'_>,
+    backup_dir: &Path,
+    request: &RestoreRequest,
+    references: &[String],
+) -> Result<RestoreReport> {
+    let mut catalog = Catalog::open_ready(home_catalog)?;
+    if request.into.is_some() && references.len() != 1 {
+        return Err(Error::usage("--into copies exactly one --customer"));
+    }
+    let into = request
+        .into
+        .as_deref()
+        .map(|r| super::tenants::live_customer(&catalog, r))
+        .transpose()?;
+    // The customers whose data is wanted: live ones by reference; with --into the
+    // source may be gone from the catalog, so its slug or id as written also counts.
+    let sources: Vec<(Option<crate::catalog::model::Customer>, String)> = references
+        .iter()
+        .map(|r| match customers::resolve(catalog.conn(), r) {
+            Ok(customer) => Ok((Some(customer), r.clone())),
+            Err(_) if into.is_some() => Ok((None, r.clone())),
+            Err(err) => Err(err),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // By the customer's id; with --into, the set's entry named as written also counts,
+    // since the data is knowingly copied into someone else.
+    let find_entry =
+        |manifest: &Manifest, source: &(Option<crate::catalog::model::Customer>, String)| -> Option<Entry> {
+            let by_id = source
+                .0
+                .as_ref()
+                .and_then(|c| manifest.tenant_entry(c.id).cloned());
+            match (by_id, &into) {
+                (Some(entry), _) => Some(entry),
+                (None, Some(_)) => manifest
+                    .entries
+                    .iter()
+                    .find(|e| entry_names(e, &source.1))
+                    .cloned(),
+                (None, None) => None,
+            }
+        };
+    let set = choose_set(backup_dir, request, |m| {
+        sources.iter().all(|s| find_entry(m, s).is_some())
+    })?;
+    let mut planned = Vec::new();
+    for source in &sources {
+        let Some(entry) = find_entry(&set.manifest, source) else {
+            // The same slug under another id is another customer's data.
+            if let Some(customer) = &source.0
+                && let Some(other) = set
+                    .manifest
+                    .entries
+                    .iter()
+                    .find(|e| entry_names(e, &customer.slug))
+            {
+                return Err(Error::refused(format!(
+                    "set {} holds {} of customer id {}, not of {} (id {})",
+                    set.manifest.id,
+                    other.file,
+                    other.customer_id.unwrap_or(0),
+                    customer.slug,
+                    customer.id
+                ))
+                .with_hint("to copy it into this customer anyway, use --into"));
+            }
+            return Err(Error::not_found(format!(
+                "set {} has no backup of '{}'",
+                set.manifest.id,
+                validate::printable(&source.1)
+            )));
+        };
+        // Without --into every source resolved to a live customer above.
+        let Some(target) = into.clone().or_else(|| source.0.clone()) else {
+            return Err(Error::unexpected("a restore source without a customer"));
+        };
+        if target.status == "deleted" {
+            return Err(Error::refused(format!("customer {} is deleted", target.slug))
+                .with_hint(format!("run 'tenantctl customer undelete {}' first", target.slug)));
+        }
+        planned.push(Planned {
+            source: set.file(&entry)?,
+            target: PathBuf::from(&target.db_path),
+            customer_id: Some(target.id),
+            customer: Some(target.slug.clone()),
+            entry,
+        });
+    }
+    let mut report = RestoreReport {
+        set: set.manifest.id.clone(),
+        pre_restore_set: None,
+        restored: Vec::new(),
+    };
+    let (to_do, skipped): (Vec<Planned>, Vec<Planned>) = planned
+        .into_iter()
+        .partition(|p| !(request.if_missing && p.target.is_file()));
+    check_sums(&to_do)?;
+    let replaced: Vec<TenantSource> = to_do
+        .iter()
+        .filter(|p| p.target.is_file())
+        .map(|p| TenantSource {
+            customer_id: p.customer_id.unwrap_or(0),
+            customer_slug: p.customer.clone().unwrap_or_default(),
+            path: p.target.clone(),
+        })
+        .collect();
+    if !replaced.is_empty() {
+        report.pre_restore_set = Some(pre_restore(
+            &catalog,
+            backup_dir,
+            &set,
+            replaced,
+            false,
+            request.jobs,
+        )?);
+    }
+    for plan in &to_do {
+        swap::replace_with(&plan.source, &plan.target, true)?;
+        let version = record_restored_tenant(&mut catalog, plan)?;
+        report
+            .restored
+            .push(restored_line(plan, "restored", None, version));
+    }
+    for plan in &skipped {
+        report.restored.push(restored_line(
+            plan,
+            "skipped",
+            Some("its database file exists (--if-missing)"),
+            plan.entry.schema_version,
+        ));
+    }
+    audit_restore(&mut catalog, actor, &report, request)?;
+    Ok(report)
+}
+
+fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i64) -> Restored {
+    Restored {
+        scope: plan.entry.scope.clone(),
+        customer: plan.customer.clone(),
+        from_customer: plan.entry.customer_slug.clone(),
+        file: plan.entry.file.clone(),
+        target: plan.target.display().to_string(),
+        schema_version: version,
+        status: status.to_string(),
+        reason: reason.map(str::to_string),
+    }
+}
+
+/// Checks every file against its manifest before anything is replaced (exit 7).
+fn check_sums(planned: &[Planned]) -> Result<()> {
+    for plan in planned {
+        let sum = crate::backup::sha256_file(&plan.source)?;
+        if sum != plan.entry.sha256 {
+            return Err(Error::verification(format!(
+                "{} does not match its manifest (SHA-256 {sum}, expected {}); nothing was restored",
+                plan.source.display(),
+                plan.entry.sha256
+            ))
+            .with_hint("run 'tenantctl backup verify' and restore from another set"));
+        }
+    }
+    Ok(())
+}
+
+/// A `pre-restore` set of what is about to be replaced; returns its id.
+fn pre_restore(
+    catalog: &Catalog,
+    backup_dir: &Path,
+    set: &BackupSet,
+    tenants: Vec<TenantSource>,
+    with_catalog: bool,
+    jobs: usize,
+) -> Result<String> {
+    let request = SetRequest {
+        label: Some(format!("before restoring {}", set.manifest.id)),
+        kind: "pre-restore",
+        catalog_schema_version: catalog.schema_version().unwrap_or(0),
+        tenants,
+        jobs,
+    };
+    // A damaged live file cannot be saved first (it is left out of the set); it is
+    // usually what the restore is for.
+    let (pre, _unreadable) = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
+    Ok(pre.manifest.id)
+}
+
+/// The catalog's record of a tenant follows the restored file.
+fn record_restored_tenant(catalog: &mut Catalog, plan: &Planned) -> Result<i64> {
+    let applied = tenantdb::applied_migrations(&tenantdb::open_tenant(&plan.target)?)?;
+    let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
+    if let Some(id) = plan.customer_id {
+        catalog.write(|tx| {
+            tenants::record_applied(tx, id, &applied)?;
+            tenants::record_run(tx, id, version, "ok", None)
+        })?;
+    }
+    Ok(version)
+}
+
+fn audit_restore(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    report: &RestoreReport,
+    request: &RestoreRequest,
+) -> Result<()> {
+    let scope = match &request.scope {
+        RestoreScope::Customers(_) => "customers",
+        RestoreScope::Catalog => "catalog",
+        RestoreScope::Everything => "everything",
+    };
+    catalog.write(|tx| {
+        audit::record(
+            tx,
+            &NewAuditEvent {
+                actor: actor.name,
+                action: "backup.restore",
+                target_type: "backup",
+                target: report.set.clone(),
+                customer_id: None,
+                details: json!({"scope": scope, "pre_restore_set": report.pre_restore_set,
+                    "restored": report.restored.iter().filter(|r| r.status == "restored").map(|r| &r.file).collect::<Vec<_>>(),
+                    "into": request.into}),
+            },
+        )?;
+        Ok(())
+    })
+}
+
+fn restore_catalog(
+    home_catalog: &Path,
+    actor: Actor<'_>,
+    backup_dir: &Path,
+    request: &RestoreRequest,
+) -> Result<RestoreReport> {
+    let everything = request.scope == RestoreScope::Everything;
+    let set = choose_set(backup_dir, request, |m| m.catalog_entry().is_some())?;
+    let catalog_entry = set.manifest.catalog_entry().cloned().ok_or_else(|| {
+        Error::not_found(format!("set {} holds no catalog", set.manifest.id))
+            .with_hint("see 'tenantctl backup list'")
+    })?;
+    let mut planned = vec![Planned {
+        source: set.file(&catalog_entry)?,
+        target: home_catalog.to_path_buf(),
+        customer_id: None,
+        customer: None,
+        entry: catalog_entry,
+    }];
+    if everything {
+        for entry in set.manifest.entries.iter().filter(|e| e.scope == "tenant") {
+            let slug = entry.customer_slug.clone().unwrap_or_default();
+            planned.push(Planned {
+                source: set.file(entry)?,
+                target: actor.home.tenant_db(&slug)?,
+                customer_id: entry.customer_id,
+                customer: entry.customer_slug.clone(),
+                entry: entry.clone(),
+            });
+        }
+    }
+    check_sums(&planned)?;
+    let mut report = RestoreReport {
+        set: set.manifest.id.clone(),
+        pre_restore_set: None,
+        restored: Vec::new(),
+    };
+    // Save what is there now, if the live catalog can still be read.
+    if let Ok(live) = Catalog::open(home_catalog) {
+        let tenants = if everything {
+            planned
+                .iter()
+                .skip(1)
+                .filter(|p| p.target.is_file())
+                .map(|p| TenantSource {
+                    customer_id: p.customer_id.unwrap_or(0),
+                    customer_slug: p.customer.clone().unwrap_or_default(),
+                    path: p.target.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        report.pre_restore_set = Some(pre_restore(&live, backup_dir, &set, tenants, true, request.jobs)?);
+    }
+    let mut first = true;
+    for plan in &planned {
+        if !first && request.if_missing && plan.target.is_file() {
+            report.restored.push(restored_line(
+                plan,
+                "skipped",
+                Some("its database file exists (--if-missing)"),
+                plan.entry.schema_version,
+            ));
+            continue;
+        }
+        swap::replace_with(&plan.source, &plan.target, true)?;
+        let version = if first {
+            plan.entry.schema_version
+        } else {
+            let mut catalog = Catalog::open(home_catalog)?;
+            record_restored_tenant(&mut catalog, plan)?
+        };
+        report
+            .restored
+            .push(restored_line(plan, "restored", None, version));
+        first = false;
+    }
+    let mut catalog = Catalog::open(home_catalog)?;
+    audit_restore(&mut catalog, actor, &report, request)?;
+    Ok(report)
+}

@@ -1,0 +1,708 @@
+//! backup, backup list/show/verify/prune, and restore, including crashes and full disks.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn fleet(slugs: &[&str]) -> TestEnv {
+    let env = TestEnv::initialised();
+    for slug in slugs {
+        env.customer(&format!("{slug}@example.com"), slug, &["--slug", slug]);
+    }
+    env
+}
+
+fn add_user(env: &TestEnv, slug: &str, email: &str) {
+    env.ok(&[
+        "db",
+        "sql",
+        slug,
+        &format!("INSERT INTO users (email, name) VALUES ('{email}', 'U')"),
+        "--write",
+    ]);
+}
+
+fn users(path: &Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn backups(env: &TestEnv) -> PathBuf {
+    env.home.join("backups")
+}
+
+fn set_dir(env: &TestEnv, set: &Value) -> PathBuf {
+    backups(env).join(set["id"].as_str().unwrap())
+}
+
+#[test]
+fn a_backup_set_holds_checked_private_copies_and_a_manifest() {
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "a", "u@a.test");
+    env.ok(&["customer", "delete", "b", "--confirm", "b"]);
+    env.customer("c@example.com", "C", &["--slug", "c"]);
+    let set = env.json(&["backup", "--label", "first", "--kind", "scheduled"]);
+    for field in [
+        "id",
+        "created_at",
+        "finished_at",
+        "label",
+        "kind",
+        "tool_version",
+        "catalog_schema_version",
+        "entries",
+    ] {
+        assert!(set.get(field).is_some(), "{field} in {set}");
+    }
+    assert_eq!(set["label"], "first");
+    assert_eq!(set["kind"], "scheduled");
+    let dir = set_dir(&env, &set);
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["id"], set["id"]);
+    let entries = manifest["entries"].as_array().unwrap();
+    let files: Vec<&str> = entries.iter().map(|e| e["file"].as_str().unwrap()).collect();
+    assert_eq!(
+        files,
+        ["catalog.db", "tenants/a.db", "tenants/c.db"],
+        "deleted customers are left out"
+    );
+    for entry in entries {
+        for field in [
+            "scope",
+            "customer_id",
+            "customer_slug",
+            "file",
+            "bytes",
+            "sha256",
+            "schema_version",
+        ] {
+            assert!(entry.get(field).is_some(), "{field} in {entry}");
+        }
+        let path = dir.join(entry["file"].as_str().unwrap());
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            entry["bytes"].as_u64().unwrap()
+        );
+        let check: String = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+    assert_eq!(entries[1]["schema_version"], 3);
+    assert_eq!(users(&dir.join("tenants/a.db")), 1);
+    assert_eq!(mode(&dir), 0o700);
+    assert!(
+        env.names_in(&backups(&env))
+            .iter()
+            .all(|n| !n.starts_with(".tmp-"))
+    );
+    let status = env.json(&["status"]);
+    assert_eq!(status["newest_backup"]["id"], set["id"]);
+}
+
+#[test]
+fn scopes_select_what_is_copied() {
+    let env = fleet(&["a", "b"]);
+    let catalog_only = env.json(&["backup", "--catalog"]);
+    let names: Vec<&str> = catalog_only["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["catalog.db"]);
+    let one = env.json(&["backup", "--customer", "b"]);
+    let names: Vec<&str> = one["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tenants/b.db"]);
+    env.fails(&["backup", "--customer", "ghost"], 3);
+    env.fails(&["backup", "--catalog", "--customer", "a"], 2);
+    env.fails(&["backup", "--kind", "hourly"], 2);
+}
+
+#[test]
+fn unchanged_tenants_are_hard_linked_and_changed_ones_copied() {
+    let env = fleet(&["a", "b", "c"]);
+    let first = env.json(&["backup"]);
+    add_user(&env, "b", "u@b.test");
+    let second = env.json(&["backup"]);
+    assert_eq!(second["copied"], 2, "the catalog and b");
+    assert_eq!(second["linked"], 2, "a and c");
+    let inode = |set: &Value, file: &str| std::fs::metadata(set_dir(&env, set).join(file)).unwrap().ino();
+    assert_eq!(inode(&first, "tenants/a.db"), inode(&second, "tenants/a.db"));
+    assert_ne!(inode(&first, "tenants/b.db"), inode(&second, "tenants/b.db"));
+    assert_eq!(users(&set_dir(&env, &second).join("tenants/b.db")), 1);
+    let entry = second["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["file"] == "tenants/a.db")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["linked_from"], first["id"]);
+    // Pruning the first set keeps the second one's linked files intact.
+    env.ok(&["backup", "prune", "--keep-last", "1"]);
+    env.ok(&["backup", "verify", "--all"]);
+}
+
+#[test]
+fn a_backup_is_consistent_while_another_process_writes() {
+    let env = fleet(&["busy"]);
+    let db = env.home.join("tenants/busy.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE ticks (n INTEGER PRIMARY KEY)")
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, db) = (stop.clone(), db.clone());
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                conn.execute("INSERT INTO ticks (n) VALUES (?1)", [n]).unwrap();
+            }
+            n
+        })
+    };
+    // Let the writer get going before and during several backups.
+    while rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM ticks", [], |r| r.get::<_, i64>(0))
+        .unwrap()
+        < 100
+    {
+        std::thread::yield_now();
+    }
+    let mut sets = Vec::new();
+    for _ in 0..3 {
+        sets.push(env.json(&["backup", "--customer", "busy"]));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    for set in sets {
+        let copy = rusqlite::Connection::open(set_dir(&env, &set).join("tenants/busy.db")).unwrap();
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let (count, max): (i64, i64) = copy
+            .query_row("SELECT count(*), coalesce(max(n), 0) FROM ticks", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(count, max, "the copy holds a prefix of the writes");
+        assert!(count >= 100 && count <= written);
+    }
+}
+
+#[test]
+fn list_show_and_verify_work_from_manifests_without_the_catalog() {
+    let env = fleet(&["a", "b"]);
+    let first = env.json(&["backup", "--customer", "a"]);
+    let second = env.json(&["backup"]);
+    std::fs::create_dir_all(backups(&env).join(".tmp-20990101T000000000000Z-dead")).unwrap();
+    for file in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = std::fs::remove_file(env.home.join(file));
+    }
+    let list = env.json(&["backup", "list"]);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "unfinished sets are not listed"
+    );
+    assert_fields(
+        &list[0],
+        &[
+            "id",
+            "created_at",
+            "finished_at",
+            "kind",
+            "label",
+            "catalog",
+            "tenants",
+            "linked",
+            "bytes",
+        ],
+    );
+    assert_eq!(list[0]["id"], first["id"]);
+    assert_eq!(
+        env.json(&["backup", "list", "--customer", "b"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let shown = env.json(&["backup", "show", second["id"].as_str().unwrap()]);
+    assert_eq!(shown["entries"], second["entries"]);
+    env.fails(&["backup", "show", "20990101T000000000000Z-beef"], 3);
+    env.fails(&["backup", "show", "../etc"], 2);
+    let checks = env.json(&["backup", "verify", "--all"]);
+    assert!(checks.as_array().unwrap().iter().all(|c| c["status"] == "ok"));
+    assert_fields(&checks[0], &["set", "file", "customer", "status", "message"]);
+}
+
+#[test]
+fn verify_names_the_file_that_does_not_match() {
+    let env = fleet(&["a", "b"]);
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap();
+    let victim = set_dir(&env, &set).join("tenants/b.db");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let last = bytes.len() - 100;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&victim, bytes).unwrap();
+    let run = env.run(&["backup", "verify", id, "--json"]);
+    assert_eq!(run.code, 7, "{run:?}");
+    assert!(run.stderr.contains("tenants/b.db"), "{}", run.stderr);
+    let checks = run.json();
+    let bad: Vec<&Value> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] != "ok")
+        .collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["status"], "mismatch");
+    std::fs::remove_file(set_dir(&env, &set).join("tenants/a.db")).unwrap();
+    let run = env.run(&["backup", "verify", "--json"]);
+    assert_eq!(run.code, 7);
+    assert!(
+        run.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["status"] == "missing")
+    );
+}
+
+#[test]
+fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
+    let env = fleet(&["a"]);
+    let ids: Vec<String> = (0..4)
+        .map(|_| env.json(&["backup"])["id"].as_str().unwrap().to_string())
+        .collect();
+    let stale = backups(&env).join(".tmp-20200101T000000000000Z-0001");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::process::Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(&stale)
+        .status()
+        .unwrap();
+    let fresh = backups(&env).join(".tmp-20990101T000000000000Z-0002");
+    std::fs::create_dir_all(&fresh).unwrap();
+
+    let dry = env.json(&[
+        "backup",
+        "prune",
+        "--keep-last",
+        "2",
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+        "--dry-run",
+    ]);
+    assert_fields(&dry, &["dry_run", "retention", "sets", "removed_unfinished"]);
+    let actions: Vec<(&str, &str)> = dry["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_str().unwrap(), d["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (ids[3].as_str(), "keep"),
+            (ids[2].as_str(), "keep"),
+            (ids[1].as_str(), "remove"),
+            (ids[0].as_str(), "remove")
+        ]
+    );
+    assert_eq!(
+        env.json(&["backup", "list"]).as_array().unwrap().len(),
+        4,
+        "a dry run removes nothing"
+    );
+    assert!(stale.exists());
+
+    env.ok(&[
+        "backup",
+        "prune",
+        "--keep-last",
+        "2",
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+    ]);
+    assert_eq!(env.json(&["backup", "list"]).as_array().unwrap().len(), 2);
+    assert!(!stale.exists(), "an unfinished set older than an hour is removed");
+    assert!(fresh.exists(), "a recent one may still be in progress");
+    env.ok(&[
+        "backup",
+        "prune",
+        "--keep-last",
+        "0",
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+    ]);
+    let left = env.json(&["backup", "list"]);
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["id"], ids[3], "the newest set always stays");
+}
+
+#[test]
+fn restore_puts_a_tenant_back_after_saving_what_it_replaces() {
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "a", "one@a.test");
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap();
+    add_user(&env, "a", "two@a.test");
+    let live = env.home.join("tenants/a.db");
+    assert_eq!(users(&live), 2);
+
+    let report = env.json(&["restore", id, "--customer", "a"]);
+    assert_fields(&report, &["set", "pre_restore_set", "restored"]);
+    assert_eq!(report["set"], id);
+    assert_eq!(report["restored"][0]["status"], "restored");
+    assert_eq!(users(&live), 1);
+    let journal: String = rusqlite::Connection::open(&live)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+    assert_eq!(mode(&live), 0o600);
+    let pre = report["pre_restore_set"].as_str().unwrap();
+    let pre_set = env.json(&["backup", "show", pre]);
+    assert_eq!(pre_set["kind"], "pre-restore");
+    assert_eq!(
+        users(&backups(&env).join(pre).join("tenants/a.db")),
+        2,
+        "the replaced data is kept"
+    );
+    assert_eq!(
+        env.json(&["audit", "--action", "backup.restore"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        env.json(&["db", "status", "a"])["tenants"][0]["schema_version"],
+        3
+    );
+
+    env.fails(&["restore", id], 2);
+    env.fails(&["restore", "--customer", "a"], 2);
+    env.fails(&["restore", id, "--customer", "ghost"], 3);
+    env.fails(&["restore", "20990101T000000000000Z-beef", "--customer", "a"], 3);
+}
+
+#[test]
+fn restore_at_picks_the_newest_set_holding_the_scope() {
+    let env = fleet(&["a", "b"]);
+    let with_a = env.json(&["backup", "--customer", "a"]);
+    add_user(&env, "a", "late@a.test");
+    env.json(&["backup", "--customer", "b"]);
+    let report = env.json(&["restore", "--at", "2099-01-01", "--customer", "a"]);
+    assert_eq!(report["set"], with_a["id"], "the newer set does not hold a");
+    assert_eq!(users(&env.home.join("tenants/a.db")), 0);
+    env.fails(&["restore", "--at", "2000-01-01", "--customer", "a"], 3);
+    env.fails(&["restore", "--at", "whenever", "--customer", "a"], 2);
+}
+
+#[test]
+fn a_checksum_mismatch_restores_nothing() {
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup"]);
+    add_user(&env, "a", "keep@a.test");
+    let copy = set_dir(&env, &set).join("tenants/a.db");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 1;
+    std::fs::write(&copy, bytes).unwrap();
+    let before = env.json(&["backup", "list"]).as_array().unwrap().len();
+    let run = env.fails(&["restore", set["id"].as_str().unwrap(), "--customer", "a"], 7);
+    assert!(run.stderr.contains("tenants/a.db"), "{}", run.stderr);
+    assert_eq!(users(&env.home.join("tenants/a.db")), 1);
+    assert_eq!(
+        env.json(&["backup", "list"]).as_array().unwrap().len(),
+        before,
+        "no pre-restore set either"
+    );
+}
+
+#[test]
+fn another_customers_backup_needs_into() {
+    let env = fleet(&["acme", "staging"]);
+    add_user(&env, "acme", "real@acme.test");
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap();
+    // acme is purged and a new customer takes its slug: the backup is not theirs.
+    env.ok(&["customer", "delete", "acme", "--confirm", "acme"]);
+    env.ok(&["customer", "purge", "acme", "--confirm", "acme"]);
+    env.customer("new@acme.test", "New", &["--slug", "acme"]);
+    let run = env.fails(&["restore", id, "--customer", "acme"], 6);
+    assert!(run.stderr.contains("--into"), "{}", run.stderr);
+    assert_eq!(users(&env.home.join("tenants/acme.db")), 0);
+    // Cloning the old data into another existing customer.
+    let report = env.json(&["restore", id, "--customer", "acme", "--into", "staging"]);
+    assert_eq!(report["restored"][0]["customer"], "staging");
+    assert_eq!(report["restored"][0]["from_customer"], "acme");
+    assert_eq!(users(&env.home.join("tenants/staging.db")), 1);
+    env.fails(
+        &[
+            "restore",
+            id,
+            "--customer",
+            "acme",
+            "--customer",
+            "staging",
+            "--into",
+            "staging",
+        ],
+        2,
+    );
+}
+
+#[test]
+fn if_missing_restores_only_absent_files() {
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "a", "x@a.test");
+    add_user(&env, "b", "x@b.test");
+    let set = env.json(&["backup"]);
+    add_user(&env, "a", "y@a.test");
+    for file in ["b.db", "b.db-wal", "b.db-shm"] {
+        let _ = std::fs::remove_file(env.home.join("tenants").join(file));
+    }
+    let report = env.json(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--customer",
+        "a",
+        "--customer",
+        "b",
+        "--if-missing",
+    ]);
+    let statuses: Vec<(&str, &str)> = report["restored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["customer"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert!(
+        statuses.contains(&("a", "skipped")) && statuses.contains(&("b", "restored")),
+        "{statuses:?}"
+    );
+    assert_eq!(users(&env.home.join("tenants/a.db")), 2);
+    assert_eq!(users(&env.home.join("tenants/b.db")), 1);
+}
+
+#[test]
+fn the_catalog_and_everything_need_their_confirmation() {
+    let env = fleet(&["a"]);
+    add_user(&env, "a", "x@a.test");
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap();
+    env.customer("late@example.com", "Late", &["--slug", "late"]);
+    add_user(&env, "a", "y@a.test");
+    env.fails(&["restore", id, "--catalog"], 6);
+    env.fails(&["restore", id, "--catalog", "--confirm", "everything"], 6);
+    env.json(&["restore", id, "--catalog", "--confirm", "catalog"]);
+    env.fails(&["customer", "show", "late"], 3);
+    assert_eq!(
+        users(&env.home.join("tenants/a.db")),
+        2,
+        "tenants are untouched by a catalog restore"
+    );
+    env.fails(&["restore", id, "--everything"], 6);
+    let report = env.json(&["restore", id, "--everything", "--confirm", "everything"]);
+    assert_eq!(report["restored"].as_array().unwrap().len(), 2);
+    assert_eq!(users(&env.home.join("tenants/a.db")), 1);
+    env.ok(&["doctor"]);
+}
+
+#[test]
+fn the_whole_home_comes_back_after_losing_the_catalog() {
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "b", "x@b.test");
+    let set = env.json(&["backup"]);
+    for file in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = std::fs::remove_file(env.home.join(file));
+    }
+    env.fails(&["customer", "list"], 6);
+    env.json(&[
+        "restore",
+        "--at",
+        "2099-01-01",
+        "--everything",
+        "--confirm",
+        "everything",
+    ]);
+    assert_eq!(env.json(&["customer", "list"]).as_array().unwrap().len(), 2);
+    assert_eq!(users(&env.home.join("tenants/b.db")), 1);
+    let _ = set;
+}
+
+#[test]
+fn a_restore_waits_for_the_home_lock_then_refuses() {
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup"]);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(env.home.join(".lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    env.fails(
+        &[
+            "restore",
+            set["id"].as_str().unwrap(),
+            "--customer",
+            "a",
+            "--lock-timeout",
+            "1s",
+        ],
+        6,
+    );
+    drop(lock);
+    env.ok(&["restore", set["id"].as_str().unwrap(), "--customer", "a"]);
+}
+
+#[test]
+fn killing_backups_never_leaves_a_set_that_looks_complete() {
+    let env = fleet(&["a", "b", "c", "d", "e", "f"]);
+    for slug in ["a", "b", "c"] {
+        add_user(&env, slug, "x@x.test");
+    }
+    for round in 0..25u64 {
+        let mut child = env
+            .command()
+            .args(["backup", "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(500 + (round * 7919) % 40_000));
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    let sets = env.json(&["backup", "list"]);
+    for set in sets.as_array().unwrap() {
+        let run = env.run(&["backup", "verify", set["id"].as_str().unwrap()]);
+        assert_eq!(run.code, 0, "a listed set fails verification: {run:?}");
+    }
+    env.ok(&["backup"]);
+    env.ok(&["backup", "verify", "--all"]);
+}
+
+#[test]
+fn killing_restores_leaves_the_old_or_the_new_database() {
+    let env = fleet(&["a"]);
+    add_user(&env, "a", "old@a.test");
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap().to_string();
+    add_user(&env, "a", "new@a.test");
+    let live = env.home.join("tenants/a.db");
+    for round in 0..20u64 {
+        let mut child = env
+            .command()
+            .args(["restore", &id, "--customer", "a", "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(300 + (round * 3571) % 30_000));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let conn = rusqlite::Connection::open(&live).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "round {round}");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap();
+        assert!(n == 1 || n == 2, "round {round}: {n} users");
+        drop(conn);
+        if n == 1 {
+            add_user(&env, "a", &format!("r{round}@a.test"));
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_removes_the_partial_set() {
+    let env = fleet(&["a"]);
+    env.ok(&["db", "sql", "a", "CREATE TABLE blobs (b BLOB)", "--write"]);
+    env.ok(&["db", "sql", "a", "INSERT INTO blobs SELECT randomblob(1024 * 1024) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3)", "--write"]);
+    let before = std::fs::read(env.home.join("tenants/a.db")).unwrap();
+    // 1 MiB limit (ulimit counts 1 KiB blocks); SIGXFSZ ignored so writes fail with EFBIG.
+    let output = env
+        .shell("trap '' XFSZ; ulimit -f 1024; exec \"$TENANTCTL\" backup")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        env.names_in(&backups(&env)).is_empty(),
+        "no set and no leftover: {:?}",
+        env.names_in(&backups(&env))
+    );
+    assert_eq!(
+        std::fs::read(env.home.join("tenants/a.db")).unwrap(),
+        before,
+        "the source is untouched"
+    );
+}
+
+#[test]
+fn doctor_warns_about_tenants_without_a_recent_backup() {
+    let env = fleet(&["a"]);
+    let run = env.run(&["doctor", "--json"]);
+    assert_eq!(run.code, 0);
+    let warned = run
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["check"] == "backups" && c["status"] == "warn");
+    assert!(warned);
+    env.ok(&["backup"]);
+    let checks = env.json(&["doctor"]);
+    assert!(
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == "backups" && c["status"] == "ok")
+    );
+}
