@@ -50,9 +50,66 @@ impl HomeLock {
     }
 }
 
+/// Whether some process has the SQLite database at `db` open in WAL mode: every such
+/// connection holds a shared lock on the "DMS" byte of its `-shm` file (byte 128 in
+/// SQLite's unix VFS), which a test for an exclusive lock finds.
+pub fn sqlite_in_use(db: &Path) -> Result<bool> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let shm = crate::files::sqlite_side_files(db)[1].clone();
+    let file = match File::open(&shm) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(format!("opening {}", shm.display()), e)),
+    };
+    const DMS_BYTE: i64 = 128;
+    let mut probe = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as i16,
+        l_whence: nix::libc::SEEK_SET as i16,
+        l_start: DMS_BYTE,
+        l_len: 1,
+        l_pid: 0,
+    };
+    fcntl(&file, FcntlArg::F_GETLK(&mut probe))
+        .map_err(|e| Error::io(format!("testing the locks of {}", shm.display()), e.into()))?;
+    Ok(probe.l_type != nix::libc::F_UNLCK as i16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_sqlite_connection_in_another_process_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x);")
+            .unwrap();
+        drop(conn);
+        assert!(!sqlite_in_use(&db).unwrap());
+        // fcntl locks are per process, so the holder must be another process.
+        let mut holder = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import sqlite3,sys; c=sqlite3.connect('{}'); c.execute('select * from t').fetchall(); sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.read()",
+                db.display()
+            ))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready");
+        assert!(sqlite_in_use(&db).unwrap());
+        drop(holder.stdin.take());
+        holder.wait().unwrap();
+        assert!(!sqlite_in_use(&db).unwrap());
+    }
 
     #[test]
     fn second_holder_times_out_with_refused() {

@@ -13,7 +13,9 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use super::{BackupSet, Entry, Fingerprint, MANIFEST, Manifest, TMP_PREFIX, list_sets, new_id, sha256_file};
+use super::{
+    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, TMP_PREFIX, list_sets, new_id, sha256_file,
+};
 use crate::error::{Error, IoContext, Result};
 use crate::{files, tenantdb, time};
 
@@ -55,7 +57,13 @@ pub fn create_set(
     let tmp = backup_dir.join(format!("{TMP_PREFIX}{id}"));
     files::create_private_dir(&tmp.join("tenants"))?;
     files::restrict_mode(&tmp, files::PRIVATE_DIR_MODE)?;
+    // Held while the set is written, so that prune never removes it as a leftover.
+    let in_progress = std::fs::File::open(&tmp).io_context(|| format!("opening {}", tmp.display()))?;
+    in_progress
+        .lock()
+        .io_context(|| format!("locking {}", tmp.display()))?;
     let result = fill_set(backup_dir, &tmp, &id, started, catalog, request);
+    drop(in_progress);
     match result {
         Ok(done) => Ok(done),
         Err(err) => {
@@ -178,14 +186,26 @@ fn unreadable_source(err: &Error) -> bool {
     match err {
         Error::Sqlite(e) => matches!(
             e.sqlite_error_code(),
-            Some(
-                rusqlite::ErrorCode::NotADatabase
-                    | rusqlite::ErrorCode::DatabaseCorrupt
-                    | rusqlite::ErrorCode::CannotOpen
-            )
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
         ),
         _ => false,
     }
+}
+
+/// A failure while writing a copy, said so that the operator knows where to look.
+fn writing_failed(dest: &Path, err: Error) -> Error {
+    let full =
+        matches!(&err, Error::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull));
+    let why = if full {
+        "the disk is full".to_string()
+    } else {
+        err.to_string()
+    };
+    Error::unexpected(format!(
+        "writing the backup copy {} failed: {why}",
+        dest.display()
+    ))
+    .with_hint("check free space and limits where the backups go (--backup-dir)")
 }
 
 fn backup_tenant(
@@ -203,27 +223,34 @@ fn backup_tenant(
     let dest = tmp.join(&relative);
     let fingerprint = Fingerprint::of(&tenant.path);
     // Unchanged since the previous set (same file, size and change times): share its copy.
+    // The earlier copy must itself be as it was written, and may vanish under a prune.
     if let Some((entry, file, set_id)) = previous
         && fingerprint.is_some()
         && entry.source == fingerprint
-        && file.is_file()
+        && entry.copy.is_some()
+        && entry.copy == CopyStamp::of(file)
+        && std::fs::hard_link(file, &dest).is_ok()
     {
-        std::fs::hard_link(file, &dest).io_context(|| format!("linking {}", dest.display()))?;
         return Ok(Copied::Entry(Box::new(Entry {
             file: relative,
             linked_from: Some(entry.linked_from.clone().unwrap_or_else(|| set_id.clone())),
             ..entry.clone()
         })));
     }
-    let copied = open_source(&tenant.path).and_then(|source| snapshot(&source, &dest));
-    if let Err(err) = copied {
+    let source = match open_source(&tenant.path) {
+        Ok(source) => source,
+        Err(err) if unreadable_source(&err) => return Ok(Copied::Unreadable(err.to_string())),
+        Err(err) => return Err(err),
+    };
+    if let Err(err) = snapshot(&source, &dest) {
         let _ = std::fs::remove_file(&dest);
         return if unreadable_source(&err) {
             Ok(Copied::Unreadable(err.to_string()))
         } else {
-            Err(err)
+            Err(writing_failed(&dest, err))
         };
     }
+    drop(source);
     let mut entry = checked_entry(
         &dest,
         &relative,
@@ -235,11 +262,15 @@ fn backup_tenant(
     // Changed metadata but the same bytes (a checkpoint, say): keep one copy on disk.
     if let Some((old, file, set_id)) = previous
         && old.sha256 == entry.sha256
-        && file.is_file()
+        && old.copy.is_some()
+        && old.copy == CopyStamp::of(file)
     {
-        std::fs::remove_file(&dest).io_context(|| format!("replacing {}", dest.display()))?;
-        std::fs::hard_link(file, &dest).io_context(|| format!("linking {}", dest.display()))?;
-        entry.linked_from = Some(old.linked_from.clone().unwrap_or_else(|| set_id.clone()));
+        let shared = dest.with_extension("link");
+        if std::fs::hard_link(file, &shared).is_ok() {
+            std::fs::rename(&shared, &dest).io_context(|| format!("replacing {}", dest.display()))?;
+            entry.linked_from = Some(old.linked_from.clone().unwrap_or_else(|| set_id.clone()));
+            entry.copy = old.copy.clone();
+        }
     }
     Ok(Copied::Entry(Box::new(entry)))
 }
@@ -253,6 +284,8 @@ fn open_source(path: &Path) -> Result<Connection> {
     )?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    // Pages are read straight from the mapped file instead of into a page cache.
+    conn.pragma_update(None, "mmap_size", 1i64 << 40)?;
     Ok(conn)
 }
 
@@ -265,6 +298,9 @@ pub fn snapshot(source: &Connection, dest: &Path) -> Result<()> {
         dest,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    // A half-written copy is thrown away, never recovered: no journal, one fsync at the end.
+    target.pragma_update(None, "journal_mode", "OFF")?;
+    target.pragma_update(None, "synchronous", "OFF")?;
     {
         let backup = Backup::new(source, &mut target)?;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -299,16 +335,21 @@ fn checked_entry(
     customer_slug: Option<String>,
     source: Option<Fingerprint>,
 ) -> Result<Entry> {
-    tenantdb::quick_check(path)?;
-    let schema_version = if scope == "tenant" {
+    let schema_version = {
         let conn = tenantdb::open_tenant(path)?;
+        let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if verdict != "ok" {
+            return Err(Error::verification(format!(
+                "the copy {} fails quick_check: {verdict}",
+                path.display()
+            )));
+        }
+        // Catalog and tenant databases both record their migrations with refinery.
         tenantdb::applied_migrations(&conn)?
             .iter()
             .map(|m| m.version)
             .max()
             .unwrap_or(0)
-    } else {
-        catalog_version(path)?
     };
     Ok(Entry {
         scope: scope.to_string(),
@@ -322,14 +363,6 @@ fn checked_entry(
         schema_version,
         source,
         linked_from: None,
+        copy: CopyStamp::of(path),
     })
-}
-
-fn catalog_version(path: &Path) -> Result<i64> {
-    let conn = tenantdb::open_tenant(path)?;
-    Ok(tenantdb::applied_migrations(&conn)?
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or(0))
 }

@@ -52,6 +52,27 @@ pub struct Entry {
     /// The set this file is shared with (hard link), when it was unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linked_from: Option<String>,
+    /// Size and modification time of the copy itself, so a copy changed in place is
+    /// never linked into a later set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyStamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CopyStamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl CopyStamp {
+    pub fn of(path: &Path) -> Option<CopyStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(path).ok()?;
+        Some(CopyStamp {
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
 }
 
 /// Identity and last-change marks of a database file and its WAL.
@@ -61,23 +82,32 @@ pub struct Fingerprint {
     pub inode: u64,
     pub size: u64,
     pub mtime_ns: i128,
+    /// The change time moves on every write and cannot be set back like mtime.
+    pub ctime_ns: i128,
     pub wal_size: u64,
     pub wal_mtime_ns: i128,
+    pub wal_ctime_ns: i128,
 }
 
 impl Fingerprint {
     pub fn of(db: &Path) -> Option<Fingerprint> {
         use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(db).ok()?;
-        let wal = fs::metadata(crate::files::sqlite_side_files(db)[0].as_path()).ok();
+        // An empty WAL holds nothing; opening the database may create or keep one.
+        let wal = fs::metadata(crate::files::sqlite_side_files(db)[0].as_path())
+            .ok()
+            .filter(|w| w.size() > 0);
         let nanos = |m: &fs::Metadata| i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+        let change = |m: &fs::Metadata| i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec());
         Some(Fingerprint {
             device: meta.dev(),
             inode: meta.ino(),
             size: meta.size(),
             mtime_ns: nanos(&meta),
+            ctime_ns: change(&meta),
             wal_size: wal.as_ref().map_or(0, |w| w.size()),
             wal_mtime_ns: wal.as_ref().map_or(0, nanos),
+            wal_ctime_ns: wal.as_ref().map_or(0, change),
         })
     }
 }

@@ -40,8 +40,21 @@ pub struct PruneReport {
 /// How long an unfinished set may sit before prune treats it as a crash leftover.
 pub const STALE_TMP: Duration = Duration::from_secs(3600);
 
-/// Decides for each set, newest first.
+/// Decides for each set, newest first. Sets that hold the catalog and sets that hold
+/// only some tenants are judged separately, so a run of small sets never pushes out
+/// the last full one; the newest of each kind always stays.
 pub fn plan(sets: &[BackupSet], retention: Retention) -> Vec<Decision> {
+    let (full, partial): (Vec<&BackupSet>, Vec<&BackupSet>) =
+        sets.iter().partition(|s| s.manifest.catalog_entry().is_some());
+    let mut decisions: Vec<Decision> = decide(&full, retention)
+        .into_iter()
+        .chain(decide(&partial, retention))
+        .collect();
+    decisions.sort_by(|a, b| b.id.cmp(&a.id));
+    decisions
+}
+
+fn decide(sets: &[&BackupSet], retention: Retention) -> Vec<Decision> {
     let mut days = HashSet::new();
     let mut weeks = HashSet::new();
     let mut months = HashSet::new();
@@ -114,7 +127,9 @@ pub fn prune(backup_dir: &Path, retention: Retention, dry_run: bool) -> Result<P
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_TMP);
-            if name.starts_with(TMP_PREFIX) && stale {
+            // A backup still running holds a lock on its folder.
+            let running = std::fs::File::open(entry.path()).is_ok_and(|dir| dir.try_lock().is_err());
+            if name.starts_with(TMP_PREFIX) && stale && !running {
                 if !dry_run {
                     std::fs::remove_dir_all(entry.path())
                         .io_context(|| format!("removing {}", entry.path().display()))?;
@@ -137,6 +152,18 @@ mod tests {
     use crate::backup::Manifest;
 
     fn set(id: &str, created_at: &str) -> BackupSet {
+        let catalog = crate::backup::Entry {
+            scope: "catalog".to_string(),
+            customer_id: None,
+            customer_slug: None,
+            file: "catalog.db".to_string(),
+            bytes: 1,
+            sha256: String::new(),
+            schema_version: 2,
+            source: None,
+            linked_from: None,
+            copy: None,
+        };
         BackupSet {
             dir: Path::new("/b").join(id),
             manifest: Manifest {
@@ -147,9 +174,24 @@ mod tests {
                 kind: "scheduled".to_string(),
                 tool_version: "0".to_string(),
                 catalog_schema_version: 1,
-                entries: Vec::new(),
+                entries: vec![catalog],
             },
         }
+    }
+
+    #[test]
+    fn partial_sets_never_push_out_the_last_full_one() {
+        let mut partial = set("b", "2026-11-22T02:00:00Z");
+        partial.manifest.entries.clear();
+        let sets = vec![set("a", "2026-11-22T01:00:00Z"), partial];
+        let decisions = plan(
+            &sets,
+            Retention {
+                keep_last: 1,
+                ..Default::default()
+            },
+        );
+        assert!(decisions.iter().all(|d| d.action == "keep"), "{decisions:?}");
     }
 
     #[test]

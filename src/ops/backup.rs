@@ -272,6 +272,23 @@ pub fn restore(
         return Err(Error::refused(format!("restoring the {word} replaces it"))
             .with_hint(format!("pass --confirm {word}")));
     }
+    if request.into.is_some() && !matches!(request.scope, RestoreScope::Customers(_)) {
+        return Err(Error::usage("--into goes with --customer"));
+    }
+    if request.if_missing && request.scope == RestoreScope::Catalog {
+        return Err(Error::usage(
+            "--if-missing is for tenant databases, not the catalog alone",
+        ));
+    }
+    match &request.scope {
+        // A tenant restore needs a working catalog: say so before anything else.
+        RestoreScope::Customers(_) => drop(Catalog::open_ready(home_catalog)?),
+        // Disaster recovery may start from an empty home.
+        RestoreScope::Catalog | RestoreScope::Everything => {
+            crate::files::create_private_dir(actor.home.root())?;
+            crate::files::create_private_dir(&actor.home.tenants_dir())?;
+        }
+    }
     let _lock = HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?;
     match &request.scope {
         RestoreScope::Customers(references) => {
@@ -408,6 +425,9 @@ fn restore_tenants(
         .into_iter()
         .partition(|p| !(request.if_missing && p.target.is_file()));
     check_sums(&to_do)?;
+    for plan in to_do.iter().filter(|p| p.target.is_file()) {
+        swap::refuse_if_open(&plan.target)?;
+    }
     let replaced: Vec<TenantSource> = to_do
         .iter()
         .filter(|p| p.target.is_file())
@@ -427,12 +447,22 @@ fn restore_tenants(
             request.jobs,
         )?);
     }
+    // Every copy is staged and checked before the first one replaces anything.
+    let pairs: Vec<(PathBuf, PathBuf)> = to_do
+        .iter()
+        .map(|p| (p.source.clone(), p.target.clone()))
+        .collect();
+    let staged = swap::stage_all(&pairs)?;
+    for (position, one) in staged.iter().enumerate() {
+        if let Err(err) = swap::swap_in(one) {
+            swap::discard(&staged[position..]);
+            return Err(err);
+        }
+    }
     for plan in &to_do {
-        swap::replace_with(&plan.source, &plan.target, true)?;
-        let version = record_restored_tenant(&mut catalog, plan)?;
         report
             .restored
-            .push(restored_line(plan, "restored", None, version));
+            .push(restored_line(plan, "restored", None, plan.entry.schema_version));
     }
     for plan in &skipped {
         report.restored.push(restored_line(
@@ -442,7 +472,11 @@ fn restore_tenants(
             plan.entry.schema_version,
         ));
     }
-    audit_restore(&mut catalog, actor, &report, request)?;
+    let live: Vec<(i64, PathBuf)> = to_do
+        .iter()
+        .filter_map(|p| p.customer_id.map(|id| (id, p.target.clone())))
+        .collect();
+    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
     Ok(report)
 }
 
@@ -497,31 +531,43 @@ fn pre_restore(
     Ok(pre.manifest.id)
 }
 
-/// The catalog's record of a tenant follows the restored file.
-fn record_restored_tenant(catalog: &mut Catalog, plan: &Planned) -> Result<i64> {
-    let applied = tenantdb::applied_migrations(&tenantdb::open_tenant(&plan.target)?)?;
-    let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
-    if let Some(id) = plan.customer_id {
-        catalog.write(|tx| {
-            tenants::record_applied(tx, id, &applied)?;
-            tenants::record_run(tx, id, version, "ok", None)
-        })?;
-    }
-    Ok(version)
-}
-
-fn audit_restore(
+/// In one catalog transaction: each restored tenant's record follows its file (the
+/// schema version it really has), and the restore is audited.
+fn record_tenants_and_audit(
     catalog: &mut Catalog,
     actor: Actor<'_>,
-    report: &RestoreReport,
+    report: &mut RestoreReport,
     request: &RestoreRequest,
+    tenants_now: &[(i64, PathBuf)],
 ) -> Result<()> {
+    let mut applied = Vec::with_capacity(tenants_now.len());
+    for (id, path) in tenants_now {
+        if let Ok(list) = tenantdb::open_tenant(path).and_then(|c| tenantdb::applied_migrations(&c)) {
+            applied.push((*id, path.clone(), list));
+        }
+    }
+    for line in report
+        .restored
+        .iter_mut()
+        .filter(|r| r.status == "restored" && r.scope == "tenant")
+    {
+        if let Some((_, _, list)) = applied
+            .iter()
+            .find(|(_, path, _)| path.display().to_string() == line.target)
+        {
+            line.schema_version = list.iter().map(|m| m.version).max().unwrap_or(0);
+        }
+    }
     let scope = match &request.scope {
         RestoreScope::Customers(_) => "customers",
         RestoreScope::Catalog => "catalog",
         RestoreScope::Everything => "everything",
     };
     catalog.write(|tx| {
+        for (id, _, list) in &applied {
+            tenants::record_applied(tx, *id, list)?;
+            tenants::record_run(tx, *id, list.iter().map(|m| m.version).max().unwrap_or(0), "ok", None)?;
+        }
         audit::record(
             tx,
             &NewAuditEvent {
@@ -551,17 +597,18 @@ fn restore_catalog(
         Error::not_found(format!("set {} holds no catalog", set.manifest.id))
             .with_hint("see 'tenantctl backup list'")
     })?;
-    let mut planned = vec![Planned {
+    let catalog_plan = Planned {
         source: set.file(&catalog_entry)?,
         target: home_catalog.to_path_buf(),
         customer_id: None,
         customer: None,
         entry: catalog_entry,
-    }];
+    };
+    let mut tenant_plans = Vec::new();
     if everything {
         for entry in set.manifest.entries.iter().filter(|e| e.scope == "tenant") {
             let slug = entry.customer_slug.clone().unwrap_or_default();
-            planned.push(Planned {
+            tenant_plans.push(Planned {
                 source: set.file(entry)?,
                 target: actor.home.tenant_db(&slug)?,
                 customer_id: entry.customer_id,
@@ -570,54 +617,106 @@ fn restore_catalog(
             });
         }
     }
-    check_sums(&planned)?;
+    let (tenant_plans, skipped): (Vec<Planned>, Vec<Planned>) = tenant_plans
+        .into_iter()
+        .partition(|p| !(request.if_missing && p.target.is_file()));
+    check_sums(std::slice::from_ref(&catalog_plan))?;
+    check_sums(&tenant_plans)?;
+    for target in std::iter::once(&catalog_plan)
+        .chain(&tenant_plans)
+        .map(|p| &p.target)
+        .filter(|t| t.is_file())
+    {
+        swap::refuse_if_open(target)?;
+    }
     let mut report = RestoreReport {
         set: set.manifest.id.clone(),
         pre_restore_set: None,
         restored: Vec::new(),
     };
-    // Save what is there now, if the live catalog can still be read.
+    // Save what is there now, if the live catalog can still be read; the files are
+    // labelled with the live catalog's customers, not the backup's.
     if let Ok(live) = Catalog::open(home_catalog) {
-        let tenants = if everything {
-            planned
-                .iter()
-                .skip(1)
-                .filter(|p| p.target.is_file())
-                .map(|p| TenantSource {
-                    customer_id: p.customer_id.unwrap_or(0),
-                    customer_slug: p.customer.clone().unwrap_or_default(),
-                    path: p.target.clone(),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        report.pre_restore_set = Some(pre_restore(&live, backup_dir, &set, tenants, true, request.jobs)?);
-    }
-    let mut first = true;
-    for plan in &planned {
-        if !first && request.if_missing && plan.target.is_file() {
-            report.restored.push(restored_line(
-                plan,
-                "skipped",
-                Some("its database file exists (--if-missing)"),
-                plan.entry.schema_version,
-            ));
-            continue;
+        let mut replaced = Vec::new();
+        for plan in tenant_plans.iter().filter(|p| p.target.is_file()) {
+            let slug = plan.customer.clone().unwrap_or_default();
+            if let Ok(Some(owner)) = crate::catalog::customers::by_slug(live.conn(), &slug) {
+                replaced.push(TenantSource {
+                    customer_id: owner.id,
+                    customer_slug: owner.slug,
+                    path: plan.target.clone(),
+                });
+            }
         }
-        swap::replace_with(&plan.source, &plan.target, true)?;
-        let version = if first {
-            plan.entry.schema_version
-        } else {
-            let mut catalog = Catalog::open(home_catalog)?;
-            record_restored_tenant(&mut catalog, plan)?
-        };
+        report.pre_restore_set = Some(pre_restore(
+            &live,
+            backup_dir,
+            &set,
+            replaced,
+            true,
+            request.jobs,
+        )?);
+    }
+    let pairs: Vec<(PathBuf, PathBuf)> = std::iter::once(&catalog_plan)
+        .chain(&tenant_plans)
+        .map(|p| (p.source.clone(), p.target.clone()))
+        .collect();
+    let staged = swap::stage_all(&pairs)?;
+    for (position, one) in staged.iter().enumerate() {
+        if let Err(err) = swap::swap_in(one) {
+            swap::discard(&staged[position..]);
+            return Err(err);
+        }
+    }
+    report.restored.push(restored_line(
+        &catalog_plan,
+        "restored",
+        None,
+        catalog_plan.entry.schema_version,
+    ));
+    for plan in &tenant_plans {
         report
             .restored
-            .push(restored_line(plan, "restored", None, version));
-        first = false;
+            .push(restored_line(plan, "restored", None, plan.entry.schema_version));
+    }
+    for plan in &skipped {
+        report.restored.push(restored_line(
+            plan,
+            "skipped",
+            Some("its database file exists (--if-missing)"),
+            plan.entry.schema_version,
+        ));
     }
     let mut catalog = Catalog::open(home_catalog)?;
-    audit_restore(&mut catalog, actor, &report, request)?;
+    // The restored catalog may come from another home or another time: its paths are
+    // rebuilt for this home and its tenants' records re-read from their files.
+    let live = normalise_db_paths(&mut catalog, actor)?;
+    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
     Ok(report)
+}
+
+/// Points every customer's `db_path` at this home (the trash for deleted ones) and
+/// returns the live tenants whose file is there.
+fn normalise_db_paths(catalog: &mut Catalog, actor: Actor<'_>) -> Result<Vec<(i64, PathBuf)>> {
+    let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
+    let mut paths = Vec::with_capacity(everyone.len());
+    for customer in &everyone {
+        let path = if customer.status == "deleted" {
+            actor.home.trashed_tenant_db(&customer.slug, customer.id)?
+        } else {
+            actor.home.tenant_db(&customer.slug)?
+        };
+        paths.push((customer.id, customer.status == "deleted", path));
+    }
+    catalog.write(|tx| {
+        for (id, _, path) in &paths {
+            crate::catalog::customers::set_db_path(tx, *id, &path.display().to_string())?;
+        }
+        Ok(())
+    })?;
+    Ok(paths
+        .into_iter()
+        .filter(|(_, deleted, path)| !deleted && path.is_file())
+        .map(|(id, _, path)| (id, path))
+        .collect())
 }

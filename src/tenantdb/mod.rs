@@ -278,7 +278,7 @@ pub fn staging_name(dir: &Path) -> PathBuf {
 
 /// Whether a file name is an unfinished provision that a crash left behind.
 pub fn is_staging_name(name: &str) -> bool {
-    name.starts_with(".provision-") && name.ends_with(".db")
+    (name.starts_with(".provision-") || name.starts_with(".restore-")) && name.ends_with(".db")
 }
 
 /// Builds a database at `path` by applying every migration in one transaction: mode

@@ -706,3 +706,221 @@ fn doctor_warns_about_tenants_without_a_recent_backup() {
             .any(|c| c["check"] == "backups" && c["status"] == "ok")
     );
 }
+
+#[test]
+fn restore_refuses_while_another_process_has_the_database_open() {
+    use std::io::BufRead;
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup"]);
+    let db = env.home.join("tenants/a.db");
+    let mut holder = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3,sys; c=sqlite3.connect('{}'); c.execute('select count(*) from users').fetchall(); print('ready', flush=True); sys.stdin.read()",
+            db.display()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let run = env.fails(&["restore", set["id"].as_str().unwrap(), "--customer", "a"], 6);
+    assert!(run.stderr.contains("open in another process"), "{}", run.stderr);
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    env.ok(&["restore", set["id"].as_str().unwrap(), "--customer", "a"]);
+}
+
+#[test]
+fn a_restore_of_several_tenants_replaces_all_or_none() {
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "a", "old@a.test");
+    add_user(&env, "b", "old@b.test");
+    let set = env.json(&["backup"]);
+    let dir = set_dir(&env, &set);
+    add_user(&env, "a", "new@a.test");
+    // b's copy is damaged and its manifest made to agree, so only the database check can tell.
+    let copy = dir.join("tenants/b.db");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    for byte in &mut bytes[4096..8192] {
+        *byte = 0x42;
+    }
+    std::fs::write(&copy, &bytes).unwrap();
+    let manifest_path = dir.join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let sum = String::from_utf8(
+        std::process::Command::new("sha256sum")
+            .arg(&copy)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for entry in manifest["entries"].as_array_mut().unwrap() {
+        if entry["file"] == "tenants/b.db" {
+            entry["sha256"] = Value::String(sum.split_whitespace().next().unwrap().to_string());
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let run = env.run(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--customer",
+        "a",
+        "--customer",
+        "b",
+    ]);
+    assert_eq!(run.code, 7, "{run:?}");
+    assert_eq!(
+        users(&env.home.join("tenants/a.db")),
+        2,
+        "a was not replaced either"
+    );
+    assert!(
+        env.names_in(&env.home.join("tenants"))
+            .iter()
+            .all(|n| !n.starts_with(".restore-"))
+    );
+}
+
+#[test]
+fn a_copy_changed_in_place_or_a_source_with_its_mtime_set_back_is_copied_again() {
+    let env = fleet(&["a", "b"]);
+    let first = env.json(&["backup"]);
+    let old_copy = set_dir(&env, &first).join("tenants/a.db");
+    let mut bytes = std::fs::read(&old_copy).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&old_copy, bytes).unwrap();
+    // b changes, but its modification time is put back as it was.
+    let b = env.home.join("tenants/b.db");
+    let reference = env.root.join("reference");
+    std::process::Command::new("touch")
+        .arg("-r")
+        .arg(&b)
+        .arg(&reference)
+        .status()
+        .unwrap();
+    rusqlite::Connection::open(&b)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA journal_mode=DELETE; INSERT INTO users (email, name) VALUES ('sneaky@b.test', 'S');",
+        )
+        .unwrap();
+    std::process::Command::new("touch")
+        .arg("-r")
+        .arg(&reference)
+        .arg(&b)
+        .status()
+        .unwrap();
+    let second = env.json(&["backup"]);
+    assert_eq!(second["linked"], 0, "{second}");
+    let run = env.run(&["backup", "verify", second["id"].as_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(users(&set_dir(&env, &second).join("tenants/b.db")), 1);
+}
+
+#[test]
+fn restoring_everything_into_a_new_home_points_the_catalog_at_it() {
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "b", "x@b.test");
+    env.json(&["backup"]);
+    let other = env.root.join("other-home");
+    let backups_dir = backups(&env);
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut all = vec![
+            "--home".to_string(),
+            other.display().to_string(),
+            "--backup-dir".to_string(),
+            backups_dir.display().to_string(),
+        ];
+        all.extend(extra.iter().map(|s| s.to_string()));
+        all
+    };
+    let run = |extra: &[&str]| {
+        let owned = args(extra);
+        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        env.ok(&refs)
+    };
+    run(&[
+        "restore",
+        "--at",
+        "2099-01-01",
+        "--everything",
+        "--confirm",
+        "everything",
+    ]);
+    let path = run(&["db", "path", "b"]).stdout;
+    assert_eq!(PathBuf::from(path.trim()), other.join("tenants/b.db"));
+    assert_eq!(users(&other.join("tenants/b.db")), 1);
+    // Migration files are the operator's code, not data: init puts the starter set back.
+    run(&["init"]);
+    run(&["doctor"]);
+}
+
+#[test]
+fn a_catalog_restore_re_reads_tenant_versions_from_their_files() {
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup", "--catalog"]);
+    std::fs::write(
+        env.home.join("tenant-migrations/V4__four.sql"),
+        "CREATE TABLE four (x);",
+    )
+    .unwrap();
+    env.ok(&["db", "migrate"]);
+    env.json(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--catalog",
+        "--confirm",
+        "catalog",
+    ]);
+    assert_eq!(
+        env.json(&["db", "status", "a"])["tenants"][0]["schema_version"],
+        4
+    );
+    env.ok(&["doctor"]);
+}
+
+#[test]
+fn the_pre_restore_set_labels_files_with_todays_customers() {
+    let env = fleet(&["a", "b"]);
+    let set = env.json(&["backup"]);
+    env.ok(&["customer", "delete", "b", "--confirm", "b"]);
+    env.ok(&["customer", "purge", "b", "--confirm", "b"]);
+    let newer = env.customer("b2@example.com", "B", &["--slug", "b"]);
+    let report = env.json(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--everything",
+        "--confirm",
+        "everything",
+    ]);
+    let pre = env.json(&["backup", "show", report["pre_restore_set"].as_str().unwrap()]);
+    let entry = pre["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["file"] == "tenants/b.db")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["customer_id"], newer["id"]);
+}
+
+#[test]
+fn restore_flags_that_do_not_fit_the_scope_are_refused() {
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap();
+    env.fails(
+        &["restore", id, "--catalog", "--confirm", "catalog", "--into", "a"],
+        2,
+    );
+    env.fails(
+        &["restore", id, "--catalog", "--confirm", "catalog", "--if-missing"],
+        2,
+    );
+}
