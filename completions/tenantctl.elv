@@ -46,6 +46,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand doctor 'Check the catalog and every tenant database; --fix repairs what is safe'
             cand backup 'Take a backup set, or list, show, verify and prune sets'
             cand restore 'Put databases back from a backup set'
+            cand import 'Import the legacy file-based site configs'
+            cand export 'Write the catalog out in the legacy file layout'
             cand plan 'List and change plans and their quotas'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
@@ -76,6 +78,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --version 'Print version'
         }
         &'tenantctl;migrate'= {
+            cand --from-files 'Import legacy configs from DIR instead (same as ''tenantctl import DIR'')'
+            cand --plan 'With --from-files: plan for customers whose files name none'
             cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
             cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
@@ -85,6 +89,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
             cand --dry-run 'Show what would be applied, change nothing'
             cand --status 'List applied and pending migrations with their checksums'
+            cand --continue-on-error 'With --from-files: import the valid files even when some are invalid'
             cand --json 'Same as --output json'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'
@@ -1196,6 +1201,47 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tenantctl;import'= {
+            cand --plan 'Plan for customers whose files name none [default: the default_plan setting]'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --dry-run 'Report what would happen, write nothing'
+            cand --continue-on-error 'Import the valid files even when some are invalid (exit 8)'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;export'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tenantctl;plan'= {
             cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
@@ -1415,6 +1461,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand doctor 'Check the catalog and every tenant database; --fix repairs what is safe'
             cand backup 'Take a backup set, or list, show, verify and prune sets'
             cand restore 'Put databases back from a backup set'
+            cand import 'Import the legacy file-based site configs'
+            cand export 'Write the catalog out in the legacy file layout'
             cand plan 'List and change plans and their quotas'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
@@ -1541,6 +1589,10 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;backup;prune'= {
         }
         &'tenantctl;help;restore'= {
+        }
+        &'tenantctl;help;import'= {
+        }
+        &'tenantctl;help;export'= {
         }
         &'tenantctl;help;plan'= {
             cand list 'List plans with their quotas and how many customers use each'

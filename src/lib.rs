@@ -11,6 +11,7 @@ pub mod context;
 pub mod error;
 pub mod files;
 pub mod home;
+pub mod import;
 pub mod lock;
 pub mod ops;
 pub mod render;

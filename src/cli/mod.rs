@@ -7,6 +7,7 @@ mod config;
 mod customer;
 mod db;
 pub mod docs;
+mod import;
 mod plan;
 mod setup;
 mod site;
@@ -128,6 +129,10 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Put databases back from a backup set
     Restore(backup::RestoreArgs),
+    /// Import the legacy file-based site configs
+    Import(import::ImportArgs),
+    /// Write the catalog out in the legacy file layout
+    Export(import::ExportArgs),
     /// List and change plans and their quotas
     #[command(subcommand)]
     Plan(plan::PlanCommand),
@@ -235,7 +240,19 @@ fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Init(args) => setup::init(&session, args),
-        Command::Migrate(args) => setup::migrate(&session, args),
+        Command::Migrate(args) => match args.from_files.clone() {
+            // The legacy CLI's spelling of `import`.
+            Some(dir) => import::import(
+                &session,
+                import::ImportArgs {
+                    dir,
+                    dry_run: args.dry_run,
+                    continue_on_error: args.continue_on_error,
+                    plan: args.plan.clone(),
+                },
+            ),
+            None => setup::migrate(&session, args),
+        },
         Command::Status => setup::status(&session),
         Command::Config(command) => config::run(&session, command),
         Command::Customer(command) => customer::run(&session, command),
@@ -249,6 +266,8 @@ fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
         Command::Doctor(args) => db::doctor(&session, args),
         Command::Backup(args) => backup::run(&session, args),
         Command::Restore(args) => backup::restore(&session, args),
+        Command::Import(args) => import::import(&session, args),
+        Command::Export(args) => import::export(&session, args),
         Command::Plan(command) => plan::run(&session, command),
         Command::Audit(args) => audit::run(&session, args),
         Command::Completions { shell } => print_completions(shell),

@@ -26,6 +26,15 @@ pub struct MigrateArgs {
     /// List applied and pending migrations with their checksums
     #[arg(long)]
     pub status: bool,
+    /// Import legacy configs from DIR instead (same as 'tenantctl import DIR')
+    #[arg(long, value_name = "DIR", conflicts_with = "status")]
+    pub from_files: Option<PathBuf>,
+    /// With --from-files: import the valid files even when some are invalid
+    #[arg(long, requires = "from_files")]
+    pub continue_on_error: bool,
+    /// With --from-files: plan for customers whose files name none
+    #[arg(long, value_name = "PLAN", requires = "from_files")]
+    pub plan: Option<String>,
 }
 
 const MIGRATION_COLUMNS: &[&str] = &["version", "name", "status", "checksum", "applied_at"];

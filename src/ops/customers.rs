@@ -35,7 +35,7 @@ pub fn resolve(conn: &Connection, reference: &str) -> Result<Customer> {
     })
 }
 
-fn audit_customer(
+pub(crate) fn audit_customer(
     tx: &Connection,
     actor: Actor<'_>,
     action: &str,
@@ -141,7 +141,7 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
 /// The slug for a new customer: the one asked for, which must be free, or one derived
 /// from the company name, else the email's local part, with a numeric suffix when
 /// that is reserved, taken, or its file exists. Refuses a taken email too.
-fn choose_slug(
+pub(crate) fn choose_slug(
     conn: &Connection,
     actor: Actor<'_>,
     explicit: Option<&str>,
@@ -204,7 +204,7 @@ fn existing_plan(conn: &Connection, name: &str) -> Result<String> {
     Ok(name.to_string())
 }
 
-fn path_text(path: &Path) -> Result<String> {
+pub(crate) fn path_text(path: &Path) -> Result<String> {
     path.to_str()
         .map(str::to_string)
         .ok_or_else(|| Error::usage(format!("path {} is not valid UTF-8", path.display())))

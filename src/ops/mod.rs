@@ -6,6 +6,7 @@ pub mod backup;
 pub mod config;
 pub mod customers;
 pub mod doctor;
+pub mod import;
 pub mod plans;
 pub mod query;
 pub mod quota;

@@ -329,6 +329,7 @@ pub fn update(
                 check_document(&next.config).map_err(|e| Error::usage(format!("after --set: {e}")))?;
             }
             require_free(tx, &next.domain, next.port, Some(site.id))?;
+            next.config = with_columns(&next.config, &next, false);
             let snapshot = sites::add_snapshot(tx, site.id, "manual", Some("before update"), &old_config, actor.name)?;
             let updated = sites::update(tx, &site, &next)?;
             let mut changes = Map::new();
@@ -369,6 +370,37 @@ fn current_state(site: &Site, config: &Value) -> NewSite {
         status: site.status.clone(),
         config: config.clone(),
     }
+}
+
+/// A legacy document's copies of the columns (`name`, `domain`, `port`,
+/// `businessType`/`business_type`, `status`), brought in line with `site` where the
+/// document has them, so the config never contradicts the columns. With `required`,
+/// `name` and `domain` are added when missing, as `import` needs them.
+pub fn with_columns(config: &Value, site: &NewSite, required: bool) -> Value {
+    let Value::Object(map) = config else {
+        return config.clone();
+    };
+    let mut map = map.clone();
+    let mut put = |names: &[&str], value: Value, add: bool| match names.iter().find(|n| map.contains_key(**n))
+    {
+        Some(key) => {
+            map.insert(key.to_string(), value);
+        }
+        None if add => {
+            map.insert(names[0].to_string(), value);
+        }
+        None => {}
+    };
+    put(&["name"], json!(site.name), required);
+    put(&["domain"], json!(site.domain), required);
+    put(&["port"], json!(site.port), false);
+    put(
+        &["businessType", "business_type"],
+        json!(site.business_type),
+        false,
+    );
+    put(&["status"], json!(site.status), false);
+    Value::Object(map)
 }
 
 /// The most `--set` path segments and config nesting accepted: deep enough for any
@@ -515,8 +547,14 @@ pub fn deploy(
             require_customer_state(&customer_of(tx, &site)?, true, "deploy its sites")?;
             let port = requested_port.or(site.port);
             require_free(tx, &site.domain, port, Some(site.id))?;
-            let config = site.config_value()?;
-            let snapshot = sites::add_snapshot(tx, site.id, "pre-deploy", None, &config, actor.name)?;
+            let current = site.config_value()?;
+            let snapshot = sites::add_snapshot(tx, site.id, "pre-deploy", None, &current, actor.name)?;
+            let deployed = NewSite {
+                port,
+                status: "deployed".to_string(),
+                ..current_state(&site, &current)
+            };
+            let config = with_columns(&current, &deployed, false);
             let log = format!(
                 "deployed {} on port {}",
                 site.domain,
@@ -579,8 +617,13 @@ pub fn rollback(
         let snapshot =
             sites::add_snapshot(tx, site.id, "pre-deploy", None, &site.config_value()?, actor.name)?;
         let log = format!("rolled back to deployment {}", target.number);
-        let deployment = sites::add_deployment(tx, site.id, &target.config, site.port, &log, actor.name)?;
-        sites::mark_deployed(tx, site.id, &target.config, site.port)?;
+        let deployed = NewSite {
+            status: "deployed".to_string(),
+            ..current_state(&site, &target.config)
+        };
+        let config = with_columns(&target.config, &deployed, false);
+        let deployment = sites::add_deployment(tx, site.id, &config, site.port, &log, actor.name)?;
+        sites::mark_deployed(tx, site.id, &config, site.port)?;
         audit_site(
             tx,
             actor,
@@ -640,7 +683,9 @@ pub fn restore(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, snapsho
             })?;
         let current = site.config_value()?;
         let safety = sites::add_snapshot(tx, site.id, "pre-restore", None, &current, actor.name)?;
-        let restored = sites::update(tx, &site, &current_state(&site, &snapshot.config))?;
+        let mut state = current_state(&site, &snapshot.config);
+        state.config = with_columns(&snapshot.config, &state, false);
+        let restored = sites::update(tx, &site, &state)?;
         audit_site(
             tx,
             actor,

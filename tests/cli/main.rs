@@ -7,6 +7,7 @@ mod config;
 mod customers;
 mod docs;
 mod global;
+mod import;
 mod plans;
 mod setup;
 mod sites;

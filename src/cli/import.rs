@@ -1,0 +1,90 @@
+//! `import`, `migrate --from-files` and `export`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::Session;
+use crate::error::Error;
+use crate::ops::import::{self, ImportRequest};
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  tenantctl import /srv/legacy/sites --dry-run\n  tenantctl import /srv/legacy/sites\n  \
+    tenantctl import /srv/legacy/sites --continue-on-error --plan starter"
+)]
+pub struct ImportArgs {
+    /// Folder of legacy JSON configs (site files and customer folders)
+    pub dir: PathBuf,
+    /// Report what would happen, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Import the valid files even when some are invalid (exit 8)
+    #[arg(long)]
+    pub continue_on_error: bool,
+    /// Plan for customers whose files name none [default: the default_plan setting]
+    #[arg(long, value_name = "PLAN")]
+    pub plan: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  tenantctl export /srv/legacy/export")]
+pub struct ExportArgs {
+    /// Folder to write (created if missing)
+    pub dir: PathBuf,
+}
+
+const COLUMNS: &[&str] = &["action", "path", "customer", "site", "field", "reason"];
+
+pub fn import(session: &Session, args: ImportArgs) -> anyhow::Result<()> {
+    let mut catalog = session.catalog()?;
+    let request = ImportRequest {
+        dir: args.dir,
+        dry_run: args.dry_run,
+        continue_on_error: args.continue_on_error,
+        plan: args.plan,
+        jobs: 8 * std::thread::available_parallelism().map(usize::from).unwrap_or(2),
+    };
+    let report = import::import(&mut catalog, session.actor(), &request)?;
+    let s = &report.summary;
+    let line = format!(
+        "{} files: {} created, {} updated, {} unchanged, {} skipped, {} failed{}",
+        s.files,
+        s.created,
+        s.updated,
+        s.unchanged,
+        s.skipped,
+        s.failed,
+        if report.written { "" } else { " (nothing written)" }
+    );
+    session.out.report(&line, &report, COLUMNS, &report.files)?;
+    if s.failed > 0 {
+        let error = match (report.dry_run, args.continue_on_error) {
+            (true, true) => Error::partial(format!(
+                "{} of {} files would fail (dry run: nothing written)",
+                s.failed, s.files
+            )),
+            (true, false) => Error::invalid_input(format!(
+                "{} of {} files are invalid (dry run: nothing written)",
+                s.failed, s.files
+            )),
+            (false, true) => Error::partial(format!(
+                "{} of {} files failed; the valid ones were imported",
+                s.failed, s.files
+            )),
+            (false, false) => Error::invalid_input(format!(
+                "{} of {} files are invalid; nothing was written",
+                s.failed, s.files
+            ))
+            .with_hint("fix them, or pass --continue-on-error to import the valid ones"),
+        };
+        return Err(error.into());
+    }
+    Ok(())
+}
+
+pub fn export(session: &Session, args: ExportArgs) -> anyhow::Result<()> {
+    let catalog = session.catalog()?;
+    session.out.object(&import::export(&catalog, &args.dir)?)?;
+    Ok(())
+}

@@ -1,0 +1,530 @@
+//! The legacy file-based site configs (SPEC section 4): finding the files, parsing and
+//! validating them, and checking them against each other. No database access; what
+//! the catalog must say about them is decided in `ops::import`.
+
+pub mod scan;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::validate;
+
+/// A customer as the files describe it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerDoc {
+    pub email: String,
+    pub name: Option<String>,
+    pub company_name: Option<String>,
+    pub plan: Option<String>,
+    pub slug: Option<String>,
+}
+
+/// A site as a file describes it; `config` is the whole document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteDoc {
+    pub name: String,
+    pub domain: String,
+    pub port: Option<i64>,
+    pub business_type: Option<String>,
+    pub status: Option<String>,
+    pub config: Value,
+}
+
+/// What one file turned out to be.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    /// A site, with the customer it belongs to.
+    Site(Box<SiteDoc>, Box<CustomerDoc>),
+    /// A `customer.json` of the customer-folder layout.
+    Customer(Box<CustomerDoc>),
+    Skipped(String),
+    Failed(Problem),
+}
+
+/// Why a file is invalid: the field (or `file`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Problem {
+    pub fn new(field: &str, reason: impl Into<String>) -> Self {
+        Problem {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A file found under the import folder.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Relative to the import folder, for reports.
+    pub path: String,
+    pub absolute: PathBuf,
+    /// The content, or why it could not be read.
+    pub content: Result<Vec<u8>, Problem>,
+    /// For `sites/*.json` under a folder with `customer.json`: that customer file.
+    pub customer_file: Option<String>,
+}
+
+/// The first of several spellings of a key that the object has.
+fn field<'a>(object: &'a Map<String, Value>, names: &[&'static str]) -> Option<(&'static str, &'a Value)> {
+    names
+        .iter()
+        .find_map(|name| object.get(*name).map(|value| (*name, value)))
+}
+
+fn optional_text(object: &Map<String, Value>, names: &[&'static str]) -> Result<Option<String>, Problem> {
+    match field(object, names) {
+        None | Some((_, Value::Null)) => Ok(None),
+        Some((key, Value::String(text))) => validate::display_text(key, text)
+            .map(Some)
+            .map_err(|e| Problem::new(key, e.to_string())),
+        Some((key, other)) => Err(Problem::new(
+            key,
+            format!("must be a string, not {}", kind(other)),
+        )),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses a customer object (inline `customer` or a `customer.json`).
+pub fn customer(object: &Map<String, Value>, prefix: &str) -> Result<CustomerDoc, Problem> {
+    let named = |key: &str| {
+        if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    let email = match object.get("email") {
+        Some(Value::String(text)) => {
+            validate::email(text).map_err(|e| Problem::new(&named("email"), e.to_string()))?
+        }
+        Some(other) => {
+            return Err(Problem::new(
+                &named("email"),
+                format!("must be a string, not {}", kind(other)),
+            ));
+        }
+        None => return Err(Problem::new(&named("email"), "is missing")),
+    };
+    let with_prefix = |p: Problem| Problem::new(&named(&p.field), p.reason);
+    let plan = optional_text(object, &["plan", "plan_type", "planType"]).map_err(with_prefix)?;
+    if let Some(plan) = &plan {
+        validate::plan_name(plan).map_err(|e| Problem::new(&named("plan"), e.to_string()))?;
+    }
+    let slug = optional_text(object, &["slug"]).map_err(with_prefix)?;
+    if let Some(slug) = &slug {
+        validate::slug(slug).map_err(|e| Problem::new(&named("slug"), e.to_string()))?;
+    }
+    Ok(CustomerDoc {
+        email,
+        name: optional_text(object, &["name"]).map_err(with_prefix)?,
+        company_name: optional_text(object, &["company", "company_name", "companyName"])
+            .map_err(with_prefix)?,
+        plan,
+        slug,
+    })
+}
+
+/// Parses one file. `owner` is the folder's customer for `sites/*.json`.
+pub fn parse(bytes: &[u8], is_customer_file: bool, owner: Option<&CustomerDoc>) -> Parsed {
+    let document: Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(e) => return Parsed::Failed(Problem::new("file", format!("not valid JSON: {e}"))),
+    };
+    // Every legacy config is an object; other JSON in the tree is a mistake worth a look.
+    let Value::Object(object) = &document else {
+        return Parsed::Failed(Problem::new(
+            "file",
+            format!("must be a JSON object, not {}", kind(&document)),
+        ));
+    };
+    if is_customer_file {
+        return match customer(object, "") {
+            Ok(doc) => Parsed::Customer(Box::new(doc)),
+            Err(problem) => Parsed::Failed(problem),
+        };
+    }
+    if field(object, &["domain", "siteId", "site_id"]).is_none() {
+        return Parsed::Skipped("no domain or siteId: not a site file".to_string());
+    }
+    let site = match site(object, &document) {
+        Ok(site) => site,
+        Err(problem) => return Parsed::Failed(problem),
+    };
+    let owner = match (owner, object.get("customer")) {
+        (Some(owner), _) => owner.clone(),
+        (None, Some(Value::Object(inline))) => match customer(inline, "customer") {
+            Ok(doc) => doc,
+            Err(problem) => return Parsed::Failed(problem),
+        },
+        (None, Some(other)) => {
+            return Parsed::Failed(Problem::new(
+                "customer",
+                format!("must be an object, not {}", kind(other)),
+            ));
+        }
+        (None, None) => {
+            return Parsed::Failed(Problem::new(
+                "customer",
+                "is missing (no inline customer and no customer.json)",
+            ));
+        }
+    };
+    Parsed::Site(Box::new(site), Box::new(owner))
+}
+
+fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Problem> {
+    let name = optional_text(object, &["name"])?.ok_or_else(|| Problem::new("name", "is missing"))?;
+    let domain = match object.get("domain") {
+        Some(Value::String(text)) => {
+            validate::hostname(text).map_err(|e| Problem::new("domain", e.to_string()))?
+        }
+        Some(other) => {
+            return Err(Problem::new(
+                "domain",
+                format!("must be a string, not {}", kind(other)),
+            ));
+        }
+        None => return Err(Problem::new("domain", "is missing")),
+    };
+    let port = match object.get("port") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(port) if (1..=65535).contains(&port) => Some(port),
+            _ => return Err(Problem::new("port", format!("{n} is not a port in 1-65535"))),
+        },
+        Some(other) => {
+            return Err(Problem::new(
+                "port",
+                format!("must be a number, not {}", kind(other)),
+            ));
+        }
+    };
+    let status = optional_text(object, &["status"])?;
+    if let Some(status) = &status
+        && !crate::ops::sites::STATUSES.contains(&status.as_str())
+    {
+        return Err(Problem::new(
+            "status",
+            format!(
+                "'{}' is not draft, deployed, stopped or failed",
+                validate::printable(status)
+            ),
+        ));
+    }
+    crate::ops::sites::check_document(document).map_err(|e| Problem::new("file", e.to_string()))?;
+    Ok(SiteDoc {
+        name,
+        domain,
+        port,
+        business_type: optional_text(object, &["businessType", "business_type"])?,
+        status,
+        config: document.clone(),
+    })
+}
+
+/// Checks parsed files against each other: a domain or port in two files, one
+/// customer described two ways, a slug given to two customers. Marks the later file
+/// of each clash as failed, naming the earlier one.
+pub fn cross_check(files: &mut [(String, Parsed)]) {
+    let mut domains: HashMap<String, String> = HashMap::new();
+    let mut ports: HashMap<i64, String> = HashMap::new();
+    let mut customers: HashMap<String, (CustomerDoc, String)> = HashMap::new();
+    let mut slugs: HashMap<String, (String, String)> = HashMap::new();
+    for (path, parsed) in files.iter_mut() {
+        let problem = match parsed {
+            Parsed::Site(site, owner) => check_site(site, owner, path, &mut domains, &mut ports)
+                .or_else(|| check_customer(owner, path, &mut customers, &mut slugs)),
+            Parsed::Customer(owner) => check_customer(owner, path, &mut customers, &mut slugs),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            *parsed = Parsed::Failed(problem);
+        }
+    }
+}
+
+fn check_site(
+    site: &SiteDoc,
+    _owner: &CustomerDoc,
+    path: &str,
+    domains: &mut HashMap<String, String>,
+    ports: &mut HashMap<i64, String>,
+) -> Option<Problem> {
+    if let Some(first) = domains.get(&site.domain) {
+        return Some(Problem::new(
+            "domain",
+            format!("{} is also in {first}", site.domain),
+        ));
+    }
+    if let Some(port) = site.port
+        && let Some(first) = ports.get(&port)
+    {
+        return Some(Problem::new("port", format!("{port} is also in {first}")));
+    }
+    domains.insert(site.domain.clone(), path.to_string());
+    if let Some(port) = site.port {
+        ports.insert(port, path.to_string());
+    }
+    None
+}
+
+fn check_customer(
+    doc: &CustomerDoc,
+    path: &str,
+    customers: &mut HashMap<String, (CustomerDoc, String)>,
+    slugs: &mut HashMap<String, (String, String)>,
+) -> Option<Problem> {
+    let key = doc.email.to_ascii_lowercase();
+    if let Some((first, first_path)) = customers.get(&key) {
+        if first != doc {
+            return Some(Problem::new(
+                "customer",
+                format!("{} is described differently in {first_path}", doc.email),
+            ));
+        }
+        return None;
+    }
+    if let Some(slug) = &doc.slug
+        && let Some((email, first_path)) = slugs.get(slug)
+        && *email != key
+    {
+        return Some(Problem::new(
+            "slug",
+            format!("'{slug}' is also given to {email} in {first_path}"),
+        ));
+    }
+    if let Some(slug) = &doc.slug {
+        slugs.insert(slug.clone(), (key.clone(), path.to_string()));
+    }
+    customers.insert(key, (doc.clone(), path.to_string()));
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse_value(value: Value) -> Parsed {
+        parse(value.to_string().as_bytes(), false, None)
+    }
+
+    fn failed_field(parsed: Parsed) -> String {
+        match parsed {
+            Parsed::Failed(problem) => problem.field,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_site_file_with_an_inline_customer_in_either_spelling() {
+        let doc = json!({"siteId": "acme-main", "name": "Acme", "businessType": "translation",
+            "domain": "Acme.TEST", "port": 3005, "status": "deployed",
+            "customer": {"email": "john@acme.test", "name": "John", "companyName": "Acme Corp", "plan_type": "pro"},
+            "theme": {"primary": "#0044aa"}});
+        let Parsed::Site(site, owner) = parse_value(doc.clone()) else {
+            panic!()
+        };
+        assert_eq!(site.domain, "acme.test");
+        assert_eq!(site.port, Some(3005));
+        assert_eq!(site.business_type.as_deref(), Some("translation"));
+        assert_eq!(site.config, doc, "the whole document is the config");
+        assert_eq!(owner.company_name.as_deref(), Some("Acme Corp"));
+        assert_eq!(owner.plan.as_deref(), Some("pro"));
+        let snake = json!({"site_id": "x", "name": "X", "business_type": "shop", "domain": "x.test",
+            "customer": {"email": "x@x.test", "company_name": "X Ltd", "plan": "starter"}});
+        assert!(matches!(parse_value(snake), Parsed::Site(..)));
+    }
+
+    #[test]
+    fn every_kind_of_bad_file_names_its_field() {
+        let base = json!({"name": "S", "domain": "s.test", "customer": {"email": "a@b.test"}});
+        let with = |key: &str, value: Value| {
+            let mut doc = base.clone();
+            doc[key] = value;
+            doc
+        };
+        assert_eq!(failed_field(parse(b"{not json", false, None)), "file");
+        assert_eq!(
+            failed_field(parse_value(
+                json!({"domain": "s.test", "customer": {"email": "a@b.test"}})
+            )),
+            "name"
+        );
+        assert_eq!(
+            failed_field(parse_value(
+                json!({"siteId": "x", "name": "S", "customer": {"email": "a@b.test"}})
+            )),
+            "domain"
+        );
+        assert_eq!(
+            failed_field(parse_value(
+                json!({"name": "S", "domain": "s.test", "customer": {"name": "A"}})
+            )),
+            "customer.email"
+        );
+        assert_eq!(failed_field(parse_value(with("port", json!("3005")))), "port");
+        assert_eq!(failed_field(parse_value(with("port", json!(70000)))), "port");
+        assert_eq!(
+            failed_field(parse_value(with("domain", json!("not a domain")))),
+            "domain"
+        );
+        assert_eq!(failed_field(parse_value(with("name", json!(5)))), "name");
+        assert_eq!(
+            failed_field(parse_value(with("status", json!("exploded")))),
+            "status"
+        );
+        assert_eq!(
+            failed_field(parse_value(with("customer", json!({"email": "nope"})))),
+            "customer.email"
+        );
+        assert_eq!(
+            failed_field(parse_value(with(
+                "customer",
+                json!({"email": "a@b.test", "slug": "../../etc"})
+            ))),
+            "customer.slug"
+        );
+        assert_eq!(
+            failed_field(parse_value(with("customer", json!("a@b.test")))),
+            "customer"
+        );
+        assert_eq!(failed_field(parse(b"{\"email\": 5}", true, None)), "email");
+        assert_eq!(failed_field(parse(b"[1, 2]", false, None)), "file");
+        assert!(matches!(
+            parse_value(json!({"title": "not a site"})),
+            Parsed::Skipped(_)
+        ));
+    }
+
+    #[test]
+    fn clashes_between_files_fail_the_later_file() {
+        let owner = CustomerDoc {
+            email: "a@b.test".into(),
+            name: None,
+            company_name: None,
+            plan: None,
+            slug: None,
+        };
+        let site = |domain: &str, port: Option<i64>| SiteDoc {
+            name: "S".into(),
+            domain: domain.into(),
+            port,
+            business_type: None,
+            status: None,
+            config: json!({}),
+        };
+        let mut files = vec![
+            (
+                "one.json".to_string(),
+                Parsed::Site(Box::new(site("a.test", Some(1))), Box::new(owner.clone())),
+            ),
+            (
+                "two.json".to_string(),
+                Parsed::Site(Box::new(site("a.test", None)), Box::new(owner.clone())),
+            ),
+            (
+                "three.json".to_string(),
+                Parsed::Site(Box::new(site("c.test", Some(1))), Box::new(owner.clone())),
+            ),
+            (
+                "four.json".to_string(),
+                Parsed::Site(
+                    Box::new(site("d.test", None)),
+                    Box::new(CustomerDoc {
+                        plan: Some("pro".into()),
+                        ..owner.clone()
+                    }),
+                ),
+            ),
+        ];
+        cross_check(&mut files);
+        let fields: Vec<String> = files
+            .into_iter()
+            .map(|(_, p)| match p {
+                Parsed::Failed(problem) => problem.field,
+                _ => "ok".into(),
+            })
+            .collect();
+        assert_eq!(fields, ["ok", "domain", "port", "customer"]);
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,40}".prop_map(Value::String),
+            prop_oneof![
+                Just("domain"),
+                Just("name"),
+                Just("port"),
+                Just("customer"),
+                Just("email"),
+                Just("siteId")
+            ]
+            .prop_map(|s| Value::String(s.to_string())),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("domain".to_string()),
+                        Just("siteId".to_string()),
+                        Just("name".to_string()),
+                        Just("port".to_string()),
+                        Just("status".to_string()),
+                        Just("customer".to_string()),
+                        Just("email".to_string()),
+                        Just("plan".to_string()),
+                        Just("slug".to_string()),
+                        ".{0,12}",
+                    ],
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse(&bytes, false, None);
+            let _ = parse(&bytes, true, None);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(value in json_value()) {
+            let text = value.to_string();
+            let owner = CustomerDoc { email: "a@b.test".into(), name: None, company_name: None, plan: None, slug: None };
+            for parsed in [parse(text.as_bytes(), false, None), parse(text.as_bytes(), true, None), parse(text.as_bytes(), false, Some(&owner))] {
+                let mut files = vec![("x.json".to_string(), parsed)];
+                cross_check(&mut files);
+            }
+        }
+    }
+}

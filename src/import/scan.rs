@@ -1,0 +1,161 @@
+//! Finding the `*.json` files under an import folder: never following a symlink out of
+//! it, never reading a file over 1 MiB.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{Problem, SourceFile};
+use crate::error::{Error, Result};
+
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Every `*.json` file under `dir`, in a stable order, read or with why not.
+pub fn scan(dir: &Path) -> Result<Vec<SourceFile>> {
+    let root = dir
+        .canonicalize()
+        .map_err(|e| Error::usage(format!("cannot read import folder {}: {e}", dir.display())))?;
+    if !root.is_dir() {
+        return Err(Error::usage(format!("{} is not a folder", dir.display())));
+    }
+    let mut found = Vec::new();
+    walk(&root, &root, &mut found)?;
+    let customer_files: std::collections::HashSet<String> = found
+        .iter()
+        .filter(|f| is_customer_file(&f.path))
+        .map(|f| f.path.clone())
+        .collect();
+    for file in &mut found {
+        file.customer_file = owner_of(&file.path).filter(|c| customer_files.contains(c));
+    }
+    Ok(found)
+}
+
+pub fn is_customer_file(relative: &str) -> bool {
+    relative == "customer.json" || relative.ends_with("/customer.json")
+}
+
+/// For `<folder>/sites/<file>.json`, the path `<folder>/customer.json`.
+fn owner_of(relative: &str) -> Option<String> {
+    let (parent, _) = relative.rsplit_once('/')?;
+    let folder = match parent.rsplit_once('/') {
+        Some((folder, "sites")) => format!("{folder}/"),
+        None if parent == "sites" => String::new(),
+        _ => return None,
+    };
+    Some(format!("{folder}customer.json"))
+}
+
+fn walk(root: &Path, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| Error::usage(format!("cannot read folder {}: {e}", dir.display())))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let relative = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let is_json = relative.ends_with(".json");
+        if meta.file_type().is_symlink() {
+            match fs::canonicalize(&path) {
+                Ok(target) if target.starts_with(root) && target.is_file() && is_json => {
+                    found.push(read(relative, &target));
+                }
+                Ok(target) if !target.starts_with(root) && is_json => found.push(failed(
+                    relative,
+                    &path,
+                    "is a symlink that leads out of the import folder",
+                )),
+                Err(_) if is_json => found.push(failed(relative, &path, "is a broken symlink")),
+                // Linked folders are not entered: they could loop or lead out.
+                _ => {}
+            }
+        } else if meta.is_dir() {
+            walk(root, &path, found)?;
+        } else if meta.is_file() && is_json {
+            found.push(read(relative, &path));
+        } else if is_json {
+            found.push(failed(relative, &path, "is not a regular file"));
+        }
+    }
+    Ok(())
+}
+
+fn failed(relative: String, path: &Path, reason: &str) -> SourceFile {
+    SourceFile {
+        path: relative,
+        absolute: path.to_path_buf(),
+        content: Err(Problem::new("file", reason)),
+        customer_file: None,
+    }
+}
+
+fn read(relative: String, path: &Path) -> SourceFile {
+    let content = match fs::metadata(path) {
+        Ok(meta) if meta.len() > MAX_FILE_BYTES => Err(Problem::new(
+            "file",
+            format!("is {} bytes, over the 1 MiB limit", meta.len()),
+        )),
+        Ok(_) => fs::read(path).map_err(|e| Problem::new("file", format!("cannot be read: {e}"))),
+        Err(e) => Err(Problem::new("file", format!("cannot be read: {e}"))),
+    };
+    SourceFile {
+        path: relative,
+        absolute: path.to_path_buf(),
+        content,
+        customer_file: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_of_a_customer_folder_know_their_customer_file() {
+        assert_eq!(
+            owner_of("acme/sites/main.json").as_deref(),
+            Some("acme/customer.json")
+        );
+        assert_eq!(owner_of("sites/main.json").as_deref(), Some("customer.json"));
+        assert_eq!(owner_of("acme/main.json"), None);
+        assert!(is_customer_file("acme/customer.json") && !is_customer_file("acme/my-customer.json"));
+    }
+
+    #[test]
+    fn symlinks_out_and_big_files_are_refused_without_reading() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.json"), b"{}").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("big.json"),
+            vec![b' '; (MAX_FILE_BYTES + 1) as usize],
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ok.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.json"), dir.path().join("escape.json"))
+            .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("ok.json"), dir.path().join("inside.json")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("linked-folder")).unwrap();
+        let found = scan(dir.path()).unwrap();
+        let names: Vec<(&str, bool)> = found
+            .iter()
+            .map(|f| (f.path.as_str(), f.content.is_ok()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("big.json", false),
+                ("escape.json", false),
+                ("inside.json", true),
+                ("ok.json", true)
+            ]
+        );
+    }
+}

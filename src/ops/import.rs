@@ -1,0 +1,729 @@
+//! `import DIR`: the legacy file-based configs into the catalog, all or nothing by
+//! default, idempotent; and `export DIR`, the catalog back out in the same layout.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rusqlite::Connection;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::{Actor, config, customers};
+use crate::catalog::model::{Customer, NewAuditEvent, NewCustomer, NewSite, Site};
+use crate::catalog::sites::{self, SiteFilter};
+use crate::catalog::{Catalog, audit, plans, tenants};
+use crate::error::{Error, Result};
+use crate::import::scan::{is_customer_file, scan};
+use crate::import::{CustomerDoc, Parsed, Problem, SiteDoc, cross_check, parse};
+use crate::tenantdb::{self, Provisioned};
+use crate::{files, validate};
+
+/// One file's line in the import report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileResult {
+    pub path: String,
+    /// `created`, `updated`, `unchanged`, `skipped` or `failed`.
+    pub action: String,
+    pub customer: Option<String>,
+    pub site: Option<String>,
+    pub field: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub files: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub dry_run: bool,
+    /// Whether anything was written to the catalog or tenant folder.
+    pub written: bool,
+    pub summary: Summary,
+    pub files: Vec<FileResult>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    pub dir: PathBuf,
+    pub dry_run: bool,
+    pub continue_on_error: bool,
+    pub plan: Option<String>,
+    pub jobs: usize,
+}
+
+/// What the catalog must do for one customer of the import.
+#[derive(Debug, Clone)]
+struct CustomerPlan {
+    doc: CustomerDoc,
+    plan: String,
+    existing: Option<Customer>,
+    /// Fields to change on an existing customer.
+    changed: bool,
+}
+
+/// What the catalog must do for one site file.
+#[derive(Debug, Clone)]
+struct SitePlan {
+    file: usize,
+    doc: SiteDoc,
+    customer_key: String,
+    existing: Option<Site>,
+}
+
+pub fn import(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest) -> Result<ImportReport> {
+    let known_plans: HashSet<String> = plans::list(catalog.conn())?.into_iter().map(|p| p.name).collect();
+    if let Some(plan) = &request.plan
+        && !known_plans.contains(validate::plan_name(plan)?)
+    {
+        return Err(Error::usage(format!("unknown plan '{plan}'")).with_hint("see 'tenantctl plan list'"));
+    }
+    let sources = scan(&request.dir)?;
+    let mut parsed = parse_all(&sources);
+    cross_check(&mut parsed);
+    let mut results: Vec<FileResult> = parsed
+        .iter()
+        .map(|(path, p)| FileResult {
+            path: path.clone(),
+            action: match p {
+                Parsed::Skipped(_) => "skipped",
+                Parsed::Failed(_) => "failed",
+                _ => "unchanged",
+            }
+            .to_string(),
+            customer: None,
+            site: None,
+            field: match p {
+                Parsed::Failed(problem) => Some(problem.field.clone()),
+                _ => None,
+            },
+            reason: match p {
+                Parsed::Failed(problem) => Some(problem.reason.clone()),
+                Parsed::Skipped(why) => Some(why.clone()),
+                _ => None,
+            },
+        })
+        .collect();
+
+    let default_plan = match &request.plan {
+        Some(plan) => plan.clone(),
+        None => config::default_plan(catalog)?,
+    };
+    let (mut customer_plans, mut site_plans) =
+        plan_against_catalog(catalog.conn(), &parsed, &known_plans, &default_plan, &mut results)?;
+    let failed = results.iter().any(|r| r.action == "failed");
+    // A customer is written only for files that are written.
+    let live_files: HashSet<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.action != "failed")
+        .map(|(i, _)| i)
+        .collect();
+    site_plans.retain(|s| live_files.contains(&s.file));
+    let wanted_customers: HashSet<String> = site_plans
+        .iter()
+        .map(|s| s.customer_key.clone())
+        .chain(parsed.iter().enumerate().filter_map(|(i, (_, p))| match p {
+            Parsed::Customer(doc) if live_files.contains(&i) => Some(doc.email.to_ascii_lowercase()),
+            _ => None,
+        }))
+        .collect();
+    customer_plans.retain(|key, _| wanted_customers.contains(key));
+    describe_actions(&parsed, &customer_plans, &site_plans, &mut results);
+
+    let mut report = ImportReport {
+        dry_run: request.dry_run,
+        written: false,
+        summary: Summary::default(),
+        files: results,
+    };
+    let nothing_to_do = report
+        .files
+        .iter()
+        .all(|r| matches!(r.action.as_str(), "unchanged" | "skipped" | "failed"));
+    if request.dry_run || (failed && !request.continue_on_error) || nothing_to_do {
+        report.summary = summarise(&report.files);
+        return Ok(report);
+    }
+    write(catalog, actor, request, &parsed, &customer_plans, &site_plans)?;
+    report.written = true;
+    report.summary = summarise(&report.files);
+    Ok(report)
+}
+
+fn summarise(files: &[FileResult]) -> Summary {
+    let count = |action: &str| files.iter().filter(|f| f.action == action).count();
+    Summary {
+        files: files.len(),
+        created: count("created"),
+        updated: count("updated"),
+        unchanged: count("unchanged"),
+        skipped: count("skipped"),
+        failed: count("failed"),
+    }
+}
+
+/// Customer files first, so the sites in their folders know their customer.
+fn parse_all(sources: &[crate::import::SourceFile]) -> Vec<(String, Parsed)> {
+    let mut owners: HashMap<String, std::result::Result<CustomerDoc, Problem>> = HashMap::new();
+    for source in sources.iter().filter(|s| is_customer_file(&s.path)) {
+        let outcome = match &source.content {
+            Ok(bytes) => match parse(bytes, true, None) {
+                Parsed::Customer(doc) => Ok(*doc),
+                Parsed::Failed(problem) => Err(problem),
+                _ => Err(Problem::new("file", "is not a customer file")),
+            },
+            Err(problem) => Err(problem.clone()),
+        };
+        owners.insert(source.path.clone(), outcome);
+    }
+    sources
+        .iter()
+        .map(|source| {
+            let parsed = match (&source.content, is_customer_file(&source.path)) {
+                (Err(problem), _) => Parsed::Failed(problem.clone()),
+                (Ok(_), true) => match &owners[&source.path] {
+                    Ok(doc) => Parsed::Customer(Box::new(doc.clone())),
+                    Err(problem) => Parsed::Failed(problem.clone()),
+                },
+                (Ok(bytes), false) => match source.customer_file.as_ref().map(|c| &owners[c]) {
+                    Some(Err(_)) => Parsed::Failed(Problem::new(
+                        "customer",
+                        format!(
+                            "its {} is invalid",
+                            source.customer_file.clone().unwrap_or_default()
+                        ),
+                    )),
+                    Some(Ok(owner)) => parse(bytes, false, Some(owner)),
+                    None => parse(bytes, false, None),
+                },
+            };
+            (source.path.clone(), parsed)
+        })
+        .collect()
+}
+
+fn fail(result: &mut FileResult, field: &str, reason: String) {
+    result.action = "failed".to_string();
+    result.field = Some(field.to_string());
+    result.reason = Some(reason);
+}
+
+/// Checks the files against the catalog: plans, slugs, and domains or ports held by
+/// another customer's sites.
+fn plan_against_catalog(
+    conn: &Connection,
+    parsed: &[(String, Parsed)],
+    known_plans: &HashSet<String>,
+    default_plan: &str,
+    results: &mut [FileResult],
+) -> Result<(HashMap<String, CustomerPlan>, Vec<SitePlan>)> {
+    let mut customer_plans: HashMap<String, CustomerPlan> = HashMap::new();
+    let mut customer_problems: HashMap<String, Problem> = HashMap::new();
+    let mut site_plans = Vec::new();
+    for (index, (_, item)) in parsed.iter().enumerate() {
+        let (doc, site) = match item {
+            Parsed::Customer(doc) => (doc.as_ref(), None),
+            Parsed::Site(site, doc) => (doc.as_ref(), Some(site.as_ref())),
+            _ => continue,
+        };
+        let key = doc.email.to_ascii_lowercase();
+        if !customer_plans.contains_key(&key) && !customer_problems.contains_key(&key) {
+            match customer_plan(conn, doc, known_plans, default_plan)? {
+                Ok(plan) => {
+                    customer_plans.insert(key.clone(), plan);
+                }
+                Err(problem) => {
+                    customer_problems.insert(key.clone(), problem);
+                }
+            }
+        }
+        results[index].customer = Some(
+            customer_plans
+                .get(&key)
+                .and_then(|p| p.existing.as_ref().map(|c| c.slug.clone()).or(p.doc.slug.clone()))
+                .unwrap_or_else(|| doc.email.clone()),
+        );
+        if let Some(problem) = customer_problems.get(&key) {
+            fail(&mut results[index], &problem.field, problem.reason.clone());
+            continue;
+        }
+        let Some(site) = site else { continue };
+        results[index].site = Some(site.domain.clone());
+        let existing = sites::by_domain(conn, &site.domain)?;
+        let owner_id = customer_plans[&key].existing.as_ref().map(|c| c.id);
+        if let Some(other) = existing.as_ref().filter(|s| Some(s.customer_id) != owner_id) {
+            fail(
+                &mut results[index],
+                "domain",
+                format!("{} belongs to customer {}", site.domain, other.customer_slug),
+            );
+            continue;
+        }
+        if let Some(port) = site.port
+            && let Some(holder) = sites::port_owner(conn, port, existing.as_ref().map(|s| s.id))?
+        {
+            fail(
+                &mut results[index],
+                "port",
+                format!(
+                    "{port} is used by site {} ({})",
+                    holder.domain, holder.customer_slug
+                ),
+            );
+            continue;
+        }
+        site_plans.push(SitePlan {
+            file: index,
+            doc: site.clone(),
+            customer_key: key,
+            existing,
+        });
+    }
+    Ok((customer_plans, site_plans))
+}
+
+fn customer_plan(
+    conn: &Connection,
+    doc: &CustomerDoc,
+    known_plans: &HashSet<String>,
+    default_plan: &str,
+) -> Result<std::result::Result<CustomerPlan, Problem>> {
+    let existing = crate::catalog::customers::by_email(conn, &doc.email)?;
+    if let Some(customer) = &existing {
+        if customer.status == "deleted" {
+            return Ok(Err(Problem::new(
+                "customer",
+                format!("{} is a deleted customer ({})", doc.email, customer.slug),
+            )));
+        }
+        if doc.slug.as_ref().is_some_and(|s| *s != customer.slug) {
+            return Ok(Err(Problem::new(
+                "slug",
+                format!("{} already has the slug {}", doc.email, customer.slug),
+            )));
+        }
+    } else if let Some(slug) = &doc.slug
+        && crate::catalog::customers::slug_taken(conn, slug)?
+    {
+        return Ok(Err(Problem::new(
+            "slug",
+            format!("'{slug}' belongs to another customer"),
+        )));
+    }
+    let plan = doc
+        .plan
+        .clone()
+        .or_else(|| existing.as_ref().map(|c| c.plan.clone()))
+        .unwrap_or_else(|| default_plan.to_string());
+    if !known_plans.contains(&plan) {
+        return Ok(Err(Problem::new("plan", format!("unknown plan '{plan}'"))));
+    }
+    let changed = existing.as_ref().is_some_and(|c| {
+        doc.name.as_ref().is_some_and(|n| *n != c.name)
+            || doc
+                .company_name
+                .as_ref()
+                .is_some_and(|n| Some(n) != c.company_name.as_ref())
+            || plan != c.plan
+    });
+    Ok(Ok(CustomerPlan {
+        doc: doc.clone(),
+        plan,
+        existing,
+        changed,
+    }))
+}
+
+/// Keys that are columns; the rest of a document is compared as the config.
+const COLUMN_KEYS: &[&str] = &[
+    "name",
+    "domain",
+    "port",
+    "businessType",
+    "business_type",
+    "status",
+    "customer",
+];
+
+fn without_columns(config: &Value) -> Value {
+    match config {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !COLUMN_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn site_changed(site: &Site, doc: &SiteDoc) -> Result<bool> {
+    Ok(site.name != doc.name
+        || site.port != doc.port
+        || site.business_type != doc.business_type
+        || doc.status.as_ref().is_some_and(|s| *s != site.status)
+        || without_columns(&site.config_value()?) != without_columns(&doc.config))
+}
+
+fn describe_actions(
+    parsed: &[(String, Parsed)],
+    customer_plans: &HashMap<String, CustomerPlan>,
+    site_plans: &[SitePlan],
+    results: &mut [FileResult],
+) {
+    for (index, (_, item)) in parsed.iter().enumerate() {
+        if results[index].action == "failed" {
+            continue;
+        }
+        if let Parsed::Customer(doc) = item {
+            let plan = &customer_plans[&doc.email.to_ascii_lowercase()];
+            results[index].action = match (&plan.existing, plan.changed) {
+                (None, _) => "created",
+                (Some(_), true) => "updated",
+                (Some(_), false) => "unchanged",
+            }
+            .to_string();
+        }
+    }
+    for plan in site_plans {
+        let customer = &customer_plans[&plan.customer_key];
+        let action = match &plan.existing {
+            None => "created",
+            Some(site) if site_changed(site, &plan.doc).unwrap_or(true) => "updated",
+            // The file also describes its customer, whose details changed.
+            Some(_) if customer.changed => "updated",
+            Some(_) => "unchanged",
+        };
+        results[plan.file].action = action.to_string();
+    }
+}
+
+/// One transaction for every row, with the new tenants' files moved in before it
+/// commits (and removed again if it does not).
+fn write(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    request: &ImportRequest,
+    parsed: &[(String, Parsed)],
+    customer_plans: &HashMap<String, CustomerPlan>,
+    site_plans: &[SitePlan],
+) -> Result<()> {
+    let new_customers: Vec<&String> = customer_plans
+        .iter()
+        .filter(|(_, p)| p.existing.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    let migrations = tenantdb::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
+    let provisioned = provision_many(actor, &migrations, new_customers.len(), request.jobs)?;
+    let mut staged: HashMap<String, Provisioned> = new_customers
+        .iter()
+        .map(|k| (*k).clone())
+        .zip(provisioned)
+        .collect();
+    let result = catalog.write_with_files(
+        |tx| {
+            let mut moves: Vec<(PathBuf, PathBuf)> = Vec::new();
+            let mut ids: HashMap<String, (i64, String)> = HashMap::new();
+            let mut keys: Vec<&String> = customer_plans.keys().collect();
+            keys.sort();
+            for key in keys {
+                let plan = &customer_plans[key];
+                let customer = match &plan.existing {
+                    Some(existing) => update_customer(tx, actor, existing, plan)?,
+                    None => {
+                        let built = staged
+                            .remove(key)
+                            .ok_or_else(|| Error::unexpected("a new customer without a database"))?;
+                        let customer = insert_customer(tx, actor, plan, &built)?;
+                        moves.push((built.staging_path.clone(), PathBuf::from(&customer.db_path)));
+                        customer
+                    }
+                };
+                ids.insert(key.clone(), (customer.id, customer.slug.clone()));
+            }
+            for plan in site_plans {
+                let (customer_id, _) = ids[&plan.customer_key];
+                write_site(tx, actor, plan, customer_id, &parsed[plan.file].0)?;
+            }
+            Ok(moves)
+        },
+        |moves| {
+            for (from, to) in moves {
+                files::move_database(from, to)?;
+            }
+            Ok(())
+        },
+        |moves| {
+            for (_, to) in moves {
+                let _ = files::remove_database(to);
+            }
+        },
+    );
+    if result.is_err() {
+        for built in staged.values() {
+            let _ = files::remove_database(&built.staging_path);
+        }
+    }
+    result.map(|_| ())
+}
+
+/// Builds `count` tenant databases from the template, in parallel.
+fn provision_many(
+    actor: Actor<'_>,
+    migrations: &[refinery::Migration],
+    count: usize,
+    jobs: usize,
+) -> Result<Vec<Provisioned>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    // Build the template once before the workers copy it.
+    tenantdb::template::ensure(&actor.home.templates_dir(), migrations)?;
+    let next = AtomicUsize::new(0);
+    let built: Mutex<Vec<Result<Provisioned>>> = Mutex::new(Vec::with_capacity(count));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1).min(count) {
+            scope.spawn(|| {
+                while next.fetch_add(1, Ordering::SeqCst) < count {
+                    let one = tenantdb::provision(
+                        &actor.home.tenants_dir(),
+                        &actor.home.templates_dir(),
+                        migrations,
+                    );
+                    if let Ok(mut all) = built.lock() {
+                        all.push(one);
+                    }
+                }
+            });
+        }
+    });
+    let built = built
+        .into_inner()
+        .map_err(|_| Error::unexpected("a provisioning worker panicked"))?;
+    if built.iter().any(|b| b.is_err()) {
+        let mut first = None;
+        for one in built {
+            match one {
+                Ok(p) => {
+                    let _ = files::remove_database(&p.staging_path);
+                }
+                Err(e) => first = first.or(Some(e)),
+            }
+        }
+        return Err(first.unwrap_or_else(|| Error::unexpected("provisioning failed")));
+    }
+    Ok(built.into_iter().filter_map(|b| b.ok()).collect())
+}
+
+fn insert_customer(
+    tx: &Connection,
+    actor: Actor<'_>,
+    plan: &CustomerPlan,
+    built: &Provisioned,
+) -> Result<Customer> {
+    let doc = &plan.doc;
+    let slug = customers::choose_slug(
+        tx,
+        actor,
+        doc.slug.as_deref(),
+        doc.company_name.as_deref(),
+        &doc.email,
+    )?;
+    let path = actor.home.tenant_db(&slug)?;
+    let name = doc
+        .name
+        .clone()
+        .or_else(|| doc.company_name.clone())
+        .unwrap_or_else(|| doc.email.split('@').next().unwrap_or_default().to_string());
+    let customer = crate::catalog::customers::insert(
+        tx,
+        &NewCustomer {
+            slug,
+            email: doc.email.clone(),
+            name,
+            company_name: doc.company_name.clone(),
+            plan: plan.plan.clone(),
+            metadata: Map::new(),
+            db_path: customers::path_text(&path)?,
+            schema_version: built.schema_version,
+        },
+    )?;
+    tenants::record_applied(tx, customer.id, &built.applied)?;
+    tenants::record_run(tx, customer.id, built.schema_version, "ok", None)?;
+    customers::audit_customer(
+        tx,
+        actor,
+        "customer.create",
+        &customer,
+        json!({"source": "import", "plan": customer.plan}),
+    )?;
+    Ok(customer)
+}
+
+fn update_customer(
+    tx: &Connection,
+    actor: Actor<'_>,
+    existing: &Customer,
+    plan: &CustomerPlan,
+) -> Result<Customer> {
+    if !plan.changed {
+        return Ok(existing.clone());
+    }
+    let changes = crate::catalog::customers::CustomerChanges {
+        name: plan.doc.name.clone(),
+        company_name: plan.doc.company_name.clone().map(Some),
+        plan: Some(plan.plan.clone()),
+        ..Default::default()
+    };
+    let updated = crate::catalog::customers::update(tx, existing, &changes)?;
+    customers::audit_customer(
+        tx,
+        actor,
+        "customer.update",
+        &updated,
+        json!({"source": "import", "plan": updated.plan}),
+    )?;
+    Ok(updated)
+}
+
+fn write_site(
+    tx: &Connection,
+    actor: Actor<'_>,
+    plan: &SitePlan,
+    customer_id: i64,
+    file: &str,
+) -> Result<()> {
+    let doc = &plan.doc;
+    let audit_site = |site: &Site, action: &str, details: Value| -> Result<()> {
+        audit::record(
+            tx,
+            &NewAuditEvent {
+                actor: actor.name,
+                action,
+                target_type: "site",
+                target: site.domain.clone(),
+                customer_id: Some(site.customer_id),
+                details,
+            },
+        )?;
+        Ok(())
+    };
+    match &plan.existing {
+        None => {
+            let site = sites::insert(
+                tx,
+                &NewSite {
+                    customer_id,
+                    name: doc.name.clone(),
+                    domain: doc.domain.clone(),
+                    port: doc.port,
+                    business_type: doc.business_type.clone(),
+                    status: doc.status.clone().unwrap_or_else(|| "draft".to_string()),
+                    config: doc.config.clone(),
+                },
+            )?;
+            audit_site(&site, "site.create", json!({"source": "import", "file": file}))
+        }
+        Some(site) if site_changed(site, doc)? => {
+            let old = site.config_value()?;
+            let snapshot = sites::add_snapshot(tx, site.id, "import", Some(file), &old, actor.name)?;
+            let updated = sites::update(
+                tx,
+                site,
+                &NewSite {
+                    customer_id,
+                    name: doc.name.clone(),
+                    domain: doc.domain.clone(),
+                    port: doc.port,
+                    business_type: doc.business_type.clone(),
+                    status: doc.status.clone().unwrap_or_else(|| site.status.clone()),
+                    config: doc.config.clone(),
+                },
+            )?;
+            audit_site(
+                &updated,
+                "site.update",
+                json!({"source": "import", "file": file, "snapshot_id": snapshot.id}),
+            )
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// What `export` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    pub dir: String,
+    pub customers: usize,
+    pub sites: usize,
+}
+
+/// Writes every customer that is not deleted in the customer-folder layout:
+/// `DIR/<slug>/customer.json` and `DIR/<slug>/sites/<domain>.json`, each site file
+/// being its config with the current column values laid over it.
+pub fn export(catalog: &Catalog, dir: &Path) -> Result<ExportReport> {
+    files::create_private_dir(dir)?;
+    let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
+    let mut report = ExportReport {
+        dir: dir.display().to_string(),
+        customers: 0,
+        sites: 0,
+    };
+    for customer in everyone.iter().filter(|c| c.status != "deleted") {
+        let folder = dir.join(&customer.slug);
+        files::create_private_dir(&folder.join("sites"))?;
+        let document = json!({"email": customer.email, "name": customer.name, "company_name": customer.company_name,
+            "plan_type": customer.plan, "slug": customer.slug});
+        files::write_atomic(
+            &folder.join("customer.json"),
+            &serde_json::to_vec_pretty(&document)?,
+        )?;
+        report.customers += 1;
+        let mut failure = None;
+        sites::for_each(
+            catalog.conn(),
+            &SiteFilter {
+                customer_id: Some(customer.id),
+                ..Default::default()
+            },
+            |site| {
+                let document = site_document(&site)?;
+                let path = folder.join("sites").join(format!("{}.json", site.domain));
+                if let Err(e) = files::write_atomic(&path, &serde_json::to_vec_pretty(&document)?) {
+                    failure = Some(e);
+                }
+                report.sites += 1;
+                Ok(())
+            },
+        )?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
+    Ok(report)
+}
+
+/// A site's config with its columns written over the keys that hold them; `name`
+/// and `domain` are added when missing, since import needs them.
+fn site_document(site: &Site) -> Result<Value> {
+    let current = site.config_value()?;
+    let state = NewSite {
+        customer_id: site.customer_id,
+        name: site.name.clone(),
+        domain: site.domain.clone(),
+        port: site.port,
+        business_type: site.business_type.clone(),
+        status: site.status.clone(),
+        config: current.clone(),
+    };
+    Ok(crate::ops::sites::with_columns(&current, &state, true))
+}

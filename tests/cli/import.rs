@@ -1,0 +1,418 @@
+//! import (and migrate --from-files) of the legacy configs, and export.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn write(dir: &Path, relative: &str, value: &Value) {
+    let path = dir.join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+}
+
+/// A legacy tree with both layouts: two inline-customer site files for one customer,
+/// and a customer folder with two sites.
+fn legacy_tree(env: &TestEnv) -> PathBuf {
+    let dir = env.root.join("legacy");
+    write(
+        &dir,
+        "acme-main.json",
+        &json!({"siteId": "acme-main", "name": "Acme Translations", "businessType": "translation",
+            "domain": "acme-translations.com", "port": 3005, "status": "deployed",
+            "customer": {"email": "john@acme.test", "name": "John Doe", "company": "Acme Corp", "plan": "pro"},
+            "theme": {"primary": "#0044aa"}, "pages": [{"path": "/", "title": "Home"}]}),
+    );
+    write(
+        &dir,
+        "nested/acme-blog.json",
+        &json!({"site_id": "acme-blog", "name": "Acme Blog", "business_type": "blog", "domain": "blog.acme-translations.com",
+            "customer": {"email": "john@acme.test", "name": "John Doe", "company": "Acme Corp", "plan": "pro"}}),
+    );
+    write(
+        &dir,
+        "globex/customer.json",
+        &json!({"email": "ops@globex.test", "name": "Hank", "company_name": "Globex", "plan_type": "starter", "slug": "globex"}),
+    );
+    write(
+        &dir,
+        "globex/sites/shop.json",
+        &json!({"name": "Globex Shop", "domain": "shop.globex.test", "port": 4000, "extra": {"a": 1}}),
+    );
+    write(
+        &dir,
+        "globex/sites/blog.json",
+        &json!({"siteId": "g2", "name": "Globex Blog", "domain": "blog.globex.test"}),
+    );
+    write(&dir, "docs/readme.json", &json!({"title": "not a config"}));
+    dir
+}
+
+fn actions(report: &Value) -> Vec<(String, String)> {
+    report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pair(path: &str, action: &str) -> (String, String) {
+    (path.to_string(), action.to_string())
+}
+
+#[test]
+fn both_layouts_import_with_their_databases_and_whole_documents() {
+    let env = TestEnv::initialised();
+    let dir = legacy_tree(&env);
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_fields(&report, &["dry_run", "written", "summary", "files"]);
+    assert_fields(
+        &report["files"][0],
+        &["path", "action", "customer", "site", "field", "reason"],
+    );
+    assert_eq!(
+        actions(&report),
+        [
+            pair("acme-main.json", "created"),
+            pair("docs/readme.json", "skipped"),
+            pair("globex/customer.json", "created"),
+            pair("globex/sites/blog.json", "created"),
+            pair("globex/sites/shop.json", "created"),
+            pair("nested/acme-blog.json", "created"),
+        ]
+    );
+    assert_eq!(
+        report["summary"],
+        json!({"files": 6, "created": 5, "updated": 0, "unchanged": 0, "skipped": 1, "failed": 0})
+    );
+    let customers = env.json(&["customer", "list"]);
+    assert_eq!(customers.as_array().unwrap().len(), 2);
+    let acme = env.json(&["customer", "show", "john@acme.test"]);
+    assert_eq!(acme["slug"], "acme-corp");
+    assert_eq!(acme["company_name"], "Acme Corp");
+    assert_eq!(acme["plan"], "pro");
+    assert!(Path::new(acme["db_path"].as_str().unwrap()).is_file());
+    assert_eq!(acme["schema_version"], 3);
+    let site = env.json(&["site", "show", "acme-translations.com"]);
+    assert_eq!(site["port"], 3005);
+    assert_eq!(site["status"], "deployed");
+    assert_eq!(site["business_type"], "translation");
+    assert_eq!(
+        site["config"]["theme"],
+        json!({"primary": "#0044aa"}),
+        "unknown keys are kept"
+    );
+    assert_eq!(site["config"]["siteId"], "acme-main");
+    assert_eq!(
+        env.json(&["site", "show", "blog.acme-translations.com"])["business_type"],
+        "blog"
+    );
+    let shop = env.json(&["site", "show", "shop.globex.test"]);
+    assert_eq!(shop["customer_slug"], "globex");
+    assert_eq!(shop["config"]["extra"], json!({"a": 1}));
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_events WHERE details LIKE '%\"import\"%'"),
+        6
+    );
+}
+
+#[test]
+fn a_second_import_changes_nothing_and_a_changed_file_updates_its_site() {
+    let env = TestEnv::initialised();
+    let dir = legacy_tree(&env);
+    env.ok(&["import", dir.to_str().unwrap()]);
+    let audit = env.count("SELECT count(*) FROM audit_events");
+    let again = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(again["written"], false);
+    assert_eq!(again["summary"]["unchanged"], 5);
+    assert_eq!(
+        env.count("SELECT count(*) FROM audit_events"),
+        audit,
+        "no audit events either"
+    );
+
+    write(
+        &dir,
+        "globex/sites/shop.json",
+        &json!({"name": "Globex Store", "domain": "shop.globex.test", "port": 4001, "extra": {"a": 2}}),
+    );
+    let changed = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(changed["summary"]["updated"], 1);
+    let shop = env.json(&["site", "show", "shop.globex.test"]);
+    assert_eq!(shop["name"], "Globex Store");
+    assert_eq!(shop["port"], 4001);
+    let snapshots = env.json(&["site", "snapshots", "shop.globex.test"]);
+    assert_eq!(snapshots[0]["kind"], "import");
+    assert_eq!(
+        snapshots[0]["config"]["extra"],
+        json!({"a": 1}),
+        "the snapshot holds the old config"
+    );
+}
+
+#[test]
+fn one_bad_file_writes_nothing_unless_asked_to_go_on() {
+    let env = TestEnv::initialised();
+    let dir = legacy_tree(&env);
+    write(
+        &dir,
+        "bad.json",
+        &json!({"name": "Bad", "domain": "not a domain", "customer": {"email": "x@y.test"}}),
+    );
+    let run = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 9, "{run:?}");
+    let report = run.json();
+    assert_eq!(report["written"], false);
+    let bad = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "bad.json")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (bad["action"].as_str(), bad["field"].as_str()),
+        (Some("failed"), Some("domain"))
+    );
+    assert!(bad["reason"].as_str().unwrap().contains("not a domain"));
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 0);
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 0);
+    assert!(
+        env.names_in(&env.home.join("tenants")).is_empty(),
+        "no tenant files either"
+    );
+
+    let dry = env.run(&[
+        "import",
+        dir.to_str().unwrap(),
+        "--dry-run",
+        "--continue-on-error",
+        "--json",
+    ]);
+    assert_eq!(dry.code, 8, "a dry run exits as the real run would");
+    assert_eq!(dry.json()["written"], false);
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 0);
+
+    let run = env.run(&[
+        "migrate",
+        "--from-files",
+        dir.to_str().unwrap(),
+        "--continue-on-error",
+        "--json",
+    ]);
+    assert_eq!(run.code, 8, "{run:?}");
+    assert_eq!(run.json()["written"], true);
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 2);
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 4);
+}
+
+#[test]
+fn every_kind_of_invalid_file_is_reported_with_its_field() {
+    let env = TestEnv::initialised();
+    env.customer("other@example.com", "Other", &["--slug", "other"]);
+    env.ok(&[
+        "site",
+        "create",
+        "other",
+        "Taken",
+        "--domain",
+        "taken.test",
+        "--port",
+        "5000",
+    ]);
+    let dir = env.root.join("bad");
+    let customer = json!({"email": "a@b.test"});
+    let site = |extra: Value| {
+        let mut doc = json!({"name": "S", "domain": "s.test", "customer": customer});
+        for (k, v) in extra.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        doc
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("not-json.json"), b"{not json").unwrap();
+    write(&dir, "not-object.json", &json!([1, 2, 3]));
+    write(
+        &dir,
+        "no-name.json",
+        &json!({"domain": "n.test", "customer": customer}),
+    );
+    write(
+        &dir,
+        "no-domain.json",
+        &json!({"siteId": "x", "name": "S", "customer": customer}),
+    );
+    write(
+        &dir,
+        "no-email.json",
+        &json!({"name": "S", "domain": "e.test", "customer": {"name": "A"}}),
+    );
+    write(
+        &dir,
+        "wrong-type.json",
+        &site(json!({"domain": "w.test", "port": "3005"})),
+    );
+    write(&dir, "bad-domain.json", &site(json!({"domain": "bad_domain"})));
+    write(
+        &dir,
+        "bad-port.json",
+        &site(json!({"domain": "p.test", "port": 99999})),
+    );
+    write(
+        &dir,
+        "bad-email.json",
+        &site(json!({"domain": "m.test", "customer": {"email": "not-an-email"}})),
+    );
+    write(
+        &dir,
+        "bad-plan.json",
+        &site(json!({"domain": "q.test", "customer": {"email": "plan@b.test", "plan": "gold"}})),
+    );
+    write(&dir, "dup-1.json", &site(json!({"domain": "dup.test"})));
+    write(&dir, "dup-2.json", &site(json!({"domain": "dup.test"})));
+    write(&dir, "taken-domain.json", &site(json!({"domain": "taken.test"})));
+    write(
+        &dir,
+        "taken-port.json",
+        &site(json!({"domain": "tp.test", "port": 5000})),
+    );
+    write(
+        &dir,
+        "evil/customer.json",
+        &json!({"email": "evil@b.test", "slug": "../../etc"}),
+    );
+    std::fs::write(dir.join("huge.json"), vec![b' '; 1024 * 1024 + 1]).unwrap();
+    let outside = env.root.join("outside.json");
+    write(
+        &env.root,
+        "outside.json",
+        &site(json!({"domain": "outside.test"})),
+    );
+    std::os::unix::fs::symlink(&outside, dir.join("escape.json")).unwrap();
+    let fifo = dir.join("pipe.json");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let run = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 9, "{run:?}");
+    let report = run.json();
+    let failures: Vec<(String, String)> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["action"] == "failed")
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["field"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("bad-domain.json", "domain"),
+        ("bad-email.json", "customer.email"),
+        ("bad-plan.json", "plan"),
+        ("bad-port.json", "port"),
+        ("dup-2.json", "domain"),
+        ("escape.json", "file"),
+        ("evil/customer.json", "slug"),
+        ("huge.json", "file"),
+        ("no-domain.json", "domain"),
+        ("no-email.json", "customer.email"),
+        ("no-name.json", "name"),
+        ("not-json.json", "file"),
+        ("not-object.json", "file"),
+        ("pipe.json", "file"),
+        ("taken-domain.json", "domain"),
+        ("taken-port.json", "port"),
+        ("wrong-type.json", "port"),
+    ];
+    for (path, field) in expected {
+        assert!(
+            failures.contains(&(path.to_string(), field.to_string())),
+            "{path} should fail on {field}: {failures:?}"
+        );
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM customers"),
+        1,
+        "nothing was written"
+    );
+    assert_eq!(env.names_in(&env.home.join("tenants")), ["other.db"]);
+}
+
+#[test]
+fn an_export_imports_back_to_the_same_catalog() {
+    let env = TestEnv::initialised();
+    let dir = legacy_tree(&env);
+    env.ok(&["import", dir.to_str().unwrap()]);
+    env.ok(&[
+        "site",
+        "update",
+        "shop.globex.test",
+        "--port",
+        "4100",
+        "--name",
+        "Globex Store",
+    ]);
+    let out = env.root.join("export");
+    let exported = env.json(&["export", out.to_str().unwrap()]);
+    assert_eq!(
+        exported,
+        json!({"dir": out.to_str().unwrap(), "customers": 2, "sites": 4})
+    );
+    assert!(
+        out.join("globex/customer.json").is_file()
+            && out.join("globex/sites/shop.globex.test.json").is_file()
+    );
+
+    let again = env.json(&["import", out.to_str().unwrap()]);
+    assert_eq!(again["written"], false, "{again}");
+    assert_eq!(again["summary"]["unchanged"], 6);
+
+    let fresh = TestEnv::initialised();
+    fresh.ok(&["import", out.to_str().unwrap()]);
+    let view = |env: &TestEnv| -> (Value, Value) {
+        let customers: Vec<Value> = env
+            .json(&["customer", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| json!({"slug": c["slug"], "email": c["email"], "name": c["name"], "company": c["company_name"], "plan": c["plan"]}))
+            .collect();
+        let sites: Vec<Value> = env
+            .json(&["site", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| json!({"customer": s["customer_slug"], "name": s["name"], "domain": s["domain"], "port": s["port"],
+                "business_type": s["business_type"], "status": s["status"], "config": s["config"]}))
+            .collect();
+        let mut sorted = sites;
+        sorted.sort_by_key(|s| s["domain"].as_str().unwrap().to_string());
+        let mut customers = customers;
+        customers.sort_by_key(|c| c["slug"].as_str().unwrap().to_string());
+        (Value::Array(customers), Value::Array(sorted))
+    };
+    assert_eq!(view(&fresh), view(&env));
+}
+
+#[test]
+fn import_refuses_a_missing_folder_and_an_unknown_default_plan() {
+    let env = TestEnv::initialised();
+    env.fails(&["import", "/no/such/folder"], 2);
+    let dir = legacy_tree(&env);
+    env.fails(&["import", dir.to_str().unwrap(), "--plan", "gold"], 2);
+}
