@@ -170,9 +170,13 @@ pub fn provision(tenants_dir: &Path, templates_dir: &Path, migrations: &[Migrati
     let staging_path = staging_name(tenants_dir);
     let copy = |template: &Path| -> Result<()> {
         files::copy_private(template, &staging_path)?;
-        quick_check(&staging_path)?;
+        let conn = open_tenant(&staging_path)?;
+        let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if verdict != "ok" {
+            return Err(Error::verification(format!("the template copy fails quick_check: {verdict}")));
+        }
         // Another process may have rebuilt the template between the check and the copy.
-        if applied_migrations(&open_tenant(&staging_path)?)? != applied {
+        if applied_migrations(&conn)? != applied {
             return Err(Error::unexpected("the template changed while it was copied"));
         }
         Ok(())
