@@ -48,6 +48,11 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand restore 'Put databases back from a backup set'
             cand import 'Import the legacy file-based site configs'
             cand export 'Write the catalog out in the legacy file layout'
+            cand key 'API keys: create, list, revoke, verify'
+            cand session 'Portal sessions: create, list, revoke, prune'
+            cand usage 'Record and report metered usage'
+            cand quota 'Check usage against limits, and enforce the storage limit'
+            cand stats 'Platform statistics for admins'
             cand plan 'List and change plans and their quotas'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
@@ -1242,6 +1247,412 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tenantctl;key'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'Create an API key; its token is printed once'
+            cand list 'List API keys (never their secrets)'
+            cand revoke 'Revoke an API key'
+            cand verify 'Check a token: exit 0 with its customer and scopes, exit 3 if not valid'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;key;create'= {
+            cand --name 'What the key is for'
+            cand --scope 'A scope: sites:read, sites:write, deploy, db:read, db:write, usage:read, usage:write, admin; repeatable [default: sites:read]'
+            cand --expires-in 'Expire after this long, e.g. 90d or 12h'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;key;list'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;key;revoke'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;key;verify'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;key;help'= {
+            cand create 'Create an API key; its token is printed once'
+            cand list 'List API keys (never their secrets)'
+            cand revoke 'Revoke an API key'
+            cand verify 'Check a token: exit 0 with its customer and scopes, exit 3 if not valid'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;key;help;create'= {
+        }
+        &'tenantctl;key;help;list'= {
+        }
+        &'tenantctl;key;help;revoke'= {
+        }
+        &'tenantctl;key;help;verify'= {
+        }
+        &'tenantctl;key;help;help'= {
+        }
+        &'tenantctl;session'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'Open a portal session for a customer (as the portal does at login); the token is printed once'
+            cand list 'List sessions (never their tokens)'
+            cand revoke 'Revoke a session, or every session of a customer'
+            cand prune 'Delete expired sessions (for cron)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;session;create'= {
+            cand --device 'The device or browser'
+            cand --ttl 'How long the session lives, e.g. 7d or 12h'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;session;list'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --active 'Only sessions that are neither revoked, expired nor blocked'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;session;revoke'= {
+            cand --customer 'Revoke this customer''s sessions (with --all)'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --all 'Every session of --customer'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;session;prune'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;session;help'= {
+            cand create 'Open a portal session for a customer (as the portal does at login); the token is printed once'
+            cand list 'List sessions (never their tokens)'
+            cand revoke 'Revoke a session, or every session of a customer'
+            cand prune 'Delete expired sessions (for cron)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;session;help;create'= {
+        }
+        &'tenantctl;session;help;list'= {
+        }
+        &'tenantctl;session;help;revoke'= {
+        }
+        &'tenantctl;session;help;prune'= {
+        }
+        &'tenantctl;session;help;help'= {
+        }
+        &'tenantctl;usage'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand record 'Record metered usage'
+            cand report 'Usage per customer for a month, with storage measured now'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;usage;record'= {
+            cand --at 'When it was used [default: now]; sets the month'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;usage;report'= {
+            cand --month 'YYYY-MM [default: this month]'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;usage;help'= {
+            cand record 'Record metered usage'
+            cand report 'Usage per customer for a month, with storage measured now'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;usage;help;record'= {
+        }
+        &'tenantctl;usage;help;report'= {
+        }
+        &'tenantctl;usage;help;help'= {
+        }
+        &'tenantctl;quota'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand check 'Usage against limits; exit 5 if any customer is over'
+            cand enforce 'For cron: warn at 80 % and suspend at 100 % of the storage limit'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;quota;check'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;quota;enforce'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --dry-run 'Say what would be done, do nothing'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;quota;help'= {
+            cand check 'Usage against limits; exit 5 if any customer is over'
+            cand enforce 'For cron: warn at 80 % and suspend at 100 % of the storage limit'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;quota;help;check'= {
+        }
+        &'tenantctl;quota;help;enforce'= {
+        }
+        &'tenantctl;quota;help;help'= {
+        }
+        &'tenantctl;stats'= {
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr (repeat for more)'
+            cand --verbose 'Print more detail on stderr (repeat for more)'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tenantctl;plan'= {
             cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
@@ -1463,6 +1874,11 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand restore 'Put databases back from a backup set'
             cand import 'Import the legacy file-based site configs'
             cand export 'Write the catalog out in the legacy file layout'
+            cand key 'API keys: create, list, revoke, verify'
+            cand session 'Portal sessions: create, list, revoke, prune'
+            cand usage 'Record and report metered usage'
+            cand quota 'Check usage against limits, and enforce the storage limit'
+            cand stats 'Platform statistics for admins'
             cand plan 'List and change plans and their quotas'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
@@ -1593,6 +2009,52 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;import'= {
         }
         &'tenantctl;help;export'= {
+        }
+        &'tenantctl;help;key'= {
+            cand create 'Create an API key; its token is printed once'
+            cand list 'List API keys (never their secrets)'
+            cand revoke 'Revoke an API key'
+            cand verify 'Check a token: exit 0 with its customer and scopes, exit 3 if not valid'
+        }
+        &'tenantctl;help;key;create'= {
+        }
+        &'tenantctl;help;key;list'= {
+        }
+        &'tenantctl;help;key;revoke'= {
+        }
+        &'tenantctl;help;key;verify'= {
+        }
+        &'tenantctl;help;session'= {
+            cand create 'Open a portal session for a customer (as the portal does at login); the token is printed once'
+            cand list 'List sessions (never their tokens)'
+            cand revoke 'Revoke a session, or every session of a customer'
+            cand prune 'Delete expired sessions (for cron)'
+        }
+        &'tenantctl;help;session;create'= {
+        }
+        &'tenantctl;help;session;list'= {
+        }
+        &'tenantctl;help;session;revoke'= {
+        }
+        &'tenantctl;help;session;prune'= {
+        }
+        &'tenantctl;help;usage'= {
+            cand record 'Record metered usage'
+            cand report 'Usage per customer for a month, with storage measured now'
+        }
+        &'tenantctl;help;usage;record'= {
+        }
+        &'tenantctl;help;usage;report'= {
+        }
+        &'tenantctl;help;quota'= {
+            cand check 'Usage against limits; exit 5 if any customer is over'
+            cand enforce 'For cron: warn at 80 % and suspend at 100 % of the storage limit'
+        }
+        &'tenantctl;help;quota;check'= {
+        }
+        &'tenantctl;help;quota;enforce'= {
+        }
+        &'tenantctl;help;stats'= {
         }
         &'tenantctl;help;plan'= {
             cand list 'List plans with their quotas and how many customers use each'

@@ -54,6 +54,11 @@ complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "backup" -d 'Tak
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "restore" -d 'Put databases back from a backup set'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "import" -d 'Import the legacy file-based site configs'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "export" -d 'Write the catalog out in the legacy file layout'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "key" -d 'API keys: create, list, revoke, verify'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "session" -d 'Portal sessions: create, list, revoke, prune'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "usage" -d 'Record and report metered usage'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "quota" -d 'Check usage against limits, and enforce the storage limit'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "stats" -d 'Platform statistics for admins'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "plan" -d 'List and change plans and their quotas'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "audit" -d 'List audit events, newest first'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
@@ -1066,6 +1071,338 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s v -l verb
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -f -a "create" -d 'Create an API key; its token is printed once'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -f -a "list" -d 'List API keys (never their secrets)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -f -a "revoke" -d 'Revoke an API key'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -f -a "verify" -d 'Check a token: exit 0 with its customer and scopes, exit 3 if not valid'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l name -d 'What the key is for' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l scope -d 'A scope: sites:read, sites:write, deploy, db:read, db:write, usage:read, usage:write, admin; repeatable [default: sites:read]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l expires-in -d 'Expire after this long, e.g. 90d or 12h' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create an API key; its token is printed once'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "list" -d 'List API keys (never their secrets)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke an API key'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check a token: exit 0 with its customer and scopes, exit 3 if not valid'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -f -a "create" -d 'Open a portal session for a customer (as the portal does at login); the token is printed once'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -f -a "list" -d 'List sessions (never their tokens)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -f -a "revoke" -d 'Revoke a session, or every session of a customer'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -f -a "prune" -d 'Delete expired sessions (for cron)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l device -d 'The device or browser' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l ttl -d 'How long the session lives, e.g. 7d or 12h' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l active -d 'Only sessions that are neither revoked, expired nor blocked'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l customer -d 'Revoke this customer\'s sessions (with --all)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l all -d 'Every session of --customer'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "create" -d 'Open a portal session for a customer (as the portal does at login); the token is printed once'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "list" -d 'List sessions (never their tokens)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a session, or every session of a customer'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Delete expired sessions (for cron)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -f -a "record" -d 'Record metered usage'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -f -a "report" -d 'Usage per customer for a month, with storage measured now'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l at -d 'When it was used [default: now]; sets the month' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l month -d 'YYYY-MM [default: this month]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "record" -d 'Record metered usage'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "report" -d 'Usage per customer for a month, with storage measured now'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -f -a "check" -d 'Usage against limits; exit 5 if any customer is over'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -f -a "enforce" -d 'For cron: warn at 80 % and suspend at 100 % of the storage limit'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l dry-run -d 'Say what would be done, do nothing'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from help" -f -a "check" -d 'Usage against limits; exit 5 if any customer is over'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from help" -f -a "enforce" -d 'For cron: warn at 80 % and suspend at 100 % of the storage limit'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
@@ -1247,27 +1584,32 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s v -l 
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "init" -d 'Create the home, the catalog and the starter tenant migrations'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "migrate" -d 'Apply or list catalog migrations'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "status" -d 'Show the state of the home at a glance'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "config" -d 'Read and change catalog settings'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "customer" -d 'Manage customers (tenants)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "site" -d 'Manage customers\' sites, deployments and config snapshots'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "db" -d 'Tenant databases: migrate, status, SQL, path'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "resolve" -d 'Which customer serves a hostname'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "doctor" -d 'Check the catalog and every tenant database; --fix repairs what is safe'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "backup" -d 'Take a backup set, or list, show, verify and prune sets'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "restore" -d 'Put databases back from a backup set'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "import" -d 'Import the legacy file-based site configs'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "export" -d 'Write the catalog out in the legacy file layout'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "plan" -d 'List and change plans and their quotas'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "audit" -d 'List audit events, newest first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "completions" -d 'Print a shell completion script'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-customer" -d 'Same as \'customer create\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-customers" -d 'Same as \'customer list\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-site" -d 'Same as \'site create\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-sites" -d 'Same as \'site list\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export plan audit completions create-customer list-customers create-site list-sites help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "init" -d 'Create the home, the catalog and the starter tenant migrations'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "migrate" -d 'Apply or list catalog migrations'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "status" -d 'Show the state of the home at a glance'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "config" -d 'Read and change catalog settings'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "customer" -d 'Manage customers (tenants)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "site" -d 'Manage customers\' sites, deployments and config snapshots'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "db" -d 'Tenant databases: migrate, status, SQL, path'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "resolve" -d 'Which customer serves a hostname'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "doctor" -d 'Check the catalog and every tenant database; --fix repairs what is safe'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "backup" -d 'Take a backup set, or list, show, verify and prune sets'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "restore" -d 'Put databases back from a backup set'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "import" -d 'Import the legacy file-based site configs'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "export" -d 'Write the catalog out in the legacy file layout'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "key" -d 'API keys: create, list, revoke, verify'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "session" -d 'Portal sessions: create, list, revoke, prune'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "usage" -d 'Record and report metered usage'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "quota" -d 'Check usage against limits, and enforce the storage limit'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "stats" -d 'Platform statistics for admins'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "plan" -d 'List and change plans and their quotas'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "audit" -d 'List audit events, newest first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "completions" -d 'Print a shell completion script'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-customer" -d 'Same as \'customer create\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-customers" -d 'Same as \'customer list\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-site" -d 'Same as \'site create\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-sites" -d 'Same as \'site list\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get" -d 'Print one setting\'s value'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "set" -d 'Change a setting'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "unset" -d 'Remove a setting, so its default applies again'
@@ -1300,5 +1642,17 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "show" -d 'Show one set\'s manifest'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Recompute checksums and quick_check every file (default: the newest set)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "prune" -d 'Remove sets outside the retention policy; never the newest set'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "create" -d 'Create an API key; its token is printed once'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "list" -d 'List API keys (never their secrets)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "revoke" -d 'Revoke an API key'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "verify" -d 'Check a token: exit 0 with its customer and scopes, exit 3 if not valid'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from session" -f -a "create" -d 'Open a portal session for a customer (as the portal does at login); the token is printed once'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from session" -f -a "list" -d 'List sessions (never their tokens)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from session" -f -a "revoke" -d 'Revoke a session, or every session of a customer'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from session" -f -a "prune" -d 'Delete expired sessions (for cron)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "record" -d 'Record metered usage'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from usage" -f -a "report" -d 'Usage per customer for a month, with storage measured now'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from quota" -f -a "check" -d 'Usage against limits; exit 5 if any customer is over'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from quota" -f -a "enforce" -d 'For cron: warn at 80 % and suspend at 100 % of the storage limit'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "list" -d 'List plans with their quotas and how many customers use each'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "set" -d 'Create a plan or change its quotas'

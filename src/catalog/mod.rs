@@ -1,5 +1,6 @@
 //! The control-plane catalog: the only code that speaks SQL to `catalog.db`.
 
+pub mod access;
 pub mod audit;
 pub mod customers;
 pub mod model;

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, one dispatch, and the mapping from errors to
 //! exit codes. Each command group lives in its own file.
 
+mod access;
 mod audit;
 mod backup;
 mod config;
@@ -133,6 +134,20 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Write the catalog out in the legacy file layout
     Export(import::ExportArgs),
+    /// API keys: create, list, revoke, verify
+    #[command(subcommand)]
+    Key(access::KeyCommand),
+    /// Portal sessions: create, list, revoke, prune
+    #[command(subcommand)]
+    Session(access::SessionCommand),
+    /// Record and report metered usage
+    #[command(subcommand)]
+    Usage(access::UsageCommand),
+    /// Check usage against limits, and enforce the storage limit
+    #[command(subcommand)]
+    Quota(access::QuotaCommand),
+    /// Platform statistics for admins
+    Stats(access::StatsArgs),
     /// List and change plans and their quotas
     #[command(subcommand)]
     Plan(plan::PlanCommand),
@@ -268,6 +283,11 @@ fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
         Command::Restore(args) => backup::restore(&session, args),
         Command::Import(args) => import::import(&session, args),
         Command::Export(args) => import::export(&session, args),
+        Command::Key(command) => access::key(&session, command),
+        Command::Session(command) => access::session(&session, command),
+        Command::Usage(command) => access::usage(&session, command),
+        Command::Quota(command) => access::quota(&session, command),
+        Command::Stats(args) => access::stats(&session, args),
         Command::Plan(command) => plan::run(&session, command),
         Command::Audit(args) => audit::run(&session, args),
         Command::Completions { shell } => print_completions(shell),

@@ -1,6 +1,7 @@
 //! One module per capability. Operations take plain arguments, return plain data and
 //! typed errors, and never print.
 
+pub mod access;
 pub mod audit;
 pub mod backup;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod resolve;
 pub mod setup;
 pub mod sites;
 pub mod tenants;
+pub mod usage;
 
 /// Who acts, and in which home: what every mutating operation needs.
 #[derive(Debug, Clone, Copy)]

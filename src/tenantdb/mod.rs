@@ -173,7 +173,9 @@ pub fn provision(tenants_dir: &Path, templates_dir: &Path, migrations: &[Migrati
         let conn = open_tenant(&staging_path)?;
         let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if verdict != "ok" {
-            return Err(Error::verification(format!("the template copy fails quick_check: {verdict}")));
+            return Err(Error::verification(format!(
+                "the template copy fails quick_check: {verdict}"
+            )));
         }
         // Another process may have rebuilt the template between the check and the copy.
         if applied_migrations(&conn)? != applied {

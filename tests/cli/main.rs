@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against a temporary home.
 
+mod access;
 mod audit;
 mod backup;
 mod concurrency;

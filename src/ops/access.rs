@@ -1,0 +1,381 @@
+//! API keys and portal sessions: tokens from a CSPRNG, shown once, stored only as
+//! SHA-256 hashes and compared in constant time.
+
+use rand::Rng;
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{Actor, customers};
+use crate::catalog::access::{self, ApiKey, NewKey, NewSession, Session};
+use crate::catalog::model::{Customer, NewAuditEvent};
+use crate::catalog::{Catalog, audit};
+use crate::error::{Error, Result};
+use crate::{time, validate};
+
+/// The scopes a key may carry.
+pub const SCOPES: &[&str] = &[
+    "sites:read",
+    "sites:write",
+    "deploy",
+    "db:read",
+    "db:write",
+    "usage:read",
+    "usage:write",
+    "admin",
+];
+
+const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+fn random_text(length: usize) -> String {
+    let mut rng = rand::rng();
+    (0..length)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compares two hashes without leaking, through timing, where they first differ.
+fn same_hash(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// 40 characters of [a-z0-9]: 206 bits from the operating system's CSPRNG.
+const SECRET_LENGTH: usize = 40;
+
+fn active_customer(catalog: &Catalog, reference: &str, what: &str) -> Result<Customer> {
+    let customer = customers::resolve(catalog.conn(), reference)?;
+    if customer.status != "active" {
+        return Err(Error::refused(format!(
+            "customer {} is {}; cannot {what}",
+            customer.slug, customer.status
+        )));
+    }
+    Ok(customer)
+}
+
+fn audit_event(
+    tx: &rusqlite::Connection,
+    actor: Actor<'_>,
+    action: &str,
+    kind: &str,
+    target: &str,
+    customer_id: i64,
+    details: serde_json::Value,
+) -> Result<()> {
+    audit::record(
+        tx,
+        &NewAuditEvent {
+            actor: actor.name,
+            action,
+            target_type: kind,
+            target: target.to_string(),
+            customer_id: Some(customer_id),
+            details,
+        },
+    )?;
+    Ok(())
+}
+
+/// A key just created, with its token: the only time the token exists outside the
+/// caller's hands.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: ApiKey,
+    pub token: String,
+}
+
+pub fn create_key(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    reference: &str,
+    name: &str,
+    scopes: &[String],
+    expires_in: Option<&str>,
+) -> Result<CreatedKey> {
+    let name = validate::display_text("name", name)?;
+    let mut scopes: Vec<String> = if scopes.is_empty() {
+        vec!["sites:read".to_string()]
+    } else {
+        scopes.to_vec()
+    };
+    for scope in &scopes {
+        if !SCOPES.contains(&scope.as_str()) {
+            return Err(
+                Error::usage(format!("unknown scope '{}'", validate::printable(scope)))
+                    .with_hint(format!("scopes: {}", SCOPES.join(", "))),
+            );
+        }
+    }
+    scopes.sort();
+    scopes.dedup();
+    let now = chrono::Utc::now();
+    let expires_at = expires_in
+        .map(time::parse_duration)
+        .transpose()?
+        .map(|d| time::format(now + d));
+    let customer = active_customer(catalog, reference, "get new keys")?;
+    let id = random_text(8);
+    let token = format!("tk_{id}_{}", random_text(SECRET_LENGTH));
+    let created = catalog.write(|tx| {
+        let key = access::insert_key(
+            tx,
+            &NewKey {
+                id: &id,
+                customer_id: customer.id,
+                name: &name,
+                scopes: &scopes,
+                secret_hash: &sha256_hex(&token),
+                created_at: &time::format(now),
+                expires_at: expires_at.as_deref(),
+            },
+        )?;
+        audit_event(
+            tx,
+            actor,
+            "key.create",
+            "key",
+            &id,
+            customer.id,
+            json!({"name": name, "scopes": scopes, "expires_at": expires_at}),
+        )?;
+        Ok(key)
+    })?;
+    Ok(CreatedKey { key: created, token })
+}
+
+pub fn list_keys(catalog: &Catalog, customer: Option<&str>) -> Result<Vec<ApiKey>> {
+    let id = customer
+        .map(|c| customers::resolve(catalog.conn(), c))
+        .transpose()?
+        .map(|c| c.id);
+    access::list_keys(catalog.conn(), id)
+}
+
+pub fn revoke_key(catalog: &mut Catalog, actor: Actor<'_>, id: &str) -> Result<ApiKey> {
+    catalog.write(|tx| {
+        let key = access::key_by_id(tx, id)?.ok_or_else(|| {
+            Error::not_found(format!("no API key '{}'", validate::printable(id)))
+                .with_hint("see 'tenantctl key list'")
+        })?;
+        if key.revoked_at.is_some() {
+            return Err(Error::refused(format!("key {id} is already revoked")));
+        }
+        access::revoke_key(tx, id, &time::now())?;
+        audit_event(
+            tx,
+            actor,
+            "key.revoke",
+            "key",
+            id,
+            key.customer_id,
+            json!({"name": key.name}),
+        )?;
+        access::key_by_id(tx, id)?.ok_or_else(|| Error::unexpected("a revoked key vanished"))
+    })
+}
+
+/// What `key verify` says about a valid token.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    pub valid: bool,
+    pub key_id: String,
+    pub customer: String,
+    pub customer_id: i64,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<String>,
+}
+
+/// Checks a token: exit 3 when it is unknown, revoked or expired, or its customer is
+/// suspended or deleted. Records when a valid key was last used.
+pub fn verify_key(catalog: &mut Catalog, token: &str) -> Result<Verified> {
+    let invalid = || {
+        Error::not_found("the token is not a valid API key")
+            .with_hint("unknown, revoked or expired, or its customer is not active")
+    };
+    let id = token
+        .strip_prefix("tk_")
+        .and_then(|rest| rest.split_once('_'))
+        .map(|(id, _)| id)
+        .filter(|id| id.len() == 8 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        .ok_or_else(invalid)?;
+    let stored = access::key_hash(catalog.conn(), id)?.ok_or_else(invalid)?;
+    if !same_hash(&stored, &sha256_hex(token)) {
+        return Err(invalid());
+    }
+    let key = access::key_by_id(catalog.conn(), id)?.ok_or_else(invalid)?;
+    let customer = customers::resolve(catalog.conn(), &key.customer_id.to_string())?;
+    if key.status != "active" || customer.status != "active" {
+        return Err(invalid());
+    }
+    catalog.write(|tx| access::touch_key(tx, id, &time::now()))?;
+    Ok(Verified {
+        valid: true,
+        key_id: key.id,
+        customer: customer.slug,
+        customer_id: customer.id,
+        scopes: key.scopes,
+        expires_at: key.expires_at,
+    })
+}
+
+/// A session just created, with its token.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedSession {
+    #[serde(flatten)]
+    pub session: Session,
+    pub token: String,
+}
+
+/// What the portal does at login, for tests and scripts: a session token printed once.
+pub fn create_session(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    reference: &str,
+    device: Option<&str>,
+    ttl: &str,
+) -> Result<CreatedSession> {
+    let device = device.map(|d| validate::display_text("device", d)).transpose()?;
+    let ttl = time::parse_duration(ttl)?;
+    let customer = active_customer(catalog, reference, "open sessions")?;
+    let now = chrono::Utc::now();
+    let id = random_text(8);
+    let token = format!("ts_{id}_{}", random_text(SECRET_LENGTH));
+    let session = catalog.write(|tx| {
+        let session = access::insert_session(
+            tx,
+            &NewSession {
+                id: &id,
+                customer_id: customer.id,
+                token_hash: &sha256_hex(&token),
+                device: device.as_deref(),
+                created_at: &time::format(now),
+                expires_at: &time::format(now + ttl),
+            },
+        )?;
+        audit_event(
+            tx,
+            actor,
+            "session.create",
+            "session",
+            &id,
+            customer.id,
+            json!({"device": device}),
+        )?;
+        Ok(session)
+    })?;
+    Ok(CreatedSession { session, token })
+}
+
+pub fn list_sessions(catalog: &Catalog, customer: Option<&str>, active_only: bool) -> Result<Vec<Session>> {
+    let id = customer
+        .map(|c| customers::resolve(catalog.conn(), c))
+        .transpose()?
+        .map(|c| c.id);
+    access::list_sessions(catalog.conn(), id, active_only)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Revoked {
+    pub revoked: usize,
+    pub sessions: Vec<Session>,
+}
+
+/// Revokes one session by id, or every session of a customer.
+pub fn revoke_sessions(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    id: Option<&str>,
+    customer: Option<&str>,
+) -> Result<Revoked> {
+    let customer = customer
+        .map(|c| customers::resolve(catalog.conn(), c))
+        .transpose()?;
+    catalog.write(|tx| {
+        let (count, customer_id, target) = match (id, &customer) {
+            (Some(id), None) => {
+                let session = access::session_by_id(tx, id)?.ok_or_else(|| {
+                    Error::not_found(format!("no session '{}'", validate::printable(id)))
+                        .with_hint("see 'tenantctl session list'")
+                })?;
+                (
+                    access::revoke_sessions(tx, Some(id), None, &time::now())?,
+                    session.customer_id,
+                    id.to_string(),
+                )
+            }
+            (None, Some(customer)) => (
+                access::revoke_sessions(tx, None, Some(customer.id), &time::now())?,
+                customer.id,
+                customer.slug.clone(),
+            ),
+            _ => return Err(Error::usage("give a session id, or --customer C --all")),
+        };
+        if count > 0 {
+            audit_event(
+                tx,
+                actor,
+                "session.revoke",
+                "session",
+                &target,
+                customer_id,
+                json!({"revoked": count}),
+            )?;
+        }
+        let sessions = match id {
+            Some(id) => access::session_by_id(tx, id)?.into_iter().collect(),
+            None => access::list_sessions(tx, Some(customer_id), false)?,
+        };
+        Ok(Revoked {
+            revoked: count,
+            sessions,
+        })
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pruned {
+    pub removed: usize,
+}
+
+/// Deletes expired sessions (for cron).
+pub fn prune_sessions(catalog: &mut Catalog, actor: Actor<'_>) -> Result<Pruned> {
+    catalog.write(|tx| {
+        let removed = access::prune_sessions(tx, &time::now())?;
+        if removed > 0 {
+            audit::record(
+                tx,
+                &NewAuditEvent {
+                    actor: actor.name,
+                    action: "session.prune",
+                    target_type: "session",
+                    target: "expired".to_string(),
+                    customer_id: None,
+                    details: json!({"removed": removed}),
+                },
+            )?;
+        }
+        Ok(Pruned { removed })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_compare_equal_only_when_equal() {
+        assert!(same_hash("abc", "abc"));
+        assert!(!same_hash("abc", "abd"));
+        assert!(!same_hash("abc", "abcd"));
+        assert_eq!(random_text(8).len(), 8);
+        assert_ne!(random_text(40), random_text(40));
+    }
+}

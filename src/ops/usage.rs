@@ -1,0 +1,312 @@
+//! Metered usage, quotas against it, and platform statistics.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Actor, customers, quota};
+use crate::catalog::customers::CountColumn;
+use crate::catalog::model::{Customer, NewAuditEvent};
+use crate::catalog::{Catalog, audit, usage};
+use crate::error::{Error, Result};
+use crate::{files, time, validate};
+
+/// Metrics recorded by `usage record`; `storage_mb` is measured, never recorded.
+pub const METRICS: &[&str] = &["bandwidth_mb", "api_calls"];
+
+/// A month as `YYYY-MM`; exit 2 otherwise.
+pub fn check_month(text: &str) -> Result<String> {
+    let valid = text.len() == 7
+        && chrono::NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").is_ok()
+        && text.as_bytes()[4] == b'-';
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(
+            Error::usage(format!("invalid month '{}'", validate::printable(text)))
+                .with_hint("use YYYY-MM, such as 2026-11"),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recorded {
+    pub customer: String,
+    pub metric: String,
+    pub month: String,
+    pub amount: i64,
+    pub month_total: i64,
+}
+
+pub fn record(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    reference: &str,
+    metric: &str,
+    amount: u64,
+    at: Option<&str>,
+) -> Result<Recorded> {
+    if !METRICS.contains(&metric) {
+        return Err(
+            Error::usage(format!("unknown metric '{}'", validate::printable(metric)))
+                .with_hint("record bandwidth_mb or api_calls; storage is measured from the tenant database"),
+        );
+    }
+    let amount = i64::try_from(amount).map_err(|_| Error::usage("the amount is too large"))?;
+    let moment = at
+        .map(time::parse_moment)
+        .transpose()?
+        .unwrap_or_else(chrono::Utc::now);
+    let month = moment.format("%Y-%m").to_string();
+    catalog.write(|tx| {
+        let customer = customers::resolve(tx, reference)?;
+        if customer.status == "deleted" {
+            return Err(Error::refused(format!("customer {} is deleted", customer.slug)));
+        }
+        let total = usage::add(tx, customer.id, metric, &month, amount, &time::now())?;
+        audit::record(
+            tx,
+            &NewAuditEvent {
+                actor: actor.name,
+                action: "usage.record",
+                target_type: "usage",
+                target: format!("{}/{metric}/{month}", customer.slug),
+                customer_id: Some(customer.id),
+                details: json!({"metric": metric, "amount": amount, "month": month}),
+            },
+        )?;
+        Ok(Recorded {
+            customer: customer.slug,
+            metric: metric.to_string(),
+            month,
+            amount,
+            month_total: total,
+        })
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageLine {
+    pub customer: String,
+    pub month: String,
+    pub bandwidth_mb: i64,
+    pub api_calls: i64,
+    /// Measured now from the tenant database file.
+    pub storage_mb: f64,
+}
+
+fn chosen(catalog: &Catalog, reference: Option<&str>) -> Result<Vec<Customer>> {
+    match reference {
+        Some(r) => Ok(vec![customers::resolve(catalog.conn(), r)?]),
+        None => Ok(
+            crate::catalog::customers::list(catalog.conn(), &Default::default())?
+                .into_iter()
+                .filter(|c| c.status != "deleted")
+                .collect(),
+        ),
+    }
+}
+
+pub fn report(catalog: &Catalog, reference: Option<&str>, month: Option<&str>) -> Result<Vec<UsageLine>> {
+    let month = month
+        .map(check_month)
+        .transpose()?
+        .unwrap_or_else(time::current_month);
+    chosen(catalog, reference)?
+        .into_iter()
+        .map(|c| {
+            Ok(UsageLine {
+                bandwidth_mb: usage::amount(catalog.conn(), c.id, "bandwidth_mb", &month)?,
+                api_calls: usage::amount(catalog.conn(), c.id, "api_calls", &month)?,
+                storage_mb: (files::database_size(Path::new(&c.db_path)) as f64 / 10_485.76).round() / 100.0,
+                customer: c.slug,
+                month: month.clone(),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaRow {
+    pub customer: String,
+    pub plan: String,
+    pub resource: String,
+    pub used: i64,
+    pub limit: i64,
+    pub percent: f64,
+    pub over: bool,
+}
+
+/// Usage against the effective limits, per customer and resource.
+pub fn check(catalog: &Catalog, reference: Option<&str>) -> Result<Vec<QuotaRow>> {
+    let mut rows = Vec::new();
+    for customer in chosen(catalog, reference)? {
+        let plan = quota::plan_of(catalog.conn(), &customer)?;
+        let limits = quota::effective(&plan, customer.overrides());
+        let used = quota::measure(catalog.conn(), &customer)?;
+        for line in quota::lines(&used, &limits) {
+            rows.push(QuotaRow {
+                customer: customer.slug.clone(),
+                plan: customer.plan.clone(),
+                resource: line.resource,
+                used: line.used,
+                limit: line.limit,
+                percent: line.percent,
+                over: line.over,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Enforcement {
+    pub customer: String,
+    pub resource: String,
+    pub used: i64,
+    pub limit: i64,
+    pub percent: f64,
+    /// `warned`, `suspended`, or with --dry-run `would_suspend`.
+    pub action: String,
+}
+
+/// Percent of the storage limit at which `quota enforce` warns, and suspends.
+pub const WARN_PERCENT: f64 = 80.0;
+pub const SUSPEND_PERCENT: f64 = 100.0;
+
+/// For cron: warns about active customers at 80 % of their storage limit and suspends
+/// those at 100 %, recording why. Suspended customers are left alone, so a second run
+/// changes nothing.
+pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result<Vec<Enforcement>> {
+    let mut actions = Vec::new();
+    let active: Vec<Customer> = chosen(catalog, None)?
+        .into_iter()
+        .filter(|c| c.status == "active")
+        .collect();
+    for customer in active {
+        let plan = quota::plan_of(catalog.conn(), &customer)?;
+        let limits = quota::effective(&plan, customer.overrides());
+        let used = quota::measure(catalog.conn(), &customer)?;
+        let Some(storage) = quota::lines(&used, &limits)
+            .into_iter()
+            .find(|l| l.resource == "storage_mb")
+        else {
+            continue;
+        };
+        if storage.percent < WARN_PERCENT {
+            continue;
+        }
+        let suspend = storage.percent >= SUSPEND_PERCENT;
+        let action = match (suspend, dry_run) {
+            (false, _) => "warned",
+            (true, true) => "would_suspend",
+            (true, false) => "suspended",
+        };
+        if suspend && !dry_run {
+            let reason = format!("storage quota exceeded: {} of {} MB", storage.used, storage.limit);
+            catalog.write(|tx| {
+                let current = customers::resolve(tx, &customer.id.to_string())?;
+                if current.status != "active" {
+                    return Ok(());
+                }
+                crate::catalog::customers::set_status(tx, current.id, "suspended", Some(&reason))?;
+                customers::audit_customer(
+                    tx,
+                    actor,
+                    "customer.suspend",
+                    &current,
+                    json!({"reason": reason, "source": "quota enforce"}),
+                )
+            })?;
+        }
+        actions.push(Enforcement {
+            customer: customer.slug,
+            resource: storage.resource,
+            used: storage.used,
+            limit: storage.limit,
+            percent: storage.percent,
+            action: action.to_string(),
+        });
+    }
+    Ok(actions)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub customers: Groups,
+    pub customers_by_plan: BTreeMap<String, i64>,
+    pub sites: Groups,
+    pub deployments_last_30_days: i64,
+    pub storage_bytes: u64,
+    pub usage_this_month: BTreeMap<String, i64>,
+    pub top_customers_by_storage: Vec<StorageRank>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Groups {
+    pub total: i64,
+    pub by_status: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageRank {
+    pub customer: String,
+    pub plan: String,
+    pub storage_bytes: u64,
+}
+
+pub fn stats(catalog: &Catalog) -> Result<Stats> {
+    let conn = catalog.conn();
+    let groups = |pairs: Vec<(String, i64)>| Groups {
+        total: pairs.iter().map(|(_, n)| n).sum(),
+        by_status: pairs.into_iter().collect(),
+    };
+    let month = time::current_month();
+    let mut ranks: Vec<StorageRank> = chosen(catalog, None)?
+        .into_iter()
+        .map(|c| StorageRank {
+            storage_bytes: files::database_size(Path::new(&c.db_path)),
+            customer: c.slug,
+            plan: c.plan,
+        })
+        .collect();
+    ranks.sort_by(|a, b| {
+        b.storage_bytes
+            .cmp(&a.storage_bytes)
+            .then(a.customer.cmp(&b.customer))
+    });
+    let storage_bytes = ranks.iter().map(|r| r.storage_bytes).sum();
+    ranks.truncate(10);
+    Ok(Stats {
+        customers: groups(crate::catalog::customers::count_by(conn, CountColumn::Status)?),
+        customers_by_plan: crate::catalog::customers::count_by(conn, CountColumn::Plan)?
+            .into_iter()
+            .collect(),
+        sites: groups(crate::catalog::customers::site_count_by_status(conn)?),
+        deployments_last_30_days: usage::deployments_since(
+            conn,
+            &time::format(chrono::Utc::now() - chrono::Duration::days(30)),
+        )?,
+        storage_bytes,
+        usage_this_month: METRICS
+            .iter()
+            .map(|m| Ok((m.to_string(), usage::total(conn, m, &month)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?,
+        top_customers_by_storage: ranks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_month;
+
+    #[test]
+    fn months_are_year_dash_month() {
+        assert!(check_month("2026-11").is_ok());
+        for bad in ["2026-13", "2026-1", "26-11", "2026/11", "november", ""] {
+            assert!(check_month(bad).is_err(), "{bad}");
+        }
+    }
+}

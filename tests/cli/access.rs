@@ -1,0 +1,378 @@
+//! key, session, usage, quota and stats.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn with_customer() -> TestEnv {
+    let env = TestEnv::initialised();
+    env.customer("ops@acme.test", "Jane", &["--slug", "acme"]);
+    env
+}
+
+fn catalog_bytes(env: &TestEnv) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for file in ["catalog.db", "catalog.db-wal"] {
+        bytes.extend(std::fs::read(env.home.join(file)).unwrap_or_default());
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+const KEY_FIELDS: &[&str] = &[
+    "id",
+    "customer_id",
+    "customer",
+    "name",
+    "scopes",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+    "revoked_at",
+    "status",
+];
+
+#[test]
+fn keys_are_shown_once_stored_hashed_and_verified() {
+    let env = with_customer();
+    let created = env.json(&[
+        "key",
+        "create",
+        "acme",
+        "--name",
+        "ci",
+        "--scope",
+        "deploy",
+        "--scope",
+        "sites:read",
+        "--expires-in",
+        "90d",
+    ]);
+    let mut fields = KEY_FIELDS.to_vec();
+    fields.push("token");
+    assert_fields(&created, &fields);
+    let token = created["token"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap();
+    assert!(token.starts_with(&format!("tk_{id}_")), "{token}");
+    assert!(
+        token.len() >= 3 + 8 + 1 + 32,
+        "at least 128 bits of secret: {token}"
+    );
+    assert_eq!(created["scopes"], json!(["deploy", "sites:read"]));
+    assert!(
+        !contains(&catalog_bytes(&env), &token),
+        "the token is stored nowhere"
+    );
+    let secret = token.rsplit('_').next().unwrap();
+    assert!(!contains(&catalog_bytes(&env), secret));
+
+    let listed = env.json(&["key", "list", "acme"]);
+    assert_fields(&listed[0], KEY_FIELDS);
+    assert!(!env.ok(&["key", "list", "-o", "csv"]).stdout.contains(secret));
+
+    let verified = env.json(&["key", "verify", &token]);
+    assert_fields(
+        &verified,
+        &[
+            "valid",
+            "key_id",
+            "customer",
+            "customer_id",
+            "scopes",
+            "expires_at",
+        ],
+    );
+    assert_eq!(verified["customer"], "acme");
+    assert_eq!(verified["scopes"], json!(["deploy", "sites:read"]));
+    assert_timestamp(&env.json(&["key", "list"])[0]["last_used_at"]);
+
+    let wrong_secret = format!("tk_{id}_{}", "x".repeat(40));
+    for bad in [wrong_secret.as_str(), "tk_nothere1_abc", "garbage", ""] {
+        env.fails(&["key", "verify", bad], 3);
+    }
+    let revoked = env.json(&["key", "revoke", id]);
+    assert_eq!(revoked["status"], "revoked");
+    env.fails(&["key", "verify", &token], 3);
+    env.fails(&["key", "revoke", id], 6);
+    env.fails(&["key", "revoke", "nosuchid"], 3);
+    let actions: Vec<String> = env
+        .json(&["audit", "--action", "key."])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actions, ["key.revoke", "key.create"]);
+}
+
+#[test]
+fn expired_suspended_and_deleted_keys_do_not_verify() {
+    let env = with_customer();
+    let expired = env.json(&["key", "create", "acme", "--name", "old", "--expires-in", "0s"]);
+    assert_eq!(expired["status"], "expired");
+    env.fails(&["key", "verify", expired["token"].as_str().unwrap()], 3);
+    let token = env.json(&["key", "create", "acme", "--name", "live"])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok(&["key", "verify", &token]);
+    env.ok(&["customer", "suspend", "acme", "--reason", "unpaid"]);
+    env.fails(&["key", "verify", &token], 3);
+    env.fails(&["key", "create", "acme", "--name", "more"], 6);
+    env.ok(&["customer", "reactivate", "acme"]);
+    env.ok(&["key", "verify", &token]);
+    env.ok(&["customer", "delete", "acme", "--confirm", "acme"]);
+    env.fails(&["key", "verify", &token], 3);
+    assert_eq!(
+        env.json(&["key", "list"])[1]["status"],
+        "revoked",
+        "deleting a customer revokes its keys"
+    );
+}
+
+#[test]
+fn bad_key_input_is_a_usage_error_and_writes_nothing() {
+    let env = with_customer();
+    let before = env.count("SELECT count(*) FROM api_keys");
+    env.fails(&["key", "create", "acme", "--name", "x", "--scope", "root"], 2);
+    env.fails(
+        &[
+            "key",
+            "create",
+            "acme",
+            "--name",
+            "x",
+            "--expires-in",
+            "ninety days",
+        ],
+        2,
+    );
+    env.fails(&["key", "create", "acme"], 2);
+    env.fails(&["key", "create", "ghost", "--name", "x"], 3);
+    assert_eq!(env.count("SELECT count(*) FROM api_keys"), before);
+}
+
+#[test]
+fn sessions_are_created_listed_revoked_and_pruned() {
+    let env = with_customer();
+    let created = env.json(&["session", "create", "acme", "--device", "Firefox", "--ttl", "7d"]);
+    let token = created["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("ts_"));
+    assert!(!contains(&catalog_bytes(&env), &token));
+    let id = created["id"].as_str().unwrap().to_string();
+    env.json(&["session", "create", "acme", "--ttl", "0s"]);
+    let other = env.json(&["session", "create", "acme"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let all = env.json(&["session", "list", "acme"]);
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s.get("token").is_none() && s.get("token_hash").is_none())
+    );
+    assert_eq!(
+        env.json(&["session", "list", "--active"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let revoked = env.json(&["session", "revoke", &id]);
+    assert_eq!(revoked["revoked"], 1);
+    assert_eq!(revoked["sessions"][0]["status"], "revoked");
+    env.fails(&["session", "revoke", "nosuchid"], 3);
+    let pruned = env.json(&["session", "prune"]);
+    assert_eq!(pruned, json!({"removed": 1}));
+    assert_eq!(env.json(&["session", "prune"]), json!({"removed": 0}));
+    let all_revoked = env.json(&["session", "revoke", "--customer", "acme", "--all"]);
+    assert_eq!(all_revoked["revoked"], 1);
+    assert!(
+        env.json(&["session", "list", "--active"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    env.fails(&["session", "revoke", "--customer", "acme"], 2);
+    env.fails(&["session", "create", "acme", "--ttl", "soon"], 2);
+    let _ = other;
+}
+
+#[test]
+fn suspending_blocks_sessions_and_deleting_revokes_them() {
+    let env = with_customer();
+    env.json(&["session", "create", "acme"]);
+    env.ok(&["customer", "suspend", "acme", "--reason", "r"]);
+    assert_eq!(env.json(&["session", "list"])[0]["status"], "blocked");
+    assert!(
+        env.json(&["session", "list", "--active"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    env.ok(&["customer", "reactivate", "acme"]);
+    env.ok(&["customer", "delete", "acme", "--confirm", "acme"]);
+    assert_eq!(env.json(&["session", "list"])[0]["status"], "revoked");
+}
+
+#[test]
+fn usage_is_recorded_per_month_and_reported_with_storage() {
+    let env = with_customer();
+    let first = env.json(&[
+        "usage",
+        "record",
+        "acme",
+        "bandwidth_mb",
+        "512",
+        "--at",
+        "2026-10-15",
+    ]);
+    assert_eq!(
+        first,
+        json!({"customer": "acme", "metric": "bandwidth_mb", "month": "2026-10", "amount": 512, "month_total": 512})
+    );
+    env.ok(&[
+        "usage",
+        "record",
+        "acme",
+        "bandwidth_mb",
+        "100",
+        "--at",
+        "2026-10-20T10:00:00Z",
+    ]);
+    env.ok(&["usage", "record", "acme", "api_calls", "7", "--at", "2026-10-01"]);
+    env.ok(&["usage", "record", "acme", "api_calls", "3"]);
+    let october = env.json(&["usage", "report", "acme", "--month", "2026-10"]);
+    assert_fields(
+        &october[0],
+        &["customer", "month", "bandwidth_mb", "api_calls", "storage_mb"],
+    );
+    assert_eq!(
+        (
+            october[0]["bandwidth_mb"].as_i64(),
+            october[0]["api_calls"].as_i64()
+        ),
+        (Some(612), Some(7))
+    );
+    assert!(october[0]["storage_mb"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        env.json(&["usage", "report"])[0]["api_calls"],
+        3,
+        "this month by default"
+    );
+    for bad in [
+        &["usage", "record", "acme", "bandwidth_mb", "-5"][..],
+        &["usage", "record", "acme", "bandwidth_mb", "lots"],
+        &["usage", "record", "acme", "storage_mb", "5"],
+        &["usage", "record", "acme", "bandwidth_mb", "5", "--at", "someday"],
+        &["usage", "report", "--month", "2026-13"],
+        &["usage", "report", "--month", "Nov"],
+    ] {
+        env.fails(bad, 2);
+    }
+    env.fails(&["usage", "record", "ghost", "api_calls", "1"], 3);
+}
+
+#[test]
+fn quota_check_exits_5_when_over_and_enforce_warns_then_suspends() {
+    let env = with_customer();
+    env.customer("b@example.com", "B", &["--slug", "beta"]);
+    let ok = env.json(&["quota", "check"]);
+    assert_fields(
+        &ok[0],
+        &["customer", "plan", "resource", "used", "limit", "percent", "over"],
+    );
+    env.ok(&["db", "sql", "acme", "CREATE TABLE blobs (b BLOB)", "--write"]);
+    env.ok(&[
+        "db",
+        "sql",
+        "acme",
+        "INSERT INTO blobs SELECT randomblob(1000000) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4)",
+        "--write",
+    ]);
+    env.ok(&["customer", "update", "acme", "--max-storage-mb", "5", "--force"]);
+    let warned = env.json(&["quota", "enforce"]);
+    assert_eq!(warned[0]["action"], "warned", "{warned}");
+    assert_eq!(env.json(&["customer", "show", "acme"])["status"], "active");
+
+    env.ok(&["customer", "update", "acme", "--max-storage-mb", "2", "--force"]);
+    let run = env.run(&["quota", "check", "--json"]);
+    assert_eq!(run.code, 5, "{run:?}");
+    assert!(
+        run.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["customer"] == "acme" && r["over"] == true)
+    );
+    env.ok(&["quota", "check", "beta"]);
+
+    let dry = env.json(&["quota", "enforce", "--dry-run"]);
+    assert_eq!(dry[0]["action"], "would_suspend");
+    assert_eq!(env.json(&["customer", "show", "acme"])["status"], "active");
+    let enforced = env.json(&["quota", "enforce"]);
+    assert_fields(
+        &enforced[0],
+        &["customer", "resource", "used", "limit", "percent", "action"],
+    );
+    assert_eq!(enforced[0]["action"], "suspended");
+    let acme = env.json(&["customer", "show", "acme"]);
+    assert_eq!(acme["status"], "suspended");
+    assert!(
+        acme["status_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("storage quota exceeded")
+    );
+    let audits = env.count("SELECT count(*) FROM audit_events");
+    assert_eq!(
+        env.json(&["quota", "enforce"]),
+        json!([]),
+        "a second run does nothing new"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM audit_events"), audits);
+}
+
+#[test]
+fn stats_summarise_the_platform() {
+    let env = with_customer();
+    env.customer("b@example.com", "B", &["--slug", "beta", "--plan", "pro"]);
+    env.ok(&["site", "create", "acme", "S", "--domain", "s.acme.test"]);
+    env.ok(&["site", "deploy", "s.acme.test"]);
+    env.ok(&["usage", "record", "acme", "api_calls", "42"]);
+    let stats = env.json(&["stats"]);
+    assert_fields(
+        &stats,
+        &[
+            "customers",
+            "customers_by_plan",
+            "sites",
+            "deployments_last_30_days",
+            "storage_bytes",
+            "usage_this_month",
+            "top_customers_by_storage",
+        ],
+    );
+    assert_eq!(
+        stats["customers"],
+        json!({"total": 2, "by_status": {"active": 2}})
+    );
+    assert_eq!(stats["customers_by_plan"], json!({"pro": 1, "starter": 1}));
+    assert_eq!(stats["sites"]["total"], 1);
+    assert_eq!(stats["deployments_last_30_days"], 1);
+    assert_eq!(
+        stats["usage_this_month"],
+        json!({"api_calls": 42, "bandwidth_mb": 0})
+    );
+    let top = stats["top_customers_by_storage"].as_array().unwrap();
+    assert_eq!(top.len(), 2);
+    assert_fields(&top[0], &["customer", "plan", "storage_bytes"]);
+    assert!(stats["storage_bytes"].as_u64().unwrap() >= top[0]["storage_bytes"].as_u64().unwrap());
+    let _: Value = stats;
+}
