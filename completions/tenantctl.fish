@@ -37,7 +37,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_needs_command" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -s V -l version -d 'Print version'
@@ -81,7 +81,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s V -l version -d 'Print version'
@@ -103,7 +103,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l status -
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l continue-on-error -d 'With --from-files: import the valid files even when some are invalid'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s V -l version -d 'Print version'
@@ -120,7 +120,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s V -l version -d 'Print version'
@@ -137,7 +137,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s V -l version -d 'Print version'
@@ -159,7 +159,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
@@ -176,7 +176,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s V -l version -d 'Print version'
@@ -193,7 +193,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s V -l version -d 'Print version'
@@ -210,7 +210,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -232,7 +232,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s V -l version -d 'Print version'
@@ -264,7 +264,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
@@ -284,7 +284,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
@@ -305,7 +305,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -326,7 +326,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
@@ -343,7 +343,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
@@ -370,7 +370,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l force -d 'Apply a change even when it puts the customer over a quota'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
@@ -388,7 +388,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s V -l version -d 'Print version'
@@ -405,7 +405,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s V -l version -d 'Print version'
@@ -423,7 +423,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
@@ -440,7 +440,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s V -l version -d 'Print version'
@@ -458,7 +458,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s V -l version -d 'Print version'
@@ -485,7 +485,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -s V -l version -d 'Print version'
@@ -520,7 +520,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
@@ -541,7 +541,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
@@ -561,7 +561,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -581,7 +581,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
@@ -598,7 +598,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
@@ -621,7 +621,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
@@ -639,7 +639,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
@@ -657,7 +657,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s V -l version -d 'Print version'
@@ -674,7 +674,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s V -l version -d 'Print version'
@@ -692,7 +692,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s V -l version -d 'Print version'
@@ -710,7 +710,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s V -l version -d 'Print version'
@@ -727,7 +727,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s V -l version -d 'Print version'
@@ -744,7 +744,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -s V -l version -d 'Print version'
@@ -773,7 +773,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s V -l version -d 'Print version'
@@ -801,7 +801,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l continue-on-error -d 'Go on with the other tenants after a failure (exit 8 at the end)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s V -l version -d 'Print version'
@@ -821,7 +821,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l check -d 'Also open every file: quick_check and the version it really has'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
@@ -841,7 +841,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l write -d 'Allow the statement to change data'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s V -l version -d 'Print version'
@@ -858,7 +858,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s V -l version -d 'Print version'
@@ -880,7 +880,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s V -l version -d 'Print version'
@@ -898,7 +898,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l lock-time
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l fix -d 'Repair what is safe to repair (modes, recorded versions, crash leftovers)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s V -l version -d 'Print version'
@@ -921,7 +921,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fi
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l catalog -d 'Only the catalog'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s V -l version -d 'Print version'
@@ -944,7 +944,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -961,7 +961,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
@@ -979,7 +979,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l all -d 'Verify every set'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
@@ -1001,7 +1001,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l dry-run -d 'Show what would be removed, remove nothing'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
@@ -1030,7 +1030,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l everythi
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l if-missing -d 'Only restore tenants whose database file is absent'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s V -l version -d 'Print version'
@@ -1050,7 +1050,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l dry-run -
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l continue-on-error -d 'Import the valid files even when some are invalid (exit 8)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -s V -l version -d 'Print version'
@@ -1067,7 +1067,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s V -l version -d 'Print version'
@@ -1084,7 +1084,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s V -l version -d 'Print version'
@@ -1109,7 +1109,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
@@ -1126,7 +1126,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -1143,7 +1143,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
@@ -1160,7 +1160,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
@@ -1182,7 +1182,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s V -l version -d 'Print version'
@@ -1206,7 +1206,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
@@ -1224,7 +1224,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l active -d 'Only sessions that are neither revoked, expired nor blocked'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -1243,7 +1243,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l all -d 'Every session of --customer'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
@@ -1260,7 +1260,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
@@ -1282,7 +1282,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s V -l version -d 'Print version'
@@ -1303,7 +1303,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s V -l version -d 'Print version'
@@ -1321,7 +1321,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s V -l version -d 'Print version'
@@ -1341,7 +1341,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s V -l version -d 'Print version'
@@ -1361,7 +1361,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
@@ -1379,7 +1379,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_se
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l dry-run -d 'Say what would be done, do nothing'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s V -l version -d 'Print version'
@@ -1399,7 +1399,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s V -l version -d 'Print version'
@@ -1416,7 +1416,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s V -l version -d 'Print version'
@@ -1436,7 +1436,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -1457,7 +1457,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s V -l version -d 'Print version'
@@ -1481,7 +1481,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s V -l version -d 'Print version'
@@ -1498,7 +1498,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s V -l version -d 'Print version'
@@ -1518,7 +1518,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s V -l version -d 'Print version'
@@ -1539,7 +1539,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s V -l version -d 'Print version'
@@ -1560,7 +1560,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s V -l version -d 'Print version'
@@ -1580,7 +1580,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s v -l verbose -d 'Print more detail on stderr (repeat for more)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s V -l version -d 'Print version'

@@ -23,6 +23,14 @@ mod embedded {
     refinery::embed_migrations!("migrations/catalog");
 }
 
+/// Receives each executed statement and how long it ran.
+pub type SqlProfiler = fn(&str, Duration);
+
+thread_local! {
+    /// Where `profile_sql` sends statements; the trace hook takes a plain function.
+    static PROFILE: std::cell::Cell<Option<SqlProfiler>> = const { std::cell::Cell::new(None) };
+}
+
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -87,6 +95,25 @@ impl Catalog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Reports every statement and how long it took to `profile` (for `-vv`).
+    /// Statements are passed as written, without their bound values, which may be
+    /// secrets' hashes or personal data.
+    pub fn profile_sql(&mut self, profile: SqlProfiler) {
+        PROFILE.with(|slot| slot.set(Some(profile)));
+        self.conn.trace_v2(
+            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_PROFILE,
+            Some(|event: rusqlite::trace::TraceEvent<'_>| {
+                if let rusqlite::trace::TraceEvent::Profile(statement, took) = event {
+                    PROFILE.with(|slot| {
+                        if let Some(profile) = slot.get() {
+                            profile(&statement.sql(), took);
+                        }
+                    });
+                }
+            }),
+        );
     }
 
     /// Read access for queries that need no transaction.

@@ -25,11 +25,13 @@ pub enum KeyCommand {
         #[arg(long, value_name = "DURATION")]
         expires_in: Option<String>,
     },
+    #[command(after_help = "Example:\n  tenantctl key list acme")]
     /// List API keys (never their secrets)
     List {
         /// Only this customer's keys
         customer: Option<String>,
     },
+    #[command(after_help = "Example:\n  tenantctl key revoke 3k9x2m1a")]
     /// Revoke an API key
     Revoke {
         /// Key id (the 8 characters after tk_)
@@ -57,6 +59,9 @@ pub enum SessionCommand {
         #[arg(long, value_name = "DURATION", default_value = "7d")]
         ttl: String,
     },
+    #[command(
+        after_help = "Examples:\n  tenantctl session list acme\n  tenantctl session list --active --json"
+    )]
     /// List sessions (never their tokens)
     List {
         /// Only this customer's sessions
@@ -80,6 +85,7 @@ pub enum SessionCommand {
         #[arg(long, requires = "customer")]
         all: bool,
     },
+    #[command(after_help = "Example:\n  tenantctl session prune")]
     /// Delete expired sessions (for cron)
     Prune,
 }
@@ -99,6 +105,7 @@ pub enum UsageCommand {
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
     },
+    #[command(after_help = "Example:\n  tenantctl usage report acme --month 2026-11")]
     /// Usage per customer for a month, with storage measured now
     Report {
         /// Only this customer
@@ -111,11 +118,13 @@ pub enum UsageCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum QuotaCommand {
+    #[command(after_help = "Examples:\n  tenantctl quota check\n  tenantctl quota check acme --json")]
     /// Usage against limits; exit 5 if any customer is over
     Check {
         /// Only this customer
         customer: Option<String>,
     },
+    #[command(after_help = "Example:\n  tenantctl quota enforce --dry-run")]
     /// For cron: warn at 80 % and suspend at 100 % of the storage limit
     Enforce {
         /// Say what would be done, do nothing

@@ -42,17 +42,22 @@ pub enum Kind {
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
+    #[command(
+        after_help = "Examples:\n  tenantctl backup list\n  tenantctl backup list --customer acme --json"
+    )]
     /// List backup sets from their manifests (works without the catalog)
     List {
         /// Only sets holding this customer (slug or id)
         #[arg(long, value_name = "CUSTOMER")]
         customer: Option<String>,
     },
+    #[command(after_help = "Example:\n  tenantctl backup show 20261122T030000000000Z-1a2b")]
     /// Show one set's manifest
     Show {
         /// Backup set id
         id: String,
     },
+    #[command(after_help = "Examples:\n  tenantctl backup verify\n  tenantctl backup verify --all")]
     /// Recompute checksums and quick_check every file (default: the newest set)
     Verify {
         /// Backup set ids

@@ -21,11 +21,13 @@ pub enum ConfigCommand {
         /// New value
         value: String,
     },
+    #[command(after_help = "Example:\n  tenantctl config unset platform_domain")]
     /// Remove a setting, so its default applies again
     Unset {
         /// Setting name
         key: String,
     },
+    #[command(after_help = "Example:\n  tenantctl config list -o csv")]
     /// List every setting with its value and default
     List,
 }

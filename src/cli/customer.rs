@@ -33,6 +33,7 @@ pub enum CustomerCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    #[command(after_help = "Example:\n  tenantctl customer reactivate acme")]
     /// Make a suspended customer active again
     Reactivate {
         /// Slug, numeric id or email
@@ -47,6 +48,7 @@ pub enum CustomerCommand {
         #[arg(long, value_name = "SLUG")]
         confirm: Option<String>,
     },
+    #[command(after_help = "Example:\n  tenantctl customer undelete acme")]
     /// Reverse a soft delete
     Undelete {
         /// Slug, numeric id or email

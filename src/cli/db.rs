@@ -16,7 +16,7 @@ pub enum DbCommand {
     /// Run one SQL statement on a tenant database (read-only unless --write)
     Sql(SqlArgs),
     /// Print the absolute path of a customer's database (for sqlite3)
-    #[command(after_help = "Example:\n  sqlite3 \"$(tenantctl db path acme)\"")]
+    #[command(after_help = "Examples:\n  tenantctl db path acme\n  sqlite3 \"$(tenantctl db path acme)\"")]
     Path {
         /// Customer slug, id or email
         customer: String,

@@ -72,7 +72,7 @@ pub struct GlobalArgs {
     /// Print only data and errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Print more detail on stderr (repeat for more)
+    /// Print more detail on stderr; -vv also prints every catalog SQL statement with its time
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Never draw progress bars
@@ -108,17 +108,28 @@ pub enum Command {
     Init(setup::InitArgs),
     /// Apply or list catalog migrations
     Migrate(setup::MigrateArgs),
+    #[command(after_help = "Example:\n  tenantctl status --json")]
     /// Show the state of the home at a glance
     Status,
+    #[command(
+        after_help = "Examples:\n  tenantctl config list\n  tenantctl config set platform_domain example.com"
+    )]
     /// Read and change catalog settings
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    #[command(
+        after_help = "Examples:\n  tenantctl customer create ops@acme.test 'Jane Doe' 'Acme Corp'\n  tenantctl customer list --status active"
+    )]
     /// Manage customers (tenants)
     #[command(subcommand)]
     Customer(customer::CustomerCommand),
+    #[command(
+        after_help = "Examples:\n  tenantctl site create acme Shop --domain shop.acme.test\n  tenantctl site deploy shop.acme.test"
+    )]
     /// Manage customers' sites, deployments and config snapshots
     #[command(subcommand)]
     Site(site::SiteCommand),
+    #[command(after_help = "Examples:\n  tenantctl db migrate --dry-run\n  tenantctl db status --behind")]
     /// Tenant databases: migrate, status, SQL, path
     #[command(subcommand)]
     Db(db::DbCommand),
@@ -134,20 +145,30 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Write the catalog out in the legacy file layout
     Export(import::ExportArgs),
+    #[command(
+        after_help = "Examples:\n  tenantctl key create acme --name ci --scope deploy\n  tenantctl key list acme"
+    )]
     /// API keys: create, list, revoke, verify
     #[command(subcommand)]
     Key(access::KeyCommand),
+    #[command(after_help = "Examples:\n  tenantctl session list --active\n  tenantctl session prune")]
     /// Portal sessions: create, list, revoke, prune
     #[command(subcommand)]
     Session(access::SessionCommand),
+    #[command(
+        after_help = "Examples:\n  tenantctl usage record acme api_calls 120\n  tenantctl usage report --month 2026-11"
+    )]
     /// Record and report metered usage
     #[command(subcommand)]
     Usage(access::UsageCommand),
+    #[command(after_help = "Examples:\n  tenantctl quota check\n  tenantctl quota enforce --dry-run")]
     /// Check usage against limits, and enforce the storage limit
     #[command(subcommand)]
     Quota(access::QuotaCommand),
+    #[command(after_help = "Example:\n  tenantctl stats --json")]
     /// Platform statistics for admins
     Stats(access::StatsArgs),
+    #[command(after_help = "Examples:\n  tenantctl plan list\n  tenantctl plan set pro --max-sites 20")]
     /// List and change plans and their quotas
     #[command(subcommand)]
     Plan(plan::PlanCommand),
@@ -217,7 +238,11 @@ impl Session {
     fn catalog(&self) -> crate::error::Result<Catalog> {
         self.messages
             .debug(&format!("opening catalog {}", self.home.catalog().display()));
-        Catalog::open_ready(&self.home.catalog())
+        let mut catalog = Catalog::open_ready(&self.home.catalog())?;
+        if self.ctx.verbose >= 2 {
+            catalog.profile_sql(crate::render::sql_profile);
+        }
+        Ok(catalog)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::ops::plans::{self, PlanValues};
 
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
+    #[command(after_help = "Example:\n  tenantctl plan list --json")]
     /// List plans with their quotas and how many customers use each
     List,
     /// Create a plan or change its quotas

@@ -43,6 +43,7 @@ pub enum SiteCommand {
         #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(i64).range(1..=65535))]
         port: Option<i64>,
     },
+    #[command(after_help = "Example:\n  tenantctl site deployments shop.acme.test")]
     /// List a site's deployments, oldest first
     Deployments {
         /// Site id or domain
@@ -59,6 +60,7 @@ pub enum SiteCommand {
         #[arg(long, value_name = "N")]
         to: Option<i64>,
     },
+    #[command(after_help = "Example:\n  tenantctl site snapshot shop.acme.test --name before-redesign")]
     /// Save a copy of the site's config
     Snapshot {
         /// Site id or domain
@@ -67,6 +69,7 @@ pub enum SiteCommand {
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },
+    #[command(after_help = "Example:\n  tenantctl site snapshots shop.acme.test --json")]
     /// List a site's config snapshots, oldest first
     Snapshots {
         /// Site id or domain

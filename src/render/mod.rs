@@ -460,6 +460,16 @@ impl crate::ops::Progress for Bar {
     }
 }
 
+/// One executed SQL statement on stderr, for `-vv`.
+pub fn sql_profile(sql: &str, took: std::time::Duration) {
+    let _ = writeln!(
+        io::stderr().lock(),
+        "sql: {:.3} ms: {}",
+        took.as_secs_f64() * 1000.0,
+        one_line(sql)
+    );
+}
+
 /// Messages to the operator on stderr.
 #[derive(Debug, Clone, Copy)]
 pub struct Messages {

@@ -209,6 +209,12 @@ fn quiet_and_verbose_only_change_stderr() {
     assert_eq!(normal.stdout, verbose.stdout);
     assert_eq!(normal.stdout, quiet.stdout);
     assert!(verbose.stderr.contains("catalog"), "{verbose:?}");
+    assert!(
+        verbose.stderr.contains("sql: ") && verbose.stderr.contains("FROM customers"),
+        "{verbose:?}"
+    );
+    let once = env.ok(&["customer", "list", "--json", "-v"]);
+    assert!(!once.stderr.contains("sql: "), "-v alone does not trace SQL");
     assert!(quiet.stderr.is_empty());
 }
 
