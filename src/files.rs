@@ -35,9 +35,25 @@ pub fn create_private_dir(path: &Path) -> Result<bool> {
     if path.is_dir() {
         return Ok(false);
     }
-    fs::create_dir_all(path).io_context(|| format!("creating folder {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(PRIVATE_DIR_MODE))
-        .io_context(|| format!("setting the mode of {}", path.display()))?;
+    // Every folder this creates is private, not only the last one.
+    let missing: Vec<&Path> = path
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .collect();
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(crate::error::Error::io(
+                    format!("creating folder {}", dir.display()),
+                    e,
+                ));
+            }
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+            .io_context(|| format!("setting the mode of {}", dir.display()))?;
+    }
     Ok(true)
 }
 

@@ -454,6 +454,24 @@ fn orphan_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<
                     "unfinished provision left by a crash".to_string(),
                     repair,
                 );
+            } else if dir == home.tenants_dir() {
+                // Most often a `customer create` that died between moving the new file
+                // in and committing its row. Moving it aside frees the slug and keeps
+                // whatever it holds.
+                let aside =
+                    home.trash_dir()
+                        .join(format!("orphan-{}-{}", crate::time::now().replace(':', ""), name));
+                let repair = || {
+                    files::create_private_dir(&home.trash_dir())?;
+                    files::move_database(&path, &aside).map(|_| format!("moved to {}", aside.display()))
+                };
+                doctor.problem(
+                    "orphan.file",
+                    path_text(&path),
+                    Verdict::Warn,
+                    "no customer owns this database file".to_string(),
+                    Some(&repair),
+                );
             } else {
                 doctor.add(
                     "orphan.file",

@@ -8,6 +8,7 @@ mod config;
 mod customers;
 mod docs;
 mod global;
+mod hardening;
 mod import;
 mod plans;
 mod setup;

@@ -1,0 +1,385 @@
+//! A hostile environment: processes killed mid-command, many writers at once, odd
+//! input, a permissive umask, and secrets that must never be printed.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// Checks what must hold after any crash: a sound catalog, every live customer's
+/// database present and whole, and no tenant file without its customer (after
+/// `doctor --fix`, which clears crash leftovers).
+fn assert_consistent(env: &TestEnv, context: &str) {
+    let catalog = env.catalog();
+    let integrity: String = catalog
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok", "{context}");
+    let violations: i64 = catalog
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(violations, 0, "{context}");
+    let mut stmt = catalog
+        .prepare("SELECT slug, db_path, status FROM customers")
+        .unwrap();
+    let rows: Vec<(String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (slug, path, _) in &rows {
+        let tenant = rusqlite::Connection::open(path).unwrap_or_else(|e| panic!("{context}: {slug}: {e}"));
+        let check: String = tenant.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok", "{context}: {slug}");
+        let version: i64 = tenant
+            .query_row(
+                "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            version >= 3,
+            "{context}: {slug} is at a whole version ({version})"
+        );
+    }
+    let owned: Vec<String> = rows.iter().map(|(_, p, _)| p.clone()).collect();
+    for name in env.names_in(&env.home.join("tenants")) {
+        let path = env.home.join("tenants").join(&name).display().to_string();
+        if name.ends_with(".db") && !name.starts_with('.') {
+            assert!(owned.contains(&path), "{context}: {name} has no customer");
+        }
+    }
+}
+
+/// Runs `args` `rounds` times, each killed after a different short delay.
+fn kill_repeatedly(env: &TestEnv, rounds: u64, args: impl Fn(u64) -> Vec<String>) {
+    for round in 0..rounds {
+        let mut child = env
+            .command()
+            .args(args(round))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(200 + (round * 7919) % 25_000));
+        let _ = child.kill();
+        child.wait().unwrap();
+        // Leftovers a crash may leave are what doctor --fix is for; it must not fail hard.
+        let fix = env.run(&["doctor", "--fix", "--json"]);
+        assert!(fix.code == 0 || fix.code == 7, "round {round}: {fix:?}");
+        assert_consistent(env, &format!("round {round} of {:?}", args(round)));
+    }
+}
+
+#[test]
+fn killing_customer_create_leaves_no_half_customer() {
+    let env = TestEnv::initialised();
+    kill_repeatedly(&env, 25, |round| {
+        vec![
+            "customer".into(),
+            "create".into(),
+            format!("k{round}@example.com"),
+            "K".into(),
+            "--slug".into(),
+            format!("k{round}"),
+        ]
+    });
+}
+
+#[test]
+fn killing_import_purge_and_db_migrate_leaves_a_consistent_home() {
+    let env = TestEnv::initialised();
+    let dir = env.root.join("legacy");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..30 {
+        let doc = serde_json::json!({"name": "S", "domain": format!("s{i}.corp{}.test", i % 6),
+            "customer": {"email": format!("o{}@corp.test", i % 6), "company": format!("Corp {}", i % 6)}});
+        std::fs::write(dir.join(format!("s{i}.json")), doc.to_string()).unwrap();
+    }
+    kill_repeatedly(&env, 10, |_| {
+        vec!["import".into(), dir.display().to_string(), "-q".into()]
+    });
+    env.ok(&["import", dir.to_str().unwrap(), "-q"]);
+    std::fs::write(
+        env.home.join("tenant-migrations/V4__four.sql"),
+        "CREATE TABLE four (x);",
+    )
+    .unwrap();
+    kill_repeatedly(&env, 10, |_| vec!["db".into(), "migrate".into(), "-q".into()]);
+    env.ok(&["db", "migrate"]);
+    assert_eq!(env.json(&["db", "status"])["summary"]["behind"], 0);
+    for slug in ["corp-0", "corp-1", "corp-2"] {
+        env.ok(&["customer", "delete", slug, "--confirm", slug]);
+    }
+    kill_repeatedly(&env, 6, |round| {
+        let slug = format!("corp-{}", round % 3);
+        vec![
+            "customer".into(),
+            "purge".into(),
+            slug.clone(),
+            "--confirm".into(),
+            slug,
+        ]
+    });
+}
+
+#[test]
+fn many_writers_at_once_lose_nothing_and_never_see_a_lock_error() {
+    let env = TestEnv::initialised();
+    env.customer(
+        "base@example.com",
+        "Base",
+        &["--slug", "base", "--plan", "enterprise"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let scripts = [
+        // creators of customers and sites
+        "i=0; while [ $(date +%s) -lt $END ]; do i=$((i+1)); \"$TENANTCTL\" customer create w$W-$i@example.com W --slug w$W-$i -q >/dev/null || exit 1; \
+         \"$TENANTCTL\" site create w$W-$i S --domain s.w$W-$i.test -q >/dev/null || exit 1; echo $i > \"$OUT\"; done",
+        // usage recorders
+        "i=0; while [ $(date +%s) -lt $END ]; do i=$((i+1)); \"$TENANTCTL\" usage record base api_calls 1 -q >/dev/null || exit 1; echo $i > \"$OUT\"; done",
+        // a backup loop
+        "i=0; while [ $(date +%s) -lt $END ]; do i=$((i+1)); \"$TENANTCTL\" backup -q >/dev/null || exit 1; echo $i > \"$OUT\"; done",
+        // a migration loop
+        "i=0; while [ $(date +%s) -lt $END ]; do i=$((i+1)); \"$TENANTCTL\" db migrate -q >/dev/null || exit 1; echo $i > \"$OUT\"; done",
+    ];
+    let end = (std::time::SystemTime::now() + (deadline - Instant::now()))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut children = Vec::new();
+    for (w, script) in scripts
+        .iter()
+        .enumerate()
+        .chain(scripts.iter().enumerate().take(2).map(|(i, s)| (i + 10, s)))
+    {
+        let out = env.root.join(format!("count-{w}"));
+        let child = env
+            .shell(script)
+            .env("END", end.to_string())
+            .env("W", w.to_string())
+            .env("OUT", &out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push((w, out, child));
+    }
+    let mut created = 0;
+    let mut recorded = 0;
+    for (w, out, child) in children {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "worker {w} failed: {stderr}");
+        assert!(!stderr.contains("locked"), "{stderr}");
+        let count: i64 = std::fs::read_to_string(&out)
+            .map(|t| t.trim().parse().unwrap_or(0))
+            .unwrap_or(0);
+        match w % 10 {
+            0 => created += count,
+            1 => recorded += count,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM customers WHERE slug LIKE 'w%'"),
+        created
+    );
+    assert_eq!(env.count("SELECT count(*) FROM sites"), created);
+    assert_eq!(
+        env.count("SELECT coalesce(sum(amount), 0) FROM usage WHERE metric = 'api_calls'"),
+        recorded
+    );
+    assert_consistent(&env, "after the writers");
+    env.ok(&["backup", "verify", "--all"]);
+}
+
+#[test]
+fn odd_input_gets_one_line_and_its_exit_code() {
+    let env = TestEnv::initialised();
+    let long = "x".repeat(100_000);
+    for (args, code) in [
+        (vec!["customer", "create", "a@example.com", long.as_str()], 2),
+        (vec!["customer", "create", long.as_str(), "A"], 2),
+        (vec!["customer", "show", long.as_str()], 3),
+        (vec!["site", "show", long.as_str()], 3),
+        (vec!["customer", "create", "a@example.com", "line\nbreak"], 2),
+        (vec!["config", "set", "platform_domain", "exa\nmple.com"], 2),
+        (vec!["audit", "--since", "\u{1b}[31m"], 2),
+    ] {
+        let run = env.run(&args);
+        assert_eq!(run.code, code, "{:?}: {run:?}", &args[..args.len().min(3)]);
+        assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+        assert!(
+            run.stderr.len() < 1000,
+            "errors stay short: {} bytes",
+            run.stderr.len()
+        );
+    }
+    // A home path that is not UTF-8 still works.
+    let odd = env.root.join(OsStr::from_bytes(b"home-\xff"));
+    let run = env.run_with(&["init", "--json"], |c| {
+        c.env("TENANTCTL_HOME", &odd);
+    });
+    assert!(run.code == 0 || run.code == 2, "{run:?}");
+}
+
+#[test]
+fn a_read_only_home_and_a_tenant_that_became_a_folder_fail_cleanly() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "acme"]);
+    let tenant = env.home.join("tenants/acme.db");
+    std::fs::remove_file(&tenant).unwrap();
+    std::fs::create_dir(&tenant).unwrap();
+    let run = env.run(&["db", "sql", "acme", "SELECT 1"]);
+    assert!(run.code != 0 && run.stderr.lines().count() == 1, "{run:?}");
+    let doctor = env.run(&["doctor", "--json"]);
+    assert_eq!(doctor.code, 7);
+    std::fs::remove_dir(&tenant).unwrap();
+
+    let ro = TestEnv::new();
+    std::fs::create_dir_all(&ro.home).unwrap();
+    std::fs::set_permissions(&ro.home, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let run = ro.run(&["init"]);
+    // Root ignores directory modes; anyone else gets a one-line error.
+    if run.code != 0 {
+        assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    }
+    std::fs::set_permissions(&ro.home, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[test]
+fn modes_stay_private_under_a_permissive_umask() {
+    let env = TestEnv::new();
+    let script = "umask 000; \"$TENANTCTL\" init -q >/dev/null && \"$TENANTCTL\" customer create a@example.com A --slug acme -q >/dev/null \
+                  && \"$TENANTCTL\" backup -q >/dev/null && \"$TENANTCTL\" export \"$HOME_EXPORT\" -q >/dev/null";
+    let export = env.root.join("export");
+    let output = env.shell(script).env("HOME_EXPORT", &export).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut checked = 0;
+    for root in [env.home.clone(), export] {
+        let mut stack = vec![root];
+        while let Some(path) = stack.pop() {
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = mode(&path);
+            if meta.is_dir() {
+                assert_eq!(mode, 0o700, "{}", path.display());
+                stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                assert_eq!(mode, 0o600, "{}", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 10);
+}
+
+#[test]
+fn secrets_are_printed_once_and_never_traced_or_logged() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "acme"]);
+    let created = env.run(&["key", "create", "acme", "--name", "ci", "--json", "-vv"]);
+    let token = serde_json::from_str::<Value>(&created.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = token.rsplit('_').next().unwrap().to_string();
+    assert!(!created.stderr.contains(&secret), "-vv traced the secret");
+    let verified = env.run(&["key", "verify", &token, "-vv", "--json"]);
+    assert_eq!(verified.code, 0);
+    assert!(!verified.stderr.contains(&secret) && !verified.stdout.contains(&secret));
+    let wrong = env.run(&["key", "verify", &format!("{}x", token), "-vv", "--json"]);
+    assert_eq!(wrong.code, 3);
+    assert!(!wrong.stderr.contains(&secret), "an error echoed the secret");
+    for args in [
+        &["key", "list", "-o", "csv"][..],
+        &["audit", "-o", "ndjson"],
+        &["stats", "--json"],
+        &["customer", "show", "acme", "--json"],
+    ] {
+        assert!(!env.ok(args).stdout.contains(&secret), "{args:?}");
+    }
+    let audit: Vec<u8> = std::fs::read(env.home.join("catalog.db")).unwrap();
+    assert!(!audit.windows(secret.len()).any(|w| w == secret.as_bytes()));
+}
+
+#[test]
+fn no_path_escapes_the_home_whatever_the_input() {
+    let env = TestEnv::initialised();
+    for slug in ["../../etc", "..", "a/b", "/abs"] {
+        env.fails(&["customer", "create", "x@example.com", "X", "--slug", slug], 2);
+    }
+    env.customer("a@example.com", "A", &["--slug", "a"]);
+    env.fails(&["backup", "show", "../../etc"], 2);
+    env.fails(&["restore", "../x", "--customer", "a"], 2);
+    let evil = env.root.join("evil-set");
+    std::fs::create_dir_all(evil.join("20990101T000000000000Z-0001")).unwrap();
+    std::fs::write(
+        evil.join("20990101T000000000000Z-0001/manifest.json"),
+        serde_json::json!({"id": "20990101T000000000000Z-0001", "created_at": "2099-01-01T00:00:00Z", "finished_at": "2099-01-01T00:00:00Z",
+            "label": null, "kind": "manual", "tool_version": "0", "catalog_schema_version": 2,
+            "entries": [{"scope": "catalog", "customer_id": null, "customer_slug": null, "file": "../../../etc/passwd",
+                "bytes": 1, "sha256": "00", "schema_version": 2}]})
+        .to_string(),
+    )
+    .unwrap();
+    let run = env.run(&[
+        "--backup-dir",
+        evil.to_str().unwrap(),
+        "backup",
+        "verify",
+        "--all",
+        "--json",
+    ]);
+    assert_eq!(run.code, 7, "{run:?}");
+    let run = env.run(&[
+        "--backup-dir",
+        evil.to_str().unwrap(),
+        "restore",
+        "20990101T000000000000Z-0001",
+        "--catalog",
+        "--confirm",
+        "catalog",
+    ]);
+    assert_eq!(run.code, 7, "{run:?}");
+    assert!(env.home.join("catalog.db").is_file());
+}
+
+#[test]
+fn no_command_changes_or_removes_audit_rows() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "acme"]);
+    let before: Vec<Value> = env.json(&["audit", "--limit", "0"]).as_array().unwrap().clone();
+    for args in [
+        &["customer", "update", "acme", "--name", "B"][..],
+        &["customer", "delete", "acme", "--confirm", "acme"],
+        &["customer", "purge", "acme", "--confirm", "acme"],
+        &["session", "prune"],
+        &["backup"],
+    ] {
+        env.ok(args);
+    }
+    let after: Vec<Value> = env.json(&["audit", "--limit", "0"]).as_array().unwrap().clone();
+    for event in &before {
+        assert!(
+            after.contains(event),
+            "audit event {} changed or vanished",
+            event["id"]
+        );
+    }
+    let err = env
+        .catalog()
+        .execute("UPDATE audit_events SET details = '{}'", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot be changed"));
+}
