@@ -309,4 +309,33 @@ mod tests {
         assert_eq!(printable("a\nb"), "a\\nb");
         assert!(printable(&"x".repeat(200)).ends_with("..."));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn validators_never_panic_on_any_text(text in "\\PC{0,80}|[a-z0-9.@=-]{0,80}") {
+            let _ = slug(&text);
+            let _ = slugify(&text);
+            let _ = plan_name(&text);
+            let _ = hostname(&text);
+            let _ = email(&text);
+            let _ = display_text("name", &text);
+            let _ = actor(&text);
+            let _ = printable(&text);
+            let _ = crate::time::parse_duration(&text);
+            let _ = crate::time::parse_moment(&text);
+            let _ = crate::ops::usage::check_month(&text);
+            let mut map = Map::new();
+            let _ = apply_meta(&mut map, std::slice::from_ref(&text));
+            let mut config = serde_json::json!({"a": {"b": [1, {"c": 2}]}});
+            let _ = crate::ops::sites::apply_assignment(&mut config, &text);
+        }
+
+        #[test]
+        fn what_passes_as_a_slug_is_a_safe_file_name(text in "[a-z0-9-]{1,70}") {
+            if slug(&text).is_ok() {
+                proptest::prop_assert!(!text.contains('/') && !text.starts_with('-') && !text.contains(".."));
+                proptest::prop_assert!(text.len() <= 63);
+            }
+        }
+    }
 }
