@@ -140,6 +140,14 @@ pub fn sqlite_side_files(db: &Path) -> [PathBuf; 3] {
 
 /// Moves a closed SQLite database with its side files; the destination must not exist.
 pub fn move_database(from: &Path, to: &Path) -> Result<()> {
+    move_database_unsynced(from, to)?;
+    fsync_dir(&parent(from))?;
+    fsync_dir(&parent(to))
+}
+
+/// [`move_database`] without syncing the folders, for callers that move many files
+/// and sync each folder once afterwards.
+pub fn move_database_unsynced(from: &Path, to: &Path) -> Result<()> {
     if to.exists() {
         return Err(
             crate::error::Error::conflict(format!("{} already exists", to.display()))
@@ -154,8 +162,7 @@ pub fn move_database(from: &Path, to: &Path) -> Result<()> {
             Err(e) => return Err(crate::error::Error::io(format!("moving {}", src.display()), e)),
         }
     }
-    fsync_dir(&parent(from))?;
-    fsync_dir(&parent(to))
+    Ok(())
 }
 
 /// Removes a database with its side files; a missing file is not an error.

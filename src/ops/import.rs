@@ -458,9 +458,10 @@ fn write(
         },
         |moves| {
             for (from, to) in moves {
-                files::move_database(from, to)?;
+                files::move_database_unsynced(from, to)?;
             }
-            Ok(())
+            // All the new files sit in one folder: one sync makes every rename durable.
+            files::fsync_dir(&actor.home.tenants_dir())
         },
         |moves| {
             for (_, to) in moves {
