@@ -251,7 +251,8 @@ fn backup_tenant(
         Err(err) if unreadable_source(&err) => return Ok(Copied::Unreadable(err.to_string())),
         Err(err) => return Err(err),
     };
-    let copied = match copy_consistent(&source, &tenant.path, &dest) {
+    let mut keep_open = Vec::new();
+    let copied = match copy_consistent(&source, &tenant.path, &dest, &mut keep_open) {
         Ok(Some(sum)) => Ok(Some(sum)),
         Ok(None) => snapshot(&source, &dest).map(|()| None),
         Err(err) => Err(err),
@@ -268,6 +269,7 @@ fn backup_tenant(
         }
     };
     drop(source);
+    drop(keep_open);
     let mut entry = checked_entry(
         &dest,
         &relative,
@@ -312,22 +314,40 @@ fn open_source(path: &Path) -> Result<Connection> {
 /// pass a reader's mark), so a plain byte copy of it is that transaction's snapshot.
 /// The copy is hashed as it is written. Returns `None` when the WAL is in use; the
 /// caller then takes the online backup.
-fn copy_consistent(source: &Connection, source_path: &Path, dest: &Path) -> Result<Option<String>> {
+fn copy_consistent(
+    source: &Connection,
+    source_path: &Path,
+    dest: &Path,
+    keep_open: &mut Vec<std::fs::File>,
+) -> Result<Option<String>> {
     use sha2::{Digest, Sha256};
     use std::io::{Read, Write};
-    let busy: i64 = source.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-    if busy != 0 {
+    // SQLite follows a symlinked database to its real name, and so must we: its WAL
+    // sits beside the real file.
+    let Ok(real) = std::fs::canonicalize(source_path) else {
+        return Ok(None);
+    };
+    // Folding the WAL in must not hold the live app's writers up for long.
+    source.busy_timeout(Duration::from_millis(200))?;
+    let checkpoint = source.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+    source.busy_timeout(Duration::from_secs(30))?;
+    if !matches!(checkpoint, Ok(0)) || source.execute_batch("BEGIN").is_err() {
         return Ok(None);
     }
-    source.execute_batch("BEGIN")?;
     let result = (|| -> Result<Option<String>> {
-        source.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
-        let wal = &files::sqlite_side_files(source_path)[0];
-        if std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0) != 0 {
+        if source
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+            .is_err()
+        {
             return Ok(None);
         }
-        let mut input =
-            std::fs::File::open(source_path).io_context(|| format!("reading {}", source_path.display()))?;
+        let wal = &files::sqlite_side_files(&real)[0];
+        match std::fs::metadata(wal) {
+            Ok(meta) if meta.len() == 0 => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => return Ok(None),
+        }
+        let mut input = std::fs::File::open(&real).io_context(|| format!("reading {}", real.display()))?;
         let mut output = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -336,13 +356,21 @@ fn copy_consistent(source: &Connection, source_path: &Path, dest: &Path) -> Resu
             .io_context(|| format!("creating {}", dest.display()))?;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 4 * 1024 * 1024];
+        let mut first = true;
         loop {
             let n = input
                 .read(&mut buffer)
-                .io_context(|| format!("reading {}", source_path.display()))?;
+                .io_context(|| format!("reading {}", real.display()))?;
             if n == 0 {
                 break;
             }
+            // The copy is a standalone file like the online backup makes: its header
+            // says rollback journal (bytes 18 and 19), which is right as its WAL is empty.
+            if first && n >= 20 && buffer[18] == 2 && buffer[19] == 2 {
+                buffer[18] = 1;
+                buffer[19] = 1;
+            }
+            first = false;
             hasher.update(&buffer[..n]);
             output
                 .write_all(&buffer[..n])
@@ -351,6 +379,9 @@ fn copy_consistent(source: &Connection, source_path: &Path, dest: &Path) -> Resu
         output
             .sync_all()
             .io_context(|| format!("syncing {}", dest.display()))?;
+        // Closing a descriptor of the database would drop this process's POSIX locks
+        // on it, SQLite's included: it stays open until the connection is gone.
+        keep_open.push(input);
         Ok(Some(
             hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
         ))

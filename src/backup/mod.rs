@@ -92,6 +92,8 @@ pub struct Fingerprint {
 impl Fingerprint {
     pub fn of(db: &Path) -> Option<Fingerprint> {
         use std::os::unix::fs::MetadataExt;
+        // Through a symlink SQLite keeps its WAL beside the real file.
+        let db = &fs::canonicalize(db).ok()?;
         let meta = fs::metadata(db).ok()?;
         // An empty WAL holds nothing; opening the database may create or keep one.
         let wal = fs::metadata(crate::files::sqlite_side_files(db)[0].as_path())

@@ -924,3 +924,59 @@ fn restore_flags_that_do_not_fit_the_scope_are_refused() {
         2,
     );
 }
+
+#[test]
+fn a_symlinked_tenant_is_backed_up_consistently_while_written() {
+    let env = fleet(&["busy"]);
+    let db = env.home.join("tenants/busy.db");
+    let elsewhere = env.root.join("big-disk");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let real = elsewhere.join("busy.db");
+    std::fs::rename(&db, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &db).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE ticks (n INTEGER PRIMARY KEY)")
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, db) = (stop.clone(), db.clone());
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                conn.execute("INSERT INTO ticks (n) VALUES (?1)", [n]).unwrap();
+            }
+            n
+        })
+    };
+    while rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM ticks", [], |r| r.get::<_, i64>(0))
+        .unwrap()
+        < 50
+    {
+        std::thread::yield_now();
+    }
+    let mut sets = Vec::new();
+    for _ in 0..3 {
+        sets.push(env.json(&["backup", "--customer", "busy"]));
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    for set in sets {
+        let copy = rusqlite::Connection::open(set_dir(&env, &set).join("tenants/busy.db")).unwrap();
+        let check: String = copy
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let (count, max): (i64, i64) = copy
+            .query_row("SELECT count(*), coalesce(max(n), 0) FROM ticks", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(count, max, "a prefix of the writes");
+    }
+}
