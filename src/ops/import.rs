@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Actor, config, customers};
-use crate::catalog::model::{Customer, NewAuditEvent, NewCustomer, NewSite, Site};
+use crate::catalog::model::{Customer, NewCustomer, NewSite, Site};
 use crate::catalog::sites::{self, SiteFilter};
-use crate::catalog::{Catalog, audit, plans, tenants};
+use crate::catalog::{Catalog, plans, tenants};
 use crate::error::{Error, Result};
 use crate::import::scan::{is_customer_file, scan};
 use crate::import::{CustomerDoc, Parsed, Problem, SiteDoc, cross_check, parse};
@@ -604,19 +604,8 @@ fn write_site(
     file: &str,
 ) -> Result<()> {
     let doc = &plan.doc;
-    let audit_site = |site: &Site, action: &str, details: Value| -> Result<()> {
-        audit::record(
-            tx,
-            &NewAuditEvent {
-                actor: actor.name,
-                action,
-                target_type: "site",
-                target: site.domain.clone(),
-                customer_id: Some(site.customer_id),
-                details,
-            },
-        )?;
-        Ok(())
+    let audit_site = |site: &Site, action: &str, details: Value| {
+        crate::ops::sites::audit_site(tx, actor, action, site, details)
     };
     match &plan.existing {
         None => {

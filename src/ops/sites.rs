@@ -76,7 +76,13 @@ fn check_port(port: i64) -> Result<i64> {
     }
 }
 
-fn audit_site(tx: &Connection, actor: Actor<'_>, action: &str, site: &Site, details: Value) -> Result<()> {
+pub(crate) fn audit_site(
+    tx: &Connection,
+    actor: Actor<'_>,
+    action: &str,
+    site: &Site,
+    details: Value,
+) -> Result<()> {
     audit::record(
         tx,
         &NewAuditEvent {
