@@ -69,18 +69,7 @@ fn audit_event(
     customer_id: i64,
     details: serde_json::Value,
 ) -> Result<()> {
-    audit::record(
-        tx,
-        &NewAuditEvent {
-            actor: actor.name,
-            action,
-            target_type: kind,
-            target: target.to_string(),
-            customer_id: Some(customer_id),
-            details,
-        },
-    )?;
-    Ok(())
+    super::audit(tx, actor, action, kind, target, Some(customer_id), details)
 }
 
 /// A key just created, with its token: the only time the token exists outside the

@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 
 use super::{Actor, config, quota};
 use crate::catalog::customers::{self, CustomerChanges, CustomerFilter, LimitChanges};
-use crate::catalog::model::{Customer, NewAuditEvent, NewCustomer, SiteSummary};
-use crate::catalog::{Catalog, audit, is_unique_violation, plans, tenants};
+use crate::catalog::model::{Customer, NewCustomer, SiteSummary};
+use crate::catalog::{Catalog, is_unique_violation, plans, tenants};
 use crate::error::{Error, Result};
 use crate::{files, tenantdb, validate};
 
@@ -42,18 +42,15 @@ pub(crate) fn audit_customer(
     customer: &Customer,
     details: Value,
 ) -> Result<()> {
-    audit::record(
+    super::audit(
         tx,
-        &NewAuditEvent {
-            actor: actor.name,
-            action,
-            target_type: "customer",
-            target: customer.slug.clone(),
-            customer_id: Some(customer.id),
-            details,
-        },
-    )?;
-    Ok(())
+        actor,
+        action,
+        "customer",
+        &customer.slug,
+        Some(customer.id),
+        details,
+    )
 }
 
 #[derive(Debug, Clone, Default)]

@@ -6,9 +6,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Actor, customers, quota};
-use crate::catalog::model::{Customer, Deployment, NewAuditEvent, NewSite, Site, Snapshot};
+use crate::catalog::model::{Customer, Deployment, NewSite, Site, Snapshot};
 use crate::catalog::sites::{self, SiteFilter};
-use crate::catalog::{Catalog, audit, is_unique_violation, settings};
+use crate::catalog::{Catalog, is_unique_violation, settings};
 use crate::error::{Error, Result};
 use crate::validate::{self, printable};
 
@@ -83,18 +83,15 @@ pub(crate) fn audit_site(
     site: &Site,
     details: Value,
 ) -> Result<()> {
-    audit::record(
+    super::audit(
         tx,
-        &NewAuditEvent {
-            actor: actor.name,
-            action,
-            target_type: "site",
-            target: site.domain.clone(),
-            customer_id: Some(site.customer_id),
-            details,
-        },
-    )?;
-    Ok(())
+        actor,
+        action,
+        "site",
+        &site.domain,
+        Some(site.customer_id),
+        details,
+    )
 }
 
 /// Refuses work on a site whose customer may not have it: deleted always; suspended
