@@ -3,7 +3,7 @@
 //! written last, and the folder renamed into place only when all of it is durable.
 
 use std::collections::HashMap;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::{
     BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, TMP_PREFIX, list_sets, new_id, sha256_file,
+    sha256_of,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::{files, tenantdb, time};
@@ -253,11 +254,11 @@ fn backup_tenant(
     };
     let mut keep_open = Vec::new();
     let copied = match copy_consistent(&source, &tenant.path, &dest, &mut keep_open) {
-        Ok(Some(sum)) => Ok(Some(sum)),
+        Ok(Some(checked)) => Ok(Some(checked)),
         Ok(None) => snapshot(&source, &dest).map(|()| None),
         Err(err) => Err(err),
     };
-    let known_sum = match copied {
+    let known = match copied {
         Ok(sum) => sum,
         Err(err) => {
             let _ = std::fs::remove_file(&dest);
@@ -277,7 +278,7 @@ fn backup_tenant(
         Some(tenant.customer_id),
         Some(tenant.customer_slug.clone()),
         fingerprint,
-        known_sum,
+        known,
     )?;
     // Changed metadata but the same bytes (a checkpoint, say): keep one copy on disk.
     if let Some((old, file, set_id)) = previous
@@ -319,9 +320,7 @@ fn copy_consistent(
     source_path: &Path,
     dest: &Path,
     keep_open: &mut Vec<std::fs::File>,
-) -> Result<Option<String>> {
-    use sha2::{Digest, Sha256};
-    use std::io::{Read, Write};
+) -> Result<Option<Checked>> {
     // SQLite follows a symlinked database to its real name, and so must we: its WAL
     // sits beside the real file.
     let Ok(real) = std::fs::canonicalize(source_path) else {
@@ -334,7 +333,7 @@ fn copy_consistent(
     if !matches!(checkpoint, Ok(0)) || source.execute_batch("BEGIN").is_err() {
         return Ok(None);
     }
-    let result = (|| -> Result<Option<String>> {
+    let result = (|| -> Result<Option<Checked>> {
         if source
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
             .is_err()
@@ -347,50 +346,64 @@ fn copy_consistent(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             _ => return Ok(None),
         }
-        let mut input = std::fs::File::open(&real).io_context(|| format!("reading {}", real.display()))?;
+        let open_source_file =
+            || std::fs::File::open(&real).io_context(|| format!("reading {}", real.display()));
+        let (mut to_copy, mut to_hash) = (open_source_file()?, open_source_file()?);
         let mut output = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(files::PRIVATE_FILE_MODE)
             .open(dest)
             .io_context(|| format!("creating {}", dest.display()))?;
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 4 * 1024 * 1024];
-        let mut first = true;
-        loop {
-            let n = input
-                .read(&mut buffer)
-                .io_context(|| format!("reading {}", real.display()))?;
-            if n == 0 {
-                break;
-            }
-            // The copy is a standalone file like the online backup makes: its header
-            // says rollback journal (bytes 18 and 19), which is right as its WAL is empty.
-            if first && n >= 20 && buffer[18] == 2 && buffer[19] == 2 {
-                buffer[18] = 1;
-                buffer[19] = 1;
-            }
-            first = false;
-            hasher.update(&buffer[..n]);
-            output
-                .write_all(&buffer[..n])
-                .io_context(|| format!("writing {}", dest.display()))?;
-        }
+        // Three passes over the same cached pages at once: the kernel copies them
+        // (copy_file_range, no trip through this process), one thread hashes them, and
+        // quick_check reads the snapshot through the transaction, which is the same bytes.
+        let (sum, schema_version) = std::thread::scope(|scope| {
+            let copy = scope.spawn(|| std::io::copy(&mut to_copy, &mut output));
+            let hash = scope.spawn(|| sha256_of(&mut to_hash, &real, as_standalone));
+            let inspected = inspect(source, dest);
+            let copied = copy.join();
+            let hashed = hash.join();
+            let (Ok(copied), Ok(hashed)) = (copied, hashed) else {
+                return Err(Error::unexpected("a backup copy thread panicked"));
+            };
+            copied.io_context(|| format!("writing {}", dest.display()))?;
+            Ok::<_, Error>((hashed?, inspected?))
+        })?;
+        let mut header = [0u8; 20];
+        output
+            .read_exact_at(&mut header, 0)
+            .io_context(|| format!("reading {}", dest.display()))?;
+        as_standalone(&mut header);
+        output
+            .write_all_at(&header, 0)
+            .io_context(|| format!("writing {}", dest.display()))?;
         output
             .sync_all()
             .io_context(|| format!("syncing {}", dest.display()))?;
         // Closing a descriptor of the database would drop this process's POSIX locks
         // on it, SQLite's included: it stays open until the connection is gone.
-        keep_open.push(input);
-        Ok(Some(
-            hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-        ))
+        keep_open.extend([to_copy, to_hash]);
+        Ok(Some(Checked {
+            sha256: sum,
+            schema_version,
+        }))
     })();
     let _ = source.execute_batch("COMMIT");
     if !matches!(result, Ok(Some(_))) {
         let _ = std::fs::remove_file(dest);
     }
     result
+}
+
+/// A byte copy of a WAL database whose WAL is empty is a standalone file: its header
+/// says rollback journal (bytes 18 and 19), as the online backup's copies do.
+fn as_standalone(header: &mut [u8]) {
+    if header.len() >= 20 && header[18] == 2 && header[19] == 2 {
+        header[18] = 1;
+        header[19] = 1;
+    }
 }
 
 /// Copies `source` to a new single-file database at `dest` (mode 0600, rollback
@@ -429,8 +442,32 @@ pub fn snapshot(source: &Connection, dest: &Path) -> Result<()> {
     files::fsync_file(dest)
 }
 
-/// Checks a fresh copy with quick_check (before any manifest names it), then
-/// describes it for the manifest.
+/// What checking a copy found: its SHA-256 and the schema version it holds.
+struct Checked {
+    sha256: String,
+    schema_version: i64,
+}
+
+/// Runs quick_check through `conn` and reads its schema version; `copy` names the
+/// file in the error.
+fn inspect(conn: &Connection, copy: &Path) -> Result<i64> {
+    let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if verdict != "ok" {
+        return Err(Error::verification(format!(
+            "the copy {} fails quick_check: {verdict}",
+            copy.display()
+        )));
+    }
+    // Catalog and tenant databases both record their migrations with refinery.
+    Ok(tenantdb::applied_migrations(conn)?
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0))
+}
+
+/// Describes a fresh copy for the manifest, checking it with quick_check first unless
+/// `known` says it was checked as it was made.
 fn checked_entry(
     path: &Path,
     relative: &str,
@@ -438,23 +475,14 @@ fn checked_entry(
     customer_id: Option<i64>,
     customer_slug: Option<String>,
     source: Option<Fingerprint>,
-    known_sum: Option<String>,
+    known: Option<Checked>,
 ) -> Result<Entry> {
-    let schema_version = {
-        let conn = tenantdb::open_tenant(path)?;
-        let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        if verdict != "ok" {
-            return Err(Error::verification(format!(
-                "the copy {} fails quick_check: {verdict}",
-                path.display()
-            )));
-        }
-        // Catalog and tenant databases both record their migrations with refinery.
-        tenantdb::applied_migrations(&conn)?
-            .iter()
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0)
+    let checked = match known {
+        Some(checked) => checked,
+        None => Checked {
+            schema_version: inspect(&tenantdb::open_tenant(path)?, path)?,
+            sha256: sha256_file(path)?,
+        },
     };
     Ok(Entry {
         scope: scope.to_string(),
@@ -464,11 +492,8 @@ fn checked_entry(
         bytes: std::fs::metadata(path)
             .io_context(|| format!("reading {}", path.display()))?
             .len(),
-        sha256: match known_sum {
-            Some(sum) => sum,
-            None => sha256_file(path)?,
-        },
-        schema_version,
+        sha256: checked.sha256,
+        schema_version: checked.schema_version,
         source,
         linked_from: None,
         copy: CopyStamp::of(path),

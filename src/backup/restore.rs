@@ -1,11 +1,13 @@
 //! Putting backed-up files in place of live databases so that a crash at any moment
 //! leaves each database either old or new, whole: every file is staged beside its
-//! target and checked first, then all are renamed over their targets.
+//! target and checked first (checksum while copying, then integrity_check), then all
+//! are renamed over their targets.
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
+use super::copy_hashed;
 use crate::error::{Error, IoContext, Result};
 use crate::{files, tenantdb};
 
@@ -19,10 +21,19 @@ pub struct Staged {
 /// Name prefix of a staged copy; doctor removes old ones a crash left behind.
 pub const STAGING_PREFIX: &str = ".restore-";
 
-/// Copies `backup_file` beside `target`, gives it WAL mode like every live database,
-/// and checks it with integrity_check; synced.
-pub fn stage(backup_file: &Path, target: &Path) -> Result<Staged> {
-    let dir = parent(target);
+/// A backup file to put in place of `target`, and the SHA-256 its manifest gives it.
+#[derive(Debug, Clone)]
+pub struct ToStage {
+    pub backup_file: PathBuf,
+    pub sha256: String,
+    pub target: PathBuf,
+}
+
+/// Copies the backup file beside its target, checking its SHA-256 and running
+/// integrity_check on it on the way (exit 7 on either failing), then gives the copy
+/// WAL mode like every live database; synced.
+pub fn stage(wanted: &ToStage) -> Result<Staged> {
+    let dir = parent(&wanted.target);
     files::create_private_dir(&dir)?;
     let staging = dir.join(format!(
         "{STAGING_PREFIX}{}-{:08x}.db",
@@ -30,23 +41,16 @@ pub fn stage(backup_file: &Path, target: &Path) -> Result<Staged> {
         rand::random::<u32>()
     ));
     let result = (|| -> Result<()> {
-        files::copy_private(backup_file, &staging)?;
+        copy_checked(wanted, &staging)?;
         let conn = tenantdb::open_tenant(&staging)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        let verdict: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
         conn.close().map_err(|(_, e)| e)?;
-        if verdict != "ok" {
-            return Err(Error::verification(format!(
-                "the copy of {} fails integrity_check: {verdict}",
-                backup_file.display()
-            )));
-        }
         files::fsync_file(&staging)
     })();
     match result {
         Ok(()) => Ok(Staged {
             staging,
-            target: target.to_path_buf(),
+            target: wanted.target.clone(),
         }),
         Err(err) => {
             let _ = files::remove_database(&staging);
@@ -55,12 +59,58 @@ pub fn stage(backup_file: &Path, target: &Path) -> Result<Staged> {
     }
 }
 
+/// One read of the backup file hashes it and copies it, while integrity_check reads
+/// the same (cached) pages on another thread. The check covers the copy because the
+/// copy is proven to be the same bytes: the SHA-256 is taken of what was written.
+fn copy_checked(wanted: &ToStage, staging: &Path) -> Result<()> {
+    let source = &wanted.backup_file;
+    let mut input = std::fs::File::open(source).io_context(|| format!("reading {}", source.display()))?;
+    let output = files::create_for_copy(staging)?;
+    let (sum, verdict) = std::thread::scope(|scope| {
+        let check = scope.spawn(|| integrity_check(source));
+        let sum = copy_hashed(&mut input, source, &output, staging, |_| {});
+        let verdict = check
+            .join()
+            .map_err(|_| Error::unexpected("the integrity check panicked"));
+        (sum, verdict)
+    });
+    let sum = sum?;
+    if sum != wanted.sha256 {
+        return Err(Error::verification(format!(
+            "{} does not match its manifest (SHA-256 {sum}, expected {}); nothing was restored",
+            source.display(),
+            wanted.sha256
+        ))
+        .with_hint("run 'tenantctl backup verify' and restore from another set"));
+    }
+    let verdict = verdict??;
+    if verdict != "ok" {
+        return Err(Error::verification(format!(
+            "{} fails integrity_check: {verdict}; nothing was restored",
+            source.display()
+        )));
+    }
+    output
+        .sync_all()
+        .io_context(|| format!("syncing {}", staging.display()))
+}
+
+/// integrity_check of a backup file, opened read-only so that checking cannot change it.
+fn integrity_check(path: &Path) -> Result<String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+}
+
 /// Stages every file or none: on the first failure the staged ones are removed.
-pub fn stage_all(pairs: &[(PathBuf, PathBuf)]) -> Result<Vec<Staged>> {
-    let mut staged = Vec::with_capacity(pairs.len());
-    for (backup_file, target) in pairs {
-        match stage(backup_file, target) {
-            Ok(one) => staged.push(one),
+pub fn stage_all(wanted: &[ToStage]) -> Result<Vec<Staged>> {
+    let mut staged = Vec::with_capacity(wanted.len());
+    for one in wanted {
+        match stage(one) {
+            Ok(done) => staged.push(done),
             Err(err) => {
                 discard(&staged);
                 return Err(err);

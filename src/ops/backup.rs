@@ -424,10 +424,12 @@ fn restore_tenants(
     let (to_do, skipped): (Vec<Planned>, Vec<Planned>) = planned
         .into_iter()
         .partition(|p| !(request.if_missing && p.target.is_file()));
-    check_sums(&to_do)?;
     for plan in to_do.iter().filter(|p| p.target.is_file()) {
         swap::refuse_if_open(&plan.target)?;
     }
+    // Every copy is staged and checked (checksum, then integrity) before the
+    // pre-restore set is taken and before the first one replaces anything.
+    let staged = swap::stage_all(&to_stage(&to_do))?;
     let replaced: Vec<TenantSource> = to_do
         .iter()
         .filter(|p| p.target.is_file())
@@ -438,27 +440,12 @@ fn restore_tenants(
         })
         .collect();
     if !replaced.is_empty() {
-        report.pre_restore_set = Some(pre_restore(
-            &catalog,
-            backup_dir,
-            &set,
-            replaced,
-            false,
-            request.jobs,
-        )?);
+        report.pre_restore_set = Some(
+            pre_restore(&catalog, backup_dir, &set, replaced, false, request.jobs)
+                .inspect_err(|_| swap::discard(&staged))?,
+        );
     }
-    // Every copy is staged and checked before the first one replaces anything.
-    let pairs: Vec<(PathBuf, PathBuf)> = to_do
-        .iter()
-        .map(|p| (p.source.clone(), p.target.clone()))
-        .collect();
-    let staged = swap::stage_all(&pairs)?;
-    for (position, one) in staged.iter().enumerate() {
-        if let Err(err) = swap::swap_in(one) {
-            swap::discard(&staged[position..]);
-            return Err(err);
-        }
-    }
+    swap_all_in(&staged)?;
     for plan in &to_do {
         report
             .restored
@@ -493,17 +480,23 @@ fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i6
     }
 }
 
-/// Checks every file against its manifest before anything is replaced (exit 7).
-fn check_sums(planned: &[Planned]) -> Result<()> {
-    for plan in planned {
-        let sum = crate::backup::sha256_file(&plan.source)?;
-        if sum != plan.entry.sha256 {
-            return Err(Error::verification(format!(
-                "{} does not match its manifest (SHA-256 {sum}, expected {}); nothing was restored",
-                plan.source.display(),
-                plan.entry.sha256
-            ))
-            .with_hint("run 'tenantctl backup verify' and restore from another set"));
+fn to_stage<'a>(planned: impl IntoIterator<Item = &'a Planned>) -> Vec<swap::ToStage> {
+    planned
+        .into_iter()
+        .map(|p| swap::ToStage {
+            backup_file: p.source.clone(),
+            sha256: p.entry.sha256.clone(),
+            target: p.target.clone(),
+        })
+        .collect()
+}
+
+/// Renames each staged copy over its target; on a failure the rest are thrown away.
+fn swap_all_in(staged: &[swap::Staged]) -> Result<()> {
+    for (position, one) in staged.iter().enumerate() {
+        if let Err(err) = swap::swap_in(one) {
+            swap::discard(&staged[position..]);
+            return Err(err);
         }
     }
     Ok(())
@@ -620,8 +613,6 @@ fn restore_catalog(
     let (tenant_plans, skipped): (Vec<Planned>, Vec<Planned>) = tenant_plans
         .into_iter()
         .partition(|p| !(request.if_missing && p.target.is_file()));
-    check_sums(std::slice::from_ref(&catalog_plan))?;
-    check_sums(&tenant_plans)?;
     for target in std::iter::once(&catalog_plan)
         .chain(&tenant_plans)
         .map(|p| &p.target)
@@ -629,6 +620,7 @@ fn restore_catalog(
     {
         swap::refuse_if_open(target)?;
     }
+    let staged = swap::stage_all(&to_stage(std::iter::once(&catalog_plan).chain(&tenant_plans)))?;
     let mut report = RestoreReport {
         set: set.manifest.id.clone(),
         pre_restore_set: None,
@@ -648,26 +640,12 @@ fn restore_catalog(
                 });
             }
         }
-        report.pre_restore_set = Some(pre_restore(
-            &live,
-            backup_dir,
-            &set,
-            replaced,
-            true,
-            request.jobs,
-        )?);
+        report.pre_restore_set = Some(
+            pre_restore(&live, backup_dir, &set, replaced, true, request.jobs)
+                .inspect_err(|_| swap::discard(&staged))?,
+        );
     }
-    let pairs: Vec<(PathBuf, PathBuf)> = std::iter::once(&catalog_plan)
-        .chain(&tenant_plans)
-        .map(|p| (p.source.clone(), p.target.clone()))
-        .collect();
-    let staged = swap::stage_all(&pairs)?;
-    for (position, one) in staged.iter().enumerate() {
-        if let Err(err) = swap::swap_in(one) {
-            swap::discard(&staged[position..]);
-            return Err(err);
-        }
-    }
+    swap_all_in(&staged)?;
     report.restored.push(restored_line(
         &catalog_plan,
         "restored",
