@@ -157,17 +157,17 @@ fn stop_direct(file: &File) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// Copies a closed database file to `to` (which must not exist) with mode 0600, synced.
-pub fn copy_private(from: &Path, to: &Path) -> Result<()> {
-    let copy = || -> std::io::Result<()> {
-        let mut source = File::open(from)?;
+/// Copies the rest of the open file `source` (named `from` in errors) to `to`, which
+/// must not exist, with mode 0600, synced. The kernel copies the bytes.
+pub fn copy_private(source: &mut File, from: &Path, to: &Path) -> Result<()> {
+    let mut copy = || -> std::io::Result<()> {
         let mut target = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(PRIVATE_FILE_MODE)
             .open(to)?;
         target.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
-        std::io::copy(&mut source, &mut target)?;
+        std::io::copy(source, &mut target)?;
         target.sync_all()
     };
     copy().map_err(|e| crate::error::Error::io(format!("copying {} to {}", from.display(), to.display()), e))

@@ -487,19 +487,15 @@ fn provision_many(
     if count == 0 {
         return Ok(Vec::new());
     }
-    // Build the template once before the workers copy it.
-    tenantdb::template::ensure(&actor.home.templates_dir(), migrations)?;
+    // The template is built and checked once; the workers only copy it.
+    let template = tenantdb::template::checked(&actor.home.templates_dir(), migrations)?;
     let next = AtomicUsize::new(0);
     let built: Mutex<Vec<Result<Provisioned>>> = Mutex::new(Vec::with_capacity(count));
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1).min(count) {
             scope.spawn(|| {
                 while next.fetch_add(1, Ordering::SeqCst) < count {
-                    let one = tenantdb::provision(
-                        &actor.home.tenants_dir(),
-                        &actor.home.templates_dir(),
-                        migrations,
-                    );
+                    let one = template.copy_into(&actor.home.tenants_dir());
                     if let Ok(mut all) = built.lock() {
                         all.push(one);
                     }

@@ -156,49 +156,13 @@ pub struct Provisioned {
 
 /// Builds a new tenant database beside its final place in `tenants_dir` by copying the
 /// template (kept at the newest migration in `templates_dir`, rebuilt when the
-/// migrations change), then checking the copy. Mode 0600, synced. The caller renames it
-/// into place when the catalog row commits, or removes it.
+/// migrations change). Mode 0600, synced. The caller renames it into place when the
+/// catalog row commits, or removes it.
 pub fn provision(tenants_dir: &Path, templates_dir: &Path, migrations: &[Migration]) -> Result<Provisioned> {
-    if migrations.is_empty() {
-        return Err(
-            Error::invalid_input("there are no tenant migrations to build a tenant database from")
-                .with_hint("put V<n>__<name>.sql files in the tenant migrations folder"),
-        );
-    }
-    files::create_private_dir(tenants_dir)?;
-    let applied: Vec<MigrationId> = migrations.iter().map(MigrationId::of).collect();
-    let staging_path = staging_name(tenants_dir);
-    let copy = |template: &Path| -> Result<()> {
-        files::copy_private(template, &staging_path)?;
-        let conn = open_tenant(&staging_path)?;
-        let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        if verdict != "ok" {
-            return Err(Error::verification(format!(
-                "the template copy fails quick_check: {verdict}"
-            )));
-        }
-        // Another process may have rebuilt the template between the check and the copy.
-        if applied_migrations(&conn)? != applied {
-            return Err(Error::unexpected("the template changed while it was copied"));
-        }
-        Ok(())
-    };
-    let mut result = copy(&template::ensure(templates_dir, migrations)?);
-    if result.is_err() {
-        // A damaged or stale template is rebuilt once rather than blocking every create.
-        let _ = files::remove_database(&staging_path);
-        result = template::rebuild(templates_dir, migrations).and_then(|template| copy(&template));
-    }
-    match result {
-        Ok(()) => Ok(Provisioned {
-            staging_path,
-            schema_version: newest_version(migrations),
-            applied,
-        }),
-        Err(err) => {
-            let _ = files::remove_database(&staging_path);
-            Err(err)
-        }
+    match template::checked(templates_dir, migrations)?.copy_into(tenants_dir) {
+        // Another process rebuilt the template meanwhile: check the new one, once.
+        Err(_) => template::checked(templates_dir, migrations)?.copy_into(tenants_dir),
+        done => done,
     }
 }
 

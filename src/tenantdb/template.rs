@@ -1,12 +1,14 @@
 //! The template database new tenants are copied from, kept at the newest migration so
 //! that `customer create` costs the same however many migrations there are.
 
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use refinery::Migration;
 
-use super::{MigrationId, applied_migrations, build_fresh, staging_name};
-use crate::error::Result;
+use super::{MigrationId, Provisioned, applied_migrations, build_fresh, newest_version, staging_name};
+use crate::error::{Error, IoContext, Result};
 use crate::files;
 
 pub const FILE_NAME: &str = "tenant.db";
@@ -32,7 +34,7 @@ pub fn rebuild(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf
     // rename is atomic, so whichever lands last is as good as the other.
     std::fs::rename(&staging, &template).map_err(|e| {
         let _ = files::remove_database(&staging);
-        crate::error::Error::io(format!("installing template {}", template.display()), e)
+        Error::io(format!("installing template {}", template.display()), e)
     })?;
     files::fsync_dir(templates_dir)?;
     Ok(template)
@@ -40,6 +42,113 @@ pub fn rebuild(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf
 
 fn applied(template: &Path) -> Result<Vec<MigrationId>> {
     applied_migrations(&super::open_tenant(template)?)
+}
+
+/// A template that passed quick_check and holds exactly the wanted migrations, ready
+/// for any number of copies. Each copy is a byte copy of this very file: the copies are
+/// not opened again (opening a WAL database creates and removes two side files, which
+/// is most of what a copy costs on a busy file system).
+#[derive(Debug)]
+pub struct Checked {
+    path: PathBuf,
+    identity: Identity,
+    applied: Vec<MigrationId>,
+    schema_version: i64,
+}
+
+/// What tells a file apart from a rebuilt or rewritten one.
+#[derive(Debug, PartialEq)]
+struct Identity {
+    device: u64,
+    inode: u64,
+    bytes: u64,
+    modified: (i64, i64),
+}
+
+impl Identity {
+    fn of(meta: &Metadata) -> Self {
+        Identity {
+            device: meta.dev(),
+            inode: meta.ino(),
+            bytes: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
+}
+
+/// The template for `migrations`, checked; a damaged or stale one is rebuilt once
+/// rather than blocking every create.
+pub fn checked(templates_dir: &Path, migrations: &[Migration]) -> Result<Checked> {
+    let wanted: Vec<MigrationId> = migrations.iter().map(MigrationId::of).collect();
+    if wanted.is_empty() {
+        return Err(
+            Error::invalid_input("there are no tenant migrations to build a tenant database from")
+                .with_hint("put V<n>__<name>.sql files in the tenant migrations folder"),
+        );
+    }
+    let check = |path: PathBuf| -> Result<Checked> {
+        {
+            let conn = super::open_tenant(&path)?;
+            let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+            if verdict != "ok" {
+                return Err(Error::verification(format!(
+                    "the template fails quick_check: {verdict}"
+                )));
+            }
+            if applied_migrations(&conn)? != wanted {
+                return Err(Error::unexpected("the template changed while it was checked"));
+            }
+        }
+        // Taken once the connection is closed, which may have folded its WAL in.
+        let identity =
+            Identity::of(&std::fs::metadata(&path).io_context(|| format!("reading {}", path.display()))?);
+        Ok(Checked {
+            path,
+            identity,
+            applied: wanted.clone(),
+            schema_version: newest_version(migrations),
+        })
+    };
+    match ensure(templates_dir, migrations).and_then(&check) {
+        Ok(done) => Ok(done),
+        Err(_) => check(rebuild(templates_dir, migrations)?),
+    }
+}
+
+impl Checked {
+    /// A new tenant database in `dir` under a staging name, mode 0600, synced; refused
+    /// when the template is no longer the file that was checked.
+    pub fn copy_into(&self, dir: &Path) -> Result<Provisioned> {
+        files::create_private_dir(dir)?;
+        let mut source =
+            std::fs::File::open(&self.path).io_context(|| format!("reading {}", self.path.display()))?;
+        let unchanged = |source: &std::fs::File| {
+            source
+                .metadata()
+                .is_ok_and(|meta| Identity::of(&meta) == self.identity)
+        };
+        let changed = || Error::unexpected("the template changed while it was copied");
+        if !unchanged(&source) {
+            return Err(changed());
+        }
+        let staging_path = staging_name(dir);
+        let copied = files::copy_private(&mut source, &self.path, &staging_path).and_then(|()| {
+            if unchanged(&source) {
+                Ok(())
+            } else {
+                Err(changed())
+            }
+        });
+        if let Err(err) = copied {
+            let _ = files::remove_database(&staging_path);
+            return Err(err);
+        }
+        Ok(Provisioned {
+            staging_path,
+            schema_version: self.schema_version,
+            applied: self.applied.clone(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -72,6 +181,31 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no staging files left"
+        );
+    }
+
+    #[test]
+    fn copies_are_refused_once_the_checked_template_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let templates = dir.path().join("templates");
+        let tenants = dir.path().join("tenants");
+        let one = vec![migration("V1__a", "CREATE TABLE a (x);")];
+        let template = checked(&templates, &one).unwrap();
+        let copy = template.copy_into(&tenants).unwrap();
+        assert_eq!(
+            applied(&copy.staging_path).unwrap(),
+            vec![MigrationId::of(&one[0])]
+        );
+        assert_eq!(copy.schema_version, 1);
+        rebuild(&templates, &one).unwrap();
+        assert!(
+            template.copy_into(&tenants).is_err(),
+            "a rebuilt template is another file"
+        );
+        assert_eq!(
+            std::fs::read_dir(&tenants).unwrap().count(),
+            1,
+            "the refused copy left nothing"
         );
     }
 }
