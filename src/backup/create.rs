@@ -15,8 +15,8 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 use super::{
-    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, TMP_PREFIX, list_sets, new_id, sha256_file,
-    sha256_of,
+    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, TMP_PREFIX, copy_hashed, list_sets, new_id,
+    sha256_file, sha256_of,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::{files, tenantdb, time};
@@ -149,6 +149,9 @@ fn backup_tenants(
     request: &SetRequest<'_>,
     previous: &HashMap<i64, (Entry, PathBuf, String)>,
 ) -> Result<(Vec<Entry>, Vec<Skipped>)> {
+    // A pre-restore set is a safety net, rarely read back; it keeps out of the page
+    // cache, which the restored databases are about to need.
+    let around_cache = request.kind == "pre-restore";
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<Copied>)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -159,7 +162,7 @@ fn backup_tenants(
                     let Some(tenant) = request.tenants.get(index) else {
                         break;
                     };
-                    let result = backup_tenant(tmp, tenant, previous.get(&tenant.customer_id));
+                    let result = backup_tenant(tmp, tenant, previous.get(&tenant.customer_id), around_cache);
                     if let Ok(mut all) = results.lock() {
                         all.push((index, result));
                     }
@@ -222,6 +225,7 @@ fn backup_tenant(
     tmp: &Path,
     tenant: &TenantSource,
     previous: Option<&(Entry, PathBuf, String)>,
+    around_cache: bool,
 ) -> Result<Copied> {
     if !tenant.path.is_file() {
         return Ok(Copied::Unreadable(format!(
@@ -253,7 +257,7 @@ fn backup_tenant(
         Err(err) => return Err(err),
     };
     let mut keep_open = Vec::new();
-    let copied = match copy_consistent(&source, &tenant.path, &dest, &mut keep_open) {
+    let copied = match copy_consistent(&source, &tenant.path, &dest, around_cache, &mut keep_open) {
         Ok(Some(checked)) => Ok(Some(checked)),
         Ok(None) => snapshot(&source, &dest).map(|()| None),
         Err(err) => Err(err),
@@ -314,11 +318,13 @@ fn open_source(path: &Path) -> Result<Connection> {
 /// while a read transaction is held, no checkpoint can touch the main file (none may
 /// pass a reader's mark), so a plain byte copy of it is that transaction's snapshot.
 /// The copy is hashed as it is written. Returns `None` when the WAL is in use; the
-/// caller then takes the online backup.
+/// caller then takes the online backup. `around_cache` writes the copy around the page
+/// cache, for copies nobody is about to read.
 fn copy_consistent(
     source: &Connection,
     source_path: &Path,
     dest: &Path,
+    around_cache: bool,
     keep_open: &mut Vec<std::fs::File>,
 ) -> Result<Option<Checked>> {
     // SQLite follows a symlinked database to its real name, and so must we: its WAL
@@ -346,45 +352,27 @@ fn copy_consistent(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             _ => return Ok(None),
         }
-        let open_source_file =
-            || std::fs::File::open(&real).io_context(|| format!("reading {}", real.display()));
-        let (mut to_copy, mut to_hash) = (open_source_file()?, open_source_file()?);
-        let mut output = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(files::PRIVATE_FILE_MODE)
-            .open(dest)
-            .io_context(|| format!("creating {}", dest.display()))?;
-        // Three passes over the same cached pages at once: the kernel copies them
-        // (copy_file_range, no trip through this process), one thread hashes them, and
-        // quick_check reads the snapshot through the transaction, which is the same bytes.
-        let (sum, schema_version) = std::thread::scope(|scope| {
-            let copy = scope.spawn(|| std::io::copy(&mut to_copy, &mut output));
-            let hash = scope.spawn(|| sha256_of(&mut to_hash, &real, as_standalone));
+        // The snapshot is checked through the transaction while its bytes are copied:
+        // the copy is those bytes, and reading it back would cost another pass.
+        let (copied, schema_version) = std::thread::scope(|scope| {
+            let copy = scope.spawn(|| {
+                if around_cache {
+                    copy_around_cache(&real, dest)
+                } else {
+                    copy_through_cache(&real, dest)
+                }
+            });
             let inspected = inspect(source, dest);
-            let copied = copy.join();
-            let hashed = hash.join();
-            let (Ok(copied), Ok(hashed)) = (copied, hashed) else {
-                return Err(Error::unexpected("a backup copy thread panicked"));
-            };
-            copied.io_context(|| format!("writing {}", dest.display()))?;
-            Ok::<_, Error>((hashed?, inspected?))
-        })?;
-        let mut header = [0u8; 20];
-        output
-            .read_exact_at(&mut header, 0)
-            .io_context(|| format!("reading {}", dest.display()))?;
-        as_standalone(&mut header);
-        output
-            .write_all_at(&header, 0)
-            .io_context(|| format!("writing {}", dest.display()))?;
-        output
-            .sync_all()
-            .io_context(|| format!("syncing {}", dest.display()))?;
+            let copied = copy
+                .join()
+                .unwrap_or_else(|_| Err(Error::unexpected("a backup copy thread panicked")));
+            (copied, inspected)
+        });
+        let (sum, opened) = copied?;
         // Closing a descriptor of the database would drop this process's POSIX locks
-        // on it, SQLite's included: it stays open until the connection is gone.
-        keep_open.extend([to_copy, to_hash]);
+        // on it, SQLite's included: they stay open until the connection is gone.
+        keep_open.extend(opened);
+        let schema_version = schema_version?;
         Ok(Some(Checked {
             sha256: sum,
             schema_version,
@@ -395,6 +383,54 @@ fn copy_consistent(
         let _ = std::fs::remove_file(dest);
     }
     result
+}
+
+/// Copies a quiet database file with copy_file_range (the kernel moves the pages, none
+/// pass through this process) while another thread hashes the same cached pages; the
+/// copy stays in the page cache, where verify or a restore soon finds it. Returns the
+/// hash and the descriptors of the source, which must outlive the SQLite connection.
+fn copy_through_cache(real: &Path, dest: &Path) -> Result<(String, Vec<std::fs::File>)> {
+    let open = || std::fs::File::open(real).io_context(|| format!("reading {}", real.display()));
+    let (mut to_copy, mut to_hash) = (open()?, open()?);
+    let mut output = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(files::PRIVATE_FILE_MODE)
+        .open(dest)
+        .io_context(|| format!("creating {}", dest.display()))?;
+    let (copied, hashed) = std::thread::scope(|scope| {
+        let hash = scope.spawn(|| sha256_of(&mut to_hash, real, as_standalone));
+        let copied = std::io::copy(&mut to_copy, &mut output);
+        let hashed = hash
+            .join()
+            .unwrap_or_else(|_| Err(Error::unexpected("a hashing thread panicked")));
+        (copied, hashed)
+    });
+    copied.io_context(|| format!("writing {}", dest.display()))?;
+    let sum = hashed?;
+    let mut header = [0u8; 20];
+    let n = output
+        .read_at(&mut header, 0)
+        .io_context(|| format!("reading {}", dest.display()))?;
+    as_standalone(&mut header[..n]);
+    output
+        .write_all_at(&header[..n], 0)
+        .and_then(|()| output.sync_all())
+        .io_context(|| format!("writing {}", dest.display()))?;
+    Ok((sum, vec![to_copy, to_hash]))
+}
+
+/// Copies a quiet database file through this process (read, hash, then O_DIRECT
+/// writes on another thread), leaving the page cache to the live databases.
+fn copy_around_cache(real: &Path, dest: &Path) -> Result<(String, Vec<std::fs::File>)> {
+    let mut input = std::fs::File::open(real).io_context(|| format!("reading {}", real.display()))?;
+    let output = files::create_for_copy(dest)?;
+    let sum = copy_hashed(&mut input, real, &output, dest, as_standalone)?;
+    output
+        .sync_all()
+        .io_context(|| format!("syncing {}", dest.display()))?;
+    Ok((sum, vec![input]))
 }
 
 /// A byte copy of a WAL database whose WAL is empty is a standalone file: its header

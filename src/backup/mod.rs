@@ -230,6 +230,18 @@ pub fn find_set(backup_dir: &Path, id: &str) -> Result<BackupSet> {
 }
 
 /// SHA-256 of a file, as lowercase hex.
+/// Removes a set folder, its manifest first: a crash part way leaves a folder that no
+/// longer looks like a complete set, never a set with files missing.
+pub fn remove_set(dir: &Path) -> Result<()> {
+    match fs::remove_file(dir.join(MANIFEST)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", dir.join(MANIFEST).display()), e)),
+    }
+    files::fsync_dir(dir)?;
+    fs::remove_dir_all(dir).io_context(|| format!("removing {}", dir.display()))
+}
+
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = fs::File::open(path).io_context(|| format!("reading {}", path.display()))?;
     sha256_of(&mut file, path, |_| {})

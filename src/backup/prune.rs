@@ -115,8 +115,7 @@ pub fn prune(backup_dir: &Path, retention: Retention, dry_run: bool) -> Result<P
     let decisions = plan(&sets, retention);
     if !dry_run {
         for decision in decisions.iter().filter(|d| d.action == "remove") {
-            let dir = backup_dir.join(&decision.id);
-            std::fs::remove_dir_all(&dir).io_context(|| format!("removing {}", dir.display()))?;
+            super::remove_set(&backup_dir.join(&decision.id))?;
         }
     }
     let mut removed_unfinished = Vec::new();

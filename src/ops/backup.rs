@@ -427,9 +427,6 @@ fn restore_tenants(
     for plan in to_do.iter().filter(|p| p.target.is_file()) {
         swap::refuse_if_open(&plan.target)?;
     }
-    // Every copy is staged and checked (checksum, then integrity) before the
-    // pre-restore set is taken and before the first one replaces anything.
-    let staged = swap::stage_all(&to_stage(&to_do))?;
     let replaced: Vec<TenantSource> = to_do
         .iter()
         .filter(|p| p.target.is_file())
@@ -439,12 +436,13 @@ fn restore_tenants(
             path: p.target.clone(),
         })
         .collect();
-    if !replaced.is_empty() {
-        report.pre_restore_set = Some(
-            pre_restore(&catalog, backup_dir, &set, replaced, false, request.jobs)
-                .inspect_err(|_| swap::discard(&staged))?,
-        );
-    }
+    let (staged, pre_restore_set) = stage_and_save(backup_dir, &to_stage(&to_do), || {
+        if replaced.is_empty() {
+            return Ok(None);
+        }
+        pre_restore(&catalog, backup_dir, &set, replaced, false, request.jobs).map(Some)
+    })?;
+    report.pre_restore_set = pre_restore_set;
     swap_all_in(&staged)?;
     for plan in &to_do {
         report
@@ -477,6 +475,38 @@ fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i6
         schema_version: version,
         status: status.to_string(),
         reason: reason.map(str::to_string),
+    }
+}
+
+/// Stages the restored files (checksum, integrity_check, copy) on another thread while
+/// the pre-restore set is written on this one: they touch different files, and each
+/// mostly waits on the disk or hashes. Either failing undoes the other, so a failed
+/// restore leaves neither staged files nor a pre-restore set behind.
+fn stage_and_save(
+    backup_dir: &Path,
+    wanted: &[swap::ToStage],
+    save: impl FnOnce() -> Result<Option<String>>,
+) -> Result<(Vec<swap::Staged>, Option<String>)> {
+    let (staged, saved) = std::thread::scope(|scope| {
+        let staging = scope.spawn(|| swap::stage_all(wanted));
+        let saved = save();
+        let staged = staging
+            .join()
+            .unwrap_or_else(|_| Err(Error::unexpected("a staging thread panicked")));
+        (staged, saved)
+    });
+    match (staged, saved) {
+        (Ok(staged), Ok(saved)) => Ok((staged, saved)),
+        (Ok(staged), Err(err)) => {
+            swap::discard(&staged);
+            Err(err)
+        }
+        (Err(err), saved) => {
+            if let Ok(Some(id)) = saved {
+                let _ = crate::backup::remove_set(&backup_dir.join(id));
+            }
+            Err(err)
+        }
     }
 }
 
@@ -620,15 +650,18 @@ fn restore_catalog(
     {
         swap::refuse_if_open(target)?;
     }
-    let staged = swap::stage_all(&to_stage(std::iter::once(&catalog_plan).chain(&tenant_plans)))?;
     let mut report = RestoreReport {
         set: set.manifest.id.clone(),
         pre_restore_set: None,
         restored: Vec::new(),
     };
-    // Save what is there now, if the live catalog can still be read; the files are
-    // labelled with the live catalog's customers, not the backup's.
-    if let Ok(live) = Catalog::open(home_catalog) {
+    let wanted = to_stage(std::iter::once(&catalog_plan).chain(&tenant_plans));
+    let (staged, pre_restore_set) = stage_and_save(backup_dir, &wanted, || {
+        // Save what is there now, if the live catalog can still be read; the files are
+        // labelled with the live catalog's customers, not the backup's.
+        let Ok(live) = Catalog::open(home_catalog) else {
+            return Ok(None);
+        };
         let mut replaced = Vec::new();
         for plan in tenant_plans.iter().filter(|p| p.target.is_file()) {
             let slug = plan.customer.clone().unwrap_or_default();
@@ -640,11 +673,9 @@ fn restore_catalog(
                 });
             }
         }
-        report.pre_restore_set = Some(
-            pre_restore(&live, backup_dir, &set, replaced, true, request.jobs)
-                .inspect_err(|_| swap::discard(&staged))?,
-        );
-    }
+        pre_restore(&live, backup_dir, &set, replaced, true, request.jobs).map(Some)
+    })?;
+    report.pre_restore_set = pre_restore_set;
     swap_all_in(&staged)?;
     report.restored.push(restored_line(
         &catalog_plan,

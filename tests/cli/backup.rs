@@ -412,6 +412,55 @@ fn a_checksum_mismatch_restores_nothing() {
 }
 
 #[test]
+fn a_copy_that_fails_integrity_check_restores_nothing_even_with_a_matching_checksum() {
+    use sha2::{Digest, Sha256};
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup"]);
+    add_user(&env, "a", "keep@a.test");
+    // Damaged before its checksum was taken: the manifest agrees with the bad bytes.
+    let dir = set_dir(&env, &set);
+    let copy = dir.join("tenants/a.db");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let len = bytes.len();
+    for byte in &mut bytes[4096..len] {
+        *byte = 0x5A;
+    }
+    std::fs::write(&copy, &bytes).unwrap();
+    let manifest_path = dir.join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let sum: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    manifest["entries"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["scope"] == "tenant")
+        .unwrap()["sha256"] = Value::from(sum);
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let before = env.json(&["backup", "list"]).as_array().unwrap().len();
+    let run = env.fails(&["restore", set["id"].as_str().unwrap(), "--customer", "a"], 7);
+    assert!(run.stderr.contains("integrity_check"), "{}", run.stderr);
+    assert_eq!(
+        users(&env.home.join("tenants/a.db")),
+        1,
+        "the live database is untouched"
+    );
+    assert_eq!(
+        env.json(&["backup", "list"]).as_array().unwrap().len(),
+        before,
+        "the pre-restore set taken meanwhile is removed again"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(env.home.join("tenants"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "no staged copy is left behind");
+}
+
+#[test]
 fn another_customers_backup_needs_into() {
     let env = fleet(&["acme", "staging"]);
     add_user(&env, "acme", "real@acme.test");
