@@ -242,6 +242,52 @@ fn target_suspended_deleted_and_named_tenants() {
 }
 
 #[test]
+fn migrate_works_beside_an_application_holding_its_database_open() {
+    let env = fleet(&["open", "closed"]);
+    // The application's connection: reading, and open throughout the migration.
+    let app = tenant_db(&env, "open");
+    app.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    add_migration(
+        &env,
+        "V4__notes.sql",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);",
+    );
+    let results = env.json(&["db", "migrate"]);
+    assert_eq!(
+        statuses(&results),
+        vec![pair("open", "migrated"), pair("closed", "migrated")]
+    );
+    let seen: i64 = app
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'notes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(seen, 1, "the open connection sees the migration");
+    app.execute("INSERT INTO notes (body) VALUES ('after')", [])
+        .unwrap();
+    drop(app);
+    for slug in ["open", "closed"] {
+        assert!(has_table(&env, slug, "notes"), "{slug}");
+        let check: String = tenant_db(&env, slug)
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "{slug}");
+    }
+    // The migrated databases open normally again, readers and writers alike.
+    env.ok(&[
+        "db",
+        "sql",
+        "closed",
+        "INSERT INTO notes (body) VALUES ('x')",
+        "--write",
+    ]);
+    assert_eq!(env.json(&["db", "status"])["summary"]["behind"], 0);
+}
+
+#[test]
 fn a_changed_migration_file_is_drift_and_not_rerun() {
     let env = fleet(&["a"]);
     add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
