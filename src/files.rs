@@ -133,6 +133,35 @@ pub fn create_for_copy(path: &Path) -> Result<File> {
     .io_context(|| format!("creating {}", path.display()))
 }
 
+/// Opens `path` for one large sequential read that bypasses the page cache (O_DIRECT)
+/// where the file system allows it: for a file read once and not again soon, such as a
+/// backup being restored.
+pub fn open_for_copy(path: &Path) -> Result<File> {
+    let open = |flags: i32| OpenOptions::new().read(true).custom_flags(flags).open(path);
+    match open(nix::libc::O_DIRECT) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => open(0),
+        other => other,
+    }
+    .io_context(|| format!("reading {}", path.display()))
+}
+
+/// Reads until `buffer` is full or the input ends, so that only the last chunk is
+/// short. A read O_DIRECT refuses turns O_DIRECT off for the file, as for writes.
+pub fn read_full(input: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match input.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) && stop_direct(input)? => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// Writes all of `bytes` at `offset`. A write O_DIRECT refuses (a buffer, length or
 /// offset the device cannot take directly, such as a short last chunk) turns O_DIRECT
 /// off for the file and is written through the page cache instead.

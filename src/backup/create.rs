@@ -3,7 +3,6 @@
 //! written last, and the folder renamed into place only when all of it is durable.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,8 +14,8 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 use super::{
-    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, TMP_PREFIX, copy_hashed, list_sets, new_id,
-    sha256_file, sha256_of,
+    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, PARALLEL_FROM_BYTES, TMP_PREFIX, beside,
+    copy_hashed, list_sets, new_id, sha256_file,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::{files, tenantdb, time};
@@ -149,9 +148,6 @@ fn backup_tenants(
     request: &SetRequest<'_>,
     previous: &HashMap<i64, (Entry, PathBuf, String)>,
 ) -> Result<(Vec<Entry>, Vec<Skipped>)> {
-    // A pre-restore set is a safety net, rarely read back; it keeps out of the page
-    // cache, which the restored databases are about to need.
-    let around_cache = request.kind == "pre-restore";
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<Copied>)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -162,7 +158,7 @@ fn backup_tenants(
                     let Some(tenant) = request.tenants.get(index) else {
                         break;
                     };
-                    let result = backup_tenant(tmp, tenant, previous.get(&tenant.customer_id), around_cache);
+                    let result = backup_tenant(tmp, tenant, previous.get(&tenant.customer_id));
                     if let Ok(mut all) = results.lock() {
                         all.push((index, result));
                     }
@@ -225,7 +221,6 @@ fn backup_tenant(
     tmp: &Path,
     tenant: &TenantSource,
     previous: Option<&(Entry, PathBuf, String)>,
-    around_cache: bool,
 ) -> Result<Copied> {
     if !tenant.path.is_file() {
         return Ok(Copied::Unreadable(format!(
@@ -257,7 +252,7 @@ fn backup_tenant(
         Err(err) => return Err(err),
     };
     let mut keep_open = Vec::new();
-    let copied = match copy_consistent(&source, &tenant.path, &dest, around_cache, &mut keep_open) {
+    let copied = match copy_consistent(&source, &tenant.path, &dest, &mut keep_open) {
         Ok(Some(checked)) => Ok(Some(checked)),
         Ok(None) => snapshot(&source, &dest).map(|()| None),
         Err(err) => Err(err),
@@ -318,13 +313,11 @@ fn open_source(path: &Path) -> Result<Connection> {
 /// while a read transaction is held, no checkpoint can touch the main file (none may
 /// pass a reader's mark), so a plain byte copy of it is that transaction's snapshot.
 /// The copy is hashed as it is written. Returns `None` when the WAL is in use; the
-/// caller then takes the online backup. `around_cache` writes the copy around the page
-/// cache, for copies nobody is about to read.
+/// caller then takes the online backup.
 fn copy_consistent(
     source: &Connection,
     source_path: &Path,
     dest: &Path,
-    around_cache: bool,
     keep_open: &mut Vec<std::fs::File>,
 ) -> Result<Option<Checked>> {
     // SQLite follows a symlinked database to its real name, and so must we: its WAL
@@ -352,22 +345,15 @@ fn copy_consistent(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             _ => return Ok(None),
         }
-        // The snapshot is checked through the transaction while its bytes are copied:
-        // the copy is those bytes, and reading it back would cost another pass.
-        let (copied, schema_version) = std::thread::scope(|scope| {
-            let copy = scope.spawn(|| {
-                if around_cache {
-                    copy_around_cache(&real, dest)
-                } else {
-                    copy_through_cache(&real, dest)
-                }
-            });
-            let inspected = inspect(source, dest);
-            let copied = copy
-                .join()
-                .unwrap_or_else(|_| Err(Error::unexpected("a backup copy thread panicked")));
-            (copied, inspected)
-        });
+        // The snapshot is checked through the transaction (while its bytes are copied,
+        // for a large file): the copy is those bytes, and reading it back would cost
+        // another pass.
+        let parallel = std::fs::metadata(&real).is_ok_and(|m| m.len() >= PARALLEL_FROM_BYTES);
+        let (copied, schema_version) = beside(
+            parallel,
+            || copy_around_cache(&real, dest),
+            || inspect(source, dest),
+        );
         let (sum, opened) = copied?;
         // Closing a descriptor of the database would drop this process's POSIX locks
         // on it, SQLite's included: they stay open until the connection is gone.
@@ -385,44 +371,10 @@ fn copy_consistent(
     result
 }
 
-/// Copies a quiet database file with copy_file_range (the kernel moves the pages, none
-/// pass through this process) while another thread hashes the same cached pages; the
-/// copy stays in the page cache, where verify or a restore soon finds it. Returns the
-/// hash and the descriptors of the source, which must outlive the SQLite connection.
-fn copy_through_cache(real: &Path, dest: &Path) -> Result<(String, Vec<std::fs::File>)> {
-    let open = || std::fs::File::open(real).io_context(|| format!("reading {}", real.display()));
-    let (mut to_copy, mut to_hash) = (open()?, open()?);
-    let mut output = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(files::PRIVATE_FILE_MODE)
-        .open(dest)
-        .io_context(|| format!("creating {}", dest.display()))?;
-    let (copied, hashed) = std::thread::scope(|scope| {
-        let hash = scope.spawn(|| sha256_of(&mut to_hash, real, as_standalone));
-        let copied = std::io::copy(&mut to_copy, &mut output);
-        let hashed = hash
-            .join()
-            .unwrap_or_else(|_| Err(Error::unexpected("a hashing thread panicked")));
-        (copied, hashed)
-    });
-    copied.io_context(|| format!("writing {}", dest.display()))?;
-    let sum = hashed?;
-    let mut header = [0u8; 20];
-    let n = output
-        .read_at(&mut header, 0)
-        .io_context(|| format!("reading {}", dest.display()))?;
-    as_standalone(&mut header[..n]);
-    output
-        .write_all_at(&header[..n], 0)
-        .and_then(|()| output.sync_all())
-        .io_context(|| format!("writing {}", dest.display()))?;
-    Ok((sum, vec![to_copy, to_hash]))
-}
-
-/// Copies a quiet database file through this process (read, hash, then O_DIRECT
-/// writes on another thread), leaving the page cache to the live databases.
+/// Copies a quiet database file through this process (read, hash, O_DIRECT write),
+/// around the page cache: a backup is not read again soon, and a fleet's worth of
+/// copies would push out the pages the live databases need (and on some machines
+/// allocating those pages costs more than writing them).
 fn copy_around_cache(real: &Path, dest: &Path) -> Result<(String, Vec<std::fs::File>)> {
     let mut input = std::fs::File::open(real).io_context(|| format!("reading {}", real.display()))?;
     let output = files::create_for_copy(dest)?;
