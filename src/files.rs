@@ -125,33 +125,25 @@ pub fn create_for_copy(path: &Path) -> Result<File> {
             .custom_flags(flags)
             .open(path)
     };
-    match open(nix::libc::O_DIRECT) {
+    let file = match open(nix::libc::O_DIRECT) {
         // Some file systems (older tmpfs) refuse O_DIRECT outright.
         Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => open(0),
         other => other,
     }
-    .io_context(|| format!("creating {}", path.display()))
-}
-
-/// Opens `path` for one large sequential read that bypasses the page cache (O_DIRECT)
-/// where the file system allows it: for a file read once and not again soon, such as a
-/// backup being restored.
-pub fn open_for_copy(path: &Path) -> Result<File> {
-    let open = |flags: i32| OpenOptions::new().read(true).custom_flags(flags).open(path);
-    match open(nix::libc::O_DIRECT) {
-        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => open(0),
-        other => other,
-    }
-    .io_context(|| format!("reading {}", path.display()))
+    .io_context(|| format!("creating {}", path.display()))?;
+    // The umask may have narrowed the mode, never widened it; set it exactly.
+    file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+        .io_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(file)
 }
 
 /// Reads until `buffer` is full or the input ends, so that only the last chunk is
 /// short. A read O_DIRECT refuses turns O_DIRECT off for the file, as for writes.
-pub fn read_full(input: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
+pub fn read_full(input: &File, buffer: &mut [u8]) -> std::io::Result<usize> {
     use std::io::Read;
     let mut filled = 0;
     while filled < buffer.len() {
-        match input.read(&mut buffer[filled..]) {
+        match (&mut &*input).read(&mut buffer[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}

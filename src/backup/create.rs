@@ -345,19 +345,21 @@ fn copy_consistent(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             _ => return Ok(None),
         }
+        // Closing a descriptor of the database would drop this process's POSIX locks
+        // on it, SQLite's included: it stays open until the connection is gone,
+        // whatever happens to the copy.
+        keep_open.push(std::fs::File::open(&real).io_context(|| format!("reading {}", real.display()))?);
+        let input = &keep_open[keep_open.len() - 1];
         // The snapshot is checked through the transaction (while its bytes are copied,
         // for a large file): the copy is those bytes, and reading it back would cost
         // another pass.
-        let parallel = std::fs::metadata(&real).is_ok_and(|m| m.len() >= PARALLEL_FROM_BYTES);
-        let (copied, schema_version) = beside(
+        let parallel = input.metadata().is_ok_and(|m| m.len() >= PARALLEL_FROM_BYTES);
+        let (sum, schema_version) = beside(
             parallel,
-            || copy_around_cache(&real, dest),
+            || copy_around_cache(input, &real, dest),
             || inspect(source, dest),
         );
-        let (sum, opened) = copied?;
-        // Closing a descriptor of the database would drop this process's POSIX locks
-        // on it, SQLite's included: they stay open until the connection is gone.
-        keep_open.extend(opened);
+        let sum = sum?;
         let schema_version = schema_version?;
         Ok(Some(Checked {
             sha256: sum,
@@ -375,14 +377,13 @@ fn copy_consistent(
 /// around the page cache: a backup is not read again soon, and a fleet's worth of
 /// copies would push out the pages the live databases need (and on some machines
 /// allocating those pages costs more than writing them).
-fn copy_around_cache(real: &Path, dest: &Path) -> Result<(String, Vec<std::fs::File>)> {
-    let mut input = std::fs::File::open(real).io_context(|| format!("reading {}", real.display()))?;
+fn copy_around_cache(input: &std::fs::File, real: &Path, dest: &Path) -> Result<String> {
     let output = files::create_for_copy(dest)?;
-    let sum = copy_hashed(&mut input, real, &output, dest, as_standalone)?;
+    let sum = copy_hashed(input, real, &output, dest, as_standalone)?;
     output
         .sync_all()
         .io_context(|| format!("syncing {}", dest.display()))?;
-    Ok((sum, vec![input]))
+    Ok(sum)
 }
 
 /// A byte copy of a WAL database whose WAL is empty is a standalone file: its header

@@ -229,7 +229,6 @@ pub fn find_set(backup_dir: &Path, id: &str) -> Result<BackupSet> {
         })
 }
 
-/// SHA-256 of a file, as lowercase hex.
 /// Removes a set folder, its manifest first: a crash part way leaves a folder that no
 /// longer looks like a complete set, never a set with files missing.
 pub fn remove_set(dir: &Path) -> Result<()> {
@@ -242,6 +241,7 @@ pub fn remove_set(dir: &Path) -> Result<()> {
     fs::remove_dir_all(dir).io_context(|| format!("removing {}", dir.display()))
 }
 
+/// SHA-256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     thread_local! {
         // Reused by a worker across the files it hashes: fresh memory costs page faults.
@@ -272,7 +272,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// threads at once, so that it costs about one pass of the slowest of them. The output
 /// is not synced.
 pub fn copy_hashed(
-    input: &mut fs::File,
+    input: &fs::File,
     input_name: &Path,
     output: &fs::File,
     output_name: &Path,
@@ -344,7 +344,7 @@ pub fn copy_hashed(
 
 /// [`copy_hashed`] on this thread alone, through one buffer the thread keeps.
 fn copy_hashed_here(
-    input: &mut fs::File,
+    input: &fs::File,
     input_name: &Path,
     output: &fs::File,
     output_name: &Path,
@@ -492,8 +492,8 @@ mod tests {
             fs::write(&source, &bytes).unwrap();
             let dest = dir.path().join(format!("out-{len}"));
             let output = files::create_for_copy(&dest).unwrap();
-            let mut input = fs::File::open(&source).unwrap();
-            let sum = copy_hashed(&mut input, &source, &output, &dest, |header| {
+            let input = fs::File::open(&source).unwrap();
+            let sum = copy_hashed(&input, &source, &output, &dest, |header| {
                 if let Some(first) = header.first_mut() {
                     *first ^= 0xff;
                 }

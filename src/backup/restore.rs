@@ -64,11 +64,11 @@ pub fn stage(wanted: &ToStage) -> Result<Staged> {
 /// copy is proven to be the same bytes: the SHA-256 is taken of what was written.
 fn copy_checked(wanted: &ToStage, staging: &Path) -> Result<()> {
     let source = &wanted.backup_file;
-    let mut input = std::fs::File::open(source).io_context(|| format!("reading {}", source.display()))?;
+    let input = std::fs::File::open(source).io_context(|| format!("reading {}", source.display()))?;
     let output = files::create_for_copy(staging)?;
     let (sum, verdict) = std::thread::scope(|scope| {
         let check = scope.spawn(|| integrity_check(source));
-        let sum = copy_hashed(&mut input, source, &output, staging, |_| {});
+        let sum = copy_hashed(&input, source, &output, staging, |_| {});
         let verdict = check
             .join()
             .map_err(|_| Error::unexpected("the integrity check panicked"));

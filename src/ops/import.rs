@@ -495,7 +495,14 @@ fn provision_many(
         for _ in 0..jobs.max(1).min(count) {
             scope.spawn(|| {
                 while next.fetch_add(1, Ordering::SeqCst) < count {
-                    let one = template.copy_into(&actor.home.tenants_dir());
+                    // Another process may rebuild the template meanwhile: check it again.
+                    let one = template.copy_into(&actor.home.tenants_dir()).or_else(|_| {
+                        tenantdb::provision(
+                            &actor.home.tenants_dir(),
+                            &actor.home.templates_dir(),
+                            migrations,
+                        )
+                    });
                     if let Ok(mut all) = built.lock() {
                         all.push(one);
                     }

@@ -87,6 +87,9 @@ pub fn checked(templates_dir: &Path, migrations: &[Migration]) -> Result<Checked
         );
     }
     let check = |path: PathBuf| -> Result<Checked> {
+        // Held across the check, so that what is recorded is the file that was checked
+        // even if another process renames a rebuilt template into place meanwhile.
+        let held = std::fs::File::open(&path).io_context(|| format!("reading {}", path.display()))?;
         {
             let conn = super::open_tenant(&path)?;
             let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
@@ -100,8 +103,15 @@ pub fn checked(templates_dir: &Path, migrations: &[Migration]) -> Result<Checked
             }
         }
         // Taken once the connection is closed, which may have folded its WAL in.
-        let identity =
-            Identity::of(&std::fs::metadata(&path).io_context(|| format!("reading {}", path.display()))?);
+        let read = |meta: std::io::Result<Metadata>| {
+            meta.map(|m| Identity::of(&m))
+                .io_context(|| format!("reading {}", path.display()))
+        };
+        let identity = read(held.metadata())?;
+        let at_path = read(std::fs::metadata(&path))?;
+        if (at_path.device, at_path.inode) != (identity.device, identity.inode) {
+            return Err(Error::unexpected("the template changed while it was checked"));
+        }
         Ok(Checked {
             path,
             identity,
