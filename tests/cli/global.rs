@@ -293,3 +293,26 @@ fn actor_names_are_one_visible_line() {
         "an empty --actor falls back"
     );
 }
+
+#[test]
+fn writes_leave_the_catalog_file_complete_and_reads_keep_its_wal_files() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "a"]);
+    // A command that wrote folds its WAL in: the catalog file alone holds the row.
+    let alone = env.home.join("catalog-alone.db");
+    std::fs::copy(env.home.join("catalog.db"), &alone).unwrap();
+    let count: i64 = rusqlite::Connection::open(&alone)
+        .unwrap()
+        .query_row("SELECT count(*) FROM customers WHERE slug = 'a'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(count, 1);
+    // A command that only read leaves the WAL files for the next one to reuse.
+    env.ok(&["customer", "show", "a"]);
+    assert_eq!(env.run(&["resolve", "nowhere.example"]).code, 3);
+    assert!(env.home.join("catalog.db-wal").exists());
+    assert!(env.home.join("catalog.db-shm").exists());
+    let wal = std::fs::metadata(env.home.join("catalog.db-wal")).unwrap();
+    assert_eq!(wal.len(), 0, "nothing is left only in the WAL");
+}
