@@ -450,7 +450,7 @@ fn a_copy_that_fails_integrity_check_restores_nothing_even_with_a_matching_check
     assert_eq!(
         env.json(&["backup", "list"]).as_array().unwrap().len(),
         before,
-        "the pre-restore set taken meanwhile is removed again"
+        "no pre-restore set either"
     );
     let leftovers: Vec<_> = std::fs::read_dir(env.home.join("tenants"))
         .unwrap()
