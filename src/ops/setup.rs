@@ -70,13 +70,9 @@ pub fn init(
         }
     }
     let migrations_dir = config::tenant_migrations_dir(&catalog, home)?;
-    // Only the first run installs the starter set: later ones change nothing, even in
-    // a folder the operator has since emptied or pointed elsewhere.
-    let starter_migrations_installed = if created {
-        tenantdb::install_starter_set(&migrations_dir)?
-    } else {
-        0
-    };
+    // Only into an empty folder (a home restored from a backup gets the set back); a
+    // later init cannot name another folder, so the set never lands beside the fleet.
+    let starter_migrations_installed = tenantdb::install_starter_set(&migrations_dir)?;
     if created {
         catalog.write(|tx| {
             audit::record(

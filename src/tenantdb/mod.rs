@@ -310,14 +310,16 @@ pub fn open_tenant(path: &Path) -> Result<Connection> {
     refuse_symlink(path)?;
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     Ok(conn)
 }
 
 /// A tenant database path that is a symbolic link serves whatever it points at, most
-/// likely another tenant's file: exit 7, as for any other integrity fault.
+/// likely another tenant's file: exit 7, as for any other integrity fault. Only the
+/// file itself is checked (SQLite's NOFOLLOW would refuse a link anywhere in the path):
+/// a home, or a tenants folder, placed on another disk through a link stays fine.
 pub fn refuse_symlink(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {

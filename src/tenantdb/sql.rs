@@ -181,8 +181,7 @@ fn open_sandboxed(path: &Path, write: bool, timeout: Duration) -> Result<Connect
         OpenFlags::SQLITE_OPEN_READ_WRITE
     } else {
         OpenFlags::SQLITE_OPEN_READ_ONLY
-    } | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(timeout.min(Duration::from_secs(30)))?;
     if !write {
