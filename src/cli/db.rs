@@ -145,15 +145,16 @@ const MAX_SCRIPT_BYTES: u64 = 16 << 20;
 
 /// Reads a SQL script from a file or stdin (`-`).
 fn read_script(path: &Path) -> Result<String, Error> {
+    let stdin = path.as_os_str() == "-";
     let mut text = String::new();
-    let read = if path.as_os_str() == "-" {
+    let read = if stdin {
         std::io::stdin()
             .take(MAX_SCRIPT_BYTES + 1)
             .read_to_string(&mut text)
     } else {
         std::fs::File::open(path).and_then(|f| f.take(MAX_SCRIPT_BYTES + 1).read_to_string(&mut text))
     };
-    let source = if path.as_os_str() == "-" {
+    let source = if stdin {
         "stdin".to_string()
     } else {
         path.display().to_string()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -23,15 +23,7 @@ pub struct QueryOutput {
 }
 
 impl QueryOutput {
-    /// Each row as an object keyed by (de-duplicated) column name.
-    pub fn objects(&self) -> Vec<Map<String, Value>> {
-        let names = unique_names(&self.columns);
-        self.rows
-            .iter()
-            .map(|row| names.iter().cloned().zip(row.iter().cloned()).collect())
-            .collect()
-    }
-
+    /// The column names, a repeated name renamed (`x_2`), as rows are keyed by them.
     pub fn unique_columns(&self) -> Vec<String> {
         unique_names(&self.columns)
     }
