@@ -971,7 +971,9 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply tenant migrations to every tenant (or those named), in parallel')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Per-tenant schema version, size and last migration, with a summary line first')
-            [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement on a tenant database (read-only unless --write)')
+            [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)')
+            [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first')
+            [CompletionResult]::new('vacuum', 'vacuum', [CompletionResultType]::ParameterValue, 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed')
             [CompletionResult]::new('path', 'path', [CompletionResultType]::ParameterValue, 'Print the absolute path of a customer''s database (for sqlite3)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -1026,6 +1028,8 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;db;sql' {
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Run the statements in FILE (''-'' for stdin) as one transaction')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Run the statements in FILE (''-'' for stdin) as one transaction')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Stop a statement that runs longer than this, e.g. 30s or 5m')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
             [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
@@ -1034,8 +1038,53 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock before giving up, e.g. 30s or 2m')
-            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Run the same read-only statement on every active tenant')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Run the same read-only statement on every active tenant; its rows start with a tenant column')
             [CompletionResult]::new('--write', '--write', [CompletionResultType]::ParameterName, 'Allow the statement to change data')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tenantctl;db;history' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only runs at or after TIME (RFC 3339, YYYY-MM-DD, or an age such as 24h or 7d)')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show at most N runs; 0 for all')
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock before giving up, e.g. 30s or 2m')
+            [CompletionResult]::new('--failed', '--failed', [CompletionResultType]::ParameterName, 'Only runs that failed')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tenantctl;db;vacuum' {
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Tenants compacted at once [default: 2 per CPU]')
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock before giving up, e.g. 30s or 2m')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Compact every tenant database that is not deleted')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
@@ -1071,7 +1120,9 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         'tenantctl;db;help' {
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply tenant migrations to every tenant (or those named), in parallel')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Per-tenant schema version, size and last migration, with a summary line first')
-            [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement on a tenant database (read-only unless --write)')
+            [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)')
+            [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first')
+            [CompletionResult]::new('vacuum', 'vacuum', [CompletionResultType]::ParameterValue, 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed')
             [CompletionResult]::new('path', 'path', [CompletionResultType]::ParameterValue, 'Print the absolute path of a customer''s database (for sqlite3)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -1083,6 +1134,12 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;db;help;sql' {
+            break
+        }
+        'tenantctl;db;help;history' {
+            break
+        }
+        'tenantctl;db;help;vacuum' {
             break
         }
         'tenantctl;db;help;path' {
@@ -2151,7 +2208,9 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         'tenantctl;help;db' {
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply tenant migrations to every tenant (or those named), in parallel')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Per-tenant schema version, size and last migration, with a summary line first')
-            [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement on a tenant database (read-only unless --write)')
+            [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)')
+            [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first')
+            [CompletionResult]::new('vacuum', 'vacuum', [CompletionResultType]::ParameterValue, 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed')
             [CompletionResult]::new('path', 'path', [CompletionResultType]::ParameterValue, 'Print the absolute path of a customer''s database (for sqlite3)')
             break
         }
@@ -2162,6 +2221,12 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;help;db;sql' {
+            break
+        }
+        'tenantctl;help;db;history' {
+            break
+        }
+        'tenantctl;help;db;vacuum' {
             break
         }
         'tenantctl;help;db;path' {

@@ -223,6 +223,9 @@ _tenantctl() {
             tenantctl__subcmd__db,help)
                 cmd="tenantctl__subcmd__db__subcmd__help"
                 ;;
+            tenantctl__subcmd__db,history)
+                cmd="tenantctl__subcmd__db__subcmd__history"
+                ;;
             tenantctl__subcmd__db,migrate)
                 cmd="tenantctl__subcmd__db__subcmd__migrate"
                 ;;
@@ -235,8 +238,14 @@ _tenantctl() {
             tenantctl__subcmd__db,status)
                 cmd="tenantctl__subcmd__db__subcmd__status"
                 ;;
+            tenantctl__subcmd__db,vacuum)
+                cmd="tenantctl__subcmd__db__subcmd__vacuum"
+                ;;
             tenantctl__subcmd__db__subcmd__help,help)
                 cmd="tenantctl__subcmd__db__subcmd__help__subcmd__help"
+                ;;
+            tenantctl__subcmd__db__subcmd__help,history)
+                cmd="tenantctl__subcmd__db__subcmd__help__subcmd__history"
                 ;;
             tenantctl__subcmd__db__subcmd__help,migrate)
                 cmd="tenantctl__subcmd__db__subcmd__help__subcmd__migrate"
@@ -249,6 +258,9 @@ _tenantctl() {
                 ;;
             tenantctl__subcmd__db__subcmd__help,status)
                 cmd="tenantctl__subcmd__db__subcmd__help__subcmd__status"
+                ;;
+            tenantctl__subcmd__db__subcmd__help,vacuum)
+                cmd="tenantctl__subcmd__db__subcmd__help__subcmd__vacuum"
                 ;;
             tenantctl__subcmd__help,audit)
                 cmd="tenantctl__subcmd__help__subcmd__audit"
@@ -379,6 +391,9 @@ _tenantctl() {
             tenantctl__subcmd__help__subcmd__customer,update)
                 cmd="tenantctl__subcmd__help__subcmd__customer__subcmd__update"
                 ;;
+            tenantctl__subcmd__help__subcmd__db,history)
+                cmd="tenantctl__subcmd__help__subcmd__db__subcmd__history"
+                ;;
             tenantctl__subcmd__help__subcmd__db,migrate)
                 cmd="tenantctl__subcmd__help__subcmd__db__subcmd__migrate"
                 ;;
@@ -390,6 +405,9 @@ _tenantctl() {
                 ;;
             tenantctl__subcmd__help__subcmd__db,status)
                 cmd="tenantctl__subcmd__help__subcmd__db__subcmd__status"
+                ;;
+            tenantctl__subcmd__help__subcmd__db,vacuum)
+                cmd="tenantctl__subcmd__help__subcmd__db__subcmd__vacuum"
                 ;;
             tenantctl__subcmd__help__subcmd__key,create)
                 cmd="tenantctl__subcmd__help__subcmd__key__subcmd__create"
@@ -2189,7 +2207,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db)
-            opts="-o -q -v -h -V --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version migrate status sql path help"
+            opts="-o -q -v -h -V --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version migrate status sql history vacuum path help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2231,7 +2249,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__help)
-            opts="migrate status sql path help"
+            opts="migrate status sql history vacuum path help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2245,6 +2263,20 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__db__subcmd__help__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2307,6 +2339,70 @@ _tenantctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__db__subcmd__help__subcmd__vacuum)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__db__subcmd__history)
+            opts="-o -q -v -h -V --since --failed --limit --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2411,12 +2507,20 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__sql)
-            opts="-o -q -v -h -V --all --write --timeout --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-f -o -q -v -h -V --all --write --file --timeout --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2463,6 +2567,52 @@ _tenantctl() {
                 return 0
             fi
             case "${prev}" in
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__db__subcmd__vacuum)
+            opts="-o -q -v -h -V --all --jobs --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --home)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2933,8 +3083,22 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__help__subcmd__db)
-            opts="migrate status sql path"
+            opts="migrate status sql history vacuum path"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__help__subcmd__db__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2989,6 +3153,20 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__help__subcmd__db__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__help__subcmd__db__subcmd__vacuum)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

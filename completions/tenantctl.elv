@@ -903,7 +903,9 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --version 'Print version'
             cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
             cand status 'Per-tenant schema version, size and last migration, with a summary line first'
-            cand sql 'Run one SQL statement on a tenant database (read-only unless --write)'
+            cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
+            cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
+            cand vacuum 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
             cand path 'Print the absolute path of a customer''s database (for sqlite3)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -955,6 +957,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --version 'Print version'
         }
         &'tenantctl;db;sql'= {
+            cand -f 'Run the statements in FILE (''-'' for stdin) as one transaction'
+            cand --file 'Run the statements in FILE (''-'' for stdin) as one transaction'
             cand --timeout 'Stop a statement that runs longer than this, e.g. 30s or 5m'
             cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
@@ -963,8 +967,51 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
             cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
             cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
-            cand --all 'Run the same read-only statement on every active tenant'
+            cand --all 'Run the same read-only statement on every active tenant; its rows start with a tenant column'
             cand --write 'Allow the statement to change data'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;db;history'= {
+            cand --since 'Only runs at or after TIME (RFC 3339, YYYY-MM-DD, or an age such as 24h or 7d)'
+            cand --limit 'Show at most N runs; 0 for all'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --failed 'Only runs that failed'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;db;vacuum'= {
+            cand --jobs 'Tenants compacted at once [default: 2 per CPU]'
+            cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
+            cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --output 'Output format [default: $TENANTCTL_OUTPUT or table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --all 'Compact every tenant database that is not deleted'
             cand --json 'Same as --output json'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'
@@ -998,7 +1045,9 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;db;help'= {
             cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
             cand status 'Per-tenant schema version, size and last migration, with a summary line first'
-            cand sql 'Run one SQL statement on a tenant database (read-only unless --write)'
+            cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
+            cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
+            cand vacuum 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
             cand path 'Print the absolute path of a customer''s database (for sqlite3)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -1007,6 +1056,10 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;db;help;status'= {
         }
         &'tenantctl;db;help;sql'= {
+        }
+        &'tenantctl;db;help;history'= {
+        }
+        &'tenantctl;db;help;vacuum'= {
         }
         &'tenantctl;db;help;path'= {
         }
@@ -1975,7 +2028,9 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;db'= {
             cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
             cand status 'Per-tenant schema version, size and last migration, with a summary line first'
-            cand sql 'Run one SQL statement on a tenant database (read-only unless --write)'
+            cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
+            cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
+            cand vacuum 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
             cand path 'Print the absolute path of a customer''s database (for sqlite3)'
         }
         &'tenantctl;help;db;migrate'= {
@@ -1983,6 +2038,10 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;db;status'= {
         }
         &'tenantctl;help;db;sql'= {
+        }
+        &'tenantctl;help;db;history'= {
+        }
+        &'tenantctl;help;db;vacuum'= {
         }
         &'tenantctl;help;db;path'= {
         }

@@ -760,28 +760,30 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "snapshots" -d 'List a site\'s config snapshots, oldest first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Put a snapshot\'s config back (the current one is kept as a pre-restore snapshot)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l json -d 'Same as --output json'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -l no-progress -d 'Never draw progress bars'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s h -l help -d 'Print help'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -f -a "sql" -d 'Run one SQL statement on a tenant database (read-only unless --write)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql path help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l target -d 'Migrate up to version N instead of the newest' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l jobs -d 'Tenants migrated at once [default: 8 per CPU, since tenants wait on fsync, not the CPU]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l canary -d 'Migrate N tenants first and stop if any of them fails' -r
@@ -825,6 +827,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s f -l file -d 'Run the statements in FILE (\'-\' for stdin) as one transaction' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l timeout -d 'Stop a statement that runs longer than this, e.g. 30s or 5m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
@@ -837,7 +840,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 always\t''
 never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l all -d 'Run the same read-only statement on every active tenant'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l all -d 'Run the same read-only statement on every active tenant; its rows start with a tenant column'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l write -d 'Allow the statement to change data'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s q -l quiet -d 'Print only data and errors'
@@ -845,6 +848,45 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l since -d 'Only runs at or after TIME (RFC 3339, YYYY-MM-DD, or an age such as 24h or 7d)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l limit -d 'Show at most N runs; 0 for all' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l failed -d 'Only runs that failed'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l jobs -d 'Tenants compacted at once [default: 2 per CPU]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l all -d 'Compact every tenant database that is not deleted'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
@@ -864,7 +906,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "sql" -d 'Run one SQL statement on a tenant database (read-only unless --write)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
@@ -1636,7 +1680,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from site" -f -a "restore" -d 'Put a snapshot\'s config back (the current one is kept as a pre-restore snapshot)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "sql" -d 'Run one SQL statement on a tenant database (read-only unless --write)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List backup sets from their manifests (works without the catalog)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "show" -d 'Show one set\'s manifest'

@@ -222,6 +222,9 @@ fn backup_tenant(
     tenant: &TenantSource,
     previous: Option<&(Entry, PathBuf, String)>,
 ) -> Result<Copied> {
+    if let Err(err) = tenantdb::refuse_symlink(&tenant.path) {
+        return Ok(Copied::Unreadable(err.to_string()));
+    }
     if !tenant.path.is_file() {
         return Ok(Copied::Unreadable(format!(
             "{} is missing",

@@ -184,3 +184,79 @@ pub fn finish_query(
     )?;
     Ok(())
 }
+
+/// One run in the query history, as `db history` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub customer: String,
+    pub customer_id: Option<i64>,
+    pub sql: String,
+    pub write: bool,
+    pub duration_ms: f64,
+    pub row_count: i64,
+    /// `ok`, `error`, or `running` for a run that never finished (killed).
+    pub status: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub customer_id: Option<i64>,
+    pub since: Option<String>,
+    pub failed: bool,
+    pub limit: Option<u64>,
+}
+
+/// The query history, newest first.
+pub fn history(conn: &Connection, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>> {
+    let mut query = super::Filtered::new(
+        "SELECT id, at, actor, customer_slug, customer_id, sql, write, duration_ms, row_count, status, error
+         FROM query_history WHERE 1 = 1",
+    );
+    if let Some(id) = filter.customer_id {
+        query.and("customer_id = ?", id);
+    }
+    if let Some(since) = &filter.since {
+        query.and("at >= ?", since.clone());
+    }
+    if filter.failed {
+        query.and("status = ?", "error");
+    }
+    query.finish("ORDER BY id DESC", filter.limit);
+    let mut stmt = conn.prepare(&query.sql)?;
+    let rows = stmt.query_map(query.params(), |r| {
+        Ok(HistoryEntry {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            customer: r.get(3)?,
+            customer_id: r.get(4)?,
+            sql: r.get(5)?,
+            write: r.get(6)?,
+            duration_ms: r.get(7)?,
+            row_count: r.get(8)?,
+            status: r.get(9)?,
+            error: r.get(10)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Every migration some tenant has applied (deleted customers' included, since they
+/// can come back), once each, by version.
+pub fn applied_by_any_tenant(conn: &Connection) -> Result<Vec<MigrationId>> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT version, name, checksum FROM tenant_migrations ORDER BY version, checksum",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(MigrationId {
+            version: r.get(0)?,
+            name: r.get(1)?,
+            checksum: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

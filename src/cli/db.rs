@@ -1,4 +1,7 @@
-//! `db migrate|status|sql|path`, `resolve` and `doctor`.
+//! `db migrate|status|sql|history|vacuum|path`, `resolve` and `doctor`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
@@ -13,8 +16,12 @@ pub enum DbCommand {
     Migrate(MigrateArgs),
     /// Per-tenant schema version, size and last migration, with a summary line first
     Status(StatusArgs),
-    /// Run one SQL statement on a tenant database (read-only unless --write)
+    /// Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)
     Sql(SqlArgs),
+    /// List the recorded 'db sql' and 'db vacuum' runs, newest first
+    History(HistoryArgs),
+    /// Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed
+    Vacuum(VacuumArgs),
     /// Print the absolute path of a customer's database (for sqlite3)
     #[command(after_help = "Examples:\n  tenantctl db path acme\n  sqlite3 \"$(tenantctl db path acme)\"")]
     Path {
@@ -74,30 +81,101 @@ pub struct StatusArgs {
 #[command(
     after_help = "Examples:\n  tenantctl db sql acme 'SELECT count(*) AS users FROM users'\n  \
     tenantctl db sql acme \"UPDATE users SET role = 'admin' WHERE id = 1\" --write\n  \
-    tenantctl db sql --all 'SELECT count(*) AS orders FROM orders' -o csv"
+    tenantctl db sql acme -f fix.sql --write\n  \
+    tenantctl db sql --all 'SELECT count(*) AS orders FROM orders' -o csv\n\n\
+    With -f the statements of FILE (or stdin for -) run in one transaction: all take \
+    effect or none. Rows they return are not printed; the result is the number of \
+    statements and of changed rows."
 )]
 pub struct SqlArgs {
-    /// CUSTOMER and SQL; with --all only SQL
+    /// CUSTOMER and SQL; with --all only SQL; with -f only CUSTOMER
     #[arg(value_name = "CUSTOMER> <SQL", num_args = 1..=2, required = true)]
     pub args: Vec<String>,
-    /// Run the same read-only statement on every active tenant
-    #[arg(long, conflicts_with = "write")]
+    /// Run the same read-only statement on every active tenant; its rows start with a tenant column
+    #[arg(long, conflicts_with_all = ["write", "file"])]
     pub all: bool,
     /// Allow the statement to change data
     #[arg(long)]
     pub write: bool,
+    /// Run the statements in FILE ('-' for stdin) as one transaction
+    #[arg(short, long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Stop a statement that runs longer than this, e.g. 30s or 5m
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::parse_lock_timeout)]
     pub timeout: std::time::Duration,
 }
 
-/// Writes a tenant's rows as they are read; the listing starts when the columns are known.
-struct StreamedRows<'a> {
-    session: &'a Session,
-    writer: Option<crate::render::ListWriter<std::io::BufWriter<std::io::StdoutLock<'static>>>>,
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  tenantctl db history acme --since 7d\n  tenantctl db history --failed --json"
+)]
+pub struct HistoryArgs {
+    /// Only runs on this customer (slug, id or email)
+    pub customer: Option<String>,
+    /// Only runs at or after TIME (RFC 3339, YYYY-MM-DD, or an age such as 24h or 7d)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only runs that failed
+    #[arg(long)]
+    pub failed: bool,
+    /// Show at most N runs; 0 for all
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: u64,
 }
 
-impl crate::tenantdb::sql::RowSink for StreamedRows<'_> {
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  tenantctl db vacuum acme\n  tenantctl db vacuum --all --json\n\n\
+    Suspended customers are included: one suspended for storage reclaims space this way."
+)]
+pub struct VacuumArgs {
+    /// Customers to compact (slug, id or email)
+    #[arg(conflicts_with = "all", required_unless_present = "all")]
+    pub customers: Vec<String>,
+    /// Compact every tenant database that is not deleted
+    #[arg(long)]
+    pub all: bool,
+    /// Tenants compacted at once [default: 2 per CPU]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
+}
+
+/// The largest script `db sql -f` reads.
+const MAX_SCRIPT_BYTES: u64 = 16 << 20;
+
+/// Reads a SQL script from a file or stdin (`-`).
+fn read_script(path: &Path) -> Result<String, Error> {
+    let stdin = path.as_os_str() == "-";
+    let mut text = String::new();
+    let read = if stdin {
+        std::io::stdin()
+            .take(MAX_SCRIPT_BYTES + 1)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(MAX_SCRIPT_BYTES + 1).read_to_string(&mut text))
+    };
+    let source = if stdin {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
+    };
+    read.map_err(|e| Error::usage(format!("cannot read the SQL script from {source}: {e}")))?;
+    if text.len() as u64 > MAX_SCRIPT_BYTES {
+        return Err(Error::usage(format!(
+            "the SQL script from {source} is larger than 16 MiB"
+        )));
+    }
+    Ok(text)
+}
+
+/// Takes a tenant's rows as they are read and holds them back until the statement has
+/// succeeded; the listing starts when the columns are known.
+struct SpooledRows<'a> {
+    session: &'a Session,
+    list: Option<crate::render::SpooledList>,
+}
+
+impl crate::tenantdb::sql::RowSink for SpooledRows<'_> {
     fn columns(&mut self, names: &[String]) -> crate::error::Result<()> {
         let unique = crate::tenantdb::sql::QueryOutput {
             columns: names.to_vec(),
@@ -105,30 +183,37 @@ impl crate::tenantdb::sql::RowSink for StreamedRows<'_> {
         }
         .unique_columns();
         let columns: Vec<&str> = unique.iter().map(String::as_str).collect();
-        self.writer = Some(self.session.out.list_writer(&columns));
+        self.list = Some(self.session.out.spooled_list_writer(&columns));
         Ok(())
     }
 
     fn row(&mut self, values: Vec<serde_json::Value>) -> crate::error::Result<()> {
-        let Some(writer) = self.writer.as_mut() else {
+        let Some(list) = self.list.as_mut() else {
             return Ok(());
         };
         let object: serde_json::Map<String, serde_json::Value> =
-            writer.columns().iter().cloned().zip(values).collect();
-        writer.row(&object).map_err(|e| Error::io("writing rows", e))
+            list.columns().iter().cloned().zip(values).collect();
+        list.row(&object).map_err(|e| Error::io("writing rows", e))
     }
 }
 
+/// What `db sql` runs, and where.
+enum SqlTarget<'a> {
+    Fleet(&'a str),
+    Statement(&'a str, &'a str),
+    Script(&'a str, &'a Path),
+}
+
 impl SqlArgs {
-    /// `(customer, statement)`; the customer is `None` with `--all`.
-    fn target(&self) -> Result<(Option<&str>, &str), Error> {
-        match (self.all, self.args.as_slice()) {
-            (true, [sql]) => Ok((None, sql)),
-            (false, [customer, sql]) => Ok((Some(customer), sql)),
-            (true, _) => Err(Error::usage("with --all, give only the SQL statement")),
-            (false, _) => {
-                Err(Error::usage("give a customer and a SQL statement").with_hint("or --all and a statement"))
-            }
+    fn target(&self) -> Result<SqlTarget<'_>, Error> {
+        match (self.all, self.file.as_deref(), self.args.as_slice()) {
+            (true, _, [sql]) => Ok(SqlTarget::Fleet(sql)),
+            (true, _, _) => Err(Error::usage("with --all, give only the SQL statement")),
+            (false, Some(file), [customer]) => Ok(SqlTarget::Script(customer, file)),
+            (false, Some(_), _) => Err(Error::usage("with -f, give only the customer")),
+            (false, None, [customer, sql]) => Ok(SqlTarget::Statement(customer, sql)),
+            (false, None, _) => Err(Error::usage("give a customer and a SQL statement")
+                .with_hint("or --all and a statement, or a customer and -f FILE")),
         }
     }
 }
@@ -160,6 +245,24 @@ const STATUS_COLUMNS: &[&str] = &[
     "last_migrated_at",
     "last_error",
     "check",
+];
+const HISTORY_COLUMNS: &[&str] = &[
+    "id",
+    "at",
+    "actor",
+    "customer",
+    "status",
+    "duration_ms",
+    "row_count",
+    "sql",
+];
+const VACUUM_COLUMNS: &[&str] = &[
+    "customer",
+    "bytes_before",
+    "bytes_after",
+    "reclaimed_bytes",
+    "ms",
+    "error",
 ];
 const DOCTOR_COLUMNS: &[&str] = &["status", "check", "target", "message"];
 
@@ -233,9 +336,17 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                 check: args.check,
             };
             let status = tenants::status(&catalog, &session.home, &request)?;
-            session
-                .out
-                .report(&status.summary.line(), &status, STATUS_COLUMNS, &status.tenants)?;
+            let line = status.summary.line();
+            // The summary heads the table; other formats carry only the tenants, as a
+            // list must, and the summary goes to stderr for the people watching.
+            if session.out.format() == crate::context::OutputFormat::Table {
+                session
+                    .out
+                    .report(&line, &status.tenants, STATUS_COLUMNS, &status.tenants)?;
+            } else {
+                session.out.list(STATUS_COLUMNS, &status.tenants)?;
+                session.messages.note(&line);
+            }
             if status.summary.check_failed > 0 {
                 return Err(Error::verification(format!(
                     "{} tenant database{} failed the check",
@@ -246,58 +357,107 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                 .into());
             }
         }
-        DbCommand::Sql(args) => match args.target()? {
-            (None, statement) => {
-                let fleet =
-                    query::run_all(&mut catalog, session.actor(), statement, 2 * cpus(), args.timeout)?;
-                let columns: Vec<&str> = fleet.columns.iter().map(String::as_str).collect();
-                let line = format!(
-                    "{} rows from {} tenants, {} failed",
-                    fleet.rows.len(),
-                    fleet.tenants,
-                    fleet.failures.len()
-                );
-                session.out.report(&line, &fleet, &columns, &fleet.rows)?;
-                for failure in &fleet.failures {
-                    session
-                        .messages
-                        .warning(&format!("{}: {}", failure.customer, failure.error));
-                }
-                if !fleet.failures.is_empty() {
-                    return Err(Error::partial(format!(
-                        "the query failed on {} of {} tenants",
-                        fleet.failures.len(),
-                        fleet.tenants
-                    ))
-                    .into());
-                }
+        DbCommand::Sql(args) => sql(session, &mut catalog, &args)?,
+        DbCommand::History(args) => {
+            let runs = query::history(
+                &catalog,
+                &query::HistoryRequest {
+                    customer: args.customer,
+                    since: args.since,
+                    failed: args.failed,
+                    limit: (args.limit > 0).then_some(args.limit),
+                },
+            )?;
+            session.out.list(HISTORY_COLUMNS, runs)?;
+        }
+        DbCommand::Vacuum(args) => {
+            let jobs = args.jobs.map(usize::from).unwrap_or_else(|| 2 * cpus());
+            let results = query::vacuum(&mut catalog, session.actor(), &args.customers, jobs)?;
+            session.out.list(VACUUM_COLUMNS, &results)?;
+            let failed = results.iter().filter(|r| r.error.is_some()).count();
+            let reclaimed: u64 = results.iter().map(|r| r.reclaimed_bytes).sum();
+            if session.out.format() == crate::context::OutputFormat::Table {
+                session.messages.note(&format!(
+                    "{} tenants: {reclaimed} bytes reclaimed, {failed} failed",
+                    results.len()
+                ));
             }
-            (Some(customer), statement) => {
-                let mut sink = StreamedRows {
-                    session,
-                    writer: None,
-                };
-                let outcome = query::run_one(
-                    &mut catalog,
-                    session.actor(),
-                    customer,
-                    statement,
-                    args.write,
-                    args.timeout,
-                    &mut sink,
-                );
-                // Close a listing that was cut short, so stdout stays one JSON document.
-                if let Some(writer) = sink.writer.take() {
-                    writer.finish()?;
-                }
-                if let (slug, Finished::Changed(changes)) = outcome? {
-                    session
-                        .out
-                        .object(&serde_json::json!({"customer": slug, "changes": changes}))?;
-                }
+            if failed > 0 {
+                return Err(Error::partial(format!(
+                    "vacuum failed on {failed} of {} tenants",
+                    results.len()
+                ))
+                .with_hint("see the error column")
+                .into());
             }
-        },
+        }
         DbCommand::Path { customer } => session.out.scalar(&tenants::path(&catalog, &customer)?, "path")?,
+    }
+    Ok(())
+}
+
+fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs) -> anyhow::Result<()> {
+    match args.target()? {
+        SqlTarget::Fleet(statement) => {
+            let fleet = query::run_all(catalog, session.actor(), statement, 2 * cpus(), args.timeout)?;
+            let columns: Vec<&str> = fleet.columns.iter().map(String::as_str).collect();
+            let line = format!(
+                "{} rows from {} tenants, {} failed",
+                fleet.rows.len(),
+                fleet.tenants,
+                fleet.failures.len()
+            );
+            session.out.report(&line, &fleet, &columns, &fleet.rows)?;
+            for failure in &fleet.failures {
+                session
+                    .messages
+                    .warning(&format!("{}: {}", failure.customer, failure.error));
+            }
+            if !fleet.failures.is_empty() {
+                return Err(Error::partial(format!(
+                    "the query failed on {} of {} tenants",
+                    fleet.failures.len(),
+                    fleet.tenants
+                ))
+                .into());
+            }
+        }
+        SqlTarget::Statement(customer, statement) => {
+            let mut sink = SpooledRows { session, list: None };
+            let (slug, finished) = query::run_one(
+                catalog,
+                session.actor(),
+                customer,
+                statement,
+                args.write,
+                args.timeout,
+                &mut sink,
+            )?;
+            // Only now, when the statement has succeeded, do its rows reach stdout.
+            match (finished, sink.list.take()) {
+                (Finished::Changed(changes), _) => session
+                    .out
+                    .object(&serde_json::json!({"customer": slug, "changes": changes}))?,
+                (Finished::Rows(_), Some(list)) => session.out.commit_spooled(list)?,
+                (Finished::Rows(_), None) => {}
+            }
+        }
+        SqlTarget::Script(customer, file) => {
+            let script = read_script(file)?;
+            let (slug, outcome) = query::run_script(
+                catalog,
+                session.actor(),
+                customer,
+                &script,
+                args.write,
+                args.timeout,
+            )?;
+            session.out.object(&serde_json::json!({
+                "customer": slug,
+                "statements": outcome.statements,
+                "changes": outcome.changes,
+            }))?;
+        }
     }
     Ok(())
 }

@@ -6,9 +6,10 @@ use serde_json::json;
 
 use super::Actor;
 use crate::catalog::model::{NewAuditEvent, Setting};
-use crate::catalog::{Catalog, audit, plans, settings};
+use crate::catalog::{Catalog, audit, plans, settings, tenants};
 use crate::error::{Error, Result};
 use crate::home::Home;
+use crate::tenantdb::{self, MigrationId};
 use crate::validate;
 
 struct Key {
@@ -126,6 +127,9 @@ fn normalise(catalog: &Catalog, key: &Key, value: &str) -> Result<String> {
 pub fn set(catalog: &mut Catalog, actor: Actor<'_>, name: &str, value: &str) -> Result<Setting> {
     let key = key(name)?;
     let value = normalise(catalog, key, value)?;
+    if key.name == "tenant_migrations_dir" {
+        refuse_folder_behind_the_fleet(catalog, Path::new(&value))?;
+    }
     let before = settings::get(catalog.conn(), key.name)?.map(|(v, _)| v);
     if before.as_deref() != Some(value.as_str()) {
         catalog.write(|tx| {
@@ -149,6 +153,9 @@ pub fn set(catalog: &mut Catalog, actor: Actor<'_>, name: &str, value: &str) -> 
 
 pub fn unset(catalog: &mut Catalog, actor: Actor<'_>, name: &str) -> Result<Setting> {
     let key = key(name)?;
+    if key.name == "tenant_migrations_dir" {
+        refuse_folder_behind_the_fleet(catalog, &actor.home.default_tenant_migrations_dir())?;
+    }
     let before = settings::get(catalog.conn(), key.name)?.map(|(v, _)| v);
     if before.is_some() {
         catalog.write(|tx| {
@@ -168,6 +175,45 @@ pub fn unset(catalog: &mut Catalog, actor: Actor<'_>, name: &str) -> Result<Sett
         })?;
     }
     setting(catalog, key)
+}
+
+/// A tenant migrations folder must hold every migration a tenant has applied, unchanged:
+/// otherwise every tenant would be in drift and new customers would be created from a
+/// different schema. Exit 6 naming what is missing.
+fn refuse_folder_behind_the_fleet(catalog: &Catalog, dir: &Path) -> Result<()> {
+    let applied = tenants::applied_by_any_tenant(catalog.conn())?;
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let files: Vec<MigrationId> = tenantdb::load_migrations(dir)?
+        .iter()
+        .map(MigrationId::of)
+        .collect();
+    let lacking: Vec<String> = applied
+        .iter()
+        .filter(|a| {
+            !files
+                .iter()
+                .any(|f| f.version == a.version && f.checksum == a.checksum)
+        })
+        .map(|a| {
+            let state = if files.iter().any(|f| f.version == a.version) {
+                "changed"
+            } else {
+                "missing"
+            };
+            format!("V{}__{} ({state})", a.version, a.name)
+        })
+        .collect();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(Error::refused(format!(
+        "{} lacks tenant migrations that tenants have already applied: {}",
+        dir.display(),
+        lacking.join(", ")
+    ))
+    .with_hint("copy the current migrations into the new folder first, then set it again"))
 }
 
 /// Where tenant migrations live: the configured folder, else `HOME/tenant-migrations`.

@@ -235,6 +235,10 @@ fn tenant_checks(
 ) -> Result<bool> {
     let before = doctor.checks.len();
     let path = PathBuf::from(&tenant.db_path);
+    if let Err(err) = tenantdb::refuse_symlink(&path) {
+        doctor.add("tenant.symlink", &tenant.slug, Verdict::Fail, err.to_string());
+        return Ok(false);
+    }
     if !path.is_file() {
         // A crash while deleting can leave the file in the trash under a live row.
         let trashed = home.trashed_tenant_db(&tenant.slug, tenant.customer_id)?;

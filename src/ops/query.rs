@@ -1,5 +1,6 @@
-//! `db sql`: one statement on one tenant, or the same read-only query across the fleet,
-//! every run recorded in the query history.
+//! `db sql`: one statement or script on one tenant, or the same read-only query across
+//! the fleet, every run recorded in the query history; `db history` reads it back;
+//! `db vacuum` compacts tenant files across the fleet.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -9,13 +10,15 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::Actor;
 use super::tenants::live_customer;
+use super::{Actor, customers};
 use crate::catalog::Catalog;
 use crate::catalog::tenants::{self, QueryRecord, TenantRow};
 use crate::error::{Error, Result};
-use crate::tenantdb::sql::{self, Finished, QueryOutput, RowSink};
+use crate::files;
+use crate::tenantdb::sql::{self, Finished, RowSink, ScriptOutcome};
 use crate::tenantdb::{self as tenant_files};
+use crate::time;
 
 /// Runs one statement on one tenant, streaming rows to `sink`. The run is in the query
 /// history before it starts; after a `--write` the catalog's record of the tenant's
@@ -29,6 +32,39 @@ pub fn run_one(
     timeout: Duration,
     sink: &mut dyn RowSink,
 ) -> Result<(String, Finished)> {
+    recorded(catalog, actor, reference, statement, write, |path| {
+        let finished = sql::stream(path, statement, write, timeout, sink)?;
+        let (Finished::Rows(n) | Finished::Changed(n)) = finished;
+        Ok((finished, n))
+    })
+}
+
+/// Runs a script of several statements on one tenant in one transaction (`db sql -f`),
+/// recorded in the query history like a single statement.
+pub fn run_script(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    reference: &str,
+    script: &str,
+    write: bool,
+    timeout: Duration,
+) -> Result<(String, ScriptOutcome)> {
+    recorded(catalog, actor, reference, script, write, |path| {
+        let outcome = sql::run_script(path, script, write, timeout)?;
+        Ok((outcome, outcome.changes))
+    })
+}
+
+/// Runs `work` on one live tenant's file between a `running` entry in the query history
+/// and its outcome; `work` returns its result and the row count to record.
+fn recorded<T>(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    reference: &str,
+    statement: &str,
+    write: bool,
+    work: impl FnOnce(&Path) -> Result<(T, u64)>,
+) -> Result<(String, T)> {
     let customer = live_customer(catalog, reference)?;
     let record = QueryRecord {
         actor: actor.name,
@@ -43,7 +79,7 @@ pub fn run_one(
     let history_id = catalog.write(|tx| tenants::start_query(tx, &record))?;
     let started = Instant::now();
     let path = Path::new(&customer.db_path);
-    let result = sql::stream(path, statement, write, timeout, sink);
+    let result = work(path);
     let applied = if write {
         tenant_files::open_tenant(path)
             .and_then(|c| tenant_files::applied_migrations(&c))
@@ -51,10 +87,7 @@ pub fn run_one(
     } else {
         None
     };
-    let rows = match &result {
-        Ok(Finished::Rows(n) | Finished::Changed(n)) => *n,
-        Err(_) => 0,
-    };
+    let rows = result.as_ref().map_or(0, |(_, n)| *n);
     let error = result.as_ref().err().map(ToString::to_string);
     catalog.write(|tx| {
         tenants::finish_query(tx, history_id, millis(started), rows, error.as_deref())?;
@@ -65,7 +98,7 @@ pub fn run_one(
         }
         Ok(())
     })?;
-    Ok((customer.slug, result?))
+    Ok((customer.slug, result?.0))
 }
 
 fn millis(started: Instant) -> f64 {
@@ -90,6 +123,34 @@ pub struct FleetResult {
     pub failures: Vec<FleetFailure>,
 }
 
+/// The column of a fleet-wide result that names the tenant; a query column of the same
+/// name is renamed (`tenant_2`), as duplicate columns are in single-tenant results.
+pub const TENANT_COLUMN: &str = "tenant";
+
+/// Runs `work` on every item, `jobs` at a time; results come back in item order.
+fn fan_out<I: Sync, T: Send>(items: &[I], jobs: usize, work: impl Fn(&I) -> T + Sync) -> Vec<T> {
+    let done: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::with_capacity(items.len()));
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1).min(items.len()) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(index) else { break };
+                    let result = work(item);
+                    if let Ok(mut all) = done.lock() {
+                        all.push((index, result));
+                    }
+                }
+            });
+        }
+    });
+    // A worker that panicked took its item with it; the scope has re-raised the panic.
+    let mut done = done.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, result)| result).collect()
+}
+
 /// Runs one read-only statement on every active tenant, `jobs` at a time.
 pub fn run_all(
     catalog: &mut Catalog,
@@ -105,31 +166,13 @@ pub fn run_all(
         .into_iter()
         .filter(|t| t.status == "active")
         .collect();
-    let outcomes: Mutex<Vec<(usize, f64, Result<QueryOutput>)>> =
-        Mutex::new(Vec::with_capacity(active.len()));
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1).min(active.len()) {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(tenant) = active.get(index) else { break };
-                    let started = Instant::now();
-                    let result = sql::run(Path::new(&tenant.db_path), statement, false, timeout);
-                    if let Ok(mut all) = outcomes.lock() {
-                        all.push((index, millis(started), result));
-                    }
-                }
-            });
-        }
+    let outcomes = fan_out(&active, jobs, |tenant| {
+        let started = Instant::now();
+        let result = sql::run(Path::new(&tenant.db_path), statement, false, timeout);
+        (millis(started), result)
     });
-    let mut outcomes = outcomes
-        .into_inner()
-        .map_err(|_| Error::unexpected("a query worker panicked"))?;
-    outcomes.sort_by_key(|(index, _, _)| *index);
     catalog.write(|tx| {
-        for (index, duration_ms, result) in &outcomes {
-            let tenant = &active[*index];
+        for (tenant, (duration_ms, result)) in active.iter().zip(&outcomes) {
             tenants::record_query(
                 tx,
                 &QueryRecord {
@@ -150,19 +193,17 @@ pub fn run_all(
         tenants: active.len(),
         ..Default::default()
     };
-    for (index, _, result) in outcomes {
-        let tenant = &active[index];
+    for (tenant, (_, result)) in active.iter().zip(outcomes) {
         match result {
             Ok(output) => {
+                let names = output.unique_columns_after(&[TENANT_COLUMN]);
                 if fleet.columns.is_empty() {
-                    fleet.columns = std::iter::once("customer".to_string())
-                        .chain(output.unique_columns())
-                        .collect();
+                    fleet.columns = names.clone();
                 }
-                for row in output.objects() {
+                for row in output.rows {
                     let mut prefixed = Map::new();
-                    prefixed.insert("customer".to_string(), Value::String(tenant.slug.clone()));
-                    prefixed.extend(row);
+                    prefixed.insert(TENANT_COLUMN.to_string(), Value::String(tenant.slug.clone()));
+                    prefixed.extend(names.iter().skip(1).cloned().zip(row));
                     fleet.rows.push(prefixed);
                 }
             }
@@ -173,4 +214,113 @@ pub fn run_all(
         }
     }
     Ok(fleet)
+}
+
+/// One tenant's line in the `db vacuum` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct VacuumResult {
+    pub customer: String,
+    pub customer_id: i64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub reclaimed_bytes: u64,
+    pub ms: f64,
+    pub error: Option<String>,
+}
+
+/// What `db vacuum` records in the query history for each tenant.
+const VACUUM_SQL: &str = "VACUUM; ANALYZE";
+
+/// `VACUUM` and `ANALYZE` on the named tenants (or every one that is not deleted: a
+/// customer suspended for storage is the one that needs it most), `jobs` at a time.
+/// Each run is recorded in the query history.
+pub fn vacuum(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    references: &[String],
+    jobs: usize,
+) -> Result<Vec<VacuumResult>> {
+    let ids = references
+        .iter()
+        .map(|r| live_customer(catalog, r).map(|c| c.id))
+        .collect::<Result<Vec<_>>>()?;
+    let chosen = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
+    let results = fan_out(&chosen, jobs, |tenant| {
+        let started = Instant::now();
+        let path = Path::new(&tenant.db_path);
+        let outcome = tenant_files::refuse_symlink(path).and_then(|()| {
+            if path.is_file() {
+                tenant_files::vacuum(path)
+            } else {
+                Err(Error::refused(format!(
+                    "tenant database {} is missing",
+                    path.display()
+                )))
+            }
+        });
+        let size = files::database_size(path);
+        VacuumResult {
+            customer: tenant.slug.clone(),
+            customer_id: tenant.customer_id,
+            bytes_before: outcome.as_ref().map_or(size, |v| v.bytes_before),
+            bytes_after: outcome.as_ref().map_or(size, |v| v.bytes_after),
+            reclaimed_bytes: outcome
+                .as_ref()
+                .map_or(0, |v| v.bytes_before.saturating_sub(v.bytes_after)),
+            ms: millis(started),
+            error: outcome.err().map(|e| e.to_string()),
+        }
+    });
+    catalog.write(|tx| {
+        for result in &results {
+            tenants::record_query(
+                tx,
+                &QueryRecord {
+                    actor: actor.name,
+                    customer_id: result.customer_id,
+                    customer_slug: &result.customer,
+                    sql: VACUUM_SQL,
+                    write: true,
+                    duration_ms: result.ms,
+                    row_count: 0,
+                    error: result.error.clone(),
+                },
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(results)
+}
+
+/// `db history`: which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryRequest {
+    pub customer: Option<String>,
+    pub since: Option<String>,
+    pub failed: bool,
+    pub limit: Option<u64>,
+}
+
+/// The query history, newest first. A deleted customer's runs stay listed.
+pub fn history(catalog: &Catalog, request: &HistoryRequest) -> Result<Vec<tenants::HistoryEntry>> {
+    let customer_id = request
+        .customer
+        .as_deref()
+        .map(|r| customers::resolve(catalog.conn(), r).map(|c| c.id))
+        .transpose()?;
+    let since = request
+        .since
+        .as_deref()
+        .map(time::parse_moment)
+        .transpose()?
+        .map(time::format);
+    tenants::history(
+        catalog.conn(),
+        &tenants::HistoryFilter {
+            customer_id,
+            since,
+            failed: request.failed,
+            limit: request.limit,
+        },
+    )
 }

@@ -62,10 +62,16 @@ pub fn init(
     if let Some(dir) = tenant_migrations {
         let dir = std::path::absolute(dir)
             .map_err(|e| Error::usage(format!("invalid path '{}': {e}", dir.display())))?;
-        files::create_private_dir(&dir)?;
-        config::remember_tenant_migrations_dir(&mut catalog, actor, &dir)?;
+        if created {
+            files::create_private_dir(&dir)?;
+            config::remember_tenant_migrations_dir(&mut catalog, actor, &dir)?;
+        } else {
+            refuse_other_migrations_dir(&catalog, home, &dir)?;
+        }
     }
     let migrations_dir = config::tenant_migrations_dir(&catalog, home)?;
+    // Only into an empty folder (a home restored from a backup gets the set back); a
+    // later init cannot name another folder, so the set never lands beside the fleet.
     let starter_migrations_installed = tenantdb::install_starter_set(&migrations_dir)?;
     if created {
         catalog.write(|tx| {
@@ -91,6 +97,24 @@ pub fn init(
         tenant_migrations_dir: text(&migrations_dir),
         starter_migrations_installed,
     })
+}
+
+/// A second `init` changes nothing: naming another tenant migrations folder for a home
+/// that has one would put new customers behind the fleet, so it is refused.
+fn refuse_other_migrations_dir(catalog: &Catalog, home: &Home, wanted: &Path) -> Result<()> {
+    let current = config::tenant_migrations_dir(catalog, home)?;
+    if current == wanted {
+        return Ok(());
+    }
+    Err(Error::refused(format!(
+        "this home keeps its tenant migrations in {}, not {}",
+        current.display(),
+        wanted.display()
+    ))
+    .with_hint(format!(
+        "init changes nothing in an existing home; to move the folder run 'tenantctl config set tenant_migrations_dir {}'",
+        wanted.display()
+    )))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -115,8 +115,17 @@ pub fn migrate(
         .map(|r| live_customer(catalog, r).map(|c| c.id))
         .collect::<Result<Vec<_>>>()?;
     let (_, migrations) = load_migrations(catalog, actor.home)?;
-    if request.target.is_some_and(|t| t < 0) {
-        return Err(Error::usage("--target must be 0 or more"));
+    let newest = tenantdb::newest_version(&migrations);
+    match request.target {
+        Some(t) if t < 0 => return Err(Error::usage("--target must be 0 or more")),
+        Some(t) if t > newest => {
+            return Err(
+                Error::usage(format!("--target {t} is beyond the newest tenant migration")).with_hint(
+                    format!("the newest is V{newest}; leave --target out to migrate to it"),
+                ),
+            );
+        }
+        _ => {}
     }
     let _lock = if request.dry_run {
         None
@@ -125,10 +134,7 @@ pub fn migrate(
     };
     let chosen = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
     let files: Vec<MigrationId> = migrations.iter().map(MigrationId::of).collect();
-    let goal = request
-        .target
-        .unwrap_or(i64::MAX)
-        .min(tenantdb::newest_version(&migrations));
+    let goal = request.target.unwrap_or(newest);
     let drifted = tenants::drifted_tenants(catalog.conn(), &files)?;
     let ledger = tenants::ledger_counts(catalog.conn())?;
 
@@ -142,7 +148,9 @@ pub fn migrate(
         let current = tenant.migration_status == "ok"
             && tenant.schema_version == goal
             && !drifted.contains(&tenant.customer_id)
-            && ledger.get(&tenant.customer_id).copied().unwrap_or(0) == expected;
+            && ledger.get(&tenant.customer_id).copied().unwrap_or(0) == expected
+            // One lstat: a tenant path turned into a symbolic link fails, not passes.
+            && tenantdb::refuse_symlink(Path::new(&tenant.db_path)).is_ok();
         if current {
             let run = TenantRun {
                 from: tenant.schema_version,
@@ -186,7 +194,12 @@ pub fn migrate(
             from: tenant.schema_version,
             to: tenant.schema_version,
             status: Outcome::Skipped,
-            pending: Vec::new(),
+            // What it still lacks: a report of a stopped rollout shows what is left.
+            pending: files
+                .iter()
+                .map(|f| f.version)
+                .filter(|v| *v > tenant.schema_version && *v <= goal)
+                .collect(),
             error: Some(
                 if canary_failed {
                     "a canary tenant failed"

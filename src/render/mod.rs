@@ -1,7 +1,7 @@
 //! The only code that writes to stdout and stderr: tables, JSON, NDJSON and CSV for
 //! data; one-line messages (and JSON error objects) for errors and warnings.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, Write};
 
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
@@ -49,6 +49,26 @@ impl Renderer {
             self.format,
             columns,
         )
+    }
+
+    /// A listing fed row by row but held back (in memory, past 8 MiB in a temporary
+    /// file) until [`Renderer::commit_spooled`], so a command that fails halfway leaves
+    /// stdout empty.
+    pub fn spooled_list_writer(&self, columns: &[&str]) -> SpooledList {
+        ListWriter::new(
+            BufWriter::with_capacity(64 * 1024, tempfile::spooled_tempfile(8 << 20)),
+            self.format,
+            columns,
+        )
+    }
+
+    /// Closes a held-back listing and copies it to stdout.
+    pub fn commit_spooled(&self, list: SpooledList) -> io::Result<()> {
+        let mut spool = list.finish_into()?.into_inner().map_err(|e| e.into_error())?;
+        spool.seek(io::SeekFrom::Start(0))?;
+        let mut out = io::stdout().lock();
+        io::copy(&mut spool, &mut out)?;
+        out.flush()
     }
 
     /// One value for scripts (`config get`, `db path`): in a table just the text of
@@ -152,6 +172,9 @@ pub struct ListWriter<W: Write> {
 
 pub const TABLE_SAMPLE: usize = 500;
 
+/// A listing held back until the command has succeeded.
+pub type SpooledList = ListWriter<BufWriter<tempfile::SpooledTempFile>>;
+
 impl<W: Write> ListWriter<W> {
     pub fn new(out: W, format: OutputFormat, columns: &[&str]) -> Self {
         ListWriter {
@@ -245,14 +268,20 @@ impl<W: Write> ListWriter<W> {
     }
 
     /// Closes the listing.
-    pub fn finish(mut self) -> io::Result<()> {
+    pub fn finish(self) -> io::Result<()> {
+        self.finish_into().map(drop)
+    }
+
+    /// Closes the listing and hands back where it was written.
+    pub fn finish_into(mut self) -> io::Result<W> {
         match self.format {
             OutputFormat::Json if self.rows == 0 => self.out.write_all(b"[]\n")?,
             OutputFormat::Json => self.out.write_all(b"\n]\n")?,
             OutputFormat::Table if self.widths.is_none() => self.flush_sample()?,
             OutputFormat::Table | OutputFormat::Ndjson | OutputFormat::Csv => {}
         }
-        self.out.flush()
+        self.out.flush()?;
+        Ok(self.out)
     }
 }
 

@@ -305,14 +305,57 @@ pub fn applied_migrations(conn: &Connection) -> Result<Vec<MigrationId>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Opens an existing tenant database read-write.
+/// Opens an existing tenant database read-write, never through a symbolic link.
 pub fn open_tenant(path: &Path) -> Result<Connection> {
+    refuse_symlink(path)?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     Ok(conn)
+}
+
+/// A tenant database path that is a symbolic link serves whatever it points at, most
+/// likely another tenant's file: exit 7, as for any other integrity fault. Only the
+/// file itself is checked (SQLite's NOFOLLOW would refuse a link anywhere in the path):
+/// a home, or a tenants folder, placed on another disk through a link stays fine.
+pub fn refuse_symlink(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = fs::read_link(path)
+                .map(|t| format!(" to {}", t.display()))
+                .unwrap_or_default();
+            Err(Error::verification(format!(
+                "tenant database {} is a symbolic link{target}; tenantctl does not follow it",
+                path.display()
+            ))
+            .with_hint("put the tenant's own file there (or restore it from a backup); 'tenantctl doctor' lists every link"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What `VACUUM` and `ANALYZE` did to one tenant database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vacuumed {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Rebuilds the database at `path` without its free pages (`VACUUM`), refreshes the
+/// planner's statistics (`ANALYZE`) and folds the WAL back, so the space is returned
+/// to the file system and the sizes are the file's real ones.
+pub fn vacuum(path: &Path) -> Result<Vacuumed> {
+    let conn = open_tenant(path)?;
+    let bytes_before = files::database_size(path);
+    conn.execute_batch("VACUUM; ANALYZE;")?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    conn.close().map_err(|(_, e)| e)?;
+    Ok(Vacuumed {
+        bytes_before,
+        bytes_after: files::database_size(path),
+    })
 }
 
 /// Folds the WAL into the main file and closes, so the database is one file that can

@@ -1,6 +1,7 @@
 //! Running an operator's SQL on one tenant database, so that no statement can reach
-//! another file: read-only unless asked, and ATTACH, DETACH, VACUUM (INTO) and
-//! load_extension refused by SQLite's authorizer.
+//! another file: read-only unless asked, and ATTACH, DETACH, VACUUM INTO and
+//! load_extension refused by SQLite's authorizer. Plain VACUUM (with write access)
+//! is allowed: it rebuilds the file in place through a private scratch database.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -22,22 +23,24 @@ pub struct QueryOutput {
 }
 
 impl QueryOutput {
-    /// Each row as an object keyed by (de-duplicated) column name.
-    pub fn objects(&self) -> Vec<Map<String, Value>> {
-        let names = unique_names(&self.columns);
-        self.rows
-            .iter()
-            .map(|row| names.iter().cloned().zip(row.iter().cloned()).collect())
-            .collect()
-    }
-
+    /// The column names, a repeated name renamed (`x_2`), as rows are keyed by them.
     pub fn unique_columns(&self) -> Vec<String> {
         unique_names(&self.columns)
+    }
+
+    /// `reserved` followed by the column names, each query column renamed (`x_2`) where
+    /// it would repeat a reserved or earlier name.
+    pub fn unique_columns_after(&self, reserved: &[&str]) -> Vec<String> {
+        let names = reserved.iter().map(|r| r.to_string()).collect();
+        extend_unique(names, &self.columns)
     }
 }
 
 fn unique_names(columns: &[String]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::with_capacity(columns.len());
+    extend_unique(Vec::with_capacity(columns.len()), columns)
+}
+
+fn extend_unique(mut names: Vec<String>, columns: &[String]) -> Vec<String> {
     for column in columns {
         let mut name = column.clone();
         let mut n = 2;
@@ -61,6 +64,9 @@ const DENIED_PRAGMAS: &[&str] = &[
 
 fn authorize(context: AuthContext<'_>, write: bool) -> Authorization {
     match context.action {
+        // Plain VACUUM attaches a scratch database with an empty name, private to this
+        // connection; VACUUM INTO and ATTACH name a file, which could be another tenant's.
+        AuthAction::Attach { filename } if write && filename.is_empty() => Authorization::Allow,
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
         AuthAction::Function { function_name } if function_name.eq_ignore_ascii_case("load_extension") => {
             Authorization::Deny
@@ -120,6 +126,43 @@ pub fn stream(
     if sql.trim().trim_matches(';').trim().is_empty() {
         return Err(Error::usage("the SQL statement is empty"));
     }
+    let conn = open_sandboxed(path, write, timeout)?;
+    let result = execute(&conn, sql, sink);
+    close_sandbox(&conn);
+    result.map_err(|err| explain(err, write, timeout))
+}
+
+/// What a script did: how many statements ran and how many rows they changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptOutcome {
+    pub statements: u64,
+    pub changes: u64,
+}
+
+/// Runs a script of statements in one transaction on the tenant database at `path`:
+/// all of them take effect or none. Rows that statements return are read and dropped.
+pub fn run_script(path: &Path, sql: &str, write: bool, timeout: Duration) -> Result<ScriptOutcome> {
+    if let Some(keyword) = super::transaction_control(sql) {
+        return Err(Error::usage(format!("the SQL script contains {keyword}"))
+            .with_hint("a script runs in one transaction that tenantctl opens and commits; leave transaction control out"));
+    }
+    let conn = open_sandboxed(path, write, timeout)?;
+    let result = execute_script(&conn, write, sql);
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    close_sandbox(&conn);
+    let outcome = result.map_err(|err| explain(err, write, timeout))?;
+    if outcome.statements == 0 {
+        return Err(Error::usage("the SQL script holds no statement"));
+    }
+    Ok(outcome)
+}
+
+/// Opens a tenant database for an operator's SQL: never through a symbolic link,
+/// read-only unless `write`, with the authorizer and a deadline installed.
+fn open_sandboxed(path: &Path, write: bool, timeout: Duration) -> Result<Connection> {
+    super::refuse_symlink(path)?;
     if !path.is_file() {
         return Err(
             Error::refused(format!("tenant database {} is missing", path.display()))
@@ -139,13 +182,34 @@ pub fn stream(
     conn.authorizer(Some(move |context: AuthContext<'_>| authorize(context, write)));
     let deadline = Instant::now() + timeout;
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
-    let result = execute(&conn, sql, sink);
+    Ok(conn)
+}
+
+fn close_sandbox(conn: &Connection) {
     conn.progress_handler(0, None::<fn() -> bool>);
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
-    result.map_err(|err| match err {
-        Error::Sqlite(e) => explain(e, write, timeout),
-        other => other,
-    })
+}
+
+fn execute_script(conn: &Connection, write: bool, sql: &str) -> Result<ScriptOutcome> {
+    let mut outcome = ScriptOutcome {
+        statements: 0,
+        changes: 0,
+    };
+    // Take the write lock at the start, so a busy tenant makes the script wait, not fail halfway.
+    conn.execute_batch(if write { "BEGIN IMMEDIATE" } else { "BEGIN" })?;
+    use fallible_iterator::FallibleIterator;
+    let mut batch = rusqlite::Batch::new(conn, sql);
+    while let Some(mut stmt) = batch.next()? {
+        if stmt.column_count() == 0 {
+            outcome.changes += stmt.execute([])? as u64;
+        } else {
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
+        }
+        outcome.statements += 1;
+    }
+    conn.execute_batch("COMMIT")?;
+    Ok(outcome)
 }
 
 fn execute(conn: &Connection, sql: &str, sink: &mut dyn RowSink) -> Result<Finished> {
@@ -178,28 +242,47 @@ fn json_value(value: ValueRef<'_>) -> Value {
     }
 }
 
-/// Refusals by the sandbox become exit 6 with advice; anything else is SQLite's own
-/// message (exit 1).
-fn explain(err: rusqlite::Error, write: bool, timeout: Duration) -> Error {
+/// Refusals by the sandbox become exit 6 with advice, a statement SQLite cannot run
+/// (syntax, unknown table or column) exit 2; anything else is a broken database or
+/// the machine (exit 1).
+fn explain(err: Error, write: bool, timeout: Duration) -> Error {
+    let Error::Sqlite(err) = err else { return err };
     let read_only = || {
         Error::refused(format!("the database is opened read-only: {err}"))
             .with_hint("pass --write to change data")
     };
-    match err.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::AuthorizationForStatementDenied) => Error::refused(format!("statement refused: {err}"))
-            .with_hint(
-                "ATTACH, DETACH, VACUUM, load_extension and storage pragmas are not allowed; each tenant's data stays in its own file",
-            ),
+    let message = err.to_string();
+    let refused = || {
+        Error::refused(format!("statement refused: {err}")).with_hint(
+            "ATTACH, DETACH, VACUUM INTO, load_extension and storage pragmas are not allowed; each tenant's data stays in its own file",
+        )
+    };
+    match error_code(&err) {
+        Some(rusqlite::ErrorCode::AuthorizationForStatementDenied) => refused(),
+        // A function the authorizer denies fails while the statement is prepared.
+        Some(rusqlite::ErrorCode::Unknown) if message.contains("not authorized") => refused(),
         Some(rusqlite::ErrorCode::ReadOnly) if !write => read_only(),
-        Some(rusqlite::ErrorCode::OperationInterrupted) => {
-            Error::unexpected(format!("the statement ran longer than {} s and was stopped", timeout.as_secs()))
-                .with_hint("raise --timeout, or narrow the query")
-        }
+        Some(rusqlite::ErrorCode::OperationInterrupted) => Error::unexpected(format!(
+            "the statement ran longer than {} s and was stopped",
+            timeout.as_secs()
+        ))
+        .with_hint("raise --timeout, or narrow the query"),
         _ if matches!(err, rusqlite::Error::MultipleStatement) => {
-            Error::usage("db sql runs one statement at a time").with_hint("run each statement in its own call")
+            Error::usage("db sql runs one statement at a time")
+                .with_hint("run a script of several statements with -f FILE (or -f - for stdin)")
         }
-        _ if !write && err.to_string().contains("query_only") => read_only(),
+        _ if !write && message.contains("query_only") => read_only(),
+        Some(rusqlite::ErrorCode::Unknown) => Error::usage(format!("SQLite: {message}"))
+            .with_hint("the statement itself is wrong; fix it and run it again"),
         _ => Error::Sqlite(err),
+    }
+}
+
+/// SQLite's error code, also for errors found while a statement was prepared.
+fn error_code(err: &rusqlite::Error) -> Option<rusqlite::ErrorCode> {
+    match err {
+        rusqlite::Error::SqlInputError { error, .. } => Some(error.code),
+        other => other.sqlite_error_code(),
     }
 }
 
@@ -250,17 +333,19 @@ mod tests {
             format!("ATTACH '{other_text}' AS o"),
             "DETACH main".to_string(),
             format!("VACUUM INTO '{escape}'"),
-            "VACUUM".to_string(),
             "SELECT load_extension('/tmp/x.so')".to_string(),
             "PRAGMA journal_mode = DELETE".to_string(),
             "PRAGMA writable_schema = 1".to_string(),
         ] {
             for write in [false, true] {
                 let err = run(&db, &sql, write, T).unwrap_err();
-                assert!(matches!(err.exit_code(), 1 | 6), "{sql}: {err}");
+                assert_eq!(err.exit_code(), 6, "{sql}: {err}");
             }
         }
         assert!(!dir.path().join("copy.db").exists());
+        assert_eq!(run(&db, "VACUUM", false, T).unwrap_err().exit_code(), 6);
+        run(&db, "VACUUM", true, T).unwrap();
+        assert_eq!(run(&db, "SELEC 1", false, T).unwrap_err().exit_code(), 2);
         let err = run(&db, "SELECT 1; SELECT 2", false, T).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         for empty in ["", " ", ";", " ; "] {
@@ -271,6 +356,49 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_script_takes_effect_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tenant(dir.path(), "a.db");
+        let count = || run(&db, "SELECT count(*) FROM t", false, T).unwrap().rows[0][0].clone();
+        let done = run_script(
+            &db,
+            "INSERT INTO t VALUES (3, 'c'); UPDATE t SET y = 'z'; SELECT 1;",
+            true,
+            T,
+        )
+        .unwrap();
+        assert_eq!(
+            done,
+            ScriptOutcome {
+                statements: 3,
+                changes: 4
+            }
+        );
+        let err = run_script(&db, "DELETE FROM t; INSERT INTO nowhere VALUES (1);", true, T).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert_eq!(count(), Value::from(3), "the DELETE was rolled back");
+        assert_eq!(
+            run_script(&db, "DELETE FROM t;", false, T)
+                .unwrap_err()
+                .exit_code(),
+            6
+        );
+        assert_eq!(
+            run_script(&db, "BEGIN; DELETE FROM t; COMMIT;", true, T)
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            run_script(&db, " ; -- nothing\n", true, T)
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(count(), Value::from(3));
     }
 
     #[test]

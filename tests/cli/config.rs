@@ -76,3 +76,39 @@ fn tenant_migrations_dir_setting_is_used_by_customer_create() {
     env.ok(&["config", "set", "tenant_migrations_dir", dir.to_str().unwrap()]);
     assert_eq!(env.customer("a@example.com", "A", &[])["schema_version"], 7);
 }
+
+#[test]
+fn the_migrations_folder_of_a_live_home_moves_only_with_every_applied_migration() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "a"]);
+    let current = env.home.join("tenant-migrations");
+    let new = env.root.join("schema");
+    std::fs::create_dir_all(&new).unwrap();
+    let new_text = new.to_str().unwrap();
+
+    let run = env.fails(&["config", "set", "tenant_migrations_dir", new_text], 6);
+    assert!(run.stderr.contains("V1__users (missing)"), "{run:?}");
+    std::fs::copy(current.join("V1__users.sql"), new.join("V1__users.sql")).unwrap();
+    std::fs::copy(current.join("V2__products.sql"), new.join("V2__products.sql")).unwrap();
+    std::fs::write(new.join("V3__orders.sql"), "CREATE TABLE orders_v2 (x);").unwrap();
+    let run = env.fails(&["config", "set", "tenant_migrations_dir", new_text], 6);
+    assert!(
+        run.stderr.contains("V3__orders (changed)") && !run.stderr.contains("V1__users"),
+        "{run:?}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM settings"), 0, "nothing changed");
+
+    std::fs::copy(current.join("V3__orders.sql"), new.join("V3__orders.sql")).unwrap();
+    std::fs::write(new.join("V4__more.sql"), "CREATE TABLE more (x);").unwrap();
+    let set = env.json(&["config", "set", "tenant_migrations_dir", new_text]);
+    assert_eq!(set["value"], new_text);
+    assert_eq!(env.customer("b@example.com", "B", &[])["schema_version"], 4);
+
+    // Going back to the default folder is refused too: it lacks V4, which b has.
+    let run = env.fails(&["config", "unset", "tenant_migrations_dir"], 6);
+    assert!(run.stderr.contains("V4__more (missing)"), "{run:?}");
+    assert_eq!(
+        env.json(&["config", "get", "tenant_migrations_dir"])["value"],
+        new_text
+    );
+}

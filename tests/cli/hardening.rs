@@ -112,7 +112,12 @@ fn killing_import_purge_and_db_migrate_leaves_a_consistent_home() {
     .unwrap();
     kill_repeatedly(&env, 10, |_| vec!["db".into(), "migrate".into(), "-q".into()]);
     env.ok(&["db", "migrate"]);
-    assert_eq!(env.json(&["db", "status"])["summary"]["behind"], 0);
+    assert!(
+        env.json(&["db", "status", "--behind", "-q"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     for slug in ["corp-0", "corp-1", "corp-2"] {
         env.ok(&["customer", "delete", slug, "--confirm", slug]);
     }

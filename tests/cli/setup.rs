@@ -205,3 +205,26 @@ fn a_catalog_from_a_newer_tenantctl_is_refused_everywhere() {
     let status = env.json(&["migrate", "--status"]);
     assert_eq!(status.as_array().unwrap().last().unwrap()["status"], "unknown");
 }
+
+#[test]
+fn a_second_init_changes_nothing_and_refuses_another_migrations_folder() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "a"]);
+    let other = env.root.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let audit_before = env.count("SELECT count(*) FROM audit_events");
+
+    let run = env.fails(&["init", "--tenant-migrations", other.to_str().unwrap()], 6);
+    assert!(run.stderr.contains("config set tenant_migrations_dir"), "{run:?}");
+    assert!(env.names_in(&other).is_empty(), "no starter set written there");
+    assert_eq!(env.count("SELECT count(*) FROM settings"), 0);
+    assert_eq!(env.count("SELECT count(*) FROM audit_events"), audit_before);
+
+    // Naming the folder the home already uses is fine, and changes nothing either.
+    let same = env.home.join("tenant-migrations");
+    let report = env.json(&["init", "--tenant-migrations", same.to_str().unwrap()]);
+    assert_eq!(report["created"], false);
+    assert_eq!(report["starter_migrations_installed"], 0);
+    assert_eq!(report["tenant_migrations_dir"], same.to_str().unwrap());
+    assert_eq!(env.count("SELECT count(*) FROM settings"), 0);
+}

@@ -146,15 +146,20 @@ fn a_failing_tenant_stays_at_its_old_version() {
         "{}",
         results[1]
     );
+    assert_eq!(
+        results[2]["pending"],
+        json!([4]),
+        "a skipped tenant still lacks V4"
+    );
     assert!(!has_table(&env, "b", "seeded"), "b rolled back to V3");
     assert!(
         !has_table(&env, "c", "seeded"),
         "no new tenant after the first failure"
     );
-    let b = env.json(&["db", "status", "b"]);
-    assert_eq!(b["tenants"][0]["schema_version"], 3);
-    assert_eq!(b["tenants"][0]["migration_status"], "failed");
-    assert!(b["tenants"][0]["last_error"].as_str().unwrap().contains("UNIQUE"));
+    let b = env.json(&["db", "status", "b", "-q"]);
+    assert_eq!(b[0]["schema_version"], 3);
+    assert_eq!(b[0]["migration_status"], "failed");
+    assert!(b[0]["last_error"].as_str().unwrap().contains("UNIQUE"));
 
     let run = env.run(&["db", "migrate", "--continue-on-error", "--json"]);
     assert_eq!(run.code, 8);
@@ -163,7 +168,7 @@ fn a_failing_tenant_stays_at_its_old_version() {
         [pair("a", "current"), pair("b", "failed"), pair("c", "migrated")]
     );
     assert_eq!(
-        env.json(&["db", "status", "--failed"])["tenants"]
+        env.json(&["db", "status", "--failed", "-q"])
             .as_array()
             .unwrap()
             .len(),
@@ -175,7 +180,12 @@ fn a_failing_tenant_stays_at_its_old_version() {
         statuses(&env.json(&["db", "migrate", "b"])),
         [pair("b", "migrated")]
     );
-    assert_eq!(env.json(&["db", "status"])["summary"]["failed"], 0);
+    assert!(
+        env.json(&["db", "status", "--failed", "-q"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -239,6 +249,13 @@ fn target_suspended_deleted_and_named_tenants() {
     assert!(has_table(&env, "a", "five") && !has_table(&env, "b", "five"));
     env.fails(&["db", "migrate", "c"], 6);
     env.fails(&["db", "migrate", "ghost"], 3);
+    let beyond = env.fails(&["db", "migrate", "--target", "99"], 2);
+    assert!(beyond.stderr.contains("newest is V5"), "{}", beyond.stderr);
+    env.fails(&["db", "migrate", "--target", "6", "--dry-run"], 2);
+    assert_eq!(
+        env.json(&["db", "migrate", "--target", "5"])[0]["status"],
+        "current"
+    );
 }
 
 #[test]
@@ -284,7 +301,12 @@ fn migrate_works_beside_an_application_holding_its_database_open() {
         "INSERT INTO notes (body) VALUES ('x')",
         "--write",
     ]);
-    assert_eq!(env.json(&["db", "status"])["summary"]["behind"], 0);
+    assert!(
+        env.json(&["db", "status", "--behind", "-q"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -381,13 +403,9 @@ fn an_interrupted_migrate_resumes_where_it_stopped() {
         env.count("SELECT count(*) FROM customers WHERE schema_version = 4"),
         40
     );
-    let check = env.json(&["db", "status", "--check"]);
+    let check = env.json(&["db", "status", "--check", "-q"]);
     assert!(
-        check["tenants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|t| t["check"] == "ok"),
+        check.as_array().unwrap().iter().all(|t| t["check"] == "ok"),
         "{check}"
     );
 }
@@ -417,15 +435,24 @@ fn db_status_summarises_and_filters() {
     let env = fleet(&["a", "b"]);
     add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
     env.ok(&["db", "migrate", "a"]);
-    let status = env.json(&["db", "status"]);
-    assert_fields(&status, &["summary", "tenants"]);
+    // A list is an array of tenant objects; the summary goes to stderr, or nowhere with -q.
+    let run = env.ok(&["db", "status", "--json"]);
     assert_eq!(
-        status["summary"],
-        json!({"tenants": 2, "current": 1, "behind": 1, "failed": 0, "newest_migration": 4,
-               "total_bytes": status["summary"]["total_bytes"], "check_failed": 0})
+        run.stderr,
+        format!(
+            "2 tenants: 1 current, 1 behind, 0 failed (newest migration V4, {} bytes)\n",
+            run.json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["size_bytes"].as_u64().unwrap())
+                .sum::<u64>()
+        )
     );
+    let status = env.json(&["db", "status", "-q"]);
+    assert_eq!(status.as_array().unwrap().len(), 2);
     assert_fields(
-        &status["tenants"][0],
+        &status[0],
         &[
             "customer",
             "customer_id",
@@ -440,10 +467,12 @@ fn db_status_summarises_and_filters() {
             "check",
         ],
     );
-    let behind = env.json(&["db", "status", "--behind"]);
-    assert_eq!(behind["tenants"].as_array().unwrap().len(), 1);
-    assert_eq!(behind["tenants"][0]["customer"], "b");
-    assert_eq!(behind["tenants"][0]["pending"], 1);
+    let ndjson = env.ok(&["db", "status", "-o", "ndjson", "-q"]).stdout;
+    assert_eq!(ndjson.lines().count(), 2, "{ndjson}");
+    let behind = env.json(&["db", "status", "--behind", "-q"]);
+    assert_eq!(behind.as_array().unwrap().len(), 1);
+    assert_eq!(behind[0]["customer"], "b");
+    assert_eq!(behind[0]["pending"], 1);
     let table = env.ok(&["db", "status"]).stdout;
     assert!(
         table.starts_with("2 tenants: 1 current, 1 behind, 0 failed"),
@@ -452,8 +481,8 @@ fn db_status_summarises_and_filters() {
     std::fs::write(env.home.join("tenants/b.db"), vec![0u8; 8192]).unwrap();
     let run = env.run(&["db", "status", "b", "--check", "--json"]);
     assert_eq!(run.code, 7, "{run:?}");
-    assert_ne!(run.json()["tenants"][0]["check"], "ok");
-    assert_eq!(run.json()["summary"]["check_failed"], 1);
+    assert_ne!(run.json()[0]["check"], "ok");
+    assert!(run.stderr.contains("1 failed the check"), "{}", run.stderr);
     assert_eq!(env.json(&["status"])["tenants_behind"], 1);
 }
 
@@ -487,14 +516,18 @@ fn db_sql_is_read_only_sandboxed_and_recorded() {
         "SELECT load_extension('x')".to_string(),
         "DETACH main".to_string(),
     ] {
-        let run = env.run(&["db", "sql", "a", &sql, "--write"]);
-        assert!(run.code == 6 || run.code == 1, "{sql}: {run:?}");
+        // Every refusal of the sandbox is exit 6, whether SQLite finds it while preparing
+        // the statement (load_extension) or while running it.
+        let run = env.fails(&["db", "sql", "a", &sql, "--write"], 6);
+        assert!(run.stderr.contains("refused"), "{sql}: {run:?}");
     }
     assert!(!env.root.join("stolen.db").exists());
     let before = tenant_db(&env, "a")
         .query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))
         .unwrap();
-    let failed = env.fails(&["db", "sql", "a", "UPDATE nowhere SET x = 1", "--write"], 1);
+    // A statement that is wrong is the operator's input: exit 2, not 1.
+    env.fails(&["db", "sql", "a", "SELEC 1"], 2);
+    let failed = env.fails(&["db", "sql", "a", "UPDATE nowhere SET x = 1", "--write"], 2);
     assert!(
         failed.stderr.contains("no such table: nowhere"),
         "{}",
@@ -533,9 +566,26 @@ fn db_sql_all_prefixes_rows_and_reports_failures() {
     assert_fields(&report, &["tenants", "rows", "failures"]);
     assert_eq!(
         report["rows"],
-        json!([{"customer": "a", "users": 0}, {"customer": "b", "users": 1}]),
+        json!([{"tenant": "a", "users": 0}, {"tenant": "b", "users": 1}]),
         "active only"
     );
+    // A query column cannot shadow the tenant: it is renamed, as duplicates are.
+    let clash = env.json(&[
+        "db",
+        "sql",
+        "--all",
+        "SELECT 'zzz' AS tenant, 'yyy' AS customer, 1 AS tenant",
+    ]);
+    assert_eq!(
+        clash["rows"],
+        json!([
+            {"tenant": "a", "tenant_2": "zzz", "customer": "yyy", "tenant_3": 1},
+            {"tenant": "b", "tenant_2": "zzz", "customer": "yyy", "tenant_3": 1}
+        ])
+    );
+    let table = env.ok(&["db", "sql", "--all", "SELECT 'zzz' AS tenant"]).stdout;
+    assert!(table.contains("TENANT  TENANT_2"), "{table}");
+    assert!(table.contains("a       zzz"), "{table}");
     let ndjson = env
         .ok(&[
             "db",
@@ -548,7 +598,7 @@ fn db_sql_all_prefixes_rows_and_reports_failures() {
         .stdout;
     assert_eq!(
         ndjson,
-        "{\"customer\":\"a\",\"users\":0}\n{\"customer\":\"b\",\"users\":1}\n"
+        "{\"tenant\":\"a\",\"users\":0}\n{\"tenant\":\"b\",\"users\":1}\n"
     );
     env.ok(&["db", "sql", "a", "DROP TABLE order_items", "--write"]);
     let run = env.run(&[
@@ -559,7 +609,7 @@ fn db_sql_all_prefixes_rows_and_reports_failures() {
         "--json",
     ]);
     assert_eq!(run.code, 8, "{run:?}");
-    assert_eq!(run.json()["rows"], json!([{"customer": "b", "items": 0}]));
+    assert_eq!(run.json()["rows"], json!([{"tenant": "b", "items": 0}]));
     assert_eq!(run.json()["failures"][0]["customer"], "a");
     assert!(
         run.stderr.contains("a: ") && run.stderr.contains("no such table"),
@@ -685,10 +735,7 @@ fn doctor_finds_each_fault_and_fixes_what_is_safe() {
         "{statuses:?}"
     );
     assert_eq!(mode(&env.home.join("tenants/a.db")), 0o600);
-    assert_eq!(
-        env.json(&["db", "status", "d"])["tenants"][0]["schema_version"],
-        3
-    );
+    assert_eq!(env.json(&["db", "status", "d", "-q"])[0]["schema_version"], 3);
 }
 
 #[test]
@@ -727,10 +774,7 @@ fn a_write_through_db_sql_refreshes_the_ledger() {
     ]);
     env.ok(&["db", "sql", "a", "DROP TABLE order_items", "--write"]);
     env.ok(&["db", "sql", "a", "DROP TABLE orders", "--write"]);
-    assert_eq!(
-        env.json(&["db", "status", "a"])["tenants"][0]["schema_version"],
-        2
-    );
+    assert_eq!(env.json(&["db", "status", "a", "-q"])[0]["schema_version"], 2);
     let results = env.json(&["db", "migrate"]);
     assert_eq!(statuses(&results), [pair("a", "migrated")]);
     assert!(has_table(&env, "a", "orders"));
@@ -764,8 +808,7 @@ fn db_sql_stops_runaway_statements_and_refuses_empty_ones() {
     let run = env.run(&["db", "sql", "a", endless, "--timeout", "1s", "--json"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("longer than"), "{}", run.stderr);
-    let document: Value = serde_json::from_str(&run.stdout).expect("stdout stays one JSON document");
-    assert!(document.as_array().is_some());
+    assert_eq!(run.stdout, "", "a failed command prints no data");
     assert_eq!(
         env.count("SELECT count(*) FROM query_history WHERE status = 'error' AND error LIKE '%longer than%'"),
         1
@@ -818,4 +861,311 @@ fn doctor_checks_the_modes_of_trashed_databases() {
     assert_eq!(env.run(&["doctor"]).code, 7);
     env.ok(&["doctor", "--fix"]);
     assert_eq!(mode(&trashed), 0o600);
+}
+
+#[test]
+fn a_failed_db_sql_prints_nothing_on_stdout() {
+    let env = fleet(&["a"]);
+    let write = "INSERT INTO users (email, name) VALUES ('u@a.test', 'U') RETURNING id";
+    for format in ["json", "table", "csv", "ndjson"] {
+        let run = env.run(&["db", "sql", "a", write, "-o", format]);
+        assert_eq!((run.code, run.stdout.as_str()), (6, ""), "{format}: {run:?}");
+        assert!(run.stderr.contains("--write"), "{run:?}");
+    }
+    // Rows already read when the statement fails are not printed either.
+    let fails_late = "SELECT CASE WHEN id < 3 THEN id ELSE abs(-9223372036854775807 - 1) END \
+                      FROM (SELECT 1 AS id UNION ALL SELECT 2 UNION ALL SELECT 3)";
+    let run = env.run(&["db", "sql", "a", fails_late, "--json"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stdout, "", "{run:?}");
+    assert!(run.stderr.contains("integer overflow"), "{run:?}");
+    // A big result still arrives whole when the statement succeeds.
+    let many =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000) SELECT x FROM c";
+    let csv = env.ok(&["db", "sql", "a", many, "-o", "csv"]).stdout;
+    assert_eq!(csv.lines().count(), 50_001);
+    assert!(csv.ends_with("\n50000\n"));
+}
+
+#[test]
+fn plain_vacuum_needs_write_and_db_vacuum_reclaims_space_across_the_fleet() {
+    let env = fleet(&["a", "b", "c"]);
+    let fill = "INSERT INTO users (email, name) SELECT 'u' || x || '@a.test', hex(randomblob(500)) \
+                FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000) SELECT x FROM c)";
+    for slug in ["a", "c"] {
+        env.ok(&["db", "sql", slug, fill, "--write"]);
+        env.ok(&["db", "sql", slug, "DELETE FROM users", "--write"]);
+    }
+    let size = |slug: &str| {
+        std::fs::metadata(env.home.join(format!("tenants/{slug}.db")))
+            .unwrap()
+            .len()
+    };
+    env.fails(&["db", "sql", "a", "VACUUM"], 6);
+    env.fails(&["db", "sql", "a", "VACUUM INTO 'x.db'", "--write"], 6);
+    // Plain VACUUM rebuilds the file in place; the space comes back with the next checkpoint.
+    assert_eq!(
+        env.json(&["db", "sql", "a", "VACUUM", "--write"])["customer"],
+        "a"
+    );
+    assert!(!env.root.join("x.db").exists());
+
+    // A customer suspended for storage is the one that needs it most.
+    env.ok(&["customer", "suspend", "c", "--reason", "storage"]);
+    let c_before = size("c");
+    let report = env.json(&["db", "vacuum", "--all"]);
+    let rows = report.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{report}");
+    assert_fields(
+        &rows[2],
+        &[
+            "customer",
+            "customer_id",
+            "bytes_before",
+            "bytes_after",
+            "reclaimed_bytes",
+            "ms",
+            "error",
+        ],
+    );
+    let c = &rows[2];
+    assert_eq!(c["customer"], "c");
+    assert_eq!(c["error"], Value::Null);
+    assert!(c["bytes_after"].as_u64() < c["bytes_before"].as_u64(), "{c}");
+    assert_eq!(
+        c["reclaimed_bytes"].as_u64().unwrap(),
+        c["bytes_before"].as_u64().unwrap() - c["bytes_after"].as_u64().unwrap()
+    );
+    assert!(
+        size("c") < c_before / 2,
+        "the file itself shrank: {} of {c_before}",
+        size("c")
+    );
+    let stats: i64 = tenant_db(&env, "c")
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stats, 1, "ANALYZE ran");
+    assert_eq!(
+        env.count("SELECT count(*) FROM query_history WHERE sql = 'VACUUM; ANALYZE' AND status = 'ok'"),
+        3
+    );
+
+    let one = env.json(&["db", "vacuum", "b"]);
+    assert_eq!(statuses_of(&one), ["b"]);
+    env.fails(&["db", "vacuum"], 2);
+    env.fails(&["db", "vacuum", "ghost"], 3);
+    std::fs::remove_file(env.home.join("tenants/b.db")).unwrap();
+    let run = env.run(&["db", "vacuum", "--all", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    assert!(
+        run.json()[1]["error"].as_str().unwrap().contains("missing"),
+        "{run:?}"
+    );
+    assert_eq!(run.json()[0]["error"], Value::Null);
+}
+
+fn statuses_of(report: &Value) -> Vec<String> {
+    report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["customer"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn db_sql_file_runs_a_script_in_one_transaction() {
+    let env = fleet(&["a"]);
+    let users = || -> i64 {
+        tenant_db(&env, "a")
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap()
+    };
+    let script = env.root.join("fix.sql");
+    std::fs::write(
+        &script,
+        "-- a data fix\nINSERT INTO users (email, name) VALUES ('a@a.test', 'A');\n\
+         INSERT INTO users (email, name) VALUES ('b@a.test', 'B');\n\
+         UPDATE users SET name = 'Z' WHERE email = 'a@a.test';\nSELECT count(*) FROM users;\n",
+    )
+    .unwrap();
+    let path = script.to_str().unwrap();
+    let refused = env.fails(&["db", "sql", "a", "-f", path], 6);
+    assert!(refused.stderr.contains("--write"), "{refused:?}");
+    assert_eq!(users(), 0);
+    let done = env.json(&["db", "sql", "a", "-f", path, "--write"]);
+    assert_eq!(done, json!({"customer": "a", "statements": 4, "changes": 3}));
+    assert_eq!(users(), 2);
+
+    // A failing statement undoes the ones before it.
+    let mut cmd = env.command();
+    cmd.args(["db", "sql", "a", "-f", "-", "--write"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"DELETE FROM users; INSERT INTO nowhere VALUES (1);")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
+    assert_eq!(users(), 2, "the DELETE was rolled back");
+
+    std::fs::write(&script, "BEGIN; DELETE FROM users; COMMIT;").unwrap();
+    let run = env.fails(&["db", "sql", "a", "-f", path, "--write"], 2);
+    assert!(run.stderr.contains("BEGIN"), "{run:?}");
+    assert_eq!(users(), 2);
+    env.fails(&["db", "sql", "a", "-f", "/no/such/file.sql", "--write"], 2);
+    env.fails(&["db", "sql", "a", "SELECT 1", "-f", path], 2);
+    env.fails(&["db", "sql", "--all", "-f", path], 2);
+    let one_at_a_time = env.fails(&["db", "sql", "a", "SELECT 1; SELECT 2"], 2);
+    assert!(one_at_a_time.stderr.contains("-f"), "{one_at_a_time:?}");
+    assert_eq!(
+        env.count("SELECT count(*) FROM query_history WHERE sql LIKE '-- a data fix%' AND status = 'ok' AND row_count = 3"),
+        1
+    );
+}
+
+#[test]
+fn db_history_lists_recorded_runs_newest_first() {
+    let env = fleet(&["a", "b"]);
+    env.ok(&["db", "sql", "a", "SELECT 1"]);
+    env.fails(&["db", "sql", "b", "SELECT * FROM nowhere"], 2);
+    env.ok(&["db", "sql", "b", "DELETE FROM users", "--write"]);
+    let all = env.json(&["db", "history"]);
+    let runs = all.as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_fields(
+        &runs[0],
+        &[
+            "id",
+            "at",
+            "actor",
+            "customer",
+            "customer_id",
+            "sql",
+            "write",
+            "duration_ms",
+            "row_count",
+            "status",
+            "error",
+        ],
+    );
+    assert_eq!(runs[0]["sql"], "DELETE FROM users");
+    assert_eq!(runs[0]["write"], true);
+    assert_eq!(runs[0]["actor"], "tester");
+    assert_timestamp(&runs[0]["at"]);
+    assert_eq!(runs[2]["customer"], "a");
+    let failed = env.json(&["db", "history", "--failed"]);
+    assert_eq!(failed.as_array().unwrap().len(), 1);
+    assert!(failed[0]["error"].as_str().unwrap().contains("nowhere"));
+    assert_eq!(env.json(&["db", "history", "b"]).as_array().unwrap().len(), 2);
+    assert_eq!(
+        env.json(&["db", "history", "a@example.com"])[0]["sql"],
+        "SELECT 1"
+    );
+    assert_eq!(
+        env.json(&["db", "history", "--limit", "1"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        env.json(&["db", "history", "--since", "1h"])
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(
+        env.json(&["db", "history", "--since", "2099-01-01"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    env.fails(&["db", "history", "--since", "yesterday"], 2);
+    env.fails(&["db", "history", "ghost"], 3);
+    // A deleted customer's runs stay listed.
+    env.ok(&["customer", "delete", "b", "--confirm", "b"]);
+    assert_eq!(env.json(&["db", "history", "b"]).as_array().unwrap().len(), 2);
+    let table = env.ok(&["db", "history"]).stdout;
+    assert!(table.starts_with("ID"), "{table}");
+}
+
+#[test]
+fn a_tenant_file_that_is_a_symlink_is_refused_everywhere() {
+    let env = fleet(&["a", "b"]);
+    env.ok(&[
+        "db",
+        "sql",
+        "a",
+        "INSERT INTO users (email, name) VALUES ('secret@a.test', 'A')",
+        "--write",
+    ]);
+    let b = env.home.join("tenants/b.db");
+    std::fs::rename(&b, env.root.join("b-aside.db")).unwrap();
+    std::os::unix::fs::symlink(env.home.join("tenants/a.db"), &b).unwrap();
+
+    let run = env.fails(&["db", "sql", "b", "SELECT email FROM users"], 7);
+    assert!(run.stderr.contains("symbolic link"), "{run:?}");
+    env.fails(&["db", "sql", "b", "SELECT 1", "--write"], 7);
+    assert_eq!(env.run(&["db", "vacuum", "b"]).code, 8);
+    let fleet = env.run(&["db", "sql", "--all", "SELECT email FROM users", "--json"]);
+    assert_eq!(fleet.code, 8, "{fleet:?}");
+    assert_eq!(
+        fleet.json()["rows"],
+        json!([{"tenant": "a", "email": "secret@a.test"}])
+    );
+    assert_eq!(fleet.json()["failures"][0]["customer"], "b");
+
+    // Current by the ledger, but never passed over as such.
+    let migrate = env.run(&["db", "migrate", "--json"]);
+    assert_eq!(migrate.code, 8, "{migrate:?}");
+    assert_eq!(
+        statuses(&migrate.json()),
+        [pair("a", "current"), pair("b", "failed")]
+    );
+    assert!(
+        migrate.json()[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("symbolic link")
+    );
+
+    let run = env.run(&["db", "status", "b", "--check", "--json"]);
+    assert_eq!(run.code, 7, "{run:?}");
+    assert!(run.json()[0]["check"].as_str().unwrap().contains("symbolic link"));
+
+    let doctor = env.run(&["doctor", "--json"]);
+    assert_eq!(doctor.code, 7, "{doctor:?}");
+    let checks = doctor.json();
+    let link = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "tenant.symlink")
+        .unwrap_or_else(|| panic!("{checks}"));
+    assert_eq!(
+        (link["target"].as_str(), link["status"].as_str()),
+        (Some("b"), Some("fail"))
+    );
+
+    let backup = env.run(&["backup", "--json"]);
+    assert_eq!(backup.code, 8, "{backup:?}");
+    assert!(backup.stderr.contains("symbolic link"), "{backup:?}");
+    assert!(
+        std::fs::symlink_metadata(&b).unwrap().file_type().is_symlink(),
+        "left as found"
+    );
 }
