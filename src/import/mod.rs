@@ -72,6 +72,8 @@ pub struct SourceFile {
     pub customer_file: Option<String>,
 }
 
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// The first of several spellings of a key that the object has.
 fn field<'a>(object: &'a Map<String, Value>, names: &[&'static str]) -> Option<(&'static str, &'a Value)> {
     names
@@ -145,6 +147,8 @@ pub fn customer(object: &Map<String, Value>, prefix: &str) -> Result<CustomerDoc
 
 /// Parses one file. `owner` is the folder's customer for `sites/*.json`.
 pub fn parse(bytes: &[u8], is_customer_file: bool, owner: Option<&CustomerDoc>) -> Parsed {
+    // Editors on Windows save UTF-8 with a byte-order mark; JSON itself has none.
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let document: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
         Err(e) => return Parsed::Failed(Problem::new("file", format!("not valid JSON: {e}"))),

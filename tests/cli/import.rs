@@ -416,3 +416,43 @@ fn import_refuses_a_missing_folder_and_an_unknown_default_plan() {
     let dir = legacy_tree(&env);
     env.fails(&["import", dir.to_str().unwrap(), "--plan", "gold"], 2);
 }
+
+#[test]
+fn a_file_with_a_utf8_byte_order_mark_imports() {
+    let env = TestEnv::initialised();
+    let dir = env.root.join("bom");
+    std::fs::create_dir_all(dir.join("acme/sites")).unwrap();
+    let with_bom = |value: Value| {
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend(serde_json::to_vec_pretty(&value).unwrap());
+        bytes
+    };
+    std::fs::write(
+        dir.join("acme/customer.json"),
+        with_bom(json!({"email": "ops@acme.test", "name": "Ops", "slug": "acme"})),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("acme/sites/main.json"),
+        with_bom(json!({"name": "Main", "domain": "main.acme.test"})),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("inline.json"),
+        with_bom(json!({"name": "Other", "domain": "other.test", "customer": {"email": "o@other.test"}})),
+    )
+    .unwrap();
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(
+        actions(&report),
+        [
+            pair("acme/customer.json", "created"),
+            pair("acme/sites/main.json", "created"),
+            pair("inline.json", "created"),
+        ]
+    );
+    assert_eq!(
+        env.json(&["site", "show", "main.acme.test"])["customer_slug"],
+        "acme"
+    );
+}
