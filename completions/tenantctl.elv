@@ -1706,6 +1706,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
             cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
             cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --force 'Apply a change even when it puts customers on the plan over a quota'
             cand --json 'Same as --output json'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'

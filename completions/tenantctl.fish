@@ -1455,6 +1455,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_see
 always\t''
 never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l force -d 'Apply a change even when it puts customers on the plan over a quota'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
