@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::Connection;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Actor, config, customers};
-use crate::catalog::model::{Customer, NewCustomer, NewSite, Site};
+use super::{Actor, config, customers, quota};
+use crate::catalog::customers::CustomerChanges;
+use crate::catalog::model::{Customer, NewCustomer, NewSite, Plan, Site};
 use crate::catalog::sites::{self, SiteFilter};
 use crate::catalog::{Catalog, plans, tenants};
 use crate::error::{Error, Result};
@@ -68,6 +69,8 @@ struct CustomerPlan {
     existing: Option<Customer>,
     /// Fields to change on an existing customer.
     changed: bool,
+    /// The limits in force once the import is written.
+    limits: quota::EffectiveLimits,
 }
 
 /// What the catalog must do for one site file.
@@ -80,9 +83,12 @@ struct SitePlan {
 }
 
 pub fn import(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest) -> Result<ImportReport> {
-    let known_plans: HashSet<String> = plans::list(catalog.conn())?.into_iter().map(|p| p.name).collect();
+    let known_plans: HashMap<String, Plan> = plans::list(catalog.conn())?
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
     if let Some(plan) = &request.plan
-        && !known_plans.contains(validate::plan_name(plan)?)
+        && !known_plans.contains_key(validate::plan_name(plan)?)
     {
         return Err(Error::usage(format!("unknown plan '{plan}'")).with_hint("see 'tenantctl plan list'"));
     }
@@ -119,6 +125,7 @@ pub fn import(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest) 
     };
     let (mut customer_plans, mut site_plans) =
         plan_against_catalog(catalog.conn(), &parsed, &known_plans, &default_plan, &mut results)?;
+    enforce_site_limits(catalog.conn(), &customer_plans, &site_plans, &mut results)?;
     let failed = results.iter().any(|r| r.action == "failed");
     // A customer is written only for files that are written.
     let live_files: HashSet<usize> = results
@@ -137,7 +144,9 @@ pub fn import(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest) 
         }))
         .collect();
     customer_plans.retain(|key, _| wanted_customers.contains(key));
-    describe_actions(&parsed, &customer_plans, &site_plans, &mut results);
+    // Which site files describe their customer inline (not through a customer.json).
+    let inline: Vec<bool> = sources.iter().map(|s| s.customer_file.is_none()).collect();
+    describe_actions(&parsed, &inline, &customer_plans, &site_plans, &mut results);
 
     let mut report = ImportReport {
         dry_run: request.dry_run,
@@ -222,7 +231,7 @@ fn fail(result: &mut FileResult, field: &str, reason: String) {
 fn plan_against_catalog(
     conn: &Connection,
     parsed: &[(String, Parsed)],
-    known_plans: &HashSet<String>,
+    known_plans: &HashMap<String, Plan>,
     default_plan: &str,
     results: &mut [FileResult],
 ) -> Result<(HashMap<String, CustomerPlan>, Vec<SitePlan>)> {
@@ -258,13 +267,27 @@ fn plan_against_catalog(
         }
         let Some(site) = site else { continue };
         results[index].site = Some(site.domain.clone());
-        let existing = sites::by_domain(conn, &site.domain)?;
+        let existing = match matching_site(conn, site)? {
+            Ok(existing) => existing,
+            Err(problem) => {
+                fail(&mut results[index], &problem.field, problem.reason);
+                continue;
+            }
+        };
         let owner_id = customer_plans[&key].existing.as_ref().map(|c| c.id);
         if let Some(other) = existing.as_ref().filter(|s| Some(s.customer_id) != owner_id) {
+            let field = if site.legacy_id.is_some() && other.legacy_id == site.legacy_id {
+                "siteId"
+            } else {
+                "domain"
+            };
             fail(
                 &mut results[index],
-                "domain",
-                format!("{} belongs to customer {}", site.domain, other.customer_slug),
+                field,
+                format!(
+                    "site {} belongs to customer {}",
+                    other.domain, other.customer_slug
+                ),
             );
             continue;
         }
@@ -291,10 +314,40 @@ fn plan_against_catalog(
     Ok((customer_plans, site_plans))
 }
 
+/// The catalog's site that a file describes: the one with its `siteId` when it has
+/// one, else the one with its domain. A domain held by a site with another `siteId`
+/// is a clash, as is a new domain that another site holds.
+fn matching_site(conn: &Connection, site: &SiteDoc) -> Result<std::result::Result<Option<Site>, Problem>> {
+    let by_domain = sites::by_domain(conn, &site.domain)?;
+    let Some(legacy_id) = &site.legacy_id else {
+        return Ok(Ok(by_domain));
+    };
+    match (sites::by_legacy_id(conn, legacy_id)?, by_domain) {
+        (Some(found), Some(holder)) if holder.id != found.id => Ok(Err(Problem::new(
+            "domain",
+            format!(
+                "{} belongs to another site ({})",
+                site.domain, holder.customer_slug
+            ),
+        ))),
+        (Some(found), _) => Ok(Ok(Some(found))),
+        (None, Some(holder)) if holder.legacy_id.is_some() => Ok(Err(Problem::new(
+            "domain",
+            format!(
+                "{} belongs to the site with siteId '{}'",
+                site.domain,
+                holder.legacy_id.unwrap_or_default()
+            ),
+        ))),
+        // A site known by its domain alone takes the file's siteId.
+        (None, holder) => Ok(Ok(holder)),
+    }
+}
+
 fn customer_plan(
     conn: &Connection,
     doc: &CustomerDoc,
-    known_plans: &HashSet<String>,
+    known_plans: &HashMap<String, Plan>,
     default_plan: &str,
 ) -> Result<std::result::Result<CustomerPlan, Problem>> {
     let existing = crate::catalog::customers::by_email(conn, &doc.email)?;
@@ -324,9 +377,13 @@ fn customer_plan(
         .clone()
         .or_else(|| existing.as_ref().map(|c| c.plan.clone()))
         .unwrap_or_else(|| default_plan.to_string());
-    if !known_plans.contains(&plan) {
+    let Some(new_plan) = known_plans.get(&plan) else {
         return Ok(Err(Problem::new("plan", format!("unknown plan '{plan}'"))));
-    }
+    };
+    let overrides = doc
+        .limits
+        .apply_to(existing.as_ref().map(Customer::overrides).unwrap_or_default());
+    let limits = quota::effective(new_plan, overrides);
     let changed = existing.as_ref().is_some_and(|c| {
         doc.name.as_ref().is_some_and(|n| *n != c.name)
             || doc
@@ -334,17 +391,81 @@ fn customer_plan(
                 .as_ref()
                 .is_some_and(|n| Some(n) != c.company_name.as_ref())
             || plan != c.plan
+            || overrides != c.overrides()
+            || doc.metadata.as_ref().is_some_and(|m| *m != c.metadata)
     });
+    if let Some(customer) = existing.as_ref().filter(|_| changed) {
+        // The guard of `customer update --plan`: no change may put a customer over a
+        // quota it lowers. Import has no --force; that is for the command line.
+        let before = quota::effective(&quota::plan_of(conn, customer)?, customer.overrides());
+        let over = quota::breaches(conn, customer, &before, &limits)?;
+        if !over.is_empty() {
+            return Ok(Err(Problem::new(
+                "plan",
+                format!(
+                    "the change would put {} over quota: {} (see 'tenantctl customer update --force')",
+                    customer.slug,
+                    over.join(", ")
+                ),
+            )));
+        }
+    }
     Ok(Ok(CustomerPlan {
         doc: doc.clone(),
         plan,
         existing,
         changed,
+        limits,
     }))
+}
+
+/// A customer's sites after the import may not exceed its `max_sites`, as `site
+/// create` enforces: the new sites past the limit fail, in file order.
+fn enforce_site_limits(
+    conn: &Connection,
+    customer_plans: &HashMap<String, CustomerPlan>,
+    site_plans: &[SitePlan],
+    results: &mut [FileResult],
+) -> Result<()> {
+    let mut counts: HashMap<&str, i64> = HashMap::new();
+    for plan in site_plans.iter().filter(|s| s.existing.is_none()) {
+        let customer = &customer_plans[&plan.customer_key];
+        let count = match counts.get_mut(plan.customer_key.as_str()) {
+            Some(count) => count,
+            None => {
+                let now = match &customer.existing {
+                    Some(c) => sites::count_for_customer(conn, c.id)?,
+                    None => 0,
+                };
+                counts.entry(plan.customer_key.as_str()).or_insert(now)
+            }
+        };
+        if results[plan.file].action == "failed" {
+            continue;
+        }
+        if *count >= customer.limits.max_sites {
+            let who = results[plan.file].customer.clone().unwrap_or_default();
+            fail(
+                &mut results[plan.file],
+                "max_sites",
+                format!(
+                    "customer {who} may have {} sites (plan {}); this would be site {}",
+                    customer.limits.max_sites,
+                    customer.plan,
+                    *count + 1
+                ),
+            );
+            continue;
+        }
+        *count += 1;
+    }
+    Ok(())
 }
 
 /// Keys that are columns; the rest of a document is compared as the config.
 const COLUMN_KEYS: &[&str] = &[
+    "siteId",
+    "site_id",
     "name",
     "domain",
     "port",
@@ -368,6 +489,8 @@ fn without_columns(config: &Value) -> Value {
 
 fn site_changed(site: &Site, doc: &SiteDoc) -> Result<bool> {
     Ok(site.name != doc.name
+        || site.domain != doc.domain
+        || doc.legacy_id.is_some() && doc.legacy_id != site.legacy_id
         || site.port != doc.port
         || site.business_type != doc.business_type
         || doc.status.as_ref().is_some_and(|s| *s != site.status)
@@ -376,6 +499,7 @@ fn site_changed(site: &Site, doc: &SiteDoc) -> Result<bool> {
 
 fn describe_actions(
     parsed: &[(String, Parsed)],
+    inline: &[bool],
     customer_plans: &HashMap<String, CustomerPlan>,
     site_plans: &[SitePlan],
     results: &mut [FileResult],
@@ -396,11 +520,13 @@ fn describe_actions(
     }
     for plan in site_plans {
         let customer = &customer_plans[&plan.customer_key];
+        // A file that describes its customer inline and changes an existing one is an
+        // update, whatever it does to its site.
+        let changes_customer = customer.changed && inline[plan.file];
         let action = match &plan.existing {
+            _ if changes_customer => "updated",
             None => "created",
             Some(site) if site_changed(site, &plan.doc).unwrap_or(true) => "updated",
-            // The file also describes its customer, whose details changed.
-            Some(_) if customer.changed => "updated",
             Some(_) => "unchanged",
         };
         results[plan.file].action = action.to_string();
@@ -556,19 +682,32 @@ fn insert_customer(
             name,
             company_name: doc.company_name.clone(),
             plan: plan.plan.clone(),
-            metadata: Map::new(),
+            metadata: doc.metadata.clone().unwrap_or_default(),
             db_path: customers::path_text(&path)?,
             schema_version: built.schema_version,
         },
     )?;
     tenants::record_applied(tx, customer.id, &built.applied)?;
     tenants::record_run(tx, customer.id, built.schema_version, "ok", None)?;
+    let customer = if doc.limits == Default::default() {
+        customer
+    } else {
+        let overrides = CustomerChanges {
+            limits: doc.limits,
+            ..Default::default()
+        };
+        crate::catalog::customers::update(tx, &customer, &overrides)?
+    };
+    if doc.status.as_deref() == Some("suspended") {
+        let reason = doc.status_reason.as_deref().unwrap_or("suspended when imported");
+        crate::catalog::customers::set_status(tx, customer.id, "suspended", Some(reason))?;
+    }
     customers::audit_customer(
         tx,
         actor,
         "customer.create",
         &customer,
-        json!({"source": "import", "plan": customer.plan}),
+        json!({"source": "import", "plan": customer.plan, "status": doc.status}),
     )?;
     Ok(customer)
 }
@@ -582,10 +721,12 @@ fn update_customer(
     if !plan.changed {
         return Ok(existing.clone());
     }
-    let changes = crate::catalog::customers::CustomerChanges {
+    let changes = CustomerChanges {
         name: plan.doc.name.clone(),
         company_name: plan.doc.company_name.clone().map(Some),
         plan: Some(plan.plan.clone()),
+        limits: plan.doc.limits,
+        metadata: plan.doc.metadata.clone(),
         ..Default::default()
     };
     let updated = crate::catalog::customers::update(tx, existing, &changes)?;
@@ -624,7 +765,12 @@ fn write_site(
                     config: doc.config.clone(),
                 },
             )?;
-            audit_site(&site, "site.create", json!({"source": "import", "file": file}))
+            sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
+            audit_site(
+                &site,
+                "site.create",
+                json!({"source": "import", "file": file, "legacy_id": doc.legacy_id}),
+            )
         }
         Some(site) if site_changed(site, doc)? => {
             let old = site.config_value()?;
@@ -642,10 +788,14 @@ fn write_site(
                     config: doc.config.clone(),
                 },
             )?;
+            if doc.legacy_id.is_some() {
+                sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
+            }
             audit_site(
                 &updated,
                 "site.update",
-                json!({"source": "import", "file": file, "snapshot_id": snapshot.id}),
+                json!({"source": "import", "file": file, "snapshot_id": snapshot.id,
+                       "domain": {"from": site.domain, "to": updated.domain}}),
             )
         }
         Some(_) => Ok(()),

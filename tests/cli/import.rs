@@ -456,3 +456,173 @@ fn a_file_with_a_utf8_byte_order_mark_imports() {
         "acme"
     );
 }
+
+fn failure<'a>(report: &'a Value, path: &str) -> (&'a str, &'a str, &'a str) {
+    let file = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
+        .unwrap_or_else(|| panic!("no {path} in {report}"));
+    (
+        file["action"].as_str().unwrap(),
+        file["field"].as_str().unwrap_or(""),
+        file["reason"].as_str().unwrap_or(""),
+    )
+}
+
+#[test]
+fn import_obeys_max_sites_like_site_create() {
+    let env = TestEnv::initialised();
+    let dir = env.root.join("legacy");
+    write(
+        &dir,
+        "acme/customer.json",
+        &json!({"email": "ops@acme.test", "slug": "acme", "plan_type": "starter"}),
+    );
+    for n in 1..=5 {
+        write(
+            &dir,
+            &format!("acme/sites/s{n}.json"),
+            &json!({"name": format!("S{n}"), "domain": format!("s{n}.acme.test")}),
+        );
+    }
+    let run = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 9, "{run:?}");
+    let report = run.json();
+    for path in ["acme/sites/s1.json", "acme/sites/s2.json", "acme/sites/s3.json"] {
+        assert_eq!(failure(&report, path).0, "created", "{report}");
+    }
+    for path in ["acme/sites/s4.json", "acme/sites/s5.json"] {
+        let (action, field, reason) = failure(&report, path);
+        assert_eq!((action, field), ("failed", "max_sites"), "{report}");
+        assert!(reason.contains("may have 3 sites (plan starter)"), "{reason}");
+    }
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 0, "nothing written");
+
+    // Going on imports the sites the plan allows, and the catalog's sites count too.
+    let run = env.run(&["import", dir.to_str().unwrap(), "--continue-on-error", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 3);
+    write(
+        &dir,
+        "acme/sites/s4.json",
+        &json!({"name": "S4", "domain": "s4.acme.test", "siteId": "four"}),
+    );
+    let again = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(again.code, 9, "{again:?}");
+    assert_eq!(failure(&again.json(), "acme/sites/s4.json").1, "max_sites");
+}
+
+#[test]
+fn import_applies_the_plan_change_guard_and_reports_customer_changes_as_updates() {
+    let env = TestEnv::initialised();
+    env.customer("ops@acme.test", "Ops", &["--slug", "acme", "--plan", "pro"]);
+    for n in 1..=4 {
+        env.ok(&[
+            "site",
+            "create",
+            "acme",
+            "S",
+            "--domain",
+            &format!("s{n}.acme.test"),
+        ]);
+    }
+    let dir = env.root.join("legacy");
+    // A new site whose inline customer moves acme to starter (3 sites): over quota.
+    write(
+        &dir,
+        "new-site.json",
+        &json!({"name": "New", "domain": "new.acme.test",
+                "customer": {"email": "ops@acme.test", "name": "Ops Team", "plan": "starter"}}),
+    );
+    let audit = env.count("SELECT count(*) FROM audit_events");
+    let run = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 9, "{run:?}");
+    let report = run.json();
+    let (action, field, reason) = failure(&report, "new-site.json");
+    assert_eq!((action, field), ("failed", "plan"), "{report}");
+    assert!(
+        reason.contains("acme") && reason.contains("sites 4 > 3"),
+        "{reason}"
+    );
+    assert_eq!(env.json(&["customer", "show", "acme"])["plan"], "pro");
+    assert_eq!(env.count("SELECT count(*) FROM audit_events"), audit);
+
+    // A change within the limits is written, and the file that made it says `updated`.
+    write(
+        &dir,
+        "new-site.json",
+        &json!({"name": "New", "domain": "new.acme.test",
+                "customer": {"email": "ops@acme.test", "name": "Ops Team", "plan": "enterprise"}}),
+    );
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(failure(&report, "new-site.json").0, "updated", "{report}");
+    let acme = env.json(&["customer", "show", "acme"]);
+    assert_eq!(
+        (&acme["plan"], &acme["name"]),
+        (&json!("enterprise"), &json!("Ops Team"))
+    );
+    assert_eq!(acme["sites"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn a_site_id_is_the_identity_of_a_site_across_domain_changes() {
+    let env = TestEnv::initialised();
+    let dir = env.root.join("legacy");
+    let site = |domain: &str| {
+        json!({"siteId": "acme-main", "name": "Acme", "domain": domain, "theme": "dark",
+               "customer": {"email": "ops@acme.test", "slug": "acme"}})
+    };
+    write(&dir, "acme.json", &site("acme.test"));
+    env.ok(&["import", dir.to_str().unwrap()]);
+    let before = env.json(&["site", "show", "acme.test"]);
+    assert_eq!(before["legacy_id"], "acme-main");
+
+    write(&dir, "acme.json", &site("acme-translations.test"));
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(failure(&report, "acme.json").0, "updated", "{report}");
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 1, "no second site");
+    let after = env.json(&["site", "show", "acme-translations.test"]);
+    assert_eq!(after["id"], before["id"]);
+    env.fails(&["site", "show", "acme.test"], 3);
+    assert_eq!(
+        env.json(&["site", "snapshots", "acme-translations.test"])[0]["kind"],
+        "import"
+    );
+    // site_id in snake case names the same site: nothing changes.
+    let mut snake = site("acme-translations.test");
+    let id = snake.as_object_mut().unwrap().remove("siteId").unwrap();
+    snake["site_id"] = id;
+    write(&dir, "acme.json", &snake);
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(failure(&report, "acme.json").0, "unchanged", "{report}");
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 1);
+
+    // Another siteId may not take a domain that a site with an id holds.
+    write(
+        &dir,
+        "other.json",
+        &json!({"siteId": "other", "name": "O", "domain": "acme-translations.test",
+                "customer": {"email": "ops@acme.test", "slug": "acme"}}),
+    );
+    let run = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 9, "{run:?}");
+    assert_eq!(failure(&run.json(), "other.json").1, "domain");
+    std::fs::remove_file(dir.join("other.json")).unwrap();
+
+    // Without a siteId the domain is the identity, as before.
+    env.ok(&["site", "create", "acme", "Plain", "--domain", "plain.acme.test"]);
+    write(
+        &dir,
+        "plain.json",
+        &json!({"name": "Plain Site", "domain": "plain.acme.test", "customer": {"email": "ops@acme.test", "slug": "acme"}}),
+    );
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(failure(&report, "plain.json").0, "updated", "{report}");
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 2);
+    assert_eq!(
+        env.json(&["site", "show", "plain.acme.test"])["name"],
+        "Plain Site"
+    );
+}

@@ -20,6 +20,7 @@ const SITE_FIELDS: &[&str] = &[
     "created_at",
     "updated_at",
     "deployed_at",
+    "legacy_id",
 ];
 const DEPLOYMENT_FIELDS: &[&str] = &[
     "id",
