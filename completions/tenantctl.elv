@@ -1236,6 +1236,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
             cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
             cand --lock-timeout 'How long to wait for the home lock before giving up, e.g. 30s or 2m'
+            cand --force 'Replace a folder that is not empty: a fresh tree is written beside it and swapped in'
             cand --json 'Same as --output json'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'

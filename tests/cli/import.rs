@@ -626,3 +626,241 @@ fn a_site_id_is_the_identity_of_a_site_across_domain_changes() {
         "Plain Site"
     );
 }
+
+/// A home with what the CLI can give customers and sites, and an imported tree.
+fn varied_home() -> TestEnv {
+    let env = TestEnv::initialised();
+    let dir = legacy_tree(&env);
+    env.ok(&["import", dir.to_str().unwrap()]);
+    env.customer(
+        "ops@initech.test",
+        "Bill",
+        &[
+            "Initech",
+            "--plan",
+            "pro",
+            "--meta",
+            "tier=gold",
+            "--meta",
+            "region=eu",
+        ],
+    );
+    env.ok(&[
+        "customer",
+        "update",
+        "initech",
+        "--max-sites",
+        "7",
+        "--max-api-calls",
+        "0",
+    ]);
+    env.customer("late@payer.test", "Late", &["--slug", "late-payer"]);
+    env.ok(&[
+        "site",
+        "create",
+        "late-payer",
+        "Bare",
+        "--domain",
+        "bare.payer.test",
+    ]);
+    env.ok(&["customer", "suspend", "late-payer", "--reason", "unpaid invoice"]);
+    env.customer("gone@example.test", "Gone", &["--slug", "gone"]);
+    env.ok(&["customer", "delete", "gone", "--confirm", "gone"]);
+    let config = env.root.join("config.json");
+    std::fs::write(
+        &config,
+        br##"{"theme": {"primary": "#112233"}, "pages": [{"path": "/"}]}"##,
+    )
+    .unwrap();
+    env.ok(&[
+        "site",
+        "create",
+        "initech",
+        "Portal",
+        "--domain",
+        "portal.initech.test",
+        "--port",
+        "8080",
+        "--business-type",
+        "software",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    env.ok(&["site", "deploy", "portal.initech.test"]);
+    env.ok(&["site", "create", "initech", "Old", "--domain", "old.initech.test"]);
+    env.ok(&["site", "update", "old.initech.test", "--status", "stopped"]);
+    env
+}
+
+fn customers_as_exported(env: &TestEnv) -> Vec<Value> {
+    let mut list: Vec<Value> = env
+        .json(&["customer", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] != "deleted")
+        .map(|c| {
+            let keys = [
+                "email",
+                "slug",
+                "name",
+                "company_name",
+                "plan",
+                "status",
+                "status_reason",
+                "max_sites",
+                "max_storage_mb",
+                "max_bandwidth_gb",
+                "max_api_calls",
+                "metadata",
+            ];
+            Value::Object(keys.iter().map(|k| (k.to_string(), c[*k].clone())).collect())
+        })
+        .collect();
+    list.sort_by_key(|c| c["slug"].as_str().unwrap().to_string());
+    list
+}
+
+fn sites_as_exported(env: &TestEnv) -> Vec<Value> {
+    let mut list: Vec<Value> = env
+        .json(&["site", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let keys = [
+                "customer_slug",
+                "domain",
+                "name",
+                "port",
+                "business_type",
+                "status",
+                "config",
+                "legacy_id",
+            ];
+            Value::Object(keys.iter().map(|k| (k.to_string(), s[*k].clone())).collect())
+        })
+        .collect();
+    list.sort_by_key(|s| s["domain"].as_str().unwrap().to_string());
+    list
+}
+
+#[test]
+fn an_export_writes_every_column_and_imports_into_a_fresh_home_exactly() {
+    let env = varied_home();
+    let out = env.root.join("export");
+    let exported = env.json(&["export", out.to_str().unwrap()]);
+    assert_eq!(exported["customers"], 4, "the deleted customer is left out");
+    assert_eq!(exported["sites"], 7);
+    let portal: Value =
+        serde_json::from_slice(&std::fs::read(out.join("initech/sites/portal.initech.test.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (&portal["port"], &portal["businessType"], &portal["status"]),
+        (&json!(8080), &json!("software"), &json!("deployed")),
+        "{portal}"
+    );
+    let initech: Value =
+        serde_json::from_slice(&std::fs::read(out.join("initech/customer.json")).unwrap()).unwrap();
+    assert_eq!(initech["max_sites"], 7);
+    assert_eq!(initech["metadata"], json!({"region": "eu", "tier": "gold"}));
+
+    let again = env.json(&["import", out.to_str().unwrap()]);
+    assert_eq!(again["written"], false, "{again}");
+    assert_eq!(again["summary"]["unchanged"], 11);
+
+    let fresh = TestEnv::initialised();
+    fresh.ok(&["import", out.to_str().unwrap()]);
+    let (want, got) = (customers_as_exported(&env), customers_as_exported(&fresh));
+    assert_eq!(got.len(), want.len());
+    for (want, got) in want.iter().zip(&got) {
+        for (field, value) in want.as_object().unwrap() {
+            assert_eq!(&got[field], value, "customer {} field {field}", want["slug"]);
+        }
+    }
+    let (want, got) = (sites_as_exported(&env), sites_as_exported(&fresh));
+    assert_eq!(got.len(), want.len());
+    for (want, got) in want.iter().zip(&got) {
+        for (field, value) in want.as_object().unwrap() {
+            assert_eq!(&got[field], value, "site {} field {field}", want["domain"]);
+        }
+    }
+    // And the fresh home exports to the same files.
+    let out2 = fresh.root.join("export");
+    fresh.ok(&["export", out2.to_str().unwrap()]);
+    for file in [
+        "initech/customer.json",
+        "initech/sites/portal.initech.test.json",
+        "late-payer/sites/bare.payer.test.json",
+        "acme-corp/sites/acme-translations.com.json",
+    ] {
+        assert_eq!(
+            std::fs::read(out.join(file)).unwrap(),
+            std::fs::read(out2.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn export_refuses_a_full_folder_unless_forced_and_never_follows_symlinks() {
+    let env = varied_home();
+    let out = env.root.join("export");
+    env.ok(&["export", out.to_str().unwrap()]);
+    let refused = env.fails(&["export", out.to_str().unwrap()], 6);
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+
+    // A site deleted since, and a symlink planted where export will write.
+    env.ok(&[
+        "site",
+        "delete",
+        "old.initech.test",
+        "--confirm",
+        "old.initech.test",
+    ]);
+    let outside = env.root.join("outside.json");
+    std::fs::write(&outside, b"untouched").unwrap();
+    std::fs::remove_file(out.join("initech/sites/portal.initech.test.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("initech/sites/portal.initech.test.json")).unwrap();
+    std::os::unix::fs::symlink(env.root.join("elsewhere"), out.join("initech/linked")).unwrap();
+
+    let forced = env.json(&["export", out.to_str().unwrap(), "--force"]);
+    assert_eq!(forced["sites"], 6);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"untouched");
+    let portal = out.join("initech/sites/portal.initech.test.json");
+    assert!(
+        !std::fs::symlink_metadata(&portal)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(mode(&portal), 0o600);
+    assert!(
+        !out.join("initech/sites/old.initech.test.json").exists(),
+        "no stale file"
+    );
+    assert!(std::fs::symlink_metadata(out.join("initech/linked")).is_err());
+    assert_eq!(
+        env.names_in(&env.root)
+            .iter()
+            .filter(|n| n.starts_with('.'))
+            .count(),
+        0,
+        "no fresh or old tree is left beside it"
+    );
+
+    // Re-importing the forced export does not bring the deleted site back.
+    let fresh = TestEnv::initialised();
+    fresh.ok(&["import", out.to_str().unwrap()]);
+    fresh.fails(&["site", "show", "old.initech.test"], 3);
+
+    let link = env.root.join("export-link");
+    std::os::unix::fs::symlink(env.root.join("target"), &link).unwrap();
+    std::fs::create_dir(env.root.join("target")).unwrap();
+    env.fails(&["export", link.to_str().unwrap(), "--force"], 6);
+    assert!(env.names_in(&env.root.join("target")).is_empty());
+    let empty = env.root.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    env.ok(&["export", empty.to_str().unwrap()]);
+    assert!(empty.join("initech/customer.json").is_file());
+}
