@@ -729,7 +729,19 @@ fn update_customer(
         metadata: plan.doc.metadata.clone(),
         ..Default::default()
     };
-    let updated = crate::catalog::customers::update(tx, existing, &changes)?;
+    // The files were checked against the catalog before this transaction; another
+    // command may have changed the customer since, so the guard runs again here.
+    let current = customers::resolve(tx, &existing.id.to_string())?;
+    let over = customers::quota_breaches(tx, &current, &changes)?;
+    if !over.is_empty() {
+        return Err(Error::quota(format!(
+            "the import would put {} over quota: {}",
+            current.slug,
+            over.join(", ")
+        ))
+        .with_hint("its usage changed during the import; run it again"));
+    }
+    let updated = crate::catalog::customers::update(tx, &current, &changes)?;
     customers::audit_customer(
         tx,
         actor,
