@@ -2691,7 +2691,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__export)
-            opts="-o -q -v -h -V --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-o -q -v -h -V --force --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4483,7 +4483,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__plan__subcmd__set)
-            opts="-o -q -v -h -V --max-sites --max-storage-mb --max-bandwidth-gb --max-api-calls --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-o -q -v -h -V --max-sites --max-storage-mb --max-bandwidth-gb --max-api-calls --force --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -1109,6 +1109,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l color -d 
 always\t''
 never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l force -d 'Replace a folder that is not empty: a fresh tree is written beside it and swapped in'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1499,6 +1500,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_see
 always\t''
 never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l force -d 'Apply a change even when it puts customers on the plan over a quota'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'

@@ -243,6 +243,70 @@ pub fn remove_database(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes a new file (mode 0600) that must not exist yet, and syncs it. `create_new`
+/// also refuses a symlink in its place, so nothing is written through one.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let write = || -> std::io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE_FILE_MODE)
+            .open(path)?;
+        file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    };
+    write().io_context(|| format!("writing {}", path.display()))
+}
+
+/// Puts the folder `fresh` in the place of the folder `target` (both in one parent),
+/// then removes the old tree without following any symlink in it. On Linux the two
+/// trade places in one step, so `target` is never missing.
+pub fn replace_dir(fresh: &Path, target: &Path) -> Result<()> {
+    let parent_dir = parent(target);
+    let aside = parent_dir.join(format!(
+        ".{}.old-{}",
+        target
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    if exchange(fresh, target)? {
+        fs::rename(fresh, &aside).io_context(|| format!("moving {} aside", fresh.display()))?;
+    } else {
+        fs::rename(target, &aside).io_context(|| format!("moving {} aside", target.display()))?;
+        fs::rename(fresh, target).io_context(|| format!("renaming {} into place", fresh.display()))?;
+    }
+    fsync_dir(&parent_dir)?;
+    // Removes symlinks themselves, never what they point to.
+    fs::remove_dir_all(&aside).io_context(|| format!("removing {}", aside.display()))
+}
+
+/// Swaps two paths atomically where the system can; `false` when it cannot.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(a: &Path, b: &Path) -> Result<bool> {
+    use nix::fcntl::{RenameFlags, renameat2};
+    // Both live in one folder: name them relative to it.
+    let dir = File::open(parent(b)).io_context(|| format!("opening {}", parent(b).display()))?;
+    let (Some(a_name), Some(b_name)) = (a.file_name(), b.file_name()) else {
+        return Ok(false);
+    };
+    match renameat2(&dir, a_name, &dir, b_name, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => Ok(false),
+        Err(e) => Err(crate::error::Error::io(
+            format!("swapping {} with {}", a.display(), b.display()),
+            e.into(),
+        )),
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(_: &Path, _: &Path) -> Result<bool> {
+    Ok(false)
+}
+
 /// Bytes a database occupies on disk, side files included; 0 when it is missing.
 pub fn database_size(path: &Path) -> u64 {
     std::iter::once(path.to_path_buf())

@@ -42,7 +42,7 @@ pub struct Catalog {
 
 /// The versions of the catalog migrations embedded from `migrations/catalog/`; a test
 /// keeps this list equal to the files.
-const EMBEDDED_VERSIONS: &[i64] = &[1, 2];
+const EMBEDDED_VERSIONS: &[i64] = &[1, 2, 3];
 
 impl Drop for Catalog {
     /// A run that changed nothing leaves the catalog's WAL and shared-memory files in
@@ -378,6 +378,35 @@ mod tests {
             .map(|m| i64::from(m.version()))
             .collect();
         assert_eq!(embedded, EMBEDDED_VERSIONS, "update EMBEDDED_VERSIONS");
+    }
+
+    #[test]
+    fn the_legacy_id_migration_takes_site_ids_that_only_one_site_has() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        embedded::migrations::runner()
+            .set_target(refinery::Target::Version(2))
+            .run(&mut conn)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO customers (slug, email, name, plan, db_path, created_at, updated_at)
+                 VALUES ('a', 'a@a.test', 'A', 'starter', '/a.db', 't', 't');
+             INSERT INTO sites (customer_id, name, domain, config, created_at, updated_at) VALUES
+                 (1, 'one', 'one.test', '{\"siteId\": \"main\"}', 't', 't'),
+                 (1, 'two', 'two.test', '{\"site_id\": 42}', 't', 't'),
+                 (1, 'dup1', 'd1.test', '{\"siteId\": \"dup\"}', 't', 't'),
+                 (1, 'dup2', 'd2.test', '{\"siteId\": \"dup\"}', 't', 't'),
+                 (1, 'none', 'n.test', '{\"siteId\": {\"a\": 1}}', 't', 't');",
+        )
+        .unwrap();
+        embedded::migrations::runner().run(&mut conn).unwrap();
+        let ids: Vec<Option<String>> = conn
+            .prepare("SELECT legacy_id FROM sites ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(ids, [Some("main".into()), Some("42".into()), None, None, None]);
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub struct Site {
     pub created_at: String,
     pub updated_at: String,
     pub deployed_at: Option<String>,
+    /// The `siteId` of the legacy config file it was imported from, its identity there.
+    pub legacy_id: Option<String>,
 }
 
 impl Site {

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::time;
 
 const COLUMNS: &str = "s.id, s.customer_id, c.slug, s.name, s.domain, s.port, s.business_type, s.status, \
-    s.config, s.created_at, s.updated_at, s.deployed_at";
+    s.config, s.created_at, s.updated_at, s.deployed_at, s.legacy_id";
 const FROM: &str = "FROM sites s JOIN customers c ON c.id = s.customer_id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Site> {
@@ -29,6 +29,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Site> {
         created_at: row.get(9)?,
         updated_at: row.get(10)?,
         deployed_at: row.get(11)?,
+        legacy_id: row.get(12)?,
     })
 }
 
@@ -60,6 +61,25 @@ pub fn by_domain(conn: &Connection, domain: &str) -> Result<Option<Site>> {
             from_row,
         )
         .optional()?)
+}
+
+/// The site a legacy config file names by its `siteId`.
+pub fn by_legacy_id(conn: &Connection, legacy_id: &str) -> Result<Option<Site>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} {FROM} WHERE s.legacy_id = ?1"),
+            [legacy_id],
+            from_row,
+        )
+        .optional()?)
+}
+
+pub fn set_legacy_id(conn: &Connection, id: i64, legacy_id: Option<&str>) -> Result<()> {
+    conn.execute(
+        "UPDATE sites SET legacy_id = ?2 WHERE id = ?1",
+        params![id, legacy_id],
+    )?;
+    Ok(())
 }
 
 /// The site holding `domain` or `port`, other than `except`.

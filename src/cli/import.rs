@@ -28,10 +28,15 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  tenantctl export /srv/legacy/export")]
+#[command(
+    after_help = "Examples:\n  tenantctl export /srv/legacy/export\n  tenantctl export /srv/legacy/export --force"
+)]
 pub struct ExportArgs {
-    /// Folder to write (created if missing)
+    /// Folder to write (created if missing; an existing one must be empty)
     pub dir: PathBuf,
+    /// Replace a folder that is not empty: a fresh tree is written beside it and swapped in
+    #[arg(long)]
+    pub force: bool,
 }
 
 const COLUMNS: &[&str] = &["action", "path", "customer", "site", "field", "reason"];
@@ -85,6 +90,8 @@ pub fn import(session: &Session, args: ImportArgs) -> anyhow::Result<()> {
 
 pub fn export(session: &Session, args: ExportArgs) -> anyhow::Result<()> {
     let catalog = session.catalog()?;
-    session.out.object(&import::export(&catalog, &args.dir)?)?;
+    session
+        .out
+        .object(&import::export(&catalog, &args.dir, args.force)?)?;
     Ok(())
 }

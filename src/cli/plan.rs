@@ -11,8 +11,10 @@ pub enum PlanCommand {
     /// List plans with their quotas and how many customers use each
     List,
     /// Create a plan or change its quotas
-    #[command(after_help = "Examples:\n  tenantctl plan set pro --max-sites 20\n  \
-        tenantctl plan set team --max-sites 5 --max-storage-mb 5120 --max-bandwidth-gb 50 --max-api-calls 50000")]
+    #[command(
+        after_help = "Examples:\n  tenantctl plan set pro --max-sites 20\n  tenantctl plan set starter --max-sites 1 --force\n  \
+        tenantctl plan set team --max-sites 5 --max-storage-mb 5120 --max-bandwidth-gb 50 --max-api-calls 50000"
+    )]
     Set(SetArgs),
 }
 
@@ -32,6 +34,9 @@ pub struct SetArgs {
     /// API calls per month
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
     pub max_api_calls: Option<i64>,
+    /// Apply a change even when it puts customers on the plan over a quota
+    #[arg(long)]
+    pub force: bool,
 }
 
 const COLUMNS: &[&str] = &[
@@ -54,9 +59,15 @@ pub fn run(session: &Session, command: PlanCommand) -> anyhow::Result<()> {
                 max_bandwidth_gb: args.max_bandwidth_gb,
                 max_api_calls: args.max_api_calls,
             };
-            session
-                .out
-                .object(&plans::set(&mut catalog, session.actor(), &args.name, values)?)?
+            let change = plans::set(&mut catalog, session.actor(), &args.name, values, args.force)?;
+            if !change.over_quota.is_empty() {
+                session.messages.warning(&format!(
+                    "plan {} now puts customers over quota: {}",
+                    change.plan.name,
+                    change.over_quota.join(", ")
+                ));
+            }
+            session.out.object(&change.plan)?
         }
     }
     Ok(())

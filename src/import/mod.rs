@@ -10,21 +10,39 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::catalog::customers::LimitChanges;
 use crate::validate;
 
-/// A customer as the files describe it.
-#[derive(Debug, Clone, PartialEq)]
+/// A customer as the files describe it. `None` (or a limit left out) means the file
+/// does not say, so an existing customer keeps what it has.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct CustomerDoc {
     pub email: String,
     pub name: Option<String>,
     pub company_name: Option<String>,
     pub plan: Option<String>,
     pub slug: Option<String>,
+    /// `active` or `suspended`; applied to a customer the import creates.
+    pub status: Option<String>,
+    pub status_reason: Option<String>,
+    /// Quota overrides: `Some(None)` is an explicit null, the plan's value.
+    pub limits: LimitChanges,
+    pub metadata: Option<Map<String, Value>>,
 }
+
+/// The key `export` adds to a site file, listing the column keys it wrote that the
+/// site's config did not hold; `import` drops them (and the key) from the config, so
+/// an export imports back to the same config.
+pub const EXPORT_ADDED_KEYS: &str = "_tenantctl_added_keys";
+
+/// The keys of a site file that hold its columns, in the spellings `export` writes.
+pub const SITE_COLUMN_KEYS: &[&str] = &["siteId", "name", "domain", "port", "businessType", "status"];
 
 /// A site as a file describes it; `config` is the whole document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteDoc {
+    /// `siteId` / `site_id`: the site's identity when the file gives one.
+    pub legacy_id: Option<String>,
     pub name: String,
     pub domain: String,
     pub port: Option<i64>,
@@ -71,6 +89,8 @@ pub struct SourceFile {
     /// For `sites/*.json` under a folder with `customer.json`: that customer file.
     pub customer_file: Option<String>,
 }
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The first of several spellings of a key that the object has.
 fn field<'a>(object: &'a Map<String, Value>, names: &[&'static str]) -> Option<(&'static str, &'a Value)> {
@@ -133,6 +153,15 @@ pub fn customer(object: &Map<String, Value>, prefix: &str) -> Result<CustomerDoc
     if let Some(slug) = &slug {
         validate::slug(slug).map_err(|e| Problem::new(&named("slug"), e.to_string()))?;
     }
+    let status = optional_text(object, &["status"]).map_err(with_prefix)?;
+    if let Some(status) = &status
+        && !["active", "suspended"].contains(&status.as_str())
+    {
+        return Err(Problem::new(
+            &named("status"),
+            format!("'{}' is not active or suspended", validate::printable(status)),
+        ));
+    }
     Ok(CustomerDoc {
         email,
         name: optional_text(object, &["name"]).map_err(with_prefix)?,
@@ -140,11 +169,47 @@ pub fn customer(object: &Map<String, Value>, prefix: &str) -> Result<CustomerDoc
             .map_err(with_prefix)?,
         plan,
         slug,
+        status,
+        status_reason: optional_text(object, &["status_reason", "statusReason"]).map_err(with_prefix)?,
+        limits: LimitChanges {
+            max_sites: limit(object, &["max_sites", "maxSites"]).map_err(with_prefix)?,
+            max_storage_mb: limit(object, &["max_storage_mb", "maxStorageMb"]).map_err(with_prefix)?,
+            max_bandwidth_gb: limit(object, &["max_bandwidth_gb", "maxBandwidthGb"]).map_err(with_prefix)?,
+            max_api_calls: limit(object, &["max_api_calls", "maxApiCalls"]).map_err(with_prefix)?,
+        },
+        metadata: match field(object, &["metadata"]) {
+            None | Some((_, Value::Null)) => None,
+            Some((_, Value::Object(map))) => Some(map.clone()),
+            Some((key, other)) => {
+                return Err(Problem::new(
+                    &named(key),
+                    format!("must be an object, not {}", kind(other)),
+                ));
+            }
+        },
     })
+}
+
+/// A quota override: left out (`None`), null for the plan's value, or a whole number.
+fn limit(object: &Map<String, Value>, names: &[&'static str]) -> Result<Option<Option<i64>>, Problem> {
+    match field(object, names) {
+        None => Ok(None),
+        Some((_, Value::Null)) => Ok(Some(None)),
+        Some((key, Value::Number(n))) => match n.as_i64() {
+            Some(value) if value >= 0 => Ok(Some(Some(value))),
+            _ => Err(Problem::new(key, format!("{n} is not a whole number 0 or more"))),
+        },
+        Some((key, other)) => Err(Problem::new(
+            key,
+            format!("must be a number or null, not {}", kind(other)),
+        )),
+    }
 }
 
 /// Parses one file. `owner` is the folder's customer for `sites/*.json`.
 pub fn parse(bytes: &[u8], is_customer_file: bool, owner: Option<&CustomerDoc>) -> Parsed {
+    // Editors on Windows save UTF-8 with a byte-order mark; JSON itself has none.
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let document: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
         Err(e) => return Parsed::Failed(Problem::new("file", format!("not valid JSON: {e}"))),
@@ -232,26 +297,70 @@ fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Proble
     }
     crate::ops::sites::check_document(document).map_err(|e| Problem::new("file", e.to_string()))?;
     Ok(SiteDoc {
+        legacy_id: legacy_id(object)?,
+        config: without_export_keys(document)?,
         name,
         domain,
         port,
         business_type: optional_text(object, &["businessType", "business_type"])?,
         status,
-        config: document.clone(),
     })
+}
+
+/// `siteId` / `site_id`: text, or a whole number taken as its digits.
+fn legacy_id(object: &Map<String, Value>) -> Result<Option<String>, Problem> {
+    match field(object, &["siteId", "site_id"]) {
+        None | Some((_, Value::Null)) => Ok(None),
+        Some((_, Value::Number(n))) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        Some((key, Value::String(text))) => validate::display_text(key, text)
+            .map(Some)
+            .map_err(|e| Problem::new(key, e.to_string())),
+        Some((key, other)) => Err(Problem::new(
+            key,
+            format!("must be a string or a whole number, not {}", kind(other)),
+        )),
+    }
+}
+
+/// The document without what `export` added to it (see [`EXPORT_ADDED_KEYS`]).
+fn without_export_keys(document: &Value) -> Result<Value, Problem> {
+    let Value::Object(object) = document else {
+        return Ok(document.clone());
+    };
+    let Some(added) = object.get(EXPORT_ADDED_KEYS) else {
+        return Ok(document.clone());
+    };
+    let keys: Vec<&str> = match added {
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let valid = matches!(added, Value::Array(items) if items.len() == keys.len())
+        && keys.iter().all(|k| SITE_COLUMN_KEYS.contains(k));
+    if !valid {
+        return Err(Problem::new(
+            EXPORT_ADDED_KEYS,
+            format!("must list column keys ({})", SITE_COLUMN_KEYS.join(", ")),
+        ));
+    }
+    let mut config = object.clone();
+    config.remove(EXPORT_ADDED_KEYS);
+    for key in keys {
+        config.remove(key);
+    }
+    Ok(Value::Object(config))
 }
 
 /// Checks parsed files against each other: a domain or port in two files, one
 /// customer described two ways, a slug given to two customers. Marks the later file
 /// of each clash as failed, naming the earlier one.
 pub fn cross_check(files: &mut [(String, Parsed)]) {
-    let mut domains: HashMap<String, String> = HashMap::new();
-    let mut ports: HashMap<i64, String> = HashMap::new();
+    let mut seen = SeenSites::default();
     let mut customers: HashMap<String, (CustomerDoc, String)> = HashMap::new();
     let mut slugs: HashMap<String, (String, String)> = HashMap::new();
     for (path, parsed) in files.iter_mut() {
         let problem = match parsed {
-            Parsed::Site(site, owner) => check_site(site, owner, path, &mut domains, &mut ports)
+            Parsed::Site(site, owner) => seen
+                .check(site, path)
                 .or_else(|| check_customer(owner, path, &mut customers, &mut slugs)),
             Parsed::Customer(owner) => check_customer(owner, path, &mut customers, &mut slugs),
             _ => None,
@@ -262,29 +371,41 @@ pub fn cross_check(files: &mut [(String, Parsed)]) {
     }
 }
 
-fn check_site(
-    site: &SiteDoc,
-    _owner: &CustomerDoc,
-    path: &str,
-    domains: &mut HashMap<String, String>,
-    ports: &mut HashMap<i64, String>,
-) -> Option<Problem> {
-    if let Some(first) = domains.get(&site.domain) {
-        return Some(Problem::new(
-            "domain",
-            format!("{} is also in {first}", site.domain),
-        ));
+/// The first file of each domain, port and siteId.
+#[derive(Default)]
+struct SeenSites {
+    domains: HashMap<String, String>,
+    ports: HashMap<i64, String>,
+    legacy_ids: HashMap<String, String>,
+}
+
+impl SeenSites {
+    fn check(&mut self, site: &SiteDoc, path: &str) -> Option<Problem> {
+        if let Some(id) = &site.legacy_id
+            && let Some(first) = self.legacy_ids.get(id)
+        {
+            return Some(Problem::new("siteId", format!("'{id}' is also in {first}")));
+        }
+        if let Some(first) = self.domains.get(&site.domain) {
+            return Some(Problem::new(
+                "domain",
+                format!("{} is also in {first}", site.domain),
+            ));
+        }
+        if let Some(port) = site.port
+            && let Some(first) = self.ports.get(&port)
+        {
+            return Some(Problem::new("port", format!("{port} is also in {first}")));
+        }
+        self.domains.insert(site.domain.clone(), path.to_string());
+        if let Some(port) = site.port {
+            self.ports.insert(port, path.to_string());
+        }
+        if let Some(id) = &site.legacy_id {
+            self.legacy_ids.insert(id.clone(), path.to_string());
+        }
+        None
     }
-    if let Some(port) = site.port
-        && let Some(first) = ports.get(&port)
-    {
-        return Some(Problem::new("port", format!("{port} is also in {first}")));
-    }
-    domains.insert(site.domain.clone(), path.to_string());
-    if let Some(port) = site.port {
-        ports.insert(port, path.to_string());
-    }
-    None
 }
 
 fn check_customer(
@@ -420,12 +541,10 @@ mod tests {
     fn clashes_between_files_fail_the_later_file() {
         let owner = CustomerDoc {
             email: "a@b.test".into(),
-            name: None,
-            company_name: None,
-            plan: None,
-            slug: None,
+            ..Default::default()
         };
         let site = |domain: &str, port: Option<i64>| SiteDoc {
+            legacy_id: None,
             name: "S".into(),
             domain: domain.into(),
             port,
@@ -520,7 +639,7 @@ mod tests {
         #[test]
         fn arbitrary_json_never_panics(value in json_value()) {
             let text = value.to_string();
-            let owner = CustomerDoc { email: "a@b.test".into(), name: None, company_name: None, plan: None, slug: None };
+            let owner = CustomerDoc { email: "a@b.test".into(), ..Default::default() };
             for parsed in [parse(text.as_bytes(), false, None), parse(text.as_bytes(), true, None), parse(text.as_bytes(), false, Some(&owner))] {
                 let mut files = vec![("x.json".to_string(), parsed)];
                 cross_check(&mut files);

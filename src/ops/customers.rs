@@ -253,6 +253,8 @@ pub struct CustomerDetails {
     pub customer: Customer,
     pub limits: quota::EffectiveLimits,
     pub storage_bytes: u64,
+    /// The same storage in decimal MiB, as `quota check` and `usage report` give it.
+    pub storage_mb: f64,
     pub quota: Vec<quota::QuotaLine>,
     pub sites_by_status: BTreeMap<String, i64>,
     pub sites: Vec<SiteSummary>,
@@ -271,7 +273,8 @@ pub fn show(catalog: &Catalog, reference: &str) -> Result<CustomerDetails> {
     }
     Ok(CustomerDetails {
         quota: quota::lines(&used, &limits),
-        storage_bytes: used.storage_bytes,
+        storage_bytes: used.storage.used_bytes,
+        storage_mb: used.storage.used_mb,
         limits,
         customer,
         sites_by_status,
@@ -387,7 +390,11 @@ fn requested_changes(
 }
 
 /// Resources that would be over a limit the change lowers.
-fn quota_breaches(conn: &Connection, current: &Customer, changes: &CustomerChanges) -> Result<Vec<String>> {
+pub(crate) fn quota_breaches(
+    conn: &Connection,
+    current: &Customer,
+    changes: &CustomerChanges,
+) -> Result<Vec<String>> {
     if changes.plan.is_none() && changes.limits == LimitChanges::default() {
         return Ok(Vec::new());
     }
@@ -398,14 +405,7 @@ fn quota_breaches(conn: &Connection, current: &Customer, changes: &CustomerChang
     };
     let before = quota::effective(&old_plan, current.overrides());
     let after = quota::effective(&new_plan, changes.limits.apply_to(current.overrides()));
-    let used = quota::measure(conn, current)?;
-    let old_lines = quota::lines(&used, &before);
-    Ok(quota::lines(&used, &after)
-        .into_iter()
-        .zip(old_lines)
-        .filter(|(new, old)| new.over && new.limit < old.limit)
-        .map(|(new, _)| format!("{} {} > {}", new.resource, new.used, new.limit))
-        .collect())
+    quota::breaches(conn, current, &before, &after)
 }
 
 fn changed_fields(before: &Customer, after: &Customer) -> Result<Map<String, Value>> {

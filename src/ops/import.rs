@@ -8,15 +8,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::Connection;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Actor, config, customers};
-use crate::catalog::model::{Customer, NewCustomer, NewSite, Site};
+use super::{Actor, config, customers, quota};
+use crate::catalog::customers::CustomerChanges;
+use crate::catalog::model::{Customer, NewCustomer, NewSite, Plan, Site};
 use crate::catalog::sites::{self, SiteFilter};
 use crate::catalog::{Catalog, plans, tenants};
 use crate::error::{Error, Result};
 use crate::import::scan::{is_customer_file, scan};
-use crate::import::{CustomerDoc, Parsed, Problem, SiteDoc, cross_check, parse};
+use crate::import::{CustomerDoc, EXPORT_ADDED_KEYS, Parsed, Problem, SiteDoc, cross_check, parse};
 use crate::tenantdb::{self, Provisioned};
 use crate::{files, validate};
 
@@ -68,6 +69,8 @@ struct CustomerPlan {
     existing: Option<Customer>,
     /// Fields to change on an existing customer.
     changed: bool,
+    /// The limits in force once the import is written.
+    limits: quota::EffectiveLimits,
 }
 
 /// What the catalog must do for one site file.
@@ -80,9 +83,12 @@ struct SitePlan {
 }
 
 pub fn import(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest) -> Result<ImportReport> {
-    let known_plans: HashSet<String> = plans::list(catalog.conn())?.into_iter().map(|p| p.name).collect();
+    let known_plans: HashMap<String, Plan> = plans::list(catalog.conn())?
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
     if let Some(plan) = &request.plan
-        && !known_plans.contains(validate::plan_name(plan)?)
+        && !known_plans.contains_key(validate::plan_name(plan)?)
     {
         return Err(Error::usage(format!("unknown plan '{plan}'")).with_hint("see 'tenantctl plan list'"));
     }
@@ -119,6 +125,7 @@ pub fn import(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest) 
     };
     let (mut customer_plans, mut site_plans) =
         plan_against_catalog(catalog.conn(), &parsed, &known_plans, &default_plan, &mut results)?;
+    enforce_site_limits(catalog.conn(), &customer_plans, &site_plans, &mut results)?;
     let failed = results.iter().any(|r| r.action == "failed");
     // A customer is written only for files that are written.
     let live_files: HashSet<usize> = results
@@ -137,7 +144,9 @@ pub fn import(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest) 
         }))
         .collect();
     customer_plans.retain(|key, _| wanted_customers.contains(key));
-    describe_actions(&parsed, &customer_plans, &site_plans, &mut results);
+    // Which site files describe their customer inline (not through a customer.json).
+    let inline: Vec<bool> = sources.iter().map(|s| s.customer_file.is_none()).collect();
+    describe_actions(&parsed, &inline, &customer_plans, &site_plans, &mut results);
 
     let mut report = ImportReport {
         dry_run: request.dry_run,
@@ -222,7 +231,7 @@ fn fail(result: &mut FileResult, field: &str, reason: String) {
 fn plan_against_catalog(
     conn: &Connection,
     parsed: &[(String, Parsed)],
-    known_plans: &HashSet<String>,
+    known_plans: &HashMap<String, Plan>,
     default_plan: &str,
     results: &mut [FileResult],
 ) -> Result<(HashMap<String, CustomerPlan>, Vec<SitePlan>)> {
@@ -258,13 +267,27 @@ fn plan_against_catalog(
         }
         let Some(site) = site else { continue };
         results[index].site = Some(site.domain.clone());
-        let existing = sites::by_domain(conn, &site.domain)?;
+        let existing = match matching_site(conn, site)? {
+            Ok(existing) => existing,
+            Err(problem) => {
+                fail(&mut results[index], &problem.field, problem.reason);
+                continue;
+            }
+        };
         let owner_id = customer_plans[&key].existing.as_ref().map(|c| c.id);
         if let Some(other) = existing.as_ref().filter(|s| Some(s.customer_id) != owner_id) {
+            let field = if site.legacy_id.is_some() && other.legacy_id == site.legacy_id {
+                "siteId"
+            } else {
+                "domain"
+            };
             fail(
                 &mut results[index],
-                "domain",
-                format!("{} belongs to customer {}", site.domain, other.customer_slug),
+                field,
+                format!(
+                    "site {} belongs to customer {}",
+                    other.domain, other.customer_slug
+                ),
             );
             continue;
         }
@@ -291,10 +314,40 @@ fn plan_against_catalog(
     Ok((customer_plans, site_plans))
 }
 
+/// The catalog's site that a file describes: the one with its `siteId` when it has
+/// one, else the one with its domain. A domain held by a site with another `siteId`
+/// is a clash, as is a new domain that another site holds.
+fn matching_site(conn: &Connection, site: &SiteDoc) -> Result<std::result::Result<Option<Site>, Problem>> {
+    let by_domain = sites::by_domain(conn, &site.domain)?;
+    let Some(legacy_id) = &site.legacy_id else {
+        return Ok(Ok(by_domain));
+    };
+    match (sites::by_legacy_id(conn, legacy_id)?, by_domain) {
+        (Some(found), Some(holder)) if holder.id != found.id => Ok(Err(Problem::new(
+            "domain",
+            format!(
+                "{} belongs to another site ({})",
+                site.domain, holder.customer_slug
+            ),
+        ))),
+        (Some(found), _) => Ok(Ok(Some(found))),
+        (None, Some(holder)) if holder.legacy_id.is_some() => Ok(Err(Problem::new(
+            "domain",
+            format!(
+                "{} belongs to the site with siteId '{}'",
+                site.domain,
+                holder.legacy_id.unwrap_or_default()
+            ),
+        ))),
+        // A site known by its domain alone takes the file's siteId.
+        (None, holder) => Ok(Ok(holder)),
+    }
+}
+
 fn customer_plan(
     conn: &Connection,
     doc: &CustomerDoc,
-    known_plans: &HashSet<String>,
+    known_plans: &HashMap<String, Plan>,
     default_plan: &str,
 ) -> Result<std::result::Result<CustomerPlan, Problem>> {
     let existing = crate::catalog::customers::by_email(conn, &doc.email)?;
@@ -324,9 +377,13 @@ fn customer_plan(
         .clone()
         .or_else(|| existing.as_ref().map(|c| c.plan.clone()))
         .unwrap_or_else(|| default_plan.to_string());
-    if !known_plans.contains(&plan) {
+    let Some(new_plan) = known_plans.get(&plan) else {
         return Ok(Err(Problem::new("plan", format!("unknown plan '{plan}'"))));
-    }
+    };
+    let overrides = doc
+        .limits
+        .apply_to(existing.as_ref().map(Customer::overrides).unwrap_or_default());
+    let limits = quota::effective(new_plan, overrides);
     let changed = existing.as_ref().is_some_and(|c| {
         doc.name.as_ref().is_some_and(|n| *n != c.name)
             || doc
@@ -334,17 +391,81 @@ fn customer_plan(
                 .as_ref()
                 .is_some_and(|n| Some(n) != c.company_name.as_ref())
             || plan != c.plan
+            || overrides != c.overrides()
+            || doc.metadata.as_ref().is_some_and(|m| *m != c.metadata)
     });
+    if let Some(customer) = existing.as_ref().filter(|_| changed) {
+        // The guard of `customer update --plan`: no change may put a customer over a
+        // quota it lowers. Import has no --force; that is for the command line.
+        let before = quota::effective(&quota::plan_of(conn, customer)?, customer.overrides());
+        let over = quota::breaches(conn, customer, &before, &limits)?;
+        if !over.is_empty() {
+            return Ok(Err(Problem::new(
+                "plan",
+                format!(
+                    "the change would put {} over quota: {} (see 'tenantctl customer update --force')",
+                    customer.slug,
+                    over.join(", ")
+                ),
+            )));
+        }
+    }
     Ok(Ok(CustomerPlan {
         doc: doc.clone(),
         plan,
         existing,
         changed,
+        limits,
     }))
+}
+
+/// A customer's sites after the import may not exceed its `max_sites`, as `site
+/// create` enforces: the new sites past the limit fail, in file order.
+fn enforce_site_limits(
+    conn: &Connection,
+    customer_plans: &HashMap<String, CustomerPlan>,
+    site_plans: &[SitePlan],
+    results: &mut [FileResult],
+) -> Result<()> {
+    let mut counts: HashMap<&str, i64> = HashMap::new();
+    for plan in site_plans.iter().filter(|s| s.existing.is_none()) {
+        let customer = &customer_plans[&plan.customer_key];
+        let count = match counts.get_mut(plan.customer_key.as_str()) {
+            Some(count) => count,
+            None => {
+                let now = match &customer.existing {
+                    Some(c) => sites::count_for_customer(conn, c.id)?,
+                    None => 0,
+                };
+                counts.entry(plan.customer_key.as_str()).or_insert(now)
+            }
+        };
+        if results[plan.file].action == "failed" {
+            continue;
+        }
+        if *count >= customer.limits.max_sites {
+            let who = results[plan.file].customer.clone().unwrap_or_default();
+            fail(
+                &mut results[plan.file],
+                "max_sites",
+                format!(
+                    "customer {who} may have {} sites (plan {}); this would be site {}",
+                    customer.limits.max_sites,
+                    customer.plan,
+                    *count + 1
+                ),
+            );
+            continue;
+        }
+        *count += 1;
+    }
+    Ok(())
 }
 
 /// Keys that are columns; the rest of a document is compared as the config.
 const COLUMN_KEYS: &[&str] = &[
+    "siteId",
+    "site_id",
     "name",
     "domain",
     "port",
@@ -368,6 +489,8 @@ fn without_columns(config: &Value) -> Value {
 
 fn site_changed(site: &Site, doc: &SiteDoc) -> Result<bool> {
     Ok(site.name != doc.name
+        || site.domain != doc.domain
+        || doc.legacy_id.is_some() && doc.legacy_id != site.legacy_id
         || site.port != doc.port
         || site.business_type != doc.business_type
         || doc.status.as_ref().is_some_and(|s| *s != site.status)
@@ -376,6 +499,7 @@ fn site_changed(site: &Site, doc: &SiteDoc) -> Result<bool> {
 
 fn describe_actions(
     parsed: &[(String, Parsed)],
+    inline: &[bool],
     customer_plans: &HashMap<String, CustomerPlan>,
     site_plans: &[SitePlan],
     results: &mut [FileResult],
@@ -396,11 +520,13 @@ fn describe_actions(
     }
     for plan in site_plans {
         let customer = &customer_plans[&plan.customer_key];
+        // A file that describes its customer inline and changes an existing one is an
+        // update, whatever it does to its site.
+        let changes_customer = customer.changed && inline[plan.file];
         let action = match &plan.existing {
+            _ if changes_customer => "updated",
             None => "created",
             Some(site) if site_changed(site, &plan.doc).unwrap_or(true) => "updated",
-            // The file also describes its customer, whose details changed.
-            Some(_) if customer.changed => "updated",
             Some(_) => "unchanged",
         };
         results[plan.file].action = action.to_string();
@@ -556,19 +682,32 @@ fn insert_customer(
             name,
             company_name: doc.company_name.clone(),
             plan: plan.plan.clone(),
-            metadata: Map::new(),
+            metadata: doc.metadata.clone().unwrap_or_default(),
             db_path: customers::path_text(&path)?,
             schema_version: built.schema_version,
         },
     )?;
     tenants::record_applied(tx, customer.id, &built.applied)?;
     tenants::record_run(tx, customer.id, built.schema_version, "ok", None)?;
+    let customer = if doc.limits == Default::default() {
+        customer
+    } else {
+        let overrides = CustomerChanges {
+            limits: doc.limits,
+            ..Default::default()
+        };
+        crate::catalog::customers::update(tx, &customer, &overrides)?
+    };
+    if doc.status.as_deref() == Some("suspended") {
+        let reason = doc.status_reason.as_deref().unwrap_or("suspended when imported");
+        crate::catalog::customers::set_status(tx, customer.id, "suspended", Some(reason))?;
+    }
     customers::audit_customer(
         tx,
         actor,
         "customer.create",
         &customer,
-        json!({"source": "import", "plan": customer.plan}),
+        json!({"source": "import", "plan": customer.plan, "status": doc.status}),
     )?;
     Ok(customer)
 }
@@ -582,13 +721,27 @@ fn update_customer(
     if !plan.changed {
         return Ok(existing.clone());
     }
-    let changes = crate::catalog::customers::CustomerChanges {
+    let changes = CustomerChanges {
         name: plan.doc.name.clone(),
         company_name: plan.doc.company_name.clone().map(Some),
         plan: Some(plan.plan.clone()),
+        limits: plan.doc.limits,
+        metadata: plan.doc.metadata.clone(),
         ..Default::default()
     };
-    let updated = crate::catalog::customers::update(tx, existing, &changes)?;
+    // The files were checked against the catalog before this transaction; another
+    // command may have changed the customer since, so the guard runs again here.
+    let current = customers::resolve(tx, &existing.id.to_string())?;
+    let over = customers::quota_breaches(tx, &current, &changes)?;
+    if !over.is_empty() {
+        return Err(Error::quota(format!(
+            "the import would put {} over quota: {}",
+            current.slug,
+            over.join(", ")
+        ))
+        .with_hint("its usage changed during the import; run it again"));
+    }
+    let updated = crate::catalog::customers::update(tx, &current, &changes)?;
     customers::audit_customer(
         tx,
         actor,
@@ -624,7 +777,12 @@ fn write_site(
                     config: doc.config.clone(),
                 },
             )?;
-            audit_site(&site, "site.create", json!({"source": "import", "file": file}))
+            sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
+            audit_site(
+                &site,
+                "site.create",
+                json!({"source": "import", "file": file, "legacy_id": doc.legacy_id}),
+            )
         }
         Some(site) if site_changed(site, doc)? => {
             let old = site.config_value()?;
@@ -642,10 +800,14 @@ fn write_site(
                     config: doc.config.clone(),
                 },
             )?;
+            if doc.legacy_id.is_some() {
+                sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
+            }
             audit_site(
                 &updated,
                 "site.update",
-                json!({"source": "import", "file": file, "snapshot_id": snapshot.id}),
+                json!({"source": "import", "file": file, "snapshot_id": snapshot.id,
+                       "domain": {"from": site.domain, "to": updated.domain}}),
             )
         }
         Some(_) => Ok(()),
@@ -662,61 +824,163 @@ pub struct ExportReport {
 
 /// Writes every customer that is not deleted in the customer-folder layout:
 /// `DIR/<slug>/customer.json` and `DIR/<slug>/sites/<domain>.json`, each site file
-/// being its config with the current column values laid over it.
-pub fn export(catalog: &Catalog, dir: &Path) -> Result<ExportReport> {
-    files::create_private_dir(dir)?;
-    let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
-    let mut report = ExportReport {
-        dir: dir.display().to_string(),
-        customers: 0,
-        sites: 0,
+/// being its config with every column laid over it. The tree is written fresh beside
+/// DIR and then put in its place, so no file of an older export survives and no
+/// symlink in DIR is ever followed. A DIR that is not empty needs `force`.
+pub fn export(catalog: &Catalog, dir: &Path, force: bool) -> Result<ExportReport> {
+    let replaces = check_export_target(dir, force)?;
+    let name = dir
+        .file_name()
+        .ok_or_else(|| Error::usage(format!("{} cannot be an export folder", dir.display())))?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    for customer in everyone.iter().filter(|c| c.status != "deleted") {
-        let folder = dir.join(&customer.slug);
-        files::create_private_dir(&folder.join("sites"))?;
-        let document = json!({"email": customer.email, "name": customer.name, "company_name": customer.company_name,
-            "plan_type": customer.plan, "slug": customer.slug});
-        files::write_atomic(
-            &folder.join("customer.json"),
-            &serde_json::to_vec_pretty(&document)?,
-        )?;
-        report.customers += 1;
-        let mut failure = None;
-        sites::for_each(
-            catalog.conn(),
-            &SiteFilter {
-                customer_id: Some(customer.id),
-                ..Default::default()
-            },
-            |site| {
-                let document = site_document(&site)?;
-                let path = folder.join("sites").join(format!("{}.json", site.domain));
-                if let Err(e) = files::write_atomic(&path, &serde_json::to_vec_pretty(&document)?) {
-                    failure = Some(e);
-                }
-                report.sites += 1;
-                Ok(())
-            },
-        )?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+    files::create_private_dir(&parent)?;
+    let fresh = parent.join(format!(
+        ".{}.export-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    if fresh.exists() {
+        // Left by a run that crashed with the same process id; ours to clear.
+        std::fs::remove_dir_all(&fresh).map_err(|e| Error::io(format!("removing {}", fresh.display()), e))?;
     }
-    Ok(report)
+    files::create_private_dir(&fresh)?;
+    let report = write_export_tree(catalog, &fresh).and_then(|counts| {
+        if replaces {
+            files::replace_dir(&fresh, dir)?;
+        } else {
+            std::fs::rename(&fresh, dir)
+                .map_err(|e| Error::io(format!("renaming {} into place", fresh.display()), e))?;
+            files::fsync_dir(&parent)?;
+        }
+        Ok(counts)
+    });
+    if report.is_err() {
+        let _ = std::fs::remove_dir_all(&fresh);
+    }
+    let (customers, sites) = report?;
+    Ok(ExportReport {
+        dir: dir.display().to_string(),
+        customers,
+        sites,
+    })
 }
 
-/// A site's config with its columns written over the keys that hold them; `name`
-/// and `domain` are added when missing, since import needs them.
-fn site_document(site: &Site) -> Result<Value> {
-    let current = site.config_value()?;
-    let state = NewSite {
-        customer_id: site.customer_id,
-        name: site.name.clone(),
-        domain: site.domain.clone(),
-        port: site.port,
-        business_type: site.business_type.clone(),
-        status: site.status.clone(),
-        config: current.clone(),
+/// Whether an existing folder will be replaced; refuses a symlink, a file, and a
+/// folder with something in it unless `force`.
+fn check_export_target(dir: &Path, force: bool) -> Result<bool> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
     };
-    Ok(crate::ops::sites::with_columns(&current, &state, true))
+    if meta.file_type().is_symlink() {
+        return Err(
+            Error::refused(format!("export folder {} is a symlink", dir.display()))
+                .with_hint("export does not follow symlinks; give the real folder"),
+        );
+    }
+    if !meta.is_dir() {
+        return Err(Error::usage(format!("{} is not a folder", dir.display())));
+    }
+    let empty = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
+        .next()
+        .is_none();
+    if !empty && !force {
+        return Err(
+            Error::refused(format!("export folder {} is not empty", dir.display()))
+                .with_hint("pass --force to replace it with a fresh export"),
+        );
+    }
+    Ok(true)
+}
+
+/// Writes the export into `root` (a new, private folder); returns the customer and
+/// site counts.
+fn write_export_tree(catalog: &Catalog, root: &Path) -> Result<(usize, usize)> {
+    let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
+    let (mut customers, mut site_count) = (0, 0);
+    for customer in everyone.iter().filter(|c| c.status != "deleted") {
+        let folder = root.join(&customer.slug);
+        let sites_folder = folder.join("sites");
+        files::create_private_dir(&sites_folder)?;
+        files::write_new_private(
+            &folder.join("customer.json"),
+            &serde_json::to_vec_pretty(&customer_document(customer))?,
+        )?;
+        customers += 1;
+        let filter = SiteFilter {
+            customer_id: Some(customer.id),
+            ..Default::default()
+        };
+        sites::for_each(catalog.conn(), &filter, |site| {
+            let path = sites_folder.join(format!("{}.json", site.domain));
+            files::write_new_private(&path, &serde_json::to_vec_pretty(&site_document(&site)?)?)?;
+            site_count += 1;
+            Ok(())
+        })?;
+        files::fsync_dir(&sites_folder)?;
+        files::fsync_dir(&folder)?;
+    }
+    files::fsync_dir(root)?;
+    Ok((customers, site_count))
+}
+
+/// Everything `import` needs to recreate the customer as it is.
+fn customer_document(customer: &Customer) -> Value {
+    json!({
+        "email": customer.email,
+        "name": customer.name,
+        "company_name": customer.company_name,
+        "plan_type": customer.plan,
+        "slug": customer.slug,
+        "status": customer.status,
+        "status_reason": customer.status_reason,
+        "max_sites": customer.max_sites,
+        "max_storage_mb": customer.max_storage_mb,
+        "max_bandwidth_gb": customer.max_bandwidth_gb,
+        "max_api_calls": customer.max_api_calls,
+        "metadata": customer.metadata,
+    })
+}
+
+/// A site's config with every column written over the key that holds it (in the
+/// config's own spelling, else the legacy camelCase one). Keys the config did not
+/// hold are listed under [`EXPORT_ADDED_KEYS`], so `import` puts the same config back.
+fn site_document(site: &Site) -> Result<Value> {
+    let Value::Object(mut document) = site.config_value()? else {
+        return Err(Error::unexpected(format!(
+            "site {} has a config that is not an object",
+            site.domain
+        )));
+    };
+    let mut columns = vec![
+        (&["name"][..], json!(site.name)),
+        (&["domain"][..], json!(site.domain)),
+        (&["port"][..], json!(site.port)),
+        (&["businessType", "business_type"][..], json!(site.business_type)),
+        (&["status"][..], json!(site.status)),
+    ];
+    if let Some(id) = &site.legacy_id {
+        columns.insert(0, (&["siteId", "site_id"][..], json!(id)));
+    }
+    let mut added = Vec::new();
+    for (names, value) in columns {
+        let key = match names.iter().find(|n| document.contains_key(**n)) {
+            Some(key) => key,
+            None => {
+                added.push(names[0]);
+                &names[0]
+            }
+        };
+        document.insert(key.to_string(), value);
+    }
+    document.remove(EXPORT_ADDED_KEYS);
+    if !added.is_empty() {
+        document.insert(EXPORT_ADDED_KEYS.to_string(), json!(added));
+    }
+    Ok(Value::Object(document))
 }

@@ -2,7 +2,10 @@
 
 use serde_json::json;
 
-use super::Actor;
+use rusqlite::Connection;
+
+use super::{Actor, quota};
+use crate::catalog::customers::{self, CustomerFilter};
 use crate::catalog::model::{NewAuditEvent, Plan};
 use crate::catalog::{Catalog, audit, plans};
 use crate::error::{Error, Result};
@@ -21,8 +24,24 @@ pub struct PlanValues {
     pub max_api_calls: Option<i64>,
 }
 
-/// Creates a plan (every value required) or changes an existing one.
-pub fn set(catalog: &mut Catalog, actor: Actor<'_>, name: &str, values: PlanValues) -> Result<Plan> {
+/// A plan as saved, and the customers a forced change put over quota.
+#[derive(Debug, Clone)]
+pub struct PlanChange {
+    pub plan: Plan,
+    /// `slug: resource used > limit`, one entry per customer and resource.
+    pub over_quota: Vec<String>,
+}
+
+/// Creates a plan (every value required) or changes an existing one. A change that
+/// would put customers on the plan over a quota it lowers is refused (exit 5) unless
+/// `force`, as `customer update --plan` is.
+pub fn set(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    name: &str,
+    values: PlanValues,
+    force: bool,
+) -> Result<PlanChange> {
     let name = validate::plan_name(name)?;
     let current = plans::get(catalog.conn(), name)?;
     let pick = |new: Option<i64>, old: Option<i64>, flag: &str| -> Result<i64> {
@@ -69,9 +88,24 @@ pub fn set(catalog: &mut Catalog, actor: Actor<'_>, name: &str, values: PlanValu
             )
     });
     if unchanged {
-        return Ok(current.unwrap_or(plan));
+        return Ok(PlanChange {
+            plan: current.unwrap_or(plan),
+            over_quota: Vec::new(),
+        });
     }
     catalog.write(|tx| {
+        // Checked inside the transaction, so no customer changes between check and write.
+        let over_quota = match &current {
+            Some(old) => customers_put_over(tx, old, &plan)?,
+            None => Vec::new(),
+        };
+        if !over_quota.is_empty() && !force {
+            return Err(Error::quota(format!(
+                "the change to plan {name} would put customers over quota: {}",
+                over_quota.join(", ")
+            ))
+            .with_hint("lower their usage or move them to another plan first, or pass --force"));
+        }
         let saved = plans::upsert(tx, &plan)?;
         let from = current.as_ref().map(|c| {
             json!({"max_sites": c.max_sites, "max_storage_mb": c.max_storage_mb,
@@ -86,9 +120,34 @@ pub fn set(catalog: &mut Catalog, actor: Actor<'_>, name: &str, values: PlanValu
                 target: saved.name.clone(),
                 customer_id: None,
                 details: json!({"from": from, "to": {"max_sites": saved.max_sites, "max_storage_mb": saved.max_storage_mb,
-                    "max_bandwidth_gb": saved.max_bandwidth_gb, "max_api_calls": saved.max_api_calls}}),
+                    "max_bandwidth_gb": saved.max_bandwidth_gb, "max_api_calls": saved.max_api_calls},
+                    "forced_over_quota": over_quota}),
             },
         )?;
-        Ok(saved)
+        Ok(PlanChange {
+            plan: saved,
+            over_quota,
+        })
     })
+}
+
+/// The customers on `old` (deleted ones aside) whom `new` puts over a quota it lowers;
+/// their own overrides still apply.
+fn customers_put_over(conn: &Connection, old: &Plan, new: &Plan) -> Result<Vec<String>> {
+    let on_plan = customers::list(
+        conn,
+        &CustomerFilter {
+            plan: Some(old.name.clone()),
+            ..Default::default()
+        },
+    )?;
+    let mut over = Vec::new();
+    for customer in on_plan.iter().filter(|c| c.status != "deleted") {
+        let before = quota::effective(old, customer.overrides());
+        let after = quota::effective(new, customer.overrides());
+        for breach in quota::breaches(conn, customer, &before, &after)? {
+            over.push(format!("{}: {breach}", customer.slug));
+        }
+    }
+    Ok(over)
 }

@@ -1,7 +1,6 @@
 //! Metered usage, quotas against it, and platform statistics.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::Serialize;
 use serde_json::json;
@@ -11,7 +10,7 @@ use crate::catalog::customers::CountColumn;
 use crate::catalog::model::{Customer, NewAuditEvent};
 use crate::catalog::{Catalog, audit, usage};
 use crate::error::{Error, Result};
-use crate::{files, time, validate};
+use crate::{time, validate};
 
 /// Metrics recorded by `usage record`; `storage_mb` is measured, never recorded.
 pub const METRICS: &[&str] = &["bandwidth_mb", "api_calls"];
@@ -93,8 +92,9 @@ pub struct UsageLine {
     pub month: String,
     pub bandwidth_mb: i64,
     pub api_calls: i64,
-    /// Measured now from the tenant database file.
+    /// Measured now from the tenant database file, in decimal MiB.
     pub storage_mb: f64,
+    pub storage_bytes: u64,
 }
 
 fn chosen(catalog: &Catalog, reference: Option<&str>) -> Result<Vec<Customer>> {
@@ -117,10 +117,12 @@ pub fn report(catalog: &Catalog, reference: Option<&str>, month: Option<&str>) -
     chosen(catalog, reference)?
         .into_iter()
         .map(|c| {
+            let storage = quota::Storage::of(&c);
             Ok(UsageLine {
                 bandwidth_mb: usage::amount(catalog.conn(), c.id, "bandwidth_mb", &month)?,
                 api_calls: usage::amount(catalog.conn(), c.id, "api_calls", &month)?,
-                storage_mb: (files::database_size(Path::new(&c.db_path)) as f64 / 10_485.76).round() / 100.0,
+                storage_mb: storage.used_mb,
+                storage_bytes: storage.used_bytes,
                 customer: c.slug,
                 month: month.clone(),
             })
@@ -133,7 +135,9 @@ pub struct QuotaRow {
     pub customer: String,
     pub plan: String,
     pub resource: String,
-    pub used: i64,
+    pub used: serde_json::Number,
+    /// Exact bytes for `storage_mb`; null for the other resources.
+    pub used_bytes: Option<u64>,
     pub limit: i64,
     pub percent: f64,
     pub over: bool,
@@ -152,6 +156,7 @@ pub fn check(catalog: &Catalog, reference: Option<&str>) -> Result<Vec<QuotaRow>
                 plan: customer.plan.clone(),
                 resource: line.resource,
                 used: line.used,
+                used_bytes: line.used_bytes,
                 limit: line.limit,
                 percent: line.percent,
                 over: line.over,
@@ -165,7 +170,9 @@ pub fn check(catalog: &Catalog, reference: Option<&str>) -> Result<Vec<QuotaRow>
 pub struct Enforcement {
     pub customer: String,
     pub resource: String,
-    pub used: i64,
+    /// Decimal MiB.
+    pub used: serde_json::Number,
+    pub used_bytes: Option<u64>,
     pub limit: i64,
     pub percent: f64,
     /// `warned`, `suspended`, or with --dry-run `would_suspend`.
@@ -195,17 +202,22 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
         else {
             continue;
         };
-        if storage.percent < WARN_PERCENT {
+        // The exact share decides, never the rounded percent shown.
+        let percent_used = storage.share * 100.0;
+        if percent_used < WARN_PERCENT {
             continue;
         }
-        let suspend = storage.percent >= SUSPEND_PERCENT;
+        let suspend = percent_used >= SUSPEND_PERCENT;
         let action = match (suspend, dry_run) {
             (false, _) => "warned",
             (true, true) => "would_suspend",
             (true, false) => "suspended",
         };
         if suspend && !dry_run {
-            let reason = format!("storage quota exceeded: {} of {} MB", storage.used, storage.limit);
+            let reason = format!(
+                "storage quota exceeded: {} of {} MB ({} %)",
+                storage.used, storage.limit, storage.percent
+            );
             catalog.write(|tx| {
                 let current = customers::resolve(tx, &customer.id.to_string())?;
                 if current.status != "active" {
@@ -225,6 +237,7 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
             customer: customer.slug,
             resource: storage.resource,
             used: storage.used,
+            used_bytes: storage.used_bytes,
             limit: storage.limit,
             percent: storage.percent,
             action: action.to_string(),
@@ -267,7 +280,7 @@ pub fn stats(catalog: &Catalog) -> Result<Stats> {
     let mut ranks: Vec<StorageRank> = chosen(catalog, None)?
         .into_iter()
         .map(|c| StorageRank {
-            storage_bytes: files::database_size(Path::new(&c.db_path)),
+            storage_bytes: quota::Storage::of(&c).used_bytes,
             customer: c.slug,
             plan: c.plan,
         })

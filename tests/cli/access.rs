@@ -251,7 +251,14 @@ fn usage_is_recorded_per_month_and_reported_with_storage() {
     let october = env.json(&["usage", "report", "acme", "--month", "2026-10"]);
     assert_fields(
         &october[0],
-        &["customer", "month", "bandwidth_mb", "api_calls", "storage_mb"],
+        &[
+            "customer",
+            "month",
+            "bandwidth_mb",
+            "api_calls",
+            "storage_mb",
+            "storage_bytes",
+        ],
     );
     assert_eq!(
         (
@@ -286,7 +293,16 @@ fn quota_check_exits_5_when_over_and_enforce_warns_then_suspends() {
     let ok = env.json(&["quota", "check"]);
     assert_fields(
         &ok[0],
-        &["customer", "plan", "resource", "used", "limit", "percent", "over"],
+        &[
+            "customer",
+            "plan",
+            "resource",
+            "used",
+            "used_bytes",
+            "limit",
+            "percent",
+            "over",
+        ],
     );
     env.ok(&["db", "sql", "acme", "CREATE TABLE blobs (b BLOB)", "--write"]);
     env.ok(&[
@@ -296,7 +312,8 @@ fn quota_check_exits_5_when_over_and_enforce_warns_then_suspends() {
         "INSERT INTO blobs SELECT randomblob(1000000) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4)",
         "--write",
     ]);
-    env.ok(&["customer", "update", "acme", "--max-storage-mb", "5", "--force"]);
+    // Four blobs of a million bytes are about 3.8 MiB: over 80 % of 4 MB, under 100 %.
+    env.ok(&["customer", "update", "acme", "--max-storage-mb", "4", "--force"]);
     let warned = env.json(&["quota", "enforce"]);
     assert_eq!(warned[0]["action"], "warned", "{warned}");
     assert_eq!(env.json(&["customer", "show", "acme"])["status"], "active");
@@ -319,7 +336,15 @@ fn quota_check_exits_5_when_over_and_enforce_warns_then_suspends() {
     let enforced = env.json(&["quota", "enforce"]);
     assert_fields(
         &enforced[0],
-        &["customer", "resource", "used", "limit", "percent", "action"],
+        &[
+            "customer",
+            "resource",
+            "used",
+            "used_bytes",
+            "limit",
+            "percent",
+            "action",
+        ],
     );
     assert_eq!(enforced[0]["action"], "suspended");
     let acme = env.json(&["customer", "show", "acme"]);
@@ -375,4 +400,110 @@ fn stats_summarise_the_platform() {
     assert_fields(&top[0], &["customer", "plan", "storage_bytes"]);
     assert!(stats["storage_bytes"].as_u64().unwrap() >= top[0]["storage_bytes"].as_u64().unwrap());
     let _: Value = stats;
+}
+
+/// Grows acme's tenant database to about `bytes` with one blob.
+fn grow_tenant(env: &TestEnv, bytes: u64) {
+    env.ok(&[
+        "db",
+        "sql",
+        "acme",
+        "CREATE TABLE IF NOT EXISTS blobs (b BLOB)",
+        "--write",
+    ]);
+    env.ok(&[
+        "db",
+        "sql",
+        "acme",
+        &format!("INSERT INTO blobs VALUES (zeroblob({bytes}))"),
+        "--write",
+    ]);
+}
+
+/// The storage figure of acme as (bytes, MiB) from each command that reports it.
+fn storage_figures(env: &TestEnv) -> Vec<(String, u64, f64)> {
+    let storage_row = |rows: Value| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["customer"] == "acme" && r["resource"] == "storage_mb")
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    };
+    let check = storage_row(env.json(&["quota", "check", "acme"]));
+    let show = env.json(&["customer", "show", "acme"]);
+    let show_line = show["quota"][1].clone();
+    let report = env.json(&["usage", "report", "acme"])[0].clone();
+    vec![
+        (
+            "quota check".into(),
+            check["used_bytes"].as_u64().unwrap(),
+            check["used"].as_f64().unwrap(),
+        ),
+        (
+            "customer show".into(),
+            show["storage_bytes"].as_u64().unwrap(),
+            show["storage_mb"].as_f64().unwrap(),
+        ),
+        (
+            "customer show quota".into(),
+            show_line["used_bytes"].as_u64().unwrap(),
+            show_line["used"].as_f64().unwrap(),
+        ),
+        (
+            "usage report".into(),
+            report["storage_bytes"].as_u64().unwrap(),
+            report["storage_mb"].as_f64().unwrap(),
+        ),
+    ]
+}
+
+#[test]
+fn storage_is_compared_in_exact_bytes_and_reported_alike_everywhere() {
+    let env = with_customer();
+    // A fresh tenant is some KiB: well under 1 MiB, so lowering the limit to 1 MB is no
+    // breach and nothing is suspended.
+    env.ok(&["customer", "update", "acme", "--max-storage-mb", "1"]);
+    let check = env.json(&["quota", "check", "acme"]);
+    let storage = &check[1];
+    assert_fields(
+        storage,
+        &[
+            "customer",
+            "plan",
+            "resource",
+            "used",
+            "used_bytes",
+            "limit",
+            "percent",
+            "over",
+        ],
+    );
+    assert_eq!(
+        (&storage["resource"], &storage["over"]),
+        (&json!("storage_mb"), &json!(false))
+    );
+    let bytes = storage["used_bytes"].as_u64().unwrap();
+    assert!(bytes < 1024 * 1024, "{storage}");
+    let expected_mb = (bytes as f64 * 100.0 / 1_048_576.0).round() / 100.0;
+    assert_eq!(storage["used"].as_f64(), Some(expected_mb), "{storage}");
+    assert!(storage["percent"].as_f64().unwrap() < 100.0, "{storage}");
+    assert_eq!(check[0]["used_bytes"], Value::Null, "only storage has bytes");
+    assert_eq!(env.json(&["quota", "enforce"]), json!([]));
+    assert_eq!(env.json(&["customer", "show", "acme"])["status"], "active");
+
+    // About 2.34 MiB against 3 MB is 78 %: neither warned nor suspended.
+    env.ok(&["customer", "update", "acme", "--max-storage-mb", "3"]);
+    grow_tenant(&env, 2_400_000);
+    let figures = storage_figures(&env);
+    let (_, bytes, mb) = figures[0].clone();
+    assert!((2.2..2.6).contains(&mb) && bytes > 2_400_000, "{figures:?}");
+    for (command, other_bytes, other_mb) in &figures {
+        assert_eq!((*other_bytes, *other_mb), (bytes, mb), "{command}: {figures:?}");
+    }
+    let storage = env.json(&["quota", "check", "acme"])[1].clone();
+    let percent = storage["percent"].as_f64().unwrap();
+    assert!((70.0..80.0).contains(&percent), "{storage}");
+    assert_eq!(env.json(&["quota", "enforce"]), json!([]));
+    assert_eq!(env.json(&["customer", "show", "acme"])["status"], "active");
 }

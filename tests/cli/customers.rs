@@ -228,7 +228,14 @@ fn show_finds_by_slug_id_or_email_with_quota_and_sites() {
     assert_eq!(by_slug, by_id);
     assert_eq!(by_slug, by_email);
     let mut fields: Vec<&str> = CUSTOMER_FIELDS.to_vec();
-    fields.extend(["limits", "storage_bytes", "quota", "sites_by_status", "sites"]);
+    fields.extend([
+        "limits",
+        "storage_bytes",
+        "storage_mb",
+        "quota",
+        "sites_by_status",
+        "sites",
+    ]);
     assert_fields(&by_slug, &fields);
     assert_eq!(
         by_slug["limits"],
@@ -237,7 +244,10 @@ fn show_finds_by_slug_id_or_email_with_quota_and_sites() {
     let quota = by_slug["quota"].as_array().unwrap();
     let resources: Vec<&str> = quota.iter().map(|q| q["resource"].as_str().unwrap()).collect();
     assert_eq!(resources, ["sites", "storage_mb", "bandwidth_mb", "api_calls"]);
-    assert_fields(&quota[0], &["resource", "used", "limit", "percent", "over"]);
+    assert_fields(
+        &quota[0],
+        &["resource", "used", "used_bytes", "limit", "percent", "over"],
+    );
     assert_eq!(quota[2]["limit"], 100 * 1024);
     assert!(by_slug["storage_bytes"].as_u64().unwrap() > 0);
     assert_eq!(by_slug["sites"], json!([]));

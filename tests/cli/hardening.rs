@@ -96,9 +96,10 @@ fn killing_import_purge_and_db_migrate_leaves_a_consistent_home() {
     let env = TestEnv::initialised();
     let dir = env.root.join("legacy");
     std::fs::create_dir_all(&dir).unwrap();
+    // Five sites a customer: more than starter allows, so on pro.
     for i in 0..30 {
         let doc = serde_json::json!({"name": "S", "domain": format!("s{i}.corp{}.test", i % 6),
-            "customer": {"email": format!("o{}@corp.test", i % 6), "company": format!("Corp {}", i % 6)}});
+            "customer": {"email": format!("o{}@corp.test", i % 6), "company": format!("Corp {}", i % 6), "plan": "pro"}});
         std::fs::write(dir.join(format!("s{i}.json")), doc.to_string()).unwrap();
     }
     kill_repeatedly(&env, 10, |_| {

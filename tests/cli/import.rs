@@ -416,3 +416,451 @@ fn import_refuses_a_missing_folder_and_an_unknown_default_plan() {
     let dir = legacy_tree(&env);
     env.fails(&["import", dir.to_str().unwrap(), "--plan", "gold"], 2);
 }
+
+#[test]
+fn a_file_with_a_utf8_byte_order_mark_imports() {
+    let env = TestEnv::initialised();
+    let dir = env.root.join("bom");
+    std::fs::create_dir_all(dir.join("acme/sites")).unwrap();
+    let with_bom = |value: Value| {
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend(serde_json::to_vec_pretty(&value).unwrap());
+        bytes
+    };
+    std::fs::write(
+        dir.join("acme/customer.json"),
+        with_bom(json!({"email": "ops@acme.test", "name": "Ops", "slug": "acme"})),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("acme/sites/main.json"),
+        with_bom(json!({"name": "Main", "domain": "main.acme.test"})),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("inline.json"),
+        with_bom(json!({"name": "Other", "domain": "other.test", "customer": {"email": "o@other.test"}})),
+    )
+    .unwrap();
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(
+        actions(&report),
+        [
+            pair("acme/customer.json", "created"),
+            pair("acme/sites/main.json", "created"),
+            pair("inline.json", "created"),
+        ]
+    );
+    assert_eq!(
+        env.json(&["site", "show", "main.acme.test"])["customer_slug"],
+        "acme"
+    );
+}
+
+fn failure<'a>(report: &'a Value, path: &str) -> (&'a str, &'a str, &'a str) {
+    let file = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
+        .unwrap_or_else(|| panic!("no {path} in {report}"));
+    (
+        file["action"].as_str().unwrap(),
+        file["field"].as_str().unwrap_or(""),
+        file["reason"].as_str().unwrap_or(""),
+    )
+}
+
+#[test]
+fn import_obeys_max_sites_like_site_create() {
+    let env = TestEnv::initialised();
+    let dir = env.root.join("legacy");
+    write(
+        &dir,
+        "acme/customer.json",
+        &json!({"email": "ops@acme.test", "slug": "acme", "plan_type": "starter"}),
+    );
+    for n in 1..=5 {
+        write(
+            &dir,
+            &format!("acme/sites/s{n}.json"),
+            &json!({"name": format!("S{n}"), "domain": format!("s{n}.acme.test")}),
+        );
+    }
+    let run = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 9, "{run:?}");
+    let report = run.json();
+    for path in ["acme/sites/s1.json", "acme/sites/s2.json", "acme/sites/s3.json"] {
+        assert_eq!(failure(&report, path).0, "created", "{report}");
+    }
+    for path in ["acme/sites/s4.json", "acme/sites/s5.json"] {
+        let (action, field, reason) = failure(&report, path);
+        assert_eq!((action, field), ("failed", "max_sites"), "{report}");
+        assert!(reason.contains("may have 3 sites (plan starter)"), "{reason}");
+    }
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 0, "nothing written");
+
+    // Going on imports the sites the plan allows, and the catalog's sites count too.
+    let run = env.run(&["import", dir.to_str().unwrap(), "--continue-on-error", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 3);
+    write(
+        &dir,
+        "acme/sites/s4.json",
+        &json!({"name": "S4", "domain": "s4.acme.test", "siteId": "four"}),
+    );
+    let again = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(again.code, 9, "{again:?}");
+    assert_eq!(failure(&again.json(), "acme/sites/s4.json").1, "max_sites");
+}
+
+#[test]
+fn import_applies_the_plan_change_guard_and_reports_customer_changes_as_updates() {
+    let env = TestEnv::initialised();
+    env.customer("ops@acme.test", "Ops", &["--slug", "acme", "--plan", "pro"]);
+    for n in 1..=4 {
+        env.ok(&[
+            "site",
+            "create",
+            "acme",
+            "S",
+            "--domain",
+            &format!("s{n}.acme.test"),
+        ]);
+    }
+    let dir = env.root.join("legacy");
+    // A new site whose inline customer moves acme to starter (3 sites): over quota.
+    write(
+        &dir,
+        "new-site.json",
+        &json!({"name": "New", "domain": "new.acme.test",
+                "customer": {"email": "ops@acme.test", "name": "Ops Team", "plan": "starter"}}),
+    );
+    let audit = env.count("SELECT count(*) FROM audit_events");
+    let run = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 9, "{run:?}");
+    let report = run.json();
+    let (action, field, reason) = failure(&report, "new-site.json");
+    assert_eq!((action, field), ("failed", "plan"), "{report}");
+    assert!(
+        reason.contains("acme") && reason.contains("sites 4 > 3"),
+        "{reason}"
+    );
+    assert_eq!(env.json(&["customer", "show", "acme"])["plan"], "pro");
+    assert_eq!(env.count("SELECT count(*) FROM audit_events"), audit);
+
+    // A change within the limits is written, and the file that made it says `updated`.
+    write(
+        &dir,
+        "new-site.json",
+        &json!({"name": "New", "domain": "new.acme.test",
+                "customer": {"email": "ops@acme.test", "name": "Ops Team", "plan": "enterprise"}}),
+    );
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(failure(&report, "new-site.json").0, "updated", "{report}");
+    let acme = env.json(&["customer", "show", "acme"]);
+    assert_eq!(
+        (&acme["plan"], &acme["name"]),
+        (&json!("enterprise"), &json!("Ops Team"))
+    );
+    assert_eq!(acme["sites"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn a_site_id_is_the_identity_of_a_site_across_domain_changes() {
+    let env = TestEnv::initialised();
+    let dir = env.root.join("legacy");
+    let site = |domain: &str| {
+        json!({"siteId": "acme-main", "name": "Acme", "domain": domain, "theme": "dark",
+               "customer": {"email": "ops@acme.test", "slug": "acme"}})
+    };
+    write(&dir, "acme.json", &site("acme.test"));
+    env.ok(&["import", dir.to_str().unwrap()]);
+    let before = env.json(&["site", "show", "acme.test"]);
+    assert_eq!(before["legacy_id"], "acme-main");
+
+    write(&dir, "acme.json", &site("acme-translations.test"));
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(failure(&report, "acme.json").0, "updated", "{report}");
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 1, "no second site");
+    let after = env.json(&["site", "show", "acme-translations.test"]);
+    assert_eq!(after["id"], before["id"]);
+    env.fails(&["site", "show", "acme.test"], 3);
+    assert_eq!(
+        env.json(&["site", "snapshots", "acme-translations.test"])[0]["kind"],
+        "import"
+    );
+    // site_id in snake case names the same site: nothing changes.
+    let mut snake = site("acme-translations.test");
+    let id = snake.as_object_mut().unwrap().remove("siteId").unwrap();
+    snake["site_id"] = id;
+    write(&dir, "acme.json", &snake);
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(failure(&report, "acme.json").0, "unchanged", "{report}");
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 1);
+
+    // Another siteId may not take a domain that a site with an id holds.
+    write(
+        &dir,
+        "other.json",
+        &json!({"siteId": "other", "name": "O", "domain": "acme-translations.test",
+                "customer": {"email": "ops@acme.test", "slug": "acme"}}),
+    );
+    let run = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 9, "{run:?}");
+    assert_eq!(failure(&run.json(), "other.json").1, "domain");
+    std::fs::remove_file(dir.join("other.json")).unwrap();
+
+    // Without a siteId the domain is the identity, as before.
+    env.ok(&["site", "create", "acme", "Plain", "--domain", "plain.acme.test"]);
+    write(
+        &dir,
+        "plain.json",
+        &json!({"name": "Plain Site", "domain": "plain.acme.test", "customer": {"email": "ops@acme.test", "slug": "acme"}}),
+    );
+    let report = env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(failure(&report, "plain.json").0, "updated", "{report}");
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 2);
+    assert_eq!(
+        env.json(&["site", "show", "plain.acme.test"])["name"],
+        "Plain Site"
+    );
+}
+
+/// A home with what the CLI can give customers and sites, and an imported tree.
+fn varied_home() -> TestEnv {
+    let env = TestEnv::initialised();
+    let dir = legacy_tree(&env);
+    env.ok(&["import", dir.to_str().unwrap()]);
+    env.customer(
+        "ops@initech.test",
+        "Bill",
+        &[
+            "Initech",
+            "--plan",
+            "pro",
+            "--meta",
+            "tier=gold",
+            "--meta",
+            "region=eu",
+        ],
+    );
+    env.ok(&[
+        "customer",
+        "update",
+        "initech",
+        "--max-sites",
+        "7",
+        "--max-api-calls",
+        "0",
+    ]);
+    env.customer("late@payer.test", "Late", &["--slug", "late-payer"]);
+    env.ok(&[
+        "site",
+        "create",
+        "late-payer",
+        "Bare",
+        "--domain",
+        "bare.payer.test",
+    ]);
+    env.ok(&["customer", "suspend", "late-payer", "--reason", "unpaid invoice"]);
+    env.customer("gone@example.test", "Gone", &["--slug", "gone"]);
+    env.ok(&["customer", "delete", "gone", "--confirm", "gone"]);
+    let config = env.root.join("config.json");
+    std::fs::write(
+        &config,
+        br##"{"theme": {"primary": "#112233"}, "pages": [{"path": "/"}]}"##,
+    )
+    .unwrap();
+    env.ok(&[
+        "site",
+        "create",
+        "initech",
+        "Portal",
+        "--domain",
+        "portal.initech.test",
+        "--port",
+        "8080",
+        "--business-type",
+        "software",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    env.ok(&["site", "deploy", "portal.initech.test"]);
+    env.ok(&["site", "create", "initech", "Old", "--domain", "old.initech.test"]);
+    env.ok(&["site", "update", "old.initech.test", "--status", "stopped"]);
+    env
+}
+
+fn customers_as_exported(env: &TestEnv) -> Vec<Value> {
+    let mut list: Vec<Value> = env
+        .json(&["customer", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] != "deleted")
+        .map(|c| {
+            let keys = [
+                "email",
+                "slug",
+                "name",
+                "company_name",
+                "plan",
+                "status",
+                "status_reason",
+                "max_sites",
+                "max_storage_mb",
+                "max_bandwidth_gb",
+                "max_api_calls",
+                "metadata",
+            ];
+            Value::Object(keys.iter().map(|k| (k.to_string(), c[*k].clone())).collect())
+        })
+        .collect();
+    list.sort_by_key(|c| c["slug"].as_str().unwrap().to_string());
+    list
+}
+
+fn sites_as_exported(env: &TestEnv) -> Vec<Value> {
+    let mut list: Vec<Value> = env
+        .json(&["site", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let keys = [
+                "customer_slug",
+                "domain",
+                "name",
+                "port",
+                "business_type",
+                "status",
+                "config",
+                "legacy_id",
+            ];
+            Value::Object(keys.iter().map(|k| (k.to_string(), s[*k].clone())).collect())
+        })
+        .collect();
+    list.sort_by_key(|s| s["domain"].as_str().unwrap().to_string());
+    list
+}
+
+#[test]
+fn an_export_writes_every_column_and_imports_into_a_fresh_home_exactly() {
+    let env = varied_home();
+    let out = env.root.join("export");
+    let exported = env.json(&["export", out.to_str().unwrap()]);
+    assert_eq!(exported["customers"], 4, "the deleted customer is left out");
+    assert_eq!(exported["sites"], 7);
+    let portal: Value =
+        serde_json::from_slice(&std::fs::read(out.join("initech/sites/portal.initech.test.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (&portal["port"], &portal["businessType"], &portal["status"]),
+        (&json!(8080), &json!("software"), &json!("deployed")),
+        "{portal}"
+    );
+    let initech: Value =
+        serde_json::from_slice(&std::fs::read(out.join("initech/customer.json")).unwrap()).unwrap();
+    assert_eq!(initech["max_sites"], 7);
+    assert_eq!(initech["metadata"], json!({"region": "eu", "tier": "gold"}));
+
+    let again = env.json(&["import", out.to_str().unwrap()]);
+    assert_eq!(again["written"], false, "{again}");
+    assert_eq!(again["summary"]["unchanged"], 11);
+
+    let fresh = TestEnv::initialised();
+    fresh.ok(&["import", out.to_str().unwrap()]);
+    let (want, got) = (customers_as_exported(&env), customers_as_exported(&fresh));
+    assert_eq!(got.len(), want.len());
+    for (want, got) in want.iter().zip(&got) {
+        for (field, value) in want.as_object().unwrap() {
+            assert_eq!(&got[field], value, "customer {} field {field}", want["slug"]);
+        }
+    }
+    let (want, got) = (sites_as_exported(&env), sites_as_exported(&fresh));
+    assert_eq!(got.len(), want.len());
+    for (want, got) in want.iter().zip(&got) {
+        for (field, value) in want.as_object().unwrap() {
+            assert_eq!(&got[field], value, "site {} field {field}", want["domain"]);
+        }
+    }
+    // And the fresh home exports to the same files.
+    let out2 = fresh.root.join("export");
+    fresh.ok(&["export", out2.to_str().unwrap()]);
+    for file in [
+        "initech/customer.json",
+        "initech/sites/portal.initech.test.json",
+        "late-payer/sites/bare.payer.test.json",
+        "acme-corp/sites/acme-translations.com.json",
+    ] {
+        assert_eq!(
+            std::fs::read(out.join(file)).unwrap(),
+            std::fs::read(out2.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn export_refuses_a_full_folder_unless_forced_and_never_follows_symlinks() {
+    let env = varied_home();
+    let out = env.root.join("export");
+    env.ok(&["export", out.to_str().unwrap()]);
+    let refused = env.fails(&["export", out.to_str().unwrap()], 6);
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+
+    // A site deleted since, and a symlink planted where export will write.
+    env.ok(&[
+        "site",
+        "delete",
+        "old.initech.test",
+        "--confirm",
+        "old.initech.test",
+    ]);
+    let outside = env.root.join("outside.json");
+    std::fs::write(&outside, b"untouched").unwrap();
+    std::fs::remove_file(out.join("initech/sites/portal.initech.test.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("initech/sites/portal.initech.test.json")).unwrap();
+    std::os::unix::fs::symlink(env.root.join("elsewhere"), out.join("initech/linked")).unwrap();
+
+    let forced = env.json(&["export", out.to_str().unwrap(), "--force"]);
+    assert_eq!(forced["sites"], 6);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"untouched");
+    let portal = out.join("initech/sites/portal.initech.test.json");
+    assert!(
+        !std::fs::symlink_metadata(&portal)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(mode(&portal), 0o600);
+    assert!(
+        !out.join("initech/sites/old.initech.test.json").exists(),
+        "no stale file"
+    );
+    assert!(std::fs::symlink_metadata(out.join("initech/linked")).is_err());
+    assert_eq!(
+        env.names_in(&env.root)
+            .iter()
+            .filter(|n| n.starts_with('.'))
+            .count(),
+        0,
+        "no fresh or old tree is left beside it"
+    );
+
+    // Re-importing the forced export does not bring the deleted site back.
+    let fresh = TestEnv::initialised();
+    fresh.ok(&["import", out.to_str().unwrap()]);
+    fresh.fails(&["site", "show", "old.initech.test"], 3);
+
+    let link = env.root.join("export-link");
+    std::os::unix::fs::symlink(env.root.join("target"), &link).unwrap();
+    std::fs::create_dir(env.root.join("target")).unwrap();
+    env.fails(&["export", link.to_str().unwrap(), "--force"], 6);
+    assert!(env.names_in(&env.root.join("target")).is_empty());
+    let empty = env.root.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    env.ok(&["export", empty.to_str().unwrap()]);
+    assert!(empty.join("initech/customer.json").is_file());
+}

@@ -1,5 +1,7 @@
 //! plan list and plan set.
 
+use serde_json::json;
+
 use crate::support::*;
 
 const PLAN_FIELDS: &[&str] = &[
@@ -83,4 +85,50 @@ fn plan_set_changes_and_creates_plans_with_audit() {
         2
     );
     assert_eq!(env.json(&["plan", "list"]).as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn a_plan_change_that_puts_customers_over_quota_needs_force() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "acme"]);
+    env.customer("b@example.com", "B", &["--slug", "beta"]);
+    env.customer("c@example.com", "C", &["--slug", "own-limit"]);
+    env.ok(&["customer", "update", "own-limit", "--max-sites", "5"]);
+    for (customer, domain) in [
+        ("acme", "one.acme.test"),
+        ("acme", "two.acme.test"),
+        ("own-limit", "one.own.test"),
+        ("own-limit", "two.own.test"),
+    ] {
+        env.ok(&["site", "create", customer, "S", "--domain", domain]);
+    }
+    let audit = env.count("SELECT count(*) FROM audit_events");
+    let refused = env.fails(&["plan", "set", "starter", "--max-sites", "1"], 5);
+    assert!(
+        refused.stderr.contains("acme: sites 2 > 1") && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("beta") && !refused.stderr.contains("own-limit"),
+        "only customers the change puts over are named: {}",
+        refused.stderr
+    );
+    assert_eq!(env.json(&["plan", "list"])[0]["max_sites"], 3);
+    assert_eq!(env.count("SELECT count(*) FROM audit_events"), audit);
+
+    let forced = env.run(&["plan", "set", "starter", "--max-sites", "1", "--force", "--json"]);
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert_eq!(forced.json()["max_sites"], 1);
+    assert_eq!(
+        forced.stderr.trim(),
+        "warning: plan starter now puts customers over quota: acme: sites 2 > 1"
+    );
+    let event = &env.json(&["audit", "--action", "plan.update"])[0];
+    assert_eq!(
+        event["details"]["forced_over_quota"],
+        json!(["acme: sites 2 > 1"])
+    );
+    // Raising a limit is never refused, even while customers are over another.
+    env.json(&["plan", "set", "starter", "--max-sites", "2"]);
 }

@@ -20,6 +20,7 @@ const SITE_FIELDS: &[&str] = &[
     "created_at",
     "updated_at",
     "deployed_at",
+    "legacy_id",
 ];
 const DEPLOYMENT_FIELDS: &[&str] = &[
     "id",
@@ -659,7 +660,7 @@ fn status_and_customer_show_count_sites_by_status() {
     assert_eq!(customer["sites"].as_array().unwrap().len(), 2);
     assert_eq!(
         customer["quota"][0],
-        json!({"resource": "sites", "used": 2, "limit": 3, "percent": 66.7, "over": false})
+        json!({"resource": "sites", "used": 2, "used_bytes": null, "limit": 3, "percent": 66.7, "over": false})
     );
 }
 
