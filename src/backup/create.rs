@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
-use serde::Serialize;
 
 use super::{
-    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, PARALLEL_FROM_BYTES, TMP_PREFIX, beside,
-    copy_hashed, list_sets, new_id, sha256_file,
+    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, PARALLEL_FROM_BYTES, Skipped, TMP_PREFIX,
+    beside, copy_hashed, list_sets, new_id, sha256_file,
 };
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::{files, tenantdb, time};
 
 /// A tenant database to back up.
@@ -35,23 +34,21 @@ pub struct SetRequest<'a> {
     pub catalog_schema_version: i64,
     pub tenants: Vec<TenantSource>,
     pub jobs: usize,
-}
-
-/// A tenant left out of a set, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Skipped {
-    pub customer: String,
-    pub reason: String,
+    /// Keep a damaged tenant database as its raw bytes, marked damaged, instead of
+    /// leaving it out: what a pre-restore set needs, since the damage is usually what
+    /// the restore is for.
+    pub keep_damaged: bool,
 }
 
 /// Writes a new set into `backup_dir`. `catalog` is backed up when given. Tenants whose
-/// file is missing or unreadable are left out and reported; anything else that fails
-/// removes the unfinished set and returns the error.
+/// file is missing, unreadable or damaged are left out and listed in the manifest's
+/// `skipped` (or, with `keep_damaged`, kept raw); anything else that fails removes the
+/// unfinished set and returns the error.
 pub fn create_set(
     backup_dir: &Path,
     catalog: Option<&Connection>,
     request: &SetRequest<'_>,
-) -> Result<(BackupSet, Vec<Skipped>)> {
+) -> Result<BackupSet> {
     files::create_private_dir(backup_dir)?;
     let started = Utc::now();
     let id = new_id(started);
@@ -81,7 +78,7 @@ fn fill_set(
     started: chrono::DateTime<Utc>,
     catalog: Option<&Connection>,
     request: &SetRequest<'_>,
-) -> Result<(BackupSet, Vec<Skipped>)> {
+) -> Result<BackupSet> {
     let mut entries = Vec::new();
     if let Some(catalog) = catalog {
         let dest = tmp.join("catalog.db");
@@ -109,13 +106,14 @@ fn fill_set(
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         catalog_schema_version: request.catalog_schema_version,
         entries,
+        skipped,
     };
     let text = serde_json::to_vec_pretty(&manifest)?;
     files::write_atomic(&tmp.join(MANIFEST), &text)?;
     let dir = backup_dir.join(id);
     std::fs::rename(tmp, &dir).io_context(|| format!("moving the finished set to {}", dir.display()))?;
     files::fsync_dir(backup_dir)?;
-    Ok((BackupSet { dir, manifest }, skipped))
+    Ok(BackupSet { dir, manifest })
 }
 
 /// For each tenant, the newest earlier entry of it and the file it can be linked from.
@@ -132,7 +130,7 @@ fn previous_entries(
         for entry in &set.manifest.entries {
             if let Some(id) = entry
                 .customer_id
-                .filter(|id| entry.scope == "tenant" && wanted.contains(id))
+                .filter(|id| entry.scope == "tenant" && entry.damaged.is_none() && wanted.contains(id))
                 && let Ok(file) = set.file(entry)
             {
                 wanted.remove(&id);
@@ -158,7 +156,12 @@ fn backup_tenants(
                     let Some(tenant) = request.tenants.get(index) else {
                         break;
                     };
-                    let result = backup_tenant(tmp, tenant, previous.get(&tenant.customer_id));
+                    let result = backup_tenant(
+                        tmp,
+                        tenant,
+                        previous.get(&tenant.customer_id),
+                        request.keep_damaged,
+                    );
                     if let Ok(mut all) = results.lock() {
                         all.push((index, result));
                     }
@@ -175,8 +178,9 @@ fn backup_tenants(
     for (index, result) in results {
         match result? {
             Copied::Entry(entry) => entries.push(*entry),
-            Copied::Unreadable(reason) => skipped.push(Skipped {
+            Copied::Failed(reason) => skipped.push(Skipped {
                 customer: request.tenants[index].customer_slug.clone(),
+                customer_id: request.tenants[index].customer_id,
                 reason,
             }),
         }
@@ -184,11 +188,12 @@ fn backup_tenants(
     Ok((entries, skipped))
 }
 
-/// A tenant's part of a set: its entry, or why its database could not be read. A
-/// tenant we cannot read is left out and reported; one we cannot write fails the set.
+/// A tenant's part of a set: its entry, or why its database could not be backed up. A
+/// tenant whose own file is missing, unreadable or damaged is left out and reported;
+/// one we cannot write fails the set.
 enum Copied {
     Entry(Box<Entry>),
-    Unreadable(String),
+    Failed(String),
 }
 
 fn unreadable_source(err: &Error) -> bool {
@@ -201,32 +206,58 @@ fn unreadable_source(err: &Error) -> bool {
     }
 }
 
-/// A failure while writing a copy, said so that the operator knows where to look.
+/// Why a copy failed because of its source: the source cannot be read as a database,
+/// or a check failed and the source itself fails quick_check (a copy that fails its
+/// check from a healthy source is a fault on the writing side). `None` otherwise.
+fn source_damage(source: &Path, err: &Error) -> Option<String> {
+    if unreadable_source(err) {
+        return Some(err.to_string());
+    }
+    if err.kind() != ErrorKind::VerificationFailed {
+        return None;
+    }
+    tenantdb::quick_check(source)
+        .err()
+        .map(|check| check.to_string().replace('\n', "; "))
+}
+
+/// A failure while writing a copy, said so that the operator knows where to look: only
+/// a lack of space earns the hint about space.
 fn writing_failed(dest: &Path, err: Error) -> Error {
-    let full =
-        matches!(&err, Error::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull));
-    let why = if full {
-        "the disk is full".to_string()
+    let no_space = match &err {
+        Error::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+        Error::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::StorageFull
+                | std::io::ErrorKind::FileTooLarge
+                | std::io::ErrorKind::QuotaExceeded
+        ),
+        _ => false,
+    };
+    let why = if no_space {
+        format!("no space left ({err})")
     } else {
         err.to_string()
     };
-    Error::unexpected(format!(
+    let failed = Error::unexpected(format!(
         "writing the backup copy {} failed: {why}",
         dest.display()
-    ))
-    .with_hint("check free space and limits where the backups go (--backup-dir)")
+    ));
+    if no_space {
+        failed.with_hint("check free space and file size limits where the backups go (--backup-dir)")
+    } else {
+        failed
+    }
 }
 
 fn backup_tenant(
     tmp: &Path,
     tenant: &TenantSource,
     previous: Option<&(Entry, PathBuf, String)>,
+    keep_damaged: bool,
 ) -> Result<Copied> {
     if !tenant.path.is_file() {
-        return Ok(Copied::Unreadable(format!(
-            "{} is missing",
-            tenant.path.display()
-        )));
+        return Ok(Copied::Failed(format!("{} is missing", tenant.path.display())));
     }
     let relative = format!("tenants/{}.db", tenant.customer_slug);
     let dest = tmp.join(&relative);
@@ -246,39 +277,19 @@ fn backup_tenant(
             ..entry.clone()
         })));
     }
-    let source = match open_source(&tenant.path) {
-        Ok(source) => source,
-        Err(err) if unreadable_source(&err) => return Ok(Copied::Unreadable(err.to_string())),
-        Err(err) => return Err(err),
-    };
-    let mut keep_open = Vec::new();
-    let copied = match copy_consistent(&source, &tenant.path, &dest, &mut keep_open) {
-        Ok(Some(checked)) => Ok(Some(checked)),
-        Ok(None) => snapshot(&source, &dest).map(|()| None),
-        Err(err) => Err(err),
-    };
-    let known = match copied {
-        Ok(sum) => sum,
+    let mut entry = match copy_tenant(tenant, &dest, &relative, fingerprint) {
+        Ok(entry) => entry,
         Err(err) => {
             let _ = std::fs::remove_file(&dest);
-            return if unreadable_source(&err) {
-                Ok(Copied::Unreadable(err.to_string()))
-            } else {
-                Err(writing_failed(&dest, err))
+            return match source_damage(&tenant.path, &err) {
+                Some(reason) if keep_damaged => {
+                    raw_entry(tenant, &dest, &relative, reason).map(|e| Copied::Entry(Box::new(e)))
+                }
+                Some(reason) => Ok(Copied::Failed(reason)),
+                None => Err(writing_failed(&dest, err)),
             };
         }
     };
-    drop(source);
-    drop(keep_open);
-    let mut entry = checked_entry(
-        &dest,
-        &relative,
-        "tenant",
-        Some(tenant.customer_id),
-        Some(tenant.customer_slug.clone()),
-        fingerprint,
-        known,
-    )?;
     // Changed metadata but the same bytes (a checkpoint, say): keep one copy on disk.
     if let Some((old, file, set_id)) = previous
         && old.sha256 == entry.sha256
@@ -293,6 +304,69 @@ fn backup_tenant(
         }
     }
     Ok(Copied::Entry(Box::new(entry)))
+}
+
+/// A checked copy of a live tenant database: the quick byte copy when its WAL is quiet,
+/// else SQLite's online backup.
+fn copy_tenant(
+    tenant: &TenantSource,
+    dest: &Path,
+    relative: &str,
+    fingerprint: Option<Fingerprint>,
+) -> Result<Entry> {
+    let source = open_source(&tenant.path)?;
+    let mut keep_open = Vec::new();
+    let known = match copy_consistent(&source, &tenant.path, dest, &mut keep_open)? {
+        Some(checked) => Some(checked),
+        None => {
+            snapshot(&source, dest)?;
+            None
+        }
+    };
+    drop(source);
+    drop(keep_open);
+    checked_entry(
+        dest,
+        relative,
+        "tenant",
+        Some(tenant.customer_id),
+        Some(tenant.customer_slug.clone()),
+        fingerprint,
+        known,
+    )
+}
+
+/// A damaged live database kept as it is (for a pre-restore set): its raw bytes and
+/// their SHA-256, marked damaged so that nothing expects it to pass quick_check and it
+/// is never shared with a later set.
+fn raw_entry(tenant: &TenantSource, dest: &Path, relative: &str, reason: String) -> Result<Entry> {
+    let real =
+        std::fs::canonicalize(&tenant.path).io_context(|| format!("reading {}", tenant.path.display()))?;
+    let input = std::fs::File::open(&real).io_context(|| format!("reading {}", real.display()))?;
+    let output = files::create_for_copy(dest)?;
+    let sha256 = copy_hashed(&input, &real, &output, dest, |_| {})
+        .and_then(|sum| {
+            output
+                .sync_all()
+                .io_context(|| format!("syncing {}", dest.display()))?;
+            Ok(sum)
+        })
+        .map_err(|err| writing_failed(dest, err))?;
+    Ok(Entry {
+        scope: "tenant".to_string(),
+        customer_id: Some(tenant.customer_id),
+        customer_slug: Some(tenant.customer_slug.clone()),
+        file: relative.to_string(),
+        bytes: std::fs::metadata(dest)
+            .io_context(|| format!("reading {}", dest.display()))?
+            .len(),
+        sha256,
+        schema_version: 0,
+        source: None,
+        linked_from: None,
+        copy: None,
+        damaged: Some(reason),
+    })
 }
 
 /// Opens a live database for reading a snapshot without checkpointing it on close, so
@@ -486,5 +560,6 @@ fn checked_entry(
         source,
         linked_from: None,
         copy: CopyStamp::of(path),
+        damaged: None,
     })
 }

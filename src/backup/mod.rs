@@ -34,6 +34,17 @@ pub struct Manifest {
     pub tool_version: String,
     pub catalog_schema_version: i64,
     pub entries: Vec<Entry>,
+    /// Tenants that were to be in the set but could not be copied, and why.
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+}
+
+/// A tenant left out of a set, and why (its file is missing, unreadable or damaged).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Skipped {
+    pub customer: String,
+    pub customer_id: i64,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,6 +68,10 @@ pub struct Entry {
     /// never linked into a later set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy: Option<CopyStamp>,
+    /// Why the source failed its check when a pre-restore set kept it anyway: the file
+    /// holds its raw bytes and is not expected to pass quick_check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

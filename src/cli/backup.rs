@@ -5,8 +5,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::Session;
 use crate::backup::verify::FileCheck;
 use crate::catalog::Catalog;
+use crate::context::OutputFormat;
 use crate::error::Error;
-use crate::ops::backup::{self, BackupRequest, BackupScope, RestoreRequest, RestoreScope};
+use crate::ops::backup::{self, BackupRequest, BackupScope, RestoreRequest, RestoreScope, SetReport};
+use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
 #[command(
@@ -173,18 +175,19 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
                 jobs: jobs(),
             };
             let report = backup::backup(&catalog, backup_dir, &request)?;
-            session.out.object(&report)?;
-            if !report.skipped.is_empty() {
-                for skipped in &report.skipped {
+            print_set(session, &report)?;
+            let skipped = &report.manifest.skipped;
+            if !skipped.is_empty() {
+                for one in skipped {
                     session
                         .messages
-                        .warning(&format!("{}: {}", skipped.customer, skipped.reason));
+                        .warning(&format!("{}: {}", one.customer, one.reason));
                 }
                 return Err(Error::partial(format!(
-                    "set {} is complete but leaves out {} unreadable tenant database{}",
+                    "set {} is complete but leaves out {} tenant database{} that could not be backed up",
                     report.manifest.id,
-                    report.skipped.len(),
-                    if report.skipped.len() == 1 { "" } else { "s" }
+                    skipped.len(),
+                    if skipped.len() == 1 { "" } else { "s" }
                 ))
                 .with_hint("run 'tenantctl doctor'")
                 .into());
@@ -193,7 +196,7 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
         Some(BackupCommand::List { customer }) => session
             .out
             .list(LIST_COLUMNS, backup::list(backup_dir, customer.as_deref())?)?,
-        Some(BackupCommand::Show { id }) => session.out.object(&backup::show(backup_dir, &id)?)?,
+        Some(BackupCommand::Show { id }) => print_set(session, &backup::show(backup_dir, &id)?)?,
         Some(BackupCommand::Verify { ids, all }) => {
             let checks = backup::verify(backup_dir, &ids, all)?;
             session.out.list(VERIFY_COLUMNS, &checks)?;
@@ -237,6 +240,52 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
             session.out.report(&line, &report, PRUNE_COLUMNS, &report.sets)?;
         }
     }
+    Ok(())
+}
+
+/// A set for people: its manifest's scalars, then one row per file with the same
+/// readable columns for every file (the fingerprints stay in JSON); the other formats
+/// get the whole report.
+fn print_set(session: &Session, report: &SetReport) -> anyhow::Result<()> {
+    if session.out.format() != OutputFormat::Table {
+        session.out.object(report)?;
+        return Ok(());
+    }
+    let m = &report.manifest;
+    let files: Vec<Value> = m
+        .entries
+        .iter()
+        .map(|e| {
+            let stored = match (&e.damaged, &e.linked_from) {
+                (Some(damage), _) => format!("kept damaged: {damage}"),
+                (None, Some(set)) => format!("linked from {set}"),
+                (None, None) => "copied".to_string(),
+            };
+            json!({
+                "scope": e.scope,
+                "customer": e.customer_slug,
+                "file": e.file,
+                "bytes": e.bytes,
+                "schema_version": e.schema_version,
+                "sha256": e.sha256.get(..12).unwrap_or(&e.sha256),
+                "stored": stored,
+            })
+        })
+        .collect();
+    session.out.object(&json!({
+        "id": m.id,
+        "created_at": m.created_at,
+        "finished_at": m.finished_at,
+        "label": m.label,
+        "kind": m.kind,
+        "path": report.path,
+        "files": m.entries.len(),
+        "copied": report.copied,
+        "linked": report.linked,
+        "bytes": m.bytes(),
+        "entries": files,
+        "skipped": m.skipped,
+    }))?;
     Ok(())
 }
 

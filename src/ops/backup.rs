@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Actor, config, customers};
-use crate::backup::create::{SetRequest, Skipped, TenantSource, create_set};
+use crate::backup::create::{SetRequest, TenantSource, create_set};
 use crate::backup::prune::{PruneReport, Retention};
 use crate::backup::verify::{FileCheck, verify_set};
 use crate::backup::{BackupSet, Entry, Manifest, find_set, list_sets, prune, restore as swap};
@@ -44,11 +44,10 @@ pub struct SetReport {
     pub path: String,
     pub copied: usize,
     pub linked: usize,
-    pub skipped: Vec<Skipped>,
 }
 
 impl SetReport {
-    fn new(set: &BackupSet, skipped: Vec<Skipped>) -> Self {
+    fn new(set: &BackupSet) -> Self {
         let linked = set
             .manifest
             .entries
@@ -59,7 +58,6 @@ impl SetReport {
             path: set.dir.display().to_string(),
             copied: set.manifest.entries.len() - linked,
             linked,
-            skipped,
             manifest: set.manifest.clone(),
         }
     }
@@ -100,9 +98,10 @@ pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> 
         catalog_schema_version: catalog.schema_version()?,
         tenants,
         jobs: request.jobs,
+        keep_damaged: false,
     };
-    let (set, skipped) = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)?;
-    Ok(SetReport::new(&set, skipped))
+    let set = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)?;
+    Ok(SetReport::new(&set))
 }
 
 /// One line of `backup list`.
@@ -149,7 +148,7 @@ fn entry_names(entry: &Entry, reference: &str) -> bool {
 }
 
 pub fn show(backup_dir: &Path, id: &str) -> Result<SetReport> {
-    Ok(SetReport::new(&find_set(backup_dir, id)?, Vec::new()))
+    Ok(SetReport::new(&find_set(backup_dir, id)?))
 }
 
 /// Checks the named sets, every set, or by default the newest one.
@@ -535,10 +534,11 @@ fn pre_restore(
         catalog_schema_version: catalog.schema_version().unwrap_or(0),
         tenants,
         jobs,
+        keep_damaged: false,
     };
     // A damaged live file cannot be saved first (it is left out of the set); it is
     // usually what the restore is for.
-    let (pre, _unreadable) = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
+    let pre = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
     Ok(pre.manifest.id)
 }
 

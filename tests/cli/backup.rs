@@ -111,6 +111,82 @@ fn a_backup_set_holds_checked_private_copies_and_a_manifest() {
     assert_eq!(status["newest_backup"]["id"], set["id"]);
 }
 
+/// Folds the WAL in, then overwrites pages 3 to 6 (table roots) and leaves the header
+/// intact: the file opens, but quick_check fails.
+fn damage_middle_pages(db: &Path) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let mut bytes = std::fs::read(db).unwrap();
+    assert!(bytes.len() >= 7 * 4096, "too small to damage: {}", bytes.len());
+    for byte in &mut bytes[2 * 4096..6 * 4096] {
+        *byte = 0x5A;
+    }
+    std::fs::write(db, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_tenant_is_left_out_and_every_healthy_one_backed_up() {
+    let env = fleet(&["a", "b", "c"]);
+    add_user(&env, "a", "u@a.test");
+    damage_middle_pages(&env.home.join("tenants/b.db"));
+    let run = env.run(&["backup", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let set = run.json();
+    let files: Vec<&str> = set["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["catalog.db", "tenants/a.db", "tenants/c.db"]);
+    assert_eq!(set["skipped"].as_array().unwrap().len(), 1, "{set}");
+    assert_eq!(set["skipped"][0]["customer"], "b");
+    assert!(
+        set["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("quick_check"),
+        "{set}"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(set_dir(&env, &set).join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["skipped"], set["skipped"]);
+    assert!(run.stderr.contains("warning: b: "), "{}", run.stderr);
+    assert!(run.stderr.contains("error: set "), "{}", run.stderr);
+    assert!(!run.stderr.contains("free space"), "{}", run.stderr);
+    // The set is complete and restorable for everyone it holds.
+    env.ok(&["backup", "verify", set["id"].as_str().unwrap()]);
+    assert_eq!(users(&set_dir(&env, &set).join("tenants/a.db")), 1);
+    assert_eq!(env.json(&["backup", "list"]).as_array().unwrap().len(), 1);
+    let shown = env.json(&["backup", "show", set["id"].as_str().unwrap()]);
+    assert_eq!(shown["skipped"], set["skipped"]);
+}
+
+#[test]
+fn the_backup_table_shows_readable_columns_for_every_file() {
+    let env = fleet(&["a", "b"]);
+    env.ok(&["backup"]);
+    add_user(&env, "b", "u@b.test");
+    let run = env.ok(&["backup"]);
+    assert!(
+        !run.stdout.contains('{'),
+        "no raw JSON in the table: {}",
+        run.stdout
+    );
+    let header = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("SCOPE"))
+        .unwrap();
+    for column in ["CUSTOMER", "FILE", "BYTES", "SCHEMA_VERSION", "SHA256", "STORED"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(run.stdout.contains("linked from "), "{}", run.stdout);
+    assert!(run.stdout.contains("copied"), "{}", run.stdout);
+}
+
 #[test]
 fn scopes_select_what_is_copied() {
     let env = fleet(&["a", "b"]);
@@ -674,6 +750,8 @@ fn a_full_disk_fails_cleanly_and_removes_the_partial_set() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no space left"), "{stderr}");
+    assert!(stderr.contains("free space"), "{stderr}");
     assert!(
         env.names_in(&backups(&env)).is_empty(),
         "no set and no leftover: {:?}",
