@@ -135,10 +135,11 @@ impl Manifest {
         self.entries.iter().find(|e| e.scope == "catalog")
     }
 
+    /// The customer's restorable copy: a damaged one kept before a restore is not.
     pub fn tenant_entry(&self, customer_id: i64) -> Option<&Entry> {
         self.entries
             .iter()
-            .find(|e| e.scope == "tenant" && e.customer_id == Some(customer_id))
+            .find(|e| e.scope == "tenant" && e.customer_id == Some(customer_id) && e.damaged.is_none())
     }
 
     pub fn created(&self) -> Option<DateTime<Utc>> {

@@ -313,6 +313,14 @@ pub fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
         session.ctx.lock_timeout,
         &request,
     )?;
+    for kept in report.pre_restore.iter().filter(|s| s.status == "kept-damaged") {
+        session.messages.warning(&format!(
+            "{} fails its check ({}); it is kept as it was, marked damaged, in pre-restore set {}",
+            kept.source,
+            kept.reason.as_deref().unwrap_or("damaged"),
+            report.pre_restore_set.as_deref().unwrap_or("-")
+        ));
+    }
     let line = format!(
         "restored {} of {} files from set {}{}",
         report.restored.iter().filter(|r| r.status == "restored").count(),

@@ -241,7 +241,22 @@ pub struct Restored {
 pub struct RestoreReport {
     pub set: String,
     pub pre_restore_set: Option<String>,
+    /// What the pre-restore set holds of the files that are replaced.
+    pub pre_restore: Vec<Saved>,
     pub restored: Vec<Restored>,
+}
+
+/// A live file saved in the pre-restore set before it is replaced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Saved {
+    pub scope: String,
+    pub customer: Option<String>,
+    /// The live file.
+    pub source: String,
+    /// `saved`; `kept-damaged` when it failed its check and was kept as raw bytes;
+    /// `not-saved` when it could not be read at all.
+    pub status: String,
+    pub reason: Option<String>,
 }
 
 /// One file to put back, and where.
@@ -364,7 +379,7 @@ fn restore_tenants(
                 (None, Some(_)) => manifest
                     .entries
                     .iter()
-                    .find(|e| entry_names(e, &source.1))
+                    .find(|e| e.damaged.is_none() && entry_names(e, &source.1))
                     .cloned(),
                 (None, None) => None,
             }
@@ -375,6 +390,19 @@ fn restore_tenants(
     let mut planned = Vec::new();
     for source in &sources {
         let Some(entry) = find_entry(&set.manifest, source) else {
+            if let Some(damaged) = set.manifest.entries.iter().find(|e| {
+                e.damaged.is_some()
+                    && match &source.0 {
+                        Some(customer) => e.customer_id == Some(customer.id),
+                        None => entry_names(e, &source.1),
+                    }
+            }) {
+                return Err(Error::verification(format!(
+                    "set {} holds only a damaged copy of {}, kept before a restore",
+                    set.manifest.id, damaged.file
+                ))
+                .with_hint("pick another set: 'tenantctl backup list --customer …'"));
+            }
             // The same slug under another id is another customer's data.
             if let Some(customer) = &source.0
                 && let Some(other) = set
@@ -418,11 +446,12 @@ fn restore_tenants(
     let mut report = RestoreReport {
         set: set.manifest.id.clone(),
         pre_restore_set: None,
+        pre_restore: Vec::new(),
         restored: Vec::new(),
     };
     let (to_do, skipped): (Vec<Planned>, Vec<Planned>) = planned
         .into_iter()
-        .partition(|p| !(request.if_missing && p.target.is_file()));
+        .partition(|p| skip_reason(p, request.if_missing).is_none());
     for plan in to_do.iter().filter(|p| p.target.is_file()) {
         swap::refuse_if_open(&plan.target)?;
     }
@@ -435,13 +464,16 @@ fn restore_tenants(
             path: p.target.clone(),
         })
         .collect();
-    let (staged, pre_restore_set) = stage_and_save(&to_stage(&to_do), || {
+    let (staged, saved) = stage_and_save(&to_stage(&to_do), || {
         if replaced.is_empty() {
             return Ok(None);
         }
         pre_restore(&catalog, backup_dir, &set, replaced, false, request.jobs).map(Some)
     })?;
-    report.pre_restore_set = pre_restore_set;
+    if let Some((id, lines)) = saved {
+        report.pre_restore_set = Some(id);
+        report.pre_restore = lines;
+    }
     swap_all_in(&staged)?;
     for plan in &to_do {
         report
@@ -452,7 +484,7 @@ fn restore_tenants(
         report.restored.push(restored_line(
             plan,
             "skipped",
-            Some("its database file exists (--if-missing)"),
+            skip_reason(plan, request.if_missing),
             plan.entry.schema_version,
         ));
     }
@@ -462,6 +494,18 @@ fn restore_tenants(
         .collect();
     record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
     Ok(report)
+}
+
+/// Why a planned file is left as it is: `--if-missing` and the file is there, or the
+/// set holds only a damaged copy (kept before an earlier restore).
+fn skip_reason(plan: &Planned, if_missing: bool) -> Option<&'static str> {
+    if plan.entry.damaged.is_some() {
+        Some("the set holds only a damaged copy, kept before a restore")
+    } else if if_missing && plan.target.is_file() {
+        Some("its database file exists (--if-missing)")
+    } else {
+        None
+    }
 }
 
 fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i64) -> Restored {
@@ -483,10 +527,10 @@ fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i6
 /// contend for the disk and the page cache and end later than in turn (measured on a
 /// 1 GiB tenant: 3.1-3.5 s side by side, 2.9-3.1 s in turn). A restore that fails its
 /// checks has then written no pre-restore set either.
-fn stage_and_save(
+fn stage_and_save<T>(
     wanted: &[swap::ToStage],
-    save: impl FnOnce() -> Result<Option<String>>,
-) -> Result<(Vec<swap::Staged>, Option<String>)> {
+    save: impl FnOnce() -> Result<T>,
+) -> Result<(Vec<swap::Staged>, T)> {
     let staged = swap::stage_all(wanted)?;
     match save() {
         Ok(saved) => Ok((staged, saved)),
@@ -519,7 +563,10 @@ fn swap_all_in(staged: &[swap::Staged]) -> Result<()> {
     Ok(())
 }
 
-/// A `pre-restore` set of what is about to be replaced; returns its id.
+/// A `pre-restore` set of what is about to be replaced; returns its id and what it
+/// holds. A live tenant file that fails its check is kept as it is, marked damaged:
+/// restoring a broken tenant is what restore is most often for, and the broken file
+/// may still hold data worth digging out.
 fn pre_restore(
     catalog: &Catalog,
     backup_dir: &Path,
@@ -527,19 +574,57 @@ fn pre_restore(
     tenants: Vec<TenantSource>,
     with_catalog: bool,
     jobs: usize,
-) -> Result<String> {
+) -> Result<(String, Vec<Saved>)> {
     let request = SetRequest {
         label: Some(format!("before restoring {}", set.manifest.id)),
         kind: "pre-restore",
         catalog_schema_version: catalog.schema_version().unwrap_or(0),
         tenants,
         jobs,
-        keep_damaged: false,
+        keep_damaged: true,
     };
-    // A damaged live file cannot be saved first (it is left out of the set); it is
-    // usually what the restore is for.
     let pre = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
-    Ok(pre.manifest.id)
+    let source_of = |entry: &Entry| match entry.customer_id {
+        Some(id) if entry.scope == "tenant" => request
+            .tenants
+            .iter()
+            .find(|t| t.customer_id == id)
+            .map(|t| t.path.display().to_string())
+            .unwrap_or_default(),
+        _ => catalog.path().display().to_string(),
+    };
+    let mut lines: Vec<Saved> = pre
+        .manifest
+        .entries
+        .iter()
+        .map(|entry| Saved {
+            scope: entry.scope.clone(),
+            customer: entry.customer_slug.clone(),
+            source: source_of(entry),
+            status: if entry.damaged.is_some() {
+                "kept-damaged"
+            } else {
+                "saved"
+            }
+            .to_string(),
+            reason: entry.damaged.clone(),
+        })
+        .collect();
+    lines.extend(pre.manifest.skipped.iter().map(|left| {
+        Saved {
+            scope: "tenant".to_string(),
+            customer: Some(left.customer.clone()),
+            source: request
+                .tenants
+                .iter()
+                .find(|t| t.customer_id == left.customer_id)
+                .map(|t| t.path.display().to_string())
+                .unwrap_or_default(),
+            status: "not-saved".to_string(),
+            reason: Some(left.reason.clone()),
+        }
+    }));
+    Ok((pre.manifest.id, lines))
 }
 
 /// In one catalog transaction: each restored tenant's record follows its file (the
@@ -589,6 +674,7 @@ fn record_tenants_and_audit(
                 customer_id: None,
                 details: json!({"scope": scope, "pre_restore_set": report.pre_restore_set,
                     "restored": report.restored.iter().filter(|r| r.status == "restored").map(|r| &r.file).collect::<Vec<_>>(),
+                    "kept_damaged": report.pre_restore.iter().filter(|s| s.status == "kept-damaged").map(|s| &s.source).collect::<Vec<_>>(),
                     "into": request.into}),
             },
         )?;
@@ -630,7 +716,7 @@ fn restore_catalog(
     }
     let (tenant_plans, skipped): (Vec<Planned>, Vec<Planned>) = tenant_plans
         .into_iter()
-        .partition(|p| !(request.if_missing && p.target.is_file()));
+        .partition(|p| skip_reason(p, request.if_missing).is_none());
     for target in std::iter::once(&catalog_plan)
         .chain(&tenant_plans)
         .map(|p| &p.target)
@@ -641,10 +727,11 @@ fn restore_catalog(
     let mut report = RestoreReport {
         set: set.manifest.id.clone(),
         pre_restore_set: None,
+        pre_restore: Vec::new(),
         restored: Vec::new(),
     };
     let wanted = to_stage(std::iter::once(&catalog_plan).chain(&tenant_plans));
-    let (staged, pre_restore_set) = stage_and_save(&wanted, || {
+    let (staged, saved) = stage_and_save(&wanted, || {
         // Save what is there now, if the live catalog can still be read; the files are
         // labelled with the live catalog's customers, not the backup's.
         let Ok(live) = Catalog::open(home_catalog) else {
@@ -663,7 +750,10 @@ fn restore_catalog(
         }
         pre_restore(&live, backup_dir, &set, replaced, true, request.jobs).map(Some)
     })?;
-    report.pre_restore_set = pre_restore_set;
+    if let Some((id, lines)) = saved {
+        report.pre_restore_set = Some(id);
+        report.pre_restore = lines;
+    }
     swap_all_in(&staged)?;
     report.restored.push(restored_line(
         &catalog_plan,
@@ -680,7 +770,7 @@ fn restore_catalog(
         report.restored.push(restored_line(
             plan,
             "skipped",
-            Some("its database file exists (--if-missing)"),
+            skip_reason(plan, request.if_missing),
             plan.entry.schema_version,
         ));
     }

@@ -417,7 +417,8 @@ fn restore_puts_a_tenant_back_after_saving_what_it_replaces() {
     assert_eq!(users(&live), 2);
 
     let report = env.json(&["restore", id, "--customer", "a"]);
-    assert_fields(&report, &["set", "pre_restore_set", "restored"]);
+    assert_fields(&report, &["set", "pre_restore_set", "pre_restore", "restored"]);
+    assert_eq!(report["pre_restore"][0]["status"], "saved");
     assert_eq!(report["set"], id);
     assert_eq!(report["restored"][0]["status"], "restored");
     assert_eq!(users(&live), 1);
@@ -534,6 +535,57 @@ fn a_copy_that_fails_integrity_check_restores_nothing_even_with_a_matching_check
         .filter(|e| e.file_name().to_string_lossy().starts_with(".restore-"))
         .collect();
     assert!(leftovers.is_empty(), "no staged copy is left behind");
+}
+
+#[test]
+fn a_damaged_tenant_is_restored_after_keeping_its_damaged_file() {
+    use sha2::{Digest, Sha256};
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "a", "one@a.test");
+    let set = env.json(&["backup"]);
+    add_user(&env, "a", "two@a.test");
+    let live = env.home.join("tenants/a.db");
+    damage_middle_pages(&live);
+    let damaged_bytes = std::fs::read(&live).unwrap();
+    let run = env.run(&["restore", "--at", "2099-01-01", "--customer", "a", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let warnings: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(
+        warnings[0].starts_with("warning: ") && warnings[0].contains("damaged"),
+        "{}",
+        run.stderr
+    );
+    let report = run.json();
+    assert_eq!(report["set"], set["id"]);
+    assert_eq!(report["restored"][0]["status"], "restored");
+    assert_eq!(users(&live), 1, "the backup is back in place");
+    assert_eq!(report["pre_restore"][0]["status"], "kept-damaged", "{report}");
+    assert_eq!(report["pre_restore"][0]["source"], live.to_str().unwrap());
+    let pre = report["pre_restore_set"].as_str().unwrap();
+    let manifest = env.json(&["backup", "show", pre]);
+    let entry = &manifest["entries"][0];
+    assert!(
+        entry["damaged"].as_str().unwrap().contains("quick_check"),
+        "{entry}"
+    );
+    let kept = backups(&env).join(pre).join("tenants/a.db");
+    assert!(
+        std::fs::read(&kept).unwrap() == damaged_bytes,
+        "the raw bytes are kept"
+    );
+    let sum: String = Sha256::digest(&damaged_bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(entry["sha256"], sum);
+    // Its checksum is verified; quick_check is not required of it.
+    env.ok(&["backup", "verify", pre]);
+    // The damaged copy is never what a restore picks, and naming it says why.
+    let again = env.json(&["restore", "--at", "2099-01-01", "--customer", "a"]);
+    assert_eq!(again["set"], set["id"]);
+    let run = env.fails(&["restore", pre, "--customer", "a"], 7);
+    assert!(run.stderr.contains("damaged copy"), "{}", run.stderr);
 }
 
 #[test]
