@@ -69,8 +69,12 @@ pub enum BackupCommand {
         all: bool,
     },
     /// Remove sets outside the retention policy; never the newest set
+    ///
+    /// A flag that is not given takes the catalog's backup_keep_* setting; when the
+    /// catalog cannot be read, prune fails with its error rather than guess (give all
+    /// four flags to prune without a catalog).
     #[command(
-        after_help = "Example:\n  tenantctl backup prune --keep-last 7 --keep-daily 14 --keep-weekly 8 --keep-monthly 12"
+        after_help = "Examples:\n  tenantctl backup prune\n  tenantctl backup prune --keep-last 7 --keep-daily 14 --keep-weekly 8 --keep-monthly 12"
     )]
     Prune {
         /// Keep the N newest sets [default: the backup_keep_last setting]
@@ -220,14 +224,15 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
             keep_monthly,
             dry_run,
         }) => {
-            // Retention settings live in the catalog, but pruning must work without one.
-            let catalog = Catalog::open_ready(&session.home.catalog()).ok();
-            let report = backup::prune(
-                backup_dir,
-                catalog.as_ref(),
-                [keep_last, keep_daily, keep_weekly, keep_monthly],
-                dry_run,
-            )?;
+            let flags = [keep_last, keep_daily, keep_weekly, keep_monthly];
+            // The operator's backup_keep_* settings live in the catalog: a prune that
+            // cannot read them fails rather than guess, unless every flag is given.
+            let catalog = if flags.iter().all(Option::is_some) {
+                None
+            } else {
+                Some(Catalog::open_ready(&session.home.catalog())?)
+            };
+            let report = backup::prune(backup_dir, catalog.as_ref(), flags, dry_run)?;
             let line = format!(
                 "{}{} sets: keep {}, remove {}; {} unfinished sets {}",
                 if dry_run { "dry run: " } else { "" },

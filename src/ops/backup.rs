@@ -169,8 +169,8 @@ pub fn verify(backup_dir: &Path, ids: &[String], all: bool) -> Result<Vec<FileCh
     Ok(sets.iter().flat_map(verify_set).collect())
 }
 
-/// Retention from the flags, else the catalog's `backup_keep_*` settings, else their
-/// defaults.
+/// Retention from the flags, else the catalog's `backup_keep_*` settings (their
+/// defaults when unset). Without a catalog every flag must be given.
 pub fn prune(
     backup_dir: &Path,
     catalog: Option<&Catalog>,
@@ -191,9 +191,12 @@ pub fn prune(
                 .value
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
-            (None, None) => config::default_value(name)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            (None, None) => {
+                return Err(Error::refused(format!(
+                    "the {name} setting is in the catalog, which was not read"
+                ))
+                .with_hint("pass every --keep-* flag to prune without the catalog"));
+            }
         };
     }
     let retention = Retention {

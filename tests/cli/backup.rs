@@ -407,6 +407,44 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
 }
 
 #[test]
+fn prune_fails_when_it_cannot_read_the_retention_settings() {
+    let env = fleet(&["a"]);
+    env.ok(&["config", "set", "backup_keep_last", "3"]);
+    for _ in 0..3 {
+        env.ok(&["backup", "--customer", "a"]);
+    }
+    let catalog = std::fs::read(env.home.join("catalog.db")).unwrap();
+    std::fs::write(env.home.join("catalog.db"), vec![b'x'; 8192]).unwrap();
+    let run = env.fails(&["backup", "prune"], 1);
+    assert!(run.stderr.contains("not a database"), "{}", run.stderr);
+    assert_eq!(
+        env.json(&["backup", "list"]).as_array().unwrap().len(),
+        3,
+        "nothing removed"
+    );
+    // With every flag given the catalog is not needed.
+    let all_flags = [
+        "backup",
+        "prune",
+        "--keep-last",
+        "2",
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+    ];
+    env.ok(&all_flags);
+    assert_eq!(env.json(&["backup", "list"]).as_array().unwrap().len(), 2);
+    std::fs::remove_file(env.home.join("catalog.db")).unwrap();
+    env.fails(&["backup", "prune", "--keep-last", "1"], 6);
+    std::fs::write(env.home.join("catalog.db"), catalog).unwrap();
+    let kept = env.json(&["backup", "prune", "--dry-run"]);
+    assert_eq!(kept["retention"]["keep_last"], 3, "{kept}");
+}
+
+#[test]
 fn restore_puts_a_tenant_back_after_saving_what_it_replaces() {
     let env = fleet(&["a", "b"]);
     add_user(&env, "a", "one@a.test");
