@@ -31,6 +31,8 @@ pub struct TenantSource {
 pub struct SetRequest<'a> {
     pub label: Option<String>,
     pub kind: &'a str,
+    /// `all`, `catalog`, `customers` or `replaced`, recorded in the manifest.
+    pub scope: &'a str,
     pub catalog_schema_version: i64,
     pub tenants: Vec<TenantSource>,
     pub jobs: usize,
@@ -97,10 +99,13 @@ fn fill_set(
     let (tenant_entries, skipped) = backup_tenants(tmp, request, &previous)?;
     entries.extend(tenant_entries);
     files::fsync_dir(&tmp.join("tenants"))?;
+    let finished = Utc::now();
     let manifest = Manifest {
         id: id.to_string(),
         created_at: time::format(started),
-        finished_at: time::now(),
+        finished_at: time::format(finished),
+        finished_at_exact: Some(time::format_exact(finished)),
+        scope: Some(request.scope.to_string()),
         label: request.label.clone(),
         kind: request.kind.to_string(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),

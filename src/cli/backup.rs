@@ -107,7 +107,7 @@ pub enum BackupCommand {
 pub struct RestoreArgs {
     /// Backup set id
     pub id: Option<String>,
-    /// Use the newest complete set at or before TIME (RFC 3339, date, or age such as 6h)
+    /// Use the newest set finished at or before TIME, to the microsecond (RFC 3339, date, or age such as 6h)
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
     /// Restore these customers' databases; repeatable

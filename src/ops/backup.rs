@@ -95,6 +95,11 @@ pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> 
     let set_request = SetRequest {
         label,
         kind: &request.kind,
+        scope: match request.scope {
+            BackupScope::All => "all",
+            BackupScope::Catalog => "catalog",
+            BackupScope::Customers(_) => "customers",
+        },
         catalog_schema_version: catalog.schema_version()?,
         tenants,
         jobs: request.jobs,
@@ -326,15 +331,18 @@ fn choose_set(
     match (&request.set, &request.at) {
         (Some(id), None) => find_set(backup_dir, id),
         (None, Some(at)) => {
+            // To the microsecond: a set counts only when it was finished by then.
             let moment = time::parse_moment(at)?;
             list_sets(backup_dir)?
                 .into_iter()
-                .rev()
-                .find(|s| s.manifest.created().is_some_and(|c| c <= moment) && holds(&s.manifest))
+                .filter(|s| s.manifest.finished().is_some_and(|f| f <= moment) && holds(&s.manifest))
+                .max_by(|a, b| {
+                    (a.manifest.finished(), &a.manifest.id).cmp(&(b.manifest.finished(), &b.manifest.id))
+                })
                 .ok_or_else(|| {
                     Error::not_found(format!(
-                        "no backup set at or before {} holds what is to be restored",
-                        time::format(moment)
+                        "no backup set finished at or before {} holds what is to be restored",
+                        time::format_exact(moment)
                     ))
                     .with_hint("see 'tenantctl backup list'")
                 })
@@ -581,6 +589,7 @@ fn pre_restore(
     let request = SetRequest {
         label: Some(format!("before restoring {}", set.manifest.id)),
         kind: "pre-restore",
+        scope: "replaced",
         catalog_schema_version: catalog.schema_version().unwrap_or(0),
         tenants,
         jobs,

@@ -505,6 +505,66 @@ fn restore_at_picks_the_newest_set_holding_the_scope() {
     env.fails(&["restore", "--at", "whenever", "--customer", "a"], 2);
 }
 
+/// Rewrites a set's manifest through `edit`.
+fn edit_manifest(env: &TestEnv, set: &Value, edit: impl FnOnce(&mut Value)) {
+    let path = set_dir(env, set).join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut manifest);
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+}
+
+#[test]
+fn restore_at_never_takes_a_set_finished_after_the_moment() {
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup", "--customer", "a"]);
+    let exact = set["finished_at_exact"].as_str().unwrap().to_string();
+    let finished = chrono::DateTime::parse_from_rfc3339(&exact).unwrap();
+    assert!(exact.len() > 20, "sub-second: {exact}");
+    let just_before =
+        (finished - chrono::Duration::microseconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // Within the second the set was started and finished, but before it was finished.
+    let run = env.fails(&["restore", "--at", &just_before, "--customer", "a"], 3);
+    assert!(run.stderr.contains("finished at or before"), "{}", run.stderr);
+    assert_eq!(
+        env.json(&["restore", "--at", &exact, "--customer", "a"])["set"],
+        set["id"]
+    );
+    // A set from an older version knows only the second it finished in: it counts as
+    // finished at the end of that second.
+    edit_manifest(&env, &set, |m| {
+        m.as_object_mut().unwrap().remove("finished_at_exact");
+    });
+    let second = set["finished_at"].as_str().unwrap();
+    env.fails(&["restore", "--at", second, "--customer", "a"], 3);
+    let next_second = (chrono::DateTime::parse_from_rfc3339(second).unwrap() + chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(
+        env.json(&["restore", "--at", &next_second, "--customer", "a"])["set"],
+        set["id"]
+    );
+}
+
+#[test]
+fn status_shows_the_newest_whole_backup_and_the_newest_set_apart() {
+    let env = fleet(&["a", "b"]);
+    let whole = env.json(&["backup"]);
+    assert_eq!(whole["scope"], "all");
+    env.json(&["backup", "--customer", "a"]);
+    let report = env.json(&["restore", whole["id"].as_str().unwrap(), "--customer", "b"]);
+    let status = env.json(&["status"]);
+    assert_eq!(status["newest_backup"]["id"], whole["id"], "{status}");
+    assert_eq!(status["newest_backup"]["scope"], "all");
+    assert_eq!(status["newest_backup"]["tenants"], 2);
+    assert_eq!(status["newest_any_backup"]["id"], report["pre_restore_set"]);
+    assert_eq!(status["newest_any_backup"]["kind"], "pre-restore");
+    assert_eq!(status["newest_any_backup"]["scope"], "replaced");
+    // Sets written before the scope was recorded are recognised by what they hold.
+    edit_manifest(&env, &whole, |m| {
+        m.as_object_mut().unwrap().remove("scope");
+    });
+    assert_eq!(env.json(&["status"])["newest_backup"]["id"], whole["id"]);
+}
+
 #[test]
 fn a_checksum_mismatch_restores_nothing() {
     let env = fleet(&["a"]);
