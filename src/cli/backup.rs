@@ -102,7 +102,8 @@ pub enum BackupCommand {
     after_help = "Examples:\n  tenantctl restore 20261122T030000Z-1a2b --customer acme\n  \
         tenantctl restore --at 2026-11-21T12:00:00Z --customer acme\n  \
         tenantctl restore 20261122T030000Z-1a2b --customer acme --into acme-staging\n  \
-        tenantctl restore --at 1d --everything --confirm everything"
+        tenantctl restore --at 1d --everything --confirm everything\n  \
+        tenantctl restore --at 2026-11-21T12:00:00Z --customer acme --dry-run"
 )]
 pub struct RestoreArgs {
     /// Backup set id
@@ -128,6 +129,10 @@ pub struct RestoreArgs {
     /// Only restore tenants whose database file is absent
     #[arg(long)]
     pub if_missing: bool,
+    /// Show the set that would be used, what it would replace or create and what the
+    /// pre-restore set would save first; change nothing (needs no --confirm)
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 const LIST_COLUMNS: &[&str] = &[
@@ -248,6 +253,23 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The summary of a restore plan: the set, how many files, what is saved first.
+fn dry_run_line(report: &backup::RestoreReport) -> String {
+    let to_do = report.restored.iter().filter(|r| r.status != "skipped").count();
+    let saved = if report.pre_restore.is_empty() {
+        "no pre-restore set (nothing is replaced)".to_string()
+    } else {
+        let sources: Vec<&str> = report.pre_restore.iter().map(|s| s.source.as_str()).collect();
+        format!("first a pre-restore set of {}", sources.join(", "))
+    };
+    format!(
+        "dry run, nothing changed: would restore {to_do} of {} files from set {} (finished {}); {saved}",
+        report.restored.len(),
+        report.set,
+        report.set_finished_at
+    )
+}
+
 /// A set for people: its manifest's scalars, then one row per file with the same
 /// readable columns for every file (the fingerprints stay in JSON); the other formats
 /// get the whole report.
@@ -309,6 +331,7 @@ pub fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
         confirm: args.confirm,
         into: args.into,
         if_missing: args.if_missing,
+        dry_run: args.dry_run,
         jobs: jobs(),
     };
     let report = backup::restore(
@@ -326,17 +349,21 @@ pub fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
             report.pre_restore_set.as_deref().unwrap_or("-")
         ));
     }
-    let line = format!(
-        "restored {} of {} files from set {}{}",
-        report.restored.iter().filter(|r| r.status == "restored").count(),
-        report.restored.len(),
-        report.set,
-        report
-            .pre_restore_set
-            .as_deref()
-            .map(|p| format!(" (what was replaced is in set {p})"))
-            .unwrap_or_default()
-    );
+    let line = if report.dry_run {
+        dry_run_line(&report)
+    } else {
+        format!(
+            "restored {} of {} files from set {}{}",
+            report.restored.iter().filter(|r| r.status == "restored").count(),
+            report.restored.len(),
+            report.set,
+            report
+                .pre_restore_set
+                .as_deref()
+                .map(|p| format!(" (what was replaced is in set {p})"))
+                .unwrap_or_default()
+        )
+    };
     session
         .out
         .report(&line, &report, RESTORE_COLUMNS, &report.restored)?;

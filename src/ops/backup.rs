@@ -229,6 +229,8 @@ pub struct RestoreRequest {
     pub confirm: Option<String>,
     pub into: Option<String>,
     pub if_missing: bool,
+    /// Plan only: which set, what would be replaced and saved first; change nothing.
+    pub dry_run: bool,
     pub jobs: usize,
 }
 
@@ -240,7 +242,8 @@ pub struct Restored {
     pub file: String,
     pub target: String,
     pub schema_version: i64,
-    /// `restored`, or `skipped` with a reason.
+    /// `restored`, or `skipped` with a reason; in a dry run `would-replace` or
+    /// `would-create` (no file there now).
     pub status: String,
     pub reason: Option<String>,
 }
@@ -248,6 +251,12 @@ pub struct Restored {
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
     pub set: String,
+    /// When the set was finished (to the microsecond when the set records it).
+    pub set_finished_at: String,
+    /// True when nothing was changed: the rows say what would be done.
+    pub dry_run: bool,
+    /// The pre-restore set taken; none in a dry run, whose `pre_restore` says what
+    /// it would hold.
     pub pre_restore_set: Option<String>,
     /// What the pre-restore set holds of the files that are replaced.
     pub pre_restore: Vec<Saved>,
@@ -262,7 +271,7 @@ pub struct Saved {
     /// The live file.
     pub source: String,
     /// `saved`; `kept-damaged` when it failed its check and was kept as raw bytes;
-    /// `not-saved` when it could not be read at all.
+    /// `not-saved` when it could not be read at all; `would-save` in a dry run.
     pub status: String,
     pub reason: Option<String>,
 }
@@ -289,6 +298,7 @@ pub fn restore(
         RestoreScope::Customers(_) => None,
     };
     if let Some(word) = needed
+        && !request.dry_run
         && request.confirm.as_deref() != Some(word)
     {
         return Err(Error::refused(format!("restoring the {word} replaces it"))
@@ -305,13 +315,19 @@ pub fn restore(
     match &request.scope {
         // A tenant restore needs a working catalog: say so before anything else.
         RestoreScope::Customers(_) => drop(Catalog::open_ready(home_catalog)?),
+        // A dry run changes nothing: no folders, no lock.
+        RestoreScope::Catalog | RestoreScope::Everything if request.dry_run => {}
         // Disaster recovery may start from an empty home.
         RestoreScope::Catalog | RestoreScope::Everything => {
             crate::files::create_private_dir(actor.home.root())?;
             crate::files::create_private_dir(&actor.home.tenants_dir())?;
         }
     }
-    let _lock = HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?;
+    let _lock = if request.dry_run {
+        None
+    } else {
+        Some(HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?)
+    };
     match &request.scope {
         RestoreScope::Customers(references) => {
             restore_tenants(home_catalog, actor, backup_dir, request, references)
@@ -454,18 +470,10 @@ fn restore_tenants(
             entry,
         });
     }
-    let mut report = RestoreReport {
-        set: set.manifest.id.clone(),
-        pre_restore_set: None,
-        pre_restore: Vec::new(),
-        restored: Vec::new(),
-    };
+    let mut report = RestoreReport::new(&set);
     let (to_do, skipped): (Vec<Planned>, Vec<Planned>) = planned
         .into_iter()
         .partition(|p| skip_reason(p, request.if_missing).is_none());
-    for plan in to_do.iter().filter(|p| p.target.is_file()) {
-        swap::refuse_if_open(&plan.target)?;
-    }
     let replaced: Vec<TenantSource> = to_do
         .iter()
         .filter(|p| p.target.is_file())
@@ -475,6 +483,12 @@ fn restore_tenants(
             path: p.target.clone(),
         })
         .collect();
+    if request.dry_run {
+        return Ok(planned_report(report, &to_do, &skipped, request, None, &replaced));
+    }
+    for plan in to_do.iter().filter(|p| p.target.is_file()) {
+        swap::refuse_if_open(&plan.target)?;
+    }
     let (staged, saved) = stage_and_save(&to_stage(&to_do), || {
         if replaced.is_empty() {
             return Ok(None);
@@ -505,6 +519,87 @@ fn restore_tenants(
         .collect();
     record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
     Ok(report)
+}
+
+/// The live tenant files that `plans` would replace, each labelled with the live
+/// catalog's customer of that slug (not the backup's).
+fn replaced_by_owner(live: &Catalog, plans: &[Planned]) -> Vec<TenantSource> {
+    let mut replaced = Vec::new();
+    for plan in plans.iter().filter(|p| p.target.is_file()) {
+        let slug = plan.customer.clone().unwrap_or_default();
+        if let Ok(Some(owner)) = crate::catalog::customers::by_slug(live.conn(), &slug) {
+            replaced.push(TenantSource {
+                customer_id: owner.id,
+                customer_slug: owner.slug,
+                path: plan.target.clone(),
+            });
+        }
+    }
+    replaced
+}
+
+impl RestoreReport {
+    fn new(set: &BackupSet) -> Self {
+        let m = &set.manifest;
+        RestoreReport {
+            set: m.id.clone(),
+            set_finished_at: m
+                .finished_at_exact
+                .clone()
+                .unwrap_or_else(|| m.finished_at.clone()),
+            dry_run: false,
+            pre_restore_set: None,
+            pre_restore: Vec::new(),
+            restored: Vec::new(),
+        }
+    }
+}
+
+/// What a restore would do, for `--dry-run`: each file it would replace or create, and
+/// what its pre-restore set would save first (the live catalog, when it is replaced
+/// and readable, and each live tenant file).
+fn planned_report(
+    mut report: RestoreReport,
+    to_do: &[Planned],
+    skipped: &[Planned],
+    request: &RestoreRequest,
+    live_catalog: Option<&Path>,
+    replaced: &[TenantSource],
+) -> RestoreReport {
+    report.dry_run = true;
+    for plan in to_do {
+        let status = if plan.target.is_file() {
+            "would-replace"
+        } else {
+            "would-create"
+        };
+        report
+            .restored
+            .push(restored_line(plan, status, None, plan.entry.schema_version));
+    }
+    for plan in skipped {
+        let reason = skip_reason(plan, request.if_missing);
+        report
+            .restored
+            .push(restored_line(plan, "skipped", reason, plan.entry.schema_version));
+    }
+    let would_save = |scope: &str, customer: Option<String>, source: &Path| Saved {
+        scope: scope.to_string(),
+        customer,
+        source: source.display().to_string(),
+        status: "would-save".to_string(),
+        reason: None,
+    };
+    report.pre_restore = live_catalog
+        .map(|path| would_save("catalog", None, path))
+        .into_iter()
+        .chain(
+            replaced
+                .iter()
+                .map(|t| would_save("tenant", Some(t.customer_slug.clone()), &t.path)),
+        )
+        .collect();
+    report
 }
 
 /// Why a planned file is left as it is: `--if-missing` and the file is there, or the
@@ -729,6 +824,24 @@ fn restore_catalog(
     let (tenant_plans, skipped): (Vec<Planned>, Vec<Planned>) = tenant_plans
         .into_iter()
         .partition(|p| skip_reason(p, request.if_missing).is_none());
+    if request.dry_run {
+        let report = RestoreReport::new(&set);
+        let to_do: Vec<Planned> = std::iter::once(catalog_plan).chain(tenant_plans).collect();
+        let live = Catalog::open(home_catalog).ok();
+        let replaced = live
+            .as_ref()
+            .map(|live| replaced_by_owner(live, &to_do[1..]))
+            .unwrap_or_default();
+        let live_catalog = live.is_some().then_some(home_catalog);
+        return Ok(planned_report(
+            report,
+            &to_do,
+            &skipped,
+            request,
+            live_catalog,
+            &replaced,
+        ));
+    }
     for target in std::iter::once(&catalog_plan)
         .chain(&tenant_plans)
         .map(|p| &p.target)
@@ -736,12 +849,7 @@ fn restore_catalog(
     {
         swap::refuse_if_open(target)?;
     }
-    let mut report = RestoreReport {
-        set: set.manifest.id.clone(),
-        pre_restore_set: None,
-        pre_restore: Vec::new(),
-        restored: Vec::new(),
-    };
+    let mut report = RestoreReport::new(&set);
     let wanted = to_stage(std::iter::once(&catalog_plan).chain(&tenant_plans));
     let (staged, saved) = stage_and_save(&wanted, || {
         // Save what is there now, if the live catalog can still be read; the files are
@@ -749,17 +857,7 @@ fn restore_catalog(
         let Ok(live) = Catalog::open(home_catalog) else {
             return Ok(None);
         };
-        let mut replaced = Vec::new();
-        for plan in tenant_plans.iter().filter(|p| p.target.is_file()) {
-            let slug = plan.customer.clone().unwrap_or_default();
-            if let Ok(Some(owner)) = crate::catalog::customers::by_slug(live.conn(), &slug) {
-                replaced.push(TenantSource {
-                    customer_id: owner.id,
-                    customer_slug: owner.slug,
-                    path: plan.target.clone(),
-                });
-            }
-        }
+        let replaced = replaced_by_owner(&live, &tenant_plans);
         pre_restore(&live, backup_dir, &set, replaced, true, request.jobs).map(Some)
     })?;
     if let Some((id, lines)) = saved {

@@ -455,7 +455,18 @@ fn restore_puts_a_tenant_back_after_saving_what_it_replaces() {
     assert_eq!(users(&live), 2);
 
     let report = env.json(&["restore", id, "--customer", "a"]);
-    assert_fields(&report, &["set", "pre_restore_set", "pre_restore", "restored"]);
+    assert_fields(
+        &report,
+        &[
+            "set",
+            "set_finished_at",
+            "dry_run",
+            "pre_restore_set",
+            "pre_restore",
+            "restored",
+        ],
+    );
+    assert_eq!(report["dry_run"], false);
     assert_eq!(report["pre_restore"][0]["status"], "saved");
     assert_eq!(report["set"], id);
     assert_eq!(report["restored"][0]["status"], "restored");
@@ -563,6 +574,84 @@ fn status_shows_the_newest_whole_backup_and_the_newest_set_apart() {
         m.as_object_mut().unwrap().remove("scope");
     });
     assert_eq!(env.json(&["status"])["newest_backup"]["id"], whole["id"]);
+}
+
+#[test]
+fn a_restore_dry_run_shows_the_plan_and_changes_nothing() {
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "a", "one@a.test");
+    let whole = env.json(&["backup"]);
+    add_user(&env, "a", "two@a.test");
+    env.json(&["backup", "--customer", "b"]);
+    let live = env.home.join("tenants/a.db");
+    let sets_before = env.json(&["backup", "list"]);
+    let report = env.json(&["restore", "--at", "2099-01-01", "--customer", "a", "--dry-run"]);
+    assert_fields(
+        &report,
+        &[
+            "set",
+            "set_finished_at",
+            "dry_run",
+            "pre_restore_set",
+            "pre_restore",
+            "restored",
+        ],
+    );
+    assert_eq!(report["set"], whole["id"], "the newest set holding a");
+    assert_eq!(report["set_finished_at"], whole["finished_at_exact"]);
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["pre_restore_set"], Value::Null);
+    assert_eq!(report["pre_restore"][0]["status"], "would-save");
+    assert_eq!(report["pre_restore"][0]["source"], live.to_str().unwrap());
+    assert_eq!(report["restored"][0]["status"], "would-replace");
+    assert_eq!(report["restored"][0]["target"], live.to_str().unwrap());
+    // For people: the plan in one line, then the files.
+    let table = env.ok(&["restore", "--at", "2099-01-01", "--customer", "a", "--dry-run"]);
+    let first = table.stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with("dry run, nothing changed: would restore 1 of 1 files from set ")
+            && first.contains(whole["id"].as_str().unwrap())
+            && first.contains(live.to_str().unwrap()),
+        "{}",
+        table.stdout
+    );
+    assert!(table.stdout.contains("would-replace"), "{}", table.stdout);
+    // Everything, without --confirm: the catalog and every tenant, saved first.
+    let everything = env.json(&[
+        "restore",
+        whole["id"].as_str().unwrap(),
+        "--everything",
+        "--dry-run",
+    ]);
+    let saved: Vec<&str> = everything["pre_restore"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(saved, ["catalog", "tenant", "tenant"]);
+    assert_eq!(everything["restored"].as_array().unwrap().len(), 3);
+    // A missing file would be created and needs nothing saved.
+    for file in ["b.db", "b.db-wal", "b.db-shm"] {
+        let _ = std::fs::remove_file(env.home.join("tenants").join(file));
+    }
+    let create = env.json(&[
+        "restore",
+        whole["id"].as_str().unwrap(),
+        "--customer",
+        "b",
+        "--dry-run",
+    ]);
+    assert_eq!(create["restored"][0]["status"], "would-create");
+    assert_eq!(create["pre_restore"], serde_json::json!([]));
+    // Nothing changed.
+    assert_eq!(users(&live), 2);
+    assert!(!env.home.join("tenants/b.db").exists());
+    assert_eq!(env.json(&["backup", "list"]), sets_before);
+    assert_eq!(
+        env.json(&["audit", "--action", "backup.restore"]),
+        serde_json::json!([])
+    );
 }
 
 #[test]
