@@ -111,7 +111,8 @@ pub struct RestoreArgs {
     /// Use the newest set finished at or before TIME, to the microsecond (RFC 3339, date, or age such as 6h)
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
-    /// Restore these customers' databases; repeatable
+    /// Restore these customers' databases; repeatable (a deleted customer comes back
+    /// with 'customer undelete CUSTOMER --from-backup')
     #[arg(long, value_name = "CUSTOMER")]
     pub customer: Vec<String>,
     /// Restore the catalog (needs --confirm catalog)

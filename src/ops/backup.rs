@@ -338,7 +338,8 @@ pub fn restore(
     }
 }
 
-/// The set named by id, or the newest complete one at or before `--at` that `holds`.
+/// The set named by id, the newest one finished at or before `--at` that `holds`, or
+/// with neither the newest set that `holds`.
 fn choose_set(
     backup_dir: &Path,
     request: &RestoreRequest,
@@ -346,6 +347,17 @@ fn choose_set(
 ) -> Result<BackupSet> {
     match (&request.set, &request.at) {
         (Some(id), None) => find_set(backup_dir, id),
+        (None, None) => list_sets(backup_dir)?
+            .into_iter()
+            .rev()
+            .find(|s| holds(&s.manifest))
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "no backup set in {} holds what is to be restored",
+                    backup_dir.display()
+                ))
+                .with_hint("see 'tenantctl backup list'")
+            }),
         (None, Some(at)) => {
             // To the microsecond: a set counts only when it was finished by then.
             let moment = time::parse_moment(at)?;
@@ -459,8 +471,16 @@ fn restore_tenants(
             return Err(Error::unexpected("a restore source without a customer"));
         };
         if target.status == "deleted" {
-            return Err(Error::refused(format!("customer {} is deleted", target.slug))
-                .with_hint(format!("run 'tenantctl customer undelete {}' first", target.slug)));
+            // Without its file in the trash, undelete itself takes it from a backup.
+            let how = if Path::new(&target.db_path).is_file() {
+                format!("run 'tenantctl customer undelete {}' first", target.slug)
+            } else {
+                format!(
+                    "its database is gone from the trash: run 'tenantctl customer undelete {} --from-backup [ID]' (or --at TIME)",
+                    target.slug
+                )
+            };
+            return Err(Error::refused(format!("customer {} is deleted", target.slug)).with_hint(how));
         }
         planned.push(Planned {
             source: set.file(&entry)?,
@@ -916,4 +936,114 @@ fn normalise_db_paths(catalog: &mut Catalog, actor: Actor<'_>) -> Result<Vec<(i6
         .filter(|(_, deleted, path)| !deleted && path.is_file())
         .map(|(id, _, path)| (id, path))
         .collect())
+}
+
+/// Brings back a deleted customer whose database is gone from the trash: its copy in a
+/// backup set (`set`, else the newest finished by `at`, else the newest holding it) is
+/// checked and put in place, and the customer is undeleted with it, in one step.
+/// Returns the customer as it is now and the set used.
+pub fn undelete_from_backup(
+    home_catalog: &Path,
+    actor: Actor<'_>,
+    backup_dir: &Path,
+    lock_timeout: Duration,
+    reference: &str,
+    set: Option<String>,
+    at: Option<String>,
+) -> Result<(crate::catalog::model::Customer, String)> {
+    let mut catalog = Catalog::open_ready(home_catalog)?;
+    let customer = customers::resolve(catalog.conn(), reference)?;
+    if customer.status != "deleted" {
+        return Err(
+            Error::refused(format!("customer {} is not deleted", customer.slug)).with_hint(format!(
+                "to put back its database, run 'tenantctl restore --at TIME --customer {}'",
+                customer.slug
+            )),
+        );
+    }
+    let trashed = PathBuf::from(&customer.db_path);
+    let target = actor.home.tenant_db(&customer.slug)?;
+    if let Some(present) = [&trashed, &target].into_iter().find(|p| p.is_file()) {
+        return Err(Error::refused(format!(
+            "the database of {} is still there ({})",
+            customer.slug,
+            present.display()
+        ))
+        .with_hint(format!(
+            "run 'tenantctl customer undelete {}' without --from-backup, then restore it if need be",
+            customer.slug
+        )));
+    }
+    let _lock = HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?;
+    let which = RestoreRequest {
+        set,
+        at,
+        scope: RestoreScope::Customers(vec![customer.slug.clone()]),
+        confirm: None,
+        into: None,
+        if_missing: false,
+        dry_run: false,
+        jobs: 1,
+    };
+    let chosen = choose_set(backup_dir, &which, |m| m.tenant_entry(customer.id).is_some())?;
+    let entry = chosen
+        .manifest
+        .tenant_entry(customer.id)
+        .cloned()
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "set {} has no backup of {} (id {})",
+                chosen.manifest.id, customer.slug, customer.id
+            ))
+            .with_hint(format!("see 'tenantctl backup list --customer {}'", customer.id))
+        })?;
+    let staged = swap::stage(&swap::ToStage {
+        backup_file: chosen.file(&entry)?,
+        sha256: entry.sha256.clone(),
+        target: target.clone(),
+    })?;
+    let applied = tenantdb::open_tenant(&staged.staging).and_then(|c| tenantdb::applied_migrations(&c));
+    let applied = match applied {
+        Ok(list) => list,
+        Err(err) => {
+            swap::discard(std::slice::from_ref(&staged));
+            return Err(err);
+        }
+    };
+    let target_text = target.display().to_string();
+    let set_id = chosen.manifest.id.clone();
+    let done = catalog.write_with_files(
+        |tx| {
+            let now = customers::resolve(tx, &customer.id.to_string())?;
+            if now.status != "deleted" {
+                return Err(Error::refused(format!("customer {} is not deleted", now.slug)));
+            }
+            crate::catalog::customers::undelete(tx, now.id, &target_text)?;
+            let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
+            tenants::record_applied(tx, now.id, &applied)?;
+            tenants::record_run(tx, now.id, version, "ok", None)?;
+            let restored = crate::catalog::customers::by_id(tx, now.id)?
+                .ok_or_else(|| Error::unexpected(format!("customer {} vanished", now.slug)))?;
+            customers::audit_customer(
+                tx,
+                actor,
+                "customer.undelete",
+                &now,
+                json!({"db_path": target_text, "status": restored.status,
+                       "from_backup": set_id, "file": entry.file}),
+            )?;
+            Ok(restored)
+        },
+        |_| swap::swap_in(&staged),
+        |_| {
+            let _ = crate::files::remove_database(&target);
+        },
+    );
+    match done {
+        Ok(restored) => Ok((restored, chosen.manifest.id)),
+        Err(err) => {
+            swap::discard(std::slice::from_ref(&staged));
+            Err(err)
+        }
+    }
 }

@@ -655,6 +655,90 @@ fn a_restore_dry_run_shows_the_plan_and_changes_nothing() {
 }
 
 #[test]
+fn a_deleted_customer_whose_trash_is_gone_comes_back_from_a_backup() {
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "a", "one@a.test");
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap();
+    let only_b = env.json(&["backup", "--customer", "b"]);
+    let deleted = env.json(&["customer", "delete", "a", "--confirm", "a"]);
+    let trashed = PathBuf::from(deleted["db_path"].as_str().unwrap());
+    for file in [".db", ".db-wal", ".db-shm"] {
+        let _ = std::fs::remove_file(trashed.with_extension(&file[1..]));
+    }
+    assert!(!trashed.exists());
+    // Each command names the one path that works.
+    let run = env.fails(&["customer", "undelete", "a"], 6);
+    assert!(
+        run.stderr.contains("customer undelete a --from-backup"),
+        "{}",
+        run.stderr
+    );
+    let run = env.fails(&["restore", id, "--customer", "a"], 6);
+    assert!(
+        run.stderr.contains("customer undelete a --from-backup"),
+        "{}",
+        run.stderr
+    );
+    // Sets that cannot serve are refused and change nothing.
+    env.fails(
+        &[
+            "customer",
+            "undelete",
+            "a",
+            "--from-backup",
+            only_b["id"].as_str().unwrap(),
+        ],
+        3,
+    );
+    env.fails(
+        &["customer", "undelete", "a", "--from-backup", "--at", "2000-01-01"],
+        3,
+    );
+    env.fails(
+        &[
+            "customer",
+            "undelete",
+            "a",
+            "--from-backup",
+            id,
+            "--at",
+            "2099-01-01",
+        ],
+        2,
+    );
+    env.fails(&["customer", "undelete", "a", "--at", "2099-01-01"], 2);
+    env.fails(&["customer", "undelete", "b", "--from-backup"], 6);
+    assert_eq!(env.json(&["customer", "show", "a"])["status"], "deleted");
+
+    let run = env.run(&["customer", "undelete", "a", "--from-backup", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("from backup set {id}")),
+        "{}",
+        run.stderr
+    );
+    let customer = run.json();
+    assert_fields(&customer, CUSTOMER_FIELDS);
+    assert_eq!(customer["status"], "active");
+    let live = env.home.join("tenants/a.db");
+    assert_eq!(customer["db_path"], live.to_str().unwrap());
+    assert_eq!(users(&live), 1, "the backed-up data is back");
+    let events = env.json(&["audit", "--action", "customer.undelete"]);
+    assert_eq!(events[0]["details"]["from_backup"], id, "{events}");
+    assert_eq!(
+        env.json(&["db", "status", "a"])["tenants"][0]["schema_version"],
+        3
+    );
+    env.ok(&["doctor"]);
+    // A deleted customer whose file is still in the trash comes back from there.
+    env.ok(&["customer", "delete", "b", "--confirm", "b"]);
+    let run = env.fails(&["customer", "undelete", "b", "--from-backup"], 6);
+    assert!(run.stderr.contains("without --from-backup"), "{}", run.stderr);
+    env.ok(&["customer", "undelete", "b"]);
+}
+
+#[test]
 fn a_checksum_mismatch_restores_nothing() {
     let env = fleet(&["a"]);
     let set = env.json(&["backup"]);
