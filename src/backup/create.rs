@@ -83,17 +83,7 @@ fn fill_set(
 ) -> Result<BackupSet> {
     let mut entries = Vec::new();
     if let Some(catalog) = catalog {
-        let dest = tmp.join("catalog.db");
-        snapshot(catalog, &dest)?;
-        entries.push(checked_entry(
-            &dest,
-            "catalog.db",
-            "catalog",
-            None,
-            None,
-            None,
-            None,
-        )?);
+        entries.push(catalog_entry(tmp, catalog, request.keep_damaged)?);
     }
     let previous = previous_entries(backup_dir, &request.tenants)?;
     let (tenant_entries, skipped) = backup_tenants(tmp, request, &previous)?;
@@ -119,6 +109,26 @@ fn fill_set(
     std::fs::rename(tmp, &dir).io_context(|| format!("moving the finished set to {}", dir.display()))?;
     files::fsync_dir(backup_dir)?;
     Ok(BackupSet { dir, manifest })
+}
+
+/// The catalog's part of a set: an online-backup copy, checked. With `keep_damaged`, a
+/// live catalog that fails its check is kept as its raw bytes instead.
+fn catalog_entry(tmp: &Path, catalog: &Connection, keep_damaged: bool) -> Result<Entry> {
+    let dest = tmp.join("catalog.db");
+    let copied = snapshot(catalog, &dest)
+        .and_then(|()| checked_entry(&dest, "catalog.db", "catalog", None, None, None, None));
+    let err = match copied {
+        Ok(entry) => return Ok(entry),
+        Err(err) => err,
+    };
+    let live = catalog.path().filter(|p| !p.is_empty()).map(PathBuf::from);
+    match live.and_then(|path| source_damage(&path, &err).map(|reason| (path, reason))) {
+        Some((path, reason)) if keep_damaged => {
+            let _ = std::fs::remove_file(&dest);
+            raw_entry(&path, &dest, "catalog.db", None, reason)
+        }
+        _ => Err(err),
+    }
 }
 
 /// For each tenant, the newest earlier entry of it and the file it can be linked from.
@@ -288,7 +298,8 @@ fn backup_tenant(
             let _ = std::fs::remove_file(&dest);
             return match source_damage(&tenant.path, &err) {
                 Some(reason) if keep_damaged => {
-                    raw_entry(tenant, &dest, &relative, reason).map(|e| Copied::Entry(Box::new(e)))
+                    raw_entry(&tenant.path, &dest, &relative, Some(tenant), reason)
+                        .map(|e| Copied::Entry(Box::new(e)))
                 }
                 Some(reason) => Ok(Copied::Failed(reason)),
                 None => Err(writing_failed(&dest, err)),
@@ -344,9 +355,14 @@ fn copy_tenant(
 /// A damaged live database kept as it is (for a pre-restore set): its raw bytes and
 /// their SHA-256, marked damaged so that nothing expects it to pass quick_check and it
 /// is never shared with a later set.
-fn raw_entry(tenant: &TenantSource, dest: &Path, relative: &str, reason: String) -> Result<Entry> {
-    let real =
-        std::fs::canonicalize(&tenant.path).io_context(|| format!("reading {}", tenant.path.display()))?;
+fn raw_entry(
+    source: &Path,
+    dest: &Path,
+    relative: &str,
+    tenant: Option<&TenantSource>,
+    reason: String,
+) -> Result<Entry> {
+    let real = std::fs::canonicalize(source).io_context(|| format!("reading {}", source.display()))?;
     let input = std::fs::File::open(&real).io_context(|| format!("reading {}", real.display()))?;
     let output = files::create_for_copy(dest)?;
     let sha256 = copy_hashed(&input, &real, &output, dest, |_| {})
@@ -358,9 +374,9 @@ fn raw_entry(tenant: &TenantSource, dest: &Path, relative: &str, reason: String)
         })
         .map_err(|err| writing_failed(dest, err))?;
     Ok(Entry {
-        scope: "tenant".to_string(),
-        customer_id: Some(tenant.customer_id),
-        customer_slug: Some(tenant.customer_slug.clone()),
+        scope: if tenant.is_some() { "tenant" } else { "catalog" }.to_string(),
+        customer_id: tenant.map(|t| t.customer_id),
+        customer_slug: tenant.map(|t| t.customer_slug.clone()),
         file: relative.to_string(),
         bytes: std::fs::metadata(dest)
             .io_context(|| format!("reading {}", dest.display()))?

@@ -860,6 +860,36 @@ fn a_damaged_tenant_is_restored_after_keeping_its_damaged_file() {
 }
 
 #[test]
+fn a_damaged_catalog_is_kept_damaged_before_a_catalog_restore() {
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup", "--catalog"]);
+    let live = env.home.join("catalog.db");
+    damage_middle_pages(&live);
+    let damaged_bytes = std::fs::read(&live).unwrap();
+    let run = env.run(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--catalog",
+        "--confirm",
+        "catalog",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.starts_with("warning: ") && run.stderr.contains("damaged"),
+        "{}",
+        run.stderr
+    );
+    let report = run.json();
+    assert_eq!(report["pre_restore"][0]["scope"], "catalog");
+    assert_eq!(report["pre_restore"][0]["status"], "kept-damaged");
+    let pre = report["pre_restore_set"].as_str().unwrap();
+    assert!(std::fs::read(backups(&env).join(pre).join("catalog.db")).unwrap() == damaged_bytes);
+    env.ok(&["backup", "verify", pre]);
+    env.ok(&["doctor"]);
+}
+
+#[test]
 fn another_customers_backup_needs_into() {
     let env = fleet(&["acme", "staging"]);
     add_user(&env, "acme", "real@acme.test");
