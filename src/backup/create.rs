@@ -36,9 +36,9 @@ pub struct SetRequest<'a> {
     pub catalog_schema_version: i64,
     pub tenants: Vec<TenantSource>,
     pub jobs: usize,
-    /// Keep a damaged tenant database as its raw bytes, marked damaged, instead of
-    /// leaving it out: what a pre-restore set needs, since the damage is usually what
-    /// the restore is for.
+    /// Keep a damaged live database (tenant or catalog) as its raw bytes, marked
+    /// damaged, instead of leaving it out or failing: what a pre-restore set needs,
+    /// since the damage is usually what the restore is for.
     pub keep_damaged: bool,
 }
 
@@ -119,15 +119,16 @@ fn catalog_entry(tmp: &Path, catalog: &Connection, keep_damaged: bool) -> Result
         .and_then(|()| checked_entry(&dest, "catalog.db", "catalog", None, None, None, None));
     let err = match copied {
         Ok(entry) => return Ok(entry),
+        Err(err) if !keep_damaged => return Err(err),
         Err(err) => err,
     };
     let live = catalog.path().filter(|p| !p.is_empty()).map(PathBuf::from);
     match live.and_then(|path| source_damage(&path, &err).map(|reason| (path, reason))) {
-        Some((path, reason)) if keep_damaged => {
+        Some((path, reason)) => {
             let _ = std::fs::remove_file(&dest);
             raw_entry(&path, &dest, "catalog.db", None, reason)
         }
-        _ => Err(err),
+        None => Err(err),
     }
 }
 

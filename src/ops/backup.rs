@@ -1014,9 +1014,13 @@ pub fn undelete_from_backup(
     let set_id = chosen.manifest.id.clone();
     let done = catalog.write_with_files(
         |tx| {
+            // Checked again under the write lock: another undelete may have won.
             let now = customers::resolve(tx, &customer.id.to_string())?;
-            if now.status != "deleted" {
-                return Err(Error::refused(format!("customer {} is not deleted", now.slug)));
+            if now.status != "deleted" || target.is_file() {
+                return Err(Error::refused(format!(
+                    "customer {} was undeleted meanwhile",
+                    now.slug
+                )));
             }
             crate::catalog::customers::undelete(tx, now.id, &target_text)?;
             let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
