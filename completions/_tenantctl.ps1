@@ -499,6 +499,8 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;customer;undelete' {
+            [CompletionResult]::new('--from-backup', '--from-backup', [CompletionResultType]::ParameterName, 'Take the database from a backup set (default: the newest holding the customer)')
+            [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'With --from-backup: the newest set finished at or before TIME')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
             [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: $TENANTCTL_OUTPUT or table]')
@@ -512,8 +514,8 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
             [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
@@ -1300,8 +1302,8 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
             [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
@@ -1330,8 +1332,8 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;restore' {
-            [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Use the newest complete set at or before TIME (RFC 3339, date, or age such as 6h)')
-            [CompletionResult]::new('--customer', '--customer', [CompletionResultType]::ParameterName, 'Restore these customers'' databases; repeatable')
+            [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Use the newest set finished at or before TIME, to the microsecond (RFC 3339, date, or age such as 6h)')
+            [CompletionResult]::new('--customer', '--customer', [CompletionResultType]::ParameterName, 'Restore these customers'' databases; repeatable (a deleted customer comes back with ''customer undelete CUSTOMER --from-backup'')')
             [CompletionResult]::new('--confirm', '--confirm', [CompletionResultType]::ParameterName, '''catalog'' or ''everything'', to confirm')
             [CompletionResult]::new('--into', '--into', [CompletionResultType]::ParameterName, 'Copy the one --customer''s data into this other existing customer')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
@@ -1344,6 +1346,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('--catalog', '--catalog', [CompletionResultType]::ParameterName, 'Restore the catalog (needs --confirm catalog)')
             [CompletionResult]::new('--everything', '--everything', [CompletionResultType]::ParameterName, 'Restore the catalog and every tenant in the set (needs --confirm everything)')
             [CompletionResult]::new('--if-missing', '--if-missing', [CompletionResultType]::ParameterName, 'Only restore tenants whose database file is absent')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show the set that would be used, what it would replace or create and what the pre-restore set would save first; change nothing (needs no --confirm)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')

@@ -471,6 +471,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --version 'Print version'
         }
         &'tenantctl;customer;undelete'= {
+            cand --from-backup 'Take the database from a backup set (default: the newest holding the customer)'
+            cand --at 'With --from-backup: the newest set finished at or before TIME'
             cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'
             cand -o 'Output format [default: $TENANTCTL_OUTPUT or table]'
@@ -484,8 +486,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
             cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
             cand --no-progress 'Never draw progress bars'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
@@ -1211,8 +1213,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
             cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
             cand --no-progress 'Never draw progress bars'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
@@ -1234,8 +1236,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;backup;help;help'= {
         }
         &'tenantctl;restore'= {
-            cand --at 'Use the newest complete set at or before TIME (RFC 3339, date, or age such as 6h)'
-            cand --customer 'Restore these customers'' databases; repeatable'
+            cand --at 'Use the newest set finished at or before TIME, to the microsecond (RFC 3339, date, or age such as 6h)'
+            cand --customer 'Restore these customers'' databases; repeatable (a deleted customer comes back with ''customer undelete CUSTOMER --from-backup'')'
             cand --confirm '''catalog'' or ''everything'', to confirm'
             cand --into 'Copy the one --customer''s data into this other existing customer'
             cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
@@ -1248,6 +1250,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --catalog 'Restore the catalog (needs --confirm catalog)'
             cand --everything 'Restore the catalog and every tenant in the set (needs --confirm everything)'
             cand --if-missing 'Only restore tenants whose database file is absent'
+            cand --dry-run 'Show the set that would be used, what it would replace or create and what the pre-restore set would save first; change nothing (needs no --confirm)'
             cand --json 'Same as --output json'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'

@@ -427,6 +427,8 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l from-backup -d 'Take the database from a backup set (default: the newest holding the customer)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l at -d 'With --from-backup: the newest set finished at or before TIME' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
@@ -442,7 +444,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l no-progress -d 'Never draw progress bars'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l confirm -d 'The customer\'s slug (or id), to confirm' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
@@ -1047,15 +1049,15 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l no-progress -d 'Never draw progress bars'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "list" -d 'List backup sets from their manifests (works without the catalog)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one set\'s manifest'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Recompute checksums and quick_check every file (default: the newest set)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Remove sets outside the retention policy; never the newest set'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l at -d 'Use the newest complete set at or before TIME (RFC 3339, date, or age such as 6h)' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l customer -d 'Restore these customers\' databases; repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l at -d 'Use the newest set finished at or before TIME, to the microsecond (RFC 3339, date, or age such as 6h)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l customer -d 'Restore these customers\' databases; repeatable (a deleted customer comes back with \'customer undelete CUSTOMER --from-backup\')' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l confirm -d '\'catalog\' or \'everything\', to confirm' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l into -d 'Copy the one --customer\'s data into this other existing customer' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
@@ -1072,6 +1074,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l lock-tim
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l catalog -d 'Restore the catalog (needs --confirm catalog)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l everything -d 'Restore the catalog and every tenant in the set (needs --confirm everything)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l if-missing -d 'Only restore tenants whose database file is absent'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l dry-run -d 'Show the set that would be used, what it would replace or create and what the pre-restore set would save first; change nothing (needs no --confirm)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'

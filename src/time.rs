@@ -13,6 +13,12 @@ pub fn format(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// RFC 3339 in UTC to the microsecond, for the few places where order within a second
+/// matters (when a backup set was finished).
+pub fn format_exact(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
 /// Rewrites an RFC 3339 timestamp in this crate's form (UTC, whole seconds); text
 /// that does not parse is kept as it is.
 pub fn normalise(text: &str) -> String {

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
-use serde::Serialize;
 
 use super::{
-    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, PARALLEL_FROM_BYTES, TMP_PREFIX, beside,
-    copy_hashed, list_sets, new_id, sha256_file,
+    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, PARALLEL_FROM_BYTES, Skipped, TMP_PREFIX,
+    beside, copy_hashed, list_sets, new_id, sha256_file,
 };
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::{files, tenantdb, time};
 
 /// A tenant database to back up.
@@ -32,26 +31,26 @@ pub struct TenantSource {
 pub struct SetRequest<'a> {
     pub label: Option<String>,
     pub kind: &'a str,
+    /// `all`, `catalog`, `customers` or `replaced`, recorded in the manifest.
+    pub scope: &'a str,
     pub catalog_schema_version: i64,
     pub tenants: Vec<TenantSource>,
     pub jobs: usize,
-}
-
-/// A tenant left out of a set, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Skipped {
-    pub customer: String,
-    pub reason: String,
+    /// Keep a damaged live database (tenant or catalog) as its raw bytes, marked
+    /// damaged, instead of leaving it out or failing: what a pre-restore set needs,
+    /// since the damage is usually what the restore is for.
+    pub keep_damaged: bool,
 }
 
 /// Writes a new set into `backup_dir`. `catalog` is backed up when given. Tenants whose
-/// file is missing or unreadable are left out and reported; anything else that fails
-/// removes the unfinished set and returns the error.
+/// file is missing, unreadable or damaged are left out and listed in the manifest's
+/// `skipped` (or, with `keep_damaged`, kept raw); anything else that fails removes the
+/// unfinished set and returns the error.
 pub fn create_set(
     backup_dir: &Path,
     catalog: Option<&Connection>,
     request: &SetRequest<'_>,
-) -> Result<(BackupSet, Vec<Skipped>)> {
+) -> Result<BackupSet> {
     files::create_private_dir(backup_dir)?;
     let started = Utc::now();
     let id = new_id(started);
@@ -81,41 +80,56 @@ fn fill_set(
     started: chrono::DateTime<Utc>,
     catalog: Option<&Connection>,
     request: &SetRequest<'_>,
-) -> Result<(BackupSet, Vec<Skipped>)> {
+) -> Result<BackupSet> {
     let mut entries = Vec::new();
     if let Some(catalog) = catalog {
-        let dest = tmp.join("catalog.db");
-        snapshot(catalog, &dest)?;
-        entries.push(checked_entry(
-            &dest,
-            "catalog.db",
-            "catalog",
-            None,
-            None,
-            None,
-            None,
-        )?);
+        entries.push(catalog_entry(tmp, catalog, request.keep_damaged)?);
     }
     let previous = previous_entries(backup_dir, &request.tenants)?;
     let (tenant_entries, skipped) = backup_tenants(tmp, request, &previous)?;
     entries.extend(tenant_entries);
     files::fsync_dir(&tmp.join("tenants"))?;
+    let finished = Utc::now();
     let manifest = Manifest {
         id: id.to_string(),
         created_at: time::format(started),
-        finished_at: time::now(),
+        finished_at: time::format(finished),
+        finished_at_exact: Some(time::format_exact(finished)),
+        scope: Some(request.scope.to_string()),
         label: request.label.clone(),
         kind: request.kind.to_string(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         catalog_schema_version: request.catalog_schema_version,
         entries,
+        skipped,
     };
     let text = serde_json::to_vec_pretty(&manifest)?;
     files::write_atomic(&tmp.join(MANIFEST), &text)?;
     let dir = backup_dir.join(id);
     std::fs::rename(tmp, &dir).io_context(|| format!("moving the finished set to {}", dir.display()))?;
     files::fsync_dir(backup_dir)?;
-    Ok((BackupSet { dir, manifest }, skipped))
+    Ok(BackupSet { dir, manifest })
+}
+
+/// The catalog's part of a set: an online-backup copy, checked. With `keep_damaged`, a
+/// live catalog that fails its check is kept as its raw bytes instead.
+fn catalog_entry(tmp: &Path, catalog: &Connection, keep_damaged: bool) -> Result<Entry> {
+    let dest = tmp.join("catalog.db");
+    let copied = snapshot(catalog, &dest)
+        .and_then(|()| checked_entry(&dest, "catalog.db", "catalog", None, None, None, None));
+    let err = match copied {
+        Ok(entry) => return Ok(entry),
+        Err(err) if !keep_damaged => return Err(err),
+        Err(err) => err,
+    };
+    let live = catalog.path().filter(|p| !p.is_empty()).map(PathBuf::from);
+    match live.and_then(|path| source_damage(&path, &err).map(|reason| (path, reason))) {
+        Some((path, reason)) => {
+            let _ = std::fs::remove_file(&dest);
+            raw_entry(&path, &dest, "catalog.db", None, reason)
+        }
+        None => Err(err),
+    }
 }
 
 /// For each tenant, the newest earlier entry of it and the file it can be linked from.
@@ -132,7 +146,7 @@ fn previous_entries(
         for entry in &set.manifest.entries {
             if let Some(id) = entry
                 .customer_id
-                .filter(|id| entry.scope == "tenant" && wanted.contains(id))
+                .filter(|id| entry.scope == "tenant" && entry.damaged.is_none() && wanted.contains(id))
                 && let Ok(file) = set.file(entry)
             {
                 wanted.remove(&id);
@@ -158,7 +172,12 @@ fn backup_tenants(
                     let Some(tenant) = request.tenants.get(index) else {
                         break;
                     };
-                    let result = backup_tenant(tmp, tenant, previous.get(&tenant.customer_id));
+                    let result = backup_tenant(
+                        tmp,
+                        tenant,
+                        previous.get(&tenant.customer_id),
+                        request.keep_damaged,
+                    );
                     if let Ok(mut all) = results.lock() {
                         all.push((index, result));
                     }
@@ -175,8 +194,9 @@ fn backup_tenants(
     for (index, result) in results {
         match result? {
             Copied::Entry(entry) => entries.push(*entry),
-            Copied::Unreadable(reason) => skipped.push(Skipped {
+            Copied::Failed(reason) => skipped.push(Skipped {
                 customer: request.tenants[index].customer_slug.clone(),
+                customer_id: request.tenants[index].customer_id,
                 reason,
             }),
         }
@@ -184,11 +204,12 @@ fn backup_tenants(
     Ok((entries, skipped))
 }
 
-/// A tenant's part of a set: its entry, or why its database could not be read. A
-/// tenant we cannot read is left out and reported; one we cannot write fails the set.
+/// A tenant's part of a set: its entry, or why its database could not be backed up. A
+/// tenant whose own file is missing, unreadable or damaged is left out and reported;
+/// one we cannot write fails the set.
 enum Copied {
     Entry(Box<Entry>),
-    Unreadable(String),
+    Failed(String),
 }
 
 fn unreadable_source(err: &Error) -> bool {
@@ -201,35 +222,61 @@ fn unreadable_source(err: &Error) -> bool {
     }
 }
 
-/// A failure while writing a copy, said so that the operator knows where to look.
+/// Why a copy failed because of its source: the source cannot be read as a database,
+/// or a check failed and the source itself fails quick_check (a copy that fails its
+/// check from a healthy source is a fault on the writing side). `None` otherwise.
+fn source_damage(source: &Path, err: &Error) -> Option<String> {
+    if unreadable_source(err) {
+        return Some(err.to_string());
+    }
+    if err.kind() != ErrorKind::VerificationFailed {
+        return None;
+    }
+    tenantdb::quick_check(source)
+        .err()
+        .map(|check| check.to_string().replace('\n', "; "))
+}
+
+/// A failure while writing a copy, said so that the operator knows where to look: only
+/// a lack of space earns the hint about space.
 fn writing_failed(dest: &Path, err: Error) -> Error {
-    let full =
-        matches!(&err, Error::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull));
-    let why = if full {
-        "the disk is full".to_string()
+    let no_space = match &err {
+        Error::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+        Error::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::StorageFull
+                | std::io::ErrorKind::FileTooLarge
+                | std::io::ErrorKind::QuotaExceeded
+        ),
+        _ => false,
+    };
+    let why = if no_space {
+        format!("no space left ({err})")
     } else {
         err.to_string()
     };
-    Error::unexpected(format!(
+    let failed = Error::unexpected(format!(
         "writing the backup copy {} failed: {why}",
         dest.display()
-    ))
-    .with_hint("check free space and limits where the backups go (--backup-dir)")
+    ));
+    if no_space {
+        failed.with_hint("check free space and file size limits where the backups go (--backup-dir)")
+    } else {
+        failed
+    }
 }
 
 fn backup_tenant(
     tmp: &Path,
     tenant: &TenantSource,
     previous: Option<&(Entry, PathBuf, String)>,
+    keep_damaged: bool,
 ) -> Result<Copied> {
     if let Err(err) = tenantdb::refuse_symlink(&tenant.path) {
         return Ok(Copied::Unreadable(err.to_string()));
     }
     if !tenant.path.is_file() {
-        return Ok(Copied::Unreadable(format!(
-            "{} is missing",
-            tenant.path.display()
-        )));
+        return Ok(Copied::Failed(format!("{} is missing", tenant.path.display())));
     }
     let relative = format!("tenants/{}.db", tenant.customer_slug);
     let dest = tmp.join(&relative);
@@ -249,39 +296,20 @@ fn backup_tenant(
             ..entry.clone()
         })));
     }
-    let source = match open_source(&tenant.path) {
-        Ok(source) => source,
-        Err(err) if unreadable_source(&err) => return Ok(Copied::Unreadable(err.to_string())),
-        Err(err) => return Err(err),
-    };
-    let mut keep_open = Vec::new();
-    let copied = match copy_consistent(&source, &tenant.path, &dest, &mut keep_open) {
-        Ok(Some(checked)) => Ok(Some(checked)),
-        Ok(None) => snapshot(&source, &dest).map(|()| None),
-        Err(err) => Err(err),
-    };
-    let known = match copied {
-        Ok(sum) => sum,
+    let mut entry = match copy_tenant(tenant, &dest, &relative, fingerprint) {
+        Ok(entry) => entry,
         Err(err) => {
             let _ = std::fs::remove_file(&dest);
-            return if unreadable_source(&err) {
-                Ok(Copied::Unreadable(err.to_string()))
-            } else {
-                Err(writing_failed(&dest, err))
+            return match source_damage(&tenant.path, &err) {
+                Some(reason) if keep_damaged => {
+                    raw_entry(&tenant.path, &dest, &relative, Some(tenant), reason)
+                        .map(|e| Copied::Entry(Box::new(e)))
+                }
+                Some(reason) => Ok(Copied::Failed(reason)),
+                None => Err(writing_failed(&dest, err)),
             };
         }
     };
-    drop(source);
-    drop(keep_open);
-    let mut entry = checked_entry(
-        &dest,
-        &relative,
-        "tenant",
-        Some(tenant.customer_id),
-        Some(tenant.customer_slug.clone()),
-        fingerprint,
-        known,
-    )?;
     // Changed metadata but the same bytes (a checkpoint, say): keep one copy on disk.
     if let Some((old, file, set_id)) = previous
         && old.sha256 == entry.sha256
@@ -296,6 +324,74 @@ fn backup_tenant(
         }
     }
     Ok(Copied::Entry(Box::new(entry)))
+}
+
+/// A checked copy of a live tenant database: the quick byte copy when its WAL is quiet,
+/// else SQLite's online backup.
+fn copy_tenant(
+    tenant: &TenantSource,
+    dest: &Path,
+    relative: &str,
+    fingerprint: Option<Fingerprint>,
+) -> Result<Entry> {
+    let source = open_source(&tenant.path)?;
+    let mut keep_open = Vec::new();
+    let known = match copy_consistent(&source, &tenant.path, dest, &mut keep_open)? {
+        Some(checked) => Some(checked),
+        None => {
+            snapshot(&source, dest)?;
+            None
+        }
+    };
+    drop(source);
+    drop(keep_open);
+    checked_entry(
+        dest,
+        relative,
+        "tenant",
+        Some(tenant.customer_id),
+        Some(tenant.customer_slug.clone()),
+        fingerprint,
+        known,
+    )
+}
+
+/// A damaged live database kept as it is (for a pre-restore set): its raw bytes and
+/// their SHA-256, marked damaged so that nothing expects it to pass quick_check and it
+/// is never shared with a later set.
+fn raw_entry(
+    source: &Path,
+    dest: &Path,
+    relative: &str,
+    tenant: Option<&TenantSource>,
+    reason: String,
+) -> Result<Entry> {
+    let real = std::fs::canonicalize(source).io_context(|| format!("reading {}", source.display()))?;
+    let input = std::fs::File::open(&real).io_context(|| format!("reading {}", real.display()))?;
+    let output = files::create_for_copy(dest)?;
+    let sha256 = copy_hashed(&input, &real, &output, dest, |_| {})
+        .and_then(|sum| {
+            output
+                .sync_all()
+                .io_context(|| format!("syncing {}", dest.display()))?;
+            Ok(sum)
+        })
+        .map_err(|err| writing_failed(dest, err))?;
+    Ok(Entry {
+        scope: if tenant.is_some() { "tenant" } else { "catalog" }.to_string(),
+        customer_id: tenant.map(|t| t.customer_id),
+        customer_slug: tenant.map(|t| t.customer_slug.clone()),
+        file: relative.to_string(),
+        bytes: std::fs::metadata(dest)
+            .io_context(|| format!("reading {}", dest.display()))?
+            .len(),
+        sha256,
+        schema_version: 0,
+        source: None,
+        linked_from: None,
+        copy: None,
+        damaged: Some(reason),
+    })
 }
 
 /// Opens a live database for reading a snapshot without checkpointing it on close, so
@@ -489,5 +585,6 @@ fn checked_entry(
         source,
         linked_from: None,
         copy: CopyStamp::of(path),
+        damaged: None,
     })
 }

@@ -28,12 +28,32 @@ pub struct Manifest {
     pub id: String,
     pub created_at: String,
     pub finished_at: String,
+    /// `finished_at` to the microsecond, so that `restore --at` never takes a set
+    /// finished after the moment asked for. Absent in sets from older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_exact: Option<String>,
+    /// What the set was taken of: `all` (the catalog and every tenant not deleted),
+    /// `catalog`, `customers`, or `replaced` (a pre-restore set). Absent in sets
+    /// from older versions; see [`Manifest::scope`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     pub label: Option<String>,
     /// `manual`, `scheduled` or `pre-restore`.
     pub kind: String,
     pub tool_version: String,
     pub catalog_schema_version: i64,
     pub entries: Vec<Entry>,
+    /// Tenants that were to be in the set but could not be copied, and why.
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+}
+
+/// A tenant left out of a set, and why (its file is missing, unreadable or damaged).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Skipped {
+    pub customer: String,
+    pub customer_id: i64,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,6 +77,10 @@ pub struct Entry {
     /// never linked into a later set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy: Option<CopyStamp>,
+    /// Why the source failed its check when a pre-restore set kept it anyway: the file
+    /// holds its raw bytes and is not expected to pass quick_check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -120,10 +144,41 @@ impl Manifest {
         self.entries.iter().find(|e| e.scope == "catalog")
     }
 
+    /// The customer's restorable copy: a damaged one kept before a restore is not.
     pub fn tenant_entry(&self, customer_id: i64) -> Option<&Entry> {
         self.entries
             .iter()
-            .find(|e| e.scope == "tenant" && e.customer_id == Some(customer_id))
+            .find(|e| e.scope == "tenant" && e.customer_id == Some(customer_id) && e.damaged.is_none())
+    }
+
+    /// When the set was finished, exactly; for a set from an older version, which
+    /// recorded whole seconds, the end of that second, so that it is never taken as
+    /// finished earlier than it was.
+    pub fn finished(&self) -> Option<DateTime<Utc>> {
+        let parse = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        match &self.finished_at_exact {
+            Some(exact) => parse(exact),
+            None => parse(&self.finished_at).map(|t| t + chrono::Duration::seconds(1)),
+        }
+    }
+
+    /// What the set was taken of (see [`Manifest::scope`]); for a set from an older
+    /// version, inferred from its kind and entries.
+    pub fn scope(&self) -> &str {
+        if let Some(scope) = &self.scope {
+            return scope;
+        }
+        let tenants = self.entries.iter().any(|e| e.scope == "tenant");
+        match (self.kind.as_str(), self.catalog_entry().is_some(), tenants) {
+            ("pre-restore", _, _) => "replaced",
+            (_, true, true) => "all",
+            (_, true, false) => "catalog",
+            _ => "customers",
+        }
     }
 
     pub fn created(&self) -> Option<DateTime<Utc>> {

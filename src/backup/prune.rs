@@ -162,6 +162,7 @@ mod tests {
             source: None,
             linked_from: None,
             copy: None,
+            damaged: None,
         };
         BackupSet {
             dir: Path::new("/b").join(id),
@@ -169,11 +170,14 @@ mod tests {
                 id: id.to_string(),
                 created_at: created_at.to_string(),
                 finished_at: created_at.to_string(),
+                finished_at_exact: None,
+                scope: None,
                 label: None,
                 kind: "scheduled".to_string(),
                 tool_version: "0".to_string(),
                 catalog_schema_version: 1,
                 entries: vec![catalog],
+                skipped: Vec::new(),
             },
         }
     }

@@ -5,8 +5,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::Session;
 use crate::backup::verify::FileCheck;
 use crate::catalog::Catalog;
+use crate::context::OutputFormat;
 use crate::error::Error;
-use crate::ops::backup::{self, BackupRequest, BackupScope, RestoreRequest, RestoreScope};
+use crate::ops::backup::{self, BackupRequest, BackupScope, RestoreRequest, RestoreScope, SetReport};
+use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
 #[command(
@@ -67,8 +69,12 @@ pub enum BackupCommand {
         all: bool,
     },
     /// Remove sets outside the retention policy; never the newest set
+    ///
+    /// A flag that is not given takes the catalog's backup_keep_* setting; when the
+    /// catalog cannot be read, prune fails with its error rather than guess (give all
+    /// four flags to prune without a catalog).
     #[command(
-        after_help = "Example:\n  tenantctl backup prune --keep-last 7 --keep-daily 14 --keep-weekly 8 --keep-monthly 12"
+        after_help = "Examples:\n  tenantctl backup prune\n  tenantctl backup prune --keep-last 7 --keep-daily 14 --keep-weekly 8 --keep-monthly 12"
     )]
     Prune {
         /// Keep the N newest sets [default: the backup_keep_last setting]
@@ -96,15 +102,17 @@ pub enum BackupCommand {
     after_help = "Examples:\n  tenantctl restore 20261122T030000Z-1a2b --customer acme\n  \
         tenantctl restore --at 2026-11-21T12:00:00Z --customer acme\n  \
         tenantctl restore 20261122T030000Z-1a2b --customer acme --into acme-staging\n  \
-        tenantctl restore --at 1d --everything --confirm everything"
+        tenantctl restore --at 1d --everything --confirm everything\n  \
+        tenantctl restore --at 2026-11-21T12:00:00Z --customer acme --dry-run"
 )]
 pub struct RestoreArgs {
     /// Backup set id
     pub id: Option<String>,
-    /// Use the newest complete set at or before TIME (RFC 3339, date, or age such as 6h)
+    /// Use the newest set finished at or before TIME, to the microsecond (RFC 3339, date, or age such as 6h)
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
-    /// Restore these customers' databases; repeatable
+    /// Restore these customers' databases; repeatable (a deleted customer comes back
+    /// with 'customer undelete CUSTOMER --from-backup')
     #[arg(long, value_name = "CUSTOMER")]
     pub customer: Vec<String>,
     /// Restore the catalog (needs --confirm catalog)
@@ -122,6 +130,10 @@ pub struct RestoreArgs {
     /// Only restore tenants whose database file is absent
     #[arg(long)]
     pub if_missing: bool,
+    /// Show the set that would be used, what it would replace or create and what the
+    /// pre-restore set would save first; change nothing (needs no --confirm)
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 const LIST_COLUMNS: &[&str] = &[
@@ -173,18 +185,19 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
                 jobs: jobs(),
             };
             let report = backup::backup(&catalog, backup_dir, &request)?;
-            session.out.object(&report)?;
-            if !report.skipped.is_empty() {
-                for skipped in &report.skipped {
+            print_set(session, &report)?;
+            let skipped = &report.manifest.skipped;
+            if !skipped.is_empty() {
+                for one in skipped {
                     session
                         .messages
-                        .warning(&format!("{}: {}", skipped.customer, skipped.reason));
+                        .warning(&format!("{}: {}", one.customer, one.reason));
                 }
                 return Err(Error::partial(format!(
-                    "set {} is complete but leaves out {} unreadable tenant database{}",
+                    "set {} is complete but leaves out {} tenant database{} that could not be backed up",
                     report.manifest.id,
-                    report.skipped.len(),
-                    if report.skipped.len() == 1 { "" } else { "s" }
+                    skipped.len(),
+                    if skipped.len() == 1 { "" } else { "s" }
                 ))
                 .with_hint("run 'tenantctl doctor'")
                 .into());
@@ -193,7 +206,7 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
         Some(BackupCommand::List { customer }) => session
             .out
             .list(LIST_COLUMNS, backup::list(backup_dir, customer.as_deref())?)?,
-        Some(BackupCommand::Show { id }) => session.out.object(&backup::show(backup_dir, &id)?)?,
+        Some(BackupCommand::Show { id }) => print_set(session, &backup::show(backup_dir, &id)?)?,
         Some(BackupCommand::Verify { ids, all }) => {
             let checks = backup::verify(backup_dir, &ids, all)?;
             session.out.list(VERIFY_COLUMNS, &checks)?;
@@ -217,14 +230,15 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
             keep_monthly,
             dry_run,
         }) => {
-            // Retention settings live in the catalog, but pruning must work without one.
-            let catalog = Catalog::open_ready(&session.home.catalog()).ok();
-            let report = backup::prune(
-                backup_dir,
-                catalog.as_ref(),
-                [keep_last, keep_daily, keep_weekly, keep_monthly],
-                dry_run,
-            )?;
+            let flags = [keep_last, keep_daily, keep_weekly, keep_monthly];
+            // The operator's backup_keep_* settings live in the catalog: a prune that
+            // cannot read them fails rather than guess, unless every flag is given.
+            let catalog = if flags.iter().all(Option::is_some) {
+                None
+            } else {
+                Some(Catalog::open_ready(&session.home.catalog())?)
+            };
+            let report = backup::prune(backup_dir, catalog.as_ref(), flags, dry_run)?;
             let line = format!(
                 "{}{} sets: keep {}, remove {}; {} unfinished sets {}",
                 if dry_run { "dry run: " } else { "" },
@@ -237,6 +251,69 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
             session.out.report(&line, &report, PRUNE_COLUMNS, &report.sets)?;
         }
     }
+    Ok(())
+}
+
+/// The summary of a restore plan: the set, how many files, what is saved first.
+fn dry_run_line(report: &backup::RestoreReport) -> String {
+    let to_do = report.restored.iter().filter(|r| r.status != "skipped").count();
+    let saved = if report.pre_restore.is_empty() {
+        "no pre-restore set (nothing is replaced)".to_string()
+    } else {
+        let sources: Vec<&str> = report.pre_restore.iter().map(|s| s.source.as_str()).collect();
+        format!("first a pre-restore set of {}", sources.join(", "))
+    };
+    format!(
+        "dry run, nothing changed: would restore {to_do} of {} files from set {} (finished {}); {saved}",
+        report.restored.len(),
+        report.set,
+        report.set_finished_at
+    )
+}
+
+/// A set for people: its manifest's scalars, then one row per file with the same
+/// readable columns for every file (the fingerprints stay in JSON); the other formats
+/// get the whole report.
+fn print_set(session: &Session, report: &SetReport) -> anyhow::Result<()> {
+    if session.out.format() != OutputFormat::Table {
+        session.out.object(report)?;
+        return Ok(());
+    }
+    let m = &report.manifest;
+    let files: Vec<Value> = m
+        .entries
+        .iter()
+        .map(|e| {
+            let stored = match (&e.damaged, &e.linked_from) {
+                (Some(damage), _) => format!("kept damaged: {damage}"),
+                (None, Some(set)) => format!("linked from {set}"),
+                (None, None) => "copied".to_string(),
+            };
+            json!({
+                "scope": e.scope,
+                "customer": e.customer_slug,
+                "file": e.file,
+                "bytes": e.bytes,
+                "schema_version": e.schema_version,
+                "sha256": e.sha256.get(..12).unwrap_or(&e.sha256),
+                "stored": stored,
+            })
+        })
+        .collect();
+    session.out.object(&json!({
+        "id": m.id,
+        "created_at": m.created_at,
+        "finished_at": m.finished_at,
+        "label": m.label,
+        "kind": m.kind,
+        "path": report.path,
+        "files": m.entries.len(),
+        "copied": report.copied,
+        "linked": report.linked,
+        "bytes": m.bytes(),
+        "entries": files,
+        "skipped": m.skipped,
+    }))?;
     Ok(())
 }
 
@@ -255,6 +332,7 @@ pub fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
         confirm: args.confirm,
         into: args.into,
         if_missing: args.if_missing,
+        dry_run: args.dry_run,
         jobs: jobs(),
     };
     let report = backup::restore(
@@ -264,17 +342,29 @@ pub fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
         session.ctx.lock_timeout,
         &request,
     )?;
-    let line = format!(
-        "restored {} of {} files from set {}{}",
-        report.restored.iter().filter(|r| r.status == "restored").count(),
-        report.restored.len(),
-        report.set,
-        report
-            .pre_restore_set
-            .as_deref()
-            .map(|p| format!(" (what was replaced is in set {p})"))
-            .unwrap_or_default()
-    );
+    for kept in report.pre_restore.iter().filter(|s| s.status == "kept-damaged") {
+        session.messages.warning(&format!(
+            "{} fails its check ({}); it is kept as it was, marked damaged, in pre-restore set {}",
+            kept.source,
+            kept.reason.as_deref().unwrap_or("damaged"),
+            report.pre_restore_set.as_deref().unwrap_or("-")
+        ));
+    }
+    let line = if report.dry_run {
+        dry_run_line(&report)
+    } else {
+        format!(
+            "restored {} of {} files from set {}{}",
+            report.restored.iter().filter(|r| r.status == "restored").count(),
+            report.restored.len(),
+            report.set,
+            report
+                .pre_restore_set
+                .as_deref()
+                .map(|p| format!(" (what was replaced is in set {p})"))
+                .unwrap_or_default()
+        )
+    };
     session
         .out
         .report(&line, &report, RESTORE_COLUMNS, &report.restored)?;

@@ -48,11 +48,26 @@ pub enum CustomerCommand {
         #[arg(long, value_name = "SLUG")]
         confirm: Option<String>,
     },
-    #[command(after_help = "Example:\n  tenantctl customer undelete acme")]
+    #[command(
+        after_help = "Examples:\n  tenantctl customer undelete acme\n  tenantctl customer undelete acme --from-backup\n  \
+            tenantctl customer undelete acme --from-backup 20261122T030000000000Z-1a2b\n  \
+            tenantctl customer undelete acme --from-backup --at 2026-11-21T12:00:00Z"
+    )]
     /// Reverse a soft delete
+    ///
+    /// The database comes back from the trash. When it is gone from there (the trash
+    /// was cleaned), --from-backup takes it from a backup set instead: the one named,
+    /// the newest finished by --at, or the newest holding this customer. The copy is
+    /// checked (checksum, integrity_check) before the customer is undeleted with it.
     Undelete {
         /// Slug, numeric id or email
         customer: String,
+        /// Take the database from a backup set (default: the newest holding the customer)
+        #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+        from_backup: Option<String>,
+        /// With --from-backup: the newest set finished at or before TIME
+        #[arg(long, value_name = "TIME", requires = "from_backup")]
+        at: Option<String>,
     },
     /// Remove a deleted customer's database, sites, snapshots and keys for good
     #[command(after_help = "Example:\n  tenantctl customer purge acme --confirm acme")]
@@ -227,8 +242,31 @@ pub fn run(session: &Session, command: CustomerCommand) -> anyhow::Result<()> {
             &customer,
             confirm.as_deref(),
         )?)?,
-        CustomerCommand::Undelete { customer } => {
-            out.object(&customers::undelete(&mut catalog, actor, &customer)?)?
+        CustomerCommand::Undelete {
+            customer,
+            from_backup: None,
+            ..
+        } => out.object(&customers::undelete(&mut catalog, actor, &customer)?)?,
+        CustomerCommand::Undelete {
+            customer,
+            from_backup: Some(id),
+            at,
+        } => {
+            drop(catalog);
+            let (restored, set) = crate::ops::backup::undelete_from_backup(
+                &session.home.catalog(),
+                actor,
+                &session.ctx.backup_dir,
+                session.ctx.lock_timeout,
+                &customer,
+                Some(id).filter(|id| !id.is_empty()),
+                at,
+            )?;
+            session.messages.note(&format!(
+                "undeleted {} with its database from backup set {set}",
+                restored.slug
+            ));
+            out.object(&restored)?;
         }
         CustomerCommand::Purge { customer, confirm } => out.object(&customers::purge(
             &mut catalog,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Actor, config, customers};
-use crate::backup::create::{SetRequest, Skipped, TenantSource, create_set};
+use crate::backup::create::{SetRequest, TenantSource, create_set};
 use crate::backup::prune::{PruneReport, Retention};
 use crate::backup::verify::{FileCheck, verify_set};
 use crate::backup::{BackupSet, Entry, Manifest, find_set, list_sets, prune, restore as swap};
@@ -44,11 +44,10 @@ pub struct SetReport {
     pub path: String,
     pub copied: usize,
     pub linked: usize,
-    pub skipped: Vec<Skipped>,
 }
 
 impl SetReport {
-    fn new(set: &BackupSet, skipped: Vec<Skipped>) -> Self {
+    fn new(set: &BackupSet) -> Self {
         let linked = set
             .manifest
             .entries
@@ -59,7 +58,6 @@ impl SetReport {
             path: set.dir.display().to_string(),
             copied: set.manifest.entries.len() - linked,
             linked,
-            skipped,
             manifest: set.manifest.clone(),
         }
     }
@@ -97,12 +95,18 @@ pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> 
     let set_request = SetRequest {
         label,
         kind: &request.kind,
+        scope: match request.scope {
+            BackupScope::All => "all",
+            BackupScope::Catalog => "catalog",
+            BackupScope::Customers(_) => "customers",
+        },
         catalog_schema_version: catalog.schema_version()?,
         tenants,
         jobs: request.jobs,
+        keep_damaged: false,
     };
-    let (set, skipped) = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)?;
-    Ok(SetReport::new(&set, skipped))
+    let set = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)?;
+    Ok(SetReport::new(&set))
 }
 
 /// One line of `backup list`.
@@ -149,7 +153,7 @@ fn entry_names(entry: &Entry, reference: &str) -> bool {
 }
 
 pub fn show(backup_dir: &Path, id: &str) -> Result<SetReport> {
-    Ok(SetReport::new(&find_set(backup_dir, id)?, Vec::new()))
+    Ok(SetReport::new(&find_set(backup_dir, id)?))
 }
 
 /// Checks the named sets, every set, or by default the newest one.
@@ -170,8 +174,8 @@ pub fn verify(backup_dir: &Path, ids: &[String], all: bool) -> Result<Vec<FileCh
     Ok(sets.iter().flat_map(verify_set).collect())
 }
 
-/// Retention from the flags, else the catalog's `backup_keep_*` settings, else their
-/// defaults.
+/// Retention from the flags, else the catalog's `backup_keep_*` settings (their
+/// defaults when unset). Without a catalog every flag must be given.
 pub fn prune(
     backup_dir: &Path,
     catalog: Option<&Catalog>,
@@ -192,9 +196,12 @@ pub fn prune(
                 .value
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
-            (None, None) => config::default_value(name)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            (None, None) => {
+                return Err(Error::refused(format!(
+                    "the {name} setting is in the catalog, which was not read"
+                ))
+                .with_hint("pass every --keep-* flag to prune without the catalog"));
+            }
         };
     }
     let retention = Retention {
@@ -222,6 +229,8 @@ pub struct RestoreRequest {
     pub confirm: Option<String>,
     pub into: Option<String>,
     pub if_missing: bool,
+    /// Plan only: which set, what would be replaced and saved first; change nothing.
+    pub dry_run: bool,
     pub jobs: usize,
 }
 
@@ -233,7 +242,8 @@ pub struct Restored {
     pub file: String,
     pub target: String,
     pub schema_version: i64,
-    /// `restored`, or `skipped` with a reason.
+    /// `restored`, or `skipped` with a reason; in a dry run `would-replace` or
+    /// `would-create` (no file there now).
     pub status: String,
     pub reason: Option<String>,
 }
@@ -241,8 +251,29 @@ pub struct Restored {
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
     pub set: String,
+    /// When the set was finished (to the microsecond when the set records it).
+    pub set_finished_at: String,
+    /// True when nothing was changed: the rows say what would be done.
+    pub dry_run: bool,
+    /// The pre-restore set taken; none in a dry run, whose `pre_restore` says what
+    /// it would hold.
     pub pre_restore_set: Option<String>,
+    /// What the pre-restore set holds of the files that are replaced.
+    pub pre_restore: Vec<Saved>,
     pub restored: Vec<Restored>,
+}
+
+/// A live file saved in the pre-restore set before it is replaced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Saved {
+    pub scope: String,
+    pub customer: Option<String>,
+    /// The live file.
+    pub source: String,
+    /// `saved`; `kept-damaged` when it failed its check and was kept as raw bytes;
+    /// `not-saved` when it could not be read at all; `would-save` in a dry run.
+    pub status: String,
+    pub reason: Option<String>,
 }
 
 /// One file to put back, and where.
@@ -267,6 +298,7 @@ pub fn restore(
         RestoreScope::Customers(_) => None,
     };
     if let Some(word) = needed
+        && !request.dry_run
         && request.confirm.as_deref() != Some(word)
     {
         return Err(Error::refused(format!("restoring the {word} replaces it"))
@@ -283,13 +315,19 @@ pub fn restore(
     match &request.scope {
         // A tenant restore needs a working catalog: say so before anything else.
         RestoreScope::Customers(_) => drop(Catalog::open_ready(home_catalog)?),
+        // A dry run changes nothing: no folders, no lock.
+        RestoreScope::Catalog | RestoreScope::Everything if request.dry_run => {}
         // Disaster recovery may start from an empty home.
         RestoreScope::Catalog | RestoreScope::Everything => {
             crate::files::create_private_dir(actor.home.root())?;
             crate::files::create_private_dir(&actor.home.tenants_dir())?;
         }
     }
-    let _lock = HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?;
+    let _lock = if request.dry_run {
+        None
+    } else {
+        Some(HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?)
+    };
     match &request.scope {
         RestoreScope::Customers(references) => {
             restore_tenants(home_catalog, actor, backup_dir, request, references)
@@ -300,7 +338,8 @@ pub fn restore(
     }
 }
 
-/// The set named by id, or the newest complete one at or before `--at` that `holds`.
+/// The set named by id, the newest one finished at or before `--at` that `holds`, or
+/// with neither the newest set that `holds`.
 fn choose_set(
     backup_dir: &Path,
     request: &RestoreRequest,
@@ -308,16 +347,30 @@ fn choose_set(
 ) -> Result<BackupSet> {
     match (&request.set, &request.at) {
         (Some(id), None) => find_set(backup_dir, id),
+        (None, None) => list_sets(backup_dir)?
+            .into_iter()
+            .rev()
+            .find(|s| holds(&s.manifest))
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "no backup set in {} holds what is to be restored",
+                    backup_dir.display()
+                ))
+                .with_hint("see 'tenantctl backup list'")
+            }),
         (None, Some(at)) => {
+            // To the microsecond: a set counts only when it was finished by then.
             let moment = time::parse_moment(at)?;
             list_sets(backup_dir)?
                 .into_iter()
-                .rev()
-                .find(|s| s.manifest.created().is_some_and(|c| c <= moment) && holds(&s.manifest))
+                .filter(|s| s.manifest.finished().is_some_and(|f| f <= moment) && holds(&s.manifest))
+                .max_by(|a, b| {
+                    (a.manifest.finished(), &a.manifest.id).cmp(&(b.manifest.finished(), &b.manifest.id))
+                })
                 .ok_or_else(|| {
                     Error::not_found(format!(
-                        "no backup set at or before {} holds what is to be restored",
-                        time::format(moment)
+                        "no backup set finished at or before {} holds what is to be restored",
+                        time::format_exact(moment)
                     ))
                     .with_hint("see 'tenantctl backup list'")
                 })
@@ -365,7 +418,7 @@ fn restore_tenants(
                 (None, Some(_)) => manifest
                     .entries
                     .iter()
-                    .find(|e| entry_names(e, &source.1))
+                    .find(|e| e.damaged.is_none() && entry_names(e, &source.1))
                     .cloned(),
                 (None, None) => None,
             }
@@ -376,6 +429,19 @@ fn restore_tenants(
     let mut planned = Vec::new();
     for source in &sources {
         let Some(entry) = find_entry(&set.manifest, source) else {
+            if let Some(damaged) = set.manifest.entries.iter().find(|e| {
+                e.damaged.is_some()
+                    && match &source.0 {
+                        Some(customer) => e.customer_id == Some(customer.id),
+                        None => entry_names(e, &source.1),
+                    }
+            }) {
+                return Err(Error::verification(format!(
+                    "set {} holds only a damaged copy of {}, kept before a restore",
+                    set.manifest.id, damaged.file
+                ))
+                .with_hint("pick another set: 'tenantctl backup list --customer …'"));
+            }
             // The same slug under another id is another customer's data.
             if let Some(customer) = &source.0
                 && let Some(other) = set
@@ -405,8 +471,16 @@ fn restore_tenants(
             return Err(Error::unexpected("a restore source without a customer"));
         };
         if target.status == "deleted" {
-            return Err(Error::refused(format!("customer {} is deleted", target.slug))
-                .with_hint(format!("run 'tenantctl customer undelete {}' first", target.slug)));
+            // Without its file in the trash, undelete itself takes it from a backup.
+            let how = if Path::new(&target.db_path).is_file() {
+                format!("run 'tenantctl customer undelete {}' first", target.slug)
+            } else {
+                format!(
+                    "its database is gone from the trash: run 'tenantctl customer undelete {} --from-backup [ID]' (or --at TIME)",
+                    target.slug
+                )
+            };
+            return Err(Error::refused(format!("customer {} is deleted", target.slug)).with_hint(how));
         }
         planned.push(Planned {
             source: set.file(&entry)?,
@@ -416,17 +490,10 @@ fn restore_tenants(
             entry,
         });
     }
-    let mut report = RestoreReport {
-        set: set.manifest.id.clone(),
-        pre_restore_set: None,
-        restored: Vec::new(),
-    };
+    let mut report = RestoreReport::new(&set);
     let (to_do, skipped): (Vec<Planned>, Vec<Planned>) = planned
         .into_iter()
-        .partition(|p| !(request.if_missing && p.target.is_file()));
-    for plan in to_do.iter().filter(|p| p.target.is_file()) {
-        swap::refuse_if_open(&plan.target)?;
-    }
+        .partition(|p| skip_reason(p, request.if_missing).is_none());
     let replaced: Vec<TenantSource> = to_do
         .iter()
         .filter(|p| p.target.is_file())
@@ -436,13 +503,22 @@ fn restore_tenants(
             path: p.target.clone(),
         })
         .collect();
-    let (staged, pre_restore_set) = stage_and_save(&to_stage(&to_do), || {
+    if request.dry_run {
+        return Ok(planned_report(report, &to_do, &skipped, request, None, &replaced));
+    }
+    for plan in to_do.iter().filter(|p| p.target.is_file()) {
+        swap::refuse_if_open(&plan.target)?;
+    }
+    let (staged, saved) = stage_and_save(&to_stage(&to_do), || {
         if replaced.is_empty() {
             return Ok(None);
         }
         pre_restore(&catalog, backup_dir, &set, replaced, false, request.jobs).map(Some)
     })?;
-    report.pre_restore_set = pre_restore_set;
+    if let Some((id, lines)) = saved {
+        report.pre_restore_set = Some(id);
+        report.pre_restore = lines;
+    }
     swap_all_in(&staged)?;
     for plan in &to_do {
         report
@@ -453,7 +529,7 @@ fn restore_tenants(
         report.restored.push(restored_line(
             plan,
             "skipped",
-            Some("its database file exists (--if-missing)"),
+            skip_reason(plan, request.if_missing),
             plan.entry.schema_version,
         ));
     }
@@ -463,6 +539,99 @@ fn restore_tenants(
         .collect();
     record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
     Ok(report)
+}
+
+/// The live tenant files that `plans` would replace, each labelled with the live
+/// catalog's customer of that slug (not the backup's).
+fn replaced_by_owner(live: &Catalog, plans: &[Planned]) -> Vec<TenantSource> {
+    let mut replaced = Vec::new();
+    for plan in plans.iter().filter(|p| p.target.is_file()) {
+        let slug = plan.customer.clone().unwrap_or_default();
+        if let Ok(Some(owner)) = crate::catalog::customers::by_slug(live.conn(), &slug) {
+            replaced.push(TenantSource {
+                customer_id: owner.id,
+                customer_slug: owner.slug,
+                path: plan.target.clone(),
+            });
+        }
+    }
+    replaced
+}
+
+impl RestoreReport {
+    fn new(set: &BackupSet) -> Self {
+        let m = &set.manifest;
+        RestoreReport {
+            set: m.id.clone(),
+            set_finished_at: m
+                .finished_at_exact
+                .clone()
+                .unwrap_or_else(|| m.finished_at.clone()),
+            dry_run: false,
+            pre_restore_set: None,
+            pre_restore: Vec::new(),
+            restored: Vec::new(),
+        }
+    }
+}
+
+/// What a restore would do, for `--dry-run`: each file it would replace or create, and
+/// what its pre-restore set would save first (the live catalog, when it is replaced
+/// and readable, and each live tenant file).
+fn planned_report(
+    mut report: RestoreReport,
+    to_do: &[Planned],
+    skipped: &[Planned],
+    request: &RestoreRequest,
+    live_catalog: Option<&Path>,
+    replaced: &[TenantSource],
+) -> RestoreReport {
+    report.dry_run = true;
+    for plan in to_do {
+        let status = if plan.target.is_file() {
+            "would-replace"
+        } else {
+            "would-create"
+        };
+        report
+            .restored
+            .push(restored_line(plan, status, None, plan.entry.schema_version));
+    }
+    for plan in skipped {
+        let reason = skip_reason(plan, request.if_missing);
+        report
+            .restored
+            .push(restored_line(plan, "skipped", reason, plan.entry.schema_version));
+    }
+    let would_save = |scope: &str, customer: Option<String>, source: &Path| Saved {
+        scope: scope.to_string(),
+        customer,
+        source: source.display().to_string(),
+        status: "would-save".to_string(),
+        reason: None,
+    };
+    report.pre_restore = live_catalog
+        .map(|path| would_save("catalog", None, path))
+        .into_iter()
+        .chain(
+            replaced
+                .iter()
+                .map(|t| would_save("tenant", Some(t.customer_slug.clone()), &t.path)),
+        )
+        .collect();
+    report
+}
+
+/// Why a planned file is left as it is: `--if-missing` and the file is there, or the
+/// set holds only a damaged copy (kept before an earlier restore).
+fn skip_reason(plan: &Planned, if_missing: bool) -> Option<&'static str> {
+    if plan.entry.damaged.is_some() {
+        Some("the set holds only a damaged copy, kept before a restore")
+    } else if if_missing && plan.target.is_file() {
+        Some("its database file exists (--if-missing)")
+    } else {
+        None
+    }
 }
 
 fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i64) -> Restored {
@@ -484,10 +653,10 @@ fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i6
 /// contend for the disk and the page cache and end later than in turn (measured on a
 /// 1 GiB tenant: 3.1-3.5 s side by side, 2.9-3.1 s in turn). A restore that fails its
 /// checks has then written no pre-restore set either.
-fn stage_and_save(
+fn stage_and_save<T>(
     wanted: &[swap::ToStage],
-    save: impl FnOnce() -> Result<Option<String>>,
-) -> Result<(Vec<swap::Staged>, Option<String>)> {
+    save: impl FnOnce() -> Result<T>,
+) -> Result<(Vec<swap::Staged>, T)> {
     let staged = swap::stage_all(wanted)?;
     match save() {
         Ok(saved) => Ok((staged, saved)),
@@ -520,7 +689,10 @@ fn swap_all_in(staged: &[swap::Staged]) -> Result<()> {
     Ok(())
 }
 
-/// A `pre-restore` set of what is about to be replaced; returns its id.
+/// A `pre-restore` set of what is about to be replaced; returns its id and what it
+/// holds. A live tenant file that fails its check is kept as it is, marked damaged:
+/// restoring a broken tenant is what restore is most often for, and the broken file
+/// may still hold data worth digging out.
 fn pre_restore(
     catalog: &Catalog,
     backup_dir: &Path,
@@ -528,18 +700,58 @@ fn pre_restore(
     tenants: Vec<TenantSource>,
     with_catalog: bool,
     jobs: usize,
-) -> Result<String> {
+) -> Result<(String, Vec<Saved>)> {
     let request = SetRequest {
         label: Some(format!("before restoring {}", set.manifest.id)),
         kind: "pre-restore",
+        scope: "replaced",
         catalog_schema_version: catalog.schema_version().unwrap_or(0),
         tenants,
         jobs,
+        keep_damaged: true,
     };
-    // A damaged live file cannot be saved first (it is left out of the set); it is
-    // usually what the restore is for.
-    let (pre, _unreadable) = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
-    Ok(pre.manifest.id)
+    let pre = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
+    let source_of = |entry: &Entry| match entry.customer_id {
+        Some(id) if entry.scope == "tenant" => request
+            .tenants
+            .iter()
+            .find(|t| t.customer_id == id)
+            .map(|t| t.path.display().to_string())
+            .unwrap_or_default(),
+        _ => catalog.path().display().to_string(),
+    };
+    let mut lines: Vec<Saved> = pre
+        .manifest
+        .entries
+        .iter()
+        .map(|entry| Saved {
+            scope: entry.scope.clone(),
+            customer: entry.customer_slug.clone(),
+            source: source_of(entry),
+            status: if entry.damaged.is_some() {
+                "kept-damaged"
+            } else {
+                "saved"
+            }
+            .to_string(),
+            reason: entry.damaged.clone(),
+        })
+        .collect();
+    lines.extend(pre.manifest.skipped.iter().map(|left| {
+        Saved {
+            scope: "tenant".to_string(),
+            customer: Some(left.customer.clone()),
+            source: request
+                .tenants
+                .iter()
+                .find(|t| t.customer_id == left.customer_id)
+                .map(|t| t.path.display().to_string())
+                .unwrap_or_default(),
+            status: "not-saved".to_string(),
+            reason: Some(left.reason.clone()),
+        }
+    }));
+    Ok((pre.manifest.id, lines))
 }
 
 /// In one catalog transaction: each restored tenant's record follows its file (the
@@ -589,6 +801,7 @@ fn record_tenants_and_audit(
                 customer_id: None,
                 details: json!({"scope": scope, "pre_restore_set": report.pre_restore_set,
                     "restored": report.restored.iter().filter(|r| r.status == "restored").map(|r| &r.file).collect::<Vec<_>>(),
+                    "kept_damaged": report.pre_restore.iter().filter(|s| s.status == "kept-damaged").map(|s| &s.source).collect::<Vec<_>>(),
                     "into": request.into}),
             },
         )?;
@@ -630,7 +843,25 @@ fn restore_catalog(
     }
     let (tenant_plans, skipped): (Vec<Planned>, Vec<Planned>) = tenant_plans
         .into_iter()
-        .partition(|p| !(request.if_missing && p.target.is_file()));
+        .partition(|p| skip_reason(p, request.if_missing).is_none());
+    if request.dry_run {
+        let report = RestoreReport::new(&set);
+        let to_do: Vec<Planned> = std::iter::once(catalog_plan).chain(tenant_plans).collect();
+        let live = Catalog::open(home_catalog).ok();
+        let replaced = live
+            .as_ref()
+            .map(|live| replaced_by_owner(live, &to_do[1..]))
+            .unwrap_or_default();
+        let live_catalog = live.is_some().then_some(home_catalog);
+        return Ok(planned_report(
+            report,
+            &to_do,
+            &skipped,
+            request,
+            live_catalog,
+            &replaced,
+        ));
+    }
     for target in std::iter::once(&catalog_plan)
         .chain(&tenant_plans)
         .map(|p| &p.target)
@@ -638,32 +869,21 @@ fn restore_catalog(
     {
         swap::refuse_if_open(target)?;
     }
-    let mut report = RestoreReport {
-        set: set.manifest.id.clone(),
-        pre_restore_set: None,
-        restored: Vec::new(),
-    };
+    let mut report = RestoreReport::new(&set);
     let wanted = to_stage(std::iter::once(&catalog_plan).chain(&tenant_plans));
-    let (staged, pre_restore_set) = stage_and_save(&wanted, || {
+    let (staged, saved) = stage_and_save(&wanted, || {
         // Save what is there now, if the live catalog can still be read; the files are
         // labelled with the live catalog's customers, not the backup's.
         let Ok(live) = Catalog::open(home_catalog) else {
             return Ok(None);
         };
-        let mut replaced = Vec::new();
-        for plan in tenant_plans.iter().filter(|p| p.target.is_file()) {
-            let slug = plan.customer.clone().unwrap_or_default();
-            if let Ok(Some(owner)) = crate::catalog::customers::by_slug(live.conn(), &slug) {
-                replaced.push(TenantSource {
-                    customer_id: owner.id,
-                    customer_slug: owner.slug,
-                    path: plan.target.clone(),
-                });
-            }
-        }
+        let replaced = replaced_by_owner(&live, &tenant_plans);
         pre_restore(&live, backup_dir, &set, replaced, true, request.jobs).map(Some)
     })?;
-    report.pre_restore_set = pre_restore_set;
+    if let Some((id, lines)) = saved {
+        report.pre_restore_set = Some(id);
+        report.pre_restore = lines;
+    }
     swap_all_in(&staged)?;
     report.restored.push(restored_line(
         &catalog_plan,
@@ -680,7 +900,7 @@ fn restore_catalog(
         report.restored.push(restored_line(
             plan,
             "skipped",
-            Some("its database file exists (--if-missing)"),
+            skip_reason(plan, request.if_missing),
             plan.entry.schema_version,
         ));
     }
@@ -716,4 +936,118 @@ fn normalise_db_paths(catalog: &mut Catalog, actor: Actor<'_>) -> Result<Vec<(i6
         .filter(|(_, deleted, path)| !deleted && path.is_file())
         .map(|(id, _, path)| (id, path))
         .collect())
+}
+
+/// Brings back a deleted customer whose database is gone from the trash: its copy in a
+/// backup set (`set`, else the newest finished by `at`, else the newest holding it) is
+/// checked and put in place, and the customer is undeleted with it, in one step.
+/// Returns the customer as it is now and the set used.
+pub fn undelete_from_backup(
+    home_catalog: &Path,
+    actor: Actor<'_>,
+    backup_dir: &Path,
+    lock_timeout: Duration,
+    reference: &str,
+    set: Option<String>,
+    at: Option<String>,
+) -> Result<(crate::catalog::model::Customer, String)> {
+    let mut catalog = Catalog::open_ready(home_catalog)?;
+    let customer = customers::resolve(catalog.conn(), reference)?;
+    if customer.status != "deleted" {
+        return Err(
+            Error::refused(format!("customer {} is not deleted", customer.slug)).with_hint(format!(
+                "to put back its database, run 'tenantctl restore --at TIME --customer {}'",
+                customer.slug
+            )),
+        );
+    }
+    let trashed = PathBuf::from(&customer.db_path);
+    let target = actor.home.tenant_db(&customer.slug)?;
+    if let Some(present) = [&trashed, &target].into_iter().find(|p| p.is_file()) {
+        return Err(Error::refused(format!(
+            "the database of {} is still there ({})",
+            customer.slug,
+            present.display()
+        ))
+        .with_hint(format!(
+            "run 'tenantctl customer undelete {}' without --from-backup, then restore it if need be",
+            customer.slug
+        )));
+    }
+    let _lock = HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?;
+    let which = RestoreRequest {
+        set,
+        at,
+        scope: RestoreScope::Customers(vec![customer.slug.clone()]),
+        confirm: None,
+        into: None,
+        if_missing: false,
+        dry_run: false,
+        jobs: 1,
+    };
+    let chosen = choose_set(backup_dir, &which, |m| m.tenant_entry(customer.id).is_some())?;
+    let entry = chosen
+        .manifest
+        .tenant_entry(customer.id)
+        .cloned()
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "set {} has no backup of {} (id {})",
+                chosen.manifest.id, customer.slug, customer.id
+            ))
+            .with_hint(format!("see 'tenantctl backup list --customer {}'", customer.id))
+        })?;
+    let staged = swap::stage(&swap::ToStage {
+        backup_file: chosen.file(&entry)?,
+        sha256: entry.sha256.clone(),
+        target: target.clone(),
+    })?;
+    let applied = tenantdb::open_tenant(&staged.staging).and_then(|c| tenantdb::applied_migrations(&c));
+    let applied = match applied {
+        Ok(list) => list,
+        Err(err) => {
+            swap::discard(std::slice::from_ref(&staged));
+            return Err(err);
+        }
+    };
+    let target_text = target.display().to_string();
+    let set_id = chosen.manifest.id.clone();
+    let done = catalog.write_with_files(
+        |tx| {
+            // Checked again under the write lock: another undelete may have won.
+            let now = customers::resolve(tx, &customer.id.to_string())?;
+            if now.status != "deleted" || target.is_file() {
+                return Err(Error::refused(format!(
+                    "customer {} was undeleted meanwhile",
+                    now.slug
+                )));
+            }
+            crate::catalog::customers::undelete(tx, now.id, &target_text)?;
+            let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
+            tenants::record_applied(tx, now.id, &applied)?;
+            tenants::record_run(tx, now.id, version, "ok", None)?;
+            let restored = crate::catalog::customers::by_id(tx, now.id)?
+                .ok_or_else(|| Error::unexpected(format!("customer {} vanished", now.slug)))?;
+            customers::audit_customer(
+                tx,
+                actor,
+                "customer.undelete",
+                &now,
+                json!({"db_path": target_text, "status": restored.status,
+                       "from_backup": set_id, "file": entry.file}),
+            )?;
+            Ok(restored)
+        },
+        |_| swap::swap_in(&staged),
+        |_| {
+            let _ = crate::files::remove_database(&target);
+        },
+    );
+    match done {
+        Ok(restored) => Ok((restored, chosen.manifest.id)),
+        Err(err) => {
+            swap::discard(std::slice::from_ref(&staged));
+            Err(err)
+        }
+    }
 }

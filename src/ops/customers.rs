@@ -593,7 +593,10 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
                     customer.slug,
                     from.display()
                 ))
-                .with_hint("restore it from a backup"));
+.with_hint(format!(
+                    "run 'tenantctl customer undelete {} --from-backup [ID]' (or --at TIME) to bring it back from a backup",
+                    customer.slug
+                )));
             }
             let to_text = path_text(&to)?;
             customers::undelete(tx, customer.id, &to_text)?;

@@ -340,7 +340,14 @@ fn backup_checks(doctor: &mut Doctor, backup_dir: &Path, live: &[TenantRow]) -> 
         if set.manifest.created().is_none_or(|c| c < cutoff) {
             break;
         }
-        fresh.extend(set.manifest.entries.iter().filter_map(|e| e.customer_id));
+        // A damaged copy kept before a restore is no backup of the tenant.
+        fresh.extend(
+            set.manifest
+                .entries
+                .iter()
+                .filter(|e| e.damaged.is_none())
+                .filter_map(|e| e.customer_id),
+        );
     }
     let stale: Vec<&str> = live
         .iter()

@@ -156,30 +156,50 @@ pub struct StatusReport {
     pub newest_tenant_migration: Option<i64>,
     pub tenants_behind: i64,
     pub tenant_storage_bytes: u64,
+    /// The newest complete `backup --all` set.
     pub newest_backup: Option<NewestBackup>,
+    /// The newest set of any scope or kind (a one-tenant or pre-restore set, say).
+    pub newest_any_backup: Option<NewestBackup>,
     pub disk_free_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NewestBackup {
     pub id: String,
+    pub kind: String,
+    /// `all`, `catalog`, `customers` or `replaced` (a pre-restore set).
+    pub scope: String,
     pub created_at: String,
     pub age_seconds: i64,
-    pub kind: String,
+    pub tenants: usize,
+    /// Tenants the set had to leave out (missing or damaged files).
+    pub skipped: usize,
 }
 
-fn newest_backup(backup_dir: &Path) -> Option<NewestBackup> {
-    let set = crate::backup::list_sets(backup_dir).ok()?.pop()?;
-    let age_seconds = set
-        .manifest
-        .created()
-        .map_or(0, |c| (chrono::Utc::now() - c).num_seconds());
-    Some(NewestBackup {
-        id: set.manifest.id,
-        created_at: set.manifest.created_at,
-        age_seconds,
-        kind: set.manifest.kind,
-    })
+impl NewestBackup {
+    fn of(set: crate::backup::BackupSet) -> Self {
+        let m = set.manifest;
+        NewestBackup {
+            age_seconds: m.created().map_or(0, |c| (chrono::Utc::now() - c).num_seconds()),
+            scope: m.scope().to_string(),
+            tenants: m.entries.iter().filter(|e| e.scope == "tenant").count(),
+            skipped: m.skipped.len(),
+            id: m.id,
+            kind: m.kind,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// The newest complete backup of the whole home (`backup --all`), and the newest set
+/// of any kind, which may hold one tenant before a restore.
+fn newest_backups(backup_dir: &Path) -> (Option<NewestBackup>, Option<NewestBackup>) {
+    let sets = crate::backup::list_sets(backup_dir).unwrap_or_default();
+    let whole = sets.iter().rev().find(|s| s.manifest.scope() == "all").cloned();
+    (
+        whole.map(NewestBackup::of),
+        sets.into_iter().last().map(NewestBackup::of),
+    )
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -205,6 +225,7 @@ pub fn status(home: &Home, backup_dir: &Path) -> Result<StatusReport> {
         Path::new("/")
     })
     .ok();
+    let (newest_backup, newest_any_backup) = newest_backups(backup_dir);
     let mut report = StatusReport {
         home: text(home.root()),
         initialized: home.catalog().is_file(),
@@ -219,7 +240,8 @@ pub fn status(home: &Home, backup_dir: &Path) -> Result<StatusReport> {
         newest_tenant_migration: None,
         tenants_behind: 0,
         tenant_storage_bytes: 0,
-        newest_backup: newest_backup(backup_dir),
+        newest_backup,
+        newest_any_backup,
         disk_free_bytes,
     };
     if !report.initialized {

@@ -111,6 +111,82 @@ fn a_backup_set_holds_checked_private_copies_and_a_manifest() {
     assert_eq!(status["newest_backup"]["id"], set["id"]);
 }
 
+/// Folds the WAL in, then overwrites pages 3 to 6 (table roots) and leaves the header
+/// intact: the file opens, but quick_check fails.
+fn damage_middle_pages(db: &Path) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let mut bytes = std::fs::read(db).unwrap();
+    assert!(bytes.len() >= 7 * 4096, "too small to damage: {}", bytes.len());
+    for byte in &mut bytes[2 * 4096..6 * 4096] {
+        *byte = 0x5A;
+    }
+    std::fs::write(db, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_tenant_is_left_out_and_every_healthy_one_backed_up() {
+    let env = fleet(&["a", "b", "c"]);
+    add_user(&env, "a", "u@a.test");
+    damage_middle_pages(&env.home.join("tenants/b.db"));
+    let run = env.run(&["backup", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let set = run.json();
+    let files: Vec<&str> = set["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["catalog.db", "tenants/a.db", "tenants/c.db"]);
+    assert_eq!(set["skipped"].as_array().unwrap().len(), 1, "{set}");
+    assert_eq!(set["skipped"][0]["customer"], "b");
+    assert!(
+        set["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("quick_check"),
+        "{set}"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(set_dir(&env, &set).join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["skipped"], set["skipped"]);
+    assert!(run.stderr.contains("warning: b: "), "{}", run.stderr);
+    assert!(run.stderr.contains("error: set "), "{}", run.stderr);
+    assert!(!run.stderr.contains("free space"), "{}", run.stderr);
+    // The set is complete and restorable for everyone it holds.
+    env.ok(&["backup", "verify", set["id"].as_str().unwrap()]);
+    assert_eq!(users(&set_dir(&env, &set).join("tenants/a.db")), 1);
+    assert_eq!(env.json(&["backup", "list"]).as_array().unwrap().len(), 1);
+    let shown = env.json(&["backup", "show", set["id"].as_str().unwrap()]);
+    assert_eq!(shown["skipped"], set["skipped"]);
+}
+
+#[test]
+fn the_backup_table_shows_readable_columns_for_every_file() {
+    let env = fleet(&["a", "b"]);
+    env.ok(&["backup"]);
+    add_user(&env, "b", "u@b.test");
+    let run = env.ok(&["backup"]);
+    assert!(
+        !run.stdout.contains('{'),
+        "no raw JSON in the table: {}",
+        run.stdout
+    );
+    let header = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("SCOPE"))
+        .unwrap();
+    for column in ["CUSTOMER", "FILE", "BYTES", "SCHEMA_VERSION", "SHA256", "STORED"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(run.stdout.contains("linked from "), "{}", run.stdout);
+    assert!(run.stdout.contains("copied"), "{}", run.stdout);
+}
+
 #[test]
 fn scopes_select_what_is_copied() {
     let env = fleet(&["a", "b"]);
@@ -331,6 +407,44 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
 }
 
 #[test]
+fn prune_fails_when_it_cannot_read_the_retention_settings() {
+    let env = fleet(&["a"]);
+    env.ok(&["config", "set", "backup_keep_last", "3"]);
+    for _ in 0..3 {
+        env.ok(&["backup", "--customer", "a"]);
+    }
+    let catalog = std::fs::read(env.home.join("catalog.db")).unwrap();
+    std::fs::write(env.home.join("catalog.db"), vec![b'x'; 8192]).unwrap();
+    let run = env.fails(&["backup", "prune"], 1);
+    assert!(run.stderr.contains("not a database"), "{}", run.stderr);
+    assert_eq!(
+        env.json(&["backup", "list"]).as_array().unwrap().len(),
+        3,
+        "nothing removed"
+    );
+    // With every flag given the catalog is not needed.
+    let all_flags = [
+        "backup",
+        "prune",
+        "--keep-last",
+        "2",
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+    ];
+    env.ok(&all_flags);
+    assert_eq!(env.json(&["backup", "list"]).as_array().unwrap().len(), 2);
+    std::fs::remove_file(env.home.join("catalog.db")).unwrap();
+    env.fails(&["backup", "prune", "--keep-last", "1"], 6);
+    std::fs::write(env.home.join("catalog.db"), catalog).unwrap();
+    let kept = env.json(&["backup", "prune", "--dry-run"]);
+    assert_eq!(kept["retention"]["keep_last"], 3, "{kept}");
+}
+
+#[test]
 fn restore_puts_a_tenant_back_after_saving_what_it_replaces() {
     let env = fleet(&["a", "b"]);
     add_user(&env, "a", "one@a.test");
@@ -341,7 +455,19 @@ fn restore_puts_a_tenant_back_after_saving_what_it_replaces() {
     assert_eq!(users(&live), 2);
 
     let report = env.json(&["restore", id, "--customer", "a"]);
-    assert_fields(&report, &["set", "pre_restore_set", "restored"]);
+    assert_fields(
+        &report,
+        &[
+            "set",
+            "set_finished_at",
+            "dry_run",
+            "pre_restore_set",
+            "pre_restore",
+            "restored",
+        ],
+    );
+    assert_eq!(report["dry_run"], false);
+    assert_eq!(report["pre_restore"][0]["status"], "saved");
     assert_eq!(report["set"], id);
     assert_eq!(report["restored"][0]["status"], "restored");
     assert_eq!(users(&live), 1);
@@ -385,6 +511,228 @@ fn restore_at_picks_the_newest_set_holding_the_scope() {
     assert_eq!(users(&env.home.join("tenants/a.db")), 0);
     env.fails(&["restore", "--at", "2000-01-01", "--customer", "a"], 3);
     env.fails(&["restore", "--at", "whenever", "--customer", "a"], 2);
+}
+
+/// Rewrites a set's manifest through `edit`.
+fn edit_manifest(env: &TestEnv, set: &Value, edit: impl FnOnce(&mut Value)) {
+    let path = set_dir(env, set).join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut manifest);
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+}
+
+#[test]
+fn restore_at_never_takes_a_set_finished_after_the_moment() {
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup", "--customer", "a"]);
+    let exact = set["finished_at_exact"].as_str().unwrap().to_string();
+    let finished = chrono::DateTime::parse_from_rfc3339(&exact).unwrap();
+    assert!(exact.len() > 20, "sub-second: {exact}");
+    let just_before =
+        (finished - chrono::Duration::microseconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // Within the second the set was started and finished, but before it was finished.
+    let run = env.fails(&["restore", "--at", &just_before, "--customer", "a"], 3);
+    assert!(run.stderr.contains("finished at or before"), "{}", run.stderr);
+    assert_eq!(
+        env.json(&["restore", "--at", &exact, "--customer", "a"])["set"],
+        set["id"]
+    );
+    // A set from an older version knows only the second it finished in: it counts as
+    // finished at the end of that second.
+    edit_manifest(&env, &set, |m| {
+        m.as_object_mut().unwrap().remove("finished_at_exact");
+    });
+    let second = set["finished_at"].as_str().unwrap();
+    env.fails(&["restore", "--at", second, "--customer", "a"], 3);
+    let next_second = (chrono::DateTime::parse_from_rfc3339(second).unwrap() + chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(
+        env.json(&["restore", "--at", &next_second, "--customer", "a"])["set"],
+        set["id"]
+    );
+}
+
+#[test]
+fn status_shows_the_newest_whole_backup_and_the_newest_set_apart() {
+    let env = fleet(&["a", "b"]);
+    let whole = env.json(&["backup"]);
+    assert_eq!(whole["scope"], "all");
+    env.json(&["backup", "--customer", "a"]);
+    let report = env.json(&["restore", whole["id"].as_str().unwrap(), "--customer", "b"]);
+    let status = env.json(&["status"]);
+    assert_eq!(status["newest_backup"]["id"], whole["id"], "{status}");
+    assert_eq!(status["newest_backup"]["scope"], "all");
+    assert_eq!(status["newest_backup"]["tenants"], 2);
+    assert_eq!(status["newest_any_backup"]["id"], report["pre_restore_set"]);
+    assert_eq!(status["newest_any_backup"]["kind"], "pre-restore");
+    assert_eq!(status["newest_any_backup"]["scope"], "replaced");
+    // Sets written before the scope was recorded are recognised by what they hold.
+    edit_manifest(&env, &whole, |m| {
+        m.as_object_mut().unwrap().remove("scope");
+    });
+    assert_eq!(env.json(&["status"])["newest_backup"]["id"], whole["id"]);
+}
+
+#[test]
+fn a_restore_dry_run_shows_the_plan_and_changes_nothing() {
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "a", "one@a.test");
+    let whole = env.json(&["backup"]);
+    add_user(&env, "a", "two@a.test");
+    env.json(&["backup", "--customer", "b"]);
+    let live = env.home.join("tenants/a.db");
+    let sets_before = env.json(&["backup", "list"]);
+    let report = env.json(&["restore", "--at", "2099-01-01", "--customer", "a", "--dry-run"]);
+    assert_fields(
+        &report,
+        &[
+            "set",
+            "set_finished_at",
+            "dry_run",
+            "pre_restore_set",
+            "pre_restore",
+            "restored",
+        ],
+    );
+    assert_eq!(report["set"], whole["id"], "the newest set holding a");
+    assert_eq!(report["set_finished_at"], whole["finished_at_exact"]);
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["pre_restore_set"], Value::Null);
+    assert_eq!(report["pre_restore"][0]["status"], "would-save");
+    assert_eq!(report["pre_restore"][0]["source"], live.to_str().unwrap());
+    assert_eq!(report["restored"][0]["status"], "would-replace");
+    assert_eq!(report["restored"][0]["target"], live.to_str().unwrap());
+    // For people: the plan in one line, then the files.
+    let table = env.ok(&["restore", "--at", "2099-01-01", "--customer", "a", "--dry-run"]);
+    let first = table.stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with("dry run, nothing changed: would restore 1 of 1 files from set ")
+            && first.contains(whole["id"].as_str().unwrap())
+            && first.contains(live.to_str().unwrap()),
+        "{}",
+        table.stdout
+    );
+    assert!(table.stdout.contains("would-replace"), "{}", table.stdout);
+    // Everything, without --confirm: the catalog and every tenant, saved first.
+    let everything = env.json(&[
+        "restore",
+        whole["id"].as_str().unwrap(),
+        "--everything",
+        "--dry-run",
+    ]);
+    let saved: Vec<&str> = everything["pre_restore"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(saved, ["catalog", "tenant", "tenant"]);
+    assert_eq!(everything["restored"].as_array().unwrap().len(), 3);
+    // A missing file would be created and needs nothing saved.
+    for file in ["b.db", "b.db-wal", "b.db-shm"] {
+        let _ = std::fs::remove_file(env.home.join("tenants").join(file));
+    }
+    let create = env.json(&[
+        "restore",
+        whole["id"].as_str().unwrap(),
+        "--customer",
+        "b",
+        "--dry-run",
+    ]);
+    assert_eq!(create["restored"][0]["status"], "would-create");
+    assert_eq!(create["pre_restore"], serde_json::json!([]));
+    // Nothing changed.
+    assert_eq!(users(&live), 2);
+    assert!(!env.home.join("tenants/b.db").exists());
+    assert_eq!(env.json(&["backup", "list"]), sets_before);
+    assert_eq!(
+        env.json(&["audit", "--action", "backup.restore"]),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn a_deleted_customer_whose_trash_is_gone_comes_back_from_a_backup() {
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "a", "one@a.test");
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap();
+    let only_b = env.json(&["backup", "--customer", "b"]);
+    let deleted = env.json(&["customer", "delete", "a", "--confirm", "a"]);
+    let trashed = PathBuf::from(deleted["db_path"].as_str().unwrap());
+    for file in [".db", ".db-wal", ".db-shm"] {
+        let _ = std::fs::remove_file(trashed.with_extension(&file[1..]));
+    }
+    assert!(!trashed.exists());
+    // Each command names the one path that works.
+    let run = env.fails(&["customer", "undelete", "a"], 6);
+    assert!(
+        run.stderr.contains("customer undelete a --from-backup"),
+        "{}",
+        run.stderr
+    );
+    let run = env.fails(&["restore", id, "--customer", "a"], 6);
+    assert!(
+        run.stderr.contains("customer undelete a --from-backup"),
+        "{}",
+        run.stderr
+    );
+    // Sets that cannot serve are refused and change nothing.
+    env.fails(
+        &[
+            "customer",
+            "undelete",
+            "a",
+            "--from-backup",
+            only_b["id"].as_str().unwrap(),
+        ],
+        3,
+    );
+    env.fails(
+        &["customer", "undelete", "a", "--from-backup", "--at", "2000-01-01"],
+        3,
+    );
+    env.fails(
+        &[
+            "customer",
+            "undelete",
+            "a",
+            "--from-backup",
+            id,
+            "--at",
+            "2099-01-01",
+        ],
+        2,
+    );
+    env.fails(&["customer", "undelete", "a", "--at", "2099-01-01"], 2);
+    env.fails(&["customer", "undelete", "b", "--from-backup"], 6);
+    assert_eq!(env.json(&["customer", "show", "a"])["status"], "deleted");
+
+    let run = env.run(&["customer", "undelete", "a", "--from-backup", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("from backup set {id}")),
+        "{}",
+        run.stderr
+    );
+    let customer = run.json();
+    assert_fields(&customer, CUSTOMER_FIELDS);
+    assert_eq!(customer["status"], "active");
+    let live = env.home.join("tenants/a.db");
+    assert_eq!(customer["db_path"], live.to_str().unwrap());
+    assert_eq!(users(&live), 1, "the backed-up data is back");
+    let events = env.json(&["audit", "--action", "customer.undelete"]);
+    assert_eq!(events[0]["details"]["from_backup"], id, "{events}");
+    assert_eq!(
+        env.json(&["db", "status", "a"])["tenants"][0]["schema_version"],
+        3
+    );
+    env.ok(&["doctor"]);
+    // A deleted customer whose file is still in the trash comes back from there.
+    env.ok(&["customer", "delete", "b", "--confirm", "b"]);
+    let run = env.fails(&["customer", "undelete", "b", "--from-backup"], 6);
+    assert!(run.stderr.contains("without --from-backup"), "{}", run.stderr);
+    env.ok(&["customer", "undelete", "b"]);
 }
 
 #[test]
@@ -455,6 +803,87 @@ fn a_copy_that_fails_integrity_check_restores_nothing_even_with_a_matching_check
         .filter(|e| e.file_name().to_string_lossy().starts_with(".restore-"))
         .collect();
     assert!(leftovers.is_empty(), "no staged copy is left behind");
+}
+
+#[test]
+fn a_damaged_tenant_is_restored_after_keeping_its_damaged_file() {
+    use sha2::{Digest, Sha256};
+    let env = fleet(&["a", "b"]);
+    add_user(&env, "a", "one@a.test");
+    let set = env.json(&["backup"]);
+    add_user(&env, "a", "two@a.test");
+    let live = env.home.join("tenants/a.db");
+    damage_middle_pages(&live);
+    let damaged_bytes = std::fs::read(&live).unwrap();
+    let run = env.run(&["restore", "--at", "2099-01-01", "--customer", "a", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let warnings: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(
+        warnings[0].starts_with("warning: ") && warnings[0].contains("damaged"),
+        "{}",
+        run.stderr
+    );
+    let report = run.json();
+    assert_eq!(report["set"], set["id"]);
+    assert_eq!(report["restored"][0]["status"], "restored");
+    assert_eq!(users(&live), 1, "the backup is back in place");
+    assert_eq!(report["pre_restore"][0]["status"], "kept-damaged", "{report}");
+    assert_eq!(report["pre_restore"][0]["source"], live.to_str().unwrap());
+    let pre = report["pre_restore_set"].as_str().unwrap();
+    let manifest = env.json(&["backup", "show", pre]);
+    let entry = &manifest["entries"][0];
+    assert!(
+        entry["damaged"].as_str().unwrap().contains("quick_check"),
+        "{entry}"
+    );
+    let kept = backups(&env).join(pre).join("tenants/a.db");
+    assert!(
+        std::fs::read(&kept).unwrap() == damaged_bytes,
+        "the raw bytes are kept"
+    );
+    let sum: String = Sha256::digest(&damaged_bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(entry["sha256"], sum);
+    // Its checksum is verified; quick_check is not required of it.
+    env.ok(&["backup", "verify", pre]);
+    // The damaged copy is never what a restore picks, and naming it says why.
+    let again = env.json(&["restore", "--at", "2099-01-01", "--customer", "a"]);
+    assert_eq!(again["set"], set["id"]);
+    let run = env.fails(&["restore", pre, "--customer", "a"], 7);
+    assert!(run.stderr.contains("damaged copy"), "{}", run.stderr);
+}
+
+#[test]
+fn a_damaged_catalog_is_kept_damaged_before_a_catalog_restore() {
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup", "--catalog"]);
+    let live = env.home.join("catalog.db");
+    damage_middle_pages(&live);
+    let damaged_bytes = std::fs::read(&live).unwrap();
+    let run = env.run(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--catalog",
+        "--confirm",
+        "catalog",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.starts_with("warning: ") && run.stderr.contains("damaged"),
+        "{}",
+        run.stderr
+    );
+    let report = run.json();
+    assert_eq!(report["pre_restore"][0]["scope"], "catalog");
+    assert_eq!(report["pre_restore"][0]["status"], "kept-damaged");
+    let pre = report["pre_restore_set"].as_str().unwrap();
+    assert!(std::fs::read(backups(&env).join(pre).join("catalog.db")).unwrap() == damaged_bytes);
+    env.ok(&["backup", "verify", pre]);
+    env.ok(&["doctor"]);
 }
 
 #[test]
@@ -671,6 +1100,8 @@ fn a_full_disk_fails_cleanly_and_removes_the_partial_set() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no space left"), "{stderr}");
+    assert!(stderr.contains("free space"), "{stderr}");
     assert!(
         env.names_in(&backups(&env)).is_empty(),
         "no set and no leftover: {:?}",

@@ -152,6 +152,7 @@ fn status_reports_catalog_customers_and_tenants() {
             "tenants_behind",
             "tenant_storage_bytes",
             "newest_backup",
+            "newest_any_backup",
             "disk_free_bytes",
         ],
     );
