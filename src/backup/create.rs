@@ -273,7 +273,7 @@ fn backup_tenant(
     keep_damaged: bool,
 ) -> Result<Copied> {
     if let Err(err) = tenantdb::refuse_symlink(&tenant.path) {
-        return Ok(Copied::Unreadable(err.to_string()));
+        return Ok(Copied::Failed(err.to_string()));
     }
     if !tenant.path.is_file() {
         return Ok(Copied::Failed(format!("{} is missing", tenant.path.display())));
