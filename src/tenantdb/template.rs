@@ -2,7 +2,7 @@
 //! that `customer create` costs the same however many migrations there are.
 
 use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use refinery::Migration;
@@ -18,20 +18,50 @@ pub const FILE_NAME: &str = "tenant.db";
 pub fn ensure(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf> {
     let template = templates_dir.join(FILE_NAME);
     let wanted: Vec<MigrationId> = migrations.iter().map(MigrationId::of).collect();
-    if template.is_file() && applied(&template).is_ok_and(|have| have == wanted) {
+    let current = || template.is_file() && applied(&template).is_ok_and(|have| have == wanted);
+    if current() {
         return Ok(template);
     }
-    rebuild(templates_dir, migrations)
+    let _rebuilding = RebuildLock::acquire(templates_dir)?;
+    // Whoever held the lock before may have just built what is wanted.
+    if current() {
+        return Ok(template);
+    }
+    install_fresh(templates_dir, migrations)
 }
 
 /// Builds the template afresh from every migration and installs it atomically.
 pub fn rebuild(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf> {
+    let _rebuilding = RebuildLock::acquire(templates_dir)?;
+    install_fresh(templates_dir, migrations)
+}
+
+/// One rebuild at a time per home: concurrent creates on a home without a template
+/// would otherwise each rename their own build over the file another is checking.
+struct RebuildLock {
+    _file: std::fs::File,
+}
+
+impl RebuildLock {
+    fn acquire(templates_dir: &Path) -> Result<Self> {
+        files::create_private_dir(templates_dir)?;
+        let path = templates_dir.join(".rebuild.lock");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(files::PRIVATE_FILE_MODE)
+            .open(&path)
+            .io_context(|| format!("opening {}", path.display()))?;
+        file.lock().io_context(|| format!("locking {}", path.display()))?;
+        Ok(RebuildLock { _file: file })
+    }
+}
+
+fn install_fresh(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf> {
     let template = templates_dir.join(FILE_NAME);
-    files::create_private_dir(templates_dir)?;
     let staging = staging_name(templates_dir);
     build_fresh(&staging, migrations)?;
-    // Another process may rebuild at the same time; both results are equal and the
-    // rename is atomic, so whichever lands last is as good as the other.
     std::fs::rename(&staging, &template).map_err(|e| {
         let _ = files::remove_database(&staging);
         Error::io(format!("installing template {}", template.display()), e)
