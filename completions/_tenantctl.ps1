@@ -1369,7 +1369,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         }
         'tenantctl;key;create' {
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'What the key is for')
-            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'A scope: sites:read, sites:write, deploy, db:read, db:write, usage:read, usage:write, admin; repeatable [default: sites:read]')
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'A scope such as sites:read or deploy (lowercase; ''config set key_scopes'' may restrict them); repeatable [default: sites:read]')
             [CompletionResult]::new('--expires-in', '--expires-in', [CompletionResultType]::ParameterName, 'Expire after this long, e.g. 90d or 12h')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
             [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]')

@@ -1273,7 +1273,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;key;create'= {
             cand --name 'What the key is for'
-            cand --scope 'A scope: sites:read, sites:write, deploy, db:read, db:write, usage:read, usage:write, admin; repeatable [default: sites:read]'
+            cand --scope 'A scope such as sites:read or deploy (lowercase; ''config set key_scopes'' may restrict them); repeatable [default: sites:read]'
             cand --expires-in 'Expire after this long, e.g. 90d or 12h'
             cand --home 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]'

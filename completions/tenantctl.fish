@@ -1094,7 +1094,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -f -a "verify" -d 'Check a token: exit 0 with its customer and scopes, exit 3 if not valid'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l name -d 'What the key is for' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l scope -d 'A scope: sites:read, sites:write, deploy, db:read, db:write, usage:read, usage:write, admin; repeatable [default: sites:read]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l scope -d 'A scope such as sites:read or deploy (lowercase; \'config set key_scopes\' may restrict them); repeatable [default: sites:read]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l expires-in -d 'Expire after this long, e.g. 90d or 12h' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F

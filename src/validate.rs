@@ -87,6 +87,24 @@ pub fn slugify(text: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
+/// An API key scope: `^[a-z][a-z0-9_.:-]{0,63}$`. Scopes belong to the platform's API,
+/// so any name of that shape is accepted unless the operator sets `key_scopes`.
+pub fn scope(text: &str) -> Result<&str> {
+    let bytes = text.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(b));
+    if valid {
+        Ok(text)
+    } else {
+        Err(Error::usage(format!("invalid scope '{}'", printable(text)))
+            .with_hint("a scope is a lowercase letter, then up to 63 of a-z, 0-9, '_', '.', ':' and '-'"))
+    }
+}
+
 /// A plan name: same rules as a slug, reserved words allowed.
 pub fn plan_name(text: &str) -> Result<&str> {
     if is_dns_label(text) {
@@ -236,6 +254,25 @@ mod tests {
             "admin",
         ] {
             assert!(slug(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_are_lowercase_names() {
+        for good in ["read", "sites:read", "db.write", "a", "x_y-z:1", &"a".repeat(64)] {
+            assert!(scope(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Read",
+            "1read",
+            ":read",
+            "re ad",
+            "read,write",
+            "räd",
+            &"a".repeat(65),
+        ] {
+            assert!(scope(bad).is_err(), "{bad}");
         }
     }
 
