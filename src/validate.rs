@@ -72,9 +72,11 @@ pub fn slug(text: &str) -> Result<&str> {
 }
 
 /// Turns free text (a company name, an email's local part) into a slug candidate.
+/// Letters outside ASCII are transliterated first ("Ünïcödé" → "unicode"), so a
+/// name keeps its letters instead of losing them.
 pub fn slugify(text: &str) -> String {
     let mut out = String::new();
-    for ch in text.chars().flat_map(char::to_lowercase) {
+    for ch in deunicode::deunicode(text).chars().flat_map(char::to_lowercase) {
         if ch.is_ascii_alphanumeric() {
             out.push(ch);
         } else if !out.ends_with('-') && !out.is_empty() {
@@ -279,7 +281,9 @@ mod tests {
     #[test]
     fn slugify_makes_labels() {
         assert_eq!(slugify("Acme Corp, Inc."), "acme-corp-inc");
-        assert_eq!(slugify("  --Über GmbH--"), "ber-gmbh");
+        assert_eq!(slugify("  --Über GmbH--"), "uber-gmbh");
+        assert_eq!(slugify("Ünïcödé GmbH"), "unicode-gmbh");
+        assert_eq!(slugify("Łódź Café"), "lodz-cafe");
         assert_eq!(slugify("john.doe"), "john-doe");
         assert!(slugify(&"long name ".repeat(20)).len() <= 63);
     }
