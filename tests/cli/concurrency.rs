@@ -45,32 +45,52 @@ fn concurrent_creates_all_succeed_without_lock_errors() {
 #[test]
 fn racing_for_one_slug_gives_one_winner_and_conflicts() {
     let env = TestEnv::initialised();
-    let children: Vec<_> = (0..6)
-        .map(|i| {
-            env.command()
-                .args([
-                    "customer",
-                    "create",
-                    &format!("r{i}@example.com"),
-                    "R",
-                    "--slug",
-                    "contested",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let codes: Vec<i32> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
-        .collect();
-    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{codes:?}");
-    assert!(codes.iter().all(|c| *c == 0 || *c == 4), "{codes:?}");
+    // The first create builds the tenant template; racing that is another matter.
+    env.customer("warm@example.com", "W", &["--slug", "warm"]);
+    // Several rounds, each a crowd racing for a fresh slug: a loser that looks while the
+    // winner is between moving its file in and committing must still hear "taken".
+    const ROUNDS: usize = 8;
+    for round in 0..ROUNDS {
+        let slug = format!("contested{round}");
+        let children: Vec<_> = (0..12)
+            .map(|i| {
+                env.command()
+                    .args([
+                        "customer",
+                        "create",
+                        &format!("r{round}-{i}@example.com"),
+                        "R",
+                        "--slug",
+                        &slug,
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outcomes: Vec<(i32, String)> = children
+            .into_iter()
+            .map(|c| {
+                let output = c.wait_with_output().unwrap();
+                let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+                (output.status.code().unwrap(), stderr)
+            })
+            .collect();
+        let winners = outcomes.iter().filter(|(code, _)| *code == 0).count();
+        assert_eq!(winners, 1, "{outcomes:?}");
+        let taken = format!("error: slug '{slug}' is taken (choose another with --slug)");
+        for (code, stderr) in outcomes.iter().filter(|(code, _)| *code != 0) {
+            assert_eq!(*code, 4, "{stderr}");
+            assert_eq!(stderr.trim(), taken, "{outcomes:?}");
+        }
+    }
     assert_eq!(
         env.names_in(&env.home.join("tenants")),
-        ["contested.db"],
+        (0..ROUNDS)
+            .map(|round| format!("contested{round}.db"))
+            .chain(["warm.db".to_string()])
+            .collect::<Vec<_>>(),
         "losers leave no file"
     );
 }

@@ -219,6 +219,55 @@ fn list_filters_by_plan_status_and_search_with_a_limit() {
 }
 
 #[test]
+fn slugs_are_found_whatever_their_case_like_emails() {
+    let env = TestEnv::initialised();
+    env.customer("ops@acme.test", "Jane", &["--slug", "acme"]);
+    let shown = env.json(&["customer", "show", "acme"]);
+    for spelling in ["ACME", "Acme", "aCmE"] {
+        assert_eq!(env.json(&["customer", "show", spelling]), shown, "{spelling}");
+    }
+    let site = env.json(&["site", "create", "ACME", "Shop", "--domain", "shop.acme.test"]);
+    assert_eq!(site["customer_id"], shown["id"]);
+    assert_eq!(env.json(&["site", "list", "Acme"]).as_array().unwrap().len(), 1);
+    env.json(&["key", "create", "AcMe", "--name", "ci"]);
+    assert_eq!(
+        env.ok(&["db", "path", "ACME"]).stdout.trim(),
+        shown["db_path"].as_str().unwrap()
+    );
+    env.ok(&["backup", "--customer", "ACME", "-q"]);
+    assert_eq!(
+        env.json(&["backup", "list", "--customer", "ACME"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "backup list reads manifests, and matches slugs whatever the case too"
+    );
+    env.ok(&["customer", "delete", "ACME", "--confirm", "acme"]);
+    env.ok(&["customer", "purge", "ACME", "--confirm", "acme"]);
+    assert!(
+        !env.json(&["audit", "--customer", "ACME"])
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "a purged customer's trail is found by slug in any case"
+    );
+}
+
+#[test]
+fn slugs_from_non_ascii_names_keep_their_letters() {
+    let env = TestEnv::initialised();
+    let created = env.customer("u@example.com", "U", &["Ünïcödé GmbH"]);
+    assert_eq!(created["slug"], "unicode-gmbh");
+    assert_eq!(created["company_name"], "Ünïcödé GmbH");
+    assert!(env.home.join("tenants/unicode-gmbh.db").is_file());
+    assert_eq!(
+        env.customer("l@example.com", "L", &["Łódź Café"])["slug"],
+        "lodz-cafe"
+    );
+}
+
+#[test]
 fn show_finds_by_slug_id_or_email_with_quota_and_sites() {
     let env = TestEnv::initialised();
     let created = env.customer("ops@acme.test", "Jane", &["Acme", "--plan", "pro"]);
