@@ -29,6 +29,9 @@ pub type SqlProfiler = fn(&str, Duration);
 thread_local! {
     /// Where `profile_sql` sends statements; the trace hook takes a plain function.
     static PROFILE: std::cell::Cell<Option<SqlProfiler>> = const { std::cell::Cell::new(None) };
+    /// When each running statement started, by its SQL text.
+    static STARTED: std::cell::RefCell<std::collections::HashMap<String, std::time::Instant>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -119,19 +122,34 @@ impl Catalog {
 
     /// Reports every statement and how long it took to `profile` (for `-vv`).
     /// Statements are passed as written, without their bound values, which may be
-    /// secrets' hashes or personal data.
+    /// secrets' hashes or personal data. The time is measured here, from the
+    /// statement's start to its end: the one SQLite reports comes from a clock in
+    /// whole milliseconds, so most catalog statements would read as 0.
     pub fn profile_sql(&mut self, profile: SqlProfiler) {
+        use rusqlite::trace::{TraceEvent, TraceEventCodes};
         PROFILE.with(|slot| slot.set(Some(profile)));
         self.conn.trace_v2(
-            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_PROFILE,
-            Some(|event: rusqlite::trace::TraceEvent<'_>| {
-                if let rusqlite::trace::TraceEvent::Profile(statement, took) = event {
+            TraceEventCodes::SQLITE_TRACE_STMT | TraceEventCodes::SQLITE_TRACE_PROFILE,
+            Some(|event: TraceEvent<'_>| match event {
+                // Also sent for each trigger the statement fires: the first start counts.
+                TraceEvent::Stmt(statement, _) => STARTED.with(|started| {
+                    started
+                        .borrow_mut()
+                        .entry(statement.sql().into_owned())
+                        .or_insert_with(std::time::Instant::now);
+                }),
+                TraceEvent::Profile(statement, sqlite_took) => {
+                    let sql = statement.sql();
+                    let took = STARTED
+                        .with(|started| started.borrow_mut().remove(sql.as_ref()))
+                        .map_or(sqlite_took, |at| at.elapsed());
                     PROFILE.with(|slot| {
                         if let Some(profile) = slot.get() {
-                            profile(&statement.sql(), took);
+                            profile(&sql, took);
                         }
                     });
                 }
+                _ => {}
             }),
         );
     }

@@ -464,10 +464,19 @@ impl crate::ops::Progress for Bar {
 pub fn sql_profile(sql: &str, took: std::time::Duration) {
     let _ = writeln!(
         io::stderr().lock(),
-        "sql: {:.3} ms: {}",
-        took.as_secs_f64() * 1000.0,
+        "sql: {}: {}",
+        short_duration(took),
         one_line(sql)
     );
+}
+
+/// `412 µs` below a millisecond (most catalog statements), `3.217 ms` above.
+fn short_duration(took: std::time::Duration) -> String {
+    if took < std::time::Duration::from_millis(1) {
+        format!("{} µs", took.as_micros())
+    } else {
+        format!("{:.3} ms", took.as_secs_f64() * 1000.0)
+    }
 }
 
 /// Messages to the operator on stderr.
@@ -593,6 +602,14 @@ mod tests {
         assert!(text.contains("limits:"));
         assert!(text.contains("sites:"));
         assert!(text.contains("keys: none"));
+    }
+
+    #[test]
+    fn sql_timings_show_microseconds_below_a_millisecond() {
+        use std::time::Duration;
+        assert_eq!(short_duration(Duration::from_nanos(41_900)), "41 µs");
+        assert_eq!(short_duration(Duration::from_nanos(999_999)), "999 µs");
+        assert_eq!(short_duration(Duration::from_micros(3_217)), "3.217 ms");
     }
 
     #[test]
