@@ -6,6 +6,10 @@ use std::io::{self, BufWriter, Write};
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 use serde_json::{Map, Value};
+// Columns line up by the columns a cell takes on a terminal, not its characters: a
+// CJK character or an emoji takes two. (comfy-table, for key/value tables, measures
+// the same way.)
+use unicode_width::UnicodeWidthStr;
 
 use crate::context::OutputFormat;
 
@@ -212,10 +216,10 @@ impl<W: Write> ListWriter<W> {
     /// Fixes the column widths from the header and the sample, and writes them.
     fn flush_sample(&mut self) -> io::Result<()> {
         let header: Vec<String> = self.columns.iter().map(|c| c.to_uppercase()).collect();
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.width()).collect();
         for row in &self.sample {
             for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
+                *width = (*width).max(cell.width());
             }
         }
         self.widths = Some(widths);
@@ -232,12 +236,7 @@ impl<W: Write> ListWriter<W> {
         for (i, cell) in cells.iter().enumerate() {
             line.push_str(cell);
             if i + 1 < cells.len() {
-                let pad = widths
-                    .get(i)
-                    .copied()
-                    .unwrap_or(0)
-                    .saturating_sub(cell.chars().count())
-                    + 2;
+                let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.width()) + 2;
                 line.extend(std::iter::repeat_n(' ', pad));
             }
         }
@@ -583,6 +582,21 @@ mod tests {
         assert!(table.starts_with("ID"), "{table}");
         assert!(table.contains("b,c"));
         assert!(!table.contains("meta"));
+    }
+
+    #[test]
+    fn table_columns_line_up_by_display_width() {
+        let rows = vec![
+            json!({"id": "東京", "slug": "a"}),
+            json!({"id": "😀x", "slug": "b"}),
+            json!({"id": "abcde", "slug": "c"}),
+        ];
+        let table = list_text(OutputFormat::Table, &rows);
+        let starts: Vec<usize> = table
+            .lines()
+            .map(|line| line[..line.rfind(' ').unwrap() + 1].width())
+            .collect();
+        assert_eq!(starts, [7, 7, 7, 7], "{table}");
     }
 
     #[test]

@@ -255,6 +255,27 @@ fn slugs_are_found_whatever_their_case_like_emails() {
 }
 
 #[test]
+fn table_columns_line_up_with_wide_characters() {
+    use unicode_width::UnicodeWidthStr;
+    let env = TestEnv::initialised();
+    env.customer(
+        "a@example.com",
+        "東京太郎",
+        &["株式会社テスト", "--slug", "tokyo"],
+    );
+    env.customer("b@example.com", "Zoë 😀", &["Café ☕ Ltd", "--slug", "zoe"]);
+    env.customer("c@example.com", "Bob", &["Plain Ltd", "--slug", "bob"]);
+    let table = env.ok(&["customer", "list"]).stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    let column_at = |line: &str, text: &str| line[..line.find(text).unwrap()].width();
+    let plan_at = column_at(lines[0], "PLAN");
+    for line in &lines[1..] {
+        assert_eq!(column_at(line, "starter"), plan_at, "misaligned:\n{table}");
+    }
+}
+
+#[test]
 fn slugs_from_non_ascii_names_keep_their_letters() {
     let env = TestEnv::initialised();
     let created = env.customer("u@example.com", "U", &["Ünïcödé GmbH"]);
