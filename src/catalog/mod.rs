@@ -34,8 +34,20 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
-/// How long a writer waits for another process's transaction before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a writer waits for another process's transaction before giving up
+/// (then exit 6), in milliseconds; `--lock-timeout` sets it for the process.
+static BUSY_TIMEOUT_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(crate::context::DEFAULT_LOCK_TIMEOUT.as_millis() as u64);
+
+/// Sets how long catalogs opened from now on wait for another process's lock.
+pub fn set_busy_timeout(timeout: Duration) {
+    let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    BUSY_TIMEOUT_MS.store(millis, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn busy_timeout() -> Duration {
+    Duration::from_millis(BUSY_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 /// An open catalog database.
 pub struct Catalog {
@@ -107,7 +119,7 @@ impl Catalog {
     }
 
     fn configure(conn: Connection, path: &Path) -> Result<Self> {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(busy_timeout())?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         Ok(Catalog {

@@ -94,3 +94,55 @@ fn racing_for_one_slug_gives_one_winner_and_conflicts() {
         "losers leave no file"
     );
 }
+
+#[test]
+fn a_catalog_held_past_the_lock_timeout_is_refused_naming_the_holder() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "acme"]);
+    // What an operator's open `sqlite3 catalog.db` with `BEGIN IMMEDIATE` does.
+    let holder = env.catalog();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let run = env.fails(
+        &[
+            "customer",
+            "create",
+            "b@example.com",
+            "B",
+            "--slug",
+            "blocked",
+            "--lock-timeout",
+            "1s",
+        ],
+        6,
+    );
+    assert!(
+        run.stderr
+            .contains("locked by another tenantctl process or an open sqlite3 session"),
+        "{run:?}"
+    );
+    let json = env.run(&[
+        "key",
+        "create",
+        "acme",
+        "--name",
+        "x",
+        "--lock-timeout",
+        "1s",
+        "--json",
+    ]);
+    assert_eq!(json.code, 6, "{json:?}");
+    let error: serde_json::Value = serde_json::from_str(json.stderr.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "refused");
+    // Reads do not wait for a writer in WAL mode.
+    env.ok(&["customer", "show", "acme", "--lock-timeout", "1s"]);
+    holder.execute_batch("ROLLBACK").unwrap();
+
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 1);
+    assert_eq!(env.count("SELECT count(*) FROM api_keys"), 0);
+    assert_eq!(
+        env.names_in(&env.home.join("tenants")),
+        ["acme.db"],
+        "the refused create left no file"
+    );
+    env.customer("b@example.com", "B", &["--slug", "blocked"]);
+}
