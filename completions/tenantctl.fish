@@ -34,7 +34,7 @@ complete -c tenantctl -n "__fish_tenantctl_needs_command" -l actor -d 'Who is ac
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_needs_command" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -78,7 +78,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l actor -d 'W
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -97,7 +97,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l actor -d
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l dry-run -d 'Show what would be applied, change nothing'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l status -d 'List applied and pending migrations with their checksums'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l continue-on-error -d 'With --from-files: import the valid files even when some are invalid'
@@ -117,7 +117,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l actor -d 
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -134,7 +134,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fi
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -156,7 +156,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -173,7 +173,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -190,7 +190,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -207,7 +207,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -229,7 +229,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -261,7 +261,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -281,7 +281,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -302,7 +302,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -323,7 +323,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -340,7 +340,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -366,7 +366,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l force -d 'Apply a change even when it puts the customer over a quota'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s q -l quiet -d 'Print only data and errors'
@@ -385,7 +385,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -402,7 +402,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -420,7 +420,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -439,7 +439,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -457,7 +457,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -484,7 +484,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -519,7 +519,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -540,7 +540,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -560,7 +560,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -580,7 +580,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -597,7 +597,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -620,7 +620,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -638,7 +638,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -656,7 +656,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -673,7 +673,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -691,7 +691,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -709,7 +709,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -726,7 +726,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -743,7 +743,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -772,7 +772,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -799,7 +799,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l all -d 'Migrate every tenant that is not deleted (the default when no customer is named)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l dry-run -d 'Show what would be applied, change nothing'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l continue-on-error -d 'Go on with the other tenants after a failure (exit 8 at the end)'
@@ -819,7 +819,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l behind -d 'Only tenants behind the newest migration'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l failed -d 'Only tenants whose last migration failed'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l check -d 'Also open every file: quick_check and the version it really has'
@@ -841,7 +841,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l all -d 'Run the same read-only statement on every active tenant; its rows start with a tenant column'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l write -d 'Allow the statement to change data'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l json -d 'Same as --output json'
@@ -862,7 +862,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l failed -d 'Only runs that failed'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s q -l quiet -d 'Print only data and errors'
@@ -881,7 +881,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l all -d 'Compact every tenant database that is not deleted'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s q -l quiet -d 'Print only data and errors'
@@ -899,7 +899,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -923,7 +923,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l actor -d
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -940,7 +940,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l actor -d 
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l fix -d 'Repair what is safe to repair (modes, recorded versions, crash leftovers)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s q -l quiet -d 'Print only data and errors'
@@ -962,7 +962,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fi
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l all -d 'The catalog and every tenant that is not deleted (the default)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l catalog -d 'Only the catalog'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l json -d 'Same as --output json'
@@ -987,7 +987,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1004,7 +1004,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1021,7 +1021,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l all -d 'Verify every set'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Print only data and errors'
@@ -1043,7 +1043,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l dry-run -d 'Show what would be removed, remove nothing'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print only data and errors'
@@ -1070,7 +1070,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l actor -d
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l catalog -d 'Restore the catalog (needs --confirm catalog)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l everything -d 'Restore the catalog and every tenant in the set (needs --confirm everything)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l if-missing -d 'Only restore tenants whose database file is absent'
@@ -1092,7 +1092,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l actor -d 
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l dry-run -d 'Report what would happen, write nothing'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l continue-on-error -d 'Import the valid files even when some are invalid (exit 8)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l json -d 'Same as --output json'
@@ -1111,7 +1111,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l actor -d 
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l force -d 'Replace a folder that is not empty: a fresh tree is written beside it and swapped in'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s q -l quiet -d 'Print only data and errors'
@@ -1129,7 +1129,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1142,7 +1142,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -f -a "verify" -d 'Check a token: exit 0 with its customer and scopes, exit 3 if not valid'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l name -d 'What the key is for' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l scope -d 'A scope: sites:read, sites:write, deploy, db:read, db:write, usage:read, usage:write, admin; repeatable [default: sites:read]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l scope -d 'A scope such as sites:read or deploy (lowercase; \'config set key_scopes\' may restrict them); repeatable [default: sites:read]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l expires-in -d 'Expire after this long, e.g. 90d or 12h' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
@@ -1154,7 +1154,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1171,7 +1171,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1188,7 +1188,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1205,7 +1205,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1227,7 +1227,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __f
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1251,7 +1251,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1268,7 +1268,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l active -d 'Only sessions that are neither revoked, expired nor blocked'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
@@ -1287,7 +1287,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l all -d 'Every session of --customer'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s q -l quiet -d 'Print only data and errors'
@@ -1305,7 +1305,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1327,7 +1327,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fis
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1348,7 +1348,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_se
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1366,7 +1366,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_se
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1386,7 +1386,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fis
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1406,7 +1406,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_se
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1423,7 +1423,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_se
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l dry-run -d 'Say what would be done, do nothing'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s q -l quiet -d 'Print only data and errors'
@@ -1444,7 +1444,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l actor -d '
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1461,7 +1461,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1481,7 +1481,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1502,7 +1502,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l force -d 'Apply a change even when it puts customers on the plan over a quota'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s q -l quiet -d 'Print only data and errors'
@@ -1527,7 +1527,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l actor -d '
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1544,7 +1544,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l acto
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1564,7 +1564,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l 
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1585,7 +1585,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l a
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1606,7 +1606,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l acto
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -1626,7 +1626,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l actor
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l lock-timeout -d 'How long to wait for the home lock before giving up, e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'

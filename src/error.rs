@@ -133,6 +133,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Known { kind, .. } => *kind,
+            // A lock held past the busy timeout is someone else's work in progress,
+            // not a fault: refused, like the home lock (SPEC section 5).
+            Error::Sqlite(err) if is_busy(err) => ErrorKind::Refused,
             Error::Sqlite(_) | Error::Migration(_) | Error::Io { .. } | Error::Json(_) => {
                 ErrorKind::Unexpected
             }
@@ -142,6 +145,7 @@ impl Error {
     pub fn hint(&self) -> Option<&str> {
         match self {
             Error::Known { hint, .. } => hint.as_deref(),
+            Error::Sqlite(err) if is_busy(err) => Some(BUSY_HINT),
             _ => None,
         }
     }
@@ -149,6 +153,18 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         self.kind().exit_code()
     }
+}
+
+/// What holds a SQLite lock, and what to do about it.
+const BUSY_HINT: &str = "the database is locked by another tenantctl process or an open sqlite3 \
+session; retry when it is done (tenantctl waits for the catalog up to --lock-timeout)";
+
+/// Whether SQLite gave up waiting for another connection's lock.
+fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Attaches a description of what was being done to I/O errors.
@@ -183,6 +199,18 @@ mod tests {
             assert_eq!(kind.exit_code(), code);
             assert_eq!(kind.code(), name);
         }
+    }
+
+    #[test]
+    fn a_busy_database_is_refused_with_a_hint() {
+        let busy =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        let err = Error::from(busy);
+        assert_eq!(err.exit_code(), 6);
+        assert!(err.hint().unwrap().contains("sqlite3 session"));
+        let other =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT), None);
+        assert_eq!(Error::from(other).exit_code(), 1);
     }
 
     #[test]

@@ -74,6 +74,19 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration> {
         .ok_or_else(invalid)
 }
 
+/// Parses how long something new lives (a key's `--expires-in`, a session's `--ttl`):
+/// a duration above zero, since anything shorter would be born expired.
+pub fn parse_lifetime(text: &str) -> Result<chrono::Duration> {
+    let lifetime = parse_duration(text)?;
+    if lifetime <= chrono::Duration::zero() {
+        return Err(
+            Error::usage(format!("a lifetime of '{}' has already ended", printable(text)))
+                .with_hint("give a duration above zero, such as 12h or 90d"),
+        );
+    }
+    Ok(lifetime)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +98,14 @@ mod tests {
         assert_eq!(parse_duration("90d").unwrap().num_days(), 90);
         for bad in ["", "d", "1x", "-1d", "1.5h", "99999999999999999999d", "1d2h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lifetimes_must_be_above_zero() {
+        assert_eq!(parse_lifetime("1s").unwrap().num_seconds(), 1);
+        for bad in ["0", "0d", "0s", "-1d"] {
+            assert!(parse_lifetime(bad).is_err(), "{bad}");
         }
     }
 

@@ -72,9 +72,11 @@ pub fn slug(text: &str) -> Result<&str> {
 }
 
 /// Turns free text (a company name, an email's local part) into a slug candidate.
+/// Letters outside ASCII are transliterated first ("Ünïcödé" → "unicode"), so a
+/// name keeps its letters instead of losing them.
 pub fn slugify(text: &str) -> String {
     let mut out = String::new();
-    for ch in text.chars().flat_map(char::to_lowercase) {
+    for ch in deunicode::deunicode(text).chars().flat_map(char::to_lowercase) {
         if ch.is_ascii_alphanumeric() {
             out.push(ch);
         } else if !out.ends_with('-') && !out.is_empty() {
@@ -85,6 +87,24 @@ pub fn slugify(text: &str) -> String {
         }
     }
     out.trim_matches('-').to_string()
+}
+
+/// An API key scope: `^[a-z][a-z0-9_.:-]{0,63}$`. Scopes belong to the platform's API,
+/// so any name of that shape is accepted unless the operator sets `key_scopes`.
+pub fn scope(text: &str) -> Result<&str> {
+    let bytes = text.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(b));
+    if valid {
+        Ok(text)
+    } else {
+        Err(Error::usage(format!("invalid scope '{}'", printable(text)))
+            .with_hint("a scope is a lowercase letter, then up to 63 of a-z, 0-9, '_', '.', ':' and '-'"))
+    }
 }
 
 /// A plan name: same rules as a slug, reserved words allowed.
@@ -240,9 +260,30 @@ mod tests {
     }
 
     #[test]
+    fn scopes_are_lowercase_names() {
+        for good in ["read", "sites:read", "db.write", "a", "x_y-z:1", &"a".repeat(64)] {
+            assert!(scope(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Read",
+            "1read",
+            ":read",
+            "re ad",
+            "read,write",
+            "räd",
+            &"a".repeat(65),
+        ] {
+            assert!(scope(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn slugify_makes_labels() {
         assert_eq!(slugify("Acme Corp, Inc."), "acme-corp-inc");
-        assert_eq!(slugify("  --Über GmbH--"), "ber-gmbh");
+        assert_eq!(slugify("  --Über GmbH--"), "uber-gmbh");
+        assert_eq!(slugify("Ünïcödé GmbH"), "unicode-gmbh");
+        assert_eq!(slugify("Łódź Café"), "lodz-cafe");
         assert_eq!(slugify("john.doe"), "john-doe");
         assert!(slugify(&"long name ".repeat(20)).len() <= 63);
     }

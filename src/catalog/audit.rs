@@ -76,7 +76,7 @@ pub fn customer_id_in_trail(conn: &Connection, reference: &str) -> Result<Option
         .query_row(
             "SELECT customer_id FROM audit_events
              WHERE target_type = 'customer' AND customer_id IS NOT NULL
-               AND (target = ?1 OR lower(json_extract(details, '$.email')) = lower(?1))
+               AND (target = lower(?1) OR lower(json_extract(details, '$.email')) = lower(?1))
              ORDER BY id DESC LIMIT 1",
             [reference],
             |r| r.get(0),

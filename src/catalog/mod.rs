@@ -29,10 +29,25 @@ pub type SqlProfiler = fn(&str, Duration);
 thread_local! {
     /// Where `profile_sql` sends statements; the trace hook takes a plain function.
     static PROFILE: std::cell::Cell<Option<SqlProfiler>> = const { std::cell::Cell::new(None) };
+    /// When each running statement started, by its SQL text.
+    static STARTED: std::cell::RefCell<std::collections::HashMap<String, std::time::Instant>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
-/// How long a writer waits for another process's transaction before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a writer waits for another process's transaction before giving up
+/// (then exit 6), in milliseconds; `--lock-timeout` sets it for the process.
+static BUSY_TIMEOUT_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(crate::context::DEFAULT_LOCK_TIMEOUT.as_millis() as u64);
+
+/// Sets how long catalogs opened from now on wait for another process's lock.
+pub fn set_busy_timeout(timeout: Duration) {
+    let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    BUSY_TIMEOUT_MS.store(millis, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn busy_timeout() -> Duration {
+    Duration::from_millis(BUSY_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 /// An open catalog database.
 pub struct Catalog {
@@ -74,21 +89,32 @@ pub struct MigrationRecord {
 impl Catalog {
     /// Opens an existing catalog; exit 6 with a hint when the home is not initialised.
     pub fn open(path: &Path) -> Result<Self> {
-        if !path.is_file() {
-            return Err(Error::refused(format!("no catalog at {}", path.display()))
-                .with_hint("run 'tenantctl init' first, or pass --home"));
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(unusable(path, "it is not a regular file".to_string())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::refused(format!("no catalog at {}", path.display()))
+                    .with_hint("run 'tenantctl init' first, or pass --home"));
+            }
+            Err(_) => return Err(unusable(path, access_problem(path))),
         }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        Self::configure(conn, path)
+        )
+        .map_err(|err| explain_access(path, err.into()))?;
+        // Setting the pragmas reads the schema, which opens the WAL files.
+        Self::configure(conn, path).map_err(|err| explain_access(path, err))
     }
 
     /// Opens the catalog for ordinary work: refuses while migrations are pending.
     pub fn open_ready(path: &Path) -> Result<Self> {
         let catalog = Self::open(path)?;
-        catalog.ensure_current()?;
+        // The first statement is where SQLite opens the WAL files and finds out
+        // whether it may write: an unusable catalog fails here, with its cause.
+        catalog
+            .ensure_current()
+            .map_err(|err| explain_access(path, err))?;
         Ok(catalog)
     }
 
@@ -104,7 +130,7 @@ impl Catalog {
     }
 
     fn configure(conn: Connection, path: &Path) -> Result<Self> {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(busy_timeout())?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         Ok(Catalog {
@@ -119,19 +145,34 @@ impl Catalog {
 
     /// Reports every statement and how long it took to `profile` (for `-vv`).
     /// Statements are passed as written, without their bound values, which may be
-    /// secrets' hashes or personal data.
+    /// secrets' hashes or personal data. The time is measured here, from the
+    /// statement's start to its end: the one SQLite reports comes from a clock in
+    /// whole milliseconds, so most catalog statements would read as 0.
     pub fn profile_sql(&mut self, profile: SqlProfiler) {
+        use rusqlite::trace::{TraceEvent, TraceEventCodes};
         PROFILE.with(|slot| slot.set(Some(profile)));
         self.conn.trace_v2(
-            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_PROFILE,
-            Some(|event: rusqlite::trace::TraceEvent<'_>| {
-                if let rusqlite::trace::TraceEvent::Profile(statement, took) = event {
+            TraceEventCodes::SQLITE_TRACE_STMT | TraceEventCodes::SQLITE_TRACE_PROFILE,
+            Some(|event: TraceEvent<'_>| match event {
+                // Also sent for each trigger the statement fires: the first start counts.
+                TraceEvent::Stmt(statement, _) => STARTED.with(|started| {
+                    started
+                        .borrow_mut()
+                        .entry(statement.sql().into_owned())
+                        .or_insert_with(std::time::Instant::now);
+                }),
+                TraceEvent::Profile(statement, sqlite_took) => {
+                    let sql = statement.sql();
+                    let took = STARTED
+                        .with(|started| started.borrow_mut().remove(sql.as_ref()))
+                        .map_or(sqlite_took, |at| at.elapsed());
                     PROFILE.with(|slot| {
                         if let Some(profile) = slot.get() {
-                            profile(&statement.sql(), took);
+                            profile(&sql, took);
                         }
                     });
                 }
+                _ => {}
             }),
         );
     }
@@ -143,9 +184,7 @@ impl Catalog {
 
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction: all of it commits or none of it.
     pub fn write<T>(&mut self, work: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin_write(&mut self.conn, &self.path)?;
         let value = work(&tx)?;
         tx.commit()?;
         Ok(value)
@@ -159,9 +198,7 @@ impl Catalog {
         finish: impl FnOnce(&T) -> Result<()>,
         undo: impl FnOnce(&T),
     ) -> Result<T> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = begin_write(&mut self.conn, &self.path)?;
         let value = work(&tx)?;
         finish(&value)?;
         if let Err(err) = tx.commit() {
@@ -268,6 +305,88 @@ impl Catalog {
             None => Ok(()),
         }
     }
+}
+
+/// `BEGIN IMMEDIATE`, refusing at once, with the reason, a catalog that SQLite could
+/// open only for reading (a write-protected file or a read-only file system).
+fn begin_write<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transaction<'c>> {
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        let cause = access_problem(path);
+        return Err(unusable(
+            path,
+            if cause.is_empty() {
+                "it was opened read-only".to_string()
+            } else {
+                cause
+            },
+        ));
+    }
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|err| explain_access(path, err.into()))
+}
+
+/// Replaces SQLite's "unable to open database file" or "attempt to write a readonly
+/// database" with the catalog's path and the reason, found by asking the file system.
+fn explain_access(path: &Path, err: Error) -> Error {
+    use rusqlite::ErrorCode;
+    let cannot_access = matches!(
+        &err,
+        Error::Sqlite(sqlite) if matches!(
+            sqlite.sqlite_error_code(),
+            Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied)
+        )
+    );
+    if !cannot_access {
+        return err;
+    }
+    let cause = access_problem(path);
+    let cause = if cause.is_empty() { err.to_string() } else { cause };
+    unusable(path, cause)
+}
+
+fn unusable(path: &Path, cause: String) -> Error {
+    Error::unexpected(format!("cannot use the catalog {}: {cause}", path.display()))
+        .with_hint("tenantctl must read and write the catalog and create its -wal and -shm files beside it")
+}
+
+/// Why this process cannot read and write the catalog: a read-only file system,
+/// missing permissions on the file or its folder, or a side file that is not a file.
+/// Empty when the file system shows nothing wrong.
+fn access_problem(path: &Path) -> String {
+    use nix::errno::Errno;
+    use nix::unistd::{AccessFlags, access};
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let read_write = AccessFlags::R_OK | AccessFlags::W_OK;
+    let explain = |target: &Path, errno: Errno| match errno {
+        Errno::EROFS => format!("{} is on a read-only file system", target.display()),
+        Errno::EACCES | Errno::EPERM => format!("permission denied on {}", target.display()),
+        Errno::ENOENT => format!("{} does not exist", target.display()),
+        other => format!("{}: {}", target.display(), other.desc()),
+    };
+    if let Err(errno) = access(folder, AccessFlags::X_OK) {
+        return explain(folder, errno);
+    }
+    if let Err(errno) = access(path, read_write) {
+        return explain(path, errno);
+    }
+    if let Err(errno) = access(folder, AccessFlags::W_OK | AccessFlags::X_OK) {
+        return explain(folder, errno);
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        match std::fs::symlink_metadata(&side) {
+            Ok(meta) if !meta.is_file() => return format!("{} is not a regular file", side.display()),
+            Ok(_) => {
+                if let Err(errno) = access(&side, read_write) {
+                    return explain(&side, errno);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    String::new()
 }
 
 fn applied_migrations(conn: &Connection) -> Result<Vec<MigrationRecord>> {

@@ -18,7 +18,7 @@ pub enum KeyCommand {
         /// What the key is for
         #[arg(long, value_name = "NAME")]
         name: String,
-        /// A scope: sites:read, sites:write, deploy, db:read, db:write, usage:read, usage:write, admin; repeatable [default: sites:read]
+        /// A scope such as sites:read or deploy (lowercase; 'config set key_scopes' may restrict them); repeatable [default: sites:read]
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
         /// Expire after this long, e.g. 90d or 12h
@@ -170,9 +170,14 @@ pub fn key(session: &Session, command: KeyCommand) -> anyhow::Result<()> {
             .out
             .list(KEY_COLUMNS, access::list_keys(&catalog, customer.as_deref())?)?,
         KeyCommand::Revoke { key_id } => {
-            session
-                .out
-                .object(&access::revoke_key(&mut catalog, session.actor(), &key_id)?)?
+            let revocation = access::revoke_key(&mut catalog, session.actor(), &key_id)?;
+            if revocation.already_revoked {
+                session.messages.note(&format!(
+                    "key {key_id} was already revoked at {}; nothing changed",
+                    revocation.key.revoked_at.as_deref().unwrap_or("-")
+                ));
+            }
+            session.out.object(&revocation.key)?
         }
         KeyCommand::Verify { token } => session.out.object(&access::verify_key(&mut catalog, &token)?)?,
     }
@@ -199,12 +204,24 @@ pub fn session(session: &Session, command: SessionCommand) -> anyhow::Result<()>
         )?,
         SessionCommand::Revoke {
             session_id, customer, ..
-        } => session.out.object(&access::revoke_sessions(
-            &mut catalog,
-            session.actor(),
-            session_id.as_deref(),
-            customer.as_deref(),
-        )?)?,
+        } => {
+            let revoked = access::revoke_sessions(
+                &mut catalog,
+                session.actor(),
+                session_id.as_deref(),
+                customer.as_deref(),
+            )?;
+            if revoked.revoked == 0 {
+                session.messages.note(&match &session_id {
+                    Some(id) => format!("session {id} was already revoked; nothing changed"),
+                    None => format!(
+                        "no session of {} was left to revoke; nothing changed",
+                        customer.as_deref().unwrap_or("-")
+                    ),
+                });
+            }
+            session.out.object(&revoked)?
+        }
         SessionCommand::Prune => session
             .out
             .object(&access::prune_sessions(&mut catalog, session.actor())?)?,

@@ -84,7 +84,7 @@ pub struct GlobalArgs {
     /// When to colour messages (NO_COLOR is honoured with auto)
     #[arg(long, global = true, value_name = "WHEN", value_enum)]
     pub color: Option<ColorArg>,
-    /// How long to wait for the home lock before giving up, e.g. 30s or 2m
+    /// How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_lock_timeout)]
     pub lock_timeout: Option<std::time::Duration>,
 }
@@ -272,6 +272,7 @@ fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
         return print_completions(shell);
     }
     let ctx = Context::resolve(&cli.global.flags())?;
+    crate::catalog::set_busy_timeout(ctx.lock_timeout);
     let session = Session {
         home: Home::new(ctx.home.clone()),
         out: Renderer::new(ctx.output),

@@ -6,24 +6,15 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{Actor, customers};
+use super::{Actor, config, customers};
 use crate::catalog::access::{self, ApiKey, NewKey, NewSession, Session};
 use crate::catalog::model::{Customer, NewAuditEvent};
 use crate::catalog::{Catalog, audit};
 use crate::error::{Error, Result};
 use crate::{time, validate};
 
-/// The scopes a key may carry.
-pub const SCOPES: &[&str] = &[
-    "sites:read",
-    "sites:write",
-    "deploy",
-    "db:read",
-    "db:write",
-    "usage:read",
-    "usage:write",
-    "admin",
-];
+/// The scope a key gets when none is asked for.
+const DEFAULT_SCOPE: &str = "sites:read";
 
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -91,23 +82,16 @@ pub fn create_key(
 ) -> Result<CreatedKey> {
     let name = validate::display_text("name", name)?;
     let mut scopes: Vec<String> = if scopes.is_empty() {
-        vec!["sites:read".to_string()]
+        vec![DEFAULT_SCOPE.to_string()]
     } else {
         scopes.to_vec()
     };
-    for scope in &scopes {
-        if !SCOPES.contains(&scope.as_str()) {
-            return Err(
-                Error::usage(format!("unknown scope '{}'", validate::printable(scope)))
-                    .with_hint(format!("scopes: {}", SCOPES.join(", "))),
-            );
-        }
-    }
+    check_scopes(catalog, &scopes)?;
     scopes.sort();
     scopes.dedup();
     let now = chrono::Utc::now();
     let expires_at = expires_in
-        .map(time::parse_duration)
+        .map(time::parse_lifetime)
         .transpose()?
         .map(|d| time::format(now + d));
     let customer = active_customer(catalog, reference, "get new keys")?;
@@ -140,6 +124,25 @@ pub fn create_key(
     Ok(CreatedKey { key: created, token })
 }
 
+/// Every scope well formed and, when the operator restricts them (`key_scopes`), allowed.
+fn check_scopes(catalog: &Catalog, scopes: &[String]) -> Result<()> {
+    for scope in scopes {
+        validate::scope(scope)?;
+    }
+    let Some(allowed) = config::allowed_key_scopes(catalog)? else {
+        return Ok(());
+    };
+    match scopes.iter().find(|s| !allowed.contains(s)) {
+        Some(refused) => Err(
+            Error::usage(format!("scope '{refused}' is not allowed")).with_hint(format!(
+                "allowed scopes (config key_scopes): {}",
+                allowed.join(", ")
+            )),
+        ),
+        None => Ok(()),
+    }
+}
+
 pub fn list_keys(catalog: &Catalog, customer: Option<&str>) -> Result<Vec<ApiKey>> {
     let id = customer
         .map(|c| customers::resolve(catalog.conn(), c))
@@ -148,14 +151,26 @@ pub fn list_keys(catalog: &Catalog, customer: Option<&str>) -> Result<Vec<ApiKey
     access::list_keys(catalog.conn(), id)
 }
 
-pub fn revoke_key(catalog: &mut Catalog, actor: Actor<'_>, id: &str) -> Result<ApiKey> {
+/// What `key revoke` did: the key as it now is, and whether it was revoked before.
+#[derive(Debug, Clone)]
+pub struct KeyRevocation {
+    pub key: ApiKey,
+    pub already_revoked: bool,
+}
+
+/// Revokes a key. Revoking a revoked key changes nothing and is no error (as for
+/// sessions): the operator's goal, a key that no longer works, holds either way.
+pub fn revoke_key(catalog: &mut Catalog, actor: Actor<'_>, id: &str) -> Result<KeyRevocation> {
     catalog.write(|tx| {
         let key = access::key_by_id(tx, id)?.ok_or_else(|| {
             Error::not_found(format!("no API key '{}'", validate::printable(id)))
                 .with_hint("see 'tenantctl key list'")
         })?;
         if key.revoked_at.is_some() {
-            return Err(Error::refused(format!("key {id} is already revoked")));
+            return Ok(KeyRevocation {
+                key,
+                already_revoked: true,
+            });
         }
         access::revoke_key(tx, id, &time::now())?;
         audit_event(
@@ -167,7 +182,11 @@ pub fn revoke_key(catalog: &mut Catalog, actor: Actor<'_>, id: &str) -> Result<A
             key.customer_id,
             json!({"name": key.name}),
         )?;
-        access::key_by_id(tx, id)?.ok_or_else(|| Error::unexpected("a revoked key vanished"))
+        let key = access::key_by_id(tx, id)?.ok_or_else(|| Error::unexpected("a revoked key vanished"))?;
+        Ok(KeyRevocation {
+            key,
+            already_revoked: false,
+        })
     })
 }
 
@@ -232,7 +251,7 @@ pub fn create_session(
     ttl: &str,
 ) -> Result<CreatedSession> {
     let device = device.map(|d| validate::display_text("device", d)).transpose()?;
-    let ttl = time::parse_duration(ttl)?;
+    let ttl = time::parse_lifetime(ttl)?;
     let customer = active_customer(catalog, reference, "open sessions")?;
     let now = chrono::Utc::now();
     let id = random_text(8);

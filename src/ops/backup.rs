@@ -148,7 +148,10 @@ pub fn list(backup_dir: &Path, customer: Option<&str>) -> Result<Vec<SetSummary>
 
 fn entry_names(entry: &Entry, reference: &str) -> bool {
     entry.scope == "tenant"
-        && (entry.customer_slug.as_deref() == Some(reference)
+        && (entry
+            .customer_slug
+            .as_deref()
+            .is_some_and(|slug| slug.eq_ignore_ascii_case(reference))
             || entry.customer_id.is_some_and(|id| id.to_string() == reference))
 }
 

@@ -35,6 +35,11 @@ const KEYS: &[Key] = &[
         default: Some("starter"),
     },
     Key {
+        name: "key_scopes",
+        description: "the only scopes 'key create' accepts, comma-separated; unset: any scope",
+        default: None,
+    },
+    Key {
         name: "backup_keep_last",
         description: "backup prune: sets to keep regardless of age",
         default: Some("7"),
@@ -105,6 +110,7 @@ fn normalise(catalog: &Catalog, key: &Key, value: &str) -> Result<String> {
                 .into_string()
                 .map_err(|_| Error::usage("the tenant migrations path must be valid UTF-8"))
         }
+        "key_scopes" => scope_list(value),
         "default_plan" => {
             let name = validate::plan_name(value)?;
             if plans::get(catalog.conn(), name)?.is_none() {
@@ -221,6 +227,27 @@ pub fn tenant_migrations_dir(catalog: &Catalog, home: &Home) -> Result<PathBuf> 
     Ok(settings::get(catalog.conn(), "tenant_migrations_dir")?
         .map(|(v, _)| PathBuf::from(v))
         .unwrap_or_else(|| home.default_tenant_migrations_dir()))
+}
+
+/// `a, b,a` → `a,b`: every scope valid, none twice, at least one.
+fn scope_list(value: &str) -> Result<String> {
+    let mut scopes: Vec<&str> = Vec::new();
+    for scope in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let scope = validate::scope(scope)?;
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    if scopes.is_empty() {
+        return Err(Error::usage("key_scopes needs at least one scope")
+            .with_hint("to allow any scope, run 'tenantctl config unset key_scopes'"));
+    }
+    Ok(scopes.join(","))
+}
+
+/// The scopes the operator allows on API keys; `None` allows any valid scope.
+pub fn allowed_key_scopes(catalog: &Catalog) -> Result<Option<Vec<String>>> {
+    Ok(settings::get(catalog.conn(), "key_scopes")?.map(|(v, _)| v.split(',').map(str::to_string).collect()))
 }
 
 /// The plan for customers created without `--plan`.

@@ -27,7 +27,8 @@ pub fn resolve(conn: &Connection, reference: &str) -> Result<Customer> {
     } else if reference.contains('@') {
         customers::by_email(conn, reference.trim())?
     } else {
-        customers::by_slug(conn, reference)?
+        // Slugs are stored lowercase; like emails, they are found whatever the case.
+        customers::by_slug(conn, &reference.to_ascii_lowercase())?
     };
     found.ok_or_else(|| {
         Error::not_found(format!("no customer '{}'", validate::printable(reference)))
@@ -83,14 +84,10 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
         .map(validate::slug)
         .transpose()?
         .map(str::to_string);
-    // Fail fast on obvious conflicts; the same checks run again inside the transaction.
-    choose_slug(
-        catalog.conn(),
-        actor,
-        explicit_slug.as_deref(),
-        company.as_deref(),
-        &email,
-    )?;
+    // Fail fast on obvious conflicts; choose_slug checks again inside the transaction.
+    // Only the catalog is asked here: a tenant file without a customer may be a
+    // concurrent create of the same slug between moving its file and committing.
+    refuse_taken(catalog.conn(), explicit_slug.as_deref(), &email)?;
 
     let migrations = tenantdb::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
     let built = tenantdb::provision(
@@ -145,17 +142,8 @@ pub(crate) fn choose_slug(
     company: Option<&str>,
     email: &str,
 ) -> Result<String> {
-    if customers::by_email(conn, email)?.is_some() {
-        return Err(Error::conflict(format!(
-            "a customer with email {email} already exists"
-        )));
-    }
+    refuse_taken(conn, explicit, email)?;
     if let Some(slug) = explicit {
-        if customers::slug_taken(conn, slug)? {
-            return Err(
-                Error::conflict(format!("slug '{slug}' is taken")).with_hint("choose another with --slug")
-            );
-        }
         let path = actor.home.tenant_db(slug)?;
         if path.exists() {
             return Err(
@@ -191,6 +179,23 @@ pub(crate) fn choose_slug(
         }
     }
     Err(Error::conflict(format!("no free slug near '{base}'")).with_hint("choose one with --slug"))
+}
+
+/// Refuses an email or an asked-for slug that a customer in the catalog already has.
+fn refuse_taken(conn: &Connection, slug: Option<&str>, email: &str) -> Result<()> {
+    if customers::by_email(conn, email)?.is_some() {
+        return Err(Error::conflict(format!(
+            "a customer with email {email} already exists"
+        )));
+    }
+    if let Some(slug) = slug
+        && customers::slug_taken(conn, slug)?
+    {
+        return Err(
+            Error::conflict(format!("slug '{slug}' is taken")).with_hint("choose another with --slug")
+        );
+    }
+    Ok(())
 }
 
 fn existing_plan(conn: &Connection, name: &str) -> Result<String> {

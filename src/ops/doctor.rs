@@ -127,23 +127,72 @@ pub fn doctor(home: &Home, backup_dir: &Path, fix: bool) -> Result<Vec<Check>> {
         }
     };
     let live = tenants::live_tenants(catalog.conn(), None)?;
-    let mut healthy = 0;
+    let mut tally = TenantTally::default();
     for tenant in &live {
-        if tenant_checks(&mut doctor, &catalog, home, tenant, files.as_deref())? {
-            healthy += 1;
-        }
+        let first = doctor.checks.len();
+        tenant_checks(&mut doctor, &catalog, home, tenant, files.as_deref())?;
+        tally.count(&doctor.checks[first..]);
     }
     doctor.add(
         "tenants",
         format!("{} tenants", live.len()),
-        Verdict::Ok,
-        format!("{healthy} without problems"),
+        tally.verdict(),
+        tally.summary(live.len()),
     );
     backup_checks(&mut doctor, backup_dir, &live)?;
     deleted_checks(&mut doctor, &catalog, home)?;
     template_checks(&mut doctor, home);
     orphan_checks(&mut doctor, &catalog, home)?;
     Ok(doctor.checks)
+}
+
+/// Live tenants by the worst verdict of their own checks, for the summary row.
+#[derive(Debug, Default)]
+struct TenantTally {
+    healthy: usize,
+    failed: usize,
+    warned: usize,
+    repaired: usize,
+}
+
+impl TenantTally {
+    fn count(&mut self, checks: &[Check]) {
+        let has = |verdict: Verdict| checks.iter().any(|c| c.status == verdict);
+        if has(Verdict::Fail) {
+            self.failed += 1;
+        } else if has(Verdict::Warn) {
+            self.warned += 1;
+        } else if has(Verdict::Fixed) {
+            self.repaired += 1;
+        } else {
+            self.healthy += 1;
+        }
+    }
+
+    /// `18 of 20 without problems; 2 failed`: every tenant counted once, by its worst.
+    fn summary(&self, total: usize) -> String {
+        let mut text = format!("{} of {total} without problems", self.healthy);
+        for (count, what) in [
+            (self.failed, "failed"),
+            (self.warned, "with warnings"),
+            (self.repaired, "repaired"),
+        ] {
+            if count > 0 {
+                text.push_str(&format!("; {count} {what}"));
+            }
+        }
+        text
+    }
+
+    /// Never "ok" beside tenants that are not; the tenants' own rows carry the failures,
+    /// so the summary does not count as one more.
+    fn verdict(&self) -> Verdict {
+        if self.failed + self.warned > 0 {
+            Verdict::Warn
+        } else {
+            Verdict::Ok
+        }
+    }
 }
 
 /// Integrity, foreign keys and migrations; false when the rest cannot be checked.

@@ -6,6 +6,10 @@ use std::io::{self, BufWriter, Seek, Write};
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 use serde_json::{Map, Value};
+// Columns line up by the columns a cell takes on a terminal, not its characters: a
+// CJK character or an emoji takes two. (comfy-table, for key/value tables, measures
+// the same way.)
+use unicode_width::UnicodeWidthStr;
 
 use crate::context::OutputFormat;
 
@@ -235,10 +239,10 @@ impl<W: Write> ListWriter<W> {
     /// Fixes the column widths from the header and the sample, and writes them.
     fn flush_sample(&mut self) -> io::Result<()> {
         let header: Vec<String> = self.columns.iter().map(|c| c.to_uppercase()).collect();
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.width()).collect();
         for row in &self.sample {
             for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
+                *width = (*width).max(cell.width());
             }
         }
         self.widths = Some(widths);
@@ -255,12 +259,7 @@ impl<W: Write> ListWriter<W> {
         for (i, cell) in cells.iter().enumerate() {
             line.push_str(cell);
             if i + 1 < cells.len() {
-                let pad = widths
-                    .get(i)
-                    .copied()
-                    .unwrap_or(0)
-                    .saturating_sub(cell.chars().count())
-                    + 2;
+                let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.width()) + 2;
                 line.extend(std::iter::repeat_n(' ', pad));
             }
         }
@@ -493,10 +492,19 @@ impl crate::ops::Progress for Bar {
 pub fn sql_profile(sql: &str, took: std::time::Duration) {
     let _ = writeln!(
         io::stderr().lock(),
-        "sql: {:.3} ms: {}",
-        took.as_secs_f64() * 1000.0,
+        "sql: {}: {}",
+        short_duration(took),
         one_line(sql)
     );
+}
+
+/// `412 µs` below a millisecond (most catalog statements), `3.217 ms` above.
+fn short_duration(took: std::time::Duration) -> String {
+    if took < std::time::Duration::from_millis(1) {
+        format!("{} µs", took.as_micros())
+    } else {
+        format!("{:.3} ms", took.as_secs_f64() * 1000.0)
+    }
 }
 
 /// Messages to the operator on stderr.
@@ -606,6 +614,21 @@ mod tests {
     }
 
     #[test]
+    fn table_columns_line_up_by_display_width() {
+        let rows = vec![
+            json!({"id": "東京", "slug": "a"}),
+            json!({"id": "😀x", "slug": "b"}),
+            json!({"id": "abcde", "slug": "c"}),
+        ];
+        let table = list_text(OutputFormat::Table, &rows);
+        let starts: Vec<usize> = table
+            .lines()
+            .map(|line| line[..line.rfind(' ').unwrap() + 1].width())
+            .collect();
+        assert_eq!(starts, [7, 7, 7, 7], "{table}");
+    }
+
+    #[test]
     fn empty_json_list_is_an_empty_array() {
         assert_eq!(list_text(OutputFormat::Json, &[]).trim(), "[]");
         assert_eq!(list_text(OutputFormat::Csv, &[]), "");
@@ -622,6 +645,14 @@ mod tests {
         assert!(text.contains("limits:"));
         assert!(text.contains("sites:"));
         assert!(text.contains("keys: none"));
+    }
+
+    #[test]
+    fn sql_timings_show_microseconds_below_a_millisecond() {
+        use std::time::Duration;
+        assert_eq!(short_duration(Duration::from_nanos(41_900)), "41 µs");
+        assert_eq!(short_duration(Duration::from_nanos(999_999)), "999 µs");
+        assert_eq!(short_duration(Duration::from_micros(3_217)), "3.217 ms");
     }
 
     #[test]

@@ -45,32 +45,104 @@ fn concurrent_creates_all_succeed_without_lock_errors() {
 #[test]
 fn racing_for_one_slug_gives_one_winner_and_conflicts() {
     let env = TestEnv::initialised();
-    let children: Vec<_> = (0..6)
-        .map(|i| {
-            env.command()
-                .args([
-                    "customer",
-                    "create",
-                    &format!("r{i}@example.com"),
-                    "R",
-                    "--slug",
-                    "contested",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let codes: Vec<i32> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
-        .collect();
-    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{codes:?}");
-    assert!(codes.iter().all(|c| *c == 0 || *c == 4), "{codes:?}");
+    // The first create builds the tenant template; racing that is another matter.
+    env.customer("warm@example.com", "W", &["--slug", "warm"]);
+    // Several rounds, each a crowd racing for a fresh slug: a loser that looks while the
+    // winner is between moving its file in and committing must still hear "taken".
+    const ROUNDS: usize = 8;
+    for round in 0..ROUNDS {
+        let slug = format!("contested{round}");
+        let children: Vec<_> = (0..12)
+            .map(|i| {
+                env.command()
+                    .args([
+                        "customer",
+                        "create",
+                        &format!("r{round}-{i}@example.com"),
+                        "R",
+                        "--slug",
+                        &slug,
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outcomes: Vec<(i32, String)> = children
+            .into_iter()
+            .map(|c| {
+                let output = c.wait_with_output().unwrap();
+                let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+                (output.status.code().unwrap(), stderr)
+            })
+            .collect();
+        let winners = outcomes.iter().filter(|(code, _)| *code == 0).count();
+        assert_eq!(winners, 1, "{outcomes:?}");
+        let taken = format!("error: slug '{slug}' is taken (choose another with --slug)");
+        for (code, stderr) in outcomes.iter().filter(|(code, _)| *code != 0) {
+            assert_eq!(*code, 4, "{stderr}");
+            assert_eq!(stderr.trim(), taken, "{outcomes:?}");
+        }
+    }
     assert_eq!(
         env.names_in(&env.home.join("tenants")),
-        ["contested.db"],
+        (0..ROUNDS)
+            .map(|round| format!("contested{round}.db"))
+            .chain(["warm.db".to_string()])
+            .collect::<Vec<_>>(),
         "losers leave no file"
     );
+}
+
+#[test]
+fn a_catalog_held_past_the_lock_timeout_is_refused_naming_the_holder() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "acme"]);
+    // What an operator's open `sqlite3 catalog.db` with `BEGIN IMMEDIATE` does.
+    let holder = env.catalog();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let run = env.fails(
+        &[
+            "customer",
+            "create",
+            "b@example.com",
+            "B",
+            "--slug",
+            "blocked",
+            "--lock-timeout",
+            "1s",
+        ],
+        6,
+    );
+    assert!(
+        run.stderr
+            .contains("locked by another tenantctl process or an open sqlite3 session"),
+        "{run:?}"
+    );
+    let json = env.run(&[
+        "key",
+        "create",
+        "acme",
+        "--name",
+        "x",
+        "--lock-timeout",
+        "1s",
+        "--json",
+    ]);
+    assert_eq!(json.code, 6, "{json:?}");
+    let error: serde_json::Value = serde_json::from_str(json.stderr.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "refused");
+    // Reads do not wait for a writer in WAL mode.
+    env.ok(&["customer", "show", "acme", "--lock-timeout", "1s"]);
+    holder.execute_batch("ROLLBACK").unwrap();
+
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 1);
+    assert_eq!(env.count("SELECT count(*) FROM api_keys"), 0);
+    assert_eq!(
+        env.names_in(&env.home.join("tenants")),
+        ["acme.db"],
+        "the refused create left no file"
+    );
+    env.customer("b@example.com", "B", &["--slug", "blocked"]);
 }

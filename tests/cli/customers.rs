@@ -219,6 +219,76 @@ fn list_filters_by_plan_status_and_search_with_a_limit() {
 }
 
 #[test]
+fn slugs_are_found_whatever_their_case_like_emails() {
+    let env = TestEnv::initialised();
+    env.customer("ops@acme.test", "Jane", &["--slug", "acme"]);
+    let shown = env.json(&["customer", "show", "acme"]);
+    for spelling in ["ACME", "Acme", "aCmE"] {
+        assert_eq!(env.json(&["customer", "show", spelling]), shown, "{spelling}");
+    }
+    let site = env.json(&["site", "create", "ACME", "Shop", "--domain", "shop.acme.test"]);
+    assert_eq!(site["customer_id"], shown["id"]);
+    assert_eq!(env.json(&["site", "list", "Acme"]).as_array().unwrap().len(), 1);
+    env.json(&["key", "create", "AcMe", "--name", "ci"]);
+    assert_eq!(
+        env.ok(&["db", "path", "ACME"]).stdout.trim(),
+        shown["db_path"].as_str().unwrap()
+    );
+    env.ok(&["backup", "--customer", "ACME", "-q"]);
+    assert_eq!(
+        env.json(&["backup", "list", "--customer", "ACME"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "backup list reads manifests, and matches slugs whatever the case too"
+    );
+    env.ok(&["customer", "delete", "ACME", "--confirm", "acme"]);
+    env.ok(&["customer", "purge", "ACME", "--confirm", "acme"]);
+    assert!(
+        !env.json(&["audit", "--customer", "ACME"])
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "a purged customer's trail is found by slug in any case"
+    );
+}
+
+#[test]
+fn table_columns_line_up_with_wide_characters() {
+    use unicode_width::UnicodeWidthStr;
+    let env = TestEnv::initialised();
+    env.customer(
+        "a@example.com",
+        "東京太郎",
+        &["株式会社テスト", "--slug", "tokyo"],
+    );
+    env.customer("b@example.com", "Zoë 😀", &["Café ☕ Ltd", "--slug", "zoe"]);
+    env.customer("c@example.com", "Bob", &["Plain Ltd", "--slug", "bob"]);
+    let table = env.ok(&["customer", "list"]).stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    let column_at = |line: &str, text: &str| line[..line.find(text).unwrap()].width();
+    let plan_at = column_at(lines[0], "PLAN");
+    for line in &lines[1..] {
+        assert_eq!(column_at(line, "starter"), plan_at, "misaligned:\n{table}");
+    }
+}
+
+#[test]
+fn slugs_from_non_ascii_names_keep_their_letters() {
+    let env = TestEnv::initialised();
+    let created = env.customer("u@example.com", "U", &["Ünïcödé GmbH"]);
+    assert_eq!(created["slug"], "unicode-gmbh");
+    assert_eq!(created["company_name"], "Ünïcödé GmbH");
+    assert!(env.home.join("tenants/unicode-gmbh.db").is_file());
+    assert_eq!(
+        env.customer("l@example.com", "L", &["Łódź Café"])["slug"],
+        "lodz-cafe"
+    );
+}
+
+#[test]
 fn show_finds_by_slug_id_or_email_with_quota_and_sites() {
     let env = TestEnv::initialised();
     let created = env.customer("ops@acme.test", "Jane", &["Acme", "--plan", "pro"]);

@@ -213,6 +213,24 @@ fn quiet_and_verbose_only_change_stderr() {
         verbose.stderr.contains("sql: ") && verbose.stderr.contains("FROM customers"),
         "{verbose:?}"
     );
+    let timings: Vec<&str> = verbose
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("sql: "))
+        .map(|l| l.split(": ").next().unwrap())
+        .collect();
+    for timing in &timings {
+        let (amount, unit) = timing.split_once(' ').unwrap();
+        match unit {
+            "µs" => assert!(amount.parse::<u64>().unwrap() > 0, "{timing}"),
+            "ms" => assert!(amount.parse::<f64>().unwrap() >= 1.0, "{timing}"),
+            _ => panic!("no unit in {timing}"),
+        }
+    }
+    assert!(
+        timings.iter().any(|t| t.ends_with(" µs")),
+        "sub-millisecond statements are timed in µs, not as 0.000 ms: {timings:?}"
+    );
     let once = env.ok(&["customer", "list", "--json", "-v"]);
     assert!(!once.stderr.contains("sql: "), "-v alone does not trace SQL");
     assert!(quiet.stderr.is_empty());

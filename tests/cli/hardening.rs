@@ -389,3 +389,92 @@ fn no_command_changes_or_removes_audit_rows() {
         .unwrap_err();
     assert!(err.to_string().contains("cannot be changed"));
 }
+
+fn running_as_root() -> bool {
+    let id = std::process::Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&id.stdout).trim() == "0"
+}
+
+/// The one error line, which must name the catalog and end in `cause`'s hint.
+fn assert_unusable_catalog(env: &TestEnv, run: &Run, cause: &str) {
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    let catalog = env.home.join("catalog.db");
+    let expected = format!("error: cannot use the catalog {}: ", catalog.display());
+    assert!(run.stderr.starts_with(&expected), "{run:?}");
+    assert!(run.stderr.contains(cause), "{cause} in {run:?}");
+    assert!(!run.stderr.contains("unable to open database file"), "{run:?}");
+}
+
+#[test]
+fn a_catalog_whose_wal_cannot_be_opened_is_named_with_the_cause() {
+    let env = TestEnv::initialised();
+    let wal = env.home.join("catalog.db-wal");
+    let _ = std::fs::remove_file(&wal);
+    std::fs::create_dir(&wal).unwrap();
+    let run = env.run(&["customer", "list"]);
+    assert_unusable_catalog(&env, &run, &format!("{} is not a regular file", wal.display()));
+    std::fs::remove_dir(&wal).unwrap();
+    env.ok(&["customer", "list"]);
+}
+
+#[test]
+fn a_catalog_on_a_read_only_file_system_is_named_with_the_cause() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "acme"]);
+    // A private mount namespace, so the read-only bind mount is seen by this shell only.
+    let script = r#"mount --bind -o ro "$HOME_DIR" "$HOME_DIR" || exit 99
+"$TENANTCTL" customer list; echo "exit $?" >&2
+exec "$TENANTCTL" config set platform_domain example.com"#;
+    let output = env
+        .shell(r#"exec unshare -m sh -c "$INNER""#)
+        .env("INNER", script)
+        .env("HOME_DIR", &env.home)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_ne!(
+        output.status.code(),
+        Some(99),
+        "this test needs 'unshare -m' and bind mounts (root): {stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert_eq!(lines[1], "exit 1", "{stderr}");
+    let catalog = env.home.join("catalog.db");
+    for line in [lines[0], lines[2]] {
+        assert!(
+            line.starts_with(&format!("error: cannot use the catalog {}: ", catalog.display()))
+                && line.contains("is on a read-only file system"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    env.ok(&["customer", "show", "acme"]);
+}
+
+#[test]
+fn a_catalog_this_user_may_not_open_is_named_with_the_cause() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::initialised();
+    let run = if running_as_root() {
+        // Root passes every permission check: run as nobody, who may not enter the
+        // root-owned private home.
+        let output = env
+            .shell(r#"exec setpriv --reuid=65534 --regid=65534 --clear-groups "$TENANTCTL" customer list"#)
+            .output()
+            .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    } else {
+        std::fs::set_permissions(&env.home, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let run = env.run(&["customer", "list"]);
+        std::fs::set_permissions(&env.home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        run
+    };
+    assert_unusable_catalog(&env, &run, "permission denied on ");
+}

@@ -739,6 +739,65 @@ fn doctor_finds_each_fault_and_fixes_what_is_safe() {
 }
 
 #[test]
+fn doctor_counts_each_tenant_once_by_its_worst_check() {
+    let env = fleet(&["a", "b", "c", "d", "e"]);
+    env.ok(&["backup", "-q"]);
+    let summary = |args: &[&str]| -> (String, String) {
+        let run = env.run(args);
+        let checks = run.json();
+        let row = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "tenants")
+            .unwrap_or_else(|| panic!("no summary in {checks}"))
+            .clone();
+        assert_eq!(row["target"], "5 tenants");
+        (
+            row["status"].as_str().unwrap().to_string(),
+            row["message"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        summary(&["doctor", "--json"]),
+        ("ok".to_string(), "5 of 5 without problems".to_string())
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::remove_file(env.home.join("tenants/b.db")).unwrap();
+    let c_path = env.home.join("tenants/c.db");
+    let mut bytes = std::fs::read(&c_path).unwrap();
+    let len = bytes.len();
+    bytes[4096..len.min(12288)].fill(0xAB);
+    std::fs::write(&c_path, bytes).unwrap();
+    std::fs::set_permissions(
+        env.home.join("tenants/d.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    assert_eq!(
+        summary(&["doctor", "--json"]),
+        (
+            "warn".to_string(),
+            "2 of 5 without problems; 3 failed".to_string()
+        )
+    );
+    assert_eq!(
+        summary(&["doctor", "--fix", "--json"]),
+        (
+            "warn".to_string(),
+            "2 of 5 without problems; 2 failed; 1 repaired".to_string()
+        )
+    );
+    let run = env.run(&["doctor"]);
+    assert_eq!(run.code, 7);
+    assert!(
+        run.stderr.contains("doctor found 2 problems"),
+        "the summary is not one more problem: {run:?}"
+    );
+}
+
+#[test]
 fn a_missing_migrations_folder_is_a_usage_error_naming_it() {
     let env = fleet(&["a"]);
     std::fs::remove_dir_all(env.home.join("tenant-migrations")).unwrap();
