@@ -2,7 +2,7 @@
 //! that `customer create` costs the same however many migrations there are.
 
 use std::fs::Metadata;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use refinery::Migration;
@@ -45,15 +45,11 @@ struct RebuildLock {
 impl RebuildLock {
     fn acquire(templates_dir: &Path) -> Result<Self> {
         files::create_private_dir(templates_dir)?;
-        let path = templates_dir.join(".rebuild.lock");
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(files::PRIVATE_FILE_MODE)
-            .open(&path)
-            .io_context(|| format!("opening {}", path.display()))?;
-        file.lock().io_context(|| format!("locking {}", path.display()))?;
+        // The folder itself is locked, so that no lock file lies beside the template.
+        let file = std::fs::File::open(templates_dir)
+            .io_context(|| format!("opening {}", templates_dir.display()))?;
+        file.lock()
+            .io_context(|| format!("locking {}", templates_dir.display()))?;
         Ok(RebuildLock { _file: file })
     }
 }
