@@ -146,3 +146,36 @@ fn a_catalog_held_past_the_lock_timeout_is_refused_naming_the_holder() {
     );
     env.customer("b@example.com", "B", &["--slug", "blocked"]);
 }
+
+#[test]
+fn first_creates_racing_to_build_the_template_all_succeed() {
+    // A fresh home has no tenant template yet: every create in the crowd finds it
+    // missing, and only one may build it while the others wait and copy that one.
+    for round in 0..6 {
+        let env = TestEnv::initialised();
+        let children: Vec<_> = (0..24)
+            .map(|i| {
+                env.command()
+                    .args(["customer", "create", &format!("t{round}-{i}@example.com"), "T"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        assert_eq!(env.names_in(&env.home.join("tenants")).len(), 24);
+        assert_eq!(
+            env.names_in(&env.home.join("templates")),
+            ["tenant.db"],
+            "one template, no staging files"
+        );
+    }
+}
