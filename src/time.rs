@@ -32,6 +32,11 @@ pub fn current_month() -> String {
     Utc::now().format("%Y-%m").to_string()
 }
 
+/// A `--since` filter as the catalog compares it: the moment in canonical text.
+pub fn parse_since(text: Option<&str>) -> Result<Option<String>> {
+    text.map(parse_moment).transpose().map(|at| at.map(format))
+}
+
 /// Parses a moment given as RFC 3339, a date (`2026-11-01`, midnight UTC), or an age
 /// before now (`90m`, `24h`, `7d`, `2w`).
 pub fn parse_moment(text: &str) -> Result<DateTime<Utc>> {

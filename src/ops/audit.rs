@@ -26,12 +26,7 @@ pub fn list(catalog: &Catalog, request: &ListAudit) -> Result<Vec<AuditEvent>> {
         },
         None => None,
     };
-    let since = request
-        .since
-        .as_deref()
-        .map(time::parse_moment)
-        .transpose()?
-        .map(time::format);
+    let since = time::parse_since(request.since.as_deref())?;
     audit::list(
         catalog.conn(),
         &AuditFilter {

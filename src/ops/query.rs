@@ -308,12 +308,7 @@ pub fn history(catalog: &Catalog, request: &HistoryRequest) -> Result<Vec<tenant
         .as_deref()
         .map(|r| customers::resolve(catalog.conn(), r).map(|c| c.id))
         .transpose()?;
-    let since = request
-        .since
-        .as_deref()
-        .map(time::parse_moment)
-        .transpose()?
-        .map(time::format);
+    let since = time::parse_since(request.since.as_deref())?;
     tenants::history(
         catalog.conn(),
         &tenants::HistoryFilter {
