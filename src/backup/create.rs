@@ -40,6 +40,9 @@ pub struct SetRequest<'a> {
     /// damaged, instead of leaving it out or failing: what a pre-restore set needs,
     /// since the damage is usually what the restore is for.
     pub keep_damaged: bool,
+    /// A live catalog that SQLite cannot open at all, with the reason: its raw bytes
+    /// go into the set, marked damaged (a catalog restore is what mends it).
+    pub unreadable_catalog: Option<(PathBuf, String)>,
 }
 
 /// Writes a new set into `backup_dir`. `catalog` is backed up when given. Tenants whose
@@ -84,6 +87,14 @@ fn fill_set(
     let mut entries = Vec::new();
     if let Some(catalog) = catalog {
         entries.push(catalog_entry(tmp, catalog, request.keep_damaged)?);
+    } else if let Some((path, reason)) = &request.unreadable_catalog {
+        entries.push(raw_entry(
+            path,
+            &tmp.join("catalog.db"),
+            "catalog.db",
+            None,
+            reason.clone(),
+        )?);
     }
     let previous = previous_entries(backup_dir, &request.tenants)?;
     let (tenant_entries, skipped) = backup_tenants(tmp, request, &previous)?;
@@ -310,6 +321,21 @@ fn backup_tenant(
             };
         }
     };
+    // Every tenant is provisioned at some migration: a database with none applied (an
+    // emptied or replaced file) is no tenant's data, however healthy SQLite finds it.
+    if entry.schema_version == 0 {
+        let _ = std::fs::remove_file(&dest);
+        let reason = format!(
+            "{} holds no tenant schema (no migration applied): emptied or replaced",
+            tenant.path.display()
+        );
+        return if keep_damaged {
+            raw_entry(&tenant.path, &dest, &relative, Some(tenant), reason)
+                .map(|e| Copied::Entry(Box::new(e)))
+        } else {
+            Ok(Copied::Failed(reason))
+        };
+    }
     // Changed metadata but the same bytes (a checkpoint, say): keep one copy on disk.
     if let Some((old, file, set_id)) = previous
         && old.sha256 == entry.sha256

@@ -104,6 +104,7 @@ pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> 
         tenants,
         jobs: request.jobs,
         keep_damaged: false,
+        unreadable_catalog: None,
     };
     let set = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)?;
     Ok(SetReport::new(&set))
@@ -561,6 +562,22 @@ fn replaced_by_owner(live: &Catalog, plans: &[Planned]) -> Vec<TenantSource> {
     replaced
 }
 
+/// The live tenant files a restore would replace, labelled with the set's customers:
+/// for when the live catalog cannot be read.
+fn replaced_by_plan(plans: &[Planned]) -> Vec<TenantSource> {
+    plans
+        .iter()
+        .filter(|p| p.target.is_file())
+        .filter_map(|p| {
+            Some(TenantSource {
+                customer_id: p.customer_id?,
+                customer_slug: p.customer.clone()?,
+                path: p.target.clone(),
+            })
+        })
+        .collect()
+}
+
 impl RestoreReport {
     fn new(set: &BackupSet) -> Self {
         let m = &set.manifest;
@@ -704,24 +721,64 @@ fn pre_restore(
     with_catalog: bool,
     jobs: usize,
 ) -> Result<(String, Vec<Saved>)> {
-    let request = SetRequest {
+    let request = pre_restore_request(set, catalog.schema_version().unwrap_or(0), tenants, jobs);
+    let pre = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
+    Ok((
+        pre.manifest.id.clone(),
+        saved_lines(&pre, &request.tenants, catalog.path()),
+    ))
+}
+
+/// The pre-restore set of a catalog restore when SQLite cannot open the live catalog:
+/// its raw bytes are kept, marked damaged, beside the tenant files about to be replaced
+/// (labelled with the backup's customers, the only ones that can be read).
+fn pre_restore_unreadable_catalog(
+    home_catalog: &Path,
+    reason: String,
+    backup_dir: &Path,
+    set: &BackupSet,
+    plans: &[Planned],
+    jobs: usize,
+) -> Result<Option<(String, Vec<Saved>)>> {
+    let tenants = replaced_by_plan(plans);
+    if tenants.is_empty() && !home_catalog.is_file() {
+        return Ok(None);
+    }
+    let mut request = pre_restore_request(set, 0, tenants, jobs);
+    if home_catalog.is_file() {
+        request.unreadable_catalog = Some((home_catalog.to_path_buf(), reason));
+    }
+    let pre = create_set(backup_dir, None, &request)?;
+    let lines = saved_lines(&pre, &request.tenants, home_catalog);
+    Ok(Some((pre.manifest.id, lines)))
+}
+
+fn pre_restore_request(
+    set: &BackupSet,
+    catalog_schema_version: i64,
+    tenants: Vec<TenantSource>,
+    jobs: usize,
+) -> SetRequest<'static> {
+    SetRequest {
         label: Some(format!("before restoring {}", set.manifest.id)),
         kind: "pre-restore",
         scope: "replaced",
-        catalog_schema_version: catalog.schema_version().unwrap_or(0),
+        catalog_schema_version,
         tenants,
         jobs,
         keep_damaged: true,
-    };
-    let pre = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
-    let source_of = |entry: &Entry| match entry.customer_id {
-        Some(id) if entry.scope == "tenant" => request
-            .tenants
+        unreadable_catalog: None,
+    }
+}
+
+/// One line per file a pre-restore set saved, kept damaged, or could not save.
+fn saved_lines(pre: &BackupSet, tenants: &[TenantSource], catalog_path: &Path) -> Vec<Saved> {
+    let path_of = |id: Option<i64>| {
+        tenants
             .iter()
-            .find(|t| t.customer_id == id)
+            .find(|t| Some(t.customer_id) == id)
             .map(|t| t.path.display().to_string())
-            .unwrap_or_default(),
-        _ => catalog.path().display().to_string(),
+            .unwrap_or_default()
     };
     let mut lines: Vec<Saved> = pre
         .manifest
@@ -730,7 +787,11 @@ fn pre_restore(
         .map(|entry| Saved {
             scope: entry.scope.clone(),
             customer: entry.customer_slug.clone(),
-            source: source_of(entry),
+            source: if entry.scope == "tenant" {
+                path_of(entry.customer_id)
+            } else {
+                catalog_path.display().to_string()
+            },
             status: if entry.damaged.is_some() {
                 "kept-damaged"
             } else {
@@ -740,21 +801,14 @@ fn pre_restore(
             reason: entry.damaged.clone(),
         })
         .collect();
-    lines.extend(pre.manifest.skipped.iter().map(|left| {
-        Saved {
-            scope: "tenant".to_string(),
-            customer: Some(left.customer.clone()),
-            source: request
-                .tenants
-                .iter()
-                .find(|t| t.customer_id == left.customer_id)
-                .map(|t| t.path.display().to_string())
-                .unwrap_or_default(),
-            status: "not-saved".to_string(),
-            reason: Some(left.reason.clone()),
-        }
+    lines.extend(pre.manifest.skipped.iter().map(|left| Saved {
+        scope: "tenant".to_string(),
+        customer: Some(left.customer.clone()),
+        source: path_of(Some(left.customer_id)),
+        status: "not-saved".to_string(),
+        reason: Some(left.reason.clone()),
     }));
-    Ok((pre.manifest.id, lines))
+    lines
 }
 
 /// In one catalog transaction: each restored tenant's record follows its file (the
@@ -850,12 +904,12 @@ fn restore_catalog(
     if request.dry_run {
         let report = RestoreReport::new(&set);
         let to_do: Vec<Planned> = std::iter::once(catalog_plan).chain(tenant_plans).collect();
-        let live = Catalog::open(home_catalog).ok();
-        let replaced = live
-            .as_ref()
-            .map(|live| replaced_by_owner(live, &to_do[1..]))
-            .unwrap_or_default();
-        let live_catalog = live.is_some().then_some(home_catalog);
+        // As the real run: owners from the live catalog, else from the set.
+        let replaced = match Catalog::open(home_catalog) {
+            Ok(live) => replaced_by_owner(&live, &to_do[1..]),
+            Err(_) => replaced_by_plan(&to_do[1..]),
+        };
+        let live_catalog = home_catalog.is_file().then_some(home_catalog);
         return Ok(planned_report(
             report,
             &to_do,
@@ -877,11 +931,20 @@ fn restore_catalog(
     let (staged, saved) = stage_and_save(&wanted, || {
         // Save what is there now, if the live catalog can still be read; the files are
         // labelled with the live catalog's customers, not the backup's.
-        let Ok(live) = Catalog::open(home_catalog) else {
-            return Ok(None);
-        };
-        let replaced = replaced_by_owner(&live, &tenant_plans);
-        pre_restore(&live, backup_dir, &set, replaced, true, request.jobs).map(Some)
+        match Catalog::open(home_catalog) {
+            Ok(live) => {
+                let replaced = replaced_by_owner(&live, &tenant_plans);
+                pre_restore(&live, backup_dir, &set, replaced, true, request.jobs).map(Some)
+            }
+            Err(err) => pre_restore_unreadable_catalog(
+                home_catalog,
+                err.to_string(),
+                backup_dir,
+                &set,
+                &tenant_plans,
+                request.jobs,
+            ),
+        }
     })?;
     if let Some((id, lines)) = saved {
         report.pre_restore_set = Some(id);

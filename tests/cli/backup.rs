@@ -1411,3 +1411,77 @@ fn backup_during_writes(env: &TestEnv, db: &Path) {
         assert!(count >= 50 && count <= written);
     }
 }
+
+#[test]
+fn an_unreadable_catalog_is_kept_with_the_tenant_files_before_restoring_everything() {
+    let env = fleet(&["a", "b"]);
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap();
+    add_user(&env, "a", "after@a.test");
+    let live = env.home.join("catalog.db");
+    rusqlite::Connection::open(&live)
+        .unwrap()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    // A broken header: SQLite cannot open it at all.
+    let mut garbage = std::fs::read(&live).unwrap();
+    garbage[..100].fill(0x5A);
+    std::fs::write(&live, &garbage).unwrap();
+
+    let plan = env.json(&["restore", id, "--everything", "--dry-run"]);
+    let planned: Vec<(&str, &str)> = plan["pre_restore"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["scope"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            ("catalog", "would-save"),
+            ("tenant", "would-save"),
+            ("tenant", "would-save")
+        ],
+        "{plan}"
+    );
+
+    let run = env.run(&["restore", id, "--everything", "--confirm", "everything", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("damaged"), "{}", run.stderr);
+    let report = run.json();
+    let pre = backups(&env).join(report["pre_restore_set"].as_str().unwrap());
+    assert!(
+        std::fs::read(pre.join("catalog.db")).unwrap() == garbage,
+        "the broken catalog is kept"
+    );
+    assert_eq!(users(&pre.join("tenants/a.db")), 1, "so is a's newer data");
+    let saved: Vec<&str> = report["pre_restore"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(saved, ["kept-damaged", "saved", "saved"], "{report}");
+    assert_eq!(users(&env.home.join("tenants/a.db")), 0, "restored to the set");
+    env.ok(&["doctor"]);
+}
+
+#[test]
+fn an_emptied_tenant_file_is_left_out_not_backed_up_as_healthy() {
+    let env = fleet(&["a", "b"]);
+    let b = env.home.join("tenants/b.db");
+    std::fs::write(&b, b"").unwrap();
+    let run = env.run(&["backup", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let set = run.json();
+    let tenants: Vec<&str> = set["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["customer_slug"].as_str())
+        .collect();
+    assert_eq!(tenants, ["a"]);
+    assert_eq!(set["skipped"][0]["customer"], "b");
+    let reason = set["skipped"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("no tenant schema"), "{reason}");
+}
