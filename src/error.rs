@@ -157,7 +157,8 @@ impl Error {
 
 /// What holds a SQLite lock, and what to do about it.
 const BUSY_HINT: &str = "the database is locked by another tenantctl process or an open sqlite3 \
-session; retry when it is done (tenantctl waits for the catalog up to --lock-timeout)";
+session; retry when it is done (tenantctl waits up to --lock-timeout for the catalog, 30 s for a \
+tenant database)";
 
 /// Whether SQLite gave up waiting for another connection's lock.
 fn is_busy(err: &rusqlite::Error) -> bool {

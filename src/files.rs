@@ -311,7 +311,8 @@ fn exchange(_: &Path, _: &Path) -> Result<bool> {
 pub fn database_size(path: &Path) -> u64 {
     std::iter::once(path.to_path_buf())
         .chain(sqlite_side_files(path))
-        .filter_map(|p| fs::metadata(p).ok())
+        // A link counts as itself: never as the (other tenant's) file it points at.
+        .filter_map(|p| fs::symlink_metadata(p).ok())
         .map(|m| m.len())
         .sum()
 }

@@ -44,6 +44,8 @@ pub struct DbPath {
 
 pub fn path(catalog: &Catalog, reference: &str) -> Result<DbPath> {
     let customer = live_customer(catalog, reference)?;
+    // A path that is a link would send `sqlite3` to another tenant's file.
+    tenantdb::refuse_symlink(Path::new(&customer.db_path))?;
     Ok(DbPath {
         customer: customer.slug,
         path: customer.db_path,

@@ -1179,7 +1179,16 @@ fn a_tenant_file_that_is_a_symlink_is_refused_everywhere() {
     let run = env.fails(&["db", "sql", "b", "SELECT email FROM users"], 7);
     assert!(run.stderr.contains("symbolic link"), "{run:?}");
     env.fails(&["db", "sql", "b", "SELECT 1", "--write"], 7);
+    env.fails(&["db", "path", "b"], 7);
     assert_eq!(env.run(&["db", "vacuum", "b"]).code, 8);
+    // Storage is b's own (a link's few bytes), never a's file counted again.
+    let a_size = env.json(&["customer", "show", "a"])["storage_bytes"]
+        .as_u64()
+        .unwrap();
+    let b_size = env.json(&["customer", "show", "b"])["storage_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(b_size < 4096 && a_size > 4096, "a {a_size}, b {b_size}");
     let fleet = env.run(&["db", "sql", "--all", "SELECT email FROM users", "--json"]);
     assert_eq!(fleet.code, 8, "{fleet:?}");
     assert_eq!(
