@@ -81,12 +81,13 @@ pub fn create_key(
     expires_in: Option<&str>,
 ) -> Result<CreatedKey> {
     let name = validate::display_text("name", name)?;
-    let mut scopes: Vec<String> = if scopes.is_empty() {
+    let defaulted = scopes.is_empty();
+    let mut scopes: Vec<String> = if defaulted {
         vec![DEFAULT_SCOPE.to_string()]
     } else {
         scopes.to_vec()
     };
-    check_scopes(catalog, &scopes)?;
+    check_scopes(catalog, &scopes, defaulted)?;
     scopes.sort();
     scopes.dedup();
     let now = chrono::Utc::now();
@@ -125,7 +126,9 @@ pub fn create_key(
 }
 
 /// Every scope well formed and, when the operator restricts them (`key_scopes`), allowed.
-fn check_scopes(catalog: &Catalog, scopes: &[String]) -> Result<()> {
+/// A default the operator's list leaves out asks for `--scope` rather than blaming a
+/// scope nobody typed.
+fn check_scopes(catalog: &Catalog, scopes: &[String], defaulted: bool) -> Result<()> {
     for scope in scopes {
         validate::scope(scope)?;
     }
@@ -133,6 +136,13 @@ fn check_scopes(catalog: &Catalog, scopes: &[String]) -> Result<()> {
         return Ok(());
     };
     match scopes.iter().find(|s| !allowed.contains(s)) {
+        Some(_) if defaulted => Err(Error::usage(format!(
+            "give --scope: the default scope '{DEFAULT_SCOPE}' is not among the allowed scopes"
+        ))
+        .with_hint(format!(
+            "allowed scopes (config key_scopes): {}",
+            allowed.join(", ")
+        ))),
         Some(refused) => Err(
             Error::usage(format!("scope '{refused}' is not allowed")).with_hint(format!(
                 "allowed scopes (config key_scopes): {}",

@@ -253,6 +253,11 @@ fn any_well_formed_scope_is_accepted_unless_the_operator_restricts_them() {
         "{refused:?}"
     );
     assert_eq!(env.count("SELECT count(*) FROM api_keys"), before);
+    let no_scope = env.fails(&["key", "create", "acme", "--name", "x"], 2);
+    assert!(
+        no_scope.stderr.contains("give --scope") && no_scope.stderr.contains("read, deploy"),
+        "{no_scope:?}"
+    );
     let key = env.json(&["key", "create", "acme", "--name", "x", "--scope", "deploy"]);
     assert_eq!(key["scopes"], json!(["deploy"]));
     env.ok(&["config", "unset", "key_scopes"]);
