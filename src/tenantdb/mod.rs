@@ -169,6 +169,23 @@ pub fn provision(tenants_dir: &Path, templates_dir: &Path, migrations: &[Migrati
 /// The first transaction-control statement (BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT,
 /// RELEASE) in a script, outside trigger bodies, strings and comments.
 pub fn transaction_control(sql: &str) -> Option<String> {
+    top_level_statements(sql).into_iter().find_map(|statement| {
+        let first = statement.split_whitespace().next()?.to_ascii_uppercase();
+        ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"]
+            .contains(&first.as_str())
+            .then_some(first)
+    })
+}
+
+/// How many statements SQL text holds, a trigger with its body counting as one.
+pub fn statement_count(sql: &str) -> usize {
+    top_level_statements(sql).len()
+}
+
+/// The statements of a script without comments and empty pieces; a CREATE TRIGGER
+/// is one statement, whose body's own statements are not listed.
+fn top_level_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
     let mut in_trigger = false;
     for statement in statements(sql) {
         let words: Vec<String> = statement
@@ -178,19 +195,14 @@ pub fn transaction_control(sql: &str) -> Option<String> {
             .collect();
         let Some(first) = words.first() else { continue };
         if in_trigger {
+            // The body's statements follow; a segment starting with END closes it.
             in_trigger = first != "END";
             continue;
         }
-        if first == "CREATE" && words.iter().skip(1).any(|w| w == "TRIGGER") {
-            // The body's statements follow; a segment starting with END closes it.
-            in_trigger = true;
-            continue;
-        }
-        if ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"].contains(&first.as_str()) {
-            return Some(first.clone());
-        }
+        in_trigger = first == "CREATE" && words.iter().skip(1).any(|w| w == "TRIGGER");
+        out.push(statement);
     }
-    None
+    out
 }
 
 /// Splits SQL text at semicolons that are not inside strings, quoted names or comments;
@@ -439,6 +451,12 @@ mod tests {
         assert_eq!(
             transaction_control("CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; END; COMMIT;").as_deref(),
             Some("COMMIT")
+        );
+        assert_eq!(statement_count(fine), 3);
+        assert_eq!(statement_count("SELECT 1; -- done\n ;"), 1);
+        assert_eq!(
+            statement_count("CREATE TABLE t9 (x); INSERT INTO t9 VALUES (1)"),
+            2
         );
     }
 

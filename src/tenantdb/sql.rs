@@ -126,6 +126,11 @@ pub fn stream(
     if sql.trim().trim_matches(';').trim().is_empty() {
         return Err(Error::usage("the SQL statement is empty"));
     }
+    // Counted before SQLite sees it: preparing a later statement can fail first (on a
+    // table the earlier one would create), which would hide what is really wrong.
+    if super::statement_count(sql) > 1 {
+        return Err(one_statement_at_a_time());
+    }
     let conn = open_sandboxed(path, write, timeout)?;
     let result = execute(&conn, sql, sink);
     close_sandbox(&conn);
@@ -267,15 +272,17 @@ fn explain(err: Error, write: bool, timeout: Duration) -> Error {
             timeout.as_secs()
         ))
         .with_hint("raise --timeout, or narrow the query"),
-        _ if matches!(err, rusqlite::Error::MultipleStatement) => {
-            Error::usage("db sql runs one statement at a time")
-                .with_hint("run a script of several statements with -f FILE (or -f - for stdin)")
-        }
+        _ if matches!(err, rusqlite::Error::MultipleStatement) => one_statement_at_a_time(),
         _ if !write && message.contains("query_only") => read_only(),
         Some(rusqlite::ErrorCode::Unknown) => Error::usage(format!("SQLite: {message}"))
             .with_hint("the statement itself is wrong; fix it and run it again"),
         _ => Error::Sqlite(err),
     }
+}
+
+fn one_statement_at_a_time() -> Error {
+    Error::usage("db sql runs one statement at a time")
+        .with_hint("run a script of several statements with -f FILE (or -f - for stdin)")
 }
 
 /// SQLite's error code, also for errors found while a statement was prepared.

@@ -1089,6 +1089,18 @@ fn db_sql_file_runs_a_script_in_one_transaction() {
     env.fails(&["db", "sql", "--all", "-f", path], 2);
     let one_at_a_time = env.fails(&["db", "sql", "a", "SELECT 1; SELECT 2"], 2);
     assert!(one_at_a_time.stderr.contains("-f"), "{one_at_a_time:?}");
+    // Not "no such table": the second statement needs the first to have run.
+    let creates = env.fails(
+        &[
+            "db",
+            "sql",
+            "a",
+            "CREATE TABLE t9 (x); INSERT INTO t9 VALUES (1)",
+            "--write",
+        ],
+        2,
+    );
+    assert!(creates.stderr.contains("one statement at a time"), "{creates:?}");
     assert_eq!(
         env.count("SELECT count(*) FROM query_history WHERE sql LIKE '-- a data fix%' AND status = 'ok' AND row_count = 3"),
         1
