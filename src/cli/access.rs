@@ -3,7 +3,6 @@
 use clap::{Args, Subcommand};
 
 use super::Session;
-use crate::error::Error;
 use crate::ops::{access, usage};
 
 #[derive(Debug, Subcommand)]
@@ -257,16 +256,9 @@ pub fn quota(session: &Session, command: QuotaCommand) -> anyhow::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
         QuotaCommand::Check { customer } => {
-            let rows = usage::check(&catalog, customer.as_deref())?;
-            session.out.list(QUOTA_COLUMNS, &rows)?;
-            let over: Vec<String> = rows
-                .iter()
-                .filter(|r| r.over)
-                .map(|r| format!("{} {}", r.customer, r.resource))
-                .collect();
-            if !over.is_empty() {
-                return Err(Error::quota(format!("over quota: {}", over.join(", "))).into());
-            }
+            let checked = usage::check(&catalog, customer.as_deref())?;
+            session.out.list(QUOTA_COLUMNS, &checked.report)?;
+            checked.outcome()?;
         }
         QuotaCommand::Enforce { dry_run } => session.out.list(
             ENFORCE_COLUMNS,

@@ -3,10 +3,8 @@
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::Session;
-use crate::backup::verify::FileCheck;
 use crate::catalog::Catalog;
 use crate::context::OutputFormat;
-use crate::error::Error;
 use crate::ops::backup::{self, BackupRequest, BackupScope, RestoreRequest, RestoreScope, SetReport};
 use serde_json::{Value, json};
 
@@ -184,44 +182,23 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
                 .to_string(),
                 jobs: jobs(),
             };
-            let report = backup::backup(&catalog, backup_dir, &request)?;
-            print_set(session, &report)?;
-            let skipped = &report.manifest.skipped;
-            if !skipped.is_empty() {
-                for one in skipped {
-                    session
-                        .messages
-                        .warning(&format!("{}: {}", one.customer, one.reason));
-                }
-                return Err(Error::partial(format!(
-                    "set {} is complete but leaves out {} tenant database{} that could not be backed up",
-                    report.manifest.id,
-                    skipped.len(),
-                    if skipped.len() == 1 { "" } else { "s" }
-                ))
-                .with_hint("run 'tenantctl doctor'")
-                .into());
+            let written = backup::backup(&catalog, backup_dir, &request)?;
+            print_set(session, &written.report)?;
+            for one in &written.report.manifest.skipped {
+                session
+                    .messages
+                    .warning(&format!("{}: {}", one.customer, one.reason));
             }
+            written.outcome()?;
         }
         Some(BackupCommand::List { customer }) => session
             .out
             .list(LIST_COLUMNS, backup::list(backup_dir, customer.as_deref())?)?,
         Some(BackupCommand::Show { id }) => print_set(session, &backup::show(backup_dir, &id)?)?,
         Some(BackupCommand::Verify { ids, all }) => {
-            let checks = backup::verify(backup_dir, &ids, all)?;
-            session.out.list(VERIFY_COLUMNS, &checks)?;
-            let bad: Vec<&FileCheck> = checks.iter().filter(|c| !c.ok()).collect();
-            if let Some(first) = bad.first() {
-                return Err(Error::verification(format!(
-                    "{} of {} files failed verification, first {}/{}: {}",
-                    bad.len(),
-                    checks.len(),
-                    first.set,
-                    first.file,
-                    first.status
-                ))
-                .into());
-            }
+            let verified = backup::verify(backup_dir, &ids, all)?;
+            session.out.list(VERIFY_COLUMNS, &verified.report)?;
+            verified.outcome()?;
         }
         Some(BackupCommand::Prune {
             keep_last,

@@ -287,15 +287,15 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                 canary: args.canary,
             };
             let progress = crate::render::progress(session.ctx.progress);
-            let report = tenants::migrate(
+            let migrated = tenants::migrate(
                 &mut catalog,
                 session.actor(),
                 session.ctx.lock_timeout,
                 &request,
                 progress.as_ref(),
             )?;
-            let results = report.results;
-            session.out.list(MIGRATE_COLUMNS, &results)?;
+            let results = &migrated.report;
+            session.out.list(MIGRATE_COLUMNS, results)?;
             let failed = results.iter().filter(|r| r.failed()).count();
             let changed = results.iter().filter(|r| r.from != r.to).count();
             // A summary for people; JSON readers count the rows themselves.
@@ -310,23 +310,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                         .count(),
                 ));
             }
-            if let Some(error) = report.unrecorded {
-                return Err(Error::partial(format!("the catalog could not record every result: {error}"))
-                    .with_hint("the tenant files are right; run 'tenantctl doctor --fix' to bring the catalog along")
-                    .into());
-            }
-            if failed > 0 {
-                let skipped = results
-                    .iter()
-                    .filter(|r| r.status == crate::tenantdb::migrate::Outcome::Skipped)
-                    .count();
-                return Err(Error::partial(format!(
-                    "{failed} of {} tenants failed, {skipped} not started",
-                    results.len()
-                ))
-                .with_hint("see the error column; fix the migration and run 'tenantctl db migrate' again")
-                .into());
-            }
+            migrated.outcome()?;
         }
         DbCommand::Status(args) => {
             let request = tenants::StatusRequest {
@@ -335,7 +319,8 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                 failed: args.failed,
                 check: args.check,
             };
-            let status = tenants::status(&catalog, &session.home, &request)?;
+            let reported = tenants::status(&catalog, &session.home, &request)?;
+            let status = &reported.report;
             let line = status.summary.line();
             // The summary heads the table; other formats carry only the tenants, as a
             // list must, and the summary goes to stderr for the people watching.
@@ -347,15 +332,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                 session.out.list(STATUS_COLUMNS, &status.tenants)?;
                 session.messages.note(&line);
             }
-            if status.summary.check_failed > 0 {
-                return Err(Error::verification(format!(
-                    "{} tenant database{} failed the check",
-                    status.summary.check_failed,
-                    if status.summary.check_failed == 1 { "" } else { "s" }
-                ))
-                .with_hint("see the check column; 'tenantctl doctor' says more")
-                .into());
-            }
+            reported.outcome()?;
         }
         DbCommand::Sql(args) => sql(session, &mut catalog, &args)?,
         DbCommand::History(args) => {
@@ -372,8 +349,9 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
         }
         DbCommand::Vacuum(args) => {
             let jobs = args.jobs.map(usize::from).unwrap_or_else(|| 2 * cpus());
-            let results = query::vacuum(&mut catalog, session.actor(), &args.customers, jobs)?;
-            session.out.list(VACUUM_COLUMNS, &results)?;
+            let vacuumed = query::vacuum(&mut catalog, session.actor(), &args.customers, jobs)?;
+            let results = &vacuumed.report;
+            session.out.list(VACUUM_COLUMNS, results)?;
             let failed = results.iter().filter(|r| r.error.is_some()).count();
             let reclaimed: u64 = results.iter().map(|r| r.reclaimed_bytes).sum();
             if session.out.format() == crate::context::OutputFormat::Table {
@@ -382,14 +360,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                     results.len()
                 ));
             }
-            if failed > 0 {
-                return Err(Error::partial(format!(
-                    "vacuum failed on {failed} of {} tenants",
-                    results.len()
-                ))
-                .with_hint("see the error column")
-                .into());
-            }
+            vacuumed.outcome()?;
         }
         DbCommand::Path { customer } => session.out.scalar(&tenants::path(&catalog, &customer)?, "path")?,
     }
@@ -399,7 +370,8 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
 fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs) -> anyhow::Result<()> {
     match args.target()? {
         SqlTarget::Fleet(statement) => {
-            let fleet = query::run_all(catalog, session.actor(), statement, 2 * cpus(), args.timeout)?;
+            let queried = query::run_all(catalog, session.actor(), statement, 2 * cpus(), args.timeout)?;
+            let fleet = &queried.report;
             let columns: Vec<&str> = fleet.columns.iter().map(String::as_str).collect();
             let line = format!(
                 "{} rows from {} tenants, {} failed",
@@ -407,20 +379,13 @@ fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs)
                 fleet.tenants,
                 fleet.failures.len()
             );
-            session.out.report(&line, &fleet, &columns, &fleet.rows)?;
+            session.out.report(&line, fleet, &columns, &fleet.rows)?;
             for failure in &fleet.failures {
                 session
                     .messages
                     .warning(&format!("{}: {}", failure.customer, failure.error));
             }
-            if !fleet.failures.is_empty() {
-                return Err(Error::partial(format!(
-                    "the query failed on {} of {} tenants",
-                    fleet.failures.len(),
-                    fleet.tenants
-                ))
-                .into());
-            }
+            queried.outcome()?;
         }
         SqlTarget::Statement(customer, statement) => {
             let mut sink = SpooledRows { session, list: None };
@@ -469,23 +434,8 @@ pub fn resolve(session: &Session, args: ResolveArgs) -> anyhow::Result<()> {
 }
 
 pub fn doctor(session: &Session, args: DoctorArgs) -> anyhow::Result<()> {
-    let checks = doctor::doctor(&session.home, &session.ctx.backup_dir, args.fix)?;
-    session.out.list(DOCTOR_COLUMNS, &checks)?;
-    if doctor::failed(&checks) {
-        let count = checks
-            .iter()
-            .filter(|c| c.status == doctor::Verdict::Fail)
-            .count();
-        return Err(Error::verification(format!(
-            "doctor found {count} problem{}",
-            if count == 1 { "" } else { "s" }
-        ))
-        .with_hint(if args.fix {
-            "the rest needs a person"
-        } else {
-            "run 'tenantctl doctor --fix' for what is safe to repair"
-        })
-        .into());
-    }
+    let checked = doctor::doctor(&session.home, &session.ctx.backup_dir, args.fix)?;
+    session.out.list(DOCTOR_COLUMNS, &checked.report)?;
+    checked.outcome()?;
     Ok(())
 }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Session;
-use crate::error::Error;
 use crate::ops::import::{self, ImportRequest};
 
 #[derive(Debug, Args)]
@@ -50,7 +49,8 @@ pub fn import(session: &Session, args: ImportArgs) -> anyhow::Result<()> {
         plan: args.plan,
         jobs: 8 * std::thread::available_parallelism().map(usize::from).unwrap_or(2),
     };
-    let report = import::import(&mut catalog, session.actor(), &request)?;
+    let imported = import::import(&mut catalog, session.actor(), &request)?;
+    let report = &imported.report;
     let s = &report.summary;
     let line = format!(
         "{} files: {} created, {} updated, {} unchanged, {} skipped, {} failed{}",
@@ -62,29 +62,8 @@ pub fn import(session: &Session, args: ImportArgs) -> anyhow::Result<()> {
         s.failed,
         if report.written { "" } else { " (nothing written)" }
     );
-    session.out.report(&line, &report, COLUMNS, &report.files)?;
-    if s.failed > 0 {
-        let error = match (report.dry_run, args.continue_on_error) {
-            (true, true) => Error::partial(format!(
-                "{} of {} files would fail (dry run: nothing written)",
-                s.failed, s.files
-            )),
-            (true, false) => Error::invalid_input(format!(
-                "{} of {} files are invalid (dry run: nothing written)",
-                s.failed, s.files
-            )),
-            (false, true) => Error::partial(format!(
-                "{} of {} files failed; the valid ones were imported",
-                s.failed, s.files
-            )),
-            (false, false) => Error::invalid_input(format!(
-                "{} of {} files are invalid; nothing was written",
-                s.failed, s.files
-            ))
-            .with_hint("fix them, or pass --continue-on-error to import the valid ones"),
-        };
-        return Err(error.into());
-    }
+    session.out.report(&line, report, COLUMNS, &report.files)?;
+    imported.outcome()?;
     Ok(())
 }
 

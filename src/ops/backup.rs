@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Actor, config, customers};
+use super::{Actor, Reported, config, customers};
 use crate::backup::create::{SetRequest, TenantSource, create_set};
 use crate::backup::prune::{PruneReport, Retention};
 use crate::backup::verify::{FileCheck, verify_set};
@@ -63,7 +63,9 @@ impl SetReport {
     }
 }
 
-pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> Result<SetReport> {
+/// Writes one backup set. A tenant that could not be copied is left out of the set
+/// (listed as skipped) and makes the outcome a partial failure, exit 8.
+pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> Result<Reported<SetReport>> {
     let label = request
         .label
         .as_deref()
@@ -107,7 +109,16 @@ pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> 
         unreadable_catalog: None,
     };
     let set = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)?;
-    Ok(SetReport::new(&set))
+    let skipped = set.manifest.skipped.len();
+    let failure = (skipped > 0).then(|| {
+        Error::partial(format!(
+            "set {} is complete but leaves out {skipped} tenant database{} that could not be backed up",
+            set.manifest.id,
+            if skipped == 1 { "" } else { "s" }
+        ))
+        .with_hint("run 'tenantctl doctor'")
+    });
+    Ok(Reported::new(SetReport::new(&set), failure))
 }
 
 /// One line of `backup list`.
@@ -160,8 +171,9 @@ pub fn show(backup_dir: &Path, id: &str) -> Result<SetReport> {
     Ok(SetReport::new(&find_set(backup_dir, id)?))
 }
 
-/// Checks the named sets, every set, or by default the newest one.
-pub fn verify(backup_dir: &Path, ids: &[String], all: bool) -> Result<Vec<FileCheck>> {
+/// Checks the named sets, every set, or by default the newest one; any file that
+/// fails its check makes the outcome a verification failure, exit 7.
+pub fn verify(backup_dir: &Path, ids: &[String], all: bool) -> Result<Reported<Vec<FileCheck>>> {
     let sets = if all {
         list_sets(backup_dir)?
     } else if ids.is_empty() {
@@ -175,7 +187,19 @@ pub fn verify(backup_dir: &Path, ids: &[String], all: bool) -> Result<Vec<FileCh
             .map(|id| find_set(backup_dir, id))
             .collect::<Result<Vec<_>>>()?
     };
-    Ok(sets.iter().flat_map(verify_set).collect())
+    let checks: Vec<FileCheck> = sets.iter().flat_map(verify_set).collect();
+    let bad: Vec<&FileCheck> = checks.iter().filter(|c| !c.ok()).collect();
+    let failure = bad.first().map(|first| {
+        Error::verification(format!(
+            "{} of {} files failed verification, first {}/{}: {}",
+            bad.len(),
+            checks.len(),
+            first.set,
+            first.file,
+            first.status
+        ))
+    });
+    Ok(Reported::new(checks, failure))
 }
 
 /// Retention from the flags, else the catalog's `backup_keep_*` settings (their

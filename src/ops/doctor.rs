@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::config;
+use super::{Reported, config};
 use crate::catalog::Catalog;
 use crate::catalog::tenants::{self, TenantRow};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::files::{self, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::home::Home;
 use crate::tenantdb::{self, MigrationId};
@@ -69,12 +69,26 @@ impl Doctor {
     }
 }
 
-/// Whether any check failed and stayed failed.
-pub fn failed(checks: &[Check]) -> bool {
-    checks.iter().any(|c| c.status == Verdict::Fail)
+/// Runs every check, with `fix` repairing what is safe to repair. A check that failed
+/// and stayed failed makes the outcome a verification failure, exit 7.
+pub fn doctor(home: &Home, backup_dir: &Path, fix: bool) -> Result<Reported<Vec<Check>>> {
+    let checks = run_checks(home, backup_dir, fix)?;
+    let count = checks.iter().filter(|c| c.status == Verdict::Fail).count();
+    let failure = (count > 0).then(|| {
+        Error::verification(format!(
+            "doctor found {count} problem{}",
+            if count == 1 { "" } else { "s" }
+        ))
+        .with_hint(if fix {
+            "the rest needs a person"
+        } else {
+            "run 'tenantctl doctor --fix' for what is safe to repair"
+        })
+    });
+    Ok(Reported::new(checks, failure))
 }
 
-pub fn doctor(home: &Home, backup_dir: &Path, fix: bool) -> Result<Vec<Check>> {
+fn run_checks(home: &Home, backup_dir: &Path, fix: bool) -> Result<Vec<Check>> {
     let mut doctor = Doctor {
         fix,
         checks: Vec::new(),

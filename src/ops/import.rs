@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{Actor, config, customers, quota};
+use super::{Actor, Reported, config, customers, quota};
 use crate::catalog::customers::CustomerChanges;
 use crate::catalog::model::{Customer, NewCustomer, NewSite, Plan, Site};
 use crate::catalog::sites::{self, SiteFilter};
@@ -82,7 +82,13 @@ struct SitePlan {
     existing: Option<Site>,
 }
 
-pub fn import(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest) -> Result<ImportReport> {
+/// Imports the folder; the report lists every file, and any invalid file makes the
+/// outcome fail: partial with `--continue-on-error`, invalid input without.
+pub fn import(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    request: &ImportRequest,
+) -> Result<Reported<ImportReport>> {
     let known_plans: HashMap<String, Plan> = plans::list(catalog.conn())?
         .into_iter()
         .map(|p| (p.name.clone(), p))
@@ -160,12 +166,38 @@ pub fn import(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest) 
         .all(|r| matches!(r.action.as_str(), "unchanged" | "skipped" | "failed"));
     if request.dry_run || (failed && !request.continue_on_error) || nothing_to_do {
         report.summary = summarise(&report.files);
-        return Ok(report);
+        return Ok(with_outcome(report, request.continue_on_error));
     }
     write(catalog, actor, request, &parsed, &customer_plans, &site_plans)?;
     report.written = true;
     report.summary = summarise(&report.files);
-    Ok(report)
+    Ok(with_outcome(report, request.continue_on_error))
+}
+
+/// An import with invalid files fails: exit 8 when the valid ones were (or would be)
+/// imported with `--continue-on-error`, exit 9 when nothing is.
+fn with_outcome(report: ImportReport, continue_on_error: bool) -> Reported<ImportReport> {
+    let s = &report.summary;
+    let failure = (s.failed > 0).then(|| match (report.dry_run, continue_on_error) {
+        (true, true) => Error::partial(format!(
+            "{} of {} files would fail (dry run: nothing written)",
+            s.failed, s.files
+        )),
+        (true, false) => Error::invalid_input(format!(
+            "{} of {} files are invalid (dry run: nothing written)",
+            s.failed, s.files
+        )),
+        (false, true) => Error::partial(format!(
+            "{} of {} files failed; the valid ones were imported",
+            s.failed, s.files
+        )),
+        (false, false) => Error::invalid_input(format!(
+            "{} of {} files are invalid; nothing was written",
+            s.failed, s.files
+        ))
+        .with_hint("fix them, or pass --continue-on-error to import the valid ones"),
+    });
+    Reported::new(report, failure)
 }
 
 fn summarise(files: &[FileResult]) -> Summary {

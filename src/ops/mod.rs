@@ -1,5 +1,7 @@
 //! One module per capability. Operations take plain arguments, return plain data and
-//! typed errors, and never print.
+//! typed errors, and never print. They also decide how a command ends: a failure is an
+//! [`Error`](crate::error::Error) whose kind is the exit code, and a report that must
+//! be shown in full before a non-zero exit comes back as a [`Reported`].
 
 pub mod access;
 pub mod audit;
@@ -8,6 +10,7 @@ pub mod config;
 pub mod customers;
 pub mod doctor;
 pub mod import;
+pub mod outcome;
 pub mod plans;
 pub mod query;
 pub mod quota;
@@ -16,6 +19,8 @@ pub mod setup;
 pub mod sites;
 pub mod tenants;
 pub mod usage;
+
+pub use outcome::Reported;
 
 /// Who acts, and in which home: what every mutating operation needs.
 #[derive(Debug, Clone, Copy)]

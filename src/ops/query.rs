@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::tenants::live_customer;
-use super::{Actor, customers};
+use super::{Actor, Reported, customers};
 use crate::catalog::Catalog;
 use crate::catalog::tenants::{self, QueryRecord, TenantRow};
 use crate::error::{Error, Result};
@@ -151,14 +151,15 @@ fn fan_out<I: Sync, T: Send>(items: &[I], jobs: usize, work: impl Fn(&I) -> T + 
     done.into_iter().map(|(_, result)| result).collect()
 }
 
-/// Runs one read-only statement on every active tenant, `jobs` at a time.
+/// Runs one read-only statement on every active tenant, `jobs` at a time. The rows of
+/// the tenants it ran on are kept; a tenant it failed on makes the outcome partial, exit 8.
 pub fn run_all(
     catalog: &mut Catalog,
     actor: Actor<'_>,
     statement: &str,
     jobs: usize,
     timeout: Duration,
-) -> Result<FleetResult> {
+) -> Result<Reported<FleetResult>> {
     if statement.trim().trim_matches(';').trim().is_empty() {
         return Err(Error::usage("the SQL statement is empty"));
     }
@@ -213,7 +214,14 @@ pub fn run_all(
             }),
         }
     }
-    Ok(fleet)
+    let failure = (!fleet.failures.is_empty()).then(|| {
+        Error::partial(format!(
+            "the query failed on {} of {} tenants",
+            fleet.failures.len(),
+            fleet.tenants
+        ))
+    });
+    Ok(Reported::new(fleet, failure))
 }
 
 /// One tenant's line in the `db vacuum` report.
@@ -233,13 +241,14 @@ const VACUUM_SQL: &str = "VACUUM; ANALYZE";
 
 /// `VACUUM` and `ANALYZE` on the named tenants (or every one that is not deleted: a
 /// customer suspended for storage is the one that needs it most), `jobs` at a time.
-/// Each run is recorded in the query history.
+/// Each run is recorded in the query history; a tenant it failed on makes the outcome
+/// partial, exit 8.
 pub fn vacuum(
     catalog: &mut Catalog,
     actor: Actor<'_>,
     references: &[String],
     jobs: usize,
-) -> Result<Vec<VacuumResult>> {
+) -> Result<Reported<Vec<VacuumResult>>> {
     let ids = references
         .iter()
         .map(|r| live_customer(catalog, r).map(|c| c.id))
@@ -289,7 +298,12 @@ pub fn vacuum(
         }
         Ok(())
     })?;
-    Ok(results)
+    let failed = results.iter().filter(|r| r.error.is_some()).count();
+    let failure = (failed > 0).then(|| {
+        Error::partial(format!("vacuum failed on {failed} of {} tenants", results.len()))
+            .with_hint("see the error column")
+    });
+    Ok(Reported::new(results, failure))
 }
 
 /// `db history`: which runs to list.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use refinery::Migration;
 use serde::Serialize;
 
-use super::{Actor, Progress, config, customers};
+use super::{Actor, Progress, Reported, config, customers};
 use crate::catalog::Catalog;
 use crate::catalog::model::Customer;
 use crate::catalog::tenants::{self, TenantRow};
@@ -110,7 +110,7 @@ pub fn migrate(
     lock_timeout: Duration,
     request: &MigrateRequest,
     progress: &dyn Progress,
-) -> Result<MigrateReport> {
+) -> Result<Reported<Vec<TenantResult>>> {
     let ids = request
         .customers
         .iter()
@@ -213,21 +213,34 @@ pub fn migrate(
             ms: 0.0,
         });
     }
-    Ok(MigrateReport {
-        results: chosen
-            .iter()
-            .filter_map(|t| results.remove(&t.customer_id))
-            .collect(),
-        unrecorded,
-    })
+    let in_order: Vec<TenantResult> = chosen
+        .iter()
+        .filter_map(|t| results.remove(&t.customer_id))
+        .collect();
+    let failure = migrate_failure(&in_order, unrecorded);
+    Ok(Reported::new(in_order, failure))
 }
 
-/// The per-tenant results of `db migrate`, and whether the catalog could not record
-/// some of them (the tenant files are right; `doctor --fix` brings the catalog along).
-#[derive(Debug, Clone)]
-pub struct MigrateReport {
-    pub results: Vec<TenantResult>,
-    pub unrecorded: Option<String>,
+/// A rollout that did not finish everywhere is a partial failure, exit 8: a tenant
+/// failed (or was not started after one did), or the catalog could not record every
+/// result, though the tenant files are right.
+fn migrate_failure(results: &[TenantResult], unrecorded: Option<String>) -> Option<Error> {
+    if let Some(error) = unrecorded {
+        return Some(
+            Error::partial(format!("the catalog could not record every result: {error}")).with_hint(
+                "the tenant files are right; run 'tenantctl doctor --fix' to bring the catalog along",
+            ),
+        );
+    }
+    let failed = results.iter().filter(|r| r.failed()).count();
+    let skipped = results.iter().filter(|r| r.status == Outcome::Skipped).count();
+    (failed > 0).then(|| {
+        Error::partial(format!(
+            "{failed} of {} tenants failed, {skipped} not started",
+            results.len()
+        ))
+        .with_hint("see the error column; fix the migration and run 'tenantctl db migrate' again")
+    })
 }
 
 /// The settings of one fan-out over tenants.
@@ -387,8 +400,9 @@ pub struct TenantStatus {
     pub check: Option<String>,
 }
 
-/// Per-tenant state from the catalog; with `check`, each file is opened and checked too.
-pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result<DbStatus> {
+/// Per-tenant state from the catalog; with `check`, each file is opened and checked too,
+/// and a file that fails its check makes the outcome a verification failure, exit 7.
+pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result<Reported<DbStatus>> {
     let ids = request
         .customers
         .iter()
@@ -441,10 +455,21 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
             last_error: row.migration_error,
         })
     }
-    Ok(DbStatus {
-        summary,
-        tenants: out,
-    })
+    let check_failed = summary.check_failed;
+    let failure = (check_failed > 0).then(|| {
+        Error::verification(format!(
+            "{check_failed} tenant database{} failed the check",
+            if check_failed == 1 { "" } else { "s" }
+        ))
+        .with_hint("see the check column; 'tenantctl doctor' says more")
+    });
+    Ok(Reported::new(
+        DbStatus {
+            summary,
+            tenants: out,
+        },
+        failure,
+    ))
 }
 
 /// Opens a tenant file: `ok`, or what is wrong with it.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Actor, customers, quota};
+use super::{Actor, Reported, customers, quota};
 use crate::catalog::customers::CountColumn;
 use crate::catalog::model::{Customer, NewAuditEvent};
 use crate::catalog::{Catalog, audit, usage};
@@ -143,8 +143,9 @@ pub struct QuotaRow {
     pub over: bool,
 }
 
-/// Usage against the effective limits, per customer and resource.
-pub fn check(catalog: &Catalog, reference: Option<&str>) -> Result<Vec<QuotaRow>> {
+/// Usage against the effective limits, per customer and resource; any row over its
+/// limit makes the outcome fail with exit 5, naming each one.
+pub fn check(catalog: &Catalog, reference: Option<&str>) -> Result<Reported<Vec<QuotaRow>>> {
     let mut rows = Vec::new();
     for customer in chosen(catalog, reference)? {
         let plan = quota::plan_of(catalog.conn(), &customer)?;
@@ -163,7 +164,13 @@ pub fn check(catalog: &Catalog, reference: Option<&str>) -> Result<Vec<QuotaRow>
             });
         }
     }
-    Ok(rows)
+    let over: Vec<String> = rows
+        .iter()
+        .filter(|r| r.over)
+        .map(|r| format!("{} {}", r.customer, r.resource))
+        .collect();
+    let failure = (!over.is_empty()).then(|| Error::quota(format!("over quota: {}", over.join(", "))));
+    Ok(Reported::new(rows, failure))
 }
 
 #[derive(Debug, Clone, Serialize)]

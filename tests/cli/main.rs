@@ -10,6 +10,7 @@ mod docs;
 mod global;
 mod hardening;
 mod import;
+mod outcomes;
 mod plans;
 mod setup;
 mod sites;
