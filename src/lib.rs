@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod context;
 pub mod error;
+pub mod fan_out;
 pub mod files;
 pub mod home;
 pub mod import;
