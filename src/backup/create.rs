@@ -4,8 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -17,6 +15,7 @@ use super::{
     beside, copy_hashed, list_sets, new_id, sha256_file,
 };
 use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::fan_out::fan_out_all;
 use crate::{files, tenantdb, time};
 
 /// A tenant database to back up.
@@ -173,41 +172,22 @@ fn backup_tenants(
     request: &SetRequest<'_>,
     previous: &HashMap<i64, (Entry, PathBuf, String)>,
 ) -> Result<(Vec<Entry>, Vec<Skipped>)> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Result<Copied>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..request.jobs.max(1).min(request.tenants.len()) {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(tenant) = request.tenants.get(index) else {
-                        break;
-                    };
-                    let result = backup_tenant(
-                        tmp,
-                        tenant,
-                        previous.get(&tenant.customer_id),
-                        request.keep_damaged,
-                    );
-                    if let Ok(mut all) = results.lock() {
-                        all.push((index, result));
-                    }
-                }
-            });
-        }
+    let results = fan_out_all(&request.tenants, request.jobs, |tenant| {
+        backup_tenant(
+            tmp,
+            tenant,
+            previous.get(&tenant.customer_id),
+            request.keep_damaged,
+        )
     });
-    let mut results = results
-        .into_inner()
-        .map_err(|_| Error::unexpected("a backup worker panicked"))?;
-    results.sort_by_key(|(index, _)| *index);
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
-    for (index, result) in results {
+    for (tenant, result) in request.tenants.iter().zip(results) {
         match result? {
             Copied::Entry(entry) => entries.push(*entry),
             Copied::Failed(reason) => skipped.push(Skipped {
-                customer: request.tenants[index].customer_slug.clone(),
-                customer_id: request.tenants[index].customer_id,
+                customer: tenant.customer_slug.clone(),
+                customer_id: tenant.customer_id,
                 reason,
             }),
         }

@@ -157,7 +157,7 @@ const RESTORE_COLUMNS: &[&str] = &[
 ];
 
 fn jobs() -> usize {
-    8 * std::thread::available_parallelism().map(usize::from).unwrap_or(2)
+    crate::fan_out::default_jobs(crate::fan_out::Load::Fsync)
 }
 
 pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::Session;
 use crate::error::Error;
+use crate::fan_out::{Load, default_jobs};
 use crate::ops::{doctor, query, resolve, tenants};
 use crate::tenantdb::sql::Finished;
 
@@ -267,11 +268,11 @@ const VACUUM_COLUMNS: &[&str] = &[
 const DOCTOR_COLUMNS: &[&str] = &["status", "check", "target", "message"];
 
 fn jobs(requested: Option<u16>) -> usize {
-    requested.map(usize::from).unwrap_or_else(|| 8 * cpus())
+    requested.map_or_else(|| default_jobs(Load::Fsync), usize::from)
 }
 
-fn cpus() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(2)
+fn compute_jobs() -> usize {
+    default_jobs(Load::Compute)
 }
 
 pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
@@ -348,7 +349,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
             session.out.list(HISTORY_COLUMNS, runs)?;
         }
         DbCommand::Vacuum(args) => {
-            let jobs = args.jobs.map(usize::from).unwrap_or_else(|| 2 * cpus());
+            let jobs = args.jobs.map(usize::from).unwrap_or_else(|| compute_jobs());
             let vacuumed = query::vacuum(&mut catalog, session.actor(), &args.customers, jobs)?;
             let results = &vacuumed.report;
             session.out.list(VACUUM_COLUMNS, results)?;
@@ -370,7 +371,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
 fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs) -> anyhow::Result<()> {
     match args.target()? {
         SqlTarget::Fleet(statement) => {
-            let queried = query::run_all(catalog, session.actor(), statement, 2 * cpus(), args.timeout)?;
+            let queried = query::run_all(catalog, session.actor(), statement, compute_jobs(), args.timeout)?;
             let fleet = &queried.report;
             let columns: Vec<&str> = fleet.columns.iter().map(String::as_str).collect();
             let line = format!(

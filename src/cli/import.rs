@@ -47,7 +47,7 @@ pub fn import(session: &Session, args: ImportArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         continue_on_error: args.continue_on_error,
         plan: args.plan,
-        jobs: 8 * std::thread::available_parallelism().map(usize::from).unwrap_or(2),
+        jobs: crate::fan_out::default_jobs(crate::fan_out::Load::Fsync),
     };
     let imported = import::import(&mut catalog, session.actor(), &request)?;
     let report = &imported.report;

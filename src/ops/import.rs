@@ -3,8 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -16,6 +14,7 @@ use crate::catalog::model::{Customer, NewCustomer, NewSite, Plan, Site};
 use crate::catalog::sites::{self, SiteFilter};
 use crate::catalog::{Catalog, plans, tenants};
 use crate::error::{Error, Result};
+use crate::fan_out::fan_out_all;
 use crate::import::scan::{is_customer_file, scan};
 use crate::import::{CustomerDoc, EXPORT_ADDED_KEYS, Parsed, Problem, SiteDoc, cross_check, parse};
 use crate::tenantdb::{self, Provisioned};
@@ -647,30 +646,14 @@ fn provision_many(
     }
     // The template is built and checked once; the workers only copy it.
     let template = tenantdb::template::checked(&actor.home.templates_dir(), migrations)?;
-    let next = AtomicUsize::new(0);
-    let built: Mutex<Vec<Result<Provisioned>>> = Mutex::new(Vec::with_capacity(count));
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1).min(count) {
-            scope.spawn(|| {
-                while next.fetch_add(1, Ordering::SeqCst) < count {
-                    // Another process may rebuild the template meanwhile: check it again.
-                    let one = template.copy_into(&actor.home.tenants_dir()).or_else(|_| {
-                        tenantdb::provision(
-                            &actor.home.tenants_dir(),
-                            &actor.home.templates_dir(),
-                            migrations,
-                        )
-                    });
-                    if let Ok(mut all) = built.lock() {
-                        all.push(one);
-                    }
-                }
-            });
-        }
+    // One slot per database to build: the copies are all alike.
+    let slots = vec![(); count];
+    let built = fan_out_all(&slots, jobs, |()| {
+        // Another process may rebuild the template meanwhile: check it again.
+        template.copy_into(&actor.home.tenants_dir()).or_else(|_| {
+            tenantdb::provision(&actor.home.tenants_dir(), &actor.home.templates_dir(), migrations)
+        })
     });
-    let built = built
-        .into_inner()
-        .map_err(|_| Error::unexpected("a provisioning worker panicked"))?;
     if built.iter().any(|b| b.is_err()) {
         let mut first = None;
         for one in built {

@@ -3,8 +3,6 @@
 //! `db vacuum` compacts tenant files across the fleet.
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -15,6 +13,7 @@ use super::{Actor, Reported, customers};
 use crate::catalog::Catalog;
 use crate::catalog::tenants::{self, QueryRecord, TenantRow};
 use crate::error::{Error, Result};
+use crate::fan_out::fan_out_all;
 use crate::files;
 use crate::tenantdb::sql::{self, Finished, RowSink, ScriptOutcome};
 use crate::tenantdb::{self as tenant_files};
@@ -127,30 +126,6 @@ pub struct FleetResult {
 /// name is renamed (`tenant_2`), as duplicate columns are in single-tenant results.
 pub const TENANT_COLUMN: &str = "tenant";
 
-/// Runs `work` on every item, `jobs` at a time; results come back in item order.
-fn fan_out<I: Sync, T: Send>(items: &[I], jobs: usize, work: impl Fn(&I) -> T + Sync) -> Vec<T> {
-    let done: Mutex<Vec<(usize, T)>> = Mutex::new(Vec::with_capacity(items.len()));
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1).min(items.len()) {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(index) else { break };
-                    let result = work(item);
-                    if let Ok(mut all) = done.lock() {
-                        all.push((index, result));
-                    }
-                }
-            });
-        }
-    });
-    // A worker that panicked took its item with it; the scope has re-raised the panic.
-    let mut done = done.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-    done.sort_by_key(|(index, _)| *index);
-    done.into_iter().map(|(_, result)| result).collect()
-}
-
 /// Runs one read-only statement on every active tenant, `jobs` at a time. The rows of
 /// the tenants it ran on are kept; a tenant it failed on makes the outcome partial, exit 8.
 pub fn run_all(
@@ -167,7 +142,7 @@ pub fn run_all(
         .into_iter()
         .filter(|t| t.status == "active")
         .collect();
-    let outcomes = fan_out(&active, jobs, |tenant| {
+    let outcomes = fan_out_all(&active, jobs, |tenant| {
         let started = Instant::now();
         let result = sql::run(Path::new(&tenant.db_path), statement, false, timeout);
         (millis(started), result)
@@ -254,7 +229,7 @@ pub fn vacuum(
         .map(|r| live_customer(catalog, r).map(|c| c.id))
         .collect::<Result<Vec<_>>>()?;
     let chosen = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
-    let results = fan_out(&chosen, jobs, |tenant| {
+    let results = fan_out_all(&chosen, jobs, |tenant| {
         let started = Instant::now();
         let path = Path::new(&tenant.db_path);
         let outcome = tenant_files::refuse_symlink(path).and_then(|()| {

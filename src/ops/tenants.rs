@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use refinery::Migration;
@@ -15,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::catalog::model::Customer;
 use crate::catalog::tenants::{self, TenantRow};
 use crate::error::{Error, Result};
+use crate::fan_out::{Flow, Stop, fan_out};
 use crate::home::Home;
 use crate::lock::HomeLock;
 use crate::tenantdb::migrate::{Outcome, TenantRun};
@@ -264,60 +263,35 @@ impl FanOut<'_> {
         progress: &dyn Progress,
         unrecorded: &mut Option<String>,
     ) -> Vec<(TenantRow, TenantResult)> {
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let (sender, receiver) = mpsc::channel::<(usize, TenantRun)>();
-        let mut finished = Vec::with_capacity(tenants.len());
-        std::thread::scope(|scope| {
-            for _ in 0..self.jobs.min(tenants.len()) {
-                let sender = sender.clone();
-                let (next, stop) = (&next, &stop);
-                scope.spawn(move || {
-                    loop {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let index = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(tenant) = tenants.get(index) else { break };
-                        let run = tenantdb::migrate::migrate(
-                            Path::new(&tenant.db_path),
-                            self.migrations,
-                            self.target,
-                            self.dry_run,
-                        );
-                        if matches!(run.outcome, Outcome::Failed | Outcome::Drift)
-                            && self.stop_on_failure
-                            && !all_must_finish
-                        {
-                            stop.store(true, Ordering::SeqCst);
-                        }
-                        if sender.send((index, run)).is_err() {
-                            break;
-                        }
-                    }
-                });
+        let stop = if self.stop_on_failure && !all_must_finish {
+            Stop::OnFirstError(|run: &TenantRun| matches!(run.outcome, Outcome::Failed | Outcome::Drift))
+        } else {
+            Stop::Never
+        };
+        let migrate = |tenant: &TenantRow| {
+            tenantdb::migrate::migrate(
+                Path::new(&tenant.db_path),
+                self.migrations,
+                self.target,
+                self.dry_run,
+            )
+        };
+        let runs = fan_out(tenants, self.jobs, stop, progress, migrate, |batch| {
+            if !self.dry_run
+                && unrecorded.is_none()
+                && let Err(err) = record(catalog, tenants, batch)
+            {
+                // Keep the report of what the workers did; start no new tenant.
+                *unrecorded = Some(err.to_string());
+                return Flow::Stop;
             }
-            drop(sender);
-            let mut batch = Vec::new();
-            while let Ok(first) = receiver.recv() {
-                batch.push(first);
-                batch.extend(receiver.try_iter());
-                progress.advance(batch.len() as u64);
-                if !self.dry_run
-                    && unrecorded.is_none()
-                    && let Err(err) = record(catalog, tenants, &batch)
-                {
-                    // Keep the report of what the workers did; start no new tenant.
-                    *unrecorded = Some(err.to_string());
-                    stop.store(true, Ordering::SeqCst);
-                }
-                for (index, run) in batch.drain(..) {
-                    let tenant = &tenants[index];
-                    finished.push((tenant.clone(), TenantResult::new(tenant, &run)));
-                }
-            }
+            Flow::Continue
         });
-        finished
+        tenants
+            .iter()
+            .zip(runs)
+            .filter_map(|(tenant, run)| Some((tenant.clone(), TenantResult::new(tenant, &run?))))
+            .collect()
     }
 }
 

@@ -342,6 +342,56 @@ fn a_changed_migration_file_is_drift_and_not_rerun() {
 }
 
 #[test]
+fn a_catalog_that_cannot_record_runs_stops_the_rollout_and_says_how_to_catch_up() {
+    let env = fleet(&["a", "b", "c"]);
+    add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
+    // An open `sqlite3 catalog.db` with `BEGIN IMMEDIATE`: the tenant files can be
+    // migrated, the catalog cannot record it.
+    let holder = env.catalog();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let run = env.run(&["db", "migrate", "--jobs", "1", "--lock-timeout", "1s", "--json"]);
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(run.code, 8, "{run:?}");
+    assert!(
+        run.stderr.contains("the catalog could not record every result")
+            && run.stderr.contains("doctor --fix"),
+        "{run:?}"
+    );
+    let results = run.json();
+    assert_eq!(results[0]["status"], "migrated", "{results}");
+    assert!(
+        has_table(&env, "a", "four"),
+        "the report tells what the file holds"
+    );
+    for (result, slug) in results.as_array().unwrap().iter().zip(["a", "b", "c"]) {
+        // Tenants already running finish; no new one starts: each is whole or untouched.
+        match result["status"].as_str().unwrap() {
+            "migrated" => assert!(has_table(&env, slug, "four"), "{result}"),
+            "skipped" => assert!(!has_table(&env, slug, "four"), "{result}"),
+            other => panic!("{slug}: {other}"),
+        }
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM customers WHERE schema_version = 4"),
+        0,
+        "nothing was recorded"
+    );
+
+    env.ok(&["doctor", "--fix"]);
+    env.ok(&["db", "migrate"]);
+    assert!(
+        env.json(&["db", "status", "--behind", "-q"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM customers WHERE schema_version = 4"),
+        3
+    );
+}
+
+#[test]
 fn a_second_migrate_waits_for_the_lock_then_refuses() {
     let env = fleet(&["a"]);
     let lock = std::fs::OpenOptions::new()
