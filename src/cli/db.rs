@@ -349,7 +349,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
             session.out.list(HISTORY_COLUMNS, runs)?;
         }
         DbCommand::Vacuum(args) => {
-            let jobs = args.jobs.map(usize::from).unwrap_or_else(|| compute_jobs());
+            let jobs = args.jobs.map(usize::from).unwrap_or_else(compute_jobs);
             let vacuumed = query::vacuum(&mut catalog, session.actor(), &args.customers, jobs)?;
             let results = &vacuumed.report;
             session.out.list(VACUUM_COLUMNS, results)?;
