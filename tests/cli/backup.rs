@@ -28,6 +28,15 @@ fn users(path: &Path) -> i64 {
         .unwrap()
 }
 
+const RESTORE_FIELDS: &[&str] = &[
+    "set",
+    "set_finished_at",
+    "dry_run",
+    "pre_restore_set",
+    "pre_restore",
+    "restored",
+];
+
 fn backups(env: &TestEnv) -> PathBuf {
     env.home.join("backups")
 }
@@ -314,6 +323,22 @@ fn verify_names_the_file_that_does_not_match() {
     );
 }
 
+/// `backup prune` keeping the last `n` sets and no daily, weekly or monthly ones.
+fn keep_only(n: &str) -> [&str; 10] {
+    [
+        "backup",
+        "prune",
+        "--keep-last",
+        n,
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+    ]
+}
+
 #[test]
 fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
     let env = TestEnv::fleet(&["a"]);
@@ -330,19 +355,7 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
     let fresh = backups(&env).join(".tmp-20990101T000000000000Z-0002");
     std::fs::create_dir_all(&fresh).unwrap();
 
-    let dry = env.json(&[
-        "backup",
-        "prune",
-        "--keep-last",
-        "2",
-        "--keep-daily",
-        "0",
-        "--keep-weekly",
-        "0",
-        "--keep-monthly",
-        "0",
-        "--dry-run",
-    ]);
+    let dry = env.json(&[&keep_only("2")[..], &["--dry-run"]].concat());
     assert_fields(&dry, &["dry_run", "retention", "sets", "removed_unfinished"]);
     let actions: Vec<(&str, &str)> = dry["sets"]
         .as_array()
@@ -366,33 +379,11 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
     );
     assert!(stale.exists());
 
-    env.ok(&[
-        "backup",
-        "prune",
-        "--keep-last",
-        "2",
-        "--keep-daily",
-        "0",
-        "--keep-weekly",
-        "0",
-        "--keep-monthly",
-        "0",
-    ]);
+    env.ok(&keep_only("2"));
     assert_eq!(env.json(&["backup", "list"]).as_array().unwrap().len(), 2);
     assert!(!stale.exists(), "an unfinished set older than an hour is removed");
     assert!(fresh.exists(), "a recent one may still be in progress");
-    env.ok(&[
-        "backup",
-        "prune",
-        "--keep-last",
-        "0",
-        "--keep-daily",
-        "0",
-        "--keep-weekly",
-        "0",
-        "--keep-monthly",
-        "0",
-    ]);
+    env.ok(&keep_only("0"));
     let left = env.json(&["backup", "list"]);
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["id"], ids[3], "the newest set always stays");
@@ -415,18 +406,7 @@ fn prune_fails_when_it_cannot_read_the_retention_settings() {
         "nothing removed"
     );
     // With every flag given the catalog is not needed.
-    let all_flags = [
-        "backup",
-        "prune",
-        "--keep-last",
-        "2",
-        "--keep-daily",
-        "0",
-        "--keep-weekly",
-        "0",
-        "--keep-monthly",
-        "0",
-    ];
+    let all_flags = keep_only("2");
     env.ok(&all_flags);
     assert_eq!(env.json(&["backup", "list"]).as_array().unwrap().len(), 2);
     std::fs::remove_file(env.home.join("catalog.db")).unwrap();
@@ -447,17 +427,7 @@ fn restore_puts_a_tenant_back_after_saving_what_it_replaces() {
     assert_eq!(users(&live), 2);
 
     let report = env.json(&["restore", id, "--customer", "a"]);
-    assert_fields(
-        &report,
-        &[
-            "set",
-            "set_finished_at",
-            "dry_run",
-            "pre_restore_set",
-            "pre_restore",
-            "restored",
-        ],
-    );
+    assert_fields(&report, RESTORE_FIELDS);
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["pre_restore"][0]["status"], "saved");
     assert_eq!(report["set"], id);
@@ -575,17 +545,7 @@ fn a_restore_dry_run_shows_the_plan_and_changes_nothing() {
     let live = env.home.join("tenants/a.db");
     let sets_before = env.json(&["backup", "list"]);
     let report = env.json(&["restore", "--at", "2099-01-01", "--customer", "a", "--dry-run"]);
-    assert_fields(
-        &report,
-        &[
-            "set",
-            "set_finished_at",
-            "dry_run",
-            "pre_restore_set",
-            "pre_restore",
-            "restored",
-        ],
-    );
+    assert_fields(&report, RESTORE_FIELDS);
     assert_eq!(report["set"], whole["id"], "the newest set holding a");
     assert_eq!(report["set_finished_at"], whole["finished_at_exact"]);
     assert_eq!(report["dry_run"], true);
@@ -991,13 +951,7 @@ fn the_whole_home_comes_back_after_losing_the_catalog() {
 fn a_restore_waits_for_the_home_lock_then_refuses() {
     let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup"]);
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(env.home.join(".lock"))
-        .unwrap();
-    lock.lock().unwrap();
+    let lock = env.hold_home_lock();
     env.fails(
         &[
             "restore",

@@ -40,6 +40,15 @@ fn with_customer() -> TestEnv {
     env
 }
 
+/// Acme with site S on port 3000 and site T on port 3001.
+fn with_two_sites() -> TestEnv {
+    let env = with_customer();
+    for (name, domain, port) in [("S", "s.acme.test", "3000"), ("T", "t.acme.test", "3001")] {
+        env.json(&["site", "create", "acme", name, "--domain", domain, "--port", port]);
+    }
+    env
+}
+
 fn snapshot_kinds(env: &TestEnv, site: &str) -> Vec<String> {
     env.json(&["site", "snapshots", site])
         .as_array()
@@ -348,27 +357,7 @@ fn show_finds_a_site_by_id_or_domain() {
 
 #[test]
 fn update_snapshots_the_old_config_and_sets_json_paths() {
-    let env = with_customer();
-    env.json(&[
-        "site",
-        "create",
-        "acme",
-        "S",
-        "--domain",
-        "s.acme.test",
-        "--port",
-        "3000",
-    ]);
-    env.json(&[
-        "site",
-        "create",
-        "acme",
-        "T",
-        "--domain",
-        "t.acme.test",
-        "--port",
-        "3001",
-    ]);
+    let env = with_two_sites();
     let updated = env.json(&[
         "site",
         "update",
@@ -474,27 +463,7 @@ fn delete_needs_the_domain_or_id_to_confirm() {
 
 #[test]
 fn deploy_numbers_deployments_and_keeps_the_config_as_deployed() {
-    let env = with_customer();
-    env.json(&[
-        "site",
-        "create",
-        "acme",
-        "S",
-        "--domain",
-        "s.acme.test",
-        "--port",
-        "3000",
-    ]);
-    env.json(&[
-        "site",
-        "create",
-        "acme",
-        "T",
-        "--domain",
-        "t.acme.test",
-        "--port",
-        "3001",
-    ]);
+    let env = with_two_sites();
     env.ok(&["site", "update", "s.acme.test", "--set", "version=1"]);
     let first = env.json(&["site", "deploy", "s.acme.test"]);
     assert_fields(&first, DEPLOYMENT_FIELDS);

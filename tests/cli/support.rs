@@ -148,6 +148,19 @@ impl TestEnv {
         env
     }
 
+    /// Holds the exclusive lock on `HOME/.lock` until the file is dropped, as a
+    /// restore or a migrate in another process would.
+    pub fn hold_home_lock(&self) -> std::fs::File {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.home.join(".lock"))
+            .unwrap();
+        lock.lock().unwrap();
+        lock
+    }
+
     pub fn catalog(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.home.join("catalog.db")).unwrap()
     }

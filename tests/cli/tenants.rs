@@ -335,13 +335,7 @@ fn a_changed_migration_file_is_drift_and_not_rerun() {
 #[test]
 fn a_second_migrate_waits_for_the_lock_then_refuses() {
     let env = TestEnv::fleet(&["a"]);
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(env.home.join(".lock"))
-        .unwrap();
-    lock.lock().unwrap();
+    let lock = env.hold_home_lock();
     let run = env.fails(&["db", "migrate", "--lock-timeout", "1s"], 6);
     assert!(run.stderr.contains("lock"), "{}", run.stderr);
     env.ok_warning(
