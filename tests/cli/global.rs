@@ -14,17 +14,17 @@ fn home_comes_from_flag_then_env_then_xdg_then_home() {
     assert!(env.home.join("catalog.db").is_file(), "TENANTCTL_HOME is used");
 
     let xdg = env.root.join("xdg");
-    let run = env.run_with(&["init", "--json"], |c| {
-        c.env_remove("TENANTCTL_HOME").env("XDG_DATA_HOME", &xdg);
-    });
-    assert_eq!(run.code, 0, "{run:?}");
+    env.cmd(&["init", "--json"])
+        .env_remove("TENANTCTL_HOME")
+        .env("XDG_DATA_HOME", &xdg)
+        .run();
     assert!(xdg.join("tenantctl/catalog.db").is_file());
 
     let user_home = env.root.join("user");
-    let run = env.run_with(&["init"], |c| {
-        c.env_remove("TENANTCTL_HOME").env("HOME", &user_home);
-    });
-    assert_eq!(run.code, 0, "{run:?}");
+    env.cmd(&["init"])
+        .env_remove("TENANTCTL_HOME")
+        .env("HOME", &user_home)
+        .run();
     assert!(user_home.join(".local/share/tenantctl/catalog.db").is_file());
 }
 
@@ -162,12 +162,13 @@ fn actor_comes_from_flag_then_env_then_user() {
     env.cmd(&["customer", "create", "b@example.com", "B"])
         .env("TENANTCTL_ACTOR", "bob")
         .run();
-    env.run_with(&["customer", "create", "c@example.com", "C"], |c| {
-        c.env_remove("TENANTCTL_ACTOR").env("USER", "carol");
-    });
-    env.run_with(&["customer", "create", "d@example.com", "D"], |c| {
-        c.env_remove("TENANTCTL_ACTOR");
-    });
+    env.cmd(&["customer", "create", "c@example.com", "C"])
+        .env_remove("TENANTCTL_ACTOR")
+        .env("USER", "carol")
+        .run();
+    env.cmd(&["customer", "create", "d@example.com", "D"])
+        .env_remove("TENANTCTL_ACTOR")
+        .run();
     let actors: Vec<String> = env
         .json(&["audit", "--action", "customer.create"])
         .as_array()

@@ -193,7 +193,8 @@ impl TestEnv {
 pub struct Cmd<'e> {
     env: &'e TestEnv,
     args: Vec<OsString>,
-    vars: Vec<(OsString, OsString)>,
+    /// Variables to set (`Some`) or remove (`None`) on top of the clean environment.
+    vars: Vec<(OsString, Option<OsString>)>,
     stdin: Option<Vec<u8>>,
     code: i32,
     stderr: Option<String>,
@@ -207,7 +208,12 @@ impl Cmd<'_> {
 
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.vars
-            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.vars.push((key.as_ref().to_owned(), None));
         self
     }
 
@@ -274,9 +280,13 @@ impl Cmd<'_> {
 
     fn command(&self) -> std::process::Command {
         let mut command = self.env.command();
-        command
-            .args(&self.args)
-            .envs(self.vars.iter().map(|(k, v)| (k, v)));
+        command.args(&self.args);
+        for (key, value) in &self.vars {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
         command
     }
 
@@ -297,11 +307,10 @@ impl Cmd<'_> {
             if child.try_wait().unwrap().is_some() {
                 return false;
             }
-            assert!(
-                Instant::now() < deadline,
-                "tenantctl {:?} neither finished nor showed its work",
-                self.args
-            );
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("tenantctl {:?} neither finished nor showed its work", self.args);
+            }
             std::thread::yield_now();
         }
         let _ = child.kill();
