@@ -11,14 +11,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn fleet(slugs: &[&str]) -> TestEnv {
-    let env = TestEnv::initialised();
-    for slug in slugs {
-        env.customer(&format!("{slug}@example.com"), slug, &["--slug", slug]);
-    }
-    env
-}
-
 fn add_user(env: &TestEnv, slug: &str, email: &str) {
     env.ok(&[
         "db",
@@ -36,6 +28,15 @@ fn users(path: &Path) -> i64 {
         .unwrap()
 }
 
+const RESTORE_FIELDS: &[&str] = &[
+    "set",
+    "set_finished_at",
+    "dry_run",
+    "pre_restore_set",
+    "pre_restore",
+    "restored",
+];
+
 fn backups(env: &TestEnv) -> PathBuf {
     env.home.join("backups")
 }
@@ -46,7 +47,7 @@ fn set_dir(env: &TestEnv, set: &Value) -> PathBuf {
 
 #[test]
 fn a_backup_set_holds_checked_private_copies_and_a_manifest() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     add_user(&env, "a", "u@a.test");
     env.ok(&["customer", "delete", "b", "--confirm", "b"]);
     env.customer("c@example.com", "C", &["--slug", "c"]);
@@ -128,7 +129,7 @@ fn damage_middle_pages(db: &Path) {
 
 #[test]
 fn a_damaged_tenant_is_left_out_and_every_healthy_one_backed_up() {
-    let env = fleet(&["a", "b", "c"]);
+    let env = TestEnv::fleet(&["a", "b", "c"]);
     add_user(&env, "a", "u@a.test");
     damage_middle_pages(&env.home.join("tenants/b.db"));
     let run = env.run(&["backup", "--json"]);
@@ -166,7 +167,7 @@ fn a_damaged_tenant_is_left_out_and_every_healthy_one_backed_up() {
 
 #[test]
 fn the_backup_table_shows_readable_columns_for_every_file() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     env.ok(&["backup"]);
     add_user(&env, "b", "u@b.test");
     let run = env.ok(&["backup"]);
@@ -189,7 +190,7 @@ fn the_backup_table_shows_readable_columns_for_every_file() {
 
 #[test]
 fn scopes_select_what_is_copied() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let catalog_only = env.json(&["backup", "--catalog"]);
     let names: Vec<&str> = catalog_only["entries"]
         .as_array()
@@ -213,7 +214,7 @@ fn scopes_select_what_is_copied() {
 
 #[test]
 fn unchanged_tenants_are_hard_linked_and_changed_ones_copied() {
-    let env = fleet(&["a", "b", "c"]);
+    let env = TestEnv::fleet(&["a", "b", "c"]);
     let first = env.json(&["backup"]);
     add_user(&env, "b", "u@b.test");
     let second = env.json(&["backup"]);
@@ -238,13 +239,13 @@ fn unchanged_tenants_are_hard_linked_and_changed_ones_copied() {
 
 #[test]
 fn a_backup_is_consistent_while_another_process_writes() {
-    let env = fleet(&["busy"]);
+    let env = TestEnv::fleet(&["busy"]);
     backup_during_writes(&env, &env.home.join("tenants/busy.db"));
 }
 
 #[test]
 fn list_show_and_verify_work_from_manifests_without_the_catalog() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let first = env.json(&["backup", "--customer", "a"]);
     let second = env.json(&["backup"]);
     std::fs::create_dir_all(backups(&env).join(".tmp-20990101T000000000000Z-dead")).unwrap();
@@ -290,7 +291,7 @@ fn list_show_and_verify_work_from_manifests_without_the_catalog() {
 
 #[test]
 fn verify_names_the_file_that_does_not_match() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let set = env.json(&["backup"]);
     let id = set["id"].as_str().unwrap();
     let victim = set_dir(&env, &set).join("tenants/b.db");
@@ -322,9 +323,25 @@ fn verify_names_the_file_that_does_not_match() {
     );
 }
 
+/// `backup prune` keeping the last `n` sets and no daily, weekly or monthly ones.
+fn keep_only(n: &str) -> [&str; 10] {
+    [
+        "backup",
+        "prune",
+        "--keep-last",
+        n,
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+    ]
+}
+
 #[test]
 fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let ids: Vec<String> = (0..4)
         .map(|_| env.json(&["backup"])["id"].as_str().unwrap().to_string())
         .collect();
@@ -338,19 +355,7 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
     let fresh = backups(&env).join(".tmp-20990101T000000000000Z-0002");
     std::fs::create_dir_all(&fresh).unwrap();
 
-    let dry = env.json(&[
-        "backup",
-        "prune",
-        "--keep-last",
-        "2",
-        "--keep-daily",
-        "0",
-        "--keep-weekly",
-        "0",
-        "--keep-monthly",
-        "0",
-        "--dry-run",
-    ]);
+    let dry = env.json(&[&keep_only("2")[..], &["--dry-run"]].concat());
     assert_fields(&dry, &["dry_run", "retention", "sets", "removed_unfinished"]);
     let actions: Vec<(&str, &str)> = dry["sets"]
         .as_array()
@@ -374,33 +379,11 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
     );
     assert!(stale.exists());
 
-    env.ok(&[
-        "backup",
-        "prune",
-        "--keep-last",
-        "2",
-        "--keep-daily",
-        "0",
-        "--keep-weekly",
-        "0",
-        "--keep-monthly",
-        "0",
-    ]);
+    env.ok(&keep_only("2"));
     assert_eq!(env.json(&["backup", "list"]).as_array().unwrap().len(), 2);
     assert!(!stale.exists(), "an unfinished set older than an hour is removed");
     assert!(fresh.exists(), "a recent one may still be in progress");
-    env.ok(&[
-        "backup",
-        "prune",
-        "--keep-last",
-        "0",
-        "--keep-daily",
-        "0",
-        "--keep-weekly",
-        "0",
-        "--keep-monthly",
-        "0",
-    ]);
+    env.ok(&keep_only("0"));
     let left = env.json(&["backup", "list"]);
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["id"], ids[3], "the newest set always stays");
@@ -408,7 +391,7 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
 
 #[test]
 fn prune_fails_when_it_cannot_read_the_retention_settings() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     env.ok(&["config", "set", "backup_keep_last", "3"]);
     for _ in 0..3 {
         env.ok(&["backup", "--customer", "a"]);
@@ -423,18 +406,7 @@ fn prune_fails_when_it_cannot_read_the_retention_settings() {
         "nothing removed"
     );
     // With every flag given the catalog is not needed.
-    let all_flags = [
-        "backup",
-        "prune",
-        "--keep-last",
-        "2",
-        "--keep-daily",
-        "0",
-        "--keep-weekly",
-        "0",
-        "--keep-monthly",
-        "0",
-    ];
+    let all_flags = keep_only("2");
     env.ok(&all_flags);
     assert_eq!(env.json(&["backup", "list"]).as_array().unwrap().len(), 2);
     std::fs::remove_file(env.home.join("catalog.db")).unwrap();
@@ -446,7 +418,7 @@ fn prune_fails_when_it_cannot_read_the_retention_settings() {
 
 #[test]
 fn restore_puts_a_tenant_back_after_saving_what_it_replaces() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     add_user(&env, "a", "one@a.test");
     let set = env.json(&["backup"]);
     let id = set["id"].as_str().unwrap();
@@ -455,17 +427,7 @@ fn restore_puts_a_tenant_back_after_saving_what_it_replaces() {
     assert_eq!(users(&live), 2);
 
     let report = env.json(&["restore", id, "--customer", "a"]);
-    assert_fields(
-        &report,
-        &[
-            "set",
-            "set_finished_at",
-            "dry_run",
-            "pre_restore_set",
-            "pre_restore",
-            "restored",
-        ],
-    );
+    assert_fields(&report, RESTORE_FIELDS);
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["pre_restore"][0]["status"], "saved");
     assert_eq!(report["set"], id);
@@ -502,7 +464,7 @@ fn restore_puts_a_tenant_back_after_saving_what_it_replaces() {
 
 #[test]
 fn restore_at_picks_the_newest_set_holding_the_scope() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let with_a = env.json(&["backup", "--customer", "a"]);
     add_user(&env, "a", "late@a.test");
     env.json(&["backup", "--customer", "b"]);
@@ -523,7 +485,7 @@ fn edit_manifest(env: &TestEnv, set: &Value, edit: impl FnOnce(&mut Value)) {
 
 #[test]
 fn restore_at_never_takes_a_set_finished_after_the_moment() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup", "--customer", "a"]);
     let exact = set["finished_at_exact"].as_str().unwrap().to_string();
     let finished = chrono::DateTime::parse_from_rfc3339(&exact).unwrap();
@@ -554,7 +516,7 @@ fn restore_at_never_takes_a_set_finished_after_the_moment() {
 
 #[test]
 fn status_shows_the_newest_whole_backup_and_the_newest_set_apart() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let whole = env.json(&["backup"]);
     assert_eq!(whole["scope"], "all");
     env.json(&["backup", "--customer", "a"]);
@@ -575,7 +537,7 @@ fn status_shows_the_newest_whole_backup_and_the_newest_set_apart() {
 
 #[test]
 fn a_restore_dry_run_shows_the_plan_and_changes_nothing() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     add_user(&env, "a", "one@a.test");
     let whole = env.json(&["backup"]);
     add_user(&env, "a", "two@a.test");
@@ -583,17 +545,7 @@ fn a_restore_dry_run_shows_the_plan_and_changes_nothing() {
     let live = env.home.join("tenants/a.db");
     let sets_before = env.json(&["backup", "list"]);
     let report = env.json(&["restore", "--at", "2099-01-01", "--customer", "a", "--dry-run"]);
-    assert_fields(
-        &report,
-        &[
-            "set",
-            "set_finished_at",
-            "dry_run",
-            "pre_restore_set",
-            "pre_restore",
-            "restored",
-        ],
-    );
+    assert_fields(&report, RESTORE_FIELDS);
     assert_eq!(report["set"], whole["id"], "the newest set holding a");
     assert_eq!(report["set_finished_at"], whole["finished_at_exact"]);
     assert_eq!(report["dry_run"], true);
@@ -653,7 +605,7 @@ fn a_restore_dry_run_shows_the_plan_and_changes_nothing() {
 
 #[test]
 fn a_deleted_customer_whose_trash_is_gone_comes_back_from_a_backup() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     add_user(&env, "a", "one@a.test");
     let set = env.json(&["backup"]);
     let id = set["id"].as_str().unwrap();
@@ -734,7 +686,7 @@ fn a_deleted_customer_whose_trash_is_gone_comes_back_from_a_backup() {
 
 #[test]
 fn a_checksum_mismatch_restores_nothing() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup"]);
     add_user(&env, "a", "keep@a.test");
     let copy = set_dir(&env, &set).join("tenants/a.db");
@@ -756,7 +708,7 @@ fn a_checksum_mismatch_restores_nothing() {
 #[test]
 fn a_copy_that_fails_integrity_check_restores_nothing_even_with_a_matching_checksum() {
     use sha2::{Digest, Sha256};
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup"]);
     add_user(&env, "a", "keep@a.test");
     // Damaged before its checksum was taken: the manifest agrees with the bad bytes.
@@ -805,7 +757,7 @@ fn a_copy_that_fails_integrity_check_restores_nothing_even_with_a_matching_check
 #[test]
 fn a_damaged_tenant_is_restored_after_keeping_its_damaged_file() {
     use sha2::{Digest, Sha256};
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     add_user(&env, "a", "one@a.test");
     let set = env.json(&["backup"]);
     add_user(&env, "a", "two@a.test");
@@ -855,7 +807,7 @@ fn a_damaged_tenant_is_restored_after_keeping_its_damaged_file() {
 
 #[test]
 fn a_damaged_catalog_is_kept_damaged_before_a_catalog_restore() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup", "--catalog"]);
     let live = env.home.join("catalog.db");
     damage_middle_pages(&live);
@@ -885,7 +837,7 @@ fn a_damaged_catalog_is_kept_damaged_before_a_catalog_restore() {
 
 #[test]
 fn another_customers_backup_needs_into() {
-    let env = fleet(&["acme", "staging"]);
+    let env = TestEnv::fleet(&["acme", "staging"]);
     add_user(&env, "acme", "real@acme.test");
     let set = env.json(&["backup"]);
     let id = set["id"].as_str().unwrap();
@@ -918,7 +870,7 @@ fn another_customers_backup_needs_into() {
 
 #[test]
 fn if_missing_restores_only_absent_files() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     add_user(&env, "a", "x@a.test");
     add_user(&env, "b", "x@b.test");
     let set = env.json(&["backup"]);
@@ -951,7 +903,7 @@ fn if_missing_restores_only_absent_files() {
 
 #[test]
 fn the_catalog_and_everything_need_their_confirmation() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     add_user(&env, "a", "x@a.test");
     let set = env.json(&["backup"]);
     let id = set["id"].as_str().unwrap();
@@ -975,7 +927,7 @@ fn the_catalog_and_everything_need_their_confirmation() {
 
 #[test]
 fn the_whole_home_comes_back_after_losing_the_catalog() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     add_user(&env, "b", "x@b.test");
     let set = env.json(&["backup"]);
     for file in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
@@ -997,15 +949,9 @@ fn the_whole_home_comes_back_after_losing_the_catalog() {
 
 #[test]
 fn a_restore_waits_for_the_home_lock_then_refuses() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup"]);
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(env.home.join(".lock"))
-        .unwrap();
-    lock.lock().unwrap();
+    let lock = env.hold_home_lock();
     env.fails(
         &[
             "restore",
@@ -1021,28 +967,48 @@ fn a_restore_waits_for_the_home_lock_then_refuses() {
     env.ok(&["restore", set["id"].as_str().unwrap(), "--customer", "a"]);
 }
 
+fn is_unfinished_set(name: &str) -> bool {
+    name.starts_with(".tmp-")
+}
+
+/// How many files `dir` holds, at any depth.
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| match e.file_type() {
+                    Ok(kind) if kind.is_dir() => files_under(&e.path()),
+                    _ => 1,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn killing_backups_never_leaves_a_set_that_looks_complete() {
-    let env = fleet(&["a", "b", "c", "d", "e", "f"]);
+    let env = TestEnv::fleet(&["a", "b", "c", "d", "e", "f"]);
     for slug in ["a", "b", "c"] {
         add_user(&env, slug, "x@x.test");
     }
-    for round in 0..25u64 {
-        let mut child = env
-            .command()
-            .args(["backup", "-q"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_micros(500 + (round * 7919) % 40_000));
-        let _ = child.kill();
-        child.wait().unwrap();
-    }
+    let backups = backups(&env);
+    land_kills(12, |n| {
+        let before = names_matching(&backups, is_unfinished_set);
+        let new_set = || {
+            names_matching(&backups, is_unfinished_set)
+                .difference(&before)
+                .next()
+                .map(|name| backups.join(name))
+        };
+        // Killed at a different point each time: once the unfinished set holds n % 8 files.
+        let written = || new_set().is_some_and(|set| files_under(&set) >= n % 8);
+        env.cmd(&["backup", "-q"])
+            .kill_when(written, || new_set().is_some())
+    });
     let sets = env.json(&["backup", "list"]);
     for set in sets.as_array().unwrap() {
-        let run = env.run(&["backup", "verify", set["id"].as_str().unwrap()]);
-        assert_eq!(run.code, 0, "a listed set fails verification: {run:?}");
+        env.ok(&["backup", "verify", set["id"].as_str().unwrap()]);
     }
     env.ok(&["backup"]);
     env.ok(&["backup", "verify", "--all"]);
@@ -1050,42 +1016,41 @@ fn killing_backups_never_leaves_a_set_that_looks_complete() {
 
 #[test]
 fn killing_restores_leaves_the_old_or_the_new_database() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     add_user(&env, "a", "old@a.test");
     let set = env.json(&["backup"]);
     let id = set["id"].as_str().unwrap().to_string();
     add_user(&env, "a", "new@a.test");
     let live = env.home.join("tenants/a.db");
-    for round in 0..20u64 {
-        let mut child = env
-            .command()
-            .args(["restore", &id, "--customer", "a", "-q"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_micros(300 + (round * 3571) % 30_000));
-        let _ = child.kill();
-        child.wait().unwrap();
+    land_kills(10, |n| {
+        let restore = env.cmd(&["restore", &id, "--customer", "a", "-q"]);
+        // Killed while the restored copy is staged beside the live file, or later, while
+        // the pre-restore set of the live file is being written.
+        let landed = if n % 2 == 0 {
+            restore.kill_on_new(&env.home.join("tenants"), |name| name.starts_with(".restore-"))
+        } else {
+            restore.kill_on_new(&backups(&env), is_unfinished_set)
+        };
         let conn = rusqlite::Connection::open(&live).unwrap();
         let check: String = conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(check, "ok", "round {round}");
-        let n: i64 = conn
+        assert_eq!(check, "ok", "attempt {n}");
+        let users: i64 = conn
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
             .unwrap();
-        assert!(n == 1 || n == 2, "round {round}: {n} users");
+        assert!(users == 1 || users == 2, "attempt {n}: {users} users");
         drop(conn);
-        if n == 1 {
-            add_user(&env, "a", &format!("r{round}@a.test"));
+        if users == 1 {
+            add_user(&env, "a", &format!("r{n}@a.test"));
         }
-    }
+        landed
+    });
 }
 
 #[test]
 fn a_full_disk_fails_cleanly_and_removes_the_partial_set() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     env.ok(&["db", "sql", "a", "CREATE TABLE blobs (b BLOB)", "--write"]);
     env.ok(&["db", "sql", "a", "INSERT INTO blobs SELECT randomblob(1024 * 1024) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3)", "--write"]);
     let before = std::fs::read(env.home.join("tenants/a.db")).unwrap();
@@ -1113,9 +1078,8 @@ fn a_full_disk_fails_cleanly_and_removes_the_partial_set() {
 
 #[test]
 fn doctor_warns_about_tenants_without_a_recent_backup() {
-    let env = fleet(&["a"]);
-    let run = env.run(&["doctor", "--json"]);
-    assert_eq!(run.code, 0);
+    let env = TestEnv::fleet(&["a"]);
+    let run = env.ok(&["doctor", "--json"]);
     let warned = run
         .json()
         .as_array()
@@ -1137,7 +1101,7 @@ fn doctor_warns_about_tenants_without_a_recent_backup() {
 #[test]
 fn restore_refuses_while_another_process_has_the_database_open() {
     use std::io::BufRead;
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup"]);
     let db = env.home.join("tenants/a.db");
     let mut holder = std::process::Command::new("python3")
@@ -1163,7 +1127,7 @@ fn restore_refuses_while_another_process_has_the_database_open() {
 
 #[test]
 fn a_restore_of_several_tenants_replaces_all_or_none() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     add_user(&env, "a", "old@a.test");
     add_user(&env, "b", "old@b.test");
     let set = env.json(&["backup"]);
@@ -1215,7 +1179,7 @@ fn a_restore_of_several_tenants_replaces_all_or_none() {
 
 #[test]
 fn a_copy_changed_in_place_or_a_source_with_its_mtime_set_back_is_copied_again() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let first = env.json(&["backup"]);
     let old_copy = set_dir(&env, &first).join("tenants/a.db");
     let mut bytes = std::fs::read(&old_copy).unwrap();
@@ -1245,14 +1209,13 @@ fn a_copy_changed_in_place_or_a_source_with_its_mtime_set_back_is_copied_again()
         .unwrap();
     let second = env.json(&["backup"]);
     assert_eq!(second["linked"], 0, "{second}");
-    let run = env.run(&["backup", "verify", second["id"].as_str().unwrap()]);
-    assert_eq!(run.code, 0, "{run:?}");
+    env.ok(&["backup", "verify", second["id"].as_str().unwrap()]);
     assert_eq!(users(&set_dir(&env, &second).join("tenants/b.db")), 1);
 }
 
 #[test]
 fn restoring_everything_into_a_new_home_points_the_catalog_at_it() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     add_user(&env, "b", "x@b.test");
     env.json(&["backup"]);
     let other = env.root.join("other-home");
@@ -1290,14 +1253,14 @@ fn restoring_everything_into_a_new_home_points_the_catalog_at_it() {
 
 #[test]
 fn a_catalog_restore_re_reads_tenant_versions_from_their_files() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup", "--catalog"]);
     std::fs::write(
         env.home.join("tenant-migrations/V4__four.sql"),
         "CREATE TABLE four (x);",
     )
     .unwrap();
-    env.ok(&["db", "migrate"]);
+    env.ok_warning(&["db", "migrate"], "1 tenants: 1 migrated");
     env.json(&[
         "restore",
         set["id"].as_str().unwrap(),
@@ -1311,7 +1274,7 @@ fn a_catalog_restore_re_reads_tenant_versions_from_their_files() {
 
 #[test]
 fn the_pre_restore_set_labels_files_with_todays_customers() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let set = env.json(&["backup"]);
     env.ok(&["customer", "delete", "b", "--confirm", "b"]);
     env.ok(&["customer", "purge", "b", "--confirm", "b"]);
@@ -1336,7 +1299,7 @@ fn the_pre_restore_set_labels_files_with_todays_customers() {
 
 #[test]
 fn restore_flags_that_do_not_fit_the_scope_are_refused() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup"]);
     let id = set["id"].as_str().unwrap();
     env.fails(
@@ -1353,7 +1316,7 @@ fn restore_flags_that_do_not_fit_the_scope_are_refused() {
 fn a_symlinked_tenant_is_backed_up_consistently_while_written() {
     // Tenants moved to a bigger disk by linking their folder (a link in place of the
     // file itself is refused, since it may point at another tenant's file).
-    let env = fleet(&["busy"]);
+    let env = TestEnv::fleet(&["busy"]);
     let tenants = env.home.join("tenants");
     let elsewhere = env.root.join("big-disk");
     std::fs::rename(&tenants, &elsewhere).unwrap();

@@ -52,31 +52,15 @@ fn racing_for_one_slug_gives_one_winner_and_conflicts() {
     const ROUNDS: usize = 8;
     for round in 0..ROUNDS {
         let slug = format!("contested{round}");
-        let children: Vec<_> = (0..12)
-            .map(|i| {
-                env.command()
-                    .args([
-                        "customer",
-                        "create",
-                        &format!("r{round}-{i}@example.com"),
-                        "R",
-                        "--slug",
-                        &slug,
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        let outcomes: Vec<(i32, String)> = children
-            .into_iter()
-            .map(|c| {
-                let output = c.wait_with_output().unwrap();
-                let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-                (output.status.code().unwrap(), stderr)
-            })
-            .collect();
+        let emails: Vec<String> = (0..12).map(|i| format!("r{round}-{i}@example.com")).collect();
+        let outcomes: Vec<(i32, String)> = all_at_once(
+            emails
+                .iter()
+                .map(|email| env.cmd(&["customer", "create", email, "R", "--slug", &slug])),
+        )
+        .into_iter()
+        .map(|run| (run.code, run.stderr))
+        .collect();
         let winners = outcomes.iter().filter(|(code, _)| *code == 0).count();
         assert_eq!(winners, 1, "{outcomes:?}");
         let taken = format!("error: slug '{slug}' is taken (choose another with --slug)");
@@ -153,23 +137,14 @@ fn first_creates_racing_to_build_the_template_all_succeed() {
     // missing, and only one may build it while the others wait and copy that one.
     for round in 0..6 {
         let env = TestEnv::initialised();
-        let children: Vec<_> = (0..24)
-            .map(|i| {
-                env.command()
-                    .args(["customer", "create", &format!("t{round}-{i}@example.com"), "T"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for child in children {
-            let output = child.wait_with_output().unwrap();
-            assert!(
-                output.status.success(),
-                "round {round}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+        let emails: Vec<String> = (0..24).map(|i| format!("t{round}-{i}@example.com")).collect();
+        let runs = all_at_once(
+            emails
+                .iter()
+                .map(|email| env.cmd(&["customer", "create", email, "T"])),
+        );
+        for run in runs {
+            assert!(run.code == 0 && run.stderr.is_empty(), "round {round}: {run:?}");
         }
         assert_eq!(env.names_in(&env.home.join("tenants")).len(), 24);
         assert_eq!(

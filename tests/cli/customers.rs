@@ -1,7 +1,6 @@
 //! customer create, list, show, update, suspend, reactivate, delete, undelete, purge.
 
 use std::path::Path;
-use std::process::Stdio;
 
 use serde_json::json;
 
@@ -644,34 +643,17 @@ fn an_update_that_changes_nothing_writes_nothing() {
 #[test]
 fn concurrent_creates_with_derived_slugs_all_get_one() {
     let env = TestEnv::initialised();
-    let children: Vec<_> = (0..6)
-        .map(|i| {
-            env.command()
-                .args([
-                    "customer",
-                    "create",
-                    &format!("c{i}@example.com"),
-                    "C",
-                    "Globex",
-                    "--json",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let mut slugs: Vec<String> = children
-        .into_iter()
-        .map(|c| {
-            let output = c.wait_with_output().unwrap();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-            value["slug"].as_str().unwrap().to_string()
+    let emails: Vec<String> = (0..6).map(|i| format!("c{i}@example.com")).collect();
+    let runs = all_at_once(
+        emails
+            .iter()
+            .map(|email| env.cmd(&["customer", "create", email, "C", "Globex", "--json"])),
+    );
+    let mut slugs: Vec<String> = runs
+        .iter()
+        .map(|run| {
+            assert!(run.code == 0 && run.stderr.is_empty(), "{run:?}");
+            run.json()["slug"].as_str().unwrap().to_string()
         })
         .collect();
     slugs.sort();

@@ -14,17 +14,17 @@ fn home_comes_from_flag_then_env_then_xdg_then_home() {
     assert!(env.home.join("catalog.db").is_file(), "TENANTCTL_HOME is used");
 
     let xdg = env.root.join("xdg");
-    let run = env.run_with(&["init", "--json"], |c| {
-        c.env_remove("TENANTCTL_HOME").env("XDG_DATA_HOME", &xdg);
-    });
-    assert_eq!(run.code, 0, "{run:?}");
+    env.cmd(&["init", "--json"])
+        .env_remove("TENANTCTL_HOME")
+        .env("XDG_DATA_HOME", &xdg)
+        .run();
     assert!(xdg.join("tenantctl/catalog.db").is_file());
 
     let user_home = env.root.join("user");
-    let run = env.run_with(&["init"], |c| {
-        c.env_remove("TENANTCTL_HOME").env("HOME", &user_home);
-    });
-    assert_eq!(run.code, 0, "{run:?}");
+    env.cmd(&["init"])
+        .env_remove("TENANTCTL_HOME")
+        .env("HOME", &user_home)
+        .run();
     assert!(user_home.join(".local/share/tenantctl/catalog.db").is_file());
 }
 
@@ -33,10 +33,8 @@ fn backup_dir_comes_from_flag_then_env() {
     let env = TestEnv::initialised();
     let status = env.json(&["--backup-dir", "/srv/b1", "status"]);
     assert_eq!(status["backup_dir"], "/srv/b1");
-    let run = env.run_with(&["status", "--json"], |c| {
-        c.env("TENANTCTL_BACKUP_DIR", "/srv/b2");
-    });
-    assert_eq!(run.json()["backup_dir"], "/srv/b2");
+    let status = env.cmd(&["status"]).env("TENANTCTL_BACKUP_DIR", "/srv/b2").json();
+    assert_eq!(status["backup_dir"], "/srv/b2");
 }
 
 #[test]
@@ -67,24 +65,20 @@ fn every_output_format_renders_a_listing() {
     );
     assert_eq!(lines.count(), 2);
 
-    let from_env = env.run_with(&["customer", "list"], |c| {
-        c.env("TENANTCTL_OUTPUT", "ndjson");
-    });
-    assert_eq!(from_env.stdout, ndjson);
-    let flag_wins = env.run_with(&["customer", "list", "-o", "csv"], |c| {
-        c.env("TENANTCTL_OUTPUT", "json");
-    });
-    assert_eq!(flag_wins.stdout, csv);
+    let listing = |args: &[&str], output: &str| env.cmd(args).env("TENANTCTL_OUTPUT", output).run().stdout;
+    assert_eq!(listing(&["customer", "list"], "ndjson"), ndjson);
+    assert_eq!(listing(&["customer", "list", "-o", "csv"], "json"), csv);
 }
 
 #[test]
 fn invalid_output_values_are_usage_errors() {
     let env = TestEnv::initialised();
     env.fails(&["customer", "list", "-o", "yaml"], 2);
-    let run = env.run_with(&["customer", "list"], |c| {
-        c.env("TENANTCTL_OUTPUT", "xml");
-    });
-    assert_eq!(run.code, 2, "{run:?}");
+    let run = env
+        .cmd(&["customer", "list"])
+        .env("TENANTCTL_OUTPUT", "xml")
+        .expect_code(2)
+        .run();
     assert!(run.stderr.contains("TENANTCTL_OUTPUT"));
 }
 
@@ -165,15 +159,16 @@ fn help_and_version_need_no_home() {
 fn actor_comes_from_flag_then_env_then_user() {
     let env = TestEnv::initialised();
     env.ok(&["--actor", "alice", "customer", "create", "a@example.com", "A"]);
-    env.run_with(&["customer", "create", "b@example.com", "B"], |c| {
-        c.env("TENANTCTL_ACTOR", "bob");
-    });
-    env.run_with(&["customer", "create", "c@example.com", "C"], |c| {
-        c.env_remove("TENANTCTL_ACTOR").env("USER", "carol");
-    });
-    env.run_with(&["customer", "create", "d@example.com", "D"], |c| {
-        c.env_remove("TENANTCTL_ACTOR");
-    });
+    env.cmd(&["customer", "create", "b@example.com", "B"])
+        .env("TENANTCTL_ACTOR", "bob")
+        .run();
+    env.cmd(&["customer", "create", "c@example.com", "C"])
+        .env_remove("TENANTCTL_ACTOR")
+        .env("USER", "carol")
+        .run();
+    env.cmd(&["customer", "create", "d@example.com", "D"])
+        .env_remove("TENANTCTL_ACTOR")
+        .run();
     let actors: Vec<String> = env
         .json(&["audit", "--action", "customer.create"])
         .as_array()
@@ -193,9 +188,11 @@ fn colour_only_when_asked_and_never_with_no_color() {
     assert!(always.stderr.contains("\x1b["), "{always:?}");
     let never = env.run(&["customer", "show", "ghost", "--color", "never"]);
     assert!(!never.stderr.contains('\x1b'));
-    let no_color = env.run_with(&["customer", "show", "ghost", "--color", "auto"], |c| {
-        c.env("NO_COLOR", "1");
-    });
+    let no_color = env
+        .cmd(&["customer", "show", "ghost", "--color", "auto"])
+        .env("NO_COLOR", "1")
+        .expect_code(3)
+        .run();
     assert!(!no_color.stderr.contains('\x1b'));
 }
 
@@ -204,7 +201,7 @@ fn quiet_and_verbose_only_change_stderr() {
     let env = TestEnv::initialised();
     env.customer("a@example.com", "A", &[]);
     let normal = env.ok(&["customer", "list", "--json"]);
-    let verbose = env.ok(&["customer", "list", "--json", "-vv"]);
+    let verbose = env.ok_warning(&["customer", "list", "--json", "-vv"], "sql: ");
     let quiet = env.ok(&["customer", "list", "--json", "-q", "--no-progress"]);
     assert_eq!(normal.stdout, verbose.stdout);
     assert_eq!(normal.stdout, quiet.stdout);
@@ -231,7 +228,7 @@ fn quiet_and_verbose_only_change_stderr() {
         timings.iter().any(|t| t.ends_with(" µs")),
         "sub-millisecond statements are timed in µs, not as 0.000 ms: {timings:?}"
     );
-    let once = env.ok(&["customer", "list", "--json", "-v"]);
+    let once = env.ok_warning(&["customer", "list", "--json", "-v"], "debug: ");
     assert!(!once.stderr.contains("sql: "), "-v alone does not trace SQL");
     assert!(quiet.stderr.is_empty());
 }
@@ -271,10 +268,11 @@ fn usage_errors_name_what_is_missing_and_honour_json_from_the_environment() {
     );
     let run = env.fails(&["customer"], 2);
     assert!(run.stderr.contains("needs a subcommand"), "{}", run.stderr);
-    let run = env.run_with(&["customer", "show"], |c| {
-        c.env("TENANTCTL_OUTPUT", "json");
-    });
-    assert_eq!(run.code, 2);
+    let run = env
+        .cmd(&["customer", "show"])
+        .env("TENANTCTL_OUTPUT", "json")
+        .expect_code(2)
+        .run();
     let object: serde_json::Value = serde_json::from_str(run.stderr.lines().nth(1).unwrap()).unwrap();
     assert_eq!(object["error"]["code"], "usage");
 }

@@ -56,82 +56,106 @@ fn assert_consistent(env: &TestEnv, context: &str) {
     }
 }
 
-/// Runs `args` `rounds` times, each killed after a different short delay.
-fn kill_repeatedly(env: &TestEnv, rounds: u64, args: impl Fn(u64) -> Vec<String>) {
-    for round in 0..rounds {
-        let mut child = env
-            .command()
-            .args(args(round))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_micros(200 + (round * 7919) % 25_000));
-        let _ = child.kill();
-        child.wait().unwrap();
-        // Leftovers a crash may leave are what doctor --fix is for; it must not fail hard.
-        let fix = env.run(&["doctor", "--fix", "--json"]);
-        assert!(fix.code == 0 || fix.code == 7, "round {round}: {fix:?}");
-        assert_consistent(env, &format!("round {round} of {:?}", args(round)));
-    }
+/// After a killed command: crash leftovers are what `doctor --fix` is for (it must
+/// not fail hard), then the home must be consistent.
+fn after_a_kill(env: &TestEnv, context: &str) {
+    let fix = env.run(&["doctor", "--fix", "--json"]);
+    assert!(fix.code == 0 || fix.code == 7, "{context}: {fix:?}");
+    assert_consistent(env, context);
+}
+
+fn is_provision(name: &str) -> bool {
+    name.starts_with(".provision-")
 }
 
 #[test]
 fn killing_customer_create_leaves_no_half_customer() {
     let env = TestEnv::initialised();
-    kill_repeatedly(&env, 25, |round| {
-        vec![
-            "customer".into(),
-            "create".into(),
-            format!("k{round}@example.com"),
-            "K".into(),
-            "--slug".into(),
-            format!("k{round}"),
-        ]
+    let tenants = env.home.join("tenants");
+    land_kills(12, |n| {
+        let slug = format!("k{n}");
+        let email = format!("{slug}@example.com");
+        let create = env.cmd(&["customer", "create", &email, "K", "--slug", &slug]);
+        let landed = create.kill_on_new(&tenants, is_provision);
+        after_a_kill(&env, &format!("customer create {slug}"));
+        landed
     });
+}
+
+/// Six pro customers with five sites each, as a legacy folder named `name`.
+fn legacy_folder(env: &TestEnv, name: &str) -> std::path::PathBuf {
+    let dir = env.root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Five sites a customer: more than starter allows, so on pro.
+    for i in 0..30 {
+        let doc = serde_json::json!({"name": "S", "domain": format!("s{i}.{name}{}.test", i % 6),
+            "customer": {"email": format!("o{}@{name}.test", i % 6), "company": format!("{name} {}", i % 6), "plan": "pro"}});
+        std::fs::write(dir.join(format!("s{i}.json")), doc.to_string()).unwrap();
+    }
+    dir
 }
 
 #[test]
 fn killing_import_purge_and_db_migrate_leaves_a_consistent_home() {
     let env = TestEnv::initialised();
-    let dir = env.root.join("legacy");
-    std::fs::create_dir_all(&dir).unwrap();
-    // Five sites a customer: more than starter allows, so on pro.
-    for i in 0..30 {
-        let doc = serde_json::json!({"name": "S", "domain": format!("s{i}.corp{}.test", i % 6),
-            "customer": {"email": format!("o{}@corp.test", i % 6), "company": format!("Corp {}", i % 6), "plan": "pro"}});
-        std::fs::write(dir.join(format!("s{i}.json")), doc.to_string()).unwrap();
-    }
-    kill_repeatedly(&env, 10, |_| {
-        vec!["import".into(), dir.display().to_string(), "-q".into()]
+    let tenants = env.home.join("tenants");
+    // A fresh folder each time, so every import has customers to provision.
+    land_kills(5, |n| {
+        let dir = legacy_folder(&env, &format!("legacy{n}"));
+        let import = env.cmd(&["import", dir.to_str().unwrap(), "-q"]);
+        let landed = import.kill_on_new(&tenants, is_provision);
+        after_a_kill(&env, &format!("import {}", dir.display()));
+        landed
     });
+    let dir = legacy_folder(&env, "corp");
     env.ok(&["import", dir.to_str().unwrap(), "-q"]);
-    std::fs::write(
-        env.home.join("tenant-migrations/V4__four.sql"),
-        "CREATE TABLE four (x);",
-    )
-    .unwrap();
-    kill_repeatedly(&env, 10, |_| vec!["db".into(), "migrate".into(), "-q".into()]);
-    env.ok(&["db", "migrate"]);
+    // A new migration each time, so every migrate has tenants to open and change.
+    land_kills(5, |n| {
+        let name = format!("V{}__step.sql", n + 4);
+        let sql = format!("CREATE TABLE step{n} (x);");
+        std::fs::write(env.home.join("tenant-migrations").join(name), sql).unwrap();
+        let migrate = env.cmd(&["db", "migrate", "-q"]);
+        let landed = migrate.kill_on_new(&tenants, |name| name.ends_with(".db-wal"));
+        after_a_kill(&env, &format!("db migrate to V{}", n + 4));
+        landed
+    });
+    env.ok(&["db", "migrate", "-q"]);
     assert!(
         env.json(&["db", "status", "--behind", "-q"])
             .as_array()
             .unwrap()
             .is_empty()
     );
-    for slug in ["corp-0", "corp-1", "corp-2"] {
-        env.ok(&["customer", "delete", slug, "--confirm", slug]);
-    }
-    kill_repeatedly(&env, 6, |round| {
-        let slug = format!("corp-{}", round % 3);
-        vec![
-            "customer".into(),
-            "purge".into(),
-            slug.clone(),
-            "--confirm".into(),
-            slug,
-        ]
+    land_kills(4, |n| {
+        let slug = format!("gone{n}");
+        env.customer(&format!("{slug}@example.com"), "G", &["--slug", &slug]);
+        env.ok(&["customer", "delete", &slug, "--confirm", &slug]);
+        let trashed = env.json(&["customer", "show", &slug])["db_path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Mid-purge: the catalog is write-locked by it; after the kill either its
+        // transaction never committed or the trashed file it removes last is still there.
+        let unfinished = || {
+            env.count(&format!("SELECT count(*) FROM customers WHERE slug = '{slug}'")) == 1
+                || std::path::Path::new(&trashed).exists()
+        };
+        let purge = env.cmd(&["customer", "purge", &slug, "--confirm", &slug, "-q"]);
+        let landed = purge.kill_when(|| catalog_write_locked(&env), unfinished);
+        after_a_kill(&env, &format!("customer purge {slug}"));
+        landed
     });
+}
+
+/// Whether another process holds the catalog's write lock right now.
+fn catalog_write_locked(env: &TestEnv) -> bool {
+    let catalog = env.catalog();
+    catalog.busy_timeout(Duration::ZERO).unwrap();
+    match catalog.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+        Ok(()) => false,
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy => true,
+        Err(e) => panic!("probing the catalog lock: {e}"),
+    }
 }
 
 #[test]

@@ -1,6 +1,5 @@
 //! site create, list, show, update, delete, deploy, deployments, rollback, snapshots.
 
-use std::io::Write;
 use std::process::Stdio;
 
 use serde_json::{Value, json};
@@ -41,22 +40,13 @@ fn with_customer() -> TestEnv {
     env
 }
 
-fn piped(env: &TestEnv, args: &[&str], input: &str) -> Run {
-    let mut child = env
-        .command()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code().unwrap(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+/// Acme with site S on port 3000 and site T on port 3001.
+fn with_two_sites() -> TestEnv {
+    let env = with_customer();
+    for (name, domain, port) in [("S", "s.acme.test", "3000"), ("T", "t.acme.test", "3001")] {
+        env.json(&["site", "create", "acme", name, "--domain", domain, "--port", port]);
     }
+    env
 }
 
 fn snapshot_kinds(env: &TestEnv, site: &str) -> Vec<String> {
@@ -103,9 +93,8 @@ fn create_records_the_site_with_its_config() {
     assert_timestamp(&site["created_at"]);
     assert_eq!(site["deployed_at"], Value::Null);
 
-    let from_stdin = piped(
-        &env,
-        &[
+    let from_stdin = env
+        .cmd(&[
             "create-site",
             "acme",
             "Blog",
@@ -113,12 +102,10 @@ fn create_records_the_site_with_its_config() {
             "blog.acme.test",
             "--config",
             "-",
-            "--json",
-        ],
-        r#"{"a": 1}"#,
-    );
-    assert_eq!(from_stdin.code, 0, "{from_stdin:?}");
-    assert_eq!(from_stdin.json()["config"], json!({"a": 1}));
+        ])
+        .stdin(r#"{"a": 1}"#)
+        .json();
+    assert_eq!(from_stdin["config"], json!({"a": 1}));
     let audit = env.json(&["audit", "--action", "site.create"]);
     assert_eq!(audit.as_array().unwrap().len(), 2);
     assert_eq!(audit[0]["target"], "blog.acme.test");
@@ -370,27 +357,7 @@ fn show_finds_a_site_by_id_or_domain() {
 
 #[test]
 fn update_snapshots_the_old_config_and_sets_json_paths() {
-    let env = with_customer();
-    env.json(&[
-        "site",
-        "create",
-        "acme",
-        "S",
-        "--domain",
-        "s.acme.test",
-        "--port",
-        "3000",
-    ]);
-    env.json(&[
-        "site",
-        "create",
-        "acme",
-        "T",
-        "--domain",
-        "t.acme.test",
-        "--port",
-        "3001",
-    ]);
+    let env = with_two_sites();
     let updated = env.json(&[
         "site",
         "update",
@@ -423,12 +390,11 @@ fn update_snapshots_the_old_config_and_sets_json_paths() {
         "the snapshot holds the config before the change"
     );
 
-    let replaced = piped(
-        &env,
-        &["site", "update", "s.acme.test", "--config", "-", "--json"],
-        r#"{"fresh": 1}"#,
-    );
-    assert_eq!(replaced.json()["config"], json!({"fresh": 1}));
+    let replaced = env
+        .cmd(&["site", "update", "s.acme.test", "--config", "-"])
+        .stdin(r#"{"fresh": 1}"#)
+        .json();
+    assert_eq!(replaced["config"], json!({"fresh": 1}));
     let moved = env.json(&[
         "site",
         "update",
@@ -497,27 +463,7 @@ fn delete_needs_the_domain_or_id_to_confirm() {
 
 #[test]
 fn deploy_numbers_deployments_and_keeps_the_config_as_deployed() {
-    let env = with_customer();
-    env.json(&[
-        "site",
-        "create",
-        "acme",
-        "S",
-        "--domain",
-        "s.acme.test",
-        "--port",
-        "3000",
-    ]);
-    env.json(&[
-        "site",
-        "create",
-        "acme",
-        "T",
-        "--domain",
-        "t.acme.test",
-        "--port",
-        "3001",
-    ]);
+    let env = with_two_sites();
     env.ok(&["site", "update", "s.acme.test", "--set", "version=1"]);
     let first = env.json(&["site", "deploy", "s.acme.test"]);
     assert_fields(&first, DEPLOYMENT_FIELDS);
@@ -667,27 +613,15 @@ fn status_and_customer_show_count_sites_by_status() {
 #[test]
 fn concurrent_creates_never_exceed_the_site_limit() {
     let env = with_customer();
-    let children: Vec<_> = (0..8)
-        .map(|i| {
-            env.command()
-                .args([
-                    "site",
-                    "create",
-                    "acme",
-                    "S",
-                    "--domain",
-                    &format!("c{i}.acme.test"),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let codes: Vec<i32> = children
-        .into_iter()
-        .map(|mut c| c.wait().unwrap().code().unwrap())
-        .collect();
+    let domains: Vec<String> = (0..8).map(|i| format!("c{i}.acme.test")).collect();
+    let codes: Vec<i32> = all_at_once(
+        domains
+            .iter()
+            .map(|domain| env.cmd(&["site", "create", "acme", "S", "--domain", domain])),
+    )
+    .iter()
+    .map(|run| run.code)
+    .collect();
     assert_eq!(codes.iter().filter(|c| **c == 0).count(), 3, "{codes:?}");
     assert!(codes.iter().all(|c| *c == 0 || *c == 5), "{codes:?}");
     assert_eq!(env.count("SELECT count(*) FROM sites"), 3);
@@ -697,23 +631,13 @@ fn concurrent_creates_never_exceed_the_site_limit() {
 fn concurrent_set_updates_all_land() {
     let env = with_customer();
     env.json(&["site", "create", "acme", "S", "--domain", "s.acme.test"]);
-    let children: Vec<_> = (0..8)
-        .map(|i| {
-            env.command()
-                .args(["site", "update", "s.acme.test", "--set", &format!("k{i}={i}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    let sets: Vec<String> = (0..8).map(|i| format!("k{i}={i}")).collect();
+    let runs = all_at_once(
+        sets.iter()
+            .map(|set| env.cmd(&["site", "update", "s.acme.test", "--set", set])),
+    );
+    for run in runs {
+        assert!(run.code == 0 && run.stderr.is_empty(), "{run:?}");
     }
     let config = env.json(&["site", "show", "s.acme.test"])["config"].clone();
     assert_eq!(

@@ -1,7 +1,6 @@
 //! db migrate, db status, db sql, db path, resolve, doctor and template provisioning.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use serde_json::{Value, json};
 
@@ -17,14 +16,6 @@ const RESULT_FIELDS: &[&str] = &[
     "error",
     "ms",
 ];
-
-fn fleet(slugs: &[&str]) -> TestEnv {
-    let env = TestEnv::initialised();
-    for slug in slugs {
-        env.customer(&format!("{slug}@example.com"), slug, &["--slug", slug]);
-    }
-    env
-}
 
 fn add_migration(env: &TestEnv, name: &str, sql: &str) {
     std::fs::write(env.home.join("tenant-migrations").join(name), sql).unwrap();
@@ -65,7 +56,7 @@ fn pair(customer: &str, status: &str) -> (String, String) {
 
 #[test]
 fn migrate_applies_new_migrations_everywhere_and_records_them() {
-    let env = fleet(&["a", "b", "c"]);
+    let env = TestEnv::fleet(&["a", "b", "c"]);
     add_migration(
         &env,
         "V4__notes.sql",
@@ -111,7 +102,7 @@ fn migrate_applies_new_migrations_everywhere_and_records_them() {
 
 #[test]
 fn current_tenants_are_skipped_from_the_ledger_without_opening_their_files() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     std::fs::write(env.home.join("tenants/b.db"), b"garbage that would fail any open").unwrap();
     let results = env.json(&["db", "migrate"]);
     assert_eq!(statuses(&results), [pair("a", "current"), pair("b", "current")]);
@@ -119,7 +110,7 @@ fn current_tenants_are_skipped_from_the_ledger_without_opening_their_files() {
 
 #[test]
 fn a_failing_tenant_stays_at_its_old_version() {
-    let env = fleet(&["a", "b", "c"]);
+    let env = TestEnv::fleet(&["a", "b", "c"]);
     // Tenant b already has user 1, so V4's insert fails there halfway through.
     env.ok(&[
         "db",
@@ -190,7 +181,7 @@ fn a_failing_tenant_stays_at_its_old_version() {
 
 #[test]
 fn a_canary_failure_stops_the_rollout() {
-    let env = fleet(&["a", "b", "c", "d"]);
+    let env = TestEnv::fleet(&["a", "b", "c", "d"]);
     env.ok(&[
         "db",
         "sql",
@@ -229,7 +220,7 @@ fn a_canary_failure_stops_the_rollout() {
 
 #[test]
 fn target_suspended_deleted_and_named_tenants() {
-    let env = fleet(&["a", "b", "c"]);
+    let env = TestEnv::fleet(&["a", "b", "c"]);
     add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
     add_migration(&env, "V5__five.sql", "CREATE TABLE five (x);");
     env.ok(&["customer", "suspend", "b", "--reason", "r"]);
@@ -260,7 +251,7 @@ fn target_suspended_deleted_and_named_tenants() {
 
 #[test]
 fn migrate_works_beside_an_application_holding_its_database_open() {
-    let env = fleet(&["open", "closed"]);
+    let env = TestEnv::fleet(&["open", "closed"]);
     // The application's connection: reading, and open throughout the migration.
     let app = tenant_db(&env, "open");
     app.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))
@@ -311,7 +302,7 @@ fn migrate_works_beside_an_application_holding_its_database_open() {
 
 #[test]
 fn a_changed_migration_file_is_drift_and_not_rerun() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
     let v1 = env.home.join("tenant-migrations/V1__users.sql");
     let original = std::fs::read_to_string(&v1).unwrap();
@@ -393,43 +384,32 @@ fn a_catalog_that_cannot_record_runs_stops_the_rollout_and_says_how_to_catch_up(
 
 #[test]
 fn a_second_migrate_waits_for_the_lock_then_refuses() {
-    let env = fleet(&["a"]);
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(env.home.join(".lock"))
-        .unwrap();
-    lock.lock().unwrap();
+    let env = TestEnv::fleet(&["a"]);
+    let lock = env.hold_home_lock();
     let run = env.fails(&["db", "migrate", "--lock-timeout", "1s"], 6);
     assert!(run.stderr.contains("lock"), "{}", run.stderr);
-    env.ok(&["db", "migrate", "--dry-run", "--lock-timeout", "1s"]);
+    env.ok_warning(
+        &["db", "migrate", "--dry-run", "--lock-timeout", "1s"],
+        "1 tenants: 0 would change, 1 current, 0 failed",
+    );
     drop(lock);
-    env.ok(&["db", "migrate", "--lock-timeout", "1s"]);
+    env.ok_warning(
+        &["db", "migrate", "--lock-timeout", "1s"],
+        "1 tenants: 0 migrated, 1 current, 0 failed",
+    );
 }
 
 #[test]
 fn an_interrupted_migrate_resumes_where_it_stopped() {
     let slugs: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
-    let env = fleet(&slugs.iter().map(String::as_str).collect::<Vec<_>>());
+    let env = TestEnv::fleet(&slugs.iter().map(String::as_str).collect::<Vec<_>>());
     add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
-    let mut child = env
-        .command()
-        .args(["db", "migrate", "--jobs", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill it once some tenants are done (or when it has finished anyway).
-    loop {
-        let done = env.count("SELECT count(*) FROM customers WHERE schema_version = 4");
-        if done > 0 || child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::yield_now();
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let done = || env.count("SELECT count(*) FROM customers WHERE schema_version = 4");
+    // Killed once some tenants are done, and it must not have finished them all.
+    let landed = env
+        .cmd(&["db", "migrate", "--jobs", "1"])
+        .kill_when(|| done() > 0, || done() < 40);
+    assert!(landed, "the kill came after the migration had finished");
     for slug in &slugs {
         let version: i64 = tenant_db(&env, slug)
             .query_row(
@@ -462,7 +442,7 @@ fn an_interrupted_migrate_resumes_where_it_stopped() {
 
 #[test]
 fn new_customers_are_copied_from_a_template_at_the_newest_migration() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let template = env.home.join("templates/tenant.db");
     assert!(template.is_file());
     assert_eq!(mode(&template), 0o600);
@@ -482,11 +462,11 @@ fn new_customers_are_copied_from_a_template_at_the_newest_migration() {
 
 #[test]
 fn db_status_summarises_and_filters() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
-    env.ok(&["db", "migrate", "a"]);
+    env.ok_warning(&["db", "migrate", "a"], "1 tenants: 1 migrated");
     // A list is an array of tenant objects; the summary goes to stderr, or nowhere with -q.
-    let run = env.ok(&["db", "status", "--json"]);
+    let run = env.ok_warning(&["db", "status", "--json"], "2 tenants: ");
     assert_eq!(
         run.stderr,
         format!(
@@ -538,7 +518,7 @@ fn db_status_summarises_and_filters() {
 
 #[test]
 fn db_sql_is_read_only_sandboxed_and_recorded() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let rows = env.json(&["db", "sql", "a", "SELECT 1 AS one, 'x' AS two, NULL AS three"]);
     assert_eq!(rows, json!([{"one": 1, "two": "x", "three": null}]));
     let refused = env.fails(
@@ -603,7 +583,7 @@ fn db_sql_is_read_only_sandboxed_and_recorded() {
 
 #[test]
 fn db_sql_all_prefixes_rows_and_reports_failures() {
-    let env = fleet(&["a", "b", "c"]);
+    let env = TestEnv::fleet(&["a", "b", "c"]);
     env.ok(&[
         "db",
         "sql",
@@ -671,7 +651,7 @@ fn db_sql_all_prefixes_rows_and_reports_failures() {
 
 #[test]
 fn db_path_prints_the_absolute_path() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let path = env.ok(&["db", "path", "a"]).stdout;
     assert_eq!(PathBuf::from(path.trim()), env.home.join("tenants/a.db"));
     assert_eq!(
@@ -684,7 +664,7 @@ fn db_path_prints_the_absolute_path() {
 
 #[test]
 fn resolve_matches_site_domains_then_platform_subdomains() {
-    let env = fleet(&["acme"]);
+    let env = TestEnv::fleet(&["acme"]);
     env.ok(&["site", "create", "acme", "Shop", "--domain", "shop.acme.test"]);
     let by_site = env.json(&["resolve", "SHOP.acme.test."]);
     assert_fields(
@@ -718,7 +698,7 @@ fn resolve_matches_site_domains_then_platform_subdomains() {
 
 #[test]
 fn doctor_finds_each_fault_and_fixes_what_is_safe() {
-    let env = fleet(&["a", "b", "c", "d"]);
+    let env = TestEnv::fleet(&["a", "b", "c", "d"]);
     env.ok(&["backup"]);
     let clean = env.json(&["doctor"]);
     assert!(
@@ -790,7 +770,7 @@ fn doctor_finds_each_fault_and_fixes_what_is_safe() {
 
 #[test]
 fn doctor_counts_each_tenant_once_by_its_worst_check() {
-    let env = fleet(&["a", "b", "c", "d", "e"]);
+    let env = TestEnv::fleet(&["a", "b", "c", "d", "e"]);
     env.ok(&["backup", "-q"]);
     let summary = |args: &[&str]| -> (String, String) {
         let run = env.run(args);
@@ -849,7 +829,7 @@ fn doctor_counts_each_tenant_once_by_its_worst_check() {
 
 #[test]
 fn a_missing_migrations_folder_is_a_usage_error_naming_it() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     std::fs::remove_dir_all(env.home.join("tenant-migrations")).unwrap();
     for args in [&["db", "migrate"][..], &["db", "status"]] {
         let run = env.fails(args, 2);
@@ -859,7 +839,7 @@ fn a_missing_migrations_folder_is_a_usage_error_naming_it() {
 
 #[test]
 fn a_migration_that_commits_by_itself_is_refused() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     add_migration(
         &env,
         "V4__sneaky.sql",
@@ -873,7 +853,7 @@ fn a_migration_that_commits_by_itself_is_refused() {
 
 #[test]
 fn a_write_through_db_sql_refreshes_the_ledger() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     env.ok(&[
         "db",
         "sql",
@@ -891,7 +871,7 @@ fn a_write_through_db_sql_refreshes_the_ledger() {
 
 #[test]
 fn target_below_the_current_version_is_reported_as_ahead() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let results = env.json(&["db", "migrate", "--target", "2"]);
     assert_eq!(statuses(&results), [pair("a", "ahead")]);
     assert!(results[0]["error"].as_str().unwrap().contains("never undone"));
@@ -899,7 +879,7 @@ fn target_below_the_current_version_is_reported_as_ahead() {
 
 #[test]
 fn resolve_never_routes_to_a_deleted_customer() {
-    let env = fleet(&["acme"]);
+    let env = TestEnv::fleet(&["acme"]);
     env.ok(&["config", "set", "platform_domain", "example.com"]);
     env.ok(&["site", "create", "acme", "Shop", "--domain", "shop.acme.test"]);
     env.ok(&["customer", "delete", "acme", "--confirm", "acme"]);
@@ -911,7 +891,7 @@ fn resolve_never_routes_to_a_deleted_customer() {
 
 #[test]
 fn db_sql_stops_runaway_statements_and_refuses_empty_ones() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let endless =
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c WHERE x < 0";
     let run = env.run(&["db", "sql", "a", endless, "--timeout", "1s", "--json"]);
@@ -934,7 +914,7 @@ fn db_sql_stops_runaway_statements_and_refuses_empty_ones() {
 
 #[test]
 fn a_damaged_template_is_rebuilt_and_reported() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let template = env.home.join("templates/tenant.db");
     let mut bytes = std::fs::read(&template).unwrap();
     let len = bytes.len();
@@ -963,7 +943,7 @@ fn a_damaged_template_is_rebuilt_and_reported() {
 #[test]
 fn doctor_checks_the_modes_of_trashed_databases() {
     use std::os::unix::fs::PermissionsExt;
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     env.ok(&["customer", "delete", "a", "--confirm", "a"]);
     let trashed = env.home.join("trash/a.1.db");
     std::fs::set_permissions(&trashed, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -974,7 +954,7 @@ fn doctor_checks_the_modes_of_trashed_databases() {
 
 #[test]
 fn a_failed_db_sql_prints_nothing_on_stdout() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let write = "INSERT INTO users (email, name) VALUES ('u@a.test', 'U') RETURNING id";
     for format in ["json", "table", "csv", "ndjson"] {
         let run = env.run(&["db", "sql", "a", write, "-o", format]);
@@ -998,7 +978,7 @@ fn a_failed_db_sql_prints_nothing_on_stdout() {
 
 #[test]
 fn plain_vacuum_needs_write_and_db_vacuum_reclaims_space_across_the_fleet() {
-    let env = fleet(&["a", "b", "c"]);
+    let env = TestEnv::fleet(&["a", "b", "c"]);
     let fill = "INSERT INTO users (email, name) SELECT 'u' || x || '@a.test', hex(randomblob(500)) \
                 FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000) SELECT x FROM c)";
     for slug in ["a", "c"] {
@@ -1088,7 +1068,7 @@ fn statuses_of(report: &Value) -> Vec<String> {
 
 #[test]
 fn db_sql_file_runs_a_script_in_one_transaction() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let users = || -> i64 {
         tenant_db(&env, "a")
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
@@ -1111,23 +1091,13 @@ fn db_sql_file_runs_a_script_in_one_transaction() {
     assert_eq!(users(), 2);
 
     // A failing statement undoes the ones before it.
-    let mut cmd = env.command();
-    cmd.args(["db", "sql", "a", "-f", "-", "--write"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"DELETE FROM users; INSERT INTO nowhere VALUES (1);")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = env
+        .cmd(&["db", "sql", "a", "-f", "-", "--write"])
+        .stdin("DELETE FROM users; INSERT INTO nowhere VALUES (1);")
+        .expect_code(2)
+        .stderr_has("nowhere")
+        .run();
     assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
     assert_eq!(users(), 2, "the DELETE was rolled back");
 
     std::fs::write(&script, "BEGIN; DELETE FROM users; COMMIT;").unwrap();
@@ -1159,7 +1129,7 @@ fn db_sql_file_runs_a_script_in_one_transaction() {
 
 #[test]
 fn db_history_lists_recorded_runs_newest_first() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     env.ok(&["db", "sql", "a", "SELECT 1"]);
     env.fails(&["db", "sql", "b", "SELECT * FROM nowhere"], 2);
     env.ok(&["db", "sql", "b", "DELETE FROM users", "--write"]);
@@ -1226,7 +1196,7 @@ fn db_history_lists_recorded_runs_newest_first() {
 
 #[test]
 fn a_tenant_file_that_is_a_symlink_is_refused_everywhere() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     env.ok(&[
         "db",
         "sql",
