@@ -1377,7 +1377,7 @@ fn backup_during_writes(env: &TestEnv, db: &Path) {
 
 #[test]
 fn an_unreadable_catalog_is_kept_with_the_tenant_files_before_restoring_everything() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let set = env.json(&["backup"]);
     let id = set["id"].as_str().unwrap();
     add_user(&env, "a", "after@a.test");
@@ -1431,7 +1431,7 @@ fn an_unreadable_catalog_is_kept_with_the_tenant_files_before_restoring_everythi
 
 #[test]
 fn an_emptied_tenant_file_is_left_out_not_backed_up_as_healthy() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let b = env.home.join("tenants/b.db");
     std::fs::write(&b, b"").unwrap();
     let run = env.run(&["backup", "--json"]);

@@ -8,18 +8,10 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-fn fleet(slugs: &[&str]) -> TestEnv {
-    let env = TestEnv::initialised();
-    for slug in slugs {
-        env.customer(&format!("{slug}@example.com"), slug, &["--slug", slug]);
-    }
-    env
-}
-
 /// Tenants `a` and `b`, with `b`'s file turned into a symbolic link to `a`'s: every
 /// command that opens `b` refuses it and goes on with `a`.
 fn fleet_with_a_broken_tenant() -> TestEnv {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let b = env.home.join("tenants/b.db");
     std::fs::rename(&b, env.root.join("b-aside.db")).unwrap();
     std::os::unix::fs::symlink(env.home.join("tenants/a.db"), &b).unwrap();
@@ -137,7 +129,7 @@ fn a_backup_that_leaves_a_tenant_out_is_partial_and_says_which() {
 
 #[test]
 fn verify_lists_every_file_then_names_the_first_bad_one() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     let set = env.json(&["backup"]);
     let id = set["id"].as_str().unwrap();
     let victim = Path::new(set["path"].as_str().unwrap()).join("tenants/b.db");
@@ -157,7 +149,7 @@ fn verify_lists_every_file_then_names_the_first_bad_one() {
 
 #[test]
 fn quota_check_lists_every_row_then_names_each_overage() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     for (slug, domain) in [("a", "one.a.test"), ("a", "two.a.test"), ("b", "one.b.test")] {
         env.json(&["site", "create", slug, "S", "--domain", domain]);
     }

@@ -334,7 +334,7 @@ fn a_changed_migration_file_is_drift_and_not_rerun() {
 
 #[test]
 fn a_catalog_that_cannot_record_runs_stops_the_rollout_and_says_how_to_catch_up() {
-    let env = fleet(&["a", "b", "c"]);
+    let env = TestEnv::fleet(&["a", "b", "c"]);
     add_migration(&env, "V4__four.sql", "CREATE TABLE four (x);");
     // An open `sqlite3 catalog.db` with `BEGIN IMMEDIATE`: the tenant files can be
     // migrated, the catalog cannot record it.
@@ -369,7 +369,7 @@ fn a_catalog_that_cannot_record_runs_stops_the_rollout_and_says_how_to_catch_up(
     );
 
     env.ok(&["doctor", "--fix"]);
-    env.ok(&["db", "migrate"]);
+    env.ok(&["db", "migrate", "-q"]);
     assert!(
         env.json(&["db", "status", "--behind", "-q"])
             .as_array()
