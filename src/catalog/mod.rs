@@ -125,7 +125,9 @@ impl Catalog {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Setting the journal mode reads the header: a damaged catalog fails here.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|err| explain_access(path, err.into()))?;
         Ok((Self::configure(conn, path)?, created))
     }
 
@@ -326,22 +328,35 @@ fn begin_write<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transaction<
 }
 
 /// Replaces SQLite's "unable to open database file" or "attempt to write a readonly
-/// database" with the catalog's path and the reason, found by asking the file system.
+/// database" with the catalog's path and the reason, found by asking the file system;
+/// and "file is not a database" or "database disk image is malformed" with the path
+/// and the ways back.
 fn explain_access(path: &Path, err: Error) -> Error {
     use rusqlite::ErrorCode;
-    let cannot_access = matches!(
-        &err,
-        Error::Sqlite(sqlite) if matches!(
-            sqlite.sqlite_error_code(),
-            Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied)
-        )
-    );
-    if !cannot_access {
-        return err;
+    let code = match &err {
+        Error::Sqlite(sqlite) => sqlite.sqlite_error_code(),
+        _ => None,
+    };
+    match code {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => damaged(path, &err),
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            let cause = access_problem(path);
+            let cause = if cause.is_empty() { err.to_string() } else { cause };
+            unusable(path, cause)
+        }
+        _ => err,
     }
-    let cause = access_problem(path);
-    let cause = if cause.is_empty() { err.to_string() } else { cause };
-    unusable(path, cause)
+}
+
+/// A catalog that SQLite cannot read. Still exit 1 (SPEC section 2: an SQLite error,
+/// a broken database); exit 7 is for checks that were asked for and failed.
+fn damaged(path: &Path, err: &Error) -> Error {
+    let reason = err.to_string();
+    let reason = reason.strip_prefix("SQLite: ").unwrap_or(&reason);
+    Error::unexpected(format!("the catalog {} is damaged: {reason}", path.display())).with_hint(
+        "'tenantctl doctor' shows what fails; to go back to a backup, pick one with \
+         'tenantctl backup list' and run 'tenantctl restore --at TIME --catalog --confirm catalog'",
+    )
 }
 
 fn unusable(path: &Path, cause: String) -> Error {

@@ -113,6 +113,8 @@ pub struct Setting {
     pub default: Option<String>,
     pub description: String,
     pub updated_at: Option<String>,
+    /// Nothing is stored: `value` is the default (or null when there is none).
+    pub is_default: bool,
 }
 
 /// A customer's website or app. `config` is kept as the JSON text stored, so big

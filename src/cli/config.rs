@@ -37,7 +37,20 @@ const COLUMNS: &[&str] = &["key", "value", "default", "description"];
 pub fn run(session: &Session, command: ConfigCommand) -> anyhow::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
-        ConfigCommand::Get { key } => session.out.scalar(&config::get(&catalog, &key)?, "value")?,
+        ConfigCommand::Get { key } => {
+            let setting = config::get(&catalog, &session.home, &key)?;
+            session.out.scalar(&setting, "value")?;
+            // A script reads the value; a person is told where it comes from. JSON
+            // says it in `is_default`.
+            if setting.is_default
+                && setting.value.is_some()
+                && session.out.format() == crate::context::OutputFormat::Table
+            {
+                session
+                    .messages
+                    .note(&format!("{} is not set; this is its default", setting.key));
+            }
+        }
         ConfigCommand::Set { key, value } => {
             session
                 .out
@@ -48,7 +61,9 @@ pub fn run(session: &Session, command: ConfigCommand) -> anyhow::Result<()> {
                 .out
                 .object(&config::unset(&mut catalog, session.actor(), &key)?)?
         }
-        ConfigCommand::List => session.out.list(COLUMNS, config::list(&catalog)?)?,
+        ConfigCommand::List => session
+            .out
+            .list(COLUMNS, config::list(&catalog, &session.home)?)?,
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! validating them, and checking them against each other. No database access; what
 //! the catalog must say about them is decided in `ops::import`.
 
+pub mod plans;
 pub mod scan;
 
 use std::collections::HashMap;
@@ -58,6 +59,8 @@ pub enum Parsed {
     Site(Box<SiteDoc>, Box<CustomerDoc>),
     /// A `customer.json` of the customer-folder layout.
     Customer(Box<CustomerDoc>),
+    /// The `plans.json` that `export` writes at the root.
+    Plans(Vec<plans::PlanDoc>),
     Skipped(String),
     Failed(Problem),
 }

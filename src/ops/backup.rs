@@ -220,8 +220,7 @@ pub fn prune(
     for (i, name) in names.iter().enumerate() {
         values[i] = match (flags[i], catalog) {
             (Some(value), _) => value,
-            (None, Some(catalog)) => config::get(catalog, name)?
-                .value
+            (None, Some(catalog)) => config::stored_or_default(catalog, name)?
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
             (None, None) => {

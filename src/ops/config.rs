@@ -69,18 +69,36 @@ fn key(name: &str) -> Result<&'static Key> {
     })
 }
 
-fn setting(catalog: &Catalog, key: &Key) -> Result<Setting> {
+/// A setting with its effective value: the stored one, else its default.
+fn setting(catalog: &Catalog, home: &Home, key: &Key) -> Result<Setting> {
     let stored = settings::get(catalog.conn(), key.name)?;
+    let default = default_of(key, home);
     Ok(Setting {
         key: key.name.to_string(),
-        value: stored
-            .as_ref()
-            .map(|(v, _)| v.clone())
-            .or(key.default.map(str::to_string)),
-        default: key.default.map(str::to_string),
+        is_default: stored.is_none(),
+        value: stored.as_ref().map(|(v, _)| v.clone()).or(default.clone()),
+        default,
         description: key.description.to_string(),
         updated_at: stored.map(|(_, at)| at),
     })
+}
+
+/// A key's default; the tenant migrations folder's lies in the home, so it is the
+/// one that is not a constant.
+fn default_of(key: &Key, home: &Home) -> Option<String> {
+    match key.name {
+        "tenant_migrations_dir" => Some(home.default_tenant_migrations_dir().display().to_string()),
+        _ => key.default.map(str::to_string),
+    }
+}
+
+/// A setting's stored value, else its built-in default; for keys whose default does
+/// not depend on the home (every one but `tenant_migrations_dir`).
+pub fn stored_or_default(catalog: &Catalog, name: &str) -> Result<Option<String>> {
+    let key = key(name)?;
+    Ok(settings::get(catalog.conn(), key.name)?
+        .map(|(v, _)| v)
+        .or(key.default.map(str::to_string)))
 }
 
 /// A setting's built-in default, for when there is no catalog to ask.
@@ -88,12 +106,12 @@ pub fn default_value(name: &str) -> Option<&'static str> {
     KEYS.iter().find(|k| k.name == name).and_then(|k| k.default)
 }
 
-pub fn list(catalog: &Catalog) -> Result<Vec<Setting>> {
-    KEYS.iter().map(|k| setting(catalog, k)).collect()
+pub fn list(catalog: &Catalog, home: &Home) -> Result<Vec<Setting>> {
+    KEYS.iter().map(|k| setting(catalog, home, k)).collect()
 }
 
-pub fn get(catalog: &Catalog, name: &str) -> Result<Setting> {
-    setting(catalog, key(name)?)
+pub fn get(catalog: &Catalog, home: &Home, name: &str) -> Result<Setting> {
+    setting(catalog, home, key(name)?)
 }
 
 /// Checks and normalises a value for its key.
@@ -154,7 +172,7 @@ pub fn set(catalog: &mut Catalog, actor: Actor<'_>, name: &str, value: &str) -> 
             Ok(())
         })?;
     }
-    setting(catalog, key)
+    setting(catalog, actor.home, key)
 }
 
 pub fn unset(catalog: &mut Catalog, actor: Actor<'_>, name: &str) -> Result<Setting> {
@@ -180,7 +198,7 @@ pub fn unset(catalog: &mut Catalog, actor: Actor<'_>, name: &str) -> Result<Sett
             Ok(())
         })?;
     }
-    setting(catalog, key)
+    setting(catalog, actor.home, key)
 }
 
 /// A tenant migrations folder must hold every migration a tenant has applied, unchanged:

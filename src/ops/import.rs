@@ -8,13 +8,14 @@ use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{Actor, Reported, config, customers, quota};
+use super::{Actor, Reported, config, customers, plans as plan_ops, quota};
 use crate::catalog::customers::CustomerChanges;
 use crate::catalog::model::{Customer, NewCustomer, NewSite, Plan, Site};
 use crate::catalog::sites::{self, SiteFilter};
 use crate::catalog::{Catalog, plans, tenants};
 use crate::error::{Error, Result};
 use crate::fan_out::fan_out_all;
+use crate::import::plans::{PLANS_FILE, PlanDoc, is_plans_file, parse_plans};
 use crate::import::scan::{is_customer_file, scan};
 use crate::import::{CustomerDoc, EXPORT_ADDED_KEYS, Parsed, Problem, SiteDoc, cross_check, parse};
 use crate::tenantdb::{self, Provisioned};
@@ -72,6 +73,13 @@ struct CustomerPlan {
     limits: quota::EffectiveLimits,
 }
 
+/// A plan that the plans file creates (`current` is `None`) or changes.
+#[derive(Debug, Clone)]
+struct PlanUpdate {
+    plan: Plan,
+    current: Option<Plan>,
+}
+
 /// What the catalog must do for one site file.
 #[derive(Debug, Clone)]
 struct SitePlan {
@@ -88,14 +96,12 @@ pub fn import(
     actor: Actor<'_>,
     request: &ImportRequest,
 ) -> Result<Reported<ImportReport>> {
-    let known_plans: HashMap<String, Plan> = plans::list(catalog.conn())?
+    let mut known_plans: HashMap<String, Plan> = plans::list(catalog.conn())?
         .into_iter()
         .map(|p| (p.name.clone(), p))
         .collect();
-    if let Some(plan) = &request.plan
-        && !known_plans.contains_key(validate::plan_name(plan)?)
-    {
-        return Err(Error::usage(format!("unknown plan '{plan}'")).with_hint("see 'tenantctl plan list'"));
+    if let Some(plan) = &request.plan {
+        validate::plan_name(plan)?;
     }
     let sources = scan(&request.dir)?;
     let mut parsed = parse_all(&sources);
@@ -123,6 +129,12 @@ pub fn import(
             },
         })
         .collect();
+    let plan_updates = plans_from_file(catalog.conn(), &parsed, &mut known_plans, &mut results)?;
+    if let Some(plan) = &request.plan
+        && !known_plans.contains_key(plan)
+    {
+        return Err(Error::usage(format!("unknown plan '{plan}'")).with_hint("see 'tenantctl plan list'"));
+    }
 
     let default_plan = match &request.plan {
         Some(plan) => plan.clone(),
@@ -167,7 +179,13 @@ pub fn import(
         report.summary = summarise(&report.files);
         return Ok(with_outcome(report, request.continue_on_error));
     }
-    write(catalog, actor, request, &parsed, &customer_plans, &site_plans)?;
+    let rows = Rows {
+        parsed: &parsed,
+        plans: &plan_updates,
+        customers: &customer_plans,
+        sites: &site_plans,
+    };
+    write(catalog, actor, request, &rows)?;
     report.written = true;
     report.summary = summarise(&report.files);
     Ok(with_outcome(report, request.continue_on_error))
@@ -230,6 +248,10 @@ fn parse_all(sources: &[crate::import::SourceFile]) -> Vec<(String, Parsed)> {
         .map(|source| {
             let parsed = match (&source.content, is_customer_file(&source.path)) {
                 (Err(problem), _) => Parsed::Failed(problem.clone()),
+                (Ok(bytes), false) if is_plans_file(&source.path, bytes) => match parse_plans(bytes) {
+                    Ok(plans) => Parsed::Plans(plans),
+                    Err(problem) => Parsed::Failed(problem),
+                },
                 (Ok(_), true) => match &owners[&source.path] {
                     Ok(doc) => Parsed::Customer(Box::new(doc.clone())),
                     Err(problem) => Parsed::Failed(problem.clone()),
@@ -249,6 +271,78 @@ fn parse_all(sources: &[crate::import::SourceFile]) -> Vec<(String, Parsed)> {
             (source.path.clone(), parsed)
         })
         .collect()
+}
+
+/// The plans file's creations and changes, each change checked with `plan set`'s
+/// guard (import has no `--force`). When the file is valid its plans join
+/// `known_plans`, so that the customers of the import may be on them.
+fn plans_from_file(
+    conn: &Connection,
+    parsed: &[(String, Parsed)],
+    known_plans: &mut HashMap<String, Plan>,
+    results: &mut [FileResult],
+) -> Result<Vec<PlanUpdate>> {
+    let Some((index, docs)) = parsed.iter().enumerate().find_map(|(i, (_, p))| match p {
+        Parsed::Plans(docs) => Some((i, docs)),
+        _ => None,
+    }) else {
+        return Ok(Vec::new());
+    };
+    let mut updates = Vec::new();
+    for (at, doc) in docs.iter().enumerate() {
+        let current = known_plans.get(&doc.name).cloned();
+        let plan = plan_of_doc(doc, current.as_ref());
+        if let Some(old) = &current {
+            if same_quotas(old, &plan) {
+                continue;
+            }
+            let over = plan_ops::customers_put_over(conn, old, &plan)?;
+            if !over.is_empty() {
+                fail(
+                    &mut results[index],
+                    &format!("plans[{at}]"),
+                    format!(
+                        "the change to plan {} would put customers over quota: {} (see 'tenantctl plan set --force')",
+                        plan.name,
+                        over.join(", ")
+                    ),
+                );
+                return Ok(Vec::new());
+            }
+        }
+        updates.push(PlanUpdate { plan, current });
+    }
+    for update in &updates {
+        known_plans.insert(update.plan.name.clone(), update.plan.clone());
+    }
+    results[index].action = if updates.iter().any(|u| u.current.is_some()) {
+        "updated"
+    } else if updates.is_empty() {
+        "unchanged"
+    } else {
+        "created"
+    }
+    .to_string();
+    Ok(updates)
+}
+
+fn plan_of_doc(doc: &PlanDoc, current: Option<&Plan>) -> Plan {
+    Plan {
+        name: doc.name.clone(),
+        max_sites: doc.max_sites,
+        max_storage_mb: doc.max_storage_mb,
+        max_bandwidth_gb: doc.max_bandwidth_gb,
+        max_api_calls: doc.max_api_calls,
+        builtin: current.is_some_and(|c| c.builtin),
+        customers: 0,
+        created_at: String::new(),
+        updated_at: String::new(),
+    }
+}
+
+fn same_quotas(a: &Plan, b: &Plan) -> bool {
+    (a.max_sites, a.max_storage_mb, a.max_bandwidth_gb, a.max_api_calls)
+        == (b.max_sites, b.max_storage_mb, b.max_bandwidth_gb, b.max_api_calls)
 }
 
 fn fail(result: &mut FileResult, field: &str, reason: String) {
@@ -564,16 +658,23 @@ fn describe_actions(
     }
 }
 
+/// Everything an import writes.
+struct Rows<'a> {
+    parsed: &'a [(String, Parsed)],
+    plans: &'a [PlanUpdate],
+    customers: &'a HashMap<String, CustomerPlan>,
+    sites: &'a [SitePlan],
+}
+
 /// One transaction for every row, with the new tenants' files moved in before it
-/// commits (and removed again if it does not).
-fn write(
-    catalog: &mut Catalog,
-    actor: Actor<'_>,
-    request: &ImportRequest,
-    parsed: &[(String, Parsed)],
-    customer_plans: &HashMap<String, CustomerPlan>,
-    site_plans: &[SitePlan],
-) -> Result<()> {
+/// commits (and removed again if it does not). Plans come first: customers name them.
+fn write(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest, rows: &Rows<'_>) -> Result<()> {
+    let Rows {
+        parsed,
+        plans: plan_updates,
+        customers: customer_plans,
+        sites: site_plans,
+    } = *rows;
     let new_customers: Vec<&String> = customer_plans
         .iter()
         .filter(|(_, p)| p.existing.is_none())
@@ -588,6 +689,11 @@ fn write(
         .collect();
     let result = catalog.write_with_files(
         |tx| {
+            for update in plan_updates {
+                // Read again inside the transaction: the guard must see the plan as it is.
+                let current = plans::get(tx, &update.plan.name)?;
+                plan_ops::save(tx, actor, current.as_ref(), &update.plan, false, Some("import"))?;
+            }
             let mut moves: Vec<(PathBuf, PathBuf)> = Vec::new();
             let mut ids: HashMap<String, (i64, String)> = HashMap::new();
             let mut keys: Vec<&String> = customer_plans.keys().collect();
@@ -833,11 +939,13 @@ fn write_site(
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportReport {
     pub dir: String,
+    pub plans: usize,
     pub customers: usize,
     pub sites: usize,
 }
 
-/// Writes every customer that is not deleted in the customer-folder layout:
+/// Writes every plan to `DIR/plans.json` and every customer that is not deleted in
+/// the customer-folder layout:
 /// `DIR/<slug>/customer.json` and `DIR/<slug>/sites/<domain>.json`, each site file
 /// being its config with every column laid over it. The tree is written fresh beside
 /// DIR and then put in its place, so no file of an older export survives and no
@@ -875,9 +983,10 @@ pub fn export(catalog: &Catalog, dir: &Path, force: bool) -> Result<ExportReport
     if report.is_err() {
         let _ = std::fs::remove_dir_all(&fresh);
     }
-    let (customers, sites) = report?;
+    let (plans, customers, sites) = report?;
     Ok(ExportReport {
         dir: dir.display().to_string(),
+        plans,
         customers,
         sites,
     })
@@ -913,9 +1022,10 @@ fn check_export_target(dir: &Path, force: bool) -> Result<bool> {
     Ok(true)
 }
 
-/// Writes the export into `root` (a new, private folder); returns the customer and
-/// site counts.
-fn write_export_tree(catalog: &Catalog, root: &Path) -> Result<(usize, usize)> {
+/// Writes the export into `root` (a new, private folder); returns the plan, customer
+/// and site counts.
+fn write_export_tree(catalog: &Catalog, root: &Path) -> Result<(usize, usize, usize)> {
+    let plan_count = write_plans_file(catalog, root)?;
     let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
     let (mut customers, mut site_count) = (0, 0);
     for customer in everyone.iter().filter(|c| c.status != "deleted") {
@@ -941,7 +1051,25 @@ fn write_export_tree(catalog: &Catalog, root: &Path) -> Result<(usize, usize)> {
         files::fsync_dir(&folder)?;
     }
     files::fsync_dir(root)?;
-    Ok((customers, site_count))
+    Ok((plan_count, customers, site_count))
+}
+
+/// Every plan with its quota values, built-in ones too (their values may have been
+/// changed), so that customers on any plan import into a home that lacks it.
+fn write_plans_file(catalog: &Catalog, root: &Path) -> Result<usize> {
+    let all = plans::list(catalog.conn())?;
+    let entries: Vec<Value> = all
+        .iter()
+        .map(|p| {
+            json!({"name": p.name, "max_sites": p.max_sites, "max_storage_mb": p.max_storage_mb,
+                   "max_bandwidth_gb": p.max_bandwidth_gb, "max_api_calls": p.max_api_calls})
+        })
+        .collect();
+    files::write_new_private(
+        &root.join(PLANS_FILE),
+        &serde_json::to_vec_pretty(&json!({ "plans": entries }))?,
+    )?;
+    Ok(all.len())
 }
 
 /// Everything `import` needs to recreate the customer as it is.

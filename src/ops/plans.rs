@@ -93,47 +93,68 @@ pub fn set(
             over_quota: Vec::new(),
         });
     }
-    catalog.write(|tx| {
-        // Checked inside the transaction, so no customer changes between check and write.
-        let over_quota = match &current {
-            Some(old) => customers_put_over(tx, old, &plan)?,
-            None => Vec::new(),
-        };
-        if !over_quota.is_empty() && !force {
-            return Err(Error::quota(format!(
-                "the change to plan {name} would put customers over quota: {}",
-                over_quota.join(", ")
-            ))
-            .with_hint("lower their usage or move them to another plan first, or pass --force"));
-        }
-        let saved = plans::upsert(tx, &plan)?;
-        let from = current.as_ref().map(|c| {
-            json!({"max_sites": c.max_sites, "max_storage_mb": c.max_storage_mb,
-                   "max_bandwidth_gb": c.max_bandwidth_gb, "max_api_calls": c.max_api_calls})
-        });
-        audit::record(
-            tx,
-            &NewAuditEvent {
-                actor: actor.name,
-                action: if current.is_some() { "plan.update" } else { "plan.create" },
-                target_type: "plan",
-                target: saved.name.clone(),
-                customer_id: None,
-                details: json!({"from": from, "to": {"max_sites": saved.max_sites, "max_storage_mb": saved.max_storage_mb,
-                    "max_bandwidth_gb": saved.max_bandwidth_gb, "max_api_calls": saved.max_api_calls},
-                    "forced_over_quota": over_quota}),
+    catalog.write(|tx| save(tx, actor, current.as_ref(), &plan, force, None))
+}
+
+/// Writes a plan's values with its audit event, refusing (exit 5, unless `force`) a
+/// change that puts customers over quota. Runs inside the caller's transaction, so no
+/// customer changes between the check and the write. `source` names a command other
+/// than `plan set` (`import`) in the audit event.
+pub(crate) fn save(
+    tx: &Connection,
+    actor: Actor<'_>,
+    current: Option<&Plan>,
+    plan: &Plan,
+    force: bool,
+    source: Option<&str>,
+) -> Result<PlanChange> {
+    let name = &plan.name;
+    let over_quota = match current {
+        Some(old) => customers_put_over(tx, old, plan)?,
+        None => Vec::new(),
+    };
+    if !over_quota.is_empty() && !force {
+        return Err(Error::quota(format!(
+            "the change to plan {name} would put customers over quota: {}",
+            over_quota.join(", ")
+        ))
+        .with_hint("lower their usage or move them to another plan first, or pass --force"));
+    }
+    let saved = plans::upsert(tx, plan)?;
+    let from = current.map(|c| {
+        json!({"max_sites": c.max_sites, "max_storage_mb": c.max_storage_mb,
+               "max_bandwidth_gb": c.max_bandwidth_gb, "max_api_calls": c.max_api_calls})
+    });
+    let mut details = json!({"from": from, "to": {"max_sites": saved.max_sites, "max_storage_mb": saved.max_storage_mb,
+        "max_bandwidth_gb": saved.max_bandwidth_gb, "max_api_calls": saved.max_api_calls},
+        "forced_over_quota": over_quota});
+    if let Some(source) = source {
+        details["source"] = json!(source);
+    }
+    audit::record(
+        tx,
+        &NewAuditEvent {
+            actor: actor.name,
+            action: if current.is_some() {
+                "plan.update"
+            } else {
+                "plan.create"
             },
-        )?;
-        Ok(PlanChange {
-            plan: saved,
-            over_quota,
-        })
+            target_type: "plan",
+            target: saved.name.clone(),
+            customer_id: None,
+            details,
+        },
+    )?;
+    Ok(PlanChange {
+        plan: saved,
+        over_quota,
     })
 }
 
 /// The customers on `old` (deleted ones aside) whom `new` puts over a quota it lowers;
 /// their own overrides still apply.
-fn customers_put_over(conn: &Connection, old: &Plan, new: &Plan) -> Result<Vec<String>> {
+pub(crate) fn customers_put_over(conn: &Connection, old: &Plan, new: &Plan) -> Result<Vec<String>> {
     let on_plan = customers::list(
         conn,
         &CustomerFilter {

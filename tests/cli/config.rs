@@ -22,7 +22,14 @@ fn settings_are_listed_set_read_and_unset() {
     }
     assert_fields(
         &list[0],
-        &["key", "value", "default", "description", "updated_at"],
+        &[
+            "key",
+            "value",
+            "default",
+            "description",
+            "updated_at",
+            "is_default",
+        ],
     );
 
     let set = env.json(&["config", "set", "platform_domain", "Example.COM."]);
@@ -111,4 +118,43 @@ fn the_migrations_folder_of_a_live_home_moves_only_with_every_applied_migration(
         env.json(&["config", "get", "tenant_migrations_dir"])["value"],
         new_text
     );
+}
+
+#[test]
+fn a_setting_that_is_not_set_shows_its_default_and_says_so() {
+    let env = TestEnv::initialised();
+    let folder = env.home.join("tenant-migrations");
+    let folder_text = folder.to_str().unwrap();
+    // What `status` uses is what `config get` prints.
+    let status = env.json(&["status"]);
+    assert_eq!(status["tenant_migrations_dir"], folder_text, "{status}");
+    let run = env.ok(&["config", "get", "tenant_migrations_dir"]);
+    assert_eq!(run.stdout, format!("{folder_text}\n"));
+    assert_eq!(
+        run.stderr,
+        "tenant_migrations_dir is not set; this is its default\n"
+    );
+    assert_eq!(
+        env.json(&["config", "get", "tenant_migrations_dir"]),
+        serde_json::json!({"key": "tenant_migrations_dir", "value": folder_text, "default": folder_text,
+            "description": "folder of tenant migrations V<n>__<name>.sql", "updated_at": null, "is_default": true})
+    );
+    assert_eq!(
+        env.ok(&["config", "get", "tenant_migrations_dir", "-q"]).stderr,
+        ""
+    );
+    let default_plan = env.json(&["config", "get", "default_plan"]);
+    assert_eq!(
+        (&default_plan["value"], &default_plan["is_default"]),
+        (&serde_json::json!("starter"), &serde_json::json!(true))
+    );
+
+    // A stored value, even one equal to the default, is not the default.
+    env.ok(&["config", "set", "default_plan", "starter"]);
+    let run = env.ok(&["config", "get", "default_plan"]);
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("starter\n", ""));
+    assert_eq!(env.json(&["config", "get", "default_plan"])["is_default"], false);
+    // A key without a default prints nothing and says nothing.
+    let run = env.ok(&["config", "get", "platform_domain"]);
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
 }

@@ -502,3 +502,53 @@ fn a_catalog_this_user_may_not_open_is_named_with_the_cause() {
     };
     assert_unusable_catalog(&env, &run, "permission denied on ");
 }
+
+#[test]
+fn a_damaged_catalog_is_named_with_the_way_back() {
+    let env = TestEnv::initialised();
+    env.customer("a@example.com", "A", &["--slug", "acme"]);
+    env.json(&["backup"]);
+    let catalog = env.home.join("catalog.db");
+    let good = std::fs::read(&catalog).unwrap();
+    let remove_side_files = || {
+        for side in ["catalog.db-wal", "catalog.db-shm"] {
+            let _ = std::fs::remove_file(env.home.join(side));
+        }
+    };
+    // A file that is no database at all, and one whose schema page is overwritten
+    // behind an intact header.
+    let mut malformed = good.clone();
+    malformed[100..4096].fill(0xff);
+    for (bytes, reason) in [
+        (vec![0x5a; 8192], "file is not a database"),
+        (malformed, "database disk image is malformed"),
+    ] {
+        std::fs::write(&catalog, &bytes).unwrap();
+        remove_side_files();
+        for args in [&["customer", "list"][..], &["init"][..]] {
+            let run = env.fails(args, 1);
+            let expected = format!("error: the catalog {} is damaged: {reason} (", catalog.display());
+            assert!(run.stderr.starts_with(&expected), "{run:?}");
+            assert!(
+                run.stderr.contains("tenantctl doctor")
+                    && run
+                        .stderr
+                        .contains("tenantctl restore --at TIME --catalog --confirm catalog"),
+                "{run:?}"
+            );
+        }
+        let doctor = env.run(&["doctor", "--json"]);
+        assert_eq!(doctor.code, 7, "{doctor:?}");
+        assert!(doctor.stdout.contains("is damaged"), "{doctor:?}");
+    }
+    // The hint's way back works on the damaged catalog.
+    env.ok(&[
+        "restore",
+        "--at",
+        "2999-01-01",
+        "--catalog",
+        "--confirm",
+        "catalog",
+    ]);
+    assert_eq!(env.json(&["customer", "show", "acme"])["slug"], "acme");
+}

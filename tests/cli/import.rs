@@ -371,7 +371,7 @@ fn an_export_imports_back_to_the_same_catalog() {
     let exported = env.json(&["export", out.to_str().unwrap()]);
     assert_eq!(
         exported,
-        json!({"dir": out.to_str().unwrap(), "customers": 2, "sites": 4})
+        json!({"dir": out.to_str().unwrap(), "plans": 3, "customers": 2, "sites": 4})
     );
     assert!(
         out.join("globex/customer.json").is_file()
@@ -380,7 +380,7 @@ fn an_export_imports_back_to_the_same_catalog() {
 
     let again = env.json(&["import", out.to_str().unwrap()]);
     assert_eq!(again["written"], false, "{again}");
-    assert_eq!(again["summary"]["unchanged"], 6);
+    assert_eq!(again["summary"]["unchanged"], 7, "six configs and plans.json");
 
     let fresh = TestEnv::initialised();
     fresh.ok(&["import", out.to_str().unwrap()]);
@@ -745,13 +745,58 @@ fn sites_as_exported(env: &TestEnv) -> Vec<Value> {
     list
 }
 
+fn plans_as_listed(env: &TestEnv) -> Vec<Value> {
+    env.json(&["plan", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let keys = [
+                "name",
+                "max_sites",
+                "max_storage_mb",
+                "max_bandwidth_gb",
+                "max_api_calls",
+                "builtin",
+            ];
+            Value::Object(keys.iter().map(|k| (k.to_string(), p[*k].clone())).collect())
+        })
+        .collect()
+}
+
 #[test]
 fn an_export_writes_every_column_and_imports_into_a_fresh_home_exactly() {
     let env = varied_home();
+    // A plan of the operator's own, a customer on it, and a built-in plan changed.
+    env.ok(&[
+        "plan",
+        "set",
+        "small",
+        "--max-sites",
+        "2",
+        "--max-storage-mb",
+        "64",
+        "--max-bandwidth-gb",
+        "3",
+        "--max-api-calls",
+        "500",
+    ]);
+    env.ok(&["plan", "set", "pro", "--max-api-calls", "123456"]);
+    env.customer("tiny@small.test", "Tiny", &["--plan", "small", "--slug", "tiny"]);
     let out = env.root.join("export");
     let exported = env.json(&["export", out.to_str().unwrap()]);
-    assert_eq!(exported["customers"], 4, "the deleted customer is left out");
+    assert_eq!(exported["customers"], 5, "the deleted customer is left out");
     assert_eq!(exported["sites"], 7);
+    assert_eq!(exported["plans"], 4);
+    let plans: Value = serde_json::from_slice(&std::fs::read(out.join("plans.json")).unwrap()).unwrap();
+    assert!(
+        plans["plans"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "small", "max_sites": 2,
+            "max_storage_mb": 64, "max_bandwidth_gb": 3, "max_api_calls": 500})),
+        "{plans}"
+    );
     let portal: Value =
         serde_json::from_slice(&std::fs::read(out.join("initech/sites/portal.initech.test.json")).unwrap())
             .unwrap();
@@ -767,10 +812,17 @@ fn an_export_writes_every_column_and_imports_into_a_fresh_home_exactly() {
 
     let again = env.json(&["import", out.to_str().unwrap()]);
     assert_eq!(again["written"], false, "{again}");
-    assert_eq!(again["summary"]["unchanged"], 11);
+    assert_eq!(again["summary"]["unchanged"], 13);
+    assert_eq!(failure(&again, "plans.json").0, "unchanged");
 
     let fresh = TestEnv::initialised();
-    fresh.ok(&["import", out.to_str().unwrap()]);
+    let imported = fresh.json(&["import", out.to_str().unwrap()]);
+    assert_eq!(
+        failure(&imported, "plans.json").0,
+        "updated",
+        "pro changed, small created"
+    );
+    assert_eq!(plans_as_listed(&fresh), plans_as_listed(&env));
     let (want, got) = (customers_as_exported(&env), customers_as_exported(&fresh));
     assert_eq!(got.len(), want.len());
     for (want, got) in want.iter().zip(&got) {
@@ -789,6 +841,8 @@ fn an_export_writes_every_column_and_imports_into_a_fresh_home_exactly() {
     let out2 = fresh.root.join("export");
     fresh.ok(&["export", out2.to_str().unwrap()]);
     for file in [
+        "plans.json",
+        "tiny/customer.json",
         "initech/customer.json",
         "initech/sites/portal.initech.test.json",
         "late-payer/sites/bare.payer.test.json",
@@ -863,4 +917,110 @@ fn export_refuses_a_full_folder_unless_forced_and_never_follows_symlinks() {
     std::fs::create_dir(&empty).unwrap();
     env.ok(&["export", empty.to_str().unwrap()]);
     assert!(empty.join("initech/customer.json").is_file());
+}
+
+fn plans_file(plans: Value) -> Value {
+    json!({ "plans": plans })
+}
+
+fn plan_values(name: &str, max_sites: Value) -> Value {
+    json!({"name": name, "max_sites": max_sites, "max_storage_mb": 100,
+           "max_bandwidth_gb": 10, "max_api_calls": 1000})
+}
+
+#[test]
+fn a_plans_file_creates_and_changes_plans_with_the_guard_of_plan_set() {
+    let env = TestEnv::initialised();
+    env.ok(&[
+        "plan",
+        "set",
+        "small",
+        "--max-sites",
+        "2",
+        "--max-storage-mb",
+        "100",
+        "--max-bandwidth-gb",
+        "10",
+        "--max-api-calls",
+        "1000",
+    ]);
+    env.customer("two@sites.test", "Two", &["--plan", "small", "--slug", "two"]);
+    for domain in ["a.two.test", "b.two.test"] {
+        env.ok(&["site", "create", "two", "Site", "--domain", domain]);
+    }
+    let site = json!({"name": "Big Site", "domain": "big.test",
+                      "customer": {"email": "big@big.test", "plan": "big"}});
+
+    // Lowering small under what `two` uses is refused, as `plan set` refuses it.
+    let dir = env.root.join("lowered");
+    write(
+        &dir,
+        "plans.json",
+        &plans_file(json!([
+            plan_values("big", json!(9)),
+            plan_values("small", json!(1))
+        ])),
+    );
+    write(&dir, "big.json", &site);
+    let run = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 9, "{run:?}");
+    let report = run.json();
+    let (action, field, reason) = failure(&report, "plans.json");
+    assert_eq!((action, field), ("failed", "plans[1]"), "{report}");
+    assert!(
+        reason.contains("over quota") && reason.contains("two"),
+        "{reason}"
+    );
+    assert_eq!(failure(&report, "big.json").0, "failed", "plan big was not made");
+    assert_eq!(env.count("SELECT count(*) FROM plans WHERE name = 'big'"), 0);
+    assert_eq!(env.count("SELECT max_sites FROM plans WHERE name = 'small'"), 2);
+
+    // A value of the wrong type makes the file invalid, with its field.
+    let dir = env.root.join("invalid");
+    write(
+        &dir,
+        "plans.json",
+        &plans_file(json!([plan_values("big", json!("many"))])),
+    );
+    let run = env.run(&["import", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 9, "{run:?}");
+    let report = run.json();
+    let (action, field, reason) = failure(&report, "plans.json");
+    assert_eq!((action, field), ("failed", "plans[0].max_sites"));
+    assert!(reason.contains("must be a number"), "{reason}");
+
+    // A dry run says what it would do and writes no plan; the real run creates it.
+    let dir = env.root.join("good");
+    write(
+        &dir,
+        "plans.json",
+        &plans_file(json!([
+            plan_values("big", json!(9)),
+            plan_values("small", json!(3))
+        ])),
+    );
+    write(&dir, "big.json", &site);
+    let dry = env.json(&["import", dir.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(failure(&dry, "plans.json").0, "updated", "{dry}");
+    assert_eq!(failure(&dry, "big.json").0, "created", "{dry}");
+    assert_eq!(env.count("SELECT count(*) FROM plans WHERE name = 'big'"), 0);
+    assert_eq!(env.count("SELECT max_sites FROM plans WHERE name = 'small'"), 2);
+    env.json(&["import", dir.to_str().unwrap()]);
+    assert_eq!(env.count("SELECT max_sites FROM plans WHERE name = 'big'"), 9);
+    assert_eq!(env.count("SELECT max_sites FROM plans WHERE name = 'small'"), 3);
+    assert_eq!(env.json(&["customer", "show", "big@big.test"])["plan"], "big");
+    let events = env.json(&["audit", "--action", "plan."]);
+    let from_import: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["details"]["source"] == "import")
+        .collect();
+    assert_eq!(from_import.len(), 2, "{events}");
+
+    // A legacy tree's own plans.json without a plans list is skipped, as before.
+    let legacy = env.root.join("legacy");
+    write(&legacy, "plans.json", &json!({"pricing": "see wiki"}));
+    let report = env.json(&["import", legacy.to_str().unwrap()]);
+    assert_eq!(failure(&report, "plans.json").0, "skipped");
 }
