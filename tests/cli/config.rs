@@ -43,7 +43,8 @@ fn settings_are_listed_set_read_and_unset() {
         "example.com"
     );
     assert_eq!(
-        env.ok(&["config", "get", "default_plan"]).stdout,
+        env.ok_warning(&["config", "get", "default_plan"], "this is its default")
+            .stdout,
         "starter\n",
         "defaults show"
     );
@@ -128,7 +129,7 @@ fn a_setting_that_is_not_set_shows_its_default_and_says_so() {
     // What `status` uses is what `config get` prints.
     let status = env.json(&["status"]);
     assert_eq!(status["tenant_migrations_dir"], folder_text, "{status}");
-    let run = env.ok(&["config", "get", "tenant_migrations_dir"]);
+    let run = env.ok_warning(&["config", "get", "tenant_migrations_dir"], "default");
     assert_eq!(run.stdout, format!("{folder_text}\n"));
     assert_eq!(
         run.stderr,

@@ -542,13 +542,16 @@ fn a_damaged_catalog_is_named_with_the_way_back() {
         assert!(doctor.stdout.contains("is damaged"), "{doctor:?}");
     }
     // The hint's way back works on the damaged catalog.
-    env.ok(&[
-        "restore",
-        "--at",
-        "2999-01-01",
-        "--catalog",
-        "--confirm",
-        "catalog",
-    ]);
+    env.ok_warning(
+        &[
+            "restore",
+            "--at",
+            "2999-01-01",
+            "--catalog",
+            "--confirm",
+            "catalog",
+        ],
+        "it is kept as it was, marked damaged",
+    );
     assert_eq!(env.json(&["customer", "show", "acme"])["slug"], "acme");
 }
