@@ -407,6 +407,61 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
 }
 
 #[test]
+fn prune_gives_no_retention_slot_to_a_pre_restore_set() {
+    let env = fleet(&["a", "b", "c", "d"]);
+    let only_b = env.json(&["backup", "--customer", "b"]);
+    let only_d = env.json(&["backup", "--customer", "d"]);
+    let others = env.json(&["backup", "--customer", "a", "--customer", "c"]);
+    let restored = env.json(&["restore", others["id"].as_str().unwrap(), "--customer", "a"]);
+    let pre = restored["pre_restore_set"].as_str().unwrap().to_string();
+    env.ok(&["config", "set", "backup_keep_last", "1"]);
+
+    let dry = env.json(&["backup", "prune", "--dry-run"]);
+    let decision = |id: &str| {
+        dry["sets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing: {dry}"))
+            .clone()
+    };
+    assert_eq!(
+        decision(&pre)["reasons"],
+        serde_json::json!(["pre-restore"]),
+        "{dry}"
+    );
+    let newest_regular = decision(others["id"].as_str().unwrap());
+    assert_eq!(newest_regular["action"], "keep");
+    assert!(
+        newest_regular["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&"last".into()),
+        "the keep-last slot is the newest regular set's: {dry}"
+    );
+    for only in [&only_b, &only_d] {
+        let kept = decision(only["id"].as_str().unwrap());
+        assert_eq!(kept["action"], "keep", "the only backup of a tenant: {dry}");
+        assert_eq!(kept["reasons"], serde_json::json!(["newest-copy"]), "{dry}");
+    }
+
+    env.ok(&["backup", "prune"]);
+    let left: Vec<Value> = env.json(&["backup", "list"]).as_array().unwrap().clone();
+    assert_eq!(left.len(), 4, "{left:?}");
+    for name in ["b", "d"] {
+        assert_eq!(
+            env.json(&["backup", "list", "--customer", name])
+                .as_array()
+                .unwrap()
+                .len(),
+            1,
+            "{name} keeps its only backup"
+        );
+    }
+}
+
+#[test]
 fn prune_fails_when_it_cannot_read_the_retention_settings() {
     let env = fleet(&["a"]);
     env.ok(&["config", "set", "backup_keep_last", "3"]);
