@@ -165,6 +165,107 @@ fn a_damaged_tenant_is_left_out_and_every_healthy_one_backed_up() {
 }
 
 #[test]
+fn a_backup_that_copies_nothing_writes_no_set() {
+    let env = fleet(&["a", "b"]);
+    damage_middle_pages(&env.home.join("tenants/b.db"));
+    let run = env.run(&["backup", "--customer", "b", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let report = run.json();
+    assert_eq!(report["id"], Value::Null, "{report}");
+    assert_eq!(report["path"], Value::Null, "{report}");
+    assert_eq!(report["entries"], serde_json::json!([]), "{report}");
+    assert_eq!(report["skipped"][0]["customer"], "b", "{report}");
+    assert!(run.stderr.contains("no set written"), "{}", run.stderr);
+    assert!(run.stderr.contains("warning: b: "), "{}", run.stderr);
+    assert_eq!(
+        env.names_in(&backups(&env)),
+        Vec::<String>::new(),
+        "neither a set nor an unfinished folder is left"
+    );
+
+    let csv = env.run(&["-o", "csv", "backup", "--customer", "b"]);
+    assert_eq!(csv.code, 8, "{csv:?}");
+    let lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "set,scope,customer,file,bytes,schema_version,sha256,stored"
+    );
+    assert_eq!(lines.len(), 2, "{}", csv.stdout);
+    assert!(
+        lines[1].contains(",tenant,b,") && lines[1].contains("skipped: "),
+        "{}",
+        csv.stdout
+    );
+    assert_eq!(env.json(&["backup", "list"]), serde_json::json!([]));
+}
+
+#[test]
+fn a_restore_that_saves_nothing_leaves_no_pre_restore_set() {
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup"]);
+    // A symlinked tenant file is never followed, so nothing can be saved of it.
+    let live = env.home.join("tenants/a.db");
+    let real = env.root.join("a-real.db");
+    std::fs::rename(&live, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &live).unwrap();
+
+    let run = env.run(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--customer",
+        "a",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report = run.json();
+    assert_eq!(report["pre_restore_set"], Value::Null, "{report}");
+    assert_eq!(report["pre_restore"][0]["status"], "not-saved", "{report}");
+    assert!(run.stderr.contains("could not be saved"), "{}", run.stderr);
+    assert_eq!(
+        env.names_in(&backups(&env)),
+        [set["id"].as_str().unwrap()],
+        "no empty pre-restore set is left"
+    );
+}
+
+#[test]
+fn backup_csv_has_one_readable_row_per_file_and_list_counts_skipped() {
+    let env = fleet(&["a", "b", "c"]);
+    damage_middle_pages(&env.home.join("tenants/c.db"));
+    let run = env.run(&["-o", "csv", "backup"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let id = env.json(&["backup", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = env.ok(&["-o", "csv", "backup", "show", &id]);
+    for stdout in [&run.stdout, &shown.stdout] {
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines[0],
+            "set,scope,customer,file,bytes,schema_version,sha256,stored"
+        );
+        assert_eq!(lines.len(), 5, "catalog, a, b and skipped c: {stdout}");
+        assert!(
+            lines[1..].iter().all(|l| l.starts_with(&format!("{id},"))),
+            "{stdout}"
+        );
+        assert!(lines[1].contains(",catalog.db,"), "{stdout}");
+        assert!(
+            lines[4].contains(",c,") && lines[4].contains("skipped: "),
+            "{stdout}"
+        );
+        for raw in ["{", "inode", "mtime"] {
+            assert!(!stdout.contains(raw), "no raw JSON or fingerprints: {stdout}");
+        }
+    }
+    assert_eq!(env.json(&["backup", "list"])[0]["skipped"], 1);
+    let table = env.ok(&["backup", "list"]).stdout;
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("SKIPPED"), "{table}");
+}
+
+#[test]
 fn the_backup_table_shows_readable_columns_for_every_file() {
     let env = fleet(&["a", "b"]);
     env.ok(&["backup"]);
@@ -268,6 +369,7 @@ fn list_show_and_verify_work_from_manifests_without_the_catalog() {
             "catalog",
             "tenants",
             "linked",
+            "skipped",
             "bytes",
         ],
     );
