@@ -71,6 +71,11 @@ pub enum BackupCommand {
     },
     /// Remove sets outside the retention policy; never the newest set
     ///
+    /// Only manual and scheduled sets count for --keep-*; a set holding only some
+    /// tenants also stays while it holds a tenant's newest copy. A pre-restore set stays
+    /// while it is no older than the oldest regular set kept. A set that holds nothing
+    /// is removed.
+    ///
     /// A flag that is not given takes the catalog's backup_keep_* setting; when the
     /// catalog cannot be read, prune fails with its error rather than guess (give all
     /// four flags to prune without a catalog).
