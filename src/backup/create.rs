@@ -44,15 +44,26 @@ pub struct SetRequest<'a> {
     pub unreadable_catalog: Option<(PathBuf, String)>,
 }
 
+/// What [`create_set`] did.
+#[derive(Debug)]
+pub enum Created {
+    Set(Box<BackupSet>),
+    /// Not one database could be copied, so no set was written: a set holding nothing
+    /// restores nothing and would only look like a backup to `restore --at` and prune.
+    Nothing {
+        skipped: Vec<Skipped>,
+    },
+}
+
 /// Writes a new set into `backup_dir`. `catalog` is backed up when given. Tenants whose
 /// file is missing, unreadable or damaged are left out and listed in the manifest's
-/// `skipped` (or, with `keep_damaged`, kept raw); anything else that fails removes the
-/// unfinished set and returns the error.
+/// `skipped` (or, with `keep_damaged`, kept raw); when that leaves nothing, no set is
+/// written. Anything else that fails removes the unfinished set and returns the error.
 pub fn create_set(
     backup_dir: &Path,
     catalog: Option<&Connection>,
     request: &SetRequest<'_>,
-) -> Result<BackupSet> {
+) -> Result<Created> {
     files::create_private_dir(backup_dir)?;
     let started = Utc::now();
     let id = new_id(started);
@@ -66,13 +77,10 @@ pub fn create_set(
         .io_context(|| format!("locking {}", tmp.display()))?;
     let result = fill_set(backup_dir, &tmp, &id, started, catalog, request);
     drop(in_progress);
-    match result {
-        Ok(done) => Ok(done),
-        Err(err) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(err)
-        }
+    if !matches!(result, Ok(Created::Set(_))) {
+        let _ = std::fs::remove_dir_all(&tmp);
     }
+    result
 }
 
 fn fill_set(
@@ -82,7 +90,7 @@ fn fill_set(
     started: chrono::DateTime<Utc>,
     catalog: Option<&Connection>,
     request: &SetRequest<'_>,
-) -> Result<BackupSet> {
+) -> Result<Created> {
     let mut entries = Vec::new();
     if let Some(catalog) = catalog {
         entries.push(catalog_entry(tmp, catalog, request.keep_damaged)?);
@@ -98,6 +106,9 @@ fn fill_set(
     let previous = previous_entries(backup_dir, &request.tenants)?;
     let (tenant_entries, skipped) = backup_tenants(tmp, request, &previous)?;
     entries.extend(tenant_entries);
+    if entries.is_empty() {
+        return Ok(Created::Nothing { skipped });
+    }
     files::fsync_dir(&tmp.join("tenants"))?;
     let finished = Utc::now();
     let manifest = Manifest {
@@ -118,7 +129,7 @@ fn fill_set(
     let dir = backup_dir.join(id);
     std::fs::rename(tmp, &dir).io_context(|| format!("moving the finished set to {}", dir.display()))?;
     files::fsync_dir(backup_dir)?;
-    Ok(BackupSet { dir, manifest })
+    Ok(Created::Set(Box::new(BackupSet { dir, manifest })))
 }
 
 /// The catalog's part of a set: an online-backup copy, checked. With `keep_damaged`, a

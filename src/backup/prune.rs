@@ -40,21 +40,96 @@ pub struct PruneReport {
 /// How long an unfinished set may sit before prune treats it as a crash leftover.
 pub const STALE_TMP: Duration = Duration::from_secs(3600);
 
-/// Decides for each set, newest first. Sets that hold the catalog and sets that hold
-/// only some tenants are judged separately, so a run of small sets never pushes out
-/// the last full one; the newest of each kind always stays.
+/// Decides for each set, newest first. Only regular sets (`manual`, `scheduled`) fill
+/// the retention slots; sets that hold the catalog and sets that hold only some tenants
+/// are judged separately, so a run of small sets never pushes out the last full one, and
+/// the newest of each kind always stays. A partial set also stays while it holds some
+/// tenant's newest copy, so a `--customer` backup is not lost before a newer set holds
+/// that tenant. Pre-restore sets never take a regular set's slot: see
+/// [`decide_pre_restore`]. A set with no entries holds nothing to restore and is removed.
 pub fn plan(sets: &[BackupSet], retention: Retention) -> Vec<Decision> {
-    let (full, partial): (Vec<&BackupSet>, Vec<&BackupSet>) =
-        sets.iter().partition(|s| s.manifest.catalog_entry().is_some());
-    let mut decisions: Vec<Decision> = decide(&full, retention)
+    let (filled, empty): (Vec<&BackupSet>, Vec<&BackupSet>) =
+        sets.iter().partition(|s| !s.manifest.entries.is_empty());
+    let (regular, pre_restore): (Vec<&BackupSet>, Vec<&BackupSet>) =
+        filled.into_iter().partition(|s| is_regular(s));
+    let (full, partial): (Vec<&BackupSet>, Vec<&BackupSet>) = regular
+        .iter()
+        .copied()
+        .partition(|s| s.manifest.catalog_entry().is_some());
+    // Only partial sets are held by a newest copy: a full set is judged by retention
+    // alone, or a deleted tenant's last copy would pin a whole old set forever.
+    let newest_copies = holders_of_newest_copies(&regular);
+    let mut decisions: Vec<Decision> = decide(&full, retention, &HashSet::new())
         .into_iter()
-        .chain(decide(&partial, retention))
+        .chain(decide(&partial, retention, &newest_copies))
         .collect();
+    let oldest_kept = decisions
+        .iter()
+        .filter(|d| d.action == "keep")
+        .map(|d| d.id.clone())
+        .min();
+    decisions.extend(decide_pre_restore(&pre_restore, oldest_kept.as_deref()));
+    decisions.extend(empty.into_iter().map(|set| decision(set, vec![], "empty")));
     decisions.sort_by(|a, b| b.id.cmp(&a.id));
     decisions
 }
 
-fn decide(sets: &[&BackupSet], retention: Retention) -> Vec<Decision> {
+/// Taken by the operator or cron, as opposed to saved by a restore.
+fn is_regular(set: &BackupSet) -> bool {
+    matches!(set.manifest.kind.as_str(), "manual" | "scheduled")
+}
+
+/// Ids of the sets holding some tenant's newest restorable copy. Set ids sort by time.
+fn holders_of_newest_copies(regular: &[&BackupSet]) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    let mut holders = HashSet::new();
+    for set in regular.iter().rev() {
+        for entry in &set.manifest.entries {
+            if let Some(id) = entry.customer_id
+                && set.manifest.tenant_entry(id).is_some()
+                && seen.insert(id)
+            {
+                holders.insert(set.manifest.id.clone());
+            }
+        }
+    }
+    holders
+}
+
+/// A pre-restore set is kept while it is no older than the oldest regular set kept (it
+/// lives as long as the backups around it), and always when no regular set is kept.
+fn decide_pre_restore(sets: &[&BackupSet], oldest_kept: Option<&str>) -> Vec<Decision> {
+    sets.iter()
+        .map(|set| {
+            let within = oldest_kept.is_none_or(|oldest| set.manifest.id.as_str() >= oldest);
+            let reasons = if within {
+                vec!["pre-restore".to_string()]
+            } else {
+                vec![]
+            };
+            decision(set, reasons, "")
+        })
+        .collect()
+}
+
+/// `keep` when there is a reason to, else `remove` (with `why_removed`, if any, as its
+/// only reason).
+fn decision(set: &BackupSet, reasons: Vec<String>, why_removed: &str) -> Decision {
+    let keep = !reasons.is_empty();
+    Decision {
+        id: set.manifest.id.clone(),
+        created_at: set.manifest.created_at.clone(),
+        kind: set.manifest.kind.clone(),
+        action: if keep { "keep" } else { "remove" }.to_string(),
+        reasons: if keep || why_removed.is_empty() {
+            reasons
+        } else {
+            vec![why_removed.to_string()]
+        },
+    }
+}
+
+fn decide(sets: &[&BackupSet], retention: Retention, newest_copies: &HashSet<String>) -> Vec<Decision> {
     let mut days = HashSet::new();
     let mut weeks = HashSet::new();
     let mut months = HashSet::new();
@@ -65,6 +140,9 @@ fn decide(sets: &[&BackupSet], retention: Retention) -> Vec<Decision> {
             let mut reasons = Vec::new();
             if position == 0 {
                 reasons.push("newest".to_string());
+            }
+            if newest_copies.contains(&set.manifest.id) {
+                reasons.push("newest-copy".to_string());
             }
             if (position as u32) < retention.keep_last {
                 reasons.push("last".to_string());
@@ -99,13 +177,7 @@ fn decide(sets: &[&BackupSet], retention: Retention) -> Vec<Decision> {
                 }
                 None => reasons.push("undated".to_string()),
             }
-            Decision {
-                id: set.manifest.id.clone(),
-                created_at: set.manifest.created_at.clone(),
-                kind: set.manifest.kind.clone(),
-                action: if reasons.is_empty() { "remove" } else { "keep" }.to_string(),
-                reasons,
-            }
+            decision(set, reasons, "")
         })
         .collect()
 }
@@ -150,11 +222,16 @@ mod tests {
     use super::*;
     use crate::backup::Manifest;
 
-    fn set(id: &str, created_at: &str) -> BackupSet {
-        let catalog = crate::backup::Entry {
-            scope: "catalog".to_string(),
-            customer_id: None,
-            customer_slug: None,
+    fn entry(customer_id: Option<i64>) -> crate::backup::Entry {
+        crate::backup::Entry {
+            scope: if customer_id.is_some() {
+                "tenant"
+            } else {
+                "catalog"
+            }
+            .to_string(),
+            customer_id,
+            customer_slug: customer_id.map(|id| format!("t{id}")),
             file: "catalog.db".to_string(),
             bytes: 1,
             sha256: String::new(),
@@ -163,7 +240,10 @@ mod tests {
             linked_from: None,
             copy: None,
             damaged: None,
-        };
+        }
+    }
+
+    fn set(id: &str, created_at: &str) -> BackupSet {
         BackupSet {
             dir: Path::new("/b").join(id),
             manifest: Manifest {
@@ -176,7 +256,7 @@ mod tests {
                 kind: "scheduled".to_string(),
                 tool_version: "0".to_string(),
                 catalog_schema_version: 1,
-                entries: vec![catalog],
+                entries: vec![entry(None)],
                 skipped: Vec::new(),
             },
         }
@@ -185,7 +265,7 @@ mod tests {
     #[test]
     fn partial_sets_never_push_out_the_last_full_one() {
         let mut partial = set("b", "2026-11-22T02:00:00Z");
-        partial.manifest.entries.clear();
+        partial.manifest.entries = vec![entry(Some(1))];
         let sets = vec![set("a", "2026-11-22T01:00:00Z"), partial];
         let decisions = plan(
             &sets,
@@ -252,5 +332,58 @@ mod tests {
             ["f", "b"],
             "2026-11-22 is a Sunday: c..f share ISO week 47"
         );
+    }
+
+    fn kept(sets: &[BackupSet], retention: Retention) -> Vec<String> {
+        plan(sets, retention)
+            .into_iter()
+            .filter(|d| d.action == "keep")
+            .map(|d| d.id)
+            .collect()
+    }
+
+    #[test]
+    fn pre_restore_and_empty_sets_take_no_regular_sets_slot() {
+        let partial = |id: &str, at: &str, tenants: &[i64]| {
+            let mut one = set(id, at);
+            one.manifest.entries = tenants.iter().map(|t| entry(Some(*t))).collect();
+            one
+        };
+        let mut pre = partial("e", "2026-11-22T05:00:00Z", &[1]);
+        pre.manifest.kind = "pre-restore".to_string();
+        let mut empty_pre = partial("f", "2026-11-22T06:00:00Z", &[]);
+        empty_pre.manifest.kind = "pre-restore".to_string();
+        let sets = vec![
+            set("a", "2026-11-22T01:00:00Z"),
+            partial("b", "2026-11-22T02:00:00Z", &[2]),
+            partial("c", "2026-11-22T03:00:00Z", &[4]),
+            partial("d", "2026-11-22T04:00:00Z", &[]),
+            pre,
+            empty_pre,
+        ];
+        let last_one = Retention {
+            keep_last: 1,
+            keep_daily: 1,
+            keep_weekly: 1,
+            keep_monthly: 1,
+        };
+        assert_eq!(
+            kept(&sets, last_one),
+            ["e", "c", "b", "a"],
+            "each tenant's newest copy and the pre-restore set newer than the oldest kept set stay; empty sets go"
+        );
+        let decisions = plan(&sets, last_one);
+        let reasons = |id: &str| decisions.iter().find(|d| d.id == id).unwrap().reasons.clone();
+        assert_eq!(
+            reasons("c"),
+            ["newest", "newest-copy", "last", "daily", "weekly", "monthly"]
+        );
+        assert_eq!(reasons("d"), ["empty"]);
+        assert_eq!(reasons("e"), ["pre-restore"]);
+
+        let mut old_pre = partial("0", "2026-11-21T00:00:00Z", &[1]);
+        old_pre.manifest.kind = "pre-restore".to_string();
+        let sets = vec![old_pre, set("a", "2026-11-22T01:00:00Z")];
+        assert_eq!(kept(&sets, last_one), ["a"], "older than every kept regular set");
     }
 }

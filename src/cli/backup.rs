@@ -3,9 +3,12 @@
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::Session;
+use crate::backup::{Entry, Skipped};
 use crate::catalog::Catalog;
 use crate::context::OutputFormat;
-use crate::ops::backup::{self, BackupRequest, BackupScope, RestoreRequest, RestoreScope, SetReport};
+use crate::ops::backup::{
+    self, BackupReport, BackupRequest, BackupScope, RestoreRequest, RestoreScope, SetReport,
+};
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
@@ -67,6 +70,11 @@ pub enum BackupCommand {
         all: bool,
     },
     /// Remove sets outside the retention policy; never the newest set
+    ///
+    /// Only manual and scheduled sets count for --keep-*; a set holding only some
+    /// tenants also stays while it holds a tenant's newest copy. A pre-restore set stays
+    /// while it is no older than the oldest regular set kept. A set that holds nothing
+    /// is removed.
     ///
     /// A flag that is not given takes the catalog's backup_keep_* setting; when the
     /// catalog cannot be read, prune fails with its error rather than guess (give all
@@ -142,7 +150,18 @@ const LIST_COLUMNS: &[&str] = &[
     "catalog",
     "tenants",
     "linked",
+    "skipped",
     "bytes",
+];
+const FILE_COLUMNS: &[&str] = &[
+    "set",
+    "scope",
+    "customer",
+    "file",
+    "bytes",
+    "schema_version",
+    "sha256",
+    "stored",
 ];
 const VERIFY_COLUMNS: &[&str] = &["status", "set", "file", "message"];
 const PRUNE_COLUMNS: &[&str] = &["action", "id", "created_at", "kind", "reasons"];
@@ -183,8 +202,8 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
                 jobs: jobs(),
             };
             let written = backup::backup(&catalog, backup_dir, &request)?;
-            print_set(session, &written.report)?;
-            for one in &written.report.manifest.skipped {
+            print_backup(session, &written.report)?;
+            for one in written.report.skipped() {
                 session
                     .messages
                     .warning(&format!("{}: {}", one.customer, one.reason));
@@ -248,35 +267,44 @@ fn dry_run_line(report: &backup::RestoreReport) -> String {
     )
 }
 
-/// A set for people: its manifest's scalars, then one row per file with the same
-/// readable columns for every file (the fingerprints stay in JSON); the other formats
-/// get the whole report.
-fn print_set(session: &Session, report: &SetReport) -> anyhow::Result<()> {
-    if session.out.format() != OutputFormat::Table {
-        session.out.object(report)?;
-        return Ok(());
+/// What `backup` did: the set written, or, when nothing could be copied, who was
+/// skipped.
+fn print_backup(session: &Session, report: &BackupReport) -> anyhow::Result<()> {
+    match report {
+        BackupReport::Written(set) => print_set(session, set),
+        BackupReport::NothingWritten(nothing) if session.out.format() == OutputFormat::Csv => {
+            let rows = nothing
+                .skipped
+                .iter()
+                .map(|one| led_by_set(Value::Null, skipped_row(one)));
+            session.out.list(FILE_COLUMNS, rows)?;
+            Ok(())
+        }
+        BackupReport::NothingWritten(nothing) => Ok(session.out.object(nothing)?),
     }
+}
+
+/// A set for people: its manifest's scalars, then one row per file with the same
+/// readable columns for every file (the fingerprints stay in JSON). CSV gets those
+/// rows alone, each with its set's id, and a row per skipped tenant; JSON and NDJSON
+/// the whole report.
+fn print_set(session: &Session, report: &SetReport) -> anyhow::Result<()> {
     let m = &report.manifest;
-    let files: Vec<Value> = m
-        .entries
-        .iter()
-        .map(|e| {
-            let stored = match (&e.damaged, &e.linked_from) {
-                (Some(damage), _) => format!("kept damaged: {damage}"),
-                (None, Some(set)) => format!("linked from {set}"),
-                (None, None) => "copied".to_string(),
-            };
-            json!({
-                "scope": e.scope,
-                "customer": e.customer_slug,
-                "file": e.file,
-                "bytes": e.bytes,
-                "schema_version": e.schema_version,
-                "sha256": e.sha256.get(..12).unwrap_or(&e.sha256),
-                "stored": stored,
-            })
-        })
-        .collect();
+    match session.out.format() {
+        OutputFormat::Table => {}
+        OutputFormat::Csv => {
+            let files = m.entries.iter().map(file_row);
+            let skipped = m.skipped.iter().map(skipped_row);
+            let rows = files.chain(skipped).map(|row| led_by_set(json!(m.id), row));
+            session.out.list(FILE_COLUMNS, rows)?;
+            return Ok(());
+        }
+        OutputFormat::Json | OutputFormat::Ndjson => {
+            session.out.object(report)?;
+            return Ok(());
+        }
+    }
+    let files: Vec<Value> = m.entries.iter().map(file_row).collect();
     session.out.object(&json!({
         "id": m.id,
         "created_at": m.created_at,
@@ -292,6 +320,48 @@ fn print_set(session: &Session, report: &SetReport) -> anyhow::Result<()> {
         "skipped": m.skipped,
     }))?;
     Ok(())
+}
+
+/// The readable columns of one file of a set.
+fn file_row(e: &Entry) -> Value {
+    let stored = match (&e.damaged, &e.linked_from) {
+        (Some(damage), _) => format!("kept damaged: {damage}"),
+        (None, Some(linked)) => format!("linked from {linked}"),
+        (None, None) => "copied".to_string(),
+    };
+    json!({
+        "scope": e.scope,
+        "customer": e.customer_slug,
+        "file": e.file,
+        "bytes": e.bytes,
+        "schema_version": e.schema_version,
+        "sha256": e.sha256.get(..12).unwrap_or(&e.sha256),
+        "stored": stored,
+    })
+}
+
+/// A tenant left out of a set, in the columns of its files.
+fn skipped_row(one: &Skipped) -> Value {
+    json!({
+        "scope": "tenant",
+        "customer": one.customer,
+        "file": null,
+        "bytes": null,
+        "schema_version": null,
+        "sha256": null,
+        "stored": format!("skipped: {}", one.reason),
+    })
+}
+
+/// A row with its set's id first, so CSV rows of several sets can be told apart.
+fn led_by_set(set: Value, row: Value) -> Value {
+    let Value::Object(fields) = row else {
+        return row;
+    };
+    let mut led = serde_json::Map::new();
+    led.insert("set".to_string(), set);
+    led.extend(fields);
+    Value::Object(led)
 }
 
 pub fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
@@ -325,6 +395,13 @@ pub fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
             kept.source,
             kept.reason.as_deref().unwrap_or("damaged"),
             report.pre_restore_set.as_deref().unwrap_or("-")
+        ));
+    }
+    for lost in report.pre_restore.iter().filter(|s| s.status == "not-saved") {
+        session.messages.warning(&format!(
+            "{} could not be saved before it was replaced: {}",
+            lost.source,
+            lost.reason.as_deref().unwrap_or("unreadable")
         ));
     }
     let line = if report.dry_run {

@@ -8,10 +8,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Actor, Reported, config, customers};
-use crate::backup::create::{SetRequest, TenantSource, create_set};
+use crate::backup::create::{Created, SetRequest, TenantSource, create_set};
 use crate::backup::prune::{PruneReport, Retention};
 use crate::backup::verify::{FileCheck, verify_set};
-use crate::backup::{BackupSet, Entry, Manifest, find_set, list_sets, prune, restore as swap};
+use crate::backup::{BackupSet, Entry, Manifest, Skipped, find_set, list_sets, prune, restore as swap};
 use crate::catalog::model::NewAuditEvent;
 use crate::catalog::tenants;
 use crate::catalog::{Catalog, audit};
@@ -63,9 +63,44 @@ impl SetReport {
     }
 }
 
+/// What `backup` did: the set it wrote, or none when not one database could be copied.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum BackupReport {
+    Written(SetReport),
+    NothingWritten(NothingWritten),
+}
+
+/// A backup that wrote no set, shaped like a set with a null `id` and `path`, no
+/// `entries`, and every tenant in `skipped`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NothingWritten {
+    pub id: Option<String>,
+    pub path: Option<String>,
+    pub scope: String,
+    pub label: Option<String>,
+    pub kind: String,
+    pub entries: Vec<Entry>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl BackupReport {
+    pub fn skipped(&self) -> &[Skipped] {
+        match self {
+            BackupReport::Written(set) => &set.manifest.skipped,
+            BackupReport::NothingWritten(nothing) => &nothing.skipped,
+        }
+    }
+}
+
 /// Writes one backup set. A tenant that could not be copied is left out of the set
-/// (listed as skipped) and makes the outcome a partial failure, exit 8.
-pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> Result<Reported<SetReport>> {
+/// (listed as skipped) and makes the outcome a partial failure, exit 8; when that
+/// leaves nothing to copy, no set is written and the outcome is still exit 8.
+pub fn backup(
+    catalog: &Catalog,
+    backup_dir: &Path,
+    request: &BackupRequest,
+) -> Result<Reported<BackupReport>> {
     let label = request
         .label
         .as_deref()
@@ -108,17 +143,33 @@ pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> 
         keep_damaged: false,
         unreadable_catalog: None,
     };
-    let set = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)?;
-    let skipped = set.manifest.skipped.len();
+    let report = match create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)? {
+        Created::Set(set) => BackupReport::Written(SetReport::new(&set)),
+        Created::Nothing { skipped } => BackupReport::NothingWritten(NothingWritten {
+            id: None,
+            path: None,
+            scope: set_request.scope.to_string(),
+            label: set_request.label,
+            kind: request.kind.clone(),
+            entries: Vec::new(),
+            skipped,
+        }),
+    };
+    let skipped = report.skipped().len();
     let failure = (skipped > 0).then(|| {
-        Error::partial(format!(
-            "set {} is complete but leaves out {skipped} tenant database{} that could not be backed up",
-            set.manifest.id,
-            if skipped == 1 { "" } else { "s" }
-        ))
-        .with_hint("run 'tenantctl doctor'")
+        let plural = if skipped == 1 { "" } else { "s" };
+        let message = match &report {
+            BackupReport::Written(set) => format!(
+                "set {} is complete but leaves out {skipped} tenant database{plural} that could not be backed up",
+                set.manifest.id
+            ),
+            BackupReport::NothingWritten(_) => {
+                format!("no set written: the {skipped} tenant database{plural} could not be backed up")
+            }
+        };
+        Error::partial(message).with_hint("run 'tenantctl doctor'")
     });
-    Ok(Reported::new(SetReport::new(&set), failure))
+    Ok(Reported::new(report, failure))
 }
 
 /// One line of `backup list`.
@@ -132,6 +183,8 @@ pub struct SetSummary {
     pub catalog: bool,
     pub tenants: usize,
     pub linked: usize,
+    /// Tenants that were to be in the set but could not be copied.
+    pub skipped: usize,
     pub bytes: u64,
 }
 
@@ -152,6 +205,7 @@ pub fn list(backup_dir: &Path, customer: Option<&str>) -> Result<Vec<SetSummary>
                 catalog: m.catalog_entry().is_some(),
                 tenants: m.entries.iter().filter(|e| e.scope == "tenant").count(),
                 linked: m.entries.iter().filter(|e| e.linked_from.is_some()).count(),
+                skipped: m.skipped.len(),
                 bytes: m.bytes(),
             }
         })
@@ -283,7 +337,8 @@ pub struct RestoreReport {
     /// True when nothing was changed: the rows say what would be done.
     pub dry_run: bool,
     /// The pre-restore set taken; none in a dry run, whose `pre_restore` says what
-    /// it would hold.
+    /// it would hold, and none when not one file could be saved (`pre_restore` then
+    /// lists them as `not-saved`).
     pub pre_restore_set: Option<String>,
     /// What the pre-restore set holds of the files that are replaced.
     pub pre_restore: Vec<Saved>,
@@ -543,7 +598,7 @@ fn restore_tenants(
         pre_restore(&catalog, backup_dir, &set, replaced, false, request.jobs).map(Some)
     })?;
     if let Some((id, lines)) = saved {
-        report.pre_restore_set = Some(id);
+        report.pre_restore_set = id;
         report.pre_restore = lines;
     }
     swap_all_in(&staged)?;
@@ -732,10 +787,13 @@ fn swap_all_in(staged: &[swap::Staged]) -> Result<()> {
     Ok(())
 }
 
-/// A `pre-restore` set of what is about to be replaced; returns its id and what it
-/// holds. A live tenant file that fails its check is kept as it is, marked damaged:
-/// restoring a broken tenant is what restore is most often for, and the broken file
-/// may still hold data worth digging out.
+/// The pre-restore set taken, if any (none when not one file could be saved), and a
+/// line for every file it saved, kept damaged or could not save.
+type PreRestore = (Option<String>, Vec<Saved>);
+
+/// A `pre-restore` set of what is about to be replaced. A live tenant file that fails
+/// its check is kept as it is, marked damaged: restoring a broken tenant is what
+/// restore is most often for, and the broken file may still hold data worth digging out.
 fn pre_restore(
     catalog: &Catalog,
     backup_dir: &Path,
@@ -743,13 +801,25 @@ fn pre_restore(
     tenants: Vec<TenantSource>,
     with_catalog: bool,
     jobs: usize,
-) -> Result<(String, Vec<Saved>)> {
+) -> Result<PreRestore> {
     let request = pre_restore_request(set, catalog.schema_version().unwrap_or(0), tenants, jobs);
-    let pre = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
-    Ok((
-        pre.manifest.id.clone(),
-        saved_lines(&pre, &request.tenants, catalog.path()),
-    ))
+    let created = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
+    Ok(pre_restore_taken(created, &request.tenants, catalog.path()))
+}
+
+fn pre_restore_taken(created: Created, tenants: &[TenantSource], catalog_path: &Path) -> PreRestore {
+    match created {
+        Created::Set(pre) => (
+            Some(pre.manifest.id.clone()),
+            saved_lines(
+                &pre.manifest.entries,
+                &pre.manifest.skipped,
+                tenants,
+                catalog_path,
+            ),
+        ),
+        Created::Nothing { skipped } => (None, saved_lines(&[], &skipped, tenants, catalog_path)),
+    }
 }
 
 /// The pre-restore set of a catalog restore when SQLite cannot open the live catalog:
@@ -762,7 +832,7 @@ fn pre_restore_unreadable_catalog(
     set: &BackupSet,
     plans: &[Planned],
     jobs: usize,
-) -> Result<Option<(String, Vec<Saved>)>> {
+) -> Result<Option<PreRestore>> {
     let tenants = replaced_by_plan(plans);
     if tenants.is_empty() && !home_catalog.is_file() {
         return Ok(None);
@@ -771,9 +841,8 @@ fn pre_restore_unreadable_catalog(
     if home_catalog.is_file() {
         request.unreadable_catalog = Some((home_catalog.to_path_buf(), reason));
     }
-    let pre = create_set(backup_dir, None, &request)?;
-    let lines = saved_lines(&pre, &request.tenants, home_catalog);
-    Ok(Some((pre.manifest.id, lines)))
+    let created = create_set(backup_dir, None, &request)?;
+    Ok(Some(pre_restore_taken(created, &request.tenants, home_catalog)))
 }
 
 fn pre_restore_request(
@@ -795,7 +864,12 @@ fn pre_restore_request(
 }
 
 /// One line per file a pre-restore set saved, kept damaged, or could not save.
-fn saved_lines(pre: &BackupSet, tenants: &[TenantSource], catalog_path: &Path) -> Vec<Saved> {
+fn saved_lines(
+    entries: &[Entry],
+    skipped: &[Skipped],
+    tenants: &[TenantSource],
+    catalog_path: &Path,
+) -> Vec<Saved> {
     let path_of = |id: Option<i64>| {
         tenants
             .iter()
@@ -803,9 +877,7 @@ fn saved_lines(pre: &BackupSet, tenants: &[TenantSource], catalog_path: &Path) -
             .map(|t| t.path.display().to_string())
             .unwrap_or_default()
     };
-    let mut lines: Vec<Saved> = pre
-        .manifest
-        .entries
+    let mut lines: Vec<Saved> = entries
         .iter()
         .map(|entry| Saved {
             scope: entry.scope.clone(),
@@ -824,7 +896,7 @@ fn saved_lines(pre: &BackupSet, tenants: &[TenantSource], catalog_path: &Path) -
             reason: entry.damaged.clone(),
         })
         .collect();
-    lines.extend(pre.manifest.skipped.iter().map(|left| Saved {
+    lines.extend(skipped.iter().map(|left| Saved {
         scope: "tenant".to_string(),
         customer: Some(left.customer.clone()),
         source: path_of(Some(left.customer_id)),
@@ -970,7 +1042,7 @@ fn restore_catalog(
         }
     })?;
     if let Some((id, lines)) = saved {
-        report.pre_restore_set = Some(id);
+        report.pre_restore_set = id;
         report.pre_restore = lines;
     }
     swap_all_in(&staged)?;

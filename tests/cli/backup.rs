@@ -166,6 +166,107 @@ fn a_damaged_tenant_is_left_out_and_every_healthy_one_backed_up() {
 }
 
 #[test]
+fn a_backup_that_copies_nothing_writes_no_set() {
+    let env = fleet(&["a", "b"]);
+    damage_middle_pages(&env.home.join("tenants/b.db"));
+    let run = env.run(&["backup", "--customer", "b", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let report = run.json();
+    assert_eq!(report["id"], Value::Null, "{report}");
+    assert_eq!(report["path"], Value::Null, "{report}");
+    assert_eq!(report["entries"], serde_json::json!([]), "{report}");
+    assert_eq!(report["skipped"][0]["customer"], "b", "{report}");
+    assert!(run.stderr.contains("no set written"), "{}", run.stderr);
+    assert!(run.stderr.contains("warning: b: "), "{}", run.stderr);
+    assert_eq!(
+        env.names_in(&backups(&env)),
+        Vec::<String>::new(),
+        "neither a set nor an unfinished folder is left"
+    );
+
+    let csv = env.run(&["-o", "csv", "backup", "--customer", "b"]);
+    assert_eq!(csv.code, 8, "{csv:?}");
+    let lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "set,scope,customer,file,bytes,schema_version,sha256,stored"
+    );
+    assert_eq!(lines.len(), 2, "{}", csv.stdout);
+    assert!(
+        lines[1].contains(",tenant,b,") && lines[1].contains("skipped: "),
+        "{}",
+        csv.stdout
+    );
+    assert_eq!(env.json(&["backup", "list"]), serde_json::json!([]));
+}
+
+#[test]
+fn a_restore_that_saves_nothing_leaves_no_pre_restore_set() {
+    let env = fleet(&["a"]);
+    let set = env.json(&["backup"]);
+    // A symlinked tenant file is never followed, so nothing can be saved of it.
+    let live = env.home.join("tenants/a.db");
+    let real = env.root.join("a-real.db");
+    std::fs::rename(&live, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &live).unwrap();
+
+    let run = env.run(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--customer",
+        "a",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report = run.json();
+    assert_eq!(report["pre_restore_set"], Value::Null, "{report}");
+    assert_eq!(report["pre_restore"][0]["status"], "not-saved", "{report}");
+    assert!(run.stderr.contains("could not be saved"), "{}", run.stderr);
+    assert_eq!(
+        env.names_in(&backups(&env)),
+        [set["id"].as_str().unwrap()],
+        "no empty pre-restore set is left"
+    );
+}
+
+#[test]
+fn backup_csv_has_one_readable_row_per_file_and_list_counts_skipped() {
+    let env = fleet(&["a", "b", "c"]);
+    damage_middle_pages(&env.home.join("tenants/c.db"));
+    let run = env.run(&["-o", "csv", "backup"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let id = env.json(&["backup", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = env.ok(&["-o", "csv", "backup", "show", &id]);
+    for stdout in [&run.stdout, &shown.stdout] {
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines[0],
+            "set,scope,customer,file,bytes,schema_version,sha256,stored"
+        );
+        assert_eq!(lines.len(), 5, "catalog, a, b and skipped c: {stdout}");
+        assert!(
+            lines[1..].iter().all(|l| l.starts_with(&format!("{id},"))),
+            "{stdout}"
+        );
+        assert!(lines[1].contains(",catalog.db,"), "{stdout}");
+        assert!(
+            lines[4].contains(",c,") && lines[4].contains("skipped: "),
+            "{stdout}"
+        );
+        for raw in ["{", "inode", "mtime"] {
+            assert!(!stdout.contains(raw), "no raw JSON or fingerprints: {stdout}");
+        }
+    }
+    assert_eq!(env.json(&["backup", "list"])[0]["skipped"], 1);
+    let table = env.ok(&["backup", "list"]).stdout;
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("SKIPPED"), "{table}");
+}
+
+#[test]
 fn the_backup_table_shows_readable_columns_for_every_file() {
     let env = TestEnv::fleet(&["a", "b"]);
     env.ok(&["backup"]);
@@ -269,6 +370,7 @@ fn list_show_and_verify_work_from_manifests_without_the_catalog() {
             "catalog",
             "tenants",
             "linked",
+            "skipped",
             "bytes",
         ],
     );
@@ -387,6 +489,61 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
     let left = env.json(&["backup", "list"]);
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["id"], ids[3], "the newest set always stays");
+}
+
+#[test]
+fn prune_gives_no_retention_slot_to_a_pre_restore_set() {
+    let env = fleet(&["a", "b", "c", "d"]);
+    let only_b = env.json(&["backup", "--customer", "b"]);
+    let only_d = env.json(&["backup", "--customer", "d"]);
+    let others = env.json(&["backup", "--customer", "a", "--customer", "c"]);
+    let restored = env.json(&["restore", others["id"].as_str().unwrap(), "--customer", "a"]);
+    let pre = restored["pre_restore_set"].as_str().unwrap().to_string();
+    env.ok(&["config", "set", "backup_keep_last", "1"]);
+
+    let dry = env.json(&["backup", "prune", "--dry-run"]);
+    let decision = |id: &str| {
+        dry["sets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing: {dry}"))
+            .clone()
+    };
+    assert_eq!(
+        decision(&pre)["reasons"],
+        serde_json::json!(["pre-restore"]),
+        "{dry}"
+    );
+    let newest_regular = decision(others["id"].as_str().unwrap());
+    assert_eq!(newest_regular["action"], "keep");
+    assert!(
+        newest_regular["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&"last".into()),
+        "the keep-last slot is the newest regular set's: {dry}"
+    );
+    for only in [&only_b, &only_d] {
+        let kept = decision(only["id"].as_str().unwrap());
+        assert_eq!(kept["action"], "keep", "the only backup of a tenant: {dry}");
+        assert_eq!(kept["reasons"], serde_json::json!(["newest-copy"]), "{dry}");
+    }
+
+    env.ok(&["backup", "prune"]);
+    let left: Vec<Value> = env.json(&["backup", "list"]).as_array().unwrap().clone();
+    assert_eq!(left.len(), 4, "{left:?}");
+    for name in ["b", "d"] {
+        assert_eq!(
+            env.json(&["backup", "list", "--customer", name])
+                .as_array()
+                .unwrap()
+                .len(),
+            1,
+            "{name} keeps its only backup"
+        );
+    }
 }
 
 #[test]
