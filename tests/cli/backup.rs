@@ -167,7 +167,7 @@ fn a_damaged_tenant_is_left_out_and_every_healthy_one_backed_up() {
 
 #[test]
 fn a_backup_that_copies_nothing_writes_no_set() {
-    let env = fleet(&["a", "b"]);
+    let env = TestEnv::fleet(&["a", "b"]);
     damage_middle_pages(&env.home.join("tenants/b.db"));
     let run = env.run(&["backup", "--customer", "b", "--json"]);
     assert_eq!(run.code, 8, "{run:?}");
@@ -202,7 +202,7 @@ fn a_backup_that_copies_nothing_writes_no_set() {
 
 #[test]
 fn a_restore_that_saves_nothing_leaves_no_pre_restore_set() {
-    let env = fleet(&["a"]);
+    let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup"]);
     // A symlinked tenant file is never followed, so nothing can be saved of it.
     let live = env.home.join("tenants/a.db");
@@ -231,7 +231,7 @@ fn a_restore_that_saves_nothing_leaves_no_pre_restore_set() {
 
 #[test]
 fn backup_csv_has_one_readable_row_per_file_and_list_counts_skipped() {
-    let env = fleet(&["a", "b", "c"]);
+    let env = TestEnv::fleet(&["a", "b", "c"]);
     damage_middle_pages(&env.home.join("tenants/c.db"));
     let run = env.run(&["-o", "csv", "backup"]);
     assert_eq!(run.code, 8, "{run:?}");
@@ -493,7 +493,7 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
 
 #[test]
 fn prune_gives_no_retention_slot_to_a_pre_restore_set() {
-    let env = fleet(&["a", "b", "c", "d"]);
+    let env = TestEnv::fleet(&["a", "b", "c", "d"]);
     let only_b = env.json(&["backup", "--customer", "b"]);
     let only_d = env.json(&["backup", "--customer", "d"]);
     let others = env.json(&["backup", "--customer", "a", "--customer", "c"]);
