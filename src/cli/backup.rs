@@ -162,7 +162,7 @@ fn jobs() -> usize {
     8 * std::thread::available_parallelism().map(usize::from).unwrap_or(2)
 }
 
-pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
+pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
     let backup_dir = &session.ctx.backup_dir;
     match args.command {
         None => {
@@ -199,8 +199,7 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
                     skipped.len(),
                     if skipped.len() == 1 { "" } else { "s" }
                 ))
-                .with_hint("run 'tenantctl doctor'")
-                .into());
+                .with_hint("run 'tenantctl doctor'"));
             }
         }
         Some(BackupCommand::List { customer }) => session
@@ -219,8 +218,7 @@ pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
                     first.set,
                     first.file,
                     first.status
-                ))
-                .into());
+                )));
             }
         }
         Some(BackupCommand::Prune {
@@ -274,7 +272,7 @@ fn dry_run_line(report: &backup::RestoreReport) -> String {
 /// A set for people: its manifest's scalars, then one row per file with the same
 /// readable columns for every file (the fingerprints stay in JSON); the other formats
 /// get the whole report.
-fn print_set(session: &Session, report: &SetReport) -> anyhow::Result<()> {
+fn print_set(session: &Session, report: &SetReport) -> crate::error::Result<()> {
     if session.out.format() != OutputFormat::Table {
         session.out.object(report)?;
         return Ok(());
@@ -317,7 +315,7 @@ fn print_set(session: &Session, report: &SetReport) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
+pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()> {
     let scope = if args.everything {
         RestoreScope::Everything
     } else if args.catalog {

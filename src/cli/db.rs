@@ -274,7 +274,7 @@ fn cpus() -> usize {
     std::thread::available_parallelism().map(usize::from).unwrap_or(2)
 }
 
-pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
+pub fn run(session: &Session, command: DbCommand) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
         DbCommand::Migrate(args) => {
@@ -311,9 +311,11 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                 ));
             }
             if let Some(error) = report.unrecorded {
-                return Err(Error::partial(format!("the catalog could not record every result: {error}"))
-                    .with_hint("the tenant files are right; run 'tenantctl doctor --fix' to bring the catalog along")
-                    .into());
+                return Err(
+                    Error::partial(format!("the catalog could not record every result: {error}")).with_hint(
+                        "the tenant files are right; run 'tenantctl doctor --fix' to bring the catalog along",
+                    ),
+                );
             }
             if failed > 0 {
                 let skipped = results
@@ -324,8 +326,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                     "{failed} of {} tenants failed, {skipped} not started",
                     results.len()
                 ))
-                .with_hint("see the error column; fix the migration and run 'tenantctl db migrate' again")
-                .into());
+                .with_hint("see the error column; fix the migration and run 'tenantctl db migrate' again"));
             }
         }
         DbCommand::Status(args) => {
@@ -353,8 +354,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                     status.summary.check_failed,
                     if status.summary.check_failed == 1 { "" } else { "s" }
                 ))
-                .with_hint("see the check column; 'tenantctl doctor' says more")
-                .into());
+                .with_hint("see the check column; 'tenantctl doctor' says more"));
             }
         }
         DbCommand::Sql(args) => sql(session, &mut catalog, &args)?,
@@ -387,8 +387,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
                     "vacuum failed on {failed} of {} tenants",
                     results.len()
                 ))
-                .with_hint("see the error column")
-                .into());
+                .with_hint("see the error column"));
             }
         }
         DbCommand::Path { customer } => session.out.scalar(&tenants::path(&catalog, &customer)?, "path")?,
@@ -396,7 +395,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs) -> anyhow::Result<()> {
+fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs) -> crate::error::Result<()> {
     match args.target()? {
         SqlTarget::Fleet(statement) => {
             let fleet = query::run_all(catalog, session.actor(), statement, 2 * cpus(), args.timeout)?;
@@ -418,8 +417,7 @@ fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs)
                     "the query failed on {} of {} tenants",
                     fleet.failures.len(),
                     fleet.tenants
-                ))
-                .into());
+                )));
             }
         }
         SqlTarget::Statement(customer, statement) => {
@@ -462,13 +460,13 @@ fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs)
     Ok(())
 }
 
-pub fn resolve(session: &Session, args: ResolveArgs) -> anyhow::Result<()> {
+pub fn resolve(session: &Session, args: ResolveArgs) -> crate::error::Result<()> {
     let catalog = session.catalog()?;
     session.out.object(&resolve::resolve(&catalog, &args.host)?)?;
     Ok(())
 }
 
-pub fn doctor(session: &Session, args: DoctorArgs) -> anyhow::Result<()> {
+pub fn doctor(session: &Session, args: DoctorArgs) -> crate::error::Result<()> {
     let checks = doctor::doctor(&session.home, &session.ctx.backup_dir, args.fix)?;
     session.out.list(DOCTOR_COLUMNS, &checks)?;
     if doctor::failed(&checks) {
@@ -484,8 +482,7 @@ pub fn doctor(session: &Session, args: DoctorArgs) -> anyhow::Result<()> {
             "the rest needs a person"
         } else {
             "run 'tenantctl doctor --fix' for what is safe to repair"
-        })
-        .into());
+        }));
     }
     Ok(())
 }

@@ -41,7 +41,7 @@ pub struct ExportArgs {
 
 const COLUMNS: &[&str] = &["action", "path", "customer", "site", "field", "reason"];
 
-pub fn import(session: &Session, args: ImportArgs) -> anyhow::Result<()> {
+pub fn import(session: &Session, args: ImportArgs) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     let request = ImportRequest {
         dir: args.dir,
@@ -83,12 +83,12 @@ pub fn import(session: &Session, args: ImportArgs) -> anyhow::Result<()> {
             ))
             .with_hint("fix them, or pass --continue-on-error to import the valid ones"),
         };
-        return Err(error.into());
+        return Err(error);
     }
     Ok(())
 }
 
-pub fn export(session: &Session, args: ExportArgs) -> anyhow::Result<()> {
+pub fn export(session: &Session, args: ExportArgs) -> crate::error::Result<()> {
     let catalog = session.catalog()?;
     session
         .out

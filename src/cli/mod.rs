@@ -14,6 +14,7 @@ mod setup;
 mod site;
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -23,7 +24,7 @@ use crate::context::{self, ColorChoice, Context, GlobalFlags};
 use crate::error::{Error, ErrorKind};
 use crate::home::Home;
 use crate::ops::Actor;
-use crate::render::{Messages, Renderer};
+use crate::render::{Messages, Renderer, Sink};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 unexpected, 2 usage, 3 not found, 4 conflict, 5 quota exceeded,
@@ -248,34 +249,49 @@ impl Session {
 
 /// Parses the arguments, runs the command and returns the process exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
+    run_with_sinks(args, Sink::stdout(), Sink::stderr())
+}
+
+/// Runs one command line in this process, writing its data to `stdout` and its
+/// messages to `stderr` (any writers, e.g. buffers in a test); returns the exit code.
+pub fn run(
+    args: impl IntoIterator<Item = OsString>,
+    stdout: impl Write + Send + 'static,
+    stderr: impl Write + Send + 'static,
+) -> u8 {
+    run_with_sinks(args, Sink::new(stdout), Sink::new(stderr))
+}
+
+fn run_with_sinks(args: impl IntoIterator<Item = OsString>, stdout: Sink, stderr: Sink) -> u8 {
     let args: Vec<OsString> = args.into_iter().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(err) => return report_clap_error(&err, &args),
+        Err(err) => return report_clap_error(&err, &args, stdout, stderr),
     };
     let flags = cli.global.flags();
     let messages = Messages {
         color: context::stderr_color(&flags),
         quiet: flags.quiet,
         verbose: flags.verbose,
+        stderr,
     };
     let json = context::wants_json(&flags);
-    match run(cli, messages) {
+    match dispatch(cli, stdout, messages.clone()) {
         Ok(()) => 0,
-        Err(err) => report_error(&err, messages, json),
+        Err(err) => report_error(&err, &messages, json),
     }
 }
 
-fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
+fn dispatch(cli: Cli, stdout: Sink, messages: Messages) -> crate::error::Result<()> {
     if let Command::Completions { shell } = cli.command {
         // Needs no home, so it runs before the context is resolved.
-        return print_completions(shell);
+        return print_completions(shell, stdout);
     }
     let ctx = Context::resolve(&cli.global.flags())?;
     crate::catalog::set_busy_timeout(ctx.lock_timeout);
     let session = Session {
         home: Home::new(ctx.home.clone()),
-        out: Renderer::new(ctx.output),
+        out: Renderer::new(ctx.output, stdout.clone()),
         messages,
         ctx,
     };
@@ -316,47 +332,43 @@ fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
         Command::Stats(args) => access::stats(&session, args),
         Command::Plan(command) => plan::run(&session, command),
         Command::Audit(args) => audit::run(&session, args),
-        Command::Completions { shell } => print_completions(shell),
+        Command::Completions { shell } => print_completions(shell, stdout),
     }
 }
 
-fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
-    crate::render::raw(&docs::completion(shell))?;
+fn print_completions(shell: clap_complete::Shell, stdout: Sink) -> crate::error::Result<()> {
+    stdout.raw(&docs::completion(shell))?;
     Ok(())
 }
 
 /// Maps any error to its exit code and reports it on stderr, in one place.
-fn report_error(err: &anyhow::Error, messages: Messages, json: bool) -> u8 {
-    let broken_pipe = match err.downcast_ref::<Error>() {
-        Some(Error::Io { source, .. }) => source.kind() == std::io::ErrorKind::BrokenPipe,
-        _ => err
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe),
-    };
-    if broken_pipe {
+fn report_error(err: &Error, messages: &Messages, json: bool) -> u8 {
+    if err.is_broken_pipe() {
         // A closed stdout (`| head`) is the reader's choice, not a failure.
         return 0;
     }
-    let (kind, hint) = match err.downcast_ref::<Error>() {
-        Some(typed) => (typed.kind(), typed.hint().map(str::to_string)),
-        None => (ErrorKind::Unexpected, None),
-    };
     // Our errors already say what caused them; the chain would repeat it.
     messages.error(
-        kind.code(),
-        kind.exit_code(),
+        err.kind().code(),
+        err.exit_code(),
         &err.to_string(),
-        hint.as_deref(),
+        err.hint(),
         json,
     );
-    kind.exit_code()
+    err.exit_code()
 }
 
 /// Help and version go to stdout with exit 0; usage errors become one line and exit 2.
-fn report_clap_error(err: &clap::Error, args: &[OsString]) -> u8 {
+fn report_clap_error(err: &clap::Error, args: &[OsString], stdout: Sink, stderr: Sink) -> u8 {
     use clap::error::ErrorKind as ClapKind;
     if matches!(err.kind(), ClapKind::DisplayHelp | ClapKind::DisplayVersion) {
-        let _ = err.print();
+        let styled = err.render();
+        let text = if stdout.styled() {
+            styled.ansi().to_string()
+        } else {
+            styled.to_string()
+        };
+        let _ = stdout.raw(text.as_bytes());
         return 0;
     }
     let rendered = err.render().to_string();
@@ -372,6 +384,7 @@ fn report_clap_error(err: &clap::Error, args: &[OsString]) -> u8 {
         color: false,
         quiet: false,
         verbose: 0,
+        stderr,
     };
     messages.error(
         ErrorKind::Usage.code(),
@@ -443,5 +456,120 @@ mod tests {
             .unwrap_err();
         let (message, _) = super::one_line_usage_error(&err.render().to_string(), err.kind());
         assert_eq!(message, "'tenantctl customer' needs a subcommand");
+    }
+}
+
+/// `run` in this process, with both sinks captured.
+#[cfg(test)]
+mod in_process {
+    use std::io::{self, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// A writer the test keeps a handle on after handing a clone to `run`.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A stdout whose reader fails every write with `kind`.
+    struct Failing(io::ErrorKind);
+
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::new(self.0, "the reader is gone"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Run {
+        code: u8,
+        stdout: String,
+        stderr: String,
+    }
+
+    fn run(args: &[&str]) -> Run {
+        let (stdout, stderr) = (Captured::default(), Captured::default());
+        let args = std::iter::once("tenantctl")
+            .chain(args.iter().copied())
+            .map(Into::into);
+        let code = super::run(args, stdout.clone(), stderr.clone());
+        Run {
+            code,
+            stdout: stdout.text(),
+            stderr: stderr.text(),
+        }
+    }
+
+    #[test]
+    fn version_goes_to_the_stdout_sink() {
+        let run = run(&["--version"]);
+        assert_eq!(run.code, 0);
+        assert_eq!(run.stdout, format!("tenantctl {}\n", env!("CARGO_PKG_VERSION")));
+        assert_eq!(run.stderr, "");
+    }
+
+    #[test]
+    fn usage_errors_go_to_the_stderr_sink() {
+        let run = run(&["customer", "show", "--json"]);
+        assert_eq!(run.code, 2);
+        assert_eq!(run.stdout, "");
+        let mut lines = run.stderr.lines();
+        let line = lines.next().unwrap();
+        assert!(
+            line.starts_with("error: the following required arguments were not provided: <CUSTOMER> (see "),
+            "{line}"
+        );
+        let object: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(object["error"]["code"], "usage");
+    }
+
+    #[test]
+    fn status_of_a_fresh_home_is_data_on_stdout_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let home = home.to_str().unwrap();
+        let init = run(&["--home", home, "--actor", "tester", "init", "--json"]);
+        assert_eq!((init.code, init.stderr.as_str()), (0, ""));
+        let status = run(&["--home", home, "status", "--json"]);
+        assert_eq!((status.code, status.stderr.as_str()), (0, ""));
+        let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        assert_eq!(report["home"], home);
+        let missing = run(&["--home", home, "customer", "show", "ghost"]);
+        assert_eq!(missing.code, 3);
+        assert_eq!(missing.stdout, "");
+        assert!(
+            missing.stderr.starts_with("error: no customer 'ghost' ("),
+            "{}",
+            missing.stderr
+        );
+    }
+
+    #[test]
+    fn a_closed_stdout_exits_0_and_other_write_failures_exit_1() {
+        let args = || ["tenantctl", "completions", "bash"].map(Into::into);
+        let stderr = Captured::default();
+        let code = super::run(args(), Failing(io::ErrorKind::BrokenPipe), stderr.clone());
+        assert_eq!((code, stderr.text()), (0, String::new()));
+        let code = super::run(args(), Failing(io::ErrorKind::StorageFull), stderr.clone());
+        assert_eq!(
+            (code, stderr.text()),
+            (1, "error: the reader is gone\n".to_string())
+        );
     }
 }
