@@ -15,12 +15,12 @@ mod site;
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::catalog::Catalog;
-use crate::context::{self, ColorChoice, Context, GlobalFlags};
+// db.rs parses `--wait` as the global --lock-timeout is parsed.
+use crate::context::{self, Context, GlobalArgs, parse_lock_timeout};
 use crate::error::{Error, ErrorKind};
 use crate::home::Home;
 use crate::ops::Actor;
@@ -53,54 +53,6 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Global options")]
-pub struct GlobalArgs {
-    /// Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub home: Option<PathBuf>,
-    /// Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub backup_dir: Option<PathBuf>,
-    /// Output format [default: $TENANTCTL_OUTPUT or table]
-    #[arg(short = 'o', long, global = true, value_name = "FORMAT", value_parser = ["table", "json", "ndjson", "csv"])]
-    pub output: Option<String>,
-    /// Same as --output json
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Print only data and errors
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
-    /// Print more detail on stderr; -vv also prints every catalog SQL statement with its time
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Never draw progress bars
-    #[arg(long, global = true)]
-    pub no_progress: bool,
-    /// Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]
-    #[arg(long, global = true, value_name = "NAME")]
-    pub actor: Option<String>,
-    /// When to colour messages (NO_COLOR is honoured with auto)
-    #[arg(long, global = true, value_name = "WHEN", value_enum)]
-    pub color: Option<ColorArg>,
-    /// How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_lock_timeout)]
-    pub lock_timeout: Option<std::time::Duration>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ColorArg {
-    Auto,
-    Always,
-    Never,
-}
-
-fn parse_lock_timeout(text: &str) -> Result<std::time::Duration, String> {
-    crate::time::parse_duration(text)
-        .map(|d| std::time::Duration::from_secs(d.num_seconds().unsigned_abs()))
-        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,27 +150,6 @@ pub enum Command {
     ListSites(site::ListArgs),
 }
 
-impl GlobalArgs {
-    fn flags(&self) -> GlobalFlags {
-        GlobalFlags {
-            home: self.home.clone(),
-            backup_dir: self.backup_dir.clone(),
-            output: self.output.clone(),
-            json: self.json,
-            quiet: self.quiet,
-            verbose: self.verbose,
-            no_progress: self.no_progress,
-            actor: self.actor.clone(),
-            color: self.color.map(|c| match c {
-                ColorArg::Auto => ColorChoice::Auto,
-                ColorArg::Always => ColorChoice::Always,
-                ColorArg::Never => ColorChoice::Never,
-            }),
-            lock_timeout: self.lock_timeout,
-        }
-    }
-}
-
 /// What a command handler gets: settings, where to write, who acts.
 pub struct Session {
     pub ctx: Context,
@@ -264,18 +195,20 @@ pub fn run(
 
 fn run_with_sinks(args: impl IntoIterator<Item = OsString>, stdout: Sink, stderr: Sink) -> u8 {
     let args: Vec<OsString> = args.into_iter().collect();
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match command()
+        .try_get_matches_from(&args)
+        .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches))
+    {
         Ok(cli) => cli,
         Err(err) => return report_clap_error(&err, &args, stdout, stderr),
     };
-    let flags = cli.global.flags();
     let messages = Messages {
-        color: context::stderr_color(&flags),
-        quiet: flags.quiet,
-        verbose: flags.verbose,
+        color: cli.global.stderr_color(),
+        quiet: cli.global.quiet,
+        verbose: cli.global.verbose,
         stderr,
     };
-    let json = context::wants_json(&flags);
+    let json = cli.global.wants_json();
     match dispatch(cli, stdout, messages.clone()) {
         Ok(()) => 0,
         Err(err) => report_error(&err, &messages, json),
@@ -287,7 +220,7 @@ fn dispatch(cli: Cli, stdout: Sink, messages: Messages) -> crate::error::Result<
         // Needs no home, so it runs before the context is resolved.
         return print_completions(shell, stdout);
     }
-    let ctx = Context::resolve(&cli.global.flags())?;
+    let ctx = Context::resolve(&cli.global)?;
     crate::catalog::set_busy_timeout(ctx.lock_timeout);
     let session = Session {
         home: Home::new(ctx.home.clone()),
@@ -371,15 +304,10 @@ fn report_clap_error(err: &clap::Error, args: &[OsString], stdout: Sink, stderr:
         let _ = stdout.raw(text.as_bytes());
         return 0;
     }
-    let rendered = err.render().to_string();
-    let (message, hint) = one_line_usage_error(&rendered, err.kind());
-    let json = context::env_wants_json()
-        || args
-            .windows(2)
-            .any(|w| (w[0] == "-o" || w[0] == "--output") && w[1] == "json")
-        || args
-            .iter()
-            .any(|a| a == "--json" || a == "--output=json" || a == "-ojson");
+    let global = globals_despite(err, args);
+    let (message, hint) = context::invalid_env_value(err, &command())
+        .unwrap_or_else(|| one_line_usage_error(&err.render().to_string(), err.kind()));
+    let json = global.wants_json();
     let messages = Messages {
         color: false,
         quiet: false,
@@ -396,6 +324,31 @@ fn report_clap_error(err: &clap::Error, args: &[OsString], stdout: Sink, stderr:
     ErrorKind::Usage.exit_code()
 }
 
+/// The global options as far as a rejected command line parses, to know how to report
+/// its error. An unknown subcommand or option is left out, so the options after it
+/// still count.
+fn globals_despite(err: &clap::Error, args: &[OsString]) -> GlobalArgs {
+    use clap::error::{ContextKind, ContextValue};
+    let rejected = match (
+        err.kind(),
+        err.get(ContextKind::InvalidSubcommand),
+        err.get(ContextKind::InvalidArg),
+    ) {
+        (_, Some(ContextValue::String(word)), _) => Some(OsString::from(word)),
+        (clap::error::ErrorKind::UnknownArgument, _, Some(ContextValue::String(word))) => {
+            Some(OsString::from(word))
+        }
+        _ => None,
+    };
+    let args = args.iter().filter(|arg| Some(*arg) != rejected.as_ref());
+    command()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+        .ok()
+        .and_then(|matches| GlobalArgs::from_arg_matches(&matches).ok())
+        .unwrap_or_default()
+}
+
 /// Folds clap's multi-line error into a message and a hint: the lines before "Usage:",
 /// and the command whose help to read.
 fn one_line_usage_error(rendered: &str, kind: clap::error::ErrorKind) -> (String, String) {
@@ -406,10 +359,19 @@ fn one_line_usage_error(rendered: &str, kind: clap::error::ErrorKind) -> (String
     let command: Vec<&str> = usage
         .split_whitespace()
         .take_while(|w| !w.starts_with('[') && !w.starts_with('<'))
+        // Options given (or set through the environment) are listed too; the hint
+        // names only the command.
+        .filter(|w| !w.starts_with('-'))
         .collect();
     let command = command.join(" ");
     let see_help = format!("see '{command} --help'");
-    if kind == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+    // Without a subcommand clap shows help, or, when an option is set (perhaps
+    // through the environment), says one is missing.
+    if matches!(
+        kind,
+        clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            | clap::error::ErrorKind::MissingSubcommand
+    ) {
         return (format!("'{command}' needs a subcommand"), see_help);
     }
     let mut message = Vec::new();
@@ -428,9 +390,9 @@ fn one_line_usage_error(rendered: &str, kind: clap::error::ErrorKind) -> (String
     (message.join(" "), hint.unwrap_or(see_help))
 }
 
-/// The clap command tree, for completions, man pages and tests.
+/// The clap command tree, for parsing, completions, man pages and tests.
 pub fn command() -> clap::Command {
-    Cli::command()
+    context::ignore_empty_env(Cli::command())
 }
 
 #[cfg(test)]
