@@ -1,8 +1,8 @@
 //! The global options, defined once, and the settings they resolve to for one invocation.
 //! The only place that reads environment variables: clap reads those named in
-//! [`GlobalArgs`], the rest (`XDG_DATA_HOME`, `HOME`, `USER`, `NO_COLOR`) are read here.
+//! [`GlobalArgs`], the rest (`TENANTCTL_ACTOR`, `XDG_DATA_HOME`, `HOME`, `USER`, `NO_COLOR`) are read
+//! here.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -108,10 +108,10 @@ impl GlobalArgs {
     }
 
     /// Whether messages on stderr may be coloured.
-    pub fn stderr_color(&self) -> bool {
+    pub fn stderr_color(&self, stderr_is_terminal: bool) -> bool {
         self.color
             .unwrap_or(ColorChoice::Auto)
-            .enabled(std::io::stderr().is_terminal())
+            .enabled(stderr_is_terminal)
     }
 }
 
@@ -143,7 +143,7 @@ pub struct Context {
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Context {
-    pub fn resolve(args: &GlobalArgs) -> Result<Self> {
+    pub fn resolve(args: &GlobalArgs, stderr_is_terminal: bool) -> Result<Self> {
         let home = match &args.home {
             Some(dir) => absolute(dir)?,
             None => default_home()?,
@@ -171,8 +171,8 @@ impl Context {
             output,
             quiet: args.quiet,
             verbose: args.verbose,
-            progress: std::io::stderr().is_terminal() && !args.quiet && !args.no_progress,
-            color: args.stderr_color(),
+            progress: stderr_is_terminal && !args.quiet && !args.no_progress,
+            color: args.stderr_color(stderr_is_terminal),
             actor,
             lock_timeout: args.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
         })

@@ -203,7 +203,7 @@ fn run_with_sinks(args: impl IntoIterator<Item = OsString>, stdout: Sink, stderr
         Err(err) => return report_clap_error(&err, &args, stdout, stderr),
     };
     let messages = Messages {
-        color: cli.global.stderr_color(),
+        color: cli.global.stderr_color(stderr.is_terminal()),
         quiet: cli.global.quiet,
         verbose: cli.global.verbose,
         stderr,
@@ -220,7 +220,7 @@ fn dispatch(cli: Cli, stdout: Sink, messages: Messages) -> crate::error::Result<
         // Needs no home, so it runs before the context is resolved.
         return print_completions(shell, stdout);
     }
-    let ctx = Context::resolve(&cli.global)?;
+    let ctx = Context::resolve(&cli.global, messages.stderr.is_terminal())?;
     crate::catalog::set_busy_timeout(ctx.lock_timeout);
     let session = Session {
         home: Home::new(ctx.home.clone()),
@@ -519,6 +519,13 @@ mod in_process {
             missing.stderr.starts_with("error: no customer 'ghost' ("),
             "{}",
             missing.stderr
+        );
+        // A buffer is no terminal: colour only when asked for, whatever runs the test.
+        let coloured = run(&["--home", home, "--color", "always", "customer", "show", "ghost"]);
+        assert!(
+            coloured.stderr.starts_with("\x1b[1;31merror:"),
+            "{}",
+            coloured.stderr
         );
     }
 

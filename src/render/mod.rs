@@ -1,7 +1,7 @@
 //! The only code that writes to stdout and stderr: tables, JSON, NDJSON and CSV for
 //! data; one-line messages (and JSON error objects) for errors and warnings.
 
-use std::io::{self, BufWriter, Seek, Write};
+use std::io::{self, BufWriter, IsTerminal, Seek, Write};
 use std::sync::{Arc, Mutex};
 
 use comfy_table::{ContentArrangement, Table, presets};
@@ -21,14 +21,16 @@ use crate::context::OutputFormat;
 #[derive(Clone)]
 pub struct Sink {
     writer: Arc<Mutex<Box<dyn Write + Send>>>,
+    terminal: bool,
     styled: bool,
 }
 
 impl Sink {
-    /// Any writer; it never gets colours or other terminal styling.
+    /// Any writer; not a terminal, so it gets no colours, styling or progress bars.
     pub fn new(writer: impl Write + Send + 'static) -> Self {
         Sink {
             writer: Arc::new(Mutex::new(Box::new(writer))),
+            terminal: false,
             styled: false,
         }
     }
@@ -36,6 +38,7 @@ impl Sink {
     /// The process's stdout; styled as clap would style it (a terminal, NO_COLOR...).
     pub fn stdout() -> Self {
         Sink {
+            terminal: io::stdout().is_terminal(),
             styled: anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never,
             ..Sink::new(io::stdout())
         }
@@ -43,7 +46,15 @@ impl Sink {
 
     /// The process's stderr.
     pub fn stderr() -> Self {
-        Sink::new(io::stderr())
+        Sink {
+            terminal: io::stderr().is_terminal(),
+            ..Sink::new(io::stderr())
+        }
+    }
+
+    /// Whether a person is watching: decides colour with `--color auto`, and progress.
+    pub fn is_terminal(&self) -> bool {
+        self.terminal
     }
 
     /// Whether help text written here keeps clap's styling.
