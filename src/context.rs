@@ -183,9 +183,16 @@ impl Context {
     }
 }
 
-/// The message and hint for an invalid value that came from an environment variable,
-/// naming the variable: clap names the flag, which the operator never typed.
-pub fn invalid_env_value(err: &clap::Error, command: &clap::Command) -> Option<(String, String)> {
+/// An invalid value that came from an environment variable.
+pub struct InvalidEnvValue {
+    pub name: String,
+    /// Names the variable: clap names the flag, which the operator never typed.
+    pub message: String,
+    pub hint: String,
+}
+
+/// Whether clap rejected the value of an environment variable, and which.
+pub fn invalid_env_value(err: &clap::Error, command: &clap::Command) -> Option<InvalidEnvValue> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if err.kind() != ErrorKind::InvalidValue {
         return None;
@@ -218,7 +225,19 @@ pub fn invalid_env_value(err: &clap::Error, command: &clap::Command) -> Option<(
     } else {
         format!("use {} or {last}", rest.join(", "))
     };
-    Some((format!("invalid {name} '{value}'"), hint))
+    Some(InvalidEnvValue {
+        name: name.to_string(),
+        message: format!("invalid {name} '{value}'"),
+        hint,
+    })
+}
+
+/// The command as if the variable `name` were unset.
+pub fn without_env(command: clap::Command, name: &str) -> clap::Command {
+    command.mut_args(|arg| match arg.get_env() {
+        Some(env) if env == name => arg.env(clap::builder::Resettable::Reset),
+        _ => arg,
+    })
 }
 
 /// Where the home is when neither --home nor TENANTCTL_HOME says.

@@ -195,10 +195,7 @@ pub fn run(
 
 fn run_with_sinks(args: impl IntoIterator<Item = OsString>, stdout: Sink, stderr: Sink) -> u8 {
     let args: Vec<OsString> = args.into_iter().collect();
-    let cli = match command()
-        .try_get_matches_from(&args)
-        .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches))
-    {
+    let cli = match parse_command_line(&args) {
         Ok(cli) => cli,
         Err(err) => return report_clap_error(&err, &args, stdout, stderr),
     };
@@ -212,6 +209,32 @@ fn run_with_sinks(args: impl IntoIterator<Item = OsString>, stdout: Sink, stderr
     match dispatch(cli, stdout, messages.clone()) {
         Ok(()) => 0,
         Err(err) => report_error(&err, &messages, json),
+    }
+}
+
+fn parse_with(command: clap::Command, args: &[OsString]) -> Result<Cli, clap::Error> {
+    command
+        .try_get_matches_from(args)
+        .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches))
+}
+
+/// Parses the command line. An invalid TENANTCTL_OUTPUT fails it only where the
+/// variable would be used: not under --output or --json, not for `completions`, and
+/// not before the command line's own usage errors.
+fn parse_command_line(args: &[OsString]) -> Result<Cli, clap::Error> {
+    let err = match parse_with(command(), args) {
+        Ok(cli) => return Ok(cli),
+        Err(err) => err,
+    };
+    let Some(invalid) = context::invalid_env_value(&err, &command()) else {
+        return Err(err);
+    };
+    let cli = parse_with(context::without_env(command(), &invalid.name), args)?;
+    let overridden = cli.global.output.is_some() || cli.global.json;
+    if overridden || matches!(cli.command, Command::Completions { .. }) {
+        Ok(cli)
+    } else {
+        Err(err)
     }
 }
 
@@ -306,6 +329,7 @@ fn report_clap_error(err: &clap::Error, args: &[OsString], stdout: Sink, stderr:
     }
     let global = globals_despite(err, args);
     let (message, hint) = context::invalid_env_value(err, &command())
+        .map(|invalid| (invalid.message, invalid.hint))
         .unwrap_or_else(|| one_line_usage_error(&err.render().to_string(), err.kind()));
     let json = global.wants_json();
     let messages = Messages {

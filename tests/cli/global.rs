@@ -375,3 +375,34 @@ fn help_names_each_option_s_environment_variable_but_not_its_value() {
     }
     assert!(!help.stdout.contains("secret-place"), "{}", help.stdout);
 }
+
+#[test]
+fn an_invalid_tenantctl_output_matters_only_where_it_is_used() {
+    let env = TestEnv::initialised();
+    let xml = |c: &mut std::process::Command| {
+        c.env("TENANTCTL_OUTPUT", "xml");
+    };
+    for args in [
+        &["-o", "json", "status"][..],
+        &["--json", "status"],
+        &["status", "-o", "json"],
+    ] {
+        let run = env.run_with(args, xml);
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+        assert_eq!(run.json()["home"], env.home.to_str().unwrap());
+    }
+    let completions = env.run_with(&["completions", "bash"], xml);
+    assert_eq!(completions.code, 0, "{completions:?}");
+    let usage = env.run_with(&["customer", "show"], xml);
+    assert_eq!(usage.code, 2);
+    assert!(
+        usage.stderr.contains("<CUSTOMER>"),
+        "the command line's own error first: {usage:?}"
+    );
+    let used = env.run_with(&["status"], xml);
+    assert_eq!(used.code, 2);
+    assert_eq!(
+        used.stderr,
+        "error: invalid TENANTCTL_OUTPUT 'xml' (use table, json, ndjson or csv)\n"
+    );
+}
