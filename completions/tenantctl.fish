@@ -24,9 +24,9 @@ function __fish_tenantctl_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c tenantctl -n "__fish_tenantctl_needs_command" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_needs_command" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_needs_command" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -68,9 +68,9 @@ complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "create-site" -d
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "list-sites" -d 'Same as \'site list\''
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l tenant-migrations -d 'Keep tenant migrations in DIR instead of HOME/tenant-migrations' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -87,9 +87,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s h -l help -
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand init" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l from-files -d 'Import legacy configs from DIR instead (same as \'tenantctl import DIR\')' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l plan -d 'With --from-files: plan for customers whose files name none' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -107,9 +107,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s v -l ver
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand migrate" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -124,9 +124,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s v -l verb
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand status" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -146,9 +146,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fi
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -f -a "unset" -d 'Remove a setting, so its default applies again'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -f -a "list" -d 'List every setting with its value and default'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and not __fish_seen_subcommand_from get set unset list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -163,9 +163,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from get" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -180,9 +180,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from set" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -197,9 +197,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from unset" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -219,9 +219,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "unset" -d 'Remove a setting, so its default applies again'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "list" -d 'List every setting with its value and default'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -251,9 +251,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -271,9 +271,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -292,9 +292,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l status -d 'Only customers in this status: active, suspended or deleted' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l search -d 'Only customers whose slug, email, name or company contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l limit -d 'Show at most N customers; 0 for all' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -313,9 +313,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l status -d 'Only customers in this status: active, suspended or deleted' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l search -d 'Only customers whose slug, email, name or company contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l limit -d 'Show at most N customers; 0 for all' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -330,9 +330,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -356,9 +356,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l max-bandwidth-gb -d 'Override the plan\'s monthly bandwidth in GiB (\'none\' goes back to the plan\'s)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l max-api-calls -d 'Override the plan\'s monthly API calls (\'none\' goes back to the plan\'s)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l meta -d 'Set metadata key=value (an empty value removes the key); repeatable' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -375,9 +375,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l reason -d 'Why, for the audit log and the customer record' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -392,9 +392,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from suspend" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -410,9 +410,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from reactivate" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l confirm -d 'The customer\'s slug (or id), to confirm' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -429,9 +429,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l from-backup -d 'Take the database from a backup set (default: the newest holding the customer)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l at -d 'With --from-backup: the newest set finished at or before TIME' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -447,9 +447,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from undelete" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l confirm -d 'The customer\'s slug (or id), to confirm' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -474,9 +474,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "undelete" -d 'Reverse a soft delete'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "purge" -d 'Remove a deleted customer\'s database, sites, snapshots and keys for good'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -509,9 +509,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l port -d 'Port, unique across sites (1-65535)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l business-type -d 'Kind of business, e.g. translation or shop' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l config -d 'Config JSON object from FILE, or \'-\' for stdin' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -530,9 +530,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l port -d 'Port, unique across sites (1-65535)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l business-type -d 'Kind of business, e.g. translation or shop' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l config -d 'Config JSON object from FILE, or \'-\' for stdin' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -550,9 +550,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l status -d 'Only sites in this status: draft, deployed, stopped or failed' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l domain -d 'Only sites whose domain contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l limit -d 'Show at most N sites; 0 for all' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -570,9 +570,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l status -d 'Only sites in this status: draft, deployed, stopped or failed' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l domain -d 'Only sites whose domain contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l limit -d 'Show at most N sites; 0 for all' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -587,9 +587,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -610,9 +610,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l status -d 'New status: draft, deployed, stopped or failed' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l config -d 'Replace the config with a JSON object from FILE, or \'-\' for stdin' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l set -d 'Set one config value by dotted path (value parsed as JSON, else a string); repeatable' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -628,9 +628,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l confirm -d 'The site\'s domain (or id), to confirm' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -646,9 +646,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l port -d 'Deploy on this port (1-65535) instead of the site\'s' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -663,9 +663,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deploy" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -681,9 +681,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from deployments" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l to -d 'Deployment number to go back to [default: the one before the newest]' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -699,9 +699,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from rollback" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l name -d 'A name for the snapshot' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -716,9 +716,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshot" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -733,9 +733,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from snapshots" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from restore" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -762,9 +762,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "snapshots" -d 'List a site\'s config snapshots, oldest first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Put a snapshot\'s config back (the current one is kept as a pre-restore snapshot)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -789,9 +789,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l target -d 'Migrate up to version N instead of the newest' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l jobs -d 'Tenants migrated at once [default: 8 per CPU, since tenants wait on fsync, not the CPU]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l canary -d 'Migrate N tenants first and stop if any of them fails' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -809,9 +809,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -831,9 +831,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s f -l file -d 'Run the statements in FILE (\'-\' for stdin) as one transaction' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l timeout -d 'Stop a statement that runs longer than this, e.g. 30s or 5m' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -852,9 +852,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l since -d 'Only runs at or after TIME (RFC 3339, YYYY-MM-DD, or an age such as 24h or 7d)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l limit -d 'Show at most N runs; 0 for all' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -871,9 +871,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l jobs -d 'Tenants compacted at once [default: 2 per CPU]' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -889,9 +889,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -913,9 +913,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -930,9 +930,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s v -l ver
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -952,9 +952,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fi
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l label -d 'A label stored in the manifest' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l kind -d 'Why the set was taken' -r -f -a "manual\t''
 scheduled\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -977,9 +977,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fi
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -f -a "prune" -d 'Remove sets outside the retention policy; never the newest set'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and not __fish_seen_subcommand_from list show verify prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l customer -d 'Only sets holding this customer (slug or id)' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -994,9 +994,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1011,9 +1011,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1033,9 +1033,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-daily -d 'Keep the newest set of each of the last N days [default: backup_keep_daily]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-weekly -d 'Keep the newest set of each of the last N weeks [default: backup_keep_weekly]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-monthly -d 'Keep the newest set of each of the last N months [default: backup_keep_monthly]' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand backup; and __fish_seen_subcommand_from prune" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1060,9 +1060,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l at -d 'U
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l customer -d 'Restore these customers\' databases; repeatable (a deleted customer comes back with \'customer undelete CUSTOMER --from-backup\')' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l confirm -d '\'catalog\' or \'everything\', to confirm' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l into -d 'Copy the one --customer\'s data into this other existing customer' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1082,9 +1082,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -l no-progr
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l plan -d 'Plan for customers whose files name none [default: the default_plan setting]' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1101,9 +1101,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -s v -l verb
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand import" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1119,9 +1119,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s v -l verb
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand export" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_seen_subcommand_from create list revoke verify help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1144,9 +1144,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and not __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l name -d 'What the key is for' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l scope -d 'A scope such as sites:read or deploy (lowercase; \'config set key_scopes\' may restrict them); repeatable [default: sites:read]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l expires-in -d 'Expire after this long, e.g. 90d or 12h' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1161,9 +1161,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1178,9 +1178,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1195,9 +1195,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from verify" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1217,9 +1217,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke an API key'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check a token: exit 0 with its customer and scopes, exit 3 if not valid'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1241,9 +1241,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __f
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and not __fish_seen_subcommand_from create list revoke prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l device -d 'The device or browser' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l ttl -d 'How long the session lives, e.g. 7d or 12h' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1258,9 +1258,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1277,9 +1277,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l customer -d 'Revoke this customer\'s sessions (with --all)' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1295,9 +1295,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from prune" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1317,9 +1317,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a session, or every session of a customer'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Delete expired sessions (for cron)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1338,9 +1338,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fis
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -f -a "report" -d 'Usage per customer for a month, with storage measured now'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and not __fish_seen_subcommand_from record report help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l at -d 'When it was used [default: now]; sets the month' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1356,9 +1356,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_se
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from record" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l month -d 'YYYY-MM [default: this month]' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from report" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1376,9 +1376,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_se
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "record" -d 'Record metered usage'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "report" -d 'Usage per customer for a month, with storage measured now'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand usage; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1396,9 +1396,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fis
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -f -a "check" -d 'Usage against limits; exit 5 if any customer is over'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -f -a "enforce" -d 'For cron: warn at 80 % and suspend at 100 % of the storage limit'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and not __fish_seen_subcommand_from check enforce help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1413,9 +1413,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_se
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from enforce" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1434,9 +1434,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_se
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from help" -f -a "check" -d 'Usage against limits; exit 5 if any customer is over'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from help" -f -a "enforce" -d 'For cron: warn at 80 % and suspend at 100 % of the storage limit'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand quota; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1451,9 +1451,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s v -l verbo
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand stats" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1471,9 +1471,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -f -a "list" -d 'List plans with their quotas and how many customers use each'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -f -a "set" -d 'Create a plan or change its quotas'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and not __fish_seen_subcommand_from list set help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1492,9 +1492,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l max-storage-mb -d 'Tenant database size in MiB' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l max-bandwidth-gb -d 'Bandwidth per month in GiB' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l max-api-calls -d 'API calls per month' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from set" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1517,9 +1517,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l customer -
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l action -d 'Only this action (customer.create), or actions starting with a prefix ending in \'.\'' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l since -d 'Only events at or after TIME (RFC 3339, YYYY-MM-DD, or an age such as 24h or 7d)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l limit -d 'Show at most N events; 0 for all' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1534,9 +1534,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s v -l verbo
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1554,9 +1554,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s V -l
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1575,9 +1575,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l p
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l status -d 'Only customers in this status: active, suspended or deleted' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l search -d 'Only customers whose slug, email, name or company contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l limit -d 'Show at most N customers; 0 for all' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1596,9 +1596,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l doma
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l port -d 'Port, unique across sites (1-65535)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l business-type -d 'Kind of business, e.g. translation or shop' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l config -d 'Config JSON object from FILE, or \'-\' for stdin' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
@@ -1616,9 +1616,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s V -l
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l status -d 'Only sites in this status: draft, deployed, stopped or failed' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l domain -d 'Only sites whose domain contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l limit -d 'Show at most N sites; 0 for all' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l home -d 'Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l backup-dir -d 'Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s o -l output -d 'Output format [default: $TENANTCTL_OUTPUT or table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"

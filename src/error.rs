@@ -70,6 +70,9 @@ pub enum Error {
     },
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// Writing the command's output failed (a full disk, a closed pipe).
+    #[error("{0}")]
+    Output(#[from] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -136,7 +139,7 @@ impl Error {
             // A lock held past the busy timeout is someone else's work in progress,
             // not a fault: refused, like the home lock (SPEC section 5).
             Error::Sqlite(err) if is_busy(err) => ErrorKind::Refused,
-            Error::Sqlite(_) | Error::Migration(_) | Error::Io { .. } | Error::Json(_) => {
+            Error::Sqlite(_) | Error::Migration(_) | Error::Io { .. } | Error::Json(_) | Error::Output(_) => {
                 ErrorKind::Unexpected
             }
         }
@@ -152,6 +155,16 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         self.kind().exit_code()
+    }
+
+    /// Whether the reader of stdout went away (`| head`): their choice, not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            Error::Output(source) | Error::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::BrokenPipe
+            }
+            _ => false,
+        }
     }
 }
 

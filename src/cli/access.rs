@@ -149,7 +149,7 @@ const USAGE_COLUMNS: &[&str] = &["customer", "month", "bandwidth_mb", "api_calls
 const QUOTA_COLUMNS: &[&str] = &["customer", "plan", "resource", "used", "limit", "percent", "over"];
 const ENFORCE_COLUMNS: &[&str] = &["action", "customer", "resource", "used", "limit", "percent"];
 
-pub fn key(session: &Session, command: KeyCommand) -> anyhow::Result<()> {
+pub fn key(session: &Session, command: KeyCommand) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
         KeyCommand::Create {
@@ -183,7 +183,7 @@ pub fn key(session: &Session, command: KeyCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn session(session: &Session, command: SessionCommand) -> anyhow::Result<()> {
+pub fn session(session: &Session, command: SessionCommand) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
         SessionCommand::Create {
@@ -228,7 +228,7 @@ pub fn session(session: &Session, command: SessionCommand) -> anyhow::Result<()>
     Ok(())
 }
 
-pub fn usage(session: &Session, command: UsageCommand) -> anyhow::Result<()> {
+pub fn usage(session: &Session, command: UsageCommand) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
         UsageCommand::Record {
@@ -252,7 +252,7 @@ pub fn usage(session: &Session, command: UsageCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn quota(session: &Session, command: QuotaCommand) -> anyhow::Result<()> {
+pub fn quota(session: &Session, command: QuotaCommand) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
         QuotaCommand::Check { customer } => {
@@ -268,7 +268,7 @@ pub fn quota(session: &Session, command: QuotaCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn stats(session: &Session, _args: StatsArgs) -> anyhow::Result<()> {
+pub fn stats(session: &Session, _args: StatsArgs) -> crate::error::Result<()> {
     let catalog = session.catalog()?;
     session.out.object(&usage::stats(&catalog)?)?;
     Ok(())

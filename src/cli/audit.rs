@@ -26,7 +26,7 @@ pub struct AuditArgs {
 
 const COLUMNS: &[&str] = &["id", "at", "actor", "action", "target", "details"];
 
-pub fn run(session: &Session, args: AuditArgs) -> anyhow::Result<()> {
+pub fn run(session: &Session, args: AuditArgs) -> crate::error::Result<()> {
     let catalog = session.catalog()?;
     let events = audit::list(
         &catalog,

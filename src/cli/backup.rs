@@ -179,7 +179,7 @@ fn jobs() -> usize {
     crate::fan_out::default_jobs(crate::fan_out::Load::Fsync)
 }
 
-pub fn run(session: &Session, args: BackupArgs) -> anyhow::Result<()> {
+pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
     let backup_dir = &session.ctx.backup_dir;
     match args.command {
         None => {
@@ -269,7 +269,7 @@ fn dry_run_line(report: &backup::RestoreReport) -> String {
 
 /// What `backup` did: the set written, or, when nothing could be copied, who was
 /// skipped.
-fn print_backup(session: &Session, report: &BackupReport) -> anyhow::Result<()> {
+fn print_backup(session: &Session, report: &BackupReport) -> crate::error::Result<()> {
     match report {
         BackupReport::Written(set) => print_set(session, set),
         BackupReport::NothingWritten(nothing) if session.out.format() == OutputFormat::Csv => {
@@ -288,7 +288,7 @@ fn print_backup(session: &Session, report: &BackupReport) -> anyhow::Result<()> 
 /// readable columns for every file (the fingerprints stay in JSON). CSV gets those
 /// rows alone, each with its set's id, and a row per skipped tenant; JSON and NDJSON
 /// the whole report.
-fn print_set(session: &Session, report: &SetReport) -> anyhow::Result<()> {
+fn print_set(session: &Session, report: &SetReport) -> crate::error::Result<()> {
     let m = &report.manifest;
     match session.out.format() {
         OutputFormat::Table => {}
@@ -364,7 +364,7 @@ fn led_by_set(set: Value, row: Value) -> Value {
     Value::Object(led)
 }
 
-pub fn restore(session: &Session, args: RestoreArgs) -> anyhow::Result<()> {
+pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()> {
     let scope = if args.everything {
         RestoreScope::Everything
     } else if args.catalog {

@@ -34,7 +34,7 @@ pub enum ConfigCommand {
 
 const COLUMNS: &[&str] = &["key", "value", "default", "description"];
 
-pub fn run(session: &Session, command: ConfigCommand) -> anyhow::Result<()> {
+pub fn run(session: &Session, command: ConfigCommand) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
         ConfigCommand::Get { key } => {

@@ -187,7 +187,7 @@ const LIST_COLUMNS: &[&str] = &[
     "created_at",
 ];
 
-pub fn run(session: &Session, command: CustomerCommand) -> anyhow::Result<()> {
+pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     let actor = session.actor();
     let out = &session.out;

@@ -275,7 +275,7 @@ fn compute_jobs() -> usize {
     default_jobs(Load::Compute)
 }
 
-pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
+pub fn run(session: &Session, command: DbCommand) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
         DbCommand::Migrate(args) => {
@@ -368,7 +368,7 @@ pub fn run(session: &Session, command: DbCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs) -> anyhow::Result<()> {
+fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs) -> crate::error::Result<()> {
     match args.target()? {
         SqlTarget::Fleet(statement) => {
             let queried = query::run_all(catalog, session.actor(), statement, compute_jobs(), args.timeout)?;
@@ -428,13 +428,13 @@ fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs)
     Ok(())
 }
 
-pub fn resolve(session: &Session, args: ResolveArgs) -> anyhow::Result<()> {
+pub fn resolve(session: &Session, args: ResolveArgs) -> crate::error::Result<()> {
     let catalog = session.catalog()?;
     session.out.object(&resolve::resolve(&catalog, &args.host)?)?;
     Ok(())
 }
 
-pub fn doctor(session: &Session, args: DoctorArgs) -> anyhow::Result<()> {
+pub fn doctor(session: &Session, args: DoctorArgs) -> crate::error::Result<()> {
     let checked = doctor::doctor(&session.home, &session.ctx.backup_dir, args.fix)?;
     session.out.list(DOCTOR_COLUMNS, &checked.report)?;
     checked.outcome()?;

@@ -40,7 +40,7 @@ pub struct ExportArgs {
 
 const COLUMNS: &[&str] = &["action", "path", "customer", "site", "field", "reason"];
 
-pub fn import(session: &Session, args: ImportArgs) -> anyhow::Result<()> {
+pub fn import(session: &Session, args: ImportArgs) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     let request = ImportRequest {
         dir: args.dir,
@@ -67,7 +67,7 @@ pub fn import(session: &Session, args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn export(session: &Session, args: ExportArgs) -> anyhow::Result<()> {
+pub fn export(session: &Session, args: ExportArgs) -> crate::error::Result<()> {
     let catalog = session.catalog()?;
     session
         .out

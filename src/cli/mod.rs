@@ -14,16 +14,17 @@ mod setup;
 mod site;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::io::Write;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::catalog::Catalog;
-use crate::context::{self, ColorChoice, Context, GlobalFlags};
+// db.rs parses `--wait` as the global --lock-timeout is parsed.
+use crate::context::{self, Context, GlobalArgs, parse_lock_timeout};
 use crate::error::{Error, ErrorKind};
 use crate::home::Home;
 use crate::ops::Actor;
-use crate::render::{Messages, Renderer};
+use crate::render::{Messages, Renderer, Sink};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 unexpected, 2 usage, 3 not found, 4 conflict, 5 quota exceeded,
@@ -52,54 +53,6 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Global options")]
-pub struct GlobalArgs {
-    /// Home folder [default: $TENANTCTL_HOME, $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub home: Option<PathBuf>,
-    /// Where backup sets live [default: $TENANTCTL_BACKUP_DIR or HOME/backups]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub backup_dir: Option<PathBuf>,
-    /// Output format [default: $TENANTCTL_OUTPUT or table]
-    #[arg(short = 'o', long, global = true, value_name = "FORMAT", value_parser = ["table", "json", "ndjson", "csv"])]
-    pub output: Option<String>,
-    /// Same as --output json
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Print only data and errors
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
-    /// Print more detail on stderr; -vv also prints every catalog SQL statement with its time
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Never draw progress bars
-    #[arg(long, global = true)]
-    pub no_progress: bool,
-    /// Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]
-    #[arg(long, global = true, value_name = "NAME")]
-    pub actor: Option<String>,
-    /// When to colour messages (NO_COLOR is honoured with auto)
-    #[arg(long, global = true, value_name = "WHEN", value_enum)]
-    pub color: Option<ColorArg>,
-    /// How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_lock_timeout)]
-    pub lock_timeout: Option<std::time::Duration>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ColorArg {
-    Auto,
-    Always,
-    Never,
-}
-
-fn parse_lock_timeout(text: &str) -> Result<std::time::Duration, String> {
-    crate::time::parse_duration(text)
-        .map(|d| std::time::Duration::from_secs(d.num_seconds().unsigned_abs()))
-        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,27 +150,6 @@ pub enum Command {
     ListSites(site::ListArgs),
 }
 
-impl GlobalArgs {
-    fn flags(&self) -> GlobalFlags {
-        GlobalFlags {
-            home: self.home.clone(),
-            backup_dir: self.backup_dir.clone(),
-            output: self.output.clone(),
-            json: self.json,
-            quiet: self.quiet,
-            verbose: self.verbose,
-            no_progress: self.no_progress,
-            actor: self.actor.clone(),
-            color: self.color.map(|c| match c {
-                ColorArg::Auto => ColorChoice::Auto,
-                ColorArg::Always => ColorChoice::Always,
-                ColorArg::Never => ColorChoice::Never,
-            }),
-            lock_timeout: self.lock_timeout,
-        }
-    }
-}
-
 /// What a command handler gets: settings, where to write, who acts.
 pub struct Session {
     pub ctx: Context,
@@ -248,34 +180,74 @@ impl Session {
 
 /// Parses the arguments, runs the command and returns the process exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> u8 {
+    run_with_sinks(args, Sink::stdout(), Sink::stderr())
+}
+
+/// Runs one command line in this process, writing its data to `stdout` and its
+/// messages to `stderr` (any writers, e.g. buffers in a test); returns the exit code.
+pub fn run(
+    args: impl IntoIterator<Item = OsString>,
+    stdout: impl Write + Send + 'static,
+    stderr: impl Write + Send + 'static,
+) -> u8 {
+    run_with_sinks(args, Sink::new(stdout), Sink::new(stderr))
+}
+
+fn run_with_sinks(args: impl IntoIterator<Item = OsString>, stdout: Sink, stderr: Sink) -> u8 {
     let args: Vec<OsString> = args.into_iter().collect();
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match parse_command_line(&args) {
         Ok(cli) => cli,
-        Err(err) => return report_clap_error(&err, &args),
+        Err(err) => return report_clap_error(&err, &args, stdout, stderr),
     };
-    let flags = cli.global.flags();
     let messages = Messages {
-        color: context::stderr_color(&flags),
-        quiet: flags.quiet,
-        verbose: flags.verbose,
+        color: cli.global.stderr_color(stderr.is_terminal()),
+        quiet: cli.global.quiet,
+        verbose: cli.global.verbose,
+        stderr,
     };
-    let json = context::wants_json(&flags);
-    match run(cli, messages) {
+    let json = cli.global.wants_json();
+    match dispatch(cli, stdout, messages.clone()) {
         Ok(()) => 0,
-        Err(err) => report_error(&err, messages, json),
+        Err(err) => report_error(&err, &messages, json),
     }
 }
 
-fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
+fn parse_with(command: clap::Command, args: &[OsString]) -> Result<Cli, clap::Error> {
+    command
+        .try_get_matches_from(args)
+        .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches))
+}
+
+/// Parses the command line. An invalid TENANTCTL_OUTPUT fails it only where the
+/// variable would be used: not under --output or --json, not for `completions`, and
+/// not before the command line's own usage errors.
+fn parse_command_line(args: &[OsString]) -> Result<Cli, clap::Error> {
+    let err = match parse_with(command(), args) {
+        Ok(cli) => return Ok(cli),
+        Err(err) => err,
+    };
+    let Some(invalid) = context::invalid_env_value(&err, &command()) else {
+        return Err(err);
+    };
+    let cli = parse_with(context::without_env(command(), &invalid.name), args)?;
+    let overridden = cli.global.output.is_some() || cli.global.json;
+    if overridden || matches!(cli.command, Command::Completions { .. }) {
+        Ok(cli)
+    } else {
+        Err(err)
+    }
+}
+
+fn dispatch(cli: Cli, stdout: Sink, messages: Messages) -> crate::error::Result<()> {
     if let Command::Completions { shell } = cli.command {
         // Needs no home, so it runs before the context is resolved.
-        return print_completions(shell);
+        return print_completions(shell, stdout);
     }
-    let ctx = Context::resolve(&cli.global.flags())?;
+    let ctx = Context::resolve(&cli.global, messages.stderr.is_terminal())?;
     crate::catalog::set_busy_timeout(ctx.lock_timeout);
     let session = Session {
         home: Home::new(ctx.home.clone()),
-        out: Renderer::new(ctx.output),
+        out: Renderer::new(ctx.output, stdout.clone()),
         messages,
         ctx,
     };
@@ -316,62 +288,55 @@ fn run(cli: Cli, messages: Messages) -> anyhow::Result<()> {
         Command::Stats(args) => access::stats(&session, args),
         Command::Plan(command) => plan::run(&session, command),
         Command::Audit(args) => audit::run(&session, args),
-        Command::Completions { shell } => print_completions(shell),
+        Command::Completions { shell } => print_completions(shell, stdout),
     }
 }
 
-fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
-    crate::render::raw(&docs::completion(shell))?;
+fn print_completions(shell: clap_complete::Shell, stdout: Sink) -> crate::error::Result<()> {
+    stdout.raw(&docs::completion(shell))?;
     Ok(())
 }
 
 /// Maps any error to its exit code and reports it on stderr, in one place.
-fn report_error(err: &anyhow::Error, messages: Messages, json: bool) -> u8 {
-    let broken_pipe = match err.downcast_ref::<Error>() {
-        Some(Error::Io { source, .. }) => source.kind() == std::io::ErrorKind::BrokenPipe,
-        _ => err
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe),
-    };
-    if broken_pipe {
+fn report_error(err: &Error, messages: &Messages, json: bool) -> u8 {
+    if err.is_broken_pipe() {
         // A closed stdout (`| head`) is the reader's choice, not a failure.
         return 0;
     }
-    let (kind, hint) = match err.downcast_ref::<Error>() {
-        Some(typed) => (typed.kind(), typed.hint().map(str::to_string)),
-        None => (ErrorKind::Unexpected, None),
-    };
     // Our errors already say what caused them; the chain would repeat it.
     messages.error(
-        kind.code(),
-        kind.exit_code(),
+        err.kind().code(),
+        err.exit_code(),
         &err.to_string(),
-        hint.as_deref(),
+        err.hint(),
         json,
     );
-    kind.exit_code()
+    err.exit_code()
 }
 
 /// Help and version go to stdout with exit 0; usage errors become one line and exit 2.
-fn report_clap_error(err: &clap::Error, args: &[OsString]) -> u8 {
+fn report_clap_error(err: &clap::Error, args: &[OsString], stdout: Sink, stderr: Sink) -> u8 {
     use clap::error::ErrorKind as ClapKind;
     if matches!(err.kind(), ClapKind::DisplayHelp | ClapKind::DisplayVersion) {
-        let _ = err.print();
+        let styled = err.render();
+        let text = if stdout.styled() {
+            styled.ansi().to_string()
+        } else {
+            styled.to_string()
+        };
+        let _ = stdout.raw(text.as_bytes());
         return 0;
     }
-    let rendered = err.render().to_string();
-    let (message, hint) = one_line_usage_error(&rendered, err.kind());
-    let json = context::env_wants_json()
-        || args
-            .windows(2)
-            .any(|w| (w[0] == "-o" || w[0] == "--output") && w[1] == "json")
-        || args
-            .iter()
-            .any(|a| a == "--json" || a == "--output=json" || a == "-ojson");
+    let global = globals_despite(err, args);
+    let (message, hint) = context::invalid_env_value(err, &command())
+        .map(|invalid| (invalid.message, invalid.hint))
+        .unwrap_or_else(|| one_line_usage_error(&err.render().to_string(), err.kind()));
+    let json = global.wants_json();
     let messages = Messages {
         color: false,
         quiet: false,
         verbose: 0,
+        stderr,
     };
     messages.error(
         ErrorKind::Usage.code(),
@@ -381,6 +346,31 @@ fn report_clap_error(err: &clap::Error, args: &[OsString]) -> u8 {
         json,
     );
     ErrorKind::Usage.exit_code()
+}
+
+/// The global options as far as a rejected command line parses, to know how to report
+/// its error. An unknown subcommand or option is left out, so the options after it
+/// still count.
+fn globals_despite(err: &clap::Error, args: &[OsString]) -> GlobalArgs {
+    use clap::error::{ContextKind, ContextValue};
+    let rejected = match (
+        err.kind(),
+        err.get(ContextKind::InvalidSubcommand),
+        err.get(ContextKind::InvalidArg),
+    ) {
+        (_, Some(ContextValue::String(word)), _) => Some(OsString::from(word)),
+        (clap::error::ErrorKind::UnknownArgument, _, Some(ContextValue::String(word))) => {
+            Some(OsString::from(word))
+        }
+        _ => None,
+    };
+    let args = args.iter().filter(|arg| Some(*arg) != rejected.as_ref());
+    command()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+        .ok()
+        .and_then(|matches| GlobalArgs::from_arg_matches(&matches).ok())
+        .unwrap_or_default()
 }
 
 /// Folds clap's multi-line error into a message and a hint: the lines before "Usage:",
@@ -393,10 +383,19 @@ fn one_line_usage_error(rendered: &str, kind: clap::error::ErrorKind) -> (String
     let command: Vec<&str> = usage
         .split_whitespace()
         .take_while(|w| !w.starts_with('[') && !w.starts_with('<'))
+        // Options given (or set through the environment) are listed too; the hint
+        // names only the command.
+        .filter(|w| !w.starts_with('-'))
         .collect();
     let command = command.join(" ");
     let see_help = format!("see '{command} --help'");
-    if kind == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+    // Without a subcommand clap shows help, or, when an option is set (perhaps
+    // through the environment), says one is missing.
+    if matches!(
+        kind,
+        clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            | clap::error::ErrorKind::MissingSubcommand
+    ) {
         return (format!("'{command}' needs a subcommand"), see_help);
     }
     let mut message = Vec::new();
@@ -415,9 +414,9 @@ fn one_line_usage_error(rendered: &str, kind: clap::error::ErrorKind) -> (String
     (message.join(" "), hint.unwrap_or(see_help))
 }
 
-/// The clap command tree, for completions, man pages and tests.
+/// The clap command tree, for parsing, completions, man pages and tests.
 pub fn command() -> clap::Command {
-    Cli::command()
+    context::ignore_empty_env(Cli::command())
 }
 
 #[cfg(test)]
@@ -443,5 +442,127 @@ mod tests {
             .unwrap_err();
         let (message, _) = super::one_line_usage_error(&err.render().to_string(), err.kind());
         assert_eq!(message, "'tenantctl customer' needs a subcommand");
+    }
+}
+
+/// `run` in this process, with both sinks captured.
+#[cfg(test)]
+mod in_process {
+    use std::io::{self, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// A writer the test keeps a handle on after handing a clone to `run`.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A stdout whose reader fails every write with `kind`.
+    struct Failing(io::ErrorKind);
+
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::new(self.0, "the reader is gone"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Run {
+        code: u8,
+        stdout: String,
+        stderr: String,
+    }
+
+    fn run(args: &[&str]) -> Run {
+        let (stdout, stderr) = (Captured::default(), Captured::default());
+        let args = std::iter::once("tenantctl")
+            .chain(args.iter().copied())
+            .map(Into::into);
+        let code = super::run(args, stdout.clone(), stderr.clone());
+        Run {
+            code,
+            stdout: stdout.text(),
+            stderr: stderr.text(),
+        }
+    }
+
+    #[test]
+    fn version_goes_to_the_stdout_sink() {
+        let run = run(&["--version"]);
+        assert_eq!(run.code, 0);
+        assert_eq!(run.stdout, format!("tenantctl {}\n", env!("CARGO_PKG_VERSION")));
+        assert_eq!(run.stderr, "");
+    }
+
+    #[test]
+    fn usage_errors_go_to_the_stderr_sink() {
+        let run = run(&["customer", "show", "--json"]);
+        assert_eq!(run.code, 2);
+        assert_eq!(run.stdout, "");
+        let mut lines = run.stderr.lines();
+        let line = lines.next().unwrap();
+        assert!(
+            line.starts_with("error: the following required arguments were not provided: <CUSTOMER> (see "),
+            "{line}"
+        );
+        let object: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(object["error"]["code"], "usage");
+    }
+
+    #[test]
+    fn status_of_a_fresh_home_is_data_on_stdout_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let home = home.to_str().unwrap();
+        let init = run(&["--home", home, "--actor", "tester", "init", "--json"]);
+        assert_eq!((init.code, init.stderr.as_str()), (0, ""));
+        let status = run(&["--home", home, "status", "--json"]);
+        assert_eq!((status.code, status.stderr.as_str()), (0, ""));
+        let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        assert_eq!(report["home"], home);
+        let missing = run(&["--home", home, "customer", "show", "ghost"]);
+        assert_eq!(missing.code, 3);
+        assert_eq!(missing.stdout, "");
+        assert!(
+            missing.stderr.starts_with("error: no customer 'ghost' ("),
+            "{}",
+            missing.stderr
+        );
+        // A buffer is no terminal: colour only when asked for, whatever runs the test.
+        let coloured = run(&["--home", home, "--color", "always", "customer", "show", "ghost"]);
+        assert!(
+            coloured.stderr.starts_with("\x1b[1;31merror:"),
+            "{}",
+            coloured.stderr
+        );
+    }
+
+    #[test]
+    fn a_closed_stdout_exits_0_and_other_write_failures_exit_1() {
+        let args = || ["tenantctl", "completions", "bash"].map(Into::into);
+        let stderr = Captured::default();
+        let code = super::run(args(), Failing(io::ErrorKind::BrokenPipe), stderr.clone());
+        assert_eq!((code, stderr.text()), (0, String::new()));
+        let code = super::run(args(), Failing(io::ErrorKind::StorageFull), stderr.clone());
+        assert_eq!(
+            (code, stderr.text()),
+            (1, "error: the reader is gone\n".to_string())
+        );
     }
 }

@@ -48,7 +48,7 @@ const COLUMNS: &[&str] = &[
     "customers",
 ];
 
-pub fn run(session: &Session, command: PlanCommand) -> anyhow::Result<()> {
+pub fn run(session: &Session, command: PlanCommand) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     match command {
         PlanCommand::List => session.out.list(COLUMNS, plans::list(&catalog)?)?,

@@ -39,7 +39,7 @@ pub struct MigrateArgs {
 
 const MIGRATION_COLUMNS: &[&str] = &["version", "name", "status", "checksum", "applied_at"];
 
-pub fn init(session: &Session, args: InitArgs) -> anyhow::Result<()> {
+pub fn init(session: &Session, args: InitArgs) -> crate::error::Result<()> {
     let report = setup::init(
         session.actor(),
         args.tenant_migrations.as_deref(),
@@ -49,7 +49,7 @@ pub fn init(session: &Session, args: InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn migrate(session: &Session, args: MigrateArgs) -> anyhow::Result<()> {
+pub fn migrate(session: &Session, args: MigrateArgs) -> crate::error::Result<()> {
     let mode = if args.status {
         MigrateMode::Status
     } else if args.dry_run {
@@ -62,7 +62,7 @@ pub fn migrate(session: &Session, args: MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn status(session: &Session) -> anyhow::Result<()> {
+pub fn status(session: &Session) -> crate::error::Result<()> {
     let report = setup::status(&session.home, &session.ctx.backup_dir)?;
     session.out.object(&report)?;
     Ok(())

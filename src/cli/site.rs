@@ -200,7 +200,7 @@ const LIST_COLUMNS: &[&str] = &[
 const DEPLOYMENT_COLUMNS: &[&str] = &["number", "port", "status", "actor", "created_at", "log"];
 const SNAPSHOT_COLUMNS: &[&str] = &["id", "kind", "name", "actor", "created_at"];
 
-pub fn run(session: &Session, command: SiteCommand) -> anyhow::Result<()> {
+pub fn run(session: &Session, command: SiteCommand) -> crate::error::Result<()> {
     let mut catalog = session.catalog()?;
     let actor = session.actor();
     let out = &session.out;

@@ -1,7 +1,8 @@
 //! The only code that writes to stdout and stderr: tables, JSON, NDJSON and CSV for
 //! data; one-line messages (and JSON error objects) for errors and warnings.
 
-use std::io::{self, BufWriter, Seek, Write};
+use std::io::{self, BufWriter, IsTerminal, Seek, Write};
+use std::sync::{Arc, Mutex};
 
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
@@ -13,15 +14,99 @@ use unicode_width::UnicodeWidthStr;
 
 use crate::context::OutputFormat;
 
-/// Writes command results to stdout in the chosen format.
-#[derive(Debug, Clone, Copy)]
+/// Where a run writes: the process's stdout or stderr, or any writer (a buffer in
+/// tests). Clones share one writer, so the renderer and the messages of a run can
+/// each hold one; every write takes the lock on its own, so a listing being streamed
+/// never blocks a message.
+#[derive(Clone)]
+pub struct Sink {
+    writer: Arc<Mutex<Box<dyn Write + Send>>>,
+    terminal: bool,
+    styled: bool,
+}
+
+impl Sink {
+    /// Any writer; not a terminal, so it gets no colours, styling or progress bars.
+    pub fn new(writer: impl Write + Send + 'static) -> Self {
+        Sink {
+            writer: Arc::new(Mutex::new(Box::new(writer))),
+            terminal: false,
+            styled: false,
+        }
+    }
+
+    /// The process's stdout; styled as clap would style it (a terminal, NO_COLOR...).
+    pub fn stdout() -> Self {
+        Sink {
+            terminal: io::stdout().is_terminal(),
+            styled: anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never,
+            ..Sink::new(io::stdout())
+        }
+    }
+
+    /// The process's stderr.
+    pub fn stderr() -> Self {
+        Sink {
+            terminal: io::stderr().is_terminal(),
+            ..Sink::new(io::stderr())
+        }
+    }
+
+    /// Whether a person is watching: decides colour with `--color auto`, and progress.
+    pub fn is_terminal(&self) -> bool {
+        self.terminal
+    }
+
+    /// Whether help text written here keeps clap's styling.
+    pub fn styled(&self) -> bool {
+        self.styled
+    }
+
+    /// Bytes that are already the output, such as a completion script or help text.
+    pub fn raw(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut out = self.lock();
+        out.write_all(bytes)?;
+        out.flush()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Write + Send>> {
+        // A panic mid-write leaves nothing to protect: the bytes are out already.
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.lock().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.lock().write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.lock().flush()
+    }
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("styled", &self.styled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes command results to the stdout sink in the chosen format.
+#[derive(Debug, Clone)]
 pub struct Renderer {
     format: OutputFormat,
+    stdout: Sink,
 }
 
 impl Renderer {
-    pub fn new(format: OutputFormat) -> Self {
-        Renderer { format }
+    pub fn new(format: OutputFormat, stdout: Sink) -> Self {
+        Renderer { format, stdout }
     }
 
     pub fn format(&self) -> OutputFormat {
@@ -30,7 +115,7 @@ impl Renderer {
 
     /// One entity: an object in JSON, a key/value table for people.
     pub fn object<T: Serialize>(&self, value: &T) -> io::Result<()> {
-        let mut out = BufWriter::new(io::stdout().lock());
+        let mut out = BufWriter::new(self.stdout.clone());
         write_object(&mut out, self.format, &to_value(value)?)?;
         out.flush()
     }
@@ -41,15 +126,15 @@ impl Renderer {
         T: Serialize,
         I: IntoIterator<Item = T>,
     {
-        let mut out = BufWriter::new(io::stdout().lock());
+        let mut out = BufWriter::new(self.stdout.clone());
         write_list(&mut out, self.format, columns, rows)?;
         out.flush()
     }
 
     /// A listing fed row by row, for results too big to collect.
-    pub fn list_writer(&self, columns: &[&str]) -> ListWriter<BufWriter<io::StdoutLock<'static>>> {
+    pub fn list_writer(&self, columns: &[&str]) -> ListWriter<BufWriter<Sink>> {
         ListWriter::new(
-            BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
+            BufWriter::with_capacity(64 * 1024, self.stdout.clone()),
             self.format,
             columns,
         )
@@ -70,7 +155,7 @@ impl Renderer {
     pub fn commit_spooled(&self, list: SpooledList) -> io::Result<()> {
         let mut spool = list.finish_into()?.into_inner().map_err(|e| e.into_error())?;
         spool.seek(io::SeekFrom::Start(0))?;
-        let mut out = io::stdout().lock();
+        let mut out = self.stdout.clone();
         io::copy(&mut spool, &mut out)?;
         out.flush()
     }
@@ -78,7 +163,7 @@ impl Renderer {
     /// One value for scripts (`config get`, `db path`): in a table just the text of
     /// `field`, nothing when it is null; a JSON document otherwise.
     pub fn scalar<T: Serialize>(&self, value: &T, field: &str) -> io::Result<()> {
-        let mut out = BufWriter::new(io::stdout().lock());
+        let mut out = BufWriter::new(self.stdout.clone());
         let value = to_value(value)?;
         match self.format {
             OutputFormat::Table => match value.get(field) {
@@ -97,7 +182,7 @@ impl Renderer {
         D: Serialize,
         T: Serialize,
     {
-        let mut out = BufWriter::new(io::stdout().lock());
+        let mut out = BufWriter::new(self.stdout.clone());
         match self.format {
             OutputFormat::Json => write_object(&mut out, self.format, &to_value(document)?)?,
             OutputFormat::Table => {
@@ -451,13 +536,6 @@ fn write_csv_line<'a>(out: &mut impl Write, cells: impl Iterator<Item = &'a str>
     writeln!(out, "{line}")
 }
 
-/// Bytes that are already the output, such as a completion script.
-pub fn raw(bytes: &[u8]) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    out.write_all(bytes)?;
-    out.flush()
-}
-
 /// A progress bar on stderr, or nothing when progress is off (not a terminal,
 /// `--quiet`, `--no-progress`).
 pub fn progress(enabled: bool) -> Box<dyn crate::ops::Progress> {
@@ -507,31 +585,31 @@ fn short_duration(took: std::time::Duration) -> String {
     }
 }
 
-/// Messages to the operator on stderr.
-#[derive(Debug, Clone, Copy)]
+/// Messages to the operator on the stderr sink.
+#[derive(Debug, Clone)]
 pub struct Messages {
     pub color: bool,
     pub quiet: bool,
     pub verbose: u8,
+    pub stderr: Sink,
 }
 
 impl Messages {
     /// `error: <what> (<hint>)`, and with JSON output also the error object.
     pub fn error(&self, code: &str, exit_code: u8, message: &str, hint: Option<&str>, json: bool) {
-        let mut err = io::stderr().lock();
         let label = if self.color {
             "\x1b[1;31merror:\x1b[0m"
         } else {
             "error:"
         };
         let line = one_line(message);
-        let _ = match hint {
-            Some(hint) => writeln!(err, "{label} {line} ({})", one_line(hint)),
-            None => writeln!(err, "{label} {line}"),
-        };
+        match hint {
+            Some(hint) => self.line(&format!("{label} {line} ({})", one_line(hint))),
+            None => self.line(&format!("{label} {line}")),
+        }
         if json {
             let object = serde_json::json!({"error": {"code": code, "message": line, "exit_code": exit_code, "hint": hint}});
-            let _ = writeln!(err, "{object}");
+            self.line(&object.to_string());
         }
     }
 
@@ -544,21 +622,27 @@ impl Messages {
         } else {
             "warning:"
         };
-        let _ = writeln!(io::stderr().lock(), "{label} {}", one_line(message));
+        self.line(&format!("{label} {}", one_line(message)));
     }
 
     /// Status talk for people (`created customer acme`); silent with `--quiet`.
     pub fn note(&self, message: &str) {
         if !self.quiet {
-            let _ = writeln!(io::stderr().lock(), "{}", one_line(message));
+            self.line(&one_line(message));
         }
     }
 
     /// Detail for support, shown with `-v`.
     pub fn debug(&self, message: &str) {
         if self.verbose > 0 {
-            let _ = writeln!(io::stderr().lock(), "debug: {}", one_line(message));
+            self.line(&format!("debug: {}", one_line(message)));
         }
+    }
+
+    /// One whole line in one write, so lines from threads never interleave. A
+    /// message that cannot be written has nowhere else to go.
+    fn line(&self, text: &str) {
+        let _ = self.stderr.clone().write_all(format!("{text}\n").as_bytes());
     }
 }
 

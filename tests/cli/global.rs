@@ -332,3 +332,75 @@ fn writes_leave_the_catalog_file_complete_and_reads_keep_its_wal_files() {
     let wal = std::fs::metadata(env.home.join("catalog.db-wal")).unwrap();
     assert_eq!(wal.len(), 0, "nothing is left only in the WAL");
 }
+
+#[test]
+fn environment_variables_set_but_empty_count_as_unset() {
+    let env = TestEnv::initialised();
+    let run = env.run_with(&["status"], |c| {
+        c.env("TENANTCTL_OUTPUT", "").env("TENANTCTL_BACKUP_DIR", "");
+    });
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("home "), "a table: {run:?}");
+    let backups = env.home.join("backups");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("backup_dir ") && l.ends_with(backups.to_str().unwrap())),
+        "{run:?}"
+    );
+    let xdg = env.root.join("xdg");
+    let run = env.run_with(&["status", "--json"], |c| {
+        c.env("TENANTCTL_HOME", "").env("XDG_DATA_HOME", &xdg);
+    });
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["home"], xdg.join("tenantctl").to_str().unwrap());
+}
+
+#[test]
+fn help_names_each_option_s_environment_variable_but_not_its_value() {
+    let env = TestEnv::new();
+    let help = env.run_with(&["--help"], |c| {
+        c.env("TENANTCTL_OUTPUT", "json")
+            .env("TENANTCTL_BACKUP_DIR", "/srv/secret-place");
+    });
+    assert_eq!(help.code, 0, "{help:?}");
+    for name in ["TENANTCTL_HOME", "TENANTCTL_BACKUP_DIR", "TENANTCTL_OUTPUT"] {
+        assert!(
+            help.stdout.contains(&format!("[env: {name}]")),
+            "{name}: {}",
+            help.stdout
+        );
+    }
+    assert!(!help.stdout.contains("secret-place"), "{}", help.stdout);
+}
+
+#[test]
+fn an_invalid_tenantctl_output_matters_only_where_it_is_used() {
+    let env = TestEnv::initialised();
+    let xml = |c: &mut std::process::Command| {
+        c.env("TENANTCTL_OUTPUT", "xml");
+    };
+    for args in [
+        &["-o", "json", "status"][..],
+        &["--json", "status"],
+        &["status", "-o", "json"],
+    ] {
+        let run = env.run_with(args, xml);
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+        assert_eq!(run.json()["home"], env.home.to_str().unwrap());
+    }
+    let completions = env.run_with(&["completions", "bash"], xml);
+    assert_eq!(completions.code, 0, "{completions:?}");
+    let usage = env.run_with(&["customer", "show"], xml);
+    assert_eq!(usage.code, 2);
+    assert!(
+        usage.stderr.contains("<CUSTOMER>"),
+        "the command line's own error first: {usage:?}"
+    );
+    let used = env.run_with(&["status"], xml);
+    assert_eq!(used.code, 2);
+    assert_eq!(
+        used.stderr,
+        "error: invalid TENANTCTL_OUTPUT 'xml' (use table, json, ndjson or csv)\n"
+    );
+}
