@@ -2,7 +2,7 @@
 //!
 //! The library holds the whole program so tests can drive it: [`cli`] parses and
 //! dispatches, [`ops`] does the work, [`catalog`] owns every SQL statement against the
-//! catalog, [`tenantdb`] owns tenant database files, and [`render`] writes all output.
+//! catalog, [`engine`] reaches tenant databases wherever they live, and [`render`] writes all output.
 
 // Backups bypass the page cache with O_DIRECT (files.rs), the home lock is flock(2)
 // (lock.rs), and "is a tenant open elsewhere" probes the lock byte SQLite's unix VFS
@@ -18,15 +18,17 @@ pub mod backup;
 pub mod catalog;
 pub mod cli;
 pub mod context;
+pub mod engine;
 pub mod error;
 pub mod fan_out;
 pub mod files;
 pub mod home;
 pub mod import;
 pub mod lock;
+pub mod migrations;
 pub mod ops;
 pub mod render;
-pub mod tenantdb;
+pub mod sql_text;
 pub mod time;
 pub mod validate;
 

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -14,16 +15,27 @@ use super::{
     BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, PARALLEL_FROM_BYTES, Skipped, TMP_PREFIX,
     beside, copy_hashed, list_sets, new_id, sha256_file,
 };
+use crate::engine::{BackedUp, BackupTarget, TenantDatabase, sqlite};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::fan_out::fan_out_all;
-use crate::{files, tenantdb, time};
+use crate::{files, time};
 
 /// A tenant database to back up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TenantSource {
     pub customer_id: i64,
     pub customer_slug: String,
-    pub path: PathBuf,
+    pub database: Arc<dyn TenantDatabase>,
+}
+
+impl std::fmt::Debug for TenantSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantSource")
+            .field("customer_id", &self.customer_id)
+            .field("customer_slug", &self.customer_slug)
+            .field("database", &self.database.describe())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -184,19 +196,21 @@ fn backup_tenants(
     previous: &HashMap<i64, (Entry, PathBuf, String)>,
 ) -> Result<(Vec<Entry>, Vec<Skipped>)> {
     let results = fan_out_all(&request.tenants, request.jobs, |tenant| {
-        backup_tenant(
-            tmp,
-            tenant,
-            previous.get(&tenant.customer_id),
-            request.keep_damaged,
-        )
+        tenant.database.back_up(&BackupTarget {
+            set_dir: tmp,
+            file: &format!("tenants/{}.db", tenant.customer_slug),
+            customer_id: tenant.customer_id,
+            customer_slug: &tenant.customer_slug,
+            previous: previous.get(&tenant.customer_id),
+            keep_damaged: request.keep_damaged,
+        })
     });
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
     for (tenant, result) in request.tenants.iter().zip(results) {
         match result? {
-            Copied::Entry(entry) => entries.push(*entry),
-            Copied::Failed(reason) => skipped.push(Skipped {
+            BackedUp::Entry(entry) => entries.push(*entry),
+            BackedUp::Failed(reason) => skipped.push(Skipped {
                 customer: tenant.customer_slug.clone(),
                 customer_id: tenant.customer_id,
                 reason,
@@ -204,14 +218,6 @@ fn backup_tenants(
         }
     }
     Ok((entries, skipped))
-}
-
-/// A tenant's part of a set: its entry, or why its database could not be backed up. A
-/// tenant whose own file is missing, unreadable or damaged is left out and reported;
-/// one we cannot write fails the set.
-enum Copied {
-    Entry(Box<Entry>),
-    Failed(String),
 }
 
 fn unreadable_source(err: &Error) -> bool {
@@ -234,7 +240,7 @@ fn source_damage(source: &Path, err: &Error) -> Option<String> {
     if err.kind() != ErrorKind::VerificationFailed {
         return None;
     }
-    tenantdb::quick_check(source)
+    sqlite::quick_check(source)
         .err()
         .map(|check| check.to_string().replace('\n', "; "))
 }
@@ -268,21 +274,22 @@ fn writing_failed(dest: &Path, err: Error) -> Error {
     }
 }
 
-fn backup_tenant(
-    tmp: &Path,
-    tenant: &TenantSource,
-    previous: Option<&(Entry, PathBuf, String)>,
-    keep_damaged: bool,
-) -> Result<Copied> {
-    if let Err(err) = tenantdb::refuse_symlink(&tenant.path) {
-        return Ok(Copied::Failed(err.to_string()));
+/// A local tenant file's part of a set (the SQLite engine's backup): an unchanged
+/// file shares the previous set's copy, a changed one is copied and checked. A file
+/// that is missing, a link, unreadable or damaged is left out and reported (or kept
+/// raw with `keep_damaged`); a copy that cannot be written fails the set.
+pub fn back_up_tenant_file(path: &Path, target: &BackupTarget<'_>) -> Result<BackedUp> {
+    if let Err(err) = sqlite::refuse_symlink(path) {
+        return Ok(BackedUp::Failed(err.to_string()));
     }
-    if !tenant.path.is_file() {
-        return Ok(Copied::Failed(format!("{} is missing", tenant.path.display())));
+    if !path.is_file() {
+        return Ok(BackedUp::Failed(format!("{} is missing", path.display())));
     }
-    let relative = format!("tenants/{}.db", tenant.customer_slug);
-    let dest = tmp.join(&relative);
-    let fingerprint = Fingerprint::of(&tenant.path);
+    let relative = target.file;
+    let dest = target.set_dir.join(relative);
+    let previous = target.previous;
+    let keep_damaged = target.keep_damaged;
+    let fingerprint = Fingerprint::of(path);
     // Unchanged since the previous set (same file, size and change times): share its copy.
     // The earlier copy must itself be as it was written, and may vanish under a prune.
     if let Some((entry, file, set_id)) = previous
@@ -292,22 +299,20 @@ fn backup_tenant(
         && entry.copy == CopyStamp::of(file)
         && std::fs::hard_link(file, &dest).is_ok()
     {
-        return Ok(Copied::Entry(Box::new(Entry {
-            file: relative,
+        return Ok(BackedUp::Entry(Box::new(Entry {
+            file: relative.to_string(),
             linked_from: Some(entry.linked_from.clone().unwrap_or_else(|| set_id.clone())),
             ..entry.clone()
         })));
     }
-    let mut entry = match copy_tenant(tenant, &dest, &relative, fingerprint) {
+    let mut entry = match copy_tenant(path, target, &dest, fingerprint) {
         Ok(entry) => entry,
         Err(err) => {
             let _ = std::fs::remove_file(&dest);
-            return match source_damage(&tenant.path, &err) {
-                Some(reason) if keep_damaged => {
-                    raw_entry(&tenant.path, &dest, &relative, Some(tenant), reason)
-                        .map(|e| Copied::Entry(Box::new(e)))
-                }
-                Some(reason) => Ok(Copied::Failed(reason)),
+            return match source_damage(path, &err) {
+                Some(reason) if keep_damaged => raw_entry(path, &dest, relative, Some(target), reason)
+                    .map(|e| BackedUp::Entry(Box::new(e))),
+                Some(reason) => Ok(BackedUp::Failed(reason)),
                 None => Err(writing_failed(&dest, err)),
             };
         }
@@ -318,13 +323,12 @@ fn backup_tenant(
         let _ = std::fs::remove_file(&dest);
         let reason = format!(
             "{} holds no tenant schema (no migration applied): emptied or replaced",
-            tenant.path.display()
+            path.display()
         );
         return if keep_damaged {
-            raw_entry(&tenant.path, &dest, &relative, Some(tenant), reason)
-                .map(|e| Copied::Entry(Box::new(e)))
+            raw_entry(path, &dest, relative, Some(target), reason).map(|e| BackedUp::Entry(Box::new(e)))
         } else {
-            Ok(Copied::Failed(reason))
+            Ok(BackedUp::Failed(reason))
         };
     }
     // Changed metadata but the same bytes (a checkpoint, say): keep one copy on disk.
@@ -340,20 +344,20 @@ fn backup_tenant(
             entry.copy = old.copy.clone();
         }
     }
-    Ok(Copied::Entry(Box::new(entry)))
+    Ok(BackedUp::Entry(Box::new(entry)))
 }
 
 /// A checked copy of a live tenant database: the quick byte copy when its WAL is quiet,
 /// else SQLite's online backup.
 fn copy_tenant(
-    tenant: &TenantSource,
+    path: &Path,
+    target: &BackupTarget<'_>,
     dest: &Path,
-    relative: &str,
     fingerprint: Option<Fingerprint>,
 ) -> Result<Entry> {
-    let source = open_source(&tenant.path)?;
+    let source = open_source(path)?;
     let mut keep_open = Vec::new();
-    let known = match copy_consistent(&source, &tenant.path, dest, &mut keep_open)? {
+    let known = match copy_consistent(&source, path, dest, &mut keep_open)? {
         Some(checked) => Some(checked),
         None => {
             snapshot(&source, dest)?;
@@ -364,10 +368,10 @@ fn copy_tenant(
     drop(keep_open);
     checked_entry(
         dest,
-        relative,
+        target.file,
         "tenant",
-        Some(tenant.customer_id),
-        Some(tenant.customer_slug.clone()),
+        Some(target.customer_id),
+        Some(target.customer_slug.to_string()),
         fingerprint,
         known,
     )
@@ -380,7 +384,7 @@ fn raw_entry(
     source: &Path,
     dest: &Path,
     relative: &str,
-    tenant: Option<&TenantSource>,
+    tenant: Option<&BackupTarget<'_>>,
     reason: String,
 ) -> Result<Entry> {
     let real = std::fs::canonicalize(source).io_context(|| format!("reading {}", source.display()))?;
@@ -397,7 +401,7 @@ fn raw_entry(
     Ok(Entry {
         scope: if tenant.is_some() { "tenant" } else { "catalog" }.to_string(),
         customer_id: tenant.map(|t| t.customer_id),
-        customer_slug: tenant.map(|t| t.customer_slug.clone()),
+        customer_slug: tenant.map(|t| t.customer_slug.to_string()),
         file: relative.to_string(),
         bytes: std::fs::metadata(dest)
             .io_context(|| format!("reading {}", dest.display()))?
@@ -564,7 +568,7 @@ fn inspect(conn: &Connection, copy: &Path) -> Result<i64> {
         )));
     }
     // Catalog and tenant databases both record their migrations with refinery.
-    Ok(tenantdb::applied_migrations(conn)?
+    Ok(sqlite::applied_migrations(conn)?
         .iter()
         .map(|m| m.version)
         .max()
@@ -585,7 +589,7 @@ fn checked_entry(
     let checked = match known {
         Some(checked) => checked,
         None => Checked {
-            schema_version: inspect(&tenantdb::open_tenant(path)?, path)?,
+            schema_version: inspect(&sqlite::open_tenant(path)?, path)?,
             sha256: sha256_file(path)?,
         },
     };

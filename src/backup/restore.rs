@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 
 use super::copy_hashed;
+use crate::engine::sqlite;
 use crate::error::{Error, IoContext, Result};
-use crate::{files, tenantdb};
+use crate::files;
 
 /// A checked copy waiting beside its target.
 #[derive(Debug)]
@@ -42,7 +43,7 @@ pub fn stage(wanted: &ToStage) -> Result<Staged> {
     ));
     let result = (|| -> Result<()> {
         copy_checked(wanted, &staging)?;
-        let conn = tenantdb::open_tenant(&staging)?;
+        let conn = sqlite::open_tenant(&staging)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.close().map_err(|(_, e)| e)?;
         files::fsync_file(&staging)
@@ -103,21 +104,6 @@ fn integrity_check(path: &Path) -> Result<String> {
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     Ok(conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
-}
-
-/// Stages every file or none: on the first failure the staged ones are removed.
-pub fn stage_all(wanted: &[ToStage]) -> Result<Vec<Staged>> {
-    let mut staged = Vec::with_capacity(wanted.len());
-    for one in wanted {
-        match stage(one) {
-            Ok(done) => staged.push(done),
-            Err(err) => {
-                discard(&staged);
-                return Err(err);
-            }
-        }
-    }
-    Ok(staged)
 }
 
 pub fn discard(staged: &[Staged]) {

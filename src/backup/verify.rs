@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{BackupSet, sha256_file};
-use crate::tenantdb;
+use crate::engine::sqlite;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileCheck {
@@ -71,7 +71,7 @@ pub fn verify_set(set: &BackupSet) -> Vec<FileCheck> {
                     format!("checksum ok; kept damaged before a restore: {damage}"),
                 );
             }
-            match tenantdb::quick_check(&path) {
+            match sqlite::quick_check(&path) {
                 Ok(()) => check("ok", "checksum and quick_check ok".to_string()),
                 Err(err) => check("damaged", err.to_string()),
             }

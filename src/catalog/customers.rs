@@ -5,12 +5,13 @@ use serde_json::{Map, Value};
 
 use super::Filtered;
 use super::model::{Customer, Limits, NewCustomer, SiteSummary};
+use crate::engine::Placement;
 use crate::error::Result;
 use crate::time;
 
 const COLUMNS: &str = "id, slug, email, name, company_name, plan, status, status_reason, \
-    max_sites, max_storage_mb, max_bandwidth_gb, max_api_calls, metadata, db_path, \
-    schema_version, created_at, updated_at, suspended_at, deleted_at";
+    max_sites, max_storage_mb, max_bandwidth_gb, max_api_calls, metadata, location, \
+    schema_version, created_at, updated_at, suspended_at, deleted_at, engine, server";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Customer> {
     let metadata: String = row.get(12)?;
@@ -28,7 +29,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Customer> {
         max_bandwidth_gb: row.get(10)?,
         max_api_calls: row.get(11)?,
         metadata: serde_json::from_str(&metadata).unwrap_or_default(),
-        db_path: row.get(13)?,
+        placement: Placement {
+            engine: row.get(19)?,
+            server: row.get(20)?,
+            location: row.get(13)?,
+        },
         schema_version: row.get(14)?,
         created_at: row.get(15)?,
         updated_at: row.get(16)?,
@@ -40,8 +45,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Customer> {
 pub fn insert(conn: &Connection, new: &NewCustomer) -> Result<Customer> {
     let now = time::now();
     conn.execute(
-        "INSERT INTO customers (slug, email, name, company_name, plan, metadata, db_path, schema_version, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        "INSERT INTO customers (slug, email, name, company_name, plan, metadata, engine, server, location,
+                                schema_version, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
         params![
             new.slug,
             new.email,
@@ -49,7 +55,9 @@ pub fn insert(conn: &Connection, new: &NewCustomer) -> Result<Customer> {
             new.company_name,
             new.plan,
             Value::Object(new.metadata.clone()).to_string(),
-            new.db_path,
+            new.placement.engine,
+            new.placement.server,
+            new.placement.location,
             new.schema_version,
             now
         ],
@@ -219,22 +227,28 @@ pub fn set_status(conn: &Connection, id: i64, status: &str, reason: Option<&str>
 
 /// Brings a deleted customer back to the status it had: suspended if a suspension was
 /// recorded, else active.
-pub fn undelete(conn: &Connection, id: i64, db_path: &str) -> Result<()> {
+pub fn undelete(conn: &Connection, id: i64, placement: &Placement) -> Result<()> {
     conn.execute(
         "UPDATE customers SET
              status = CASE WHEN suspended_at IS NULL THEN 'active' ELSE 'suspended' END,
              status_reason = CASE WHEN suspended_at IS NULL THEN NULL ELSE status_reason END,
-             deleted_at = NULL, db_path = ?2, updated_at = ?3
+             deleted_at = NULL, engine = ?2, server = ?3, location = ?4, updated_at = ?5
          WHERE id = ?1",
-        params![id, db_path, time::now()],
+        params![
+            id,
+            placement.engine,
+            placement.server,
+            placement.location,
+            time::now()
+        ],
     )?;
     Ok(())
 }
 
-pub fn set_db_path(conn: &Connection, id: i64, path: &str) -> Result<()> {
+pub fn set_placement(conn: &Connection, id: i64, placement: &Placement) -> Result<()> {
     conn.execute(
-        "UPDATE customers SET db_path = ?2 WHERE id = ?1",
-        params![id, path],
+        "UPDATE customers SET engine = ?2, server = ?3, location = ?4 WHERE id = ?1",
+        params![id, placement.engine, placement.server, placement.location],
     )?;
     Ok(())
 }
@@ -320,25 +334,35 @@ pub fn count_behind(conn: &Connection, version: i64) -> Result<i64> {
     )?)
 }
 
-/// `(id, slug, db_path)` of deleted customers.
-pub fn deleted_db_paths(conn: &Connection) -> Result<Vec<(i64, String, String)>> {
+fn placement_of(row: &Row<'_>, first: usize) -> rusqlite::Result<Placement> {
+    Ok(Placement {
+        engine: row.get(first)?,
+        server: row.get(first + 1)?,
+        location: row.get(first + 2)?,
+    })
+}
+
+/// `(id, slug, placement)` of deleted customers.
+pub fn deleted_placements(conn: &Connection) -> Result<Vec<(i64, String, Placement)>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, slug, engine, server, location FROM customers WHERE status = 'deleted' ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, placement_of(r, 2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Every placement the catalog records, deleted customers' included.
+pub fn all_placements(conn: &Connection) -> Result<Vec<Placement>> {
+    let mut stmt = conn.prepare("SELECT engine, server, location FROM customers")?;
+    let rows = stmt.query_map([], |r| placement_of(r, 0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Placements of customers that are not deleted.
+pub fn live_placements(conn: &Connection) -> Result<Vec<Placement>> {
     let mut stmt =
-        conn.prepare("SELECT id, slug, db_path FROM customers WHERE status = 'deleted' ORDER BY id")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-/// Every database path the catalog records, deleted customers' included.
-pub fn all_db_paths(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT db_path FROM customers")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-/// Database paths of customers that are not deleted.
-pub fn live_db_paths(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT db_path FROM customers WHERE status <> 'deleted'")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
+        conn.prepare("SELECT engine, server, location FROM customers WHERE status <> 'deleted'")?;
+    let rows = stmt.query_map([], |r| placement_of(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
@@ -355,7 +379,7 @@ mod tests {
             company_name: Some(format!("{slug} Corp")),
             plan: "starter".into(),
             metadata: Map::new(),
-            db_path: format!("/x/{slug}.db"),
+            placement: Placement::local(std::path::Path::new(&format!("/x/{slug}.db"))).unwrap(),
             schema_version: 3,
         }
     }

@@ -4,6 +4,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::engine::Placement;
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Plan {
     pub name: String,
@@ -41,7 +43,9 @@ pub struct Customer {
     pub max_bandwidth_gb: Option<i64>,
     pub max_api_calls: Option<i64>,
     pub metadata: Map<String, Value>,
-    pub db_path: String,
+    /// Shown as `db_path`, the name the JSON has always had for where the data lives.
+    #[serde(rename = "db_path")]
+    pub placement: Placement,
     pub schema_version: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -69,7 +73,7 @@ pub struct NewCustomer {
     pub company_name: Option<String>,
     pub plan: String,
     pub metadata: Map<String, Value>,
-    pub db_path: String,
+    pub placement: Placement,
     pub schema_version: i64,
 }
 

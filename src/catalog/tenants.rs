@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
+use crate::engine::Placement;
 use crate::error::Result;
-use crate::tenantdb::MigrationId;
+use crate::migrations::MigrationId;
 use crate::time;
 
 /// A customer's tenant database as the catalog knows it.
@@ -15,7 +16,8 @@ pub struct TenantRow {
     pub customer_id: i64,
     pub slug: String,
     pub status: String,
-    pub db_path: String,
+    #[serde(rename = "db_path")]
+    pub placement: Placement,
     pub schema_version: i64,
     pub migration_status: String,
     pub migration_error: Option<String>,
@@ -25,7 +27,8 @@ pub struct TenantRow {
 /// Tenants of customers that are not deleted (or only `ids`), in id order.
 pub fn live_tenants(conn: &Connection, ids: Option<&[i64]>) -> Result<Vec<TenantRow>> {
     let mut stmt = conn.prepare(
-        "SELECT id, slug, status, db_path, schema_version, migration_status, migration_error, migrated_at
+        "SELECT id, slug, status, location, schema_version, migration_status, migration_error, migrated_at,
+                engine, server
          FROM customers WHERE status <> 'deleted' ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -33,7 +36,11 @@ pub fn live_tenants(conn: &Connection, ids: Option<&[i64]>) -> Result<Vec<Tenant
             customer_id: r.get(0)?,
             slug: r.get(1)?,
             status: r.get(2)?,
-            db_path: r.get(3)?,
+            placement: Placement {
+                engine: r.get(8)?,
+                server: r.get(9)?,
+                location: r.get(3)?,
+            },
             schema_version: r.get(4)?,
             migration_status: r.get(5)?,
             migration_error: r.get(6)?,

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::Session;
+use crate::engine::Finished;
 use crate::error::Error;
 use crate::fan_out::{Load, default_jobs};
 use crate::ops::{doctor, query, resolve, tenants};
-use crate::tenantdb::sql::Finished;
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
@@ -176,9 +176,9 @@ struct SpooledRows<'a> {
     list: Option<crate::render::SpooledList>,
 }
 
-impl crate::tenantdb::sql::RowSink for SpooledRows<'_> {
+impl crate::engine::RowSink for SpooledRows<'_> {
     fn columns(&mut self, names: &[String]) -> crate::error::Result<()> {
-        let unique = crate::tenantdb::sql::QueryOutput {
+        let unique = crate::engine::QueryOutput {
             columns: names.to_vec(),
             ..Default::default()
         }
@@ -307,7 +307,7 @@ pub fn run(session: &Session, command: DbCommand) -> crate::error::Result<()> {
                     if args.dry_run { "would change" } else { "migrated" },
                     results
                         .iter()
-                        .filter(|r| r.status == crate::tenantdb::migrate::Outcome::Current)
+                        .filter(|r| r.status == crate::engine::Outcome::Current)
                         .count(),
                 ));
             }
@@ -363,7 +363,9 @@ pub fn run(session: &Session, command: DbCommand) -> crate::error::Result<()> {
             }
             vacuumed.outcome()?;
         }
-        DbCommand::Path { customer } => session.out.scalar(&tenants::path(&catalog, &customer)?, "path")?,
+        DbCommand::Path { customer } => session
+            .out
+            .scalar(&tenants::path(&catalog, &session.home, &customer)?, "path")?,
     }
     Ok(())
 }

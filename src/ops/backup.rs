@@ -2,6 +2,7 @@
 //! safety rules around them; the set mechanics live in `crate::backup`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,9 +16,10 @@ use crate::backup::{BackupSet, Entry, Manifest, Skipped, find_set, list_sets, pr
 use crate::catalog::model::NewAuditEvent;
 use crate::catalog::tenants;
 use crate::catalog::{Catalog, audit};
+use crate::engine::{self, Engines, TenantDatabase};
 use crate::error::{Error, Result};
 use crate::lock::HomeLock;
-use crate::{tenantdb, time, validate};
+use crate::{time, validate};
 
 /// What `backup` copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +103,7 @@ pub fn backup(
     backup_dir: &Path,
     request: &BackupRequest,
 ) -> Result<Reported<BackupReport>> {
+    let engines = Engines::of_catalog(catalog.conn());
     let label = request
         .label
         .as_deref()
@@ -110,20 +113,22 @@ pub fn backup(
         BackupScope::Catalog => Vec::new(),
         BackupScope::All => tenants::live_tenants(catalog.conn(), None)?
             .into_iter()
-            .map(|t| TenantSource {
-                customer_id: t.customer_id,
-                customer_slug: t.slug,
-                path: PathBuf::from(t.db_path),
+            .map(|t| {
+                Ok(TenantSource {
+                    database: engines.tenant(&t.placement)?,
+                    customer_id: t.customer_id,
+                    customer_slug: t.slug,
+                })
             })
-            .collect(),
+            .collect::<Result<Vec<_>>>()?,
         BackupScope::Customers(references) => references
             .iter()
             .map(|r| {
                 let customer = super::tenants::live_customer(catalog, r)?;
                 Ok(TenantSource {
+                    database: engines.tenant(&customer.placement)?,
                     customer_id: customer.id,
                     customer_slug: customer.slug,
-                    path: PathBuf::from(customer.db_path),
                 })
             })
             .collect::<Result<Vec<_>>>()?,
@@ -362,9 +367,76 @@ pub struct Saved {
 struct Planned {
     entry: Entry,
     source: PathBuf,
-    target: PathBuf,
+    target: Target,
     customer_id: Option<i64>,
     customer: Option<String>,
+}
+
+/// What a restore replaces: the home's catalog file, or a tenant database wherever it
+/// lives.
+#[derive(Clone)]
+enum Target {
+    Catalog(PathBuf),
+    Tenant(Arc<dyn TenantDatabase>),
+}
+
+impl Target {
+    fn exists(&self) -> bool {
+        match self {
+            Target::Catalog(path) => path.is_file(),
+            Target::Tenant(tenant) => tenant.exists(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Target::Catalog(path) => path.display().to_string(),
+            Target::Tenant(tenant) => tenant.describe(),
+        }
+    }
+
+    fn refuse_if_in_use(&self) -> Result<()> {
+        match self {
+            Target::Catalog(path) => swap::refuse_if_open(path),
+            Target::Tenant(tenant) => tenant.refuse_if_in_use(),
+        }
+    }
+
+    fn stage(&self, backup_file: &Path, sha256: &str) -> Result<StagedCopy> {
+        match self {
+            Target::Catalog(path) => swap::stage(&swap::ToStage {
+                backup_file: backup_file.to_path_buf(),
+                sha256: sha256.to_string(),
+                target: path.clone(),
+            })
+            .map(StagedCopy::Catalog),
+            Target::Tenant(tenant) => tenant
+                .stage_restore(backup_file, sha256)
+                .map(|staged| StagedCopy::Tenant(tenant.clone(), staged)),
+        }
+    }
+}
+
+/// A checked copy waiting to replace its target.
+enum StagedCopy {
+    Catalog(swap::Staged),
+    Tenant(Arc<dyn TenantDatabase>, engine::Staged),
+}
+
+impl StagedCopy {
+    fn swap_in(&self) -> Result<()> {
+        match self {
+            StagedCopy::Catalog(staged) => swap::swap_in(staged),
+            StagedCopy::Tenant(tenant, staged) => tenant.swap_in(staged),
+        }
+    }
+
+    fn discard(&self) {
+        match self {
+            StagedCopy::Catalog(staged) => swap::discard(std::slice::from_ref(staged)),
+            StagedCopy::Tenant(tenant, staged) => tenant.discard_staged(staged),
+        }
+    }
 }
 
 pub fn restore(
@@ -469,6 +541,7 @@ fn restore_tenants(
     references: &[String],
 ) -> Result<RestoreReport> {
     let mut catalog = Catalog::open_ready(home_catalog)?;
+    let engines = Engines::new(actor.home);
     if request.into.is_some() && references.len() != 1 {
         return Err(Error::usage("--into copies exactly one --customer"));
     }
@@ -554,7 +627,7 @@ fn restore_tenants(
         };
         if target.status == "deleted" {
             // Without its file in the trash, undelete itself takes it from a backup.
-            let how = if Path::new(&target.db_path).is_file() {
+            let how = if engines.tenant(&target.placement)?.exists() {
                 format!("run 'tenantctl customer undelete {}' first", target.slug)
             } else {
                 format!(
@@ -566,7 +639,7 @@ fn restore_tenants(
         }
         planned.push(Planned {
             source: set.file(&entry)?,
-            target: PathBuf::from(&target.db_path),
+            target: Target::Tenant(engines.tenant(&target.placement)?),
             customer_id: Some(target.id),
             customer: Some(target.slug.clone()),
             entry,
@@ -578,20 +651,21 @@ fn restore_tenants(
         .partition(|p| skip_reason(p, request.if_missing).is_none());
     let replaced: Vec<TenantSource> = to_do
         .iter()
-        .filter(|p| p.target.is_file())
-        .map(|p| TenantSource {
-            customer_id: p.customer_id.unwrap_or(0),
-            customer_slug: p.customer.clone().unwrap_or_default(),
-            path: p.target.clone(),
+        .filter_map(|p| {
+            Some(TenantSource {
+                customer_id: p.customer_id.unwrap_or(0),
+                customer_slug: p.customer.clone().unwrap_or_default(),
+                database: p.replaced_tenant()?,
+            })
         })
         .collect();
     if request.dry_run {
         return Ok(planned_report(report, &to_do, &skipped, request, None, &replaced));
     }
-    for plan in to_do.iter().filter(|p| p.target.is_file()) {
-        swap::refuse_if_open(&plan.target)?;
+    for plan in to_do.iter().filter(|p| p.target.exists()) {
+        plan.target.refuse_if_in_use()?;
     }
-    let (staged, saved) = stage_and_save(&to_stage(&to_do), || {
+    let (staged, saved) = stage_and_save(&to_do, || {
         if replaced.is_empty() {
             return Ok(None);
         }
@@ -615,9 +689,12 @@ fn restore_tenants(
             plan.entry.schema_version,
         ));
     }
-    let live: Vec<(i64, PathBuf)> = to_do
+    let live: Vec<(i64, Arc<dyn TenantDatabase>)> = to_do
         .iter()
-        .filter_map(|p| p.customer_id.map(|id| (id, p.target.clone())))
+        .filter_map(|p| match (&p.target, p.customer_id) {
+            (Target::Tenant(tenant), Some(id)) => Some((id, tenant.clone())),
+            _ => None,
+        })
         .collect();
     record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
     Ok(report)
@@ -627,17 +704,30 @@ fn restore_tenants(
 /// catalog's customer of that slug (not the backup's).
 fn replaced_by_owner(live: &Catalog, plans: &[Planned]) -> Vec<TenantSource> {
     let mut replaced = Vec::new();
-    for plan in plans.iter().filter(|p| p.target.is_file()) {
+    for plan in plans {
+        let Some(database) = plan.replaced_tenant() else {
+            continue;
+        };
         let slug = plan.customer.clone().unwrap_or_default();
         if let Ok(Some(owner)) = crate::catalog::customers::by_slug(live.conn(), &slug) {
             replaced.push(TenantSource {
                 customer_id: owner.id,
                 customer_slug: owner.slug,
-                path: plan.target.clone(),
+                database,
             });
         }
     }
     replaced
+}
+
+impl Planned {
+    /// The live tenant database this plan would replace, if one is there.
+    fn replaced_tenant(&self) -> Option<Arc<dyn TenantDatabase>> {
+        match &self.target {
+            Target::Tenant(tenant) if tenant.exists() => Some(tenant.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// The live tenant files a restore would replace, labelled with the set's customers:
@@ -645,12 +735,11 @@ fn replaced_by_owner(live: &Catalog, plans: &[Planned]) -> Vec<TenantSource> {
 fn replaced_by_plan(plans: &[Planned]) -> Vec<TenantSource> {
     plans
         .iter()
-        .filter(|p| p.target.is_file())
         .filter_map(|p| {
             Some(TenantSource {
                 customer_id: p.customer_id?,
                 customer_slug: p.customer.clone()?,
-                path: p.target.clone(),
+                database: p.replaced_tenant()?,
             })
         })
         .collect()
@@ -686,7 +775,7 @@ fn planned_report(
 ) -> RestoreReport {
     report.dry_run = true;
     for plan in to_do {
-        let status = if plan.target.is_file() {
+        let status = if plan.target.exists() {
             "would-replace"
         } else {
             "would-create"
@@ -701,20 +790,20 @@ fn planned_report(
             .restored
             .push(restored_line(plan, "skipped", reason, plan.entry.schema_version));
     }
-    let would_save = |scope: &str, customer: Option<String>, source: &Path| Saved {
+    let would_save = |scope: &str, customer: Option<String>, source: String| Saved {
         scope: scope.to_string(),
         customer,
-        source: source.display().to_string(),
+        source,
         status: "would-save".to_string(),
         reason: None,
     };
     report.pre_restore = live_catalog
-        .map(|path| would_save("catalog", None, path))
+        .map(|path| would_save("catalog", None, path.display().to_string()))
         .into_iter()
         .chain(
             replaced
                 .iter()
-                .map(|t| would_save("tenant", Some(t.customer_slug.clone()), &t.path)),
+                .map(|t| would_save("tenant", Some(t.customer_slug.clone()), t.database.describe())),
         )
         .collect();
     report
@@ -725,7 +814,7 @@ fn planned_report(
 fn skip_reason(plan: &Planned, if_missing: bool) -> Option<&'static str> {
     if plan.entry.damaged.is_some() {
         Some("the set holds only a damaged copy, kept before a restore")
-    } else if if_missing && plan.target.is_file() {
+    } else if if_missing && plan.target.exists() {
         Some("its database file exists (--if-missing)")
     } else {
         None
@@ -738,7 +827,7 @@ fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i6
         customer: plan.customer.clone(),
         from_customer: plan.entry.customer_slug.clone(),
         file: plan.entry.file.clone(),
-        target: plan.target.display().to_string(),
+        target: plan.target.describe(),
         schema_version: version,
         status: status.to_string(),
         reason: reason.map(str::to_string),
@@ -751,36 +840,40 @@ fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i6
 /// contend for the disk and the page cache and end later than in turn (measured on a
 /// 1 GiB tenant: 3.1-3.5 s side by side, 2.9-3.1 s in turn). A restore that fails its
 /// checks has then written no pre-restore set either.
-fn stage_and_save<T>(
-    wanted: &[swap::ToStage],
+fn stage_and_save<'a, T>(
+    planned: impl IntoIterator<Item = &'a Planned>,
     save: impl FnOnce() -> Result<T>,
-) -> Result<(Vec<swap::Staged>, T)> {
-    let staged = swap::stage_all(wanted)?;
+) -> Result<(Vec<StagedCopy>, T)> {
+    let staged = stage_all(planned)?;
     match save() {
         Ok(saved) => Ok((staged, saved)),
         Err(err) => {
-            swap::discard(&staged);
+            staged.iter().for_each(StagedCopy::discard);
             Err(err)
         }
     }
 }
 
-fn to_stage<'a>(planned: impl IntoIterator<Item = &'a Planned>) -> Vec<swap::ToStage> {
-    planned
-        .into_iter()
-        .map(|p| swap::ToStage {
-            backup_file: p.source.clone(),
-            sha256: p.entry.sha256.clone(),
-            target: p.target.clone(),
-        })
-        .collect()
+/// Stages every copy or none: on the first failure the staged ones are removed.
+fn stage_all<'a>(planned: impl IntoIterator<Item = &'a Planned>) -> Result<Vec<StagedCopy>> {
+    let mut staged = Vec::new();
+    for plan in planned {
+        match plan.target.stage(&plan.source, &plan.entry.sha256) {
+            Ok(copy) => staged.push(copy),
+            Err(err) => {
+                staged.iter().for_each(StagedCopy::discard);
+                return Err(err);
+            }
+        }
+    }
+    Ok(staged)
 }
 
-/// Renames each staged copy over its target; on a failure the rest are thrown away.
-fn swap_all_in(staged: &[swap::Staged]) -> Result<()> {
+/// Puts each staged copy in place of its target; on a failure the rest are thrown away.
+fn swap_all_in(staged: &[StagedCopy]) -> Result<()> {
     for (position, one) in staged.iter().enumerate() {
-        if let Err(err) = swap::swap_in(one) {
-            swap::discard(&staged[position..]);
+        if let Err(err) = one.swap_in() {
+            staged[position..].iter().for_each(StagedCopy::discard);
             return Err(err);
         }
     }
@@ -874,7 +967,7 @@ fn saved_lines(
         tenants
             .iter()
             .find(|t| Some(t.customer_id) == id)
-            .map(|t| t.path.display().to_string())
+            .map(|t| t.database.describe())
             .unwrap_or_default()
     };
     let mut lines: Vec<Saved> = entries
@@ -913,12 +1006,12 @@ fn record_tenants_and_audit(
     actor: Actor<'_>,
     report: &mut RestoreReport,
     request: &RestoreRequest,
-    tenants_now: &[(i64, PathBuf)],
+    tenants_now: &[(i64, Arc<dyn TenantDatabase>)],
 ) -> Result<()> {
     let mut applied = Vec::with_capacity(tenants_now.len());
-    for (id, path) in tenants_now {
-        if let Ok(list) = tenantdb::open_tenant(path).and_then(|c| tenantdb::applied_migrations(&c)) {
-            applied.push((*id, path.clone(), list));
+    for (id, tenant) in tenants_now {
+        if let Ok(list) = tenant.applied() {
+            applied.push((*id, tenant.describe(), list));
         }
     }
     for line in report
@@ -926,10 +1019,7 @@ fn record_tenants_and_audit(
         .iter_mut()
         .filter(|r| r.status == "restored" && r.scope == "tenant")
     {
-        if let Some((_, _, list)) = applied
-            .iter()
-            .find(|(_, path, _)| path.display().to_string() == line.target)
-        {
+        if let Some((_, _, list)) = applied.iter().find(|(_, name, _)| *name == line.target) {
             line.schema_version = list.iter().map(|m| m.version).max().unwrap_or(0);
         }
     }
@@ -973,9 +1063,10 @@ fn restore_catalog(
         Error::not_found(format!("set {} holds no catalog", set.manifest.id))
             .with_hint("see 'tenantctl backup list'")
     })?;
+    let engines = Engines::new(actor.home);
     let catalog_plan = Planned {
         source: set.file(&catalog_entry)?,
-        target: home_catalog.to_path_buf(),
+        target: Target::Catalog(home_catalog.to_path_buf()),
         customer_id: None,
         customer: None,
         entry: catalog_entry,
@@ -986,7 +1077,7 @@ fn restore_catalog(
             let slug = entry.customer_slug.clone().unwrap_or_default();
             tenant_plans.push(Planned {
                 source: set.file(entry)?,
-                target: actor.home.tenant_db(&slug)?,
+                target: Target::Tenant(engines.tenant(&engines.default_engine().placement_for(&slug)?)?),
                 customer_id: entry.customer_id,
                 customer: entry.customer_slug.clone(),
                 entry: entry.clone(),
@@ -1017,13 +1108,12 @@ fn restore_catalog(
     for target in std::iter::once(&catalog_plan)
         .chain(&tenant_plans)
         .map(|p| &p.target)
-        .filter(|t| t.is_file())
+        .filter(|t| t.exists())
     {
-        swap::refuse_if_open(target)?;
+        target.refuse_if_in_use()?;
     }
     let mut report = RestoreReport::new(&set);
-    let wanted = to_stage(std::iter::once(&catalog_plan).chain(&tenant_plans));
-    let (staged, saved) = stage_and_save(&wanted, || {
+    let (staged, saved) = stage_and_save(std::iter::once(&catalog_plan).chain(&tenant_plans), || {
         // Save what is there now, if the live catalog can still be read; the files are
         // labelled with the live catalog's customers, not the backup's.
         match Catalog::open(home_catalog) {
@@ -1068,34 +1158,40 @@ fn restore_catalog(
     let mut catalog = Catalog::open(home_catalog)?;
     // The restored catalog may come from another home or another time: its paths are
     // rebuilt for this home and its tenants' records re-read from their files.
-    let live = normalise_db_paths(&mut catalog, actor)?;
+    let live = normalise_placements(&mut catalog, &engines)?;
     record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
     Ok(report)
 }
 
-/// Points every customer's `db_path` at this home (the trash for deleted ones) and
-/// returns the live tenants whose file is there.
-fn normalise_db_paths(catalog: &mut Catalog, actor: Actor<'_>) -> Result<Vec<(i64, PathBuf)>> {
+/// Points every customer's placement at this home's engine (where deleted tenants wait,
+/// for deleted ones) and returns the live tenants whose database is there.
+fn normalise_placements(
+    catalog: &mut Catalog,
+    engines: &Engines,
+) -> Result<Vec<(i64, Arc<dyn TenantDatabase>)>> {
+    let engine = engines.default_engine();
     let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
-    let mut paths = Vec::with_capacity(everyone.len());
+    let mut placements = Vec::with_capacity(everyone.len());
     for customer in &everyone {
-        let path = if customer.status == "deleted" {
-            actor.home.trashed_tenant_db(&customer.slug, customer.id)?
+        let deleted = customer.status == "deleted";
+        let placement = if deleted {
+            engine.retired_placement(&customer.slug, customer.id)?
         } else {
-            actor.home.tenant_db(&customer.slug)?
+            engine.placement_for(&customer.slug)?
         };
-        paths.push((customer.id, customer.status == "deleted", path));
+        placements.push((customer.id, deleted, placement));
     }
     catalog.write(|tx| {
-        for (id, _, path) in &paths {
-            crate::catalog::customers::set_db_path(tx, *id, &path.display().to_string())?;
+        for (id, _, placement) in &placements {
+            crate::catalog::customers::set_placement(tx, *id, placement)?;
         }
         Ok(())
     })?;
-    Ok(paths
+    Ok(placements
         .into_iter()
-        .filter(|(_, deleted, path)| !deleted && path.is_file())
-        .map(|(id, _, path)| (id, path))
+        .filter(|(_, deleted, _)| !deleted)
+        .map(|(id, _, placement)| (id, engine.tenant(&placement)))
+        .filter(|(_, tenant)| tenant.exists())
         .collect())
 }
 
@@ -1122,13 +1218,15 @@ pub fn undelete_from_backup(
             )),
         );
     }
-    let trashed = PathBuf::from(&customer.db_path);
-    let target = actor.home.tenant_db(&customer.slug)?;
-    if let Some(present) = [&trashed, &target].into_iter().find(|p| p.is_file()) {
+    let engines = Engines::new(actor.home);
+    let engine = engines.engine(&customer.placement)?;
+    let trashed = engine.tenant(&customer.placement);
+    let target = engine.tenant(&engine.placement_for(&customer.slug)?);
+    if let Some(present) = [&trashed, &target].into_iter().find(|t| t.exists()) {
         return Err(Error::refused(format!(
             "the database of {} is still there ({})",
             customer.slug,
-            present.display()
+            present.describe()
         ))
         .with_hint(format!(
             "run 'tenantctl customer undelete {}' without --from-backup, then restore it if need be",
@@ -1158,34 +1256,23 @@ pub fn undelete_from_backup(
             ))
             .with_hint(format!("see 'tenantctl backup list --customer {}'", customer.id))
         })?;
-    let staged = swap::stage(&swap::ToStage {
-        backup_file: chosen.file(&entry)?,
-        sha256: entry.sha256.clone(),
-        target: target.clone(),
-    })?;
-    let applied = tenantdb::open_tenant(&staged.staging).and_then(|c| tenantdb::applied_migrations(&c));
-    let applied = match applied {
-        Ok(list) => list,
-        Err(err) => {
-            swap::discard(std::slice::from_ref(&staged));
-            return Err(err);
-        }
-    };
-    let target_text = target.display().to_string();
+    let staged = target.stage_restore(&chosen.file(&entry)?, &entry.sha256)?;
+    let applied = &staged.applied;
+    let target_text = target.placement().location.clone();
     let set_id = chosen.manifest.id.clone();
     let done = catalog.write_with_files(
         |tx| {
             // Checked again under the write lock: another undelete may have won.
             let now = customers::resolve(tx, &customer.id.to_string())?;
-            if now.status != "deleted" || target.is_file() {
+            if now.status != "deleted" || target.exists() {
                 return Err(Error::refused(format!(
                     "customer {} was undeleted meanwhile",
                     now.slug
                 )));
             }
-            crate::catalog::customers::undelete(tx, now.id, &target_text)?;
+            crate::catalog::customers::undelete(tx, now.id, target.placement())?;
             let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
-            tenants::record_applied(tx, now.id, &applied)?;
+            tenants::record_applied(tx, now.id, applied)?;
             tenants::record_run(tx, now.id, version, "ok", None)?;
             let restored = crate::catalog::customers::by_id(tx, now.id)?
                 .ok_or_else(|| Error::unexpected(format!("customer {} vanished", now.slug)))?;
@@ -1199,15 +1286,15 @@ pub fn undelete_from_backup(
             )?;
             Ok(restored)
         },
-        |_| swap::swap_in(&staged),
+        |_| target.swap_in(&staged),
         |_| {
-            let _ = crate::files::remove_database(&target);
+            let _ = engine.destroy(target.placement());
         },
     );
     match done {
         Ok(restored) => Ok((restored, chosen.manifest.id)),
         Err(err) => {
-            swap::discard(std::slice::from_ref(&staged));
+            target.discard_staged(&staged);
             Err(err)
         }
     }

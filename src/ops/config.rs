@@ -9,7 +9,7 @@ use crate::catalog::model::{NewAuditEvent, Setting};
 use crate::catalog::{Catalog, audit, plans, settings, tenants};
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::tenantdb::{self, MigrationId};
+use crate::migrations::{self, MigrationId};
 use crate::validate;
 
 struct Key {
@@ -209,7 +209,7 @@ fn refuse_folder_behind_the_fleet(catalog: &Catalog, dir: &Path) -> Result<()> {
     if applied.is_empty() {
         return Ok(());
     }
-    let files: Vec<MigrationId> = tenantdb::load_migrations(dir)?
+    let files: Vec<MigrationId> = migrations::load_migrations(dir)?
         .iter()
         .map(MigrationId::of)
         .collect();

@@ -2,7 +2,6 @@
 //! soft delete, undelete and purge.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -12,8 +11,9 @@ use super::{Actor, config, quota};
 use crate::catalog::customers::{self, CustomerChanges, CustomerFilter, LimitChanges};
 use crate::catalog::model::{Customer, NewCustomer, SiteSummary};
 use crate::catalog::{Catalog, is_unique_violation, plans, tenants};
+use crate::engine::{Engines, Placement};
 use crate::error::{Error, Result};
-use crate::{files, tenantdb, validate};
+use crate::{migrations, validate};
 
 pub const STATUSES: &[&str] = &["active", "suspended", "deleted"];
 
@@ -89,16 +89,14 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     // concurrent create of the same slug between moving its file and committing.
     refuse_taken(catalog.conn(), explicit_slug.as_deref(), &email)?;
 
-    let migrations = tenantdb::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
-    let built = tenantdb::provision(
-        &actor.home.tenants_dir(),
-        &actor.home.templates_dir(),
-        &migrations,
-    )?;
+    let migrations = migrations::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
+    let engines = Engines::new(actor.home);
+    let engine = engines.default_engine();
+    let built = engine.provision(&migrations)?;
     let result = catalog.write_with_files(
         |tx| {
             let slug = choose_slug(tx, actor, explicit_slug.as_deref(), company.as_deref(), &email)?;
-            let final_path = actor.home.tenant_db(&slug)?;
+            let placement = engine.placement_for(&slug)?;
             let new = NewCustomer {
                 slug,
                 email: email.clone(),
@@ -106,7 +104,7 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
                 company_name: company.clone(),
                 plan: plan.clone(),
                 metadata: metadata.clone(),
-                db_path: path_text(&final_path)?,
+                placement,
                 schema_version: built.schema_version,
             };
             let customer = customers::insert(tx, &new)?;
@@ -121,13 +119,13 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
             )?;
             Ok(customer)
         },
-        |customer| files::move_database(&built.staging_path, Path::new(&customer.db_path)),
+        |customer| engine.publish(&built, &customer.placement),
         |customer| {
-            let _ = files::remove_database(Path::new(&customer.db_path));
+            let _ = engine.destroy(&customer.placement);
         },
     );
     if result.is_err() {
-        let _ = files::remove_database(&built.staging_path);
+        engine.discard(&built);
     }
     result
 }
@@ -204,12 +202,6 @@ fn existing_plan(conn: &Connection, name: &str) -> Result<String> {
         return Err(Error::usage(format!("unknown plan '{name}'")).with_hint("see 'tenantctl plan list'"));
     }
     Ok(name.to_string())
-}
-
-pub(crate) fn path_text(path: &Path) -> Result<String> {
-    path.to_str()
-        .map(str::to_string)
-        .ok_or_else(|| Error::usage(format!("path {} is not valid UTF-8", path.display())))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -506,11 +498,11 @@ fn reread(conn: &Connection, customer: &Customer) -> Result<Customer> {
         .ok_or_else(|| Error::unexpected(format!("customer {} vanished", customer.slug)))
 }
 
-/// A customer's database file on its way to or from the trash.
+/// A customer's database on its way to or from where deleted tenants wait.
 struct Move {
     customer: Customer,
-    from: PathBuf,
-    to: PathBuf,
+    from: Placement,
+    to: Placement,
     file_present: bool,
 }
 
@@ -524,10 +516,11 @@ pub fn delete(
 ) -> Result<Customer> {
     let before = resolve(catalog.conn(), reference)?;
     require_confirm(&before, confirm, "deletion")?;
-    files::create_private_dir(&actor.home.trash_dir())?;
-    // Folding the WAL in first lets the file move alone. A database too damaged to open
-    // still moves, side files and all.
-    let _ = tenantdb::checkpoint(Path::new(&before.db_path));
+    let engines = Engines::new(actor.home);
+    let engine = engines.engine(&before.placement)?;
+    // Bringing pending writes home first lets the database move alone. One too damaged
+    // to open still moves.
+    let _ = engine.tenant(&before.placement).quiesce();
     let done = catalog.write_with_files(
         |tx| {
             let customer = resolve(tx, &before.id.to_string())?;
@@ -537,13 +530,13 @@ pub fn delete(
                     customer.slug
                 )));
             }
-            let from = PathBuf::from(&customer.db_path);
-            let to = actor.home.trashed_tenant_db(&customer.slug, customer.id)?;
-            let to_text = path_text(&to)?;
-            let file_present = from.is_file();
+            let from = customer.placement.clone();
+            let to = engine.retired_placement(&customer.slug, customer.id)?;
+            let to_text = to.location.clone();
+            let file_present = engine.tenant(&from).exists();
             customers::set_status(tx, customer.id, "deleted", customer.status_reason.as_deref())?;
             let (sites, keys, sessions) = customers::shut_down_access(tx, customer.id)?;
-            customers::set_db_path(tx, customer.id, &to_text)?;
+            customers::set_placement(tx, customer.id, &to)?;
             audit_customer(
                 tx,
                 actor,
@@ -561,14 +554,14 @@ pub fn delete(
         },
         |m| {
             if m.file_present {
-                files::move_database(&m.from, &m.to)
+                engine.relocate(&m.from, &m.to)
             } else {
                 Ok(())
             }
         },
         |m| {
             if m.file_present {
-                let _ = files::move_database(&m.to, &m.from);
+                let _ = engine.relocate(&m.to, &m.from);
             }
         },
     )?;
@@ -579,6 +572,9 @@ pub fn delete(
 /// suspended with its reason), its database to `HOME/tenants/`. Sites stay stopped and
 /// revoked keys stay revoked.
 pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Result<Customer> {
+    let engines = Engines::new(actor.home);
+    let before = resolve(catalog.conn(), reference)?;
+    let engine = engines.engine(&before.placement)?;
     let done = catalog.write_with_files(
         |tx| {
             let customer = resolve(tx, reference)?;
@@ -588,23 +584,23 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
                     customer.slug
                 )));
             }
-            let from = PathBuf::from(&customer.db_path);
-            let to = actor.home.tenant_db(&customer.slug)?;
+            let from = customer.placement.clone();
+            let to = engine.placement_for(&customer.slug)?;
             // After a crash between moving the file and committing, it may already be back.
-            let file_present = from.is_file();
-            if !file_present && !to.is_file() {
+            let file_present = engine.tenant(&from).exists();
+            if !file_present && !engine.tenant(&to).exists() {
                 return Err(Error::refused(format!(
                     "the tenant database of {} is gone from {}",
                     customer.slug,
-                    from.display()
+                    engine.tenant(&from).describe()
                 ))
 .with_hint(format!(
                     "run 'tenantctl customer undelete {} --from-backup [ID]' (or --at TIME) to bring it back from a backup",
                     customer.slug
                 )));
             }
-            let to_text = path_text(&to)?;
-            customers::undelete(tx, customer.id, &to_text)?;
+            let to_text = to.location.clone();
+            customers::undelete(tx, customer.id, &to)?;
             let restored = reread(tx, &customer)?;
             audit_customer(
                 tx,
@@ -622,14 +618,14 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
         },
         |m| {
             if m.file_present {
-                files::move_database(&m.from, &m.to)
+                engine.relocate(&m.from, &m.to)
             } else {
                 Ok(())
             }
         },
         |m| {
             if m.file_present {
-                let _ = files::move_database(&m.to, &m.from);
+                let _ = engine.relocate(&m.to, &m.from);
             }
         },
     )?;
@@ -671,23 +667,22 @@ pub fn purge(
             actor,
             "customer.purge",
             &customer,
-            json!({"email": customer.email, "name": customer.name, "db_path": customer.db_path}),
+            json!({"email": customer.email, "name": customer.name, "db_path": customer.placement.location}),
         )?;
         customers::purge(tx, customer.id)?;
         Ok(customer)
     })?;
     // After the commit: a crash here leaves a file in the trash that no row points at,
     // which `doctor` reports, rather than a row whose data is gone.
-    let trashed = PathBuf::from(&customer.db_path);
-    if trashed.starts_with(actor.home.trash_dir()) {
-        files::remove_database(&trashed)?;
-    }
+    Engines::new(actor.home)
+        .engine(&customer.placement)?
+        .purge_retired(&customer.placement)?;
     Ok(PurgeReport {
         id: customer.id,
         slug: customer.slug,
         email: customer.email,
         status: "purged".to_string(),
-        removed_db_path: customer.db_path,
+        removed_db_path: customer.placement.location,
         purged_at: crate::time::now(),
     })
 }

@@ -11,10 +11,11 @@ use serde::Serialize;
 use super::{Reported, config};
 use crate::catalog::Catalog;
 use crate::catalog::tenants::{self, TenantRow};
+use crate::engine::{Engines, sqlite};
 use crate::error::{Error, Result};
 use crate::files::{self, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::home::Home;
-use crate::tenantdb::{self, MigrationId};
+use crate::migrations::{self, MigrationId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -125,7 +126,7 @@ fn run_checks(home: &Home, backup_dir: &Path, fix: bool) -> Result<Vec<Check>> {
             check_mode(&mut doctor, &dir, PRIVATE_DIR_MODE);
         }
     }
-    let files = match tenantdb::load_migrations(&config::tenant_migrations_dir(&catalog, home)?) {
+    let files = match migrations::load_migrations(&config::tenant_migrations_dir(&catalog, home)?) {
         Ok(migrations) => {
             doctor.add(
                 "tenant_migrations",
@@ -297,12 +298,13 @@ fn tenant_checks(
     files: Option<&[MigrationId]>,
 ) -> Result<bool> {
     let before = doctor.checks.len();
-    let path = PathBuf::from(&tenant.db_path);
-    if let Err(err) = tenantdb::refuse_symlink(&path) {
+    let database = Engines::new(home).tenant(&tenant.placement)?;
+    let path = PathBuf::from(&tenant.placement.location);
+    if let Err(err) = database.check_own() {
         doctor.add("tenant.symlink", &tenant.slug, Verdict::Fail, err.to_string());
         return Ok(false);
     }
-    if !path.is_file() {
+    if !database.exists() {
         // A crash while deleting can leave the file in the trash under a live row.
         let trashed = home.trashed_tenant_db(&tenant.slug, tenant.customer_id)?;
         let repair =
@@ -322,11 +324,11 @@ fn tenant_checks(
     for side in files::sqlite_side_files(&path) {
         check_mode(doctor, &side, PRIVATE_FILE_MODE);
     }
-    if let Err(err) = tenantdb::quick_check(&path) {
+    if let Err(err) = database.check() {
         doctor.add("tenant.quick_check", &tenant.slug, Verdict::Fail, err.to_string());
         return Ok(false);
     }
-    let applied = match tenantdb::open_tenant(&path).and_then(|c| tenantdb::applied_migrations(&c)) {
+    let applied = match database.applied() {
         Ok(applied) => applied,
         Err(err) => {
             doctor.add("tenant.open", &tenant.slug, Verdict::Fail, err.to_string());
@@ -446,8 +448,8 @@ fn backup_checks(doctor: &mut Doctor, backup_dir: &Path, live: &[TenantRow]) -> 
 
 /// Deleted customers keep their file in the trash until purged.
 fn deleted_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<()> {
-    for (id, slug, db_path) in crate::catalog::customers::deleted_db_paths(catalog.conn())? {
-        let path = PathBuf::from(&db_path);
+    for (id, slug, placement) in crate::catalog::customers::deleted_placements(catalog.conn())? {
+        let path = PathBuf::from(&placement.location);
         if path.is_file() {
             check_mode(doctor, &path, PRIVATE_FILE_MODE);
             continue;
@@ -475,12 +477,12 @@ fn template_checks(doctor: &mut Doctor, home: &Home) {
         return;
     }
     check_mode(doctor, &dir, PRIVATE_DIR_MODE);
-    let template = dir.join(tenantdb::template::FILE_NAME);
+    let template = dir.join(sqlite::template::FILE_NAME);
     if !template.is_file() {
         return;
     }
     check_mode(doctor, &template, PRIVATE_FILE_MODE);
-    if let Err(err) = tenantdb::quick_check(&template) {
+    if let Err(err) = sqlite::quick_check(&template) {
         let repair = || {
             files::remove_database(&template)
                 .map(|_| "removed; the next customer create rebuilds it".to_string())
@@ -498,9 +500,9 @@ fn template_checks(doctor: &mut Doctor, home: &Home) {
 /// Files in `tenants/` and `trash/` that no customer owns; unfinished provisions left
 /// by a crash are removed by `--fix` once they are an hour old.
 fn orphan_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<()> {
-    let owned: HashSet<PathBuf> = crate::catalog::customers::all_db_paths(catalog.conn())?
+    let owned: HashSet<PathBuf> = crate::catalog::customers::all_placements(catalog.conn())?
         .into_iter()
-        .map(PathBuf::from)
+        .map(|p| PathBuf::from(p.location))
         .collect();
     for dir in [home.tenants_dir(), home.trash_dir(), home.templates_dir()] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -515,7 +517,7 @@ fn orphan_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<
             {
                 continue;
             }
-            if tenantdb::is_staging_name(&name) {
+            if sqlite::is_staging_name(&name) {
                 let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
                     SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(3600)
                 });

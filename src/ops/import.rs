@@ -13,12 +13,12 @@ use crate::catalog::customers::CustomerChanges;
 use crate::catalog::model::{Customer, NewCustomer, NewSite, Plan, Site};
 use crate::catalog::sites::{self, SiteFilter};
 use crate::catalog::{Catalog, plans, tenants};
+use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
-use crate::fan_out::fan_out_all;
 use crate::import::plans::{PLANS_FILE, PlanDoc, is_plans_file, parse_plans};
 use crate::import::scan::{is_customer_file, scan};
 use crate::import::{CustomerDoc, EXPORT_ADDED_KEYS, Parsed, Problem, SiteDoc, cross_check, parse};
-use crate::tenantdb::{self, Provisioned};
+use crate::migrations;
 use crate::{files, validate};
 
 /// One file's line in the import report.
@@ -680,8 +680,10 @@ fn write(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest, rows:
         .filter(|(_, p)| p.existing.is_none())
         .map(|(k, _)| k)
         .collect();
-    let migrations = tenantdb::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
-    let provisioned = provision_many(actor, &migrations, new_customers.len(), request.jobs)?;
+    let migrations = migrations::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
+    let engines = Engines::new(actor.home);
+    let engine = engines.default_engine();
+    let provisioned = engine.provision_many(&migrations, new_customers.len(), request.jobs)?;
     let mut staged: HashMap<String, Provisioned> = new_customers
         .iter()
         .map(|k| (*k).clone())
@@ -694,7 +696,7 @@ fn write(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest, rows:
                 let current = plans::get(tx, &update.plan.name)?;
                 plan_ops::save(tx, actor, current.as_ref(), &update.plan, false, Some("import"))?;
             }
-            let mut moves: Vec<(PathBuf, PathBuf)> = Vec::new();
+            let mut moves: Vec<(Provisioned, Placement)> = Vec::new();
             let mut ids: HashMap<String, (i64, String)> = HashMap::new();
             let mut keys: Vec<&String> = customer_plans.keys().collect();
             keys.sort();
@@ -706,8 +708,8 @@ fn write(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest, rows:
                         let built = staged
                             .remove(key)
                             .ok_or_else(|| Error::unexpected("a new customer without a database"))?;
-                        let customer = insert_customer(tx, actor, plan, &built)?;
-                        moves.push((built.staging_path.clone(), PathBuf::from(&customer.db_path)));
+                        let customer = insert_customer(tx, actor, engine, plan, &built)?;
+                        moves.push((built, customer.placement.clone()));
                         customer
                     }
                 };
@@ -719,65 +721,26 @@ fn write(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest, rows:
             }
             Ok(moves)
         },
+        |moves| engine.publish_many(moves),
         |moves| {
-            for (from, to) in moves {
-                files::move_database_unsynced(from, to)?;
-            }
-            // All the new files sit in one folder: one sync makes every rename durable.
-            files::fsync_dir(&actor.home.tenants_dir())
-        },
-        |moves| {
-            for (_, to) in moves {
-                let _ = files::remove_database(to);
+            for (built, placement) in moves {
+                let _ = engine.destroy(placement);
+                engine.discard(built);
             }
         },
     );
     if result.is_err() {
         for built in staged.values() {
-            let _ = files::remove_database(&built.staging_path);
+            engine.discard(built);
         }
     }
     result.map(|_| ())
 }
 
-/// Builds `count` tenant databases from the template, in parallel.
-fn provision_many(
-    actor: Actor<'_>,
-    migrations: &[refinery::Migration],
-    count: usize,
-    jobs: usize,
-) -> Result<Vec<Provisioned>> {
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    // The template is built and checked once; the workers only copy it.
-    let template = tenantdb::template::checked(&actor.home.templates_dir(), migrations)?;
-    // One slot per database to build: the copies are all alike.
-    let slots = vec![(); count];
-    let built = fan_out_all(&slots, jobs, |()| {
-        // Another process may rebuild the template meanwhile: check it again.
-        template.copy_into(&actor.home.tenants_dir()).or_else(|_| {
-            tenantdb::provision(&actor.home.tenants_dir(), &actor.home.templates_dir(), migrations)
-        })
-    });
-    if built.iter().any(|b| b.is_err()) {
-        let mut first = None;
-        for one in built {
-            match one {
-                Ok(p) => {
-                    let _ = files::remove_database(&p.staging_path);
-                }
-                Err(e) => first = first.or(Some(e)),
-            }
-        }
-        return Err(first.unwrap_or_else(|| Error::unexpected("provisioning failed")));
-    }
-    Ok(built.into_iter().filter_map(|b| b.ok()).collect())
-}
-
 fn insert_customer(
     tx: &Connection,
     actor: Actor<'_>,
+    engine: &dyn Engine,
     plan: &CustomerPlan,
     built: &Provisioned,
 ) -> Result<Customer> {
@@ -789,7 +752,7 @@ fn insert_customer(
         doc.company_name.as_deref(),
         &doc.email,
     )?;
-    let path = actor.home.tenant_db(&slug)?;
+    let placement = engine.placement_for(&slug)?;
     let name = doc
         .name
         .clone()
@@ -804,7 +767,7 @@ fn insert_customer(
             company_name: doc.company_name.clone(),
             plan: plan.plan.clone(),
             metadata: doc.metadata.clone().unwrap_or_default(),
-            db_path: customers::path_text(&path)?,
+            placement,
             schema_version: built.schema_version,
         },
     )?;

@@ -2,7 +2,6 @@
 //! the fleet, every run recorded in the query history; `db history` reads it back;
 //! `db vacuum` compacts tenant files across the fleet.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -12,11 +11,9 @@ use super::tenants::live_customer;
 use super::{Actor, Reported, customers};
 use crate::catalog::Catalog;
 use crate::catalog::tenants::{self, QueryRecord, TenantRow};
+use crate::engine::{Engines, Finished, RowSink, ScriptOutcome, TenantDatabase};
 use crate::error::{Error, Result};
 use crate::fan_out::fan_out_all;
-use crate::files;
-use crate::tenantdb::sql::{self, Finished, RowSink, ScriptOutcome};
-use crate::tenantdb::{self as tenant_files};
 use crate::time;
 
 /// Runs one statement on one tenant, streaming rows to `sink`. The run is in the query
@@ -31,8 +28,8 @@ pub fn run_one(
     timeout: Duration,
     sink: &mut dyn RowSink,
 ) -> Result<(String, Finished)> {
-    recorded(catalog, actor, reference, statement, write, |path| {
-        let finished = sql::stream(path, statement, write, timeout, sink)?;
+    recorded(catalog, actor, reference, statement, write, |tenant| {
+        let finished = tenant.query(statement, write, timeout, sink)?;
         let (Finished::Rows(n) | Finished::Changed(n)) = finished;
         Ok((finished, n))
     })
@@ -48,13 +45,13 @@ pub fn run_script(
     write: bool,
     timeout: Duration,
 ) -> Result<(String, ScriptOutcome)> {
-    recorded(catalog, actor, reference, script, write, |path| {
-        let outcome = sql::run_script(path, script, write, timeout)?;
+    recorded(catalog, actor, reference, script, write, |tenant| {
+        let outcome = tenant.script(script, write, timeout)?;
         Ok((outcome, outcome.changes))
     })
 }
 
-/// Runs `work` on one live tenant's file between a `running` entry in the query history
+/// Runs `work` on one live tenant's database between a `running` entry in the query history
 /// and its outcome; `work` returns its result and the row count to record.
 fn recorded<T>(
     catalog: &mut Catalog,
@@ -62,9 +59,10 @@ fn recorded<T>(
     reference: &str,
     statement: &str,
     write: bool,
-    work: impl FnOnce(&Path) -> Result<(T, u64)>,
+    work: impl FnOnce(&dyn TenantDatabase) -> Result<(T, u64)>,
 ) -> Result<(String, T)> {
     let customer = live_customer(catalog, reference)?;
+    let tenant = Engines::new(actor.home).tenant(&customer.placement)?;
     let record = QueryRecord {
         actor: actor.name,
         customer_id: customer.id,
@@ -77,15 +75,8 @@ fn recorded<T>(
     };
     let history_id = catalog.write(|tx| tenants::start_query(tx, &record))?;
     let started = Instant::now();
-    let path = Path::new(&customer.db_path);
-    let result = work(path);
-    let applied = if write {
-        tenant_files::open_tenant(path)
-            .and_then(|c| tenant_files::applied_migrations(&c))
-            .ok()
-    } else {
-        None
-    };
+    let result = work(tenant.as_ref());
+    let applied = if write { tenant.applied().ok() } else { None };
     let rows = result.as_ref().map_or(0, |(_, n)| *n);
     let error = result.as_ref().err().map(ToString::to_string);
     catalog.write(|tx| {
@@ -142,9 +133,12 @@ pub fn run_all(
         .into_iter()
         .filter(|t| t.status == "active")
         .collect();
+    let engines = Engines::new(actor.home);
     let outcomes = fan_out_all(&active, jobs, |tenant| {
         let started = Instant::now();
-        let result = sql::run(Path::new(&tenant.db_path), statement, false, timeout);
+        let result = engines
+            .tenant(&tenant.placement)
+            .and_then(|db| db.query_collected(statement, false, timeout));
         (millis(started), result)
     });
     catalog.write(|tx| {
@@ -229,20 +223,13 @@ pub fn vacuum(
         .map(|r| live_customer(catalog, r).map(|c| c.id))
         .collect::<Result<Vec<_>>>()?;
     let chosen = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
+    let engines = Engines::new(actor.home);
     let results = fan_out_all(&chosen, jobs, |tenant| {
         let started = Instant::now();
-        let path = Path::new(&tenant.db_path);
-        let outcome = tenant_files::refuse_symlink(path).and_then(|()| {
-            if path.is_file() {
-                tenant_files::vacuum(path)
-            } else {
-                Err(Error::refused(format!(
-                    "tenant database {} is missing",
-                    path.display()
-                )))
-            }
-        });
-        let size = files::database_size(path);
+        let (outcome, size) = match engines.tenant(&tenant.placement) {
+            Ok(db) => (vacuum_one(db.as_ref()), db.size_bytes()),
+            Err(err) => (Err(err), 0),
+        };
         VacuumResult {
             customer: tenant.slug.clone(),
             customer_id: tenant.customer_id,
@@ -279,6 +266,17 @@ pub fn vacuum(
             .with_hint("see the error column")
     });
     Ok(Reported::new(results, failure))
+}
+
+fn vacuum_one(tenant: &dyn TenantDatabase) -> Result<crate::engine::Vacuumed> {
+    tenant.check_own()?;
+    if !tenant.exists() {
+        return Err(Error::refused(format!(
+            "tenant database {} is missing",
+            tenant.describe()
+        )));
+    }
+    tenant.vacuum()
 }
 
 /// `db history`: which runs to list.

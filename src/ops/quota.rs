@@ -1,14 +1,13 @@
 //! A customer's limits (plan values with per-customer overrides) and usage against them.
 
-use std::path::Path;
-
 use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::catalog::model::{Customer, Limits, Plan};
 use crate::catalog::{customers, plans, usage};
+use crate::engine::Engines;
 use crate::error::{Error, Result};
-use crate::{files, time};
+use crate::time;
 
 /// The limits in force for a customer.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -117,8 +116,9 @@ impl Storage {
     }
 
     /// Measured now from the customer's tenant database.
-    pub fn of(customer: &Customer) -> Self {
-        Self::of_bytes(files::database_size(Path::new(&customer.db_path)))
+    pub fn of(conn: &Connection, customer: &Customer) -> Result<Self> {
+        let tenant = Engines::of_catalog(conn).tenant(&customer.placement)?;
+        Ok(Self::of_bytes(tenant.size_bytes()))
     }
 }
 
@@ -136,7 +136,7 @@ pub fn measure(conn: &Connection, customer: &Customer) -> Result<Usage> {
     let month = time::current_month();
     Ok(Usage {
         sites: customers::site_count(conn, customer.id)?,
-        storage: Storage::of(customer),
+        storage: Storage::of(conn, customer)?,
         bandwidth_mb: usage::amount(conn, customer.id, "bandwidth_mb", &month)?,
         api_calls: usage::amount(conn, customer.id, "api_calls", &month)?,
     })

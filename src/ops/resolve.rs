@@ -49,7 +49,7 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Resolution> {
             customer_status: customer.status,
             site_id: Some(site.id),
             site_domain: Some(site.domain),
-            db_path: customer.db_path,
+            db_path: customer.placement.location,
         });
     }
     if let Some((platform, _)) = settings::get(conn, "platform_domain")?
@@ -68,7 +68,7 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Resolution> {
             customer_status: customer.status,
             site_id: None,
             site_domain: None,
-            db_path: customer.db_path,
+            db_path: customer.placement.location,
         });
     }
     Err(

@@ -1,7 +1,7 @@
 //! Setting up and inspecting a home: `init`, catalog `migrate`, `status`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::json;
@@ -10,10 +10,11 @@ use super::{Actor, config};
 use crate::catalog::customers::{self, CountColumn};
 use crate::catalog::model::NewAuditEvent;
 use crate::catalog::{Catalog, MigrationRecord, audit};
+use crate::engine::Engines;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::lock::HomeLock;
-use crate::{files, tenantdb};
+use crate::{files, migrations};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InitReport {
@@ -72,7 +73,7 @@ pub fn init(
     let migrations_dir = config::tenant_migrations_dir(&catalog, home)?;
     // Only into an empty folder (a home restored from a backup gets the set back); a
     // later init cannot name another folder, so the set never lands beside the fleet.
-    let starter_migrations_installed = tenantdb::install_starter_set(&migrations_dir)?;
+    let starter_migrations_installed = migrations::install_starter_set(&migrations_dir)?;
     if created {
         catalog.write(|tx| {
             audit::record(
@@ -267,14 +268,16 @@ pub fn status(home: &Home, backup_dir: &Path) -> Result<StatusReport> {
     report.sites = GroupCounts::from_pairs(customers::site_count_by_status(conn)?);
     let dir = config::tenant_migrations_dir(&catalog, home)?;
     report.tenant_migrations_dir = Some(text(&dir));
-    if let Ok(migrations) = tenantdb::load_migrations(&dir) {
-        let newest = tenantdb::newest_version(&migrations);
+    if let Ok(migrations) = migrations::load_migrations(&dir) {
+        let newest = migrations::newest_version(&migrations);
         report.newest_tenant_migration = Some(newest);
         report.tenants_behind = customers::count_behind(conn, newest)?;
     }
-    report.tenant_storage_bytes = customers::live_db_paths(conn)?
+    let engines = Engines::new(home);
+    report.tenant_storage_bytes = customers::live_placements(conn)?
         .iter()
-        .map(|p| files::database_size(&PathBuf::from(p)))
+        .filter_map(|p| engines.tenant(p).ok())
+        .map(|tenant| tenant.size_bytes())
         .sum();
     Ok(report)
 }

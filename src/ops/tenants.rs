@@ -2,8 +2,8 @@
 //! a catalog ledger, `db status`, `db path`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use refinery::Migration;
 use serde::Serialize;
@@ -12,13 +12,13 @@ use super::{Actor, Progress, Reported, config, customers};
 use crate::catalog::Catalog;
 use crate::catalog::model::Customer;
 use crate::catalog::tenants::{self, TenantRow};
+use crate::engine::{Engines, Outcome, TenantDatabase, TenantRun};
 use crate::error::{Error, Result};
 use crate::fan_out::{Flow, Stop, fan_out};
 use crate::home::Home;
 use crate::lock::HomeLock;
-use crate::tenantdb::migrate::{Outcome, TenantRun};
-use crate::tenantdb::{self, MigrationId};
-use crate::{files, validate};
+use crate::migrations::{self, MigrationId};
+use crate::validate;
 
 /// A customer whose tenant database may be worked on: exit 6 when deleted.
 pub fn live_customer(catalog: &Catalog, reference: &str) -> Result<Customer> {
@@ -41,19 +41,19 @@ pub struct DbPath {
     pub path: String,
 }
 
-pub fn path(catalog: &Catalog, reference: &str) -> Result<DbPath> {
+pub fn path(catalog: &Catalog, home: &Home, reference: &str) -> Result<DbPath> {
     let customer = live_customer(catalog, reference)?;
     // A path that is a link would send `sqlite3` to another tenant's file.
-    tenantdb::refuse_symlink(Path::new(&customer.db_path))?;
+    Engines::new(home).tenant(&customer.placement)?.check_own()?;
     Ok(DbPath {
         customer: customer.slug,
-        path: customer.db_path,
+        path: customer.placement.location,
     })
 }
 
 fn load_migrations(catalog: &Catalog, home: &Home) -> Result<(PathBuf, Vec<Migration>)> {
     let dir = config::tenant_migrations_dir(catalog, home)?;
-    let migrations = tenantdb::load_migrations(&dir)?;
+    let migrations = migrations::load_migrations(&dir)?;
     Ok((dir, migrations))
 }
 
@@ -116,7 +116,7 @@ pub fn migrate(
         .map(|r| live_customer(catalog, r).map(|c| c.id))
         .collect::<Result<Vec<_>>>()?;
     let (_, migrations) = load_migrations(catalog, actor.home)?;
-    let newest = tenantdb::newest_version(&migrations);
+    let newest = migrations::newest_version(&migrations);
     match request.target {
         Some(t) if t < 0 => return Err(Error::usage("--target must be 0 or more")),
         Some(t) if t > newest => {
@@ -137,6 +137,7 @@ pub fn migrate(
     let files: Vec<MigrationId> = migrations.iter().map(MigrationId::of).collect();
     let goal = request.target.unwrap_or(newest);
     let drifted = tenants::drifted_tenants(catalog.conn(), &files)?;
+    let engines = Engines::new(actor.home);
     let ledger = tenants::ledger_counts(catalog.conn())?;
 
     let mut results: HashMap<i64, TenantResult> = HashMap::new();
@@ -151,7 +152,7 @@ pub fn migrate(
             && !drifted.contains(&tenant.customer_id)
             && ledger.get(&tenant.customer_id).copied().unwrap_or(0) == expected
             // One lstat: a tenant path turned into a symbolic link fails, not passes.
-            && tenantdb::refuse_symlink(Path::new(&tenant.db_path)).is_ok();
+            && engines.tenant(&tenant.placement).is_ok_and(|db| db.check_own().is_ok());
         if current {
             let run = TenantRun {
                 from: tenant.schema_version,
@@ -170,6 +171,7 @@ pub fn migrate(
 
     progress.start(to_run.len() as u64);
     let plan = FanOut {
+        engines: &engines,
         migrations: &migrations,
         target: request.target,
         dry_run: request.dry_run,
@@ -244,6 +246,7 @@ fn migrate_failure(results: &[TenantResult], unrecorded: Option<String>) -> Opti
 
 /// The settings of one fan-out over tenants.
 struct FanOut<'a> {
+    engines: &'a Engines,
     migrations: &'a [Migration],
     target: Option<i64>,
     dry_run: bool,
@@ -268,13 +271,14 @@ impl FanOut<'_> {
         } else {
             Stop::Never
         };
-        let migrate = |tenant: &TenantRow| {
-            tenantdb::migrate::migrate(
-                Path::new(&tenant.db_path),
-                self.migrations,
-                self.target,
-                self.dry_run,
-            )
+        let migrate = |tenant: &TenantRow| match self.engines.tenant(&tenant.placement) {
+            Ok(db) => db.migrate(self.migrations, self.target, self.dry_run),
+            Err(err) => TenantRun::failed(
+                tenant.schema_version,
+                Outcome::Failed,
+                err.to_string(),
+                Instant::now(),
+            ),
         };
         let runs = fan_out(tenants, self.jobs, stop, progress, migrate, |batch| {
             if !self.dry_run
@@ -383,7 +387,8 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
         .map(|r| live_customer(catalog, r).map(|c| c.id))
         .collect::<Result<Vec<_>>>()?;
     let (_, migrations) = load_migrations(catalog, home)?;
-    let newest = tenantdb::newest_version(&migrations);
+    let newest = migrations::newest_version(&migrations);
+    let engines = Engines::new(home);
     let rows = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
     let mut summary = DbSummary {
         newest_migration: newest,
@@ -396,7 +401,8 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
             .filter(|m| i64::from(m.version()) > row.schema_version)
             .count();
         let failed = row.migration_status != "ok";
-        let size_bytes = files::database_size(Path::new(&row.db_path));
+        let tenant = engines.tenant(&row.placement)?;
+        let size_bytes = tenant.size_bytes();
         summary.tenants += 1;
         summary.total_bytes += size_bytes;
         if failed {
@@ -411,7 +417,7 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
         }
         let check = request
             .check
-            .then(|| check_file(Path::new(&row.db_path), row.schema_version));
+            .then(|| check_tenant(tenant.as_ref(), row.schema_version));
         if check.as_deref().is_some_and(|c| c != "ok") {
             summary.check_failed += 1;
         }
@@ -420,7 +426,7 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
             customer: row.slug,
             customer_id: row.customer_id,
             status: row.status,
-            path: row.db_path,
+            path: row.placement.location,
             size_bytes,
             schema_version: row.schema_version,
             pending,
@@ -446,15 +452,15 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
     ))
 }
 
-/// Opens a tenant file: `ok`, or what is wrong with it.
-pub fn check_file(path: &Path, recorded_version: i64) -> String {
-    if !path.is_file() {
+/// Opens a tenant database: `ok`, or what is wrong with it.
+pub fn check_tenant(tenant: &dyn TenantDatabase, recorded_version: i64) -> String {
+    if !tenant.exists() {
         return "missing".to_string();
     }
-    if let Err(err) = tenantdb::quick_check(path) {
+    if let Err(err) = tenant.check() {
         return err.to_string();
     }
-    match tenantdb::open_tenant(path).and_then(|conn| tenantdb::applied_migrations(&conn)) {
+    match tenant.applied() {
         Ok(applied) => {
             let actual = applied.iter().map(|m| m.version).max().unwrap_or(0);
             if actual == recorded_version {

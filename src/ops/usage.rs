@@ -117,7 +117,7 @@ pub fn report(catalog: &Catalog, reference: Option<&str>, month: Option<&str>) -
     chosen(catalog, reference)?
         .into_iter()
         .map(|c| {
-            let storage = quota::Storage::of(&c);
+            let storage = quota::Storage::of(catalog.conn(), &c)?;
             Ok(UsageLine {
                 bandwidth_mb: usage::amount(catalog.conn(), c.id, "bandwidth_mb", &month)?,
                 api_calls: usage::amount(catalog.conn(), c.id, "api_calls", &month)?,
@@ -286,12 +286,14 @@ pub fn stats(catalog: &Catalog) -> Result<Stats> {
     let month = time::current_month();
     let mut ranks: Vec<StorageRank> = chosen(catalog, None)?
         .into_iter()
-        .map(|c| StorageRank {
-            storage_bytes: quota::Storage::of(&c).used_bytes,
-            customer: c.slug,
-            plan: c.plan,
+        .map(|c| {
+            Ok(StorageRank {
+                storage_bytes: quota::Storage::of(conn, &c)?.used_bytes,
+                customer: c.slug,
+                plan: c.plan,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     ranks.sort_by(|a, b| {
         b.storage_bytes
             .cmp(&a.storage_bytes)

@@ -24,7 +24,7 @@ fn assert_consistent(env: &TestEnv, context: &str) {
         .unwrap();
     assert_eq!(violations, 0, "{context}");
     let mut stmt = catalog
-        .prepare("SELECT slug, db_path, status FROM customers")
+        .prepare("SELECT slug, location, status FROM customers")
         .unwrap();
     let rows: Vec<(String, String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))

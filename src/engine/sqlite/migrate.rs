@@ -4,60 +4,11 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::{applied_migrations, open_tenant};
+use crate::engine::results::elapsed_ms;
+use crate::engine::{Outcome, TenantRun};
+use crate::migrations::MigrationId;
 use refinery::{Migration, Runner, Target};
-use serde::Serialize;
-
-use super::{MigrationId, applied_migrations, open_tenant};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Nothing to apply.
-    Current,
-    /// Migrations were applied.
-    Migrated,
-    /// `--dry-run`: these would be applied.
-    Pending,
-    /// A migration failed; the database is at its old version.
-    Failed,
-    /// An applied migration's file changed or vanished; nothing was run.
-    Drift,
-    /// Not started, because an earlier tenant failed.
-    Skipped,
-    /// Already past `--target`; migrations are never undone.
-    Ahead,
-}
-
-#[derive(Debug, Clone)]
-pub struct TenantRun {
-    pub from: i64,
-    pub to: i64,
-    pub outcome: Outcome,
-    pub error: Option<String>,
-    pub pending: Vec<i64>,
-    /// What the database has applied afterwards, for the catalog's ledger; `None` when
-    /// the file could not be read.
-    pub applied: Option<Vec<MigrationId>>,
-    pub millis: f64,
-}
-
-impl TenantRun {
-    fn failed(from: i64, outcome: Outcome, error: String, started: Instant) -> Self {
-        TenantRun {
-            from,
-            to: from,
-            outcome,
-            error: Some(error),
-            pending: Vec::new(),
-            applied: None,
-            millis: elapsed_ms(started),
-        }
-    }
-}
-
-fn elapsed_ms(started: Instant) -> f64 {
-    (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0
-}
 
 /// Brings the database at `path` up to `target` (default: the newest migration).
 pub fn migrate(path: &Path, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
@@ -220,7 +171,7 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tenantdb::build_fresh;
+    use crate::engine::sqlite::build_fresh;
 
     fn m(name: &str, sql: &str) -> Migration {
         Migration::unapplied(name, sql).unwrap()

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use refinery::Migration;
 
-use super::{MigrationId, Provisioned, applied_migrations, build_fresh, newest_version, staging_name};
+use super::{Provisioned, applied_migrations, build_fresh, path_text, staging_name};
 use crate::error::{Error, IoContext, Result};
 use crate::files;
+use crate::migrations::{MigrationId, newest_version};
 
 pub const FILE_NAME: &str = "tenant.db";
 
@@ -180,7 +181,7 @@ impl Checked {
             return Err(err);
         }
         Ok(Provisioned {
-            staging_path,
+            staging: path_text(&staging_path)?,
             schema_version: self.schema_version,
             applied: self.applied.clone(),
         })
@@ -229,7 +230,7 @@ mod tests {
         let template = checked(&templates, &one).unwrap();
         let copy = template.copy_into(&tenants).unwrap();
         assert_eq!(
-            applied(&copy.staging_path).unwrap(),
+            applied(Path::new(&copy.staging)).unwrap(),
             vec![MigrationId::of(&one[0])]
         );
         assert_eq!(copy.schema_version, 1);

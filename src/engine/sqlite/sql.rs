@@ -11,47 +11,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
+use crate::engine::{Finished, QueryOutput, RowSink, ScriptOutcome};
 use crate::error::{Error, Result};
-
-/// What a statement returned: its column names and rows, or for a statement without
-/// result columns, how many rows it changed.
-#[derive(Debug, Clone, Default)]
-pub struct QueryOutput {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Value>>,
-    pub changes: Option<u64>,
-}
-
-impl QueryOutput {
-    /// The column names, a repeated name renamed (`x_2`), as rows are keyed by them.
-    pub fn unique_columns(&self) -> Vec<String> {
-        unique_names(&self.columns)
-    }
-
-    /// `reserved` followed by the column names, each query column renamed (`x_2`) where
-    /// it would repeat a reserved or earlier name.
-    pub fn unique_columns_after(&self, reserved: &[&str]) -> Vec<String> {
-        let names = reserved.iter().map(|r| r.to_string()).collect();
-        extend_unique(names, &self.columns)
-    }
-}
-
-fn unique_names(columns: &[String]) -> Vec<String> {
-    extend_unique(Vec::with_capacity(columns.len()), columns)
-}
-
-fn extend_unique(mut names: Vec<String>, columns: &[String]) -> Vec<String> {
-    for column in columns {
-        let mut name = column.clone();
-        let mut n = 2;
-        while names.contains(&name) {
-            name = format!("{column}_{n}");
-            n += 1;
-        }
-        names.push(name);
-    }
-    names
-}
+use crate::sql_text::{statement_count, transaction_control};
 
 /// Pragmas that would change how the file is stored or reach outside it.
 const DENIED_PRAGMAS: &[&str] = &[
@@ -81,30 +43,6 @@ fn authorize(context: AuthContext<'_>, write: bool) -> Authorization {
     }
 }
 
-/// Receives a statement's result as it is read, so big results need no memory.
-pub trait RowSink {
-    fn columns(&mut self, names: &[String]) -> Result<()>;
-    fn row(&mut self, values: Vec<Value>) -> Result<()>;
-}
-
-impl RowSink for QueryOutput {
-    fn columns(&mut self, names: &[String]) -> Result<()> {
-        self.columns = names.to_vec();
-        Ok(())
-    }
-    fn row(&mut self, values: Vec<Value>) -> Result<()> {
-        self.rows.push(values);
-        Ok(())
-    }
-}
-
-/// How a statement ended: rows streamed to the sink, or rows changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finished {
-    Rows(u64),
-    Changed(u64),
-}
-
 /// Runs one statement and collects its result.
 pub fn run(path: &Path, sql: &str, write: bool, timeout: Duration) -> Result<QueryOutput> {
     let mut output = QueryOutput::default();
@@ -128,7 +66,7 @@ pub fn stream(
     }
     // Counted before SQLite sees it: preparing a later statement can fail first (on a
     // table the earlier one would create), which would hide what is really wrong.
-    if super::statement_count(sql) > 1 {
+    if statement_count(sql) > 1 {
         return Err(one_statement_at_a_time());
     }
     let conn = open_sandboxed(path, write, timeout)?;
@@ -137,17 +75,10 @@ pub fn stream(
     result.map_err(|err| explain(err, write, timeout))
 }
 
-/// What a script did: how many statements ran and how many rows they changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScriptOutcome {
-    pub statements: u64,
-    pub changes: u64,
-}
-
 /// Runs a script of statements in one transaction on the tenant database at `path`:
 /// all of them take effect or none. Rows that statements return are read and dropped.
 pub fn run_script(path: &Path, sql: &str, write: bool, timeout: Duration) -> Result<ScriptOutcome> {
-    if let Some(keyword) = super::transaction_control(sql) {
+    if let Some(keyword) = transaction_control(sql) {
         return Err(Error::usage(format!("the SQL script contains {keyword}"))
             .with_hint("a script runs in one transaction that tenantctl opens and commits; leave transaction control out"));
     }

@@ -1,0 +1,271 @@
+//! Tenant databases wherever they live. The catalog records each tenant's
+//! [`Placement`] (engine, server, location); everything else reaches a tenant through
+//! an [`Engine`] and the [`TenantDatabase`] it hands out for a placement, never by
+//! building a path or a connection string itself. SQLite files in the home's
+//! `tenants/` folder are the built-in server `local`, the first engine.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use refinery::Migration;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::{Serialize, Serializer};
+
+use crate::backup::Entry;
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::migrations::MigrationId;
+
+mod results;
+pub mod sqlite;
+
+pub use results::{Finished, Outcome, QueryOutput, RowSink, ScriptOutcome, TenantRun, Vacuumed};
+
+/// The server every home has: SQLite files in its `tenants/` folder.
+pub const LOCAL_SERVER: &str = "local";
+
+/// The kind of database a tenant lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Sqlite => "sqlite",
+            EngineKind::Postgres => "postgres",
+            EngineKind::Mysql => "mysql",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [EngineKind::Sqlite, EngineKind::Postgres, EngineKind::Mysql]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql for EngineKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for EngineKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        EngineKind::parse(text).ok_or_else(|| FromSqlError::Other(format!("unknown engine '{text}'").into()))
+    }
+}
+
+/// Where one tenant's data lives: the engine, the server that hosts it, and the
+/// engine's own name for it (a file path for SQLite; a database or schema name on a
+/// server).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Placement {
+    pub engine: EngineKind,
+    pub server: String,
+    pub location: String,
+}
+
+impl Placement {
+    pub fn local(path: &Path) -> Result<Placement> {
+        let location = path
+            .to_str()
+            .ok_or_else(|| Error::usage(format!("path {} is not valid UTF-8", path.display())))?;
+        Ok(Placement {
+            engine: EngineKind::Sqlite,
+            server: LOCAL_SERVER.to_string(),
+            location: location.to_string(),
+        })
+    }
+}
+
+/// A placement shows as its location: for SQLite tenants that is the `db_path` the
+/// JSON has always carried.
+impl Serialize for Placement {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.location)
+    }
+}
+
+/// A tenant database built at the newest migration and not yet reachable through any
+/// placement: [`Engine::publish`] makes it a tenant's, [`Engine::discard`] drops it.
+#[derive(Debug)]
+pub struct Provisioned {
+    /// The engine's own name for the unfinished database.
+    pub staging: String,
+    pub schema_version: i64,
+    pub applied: Vec<MigrationId>,
+}
+
+/// A backup copy of a tenant that waits, checked, to replace the live database.
+#[derive(Debug)]
+pub struct Staged {
+    pub staging: String,
+    pub target: Placement,
+    /// The migrations the copy has applied, for the catalog's ledger.
+    pub applied: Vec<MigrationId>,
+}
+
+/// One server's way of keeping tenant databases.
+pub trait Engine: Send + Sync {
+    /// Where a tenant with this slug lives on this server.
+    fn placement_for(&self, slug: &str) -> Result<Placement>;
+    /// Where a deleted tenant's data waits until it is undeleted or purged.
+    fn retired_placement(&self, slug: &str, customer_id: i64) -> Result<Placement>;
+    /// Builds a new tenant database at the newest of `migrations`.
+    fn provision(&self, migrations: &[Migration]) -> Result<Provisioned>;
+    /// Builds `count` new tenant databases, `jobs` at a time; all or none.
+    fn provision_many(&self, migrations: &[Migration], count: usize, jobs: usize)
+    -> Result<Vec<Provisioned>>;
+    /// Makes a provisioned database the one at `placement`; never replaces a tenant.
+    fn publish(&self, provisioned: &Provisioned, placement: &Placement) -> Result<()>;
+    /// Publishes several at once (an import); stops at the first failure.
+    fn publish_many(&self, pairs: &[(Provisioned, Placement)]) -> Result<()> {
+        pairs
+            .iter()
+            .try_for_each(|(provisioned, placement)| self.publish(provisioned, placement))
+    }
+    /// Drops a provisioned database that was never published.
+    fn discard(&self, provisioned: &Provisioned);
+    /// Moves a tenant's data between two placements on this server; never overwrites.
+    fn relocate(&self, from: &Placement, to: &Placement) -> Result<()>;
+    /// Removes a tenant's database for good.
+    fn destroy(&self, placement: &Placement) -> Result<()>;
+    /// Removes a deleted tenant's retired database for good; data at any other
+    /// placement (a live one, say) is left alone.
+    fn purge_retired(&self, placement: &Placement) -> Result<()>;
+    /// The tenant database at `placement` (nothing is opened yet).
+    fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase>;
+}
+
+/// One tenant's database, as every command reaches it.
+pub trait TenantDatabase: Send + Sync {
+    fn placement(&self) -> &Placement;
+    /// How messages name the database (its path, or server and database).
+    fn describe(&self) -> String;
+    /// Whether the database is there at all.
+    fn exists(&self) -> bool;
+    /// Refuses (exit 7) when what sits at the placement is not this tenant's own
+    /// database, e.g. a symbolic link to another file.
+    fn check_own(&self) -> Result<()>;
+    /// The migrations it has applied, from its own history table.
+    fn applied(&self) -> Result<Vec<MigrationId>>;
+    /// Brings it to `target` (default: the newest) in one transaction.
+    fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun;
+    /// One operator statement, sandboxed to this tenant, rows streamed to `sink`.
+    fn query(&self, sql: &str, write: bool, timeout: Duration, sink: &mut dyn RowSink) -> Result<Finished>;
+    /// One operator statement with its whole result in memory.
+    fn query_collected(&self, sql: &str, write: bool, timeout: Duration) -> Result<QueryOutput> {
+        let mut output = QueryOutput::default();
+        if let Finished::Changed(n) = self.query(sql, write, timeout, &mut output)? {
+            output.changes = Some(n);
+        }
+        Ok(output)
+    }
+    /// A script of statements in one transaction, sandboxed to this tenant.
+    fn script(&self, sql: &str, write: bool, timeout: Duration) -> Result<ScriptOutcome>;
+    /// The bytes it takes, as quotas count them.
+    fn size_bytes(&self) -> u64;
+    /// The engine's quick integrity check; exit 7 naming the database on damage.
+    fn check(&self) -> Result<()>;
+    /// Reclaims free space and refreshes statistics.
+    fn vacuum(&self) -> Result<Vacuumed>;
+    /// Brings pending writes home so the data can be moved or copied as it is.
+    fn quiesce(&self) -> Result<()>;
+    /// Its part of a backup set, written under `target.set_dir`.
+    fn back_up(&self, target: &BackupTarget<'_>) -> Result<BackedUp>;
+    /// Refuses when something else is connected and would go on writing to data a
+    /// restore replaces.
+    fn refuse_if_in_use(&self) -> Result<()>;
+    /// Copies a backup file beside the live database, checking its SHA-256 and
+    /// integrity on the way (exit 7 on either); nothing live changes.
+    fn stage_restore(&self, backup_file: &Path, sha256: &str) -> Result<Staged>;
+    /// Replaces the live database with a staged copy in one step.
+    fn swap_in(&self, staged: &Staged) -> Result<()>;
+    /// Drops a staged copy that will not be swapped in.
+    fn discard_staged(&self, staged: &Staged);
+}
+
+/// Where one tenant's backup copy goes and what the previous set holds of it.
+pub struct BackupTarget<'a> {
+    pub set_dir: &'a Path,
+    /// The copy's name inside the set (`tenants/<slug>.db`).
+    pub file: &'a str,
+    pub customer_id: i64,
+    pub customer_slug: &'a str,
+    /// The newest earlier entry of this tenant, its file, and its set's id: an
+    /// unchanged tenant shares that copy instead of writing another.
+    pub previous: Option<&'a (Entry, std::path::PathBuf, String)>,
+    /// Keep a damaged database as its raw bytes, marked damaged, instead of leaving it
+    /// out (what a pre-restore set needs).
+    pub keep_damaged: bool,
+}
+
+/// A tenant's part of a backup set: its manifest entry, or why it could not be backed
+/// up (missing, unreadable, damaged). Errors on the writing side fail the whole set.
+#[derive(Debug)]
+pub enum BackedUp {
+    Entry(Box<Entry>),
+    Failed(String),
+}
+
+/// Every server tenants can live on, by name. Today that is the built-in `local`.
+pub struct Engines {
+    local: sqlite::SqliteEngine,
+}
+
+impl Engines {
+    pub fn new(home: &Home) -> Self {
+        Engines {
+            local: sqlite::SqliteEngine::new(home),
+        }
+    }
+
+    /// The engines of the home whose catalog `conn` is. The catalog is always
+    /// `HOME/catalog.db` and is what lists a home's servers, so code holding only the
+    /// catalog (quota checks inside a write, say) reaches tenants the same way. An
+    /// in-memory catalog has no home: its local tenants are reached by path alone.
+    pub fn of_catalog(conn: &rusqlite::Connection) -> Self {
+        let home = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .and_then(|p| Path::new(p).parent())
+            .map(Home::new)
+            .unwrap_or_else(|| Home::new(""));
+        Engines::new(&home)
+    }
+
+    /// The server new tenants go to.
+    pub fn default_engine(&self) -> &dyn Engine {
+        &self.local
+    }
+
+    /// The engine that hosts `placement`.
+    pub fn engine(&self, placement: &Placement) -> Result<&dyn Engine> {
+        match (placement.engine, placement.server.as_str()) {
+            (EngineKind::Sqlite, LOCAL_SERVER) => Ok(&self.local),
+            (engine, server) => Err(Error::usage(format!(
+                "no {engine} server '{server}' is known to this home"
+            ))),
+        }
+    }
+
+    /// The tenant database at `placement`.
+    pub fn tenant(&self, placement: &Placement) -> Result<Arc<dyn TenantDatabase>> {
+        Ok(self.engine(placement)?.tenant(placement))
+    }
+}

@@ -1,0 +1,417 @@
+//! The SQLite engine: each tenant is a file in the home's `tenants/` folder (the
+//! built-in server `local`), a deleted one waits in `trash/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use refinery::{Migration, Runner};
+use rusqlite::{Connection, OpenFlags};
+
+use super::{
+    BackedUp, BackupTarget, Engine, Finished, Placement, Provisioned, RowSink, ScriptOutcome, Staged,
+    TenantDatabase, TenantRun, Vacuumed,
+};
+use crate::backup::restore as staging;
+use crate::error::{Error, Result};
+use crate::fan_out::fan_out_all;
+use crate::files;
+use crate::home::Home;
+use crate::migrations::{MigrationId, checksum_text};
+
+pub mod migrate;
+pub mod sql;
+pub mod template;
+
+/// Builds a new tenant database beside its final place in `tenants_dir` by copying the
+/// template (kept at the newest migration in `templates_dir`, rebuilt when the
+/// migrations change). Mode 0600, synced. The caller renames it into place when the
+/// catalog row commits, or removes it.
+fn provision(tenants_dir: &Path, templates_dir: &Path, migrations: &[Migration]) -> Result<Provisioned> {
+    match template::checked(templates_dir, migrations)?.copy_into(tenants_dir) {
+        // Another process rebuilt the template meanwhile: check the new one, once.
+        Err(_) => template::checked(templates_dir, migrations)?.copy_into(tenants_dir),
+        done => done,
+    }
+}
+
+/// A name in `dir` that no other process will pick, marked as unfinished work.
+pub fn staging_name(dir: &Path) -> PathBuf {
+    dir.join(format!(
+        ".provision-{}-{:08x}.db",
+        std::process::id(),
+        rand::random::<u32>()
+    ))
+}
+
+/// Whether a file name is an unfinished provision that a crash left behind.
+pub fn is_staging_name(name: &str) -> bool {
+    (name.starts_with(".provision-") || name.starts_with(".restore-")) && name.ends_with(".db")
+}
+
+/// Builds a database at `path` by applying every migration in one transaction: mode
+/// 0600, WAL, synced and closed. Removes the file if anything fails.
+pub fn build_fresh(path: &Path, migrations: &[Migration]) -> Result<()> {
+    let build = || -> Result<()> {
+        files::create_private_file(path)?;
+        let mut conn = open_tenant(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Runner::new(migrations).set_grouped(true).run(&mut conn)?;
+        conn.close().map_err(|(_, e)| e)?;
+        files::fsync_file(path)
+    };
+    build().inspect_err(|_| {
+        let _ = files::remove_database(path);
+    })
+}
+
+/// `PRAGMA quick_check`; exit 7 naming the file when it finds damage.
+pub fn quick_check(path: &Path) -> Result<()> {
+    // Read-write: a read-only connection to a WAL database leaves -wal/-shm files behind.
+    let conn = open_tenant(path)?;
+    let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if verdict == "ok" {
+        Ok(())
+    } else {
+        Err(Error::verification(format!(
+            "{} fails quick_check: {verdict}",
+            path.display()
+        )))
+    }
+}
+
+/// The migrations a tenant database has applied, from its own history table.
+pub fn applied_migrations(conn: &Connection) -> Result<Vec<MigrationId>> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refinery_schema_history')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut stmt =
+        conn.prepare("SELECT version, name, checksum FROM refinery_schema_history ORDER BY version")?;
+    let rows = stmt.query_map([], |r| {
+        let checksum: String = r.get(2)?;
+        Ok(MigrationId {
+            version: r.get(0)?,
+            name: r.get(1)?,
+            checksum: checksum.parse::<u64>().map(checksum_text).unwrap_or(checksum),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Opens an existing tenant database read-write, never through a symbolic link.
+pub fn open_tenant(path: &Path) -> Result<Connection> {
+    refuse_symlink(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+/// A tenant database path that is a symbolic link serves whatever it points at, most
+/// likely another tenant's file: exit 7, as for any other integrity fault. Only the
+/// file itself is checked (SQLite's NOFOLLOW would refuse a link anywhere in the path):
+/// a home, or a tenants folder, placed on another disk through a link stays fine.
+pub fn refuse_symlink(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = fs::read_link(path)
+                .map(|t| format!(" to {}", t.display()))
+                .unwrap_or_default();
+            Err(Error::verification(format!(
+                "tenant database {} is a symbolic link{target}; tenantctl does not follow it",
+                path.display()
+            ))
+            .with_hint("put the tenant's own file there (or restore it from a backup); 'tenantctl doctor' lists every link"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Rebuilds the database at `path` without its free pages (`VACUUM`), refreshes the
+/// planner's statistics (`ANALYZE`) and folds the WAL back, so the space is returned
+/// to the file system and the sizes are the file's real ones.
+pub fn vacuum(path: &Path) -> Result<Vacuumed> {
+    let conn = open_tenant(path)?;
+    let bytes_before = files::database_size(path);
+    conn.execute_batch("VACUUM; ANALYZE;")?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    conn.close().map_err(|(_, e)| e)?;
+    Ok(Vacuumed {
+        bytes_before,
+        bytes_after: files::database_size(path),
+    })
+}
+
+/// Folds the WAL into the main file and closes, so the database is one file that can
+/// be moved safely. A missing file is left alone.
+pub fn checkpoint(path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let conn = open_tenant(path)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    conn.close().map_err(|(_, e)| e)?;
+    Ok(())
+}
+
+/// The built-in server `local`: tenant files under the home.
+pub struct SqliteEngine {
+    home: Home,
+}
+
+impl SqliteEngine {
+    pub fn new(home: &Home) -> Self {
+        SqliteEngine { home: home.clone() }
+    }
+}
+
+fn path_of(placement: &Placement) -> &Path {
+    Path::new(&placement.location)
+}
+
+impl Engine for SqliteEngine {
+    fn placement_for(&self, slug: &str) -> Result<Placement> {
+        Placement::local(&self.home.tenant_db(slug)?)
+    }
+
+    fn retired_placement(&self, slug: &str, customer_id: i64) -> Result<Placement> {
+        Placement::local(&self.home.trashed_tenant_db(slug, customer_id)?)
+    }
+
+    fn provision(&self, migrations: &[Migration]) -> Result<Provisioned> {
+        provision(&self.home.tenants_dir(), &self.home.templates_dir(), migrations)
+    }
+
+    fn provision_many(
+        &self,
+        migrations: &[Migration],
+        count: usize,
+        jobs: usize,
+    ) -> Result<Vec<Provisioned>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let tenants_dir = self.home.tenants_dir();
+        // The template is built and checked once; the workers only copy it.
+        let template = template::checked(&self.home.templates_dir(), migrations)?;
+        // One slot per database to build: the copies are all alike.
+        let slots = vec![(); count];
+        let built = fan_out_all(&slots, jobs, |()| {
+            // Another process may rebuild the template meanwhile: check it again.
+            template
+                .copy_into(&tenants_dir)
+                .or_else(|_| provision(&tenants_dir, &self.home.templates_dir(), migrations))
+        });
+        if built.iter().any(|b| b.is_err()) {
+            let mut first = None;
+            for one in built {
+                match one {
+                    Ok(p) => self.discard(&p),
+                    Err(e) => first = first.or(Some(e)),
+                }
+            }
+            return Err(first.unwrap_or_else(|| Error::unexpected("provisioning failed")));
+        }
+        Ok(built.into_iter().filter_map(|b| b.ok()).collect())
+    }
+
+    fn publish(&self, provisioned: &Provisioned, placement: &Placement) -> Result<()> {
+        files::move_database(Path::new(&provisioned.staging), path_of(placement))
+    }
+
+    fn publish_many(&self, pairs: &[(Provisioned, Placement)]) -> Result<()> {
+        for (provisioned, placement) in pairs {
+            files::move_database_unsynced(Path::new(&provisioned.staging), path_of(placement))?;
+        }
+        // All the new files sit in one folder: one sync makes every rename durable.
+        files::fsync_dir(&self.home.tenants_dir())
+    }
+
+    fn discard(&self, provisioned: &Provisioned) {
+        let _ = files::remove_database(Path::new(&provisioned.staging));
+    }
+
+    fn relocate(&self, from: &Placement, to: &Placement) -> Result<()> {
+        if path_of(to).starts_with(self.home.trash_dir()) {
+            files::create_private_dir(&self.home.trash_dir())?;
+        }
+        files::move_database(path_of(from), path_of(to))
+    }
+
+    fn destroy(&self, placement: &Placement) -> Result<()> {
+        files::remove_database(path_of(placement))
+    }
+
+    fn purge_retired(&self, placement: &Placement) -> Result<()> {
+        if path_of(placement).starts_with(self.home.trash_dir()) {
+            files::remove_database(path_of(placement))?;
+        }
+        Ok(())
+    }
+
+    fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase> {
+        Arc::new(SqliteTenant {
+            placement: placement.clone(),
+        })
+    }
+}
+
+/// One tenant file.
+pub struct SqliteTenant {
+    placement: Placement,
+}
+
+impl SqliteTenant {
+    fn path(&self) -> &Path {
+        path_of(&self.placement)
+    }
+}
+
+impl TenantDatabase for SqliteTenant {
+    fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    fn exists(&self) -> bool {
+        self.path().is_file()
+    }
+
+    fn check_own(&self) -> Result<()> {
+        refuse_symlink(self.path())
+    }
+
+    fn applied(&self) -> Result<Vec<MigrationId>> {
+        applied_migrations(&open_tenant(self.path())?)
+    }
+
+    fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
+        migrate::migrate(self.path(), migrations, target, dry_run)
+    }
+
+    fn query(&self, sql: &str, write: bool, timeout: Duration, sink: &mut dyn RowSink) -> Result<Finished> {
+        sql::stream(self.path(), sql, write, timeout, sink)
+    }
+
+    fn script(&self, sql: &str, write: bool, timeout: Duration) -> Result<ScriptOutcome> {
+        sql::run_script(self.path(), sql, write, timeout)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        files::database_size(self.path())
+    }
+
+    fn check(&self) -> Result<()> {
+        quick_check(self.path())
+    }
+
+    fn vacuum(&self) -> Result<Vacuumed> {
+        vacuum(self.path())
+    }
+
+    fn quiesce(&self) -> Result<()> {
+        checkpoint(self.path())
+    }
+
+    fn back_up(&self, target: &BackupTarget<'_>) -> Result<BackedUp> {
+        crate::backup::create::back_up_tenant_file(self.path(), target)
+    }
+
+    fn refuse_if_in_use(&self) -> Result<()> {
+        staging::refuse_if_open(self.path())
+    }
+
+    fn stage_restore(&self, backup_file: &Path, sha256: &str) -> Result<Staged> {
+        let staged = staging::stage(&staging::ToStage {
+            backup_file: backup_file.to_path_buf(),
+            sha256: sha256.to_string(),
+            target: self.path().to_path_buf(),
+        })?;
+        let checked = path_text(&staged.staging)
+            .and_then(|staging| Ok((staging, applied_migrations(&open_tenant(&staged.staging)?)?)));
+        match checked {
+            Ok((staging, applied)) => Ok(Staged {
+                staging,
+                target: self.placement.clone(),
+                applied,
+            }),
+            Err(err) => {
+                let _ = files::remove_database(&staged.staging);
+                Err(err)
+            }
+        }
+    }
+
+    fn swap_in(&self, staged: &Staged) -> Result<()> {
+        staging::swap_in(&staging::Staged {
+            staging: PathBuf::from(&staged.staging),
+            target: self.path().to_path_buf(),
+        })
+    }
+
+    fn discard_staged(&self, staged: &Staged) {
+        let _ = files::remove_database(Path::new(&staged.staging));
+    }
+}
+
+fn path_text(path: &Path) -> Result<String> {
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| Error::usage(format!("path {} is not valid UTF-8", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrations::{STARTER_MIGRATIONS, install_starter_set, load_migrations, newest_version};
+
+    #[test]
+    fn starter_set_installs_once_and_provisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let migrations_dir = dir.path().join("m");
+        assert_eq!(
+            install_starter_set(&migrations_dir).unwrap(),
+            STARTER_MIGRATIONS.len()
+        );
+        assert_eq!(install_starter_set(&migrations_dir).unwrap(), 0);
+        let migrations = load_migrations(&migrations_dir).unwrap();
+        assert_eq!(newest_version(&migrations), 3);
+        let built = provision(&dir.path().join("t"), &dir.path().join("templates"), &migrations).unwrap();
+        assert_eq!(built.schema_version, 3);
+        let conn = Connection::open(&built.staging).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('users','products','orders')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 3);
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let migrations = vec![
+            Migration::unapplied("V1__ok", "CREATE TABLE a (x);").unwrap(),
+            Migration::unapplied("V2__bad", "CREATE TABLE b (x); SELECT * FROM nowhere;").unwrap(),
+        ];
+        let tenants = dir.path().join("t");
+        assert!(provision(&tenants, &dir.path().join("templates"), &migrations).is_err());
+        assert!(fs::read_dir(&tenants).map(|d| d.count()).unwrap_or(0) == 0);
+        assert_eq!(fs::read_dir(dir.path().join("templates")).unwrap().count(), 0);
+    }
+}
