@@ -179,6 +179,28 @@ impl Catalog {
         );
     }
 
+    /// What `PRAGMA integrity_check` finds: `["ok"]` for a sound catalog.
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        self.pragma_rows("PRAGMA integrity_check")
+    }
+
+    /// One line per row that `PRAGMA foreign_key_check` finds pointing nowhere.
+    pub fn foreign_key_violations(&self) -> Result<Vec<String>> {
+        self.pragma_rows("PRAGMA foreign_key_check")
+    }
+
+    fn pragma_rows(&self, pragma: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(pragma)?;
+        let rows = stmt.query_map([], |r| {
+            let value: rusqlite::types::Value = r.get(0)?;
+            Ok(match value {
+                rusqlite::types::Value::Text(t) => t,
+                other => format!("{other:?}"),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// Read access for queries that need no transaction.
     pub fn conn(&self) -> &Connection {
         &self.conn
