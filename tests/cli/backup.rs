@@ -1620,6 +1620,7 @@ fn a_catalog_backed_up_before_an_upgrade_is_brought_forward_when_restored() {
         "ALTER TABLE customers DROP COLUMN engine;
          ALTER TABLE customers DROP COLUMN server;
          ALTER TABLE customers RENAME COLUMN location TO db_path;
+         DROP TABLE operations;
          DELETE FROM refinery_schema_history WHERE version = 4;",
     )
     .unwrap();
