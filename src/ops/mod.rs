@@ -15,6 +15,7 @@ pub mod plans;
 pub mod query;
 pub mod quota;
 pub mod resolve;
+pub mod restore;
 pub mod setup;
 pub mod sites;
 pub mod tenants;
