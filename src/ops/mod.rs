@@ -9,6 +9,7 @@ pub mod backup;
 pub mod config;
 pub mod customers;
 pub mod doctor;
+pub mod export;
 pub mod import;
 pub mod outcome;
 pub mod plans;
