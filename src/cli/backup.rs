@@ -6,9 +6,8 @@ use super::Session;
 use crate::backup::{Entry, Skipped};
 use crate::catalog::Catalog;
 use crate::context::OutputFormat;
-use crate::ops::backup::{
-    self, BackupReport, BackupRequest, BackupScope, RestoreRequest, RestoreScope, SetReport,
-};
+use crate::ops::backup::{self, BackupReport, BackupRequest, BackupScope, SetReport};
+use crate::ops::restore::{self, RestoreRequest, RestoreScope};
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
@@ -251,7 +250,7 @@ pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
 }
 
 /// The summary of a restore plan: the set, how many files, what is saved first.
-fn dry_run_line(report: &backup::RestoreReport) -> String {
+fn dry_run_line(report: &restore::RestoreReport) -> String {
     let to_do = report.restored.iter().filter(|r| r.status != "skipped").count();
     let saved = if report.pre_restore.is_empty() {
         "no pre-restore set (nothing is replaced)".to_string()
@@ -382,7 +381,7 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
         dry_run: args.dry_run,
         jobs: jobs(),
     };
-    let report = backup::restore(
+    let report = restore::restore(
         &session.home.catalog(),
         session.actor(),
         &session.ctx.backup_dir,

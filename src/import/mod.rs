@@ -288,7 +288,7 @@ fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Proble
     };
     let status = optional_text(object, &["status"])?;
     if let Some(status) = &status
-        && !crate::ops::sites::STATUSES.contains(&status.as_str())
+        && !crate::site_config::STATUSES.contains(&status.as_str())
     {
         return Err(Problem::new(
             "status",
@@ -298,7 +298,7 @@ fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Proble
             ),
         ));
     }
-    crate::ops::sites::check_document(document).map_err(|e| Problem::new("file", e.to_string()))?;
+    crate::site_config::check_document(document).map_err(|e| Problem::new("file", e.to_string()))?;
     Ok(SiteDoc {
         legacy_id: legacy_id(object)?,
         config: without_export_keys(document)?,
