@@ -60,9 +60,13 @@ impl Owner {
         crate::files::create_private_dir(run_dir)?;
         let token = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
         let path = run_dir.join(format!("{token}.lock"));
-        let file = open_lock_file(&path)?;
+        // Locked under a name nobody looks at, then renamed: a lock file under its
+        // real name is always held by its owner, never found free while being made.
+        let making = run_dir.join(format!(".{token}.new"));
+        let file = open_lock_file(&making)?;
         file.try_lock()
-            .map_err(|e| Error::unexpected(format!("locking {}: {e:?}", path.display())))?;
+            .map_err(|e| Error::unexpected(format!("locking {}: {e:?}", making.display())))?;
+        std::fs::rename(&making, &path).io_context(|| format!("creating {}", path.display()))?;
         Ok(Owner {
             token,
             path,

@@ -42,12 +42,14 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Customer> {
     })
 }
 
+/// Inserts a customer in the `provisioning` state: invisible to every lookup and list
+/// until [`activate`] flips it, once its database is in place.
 pub fn insert(conn: &Connection, new: &NewCustomer) -> Result<Customer> {
     let now = time::now();
     conn.execute(
         "INSERT INTO customers (slug, email, name, company_name, plan, metadata, engine, server, location,
-                                schema_version, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                                schema_version, created_at, updated_at, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 'provisioning')",
         params![
             new.slug,
             new.email,
@@ -63,10 +65,34 @@ pub fn insert(conn: &Connection, new: &NewCustomer) -> Result<Customer> {
         ],
     )?;
     let id = conn.last_insert_rowid();
-    Ok(by_id(conn, id)?.expect("a customer row just inserted"))
+    Ok(any_by_id(conn, id)?.expect("a customer row just inserted"))
 }
 
+/// A provisioned customer becomes visible, `active`.
+pub fn activate(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE customers SET status = 'active' WHERE id = ?1 AND status = 'provisioning'",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// Removes a customer that never got past `provisioning`, and what hangs off it.
+pub fn remove_provisioning(conn: &Connection, id: i64) -> Result<()> {
+    conn.execute(
+        "DELETE FROM customers WHERE id = ?1 AND status = 'provisioning'",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// A customer that every command may see: not still being provisioned.
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Customer>> {
+    Ok(any_by_id(conn, id)?.filter(|c| c.status != "provisioning"))
+}
+
+/// A customer in any state, `provisioning` included.
+pub fn any_by_id(conn: &Connection, id: i64) -> Result<Option<Customer>> {
     Ok(conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM customers WHERE id = ?1"),
@@ -79,7 +105,7 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Customer>> {
 pub fn by_slug(conn: &Connection, slug: &str) -> Result<Option<Customer>> {
     Ok(conn
         .query_row(
-            &format!("SELECT {COLUMNS} FROM customers WHERE slug = ?1"),
+            &format!("SELECT {COLUMNS} FROM customers WHERE slug = ?1 AND status <> 'provisioning'"),
             [slug],
             from_row,
         )
@@ -89,7 +115,7 @@ pub fn by_slug(conn: &Connection, slug: &str) -> Result<Option<Customer>> {
 pub fn by_email(conn: &Connection, email: &str) -> Result<Option<Customer>> {
     Ok(conn
         .query_row(
-            &format!("SELECT {COLUMNS} FROM customers WHERE email = ?1"),
+            &format!("SELECT {COLUMNS} FROM customers WHERE email = ?1 AND status <> 'provisioning'"),
             [email],
             from_row,
         )
@@ -113,7 +139,9 @@ pub struct CustomerFilter {
 }
 
 pub fn list(conn: &Connection, filter: &CustomerFilter) -> Result<Vec<Customer>> {
-    let mut query = Filtered::new(format!("SELECT {COLUMNS} FROM customers WHERE 1 = 1"));
+    let mut query = Filtered::new(format!(
+        "SELECT {COLUMNS} FROM customers WHERE status <> 'provisioning'"
+    ));
     if let Some(plan) = &filter.plan {
         query.and("plan = ?", plan.clone());
     }
@@ -209,7 +237,7 @@ pub fn update(conn: &Connection, current: &Customer, changes: &CustomerChanges) 
             time::now(),
         ],
     )?;
-    Ok(by_id(conn, current.id)?.expect("an existing customer"))
+    Ok(any_by_id(conn, current.id)?.expect("an existing customer"))
 }
 
 /// Moves a customer to `status`, recording why (or clearing the reason).
@@ -305,8 +333,12 @@ pub fn site_count(conn: &Connection, id: i64) -> Result<i64> {
 /// `(group, count)` pairs over all customers, for `status`.
 pub fn count_by(conn: &Connection, column: CountColumn) -> Result<Vec<(String, i64)>> {
     let sql = match column {
-        CountColumn::Status => "SELECT status, count(*) FROM customers GROUP BY status ORDER BY status",
-        CountColumn::Plan => "SELECT plan, count(*) FROM customers GROUP BY plan ORDER BY plan",
+        CountColumn::Status => {
+            "SELECT status, count(*) FROM customers WHERE status <> 'provisioning' GROUP BY status ORDER BY status"
+        }
+        CountColumn::Plan => {
+            "SELECT plan, count(*) FROM customers WHERE status <> 'provisioning' GROUP BY plan ORDER BY plan"
+        }
     };
     let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -328,7 +360,7 @@ pub enum CountColumn {
 /// Customers not deleted whose tenant database is below `version`.
 pub fn count_behind(conn: &Connection, version: i64) -> Result<i64> {
     Ok(conn.query_row(
-        "SELECT count(*) FROM customers WHERE status <> 'deleted' AND schema_version < ?1",
+        "SELECT count(*) FROM customers WHERE status NOT IN ('deleted', 'provisioning') AND schema_version < ?1",
         [version],
         |r| r.get(0),
     )?)
@@ -360,8 +392,9 @@ pub fn all_placements(conn: &Connection) -> Result<Vec<Placement>> {
 
 /// Placements of customers that are not deleted.
 pub fn live_placements(conn: &Connection) -> Result<Vec<Placement>> {
-    let mut stmt =
-        conn.prepare("SELECT engine, server, location FROM customers WHERE status <> 'deleted'")?;
+    let mut stmt = conn.prepare(
+        "SELECT engine, server, location FROM customers WHERE status NOT IN ('deleted', 'provisioning')",
+    )?;
     let rows = stmt.query_map([], |r| placement_of(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
@@ -389,7 +422,12 @@ mod tests {
         let catalog = in_memory();
         let conn = catalog.conn();
         let a = insert(conn, &new_customer("acme")).unwrap();
-        insert(conn, &new_customer("globex")).unwrap();
+        let g = insert(conn, &new_customer("globex")).unwrap();
+        // Provisioning customers are nobody's to see until activated.
+        assert!(by_slug(conn, "acme").unwrap().is_none());
+        assert!(list(conn, &CustomerFilter::default()).unwrap().is_empty());
+        activate(conn, a.id).unwrap();
+        activate(conn, g.id).unwrap();
         assert_eq!(by_slug(conn, "acme").unwrap().unwrap().id, a.id);
         assert_eq!(by_email(conn, "ACME@example.com").unwrap().unwrap().id, a.id);
         let filter = CustomerFilter {

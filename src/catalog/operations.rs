@@ -74,6 +74,18 @@ pub fn list(conn: &Connection) -> Result<Vec<Operation>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// The operation with this id, if it is still open.
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Operation>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row(
+            "SELECT id, kind, subject, customer_id, owner, steps, started_at FROM operations WHERE id = ?1",
+            [id],
+            from_row,
+        )
+        .optional()?)
+}
+
 /// Whether any operation is open; the common answer, no, costs one lookup.
 pub fn any_open(conn: &Connection) -> Result<bool> {
     Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM operations)", [], |r| r.get(0))?)

@@ -29,7 +29,7 @@ pub fn live_tenants(conn: &Connection, ids: Option<&[i64]>) -> Result<Vec<Tenant
     let mut stmt = conn.prepare(
         "SELECT id, slug, status, location, schema_version, migration_status, migration_error, migrated_at,
                 engine, server
-         FROM customers WHERE status <> 'deleted' ORDER BY id",
+         FROM customers WHERE status NOT IN ('deleted', 'provisioning') ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(TenantRow {

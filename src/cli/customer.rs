@@ -188,7 +188,18 @@ const LIST_COLUMNS: &[&str] = &[
 ];
 
 pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<()> {
-    let mut catalog = session.catalog()?;
+    let moves_databases = matches!(
+        command,
+        CustomerCommand::Create(_)
+            | CustomerCommand::Delete { .. }
+            | CustomerCommand::Undelete { .. }
+            | CustomerCommand::Purge { .. }
+    );
+    let mut catalog = if moves_databases {
+        session.catalog_recovered()?
+    } else {
+        session.catalog()?
+    };
     let actor = session.actor();
     let out = &session.out;
     match command {

@@ -42,7 +42,11 @@ pub struct ExportArgs {
 const COLUMNS: &[&str] = &["action", "path", "customer", "site", "field", "reason"];
 
 pub fn import(session: &Session, args: ImportArgs) -> crate::error::Result<()> {
-    let mut catalog = session.catalog()?;
+    let mut catalog = if args.dry_run {
+        session.catalog()?
+    } else {
+        session.catalog_recovered()?
+    };
     let request = ImportRequest {
         dir: args.dir,
         dry_run: args.dry_run,

@@ -166,6 +166,17 @@ impl Session {
         }
     }
 
+    /// The catalog, after finishing or undoing what killed commands left half done
+    /// (one warning line each): for the commands that create, move or remove tenant
+    /// databases, which must not trip over such leftovers.
+    fn catalog_recovered(&self) -> crate::error::Result<Catalog> {
+        let mut catalog = self.catalog()?;
+        for recovered in crate::ops::recovery::finish_abandoned(&mut catalog, &self.home)? {
+            self.messages.warning(&recovered.line());
+        }
+        Ok(catalog)
+    }
+
     /// The catalog, refusing when the home is not initialised or migrations are pending.
     fn catalog(&self) -> crate::error::Result<Catalog> {
         self.messages

@@ -126,11 +126,17 @@ pub trait Engine: Send + Sync {
     fn placement_for(&self, slug: &str) -> Result<Placement>;
     /// Where a deleted tenant's data waits until it is undeleted or purged.
     fn retired_placement(&self, slug: &str, customer_id: i64) -> Result<Placement>;
-    /// Builds a new tenant database at the newest of `migrations`.
-    fn provision(&self, migrations: &[Migration]) -> Result<Provisioned>;
+    /// Builds a new tenant database at the newest of `migrations`, marked as the work
+    /// of the command whose owner lock is `owner` until it is published.
+    fn provision(&self, migrations: &[Migration], owner: &str) -> Result<Provisioned>;
     /// Builds `count` new tenant databases, `jobs` at a time; all or none.
-    fn provision_many(&self, migrations: &[Migration], count: usize, jobs: usize)
-    -> Result<Vec<Provisioned>>;
+    fn provision_many(
+        &self,
+        migrations: &[Migration],
+        count: usize,
+        jobs: usize,
+        owner: &str,
+    ) -> Result<Vec<Provisioned>>;
     /// Makes a provisioned database the one at `placement`; never replaces a tenant.
     fn publish(&self, provisioned: &Provisioned, placement: &Placement) -> Result<()>;
     /// Publishes several at once (an import); stops at the first failure.

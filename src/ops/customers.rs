@@ -10,9 +10,12 @@ use serde_json::{Map, Value, json};
 use super::{Actor, config, quota};
 use crate::catalog::customers::{self, CustomerChanges, CustomerFilter, LimitChanges};
 use crate::catalog::model::{Customer, NewCustomer, SiteSummary};
+use crate::catalog::operations::{self, NewOperation};
 use crate::catalog::{Catalog, is_unique_violation, plans, tenants};
-use crate::engine::{Engines, Placement};
+use crate::engine::{Engine, Engines, Placement};
 use crate::error::{Error, Result};
+use crate::lock::Owner;
+use crate::ops::recovery::{self, crash_point};
 use crate::{migrations, validate};
 
 pub const STATUSES: &[&str] = &["active", "suspended", "deleted"];
@@ -92,24 +95,52 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     let migrations = migrations::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
     let engines = Engines::new(actor.home);
     let engine = engines.default_engine();
-    let built = engine.provision(&migrations)?;
-    let result = catalog.write_with_files(
-        |tx| {
-            let slug = choose_slug(tx, actor, explicit_slug.as_deref(), company.as_deref(), &email)?;
-            let placement = engine.placement_for(&slug)?;
-            let new = NewCustomer {
-                slug,
-                email: email.clone(),
-                name: name.clone(),
-                company_name: company.clone(),
-                plan: plan.clone(),
-                metadata: metadata.clone(),
-                placement,
-                schema_version: built.schema_version,
-            };
-            let customer = customers::insert(tx, &new)?;
-            tenants::record_applied(tx, customer.id, &built.applied)?;
-            tenants::record_run(tx, customer.id, built.schema_version, "ok", None)?;
+    let owner = Owner::new(&actor.home.run_dir())?;
+    let built = engine.provision(&migrations, owner.token())?;
+    // The customer is reserved, invisible, together with the ledger's note of what is
+    // about to be put where; a kill from here on is undone by the next command.
+    let reserved = catalog.write(|tx| {
+        let slug = choose_slug(tx, actor, explicit_slug.as_deref(), company.as_deref(), &email)?;
+        let placement = engine.placement_for(&slug)?;
+        let new = NewCustomer {
+            slug,
+            email: email.clone(),
+            name: name.clone(),
+            company_name: company.clone(),
+            plan: plan.clone(),
+            metadata: metadata.clone(),
+            placement,
+            schema_version: built.schema_version,
+        };
+        let customer = customers::insert(tx, &new)?;
+        tenants::record_applied(tx, customer.id, &built.applied)?;
+        tenants::record_run(tx, customer.id, built.schema_version, "ok", None)?;
+        let op = operations::open(
+            tx,
+            &NewOperation {
+                kind: recovery::CREATE,
+                subject: &customer.slug,
+                customer_id: Some(customer.id),
+                owner: owner.token(),
+                steps: json!({"staging": built.staging, "placement": recovery::placement_json(&customer.placement)}),
+            },
+        )?;
+        Ok((customer, op))
+    });
+    let (customer, op) = match reserved {
+        Ok(reserved) => reserved,
+        Err(err) => {
+            engine.discard(&built);
+            return Err(err);
+        }
+    };
+    crash_point("customer.create:reserved");
+    let activated = engine.publish(&built, &customer.placement).and_then(|()| {
+        crash_point("customer.create:published");
+        catalog.write(|tx| {
+            customers::activate(tx, customer.id)?;
+            operations::close(tx, op)?;
+            let customer = reread(tx, &customer)?;
             audit_customer(
                 tx,
                 actor,
@@ -118,16 +149,19 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
                 json!({"email": customer.email, "plan": customer.plan, "schema_version": customer.schema_version}),
             )?;
             Ok(customer)
-        },
-        |customer| engine.publish(&built, &customer.placement),
-        |customer| {
-            let _ = engine.destroy(&customer.placement);
-        },
-    );
-    if result.is_err() {
+        })
+    });
+    if activated.is_err() {
+        // Undone now while this command still owns it; if even that fails, the ledger
+        // row lets the next command do it.
+        let _ = engine.destroy(&customer.placement);
         engine.discard(&built);
+        let _ = catalog.write(|tx| {
+            customers::remove_provisioning(tx, customer.id)?;
+            operations::close(tx, op)
+        });
     }
-    result
+    activated
 }
 
 /// The slug for a new customer: the one asked for, which must be free, or one derived
@@ -504,6 +538,8 @@ struct Move {
     from: Placement,
     to: Placement,
     file_present: bool,
+    /// Its entry in the operation ledger.
+    operation: i64,
 }
 
 /// Soft delete: status `deleted` (the suspension, if any, is kept for undelete), sites
@@ -521,51 +557,80 @@ pub fn delete(
     // Bringing pending writes home first lets the database move alone. One too damaged
     // to open still moves.
     let _ = engine.tenant(&before.placement).quiesce();
-    let done = catalog.write_with_files(
-        |tx| {
-            let customer = resolve(tx, &before.id.to_string())?;
-            if customer.status == "deleted" {
-                return Err(Error::refused(format!(
-                    "customer {} is already deleted",
-                    customer.slug
-                )));
-            }
-            let from = customer.placement.clone();
-            let to = engine.retired_placement(&customer.slug, customer.id)?;
-            let to_text = to.location.clone();
-            let file_present = engine.tenant(&from).exists();
-            customers::set_status(tx, customer.id, "deleted", customer.status_reason.as_deref())?;
-            let (sites, keys, sessions) = customers::shut_down_access(tx, customer.id)?;
-            customers::set_placement(tx, customer.id, &to)?;
-            audit_customer(
-                tx,
-                actor,
-                "customer.delete",
-                &customer,
-                json!({"status_was": customer.status, "sites_stopped": sites, "keys_revoked": keys,
+    let owner = Owner::new(&actor.home.run_dir())?;
+    let done = catalog.write(|tx| {
+        let customer = resolve(tx, &before.id.to_string())?;
+        if customer.status == "deleted" {
+            return Err(Error::refused(format!(
+                "customer {} is already deleted",
+                customer.slug
+            )));
+        }
+        let from = customer.placement.clone();
+        let to = engine.retired_placement(&customer.slug, customer.id)?;
+        let to_text = to.location.clone();
+        let file_present = engine.tenant(&from).exists();
+        customers::set_status(tx, customer.id, "deleted", customer.status_reason.as_deref())?;
+        let (sites, keys, sessions) = customers::shut_down_access(tx, customer.id)?;
+        customers::set_placement(tx, customer.id, &to)?;
+        audit_customer(
+            tx,
+            actor,
+            "customer.delete",
+            &customer,
+            json!({"status_was": customer.status, "sites_stopped": sites, "keys_revoked": keys,
                        "sessions_revoked": sessions, "db_path": to_text, "db_file_missing": !file_present}),
-            )?;
-            Ok(Move {
-                customer: reread(tx, &customer)?,
-                from,
-                to,
-                file_present,
-            })
-        },
-        |m| {
-            if m.file_present {
-                engine.relocate(&m.from, &m.to)
-            } else {
-                Ok(())
-            }
-        },
-        |m| {
-            if m.file_present {
-                let _ = engine.relocate(&m.to, &m.from);
-            }
-        },
-    )?;
+        )?;
+        let operation = record_move(tx, recovery::DELETE, &customer, &owner, &from, &to)?;
+        Ok(Move {
+            customer: reread(tx, &customer)?,
+            from,
+            to,
+            file_present,
+            operation,
+        })
+    })?;
+    finish_move(catalog, engine, &done, "customer.delete")?;
     Ok(done.customer)
+}
+
+/// Notes in the ledger, in the transaction that changes the row, that the database
+/// is about to move: a kill before the move is finished by the next command.
+fn record_move(
+    tx: &Connection,
+    kind: &str,
+    customer: &Customer,
+    owner: &Owner,
+    from: &Placement,
+    to: &Placement,
+) -> Result<i64> {
+    operations::open(
+        tx,
+        &NewOperation {
+            kind,
+            subject: &customer.slug,
+            customer_id: Some(customer.id),
+            owner: owner.token(),
+            steps: json!({"from": recovery::placement_json(from), "to": recovery::placement_json(to)}),
+        },
+    )
+}
+
+/// Moves the database as the committed row says, then closes the ledger entry. The
+/// row already tells the truth, so a failure here is finished later, not undone.
+fn finish_move(catalog: &mut Catalog, engine: &dyn Engine, done: &Move, step: &str) -> Result<()> {
+    crash_point(&format!("{step}:recorded"));
+    if done.file_present {
+        engine.relocate(&done.from, &done.to).map_err(|err| {
+            Error::unexpected(format!(
+                "customer {} is changed, but moving its database failed: {err}",
+                done.customer.slug
+            ))
+            .with_hint("fix the cause; the next customer command or 'tenantctl doctor --fix' moves it")
+        })?;
+    }
+    crash_point(&format!("{step}:moved"));
+    catalog.write(|tx| operations::close(tx, done.operation))
 }
 
 /// Reverses a soft delete: the customer returns to the status it had (active, or
@@ -575,7 +640,8 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
     let engines = Engines::new(actor.home);
     let before = resolve(catalog.conn(), reference)?;
     let engine = engines.engine(&before.placement)?;
-    let done = catalog.write_with_files(
+    let owner = Owner::new(&actor.home.run_dir())?;
+    let done = catalog.write(
         |tx| {
             let customer = resolve(tx, reference)?;
             if customer.status != "deleted" {
@@ -609,26 +675,17 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
                 &customer,
                 json!({"db_path": to_text, "status": restored.status}),
             )?;
+            let operation = record_move(tx, recovery::UNDELETE, &customer, &owner, &from, &to)?;
             Ok(Move {
                 customer: restored,
                 from,
                 to,
                 file_present,
+                operation,
             })
         },
-        |m| {
-            if m.file_present {
-                engine.relocate(&m.from, &m.to)
-            } else {
-                Ok(())
-            }
-        },
-        |m| {
-            if m.file_present {
-                let _ = engine.relocate(&m.to, &m.from);
-            }
-        },
     )?;
+    finish_move(catalog, engine, &done, "customer.undelete")?;
     Ok(done.customer)
 }
 
@@ -649,7 +706,9 @@ pub fn purge(
     reference: &str,
     confirm: Option<&str>,
 ) -> Result<PurgeReport> {
-    let customer = catalog.write(|tx| {
+    let engines = Engines::new(actor.home);
+    let owner = Owner::new(&actor.home.run_dir())?;
+    let (customer, operation) = catalog.write(|tx| {
         let customer = resolve(tx, reference)?;
         if customer.status != "deleted" {
             return Err(Error::refused(format!(
@@ -669,14 +728,29 @@ pub fn purge(
             &customer,
             json!({"email": customer.email, "name": customer.name, "db_path": customer.placement.location}),
         )?;
-        customers::purge(tx, customer.id)?;
-        Ok(customer)
+        // The database goes before the row: a kill in between leaves the ledger entry,
+        // and the next command removes what is left, so no purged data survives.
+        let operation = operations::open(
+            tx,
+            &NewOperation {
+                kind: recovery::PURGE,
+                subject: &customer.slug,
+                customer_id: Some(customer.id),
+                owner: owner.token(),
+                steps: json!({"placement": recovery::placement_json(&customer.placement)}),
+            },
+        )?;
+        Ok((customer, operation))
     })?;
-    // After the commit: a crash here leaves a file in the trash that no row points at,
-    // which `doctor` reports, rather than a row whose data is gone.
-    Engines::new(actor.home)
+    crash_point("customer.purge:recorded");
+    engines
         .engine(&customer.placement)?
         .purge_retired(&customer.placement)?;
+    crash_point("customer.purge:removed");
+    catalog.write(|tx| {
+        customers::purge(tx, customer.id)?;
+        operations::close(tx, operation)
+    })?;
     Ok(PurgeReport {
         id: customer.id,
         slug: customer.slug,

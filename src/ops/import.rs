@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::{Actor, Reported, config, customers, plans as plan_ops, quota};
 use crate::catalog::customers::CustomerChanges;
 use crate::catalog::model::{Customer, NewCustomer, NewSite, Plan, Site};
+use crate::catalog::operations::{self, NewOperation};
 use crate::catalog::sites;
 use crate::catalog::{Catalog, plans, tenants};
 use crate::engine::{Engine, Engines, Placement, Provisioned};
@@ -18,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::import::plans::{PlanDoc, is_plans_file, parse_plans};
 use crate::import::scan::{is_customer_file, scan};
 use crate::import::{CustomerDoc, Parsed, Problem, SiteDoc, cross_check, parse};
+use crate::lock::Owner;
 use crate::migrations;
+use crate::ops::recovery::{self, crash_point};
 use crate::validate;
 
 /// One file's line in the import report.
@@ -666,8 +669,11 @@ struct Rows<'a> {
     sites: &'a [SitePlan],
 }
 
-/// One transaction for every row, with the new tenants' files moved in before it
-/// commits (and removed again if it does not). Plans come first: customers name them.
+/// One transaction for every row, the new customers reserved (invisible) beside the
+/// ledger's note of which database goes where; then the databases are put in place
+/// and the customers made visible. A kill after the transaction is finished by the
+/// next command: what it changed in plans, sites and existing customers stays.
+/// Plans come first: customers name them.
 fn write(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest, rows: &Rows<'_>) -> Result<()> {
     let Rows {
         parsed,
@@ -683,58 +689,100 @@ fn write(catalog: &mut Catalog, actor: Actor<'_>, request: &ImportRequest, rows:
     let migrations = migrations::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
     let engines = Engines::new(actor.home);
     let engine = engines.default_engine();
-    let provisioned = engine.provision_many(&migrations, new_customers.len(), request.jobs)?;
-    let mut staged: HashMap<String, Provisioned> = new_customers
+    let owner = Owner::new(&actor.home.run_dir())?;
+    let provisioned = engine.provision_many(&migrations, new_customers.len(), request.jobs, owner.token())?;
+    let staged: HashMap<String, Provisioned> = new_customers
         .iter()
         .map(|k| (*k).clone())
         .zip(provisioned)
         .collect();
-    let result = catalog.write_with_files(
-        |tx| {
-            for update in plan_updates {
-                // Read again inside the transaction: the guard must see the plan as it is.
-                let current = plans::get(tx, &update.plan.name)?;
-                plan_ops::save(tx, actor, current.as_ref(), &update.plan, false, Some("import"))?;
-            }
-            let mut moves: Vec<(Provisioned, Placement)> = Vec::new();
-            let mut ids: HashMap<String, (i64, String)> = HashMap::new();
-            let mut keys: Vec<&String> = customer_plans.keys().collect();
-            keys.sort();
-            for key in keys {
-                let plan = &customer_plans[key];
-                let customer = match &plan.existing {
-                    Some(existing) => update_customer(tx, actor, existing, plan)?,
-                    None => {
-                        let built = staged
-                            .remove(key)
-                            .ok_or_else(|| Error::unexpected("a new customer without a database"))?;
-                        let customer = insert_customer(tx, actor, engine, plan, &built)?;
-                        moves.push((built, customer.placement.clone()));
-                        customer
-                    }
-                };
-                ids.insert(key.clone(), (customer.id, customer.slug.clone()));
-            }
-            for plan in site_plans {
-                let (customer_id, _) = ids[&plan.customer_key];
-                write_site(tx, actor, plan, customer_id, &parsed[plan.file].0)?;
-            }
-            Ok(moves)
-        },
-        |moves| engine.publish_many(moves),
-        |moves| {
-            for (built, placement) in moves {
-                let _ = engine.destroy(placement);
-                engine.discard(built);
-            }
-        },
-    );
-    if result.is_err() {
-        for built in staged.values() {
-            engine.discard(built);
+    let written = catalog.write(|tx| {
+        for update in plan_updates {
+            // Read again inside the transaction: the guard must see the plan as it is.
+            let current = plans::get(tx, &update.plan.name)?;
+            plan_ops::save(tx, actor, current.as_ref(), &update.plan, false, Some("import"))?;
         }
-    }
-    result.map(|_| ())
+        let mut created = Vec::new();
+        let mut ids: HashMap<String, (i64, String)> = HashMap::new();
+        let mut keys: Vec<&String> = customer_plans.keys().collect();
+        keys.sort();
+        for key in keys {
+            let plan = &customer_plans[key];
+            let customer = match &plan.existing {
+                Some(existing) => update_customer(tx, actor, existing, plan)?,
+                None => {
+                    let built = staged
+                        .get(key)
+                        .ok_or_else(|| Error::unexpected("a new customer without a database"))?;
+                    let (customer, suspend) = insert_customer(tx, actor, engine, plan, built)?;
+                    created.push(json!({
+                        "customer_id": customer.id,
+                        "staging": built.staging,
+                        "placement": recovery::placement_json(&customer.placement),
+                        "suspend": suspend,
+                    }));
+                    customer
+                }
+            };
+            ids.insert(key.clone(), (customer.id, customer.slug.clone()));
+        }
+        for plan in site_plans {
+            let (customer_id, _) = ids[&plan.customer_key];
+            write_site(tx, actor, plan, customer_id, &parsed[plan.file].0)?;
+        }
+        if created.is_empty() {
+            return Ok(None);
+        }
+        let steps = json!({ "customers": created });
+        let subject = request.dir.display().to_string();
+        let op = operations::open(
+            tx,
+            &NewOperation {
+                kind: recovery::IMPORT,
+                subject: &subject,
+                customer_id: None,
+                owner: owner.token(),
+                steps: steps.clone(),
+            },
+        )?;
+        Ok(Some((op, steps)))
+    });
+    let (op, steps) = match written {
+        Ok(Some(recorded)) => recorded,
+        Ok(None) => return Ok(()),
+        Err(err) => {
+            staged.values().for_each(|built| engine.discard(built));
+            return Err(err);
+        }
+    };
+    crash_point("import:recorded");
+    let pairs: Vec<(Provisioned, Placement)> = staged_pairs(&steps)?;
+    let published = engine.publish_many(&pairs);
+    crash_point("import:published");
+    // Whatever publishing did, the import is decided: finishing puts the rest in place
+    // (or, for a database that is gone, removes its customer) and shows the customers.
+    recovery::finish_import(catalog, &engines, op, &steps)?;
+    published
+}
+
+/// The (staged database, placement) pairs an import's ledger steps name.
+fn staged_pairs(steps: &Value) -> Result<Vec<(Provisioned, Placement)>> {
+    let empty = Vec::new();
+    steps["customers"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|step| {
+            Ok((
+                Provisioned {
+                    staging: step["staging"].as_str().unwrap_or_default().to_string(),
+                    schema_version: 0,
+                    applied: Vec::new(),
+                },
+                recovery::placement_of(&step["placement"])?,
+            ))
+        })
+        .collect()
 }
 
 fn insert_customer(
@@ -743,7 +791,7 @@ fn insert_customer(
     engine: &dyn Engine,
     plan: &CustomerPlan,
     built: &Provisioned,
-) -> Result<Customer> {
+) -> Result<(Customer, Option<String>)> {
     let doc = &plan.doc;
     let slug = customers::choose_slug(
         tx,
@@ -782,10 +830,13 @@ fn insert_customer(
         };
         crate::catalog::customers::update(tx, &customer, &overrides)?
     };
-    if doc.status.as_deref() == Some("suspended") {
-        let reason = doc.status_reason.as_deref().unwrap_or("suspended when imported");
-        crate::catalog::customers::set_status(tx, customer.id, "suspended", Some(reason))?;
-    }
+    // Suspended only once its database is in place: until then it is provisioning.
+    let suspend = (doc.status.as_deref() == Some("suspended")).then(|| {
+        doc.status_reason
+            .as_deref()
+            .unwrap_or("suspended when imported")
+            .to_string()
+    });
     customers::audit_customer(
         tx,
         actor,
@@ -793,7 +844,7 @@ fn insert_customer(
         &customer,
         json!({"source": "import", "plan": customer.plan, "status": doc.status}),
     )?;
-    Ok(customer)
+    Ok((customer, suspend))
 }
 
 fn update_customer(

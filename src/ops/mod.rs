@@ -15,6 +15,7 @@ pub mod outcome;
 pub mod plans;
 pub mod query;
 pub mod quota;
+pub mod recovery;
 pub mod resolve;
 pub mod restore;
 pub mod setup;

@@ -37,9 +37,10 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Resolution> {
     if name.is_empty() {
         return Err(Error::usage("an empty hostname resolves to nothing"));
     }
-    if let Some(site) = sites::by_domain(conn, &name)? {
-        let customer = customers::by_id(conn, site.customer_id)?
-            .ok_or_else(|| Error::unexpected(format!("site {} has no customer", site.domain)))?;
+    // A site of a customer still being provisioned serves nothing yet.
+    if let Some(site) = sites::by_domain(conn, &name)?
+        && let Some(customer) = customers::by_id(conn, site.customer_id)?
+    {
         refuse_deleted(host, &customer)?;
         return Ok(Resolution {
             host: name,

@@ -28,26 +28,40 @@ pub mod template;
 /// template (kept at the newest migration in `templates_dir`, rebuilt when the
 /// migrations change). Mode 0600, synced. The caller renames it into place when the
 /// catalog row commits, or removes it.
-fn provision(tenants_dir: &Path, templates_dir: &Path, migrations: &[Migration]) -> Result<Provisioned> {
-    match template::checked(templates_dir, migrations)?.copy_into(tenants_dir) {
+fn provision(
+    tenants_dir: &Path,
+    templates_dir: &Path,
+    migrations: &[Migration],
+    owner: &str,
+) -> Result<Provisioned> {
+    match template::checked(templates_dir, migrations)?.copy_into(tenants_dir, owner) {
         // Another process rebuilt the template meanwhile: check the new one, once.
-        Err(_) => template::checked(templates_dir, migrations)?.copy_into(tenants_dir),
+        Err(_) => template::checked(templates_dir, migrations)?.copy_into(tenants_dir, owner),
         done => done,
     }
 }
 
-/// A name in `dir` that no other process will pick, marked as unfinished work.
-pub fn staging_name(dir: &Path) -> PathBuf {
+const STAGING_PREFIX: &str = ".provision-";
+
+/// A name in `dir` that no other process will pick, marked as unfinished work of the
+/// command whose owner lock is `owner` (see [`crate::lock::Owner`]).
+pub fn staging_name(dir: &Path, owner: &str) -> PathBuf {
     dir.join(format!(
-        ".provision-{}-{:08x}.db",
-        std::process::id(),
+        "{STAGING_PREFIX}{owner}-{:08x}.db",
         rand::random::<u32>()
     ))
 }
 
-/// Whether a file name is an unfinished provision that a crash left behind.
+/// Whether a file name is an unfinished provision or restore.
 pub fn is_staging_name(name: &str) -> bool {
-    (name.starts_with(".provision-") || name.starts_with(".restore-")) && name.ends_with(".db")
+    (name.starts_with(STAGING_PREFIX) || name.starts_with(".restore-")) && name.ends_with(".db")
+}
+
+/// The owner token a staging name carries, if it carries one.
+pub fn staging_owner(name: &str) -> Option<&str> {
+    let inner = name.strip_prefix(STAGING_PREFIX)?.strip_suffix(".db")?;
+    let (owner, _) = inner.rsplit_once('-')?;
+    crate::lock::is_token(owner).then_some(owner)
 }
 
 /// Builds a database at `path` by applying every migration in one transaction: mode
@@ -186,8 +200,13 @@ impl Engine for SqliteEngine {
         Placement::local(&self.home.trashed_tenant_db(slug, customer_id)?)
     }
 
-    fn provision(&self, migrations: &[Migration]) -> Result<Provisioned> {
-        provision(&self.home.tenants_dir(), &self.home.templates_dir(), migrations)
+    fn provision(&self, migrations: &[Migration], owner: &str) -> Result<Provisioned> {
+        provision(
+            &self.home.tenants_dir(),
+            &self.home.templates_dir(),
+            migrations,
+            owner,
+        )
     }
 
     fn provision_many(
@@ -195,6 +214,7 @@ impl Engine for SqliteEngine {
         migrations: &[Migration],
         count: usize,
         jobs: usize,
+        owner: &str,
     ) -> Result<Vec<Provisioned>> {
         if count == 0 {
             return Ok(Vec::new());
@@ -207,8 +227,8 @@ impl Engine for SqliteEngine {
         let built = fan_out_all(&slots, jobs, |()| {
             // Another process may rebuild the template meanwhile: check it again.
             template
-                .copy_into(&tenants_dir)
-                .or_else(|_| provision(&tenants_dir, &self.home.templates_dir(), migrations))
+                .copy_into(&tenants_dir, owner)
+                .or_else(|_| provision(&tenants_dir, &self.home.templates_dir(), migrations, owner))
         });
         if built.iter().any(|b| b.is_err()) {
             let mut first = None;
@@ -387,7 +407,13 @@ mod tests {
         assert_eq!(install_starter_set(&migrations_dir).unwrap(), 0);
         let migrations = load_migrations(&migrations_dir).unwrap();
         assert_eq!(newest_version(&migrations), 3);
-        let built = provision(&dir.path().join("t"), &dir.path().join("templates"), &migrations).unwrap();
+        let built = provision(
+            &dir.path().join("t"),
+            &dir.path().join("templates"),
+            &migrations,
+            "1-00000000",
+        )
+        .unwrap();
         assert_eq!(built.schema_version, 3);
         let conn = Connection::open(&built.staging).unwrap();
         let tables: i64 = conn
@@ -410,7 +436,7 @@ mod tests {
             Migration::unapplied("V2__bad", "CREATE TABLE b (x); SELECT * FROM nowhere;").unwrap(),
         ];
         let tenants = dir.path().join("t");
-        assert!(provision(&tenants, &dir.path().join("templates"), &migrations).is_err());
+        assert!(provision(&tenants, &dir.path().join("templates"), &migrations, "1-00000000").is_err());
         assert!(fs::read_dir(&tenants).map(|d| d.count()).unwrap_or(0) == 0);
         assert_eq!(fs::read_dir(dir.path().join("templates")).unwrap().count(), 0);
     }

@@ -57,7 +57,8 @@ impl RebuildLock {
 
 fn install_fresh(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf> {
     let template = templates_dir.join(FILE_NAME);
-    let staging = staging_name(templates_dir);
+    // Owned by the rebuild lock, not a command: doctor removes it when the lock is free.
+    let staging = templates_dir.join(format!(".provision-template-{:08x}.db", rand::random::<u32>()));
     build_fresh(&staging, migrations)?;
     std::fs::rename(&staging, &template).map_err(|e| {
         let _ = files::remove_database(&staging);
@@ -155,7 +156,7 @@ pub fn checked(templates_dir: &Path, migrations: &[Migration]) -> Result<Checked
 impl Checked {
     /// A new tenant database in `dir` under a staging name, mode 0600, synced; refused
     /// when the template is no longer the file that was checked.
-    pub fn copy_into(&self, dir: &Path) -> Result<Provisioned> {
+    pub fn copy_into(&self, dir: &Path, owner: &str) -> Result<Provisioned> {
         files::create_private_dir(dir)?;
         let mut source =
             std::fs::File::open(&self.path).io_context(|| format!("reading {}", self.path.display()))?;
@@ -168,7 +169,7 @@ impl Checked {
         if !unchanged(&source) {
             return Err(changed());
         }
-        let staging_path = staging_name(dir);
+        let staging_path = staging_name(dir, owner);
         let copied = files::copy_private(&mut source, &self.path, &staging_path).and_then(|()| {
             if unchanged(&source) {
                 Ok(())
@@ -228,7 +229,7 @@ mod tests {
         let tenants = dir.path().join("tenants");
         let one = vec![migration("V1__a", "CREATE TABLE a (x);")];
         let template = checked(&templates, &one).unwrap();
-        let copy = template.copy_into(&tenants).unwrap();
+        let copy = template.copy_into(&tenants, "1-00000000").unwrap();
         assert_eq!(
             applied(Path::new(&copy.staging)).unwrap(),
             vec![MigrationId::of(&one[0])]
@@ -236,7 +237,7 @@ mod tests {
         assert_eq!(copy.schema_version, 1);
         rebuild(&templates, &one).unwrap();
         assert!(
-            template.copy_into(&tenants).is_err(),
+            template.copy_into(&tenants, "1-00000000").is_err(),
             "a rebuilt template is another file"
         );
         assert_eq!(

@@ -1,0 +1,227 @@
+//! Finishing or undoing what a killed command left half done. Every command that
+//! changes files as well as catalog rows records its intent in the operation ledger
+//! first ([`crate::catalog::operations`]); a ledger row whose owner lock is free
+//! belongs to a run that died. What is done with it depends on how far a run of that
+//! kind gets before its result is decided:
+//!
+//! - `customer.create`: undone. The customer never became visible; its row, its
+//!   published or staged database go, so the same create can simply run again.
+//! - `import`: finished. Its transaction already changed plans, sites and existing
+//!   customers, which cannot be taken back, so the new customers' databases are put
+//!   in place and the customers made visible.
+//! - `customer.delete` / `customer.undelete`: finished. The row already says where
+//!   the database belongs; it is moved there.
+//! - `customer.purge`: finished. The database is removed, then the row.
+
+use serde_json::{Value, json};
+
+use crate::catalog::Catalog;
+use crate::catalog::customers;
+use crate::catalog::operations::{self, Operation};
+use crate::engine::{Engines, Placement, Provisioned};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::lock;
+
+pub const CREATE: &str = "customer.create";
+pub const IMPORT: &str = "import";
+pub const DELETE: &str = "customer.delete";
+pub const UNDELETE: &str = "customer.undelete";
+pub const PURGE: &str = "customer.purge";
+
+/// One half-done operation and what was done about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub kind: String,
+    pub subject: String,
+    /// `finished` or `undone`.
+    pub outcome: &'static str,
+}
+
+impl Recovered {
+    /// The one line a command prints about it.
+    pub fn line(&self) -> String {
+        format!(
+            "{} an interrupted {} of '{}' left by a killed run",
+            self.outcome, self.kind, self.subject
+        )
+    }
+}
+
+/// The open operations whose command is gone.
+pub fn abandoned(catalog: &Catalog, home: &Home) -> Result<Vec<Operation>> {
+    if !operations::any_open(catalog.conn())? {
+        return Ok(Vec::new());
+    }
+    let run_dir = home.run_dir();
+    Ok(operations::list(catalog.conn())?
+        .into_iter()
+        .filter(|op| !lock::owner_alive(&run_dir, &op.owner))
+        .collect())
+}
+
+/// Finishes or undoes every abandoned operation; what a live command is doing is left
+/// to it. The first that cannot be resolved stops the rest with its error.
+pub fn finish_abandoned(catalog: &mut Catalog, home: &Home) -> Result<Vec<Recovered>> {
+    let engines = Engines::new(home);
+    let mut done = Vec::new();
+    for listed in abandoned(catalog, home)? {
+        // A lock file that is gone may also mean its command finished and closed the
+        // operation after it was listed: only what is still open is left over.
+        let Some(op) = operations::get(catalog.conn(), listed.id)? else {
+            continue;
+        };
+        let outcome = resolve(catalog, &engines, &op)?;
+        done.push(Recovered {
+            kind: op.kind,
+            subject: op.subject,
+            outcome,
+        });
+    }
+    Ok(done)
+}
+
+fn resolve(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Result<&'static str> {
+    match op.kind.as_str() {
+        CREATE => undo_create(catalog, engines, op),
+        IMPORT => finish_import(catalog, engines, op.id, &op.steps),
+        DELETE | UNDELETE => finish_move(catalog, engines, op),
+        PURGE => finish_purge(catalog, engines, op),
+        other => Err(Error::unexpected(format!(
+            "the operation ledger holds an operation of unknown kind '{other}' (id {})",
+            op.id
+        ))
+        .with_hint("a newer tenantctl may have written it; upgrade")),
+    }
+}
+
+/// The placement recorded in a ledger step, as [`placement_json`] wrote it.
+pub fn placement_of(step: &Value) -> Result<Placement> {
+    let text = |key: &str| step.get(key).and_then(Value::as_str).map(str::to_string);
+    match (
+        text("engine").and_then(|e| crate::engine::EngineKind::parse(&e)),
+        text("server"),
+        text("location"),
+    ) {
+        (Some(engine), Some(server), Some(location)) => Ok(Placement {
+            engine,
+            server,
+            location,
+        }),
+        _ => Err(Error::unexpected(format!(
+            "a ledger step names no placement: {step}"
+        ))),
+    }
+}
+
+pub fn placement_json(placement: &Placement) -> Value {
+    json!({"engine": placement.engine, "server": placement.server, "location": placement.location})
+}
+
+/// A staged database named in a ledger step, as the engine's own staging name.
+fn staged(step: &Value) -> Option<Provisioned> {
+    step.get("staging")
+        .and_then(Value::as_str)
+        .map(|name| Provisioned {
+            staging: name.to_string(),
+            schema_version: 0,
+            applied: Vec::new(),
+        })
+}
+
+fn undo_create(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Result<&'static str> {
+    let placement = placement_of(&op.steps["placement"])?;
+    let engine = engines.engine(&placement)?;
+    if let Some(id) = op.customer_id {
+        // The slug was the provisioning row's alone, so whatever sits at its
+        // placement is this create's database.
+        if customers::any_by_id(catalog.conn(), id)?.is_some_and(|c| c.status == "provisioning") {
+            engine.destroy(&placement)?;
+        }
+    }
+    if let Some(staging) = staged(&op.steps) {
+        engine.discard(&staging);
+    }
+    catalog.write(|tx| {
+        if let Some(id) = op.customer_id {
+            customers::remove_provisioning(tx, id)?;
+        }
+        operations::close(tx, op.id)
+    })?;
+    Ok("undone")
+}
+
+/// Puts every new customer of an import in place and makes it visible (suspended,
+/// where its file said so); a customer whose database is gone is removed. Closes the
+/// operation. Used by the import itself and for an import a kill interrupted.
+pub fn finish_import(
+    catalog: &mut Catalog,
+    engines: &Engines,
+    op: i64,
+    steps: &Value,
+) -> Result<&'static str> {
+    let empty = Vec::new();
+    let created = steps["customers"].as_array().unwrap_or(&empty);
+    let mut published = Vec::new();
+    for step in created {
+        let Some(id) = step["customer_id"].as_i64() else {
+            continue;
+        };
+        let placement = placement_of(&step["placement"])?;
+        let engine = engines.engine(&placement)?;
+        let in_place = engine.tenant(&placement).exists()
+            || staged(step).is_some_and(|s| engine.publish(&s, &placement).is_ok());
+        published.push((id, in_place, step["suspend"].as_str().map(str::to_string)));
+    }
+    catalog.write(|tx| {
+        for (id, in_place, suspend) in &published {
+            if !in_place {
+                // Its database is gone for good: the customer cannot be finished.
+                customers::remove_provisioning(tx, *id)?;
+                continue;
+            }
+            customers::activate(tx, *id)?;
+            if let Some(reason) = suspend {
+                customers::set_status(tx, *id, "suspended", Some(reason))?;
+            }
+        }
+        operations::close(tx, op)
+    })?;
+    Ok("finished")
+}
+
+fn finish_move(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Result<&'static str> {
+    let from = placement_of(&op.steps["from"])?;
+    let to = placement_of(&op.steps["to"])?;
+    let engine = engines.engine(&from)?;
+    if engine.tenant(&from).exists() && !engine.tenant(&to).exists() {
+        engine.relocate(&from, &to)?;
+    }
+    catalog.write(|tx| operations::close(tx, op.id))?;
+    Ok("finished")
+}
+
+fn finish_purge(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Result<&'static str> {
+    let placement = placement_of(&op.steps["placement"])?;
+    engines.engine(&placement)?.purge_retired(&placement)?;
+    catalog.write(|tx| {
+        if let Some(id) = op.customer_id {
+            customers::purge(tx, id)?;
+        }
+        operations::close(tx, op.id)
+    })?;
+    Ok("finished")
+}
+
+/// Where tests kill a command: `TENANTCTL_CRASH_AT=<step>` makes a debug build kill
+/// itself with SIGKILL on reaching that step, as an operator's `kill -9` or a power
+/// cut would stop it. Release builds compile this to nothing.
+#[inline]
+pub fn crash_point(step: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("TENANTCTL_CRASH_AT").is_some_and(|at| at == step) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = step;
+}
