@@ -12,12 +12,12 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use super::{
-    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, PARALLEL_FROM_BYTES, Skipped, TMP_PREFIX,
-    beside, copy_hashed, list_sets, new_id, sha256_file,
+    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, Skipped, TMP_PREFIX, list_sets, new_id,
 };
 use crate::engine::{BackedUp, BackupTarget, TenantDatabase, sqlite};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::fan_out::fan_out_all;
+use crate::files::{PARALLEL_FROM_BYTES, beside, copy_hashed, sha256_file};
 use crate::{files, time};
 
 /// A tenant database to back up.

@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 
-use super::{BackupSet, sha256_file};
+use super::BackupSet;
 use crate::engine::sqlite;
+use crate::files::sha256_file;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileCheck {
