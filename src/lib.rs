@@ -31,5 +31,6 @@ pub mod render;
 pub mod sql_text;
 pub mod time;
 pub mod validate;
+pub mod words;
 
 pub use error::{Error, ErrorKind, Result};

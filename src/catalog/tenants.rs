@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
+use super::states::{CustomerStatus, TenantMigrationStatus};
 use crate::engine::Placement;
 use crate::error::Result;
 use crate::migrations::MigrationId;
@@ -15,11 +16,11 @@ use crate::time;
 pub struct TenantRow {
     pub customer_id: i64,
     pub slug: String,
-    pub status: String,
+    pub status: CustomerStatus,
     #[serde(rename = "db_path")]
     pub placement: Placement,
     pub schema_version: i64,
-    pub migration_status: String,
+    pub migration_status: TenantMigrationStatus,
     pub migration_error: Option<String>,
     pub migrated_at: Option<String>,
 }
@@ -86,7 +87,7 @@ pub fn record_run(
     conn: &Connection,
     customer_id: i64,
     schema_version: i64,
-    status: &str,
+    status: TenantMigrationStatus,
     error: Option<&str>,
 ) -> Result<()> {
     conn.prepare_cached(

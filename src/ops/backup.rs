@@ -14,6 +14,7 @@ use crate::backup::prune::{PruneReport, Retention};
 use crate::backup::verify::{FileCheck, verify_set};
 use crate::backup::{BackupSet, Entry, Manifest, Skipped, find_set, list_sets, prune, restore as swap};
 use crate::catalog::model::NewAuditEvent;
+use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::tenants;
 use crate::catalog::{Catalog, audit};
 use crate::engine::{self, Engines, TenantDatabase};
@@ -625,7 +626,7 @@ fn restore_tenants(
         let Some(target) = into.clone().or_else(|| source.0.clone()) else {
             return Err(Error::unexpected("a restore source without a customer"));
         };
-        if target.status == "deleted" {
+        if target.status == CustomerStatus::Deleted {
             // Without its file in the trash, undelete itself takes it from a backup.
             let how = if engines.tenant(&target.placement)?.exists() {
                 format!("run 'tenantctl customer undelete {}' first", target.slug)
@@ -1031,7 +1032,7 @@ fn record_tenants_and_audit(
     catalog.write(|tx| {
         for (id, _, list) in &applied {
             tenants::record_applied(tx, *id, list)?;
-            tenants::record_run(tx, *id, list.iter().map(|m| m.version).max().unwrap_or(0), "ok", None)?;
+            tenants::record_run(tx, *id, list.iter().map(|m| m.version).max().unwrap_or(0), TenantMigrationStatus::Ok, None)?;
         }
         audit::record(
             tx,
@@ -1173,7 +1174,7 @@ fn normalise_placements(
     let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
     let mut placements = Vec::with_capacity(everyone.len());
     for customer in &everyone {
-        let deleted = customer.status == "deleted";
+        let deleted = customer.status == CustomerStatus::Deleted;
         let placement = if deleted {
             engine.retired_placement(&customer.slug, customer.id)?
         } else {
@@ -1210,7 +1211,7 @@ pub fn undelete_from_backup(
 ) -> Result<(crate::catalog::model::Customer, String)> {
     let mut catalog = Catalog::open_ready(home_catalog)?;
     let customer = customers::resolve(catalog.conn(), reference)?;
-    if customer.status != "deleted" {
+    if customer.status != CustomerStatus::Deleted {
         return Err(
             Error::refused(format!("customer {} is not deleted", customer.slug)).with_hint(format!(
                 "to put back its database, run 'tenantctl restore --at TIME --customer {}'",
@@ -1264,7 +1265,7 @@ pub fn undelete_from_backup(
         |tx| {
             // Checked again under the write lock: another undelete may have won.
             let now = customers::resolve(tx, &customer.id.to_string())?;
-            if now.status != "deleted" || target.exists() {
+            if now.status != CustomerStatus::Deleted || target.exists() {
                 return Err(Error::refused(format!(
                     "customer {} was undeleted meanwhile",
                     now.slug
@@ -1273,7 +1274,7 @@ pub fn undelete_from_backup(
             crate::catalog::customers::undelete(tx, now.id, target.placement())?;
             let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
             tenants::record_applied(tx, now.id, applied)?;
-            tenants::record_run(tx, now.id, version, "ok", None)?;
+            tenants::record_run(tx, now.id, version, TenantMigrationStatus::Ok, None)?;
             let restored = crate::catalog::customers::by_id(tx, now.id)?
                 .ok_or_else(|| Error::unexpected(format!("customer {} vanished", now.slug)))?;
             customers::audit_customer(

@@ -12,6 +12,7 @@ use super::{Actor, Reported, config, customers, plans as plan_ops, quota};
 use crate::catalog::customers::CustomerChanges;
 use crate::catalog::model::{Customer, NewCustomer, NewSite, Plan, Site};
 use crate::catalog::sites::{self, SiteFilter};
+use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind, TenantMigrationStatus};
 use crate::catalog::{Catalog, plans, tenants};
 use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
@@ -477,7 +478,7 @@ fn customer_plan(
 ) -> Result<std::result::Result<CustomerPlan, Problem>> {
     let existing = crate::catalog::customers::by_email(conn, &doc.email)?;
     if let Some(customer) = &existing {
-        if customer.status == "deleted" {
+        if customer.status == CustomerStatus::Deleted {
             return Ok(Err(Problem::new(
                 "customer",
                 format!("{} is a deleted customer ({})", doc.email, customer.slug),
@@ -772,7 +773,13 @@ fn insert_customer(
         },
     )?;
     tenants::record_applied(tx, customer.id, &built.applied)?;
-    tenants::record_run(tx, customer.id, built.schema_version, "ok", None)?;
+    tenants::record_run(
+        tx,
+        customer.id,
+        built.schema_version,
+        TenantMigrationStatus::Ok,
+        None,
+    )?;
     let customer = if doc.limits == Default::default() {
         customer
     } else {
@@ -782,9 +789,9 @@ fn insert_customer(
         };
         crate::catalog::customers::update(tx, &customer, &overrides)?
     };
-    if doc.status.as_deref() == Some("suspended") {
+    if doc.status == Some(CustomerStatus::Suspended) {
         let reason = doc.status_reason.as_deref().unwrap_or("suspended when imported");
-        crate::catalog::customers::set_status(tx, customer.id, "suspended", Some(reason))?;
+        crate::catalog::customers::set_status(tx, customer.id, CustomerStatus::Suspended, Some(reason))?;
     }
     customers::audit_customer(
         tx,
@@ -857,7 +864,7 @@ fn write_site(
                     domain: doc.domain.clone(),
                     port: doc.port,
                     business_type: doc.business_type.clone(),
-                    status: doc.status.clone().unwrap_or_else(|| "draft".to_string()),
+                    status: doc.status.unwrap_or(SiteStatus::Draft),
                     config: doc.config.clone(),
                 },
             )?;
@@ -870,7 +877,8 @@ fn write_site(
         }
         Some(site) if site_changed(site, doc)? => {
             let old = site.config_value()?;
-            let snapshot = sites::add_snapshot(tx, site.id, "import", Some(file), &old, actor.name)?;
+            let snapshot =
+                sites::add_snapshot(tx, site.id, SnapshotKind::Import, Some(file), &old, actor.name)?;
             let updated = sites::update(
                 tx,
                 site,
@@ -991,7 +999,7 @@ fn write_export_tree(catalog: &Catalog, root: &Path) -> Result<(usize, usize, us
     let plan_count = write_plans_file(catalog, root)?;
     let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
     let (mut customers, mut site_count) = (0, 0);
-    for customer in everyone.iter().filter(|c| c.status != "deleted") {
+    for customer in everyone.iter().filter(|c| c.status != CustomerStatus::Deleted) {
         let folder = root.join(&customer.slug);
         let sites_folder = folder.join("sites");
         files::create_private_dir(&sites_folder)?;

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::{Actor, config};
 use crate::catalog::customers::{self, CountColumn};
 use crate::catalog::model::NewAuditEvent;
+use crate::catalog::states::CatalogMigrationStatus;
 use crate::catalog::{Catalog, MigrationRecord, audit};
 use crate::engine::Engines;
 use crate::error::{Error, Result};
@@ -56,7 +57,7 @@ pub fn init(
         .filter(|m| {
             before
                 .iter()
-                .any(|b| b.version == m.version && b.status == "pending")
+                .any(|b| b.version == m.version && b.status == CatalogMigrationStatus::Pending)
         })
         .cloned()
         .collect();
@@ -253,7 +254,7 @@ pub fn status(home: &Home, backup_dir: &Path) -> Result<StatusReport> {
     report.pending_migrations = catalog
         .migrations()?
         .into_iter()
-        .filter(|m| m.status == "pending")
+        .filter(|m| m.status == CatalogMigrationStatus::Pending)
         .map(|m| format!("V{}__{}", m.version, m.name))
         .collect();
     if !report.pending_migrations.is_empty() {

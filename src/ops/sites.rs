@@ -8,11 +8,10 @@ use serde_json::{Map, Value, json};
 use super::{Actor, customers, quota};
 use crate::catalog::model::{Customer, Deployment, NewSite, Site, Snapshot};
 use crate::catalog::sites::{self, SiteFilter};
+use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind};
 use crate::catalog::{Catalog, is_unique_violation, settings};
 use crate::error::{Error, Result};
 use crate::validate::{self, printable};
-
-pub const STATUSES: &[&str] = &["draft", "deployed", "stopped", "failed"];
 
 /// The largest config document accepted.
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
@@ -57,17 +56,6 @@ pub fn parse_config(text: &[u8], source: &str) -> Result<Value> {
     Ok(value)
 }
 
-fn check_status(status: &str) -> Result<()> {
-    if STATUSES.contains(&status) {
-        Ok(())
-    } else {
-        Err(
-            Error::usage(format!("invalid site status '{}'", printable(status)))
-                .with_hint("use draft, deployed, stopped or failed"),
-        )
-    }
-}
-
 fn check_port(port: i64) -> Result<i64> {
     if (1..=65535).contains(&port) {
         Ok(port)
@@ -97,7 +85,8 @@ pub(crate) fn audit_site(
 /// Refuses work on a site whose customer may not have it: deleted always; suspended
 /// too when `active_only`.
 fn require_customer_state(customer: &Customer, active_only: bool, what: &str) -> Result<()> {
-    let refused = customer.status == "deleted" || (active_only && customer.status != "active");
+    let refused = customer.status == CustomerStatus::Deleted
+        || (active_only && customer.status != CustomerStatus::Active);
     if refused {
         return Err(Error::refused(format!(
             "customer {} is {}; cannot {what}",
@@ -189,7 +178,7 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateSite) -> 
                     domain,
                     port,
                     business_type: business_type.clone(),
-                    status: "draft".to_string(),
+                    status: SiteStatus::Draft,
                     config: config.clone(),
                 },
             )?;
@@ -223,7 +212,7 @@ fn default_domain(conn: &Connection, name: &str, customer: &Customer) -> Result<
 #[derive(Debug, Clone, Default)]
 pub struct ListSites {
     pub customer: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<SiteStatus>,
     pub domain: Option<String>,
     pub limit: Option<u64>,
 }
@@ -236,12 +225,9 @@ pub fn list(catalog: &Catalog, request: &ListSites, each: impl FnMut(Site) -> Re
         .map(|c| customers::resolve(catalog.conn(), c))
         .transpose()?
         .map(|c| c.id);
-    if let Some(status) = &request.status {
-        check_status(status)?;
-    }
     let filter = SiteFilter {
         customer_id,
-        status: request.status.clone(),
+        status: request.status,
         domain_contains: request.domain.clone(),
         limit: request.limit.filter(|n| *n > 0),
     };
@@ -272,7 +258,7 @@ pub struct UpdateSite {
     pub domain: Option<String>,
     /// `Some(None)` removes the port.
     pub port: Option<Option<i64>>,
-    pub status: Option<String>,
+    pub status: Option<SiteStatus>,
     pub config: Option<Value>,
     /// `json.path=value` assignments applied to the config.
     pub set: Vec<String>,
@@ -321,9 +307,8 @@ pub fn update(
             if let Some(port) = request.port {
                 next.port = port.map(check_port).transpose()?;
             }
-            if let Some(status) = &request.status {
-                check_status(status)?;
-                next.status = status.clone();
+            if let Some(status) = request.status {
+                next.status = status;
             }
             for assignment in &request.set {
                 apply_assignment(&mut next.config, assignment)?;
@@ -333,7 +318,7 @@ pub fn update(
             }
             require_free(tx, &next.domain, next.port, Some(site.id))?;
             next.config = with_columns(&next.config, &next, false);
-            let snapshot = sites::add_snapshot(tx, site.id, "manual", Some("before update"), &old_config, actor.name)?;
+            let snapshot = sites::add_snapshot(tx, site.id, SnapshotKind::Manual, Some("before update"), &old_config, actor.name)?;
             let updated = sites::update(tx, &site, &next)?;
             let mut changes = Map::new();
             for (field, before, after) in [
@@ -551,10 +536,11 @@ pub fn deploy(
             let port = requested_port.or(site.port);
             require_free(tx, &site.domain, port, Some(site.id))?;
             let current = site.config_value()?;
-            let snapshot = sites::add_snapshot(tx, site.id, "pre-deploy", None, &current, actor.name)?;
+            let snapshot =
+                sites::add_snapshot(tx, site.id, SnapshotKind::PreDeploy, None, &current, actor.name)?;
             let deployed = NewSite {
                 port,
-                status: "deployed".to_string(),
+                status: SiteStatus::Deployed,
                 ..current_state(&site, &current)
             };
             let config = with_columns(&current, &deployed, false);
@@ -617,11 +603,17 @@ pub fn rollback(
                 target.number
             )));
         }
-        let snapshot =
-            sites::add_snapshot(tx, site.id, "pre-deploy", None, &site.config_value()?, actor.name)?;
+        let snapshot = sites::add_snapshot(
+            tx,
+            site.id,
+            SnapshotKind::PreDeploy,
+            None,
+            &site.config_value()?,
+            actor.name,
+        )?;
         let log = format!("rolled back to deployment {}", target.number);
         let deployed = NewSite {
-            status: "deployed".to_string(),
+            status: SiteStatus::Deployed,
             ..current_state(&site, &target.config)
         };
         let config = with_columns(&target.config, &deployed, false);
@@ -652,7 +644,7 @@ pub fn snapshot(
         let snapshot = sites::add_snapshot(
             tx,
             site.id,
-            "manual",
+            SnapshotKind::Manual,
             name.as_deref(),
             &site.config_value()?,
             actor.name,
@@ -685,7 +677,7 @@ pub fn restore(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, snapsho
                     .with_hint(format!("see 'tenantctl site snapshots {}'", site.domain))
             })?;
         let current = site.config_value()?;
-        let safety = sites::add_snapshot(tx, site.id, "pre-restore", None, &current, actor.name)?;
+        let safety = sites::add_snapshot(tx, site.id, SnapshotKind::PreRestore, None, &current, actor.name)?;
         let mut state = current_state(&site, &snapshot.config);
         state.config = with_columns(&snapshot.config, &state, false);
         let restored = sites::update(tx, &site, &state)?;

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{Actor, Reported, customers, quota};
 use crate::catalog::customers::CountColumn;
 use crate::catalog::model::{Customer, NewAuditEvent};
+use crate::catalog::states::CustomerStatus;
 use crate::catalog::{Catalog, audit, usage};
 use crate::error::{Error, Result};
 use crate::{time, validate};
@@ -61,7 +62,7 @@ pub fn record(
     let month = moment.format("%Y-%m").to_string();
     catalog.write(|tx| {
         let customer = customers::resolve(tx, reference)?;
-        if customer.status == "deleted" {
+        if customer.status == CustomerStatus::Deleted {
             return Err(Error::refused(format!("customer {} is deleted", customer.slug)));
         }
         let total = usage::add(tx, customer.id, metric, &month, amount, &time::now())?;
@@ -103,7 +104,7 @@ fn chosen(catalog: &Catalog, reference: Option<&str>) -> Result<Vec<Customer>> {
         None => Ok(
             crate::catalog::customers::list(catalog.conn(), &Default::default())?
                 .into_iter()
-                .filter(|c| c.status != "deleted")
+                .filter(|c| c.status != CustomerStatus::Deleted)
                 .collect(),
         ),
     }
@@ -197,7 +198,7 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
     let mut actions = Vec::new();
     let active: Vec<Customer> = chosen(catalog, None)?
         .into_iter()
-        .filter(|c| c.status == "active")
+        .filter(|c| c.status == CustomerStatus::Active)
         .collect();
     for customer in active {
         let plan = quota::plan_of(catalog.conn(), &customer)?;
@@ -227,10 +228,15 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
             );
             catalog.write(|tx| {
                 let current = customers::resolve(tx, &customer.id.to_string())?;
-                if current.status != "active" {
+                if current.status != CustomerStatus::Active {
                     return Ok(());
                 }
-                crate::catalog::customers::set_status(tx, current.id, "suspended", Some(&reason))?;
+                crate::catalog::customers::set_status(
+                    tx,
+                    current.id,
+                    CustomerStatus::Suspended,
+                    Some(&reason),
+                )?;
                 customers::audit_customer(
                     tx,
                     actor,

@@ -1,0 +1,80 @@
+//! The states a catalog row can be in, spelt as the catalog stores them (the CHECK
+//! constraints of the migrations list the same words).
+
+use crate::words::{flag_word, stored_as_word, word_enum};
+
+word_enum! {
+    /// Where a customer stands; `customer list --status` filters on it.
+    pub enum CustomerStatus ("customer status") {
+        Active = "active",
+        Suspended = "suspended",
+        Deleted = "deleted",
+    }
+}
+stored_as_word!(CustomerStatus);
+flag_word!(CustomerStatus);
+
+word_enum! {
+    /// Where a site stands; `site list --status` filters on it and `site update
+    /// --status` sets it.
+    pub enum SiteStatus ("site status") {
+        Draft = "draft",
+        Deployed = "deployed",
+        Stopped = "stopped",
+        Failed = "failed",
+    }
+}
+stored_as_word!(SiteStatus);
+flag_word!(SiteStatus);
+
+word_enum! {
+    /// How a tenant database's last migration went.
+    pub enum TenantMigrationStatus ("tenant migration status") {
+        Ok = "ok",
+        Failed = "failed",
+        Drift = "drift",
+    }
+}
+stored_as_word!(TenantMigrationStatus);
+
+word_enum! {
+    /// Why a site config snapshot was taken.
+    pub enum SnapshotKind ("snapshot kind") {
+        Manual = "manual",
+        PreDeploy = "pre-deploy",
+        PreRestore = "pre-restore",
+        Import = "import",
+    }
+}
+stored_as_word!(SnapshotKind);
+
+word_enum! {
+    /// Whether an API key can be used; worked out from its dates, not stored.
+    pub enum KeyStatus ("key status") {
+        Active = "active",
+        Revoked = "revoked",
+        Expired = "expired",
+    }
+}
+stored_as_word!(KeyStatus);
+
+word_enum! {
+    /// Whether a portal session can be used; `blocked` when its customer is not active.
+    pub enum SessionStatus ("session status") {
+        Active = "active",
+        Revoked = "revoked",
+        Expired = "expired",
+        Blocked = "blocked",
+    }
+}
+stored_as_word!(SessionStatus);
+
+word_enum! {
+    /// Where a catalog migration stands against the migrations built in.
+    pub enum CatalogMigrationStatus ("catalog migration status") {
+        Applied = "applied",
+        Pending = "pending",
+        Drift = "drift",
+        Unknown = "unknown",
+    }
+}
