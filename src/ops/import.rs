@@ -888,7 +888,7 @@ fn write_site(
                     domain: doc.domain.clone(),
                     port: doc.port,
                     business_type: doc.business_type.clone(),
-                    status: doc.status.clone().unwrap_or_else(|| site.status.clone()),
+                    status: doc.status.unwrap_or(site.status),
                     config: doc.config.clone(),
                 },
             )?;

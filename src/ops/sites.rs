@@ -355,7 +355,7 @@ fn current_state(site: &Site, config: &Value) -> NewSite {
         domain: site.domain.clone(),
         port: site.port,
         business_type: site.business_type.clone(),
-        status: site.status.clone(),
+        status: site.status,
         config: config.clone(),
     }
 }
