@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{Actor, Reported, config, customers};
 use crate::backup::create::{Created, SetRequest, TenantSource, create_set};
 use crate::backup::prune::{PruneReport, Retention};
+use crate::backup::states::{BackupKind, EntryScope, RestoreStatus, SaveStatus, SetScope};
 use crate::backup::verify::{FileCheck, verify_set};
 use crate::backup::{BackupSet, Entry, Manifest, Skipped, find_set, list_sets, prune, restore as swap};
 use crate::catalog::model::NewAuditEvent;
@@ -35,7 +36,7 @@ pub enum BackupScope {
 pub struct BackupRequest {
     pub scope: BackupScope,
     pub label: Option<String>,
-    pub kind: String,
+    pub kind: BackupKind,
     pub jobs: usize,
 }
 
@@ -80,9 +81,9 @@ pub enum BackupReport {
 pub struct NothingWritten {
     pub id: Option<String>,
     pub path: Option<String>,
-    pub scope: String,
+    pub scope: SetScope,
     pub label: Option<String>,
-    pub kind: String,
+    pub kind: BackupKind,
     pub entries: Vec<Entry>,
     pub skipped: Vec<Skipped>,
 }
@@ -137,11 +138,11 @@ pub fn backup(
     let with_catalog = !matches!(request.scope, BackupScope::Customers(_));
     let set_request = SetRequest {
         label,
-        kind: &request.kind,
+        kind: request.kind,
         scope: match request.scope {
-            BackupScope::All => "all",
-            BackupScope::Catalog => "catalog",
-            BackupScope::Customers(_) => "customers",
+            BackupScope::All => SetScope::All,
+            BackupScope::Catalog => SetScope::Catalog,
+            BackupScope::Customers(_) => SetScope::Customers,
         },
         catalog_schema_version: catalog.schema_version()?,
         tenants,
@@ -154,9 +155,9 @@ pub fn backup(
         Created::Nothing { skipped } => BackupReport::NothingWritten(NothingWritten {
             id: None,
             path: None,
-            scope: set_request.scope.to_string(),
+            scope: set_request.scope,
             label: set_request.label,
-            kind: request.kind.clone(),
+            kind: request.kind,
             entries: Vec::new(),
             skipped,
         }),
@@ -184,7 +185,7 @@ pub struct SetSummary {
     pub id: String,
     pub created_at: String,
     pub finished_at: String,
-    pub kind: String,
+    pub kind: BackupKind,
     pub label: Option<String>,
     pub catalog: bool,
     pub tenants: usize,
@@ -206,10 +207,10 @@ pub fn list(backup_dir: &Path, customer: Option<&str>) -> Result<Vec<SetSummary>
                 id: m.id.clone(),
                 created_at: m.created_at.clone(),
                 finished_at: m.finished_at.clone(),
-                kind: m.kind.clone(),
+                kind: m.kind,
                 label: m.label.clone(),
                 catalog: m.catalog_entry().is_some(),
-                tenants: m.entries.iter().filter(|e| e.scope == "tenant").count(),
+                tenants: m.entries.iter().filter(|e| e.scope == EntryScope::Tenant).count(),
                 linked: m.entries.iter().filter(|e| e.linked_from.is_some()).count(),
                 skipped: m.skipped.len(),
                 bytes: m.bytes(),
@@ -219,7 +220,7 @@ pub fn list(backup_dir: &Path, customer: Option<&str>) -> Result<Vec<SetSummary>
 }
 
 fn entry_names(entry: &Entry, reference: &str) -> bool {
-    entry.scope == "tenant"
+    entry.scope == EntryScope::Tenant
         && (entry
             .customer_slug
             .as_deref()
@@ -323,15 +324,14 @@ pub struct RestoreRequest {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Restored {
-    pub scope: String,
+    pub scope: EntryScope,
     pub customer: Option<String>,
     pub from_customer: Option<String>,
     pub file: String,
     pub target: String,
     pub schema_version: i64,
-    /// `restored`, or `skipped` with a reason; in a dry run `would-replace` or
-    /// `would-create` (no file there now).
-    pub status: String,
+    /// `skipped` comes with a reason.
+    pub status: RestoreStatus,
     pub reason: Option<String>,
 }
 
@@ -354,13 +354,11 @@ pub struct RestoreReport {
 /// A live file saved in the pre-restore set before it is replaced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Saved {
-    pub scope: String,
+    pub scope: EntryScope,
     pub customer: Option<String>,
     /// The live file.
     pub source: String,
-    /// `saved`; `kept-damaged` when it failed its check and was kept as raw bytes;
-    /// `not-saved` when it could not be read at all; `would-save` in a dry run.
-    pub status: String,
+    pub status: SaveStatus,
     pub reason: Option<String>,
 }
 
@@ -678,14 +676,17 @@ fn restore_tenants(
     }
     swap_all_in(&staged)?;
     for plan in &to_do {
-        report
-            .restored
-            .push(restored_line(plan, "restored", None, plan.entry.schema_version));
+        report.restored.push(restored_line(
+            plan,
+            RestoreStatus::Restored,
+            None,
+            plan.entry.schema_version,
+        ));
     }
     for plan in &skipped {
         report.restored.push(restored_line(
             plan,
-            "skipped",
+            RestoreStatus::Skipped,
             skip_reason(plan, request.if_missing),
             plan.entry.schema_version,
         ));
@@ -777,9 +778,9 @@ fn planned_report(
     report.dry_run = true;
     for plan in to_do {
         let status = if plan.target.exists() {
-            "would-replace"
+            RestoreStatus::WouldReplace
         } else {
-            "would-create"
+            RestoreStatus::WouldCreate
         };
         report
             .restored
@@ -787,25 +788,30 @@ fn planned_report(
     }
     for plan in skipped {
         let reason = skip_reason(plan, request.if_missing);
-        report
-            .restored
-            .push(restored_line(plan, "skipped", reason, plan.entry.schema_version));
+        report.restored.push(restored_line(
+            plan,
+            RestoreStatus::Skipped,
+            reason,
+            plan.entry.schema_version,
+        ));
     }
-    let would_save = |scope: &str, customer: Option<String>, source: String| Saved {
-        scope: scope.to_string(),
+    let would_save = |scope: EntryScope, customer: Option<String>, source: String| Saved {
+        scope,
         customer,
         source,
-        status: "would-save".to_string(),
+        status: SaveStatus::WouldSave,
         reason: None,
     };
     report.pre_restore = live_catalog
-        .map(|path| would_save("catalog", None, path.display().to_string()))
+        .map(|path| would_save(EntryScope::Catalog, None, path.display().to_string()))
         .into_iter()
-        .chain(
-            replaced
-                .iter()
-                .map(|t| would_save("tenant", Some(t.customer_slug.clone()), t.database.describe())),
-        )
+        .chain(replaced.iter().map(|t| {
+            would_save(
+                EntryScope::Tenant,
+                Some(t.customer_slug.clone()),
+                t.database.describe(),
+            )
+        }))
         .collect();
     report
 }
@@ -822,15 +828,15 @@ fn skip_reason(plan: &Planned, if_missing: bool) -> Option<&'static str> {
     }
 }
 
-fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i64) -> Restored {
+fn restored_line(plan: &Planned, status: RestoreStatus, reason: Option<&str>, version: i64) -> Restored {
     Restored {
-        scope: plan.entry.scope.clone(),
+        scope: plan.entry.scope,
         customer: plan.customer.clone(),
         from_customer: plan.entry.customer_slug.clone(),
         file: plan.entry.file.clone(),
         target: plan.target.describe(),
         schema_version: version,
-        status: status.to_string(),
+        status,
         reason: reason.map(str::to_string),
     }
 }
@@ -944,11 +950,11 @@ fn pre_restore_request(
     catalog_schema_version: i64,
     tenants: Vec<TenantSource>,
     jobs: usize,
-) -> SetRequest<'static> {
+) -> SetRequest {
     SetRequest {
         label: Some(format!("before restoring {}", set.manifest.id)),
-        kind: "pre-restore",
-        scope: "replaced",
+        kind: BackupKind::PreRestore,
+        scope: SetScope::Replaced,
         catalog_schema_version,
         tenants,
         jobs,
@@ -974,27 +980,26 @@ fn saved_lines(
     let mut lines: Vec<Saved> = entries
         .iter()
         .map(|entry| Saved {
-            scope: entry.scope.clone(),
+            scope: entry.scope,
             customer: entry.customer_slug.clone(),
-            source: if entry.scope == "tenant" {
+            source: if entry.scope == EntryScope::Tenant {
                 path_of(entry.customer_id)
             } else {
                 catalog_path.display().to_string()
             },
             status: if entry.damaged.is_some() {
-                "kept-damaged"
+                SaveStatus::KeptDamaged
             } else {
-                "saved"
-            }
-            .to_string(),
+                SaveStatus::Saved
+            },
             reason: entry.damaged.clone(),
         })
         .collect();
     lines.extend(skipped.iter().map(|left| Saved {
-        scope: "tenant".to_string(),
+        scope: EntryScope::Tenant,
         customer: Some(left.customer.clone()),
         source: path_of(Some(left.customer_id)),
-        status: "not-saved".to_string(),
+        status: SaveStatus::NotSaved,
         reason: Some(left.reason.clone()),
     }));
     lines
@@ -1018,7 +1023,7 @@ fn record_tenants_and_audit(
     for line in report
         .restored
         .iter_mut()
-        .filter(|r| r.status == "restored" && r.scope == "tenant")
+        .filter(|r| r.status == RestoreStatus::Restored && r.scope == EntryScope::Tenant)
     {
         if let Some((_, _, list)) = applied.iter().find(|(_, name, _)| *name == line.target) {
             line.schema_version = list.iter().map(|m| m.version).max().unwrap_or(0);
@@ -1043,8 +1048,8 @@ fn record_tenants_and_audit(
                 target: report.set.clone(),
                 customer_id: None,
                 details: json!({"scope": scope, "pre_restore_set": report.pre_restore_set,
-                    "restored": report.restored.iter().filter(|r| r.status == "restored").map(|r| &r.file).collect::<Vec<_>>(),
-                    "kept_damaged": report.pre_restore.iter().filter(|s| s.status == "kept-damaged").map(|s| &s.source).collect::<Vec<_>>(),
+                    "restored": report.restored.iter().filter(|r| r.status == RestoreStatus::Restored).map(|r| &r.file).collect::<Vec<_>>(),
+                    "kept_damaged": report.pre_restore.iter().filter(|s| s.status == SaveStatus::KeptDamaged).map(|s| &s.source).collect::<Vec<_>>(),
                     "into": request.into}),
             },
         )?;
@@ -1074,7 +1079,12 @@ fn restore_catalog(
     };
     let mut tenant_plans = Vec::new();
     if everything {
-        for entry in set.manifest.entries.iter().filter(|e| e.scope == "tenant") {
+        for entry in set
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.scope == EntryScope::Tenant)
+        {
             let slug = entry.customer_slug.clone().unwrap_or_default();
             tenant_plans.push(Planned {
                 source: set.file(entry)?,
@@ -1139,19 +1149,22 @@ fn restore_catalog(
     swap_all_in(&staged)?;
     report.restored.push(restored_line(
         &catalog_plan,
-        "restored",
+        RestoreStatus::Restored,
         None,
         catalog_plan.entry.schema_version,
     ));
     for plan in &tenant_plans {
-        report
-            .restored
-            .push(restored_line(plan, "restored", None, plan.entry.schema_version));
+        report.restored.push(restored_line(
+            plan,
+            RestoreStatus::Restored,
+            None,
+            plan.entry.schema_version,
+        ));
     }
     for plan in &skipped {
         report.restored.push(restored_line(
             plan,
-            "skipped",
+            RestoreStatus::Skipped,
             skip_reason(plan, request.if_missing),
             plan.entry.schema_version,
         ));
