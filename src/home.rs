@@ -40,6 +40,11 @@ impl Home {
         self.root.join("tenant-migrations")
     }
 
+    /// Where running commands keep the locks that prove they are alive.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
     pub fn lock_file(&self) -> PathBuf {
         self.root.join(".lock")
     }

@@ -1,8 +1,9 @@
-//! The exclusive `HOME/.lock` held by operations that replace whole files.
+//! The exclusive `HOME/.lock` held by operations that replace whole files, and the
+//! owner locks that tell whether the command behind a half-done operation still runs.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
@@ -19,14 +20,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 impl HomeLock {
     /// Waits up to `timeout` for the lock, then refuses with exit 6.
     pub fn acquire(path: &Path, timeout: Duration) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(PRIVATE_FILE_MODE)
-            .open(path)
-            .io_context(|| format!("opening lock file {}", path.display()))?;
+        let file = open_lock_file(path)?;
         let deadline = Instant::now() + timeout;
         loop {
             match file.try_lock() {
@@ -48,6 +42,88 @@ impl HomeLock {
             }
         }
     }
+}
+
+/// Proof that a command is alive: an exclusive lock on `HOME/run/<token>.lock`, held
+/// for as long as the command works. Ledger rows and staging names carry the token;
+/// whoever can take the lock knows the owner is gone (the system drops a dead
+/// process's locks, SIGKILL included) and may finish or undo its work.
+#[derive(Debug)]
+pub struct Owner {
+    token: String,
+    path: PathBuf,
+    _file: File,
+}
+
+impl Owner {
+    pub fn new(run_dir: &Path) -> Result<Self> {
+        crate::files::create_private_dir(run_dir)?;
+        let token = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let path = run_dir.join(format!("{token}.lock"));
+        let file = open_lock_file(&path)?;
+        file.try_lock()
+            .map_err(|e| Error::unexpected(format!("locking {}: {e:?}", path.display())))?;
+        Ok(Owner {
+            token,
+            path,
+            _file: file,
+        })
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether the command that holds `token` still runs. A lock file that is gone, or
+/// that can be locked, belongs to nobody any more; it is removed.
+pub fn owner_alive(run_dir: &Path, token: &str) -> bool {
+    if !is_token(token) {
+        return false;
+    }
+    let path = run_dir.join(format!("{token}.lock"));
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&path);
+            false
+        }
+        Err(TryLockError::WouldBlock) => true,
+        // Unknown state: assume alive rather than undo a live command's work.
+        Err(TryLockError::Error(_)) => true,
+    }
+}
+
+/// `<pid>-<8 hex digits>`, as [`Owner::new`] makes them; nothing else becomes a path.
+pub fn is_token(token: &str) -> bool {
+    match token.split_once('-') {
+        Some((pid, nonce)) => {
+            !pid.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && nonce.len() == 8
+                && nonce.bytes().all(|b| b.is_ascii_hexdigit())
+        }
+        None => false,
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(PRIVATE_FILE_MODE)
+        .open(path)
+        .io_context(|| format!("opening lock file {}", path.display()))
 }
 
 /// Whether some process has the SQLite database at `db` open in WAL mode: every such
@@ -109,6 +185,19 @@ mod tests {
         drop(holder.stdin.take());
         holder.wait().unwrap();
         assert!(!sqlite_in_use(&db).unwrap());
+    }
+
+    #[test]
+    fn an_owner_is_alive_until_dropped_and_its_lock_file_goes_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Owner::new(dir.path()).unwrap();
+        assert!(is_token(owner.token()));
+        assert!(owner_alive(dir.path(), owner.token()));
+        let token = owner.token().to_string();
+        drop(owner);
+        assert!(!owner_alive(dir.path(), &token));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(!owner_alive(dir.path(), "../../etc/passwd"));
     }
 
     #[test]

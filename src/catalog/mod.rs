@@ -4,6 +4,7 @@ pub mod access;
 pub mod audit;
 pub mod customers;
 pub mod model;
+pub mod operations;
 pub mod plans;
 pub mod settings;
 pub mod sites;
@@ -181,6 +182,28 @@ impl Catalog {
         );
     }
 
+    /// What `PRAGMA integrity_check` finds: `["ok"]` for a sound catalog.
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        self.pragma_rows("PRAGMA integrity_check")
+    }
+
+    /// One line per row that `PRAGMA foreign_key_check` finds pointing nowhere.
+    pub fn foreign_key_violations(&self) -> Result<Vec<String>> {
+        self.pragma_rows("PRAGMA foreign_key_check")
+    }
+
+    fn pragma_rows(&self, pragma: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(pragma)?;
+        let rows = stmt.query_map([], |r| {
+            let value: rusqlite::types::Value = r.get(0)?;
+            Ok(match value {
+                rusqlite::types::Value::Text(t) => t,
+                other => format!("{other:?}"),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// Read access for queries that need no transaction.
     pub fn conn(&self) -> &Connection {
         &self.conn
@@ -294,7 +317,21 @@ impl Catalog {
     /// catalog that a newer tenantctl has migrated further.
     pub fn apply_migrations(&mut self) -> Result<Vec<MigrationRecord>> {
         self.refuse_unknown_migrations()?;
-        embedded::migrations::runner().run(&mut self.conn)?;
+        // A migration that rebuilds a table (SQLite's only way to change a constraint)
+        // drops the old one; with foreign keys on, that would delete every row pointing
+        // at it. They are checked as a whole once all migrations have run.
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        let ran = embedded::migrations::runner().run(&mut self.conn);
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        ran?;
+        let dangling = self.foreign_key_violations()?;
+        if !dangling.is_empty() {
+            return Err(Error::verification(format!(
+                "after migrating, {} catalog rows point at rows that do not exist",
+                dangling.len()
+            ))
+            .with_hint("run 'tenantctl doctor'"));
+        }
         self.migrations()
     }
 
@@ -542,6 +579,8 @@ mod tests {
                  (1, 'none', 'n.test', '{\"siteId\": {\"a\": 1}}', 't', 't');",
         )
         .unwrap();
+        // As apply_migrations runs them: V4 rebuilds the customers table.
+        conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
         embedded::migrations::runner().run(&mut conn).unwrap();
         let ids: Vec<Option<String>> = conn
             .prepare("SELECT legacy_id FROM sites ORDER BY id")
@@ -551,6 +590,54 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(ids, [Some("main".into()), Some("42".into()), None, None, None]);
+    }
+
+    #[test]
+    fn rebuilding_the_customers_table_keeps_their_rows_ids_and_high_water_mark() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        embedded::migrations::runner()
+            .set_target(refinery::Target::Version(3))
+            .run(&mut conn)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO customers (slug, email, name, plan, db_path, created_at, updated_at) VALUES
+                 ('a', 'a@a.test', 'A', 'starter', '/a.db', 't', 't'),
+                 ('b', 'b@a.test', 'B', 'starter', '/b.db', 't', 't'),
+                 ('c', 'c@a.test', 'C', 'starter', '/c.db', 't', 't');
+             DELETE FROM customers WHERE slug = 'c';
+             INSERT INTO sites (customer_id, name, domain, created_at, updated_at) VALUES (2, 's', 's.test', 't', 't');",
+        )
+        .unwrap();
+        let mut catalog = Catalog {
+            conn,
+            path: PathBuf::from(":memory:"),
+        };
+        catalog.apply_migrations().unwrap();
+        let conn = catalog.conn();
+        let rows: Vec<(i64, String, String, String)> = conn
+            .prepare("SELECT id, location, engine, server FROM customers ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows[1], (2, "/b.db".into(), "sqlite".into(), "local".into()));
+        assert_eq!(rows.len(), 2);
+        let sites: i64 = conn
+            .query_row("SELECT count(*) FROM sites", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sites, 1);
+        conn.execute(
+            "INSERT INTO customers (slug, email, name, plan, location, created_at, updated_at)
+             VALUES ('d', 'd@a.test', 'D', 'starter', '/d.db', 't', 't')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            conn.last_insert_rowid(),
+            4,
+            "the purged customer's id 3 is not reused"
+        );
     }
 
     #[test]

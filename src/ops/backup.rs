@@ -1170,6 +1170,9 @@ fn restore_catalog(
         ));
     }
     let mut catalog = Catalog::open(home_catalog)?;
+    // A catalog backed up by an earlier version is brought forward first, as `migrate`
+    // would: the rest of the restore reads it with today's schema.
+    catalog.apply_migrations()?;
     // The restored catalog may come from another home or another time: its paths are
     // rebuilt for this home and its tenants' records re-read from their files.
     let live = normalise_placements(&mut catalog, &engines)?;

@@ -214,13 +214,13 @@ impl TenantTally {
 /// Integrity, foreign keys and migrations; false when the rest cannot be checked.
 fn catalog_checks(doctor: &mut Doctor, catalog: &Catalog) -> Result<bool> {
     let target = path_text(catalog.path());
-    let integrity = catalog_pragma_rows(catalog, "PRAGMA integrity_check")?;
+    let integrity = catalog.integrity_check()?;
     if integrity == ["ok"] {
         doctor.add("catalog.integrity", &target, Verdict::Ok, "integrity_check ok");
     } else {
         doctor.add("catalog.integrity", &target, Verdict::Fail, integrity.join("; "));
     }
-    let violations = catalog_pragma_rows(catalog, "PRAGMA foreign_key_check")?;
+    let violations = catalog.foreign_key_violations()?;
     if violations.is_empty() {
         doctor.add(
             "catalog.foreign_keys",
@@ -259,18 +259,6 @@ fn catalog_checks(doctor: &mut Doctor, catalog: &Catalog) -> Result<bool> {
         );
         Ok(false)
     }
-}
-
-fn catalog_pragma_rows(catalog: &Catalog, pragma: &str) -> Result<Vec<String>> {
-    let mut stmt = catalog.conn().prepare(pragma)?;
-    let rows = stmt.query_map([], |r| {
-        let value: rusqlite::types::Value = r.get(0)?;
-        Ok(match value {
-            rusqlite::types::Value::Text(t) => t,
-            other => format!("{other:?}"),
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 fn check_mode(doctor: &mut Doctor, path: &Path, wanted: u32) {

@@ -1,6 +1,6 @@
 //! backup, backup list/show/verify/prune, and restore, including crashes and full disks.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -1604,4 +1604,56 @@ fn an_emptied_tenant_file_is_left_out_not_backed_up_as_healthy() {
     assert_eq!(set["skipped"][0]["customer"], "b");
     let reason = set["skipped"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("no tenant schema"), "{reason}");
+}
+
+#[test]
+fn a_catalog_backed_up_before_an_upgrade_is_brought_forward_when_restored() {
+    use sha2::{Digest, Sha256};
+    let env = TestEnv::fleet(&["a"]);
+    let set = env.json(&["backup", "--catalog"]);
+    let dir = PathBuf::from(set["path"].as_str().unwrap());
+    // Turn the set's catalog into one written before tenant placements (V4) existed.
+    let old = dir.join("catalog.db");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE customers DROP COLUMN engine;
+         ALTER TABLE customers DROP COLUMN server;
+         ALTER TABLE customers RENAME COLUMN location TO db_path;
+         DROP TABLE operations;
+         DELETE FROM refinery_schema_history WHERE version = 4;",
+    )
+    .unwrap();
+    drop(conn);
+    let bytes = std::fs::read(&old).unwrap();
+    let manifest_path = dir.join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let entry = manifest["entries"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["scope"] == "catalog")
+        .unwrap();
+    entry["sha256"] = Value::from(format!("{:x}", Sha256::digest(&bytes)));
+    entry["bytes"] = Value::from(bytes.len());
+    entry["copy"] = Value::Null;
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+
+    env.json(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--catalog",
+        "--confirm",
+        "catalog",
+    ]);
+    let shown = env.json(&["customer", "show", "a"]);
+    assert_eq!(
+        shown["db_path"].as_str().unwrap(),
+        env.home.join("tenants/a.db").to_str().unwrap()
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM customers WHERE engine = 'sqlite' AND server = 'local'"),
+        1
+    );
+    env.ok(&["doctor"]);
 }
