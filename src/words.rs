@@ -81,12 +81,18 @@ macro_rules! stored_as_word {
 }
 
 /// Lets a command-line flag take a word enum, so help, man pages and completions list
-/// its words.
+/// its words: every word, or only the variants named after the type.
 macro_rules! flag_word {
     ($name:ty) => {
+        $crate::words::flag_word!($name: Self::ALL);
+    };
+    ($name:ty: $($variant:ident),+) => {
+        $crate::words::flag_word!($name: &[$(Self::$variant),+]);
+    };
+    ($name:ty: $variants:expr) => {
         impl clap::ValueEnum for $name {
             fn value_variants<'a>() -> &'a [Self] {
-                Self::ALL
+                $variants
             }
 
             fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {

@@ -6,13 +6,15 @@ use crate::words::{flag_word, stored_as_word, word_enum};
 word_enum! {
     /// Where a customer stands; `customer list --status` filters on it.
     pub enum CustomerStatus ("customer status") {
+        /// Its database is not in place yet; no command lists, resolves or works on it.
+        Provisioning = "provisioning",
         Active = "active",
         Suspended = "suspended",
         Deleted = "deleted",
     }
 }
 stored_as_word!(CustomerStatus);
-flag_word!(CustomerStatus);
+flag_word!(CustomerStatus: Active, Suspended, Deleted);
 
 word_enum! {
     /// Where a site stands; `site list --status` filters on it and `site update
