@@ -80,3 +80,24 @@ word_enum! {
         Unknown = "unknown",
     }
 }
+
+word_enum! {
+    /// How a `db sql` run in the query history went.
+    pub enum QueryStatus ("query status") {
+        Ok = "ok",
+        Error = "error",
+        /// Recorded before it started and never finished (killed).
+        Running = "running",
+    }
+}
+stored_as_word!(QueryStatus);
+
+impl QueryStatus {
+    pub fn of_finished(error: Option<&str>) -> Self {
+        if error.is_some() {
+            QueryStatus::Error
+        } else {
+            QueryStatus::Ok
+        }
+    }
+}

@@ -32,6 +32,17 @@ pub struct CustomerDoc {
     pub metadata: Option<Map<String, Value>>,
 }
 
+crate::words::word_enum! {
+    /// What `import` did, or in a dry run would do, with one file.
+    pub enum ImportAction ("import action") {
+        Created = "created",
+        Updated = "updated",
+        Unchanged = "unchanged",
+        Skipped = "skipped",
+        Failed = "failed",
+    }
+}
+
 /// The key `export` adds to a site file, listing the column keys it wrote that the
 /// site's config did not hold; `import` drops them (and the key) from the config, so
 /// an export imports back to the same config.

@@ -18,7 +18,9 @@ use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
 use crate::import::plans::{PLANS_FILE, PlanDoc, is_plans_file, parse_plans};
 use crate::import::scan::{is_customer_file, scan};
-use crate::import::{CustomerDoc, EXPORT_ADDED_KEYS, Parsed, Problem, SiteDoc, cross_check, parse};
+use crate::import::{
+    CustomerDoc, EXPORT_ADDED_KEYS, ImportAction, Parsed, Problem, SiteDoc, cross_check, parse,
+};
 use crate::migrations;
 use crate::{files, validate};
 
@@ -26,8 +28,7 @@ use crate::{files, validate};
 #[derive(Debug, Clone, Serialize)]
 pub struct FileResult {
     pub path: String,
-    /// `created`, `updated`, `unchanged`, `skipped` or `failed`.
-    pub action: String,
+    pub action: ImportAction,
     pub customer: Option<String>,
     pub site: Option<String>,
     pub field: Option<String>,
@@ -112,11 +113,10 @@ pub fn import(
         .map(|(path, p)| FileResult {
             path: path.clone(),
             action: match p {
-                Parsed::Skipped(_) => "skipped",
-                Parsed::Failed(_) => "failed",
-                _ => "unchanged",
-            }
-            .to_string(),
+                Parsed::Skipped(_) => ImportAction::Skipped,
+                Parsed::Failed(_) => ImportAction::Failed,
+                _ => ImportAction::Unchanged,
+            },
             customer: None,
             site: None,
             field: match p {
@@ -144,12 +144,12 @@ pub fn import(
     let (mut customer_plans, mut site_plans) =
         plan_against_catalog(catalog.conn(), &parsed, &known_plans, &default_plan, &mut results)?;
     enforce_site_limits(catalog.conn(), &customer_plans, &site_plans, &mut results)?;
-    let failed = results.iter().any(|r| r.action == "failed");
+    let failed = results.iter().any(|r| r.action == ImportAction::Failed);
     // A customer is written only for files that are written.
     let live_files: HashSet<usize> = results
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.action != "failed")
+        .filter(|(_, r)| r.action != ImportAction::Failed)
         .map(|(i, _)| i)
         .collect();
     site_plans.retain(|s| live_files.contains(&s.file));
@@ -172,10 +172,12 @@ pub fn import(
         summary: Summary::default(),
         files: results,
     };
-    let nothing_to_do = report
-        .files
-        .iter()
-        .all(|r| matches!(r.action.as_str(), "unchanged" | "skipped" | "failed"));
+    let nothing_to_do = report.files.iter().all(|r| {
+        matches!(
+            r.action,
+            ImportAction::Unchanged | ImportAction::Skipped | ImportAction::Failed
+        )
+    });
     if request.dry_run || (failed && !request.continue_on_error) || nothing_to_do {
         report.summary = summarise(&report.files);
         return Ok(with_outcome(report, request.continue_on_error));
@@ -219,14 +221,14 @@ fn with_outcome(report: ImportReport, continue_on_error: bool) -> Reported<Impor
 }
 
 fn summarise(files: &[FileResult]) -> Summary {
-    let count = |action: &str| files.iter().filter(|f| f.action == action).count();
+    let count = |action: ImportAction| files.iter().filter(|f| f.action == action).count();
     Summary {
         files: files.len(),
-        created: count("created"),
-        updated: count("updated"),
-        unchanged: count("unchanged"),
-        skipped: count("skipped"),
-        failed: count("failed"),
+        created: count(ImportAction::Created),
+        updated: count(ImportAction::Updated),
+        unchanged: count(ImportAction::Unchanged),
+        skipped: count(ImportAction::Skipped),
+        failed: count(ImportAction::Failed),
     }
 }
 
@@ -317,13 +319,12 @@ fn plans_from_file(
         known_plans.insert(update.plan.name.clone(), update.plan.clone());
     }
     results[index].action = if updates.iter().any(|u| u.current.is_some()) {
-        "updated"
+        ImportAction::Updated
     } else if updates.is_empty() {
-        "unchanged"
+        ImportAction::Unchanged
     } else {
-        "created"
-    }
-    .to_string();
+        ImportAction::Created
+    };
     Ok(updates)
 }
 
@@ -347,7 +348,7 @@ fn same_quotas(a: &Plan, b: &Plan) -> bool {
 }
 
 fn fail(result: &mut FileResult, field: &str, reason: String) {
-    result.action = "failed".to_string();
+    result.action = ImportAction::Failed;
     result.field = Some(field.to_string());
     result.reason = Some(reason);
 }
@@ -566,7 +567,7 @@ fn enforce_site_limits(
                 counts.entry(plan.customer_key.as_str()).or_insert(now)
             }
         };
-        if results[plan.file].action == "failed" {
+        if results[plan.file].action == ImportAction::Failed {
             continue;
         }
         if *count >= customer.limits.max_sites {
@@ -631,17 +632,16 @@ fn describe_actions(
     results: &mut [FileResult],
 ) {
     for (index, (_, item)) in parsed.iter().enumerate() {
-        if results[index].action == "failed" {
+        if results[index].action == ImportAction::Failed {
             continue;
         }
         if let Parsed::Customer(doc) = item {
             let plan = &customer_plans[&doc.email.to_ascii_lowercase()];
             results[index].action = match (&plan.existing, plan.changed) {
-                (None, _) => "created",
-                (Some(_), true) => "updated",
-                (Some(_), false) => "unchanged",
-            }
-            .to_string();
+                (None, _) => ImportAction::Created,
+                (Some(_), true) => ImportAction::Updated,
+                (Some(_), false) => ImportAction::Unchanged,
+            };
         }
     }
     for plan in site_plans {
@@ -649,13 +649,12 @@ fn describe_actions(
         // A file that describes its customer inline and changes an existing one is an
         // update, whatever it does to its site.
         let changes_customer = customer.changed && inline[plan.file];
-        let action = match &plan.existing {
-            _ if changes_customer => "updated",
-            None => "created",
-            Some(site) if site_changed(site, &plan.doc).unwrap_or(true) => "updated",
-            Some(_) => "unchanged",
+        results[plan.file].action = match &plan.existing {
+            _ if changes_customer => ImportAction::Updated,
+            None => ImportAction::Created,
+            Some(site) if site_changed(site, &plan.doc).unwrap_or(true) => ImportAction::Updated,
+            Some(_) => ImportAction::Unchanged,
         };
-        results[plan.file].action = action.to_string();
     }
 }
 

@@ -183,8 +183,17 @@ pub struct Enforcement {
     pub used_bytes: Option<u64>,
     pub limit: i64,
     pub percent: f64,
-    /// `warned`, `suspended`, or with --dry-run `would_suspend`.
-    pub action: String,
+    pub action: EnforcementAction,
+}
+
+crate::words::word_enum! {
+    /// What `quota enforce` did about a customer near or over its storage limit.
+    pub enum EnforcementAction ("enforcement action") {
+        Warned = "warned",
+        Suspended = "suspended",
+        /// With --dry-run, instead of `suspended`.
+        WouldSuspend = "would_suspend",
+    }
 }
 
 /// Percent of the storage limit at which `quota enforce` warns, and suspends.
@@ -217,9 +226,9 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
         }
         let suspend = percent_used >= SUSPEND_PERCENT;
         let action = match (suspend, dry_run) {
-            (false, _) => "warned",
-            (true, true) => "would_suspend",
-            (true, false) => "suspended",
+            (false, _) => EnforcementAction::Warned,
+            (true, true) => EnforcementAction::WouldSuspend,
+            (true, false) => EnforcementAction::Suspended,
         };
         if suspend && !dry_run {
             let reason = format!(
@@ -253,7 +262,7 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
             used_bytes: storage.used_bytes,
             limit: storage.limit,
             percent: storage.percent,
-            action: action.to_string(),
+            action,
         });
     }
     Ok(actions)
