@@ -368,7 +368,7 @@ mod tests {
             let mut map = Map::new();
             let _ = apply_meta(&mut map, std::slice::from_ref(&text));
             let mut config = serde_json::json!({"a": {"b": [1, {"c": 2}]}});
-            let _ = crate::ops::sites::apply_assignment(&mut config, &text);
+            let _ = crate::site_config::apply_assignment(&mut config, &text);
         }
 
         #[test]

@@ -7,9 +7,8 @@ use crate::backup::states::{BackupKind, PruneAction, RestoreStatus, SaveStatus};
 use crate::backup::{Entry, Skipped};
 use crate::catalog::Catalog;
 use crate::context::OutputFormat;
-use crate::ops::backup::{
-    self, BackupReport, BackupRequest, BackupScope, RestoreRequest, RestoreScope, SetReport,
-};
+use crate::ops::backup::{self, BackupReport, BackupRequest, BackupScope, SetReport};
+use crate::ops::restore::{self, RestoreRequest, RestoreScope};
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
@@ -259,7 +258,7 @@ pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
 }
 
 /// The summary of a restore plan: the set, how many files, what is saved first.
-fn dry_run_line(report: &backup::RestoreReport) -> String {
+fn dry_run_line(report: &restore::RestoreReport) -> String {
     let to_do = report
         .restored
         .iter()
@@ -394,7 +393,7 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
         dry_run: args.dry_run,
         jobs: jobs(),
     };
-    let report = backup::restore(
+    let report = restore::restore(
         &session.home.catalog(),
         session.actor(),
         &session.ctx.backup_dir,

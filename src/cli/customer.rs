@@ -254,7 +254,7 @@ pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<
             at,
         } => {
             drop(catalog);
-            let (restored, set) = crate::ops::backup::undelete_from_backup(
+            let (restored, set) = crate::ops::restore::undelete_from_backup(
                 &session.home.catalog(),
                 actor,
                 &session.ctx.backup_dir,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Session;
+use crate::ops::export;
 use crate::ops::import::{self, ImportRequest};
 
 #[derive(Debug, Args)]
@@ -71,6 +72,6 @@ pub fn export(session: &Session, args: ExportArgs) -> crate::error::Result<()> {
     let catalog = session.catalog()?;
     session
         .out
-        .object(&import::export(&catalog, &args.dir, args.force)?)?;
+        .object(&export::export(&catalog, &args.dir, args.force)?)?;
     Ok(())
 }

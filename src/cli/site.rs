@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use super::Session;
 use crate::catalog::states::SiteStatus;
 use crate::error::{Error, Result};
-use crate::ops::sites::{self, CreateSite, ListSites, MAX_CONFIG_BYTES, UpdateSite};
+use crate::ops::sites::{self, CreateSite, ListSites, UpdateSite};
+use crate::site_config::{self, MAX_CONFIG_BYTES};
 
 #[derive(Debug, Subcommand)]
 pub enum SiteCommand {
@@ -186,7 +187,7 @@ fn read_config(path: &PathBuf) -> Result<serde_json::Value> {
             .map_err(|e| Error::usage(format!("cannot read config file {}: {e}", path.display())))?;
         path.display().to_string()
     };
-    sites::parse_config(&bytes, &source)
+    site_config::parse_config(&bytes, &source)
 }
 
 const LIST_COLUMNS: &[&str] = &[

@@ -312,7 +312,7 @@ fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Proble
             })
         })
         .transpose()?;
-    crate::ops::sites::check_document(document).map_err(|e| Problem::new("file", e.to_string()))?;
+    crate::site_config::check_document(document).map_err(|e| Problem::new("file", e.to_string()))?;
     Ok(SiteDoc {
         legacy_id: legacy_id(object)?,
         config: without_export_keys(document)?,
