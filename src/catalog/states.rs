@@ -101,3 +101,53 @@ impl QueryStatus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::model::{NewCustomer, NewSite};
+    use crate::catalog::{customers, in_memory, sites};
+    use crate::engine::Placement;
+
+    /// Each word passes the catalog's CHECK constraint and reads back as itself.
+    #[test]
+    fn every_status_is_one_the_catalog_stores() {
+        let catalog = in_memory();
+        let conn = catalog.conn();
+        let customer = customers::insert(
+            conn,
+            &NewCustomer {
+                slug: "acme".into(),
+                email: "acme@example.com".into(),
+                name: "Acme".into(),
+                company_name: None,
+                plan: "starter".into(),
+                metadata: serde_json::Map::new(),
+                placement: Placement::local(std::path::Path::new("/x/acme.db")).unwrap(),
+                schema_version: 1,
+            },
+        )
+        .unwrap();
+        for status in CustomerStatus::ALL {
+            customers::set_status(conn, customer.id, *status, None).unwrap();
+            let stored = customers::by_id(conn, customer.id).unwrap().unwrap();
+            assert_eq!(stored.status, *status);
+        }
+        for (n, status) in SiteStatus::ALL.iter().enumerate() {
+            let site = sites::insert(
+                conn,
+                &NewSite {
+                    customer_id: customer.id,
+                    name: "Shop".into(),
+                    domain: format!("s{n}.acme.test"),
+                    port: None,
+                    business_type: None,
+                    status: *status,
+                    config: serde_json::json!({}),
+                },
+            )
+            .unwrap();
+            assert_eq!(site.status, *status);
+        }
+    }
+}

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Reported, config};
 use crate::catalog::Catalog;
-use crate::catalog::states::TenantMigrationStatus;
+use crate::catalog::states::{CatalogMigrationStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, TenantRow};
 use crate::engine::{Engines, sqlite};
 use crate::error::{Error, Result};
@@ -239,7 +239,7 @@ fn catalog_checks(doctor: &mut Doctor, catalog: &Catalog) -> Result<bool> {
     let migrations = catalog.migrations()?;
     let pending: Vec<String> = migrations
         .iter()
-        .filter(|m| m.status != crate::catalog::states::CatalogMigrationStatus::Applied)
+        .filter(|m| m.status != CatalogMigrationStatus::Applied)
         .map(|m| format!("V{} {}", m.version, m.status))
         .collect();
     if pending.is_empty() {
