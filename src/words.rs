@@ -27,7 +27,6 @@ macro_rules! word_enum {
 
         impl $name {
             /// Every value, in declaration order.
-            #[allow(dead_code)]
             pub const ALL: &'static [Self] = &[$(Self::$variant),+];
 
             pub const fn as_str(self) -> &'static str {
