@@ -5,6 +5,7 @@
 pub mod create;
 pub mod prune;
 pub mod restore;
+pub mod states;
 pub mod verify;
 
 use std::fs;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use self::states::{BackupKind, EntryScope, SetScope};
 use crate::error::{Error, IoContext, Result};
 use crate::files;
 use crate::validate::printable;
@@ -34,10 +36,9 @@ pub struct Manifest {
     /// `catalog`, `customers`, or `replaced` (a pre-restore set). Absent in sets
     /// from older versions; see [`Manifest::scope`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
+    pub scope: Option<SetScope>,
     pub label: Option<String>,
-    /// `manual`, `scheduled` or `pre-restore`.
-    pub kind: String,
+    pub kind: BackupKind,
     pub tool_version: String,
     pub catalog_schema_version: i64,
     pub entries: Vec<Entry>,
@@ -56,8 +57,7 @@ pub struct Skipped {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
-    /// `catalog` or `tenant`.
-    pub scope: String,
+    pub scope: EntryScope,
     pub customer_id: Option<i64>,
     pub customer_slug: Option<String>,
     /// Path inside the set, e.g. `tenants/acme.db`.
@@ -139,14 +139,14 @@ impl Fingerprint {
 
 impl Manifest {
     pub fn catalog_entry(&self) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.scope == "catalog")
+        self.entries.iter().find(|e| e.scope == EntryScope::Catalog)
     }
 
     /// The customer's restorable copy: a damaged one kept before a restore is not.
     pub fn tenant_entry(&self, customer_id: i64) -> Option<&Entry> {
-        self.entries
-            .iter()
-            .find(|e| e.scope == "tenant" && e.customer_id == Some(customer_id) && e.damaged.is_none())
+        self.entries.iter().find(|e| {
+            e.scope == EntryScope::Tenant && e.customer_id == Some(customer_id) && e.damaged.is_none()
+        })
     }
 
     /// When the set was finished, exactly; for a set from an older version, which
@@ -166,16 +166,16 @@ impl Manifest {
 
     /// What the set was taken of (see [`Manifest::scope`]); for a set from an older
     /// version, inferred from its kind and entries.
-    pub fn scope(&self) -> &str {
-        if let Some(scope) = &self.scope {
+    pub fn scope(&self) -> SetScope {
+        if let Some(scope) = self.scope {
             return scope;
         }
-        let tenants = self.entries.iter().any(|e| e.scope == "tenant");
-        match (self.kind.as_str(), self.catalog_entry().is_some(), tenants) {
-            ("pre-restore", _, _) => "replaced",
-            (_, true, true) => "all",
-            (_, true, false) => "catalog",
-            _ => "customers",
+        let tenants = self.entries.iter().any(|e| e.scope == EntryScope::Tenant);
+        match (self.kind, self.catalog_entry().is_some(), tenants) {
+            (BackupKind::PreRestore, _, _) => SetScope::Replaced,
+            (_, true, true) => SetScope::All,
+            (_, true, false) => SetScope::Catalog,
+            _ => SetScope::Customers,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::catalog::model::Plan;
 use crate::catalog::{Catalog, plans};
 use crate::error::{Error, Result};
 use crate::import::scan::scan;
-use crate::import::{Parsed, cross_check};
+use crate::import::{ImportAction, Parsed, cross_check};
 use crate::validate;
 
 mod plan;
@@ -25,8 +25,7 @@ use write::{Rows, write};
 #[derive(Debug, Clone, Serialize)]
 pub struct FileResult {
     pub path: String,
-    /// `created`, `updated`, `unchanged`, `skipped` or `failed`.
-    pub action: String,
+    pub action: ImportAction,
     pub customer: Option<String>,
     pub site: Option<String>,
     pub field: Option<String>,
@@ -83,11 +82,10 @@ pub fn import(
         .map(|(path, p)| FileResult {
             path: path.clone(),
             action: match p {
-                Parsed::Skipped(_) => "skipped",
-                Parsed::Failed(_) => "failed",
-                _ => "unchanged",
-            }
-            .to_string(),
+                Parsed::Skipped(_) => ImportAction::Skipped,
+                Parsed::Failed(_) => ImportAction::Failed,
+                _ => ImportAction::Unchanged,
+            },
             customer: None,
             site: None,
             field: match p {
@@ -115,12 +113,12 @@ pub fn import(
     let (mut customer_plans, mut site_plans) =
         plan_against_catalog(catalog.conn(), &parsed, &known_plans, &default_plan, &mut results)?;
     enforce_site_limits(catalog.conn(), &customer_plans, &site_plans, &mut results)?;
-    let failed = results.iter().any(|r| r.action == "failed");
+    let failed = results.iter().any(|r| r.action == ImportAction::Failed);
     // A customer is written only for files that are written.
     let live_files: HashSet<usize> = results
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.action != "failed")
+        .filter(|(_, r)| r.action != ImportAction::Failed)
         .map(|(i, _)| i)
         .collect();
     site_plans.retain(|s| live_files.contains(&s.file));
@@ -143,10 +141,12 @@ pub fn import(
         summary: Summary::default(),
         files: results,
     };
-    let nothing_to_do = report
-        .files
-        .iter()
-        .all(|r| matches!(r.action.as_str(), "unchanged" | "skipped" | "failed"));
+    let nothing_to_do = report.files.iter().all(|r| {
+        matches!(
+            r.action,
+            ImportAction::Unchanged | ImportAction::Skipped | ImportAction::Failed
+        )
+    });
     if request.dry_run || (failed && !request.continue_on_error) || nothing_to_do {
         report.summary = summarise(&report.files);
         return Ok(with_outcome(report, request.continue_on_error));
@@ -190,13 +190,13 @@ fn with_outcome(report: ImportReport, continue_on_error: bool) -> Reported<Impor
 }
 
 fn summarise(files: &[FileResult]) -> Summary {
-    let count = |action: &str| files.iter().filter(|f| f.action == action).count();
+    let count = |action: ImportAction| files.iter().filter(|f| f.action == action).count();
     Summary {
         files: files.len(),
-        created: count("created"),
-        updated: count("updated"),
-        unchanged: count("unchanged"),
-        skipped: count("skipped"),
-        failed: count("failed"),
+        created: count(ImportAction::Created),
+        updated: count(ImportAction::Updated),
+        unchanged: count(ImportAction::Unchanged),
+        skipped: count(ImportAction::Skipped),
+        failed: count(ImportAction::Failed),
     }
 }

@@ -9,10 +9,11 @@ use serde_json::Value;
 use super::FileResult;
 use crate::catalog::model::{Customer, Plan, Site};
 use crate::catalog::sites;
+use crate::catalog::states::CustomerStatus;
 use crate::error::Result;
 use crate::import::plans::{PlanDoc, is_plans_file, parse_plans};
 use crate::import::scan::is_customer_file;
-use crate::import::{CustomerDoc, Parsed, Problem, SiteDoc, parse};
+use crate::import::{CustomerDoc, ImportAction, Parsed, Problem, SiteDoc, parse};
 use crate::ops::{plans as plan_ops, quota};
 
 /// What the catalog must do for one customer of the import.
@@ -130,13 +131,12 @@ pub(super) fn plans_from_file(
         known_plans.insert(update.plan.name.clone(), update.plan.clone());
     }
     results[index].action = if updates.iter().any(|u| u.current.is_some()) {
-        "updated"
+        ImportAction::Updated
     } else if updates.is_empty() {
-        "unchanged"
+        ImportAction::Unchanged
     } else {
-        "created"
-    }
-    .to_string();
+        ImportAction::Created
+    };
     Ok(updates)
 }
 
@@ -160,7 +160,7 @@ fn same_quotas(a: &Plan, b: &Plan) -> bool {
 }
 
 fn fail(result: &mut FileResult, field: &str, reason: String) {
-    result.action = "failed".to_string();
+    result.action = ImportAction::Failed;
     result.field = Some(field.to_string());
     result.reason = Some(reason);
 }
@@ -291,7 +291,7 @@ fn customer_plan(
 ) -> Result<std::result::Result<CustomerPlan, Problem>> {
     let existing = crate::catalog::customers::by_email(conn, &doc.email)?;
     if let Some(customer) = &existing {
-        if customer.status == "deleted" {
+        if customer.status == CustomerStatus::Deleted {
             return Ok(Err(Problem::new(
                 "customer",
                 format!("{} is a deleted customer ({})", doc.email, customer.slug),
@@ -379,7 +379,7 @@ pub(super) fn enforce_site_limits(
                 counts.entry(plan.customer_key.as_str()).or_insert(now)
             }
         };
-        if results[plan.file].action == "failed" {
+        if results[plan.file].action == ImportAction::Failed {
             continue;
         }
         if *count >= customer.limits.max_sites {
@@ -444,17 +444,16 @@ pub(super) fn describe_actions(
     results: &mut [FileResult],
 ) {
     for (index, (_, item)) in parsed.iter().enumerate() {
-        if results[index].action == "failed" {
+        if results[index].action == ImportAction::Failed {
             continue;
         }
         if let Parsed::Customer(doc) = item {
             let plan = &customer_plans[&doc.email.to_ascii_lowercase()];
             results[index].action = match (&plan.existing, plan.changed) {
-                (None, _) => "created",
-                (Some(_), true) => "updated",
-                (Some(_), false) => "unchanged",
-            }
-            .to_string();
+                (None, _) => ImportAction::Created,
+                (Some(_), true) => ImportAction::Updated,
+                (Some(_), false) => ImportAction::Unchanged,
+            };
         }
     }
     for plan in site_plans {
@@ -462,12 +461,11 @@ pub(super) fn describe_actions(
         // A file that describes its customer inline and changes an existing one is an
         // update, whatever it does to its site.
         let changes_customer = customer.changed && inline[plan.file];
-        let action = match &plan.existing {
-            _ if changes_customer => "updated",
-            None => "created",
-            Some(site) if site_changed(site, &plan.doc).unwrap_or(true) => "updated",
-            Some(_) => "unchanged",
+        results[plan.file].action = match &plan.existing {
+            _ if changes_customer => ImportAction::Updated,
+            None => ImportAction::Created,
+            Some(site) if site_changed(site, &plan.doc).unwrap_or(true) => ImportAction::Updated,
+            Some(_) => ImportAction::Unchanged,
         };
-        results[plan.file].action = action.to_string();
     }
 }

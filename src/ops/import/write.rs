@@ -11,6 +11,7 @@ use super::plan::{CustomerPlan, PlanUpdate, SitePlan, site_changed};
 use crate::catalog::customers::CustomerChanges;
 use crate::catalog::model::{Customer, NewCustomer, NewSite, Site};
 use crate::catalog::sites;
+use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind, TenantMigrationStatus};
 use crate::catalog::{Catalog, plans, tenants};
 use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
@@ -137,7 +138,13 @@ fn insert_customer(
         },
     )?;
     tenants::record_applied(tx, customer.id, &built.applied)?;
-    tenants::record_run(tx, customer.id, built.schema_version, "ok", None)?;
+    tenants::record_run(
+        tx,
+        customer.id,
+        built.schema_version,
+        TenantMigrationStatus::Ok,
+        None,
+    )?;
     let customer = if doc.limits == Default::default() {
         customer
     } else {
@@ -147,9 +154,9 @@ fn insert_customer(
         };
         crate::catalog::customers::update(tx, &customer, &overrides)?
     };
-    if doc.status.as_deref() == Some("suspended") {
+    if doc.status == Some(CustomerStatus::Suspended) {
         let reason = doc.status_reason.as_deref().unwrap_or("suspended when imported");
-        crate::catalog::customers::set_status(tx, customer.id, "suspended", Some(reason))?;
+        crate::catalog::customers::set_status(tx, customer.id, CustomerStatus::Suspended, Some(reason))?;
     }
     customers::audit_customer(
         tx,
@@ -222,7 +229,7 @@ fn write_site(
                     domain: doc.domain.clone(),
                     port: doc.port,
                     business_type: doc.business_type.clone(),
-                    status: doc.status.clone().unwrap_or_else(|| "draft".to_string()),
+                    status: doc.status.unwrap_or(SiteStatus::Draft),
                     config: doc.config.clone(),
                 },
             )?;
@@ -235,7 +242,8 @@ fn write_site(
         }
         Some(site) if site_changed(site, doc)? => {
             let old = site.config_value()?;
-            let snapshot = sites::add_snapshot(tx, site.id, "import", Some(file), &old, actor.name)?;
+            let snapshot =
+                sites::add_snapshot(tx, site.id, SnapshotKind::Import, Some(file), &old, actor.name)?;
             let updated = sites::update(
                 tx,
                 site,
@@ -245,7 +253,7 @@ fn write_site(
                     domain: doc.domain.clone(),
                     port: doc.port,
                     business_type: doc.business_type.clone(),
-                    status: doc.status.clone().unwrap_or_else(|| site.status.clone()),
+                    status: doc.status.unwrap_or(site.status),
                     config: doc.config.clone(),
                 },
             )?;
