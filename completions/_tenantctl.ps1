@@ -340,7 +340,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         }
         'tenantctl;customer;list' {
             [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Only customers on this plan')
-            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only customers in this status: active, suspended or deleted')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only customers in this status')
             [CompletionResult]::new('--search', '--search', [CompletionResultType]::ParameterName, 'Only customers whose slug, email, name or company contains TEXT')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show at most N customers; 0 for all')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
@@ -364,7 +364,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         }
         'tenantctl;customer;ls' {
             [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Only customers on this plan')
-            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only customers in this status: active, suspended or deleted')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only customers in this status')
             [CompletionResult]::new('--search', '--search', [CompletionResultType]::ParameterName, 'Only customers whose slug, email, name or company contains TEXT')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show at most N customers; 0 for all')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
@@ -667,7 +667,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;site;list' {
-            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only sites in this status: draft, deployed, stopped or failed')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only sites in this status')
             [CompletionResult]::new('--domain', '--domain', [CompletionResultType]::ParameterName, 'Only sites whose domain contains TEXT')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show at most N sites; 0 for all')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
@@ -690,7 +690,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;site;ls' {
-            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only sites in this status: draft, deployed, stopped or failed')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only sites in this status')
             [CompletionResult]::new('--domain', '--domain', [CompletionResultType]::ParameterName, 'Only sites whose domain contains TEXT')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show at most N sites; 0 for all')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
@@ -736,7 +736,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'New name')
             [CompletionResult]::new('--domain', '--domain', [CompletionResultType]::ParameterName, 'New domain')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'New port (1-65535), or ''none'' to remove it')
-            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'New status: draft, deployed, stopped or failed')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'New status')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Replace the config with a JSON object from FILE, or ''-'' for stdin')
             [CompletionResult]::new('--set', '--set', [CompletionResultType]::ParameterName, 'Set one config value by dotted path (value parsed as JSON, else a string); repeatable')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
@@ -1998,7 +1998,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         }
         'tenantctl;list-customers' {
             [CompletionResult]::new('--plan', '--plan', [CompletionResultType]::ParameterName, 'Only customers on this plan')
-            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only customers in this status: active, suspended or deleted')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only customers in this status')
             [CompletionResult]::new('--search', '--search', [CompletionResultType]::ParameterName, 'Only customers whose slug, email, name or company contains TEXT')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show at most N customers; 0 for all')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
@@ -2045,7 +2045,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;list-sites' {
-            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only sites in this status: draft, deployed, stopped or failed')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only sites in this status')
             [CompletionResult]::new('--domain', '--domain', [CompletionResultType]::ParameterName, 'Only sites whose domain contains TEXT')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show at most N sites; 0 for all')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')

@@ -1864,7 +1864,7 @@ _tenantctl() {
                     return 0
                     ;;
                 --status)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "active suspended deleted" -- "${cur}"))
                     return 0
                     ;;
                 --search)
@@ -4200,7 +4200,7 @@ _tenantctl() {
                     return 0
                     ;;
                 --status)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "active suspended deleted" -- "${cur}"))
                     return 0
                     ;;
                 --search)
@@ -4254,7 +4254,7 @@ _tenantctl() {
             fi
             case "${prev}" in
                 --status)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "draft deployed stopped failed" -- "${cur}"))
                     return 0
                     ;;
                 --domain)
@@ -5560,7 +5560,7 @@ _tenantctl() {
             fi
             case "${prev}" in
                 --status)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "draft deployed stopped failed" -- "${cur}"))
                     return 0
                     ;;
                 --domain)
@@ -5844,7 +5844,7 @@ _tenantctl() {
                     return 0
                     ;;
                 --status)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "draft deployed stopped failed" -- "${cur}"))
                     return 0
                     ;;
                 --config)

@@ -319,7 +319,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;customer;list'= {
             cand --plan 'Only customers on this plan'
-            cand --status 'Only customers in this status: active, suspended or deleted'
+            cand --status 'Only customers in this status'
             cand --search 'Only customers whose slug, email, name or company contains TEXT'
             cand --limit 'Show at most N customers; 0 for all'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
@@ -342,7 +342,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;customer;ls'= {
             cand --plan 'Only customers on this plan'
-            cand --status 'Only customers in this status: active, suspended or deleted'
+            cand --status 'Only customers in this status'
             cand --search 'Only customers whose slug, email, name or company contains TEXT'
             cand --limit 'Show at most N customers; 0 for all'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
@@ -623,7 +623,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --version 'Print version'
         }
         &'tenantctl;site;list'= {
-            cand --status 'Only sites in this status: draft, deployed, stopped or failed'
+            cand --status 'Only sites in this status'
             cand --domain 'Only sites whose domain contains TEXT'
             cand --limit 'Show at most N sites; 0 for all'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
@@ -645,7 +645,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --version 'Print version'
         }
         &'tenantctl;site;ls'= {
-            cand --status 'Only sites in this status: draft, deployed, stopped or failed'
+            cand --status 'Only sites in this status'
             cand --domain 'Only sites whose domain contains TEXT'
             cand --limit 'Show at most N sites; 0 for all'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
@@ -689,7 +689,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --name 'New name'
             cand --domain 'New domain'
             cand --port 'New port (1-65535), or ''none'' to remove it'
-            cand --status 'New status: draft, deployed, stopped or failed'
+            cand --status 'New status'
             cand --config 'Replace the config with a JSON object from FILE, or ''-'' for stdin'
             cand --set 'Set one config value by dotted path (value parsed as JSON, else a string); repeatable'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
@@ -1852,7 +1852,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;list-customers'= {
             cand --plan 'Only customers on this plan'
-            cand --status 'Only customers in this status: active, suspended or deleted'
+            cand --status 'Only customers in this status'
             cand --search 'Only customers whose slug, email, name or company contains TEXT'
             cand --limit 'Show at most N customers; 0 for all'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
@@ -1897,7 +1897,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --version 'Print version'
         }
         &'tenantctl;list-sites'= {
-            cand --status 'Only sites in this status: draft, deployed, stopped or failed'
+            cand --status 'Only sites in this status'
             cand --domain 'Only sites whose domain contains TEXT'
             cand --limit 'Show at most N sites; 0 for all'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'

@@ -289,7 +289,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l plan -d 'Only customers on this plan' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l status -d 'Only customers in this status: active, suspended or deleted' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l status -d 'Only customers in this status' -r -f -a "active\t''
+suspended\t''
+deleted\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l search -d 'Only customers whose slug, email, name or company contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l limit -d 'Show at most N customers; 0 for all' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
@@ -310,7 +312,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l plan -d 'Only customers on this plan' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l status -d 'Only customers in this status: active, suspended or deleted' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l status -d 'Only customers in this status' -r -f -a "active\t''
+suspended\t''
+deleted\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l search -d 'Only customers whose slug, email, name or company contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l limit -d 'Show at most N customers; 0 for all' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from ls" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
@@ -547,7 +551,10 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l status -d 'Only sites in this status: draft, deployed, stopped or failed' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l status -d 'Only sites in this status' -r -f -a "draft\t''
+deployed\t''
+stopped\t''
+failed\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l domain -d 'Only sites whose domain contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l limit -d 'Show at most N sites; 0 for all' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
@@ -567,7 +574,10 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l status -d 'Only sites in this status: draft, deployed, stopped or failed' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l status -d 'Only sites in this status' -r -f -a "draft\t''
+deployed\t''
+stopped\t''
+failed\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l domain -d 'Only sites whose domain contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l limit -d 'Show at most N sites; 0 for all' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from ls" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
@@ -607,7 +617,10 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l name -d 'New name' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l domain -d 'New domain' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l port -d 'New port (1-65535), or \'none\' to remove it' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l status -d 'New status: draft, deployed, stopped or failed' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l status -d 'New status' -r -f -a "draft\t''
+deployed\t''
+stopped\t''
+failed\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l config -d 'Replace the config with a JSON object from FILE, or \'-\' for stdin' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l set -d 'Set one config value by dotted path (value parsed as JSON, else a string); repeatable' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from update" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
@@ -1572,7 +1585,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l 
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l plan -d 'Only customers on this plan' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l status -d 'Only customers in this status: active, suspended or deleted' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l status -d 'Only customers in this status' -r -f -a "active\t''
+suspended\t''
+deleted\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l search -d 'Only customers whose slug, email, name or company contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l limit -d 'Show at most N customers; 0 for all' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-customers" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
@@ -1613,7 +1628,10 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s v -l
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-site" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l status -d 'Only sites in this status: draft, deployed, stopped or failed' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l status -d 'Only sites in this status' -r -f -a "draft\t''
+deployed\t''
+stopped\t''
+failed\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l domain -d 'Only sites whose domain contains TEXT' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l limit -d 'Show at most N sites; 0 for all' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F

@@ -32,5 +32,6 @@ pub mod site_config;
 pub mod sql_text;
 pub mod time;
 pub mod validate;
+pub mod words;
 
 pub use error::{Error, ErrorKind, Result};

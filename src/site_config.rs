@@ -8,8 +8,6 @@ use crate::catalog::model::NewSite;
 use crate::error::{Error, Result};
 use crate::validate::{self, printable};
 
-pub const STATUSES: &[&str] = &["draft", "deployed", "stopped", "failed"];
-
 /// The largest config document accepted.
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 

@@ -11,13 +11,14 @@ use chrono::Utc;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
+use super::states::{BackupKind, EntryScope, SetScope};
 use super::{
-    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, PARALLEL_FROM_BYTES, Skipped, TMP_PREFIX,
-    beside, copy_hashed, list_sets, new_id, sha256_file,
+    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, Skipped, TMP_PREFIX, list_sets, new_id,
 };
 use crate::engine::{BackedUp, BackupTarget, TenantDatabase, sqlite};
 use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::fan_out::fan_out_all;
+use crate::files::{PARALLEL_FROM_BYTES, beside, copy_hashed, sha256_file};
 use crate::{files, time};
 
 /// A tenant database to back up.
@@ -39,11 +40,11 @@ impl std::fmt::Debug for TenantSource {
 }
 
 #[derive(Debug, Clone)]
-pub struct SetRequest<'a> {
+pub struct SetRequest {
     pub label: Option<String>,
-    pub kind: &'a str,
-    /// `all`, `catalog`, `customers` or `replaced`, recorded in the manifest.
-    pub scope: &'a str,
+    pub kind: BackupKind,
+    /// Recorded in the manifest.
+    pub scope: SetScope,
     pub catalog_schema_version: i64,
     pub tenants: Vec<TenantSource>,
     pub jobs: usize,
@@ -71,11 +72,7 @@ pub enum Created {
 /// file is missing, unreadable or damaged are left out and listed in the manifest's
 /// `skipped` (or, with `keep_damaged`, kept raw); when that leaves nothing, no set is
 /// written. Anything else that fails removes the unfinished set and returns the error.
-pub fn create_set(
-    backup_dir: &Path,
-    catalog: Option<&Connection>,
-    request: &SetRequest<'_>,
-) -> Result<Created> {
+pub fn create_set(backup_dir: &Path, catalog: Option<&Connection>, request: &SetRequest) -> Result<Created> {
     files::create_private_dir(backup_dir)?;
     let started = Utc::now();
     let id = new_id(started);
@@ -101,7 +98,7 @@ fn fill_set(
     id: &str,
     started: chrono::DateTime<Utc>,
     catalog: Option<&Connection>,
-    request: &SetRequest<'_>,
+    request: &SetRequest,
 ) -> Result<Created> {
     let mut entries = Vec::new();
     if let Some(catalog) = catalog {
@@ -128,9 +125,9 @@ fn fill_set(
         created_at: time::format(started),
         finished_at: time::format(finished),
         finished_at_exact: Some(time::format_exact(finished)),
-        scope: Some(request.scope.to_string()),
+        scope: Some(request.scope),
         label: request.label.clone(),
-        kind: request.kind.to_string(),
+        kind: request.kind,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         catalog_schema_version: request.catalog_schema_version,
         entries,
@@ -149,7 +146,7 @@ fn fill_set(
 fn catalog_entry(tmp: &Path, catalog: &Connection, keep_damaged: bool) -> Result<Entry> {
     let dest = tmp.join("catalog.db");
     let copied = snapshot(catalog, &dest)
-        .and_then(|()| checked_entry(&dest, "catalog.db", "catalog", None, None, None, None));
+        .and_then(|()| checked_entry(&dest, "catalog.db", EntryScope::Catalog, None, None, None, None));
     let err = match copied {
         Ok(entry) => return Ok(entry),
         Err(err) if !keep_damaged => return Err(err),
@@ -177,10 +174,9 @@ fn previous_entries(
             break;
         }
         for entry in &set.manifest.entries {
-            if let Some(id) = entry
-                .customer_id
-                .filter(|id| entry.scope == "tenant" && entry.damaged.is_none() && wanted.contains(id))
-                && let Ok(file) = set.file(entry)
+            if let Some(id) = entry.customer_id.filter(|id| {
+                entry.scope == EntryScope::Tenant && entry.damaged.is_none() && wanted.contains(id)
+            }) && let Ok(file) = set.file(entry)
             {
                 wanted.remove(&id);
                 found.insert(id, (entry.clone(), file, set.manifest.id.clone()));
@@ -192,7 +188,7 @@ fn previous_entries(
 
 fn backup_tenants(
     tmp: &Path,
-    request: &SetRequest<'_>,
+    request: &SetRequest,
     previous: &HashMap<i64, (Entry, PathBuf, String)>,
 ) -> Result<(Vec<Entry>, Vec<Skipped>)> {
     let results = fan_out_all(&request.tenants, request.jobs, |tenant| {
@@ -369,7 +365,7 @@ fn copy_tenant(
     checked_entry(
         dest,
         target.file,
-        "tenant",
+        EntryScope::Tenant,
         Some(target.customer_id),
         Some(target.customer_slug.to_string()),
         fingerprint,
@@ -399,7 +395,11 @@ fn raw_entry(
         })
         .map_err(|err| writing_failed(dest, err))?;
     Ok(Entry {
-        scope: if tenant.is_some() { "tenant" } else { "catalog" }.to_string(),
+        scope: if tenant.is_some() {
+            EntryScope::Tenant
+        } else {
+            EntryScope::Catalog
+        },
         customer_id: tenant.map(|t| t.customer_id),
         customer_slug: tenant.map(|t| t.customer_slug.to_string()),
         file: relative.to_string(),
@@ -580,7 +580,7 @@ fn inspect(conn: &Connection, copy: &Path) -> Result<i64> {
 fn checked_entry(
     path: &Path,
     relative: &str,
-    scope: &str,
+    scope: EntryScope,
     customer_id: Option<i64>,
     customer_slug: Option<String>,
     source: Option<Fingerprint>,
@@ -594,7 +594,7 @@ fn checked_entry(
         },
     };
     Ok(Entry {
-        scope: scope.to_string(),
+        scope,
         customer_id,
         customer_slug,
         file: relative.to_string(),

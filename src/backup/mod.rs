@@ -5,16 +5,16 @@
 pub mod create;
 pub mod prune;
 pub mod restore;
+pub mod states;
 pub mod verify;
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use self::states::{BackupKind, EntryScope, SetScope};
 use crate::error::{Error, IoContext, Result};
 use crate::files;
 use crate::validate::printable;
@@ -36,10 +36,9 @@ pub struct Manifest {
     /// `catalog`, `customers`, or `replaced` (a pre-restore set). Absent in sets
     /// from older versions; see [`Manifest::scope`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
+    pub scope: Option<SetScope>,
     pub label: Option<String>,
-    /// `manual`, `scheduled` or `pre-restore`.
-    pub kind: String,
+    pub kind: BackupKind,
     pub tool_version: String,
     pub catalog_schema_version: i64,
     pub entries: Vec<Entry>,
@@ -58,8 +57,7 @@ pub struct Skipped {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
-    /// `catalog` or `tenant`.
-    pub scope: String,
+    pub scope: EntryScope,
     pub customer_id: Option<i64>,
     pub customer_slug: Option<String>,
     /// Path inside the set, e.g. `tenants/acme.db`.
@@ -141,14 +139,14 @@ impl Fingerprint {
 
 impl Manifest {
     pub fn catalog_entry(&self) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.scope == "catalog")
+        self.entries.iter().find(|e| e.scope == EntryScope::Catalog)
     }
 
     /// The customer's restorable copy: a damaged one kept before a restore is not.
     pub fn tenant_entry(&self, customer_id: i64) -> Option<&Entry> {
-        self.entries
-            .iter()
-            .find(|e| e.scope == "tenant" && e.customer_id == Some(customer_id) && e.damaged.is_none())
+        self.entries.iter().find(|e| {
+            e.scope == EntryScope::Tenant && e.customer_id == Some(customer_id) && e.damaged.is_none()
+        })
     }
 
     /// When the set was finished, exactly; for a set from an older version, which
@@ -168,16 +166,16 @@ impl Manifest {
 
     /// What the set was taken of (see [`Manifest::scope`]); for a set from an older
     /// version, inferred from its kind and entries.
-    pub fn scope(&self) -> &str {
-        if let Some(scope) = &self.scope {
+    pub fn scope(&self) -> SetScope {
+        if let Some(scope) = self.scope {
             return scope;
         }
-        let tenants = self.entries.iter().any(|e| e.scope == "tenant");
-        match (self.kind.as_str(), self.catalog_entry().is_some(), tenants) {
-            ("pre-restore", _, _) => "replaced",
-            (_, true, true) => "all",
-            (_, true, false) => "catalog",
-            _ => "customers",
+        let tenants = self.entries.iter().any(|e| e.scope == EntryScope::Tenant);
+        match (self.kind, self.catalog_entry().is_some(), tenants) {
+            (BackupKind::PreRestore, _, _) => SetScope::Replaced,
+            (_, true, true) => SetScope::All,
+            (_, true, false) => SetScope::Catalog,
+            _ => SetScope::Customers,
         }
     }
 
@@ -296,196 +294,6 @@ pub fn remove_set(dir: &Path) -> Result<()> {
     fs::remove_dir_all(dir).io_context(|| format!("removing {}", dir.display()))
 }
 
-/// SHA-256 of a file, as lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    thread_local! {
-        // Reused by a worker across the files it hashes: fresh memory costs page faults.
-        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let mut input = fs::File::open(path).io_context(|| format!("reading {}", path.display()))?;
-    BUFFER.with_borrow_mut(|buffer| {
-        let mut hasher = Sha256::new();
-        loop {
-            buffer.clear();
-            // read_to_end fills spare capacity, so the buffer is never zeroed.
-            Read::by_ref(&mut input)
-                .take(Chunk::LEN as u64)
-                .read_to_end(buffer)
-                .io_context(|| format!("reading {}", path.display()))?;
-            if buffer.is_empty() {
-                break;
-            }
-            hasher.update(&buffer[..]);
-        }
-        Ok(hex(&hasher.finalize()))
-    })
-}
-
-/// Copies the rest of `input` into `output` (best made by [`files::create_for_copy`])
-/// and returns the SHA-256 of the bytes written; `fix_header` may edit the first chunk
-/// before it is hashed and written. A large file is read, hashed and written by three
-/// threads at once, so that it costs about one pass of the slowest of them. The output
-/// is not synced.
-pub fn copy_hashed(
-    input: &fs::File,
-    input_name: &Path,
-    output: &fs::File,
-    output_name: &Path,
-    fix_header: impl FnOnce(&mut [u8]),
-) -> Result<String> {
-    let size = input.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-    if size < PARALLEL_FROM_BYTES {
-        return copy_hashed_here(input, input_name, output, output_name, fix_header);
-    }
-    use std::sync::mpsc;
-    // Three stages, each on its own thread and chunk: this one reads, one hashes, one
-    // writes; four chunks go round.
-    let (to_hash, hash_queue) = mpsc::sync_channel::<(Chunk, usize)>(2);
-    let (to_write, write_queue) = mpsc::sync_channel::<(Chunk, usize)>(2);
-    let (give_back, empties) = mpsc::channel::<Chunk>();
-    for _ in 0..4 {
-        let _ = give_back.send(Chunk::new(Chunk::LEN));
-    }
-    std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || {
-            let mut hasher = Sha256::new();
-            for (chunk, n) in hash_queue {
-                hasher.update(&chunk.bytes()[..n]);
-                // A closed queue means the writer failed; its error is reported below.
-                if to_write.send((chunk, n)).is_err() {
-                    break;
-                }
-            }
-            hex(&hasher.finalize())
-        });
-        let writer = scope.spawn(move || -> std::io::Result<()> {
-            let mut offset = 0u64;
-            for (chunk, n) in write_queue {
-                files::write_all_at(output, &chunk.bytes()[..n], offset)?;
-                offset += n as u64;
-                // The reader may have stopped on an error; the chunk is not needed then.
-                let _ = give_back.send(chunk);
-            }
-            Ok(())
-        });
-        let mut fix_header = Some(fix_header);
-        let read = (|| -> Result<()> {
-            while let Ok(mut chunk) = empties.recv() {
-                let buffer = chunk.bytes_mut();
-                let n = files::read_full(input, buffer)
-                    .io_context(|| format!("reading {}", input_name.display()))?;
-                if n == 0 {
-                    break;
-                }
-                if let Some(fix) = fix_header.take() {
-                    fix(&mut buffer[..n]);
-                }
-                if to_hash.send((chunk, n)).is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        })();
-        drop(to_hash);
-        let sum = hasher.join();
-        let written = writer
-            .join()
-            .map_err(|_| Error::unexpected("the copy writer panicked"))?;
-        read?;
-        written.io_context(|| format!("writing {}", output_name.display()))?;
-        sum.map_err(|_| Error::unexpected("the copy hasher panicked"))
-    })
-}
-
-/// [`copy_hashed`] on this thread alone, through one buffer the thread keeps.
-fn copy_hashed_here(
-    input: &fs::File,
-    input_name: &Path,
-    output: &fs::File,
-    output_name: &Path,
-    fix_header: impl FnOnce(&mut [u8]),
-) -> Result<String> {
-    thread_local! {
-        static CHUNK: std::cell::RefCell<Option<Chunk>> = const { std::cell::RefCell::new(None) };
-    }
-    CHUNK.with_borrow_mut(|chunk| {
-        let buffer = chunk.get_or_insert_with(|| Chunk::new(Chunk::LEN)).bytes_mut();
-        let mut hasher = Sha256::new();
-        let mut fix_header = Some(fix_header);
-        let mut offset = 0u64;
-        loop {
-            let n =
-                files::read_full(input, buffer).io_context(|| format!("reading {}", input_name.display()))?;
-            if n == 0 {
-                break;
-            }
-            if let Some(fix) = fix_header.take() {
-                fix(&mut buffer[..n]);
-            }
-            hasher.update(&buffer[..n]);
-            files::write_all_at(output, &buffer[..n], offset)
-                .io_context(|| format!("writing {}", output_name.display()))?;
-            offset += n as u64;
-        }
-        Ok(hex(&hasher.finalize()))
-    })
-}
-
-/// A buffer of up to 4 MiB aligned as O_DIRECT needs (4 KiB covers every common
-/// device).
-struct Chunk {
-    raw: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl Chunk {
-    const LEN: usize = 4 * 1024 * 1024;
-    const ALIGN: usize = 4096;
-
-    fn new(len: usize) -> Self {
-        let raw = vec![0u8; len + Self::ALIGN];
-        let start = raw.as_ptr().align_offset(Self::ALIGN);
-        Self { raw, start, len }
-    }
-    fn bytes(&self) -> &[u8] {
-        &self.raw[self.start..self.start + self.len]
-    }
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.raw[self.start..self.start + self.len]
-    }
-}
-
-/// Files at least this large are copied, hashed and checked on separate threads at
-/// once; smaller ones one step after another, since a fleet of them already keeps
-/// every core busy and threads per file would only add switching.
-pub const PARALLEL_FROM_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Runs `first` on another thread while `second` runs on this one when `parallel`,
-/// else one after the other; returns both results.
-pub fn beside<A: Send, B>(
-    parallel: bool,
-    first: impl FnOnce() -> Result<A> + Send,
-    second: impl FnOnce() -> B,
-) -> (Result<A>, B) {
-    if !parallel {
-        let a = first();
-        return (a, second());
-    }
-    std::thread::scope(|scope| {
-        let a = scope.spawn(first);
-        let b = second();
-        let a = a
-            .join()
-            .unwrap_or_else(|_| Err(Error::unexpected("a worker thread panicked")));
-        (a, b)
-    })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,50 +325,5 @@ mod tests {
         assert!(a < b);
         assert!(valid_id(&a));
         assert!(!valid_id("../x") && !valid_id(".tmp-1"));
-    }
-
-    #[test]
-    fn hashes_are_sha256_hex() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("f");
-        fs::write(&file, b"abc").unwrap();
-        assert_eq!(
-            sha256_file(&file).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
-
-    #[test]
-    fn copies_of_any_length_are_exact_and_hashed_as_written() {
-        let dir = tempfile::tempdir().unwrap();
-        // Nothing, a short unaligned tail (which O_DIRECT refuses), whole chunks, and a
-        // file large enough for the three-thread pipeline.
-        for len in [
-            0usize,
-            3,
-            4096,
-            Chunk::LEN + 12_345,
-            PARALLEL_FROM_BYTES as usize + 12_345,
-        ] {
-            let source = dir.path().join(format!("in-{len}"));
-            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-            fs::write(&source, &bytes).unwrap();
-            let dest = dir.path().join(format!("out-{len}"));
-            let output = files::create_for_copy(&dest).unwrap();
-            let input = fs::File::open(&source).unwrap();
-            let sum = copy_hashed(&input, &source, &output, &dest, |header| {
-                if let Some(first) = header.first_mut() {
-                    *first ^= 0xff;
-                }
-            })
-            .unwrap();
-            drop(output);
-            let mut expected = bytes.clone();
-            if let Some(first) = expected.first_mut() {
-                *first ^= 0xff;
-            }
-            assert!(fs::read(&dest).unwrap() == expected, "length {len}");
-            assert_eq!(sum, sha256_file(&dest).unwrap(), "length {len}");
-        }
     }
 }

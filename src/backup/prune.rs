@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use chrono::Datelike;
 use serde::Serialize;
 
+use super::states::{BackupKind, PruneAction, PruneReason};
 use super::{BackupSet, TMP_PREFIX, list_sets};
 use crate::error::{IoContext, Result};
 
@@ -23,10 +24,9 @@ pub struct Retention {
 pub struct Decision {
     pub id: String,
     pub created_at: String,
-    pub kind: String,
-    /// `keep` or `remove`.
-    pub action: String,
-    pub reasons: Vec<String>,
+    pub kind: BackupKind,
+    pub action: PruneAction,
+    pub reasons: Vec<PruneReason>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,18 +65,22 @@ pub fn plan(sets: &[BackupSet], retention: Retention) -> Vec<Decision> {
         .collect();
     let oldest_kept = decisions
         .iter()
-        .filter(|d| d.action == "keep")
+        .filter(|d| d.action == PruneAction::Keep)
         .map(|d| d.id.clone())
         .min();
     decisions.extend(decide_pre_restore(&pre_restore, oldest_kept.as_deref()));
-    decisions.extend(empty.into_iter().map(|set| decision(set, vec![], "empty")));
+    decisions.extend(
+        empty
+            .into_iter()
+            .map(|set| decision(set, vec![], Some(PruneReason::Empty))),
+    );
     decisions.sort_by(|a, b| b.id.cmp(&a.id));
     decisions
 }
 
 /// Taken by the operator or cron, as opposed to saved by a restore.
 fn is_regular(set: &BackupSet) -> bool {
-    matches!(set.manifest.kind.as_str(), "manual" | "scheduled")
+    set.manifest.kind.is_regular()
 }
 
 /// Ids of the sets holding some tenant's newest restorable copy. Set ids sort by time.
@@ -103,28 +107,31 @@ fn decide_pre_restore(sets: &[&BackupSet], oldest_kept: Option<&str>) -> Vec<Dec
         .map(|set| {
             let within = oldest_kept.is_none_or(|oldest| set.manifest.id.as_str() >= oldest);
             let reasons = if within {
-                vec!["pre-restore".to_string()]
+                vec![PruneReason::PreRestore]
             } else {
                 vec![]
             };
-            decision(set, reasons, "")
+            decision(set, reasons, None)
         })
         .collect()
 }
 
 /// `keep` when there is a reason to, else `remove` (with `why_removed`, if any, as its
 /// only reason).
-fn decision(set: &BackupSet, reasons: Vec<String>, why_removed: &str) -> Decision {
+fn decision(set: &BackupSet, reasons: Vec<PruneReason>, why_removed: Option<PruneReason>) -> Decision {
     let keep = !reasons.is_empty();
     Decision {
         id: set.manifest.id.clone(),
         created_at: set.manifest.created_at.clone(),
-        kind: set.manifest.kind.clone(),
-        action: if keep { "keep" } else { "remove" }.to_string(),
-        reasons: if keep || why_removed.is_empty() {
-            reasons
+        kind: set.manifest.kind,
+        action: if keep {
+            PruneAction::Keep
         } else {
-            vec![why_removed.to_string()]
+            PruneAction::Remove
+        },
+        reasons: match why_removed {
+            Some(why) if !keep => vec![why],
+            _ => reasons,
         },
     }
 }
@@ -139,45 +146,46 @@ fn decide(sets: &[&BackupSet], retention: Retention, newest_copies: &HashSet<Str
         .map(|(position, set)| {
             let mut reasons = Vec::new();
             if position == 0 {
-                reasons.push("newest".to_string());
+                reasons.push(PruneReason::Newest);
             }
             if newest_copies.contains(&set.manifest.id) {
-                reasons.push("newest-copy".to_string());
+                reasons.push(PruneReason::NewestCopy);
             }
             if (position as u32) < retention.keep_last {
-                reasons.push("last".to_string());
+                reasons.push(PruneReason::Last);
             }
             match set.manifest.created() {
                 Some(at) => {
-                    let mut bucket = |seen: &mut HashSet<String>, key: String, limit: u32, name: &str| {
-                        if !seen.contains(&key) && (seen.len() as u32) < limit {
-                            seen.insert(key);
-                            reasons.push(name.to_string());
-                        }
-                    };
+                    let mut bucket =
+                        |seen: &mut HashSet<String>, key: String, limit: u32, name: PruneReason| {
+                            if !seen.contains(&key) && (seen.len() as u32) < limit {
+                                seen.insert(key);
+                                reasons.push(name);
+                            }
+                        };
                     bucket(
                         &mut days,
                         at.format("%Y-%m-%d").to_string(),
                         retention.keep_daily,
-                        "daily",
+                        PruneReason::Daily,
                     );
                     let week = at.iso_week();
                     bucket(
                         &mut weeks,
                         format!("{}-W{}", week.year(), week.week()),
                         retention.keep_weekly,
-                        "weekly",
+                        PruneReason::Weekly,
                     );
                     bucket(
                         &mut months,
                         at.format("%Y-%m").to_string(),
                         retention.keep_monthly,
-                        "monthly",
+                        PruneReason::Monthly,
                     );
                 }
-                None => reasons.push("undated".to_string()),
+                None => reasons.push(PruneReason::Undated),
             }
-            decision(set, reasons, "")
+            decision(set, reasons, None)
         })
         .collect()
 }
@@ -186,7 +194,7 @@ pub fn prune(backup_dir: &Path, retention: Retention, dry_run: bool) -> Result<P
     let sets = list_sets(backup_dir)?;
     let decisions = plan(&sets, retention);
     if !dry_run {
-        for decision in decisions.iter().filter(|d| d.action == "remove") {
+        for decision in decisions.iter().filter(|d| d.action == PruneAction::Remove) {
             super::remove_set(&backup_dir.join(&decision.id))?;
         }
     }
@@ -221,15 +229,15 @@ pub fn prune(backup_dir: &Path, retention: Retention, dry_run: bool) -> Result<P
 mod tests {
     use super::*;
     use crate::backup::Manifest;
+    use crate::backup::states::EntryScope;
 
     fn entry(customer_id: Option<i64>) -> crate::backup::Entry {
         crate::backup::Entry {
             scope: if customer_id.is_some() {
-                "tenant"
+                EntryScope::Tenant
             } else {
-                "catalog"
-            }
-            .to_string(),
+                EntryScope::Catalog
+            },
             customer_id,
             customer_slug: customer_id.map(|id| format!("t{id}")),
             file: "catalog.db".to_string(),
@@ -253,7 +261,7 @@ mod tests {
                 finished_at_exact: None,
                 scope: None,
                 label: None,
-                kind: "scheduled".to_string(),
+                kind: BackupKind::Scheduled,
                 tool_version: "0".to_string(),
                 catalog_schema_version: 1,
                 entries: vec![entry(None)],
@@ -274,7 +282,10 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(decisions.iter().all(|d| d.action == "keep"), "{decisions:?}");
+        assert!(
+            decisions.iter().all(|d| d.action == PruneAction::Keep),
+            "{decisions:?}"
+        );
     }
 
     #[test]
@@ -290,7 +301,7 @@ mod tests {
         let keep = |retention: Retention| -> Vec<String> {
             plan(&sets, retention)
                 .into_iter()
-                .filter(|d| d.action == "keep")
+                .filter(|d| d.action == PruneAction::Keep)
                 .map(|d| d.id)
                 .collect()
         };
@@ -337,7 +348,7 @@ mod tests {
     fn kept(sets: &[BackupSet], retention: Retention) -> Vec<String> {
         plan(sets, retention)
             .into_iter()
-            .filter(|d| d.action == "keep")
+            .filter(|d| d.action == PruneAction::Keep)
             .map(|d| d.id)
             .collect()
     }
@@ -350,9 +361,9 @@ mod tests {
             one
         };
         let mut pre = partial("e", "2026-11-22T05:00:00Z", &[1]);
-        pre.manifest.kind = "pre-restore".to_string();
+        pre.manifest.kind = BackupKind::PreRestore;
         let mut empty_pre = partial("f", "2026-11-22T06:00:00Z", &[]);
-        empty_pre.manifest.kind = "pre-restore".to_string();
+        empty_pre.manifest.kind = BackupKind::PreRestore;
         let sets = vec![
             set("a", "2026-11-22T01:00:00Z"),
             partial("b", "2026-11-22T02:00:00Z", &[2]),
@@ -376,13 +387,20 @@ mod tests {
         let reasons = |id: &str| decisions.iter().find(|d| d.id == id).unwrap().reasons.clone();
         assert_eq!(
             reasons("c"),
-            ["newest", "newest-copy", "last", "daily", "weekly", "monthly"]
+            [
+                PruneReason::Newest,
+                PruneReason::NewestCopy,
+                PruneReason::Last,
+                PruneReason::Daily,
+                PruneReason::Weekly,
+                PruneReason::Monthly
+            ]
         );
-        assert_eq!(reasons("d"), ["empty"]);
-        assert_eq!(reasons("e"), ["pre-restore"]);
+        assert_eq!(reasons("d"), [PruneReason::Empty]);
+        assert_eq!(reasons("e"), [PruneReason::PreRestore]);
 
         let mut old_pre = partial("0", "2026-11-21T00:00:00Z", &[1]);
-        old_pre.manifest.kind = "pre-restore".to_string();
+        old_pre.manifest.kind = BackupKind::PreRestore;
         let sets = vec![old_pre, set("a", "2026-11-22T01:00:00Z")];
         assert_eq!(kept(&sets, last_one), ["a"], "older than every kept regular set");
     }

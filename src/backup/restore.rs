@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::copy_hashed;
 use crate::engine::sqlite;
 use crate::error::{Error, IoContext, Result};
 use crate::files;
+use crate::files::copy_hashed;
 
 /// A checked copy waiting beside its target.
 #[derive(Debug)]

@@ -2,22 +2,23 @@
 
 use serde::Serialize;
 
-use super::{BackupSet, sha256_file};
+use super::BackupSet;
+use super::states::FileStatus;
 use crate::engine::sqlite;
+use crate::files::sha256_file;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileCheck {
     pub set: String,
     pub file: String,
     pub customer: Option<String>,
-    /// `ok`, `missing`, `mismatch` (checksum or size) or `damaged` (quick_check).
-    pub status: String,
+    pub status: FileStatus,
     pub message: String,
 }
 
 impl FileCheck {
     pub fn ok(&self) -> bool {
-        self.status == "ok"
+        self.status == FileStatus::Ok
     }
 }
 
@@ -26,23 +27,23 @@ pub fn verify_set(set: &BackupSet) -> Vec<FileCheck> {
         .entries
         .iter()
         .map(|entry| {
-            let check = |status: &str, message: String| FileCheck {
+            let check = |status: FileStatus, message: String| FileCheck {
                 set: set.manifest.id.clone(),
                 file: entry.file.clone(),
                 customer: entry.customer_slug.clone(),
-                status: status.to_string(),
+                status,
                 message,
             };
             let path = match set.file(entry) {
                 Ok(path) => path,
-                Err(err) => return check("mismatch", err.to_string()),
+                Err(err) => return check(FileStatus::Mismatch, err.to_string()),
             };
             let Ok(meta) = std::fs::metadata(&path) else {
-                return check("missing", format!("{} is missing", path.display()));
+                return check(FileStatus::Missing, format!("{} is missing", path.display()));
             };
             if meta.len() != entry.bytes {
                 return check(
-                    "mismatch",
+                    FileStatus::Mismatch,
                     format!(
                         "{} has {} bytes, the manifest says {}",
                         path.display(),
@@ -55,7 +56,7 @@ pub fn verify_set(set: &BackupSet) -> Vec<FileCheck> {
                 Ok(sum) if sum == entry.sha256 => {}
                 Ok(sum) => {
                     return check(
-                        "mismatch",
+                        FileStatus::Mismatch,
                         format!(
                             "{} has SHA-256 {sum}, the manifest says {}",
                             path.display(),
@@ -63,17 +64,17 @@ pub fn verify_set(set: &BackupSet) -> Vec<FileCheck> {
                         ),
                     );
                 }
-                Err(err) => return check("missing", err.to_string()),
+                Err(err) => return check(FileStatus::Missing, err.to_string()),
             }
             if let Some(damage) = &entry.damaged {
                 return check(
-                    "ok",
+                    FileStatus::Ok,
                     format!("checksum ok; kept damaged before a restore: {damage}"),
                 );
             }
             match sqlite::quick_check(&path) {
-                Ok(()) => check("ok", "checksum and quick_check ok".to_string()),
-                Err(err) => check("damaged", err.to_string()),
+                Ok(()) => check(FileStatus::Ok, "checksum and quick_check ok".to_string()),
+                Err(err) => check(FileStatus::Damaged, err.to_string()),
             }
         })
         .collect()

@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::Filtered;
+use super::states::{CustomerStatus, KeyStatus, SessionStatus};
 use crate::error::Result;
 
 /// An API key as listed: never its secret.
@@ -18,8 +19,7 @@ pub struct ApiKey {
     pub expires_at: Option<String>,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
-    /// `active`, `revoked` or `expired`.
-    pub status: String,
+    pub status: KeyStatus,
 }
 
 const KEY_COLUMNS: &str = "k.id, k.customer_id, c.slug, k.name, k.scopes, k.created_at, k.expires_at, k.last_used_at, \
@@ -115,8 +115,7 @@ pub struct Session {
     pub expires_at: String,
     pub last_seen_at: Option<String>,
     pub revoked_at: Option<String>,
-    /// `active`, `revoked`, `expired`, or `blocked` (customer suspended or deleted).
-    pub status: String,
+    pub status: SessionStatus,
 }
 
 const SESSION_COLUMNS: &str = "s.id, s.customer_id, c.slug, s.device, s.created_at, s.expires_at, s.last_seen_at, s.revoked_at, \
@@ -171,7 +170,7 @@ pub fn list_sessions(conn: &Connection, customer_id: Option<i64>, active_only: b
     if active_only {
         query.and(
             "s.revoked_at IS NULL AND s.expires_at > strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AND c.status = ?",
-            "active".to_string(),
+            CustomerStatus::Active,
         );
     }
     query.finish("ORDER BY s.created_at, s.id", None);

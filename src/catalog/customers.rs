@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::Filtered;
 use super::model::{Customer, Limits, NewCustomer, SiteSummary};
+use super::states::CustomerStatus;
 use crate::engine::Placement;
 use crate::error::Result;
 use crate::time;
@@ -88,7 +89,7 @@ pub fn remove_provisioning(conn: &Connection, id: i64) -> Result<()> {
 
 /// A customer that every command may see: not still being provisioned.
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Customer>> {
-    Ok(any_by_id(conn, id)?.filter(|c| c.status != "provisioning"))
+    Ok(any_by_id(conn, id)?.filter(|c| c.status != CustomerStatus::Provisioning))
 }
 
 /// A customer in any state, `provisioning` included.
@@ -133,7 +134,7 @@ pub fn slug_taken(conn: &Connection, slug: &str) -> Result<bool> {
 #[derive(Debug, Clone, Default)]
 pub struct CustomerFilter {
     pub plan: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<CustomerStatus>,
     pub search: Option<String>,
     pub limit: Option<u64>,
 }
@@ -146,7 +147,7 @@ pub fn list(conn: &Connection, filter: &CustomerFilter) -> Result<Vec<Customer>>
         query.and("plan = ?", plan.clone());
     }
     if let Some(status) = &filter.status {
-        query.and("status = ?", status.clone());
+        query.and("status = ?", *status);
     }
     if let Some(text) = &filter.search {
         query.and(
@@ -241,7 +242,7 @@ pub fn update(conn: &Connection, current: &Customer, changes: &CustomerChanges) 
 }
 
 /// Moves a customer to `status`, recording why (or clearing the reason).
-pub fn set_status(conn: &Connection, id: i64, status: &str, reason: Option<&str>) -> Result<()> {
+pub fn set_status(conn: &Connection, id: i64, status: CustomerStatus, reason: Option<&str>) -> Result<()> {
     let now = time::now();
     conn.execute(
         "UPDATE customers SET status = ?2, status_reason = ?3, updated_at = ?4,

@@ -8,6 +8,7 @@ pub mod operations;
 pub mod plans;
 pub mod settings;
 pub mod sites;
+pub mod states;
 pub mod tenants;
 pub mod usage;
 
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::files;
+use states::CatalogMigrationStatus;
 
 mod embedded {
     refinery::embed_migrations!("migrations/catalog");
@@ -82,8 +84,8 @@ pub struct MigrationRecord {
     pub version: i64,
     pub name: String,
     pub checksum: String,
-    /// `applied`, `pending`, or `drift` (applied with another checksum).
-    pub status: String,
+    /// `drift` is applied with another checksum; `unknown` is applied but not built in.
+    pub status: CatalogMigrationStatus,
     pub applied_at: Option<String>,
 }
 
@@ -244,11 +246,10 @@ impl Catalog {
             let record = match applied.iter().find(|a| a.version == version) {
                 Some(done) => MigrationRecord {
                     status: if done.checksum == checksum {
-                        "applied"
+                        CatalogMigrationStatus::Applied
                     } else {
-                        "drift"
-                    }
-                    .to_string(),
+                        CatalogMigrationStatus::Drift
+                    },
                     applied_at: done.applied_at.clone(),
                     ..done.clone()
                 },
@@ -256,7 +257,7 @@ impl Catalog {
                     version,
                     name: migration.name().to_string(),
                     checksum,
-                    status: "pending".to_string(),
+                    status: CatalogMigrationStatus::Pending,
                     applied_at: None,
                 },
             };
@@ -266,7 +267,7 @@ impl Catalog {
             .iter()
             .filter(|a| !records.iter().any(|r| r.version == a.version))
             .map(|a| MigrationRecord {
-                status: "unknown".to_string(),
+                status: CatalogMigrationStatus::Unknown,
                 ..a.clone()
             })
             .collect();
@@ -300,7 +301,7 @@ impl Catalog {
         let pending = self
             .migrations()?
             .iter()
-            .filter(|r| r.status == "pending")
+            .filter(|r| r.status == CatalogMigrationStatus::Pending)
             .count();
         if pending > 0 {
             return Err(Error::refused(format!(
@@ -335,7 +336,11 @@ impl Catalog {
     }
 
     fn refuse_unknown_migrations(&self) -> Result<()> {
-        match self.migrations()?.iter().find(|r| r.status == "unknown") {
+        match self
+            .migrations()?
+            .iter()
+            .find(|r| r.status == CatalogMigrationStatus::Unknown)
+        {
             Some(unknown) => Err(Error::refused(format!(
                 "catalog migration V{} was applied by a newer tenantctl",
                 unknown.version
@@ -462,7 +467,7 @@ fn applied_migrations(conn: &Connection) -> Result<Vec<MigrationRecord>> {
                 .parse::<u64>()
                 .map(|c| format!("{c:016x}"))
                 .unwrap_or(checksum),
-            status: "applied".to_string(),
+            status: CatalogMigrationStatus::Applied,
             applied_at: row
                 .get::<_, Option<String>>(2)?
                 .map(|at| crate::time::normalise(&at)),
@@ -536,7 +541,12 @@ mod tests {
         let catalog = in_memory();
         let records = catalog.migrations().unwrap();
         assert!(!records.is_empty());
-        assert!(records.iter().all(|r| r.status == "applied"), "{records:?}");
+        assert!(
+            records
+                .iter()
+                .all(|r| r.status == CatalogMigrationStatus::Applied),
+            "{records:?}"
+        );
         assert!(catalog.ensure_current().is_ok());
         assert_eq!(catalog.schema_version().unwrap(), records.last().unwrap().version);
     }

@@ -4,6 +4,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::states::{CustomerStatus, SiteStatus, SnapshotKind};
+
 use crate::engine::Placement;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -36,7 +38,7 @@ pub struct Customer {
     pub name: String,
     pub company_name: Option<String>,
     pub plan: String,
-    pub status: String,
+    pub status: CustomerStatus,
     pub status_reason: Option<String>,
     pub max_sites: Option<i64>,
     pub max_storage_mb: Option<i64>,
@@ -84,7 +86,7 @@ pub struct SiteSummary {
     pub name: String,
     pub domain: String,
     pub port: Option<i64>,
-    pub status: String,
+    pub status: SiteStatus,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -132,7 +134,7 @@ pub struct Site {
     pub domain: String,
     pub port: Option<i64>,
     pub business_type: Option<String>,
-    pub status: String,
+    pub status: SiteStatus,
     pub config: Box<serde_json::value::RawValue>,
     pub created_at: String,
     pub updated_at: String,
@@ -161,7 +163,7 @@ pub struct NewSite {
     pub domain: String,
     pub port: Option<i64>,
     pub business_type: Option<String>,
-    pub status: String,
+    pub status: SiteStatus,
     pub config: Value,
 }
 
@@ -182,7 +184,7 @@ pub struct Deployment {
 pub struct Snapshot {
     pub id: i64,
     pub site_id: i64,
-    pub kind: String,
+    pub kind: SnapshotKind,
     pub name: Option<String>,
     pub actor: String,
     pub created_at: String,

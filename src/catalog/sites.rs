@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::Filtered;
 use super::model::{Deployment, NewSite, Site, Snapshot};
+use super::states::{SiteStatus, SnapshotKind};
 use crate::error::Result;
 use crate::time;
 
@@ -101,7 +102,7 @@ pub fn port_owner(conn: &Connection, port: i64, except: Option<i64>) -> Result<O
 #[derive(Debug, Clone, Default)]
 pub struct SiteFilter {
     pub customer_id: Option<i64>,
-    pub status: Option<String>,
+    pub status: Option<SiteStatus>,
     pub domain_contains: Option<String>,
     pub limit: Option<u64>,
 }
@@ -117,7 +118,7 @@ pub fn for_each(
         query.and("s.customer_id = ?", id);
     }
     if let Some(status) = &filter.status {
-        query.and("s.status = ?", status.clone());
+        query.and("s.status = ?", *status);
     }
     if let Some(text) = &filter.domain_contains {
         query.and("instr(s.domain, lower(?)) > 0", text.clone());
@@ -246,7 +247,7 @@ const SNAPSHOT_COLUMNS: &str = "id, site_id, kind, name, actor, created_at, conf
 pub fn add_snapshot(
     conn: &Connection,
     site_id: i64,
-    kind: &str,
+    kind: SnapshotKind,
     name: Option<&str>,
     config: &Value,
     actor: &str,

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
+use super::states::{CustomerStatus, QueryStatus, TenantMigrationStatus};
 use crate::engine::Placement;
 use crate::error::Result;
 use crate::migrations::MigrationId;
@@ -15,11 +16,11 @@ use crate::time;
 pub struct TenantRow {
     pub customer_id: i64,
     pub slug: String,
-    pub status: String,
+    pub status: CustomerStatus,
     #[serde(rename = "db_path")]
     pub placement: Placement,
     pub schema_version: i64,
-    pub migration_status: String,
+    pub migration_status: TenantMigrationStatus,
     pub migration_error: Option<String>,
     pub migrated_at: Option<String>,
 }
@@ -86,7 +87,7 @@ pub fn record_run(
     conn: &Connection,
     customer_id: i64,
     schema_version: i64,
-    status: &str,
+    status: TenantMigrationStatus,
     error: Option<&str>,
 ) -> Result<()> {
     conn.prepare_cached(
@@ -142,17 +143,16 @@ pub struct QueryRecord<'a> {
 
 /// Records a finished run.
 pub fn record_query(conn: &Connection, record: &QueryRecord<'_>) -> Result<i64> {
-    let status = if record.error.is_some() { "error" } else { "ok" };
-    insert_query(conn, record, status)
+    insert_query(conn, record, QueryStatus::of_finished(record.error.as_deref()))
 }
 
 /// Records a run before it starts, so even one that is killed leaves a trace; finish
 /// it with [`finish_query`].
 pub fn start_query(conn: &Connection, record: &QueryRecord<'_>) -> Result<i64> {
-    insert_query(conn, record, "running")
+    insert_query(conn, record, QueryStatus::Running)
 }
 
-fn insert_query(conn: &Connection, record: &QueryRecord<'_>, status: &str) -> Result<i64> {
+fn insert_query(conn: &Connection, record: &QueryRecord<'_>, status: QueryStatus) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO query_history (at, actor, customer_id, customer_slug, sql, write, duration_ms, row_count, status, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -185,7 +185,7 @@ pub fn finish_query(
             id,
             duration_ms,
             i64::try_from(row_count).unwrap_or(i64::MAX),
-            if error.is_some() { "error" } else { "ok" },
+            QueryStatus::of_finished(error),
             error
         ],
     )?;
@@ -204,8 +204,7 @@ pub struct HistoryEntry {
     pub write: bool,
     pub duration_ms: f64,
     pub row_count: i64,
-    /// `ok`, `error`, or `running` for a run that never finished (killed).
-    pub status: String,
+    pub status: QueryStatus,
     pub error: Option<String>,
 }
 
@@ -230,7 +229,7 @@ pub fn history(conn: &Connection, filter: &HistoryFilter) -> Result<Vec<HistoryE
         query.and("at >= ?", since.clone());
     }
     if filter.failed {
-        query.and("status = ?", "error");
+        query.and("status = ?", QueryStatus::Error);
     }
     query.finish("ORDER BY id DESC", filter.limit);
     let mut stmt = conn.prepare(&query.sql)?;

@@ -3,6 +3,7 @@
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::Session;
+use crate::backup::states::{BackupKind, PruneAction, RestoreStatus, SaveStatus};
 use crate::backup::{Entry, Skipped};
 use crate::catalog::Catalog;
 use crate::context::OutputFormat;
@@ -194,10 +195,9 @@ pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
                 scope,
                 label: args.label,
                 kind: match args.kind {
-                    Kind::Manual => "manual",
-                    Kind::Scheduled => "scheduled",
-                }
-                .to_string(),
+                    Kind::Manual => BackupKind::Manual,
+                    Kind::Scheduled => BackupKind::Scheduled,
+                },
                 jobs: jobs(),
             };
             let written = backup::backup(&catalog, backup_dir, &request)?;
@@ -238,8 +238,16 @@ pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
                 "{}{} sets: keep {}, remove {}; {} unfinished sets {}",
                 if dry_run { "dry run: " } else { "" },
                 report.sets.len(),
-                report.sets.iter().filter(|d| d.action == "keep").count(),
-                report.sets.iter().filter(|d| d.action == "remove").count(),
+                report
+                    .sets
+                    .iter()
+                    .filter(|d| d.action == PruneAction::Keep)
+                    .count(),
+                report
+                    .sets
+                    .iter()
+                    .filter(|d| d.action == PruneAction::Remove)
+                    .count(),
                 report.removed_unfinished.len(),
                 if dry_run { "to remove" } else { "removed" }
             );
@@ -251,7 +259,11 @@ pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
 
 /// The summary of a restore plan: the set, how many files, what is saved first.
 fn dry_run_line(report: &restore::RestoreReport) -> String {
-    let to_do = report.restored.iter().filter(|r| r.status != "skipped").count();
+    let to_do = report
+        .restored
+        .iter()
+        .filter(|r| r.status != RestoreStatus::Skipped)
+        .count();
     let saved = if report.pre_restore.is_empty() {
         "no pre-restore set (nothing is replaced)".to_string()
     } else {
@@ -388,7 +400,11 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
         session.ctx.lock_timeout,
         &request,
     )?;
-    for kept in report.pre_restore.iter().filter(|s| s.status == "kept-damaged") {
+    for kept in report
+        .pre_restore
+        .iter()
+        .filter(|s| s.status == SaveStatus::KeptDamaged)
+    {
         session.messages.warning(&format!(
             "{} fails its check ({}); it is kept as it was, marked damaged, in pre-restore set {}",
             kept.source,
@@ -396,7 +412,11 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
             report.pre_restore_set.as_deref().unwrap_or("-")
         ));
     }
-    for lost in report.pre_restore.iter().filter(|s| s.status == "not-saved") {
+    for lost in report
+        .pre_restore
+        .iter()
+        .filter(|s| s.status == SaveStatus::NotSaved)
+    {
         session.messages.warning(&format!(
             "{} could not be saved before it was replaced: {}",
             lost.source,
@@ -408,7 +428,11 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
     } else {
         format!(
             "restored {} of {} files from set {}{}",
-            report.restored.iter().filter(|r| r.status == "restored").count(),
+            report
+                .restored
+                .iter()
+                .filter(|r| r.status == RestoreStatus::Restored)
+                .count(),
             report.restored.len(),
             report.set,
             report

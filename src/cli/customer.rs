@@ -4,6 +4,7 @@ use clap::{Args, Subcommand};
 
 use super::Session;
 use crate::catalog::customers::LimitChanges;
+use crate::catalog::states::CustomerStatus;
 use crate::ops::customers::{self, CreateCustomer, ListCustomers, UpdateCustomer};
 
 #[derive(Debug, Subcommand)]
@@ -111,9 +112,9 @@ pub struct ListArgs {
     /// Only customers on this plan
     #[arg(long, value_name = "PLAN")]
     pub plan: Option<String>,
-    /// Only customers in this status: active, suspended or deleted
+    /// Only customers in this status
     #[arg(long, value_name = "STATUS")]
-    pub status: Option<String>,
+    pub status: Option<CustomerStatus>,
     /// Only customers whose slug, email, name or company contains TEXT
     #[arg(long, value_name = "TEXT")]
     pub search: Option<String>,

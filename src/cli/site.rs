@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::Session;
+use crate::catalog::states::SiteStatus;
 use crate::error::{Error, Result};
 use crate::ops::sites::{self, CreateSite, ListSites, UpdateSite};
 use crate::site_config::{self, MAX_CONFIG_BYTES};
@@ -117,9 +118,9 @@ pub struct CreateArgs {
 pub struct ListArgs {
     /// Only this customer's sites (slug, id or email)
     pub customer: Option<String>,
-    /// Only sites in this status: draft, deployed, stopped or failed
+    /// Only sites in this status
     #[arg(long, value_name = "STATUS")]
-    pub status: Option<String>,
+    pub status: Option<SiteStatus>,
     /// Only sites whose domain contains TEXT
     #[arg(long, value_name = "TEXT")]
     pub domain: Option<String>,
@@ -145,9 +146,9 @@ pub struct UpdateArgs {
     /// New port (1-65535), or 'none' to remove it
     #[arg(long, value_name = "PORT|none", value_parser = parse_port)]
     pub port: Option<PortArg>,
-    /// New status: draft, deployed, stopped or failed
+    /// New status
     #[arg(long, value_name = "STATUS")]
-    pub status: Option<String>,
+    pub status: Option<SiteStatus>,
     /// Replace the config with a JSON object from FILE, or '-' for stdin
     #[arg(long, value_name = "FILE|-")]
     pub config: Option<PathBuf>,

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::catalog::customers::LimitChanges;
+use crate::catalog::states::{CustomerStatus, SiteStatus};
 use crate::validate;
 
 /// A customer as the files describe it. `None` (or a limit left out) means the file
@@ -24,11 +25,22 @@ pub struct CustomerDoc {
     pub plan: Option<String>,
     pub slug: Option<String>,
     /// `active` or `suspended`; applied to a customer the import creates.
-    pub status: Option<String>,
+    pub status: Option<CustomerStatus>,
     pub status_reason: Option<String>,
     /// Quota overrides: `Some(None)` is an explicit null, the plan's value.
     pub limits: LimitChanges,
     pub metadata: Option<Map<String, Value>>,
+}
+
+crate::words::word_enum! {
+    /// What `import` did, or in a dry run would do, with one file.
+    pub enum ImportAction ("import action") {
+        Created = "created",
+        Updated = "updated",
+        Unchanged = "unchanged",
+        Skipped = "skipped",
+        Failed = "failed",
+    }
 }
 
 /// The key `export` adds to a site file, listing the column keys it wrote that the
@@ -48,7 +60,7 @@ pub struct SiteDoc {
     pub domain: String,
     pub port: Option<i64>,
     pub business_type: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<SiteStatus>,
     pub config: Value,
 }
 
@@ -156,15 +168,16 @@ pub fn customer(object: &Map<String, Value>, prefix: &str) -> Result<CustomerDoc
     if let Some(slug) = &slug {
         validate::slug(slug).map_err(|e| Problem::new(&named("slug"), e.to_string()))?;
     }
-    let status = optional_text(object, &["status"]).map_err(with_prefix)?;
-    if let Some(status) = &status
-        && !["active", "suspended"].contains(&status.as_str())
-    {
-        return Err(Problem::new(
-            &named("status"),
-            format!("'{}' is not active or suspended", validate::printable(status)),
-        ));
-    }
+    let status = optional_text(object, &["status"])
+        .map_err(with_prefix)?
+        .map(|status| match status.parse::<CustomerStatus>() {
+            Ok(status @ (CustomerStatus::Active | CustomerStatus::Suspended)) => Ok(status),
+            _ => Err(Problem::new(
+                &named("status"),
+                format!("'{}' is not active or suspended", validate::printable(&status)),
+            )),
+        })
+        .transpose()?;
     Ok(CustomerDoc {
         email,
         name: optional_text(object, &["name"]).map_err(with_prefix)?,
@@ -286,18 +299,19 @@ fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Proble
             ));
         }
     };
-    let status = optional_text(object, &["status"])?;
-    if let Some(status) = &status
-        && !crate::site_config::STATUSES.contains(&status.as_str())
-    {
-        return Err(Problem::new(
-            "status",
-            format!(
-                "'{}' is not draft, deployed, stopped or failed",
-                validate::printable(status)
-            ),
-        ));
-    }
+    let status = optional_text(object, &["status"])?
+        .map(|status| {
+            status.parse::<SiteStatus>().map_err(|_| {
+                Problem::new(
+                    "status",
+                    format!(
+                        "'{}' is not draft, deployed, stopped or failed",
+                        validate::printable(&status)
+                    ),
+                )
+            })
+        })
+        .transpose()?;
     crate::site_config::check_document(document).map_err(|e| Problem::new("file", e.to_string()))?;
     Ok(SiteDoc {
         legacy_id: legacy_id(object)?,

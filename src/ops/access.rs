@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::{Actor, config, customers};
 use crate::catalog::access::{self, ApiKey, NewKey, NewSession, Session};
 use crate::catalog::model::{Customer, NewAuditEvent};
+use crate::catalog::states::{CustomerStatus, KeyStatus};
 use crate::catalog::{Catalog, audit};
 use crate::error::{Error, Result};
 use crate::{time, validate};
@@ -42,7 +43,7 @@ const SECRET_LENGTH: usize = 40;
 
 fn active_customer(catalog: &Catalog, reference: &str, what: &str) -> Result<Customer> {
     let customer = customers::resolve(catalog.conn(), reference)?;
-    if customer.status != "active" {
+    if customer.status != CustomerStatus::Active {
         return Err(Error::refused(format!(
             "customer {} is {}; cannot {what}",
             customer.slug, customer.status
@@ -230,7 +231,7 @@ pub fn verify_key(catalog: &mut Catalog, token: &str) -> Result<Verified> {
     }
     let key = access::key_by_id(catalog.conn(), id)?.ok_or_else(invalid)?;
     let customer = customers::resolve(catalog.conn(), &key.customer_id.to_string())?;
-    if key.status != "active" || customer.status != "active" {
+    if key.status != KeyStatus::Active || customer.status != CustomerStatus::Active {
         return Err(invalid());
     }
     catalog.write(|tx| access::touch_key(tx, id, &time::now()))?;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::{Reported, config};
 use crate::backup::create::{Created, SetRequest, TenantSource, create_set};
 use crate::backup::prune::{PruneReport, Retention};
+use crate::backup::states::{BackupKind, EntryScope, SetScope};
 use crate::backup::verify::{FileCheck, verify_set};
 use crate::backup::{BackupSet, Entry, Manifest, Skipped, find_set, list_sets, prune};
 use crate::catalog::Catalog;
@@ -29,7 +30,7 @@ pub enum BackupScope {
 pub struct BackupRequest {
     pub scope: BackupScope,
     pub label: Option<String>,
-    pub kind: String,
+    pub kind: BackupKind,
     pub jobs: usize,
 }
 
@@ -74,9 +75,9 @@ pub enum BackupReport {
 pub struct NothingWritten {
     pub id: Option<String>,
     pub path: Option<String>,
-    pub scope: String,
+    pub scope: SetScope,
     pub label: Option<String>,
-    pub kind: String,
+    pub kind: BackupKind,
     pub entries: Vec<Entry>,
     pub skipped: Vec<Skipped>,
 }
@@ -131,11 +132,11 @@ pub fn backup(
     let with_catalog = !matches!(request.scope, BackupScope::Customers(_));
     let set_request = SetRequest {
         label,
-        kind: &request.kind,
+        kind: request.kind,
         scope: match request.scope {
-            BackupScope::All => "all",
-            BackupScope::Catalog => "catalog",
-            BackupScope::Customers(_) => "customers",
+            BackupScope::All => SetScope::All,
+            BackupScope::Catalog => SetScope::Catalog,
+            BackupScope::Customers(_) => SetScope::Customers,
         },
         catalog_schema_version: catalog.schema_version()?,
         tenants,
@@ -148,9 +149,9 @@ pub fn backup(
         Created::Nothing { skipped } => BackupReport::NothingWritten(NothingWritten {
             id: None,
             path: None,
-            scope: set_request.scope.to_string(),
+            scope: set_request.scope,
             label: set_request.label,
-            kind: request.kind.clone(),
+            kind: request.kind,
             entries: Vec::new(),
             skipped,
         }),
@@ -178,7 +179,7 @@ pub struct SetSummary {
     pub id: String,
     pub created_at: String,
     pub finished_at: String,
-    pub kind: String,
+    pub kind: BackupKind,
     pub label: Option<String>,
     pub catalog: bool,
     pub tenants: usize,
@@ -200,10 +201,10 @@ pub fn list(backup_dir: &Path, customer: Option<&str>) -> Result<Vec<SetSummary>
                 id: m.id.clone(),
                 created_at: m.created_at.clone(),
                 finished_at: m.finished_at.clone(),
-                kind: m.kind.clone(),
+                kind: m.kind,
                 label: m.label.clone(),
                 catalog: m.catalog_entry().is_some(),
-                tenants: m.entries.iter().filter(|e| e.scope == "tenant").count(),
+                tenants: m.entries.iter().filter(|e| e.scope == EntryScope::Tenant).count(),
                 linked: m.entries.iter().filter(|e| e.linked_from.is_some()).count(),
                 skipped: m.skipped.len(),
                 bytes: m.bytes(),
@@ -214,7 +215,7 @@ pub fn list(backup_dir: &Path, customer: Option<&str>) -> Result<Vec<SetSummary>
 
 /// Whether a tenant entry is the one a customer reference (slug or id) names.
 pub(crate) fn entry_names(entry: &Entry, reference: &str) -> bool {
-    entry.scope == "tenant"
+    entry.scope == EntryScope::Tenant
         && (entry
             .customer_slug
             .as_deref()

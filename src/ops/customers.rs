@@ -11,14 +11,13 @@ use super::{Actor, config, quota};
 use crate::catalog::customers::{self, CustomerChanges, CustomerFilter, LimitChanges};
 use crate::catalog::model::{Customer, NewCustomer, SiteSummary};
 use crate::catalog::operations::{self, NewOperation};
+use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::{Catalog, is_unique_violation, plans, tenants};
 use crate::engine::{Engine, Engines, Placement};
 use crate::error::{Error, Result};
 use crate::lock::Owner;
 use crate::ops::recovery::{self, crash_point};
 use crate::{migrations, validate};
-
-pub const STATUSES: &[&str] = &["active", "suspended", "deleted"];
 
 /// Finds a customer by slug, numeric id or email; exit 3 when none matches.
 pub fn resolve(conn: &Connection, reference: &str) -> Result<Customer> {
@@ -114,7 +113,7 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
         };
         let customer = customers::insert(tx, &new)?;
         tenants::record_applied(tx, customer.id, &built.applied)?;
-        tenants::record_run(tx, customer.id, built.schema_version, "ok", None)?;
+        tenants::record_run(tx, customer.id, built.schema_version, TenantMigrationStatus::Ok, None)?;
         let op = operations::open(
             tx,
             &NewOperation {
@@ -241,7 +240,7 @@ fn existing_plan(conn: &Connection, name: &str) -> Result<String> {
 #[derive(Debug, Clone, Default)]
 pub struct ListCustomers {
     pub plan: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<CustomerStatus>,
     pub search: Option<String>,
     pub limit: Option<u64>,
 }
@@ -252,29 +251,15 @@ pub fn list(catalog: &Catalog, request: &ListCustomers) -> Result<Vec<Customer>>
         .as_deref()
         .map(|p| existing_plan(catalog.conn(), p))
         .transpose()?;
-    if let Some(status) = &request.status {
-        check_status(status)?;
-    }
     customers::list(
         catalog.conn(),
         &CustomerFilter {
             plan,
-            status: request.status.clone(),
+            status: request.status,
             search: request.search.clone(),
             limit: request.limit.filter(|n| *n > 0),
         },
     )
-}
-
-pub fn check_status(status: &str) -> Result<()> {
-    if STATUSES.contains(&status) {
-        Ok(())
-    } else {
-        Err(
-            Error::usage(format!("invalid status '{}'", validate::printable(status)))
-                .with_hint("use active, suspended or deleted"),
-        )
-    }
 }
 
 /// A customer with its limits, usage against them, and sites.
@@ -300,7 +285,7 @@ pub fn show(catalog: &Catalog, reference: &str) -> Result<CustomerDetails> {
     let sites = customers::sites_of(conn, customer.id)?;
     let mut sites_by_status = BTreeMap::new();
     for site in &sites {
-        *sites_by_status.entry(site.status.clone()).or_insert(0) += 1;
+        *sites_by_status.entry(site.status.to_string()).or_insert(0) += 1;
     }
     Ok(CustomerDetails {
         quota: quota::lines(&used, &limits),
@@ -456,7 +441,7 @@ fn changed_fields(before: &Customer, after: &Customer) -> Result<Map<String, Val
 }
 
 fn refuse_deleted(customer: &Customer, what: &str) -> Result<()> {
-    if customer.status == "deleted" {
+    if customer.status == CustomerStatus::Deleted {
         return Err(
             Error::refused(format!("customer {} is deleted; cannot {what} it", customer.slug)).with_hint(
                 format!("run 'tenantctl customer undelete {}' first", customer.slug),
@@ -487,13 +472,13 @@ pub fn suspend(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, reason:
     catalog.write(|tx| {
         let customer = resolve(tx, reference)?;
         refuse_deleted(&customer, "suspend")?;
-        if customer.status == "suspended" {
+        if customer.status == CustomerStatus::Suspended {
             return Err(Error::refused(format!(
                 "customer {} is already suspended",
                 customer.slug
             )));
         }
-        customers::set_status(tx, customer.id, "suspended", Some(&reason))?;
+        customers::set_status(tx, customer.id, CustomerStatus::Suspended, Some(&reason))?;
         audit_customer(
             tx,
             actor,
@@ -509,13 +494,13 @@ pub fn reactivate(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> R
     catalog.write(|tx| {
         let customer = resolve(tx, reference)?;
         refuse_deleted(&customer, "reactivate")?;
-        if customer.status == "active" {
+        if customer.status == CustomerStatus::Active {
             return Err(Error::refused(format!(
                 "customer {} is already active",
                 customer.slug
             )));
         }
-        customers::set_status(tx, customer.id, "active", None)?;
+        customers::set_status(tx, customer.id, CustomerStatus::Active, None)?;
         audit_customer(
             tx,
             actor,
@@ -560,7 +545,7 @@ pub fn delete(
     let owner = Owner::new(&actor.home.run_dir())?;
     let done = catalog.write(|tx| {
         let customer = resolve(tx, &before.id.to_string())?;
-        if customer.status == "deleted" {
+        if customer.status == CustomerStatus::Deleted {
             return Err(Error::refused(format!(
                 "customer {} is already deleted",
                 customer.slug
@@ -570,7 +555,12 @@ pub fn delete(
         let to = engine.retired_placement(&customer.slug, customer.id)?;
         let to_text = to.location.clone();
         let file_present = engine.tenant(&from).exists();
-        customers::set_status(tx, customer.id, "deleted", customer.status_reason.as_deref())?;
+        customers::set_status(
+            tx,
+            customer.id,
+            CustomerStatus::Deleted,
+            customer.status_reason.as_deref(),
+        )?;
         let (sites, keys, sessions) = customers::shut_down_access(tx, customer.id)?;
         customers::set_placement(tx, customer.id, &to)?;
         audit_customer(
@@ -644,7 +634,7 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
     let done = catalog.write(
         |tx| {
             let customer = resolve(tx, reference)?;
-            if customer.status != "deleted" {
+            if customer.status != CustomerStatus::Deleted {
                 return Err(Error::refused(format!(
                     "customer {} is not deleted",
                     customer.slug
@@ -710,7 +700,7 @@ pub fn purge(
     let owner = Owner::new(&actor.home.run_dir())?;
     let (customer, operation) = catalog.write(|tx| {
         let customer = resolve(tx, reference)?;
-        if customer.status != "deleted" {
+        if customer.status != CustomerStatus::Deleted {
             return Err(Error::refused(format!(
                 "customer {} is {}, not deleted",
                 customer.slug, customer.status

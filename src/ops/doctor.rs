@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{Reported, config};
 use crate::catalog::Catalog;
+use crate::catalog::states::{CatalogMigrationStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, TenantRow};
 use crate::engine::{Engines, sqlite};
 use crate::error::{Error, Result};
@@ -238,7 +239,7 @@ fn catalog_checks(doctor: &mut Doctor, catalog: &Catalog) -> Result<bool> {
     let migrations = catalog.migrations()?;
     let pending: Vec<String> = migrations
         .iter()
-        .filter(|m| m.status != "applied")
+        .filter(|m| m.status != CatalogMigrationStatus::Applied)
         .map(|m| format!("V{} {}", m.version, m.status))
         .collect();
     if pending.is_empty() {
@@ -329,7 +330,7 @@ fn tenant_checks(
             let mut conn = Catalog::open(catalog.path())?;
             conn.write(|tx| {
                 tenants::record_applied(tx, tenant.customer_id, &applied)?;
-                tenants::record_run(tx, tenant.customer_id, actual, "ok", None)
+                tenants::record_run(tx, tenant.customer_id, actual, TenantMigrationStatus::Ok, None)
             })?;
             Ok(format!("recorded V{actual}"))
         };
@@ -370,7 +371,7 @@ fn tenant_checks(
             );
         }
     }
-    if tenant.migration_status == "failed" {
+    if tenant.migration_status == TenantMigrationStatus::Failed {
         let error = tenant.migration_error.clone().unwrap_or_default();
         doctor.add(
             "tenant.last_migration",

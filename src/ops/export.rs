@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::model::{Customer, Site};
 use crate::catalog::sites::{self, SiteFilter};
+use crate::catalog::states::CustomerStatus;
 use crate::catalog::{Catalog, plans};
 use crate::error::{Error, Result};
 use crate::files;
@@ -106,7 +107,7 @@ fn write_export_tree(catalog: &Catalog, root: &Path) -> Result<(usize, usize, us
     let plan_count = write_plans_file(catalog, root)?;
     let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
     let (mut customers, mut site_count) = (0, 0);
-    for customer in everyone.iter().filter(|c| c.status != "deleted") {
+    for customer in everyone.iter().filter(|c| c.status != CustomerStatus::Deleted) {
         let folder = root.join(&customer.slug);
         let sites_folder = folder.join("sites");
         files::create_private_dir(&sites_folder)?;

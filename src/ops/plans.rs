@@ -7,6 +7,7 @@ use rusqlite::Connection;
 use super::{Actor, quota};
 use crate::catalog::customers::{self, CustomerFilter};
 use crate::catalog::model::{NewAuditEvent, Plan};
+use crate::catalog::states::CustomerStatus;
 use crate::catalog::{Catalog, audit, plans};
 use crate::error::{Error, Result};
 use crate::validate;
@@ -163,7 +164,7 @@ pub(crate) fn customers_put_over(conn: &Connection, old: &Plan, new: &Plan) -> R
         },
     )?;
     let mut over = Vec::new();
-    for customer in on_plan.iter().filter(|c| c.status != "deleted") {
+    for customer in on_plan.iter().filter(|c| c.status != CustomerStatus::Deleted) {
         let before = quota::effective(old, customer.overrides());
         let after = quota::effective(new, customer.overrides());
         for breach in quota::breaches(conn, customer, &before, &after)? {

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::tenants::live_customer;
 use super::{Actor, Reported, customers};
 use crate::catalog::Catalog;
+use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, QueryRecord, TenantRow};
 use crate::engine::{Engines, Finished, RowSink, ScriptOutcome, TenantDatabase};
 use crate::error::{Error, Result};
@@ -84,7 +85,7 @@ fn recorded<T>(
         if let Some(applied) = &applied {
             tenants::record_applied(tx, customer.id, applied)?;
             let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
-            tenants::record_run(tx, customer.id, version, "ok", None)?;
+            tenants::record_run(tx, customer.id, version, TenantMigrationStatus::Ok, None)?;
         }
         Ok(())
     })?;
@@ -131,7 +132,7 @@ pub fn run_all(
     }
     let active: Vec<TenantRow> = tenants::live_tenants(catalog.conn(), None)?
         .into_iter()
-        .filter(|t| t.status == "active")
+        .filter(|t| t.status == CustomerStatus::Active)
         .collect();
     let engines = Engines::new(actor.home);
     let outcomes = fan_out_all(&active, jobs, |tenant| {

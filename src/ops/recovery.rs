@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::catalog::Catalog;
 use crate::catalog::customers;
 use crate::catalog::operations::{self, Operation};
+use crate::catalog::states::CustomerStatus;
 use crate::engine::{Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -135,7 +136,8 @@ fn undo_create(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Resu
     if let Some(id) = op.customer_id {
         // The slug was the provisioning row's alone, so whatever sits at its
         // placement is this create's database.
-        if customers::any_by_id(catalog.conn(), id)?.is_some_and(|c| c.status == "provisioning") {
+        if customers::any_by_id(catalog.conn(), id)?.is_some_and(|c| c.status == CustomerStatus::Provisioning)
+        {
             engine.destroy(&placement)?;
         }
     }
@@ -182,7 +184,7 @@ pub fn finish_import(
             }
             customers::activate(tx, *id)?;
             if let Some(reason) = suspend {
-                customers::set_status(tx, *id, "suspended", Some(reason))?;
+                customers::set_status(tx, *id, CustomerStatus::Suspended, Some(reason))?;
             }
         }
         operations::close(tx, op)

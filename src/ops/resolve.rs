@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::catalog::customers;
+use crate::catalog::states::CustomerStatus;
 use crate::catalog::{Catalog, settings, sites};
 use crate::error::{Error, Result};
 use crate::validate::printable;
@@ -15,7 +16,7 @@ pub struct Resolution {
     pub matched_by: String,
     pub customer_id: i64,
     pub customer: String,
-    pub customer_status: String,
+    pub customer_status: CustomerStatus,
     pub site_id: Option<i64>,
     pub site_domain: Option<String>,
     pub db_path: String,
@@ -81,7 +82,7 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Resolution> {
 /// A deleted customer serves nothing: exit 3, as for an unknown host, so request paths
 /// that look only at the exit code never reach a trashed database.
 fn refuse_deleted(host: &str, customer: &crate::catalog::model::Customer) -> Result<()> {
-    if customer.status == "deleted" {
+    if customer.status == CustomerStatus::Deleted {
         return Err(Error::not_found(format!(
             "'{}' belonged to customer {}, which is deleted",
             printable(host),

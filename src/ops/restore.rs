@@ -12,8 +12,10 @@ use serde_json::json;
 use super::backup::entry_names;
 use super::{Actor, customers};
 use crate::backup::create::{Created, SetRequest, TenantSource, create_set};
+use crate::backup::states::{BackupKind, EntryScope, RestoreStatus, SaveStatus, SetScope};
 use crate::backup::{BackupSet, Entry, Manifest, Skipped, find_set, list_sets, restore as swap};
 use crate::catalog::model::NewAuditEvent;
+use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::tenants;
 use crate::catalog::{Catalog, audit};
 use crate::engine::{self, Engines, TenantDatabase};
@@ -44,15 +46,14 @@ pub struct RestoreRequest {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Restored {
-    pub scope: String,
+    pub scope: EntryScope,
     pub customer: Option<String>,
     pub from_customer: Option<String>,
     pub file: String,
     pub target: String,
     pub schema_version: i64,
-    /// `restored`, or `skipped` with a reason; in a dry run `would-replace` or
-    /// `would-create` (no file there now).
-    pub status: String,
+    /// `skipped` comes with a reason.
+    pub status: RestoreStatus,
     pub reason: Option<String>,
 }
 
@@ -75,13 +76,11 @@ pub struct RestoreReport {
 /// A live file saved in the pre-restore set before it is replaced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Saved {
-    pub scope: String,
+    pub scope: EntryScope,
     pub customer: Option<String>,
     /// The live file.
     pub source: String,
-    /// `saved`; `kept-damaged` when it failed its check and was kept as raw bytes;
-    /// `not-saved` when it could not be read at all; `would-save` in a dry run.
-    pub status: String,
+    pub status: SaveStatus,
     pub reason: Option<String>,
 }
 
@@ -347,7 +346,7 @@ fn restore_tenants(
         let Some(target) = into.clone().or_else(|| source.0.clone()) else {
             return Err(Error::unexpected("a restore source without a customer"));
         };
-        if target.status == "deleted" {
+        if target.status == CustomerStatus::Deleted {
             // Without its file in the trash, undelete itself takes it from a backup.
             let how = if engines.tenant(&target.placement)?.exists() {
                 format!("run 'tenantctl customer undelete {}' first", target.slug)
@@ -399,14 +398,17 @@ fn restore_tenants(
     }
     swap_all_in(&staged)?;
     for plan in &to_do {
-        report
-            .restored
-            .push(restored_line(plan, "restored", None, plan.entry.schema_version));
+        report.restored.push(restored_line(
+            plan,
+            RestoreStatus::Restored,
+            None,
+            plan.entry.schema_version,
+        ));
     }
     for plan in &skipped {
         report.restored.push(restored_line(
             plan,
-            "skipped",
+            RestoreStatus::Skipped,
             skip_reason(plan, request.if_missing),
             plan.entry.schema_version,
         ));
@@ -498,9 +500,9 @@ fn planned_report(
     report.dry_run = true;
     for plan in to_do {
         let status = if plan.target.exists() {
-            "would-replace"
+            RestoreStatus::WouldReplace
         } else {
-            "would-create"
+            RestoreStatus::WouldCreate
         };
         report
             .restored
@@ -508,25 +510,30 @@ fn planned_report(
     }
     for plan in skipped {
         let reason = skip_reason(plan, request.if_missing);
-        report
-            .restored
-            .push(restored_line(plan, "skipped", reason, plan.entry.schema_version));
+        report.restored.push(restored_line(
+            plan,
+            RestoreStatus::Skipped,
+            reason,
+            plan.entry.schema_version,
+        ));
     }
-    let would_save = |scope: &str, customer: Option<String>, source: String| Saved {
-        scope: scope.to_string(),
+    let would_save = |scope: EntryScope, customer: Option<String>, source: String| Saved {
+        scope,
         customer,
         source,
-        status: "would-save".to_string(),
+        status: SaveStatus::WouldSave,
         reason: None,
     };
     report.pre_restore = live_catalog
-        .map(|path| would_save("catalog", None, path.display().to_string()))
+        .map(|path| would_save(EntryScope::Catalog, None, path.display().to_string()))
         .into_iter()
-        .chain(
-            replaced
-                .iter()
-                .map(|t| would_save("tenant", Some(t.customer_slug.clone()), t.database.describe())),
-        )
+        .chain(replaced.iter().map(|t| {
+            would_save(
+                EntryScope::Tenant,
+                Some(t.customer_slug.clone()),
+                t.database.describe(),
+            )
+        }))
         .collect();
     report
 }
@@ -543,15 +550,15 @@ fn skip_reason(plan: &Planned, if_missing: bool) -> Option<&'static str> {
     }
 }
 
-fn restored_line(plan: &Planned, status: &str, reason: Option<&str>, version: i64) -> Restored {
+fn restored_line(plan: &Planned, status: RestoreStatus, reason: Option<&str>, version: i64) -> Restored {
     Restored {
-        scope: plan.entry.scope.clone(),
+        scope: plan.entry.scope,
         customer: plan.customer.clone(),
         from_customer: plan.entry.customer_slug.clone(),
         file: plan.entry.file.clone(),
         target: plan.target.describe(),
         schema_version: version,
-        status: status.to_string(),
+        status,
         reason: reason.map(str::to_string),
     }
 }
@@ -665,11 +672,11 @@ fn pre_restore_request(
     catalog_schema_version: i64,
     tenants: Vec<TenantSource>,
     jobs: usize,
-) -> SetRequest<'static> {
+) -> SetRequest {
     SetRequest {
         label: Some(format!("before restoring {}", set.manifest.id)),
-        kind: "pre-restore",
-        scope: "replaced",
+        kind: BackupKind::PreRestore,
+        scope: SetScope::Replaced,
         catalog_schema_version,
         tenants,
         jobs,
@@ -695,27 +702,26 @@ fn saved_lines(
     let mut lines: Vec<Saved> = entries
         .iter()
         .map(|entry| Saved {
-            scope: entry.scope.clone(),
+            scope: entry.scope,
             customer: entry.customer_slug.clone(),
-            source: if entry.scope == "tenant" {
+            source: if entry.scope == EntryScope::Tenant {
                 path_of(entry.customer_id)
             } else {
                 catalog_path.display().to_string()
             },
             status: if entry.damaged.is_some() {
-                "kept-damaged"
+                SaveStatus::KeptDamaged
             } else {
-                "saved"
-            }
-            .to_string(),
+                SaveStatus::Saved
+            },
             reason: entry.damaged.clone(),
         })
         .collect();
     lines.extend(skipped.iter().map(|left| Saved {
-        scope: "tenant".to_string(),
+        scope: EntryScope::Tenant,
         customer: Some(left.customer.clone()),
         source: path_of(Some(left.customer_id)),
-        status: "not-saved".to_string(),
+        status: SaveStatus::NotSaved,
         reason: Some(left.reason.clone()),
     }));
     lines
@@ -739,7 +745,7 @@ fn record_tenants_and_audit(
     for line in report
         .restored
         .iter_mut()
-        .filter(|r| r.status == "restored" && r.scope == "tenant")
+        .filter(|r| r.status == RestoreStatus::Restored && r.scope == EntryScope::Tenant)
     {
         if let Some((_, _, list)) = applied.iter().find(|(_, name, _)| *name == line.target) {
             line.schema_version = list.iter().map(|m| m.version).max().unwrap_or(0);
@@ -753,7 +759,7 @@ fn record_tenants_and_audit(
     catalog.write(|tx| {
         for (id, _, list) in &applied {
             tenants::record_applied(tx, *id, list)?;
-            tenants::record_run(tx, *id, list.iter().map(|m| m.version).max().unwrap_or(0), "ok", None)?;
+            tenants::record_run(tx, *id, list.iter().map(|m| m.version).max().unwrap_or(0), TenantMigrationStatus::Ok, None)?;
         }
         audit::record(
             tx,
@@ -764,8 +770,8 @@ fn record_tenants_and_audit(
                 target: report.set.clone(),
                 customer_id: None,
                 details: json!({"scope": scope, "pre_restore_set": report.pre_restore_set,
-                    "restored": report.restored.iter().filter(|r| r.status == "restored").map(|r| &r.file).collect::<Vec<_>>(),
-                    "kept_damaged": report.pre_restore.iter().filter(|s| s.status == "kept-damaged").map(|s| &s.source).collect::<Vec<_>>(),
+                    "restored": report.restored.iter().filter(|r| r.status == RestoreStatus::Restored).map(|r| &r.file).collect::<Vec<_>>(),
+                    "kept_damaged": report.pre_restore.iter().filter(|s| s.status == SaveStatus::KeptDamaged).map(|s| &s.source).collect::<Vec<_>>(),
                     "into": request.into}),
             },
         )?;
@@ -795,7 +801,12 @@ fn restore_catalog(
     };
     let mut tenant_plans = Vec::new();
     if everything {
-        for entry in set.manifest.entries.iter().filter(|e| e.scope == "tenant") {
+        for entry in set
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.scope == EntryScope::Tenant)
+        {
             let slug = entry.customer_slug.clone().unwrap_or_default();
             tenant_plans.push(Planned {
                 source: set.file(entry)?,
@@ -860,19 +871,22 @@ fn restore_catalog(
     swap_all_in(&staged)?;
     report.restored.push(restored_line(
         &catalog_plan,
-        "restored",
+        RestoreStatus::Restored,
         None,
         catalog_plan.entry.schema_version,
     ));
     for plan in &tenant_plans {
-        report
-            .restored
-            .push(restored_line(plan, "restored", None, plan.entry.schema_version));
+        report.restored.push(restored_line(
+            plan,
+            RestoreStatus::Restored,
+            None,
+            plan.entry.schema_version,
+        ));
     }
     for plan in &skipped {
         report.restored.push(restored_line(
             plan,
-            "skipped",
+            RestoreStatus::Skipped,
             skip_reason(plan, request.if_missing),
             plan.entry.schema_version,
         ));
@@ -898,7 +912,7 @@ fn normalise_placements(
     let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
     let mut placements = Vec::with_capacity(everyone.len());
     for customer in &everyone {
-        let deleted = customer.status == "deleted";
+        let deleted = customer.status == CustomerStatus::Deleted;
         let placement = if deleted {
             engine.retired_placement(&customer.slug, customer.id)?
         } else {
@@ -935,7 +949,7 @@ pub fn undelete_from_backup(
 ) -> Result<(crate::catalog::model::Customer, String)> {
     let mut catalog = Catalog::open_ready(home_catalog)?;
     let customer = customers::resolve(catalog.conn(), reference)?;
-    if customer.status != "deleted" {
+    if customer.status != CustomerStatus::Deleted {
         return Err(
             Error::refused(format!("customer {} is not deleted", customer.slug)).with_hint(format!(
                 "to put back its database, run 'tenantctl restore --at TIME --customer {}'",
@@ -989,7 +1003,7 @@ pub fn undelete_from_backup(
         |tx| {
             // Checked again under the write lock: another undelete may have won.
             let now = customers::resolve(tx, &customer.id.to_string())?;
-            if now.status != "deleted" || target.exists() {
+            if now.status != CustomerStatus::Deleted || target.exists() {
                 return Err(Error::refused(format!(
                     "customer {} was undeleted meanwhile",
                     now.slug
@@ -998,7 +1012,7 @@ pub fn undelete_from_backup(
             crate::catalog::customers::undelete(tx, now.id, target.placement())?;
             let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
             tenants::record_applied(tx, now.id, applied)?;
-            tenants::record_run(tx, now.id, version, "ok", None)?;
+            tenants::record_run(tx, now.id, version, TenantMigrationStatus::Ok, None)?;
             let restored = crate::catalog::customers::by_id(tx, now.id)?
                 .ok_or_else(|| Error::unexpected(format!("customer {} vanished", now.slug)))?;
             customers::audit_customer(

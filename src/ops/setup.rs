@@ -7,8 +7,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Actor, config};
+use crate::backup::states::{BackupKind, EntryScope, SetScope};
 use crate::catalog::customers::{self, CountColumn};
 use crate::catalog::model::NewAuditEvent;
+use crate::catalog::states::CatalogMigrationStatus;
 use crate::catalog::{Catalog, MigrationRecord, audit};
 use crate::engine::Engines;
 use crate::error::{Error, Result};
@@ -56,7 +58,7 @@ pub fn init(
         .filter(|m| {
             before
                 .iter()
-                .any(|b| b.version == m.version && b.status == "pending")
+                .any(|b| b.version == m.version && b.status == CatalogMigrationStatus::Pending)
         })
         .cloned()
         .collect();
@@ -167,9 +169,8 @@ pub struct StatusReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct NewestBackup {
     pub id: String,
-    pub kind: String,
-    /// `all`, `catalog`, `customers` or `replaced` (a pre-restore set).
-    pub scope: String,
+    pub kind: BackupKind,
+    pub scope: SetScope,
     pub created_at: String,
     pub age_seconds: i64,
     pub tenants: usize,
@@ -182,8 +183,8 @@ impl NewestBackup {
         let m = set.manifest;
         NewestBackup {
             age_seconds: m.created().map_or(0, |c| (chrono::Utc::now() - c).num_seconds()),
-            scope: m.scope().to_string(),
-            tenants: m.entries.iter().filter(|e| e.scope == "tenant").count(),
+            scope: m.scope(),
+            tenants: m.entries.iter().filter(|e| e.scope == EntryScope::Tenant).count(),
             skipped: m.skipped.len(),
             id: m.id,
             kind: m.kind,
@@ -196,7 +197,11 @@ impl NewestBackup {
 /// of any kind, which may hold one tenant before a restore.
 fn newest_backups(backup_dir: &Path) -> (Option<NewestBackup>, Option<NewestBackup>) {
     let sets = crate::backup::list_sets(backup_dir).unwrap_or_default();
-    let whole = sets.iter().rev().find(|s| s.manifest.scope() == "all").cloned();
+    let whole = sets
+        .iter()
+        .rev()
+        .find(|s| s.manifest.scope() == SetScope::All)
+        .cloned();
     (
         whole.map(NewestBackup::of),
         sets.into_iter().last().map(NewestBackup::of),
@@ -253,7 +258,7 @@ pub fn status(home: &Home, backup_dir: &Path) -> Result<StatusReport> {
     report.pending_migrations = catalog
         .migrations()?
         .into_iter()
-        .filter(|m| m.status == "pending")
+        .filter(|m| m.status == CatalogMigrationStatus::Pending)
         .map(|m| format!("V{}__{}", m.version, m.name))
         .collect();
     if !report.pending_migrations.is_empty() {

@@ -8,9 +8,10 @@ use serde_json::{Map, Value, json};
 use super::{Actor, customers, quota};
 use crate::catalog::model::{Customer, Deployment, NewSite, Site, Snapshot};
 use crate::catalog::sites::{self, SiteFilter};
+use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind};
 use crate::catalog::{Catalog, is_unique_violation, settings};
 use crate::error::{Error, Result};
-use crate::site_config::{STATUSES, apply_assignment, check_document, with_columns};
+use crate::site_config::{apply_assignment, check_document, with_columns};
 use crate::validate::{self, printable};
 
 /// Finds a site by numeric id or domain; exit 3 when none matches.
@@ -33,17 +34,6 @@ pub fn resolve(conn: &Connection, reference: &str) -> Result<Site> {
         Error::not_found(format!("no site '{}'", printable(reference)))
             .with_hint("give a site id or domain; see 'tenantctl site list'")
     })
-}
-
-fn check_status(status: &str) -> Result<()> {
-    if STATUSES.contains(&status) {
-        Ok(())
-    } else {
-        Err(
-            Error::usage(format!("invalid site status '{}'", printable(status)))
-                .with_hint("use draft, deployed, stopped or failed"),
-        )
-    }
 }
 
 fn check_port(port: i64) -> Result<i64> {
@@ -75,7 +65,8 @@ pub(crate) fn audit_site(
 /// Refuses work on a site whose customer may not have it: deleted always; suspended
 /// too when `active_only`.
 fn require_customer_state(customer: &Customer, active_only: bool, what: &str) -> Result<()> {
-    let refused = customer.status == "deleted" || (active_only && customer.status != "active");
+    let refused = customer.status == CustomerStatus::Deleted
+        || (active_only && customer.status != CustomerStatus::Active);
     if refused {
         return Err(Error::refused(format!(
             "customer {} is {}; cannot {what}",
@@ -167,7 +158,7 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateSite) -> 
                     domain,
                     port,
                     business_type: business_type.clone(),
-                    status: "draft".to_string(),
+                    status: SiteStatus::Draft,
                     config: config.clone(),
                 },
             )?;
@@ -201,7 +192,7 @@ fn default_domain(conn: &Connection, name: &str, customer: &Customer) -> Result<
 #[derive(Debug, Clone, Default)]
 pub struct ListSites {
     pub customer: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<SiteStatus>,
     pub domain: Option<String>,
     pub limit: Option<u64>,
 }
@@ -214,12 +205,9 @@ pub fn list(catalog: &Catalog, request: &ListSites, each: impl FnMut(Site) -> Re
         .map(|c| customers::resolve(catalog.conn(), c))
         .transpose()?
         .map(|c| c.id);
-    if let Some(status) = &request.status {
-        check_status(status)?;
-    }
     let filter = SiteFilter {
         customer_id,
-        status: request.status.clone(),
+        status: request.status,
         domain_contains: request.domain.clone(),
         limit: request.limit.filter(|n| *n > 0),
     };
@@ -250,7 +238,7 @@ pub struct UpdateSite {
     pub domain: Option<String>,
     /// `Some(None)` removes the port.
     pub port: Option<Option<i64>>,
-    pub status: Option<String>,
+    pub status: Option<SiteStatus>,
     pub config: Option<Value>,
     /// `json.path=value` assignments applied to the config.
     pub set: Vec<String>,
@@ -299,9 +287,8 @@ pub fn update(
             if let Some(port) = request.port {
                 next.port = port.map(check_port).transpose()?;
             }
-            if let Some(status) = &request.status {
-                check_status(status)?;
-                next.status = status.clone();
+            if let Some(status) = request.status {
+                next.status = status;
             }
             for assignment in &request.set {
                 apply_assignment(&mut next.config, assignment)?;
@@ -311,7 +298,7 @@ pub fn update(
             }
             require_free(tx, &next.domain, next.port, Some(site.id))?;
             next.config = with_columns(&next.config, &next, false);
-            let snapshot = sites::add_snapshot(tx, site.id, "manual", Some("before update"), &old_config, actor.name)?;
+            let snapshot = sites::add_snapshot(tx, site.id, SnapshotKind::Manual, Some("before update"), &old_config, actor.name)?;
             let updated = sites::update(tx, &site, &next)?;
             let mut changes = Map::new();
             for (field, before, after) in [
@@ -348,7 +335,7 @@ fn current_state(site: &Site, config: &Value) -> NewSite {
         domain: site.domain.clone(),
         port: site.port,
         business_type: site.business_type.clone(),
-        status: site.status.clone(),
+        status: site.status,
         config: config.clone(),
     }
 }
@@ -407,10 +394,11 @@ pub fn deploy(
             let port = requested_port.or(site.port);
             require_free(tx, &site.domain, port, Some(site.id))?;
             let current = site.config_value()?;
-            let snapshot = sites::add_snapshot(tx, site.id, "pre-deploy", None, &current, actor.name)?;
+            let snapshot =
+                sites::add_snapshot(tx, site.id, SnapshotKind::PreDeploy, None, &current, actor.name)?;
             let deployed = NewSite {
                 port,
-                status: "deployed".to_string(),
+                status: SiteStatus::Deployed,
                 ..current_state(&site, &current)
             };
             let config = with_columns(&current, &deployed, false);
@@ -473,11 +461,17 @@ pub fn rollback(
                 target.number
             )));
         }
-        let snapshot =
-            sites::add_snapshot(tx, site.id, "pre-deploy", None, &site.config_value()?, actor.name)?;
+        let snapshot = sites::add_snapshot(
+            tx,
+            site.id,
+            SnapshotKind::PreDeploy,
+            None,
+            &site.config_value()?,
+            actor.name,
+        )?;
         let log = format!("rolled back to deployment {}", target.number);
         let deployed = NewSite {
-            status: "deployed".to_string(),
+            status: SiteStatus::Deployed,
             ..current_state(&site, &target.config)
         };
         let config = with_columns(&target.config, &deployed, false);
@@ -508,7 +502,7 @@ pub fn snapshot(
         let snapshot = sites::add_snapshot(
             tx,
             site.id,
-            "manual",
+            SnapshotKind::Manual,
             name.as_deref(),
             &site.config_value()?,
             actor.name,
@@ -541,7 +535,7 @@ pub fn restore(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, snapsho
                     .with_hint(format!("see 'tenantctl site snapshots {}'", site.domain))
             })?;
         let current = site.config_value()?;
-        let safety = sites::add_snapshot(tx, site.id, "pre-restore", None, &current, actor.name)?;
+        let safety = sites::add_snapshot(tx, site.id, SnapshotKind::PreRestore, None, &current, actor.name)?;
         let mut state = current_state(&site, &snapshot.config);
         state.config = with_columns(&snapshot.config, &state, false);
         let restored = sites::update(tx, &site, &state)?;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::{Actor, Progress, Reported, config, customers};
 use crate::catalog::Catalog;
 use crate::catalog::model::Customer;
+use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, TenantRow};
 use crate::engine::{Engines, Outcome, TenantDatabase, TenantRun};
 use crate::error::{Error, Result};
@@ -23,7 +24,7 @@ use crate::validate;
 /// A customer whose tenant database may be worked on: exit 6 when deleted.
 pub fn live_customer(catalog: &Catalog, reference: &str) -> Result<Customer> {
     let customer = customers::resolve(catalog.conn(), reference)?;
-    if customer.status == "deleted" {
+    if customer.status == CustomerStatus::Deleted {
         return Err(
             Error::refused(format!("customer {} is deleted", customer.slug)).with_hint(format!(
                 "run 'tenantctl customer undelete {}' first",
@@ -147,7 +148,7 @@ pub fn migrate(
             .iter()
             .filter(|f| f.version <= tenant.schema_version)
             .count() as i64;
-        let current = tenant.migration_status == "ok"
+        let current = tenant.migration_status == TenantMigrationStatus::Ok
             && tenant.schema_version == goal
             && !drifted.contains(&tenant.customer_id)
             && ledger.get(&tenant.customer_id).copied().unwrap_or(0) == expected
@@ -305,9 +306,9 @@ fn record(catalog: &mut Catalog, tenants: &[TenantRow], batch: &[(usize, TenantR
         for (index, run) in batch {
             let tenant = &tenants[*index];
             let status = match run.outcome {
-                Outcome::Failed => "failed",
-                Outcome::Drift => "drift",
-                _ => "ok",
+                Outcome::Failed => TenantMigrationStatus::Failed,
+                Outcome::Drift => TenantMigrationStatus::Drift,
+                _ => TenantMigrationStatus::Ok,
             };
             let version = match &run.applied {
                 Some(applied) => {
@@ -366,12 +367,12 @@ impl DbSummary {
 pub struct TenantStatus {
     pub customer: String,
     pub customer_id: i64,
-    pub status: String,
+    pub status: CustomerStatus,
     pub path: String,
     pub size_bytes: u64,
     pub schema_version: i64,
     pub pending: usize,
-    pub migration_status: String,
+    pub migration_status: TenantMigrationStatus,
     pub last_migrated_at: Option<String>,
     pub last_error: Option<String>,
     /// With `--check`: `ok`, or what is wrong with the file.
@@ -400,7 +401,7 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
             .iter()
             .filter(|m| i64::from(m.version()) > row.schema_version)
             .count();
-        let failed = row.migration_status != "ok";
+        let failed = row.migration_status != TenantMigrationStatus::Ok;
         let tenant = engines.tenant(&row.placement)?;
         let size_bytes = tenant.size_bytes();
         summary.tenants += 1;

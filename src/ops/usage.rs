@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{Actor, Reported, customers, quota};
 use crate::catalog::customers::CountColumn;
 use crate::catalog::model::{Customer, NewAuditEvent};
+use crate::catalog::states::CustomerStatus;
 use crate::catalog::{Catalog, audit, usage};
 use crate::error::{Error, Result};
 use crate::{time, validate};
@@ -61,7 +62,7 @@ pub fn record(
     let month = moment.format("%Y-%m").to_string();
     catalog.write(|tx| {
         let customer = customers::resolve(tx, reference)?;
-        if customer.status == "deleted" {
+        if customer.status == CustomerStatus::Deleted {
             return Err(Error::refused(format!("customer {} is deleted", customer.slug)));
         }
         let total = usage::add(tx, customer.id, metric, &month, amount, &time::now())?;
@@ -103,7 +104,7 @@ fn chosen(catalog: &Catalog, reference: Option<&str>) -> Result<Vec<Customer>> {
         None => Ok(
             crate::catalog::customers::list(catalog.conn(), &Default::default())?
                 .into_iter()
-                .filter(|c| c.status != "deleted")
+                .filter(|c| c.status != CustomerStatus::Deleted)
                 .collect(),
         ),
     }
@@ -182,8 +183,17 @@ pub struct Enforcement {
     pub used_bytes: Option<u64>,
     pub limit: i64,
     pub percent: f64,
-    /// `warned`, `suspended`, or with --dry-run `would_suspend`.
-    pub action: String,
+    pub action: EnforcementAction,
+}
+
+crate::words::word_enum! {
+    /// What `quota enforce` did about a customer near or over its storage limit.
+    pub enum EnforcementAction ("enforcement action") {
+        Warned = "warned",
+        Suspended = "suspended",
+        /// With --dry-run, instead of `suspended`.
+        WouldSuspend = "would_suspend",
+    }
 }
 
 /// Percent of the storage limit at which `quota enforce` warns, and suspends.
@@ -197,7 +207,7 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
     let mut actions = Vec::new();
     let active: Vec<Customer> = chosen(catalog, None)?
         .into_iter()
-        .filter(|c| c.status == "active")
+        .filter(|c| c.status == CustomerStatus::Active)
         .collect();
     for customer in active {
         let plan = quota::plan_of(catalog.conn(), &customer)?;
@@ -216,9 +226,9 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
         }
         let suspend = percent_used >= SUSPEND_PERCENT;
         let action = match (suspend, dry_run) {
-            (false, _) => "warned",
-            (true, true) => "would_suspend",
-            (true, false) => "suspended",
+            (false, _) => EnforcementAction::Warned,
+            (true, true) => EnforcementAction::WouldSuspend,
+            (true, false) => EnforcementAction::Suspended,
         };
         if suspend && !dry_run {
             let reason = format!(
@@ -227,10 +237,15 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
             );
             catalog.write(|tx| {
                 let current = customers::resolve(tx, &customer.id.to_string())?;
-                if current.status != "active" {
+                if current.status != CustomerStatus::Active {
                     return Ok(());
                 }
-                crate::catalog::customers::set_status(tx, current.id, "suspended", Some(&reason))?;
+                crate::catalog::customers::set_status(
+                    tx,
+                    current.id,
+                    CustomerStatus::Suspended,
+                    Some(&reason),
+                )?;
                 customers::audit_customer(
                     tx,
                     actor,
@@ -247,7 +262,7 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
             used_bytes: storage.used_bytes,
             limit: storage.limit,
             percent: storage.percent,
-            action: action.to_string(),
+            action,
         });
     }
     Ok(actions)

@@ -8,6 +8,13 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
 
+mod copy;
+
+pub use copy::{
+    PARALLEL_FROM_BYTES, beside, copy_hashed, copy_private, create_for_copy, read_full, sha256_file,
+    write_all_at,
+};
+
 pub const PRIVATE_DIR_MODE: u32 = 0o700;
 pub const PRIVATE_FILE_MODE: u32 = 0o600;
 
@@ -110,88 +117,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(crate::error::Error::io(format!("writing {}", path.display()), e));
     }
     fsync_dir(&dir)
-}
-
-/// Creates `path` (which must not exist) with mode 0600 for one large sequential
-/// write that bypasses the page cache (O_DIRECT) where the file system allows it.
-/// Filling the cache with a copy nobody reads back only to flush it on fsync costs
-/// more than the write itself, and pushes out pages the live databases need.
-pub fn create_for_copy(path: &Path) -> Result<File> {
-    let open = |flags: i32| {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(PRIVATE_FILE_MODE)
-            .custom_flags(flags)
-            .open(path)
-    };
-    let file = match open(nix::libc::O_DIRECT) {
-        // Some file systems (older tmpfs) refuse O_DIRECT outright.
-        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => open(0),
-        other => other,
-    }
-    .io_context(|| format!("creating {}", path.display()))?;
-    // The umask may have narrowed the mode, never widened it; set it exactly.
-    file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))
-        .io_context(|| format!("setting the mode of {}", path.display()))?;
-    Ok(file)
-}
-
-/// Reads until `buffer` is full or the input ends, so that only the last chunk is
-/// short. A read O_DIRECT refuses turns O_DIRECT off for the file, as for writes.
-pub fn read_full(input: &File, buffer: &mut [u8]) -> std::io::Result<usize> {
-    use std::io::Read;
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match (&mut &*input).read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) && stop_direct(input)? => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
-/// Writes all of `bytes` at `offset`. A write O_DIRECT refuses (a buffer, length or
-/// offset the device cannot take directly, such as a short last chunk) turns O_DIRECT
-/// off for the file and is written through the page cache instead.
-pub fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    match file.write_all_at(bytes, offset) {
-        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) && stop_direct(file)? => {
-            file.write_all_at(bytes, offset)
-        }
-        other => other,
-    }
-}
-
-/// Clears O_DIRECT on `file`; false when it was not set.
-fn stop_direct(file: &File) -> std::io::Result<bool> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = OFlag::from_bits_retain(fcntl(file, FcntlArg::F_GETFL)?);
-    if !flags.contains(OFlag::O_DIRECT) {
-        return Ok(false);
-    }
-    fcntl(file, FcntlArg::F_SETFL(flags - OFlag::O_DIRECT))?;
-    Ok(true)
-}
-
-/// Copies the rest of the open file `source` (named `from` in errors) to `to`, which
-/// must not exist, with mode 0600, synced. The kernel copies the bytes.
-pub fn copy_private(source: &mut File, from: &Path, to: &Path) -> Result<()> {
-    let mut copy = || -> std::io::Result<()> {
-        let mut target = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(PRIVATE_FILE_MODE)
-            .open(to)?;
-        target.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
-        std::io::copy(source, &mut target)?;
-        target.sync_all()
-    };
-    copy().map_err(|e| crate::error::Error::io(format!("copying {} to {}", from.display(), to.display()), e))
 }
 
 /// The SQLite side files that belong to a database file.

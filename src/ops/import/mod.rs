@@ -1,0 +1,202 @@
+//! `import DIR`: the legacy file-based configs into the catalog, all or nothing by
+//! default, idempotent; `export DIR` (in `super::export`) writes the same layout back.
+//! The files are first planned against the catalog (`plan`), then written (`write`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{Actor, Reported, config};
+use crate::catalog::model::Plan;
+use crate::catalog::{Catalog, plans};
+use crate::error::{Error, Result};
+use crate::import::scan::scan;
+use crate::import::{ImportAction, Parsed, cross_check};
+use crate::validate;
+
+mod plan;
+mod write;
+
+use plan::{describe_actions, enforce_site_limits, parse_all, plan_against_catalog, plans_from_file};
+use write::{Rows, write};
+
+/// One file's line in the import report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileResult {
+    pub path: String,
+    pub action: ImportAction,
+    pub customer: Option<String>,
+    pub site: Option<String>,
+    pub field: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub files: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub dry_run: bool,
+    /// Whether anything was written to the catalog or tenant folder.
+    pub written: bool,
+    pub summary: Summary,
+    pub files: Vec<FileResult>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportRequest {
+    pub dir: PathBuf,
+    pub dry_run: bool,
+    pub continue_on_error: bool,
+    pub plan: Option<String>,
+    pub jobs: usize,
+}
+
+/// Imports the folder; the report lists every file, and any invalid file makes the
+/// outcome fail: partial with `--continue-on-error`, invalid input without.
+pub fn import(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    request: &ImportRequest,
+) -> Result<Reported<ImportReport>> {
+    let mut known_plans: HashMap<String, Plan> = plans::list(catalog.conn())?
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
+    if let Some(plan) = &request.plan {
+        validate::plan_name(plan)?;
+    }
+    let sources = scan(&request.dir)?;
+    let mut parsed = parse_all(&sources);
+    cross_check(&mut parsed);
+    let mut results: Vec<FileResult> = parsed
+        .iter()
+        .map(|(path, p)| FileResult {
+            path: path.clone(),
+            action: match p {
+                Parsed::Skipped(_) => ImportAction::Skipped,
+                Parsed::Failed(_) => ImportAction::Failed,
+                _ => ImportAction::Unchanged,
+            },
+            customer: None,
+            site: None,
+            field: match p {
+                Parsed::Failed(problem) => Some(problem.field.clone()),
+                _ => None,
+            },
+            reason: match p {
+                Parsed::Failed(problem) => Some(problem.reason.clone()),
+                Parsed::Skipped(why) => Some(why.clone()),
+                _ => None,
+            },
+        })
+        .collect();
+    let plan_updates = plans_from_file(catalog.conn(), &parsed, &mut known_plans, &mut results)?;
+    if let Some(plan) = &request.plan
+        && !known_plans.contains_key(plan)
+    {
+        return Err(Error::usage(format!("unknown plan '{plan}'")).with_hint("see 'tenantctl plan list'"));
+    }
+
+    let default_plan = match &request.plan {
+        Some(plan) => plan.clone(),
+        None => config::default_plan(catalog)?,
+    };
+    let (mut customer_plans, mut site_plans) =
+        plan_against_catalog(catalog.conn(), &parsed, &known_plans, &default_plan, &mut results)?;
+    enforce_site_limits(catalog.conn(), &customer_plans, &site_plans, &mut results)?;
+    let failed = results.iter().any(|r| r.action == ImportAction::Failed);
+    // A customer is written only for files that are written.
+    let live_files: HashSet<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.action != ImportAction::Failed)
+        .map(|(i, _)| i)
+        .collect();
+    site_plans.retain(|s| live_files.contains(&s.file));
+    let wanted_customers: HashSet<String> = site_plans
+        .iter()
+        .map(|s| s.customer_key.clone())
+        .chain(parsed.iter().enumerate().filter_map(|(i, (_, p))| match p {
+            Parsed::Customer(doc) if live_files.contains(&i) => Some(doc.email.to_ascii_lowercase()),
+            _ => None,
+        }))
+        .collect();
+    customer_plans.retain(|key, _| wanted_customers.contains(key));
+    // Which site files describe their customer inline (not through a customer.json).
+    let inline: Vec<bool> = sources.iter().map(|s| s.customer_file.is_none()).collect();
+    describe_actions(&parsed, &inline, &customer_plans, &site_plans, &mut results);
+
+    let mut report = ImportReport {
+        dry_run: request.dry_run,
+        written: false,
+        summary: Summary::default(),
+        files: results,
+    };
+    let nothing_to_do = report.files.iter().all(|r| {
+        matches!(
+            r.action,
+            ImportAction::Unchanged | ImportAction::Skipped | ImportAction::Failed
+        )
+    });
+    if request.dry_run || (failed && !request.continue_on_error) || nothing_to_do {
+        report.summary = summarise(&report.files);
+        return Ok(with_outcome(report, request.continue_on_error));
+    }
+    let rows = Rows {
+        parsed: &parsed,
+        plans: &plan_updates,
+        customers: &customer_plans,
+        sites: &site_plans,
+    };
+    write(catalog, actor, request, &rows)?;
+    report.written = true;
+    report.summary = summarise(&report.files);
+    Ok(with_outcome(report, request.continue_on_error))
+}
+
+/// An import with invalid files fails: exit 8 when the valid ones were (or would be)
+/// imported with `--continue-on-error`, exit 9 when nothing is.
+fn with_outcome(report: ImportReport, continue_on_error: bool) -> Reported<ImportReport> {
+    let s = &report.summary;
+    let failure = (s.failed > 0).then(|| match (report.dry_run, continue_on_error) {
+        (true, true) => Error::partial(format!(
+            "{} of {} files would fail (dry run: nothing written)",
+            s.failed, s.files
+        )),
+        (true, false) => Error::invalid_input(format!(
+            "{} of {} files are invalid (dry run: nothing written)",
+            s.failed, s.files
+        )),
+        (false, true) => Error::partial(format!(
+            "{} of {} files failed; the valid ones were imported",
+            s.failed, s.files
+        )),
+        (false, false) => Error::invalid_input(format!(
+            "{} of {} files are invalid; nothing was written",
+            s.failed, s.files
+        ))
+        .with_hint("fix them, or pass --continue-on-error to import the valid ones"),
+    });
+    Reported::new(report, failure)
+}
+
+fn summarise(files: &[FileResult]) -> Summary {
+    let count = |action: ImportAction| files.iter().filter(|f| f.action == action).count();
+    Summary {
+        files: files.len(),
+        created: count(ImportAction::Created),
+        updated: count(ImportAction::Updated),
+        unchanged: count(ImportAction::Unchanged),
+        skipped: count(ImportAction::Skipped),
+        failed: count(ImportAction::Failed),
+    }
+}

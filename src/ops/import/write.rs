@@ -1,0 +1,323 @@
+//! The writing side of `import`: plans, customers with their new tenant databases,
+//! and sites, in one catalog transaction.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+use super::ImportRequest;
+use super::plan::{CustomerPlan, PlanUpdate, SitePlan, site_changed};
+use crate::catalog::customers::CustomerChanges;
+use crate::catalog::model::{Customer, NewCustomer, NewSite, Site};
+use crate::catalog::operations::{self, NewOperation};
+use crate::catalog::sites;
+use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind, TenantMigrationStatus};
+use crate::catalog::{Catalog, plans, tenants};
+use crate::engine::{Engine, Engines, Placement, Provisioned};
+use crate::error::{Error, Result};
+use crate::import::Parsed;
+use crate::lock::Owner;
+use crate::migrations;
+use crate::ops::recovery::{self, crash_point};
+use crate::ops::{Actor, config, customers, plans as plan_ops};
+
+/// Everything an import writes.
+pub(super) struct Rows<'a> {
+    pub(super) parsed: &'a [(String, Parsed)],
+    pub(super) plans: &'a [PlanUpdate],
+    pub(super) customers: &'a HashMap<String, CustomerPlan>,
+    pub(super) sites: &'a [SitePlan],
+}
+
+/// One transaction for every row, the new customers reserved (invisible) beside the
+/// ledger's note of which database goes where; then the databases are put in place
+/// and the customers made visible. A kill after the transaction is finished by the
+/// next command: what it changed in plans, sites and existing customers stays.
+/// Plans come first: customers name them.
+pub(super) fn write(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    request: &ImportRequest,
+    rows: &Rows<'_>,
+) -> Result<()> {
+    let Rows {
+        parsed,
+        plans: plan_updates,
+        customers: customer_plans,
+        sites: site_plans,
+    } = *rows;
+    let new_customers: Vec<&String> = customer_plans
+        .iter()
+        .filter(|(_, p)| p.existing.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    let migrations = migrations::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
+    let engines = Engines::new(actor.home);
+    let engine = engines.default_engine();
+    let owner = Owner::new(&actor.home.run_dir())?;
+    let provisioned = engine.provision_many(&migrations, new_customers.len(), request.jobs, owner.token())?;
+    let staged: HashMap<String, Provisioned> = new_customers
+        .iter()
+        .map(|k| (*k).clone())
+        .zip(provisioned)
+        .collect();
+    let written = catalog.write(|tx| {
+        for update in plan_updates {
+            // Read again inside the transaction: the guard must see the plan as it is.
+            let current = plans::get(tx, &update.plan.name)?;
+            plan_ops::save(tx, actor, current.as_ref(), &update.plan, false, Some("import"))?;
+        }
+        let mut created = Vec::new();
+        let mut ids: HashMap<String, (i64, String)> = HashMap::new();
+        let mut keys: Vec<&String> = customer_plans.keys().collect();
+        keys.sort();
+        for key in keys {
+            let plan = &customer_plans[key];
+            let customer = match &plan.existing {
+                Some(existing) => update_customer(tx, actor, existing, plan)?,
+                None => {
+                    let built = staged
+                        .get(key)
+                        .ok_or_else(|| Error::unexpected("a new customer without a database"))?;
+                    let (customer, suspend) = insert_customer(tx, actor, engine, plan, built)?;
+                    created.push(json!({
+                        "customer_id": customer.id,
+                        "staging": built.staging,
+                        "placement": recovery::placement_json(&customer.placement),
+                        "suspend": suspend,
+                    }));
+                    customer
+                }
+            };
+            ids.insert(key.clone(), (customer.id, customer.slug.clone()));
+        }
+        for plan in site_plans {
+            let (customer_id, _) = ids[&plan.customer_key];
+            write_site(tx, actor, plan, customer_id, &parsed[plan.file].0)?;
+        }
+        if created.is_empty() {
+            return Ok(None);
+        }
+        let steps = json!({ "customers": created });
+        let subject = request.dir.display().to_string();
+        let op = operations::open(
+            tx,
+            &NewOperation {
+                kind: recovery::IMPORT,
+                subject: &subject,
+                customer_id: None,
+                owner: owner.token(),
+                steps: steps.clone(),
+            },
+        )?;
+        Ok(Some((op, steps)))
+    });
+    let (op, steps) = match written {
+        Ok(Some(recorded)) => recorded,
+        Ok(None) => return Ok(()),
+        Err(err) => {
+            staged.values().for_each(|built| engine.discard(built));
+            return Err(err);
+        }
+    };
+    crash_point("import:recorded");
+    let pairs: Vec<(Provisioned, Placement)> = staged_pairs(&steps)?;
+    let published = engine.publish_many(&pairs);
+    crash_point("import:published");
+    // Whatever publishing did, the import is decided: finishing puts the rest in place
+    // (or, for a database that is gone, removes its customer) and shows the customers.
+    recovery::finish_import(catalog, &engines, op, &steps)?;
+    published
+}
+
+/// The (staged database, placement) pairs an import's ledger steps name.
+fn staged_pairs(steps: &Value) -> Result<Vec<(Provisioned, Placement)>> {
+    let empty = Vec::new();
+    steps["customers"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|step| {
+            Ok((
+                Provisioned {
+                    staging: step["staging"].as_str().unwrap_or_default().to_string(),
+                    schema_version: 0,
+                    applied: Vec::new(),
+                },
+                recovery::placement_of(&step["placement"])?,
+            ))
+        })
+        .collect()
+}
+
+fn insert_customer(
+    tx: &Connection,
+    actor: Actor<'_>,
+    engine: &dyn Engine,
+    plan: &CustomerPlan,
+    built: &Provisioned,
+) -> Result<(Customer, Option<String>)> {
+    let doc = &plan.doc;
+    let slug = customers::choose_slug(
+        tx,
+        actor,
+        doc.slug.as_deref(),
+        doc.company_name.as_deref(),
+        &doc.email,
+    )?;
+    let placement = engine.placement_for(&slug)?;
+    let name = doc
+        .name
+        .clone()
+        .or_else(|| doc.company_name.clone())
+        .unwrap_or_else(|| doc.email.split('@').next().unwrap_or_default().to_string());
+    let customer = crate::catalog::customers::insert(
+        tx,
+        &NewCustomer {
+            slug,
+            email: doc.email.clone(),
+            name,
+            company_name: doc.company_name.clone(),
+            plan: plan.plan.clone(),
+            metadata: doc.metadata.clone().unwrap_or_default(),
+            placement,
+            schema_version: built.schema_version,
+        },
+    )?;
+    tenants::record_applied(tx, customer.id, &built.applied)?;
+    tenants::record_run(
+        tx,
+        customer.id,
+        built.schema_version,
+        TenantMigrationStatus::Ok,
+        None,
+    )?;
+    let customer = if doc.limits == Default::default() {
+        customer
+    } else {
+        let overrides = CustomerChanges {
+            limits: doc.limits,
+            ..Default::default()
+        };
+        crate::catalog::customers::update(tx, &customer, &overrides)?
+    };
+    // Suspended only once its database is in place: until then it is provisioning.
+    let suspend = (doc.status == Some(CustomerStatus::Suspended)).then(|| {
+        doc.status_reason
+            .as_deref()
+            .unwrap_or("suspended when imported")
+            .to_string()
+    });
+    customers::audit_customer(
+        tx,
+        actor,
+        "customer.create",
+        &customer,
+        json!({"source": "import", "plan": customer.plan, "status": doc.status}),
+    )?;
+    Ok((customer, suspend))
+}
+
+fn update_customer(
+    tx: &Connection,
+    actor: Actor<'_>,
+    existing: &Customer,
+    plan: &CustomerPlan,
+) -> Result<Customer> {
+    if !plan.changed {
+        return Ok(existing.clone());
+    }
+    let changes = CustomerChanges {
+        name: plan.doc.name.clone(),
+        company_name: plan.doc.company_name.clone().map(Some),
+        plan: Some(plan.plan.clone()),
+        limits: plan.doc.limits,
+        metadata: plan.doc.metadata.clone(),
+        ..Default::default()
+    };
+    // The files were checked against the catalog before this transaction; another
+    // command may have changed the customer since, so the guard runs again here.
+    let current = customers::resolve(tx, &existing.id.to_string())?;
+    let over = customers::quota_breaches(tx, &current, &changes)?;
+    if !over.is_empty() {
+        return Err(Error::quota(format!(
+            "the import would put {} over quota: {}",
+            current.slug,
+            over.join(", ")
+        ))
+        .with_hint("its usage changed during the import; run it again"));
+    }
+    let updated = crate::catalog::customers::update(tx, &current, &changes)?;
+    customers::audit_customer(
+        tx,
+        actor,
+        "customer.update",
+        &updated,
+        json!({"source": "import", "plan": updated.plan}),
+    )?;
+    Ok(updated)
+}
+
+fn write_site(
+    tx: &Connection,
+    actor: Actor<'_>,
+    plan: &SitePlan,
+    customer_id: i64,
+    file: &str,
+) -> Result<()> {
+    let doc = &plan.doc;
+    let audit_site = |site: &Site, action: &str, details: Value| {
+        crate::ops::sites::audit_site(tx, actor, action, site, details)
+    };
+    match &plan.existing {
+        None => {
+            let site = sites::insert(
+                tx,
+                &NewSite {
+                    customer_id,
+                    name: doc.name.clone(),
+                    domain: doc.domain.clone(),
+                    port: doc.port,
+                    business_type: doc.business_type.clone(),
+                    status: doc.status.unwrap_or(SiteStatus::Draft),
+                    config: doc.config.clone(),
+                },
+            )?;
+            sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
+            audit_site(
+                &site,
+                "site.create",
+                json!({"source": "import", "file": file, "legacy_id": doc.legacy_id}),
+            )
+        }
+        Some(site) if site_changed(site, doc)? => {
+            let old = site.config_value()?;
+            let snapshot =
+                sites::add_snapshot(tx, site.id, SnapshotKind::Import, Some(file), &old, actor.name)?;
+            let updated = sites::update(
+                tx,
+                site,
+                &NewSite {
+                    customer_id,
+                    name: doc.name.clone(),
+                    domain: doc.domain.clone(),
+                    port: doc.port,
+                    business_type: doc.business_type.clone(),
+                    status: doc.status.unwrap_or(site.status),
+                    config: doc.config.clone(),
+                },
+            )?;
+            if doc.legacy_id.is_some() {
+                sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
+            }
+            audit_site(
+                &updated,
+                "site.update",
+                json!({"source": "import", "file": file, "snapshot_id": snapshot.id,
+                       "domain": {"from": site.domain, "to": updated.domain}}),
+            )
+        }
+        Some(_) => Ok(()),
+    }
+}
