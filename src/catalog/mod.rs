@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::files;
+use model::NewAuditEvent;
 use states::CatalogMigrationStatus;
 
 mod embedded {
@@ -217,6 +218,36 @@ impl Catalog {
         Ok(value)
     }
 
+    /// Like [`Catalog::write`], for a change that is audited: `work` returns its value
+    /// with the events that describe what it did (none when it changed nothing), and
+    /// they are recorded, in order, in the same transaction. Returning the events rather
+    /// than writing them keeps the audit log's one writer here, and a change cannot
+    /// commit without its record.
+    pub fn write_audited<T, E>(
+        &mut self,
+        actor: &str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<(T, E)>,
+    ) -> Result<T>
+    where
+        E: IntoIterator<Item = NewAuditEvent>,
+    {
+        self.write(|tx| record_audited(tx, actor, work))
+    }
+
+    /// [`Catalog::write_with_files`] for an audited change, as [`Catalog::write_audited`].
+    pub fn write_with_files_audited<T, E>(
+        &mut self,
+        actor: &str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<(T, E)>,
+        finish: impl FnOnce(&T) -> Result<()>,
+        undo: impl FnOnce(&T),
+    ) -> Result<T>
+    where
+        E: IntoIterator<Item = NewAuditEvent>,
+    {
+        self.write_with_files(|tx| record_audited(tx, actor, work), finish, undo)
+    }
+
     /// Like [`Catalog::write`], but `finish` runs after the rows are written and before
     /// the commit; when the commit fails, `undo` reverses what `finish` did to files.
     pub fn write_with_files<T>(
@@ -349,6 +380,22 @@ impl Catalog {
             None => Ok(()),
         }
     }
+}
+
+/// Runs an audited change's `work`, then records its events in the same transaction.
+fn record_audited<T, E>(
+    tx: &Transaction<'_>,
+    actor: &str,
+    work: impl FnOnce(&Transaction<'_>) -> Result<(T, E)>,
+) -> Result<T>
+where
+    E: IntoIterator<Item = NewAuditEvent>,
+{
+    let (value, events) = work(tx)?;
+    for event in events {
+        audit::record(tx, actor, &event)?;
+    }
+    Ok(value)
 }
 
 /// `BEGIN IMMEDIATE`, refusing at once, with the reason, a catalog that SQLite could

@@ -14,10 +14,10 @@ use super::{Actor, customers};
 use crate::backup::create::{Created, SetRequest, TenantSource, create_set};
 use crate::backup::states::{BackupKind, EntryScope, RestoreStatus, SaveStatus, SetScope};
 use crate::backup::{BackupSet, Entry, Manifest, Skipped, find_set, list_sets, restore as swap};
+use crate::catalog::Catalog;
 use crate::catalog::model::NewAuditEvent;
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::tenants;
-use crate::catalog::{Catalog, audit};
 use crate::engine::{self, Engines, TenantDatabase};
 use crate::error::{Error, Result};
 use crate::lock::HomeLock;
@@ -756,26 +756,22 @@ fn record_tenants_and_audit(
         RestoreScope::Catalog => "catalog",
         RestoreScope::Everything => "everything",
     };
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         for (id, _, list) in &applied {
             tenants::record_applied(tx, *id, list)?;
             tenants::record_run(tx, *id, list.iter().map(|m| m.version).max().unwrap_or(0), TenantMigrationStatus::Ok, None)?;
         }
-        audit::record(
-            tx,
-            &NewAuditEvent {
-                actor: actor.name,
-                action: "backup.restore",
-                target_type: "backup",
-                target: report.set.clone(),
-                customer_id: None,
-                details: json!({"scope": scope, "pre_restore_set": report.pre_restore_set,
-                    "restored": report.restored.iter().filter(|r| r.status == RestoreStatus::Restored).map(|r| &r.file).collect::<Vec<_>>(),
-                    "kept_damaged": report.pre_restore.iter().filter(|s| s.status == SaveStatus::KeptDamaged).map(|s| &s.source).collect::<Vec<_>>(),
-                    "into": request.into}),
-            },
-        )?;
-        Ok(())
+        let event = NewAuditEvent::new(
+            "backup.restore",
+            "backup",
+            report.set.clone(),
+            None,
+            json!({"scope": scope, "pre_restore_set": report.pre_restore_set,
+                "restored": report.restored.iter().filter(|r| r.status == RestoreStatus::Restored).map(|r| &r.file).collect::<Vec<_>>(),
+                "kept_damaged": report.pre_restore.iter().filter(|s| s.status == SaveStatus::KeptDamaged).map(|s| &s.source).collect::<Vec<_>>(),
+                "into": request.into}),
+        );
+        Ok(((), [event]))
     })
 }
 
@@ -999,7 +995,8 @@ pub fn undelete_from_backup(
     let applied = &staged.applied;
     let target_text = target.placement().location.clone();
     let set_id = chosen.manifest.id.clone();
-    let done = catalog.write_with_files(
+    let done = catalog.write_with_files_audited(
+        actor.name,
         |tx| {
             // Checked again under the write lock: another undelete may have won.
             let now = customers::resolve(tx, &customer.id.to_string())?;
@@ -1015,15 +1012,13 @@ pub fn undelete_from_backup(
             tenants::record_run(tx, now.id, version, TenantMigrationStatus::Ok, None)?;
             let restored = crate::catalog::customers::by_id(tx, now.id)?
                 .ok_or_else(|| Error::unexpected(format!("customer {} vanished", now.slug)))?;
-            customers::audit_customer(
-                tx,
-                actor,
+            let event = NewAuditEvent::customer(
                 "customer.undelete",
                 &now,
                 json!({"db_path": target_text, "status": restored.status,
                        "from_backup": set_id, "file": entry.file}),
-            )?;
-            Ok(restored)
+            );
+            Ok((restored, [event]))
         },
         |_| target.swap_in(&staged),
         |_| {
