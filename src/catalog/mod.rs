@@ -688,6 +688,42 @@ mod tests {
     }
 
     #[test]
+    fn audited_writes_record_their_events_or_nothing() {
+        let mut catalog = in_memory();
+        let event = |target: &str| {
+            model::NewAuditEvent::new("x.test", "thing", target, Some(7), serde_json::json!({"n": 1}))
+        };
+        let value = catalog
+            .write_audited("ops", |_| Ok((42, [event("first"), event("second")])))
+            .unwrap();
+        assert_eq!(value, 42);
+        let failed: Result<()> = catalog.write_audited("ops", |_| {
+            Err::<((), [model::NewAuditEvent; 1]), _>(Error::unexpected("no"))
+        });
+        assert!(failed.is_err());
+        let events = audit::list(catalog.conn(), &audit::AuditFilter::default()).unwrap();
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.actor.as_str(),
+                    e.target.as_str(),
+                    e.customer_id,
+                    e.details.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("ops", "second", Some(7), serde_json::json!({"n": 1})),
+                ("ops", "first", Some(7), serde_json::json!({"n": 1})),
+            ],
+            "newest first, each with the actor the write was given"
+        );
+    }
+
+    #[test]
     fn audit_events_cannot_be_updated() {
         let catalog = in_memory();
         catalog
