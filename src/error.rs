@@ -1,6 +1,6 @@
 //! The one error type of the library and the exit-code table of SPEC section 2.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -72,6 +72,9 @@ pub enum Error {
     },
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The file system refused more bytes for `path`; `free` says how much it has left.
+    #[error("no space left writing {} ({free})", path.display())]
+    DiskFull { path: PathBuf, free: String },
     /// Writing the command's output failed (a full disk, a closed pipe).
     #[error("{0}")]
     Output(#[from] std::io::Error),
@@ -141,9 +144,12 @@ impl Error {
             // A lock held past the busy timeout is someone else's work in progress,
             // not a fault: refused, like the home lock (SPEC section 5).
             Error::Sqlite(err) if is_busy(err) => ErrorKind::Refused,
-            Error::Sqlite(_) | Error::Migration(_) | Error::Io { .. } | Error::Json(_) | Error::Output(_) => {
-                ErrorKind::Unexpected
-            }
+            Error::Sqlite(_)
+            | Error::Migration(_)
+            | Error::Io { .. }
+            | Error::DiskFull { .. }
+            | Error::Json(_)
+            | Error::Output(_) => ErrorKind::Unexpected,
         }
     }
 
@@ -151,6 +157,7 @@ impl Error {
         match self {
             Error::Known { hint, .. } => hint.as_deref(),
             Error::Sqlite(err) if is_busy(err) => Some(BUSY_HINT),
+            Error::DiskFull { .. } => Some(FULL_DISK_HINT),
             _ => None,
         }
     }
@@ -181,19 +188,21 @@ impl Error {
     /// (ENOSPC, EDQUOT, EFBIG), also when it is the cause of another error.
     pub fn is_disk_full(&self) -> bool {
         match self {
+            Error::DiskFull { .. } => true,
             Error::Known { .. } => false,
             other => caused_by_full_disk(other),
         }
     }
 
     /// A full disk met while writing `written`, said with that file and the space
-    /// left on its file system; any other error is returned as it is. Still exit 1
+    /// left on its file system; any other error is returned as it is, and so is one
+    /// that already names the file (the innermost writer knows it best). Still exit 1
     /// (SPEC section 2: an I/O or SQLite error).
     pub fn naming_full_disk(self, written: &Path) -> Error {
-        if self.is_disk_full() {
-            disk_full(written)
-        } else {
-            self
+        match self {
+            Error::DiskFull { .. } => self,
+            other if other.is_disk_full() => disk_full(written),
+            other => other,
         }
     }
 }
@@ -211,12 +220,10 @@ impl<T, E: Into<Error>> NamingFullDisk<T> for std::result::Result<T, E> {
 
 /// "no space left writing FILE (N free on its file system)", with advice.
 pub fn disk_full(written: &Path) -> Error {
-    Error::unexpected(format!(
-        "no space left writing {} ({})",
-        written.display(),
-        free_space_note(written)
-    ))
-    .with_hint(FULL_DISK_HINT)
+    Error::DiskFull {
+        path: written.to_path_buf(),
+        free: free_space_note(written),
+    }
 }
 
 /// The space an unprivileged writer has left on the file system holding `path`,
@@ -247,7 +254,7 @@ fn binary_size(bytes: u64) -> String {
 }
 
 /// Whether `err` or any error beneath it is a full disk, as SQLite or the system says it.
-fn caused_by_full_disk(err: &(dyn std::error::Error + 'static)) -> bool {
+pub fn caused_by_full_disk(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(err);
     while let Some(err) = current {
         if let Some(sqlite) = err.downcast_ref::<rusqlite::Error>()
@@ -366,6 +373,8 @@ mod tests {
             assert!(text.ends_with(" free on its file system)"), "{text}");
             assert!(said.hint().unwrap().contains("free space"));
             assert_eq!(said.exit_code(), 1, "as any other I/O or SQLite error");
+            let outer = said.naming_full_disk(Path::new("/elsewhere"));
+            assert!(outer.to_string().contains("gone/catalog.db"), "the first file named stays");
         }
     }
 

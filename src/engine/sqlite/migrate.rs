@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::{applied_migrations, open_tenant};
 use crate::engine::results::elapsed_ms;
 use crate::engine::{Outcome, TenantRun};
+use crate::error::{caused_by_full_disk, disk_full};
 use crate::migrations::MigrationId;
 use refinery::{Migration, Runner, Target};
 
@@ -82,7 +83,11 @@ pub fn migrate(path: &Path, migrations: &[Migration], target: Option<i64>, dry_r
         }
         Err(err) => {
             run.outcome = Outcome::Failed;
-            run.error = Some(error_chain(&err));
+            run.error = Some(if caused_by_full_disk(&err) {
+                disk_full(path).to_string()
+            } else {
+                error_chain(&err)
+            });
         }
     }
     run.applied = applied_migrations(&conn).ok();
