@@ -374,7 +374,10 @@ mod tests {
             assert!(said.hint().unwrap().contains("free space"));
             assert_eq!(said.exit_code(), 1, "as any other I/O or SQLite error");
             let outer = said.naming_full_disk(Path::new("/elsewhere"));
-            assert!(outer.to_string().contains("gone/catalog.db"), "the first file named stays");
+            assert!(
+                outer.to_string().contains("gone/catalog.db"),
+                "the first file named stays"
+            );
         }
     }
 
@@ -387,7 +390,11 @@ mod tests {
         let failed = refinery::Runner::new(&[migration]).run(&mut conn).unwrap_err();
         let err = Error::from(failed);
         assert!(err.is_disk_full(), "{err}");
-        assert!(err.naming_full_disk(Path::new("/t.db")).to_string().contains("/t.db"));
+        assert!(
+            err.naming_full_disk(Path::new("/t.db"))
+                .to_string()
+                .contains("/t.db")
+        );
     }
 
     #[test]

@@ -247,7 +247,10 @@ fn writing_failed(dest: &Path, err: Error) -> Error {
     if err.is_disk_full() {
         return err.naming_full_disk(dest);
     }
-    Error::unexpected(format!("writing the backup copy {} failed: {err}", dest.display()))
+    Error::unexpected(format!(
+        "writing the backup copy {} failed: {err}",
+        dest.display()
+    ))
 }
 
 /// A local tenant file's part of a set (the SQLite engine's backup): an unchanged

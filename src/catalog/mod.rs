@@ -655,6 +655,36 @@ mod tests {
     }
 
     #[test]
+    fn a_full_catalog_is_named_by_its_path() {
+        let mut catalog = in_memory();
+        let pages: i64 = catalog
+            .conn()
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        // SQLite answers a database at its page limit as it answers a full disk.
+        catalog
+            .conn()
+            .pragma_update(None, "max_page_count", pages)
+            .unwrap();
+        let err = catalog
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO audit_events (at, actor, action, target_type, target)
+                     VALUES ('t', hex(randomblob(100000)), 'x', 'y', 'z')",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("no space left writing :memory: ("),
+            "{err}"
+        );
+        assert!(err.hint().unwrap().contains("free space"));
+        assert_eq!(err.exit_code(), 1);
+    }
+
+    #[test]
     fn audit_events_cannot_be_updated() {
         let catalog = in_memory();
         catalog

@@ -33,7 +33,9 @@ pub fn create_private_file(path: &Path) -> Result<bool> {
             Ok(true)
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(crate::error::Error::io(format!("creating {}", path.display()), e)).naming_full_disk(path),
+        Err(e) => {
+            Err(crate::error::Error::io(format!("creating {}", path.display()), e)).naming_full_disk(path)
+        }
     }
 }
 
@@ -52,8 +54,11 @@ pub fn create_private_dir(path: &Path) -> Result<bool> {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
             Err(e) => {
-                return Err(crate::error::Error::io(format!("creating folder {}", dir.display()), e))
-                    .naming_full_disk(dir);
+                return Err(crate::error::Error::io(
+                    format!("creating folder {}", dir.display()),
+                    e,
+                ))
+                .naming_full_disk(dir);
             }
         }
         fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))

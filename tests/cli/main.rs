@@ -6,6 +6,7 @@ mod backup;
 mod concurrency;
 mod config;
 mod customers;
+mod disk_full;
 mod docs;
 mod global;
 mod hardening;

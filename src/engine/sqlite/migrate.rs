@@ -215,6 +215,27 @@ mod tests {
     }
 
     #[test]
+    fn a_migration_that_fills_the_database_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let base = vec![m("V1__a", "CREATE TABLE a (x);")];
+        build_fresh(&db, &base).unwrap();
+        let mut next = base.clone();
+        // A page limit fails the write with SQLite's full-disk error.
+        next.push(m(
+            "V2__big",
+            "PRAGMA max_page_count = 1; CREATE TABLE b AS SELECT randomblob(1000000) AS x;",
+        ));
+        let run = migrate(&db, &next, None, false);
+        assert_eq!(run.outcome, Outcome::Failed);
+        let error = run.error.unwrap();
+        assert!(
+            error.starts_with(&format!("no space left writing {} (", db.display())),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn pending_target_dry_run_and_drift() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
