@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NamingFullDisk, Result};
 use crate::files;
 use model::NewAuditEvent;
 use states::CatalogMigrationStatus;
@@ -124,6 +124,10 @@ impl Catalog {
 
     /// Creates the catalog file (mode 0600) in WAL mode if it is missing, then opens it.
     pub fn create(path: &Path) -> Result<(Self, bool)> {
+        Self::create_here(path).naming_full_disk(path)
+    }
+
+    fn create_here(path: &Path) -> Result<(Self, bool)> {
         let created = files::create_private_file(path)?;
         let conn = Connection::open_with_flags(
             path,
@@ -213,8 +217,8 @@ impl Catalog {
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction: all of it commits or none of it.
     pub fn write<T>(&mut self, work: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let tx = begin_write(&mut self.conn, &self.path)?;
-        let value = work(&tx)?;
-        tx.commit()?;
+        let value = work(&tx).map_err(|err| full_catalog(&self.path, err))?;
+        tx.commit().map_err(|err| full_catalog(&self.path, err.into()))?;
         Ok(value)
     }
 
@@ -257,11 +261,11 @@ impl Catalog {
         undo: impl FnOnce(&T),
     ) -> Result<T> {
         let tx = begin_write(&mut self.conn, &self.path)?;
-        let value = work(&tx)?;
+        let value = work(&tx).map_err(|err| full_catalog(&self.path, err))?;
         finish(&value)?;
         if let Err(err) = tx.commit() {
             undo(&value);
-            return Err(err.into());
+            return Err(full_catalog(&self.path, err.into()));
         }
         Ok(value)
     }
@@ -354,7 +358,7 @@ impl Catalog {
         self.conn.pragma_update(None, "foreign_keys", "OFF")?;
         let ran = embedded::migrations::runner().run(&mut self.conn);
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
-        ran?;
+        ran.naming_full_disk(&self.path)?;
         let dangling = self.foreign_key_violations()?;
         if !dangling.is_empty() {
             return Err(Error::verification(format!(
@@ -414,6 +418,16 @@ fn begin_write<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transaction<
     }
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|err| explain_access(path, err.into()))
+}
+
+/// A catalog statement that found the disk full, said with the catalog's path. Only
+/// SQLite's errors are the catalog's own: a file error inside a transaction's work is
+/// about some other file, which its own boundary names.
+fn full_catalog(path: &Path, err: Error) -> Error {
+    match err {
+        Error::Sqlite(_) => err.naming_full_disk(path),
+        other => other,
+    }
 }
 
 /// Replaces SQLite's "unable to open database file" or "attempt to write a readonly
@@ -721,6 +735,36 @@ mod tests {
             ],
             "newest first, each with the actor the write was given"
         );
+    }
+
+    #[test]
+    fn a_full_catalog_is_named_by_its_path() {
+        let mut catalog = in_memory();
+        let pages: i64 = catalog
+            .conn()
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        // SQLite answers a database at its page limit as it answers a full disk.
+        catalog
+            .conn()
+            .pragma_update(None, "max_page_count", pages)
+            .unwrap();
+        let err = catalog
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO audit_events (at, actor, action, target_type, target)
+                     VALUES ('t', hex(randomblob(100000)), 'x', 'y', 'z')",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("no space left writing :memory: ("),
+            "{err}"
+        );
+        assert!(err.hint().unwrap().contains("free space"));
+        assert_eq!(err.exit_code(), 1);
     }
 
     #[test]
