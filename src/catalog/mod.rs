@@ -111,6 +111,16 @@ impl Catalog {
         Self::configure(conn, path).map_err(|err| explain_access(path, err))
     }
 
+    /// Opens a catalog that must not change at all, such as the copy inside a backup
+    /// set: read-only and immutable, so not even a WAL file appears beside it.
+    pub fn open_frozen(path: &Path) -> Result<Connection> {
+        let uri = format!("file:{}?immutable=1", path.display());
+        Ok(Connection::open_with_flags(
+            uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?)
+    }
+
     /// Opens the catalog for ordinary work: refuses while migrations are pending.
     pub fn open_ready(path: &Path) -> Result<Self> {
         let catalog = Self::open(path)?;

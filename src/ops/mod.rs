@@ -4,6 +4,7 @@
 //! be shown in full before a non-zero exit comes back as a [`Reported`].
 
 pub mod access;
+pub mod adopt;
 pub mod audit;
 pub mod backup;
 pub mod config;

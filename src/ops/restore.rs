@@ -71,6 +71,10 @@ pub struct RestoreReport {
     /// What the pre-restore set holds of the files that are replaced.
     pub pre_restore: Vec<Saved>,
     pub restored: Vec<Restored>,
+    /// Tenant databases in the home that the restored catalog has no customer for
+    /// (created after the set was taken): `doctor --fix --adopt` or `--trash` deals
+    /// with them. Only a catalog restore can leave any.
+    pub unowned_tenants: Vec<String>,
 }
 
 /// A live file saved in the pre-restore set before it is replaced.
@@ -482,6 +486,7 @@ impl RestoreReport {
             pre_restore_set: None,
             pre_restore: Vec::new(),
             restored: Vec::new(),
+            unowned_tenants: Vec::new(),
         }
     }
 }
@@ -894,6 +899,13 @@ fn restore_catalog(
     // The restored catalog may come from another home or another time: its paths are
     // rebuilt for this home and its tenants' records re-read from their files.
     let live = normalise_placements(&mut catalog, &engines)?;
+    let owned = crate::catalog::customers::all_placements(catalog.conn())?;
+    report.unowned_tenants = engines
+        .default_engine()
+        .unowned(&owned)?
+        .into_iter()
+        .map(|(slug, _)| slug)
+        .collect();
     record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
     Ok(report)
 }

@@ -284,6 +284,28 @@ impl Engine for SqliteEngine {
         Ok(())
     }
 
+    fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>> {
+        let Ok(entries) = std::fs::read_dir(self.home.tenants_dir()) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(slug) = name.strip_suffix(".db") else {
+                continue;
+            };
+            if crate::validate::slug(slug).is_err() {
+                continue;
+            }
+            let placement = self.placement_for(slug)?;
+            if !owned.contains(&placement) {
+                found.push((slug.to_string(), placement));
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    }
+
     fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase> {
         Arc::new(SqliteTenant {
             placement: placement.clone(),
