@@ -7,10 +7,10 @@ use std::path::Path;
 
 use serde_json::{Map, json};
 
-use super::{Actor, audit, config};
+use super::{Actor, config};
 use crate::backup::list_sets;
 use crate::catalog::customers::{self, Remembered};
-use crate::catalog::model::NewCustomer;
+use crate::catalog::model::{NewAuditEvent, NewCustomer};
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::{Catalog, plans, tenants};
 use crate::engine::{Engines, Placement};
@@ -31,7 +31,7 @@ pub fn adopt(
     let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
     let found = remembered_in_backups(backup_dir, slug);
     let default_plan = config::default_plan(catalog)?;
-    let adopted = catalog.write(|tx| {
+    let adopted = catalog.write_audited(actor.name, |tx| {
         let (details, source) = match &found {
             Some((remembered, set)) => (remembered.clone(), Some(set.clone())),
             None => (placeholder(slug, &default_plan), None),
@@ -71,16 +71,14 @@ pub fn adopt(
                 Some("adopted without details: check its email and name, then reactivate"),
             )?;
         }
-        audit(
-            tx,
-            actor,
+        let event = NewAuditEvent::new(
             "customer.adopt",
             "customer",
             slug,
             Some(customer.id),
             json!({"from_backup": source, "schema_version": version}),
-        )?;
-        Ok((customer.id, source))
+        );
+        Ok(((customer.id, source), [event]))
     })?;
     Ok(match adopted {
         (id, Some(set)) => format!("adopted as customer {id}, with its details from set {set}"),
