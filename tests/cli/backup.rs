@@ -491,6 +491,92 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
     assert_eq!(left[0]["id"], ids[3], "the newest set always stays");
 }
 
+/// Names in the backup folder other than complete sets.
+fn backup_leftovers(env: &TestEnv) -> Vec<String> {
+    let listed: Vec<String> = env
+        .json(&["backup", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    env.names_in(&backups(env))
+        .into_iter()
+        .filter(|name| !listed.contains(name))
+        .collect()
+}
+
+#[test]
+fn a_prune_killed_mid_deletion_never_shows_a_half_set_and_the_next_prune_finishes_it() {
+    let env = TestEnv::fleet(&["a", "b"]);
+    let ids: Vec<String> = (0..3)
+        .map(|_| env.json(&["backup"])["id"].as_str().unwrap().to_string())
+        .collect();
+    env.cmd(&keep_only("1")).killed_at_step("prune:renamed");
+    let deleting: Vec<String> = env
+        .names_in(&backups(&env))
+        .into_iter()
+        .filter(|n| n.starts_with(".deleting-"))
+        .collect();
+    assert_eq!(deleting.len(), 1, "{:?}", env.names_in(&backups(&env)));
+    let listed = env.json(&["backup", "list"]);
+    let listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed.len(),
+        2,
+        "the set being removed is no longer listed: {listed:?}"
+    );
+    assert!(listed.iter().all(|id| !deleting[0].ends_with(id)));
+    env.ok(&["backup", "verify", "--all"]);
+
+    let report = env.json(&keep_only("1"));
+    assert_eq!(
+        report["removed_unfinished"],
+        serde_json::json!(deleting),
+        "{report}"
+    );
+    assert_eq!(
+        env.names_in(&backups(&env)),
+        [ids[2].clone()],
+        "only the kept set is left"
+    );
+    let again = env.json(&keep_only("1"));
+    assert_eq!(again["removed_unfinished"], serde_json::json!([]));
+}
+
+#[test]
+fn prune_removes_set_folders_that_lost_their_manifest_and_nothing_else() {
+    let env = TestEnv::fleet(&["a"]);
+    let old = env.json(&["backup"]);
+    let newest = env.json(&["backup"]);
+    // What an older version left when killed while deleting: the manifest went first.
+    std::fs::remove_file(set_dir(&env, &old).join("manifest.json")).unwrap();
+    let notes = backups(&env).join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    let listed = env.json(&["backup", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], newest["id"]);
+
+    let dry = env.json(&[&keep_only("5")[..], &["--dry-run"]].concat());
+    assert_eq!(dry["removed_unfinished"], serde_json::json!([old["id"]]), "{dry}");
+    assert!(set_dir(&env, &old).exists(), "a dry run removes nothing");
+    let report = env.json(&keep_only("5"));
+    assert_eq!(
+        report["removed_unfinished"],
+        serde_json::json!([old["id"]]),
+        "{report}"
+    );
+    assert!(!set_dir(&env, &old).exists());
+    assert!(notes.is_dir(), "a folder that is no set is left alone");
+    assert_eq!(backup_leftovers(&env), ["notes"]);
+    env.ok(&["backup", "verify", "--all"]);
+}
+
 #[test]
 fn prune_gives_no_retention_slot_to_a_pre_restore_set() {
     let env = TestEnv::fleet(&["a", "b", "c", "d"]);
