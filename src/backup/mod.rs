@@ -22,6 +22,23 @@ use crate::validate::printable;
 pub const MANIFEST: &str = "manifest.json";
 /// Prefix of a set being written; never listed, removed by prune once stale.
 pub const TMP_PREFIX: &str = ".tmp-";
+/// Suffix of the `.tmp-` folder of a pre-restore set: a restore that finds one nobody
+/// writes knows that the restore which began it died.
+const PRE_RESTORE_TMP_SUFFIX: &str = ".pre-restore";
+
+/// The name of the folder a set of this kind is written in.
+pub fn tmp_name(id: &str, kind: BackupKind) -> String {
+    let suffix = if kind == BackupKind::PreRestore {
+        PRE_RESTORE_TMP_SUFFIX
+    } else {
+        ""
+    };
+    format!("{TMP_PREFIX}{id}{suffix}")
+}
+
+pub fn is_pre_restore_tmp(name: &str) -> bool {
+    name.starts_with(TMP_PREFIX) && name.ends_with(PRE_RESTORE_TMP_SUFFIX)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {

@@ -35,6 +35,7 @@ const RESTORE_FIELDS: &[&str] = &[
     "pre_restore_set",
     "pre_restore",
     "restored",
+    "cleaned_up",
 ];
 
 fn backups(env: &TestEnv) -> PathBuf {
@@ -1289,6 +1290,151 @@ fn killing_restores_leaves_the_old_or_the_new_database() {
         }
         landed
     });
+    let run = env.run(&["restore", &id, "--customer", "a"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        restore_leftovers(&env),
+        Vec::<String>::new(),
+        "the next restore removes what kills left"
+    );
+    assert_eq!(users(&live), 1);
+}
+
+/// What restores stage or half write: `.restore-*` in the home and its tenants folder,
+/// `.tmp-*` sets in the backup folder.
+fn restore_leftovers(env: &TestEnv) -> Vec<String> {
+    let staging = |dir: &Path| names_matching(dir, |n| n.starts_with(".restore-"));
+    staging(&env.home)
+        .into_iter()
+        .chain(staging(&env.home.join("tenants")))
+        .chain(names_matching(&backups(env), is_unfinished_set))
+        .collect()
+}
+
+#[test]
+fn a_restore_killed_at_any_step_leaves_nothing_after_the_next_restore() {
+    let env = TestEnv::fleet(&["a", "b"]);
+    add_user(&env, "a", "old@a.test");
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap();
+    let live = env.home.join("tenants/a.db");
+    let scopes: [(&[&str], bool); 3] = [
+        (&["--customer", "a"], true),
+        (&["--catalog", "--confirm", "catalog"], false),
+        (&["--everything", "--confirm", "everything"], true),
+    ];
+    for (scope, restores_a) in scopes {
+        let restore: Vec<&str> = [&["restore", id][..], scope].concat();
+        for step in ["restore:staged", "backup:copied", "restore:saved"] {
+            if users(&live) == 1 {
+                add_user(&env, "a", "new@a.test");
+            }
+            env.cmd(&restore).killed_at_step(step);
+            let left = restore_leftovers(&env);
+            assert!(
+                left.iter().any(|n| n.starts_with(".restore-")),
+                "{scope:?} {step}: {left:?}"
+            );
+            assert_eq!(
+                left.iter().any(|n| n.starts_with(".tmp-")),
+                step == "backup:copied",
+                "{scope:?} {step}: {left:?}"
+            );
+            assert_eq!(users(&live), 2, "{scope:?} {step}: nothing was replaced yet");
+            env.ok(&["customer", "list"]);
+
+            let report = env
+                .cmd(&restore)
+                .arg("--json")
+                .stderr_has("of an interrupted restore")
+                .run()
+                .json();
+            assert_eq!(
+                report["cleaned_up"].as_array().unwrap().len(),
+                left.len(),
+                "{scope:?} {step}: {report}"
+            );
+            assert_eq!(restore_leftovers(&env), Vec::<String>::new(), "{scope:?} {step}");
+            assert_eq!(users(&live), if restores_a { 1 } else { 2 }, "{scope:?} {step}");
+            let clean = env.json(&restore);
+            assert_eq!(clean["cleaned_up"], serde_json::json!([]));
+        }
+    }
+    env.ok(&["backup", "verify", "--all"]);
+}
+
+#[test]
+fn an_undelete_from_backup_killed_while_staging_leaves_nothing_after_the_next_one() {
+    let env = TestEnv::fleet(&["a"]);
+    add_user(&env, "a", "one@a.test");
+    env.ok(&["backup"]);
+    let deleted = env.json(&["customer", "delete", "a", "--confirm", "a"]);
+    let trashed = PathBuf::from(deleted["db_path"].as_str().unwrap());
+    for extension in ["db", "db-wal", "db-shm"] {
+        let _ = std::fs::remove_file(trashed.with_extension(extension));
+    }
+    env.cmd(&["customer", "undelete", "a", "--from-backup"])
+        .killed_at_step("restore:staged");
+    assert_eq!(restore_leftovers(&env).len(), 1, "{:?}", restore_leftovers(&env));
+    assert_eq!(env.json(&["customer", "show", "a"])["status"], "deleted");
+    assert!(!env.home.join("tenants/a.db").exists());
+
+    env.cmd(&["customer", "undelete", "a", "--from-backup"])
+        .stderr_has("warning: removed 1 leftover of an interrupted restore")
+        .run();
+    assert_eq!(restore_leftovers(&env), Vec::<String>::new());
+    assert_eq!(env.json(&["customer", "show", "a"])["status"], "active");
+    assert_eq!(users(&env.home.join("tenants/a.db")), 1);
+}
+
+#[test]
+fn doctor_removes_what_a_killed_restore_left_unless_a_restore_runs() {
+    let env = TestEnv::fleet(&["a"]);
+    let set = env.json(&["backup"]);
+    env.cmd(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--everything",
+        "--confirm",
+        "everything",
+    ])
+    .killed_at_step("backup:copied");
+    let left = restore_leftovers(&env);
+    assert_eq!(
+        left.len(),
+        3,
+        "catalog and tenant staging, pre-restore set: {left:?}"
+    );
+    let staging = |checks: &Value| -> Vec<(String, String)> {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["check"] == "orphan.staging")
+            .map(|c| {
+                (
+                    c["target"].as_str().unwrap().to_string(),
+                    c["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+
+    let lock = env.hold_home_lock();
+    let busy = env.run(&["doctor", "--fix", "--json"]);
+    assert_eq!(staging(&busy.json()), [], "a restore may be running: {busy:?}");
+    assert_eq!(restore_leftovers(&env), left);
+    drop(lock);
+
+    let found = env.run(&["doctor", "--json"]);
+    let found = staging(&found.json());
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found.iter().all(|(_, status)| status == "warn"), "{found:?}");
+    let fixed = env.run(&["doctor", "--fix", "--json"]);
+    let fixed = staging(&fixed.json());
+    assert!(fixed.iter().all(|(_, status)| status == "fixed"), "{fixed:?}");
+    assert_eq!(restore_leftovers(&env), Vec::<String>::new());
+    env.ok(&["backup", "verify", "--all"]);
 }
 
 #[test]
