@@ -85,25 +85,35 @@ impl Drop for Owner {
     }
 }
 
-/// Whether the command that holds `token` still runs. A lock file that is gone, or
-/// that can be locked, belongs to nobody any more; it is removed.
+/// Whether the command that holds `token` still runs: its lock file is there and
+/// locked. A lock file that is gone, or that can be locked, belongs to nobody.
 pub fn owner_alive(run_dir: &Path, token: &str) -> bool {
-    if !is_token(token) {
-        return false;
-    }
-    let path = run_dir.join(format!("{token}.lock"));
-    let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+    is_token(token) && lock_held(&run_dir.join(format!("{token}.lock")))
+}
+
+fn lock_held(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else {
         return false;
     };
     match file.try_lock() {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&path);
-            false
-        }
+        Ok(()) => false,
         Err(TryLockError::WouldBlock) => true,
         // Unknown state: assume alive rather than undo a live command's work.
         Err(TryLockError::Error(_)) => true,
     }
+}
+
+/// The files in `run_dir` whose owner is gone: lock files nobody holds, and lock files
+/// a killed command was still making.
+pub fn dead_owner_files(run_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| !lock_held(path))
+        .collect()
 }
 
 /// `<pid>-<8 hex digits>`, as [`Owner::new`] makes them; nothing else becomes a path.
@@ -198,9 +208,12 @@ mod tests {
         assert!(is_token(owner.token()));
         assert!(owner_alive(dir.path(), owner.token()));
         let token = owner.token().to_string();
+        assert!(dead_owner_files(dir.path()).is_empty());
         drop(owner);
         assert!(!owner_alive(dir.path(), &token));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        std::fs::write(dir.path().join("9-0000abcd.lock"), "").unwrap();
+        assert_eq!(dead_owner_files(dir.path()).len(), 1);
         assert!(!owner_alive(dir.path(), "../../etc/passwd"));
     }
 

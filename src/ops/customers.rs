@@ -13,7 +13,7 @@ use crate::catalog::model::{Customer, NewCustomer, SiteSummary};
 use crate::catalog::operations::{self, NewOperation};
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::{Catalog, is_unique_violation, plans, tenants};
-use crate::engine::{Engine, Engines, Placement};
+use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
 use crate::lock::Owner;
 use crate::ops::recovery::{self, crash_point};
@@ -98,22 +98,16 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     let built = engine.provision(&migrations, owner.token())?;
     // The customer is reserved, invisible, together with the ledger's note of what is
     // about to be put where; a kill from here on is undone by the next command.
+    let new = NewTenant {
+        slug: explicit_slug.as_deref(),
+        email: &email,
+        name: name.clone(),
+        company: company.clone(),
+        plan: plan.clone(),
+        metadata: metadata.clone(),
+    };
     let reserved = catalog.write(|tx| {
-        let slug = choose_slug(tx, actor, explicit_slug.as_deref(), company.as_deref(), &email)?;
-        let placement = engine.placement_for(&slug)?;
-        let new = NewCustomer {
-            slug,
-            email: email.clone(),
-            name: name.clone(),
-            company_name: company.clone(),
-            plan: plan.clone(),
-            metadata: metadata.clone(),
-            placement,
-            schema_version: built.schema_version,
-        };
-        let customer = customers::insert(tx, &new)?;
-        tenants::record_applied(tx, customer.id, &built.applied)?;
-        tenants::record_run(tx, customer.id, built.schema_version, TenantMigrationStatus::Ok, None)?;
+        let customer = reserve(tx, engine, &new, &built)?;
         let op = operations::open(
             tx,
             &NewOperation {
@@ -163,22 +157,73 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     activated
 }
 
+/// What a new customer is made of, whichever command makes it.
+pub(crate) struct NewTenant<'a> {
+    /// The slug asked for; else one is derived.
+    pub slug: Option<&'a str>,
+    pub email: &'a str,
+    pub name: String,
+    pub company: Option<String>,
+    pub plan: String,
+    pub metadata: Map<String, Value>,
+}
+
+/// The one way a customer comes to be, for `customer create` and `import` alike:
+/// inside the caller's transaction its slug is chosen, its row inserted as
+/// `provisioning` with the placement `built` will be published to, and the migrations
+/// `built` holds recorded in the tenant ledger. The caller notes the operation in the
+/// ledger, publishes the database and activates the customer.
+pub(crate) fn reserve(
+    tx: &Connection,
+    engine: &dyn Engine,
+    new: &NewTenant<'_>,
+    built: &Provisioned,
+) -> Result<Customer> {
+    let slug = choose_slug(tx, engine, new.slug, new.company.as_deref(), new.email)?;
+    let customer = customers::insert(
+        tx,
+        &NewCustomer {
+            placement: engine.placement_for(&slug)?,
+            slug,
+            email: new.email.to_string(),
+            name: new.name.clone(),
+            company_name: new.company.clone(),
+            plan: new.plan.clone(),
+            metadata: new.metadata.clone(),
+            schema_version: built.schema_version,
+        },
+    )?;
+    tenants::record_applied(tx, customer.id, &built.applied)?;
+    tenants::record_run(
+        tx,
+        customer.id,
+        built.schema_version,
+        TenantMigrationStatus::Ok,
+        None,
+    )?;
+    Ok(customer)
+}
+
 /// The slug for a new customer: the one asked for, which must be free, or one derived
 /// from the company name, else the email's local part, with a numeric suffix when
-/// that is reserved, taken, or its file exists. Refuses a taken email too.
-pub(crate) fn choose_slug(
+/// that is reserved, taken, or a database already sits where its tenant would go.
+/// Refuses a taken email too.
+fn choose_slug(
     conn: &Connection,
-    actor: Actor<'_>,
+    engine: &dyn Engine,
     explicit: Option<&str>,
     company: Option<&str>,
     email: &str,
 ) -> Result<String> {
     refuse_taken(conn, explicit, email)?;
+    let occupied = |slug: &str| -> Result<Option<String>> {
+        let tenant = engine.tenant(&engine.placement_for(slug)?);
+        Ok(tenant.exists().then(|| tenant.describe()))
+    };
     if let Some(slug) = explicit {
-        let path = actor.home.tenant_db(slug)?;
-        if path.exists() {
+        if let Some(there) = occupied(slug)? {
             return Err(
-                Error::conflict(format!("a tenant database already exists at {}", path.display()))
+                Error::conflict(format!("a tenant database already exists at {there}"))
                     .with_hint("no customer owns it; move it away or run 'tenantctl doctor'"),
             );
         }
@@ -204,7 +249,7 @@ pub(crate) fn choose_slug(
         };
         if validate::slug(&candidate).is_ok()
             && !customers::slug_taken(conn, &candidate)?
-            && !actor.home.tenant_db(&candidate)?.exists()
+            && occupied(&candidate)?.is_none()
         {
             return Ok(candidate);
         }

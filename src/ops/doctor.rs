@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -14,10 +13,12 @@ use crate::catalog::Catalog;
 use crate::catalog::states::{CatalogMigrationStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, TenantRow};
 use crate::engine::{Engines, sqlite};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::files::{self, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::home::Home;
+use crate::lock;
 use crate::migrations::{self, MigrationId};
+use crate::ops::recovery;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -123,6 +124,8 @@ fn run_checks(home: &Home, backup_dir: &Path, fix: bool) -> Result<Vec<Check>> {
     if !catalog_checks(&mut doctor, &catalog)? {
         return Ok(doctor.checks);
     }
+    // First, so that the checks below see what the repairs leave.
+    operation_checks(&mut doctor, &catalog, home)?;
     for dir in [home.tenants_dir(), home.trash_dir()] {
         if dir.is_dir() {
             check_mode(&mut doctor, &dir, PRIVATE_DIR_MODE);
@@ -488,8 +491,57 @@ fn template_checks(doctor: &mut Doctor, home: &Home) {
     }
 }
 
-/// Files in `tenants/` and `trash/` that no customer owns; unfinished provisions left
-/// by a crash are removed by `--fix` once they are an hour old.
+/// Operations a killed command left half done: each is a failure until `--fix`
+/// finishes or undoes it (see ops/recovery.rs), however old it is.
+fn operation_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<()> {
+    for op in recovery::abandoned(catalog, home)? {
+        let repair = || {
+            let mut catalog = Catalog::open(catalog.path())?;
+            let engines = Engines::new(home);
+            match crate::catalog::operations::get(catalog.conn(), op.id)? {
+                Some(open) => recovery::resolve(&mut catalog, &engines, &open).map(str::to_string),
+                None => Ok("finished by another command meanwhile".to_string()),
+            }
+        };
+        doctor.problem(
+            "operation.open",
+            format!("{} {}", op.kind, op.subject),
+            Verdict::Fail,
+            format!(
+                "an interrupted {} of '{}' (started {}) was left half done",
+                op.kind, op.subject, op.started_at
+            ),
+            Some(&repair),
+        );
+    }
+    for path in lock::dead_owner_files(&home.run_dir()) {
+        let repair = || {
+            std::fs::remove_file(&path)
+                .map(|()| "removed".to_string())
+                .io_context(|| format!("removing {}", path.display()))
+        };
+        doctor.problem(
+            "orphan.owner_lock",
+            path_text(&path),
+            Verdict::Warn,
+            "lock file of a command that is gone".to_string(),
+            Some(&repair),
+        );
+    }
+    Ok(())
+}
+
+/// Whether a staging file is still someone's work: its owner lock is held (or, for the
+/// template's, a rebuild holds the templates lock). Anything else is a leftover.
+fn staging_in_use(home: &Home, dir: &Path, name: &str) -> bool {
+    match sqlite::staging_owner(name) {
+        Some(owner) => lock::owner_alive(&home.run_dir(), owner),
+        None => dir == home.templates_dir() && sqlite::template::rebuild_in_progress(dir),
+    }
+}
+
+/// Files in `tenants/` and `trash/` that no customer owns; staging files whose
+/// command is gone are removed by `--fix` at once.
 fn orphan_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<()> {
     let owned: HashSet<PathBuf> = crate::catalog::customers::all_placements(catalog.conn())?
         .into_iter()
@@ -510,17 +562,16 @@ fn orphan_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<
                 continue;
             }
             if sqlite::is_staging_name(&name) {
-                let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
-                    SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(3600)
-                });
+                if staging_in_use(home, &dir, &name) {
+                    continue;
+                }
                 let repair = || files::remove_database(&path).map(|_| "removed".to_string());
-                let repair: Option<&dyn Fn() -> Result<String>> = if old { Some(&repair) } else { None };
                 doctor.problem(
                     "orphan.staging",
                     path_text(&path),
                     Verdict::Warn,
                     "unfinished provision left by a crash".to_string(),
-                    repair,
+                    Some(&repair),
                 );
             } else if dir == home.tenants_dir() {
                 // Most often a `customer create` that died between moving the new file
@@ -565,7 +616,7 @@ fn restore_leftover_checks(doctor: &mut Doctor, home: &Home, backup_dir: &Path) 
     if !any {
         return;
     }
-    let Ok(held) = crate::lock::HomeLock::acquire(&home.lock_file(), Duration::ZERO) else {
+    let Ok(held) = crate::lock::HomeLock::acquire(&home.lock_file(), std::time::Duration::ZERO) else {
         return;
     };
     for path in restore::leftovers(&held, &dirs, backup_dir) {

@@ -73,6 +73,9 @@ pub fn finish_abandoned(catalog: &mut Catalog, home: &Home) -> Result<Vec<Recove
             continue;
         };
         let outcome = resolve(catalog, &engines, &op)?;
+        if lock::is_token(&op.owner) {
+            let _ = std::fs::remove_file(home.run_dir().join(format!("{}.lock", op.owner)));
+        }
         done.push(Recovered {
             kind: op.kind,
             subject: op.subject,
@@ -82,7 +85,8 @@ pub fn finish_abandoned(catalog: &mut Catalog, home: &Home) -> Result<Vec<Recove
     Ok(done)
 }
 
-fn resolve(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Result<&'static str> {
+/// Finishes or undoes one operation whose owner is gone: `finished` or `undone`.
+pub fn resolve(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Result<&'static str> {
     match op.kind.as_str() {
         CREATE => undo_create(catalog, engines, op),
         IMPORT => finish_import(catalog, engines, op.id, &op.steps),

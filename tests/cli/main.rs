@@ -5,6 +5,7 @@ mod audit;
 mod backup;
 mod concurrency;
 mod config;
+mod crashes;
 mod customers;
 mod docs;
 mod global;

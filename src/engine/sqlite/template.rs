@@ -55,6 +55,12 @@ impl RebuildLock {
     }
 }
 
+/// Whether a rebuild holds the templates folder's lock right now.
+pub fn rebuild_in_progress(templates_dir: &Path) -> bool {
+    std::fs::File::open(templates_dir)
+        .is_ok_and(|dir| matches!(dir.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
 fn install_fresh(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf> {
     let template = templates_dir.join(FILE_NAME);
     // Owned by the rebuild lock, not a command: doctor removes it when the lock is free.

@@ -9,16 +9,17 @@ use serde_json::{Value, json};
 use super::ImportRequest;
 use super::plan::{CustomerPlan, PlanUpdate, SitePlan, site_changed};
 use crate::catalog::customers::CustomerChanges;
-use crate::catalog::model::{Customer, NewCustomer, NewSite, Site};
+use crate::catalog::model::{Customer, NewSite, Site};
 use crate::catalog::operations::{self, NewOperation};
 use crate::catalog::sites;
-use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind, TenantMigrationStatus};
-use crate::catalog::{Catalog, plans, tenants};
+use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind};
+use crate::catalog::{Catalog, plans};
 use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
 use crate::import::Parsed;
 use crate::lock::Owner;
 use crate::migrations;
+use crate::ops::customers::NewTenant;
 use crate::ops::recovery::{self, crash_point};
 use crate::ops::{Actor, config, customers, plans as plan_ops};
 
@@ -159,40 +160,20 @@ fn insert_customer(
     built: &Provisioned,
 ) -> Result<(Customer, Option<String>)> {
     let doc = &plan.doc;
-    let slug = customers::choose_slug(
-        tx,
-        actor,
-        doc.slug.as_deref(),
-        doc.company_name.as_deref(),
-        &doc.email,
-    )?;
-    let placement = engine.placement_for(&slug)?;
     let name = doc
         .name
         .clone()
         .or_else(|| doc.company_name.clone())
         .unwrap_or_else(|| doc.email.split('@').next().unwrap_or_default().to_string());
-    let customer = crate::catalog::customers::insert(
-        tx,
-        &NewCustomer {
-            slug,
-            email: doc.email.clone(),
-            name,
-            company_name: doc.company_name.clone(),
-            plan: plan.plan.clone(),
-            metadata: doc.metadata.clone().unwrap_or_default(),
-            placement,
-            schema_version: built.schema_version,
-        },
-    )?;
-    tenants::record_applied(tx, customer.id, &built.applied)?;
-    tenants::record_run(
-        tx,
-        customer.id,
-        built.schema_version,
-        TenantMigrationStatus::Ok,
-        None,
-    )?;
+    let new = NewTenant {
+        slug: doc.slug.as_deref(),
+        email: &doc.email,
+        name,
+        company: doc.company_name.clone(),
+        plan: plan.plan.clone(),
+        metadata: doc.metadata.clone().unwrap_or_default(),
+    };
+    let customer = customers::reserve(tx, engine, &new, built)?;
     let customer = if doc.limits == Default::default() {
         customer
     } else {

@@ -1,0 +1,242 @@
+//! A command killed at each step that changes files: the next run of the same command,
+//! and separately `doctor --fix`, must leave the catalog and the files consistent,
+//! with no stray file, and a purge must never leave the purged data behind.
+//! Debug builds kill themselves at `TENANTCTL_CRASH_AT=<step>` with SIGKILL.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::support::*;
+
+/// Runs `args` so that it is killed at `step`, and proves it was.
+fn killed_at(env: &TestEnv, args: &[&str], step: &str) {
+    let run = env
+        .cmd(args)
+        .env("TENANTCTL_CRASH_AT", step)
+        .expect_code(-1)
+        .run();
+    assert!(run.stdout.is_empty(), "{step}: {run:?}");
+}
+
+/// Names in `dir` that no finished command leaves: staging files and restore folders.
+fn strays(dir: &Path) -> Vec<String> {
+    names_matching(dir, |n| n.starts_with('.') && n != ".lock")
+        .into_iter()
+        .collect()
+}
+
+/// What must hold once a command has finished or undone a killed run: no open
+/// operation, no customer stuck provisioning, no stray staging file, no owner lock
+/// left behind, every live customer's database present, and doctor satisfied.
+fn assert_settled(env: &TestEnv, context: &str) {
+    assert_eq!(env.count("SELECT count(*) FROM operations"), 0, "{context}");
+    assert_eq!(
+        env.count("SELECT count(*) FROM customers WHERE status = 'provisioning'"),
+        0,
+        "{context}"
+    );
+    for dir in ["tenants", "trash", "templates", "run"] {
+        assert_eq!(
+            strays(&env.home.join(dir)),
+            Vec::<String>::new(),
+            "{context}: {dir}"
+        );
+    }
+    assert_eq!(
+        env.names_in(&env.home.join("run")),
+        Vec::<String>::new(),
+        "{context}"
+    );
+    let catalog = env.catalog();
+    let rows: Vec<(String, String, String)> = catalog
+        .prepare("SELECT slug, status, location FROM customers")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    drop(catalog);
+    let mut tenant_files = env.names_in(&env.home.join("tenants"));
+    tenant_files.retain(|n| n.ends_with(".db"));
+    let mut live: Vec<String> = rows
+        .iter()
+        .filter(|(_, status, _)| status != "deleted")
+        .map(|(slug, _, location)| {
+            assert!(Path::new(location).is_file(), "{context}: {slug} has no database");
+            format!("{slug}.db")
+        })
+        .collect();
+    live.sort();
+    assert_eq!(
+        tenant_files, live,
+        "{context}: every file in tenants/ is a live customer's"
+    );
+    for (slug, _, location) in rows.iter().filter(|(_, status, _)| status == "deleted") {
+        assert!(
+            Path::new(location).is_file(),
+            "{context}: deleted {slug} keeps its database"
+        );
+    }
+    env.ok(&["doctor"]);
+}
+
+/// After the kill, `doctor` says something is half done (exit 7); `doctor --fix`
+/// settles it.
+fn doctor_settles(env: &TestEnv, context: &str) {
+    let found = env.run(&["doctor"]);
+    assert_eq!(found.code, 7, "{context}: {found:?}");
+    assert!(found.stdout.contains("operation.open"), "{context}: {found:?}");
+    let fixed = env.run(&["doctor", "--fix"]);
+    assert_eq!(fixed.code, 0, "{context}: {fixed:?}");
+    assert_settled(env, context);
+}
+
+#[test]
+fn a_killed_create_is_undone_and_the_same_create_then_succeeds() {
+    for step in ["customer.create:reserved", "customer.create:published"] {
+        let env = TestEnv::initialised();
+        let args = ["customer", "create", "k@example.com", "K", "--slug", "k"];
+        killed_at(&env, &args, step);
+        assert_eq!(
+            env.json(&["customer", "list"]),
+            json!([]),
+            "{step}: invisible while provisioning"
+        );
+        env.fails(&["customer", "show", "k"], 3);
+        let again = env.ok_warning(&args, "undone an interrupted customer.create of 'k'");
+        assert!(again.stdout.contains("k@example.com"), "{step}");
+        assert_settled(&env, step);
+
+        let env = TestEnv::initialised();
+        killed_at(&env, &args, step);
+        doctor_settles(&env, step);
+        assert_eq!(env.count("SELECT count(*) FROM customers"), 0, "{step}");
+        env.customer("k@example.com", "K", &["--slug", "k"]);
+    }
+}
+
+#[test]
+fn a_killed_delete_or_undelete_is_finished() {
+    for step in ["recorded", "moved"] {
+        let env = TestEnv::fleet(&["a", "b"]);
+        killed_at(
+            &env,
+            &["customer", "delete", "a", "--confirm", "a"],
+            &format!("customer.delete:{step}"),
+        );
+        env.cmd(&["customer", "delete", "a", "--confirm", "a"])
+            .expect_code(6)
+            .stderr_has("finished an interrupted customer.delete of 'a'")
+            .run();
+        assert_settled(&env, &format!("delete {step}"));
+        assert_eq!(env.json(&["customer", "show", "a"])["status"], "deleted");
+
+        killed_at(
+            &env,
+            &["customer", "undelete", "a"],
+            &format!("customer.undelete:{step}"),
+        );
+        doctor_settles(&env, &format!("undelete {step}"));
+        assert_eq!(env.json(&["customer", "show", "a"])["status"], "active");
+        assert_eq!(
+            env.json(&["db", "status", "a", "--check", "-q"])[0]["check"],
+            "ok"
+        );
+    }
+}
+
+#[test]
+fn a_killed_purge_never_leaves_the_purged_data() {
+    for step in ["customer.purge:recorded", "customer.purge:removed"] {
+        for next in ["purge", "doctor"] {
+            let env = TestEnv::fleet(&["a", "b"]);
+            env.ok(&["customer", "delete", "a", "--confirm", "a"]);
+            killed_at(&env, &["customer", "purge", "a", "--confirm", "a"], step);
+            if next == "purge" {
+                env.cmd(&["customer", "purge", "a", "--confirm", "a"])
+                    .expect_code(3)
+                    .stderr_has("finished an interrupted customer.purge of 'a'")
+                    .run();
+                assert_settled(&env, step);
+            } else {
+                doctor_settles(&env, step);
+            }
+            assert_eq!(
+                env.names_in(&env.home.join("trash")),
+                Vec::<String>::new(),
+                "{step}"
+            );
+            assert_eq!(
+                env.count("SELECT count(*) FROM customers WHERE slug = 'a'"),
+                0,
+                "{step}"
+            );
+        }
+    }
+}
+
+fn legacy_tree(env: &TestEnv) -> std::path::PathBuf {
+    let dir = env.root.join("legacy");
+    for (n, status) in ["active", "suspended", "active"].iter().enumerate() {
+        let folder = dir.join(format!("c{n}"));
+        std::fs::create_dir_all(folder.join("sites")).unwrap();
+        std::fs::write(
+            folder.join("customer.json"),
+            json!({"email": format!("c{n}@example.com"), "name": format!("C{n}"), "slug": format!("c{n}"),
+                   "status": status})
+            .to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            folder.join("sites/shop.json"),
+            json!({"name": "Shop", "domain": format!("shop.c{n}.test")}).to_string(),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_killed_import_is_finished_with_every_customer_in_place() {
+    for step in ["import:recorded", "import:published"] {
+        for next in ["import", "doctor"] {
+            let env = TestEnv::initialised();
+            let tree = legacy_tree(&env);
+            let tree = tree.to_str().unwrap();
+            killed_at(&env, &["import", tree], step);
+            if next == "import" {
+                let again = env
+                    .cmd(&["import", tree])
+                    .stderr_has("finished an interrupted import")
+                    .json();
+                assert_eq!(again["summary"]["created"], 0, "{step}: {again}");
+                assert_settled(&env, step);
+            } else {
+                doctor_settles(&env, step);
+            }
+            let listed = env.json(&["customer", "list"]);
+            let statuses: Vec<&str> = listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["status"].as_str().unwrap())
+                .collect();
+            assert_eq!(statuses, ["active", "suspended", "active"], "{step} then {next}");
+            assert_eq!(env.json(&["site", "list"]).as_array().unwrap().len(), 3, "{step}");
+        }
+    }
+}
+
+#[test]
+fn doctor_fix_removes_staging_files_whose_command_is_gone_at_once() {
+    let env = TestEnv::initialised();
+    let tenants = env.home.join("tenants");
+    std::fs::create_dir_all(&tenants).unwrap();
+    // Left by a command that died before it recorded anything (any age).
+    std::fs::write(tenants.join(".provision-4242-0000abcd-00000001.db"), b"").unwrap();
+    let found = env.run(&["doctor", "--json"]);
+    assert!(found.stdout.contains("orphan.staging"), "{found:?}");
+    env.cmd(&["doctor", "--fix"]).run();
+    assert_eq!(strays(&tenants), Vec::<String>::new());
+}
