@@ -1179,6 +1179,8 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m')
             [CompletionResult]::new('--fix', '--fix', [CompletionResultType]::ParameterName, 'Repair what is safe to repair (modes, recorded versions, crash leftovers)')
+            [CompletionResult]::new('--adopt', '--adopt', [CompletionResultType]::ParameterName, 'With --fix: give each tenant database no customer owns its customer again (details from the newest backup that knew it)')
+            [CompletionResult]::new('--trash', '--trash', [CompletionResultType]::ParameterName, 'With --fix: move each tenant database no customer owns to the trash')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')

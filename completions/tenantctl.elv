@@ -1095,6 +1095,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
             cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
             cand --fix 'Repair what is safe to repair (modes, recorded versions, crash leftovers)'
+            cand --adopt 'With --fix: give each tenant database no customer owns its customer again (details from the newest backup that knew it)'
+            cand --trash 'With --fix: move each tenant database no customer owns to the trash'
             cand --json 'Same as --output json'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'

@@ -955,6 +955,8 @@ always\t''
 never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l fix -d 'Repair what is safe to repair (modes, recorded versions, crash leftovers)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l adopt -d 'With --fix: give each tenant database no customer owns its customer again (details from the newest backup that knew it)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l trash -d 'With --fix: move each tenant database no customer owns to the trash'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'

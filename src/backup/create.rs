@@ -14,7 +14,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::states::{BackupKind, EntryScope, SetScope};
 use super::{BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, Skipped, list_sets, new_id};
 use crate::engine::{BackedUp, BackupTarget, TenantDatabase, sqlite};
-use crate::error::{Error, ErrorKind, IoContext, Result};
+use crate::error::{Error, ErrorKind, IoContext, NamingFullDisk, Result};
 use crate::fan_out::fan_out_all;
 use crate::files::{PARALLEL_FROM_BYTES, beside, copy_hashed, sha256_file};
 use crate::{files, time};
@@ -240,33 +240,16 @@ fn source_damage(source: &Path, err: &Error) -> Option<String> {
         .map(|check| check.to_string().replace('\n', "; "))
 }
 
-/// A failure while writing a copy, said so that the operator knows where to look: only
-/// a lack of space earns the hint about space.
+/// A failure while writing a copy, said so that the operator knows where to look: a
+/// lack of space names the file and the space left (with the hint about space).
 fn writing_failed(dest: &Path, err: Error) -> Error {
-    let no_space = match &err {
-        Error::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
-        Error::Io { source, .. } => matches!(
-            source.kind(),
-            std::io::ErrorKind::StorageFull
-                | std::io::ErrorKind::FileTooLarge
-                | std::io::ErrorKind::QuotaExceeded
-        ),
-        _ => false,
-    };
-    let why = if no_space {
-        format!("no space left ({err})")
-    } else {
-        err.to_string()
-    };
-    let failed = Error::unexpected(format!(
-        "writing the backup copy {} failed: {why}",
-        dest.display()
-    ));
-    if no_space {
-        failed.with_hint("check free space and file size limits where the backups go (--backup-dir)")
-    } else {
-        failed
+    if err.is_disk_full() {
+        return err.naming_full_disk(dest);
     }
+    Error::unexpected(format!(
+        "writing the backup copy {} failed: {err}",
+        dest.display()
+    ))
 }
 
 /// A local tenant file's part of a set (the SQLite engine's backup): an unchanged
@@ -501,7 +484,8 @@ fn copy_around_cache(input: &std::fs::File, real: &Path, dest: &Path) -> Result<
     let sum = copy_hashed(input, real, &output, dest, as_standalone)?;
     output
         .sync_all()
-        .io_context(|| format!("syncing {}", dest.display()))?;
+        .io_context(|| format!("syncing {}", dest.display()))
+        .naming_full_disk(dest)?;
     Ok(sum)
 }
 
@@ -518,6 +502,10 @@ fn as_standalone(header: &mut [u8]) {
 /// journal, synced) with SQLite's online backup: one step, so the copy is one
 /// consistent snapshot even while other processes write.
 pub fn snapshot(source: &Connection, dest: &Path) -> Result<()> {
+    snapshot_into(source, dest).naming_full_disk(dest)
+}
+
+fn snapshot_into(source: &Connection, dest: &Path) -> Result<()> {
     files::create_private_file(dest)?;
     let mut target = Connection::open_with_flags(
         dest,

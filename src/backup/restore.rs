@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::engine::sqlite;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, NamingFullDisk, Result};
 use crate::files;
 use crate::files::copy_hashed;
 use crate::lock::HomeLock;
@@ -145,7 +145,8 @@ pub fn stage(wanted: &ToStage, run: &StagingRun) -> Result<Staged> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.close().map_err(|(_, e)| e)?;
         files::fsync_file(&staging)
-    })();
+    })()
+    .naming_full_disk(&staging);
     match result {
         Ok(()) => Ok(Staged {
             staging,
@@ -192,6 +193,7 @@ fn copy_checked(wanted: &ToStage, staging: &Path) -> Result<()> {
     output
         .sync_all()
         .io_context(|| format!("syncing {}", staging.display()))
+        .naming_full_disk(staging)
 }
 
 /// integrity_check of a backup file, opened read-only so that checking cannot change it.

@@ -8,13 +8,15 @@ use super::model::{AuditEvent, NewAuditEvent};
 use crate::error::Result;
 use crate::time;
 
-pub fn record(conn: &Connection, event: &NewAuditEvent<'_>) -> Result<i64> {
+/// Only [`Catalog::write_audited`](super::Catalog::write_audited) writes events, so each
+/// lands in the transaction of the change it describes.
+pub(super) fn record(conn: &Connection, actor: &str, event: &NewAuditEvent) -> Result<i64> {
     conn.execute(
         "INSERT INTO audit_events (at, actor, action, target_type, target, customer_id, details)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             time::now(),
-            event.actor,
+            actor,
             event.action,
             event.target_type,
             event.target,

@@ -87,6 +87,37 @@ pub fn remove_provisioning(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Who a customer was, as any catalog version since the first records it: what
+/// `doctor --fix --adopt` takes from an older catalog (a backup's) to give a tenant
+/// database its customer again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remembered {
+    pub email: String,
+    pub name: String,
+    pub company_name: Option<String>,
+    pub plan: String,
+    pub metadata: Map<String, Value>,
+}
+
+pub fn remembered(conn: &Connection, slug: &str) -> Result<Option<Remembered>> {
+    Ok(conn
+        .query_row(
+            "SELECT email, name, company_name, plan, metadata FROM customers WHERE slug = ?1",
+            [slug],
+            |r| {
+                let metadata: String = r.get(4)?;
+                Ok(Remembered {
+                    email: r.get(0)?,
+                    name: r.get(1)?,
+                    company_name: r.get(2)?,
+                    plan: r.get(3)?,
+                    metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+                })
+            },
+        )
+        .optional()?)
+}
+
 /// A customer that every command may see: not still being provisioned.
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Customer>> {
     Ok(any_by_id(conn, id)?.filter(|c| c.status != CustomerStatus::Provisioning))

@@ -18,8 +18,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NamingFullDisk, Result};
 use crate::files;
+use model::NewAuditEvent;
 use states::CatalogMigrationStatus;
 
 mod embedded {
@@ -110,6 +111,16 @@ impl Catalog {
         Self::configure(conn, path).map_err(|err| explain_access(path, err))
     }
 
+    /// Opens a catalog that must not change at all, such as the copy inside a backup
+    /// set: read-only and immutable, so not even a WAL file appears beside it.
+    pub fn open_frozen(path: &Path) -> Result<Connection> {
+        let uri = format!("file:{}?immutable=1", path.display());
+        Ok(Connection::open_with_flags(
+            uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?)
+    }
+
     /// Opens the catalog for ordinary work: refuses while migrations are pending.
     pub fn open_ready(path: &Path) -> Result<Self> {
         let catalog = Self::open(path)?;
@@ -123,6 +134,10 @@ impl Catalog {
 
     /// Creates the catalog file (mode 0600) in WAL mode if it is missing, then opens it.
     pub fn create(path: &Path) -> Result<(Self, bool)> {
+        Self::create_here(path).naming_full_disk(path)
+    }
+
+    fn create_here(path: &Path) -> Result<(Self, bool)> {
         let created = files::create_private_file(path)?;
         let conn = Connection::open_with_flags(
             path,
@@ -212,9 +227,39 @@ impl Catalog {
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction: all of it commits or none of it.
     pub fn write<T>(&mut self, work: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let tx = begin_write(&mut self.conn, &self.path)?;
-        let value = work(&tx)?;
-        tx.commit()?;
+        let value = work(&tx).map_err(|err| full_catalog(&self.path, err))?;
+        tx.commit().map_err(|err| full_catalog(&self.path, err.into()))?;
         Ok(value)
+    }
+
+    /// Like [`Catalog::write`], for a change that is audited: `work` returns its value
+    /// with the events that describe what it did (none when it changed nothing), and
+    /// they are recorded, in order, in the same transaction. Returning the events rather
+    /// than writing them keeps the audit log's one writer here, and a change cannot
+    /// commit without its record.
+    pub fn write_audited<T, E>(
+        &mut self,
+        actor: &str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<(T, E)>,
+    ) -> Result<T>
+    where
+        E: IntoIterator<Item = NewAuditEvent>,
+    {
+        self.write(|tx| record_audited(tx, actor, work))
+    }
+
+    /// [`Catalog::write_with_files`] for an audited change, as [`Catalog::write_audited`].
+    pub fn write_with_files_audited<T, E>(
+        &mut self,
+        actor: &str,
+        work: impl FnOnce(&Transaction<'_>) -> Result<(T, E)>,
+        finish: impl FnOnce(&T) -> Result<()>,
+        undo: impl FnOnce(&T),
+    ) -> Result<T>
+    where
+        E: IntoIterator<Item = NewAuditEvent>,
+    {
+        self.write_with_files(|tx| record_audited(tx, actor, work), finish, undo)
     }
 
     /// Like [`Catalog::write`], but `finish` runs after the rows are written and before
@@ -226,11 +271,11 @@ impl Catalog {
         undo: impl FnOnce(&T),
     ) -> Result<T> {
         let tx = begin_write(&mut self.conn, &self.path)?;
-        let value = work(&tx)?;
+        let value = work(&tx).map_err(|err| full_catalog(&self.path, err))?;
         finish(&value)?;
         if let Err(err) = tx.commit() {
             undo(&value);
-            return Err(err.into());
+            return Err(full_catalog(&self.path, err.into()));
         }
         Ok(value)
     }
@@ -323,7 +368,7 @@ impl Catalog {
         self.conn.pragma_update(None, "foreign_keys", "OFF")?;
         let ran = embedded::migrations::runner().run(&mut self.conn);
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
-        ran?;
+        ran.naming_full_disk(&self.path)?;
         let dangling = self.foreign_key_violations()?;
         if !dangling.is_empty() {
             return Err(Error::verification(format!(
@@ -351,6 +396,22 @@ impl Catalog {
     }
 }
 
+/// Runs an audited change's `work`, then records its events in the same transaction.
+fn record_audited<T, E>(
+    tx: &Transaction<'_>,
+    actor: &str,
+    work: impl FnOnce(&Transaction<'_>) -> Result<(T, E)>,
+) -> Result<T>
+where
+    E: IntoIterator<Item = NewAuditEvent>,
+{
+    let (value, events) = work(tx)?;
+    for event in events {
+        audit::record(tx, actor, &event)?;
+    }
+    Ok(value)
+}
+
 /// `BEGIN IMMEDIATE`, refusing at once, with the reason, a catalog that SQLite could
 /// open only for reading (a write-protected file or a read-only file system).
 fn begin_write<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transaction<'c>> {
@@ -367,6 +428,16 @@ fn begin_write<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transaction<
     }
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|err| explain_access(path, err.into()))
+}
+
+/// A catalog statement that found the disk full, said with the catalog's path. Only
+/// SQLite's errors are the catalog's own: a file error inside a transaction's work is
+/// about some other file, which its own boundary names.
+fn full_catalog(path: &Path, err: Error) -> Error {
+    match err {
+        Error::Sqlite(_) => err.naming_full_disk(path),
+        other => other,
+    }
 }
 
 /// Replaces SQLite's "unable to open database file" or "attempt to write a readonly
@@ -638,6 +709,72 @@ mod tests {
             4,
             "the purged customer's id 3 is not reused"
         );
+    }
+
+    #[test]
+    fn audited_writes_record_their_events_or_nothing() {
+        let mut catalog = in_memory();
+        let event = |target: &str| {
+            model::NewAuditEvent::new("x.test", "thing", target, Some(7), serde_json::json!({"n": 1}))
+        };
+        let value = catalog
+            .write_audited("ops", |_| Ok((42, [event("first"), event("second")])))
+            .unwrap();
+        assert_eq!(value, 42);
+        let failed: Result<()> = catalog.write_audited("ops", |_| {
+            Err::<((), [model::NewAuditEvent; 1]), _>(Error::unexpected("no"))
+        });
+        assert!(failed.is_err());
+        let events = audit::list(catalog.conn(), &audit::AuditFilter::default()).unwrap();
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.actor.as_str(),
+                    e.target.as_str(),
+                    e.customer_id,
+                    e.details.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("ops", "second", Some(7), serde_json::json!({"n": 1})),
+                ("ops", "first", Some(7), serde_json::json!({"n": 1})),
+            ],
+            "newest first, each with the actor the write was given"
+        );
+    }
+
+    #[test]
+    fn a_full_catalog_is_named_by_its_path() {
+        let mut catalog = in_memory();
+        let pages: i64 = catalog
+            .conn()
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        // SQLite answers a database at its page limit as it answers a full disk.
+        catalog
+            .conn()
+            .pragma_update(None, "max_page_count", pages)
+            .unwrap();
+        let err = catalog
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO audit_events (at, actor, action, target_type, target)
+                     VALUES ('t', hex(randomblob(100000)), 'x', 'y', 'z')",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("no space left writing :memory: ("),
+            "{err}"
+        );
+        assert!(err.hint().unwrap().contains("free space"));
+        assert_eq!(err.exit_code(), 1);
     }
 
     #[test]

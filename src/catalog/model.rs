@@ -101,15 +101,55 @@ pub struct AuditEvent {
     pub details: Value,
 }
 
-/// What an operation writes to the audit log together with its change.
+/// What an operation writes to the audit log together with its change. The actor is
+/// not here: [`Catalog::write_audited`](super::Catalog::write_audited) adds it.
 #[derive(Debug, Clone)]
-pub struct NewAuditEvent<'a> {
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub target_type: &'a str,
+pub struct NewAuditEvent {
+    pub action: &'static str,
+    pub target_type: &'static str,
     pub target: String,
     pub customer_id: Option<i64>,
     pub details: Value,
+}
+
+impl NewAuditEvent {
+    pub fn new(
+        action: &'static str,
+        target_type: &'static str,
+        target: impl Into<String>,
+        customer_id: Option<i64>,
+        details: Value,
+    ) -> Self {
+        Self {
+            action,
+            target_type,
+            target: target.into(),
+            customer_id,
+            details,
+        }
+    }
+
+    /// An event about a customer, named by its slug.
+    pub fn customer(action: &'static str, customer: &Customer, details: Value) -> Self {
+        Self::new(
+            action,
+            "customer",
+            customer.slug.clone(),
+            Some(customer.id),
+            details,
+        )
+    }
+
+    /// An event about a site, named by its domain and filed under its customer.
+    pub fn site(action: &'static str, site: &Site, details: Value) -> Self {
+        Self::new(
+            action,
+            "site",
+            site.domain.clone(),
+            Some(site.customer_id),
+            details,
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

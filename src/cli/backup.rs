@@ -424,6 +424,15 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
             lost.reason.as_deref().unwrap_or("unreadable")
         ));
     }
+    if !report.unowned_tenants.is_empty() {
+        session.messages.warning(&format!(
+            "{} tenant database{} in the home {} no customer in the restored catalog ({}); run 'tenantctl doctor --fix --adopt' to give them customers again, or 'tenantctl doctor --fix --trash' to move them away",
+            report.unowned_tenants.len(),
+            if report.unowned_tenants.len() == 1 { "" } else { "s" },
+            if report.unowned_tenants.len() == 1 { "has" } else { "have" },
+            report.unowned_tenants.join(", ")
+        ));
+    }
     let line = if report.dry_run {
         dry_run_line(&report)
     } else {

@@ -229,11 +229,20 @@ pub struct ResolveArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  tenantctl doctor\n  tenantctl doctor --fix")]
+#[command(
+    after_help = "Examples:\n  tenantctl doctor\n  tenantctl doctor --fix\n  tenantctl doctor --fix --adopt"
+)]
 pub struct DoctorArgs {
     /// Repair what is safe to repair (modes, recorded versions, crash leftovers)
     #[arg(long)]
     pub fix: bool,
+    /// With --fix: give each tenant database no customer owns its customer again
+    /// (details from the newest backup that knew it)
+    #[arg(long, requires = "fix", conflicts_with = "trash")]
+    pub adopt: bool,
+    /// With --fix: move each tenant database no customer owns to the trash
+    #[arg(long, requires = "fix")]
+    pub trash: bool,
 }
 
 const MIGRATE_COLUMNS: &[&str] = &["customer", "from", "to", "status", "ms", "error"];
@@ -437,7 +446,12 @@ pub fn resolve(session: &Session, args: ResolveArgs) -> crate::error::Result<()>
 }
 
 pub fn doctor(session: &Session, args: DoctorArgs) -> crate::error::Result<()> {
-    let checked = doctor::doctor(&session.home, &session.ctx.backup_dir, args.fix)?;
+    let unowned = match (args.adopt, args.trash) {
+        (true, _) => doctor::Unowned::Adopt,
+        (_, true) => doctor::Unowned::Trash,
+        _ => doctor::Unowned::Leave,
+    };
+    let checked = doctor::doctor(session.actor(), &session.ctx.backup_dir, args.fix, unowned)?;
     session.out.list(DOCTOR_COLUMNS, &checked.report)?;
     checked.outcome()?;
     Ok(())

@@ -155,6 +155,9 @@ pub trait Engine: Send + Sync {
     /// Removes a deleted tenant's retired database for good; data at any other
     /// placement (a live one, say) is left alone.
     fn purge_retired(&self, placement: &Placement) -> Result<()>;
+    /// The tenant databases on this server that none of `owned` places, with the slug
+    /// each is named for: what a catalog restored from an older backup no longer knows.
+    fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>>;
     /// The tenant database at `placement` (nothing is opened yet).
     fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase>;
 }

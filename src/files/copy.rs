@@ -9,7 +9,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::PRIVATE_FILE_MODE;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, NamingFullDisk, Result};
 use crate::files;
 
 /// Creates `path` (which must not exist) with mode 0600 for one large sequential
@@ -30,7 +30,8 @@ pub fn create_for_copy(path: &Path) -> Result<File> {
         Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => open(0),
         other => other,
     }
-    .io_context(|| format!("creating {}", path.display()))?;
+    .io_context(|| format!("creating {}", path.display()))
+    .naming_full_disk(path)?;
     // The umask may have narrowed the mode, never widened it; set it exactly.
     file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))
         .io_context(|| format!("setting the mode of {}", path.display()))?;
@@ -91,7 +92,9 @@ pub fn copy_private(source: &mut File, from: &Path, to: &Path) -> Result<()> {
         std::io::copy(source, &mut target)?;
         target.sync_all()
     };
-    copy().map_err(|e| crate::error::Error::io(format!("copying {} to {}", from.display(), to.display()), e))
+    copy()
+        .map_err(|e| crate::error::Error::io(format!("copying {} to {}", from.display(), to.display()), e))
+        .naming_full_disk(to)
 }
 
 /// SHA-256 of a file, as lowercase hex.
@@ -190,7 +193,9 @@ pub fn copy_hashed(
             .join()
             .map_err(|_| Error::unexpected("the copy writer panicked"))?;
         read?;
-        written.io_context(|| format!("writing {}", output_name.display()))?;
+        written
+            .io_context(|| format!("writing {}", output_name.display()))
+            .naming_full_disk(output_name)?;
         sum.map_err(|_| Error::unexpected("the copy hasher panicked"))
     })
 }
@@ -222,7 +227,8 @@ fn copy_hashed_here(
             }
             hasher.update(&buffer[..n]);
             files::write_all_at(output, &buffer[..n], offset)
-                .io_context(|| format!("writing {}", output_name.display()))?;
+                .io_context(|| format!("writing {}", output_name.display()))
+                .naming_full_disk(output_name)?;
             offset += n as u64;
         }
         Ok(hex(&hasher.finalize()))

@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, NamingFullDisk, Result};
 
 mod copy;
 
@@ -33,7 +33,9 @@ pub fn create_private_file(path: &Path) -> Result<bool> {
             Ok(true)
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(crate::error::Error::io(format!("creating {}", path.display()), e)),
+        Err(e) => {
+            Err(crate::error::Error::io(format!("creating {}", path.display()), e)).naming_full_disk(path)
+        }
     }
 }
 
@@ -55,7 +57,8 @@ pub fn create_private_dir(path: &Path) -> Result<bool> {
                 return Err(crate::error::Error::io(
                     format!("creating folder {}", dir.display()),
                     e,
-                ));
+                ))
+                .naming_full_disk(dir);
             }
         }
         fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))
@@ -83,12 +86,14 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .io_context(|| format!("syncing folder {}", dir.display()))
+        .naming_full_disk(dir)
 }
 
 pub fn fsync_file(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|f| f.sync_all())
         .io_context(|| format!("syncing {}", path.display()))
+        .naming_full_disk(path)
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600: a temporary file beside it,
@@ -114,7 +119,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     if let Err(e) = write() {
         let _ = fs::remove_file(&tmp);
-        return Err(crate::error::Error::io(format!("writing {}", path.display()), e));
+        return Err(crate::error::Error::io(format!("writing {}", path.display()), e)).naming_full_disk(path);
     }
     fsync_dir(&dir)
 }
@@ -181,7 +186,9 @@ pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
         file.write_all(bytes)?;
         file.sync_all()
     };
-    write().io_context(|| format!("writing {}", path.display()))
+    write()
+        .io_context(|| format!("writing {}", path.display()))
+        .naming_full_disk(path)
 }
 
 /// Puts the folder `fresh` in the place of the folder `target` (both in one parent),

@@ -7,10 +7,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{Actor, config, customers};
+use crate::catalog::Catalog;
 use crate::catalog::access::{self, ApiKey, NewKey, NewSession, Session};
 use crate::catalog::model::{Customer, NewAuditEvent};
 use crate::catalog::states::{CustomerStatus, KeyStatus};
-use crate::catalog::{Catalog, audit};
 use crate::error::{Error, Result};
 use crate::{time, validate};
 
@@ -52,18 +52,6 @@ fn active_customer(catalog: &Catalog, reference: &str, what: &str) -> Result<Cus
     Ok(customer)
 }
 
-fn audit_event(
-    tx: &rusqlite::Connection,
-    actor: Actor<'_>,
-    action: &str,
-    kind: &str,
-    target: &str,
-    customer_id: i64,
-    details: serde_json::Value,
-) -> Result<()> {
-    super::audit(tx, actor, action, kind, target, Some(customer_id), details)
-}
-
 /// A key just created, with its token: the only time the token exists outside the
 /// caller's hands.
 #[derive(Debug, Clone, Serialize)]
@@ -99,7 +87,7 @@ pub fn create_key(
     let customer = active_customer(catalog, reference, "get new keys")?;
     let id = random_text(8);
     let token = format!("tk_{id}_{}", random_text(SECRET_LENGTH));
-    let created = catalog.write(|tx| {
+    let created = catalog.write_audited(actor.name, |tx| {
         let key = access::insert_key(
             tx,
             &NewKey {
@@ -112,16 +100,14 @@ pub fn create_key(
                 expires_at: expires_at.as_deref(),
             },
         )?;
-        audit_event(
-            tx,
-            actor,
+        let event = NewAuditEvent::new(
             "key.create",
             "key",
-            &id,
-            customer.id,
+            id.as_str(),
+            Some(customer.id),
             json!({"name": name, "scopes": scopes, "expires_at": expires_at}),
-        )?;
-        Ok(key)
+        );
+        Ok((key, [event]))
     })?;
     Ok(CreatedKey { key: created, token })
 }
@@ -172,32 +158,32 @@ pub struct KeyRevocation {
 /// Revokes a key. Revoking a revoked key changes nothing and is no error (as for
 /// sessions): the operator's goal, a key that no longer works, holds either way.
 pub fn revoke_key(catalog: &mut Catalog, actor: Actor<'_>, id: &str) -> Result<KeyRevocation> {
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         let key = access::key_by_id(tx, id)?.ok_or_else(|| {
             Error::not_found(format!("no API key '{}'", validate::printable(id)))
                 .with_hint("see 'tenantctl key list'")
         })?;
         if key.revoked_at.is_some() {
-            return Ok(KeyRevocation {
+            let unchanged = KeyRevocation {
                 key,
                 already_revoked: true,
-            });
+            };
+            return Ok((unchanged, None));
         }
         access::revoke_key(tx, id, &time::now())?;
-        audit_event(
-            tx,
-            actor,
+        let event = NewAuditEvent::new(
             "key.revoke",
             "key",
             id,
-            key.customer_id,
+            Some(key.customer_id),
             json!({"name": key.name}),
-        )?;
+        );
         let key = access::key_by_id(tx, id)?.ok_or_else(|| Error::unexpected("a revoked key vanished"))?;
-        Ok(KeyRevocation {
+        let revoked = KeyRevocation {
             key,
             already_revoked: false,
-        })
+        };
+        Ok((revoked, Some(event)))
     })
 }
 
@@ -267,7 +253,7 @@ pub fn create_session(
     let now = chrono::Utc::now();
     let id = random_text(8);
     let token = format!("ts_{id}_{}", random_text(SECRET_LENGTH));
-    let session = catalog.write(|tx| {
+    let session = catalog.write_audited(actor.name, |tx| {
         let session = access::insert_session(
             tx,
             &NewSession {
@@ -279,16 +265,14 @@ pub fn create_session(
                 expires_at: &time::format(now + ttl),
             },
         )?;
-        audit_event(
-            tx,
-            actor,
+        let event = NewAuditEvent::new(
             "session.create",
             "session",
-            &id,
-            customer.id,
+            id.as_str(),
+            Some(customer.id),
             json!({"device": device}),
-        )?;
-        Ok(session)
+        );
+        Ok((session, [event]))
     })?;
     Ok(CreatedSession { session, token })
 }
@@ -317,7 +301,7 @@ pub fn revoke_sessions(
     let customer = customer
         .map(|c| customers::resolve(catalog.conn(), c))
         .transpose()?;
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         let (count, customer_id, target) = match (id, &customer) {
             (Some(id), None) => {
                 let session = access::session_by_id(tx, id)?.ok_or_else(|| {
@@ -337,25 +321,24 @@ pub fn revoke_sessions(
             ),
             _ => return Err(Error::usage("give a session id, or --customer C --all")),
         };
-        if count > 0 {
-            audit_event(
-                tx,
-                actor,
+        let event = (count > 0).then(|| {
+            NewAuditEvent::new(
                 "session.revoke",
                 "session",
-                &target,
-                customer_id,
+                target,
+                Some(customer_id),
                 json!({"revoked": count}),
-            )?;
-        }
+            )
+        });
         let sessions = match id {
             Some(id) => access::session_by_id(tx, id)?.into_iter().collect(),
             None => access::list_sessions(tx, Some(customer_id), false)?,
         };
-        Ok(Revoked {
+        let revoked = Revoked {
             revoked: count,
             sessions,
-        })
+        };
+        Ok((revoked, event))
     })
 }
 
@@ -366,22 +349,18 @@ pub struct Pruned {
 
 /// Deletes expired sessions (for cron).
 pub fn prune_sessions(catalog: &mut Catalog, actor: Actor<'_>) -> Result<Pruned> {
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         let removed = access::prune_sessions(tx, &time::now())?;
-        if removed > 0 {
-            audit::record(
-                tx,
-                &NewAuditEvent {
-                    actor: actor.name,
-                    action: "session.prune",
-                    target_type: "session",
-                    target: "expired".to_string(),
-                    customer_id: None,
-                    details: json!({"removed": removed}),
-                },
-            )?;
-        }
-        Ok(Pruned { removed })
+        let event = (removed > 0).then(|| {
+            NewAuditEvent::new(
+                "session.prune",
+                "session",
+                "expired",
+                None,
+                json!({"removed": removed}),
+            )
+        });
+        Ok((Pruned { removed }, event))
     })
 }
 

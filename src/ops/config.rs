@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::Actor;
 use crate::catalog::model::{NewAuditEvent, Setting};
-use crate::catalog::{Catalog, audit, plans, settings, tenants};
+use crate::catalog::{Catalog, plans, settings, tenants};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::migrations::{self, MigrationId};
@@ -156,20 +156,16 @@ pub fn set(catalog: &mut Catalog, actor: Actor<'_>, name: &str, value: &str) -> 
     }
     let before = settings::get(catalog.conn(), key.name)?.map(|(v, _)| v);
     if before.as_deref() != Some(value.as_str()) {
-        catalog.write(|tx| {
+        catalog.write_audited(actor.name, |tx| {
             settings::set(tx, key.name, &value)?;
-            audit::record(
-                tx,
-                &NewAuditEvent {
-                    actor: actor.name,
-                    action: "config.set",
-                    target_type: "setting",
-                    target: key.name.to_string(),
-                    customer_id: None,
-                    details: json!({"from": before, "to": value}),
-                },
-            )?;
-            Ok(())
+            let event = NewAuditEvent::new(
+                "config.set",
+                "setting",
+                key.name,
+                None,
+                json!({"from": before, "to": value}),
+            );
+            Ok(((), [event]))
         })?;
     }
     setting(catalog, actor.home, key)
@@ -182,20 +178,11 @@ pub fn unset(catalog: &mut Catalog, actor: Actor<'_>, name: &str) -> Result<Sett
     }
     let before = settings::get(catalog.conn(), key.name)?.map(|(v, _)| v);
     if before.is_some() {
-        catalog.write(|tx| {
+        catalog.write_audited(actor.name, |tx| {
             settings::unset(tx, key.name)?;
-            audit::record(
-                tx,
-                &NewAuditEvent {
-                    actor: actor.name,
-                    action: "config.unset",
-                    target_type: "setting",
-                    target: key.name.to_string(),
-                    customer_id: None,
-                    details: json!({"from": before}),
-                },
-            )?;
-            Ok(())
+            let event =
+                NewAuditEvent::new("config.unset", "setting", key.name, None, json!({"from": before}));
+            Ok(((), [event]))
         })?;
     }
     setting(catalog, actor.home, key)

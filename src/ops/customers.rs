@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Actor, config, quota};
 use crate::catalog::customers::{self, CustomerChanges, CustomerFilter, LimitChanges};
-use crate::catalog::model::{Customer, NewCustomer, SiteSummary};
+use crate::catalog::model::{Customer, NewAuditEvent, NewCustomer, SiteSummary};
 use crate::catalog::operations::{self, NewOperation};
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::{Catalog, is_unique_violation, plans, tenants};
@@ -36,24 +36,6 @@ pub fn resolve(conn: &Connection, reference: &str) -> Result<Customer> {
         Error::not_found(format!("no customer '{}'", validate::printable(reference)))
             .with_hint("give a slug, id or email; see 'tenantctl customer list'")
     })
-}
-
-pub(crate) fn audit_customer(
-    tx: &Connection,
-    actor: Actor<'_>,
-    action: &str,
-    customer: &Customer,
-    details: Value,
-) -> Result<()> {
-    super::audit(
-        tx,
-        actor,
-        action,
-        "customer",
-        &customer.slug,
-        Some(customer.id),
-        details,
-    )
 }
 
 #[derive(Debug, Clone, Default)]
@@ -130,18 +112,16 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     crash_point("customer.create:reserved");
     let activated = engine.publish(&built, &customer.placement).and_then(|()| {
         crash_point("customer.create:published");
-        catalog.write(|tx| {
+        catalog.write_audited(actor.name, |tx| {
             customers::activate(tx, customer.id)?;
             operations::close(tx, op)?;
             let customer = reread(tx, &customer)?;
-            audit_customer(
-                tx,
-                actor,
+            let event = NewAuditEvent::customer(
                 "customer.create",
                 &customer,
                 json!({"email": customer.email, "plan": customer.plan, "schema_version": customer.schema_version}),
-            )?;
-            Ok(customer)
+            );
+            Ok((customer, [event]))
         })
     });
     if activated.is_err() {
@@ -379,12 +359,12 @@ pub fn update(
     // Everything is read and checked inside the write transaction, so a concurrent
     // command cannot change the customer between the check and the write.
     catalog
-        .write(|tx| {
+        .write_audited(actor.name, |tx| {
             let current = resolve(tx, reference)?;
             refuse_deleted(&current, "update")?;
             let changes = requested_changes(tx, &current, request)?;
             if changes.is_noop(&current) {
-                return Ok(current);
+                return Ok((current, None));
             }
             let over = quota_breaches(tx, &current, &changes)?;
             if !over.is_empty() && !request.force {
@@ -400,8 +380,8 @@ pub fn update(
             if !over.is_empty() {
                 details["forced_over_quota"] = json!(over);
             }
-            audit_customer(tx, actor, "customer.update", &updated, details)?;
-            Ok(updated)
+            let event = NewAuditEvent::customer("customer.update", &updated, details);
+            Ok((updated, Some(event)))
         })
         .map_err(|err| match err {
             Error::Sqlite(e) if is_unique_violation(&e) => Error::conflict("that email was taken meanwhile"),
@@ -514,7 +494,7 @@ fn require_confirm(customer: &Customer, confirm: Option<&str>, what: &str) -> Re
 
 pub fn suspend(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, reason: &str) -> Result<Customer> {
     let reason = validate::display_text("reason", reason)?;
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         let customer = resolve(tx, reference)?;
         refuse_deleted(&customer, "suspend")?;
         if customer.status == CustomerStatus::Suspended {
@@ -524,19 +504,13 @@ pub fn suspend(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, reason:
             )));
         }
         customers::set_status(tx, customer.id, CustomerStatus::Suspended, Some(&reason))?;
-        audit_customer(
-            tx,
-            actor,
-            "customer.suspend",
-            &customer,
-            json!({"reason": reason}),
-        )?;
-        reread(tx, &customer)
+        let event = NewAuditEvent::customer("customer.suspend", &customer, json!({"reason": reason}));
+        Ok((reread(tx, &customer)?, [event]))
     })
 }
 
 pub fn reactivate(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Result<Customer> {
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         let customer = resolve(tx, reference)?;
         refuse_deleted(&customer, "reactivate")?;
         if customer.status == CustomerStatus::Active {
@@ -546,14 +520,12 @@ pub fn reactivate(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> R
             )));
         }
         customers::set_status(tx, customer.id, CustomerStatus::Active, None)?;
-        audit_customer(
-            tx,
-            actor,
+        let event = NewAuditEvent::customer(
             "customer.reactivate",
             &customer,
             json!({"reason_was": customer.status_reason}),
-        )?;
-        reread(tx, &customer)
+        );
+        Ok((reread(tx, &customer)?, [event]))
     })
 }
 
@@ -588,7 +560,7 @@ pub fn delete(
     // to open still moves.
     let _ = engine.tenant(&before.placement).quiesce();
     let owner = Owner::new(&actor.home.run_dir())?;
-    let done = catalog.write(|tx| {
+    let done = catalog.write_audited(actor.name, |tx| {
         let customer = resolve(tx, &before.id.to_string())?;
         if customer.status == CustomerStatus::Deleted {
             return Err(Error::refused(format!(
@@ -608,22 +580,21 @@ pub fn delete(
         )?;
         let (sites, keys, sessions) = customers::shut_down_access(tx, customer.id)?;
         customers::set_placement(tx, customer.id, &to)?;
-        audit_customer(
-            tx,
-            actor,
+        let event = NewAuditEvent::customer(
             "customer.delete",
             &customer,
             json!({"status_was": customer.status, "sites_stopped": sites, "keys_revoked": keys,
                        "sessions_revoked": sessions, "db_path": to_text, "db_file_missing": !file_present}),
-        )?;
+        );
         let operation = record_move(tx, recovery::DELETE, &customer, &owner, &from, &to)?;
-        Ok(Move {
+        let moved = Move {
             customer: reread(tx, &customer)?,
             from,
             to,
             file_present,
             operation,
-        })
+        };
+        Ok((moved, [event]))
     })?;
     finish_move(catalog, engine, &done, "customer.delete")?;
     Ok(done.customer)
@@ -676,7 +647,8 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
     let before = resolve(catalog.conn(), reference)?;
     let engine = engines.engine(&before.placement)?;
     let owner = Owner::new(&actor.home.run_dir())?;
-    let done = catalog.write(
+    let done = catalog.write_audited(
+        actor.name,
         |tx| {
             let customer = resolve(tx, reference)?;
             if customer.status != CustomerStatus::Deleted {
@@ -703,21 +675,20 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
             let to_text = to.location.clone();
             customers::undelete(tx, customer.id, &to)?;
             let restored = reread(tx, &customer)?;
-            audit_customer(
-                tx,
-                actor,
+            let event = NewAuditEvent::customer(
                 "customer.undelete",
                 &customer,
                 json!({"db_path": to_text, "status": restored.status}),
-            )?;
+            );
             let operation = record_move(tx, recovery::UNDELETE, &customer, &owner, &from, &to)?;
-            Ok(Move {
+            let moved = Move {
                 customer: restored,
                 from,
                 to,
                 file_present,
                 operation,
-            })
+            };
+            Ok((moved, [event]))
         },
     )?;
     finish_move(catalog, engine, &done, "customer.undelete")?;
@@ -743,7 +714,7 @@ pub fn purge(
 ) -> Result<PurgeReport> {
     let engines = Engines::new(actor.home);
     let owner = Owner::new(&actor.home.run_dir())?;
-    let (customer, operation) = catalog.write(|tx| {
+    let (customer, operation) = catalog.write_audited(actor.name, |tx| {
         let customer = resolve(tx, reference)?;
         if customer.status != CustomerStatus::Deleted {
             return Err(Error::refused(format!(
@@ -756,13 +727,11 @@ pub fn purge(
             )));
         }
         require_confirm(&customer, confirm, "purge")?;
-        audit_customer(
-            tx,
-            actor,
+        let event = NewAuditEvent::customer(
             "customer.purge",
             &customer,
             json!({"email": customer.email, "name": customer.name, "db_path": customer.placement.location}),
-        )?;
+        );
         // The database goes before the row: a kill in between leaves the ledger entry,
         // and the next command removes what is left, so no purged data survives.
         let operation = operations::open(
@@ -775,7 +744,7 @@ pub fn purge(
                 steps: json!({"placement": recovery::placement_json(&customer.placement)}),
             },
         )?;
-        Ok((customer, operation))
+        Ok(((customer, operation), [event]))
     })?;
     crash_point("customer.purge:recorded");
     engines

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Reported, config};
+use super::{Actor, Reported, config};
 use crate::backup::restore;
 use crate::catalog::Catalog;
 use crate::catalog::states::{CatalogMigrationStatus, TenantMigrationStatus};
@@ -36,6 +36,16 @@ pub struct Check {
     pub target: String,
     pub status: Verdict,
     pub message: String,
+}
+
+/// What `--fix` does with a tenant database that no customer owns: nothing unless the
+/// operator chose (`--adopt` or `--trash`), since either choice may be wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unowned {
+    #[default]
+    Leave,
+    Adopt,
+    Trash,
 }
 
 /// Collects findings; a repair is attempted only when `fix` is set.
@@ -75,8 +85,13 @@ impl Doctor {
 
 /// Runs every check, with `fix` repairing what is safe to repair. A check that failed
 /// and stayed failed makes the outcome a verification failure, exit 7.
-pub fn doctor(home: &Home, backup_dir: &Path, fix: bool) -> Result<Reported<Vec<Check>>> {
-    let checks = run_checks(home, backup_dir, fix)?;
+pub fn doctor(
+    actor: Actor<'_>,
+    backup_dir: &Path,
+    fix: bool,
+    unowned: Unowned,
+) -> Result<Reported<Vec<Check>>> {
+    let checks = run_checks(actor, backup_dir, fix, unowned)?;
     let count = checks.iter().filter(|c| c.status == Verdict::Fail).count();
     let failure = (count > 0).then(|| {
         Error::verification(format!(
@@ -92,7 +107,8 @@ pub fn doctor(home: &Home, backup_dir: &Path, fix: bool) -> Result<Reported<Vec<
     Ok(Reported::new(checks, failure))
 }
 
-fn run_checks(home: &Home, backup_dir: &Path, fix: bool) -> Result<Vec<Check>> {
+fn run_checks(actor: Actor<'_>, backup_dir: &Path, fix: bool, unowned: Unowned) -> Result<Vec<Check>> {
+    let home = actor.home;
     let mut doctor = Doctor {
         fix,
         checks: Vec::new(),
@@ -163,6 +179,7 @@ fn run_checks(home: &Home, backup_dir: &Path, fix: bool) -> Result<Vec<Check>> {
     deleted_checks(&mut doctor, &catalog, home)?;
     template_checks(&mut doctor, home);
     orphan_checks(&mut doctor, &catalog, home)?;
+    unowned_checks(&mut doctor, &catalog, actor, backup_dir, unowned)?;
     restore_leftover_checks(&mut doctor, home, backup_dir);
     Ok(doctor.checks)
 }
@@ -574,22 +591,19 @@ fn orphan_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<
                     Some(&repair),
                 );
             } else if dir == home.tenants_dir() {
-                // Most often a `customer create` that died between moving the new file
-                // in and committing its row. Moving it aside frees the slug and keeps
-                // whatever it holds.
-                let aside =
-                    home.trash_dir()
-                        .join(format!("orphan-{}-{}", crate::time::now().replace(':', ""), name));
-                let repair = || {
-                    files::create_private_dir(&home.trash_dir())?;
-                    files::move_database(&path, &aside).map(|_| format!("moved to {}", aside.display()))
-                };
-                doctor.problem(
+                // A tenant database named for a slug is the engine's to report (see
+                // unowned_checks); anything else here is a stray file.
+                if name
+                    .strip_suffix(".db")
+                    .is_some_and(|slug| crate::validate::slug(slug).is_ok())
+                {
+                    continue;
+                }
+                doctor.add(
                     "orphan.file",
                     path_text(&path),
                     Verdict::Warn,
-                    "no customer owns this database file".to_string(),
-                    Some(&repair),
+                    "no customer owns this database file",
                 );
             } else {
                 doctor.add(
@@ -629,6 +643,49 @@ fn restore_leftover_checks(doctor: &mut Doctor, home: &Home, backup_dir: &Path) 
             Some(&repair),
         );
     }
+}
+
+/// Tenant databases that no customer owns: a catalog restored from an older backup,
+/// or a file put there by hand. `--fix --adopt` gives each its customer again,
+/// `--fix --trash` moves it to the trash; plain `--fix` leaves the choice to a person.
+fn unowned_checks(
+    doctor: &mut Doctor,
+    catalog: &Catalog,
+    actor: Actor<'_>,
+    backup_dir: &Path,
+    unowned: Unowned,
+) -> Result<()> {
+    let home = actor.home;
+    let owned = crate::catalog::customers::all_placements(catalog.conn())?;
+    let engines = Engines::new(home);
+    let engine = engines.default_engine();
+    for (slug, placement) in engine.unowned(&owned)? {
+        let describe = engine.tenant(&placement).describe();
+        let adopt = || {
+            let mut catalog = Catalog::open(catalog.path())?;
+            super::adopt::adopt(&mut catalog, actor, backup_dir, &slug, &placement)
+        };
+        let trash = || {
+            let aside = engine.retired_placement(&slug, chrono::Utc::now().timestamp())?;
+            engine.relocate(&placement, &aside)?;
+            Ok(format!("moved to {}", engine.tenant(&aside).describe()))
+        };
+        let repair: Option<&dyn Fn() -> Result<String>> = match unowned {
+            Unowned::Leave => None,
+            Unowned::Adopt => Some(&adopt),
+            Unowned::Trash => Some(&trash),
+        };
+        doctor.problem(
+            "orphan.tenant",
+            describe,
+            Verdict::Warn,
+            format!(
+                "no customer owns the tenant database of '{slug}'; 'doctor --fix --adopt' gives it its customer again, 'doctor --fix --trash' moves it away"
+            ),
+            repair,
+        );
+    }
+    Ok(())
 }
 
 fn path_text(path: &Path) -> String {

@@ -4,6 +4,7 @@
 //! be shown in full before a non-zero exit comes back as a [`Reported`].
 
 pub mod access;
+pub mod adopt;
 pub mod audit;
 pub mod backup;
 pub mod config;
@@ -43,27 +44,3 @@ pub trait Progress: Sync {
 pub struct NoProgress;
 
 impl Progress for NoProgress {}
-
-/// Writes one audit event in the caller's transaction: every mutation's record.
-pub(crate) fn audit(
-    tx: &rusqlite::Connection,
-    actor: Actor<'_>,
-    action: &str,
-    target_type: &str,
-    target: &str,
-    customer_id: Option<i64>,
-    details: serde_json::Value,
-) -> crate::error::Result<()> {
-    crate::catalog::audit::record(
-        tx,
-        &crate::catalog::model::NewAuditEvent {
-            actor: actor.name,
-            action,
-            target_type,
-            target: target.to_string(),
-            customer_id,
-            details,
-        },
-    )?;
-    Ok(())
-}

@@ -8,7 +8,7 @@ use super::{Actor, quota};
 use crate::catalog::customers::{self, CustomerFilter};
 use crate::catalog::model::{NewAuditEvent, Plan};
 use crate::catalog::states::CustomerStatus;
-use crate::catalog::{Catalog, audit, plans};
+use crate::catalog::{Catalog, plans};
 use crate::error::{Error, Result};
 use crate::validate;
 
@@ -94,21 +94,23 @@ pub fn set(
             over_quota: Vec::new(),
         });
     }
-    catalog.write(|tx| save(tx, actor, current.as_ref(), &plan, force, None))
+    catalog.write_audited(actor.name, |tx| {
+        let (change, event) = save(tx, current.as_ref(), &plan, force, None)?;
+        Ok((change, [event]))
+    })
 }
 
-/// Writes a plan's values with its audit event, refusing (exit 5, unless `force`) a
-/// change that puts customers over quota. Runs inside the caller's transaction, so no
-/// customer changes between the check and the write. `source` names a command other
-/// than `plan set` (`import`) in the audit event.
+/// Writes a plan's values and returns the audit event describing the change, refusing
+/// (exit 5, unless `force`) a change that puts customers over quota. Runs inside the
+/// caller's transaction, so no customer changes between the check and the write.
+/// `source` names a command other than `plan set` (`import`) in the audit event.
 pub(crate) fn save(
     tx: &Connection,
-    actor: Actor<'_>,
     current: Option<&Plan>,
     plan: &Plan,
     force: bool,
     source: Option<&str>,
-) -> Result<PlanChange> {
+) -> Result<(PlanChange, NewAuditEvent)> {
     let name = &plan.name;
     let over_quota = match current {
         Some(old) => customers_put_over(tx, old, plan)?,
@@ -132,25 +134,17 @@ pub(crate) fn save(
     if let Some(source) = source {
         details["source"] = json!(source);
     }
-    audit::record(
-        tx,
-        &NewAuditEvent {
-            actor: actor.name,
-            action: if current.is_some() {
-                "plan.update"
-            } else {
-                "plan.create"
-            },
-            target_type: "plan",
-            target: saved.name.clone(),
-            customer_id: None,
-            details,
-        },
-    )?;
-    Ok(PlanChange {
+    let action = if current.is_some() {
+        "plan.update"
+    } else {
+        "plan.create"
+    };
+    let event = NewAuditEvent::new(action, "plan", saved.name.clone(), None, details);
+    let change = PlanChange {
         plan: saved,
         over_quota,
-    })
+    };
+    Ok((change, event))
 }
 
 /// The customers on `old` (deleted ones aside) whom `new` puts over a quota it lowers;

@@ -15,10 +15,10 @@ use crate::backup::create::{Created, SetRequest, TenantSource, create_set};
 use crate::backup::restore::StagingRun;
 use crate::backup::states::{BackupKind, EntryScope, RestoreStatus, SaveStatus, SetScope};
 use crate::backup::{BackupSet, Entry, Manifest, Skipped, find_set, list_sets, restore as swap};
+use crate::catalog::Catalog;
 use crate::catalog::model::NewAuditEvent;
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::tenants;
-use crate::catalog::{Catalog, audit};
 use crate::engine::{self, Engines, TenantDatabase};
 use crate::error::{Error, Result};
 use crate::lock::HomeLock;
@@ -72,6 +72,10 @@ pub struct RestoreReport {
     /// What the pre-restore set holds of the files that are replaced.
     pub pre_restore: Vec<Saved>,
     pub restored: Vec<Restored>,
+    /// Tenant databases in the home that the restored catalog has no customer for
+    /// (created after the set was taken): `doctor --fix --adopt` or `--trash` deals
+    /// with them. Only a catalog restore can leave any.
+    pub unowned_tenants: Vec<String>,
     /// What killed restores had left and this one removed first: staging folders and
     /// unfinished pre-restore sets.
     pub cleaned_up: Vec<String>,
@@ -504,6 +508,7 @@ impl RestoreReport {
             pre_restore_set: None,
             pre_restore: Vec::new(),
             restored: Vec::new(),
+            unowned_tenants: Vec::new(),
             cleaned_up: Vec::new(),
         }
     }
@@ -787,26 +792,22 @@ fn record_tenants_and_audit(
         RestoreScope::Catalog => "catalog",
         RestoreScope::Everything => "everything",
     };
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         for (id, _, list) in &applied {
             tenants::record_applied(tx, *id, list)?;
             tenants::record_run(tx, *id, list.iter().map(|m| m.version).max().unwrap_or(0), TenantMigrationStatus::Ok, None)?;
         }
-        audit::record(
-            tx,
-            &NewAuditEvent {
-                actor: actor.name,
-                action: "backup.restore",
-                target_type: "backup",
-                target: report.set.clone(),
-                customer_id: None,
-                details: json!({"scope": scope, "pre_restore_set": report.pre_restore_set,
-                    "restored": report.restored.iter().filter(|r| r.status == RestoreStatus::Restored).map(|r| &r.file).collect::<Vec<_>>(),
-                    "kept_damaged": report.pre_restore.iter().filter(|s| s.status == SaveStatus::KeptDamaged).map(|s| &s.source).collect::<Vec<_>>(),
-                    "into": request.into}),
-            },
-        )?;
-        Ok(())
+        let event = NewAuditEvent::new(
+            "backup.restore",
+            "backup",
+            report.set.clone(),
+            None,
+            json!({"scope": scope, "pre_restore_set": report.pre_restore_set,
+                "restored": report.restored.iter().filter(|r| r.status == RestoreStatus::Restored).map(|r| &r.file).collect::<Vec<_>>(),
+                "kept_damaged": report.pre_restore.iter().filter(|s| s.status == SaveStatus::KeptDamaged).map(|s| &s.source).collect::<Vec<_>>(),
+                "into": request.into}),
+        );
+        Ok(((), [event]))
     })
 }
 
@@ -930,6 +931,13 @@ fn restore_catalog(
     // The restored catalog may come from another home or another time: its paths are
     // rebuilt for this home and its tenants' records re-read from their files.
     let live = normalise_placements(&mut catalog, &engines)?;
+    let owned = crate::catalog::customers::all_placements(catalog.conn())?;
+    report.unowned_tenants = engines
+        .default_engine()
+        .unowned(&owned)?
+        .into_iter()
+        .map(|(slug, _)| slug)
+        .collect();
     record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
     Ok(report)
 }
@@ -1043,7 +1051,8 @@ pub fn undelete_from_backup(
     let applied = &staged.applied;
     let target_text = target.placement().location.clone();
     let set_id = chosen.manifest.id.clone();
-    let done = catalog.write_with_files(
+    let done = catalog.write_with_files_audited(
+        actor.name,
         |tx| {
             // Checked again under the write lock: another undelete may have won.
             let now = customers::resolve(tx, &customer.id.to_string())?;
@@ -1059,15 +1068,13 @@ pub fn undelete_from_backup(
             tenants::record_run(tx, now.id, version, TenantMigrationStatus::Ok, None)?;
             let restored = crate::catalog::customers::by_id(tx, now.id)?
                 .ok_or_else(|| Error::unexpected(format!("customer {} vanished", now.slug)))?;
-            customers::audit_customer(
-                tx,
-                actor,
+            let event = NewAuditEvent::customer(
                 "customer.undelete",
                 &now,
                 json!({"db_path": target_text, "status": restored.status,
                        "from_backup": set_id, "file": entry.file}),
-            )?;
-            Ok(restored)
+            );
+            Ok((restored, [event]))
         },
         |_| target.swap_in(&staged),
         |_| {

@@ -11,7 +11,7 @@ use crate::backup::states::{BackupKind, EntryScope, SetScope};
 use crate::catalog::customers::{self, CountColumn};
 use crate::catalog::model::NewAuditEvent;
 use crate::catalog::states::CatalogMigrationStatus;
-use crate::catalog::{Catalog, MigrationRecord, audit};
+use crate::catalog::{Catalog, MigrationRecord};
 use crate::engine::Engines;
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -77,19 +77,14 @@ pub fn init(
     // later init cannot name another folder, so the set never lands beside the fleet.
     let starter_migrations_installed = migrations::install_starter_set(&migrations_dir)?;
     if created {
-        catalog.write(|tx| {
-            audit::record(
-                tx,
-                &NewAuditEvent {
-                    actor: actor.name,
-                    action: "home.init",
-                    target_type: "home",
-                    target: text(home.root()),
-                    customer_id: None,
-                    details: json!({"starter_migrations_installed": starter_migrations_installed}),
-                },
-            )
-        })?;
+        let event = NewAuditEvent::new(
+            "home.init",
+            "home",
+            text(home.root()),
+            None,
+            json!({"starter_migrations_installed": starter_migrations_installed}),
+        );
+        catalog.write_audited(actor.name, |_| Ok(((), [event])))?;
     }
     Ok(InitReport {
         home: text(home.root()),

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Actor, customers, quota};
-use crate::catalog::model::{Customer, Deployment, NewSite, Site, Snapshot};
+use crate::catalog::model::{Customer, Deployment, NewAuditEvent, NewSite, Site, Snapshot};
 use crate::catalog::sites::{self, SiteFilter};
 use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind};
 use crate::catalog::{Catalog, is_unique_violation, settings};
@@ -42,24 +42,6 @@ fn check_port(port: i64) -> Result<i64> {
     } else {
         Err(Error::usage(format!("port {port} is outside 1-65535")))
     }
-}
-
-pub(crate) fn audit_site(
-    tx: &Connection,
-    actor: Actor<'_>,
-    action: &str,
-    site: &Site,
-    details: Value,
-) -> Result<()> {
-    super::audit(
-        tx,
-        actor,
-        action,
-        "site",
-        &site.domain,
-        Some(site.customer_id),
-        details,
-    )
 }
 
 /// Refuses work on a site whose customer may not have it: deleted always; suspended
@@ -129,7 +111,7 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateSite) -> 
         .unwrap_or_else(|| Value::Object(Map::new()));
     check_document(&config)?;
     catalog
-        .write(|tx| {
+        .write_audited(actor.name, |tx| {
             // Everything is checked inside the transaction, so concurrent creates cannot
             // both pass the limit and a customer suspended meanwhile gets no site.
             let customer = customers::resolve(tx, &request.customer)?;
@@ -162,14 +144,12 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateSite) -> 
                     config: config.clone(),
                 },
             )?;
-            audit_site(
-                tx,
-                actor,
+            let event = NewAuditEvent::site(
                 "site.create",
                 &site,
                 json!({"name": site.name, "port": site.port}),
-            )?;
-            Ok(site)
+            );
+            Ok((site, [event]))
         })
         .map_err(conflict_on_unique)
 }
@@ -269,7 +249,7 @@ pub fn update(
         check_document(config)?;
     }
     catalog
-        .write(|tx| {
+        .write_audited(actor.name, |tx| {
             // Read, change and write in one transaction, so concurrent updates compose.
             let site = resolve(tx, reference)?;
             require_customer_state(&customer_of(tx, &site)?, false, "change its sites")?;
@@ -311,14 +291,12 @@ pub fn update(
                     changes.insert(field.to_string(), json!({"from": before, "to": after}));
                 }
             }
-            audit_site(
-                tx,
-                actor,
-                "site.update",
+            let event = NewAuditEvent::site(
+                                "site.update",
                 &updated,
                 json!({"changes": changes, "config_changed": old_config != next.config, "snapshot_id": snapshot.id}),
-            )?;
-            Ok(updated)
+            );
+            Ok((updated, [event]))
         })
         .map_err(conflict_on_unique)
 }
@@ -363,18 +341,16 @@ pub fn delete(
     reference: &str,
     confirm: Option<&str>,
 ) -> Result<Site> {
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         let site = resolve(tx, reference)?;
         require_confirm(&site, confirm)?;
-        audit_site(
-            tx,
-            actor,
+        let event = NewAuditEvent::site(
             "site.delete",
             &site,
             json!({"name": site.name, "config": site.config_value()?}),
-        )?;
+        );
         sites::delete(tx, site.id)?;
-        Ok(site)
+        Ok((site, [event]))
     })
 }
 
@@ -388,7 +364,7 @@ pub fn deploy(
 ) -> Result<Deployment> {
     let requested_port = port.map(check_port).transpose()?;
     catalog
-        .write(|tx| {
+        .write_audited(actor.name, |tx| {
             let site = resolve(tx, reference)?;
             require_customer_state(&customer_of(tx, &site)?, true, "deploy its sites")?;
             let port = requested_port.or(site.port);
@@ -409,14 +385,12 @@ pub fn deploy(
             );
             let deployment = sites::add_deployment(tx, site.id, &config, port, &log, actor.name)?;
             sites::mark_deployed(tx, site.id, &config, port)?;
-            audit_site(
-                tx,
-                actor,
+            let event = NewAuditEvent::site(
                 "site.deploy",
                 &site,
                 json!({"number": deployment.number, "port": port, "snapshot_id": snapshot.id}),
-            )?;
-            Ok(deployment)
+            );
+            Ok((deployment, [event]))
         })
         .map_err(conflict_on_unique)
 }
@@ -435,7 +409,7 @@ pub fn rollback(
     reference: &str,
     to: Option<i64>,
 ) -> Result<Deployment> {
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         let site = resolve(tx, reference)?;
         require_customer_state(&customer_of(tx, &site)?, true, "deploy its sites")?;
         let history = sites::deployments(tx, site.id)?;
@@ -477,14 +451,12 @@ pub fn rollback(
         let config = with_columns(&target.config, &deployed, false);
         let deployment = sites::add_deployment(tx, site.id, &config, site.port, &log, actor.name)?;
         sites::mark_deployed(tx, site.id, &config, site.port)?;
-        audit_site(
-            tx,
-            actor,
+        let event = NewAuditEvent::site(
             "site.rollback",
             &site,
             json!({"to": target.number, "number": deployment.number, "snapshot_id": snapshot.id}),
-        )?;
-        Ok(deployment)
+        );
+        Ok((deployment, [event]))
     })
 }
 
@@ -497,7 +469,7 @@ pub fn snapshot(
     let name = name
         .map(|n| validate::display_text("snapshot name", n))
         .transpose()?;
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         let site = resolve(tx, reference)?;
         let snapshot = sites::add_snapshot(
             tx,
@@ -507,14 +479,12 @@ pub fn snapshot(
             &site.config_value()?,
             actor.name,
         )?;
-        audit_site(
-            tx,
-            actor,
+        let event = NewAuditEvent::site(
             "site.snapshot",
             &site,
             json!({"snapshot_id": snapshot.id, "name": name}),
-        )?;
-        Ok(snapshot)
+        );
+        Ok((snapshot, [event]))
     })
 }
 
@@ -525,7 +495,7 @@ pub fn snapshots(catalog: &Catalog, reference: &str) -> Result<Vec<Snapshot>> {
 
 /// Puts a snapshot's config back, after a `pre-restore` snapshot of the current one.
 pub fn restore(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, snapshot_id: i64) -> Result<Site> {
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         let site = resolve(tx, reference)?;
         require_customer_state(&customer_of(tx, &site)?, false, "change its sites")?;
         let snapshot = sites::snapshot(tx, snapshot_id)?
@@ -539,13 +509,11 @@ pub fn restore(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, snapsho
         let mut state = current_state(&site, &snapshot.config);
         state.config = with_columns(&snapshot.config, &state, false);
         let restored = sites::update(tx, &site, &state)?;
-        audit_site(
-            tx,
-            actor,
+        let event = NewAuditEvent::site(
             "site.restore",
             &site,
             json!({"snapshot_id": snapshot.id, "pre_restore_snapshot_id": safety.id}),
-        )?;
-        Ok(restored)
+        );
+        Ok((restored, [event]))
     })
 }

@@ -9,7 +9,7 @@ use super::{Actor, Reported, customers, quota};
 use crate::catalog::customers::CountColumn;
 use crate::catalog::model::{Customer, NewAuditEvent};
 use crate::catalog::states::CustomerStatus;
-use crate::catalog::{Catalog, audit, usage};
+use crate::catalog::{Catalog, usage};
 use crate::error::{Error, Result};
 use crate::{time, validate};
 
@@ -60,30 +60,27 @@ pub fn record(
         .transpose()?
         .unwrap_or_else(chrono::Utc::now);
     let month = moment.format("%Y-%m").to_string();
-    catalog.write(|tx| {
+    catalog.write_audited(actor.name, |tx| {
         let customer = customers::resolve(tx, reference)?;
         if customer.status == CustomerStatus::Deleted {
             return Err(Error::refused(format!("customer {} is deleted", customer.slug)));
         }
         let total = usage::add(tx, customer.id, metric, &month, amount, &time::now())?;
-        audit::record(
-            tx,
-            &NewAuditEvent {
-                actor: actor.name,
-                action: "usage.record",
-                target_type: "usage",
-                target: format!("{}/{metric}/{month}", customer.slug),
-                customer_id: Some(customer.id),
-                details: json!({"metric": metric, "amount": amount, "month": month}),
-            },
-        )?;
-        Ok(Recorded {
+        let event = NewAuditEvent::new(
+            "usage.record",
+            "usage",
+            format!("{}/{metric}/{month}", customer.slug),
+            Some(customer.id),
+            json!({"metric": metric, "amount": amount, "month": month}),
+        );
+        let recorded = Recorded {
             customer: customer.slug,
             metric: metric.to_string(),
             month,
             amount,
             month_total: total,
-        })
+        };
+        Ok((recorded, [event]))
     })
 }
 
@@ -235,10 +232,10 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
                 "storage quota exceeded: {} of {} MB ({} %)",
                 storage.used, storage.limit, storage.percent
             );
-            catalog.write(|tx| {
+            catalog.write_audited(actor.name, |tx| {
                 let current = customers::resolve(tx, &customer.id.to_string())?;
                 if current.status != CustomerStatus::Active {
-                    return Ok(());
+                    return Ok(((), None));
                 }
                 crate::catalog::customers::set_status(
                     tx,
@@ -246,13 +243,12 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
                     CustomerStatus::Suspended,
                     Some(&reason),
                 )?;
-                customers::audit_customer(
-                    tx,
-                    actor,
+                let event = NewAuditEvent::customer(
                     "customer.suspend",
                     &current,
                     json!({"reason": reason, "source": "quota enforce"}),
-                )
+                );
+                Ok(((), Some(event)))
             })?;
         }
         actions.push(Enforcement {

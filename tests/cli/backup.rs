@@ -35,6 +35,7 @@ const RESTORE_FIELDS: &[&str] = &[
     "pre_restore_set",
     "pre_restore",
     "restored",
+    "unowned_tenants",
     "cleaned_up",
 ];
 
@@ -1155,7 +1156,11 @@ fn the_catalog_and_everything_need_their_confirmation() {
     add_user(&env, "a", "y@a.test");
     env.fails(&["restore", id, "--catalog"], 6);
     env.fails(&["restore", id, "--catalog", "--confirm", "everything"], 6);
-    env.json(&["restore", id, "--catalog", "--confirm", "catalog"]);
+    let restored = env
+        .cmd(&["restore", id, "--catalog", "--confirm", "catalog"])
+        .stderr_has("1 tenant database in the home has no customer in the restored catalog (late)")
+        .json();
+    assert_eq!(restored["unowned_tenants"], serde_json::json!(["late"]));
     env.fails(&["customer", "show", "late"], 3);
     assert_eq!(
         users(&env.home.join("tenants/a.db")),
@@ -1163,9 +1168,13 @@ fn the_catalog_and_everything_need_their_confirmation() {
         "tenants are untouched by a catalog restore"
     );
     env.fails(&["restore", id, "--everything"], 6);
-    let report = env.json(&["restore", id, "--everything", "--confirm", "everything"]);
+    let report = env
+        .cmd(&["restore", id, "--everything", "--confirm", "everything"])
+        .stderr_has("(late)")
+        .json();
     assert_eq!(report["restored"].as_array().unwrap().len(), 2);
     assert_eq!(users(&env.home.join("tenants/a.db")), 1);
+    env.ok(&["doctor", "--fix", "--trash"]);
     env.ok(&["doctor"]);
 }
 

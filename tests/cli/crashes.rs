@@ -240,3 +240,63 @@ fn doctor_fix_removes_staging_files_whose_command_is_gone_at_once() {
     env.cmd(&["doctor", "--fix"]).run();
     assert_eq!(strays(&tenants), Vec::<String>::new());
 }
+
+#[test]
+fn tenants_created_after_a_restored_catalog_are_reported_and_adopted_or_trashed() {
+    let env = TestEnv::fleet(&["a"]);
+    let set = env.json(&["backup", "--catalog"]);
+    let id = set["id"].as_str().unwrap();
+    env.customer(
+        "b@example.com",
+        "Bee",
+        &["Bee Ltd", "--slug", "b", "--plan", "pro"],
+    );
+    env.customer("c@example.com", "Cee", &["--slug", "c"]);
+    env.ok(&["backup", "--catalog"]);
+    let older = env.json(&["backup", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(older, id);
+    // b's details are in the newer set; c's too, but c is trashed below.
+    let restored = env
+        .cmd(&["restore", id, "--catalog", "--confirm", "catalog", "--json"])
+        .stderr_has("2 tenant databases in the home have no customer in the restored catalog (b, c)")
+        .run()
+        .json();
+    assert_eq!(restored["unowned_tenants"], json!(["b", "c"]));
+    let found = env.run(&["doctor", "--json"]);
+    assert!(found.stdout.contains("orphan.tenant"), "{found:?}");
+    // Plain --fix does not choose for the operator.
+    env.run(&["doctor", "--fix"]);
+    assert!(env.home.join("tenants/b.db").is_file());
+    env.fails(&["doctor", "--adopt"], 2);
+
+    std::fs::rename(env.home.join("tenants/c.db"), env.root.join("c.db")).unwrap();
+    env.run(&["doctor", "--fix", "--adopt"]);
+    let b = env.json(&["customer", "show", "b"]);
+    assert_eq!(b["email"], "b@example.com");
+    assert_eq!(b["company_name"], "Bee Ltd");
+    assert_eq!(b["plan"], "pro");
+    assert_eq!(b["status"], "active");
+    assert_eq!(b["schema_version"], 3);
+    env.ok(&["doctor"]);
+
+    // A database no backup knows gets placeholders and waits suspended.
+    std::fs::rename(env.root.join("c.db"), env.home.join("tenants/zed.db")).unwrap();
+    env.run(&["doctor", "--fix", "--adopt"]);
+    let zed = env.json(&["customer", "show", "zed"]);
+    assert_eq!(zed["email"], "zed@adopted.invalid");
+    assert_eq!(zed["status"], "suspended");
+
+    env.customer("y@example.com", "Y", &["--slug", "y"]);
+    env.catalog()
+        .execute("DELETE FROM customers WHERE slug = 'y'", [])
+        .unwrap();
+    env.run(&["doctor", "--fix", "--trash"]);
+    assert!(!env.home.join("tenants/y.db").exists());
+    assert_eq!(
+        names_matching(&env.home.join("trash"), |n| n.starts_with("y.")).len(),
+        1
+    );
+}

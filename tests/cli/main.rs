@@ -7,6 +7,7 @@ mod concurrency;
 mod config;
 mod crashes;
 mod customers;
+mod disk_full;
 mod docs;
 mod global;
 mod hardening;

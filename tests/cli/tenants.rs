@@ -741,7 +741,7 @@ fn doctor_finds_each_fault_and_fixes_what_is_safe() {
     assert_eq!(find("permissions", "a.db"), "fail");
     assert_eq!(find("tenant.present", "b"), "fail");
     assert_ne!(find("tenant.quick_check", "c"), "ok");
-    assert_eq!(find("orphan.file", "orphan.db"), "warn");
+    assert_eq!(find("orphan.tenant", "orphan.db"), "warn");
     assert_eq!(find("tenant.version", "d"), "fail");
 
     let fixed = env.run(&["doctor", "--fix", "--json"]).json();

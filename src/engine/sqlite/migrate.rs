@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::{applied_migrations, open_tenant};
 use crate::engine::results::elapsed_ms;
 use crate::engine::{Outcome, TenantRun};
+use crate::error::{caused_by_full_disk, disk_full};
 use crate::migrations::MigrationId;
 use refinery::{Migration, Runner, Target};
 
@@ -82,7 +83,11 @@ pub fn migrate(path: &Path, migrations: &[Migration], target: Option<i64>, dry_r
         }
         Err(err) => {
             run.outcome = Outcome::Failed;
-            run.error = Some(error_chain(&err));
+            run.error = Some(if caused_by_full_disk(&err) {
+                disk_full(path).to_string()
+            } else {
+                error_chain(&err)
+            });
         }
     }
     run.applied = applied_migrations(&conn).ok();
@@ -207,6 +212,27 @@ mod tests {
             .unwrap();
         assert_eq!(tables, 0, "V2 rolled back with V3");
         assert_eq!(applied_migrations(&conn).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_migration_that_fills_the_database_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let base = vec![m("V1__a", "CREATE TABLE a (x);")];
+        build_fresh(&db, &base).unwrap();
+        let mut next = base.clone();
+        // A page limit fails the write with SQLite's full-disk error.
+        next.push(m(
+            "V2__big",
+            "PRAGMA max_page_count = 1; CREATE TABLE b AS SELECT randomblob(1000000) AS x;",
+        ));
+        let run = migrate(&db, &next, None, false);
+        assert_eq!(run.outcome, Outcome::Failed);
+        let error = run.error.unwrap();
+        assert!(
+            error.starts_with(&format!("no space left writing {} (", db.display())),
+            "{error}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::{
     TenantDatabase, TenantRun, Vacuumed,
 };
 use crate::backup::restore as staging;
-use crate::error::{Error, Result};
+use crate::error::{Error, NamingFullDisk, Result};
 use crate::fan_out::fan_out_all;
 use crate::files;
 use crate::home::Home;
@@ -76,7 +76,7 @@ pub fn build_fresh(path: &Path, migrations: &[Migration]) -> Result<()> {
         conn.close().map_err(|(_, e)| e)?;
         files::fsync_file(path)
     };
-    build().inspect_err(|_| {
+    build().naming_full_disk(path).inspect_err(|_| {
         let _ = files::remove_database(path);
     })
 }
@@ -154,6 +154,10 @@ pub fn refuse_symlink(path: &Path) -> Result<()> {
 /// planner's statistics (`ANALYZE`) and folds the WAL back, so the space is returned
 /// to the file system and the sizes are the file's real ones.
 pub fn vacuum(path: &Path) -> Result<Vacuumed> {
+    vacuum_here(path).naming_full_disk(path)
+}
+
+fn vacuum_here(path: &Path) -> Result<Vacuumed> {
     let conn = open_tenant(path)?;
     let bytes_before = files::database_size(path);
     conn.execute_batch("VACUUM; ANALYZE;")?;
@@ -171,10 +175,13 @@ pub fn checkpoint(path: &Path) -> Result<()> {
     if !path.is_file() {
         return Ok(());
     }
-    let conn = open_tenant(path)?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    conn.close().map_err(|(_, e)| e)?;
-    Ok(())
+    let fold = || -> Result<()> {
+        let conn = open_tenant(path)?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        conn.close().map_err(|(_, e)| e)?;
+        Ok(())
+    };
+    fold().naming_full_disk(path)
 }
 
 /// The built-in server `local`: tenant files under the home.
@@ -276,6 +283,28 @@ impl Engine for SqliteEngine {
             files::remove_database(path_of(placement))?;
         }
         Ok(())
+    }
+
+    fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>> {
+        let Ok(entries) = std::fs::read_dir(self.home.tenants_dir()) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(slug) = name.strip_suffix(".db") else {
+                continue;
+            };
+            if crate::validate::slug(slug).is_err() {
+                continue;
+            }
+            let placement = self.placement_for(slug)?;
+            if !owned.contains(&placement) {
+                found.push((slug.to_string(), placement));
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
     }
 
     fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase> {

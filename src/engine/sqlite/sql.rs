@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
 use crate::engine::{Finished, QueryOutput, RowSink, ScriptOutcome};
-use crate::error::{Error, Result};
+use crate::error::{Error, NamingFullDisk, Result};
 use crate::sql_text::{statement_count, transaction_control};
 
 /// Pragmas that would change how the file is stored or reach outside it.
@@ -70,7 +70,7 @@ pub fn stream(
         return Err(one_statement_at_a_time());
     }
     let conn = open_sandboxed(path, write, timeout)?;
-    let result = execute(&conn, sql, sink);
+    let result = execute(&conn, sql, sink).naming_full_disk(path);
     close_sandbox(&conn);
     result.map_err(|err| explain(err, write, timeout))
 }
@@ -83,7 +83,7 @@ pub fn run_script(path: &Path, sql: &str, write: bool, timeout: Duration) -> Res
             .with_hint("a script runs in one transaction that tenantctl opens and commits; leave transaction control out"));
     }
     let conn = open_sandboxed(path, write, timeout)?;
-    let result = execute_script(&conn, write, sql);
+    let result = execute_script(&conn, write, sql).naming_full_disk(path);
     if result.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::ImportRequest;
 use super::plan::{CustomerPlan, PlanUpdate, SitePlan, site_changed};
 use crate::catalog::customers::CustomerChanges;
-use crate::catalog::model::{Customer, NewSite, Site};
+use crate::catalog::model::{Customer, NewAuditEvent, NewSite};
 use crate::catalog::operations::{self, NewOperation};
 use crate::catalog::sites;
 use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind};
@@ -63,11 +63,13 @@ pub(super) fn write(
         .map(|k| (*k).clone())
         .zip(provisioned)
         .collect();
-    let written = catalog.write(|tx| {
+    let written = catalog.write_audited(actor.name, |tx| {
+        let mut events = Vec::new();
         for update in plan_updates {
             // Read again inside the transaction: the guard must see the plan as it is.
             let current = plans::get(tx, &update.plan.name)?;
-            plan_ops::save(tx, actor, current.as_ref(), &update.plan, false, Some("import"))?;
+            let (_, event) = plan_ops::save(tx, current.as_ref(), &update.plan, false, Some("import"))?;
+            events.push(event);
         }
         let mut created = Vec::new();
         let mut ids: HashMap<String, (i64, String)> = HashMap::new();
@@ -76,12 +78,12 @@ pub(super) fn write(
         for key in keys {
             let plan = &customer_plans[key];
             let customer = match &plan.existing {
-                Some(existing) => update_customer(tx, actor, existing, plan)?,
+                Some(existing) => update_customer(tx, existing, plan, &mut events)?,
                 None => {
                     let built = staged
                         .get(key)
                         .ok_or_else(|| Error::unexpected("a new customer without a database"))?;
-                    let (customer, suspend) = insert_customer(tx, actor, engine, plan, built)?;
+                    let (customer, suspend) = insert_customer(tx, engine, plan, built, &mut events)?;
                     created.push(json!({
                         "customer_id": customer.id,
                         "staging": built.staging,
@@ -95,10 +97,10 @@ pub(super) fn write(
         }
         for plan in site_plans {
             let (customer_id, _) = ids[&plan.customer_key];
-            write_site(tx, actor, plan, customer_id, &parsed[plan.file].0)?;
+            write_site(tx, actor, plan, customer_id, &parsed[plan.file].0, &mut events)?;
         }
         if created.is_empty() {
-            return Ok(None);
+            return Ok((None, events));
         }
         let steps = json!({ "customers": created });
         let subject = request.dir.display().to_string();
@@ -112,7 +114,7 @@ pub(super) fn write(
                 steps: steps.clone(),
             },
         )?;
-        Ok(Some((op, steps)))
+        Ok((Some((op, steps)), events))
     });
     let (op, steps) = match written {
         Ok(Some(recorded)) => recorded,
@@ -154,10 +156,10 @@ fn staged_pairs(steps: &Value) -> Result<Vec<(Provisioned, Placement)>> {
 
 fn insert_customer(
     tx: &Connection,
-    actor: Actor<'_>,
     engine: &dyn Engine,
     plan: &CustomerPlan,
     built: &Provisioned,
+    events: &mut Vec<NewAuditEvent>,
 ) -> Result<(Customer, Option<String>)> {
     let doc = &plan.doc;
     let name = doc
@@ -190,21 +192,19 @@ fn insert_customer(
             .unwrap_or("suspended when imported")
             .to_string()
     });
-    customers::audit_customer(
-        tx,
-        actor,
+    events.push(NewAuditEvent::customer(
         "customer.create",
         &customer,
         json!({"source": "import", "plan": customer.plan, "status": doc.status}),
-    )?;
+    ));
     Ok((customer, suspend))
 }
 
 fn update_customer(
     tx: &Connection,
-    actor: Actor<'_>,
     existing: &Customer,
     plan: &CustomerPlan,
+    events: &mut Vec<NewAuditEvent>,
 ) -> Result<Customer> {
     if !plan.changed {
         return Ok(existing.clone());
@@ -230,13 +230,11 @@ fn update_customer(
         .with_hint("its usage changed during the import; run it again"));
     }
     let updated = crate::catalog::customers::update(tx, &current, &changes)?;
-    customers::audit_customer(
-        tx,
-        actor,
+    events.push(NewAuditEvent::customer(
         "customer.update",
         &updated,
         json!({"source": "import", "plan": updated.plan}),
-    )?;
+    ));
     Ok(updated)
 }
 
@@ -246,12 +244,10 @@ fn write_site(
     plan: &SitePlan,
     customer_id: i64,
     file: &str,
+    events: &mut Vec<NewAuditEvent>,
 ) -> Result<()> {
     let doc = &plan.doc;
-    let audit_site = |site: &Site, action: &str, details: Value| {
-        crate::ops::sites::audit_site(tx, actor, action, site, details)
-    };
-    match &plan.existing {
+    let event = match &plan.existing {
         None => {
             let site = sites::insert(
                 tx,
@@ -266,9 +262,9 @@ fn write_site(
                 },
             )?;
             sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
-            audit_site(
-                &site,
+            NewAuditEvent::site(
                 "site.create",
+                &site,
                 json!({"source": "import", "file": file, "legacy_id": doc.legacy_id}),
             )
         }
@@ -292,13 +288,15 @@ fn write_site(
             if doc.legacy_id.is_some() {
                 sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
             }
-            audit_site(
-                &updated,
+            NewAuditEvent::site(
                 "site.update",
+                &updated,
                 json!({"source": "import", "file": file, "snapshot_id": snapshot.id,
                        "domain": {"from": site.domain, "to": updated.domain}}),
             )
         }
-        Some(_) => Ok(()),
-    }
+        Some(_) => return Ok(()),
+    };
+    events.push(event);
+    Ok(())
 }
