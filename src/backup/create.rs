@@ -12,9 +12,7 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use super::states::{BackupKind, EntryScope, SetScope};
-use super::{
-    BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, Skipped, TMP_PREFIX, list_sets, new_id,
-};
+use super::{BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, Skipped, list_sets, new_id};
 use crate::engine::{BackedUp, BackupTarget, TenantDatabase, sqlite};
 use crate::error::{Error, ErrorKind, IoContext, NamingFullDisk, Result};
 use crate::fan_out::fan_out_all;
@@ -76,7 +74,7 @@ pub fn create_set(backup_dir: &Path, catalog: Option<&Connection>, request: &Set
     files::create_private_dir(backup_dir)?;
     let started = Utc::now();
     let id = new_id(started);
-    let tmp = backup_dir.join(format!("{TMP_PREFIX}{id}"));
+    let tmp = backup_dir.join(super::tmp_name(&id, request.kind));
     files::create_private_dir(&tmp.join("tenants"))?;
     files::restrict_mode(&tmp, files::PRIVATE_DIR_MODE)?;
     // Held while the set is written, so that prune never removes it as a leftover.
@@ -134,6 +132,7 @@ fn fill_set(
         skipped,
     };
     let text = serde_json::to_vec_pretty(&manifest)?;
+    crate::ops::recovery::crash_point("backup:copied");
     files::write_atomic(&tmp.join(MANIFEST), &text)?;
     let dir = backup_dir.join(id);
     std::fs::rename(tmp, &dir).io_context(|| format!("moving the finished set to {}", dir.display()))?;

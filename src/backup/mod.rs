@@ -22,6 +22,23 @@ use crate::validate::printable;
 pub const MANIFEST: &str = "manifest.json";
 /// Prefix of a set being written; never listed, removed by prune once stale.
 pub const TMP_PREFIX: &str = ".tmp-";
+/// Suffix of the `.tmp-` folder of a pre-restore set: a restore that finds one nobody
+/// writes knows that the restore which began it died.
+const PRE_RESTORE_TMP_SUFFIX: &str = ".pre-restore";
+
+/// The name of the folder a set of this kind is written in.
+pub fn tmp_name(id: &str, kind: BackupKind) -> String {
+    let suffix = if kind == BackupKind::PreRestore {
+        PRE_RESTORE_TMP_SUFFIX
+    } else {
+        ""
+    };
+    format!("{TMP_PREFIX}{id}{suffix}")
+}
+
+pub fn is_pre_restore_tmp(name: &str) -> bool {
+    name.starts_with(TMP_PREFIX) && name.ends_with(PRE_RESTORE_TMP_SUFFIX)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -282,16 +299,88 @@ pub fn find_set(backup_dir: &Path, id: &str) -> Result<BackupSet> {
         })
 }
 
-/// Removes a set folder, its manifest first: a crash part way leaves a folder that no
-/// longer looks like a complete set, never a set with files missing.
-pub fn remove_set(dir: &Path) -> Result<()> {
-    match fs::remove_file(dir.join(MANIFEST)) {
+/// Whether a `.tmp-` set is still being written: its writer holds a lock on the folder
+/// (see [`create::create_set`]), which the system drops when the writer dies.
+pub fn being_written(tmp: &Path) -> bool {
+    fs::File::open(tmp).is_ok_and(|dir| dir.try_lock().is_err())
+}
+
+/// Prefix a set's folder takes while it is being removed: out of the listed names in
+/// one atomic rename, so that a set is never seen half deleted.
+pub const DELETING_PREFIX: &str = ".deleting-";
+
+/// Removes the set `id` from `backup_dir`: renamed to `.deleting-<id>` first (made
+/// durable), then removed. A crash part way leaves a folder that no listing shows and
+/// that the next prune finishes ([`finish_deleting`]). A set already gone is fine:
+/// another prune may have taken it.
+pub fn remove_set(backup_dir: &Path, id: &str) -> Result<()> {
+    let doomed = backup_dir.join(format!("{DELETING_PREFIX}{id}"));
+    match fs::rename(backup_dir.join(id), &doomed) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("removing {}", dir.join(MANIFEST).display()), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("moving set {id} aside to remove it"), e)),
     }
-    files::fsync_dir(dir)?;
-    fs::remove_dir_all(dir).io_context(|| format!("removing {}", dir.display()))
+    files::fsync_dir(backup_dir)?;
+    crate::ops::recovery::crash_point("prune:renamed");
+    remove_tree(&doomed)
+}
+
+/// The names in `backup_dir` that interrupted removals left: `.deleting-*` folders, and
+/// set folders without a manifest, which older versions left when killed while deleting
+/// (their manifest went first) and which nothing can restore from.
+pub fn half_deleted(backup_dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(backup_dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            name.strip_prefix(DELETING_PREFIX).is_some_and(valid_id)
+                || made_by_new_id(name) && !backup_dir.join(name).join(MANIFEST).exists()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Removes what [`half_deleted`] found, each through `.deleting-` like any set.
+pub fn finish_deleting(backup_dir: &Path, names: &[String]) -> Result<()> {
+    for name in names {
+        if name.starts_with(DELETING_PREFIX) {
+            remove_tree(&backup_dir.join(name))?;
+        } else {
+            remove_set(backup_dir, name)?;
+        }
+    }
+    Ok(())
+}
+
+/// `remove_dir_all` that counts a folder removed meanwhile by another prune as done.
+fn remove_tree(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if dir.exists() => Err(Error::io(format!("removing {}", dir.display()), e)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `name` has the shape [`new_id`] gives (`<date>T<time>Z-<hex>`, with or
+/// without microseconds): only such folders are taken for sets when they lack a
+/// manifest, so that nothing else an operator keeps in the backup folder is removed.
+fn made_by_new_id(name: &str) -> bool {
+    let Some((moment, suffix)) = name.split_once("Z-") else {
+        return false;
+    };
+    let Some((date, time)) = moment.split_once('T') else {
+        return false;
+    };
+    date.len() == 8
+        && date.bytes().all(|b| b.is_ascii_digit())
+        && time.len() >= 6
+        && time.bytes().all(|b| b.is_ascii_digit())
+        && !suffix.is_empty()
+        && suffix.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
@@ -325,5 +414,50 @@ mod tests {
         assert!(a < b);
         assert!(valid_id(&a));
         assert!(!valid_id("../x") && !valid_id(".tmp-1"));
+        assert!(made_by_new_id(&a) && made_by_new_id("20261122T030000Z-1a2b"));
+        for other in [
+            "notes",
+            "2026-11-22",
+            "20261122T0300Z-1a2b",
+            "20261122T030000Z-",
+            "x20261122T030000Z-1",
+        ] {
+            assert!(!made_by_new_id(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn half_deleted_sets_are_found_and_finished_but_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let backups = dir.path();
+        let make = |name: &str, manifest: bool| {
+            fs::create_dir_all(backups.join(name).join("tenants")).unwrap();
+            fs::write(backups.join(name).join("tenants/a.db"), b"x").unwrap();
+            if manifest {
+                fs::write(backups.join(name).join(MANIFEST), b"{}").unwrap();
+            }
+        };
+        make("20260101T000000000000Z-0001", true);
+        make("20260101T000000000000Z-0002", false);
+        make(".deleting-20260101T000000000000Z-0003", false);
+        make(".tmp-20260101T000000000000Z-0004", false);
+        make("operator-notes", false);
+        let found = half_deleted(backups);
+        assert_eq!(
+            found,
+            [
+                ".deleting-20260101T000000000000Z-0003",
+                "20260101T000000000000Z-0002"
+            ]
+        );
+        finish_deleting(backups, &found).unwrap();
+        remove_set(backups, "20260101T000000000000Z-0001").unwrap();
+        remove_set(backups, "20260101T000000000000Z-0001").unwrap();
+        let mut left: Vec<String> = fs::read_dir(backups)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".tmp-20260101T000000000000Z-0004", "operator-notes"]);
     }
 }

@@ -34,6 +34,8 @@ pub struct PruneReport {
     pub dry_run: bool,
     pub retention: Retention,
     pub sets: Vec<Decision>,
+    /// Folders removed (or, in a dry run, to remove) that were no complete set: sets a
+    /// killed prune left half deleted, then stale `.tmp-` sets.
     pub removed_unfinished: Vec<String>,
 }
 
@@ -190,15 +192,21 @@ fn decide(sets: &[&BackupSet], retention: Retention, newest_copies: &HashSet<Str
         .collect()
 }
 
+/// Finishes removals a crash interrupted, applies the retention plan and removes stale
+/// unfinished sets. `removed_unfinished` names the half-deleted folders first (see
+/// [`super::half_deleted`]), then the stale `.tmp-` sets.
 pub fn prune(backup_dir: &Path, retention: Retention, dry_run: bool) -> Result<PruneReport> {
+    let mut removed_unfinished = super::half_deleted(backup_dir);
+    if !dry_run {
+        super::finish_deleting(backup_dir, &removed_unfinished)?;
+    }
     let sets = list_sets(backup_dir)?;
     let decisions = plan(&sets, retention);
     if !dry_run {
         for decision in decisions.iter().filter(|d| d.action == PruneAction::Remove) {
-            super::remove_set(&backup_dir.join(&decision.id))?;
+            super::remove_set(backup_dir, &decision.id)?;
         }
     }
-    let mut removed_unfinished = Vec::new();
     if let Ok(entries) = std::fs::read_dir(backup_dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -206,9 +214,7 @@ pub fn prune(backup_dir: &Path, retention: Retention, dry_run: bool) -> Result<P
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_TMP);
-            // A backup still running holds a lock on its folder.
-            let running = std::fs::File::open(entry.path()).is_ok_and(|dir| dir.try_lock().is_err());
-            if name.starts_with(TMP_PREFIX) && stale && !running {
+            if name.starts_with(TMP_PREFIX) && stale && !super::being_written(&entry.path()) {
                 if !dry_run {
                     std::fs::remove_dir_all(entry.path())
                         .io_context(|| format!("removing {}", entry.path().display()))?;

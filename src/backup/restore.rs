@@ -1,9 +1,11 @@
 //! Putting backed-up files in place of live databases so that a crash at any moment
 //! leaves each database either old or new, whole: every file is staged beside its
 //! target and checked first (checksum while copying, then integrity_check), then all
-//! are renamed over their targets.
+//! are renamed over their targets. A run keeps its staged files in one folder per
+//! target folder, so that what a killed run left is found and removed as a whole.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -11,6 +13,7 @@ use crate::engine::sqlite;
 use crate::error::{Error, IoContext, NamingFullDisk, Result};
 use crate::files;
 use crate::files::copy_hashed;
+use crate::lock::HomeLock;
 
 /// A checked copy waiting beside its target.
 #[derive(Debug)]
@@ -19,8 +22,108 @@ pub struct Staged {
     pub target: PathBuf,
 }
 
-/// Name prefix of a staged copy; doctor removes old ones a crash left behind.
+/// Name prefix of a restore run's staging folder (and of the staged files older
+/// versions put straight beside their targets).
 pub const STAGING_PREFIX: &str = ".restore-";
+
+/// One restore run's staging: each checked copy waits in the run's `.restore-<run>/`
+/// folder beside its target (the same file system, so putting it in place is one
+/// rename). The folders go when the run is dropped, after success or failure; a killed
+/// run's are removed by the next restore ([`remove_leftovers`]) or `doctor --fix`.
+#[derive(Debug)]
+pub struct StagingRun {
+    id: String,
+    folders: Mutex<Vec<PathBuf>>,
+}
+
+impl StagingRun {
+    pub fn new() -> Self {
+        StagingRun {
+            id: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            folders: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Where the copy that is to replace `target` is staged; its folder is made (0700)
+    /// on first use.
+    fn place_for(&self, target: &Path) -> Result<PathBuf> {
+        let folder = parent(target).join(format!("{STAGING_PREFIX}{}", self.id));
+        let mut folders = self
+            .folders
+            .lock()
+            .map_err(|_| Error::unexpected("a restore's staging list was poisoned"))?;
+        if !folders.contains(&folder) {
+            files::create_private_dir(&folder)?;
+            folders.push(folder.clone());
+        }
+        let name = target.file_name().unwrap_or(std::ffi::OsStr::new("restored.db"));
+        Ok(folder.join(name))
+    }
+}
+
+impl Default for StagingRun {
+    fn default() -> Self {
+        StagingRun::new()
+    }
+}
+
+impl Drop for StagingRun {
+    fn drop(&mut self) {
+        let folders = self.folders.get_mut().map(std::mem::take).unwrap_or_default();
+        for folder in folders {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
+}
+
+/// What killed restores left: every `.restore-*` folder or file in `dirs`, and the
+/// unfinished pre-restore sets in `backup_dir` that nobody is writing. The home lock is
+/// the proof that none of it is a live restore's: they all hold it.
+pub fn leftovers(_held: &HomeLock, dirs: &[PathBuf], backup_dir: &Path) -> Vec<PathBuf> {
+    let staging = dirs
+        .iter()
+        .flat_map(|dir| names_in(dir, |name| name.starts_with(STAGING_PREFIX)));
+    let pre_restore_sets = names_in(backup_dir, crate::backup::is_pre_restore_tmp)
+        .into_iter()
+        .filter(|path| !crate::backup::being_written(path));
+    staging.chain(pre_restore_sets).collect()
+}
+
+/// Removes the [`leftovers`] it can (doctor reports the rest) and returns their paths.
+pub fn remove_leftovers(held: &HomeLock, dirs: &[PathBuf], backup_dir: &Path) -> Vec<String> {
+    leftovers(held, dirs, backup_dir)
+        .into_iter()
+        .filter(|path| remove_any(path).is_ok())
+        .map(|path| path.display().to_string())
+        .collect()
+}
+
+/// The paths in `dir` whose names `wanted` picks, sorted.
+pub fn names_in(dir: &Path, wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|entry| wanted(&entry.file_name().to_string_lossy()))
+        .map(|entry| entry.path())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Removes a folder with its contents, or a file; fine when it is gone already.
+pub fn remove_any(path: &Path) -> Result<()> {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
+        Err(e) if path.exists() => Err(Error::io(format!("removing {}", path.display()), e)),
+        _ => Ok(()),
+    }
+}
 
 /// A backup file to put in place of `target`, and the SHA-256 its manifest gives it.
 #[derive(Debug, Clone)]
@@ -30,17 +133,12 @@ pub struct ToStage {
     pub target: PathBuf,
 }
 
-/// Copies the backup file beside its target, checking its SHA-256 and running
-/// integrity_check on it on the way (exit 7 on either failing), then gives the copy
-/// WAL mode like every live database; synced.
-pub fn stage(wanted: &ToStage) -> Result<Staged> {
-    let dir = parent(&wanted.target);
-    files::create_private_dir(&dir)?;
-    let staging = dir.join(format!(
-        "{STAGING_PREFIX}{}-{:08x}.db",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
+/// Copies the backup file into `run`'s folder beside its target, checking its SHA-256
+/// and running integrity_check on it on the way (exit 7 on either failing), then gives
+/// the copy WAL mode like every live database; synced.
+pub fn stage(wanted: &ToStage, run: &StagingRun) -> Result<Staged> {
+    files::create_private_dir(&parent(&wanted.target))?;
+    let staging = run.place_for(&wanted.target)?;
     let result = (|| -> Result<()> {
         copy_checked(wanted, &staging)?;
         let conn = sqlite::open_tenant(&staging)?;

@@ -400,6 +400,7 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
         session.ctx.lock_timeout,
         &request,
     )?;
+    warn_cleaned_up(session, &report.cleaned_up);
     for kept in report
         .pre_restore
         .iter()
@@ -455,4 +456,17 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
         .out
         .report(&line, &report, RESTORE_COLUMNS, &report.restored)?;
     Ok(())
+}
+
+/// One line about what killed restores had left and a restore removed first.
+pub fn warn_cleaned_up(session: &Session, cleaned_up: &[String]) {
+    match cleaned_up.len() {
+        0 => {}
+        1 => session
+            .messages
+            .warning("removed 1 leftover of an interrupted restore"),
+        n => session
+            .messages
+            .warning(&format!("removed {n} leftovers of an interrupted restore")),
+    }
 }

@@ -265,7 +265,7 @@ pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<
             at,
         } => {
             drop(catalog);
-            let (restored, set) = crate::ops::restore::undelete_from_backup(
+            let undeleted = crate::ops::restore::undelete_from_backup(
                 &session.home.catalog(),
                 actor,
                 &session.ctx.backup_dir,
@@ -274,11 +274,12 @@ pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<
                 Some(id).filter(|id| !id.is_empty()),
                 at,
             )?;
+            super::backup::warn_cleaned_up(session, &undeleted.cleaned_up);
             session.messages.note(&format!(
-                "undeleted {} with its database from backup set {set}",
-                restored.slug
+                "undeleted {} with its database from backup set {}",
+                undeleted.customer.slug, undeleted.set
             ));
-            out.object(&restored)?;
+            out.object(&undeleted.customer)?;
         }
         CustomerCommand::Purge { customer, confirm } => out.object(&customers::purge(
             &mut catalog,

@@ -14,6 +14,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use serde::{Serialize, Serializer};
 
 use crate::backup::Entry;
+use crate::backup::restore::StagingRun;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::migrations::MigrationId;
@@ -200,9 +201,9 @@ pub trait TenantDatabase: Send + Sync {
     /// Refuses when something else is connected and would go on writing to data a
     /// restore replaces.
     fn refuse_if_in_use(&self) -> Result<()>;
-    /// Copies a backup file beside the live database, checking its SHA-256 and
-    /// integrity on the way (exit 7 on either); nothing live changes.
-    fn stage_restore(&self, backup_file: &Path, sha256: &str) -> Result<Staged>;
+    /// Copies a backup file beside the live database, into `run`'s staging, checking
+    /// its SHA-256 and integrity on the way (exit 7 on either); nothing live changes.
+    fn stage_restore(&self, run: &StagingRun, backup_file: &Path, sha256: &str) -> Result<Staged>;
     /// Replaces the live database with a staged copy in one step.
     fn swap_in(&self, staged: &Staged) -> Result<()>;
     /// Drops a staged copy that will not be swapped in.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{Actor, Reported, config};
+use crate::backup::restore;
 use crate::catalog::Catalog;
 use crate::catalog::states::{CatalogMigrationStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, TenantRow};
@@ -179,6 +180,7 @@ fn run_checks(actor: Actor<'_>, backup_dir: &Path, fix: bool, unowned: Unowned) 
     template_checks(&mut doctor, home);
     orphan_checks(&mut doctor, &catalog, home)?;
     unowned_checks(&mut doctor, &catalog, actor, backup_dir, unowned)?;
+    restore_leftover_checks(&mut doctor, home, backup_dir);
     Ok(doctor.checks)
 }
 
@@ -570,6 +572,7 @@ fn orphan_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if !name.ends_with(".db")
+                || name.starts_with(restore::STAGING_PREFIX)
                 || owned.contains(&path)
                 || dir == home.templates_dir() && name == "tenant.db"
             {
@@ -613,6 +616,33 @@ fn orphan_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<
         }
     }
     Ok(())
+}
+
+/// Staging folders and pre-restore sets of restores that died, found while the home
+/// lock is free (with it held, a restore is running and they may be its own); `--fix`
+/// removes them, still holding the lock.
+fn restore_leftover_checks(doctor: &mut Doctor, home: &Home, backup_dir: &Path) {
+    let dirs = [home.root().to_path_buf(), home.tenants_dir()];
+    let staged = |dir: &PathBuf| restore::names_in(dir, |name| name.starts_with(restore::STAGING_PREFIX));
+    let any = dirs.iter().any(|dir| !staged(dir).is_empty())
+        || !restore::names_in(backup_dir, crate::backup::is_pre_restore_tmp).is_empty();
+    // Looked for first, so that a home without any never gets a lock file from doctor.
+    if !any {
+        return;
+    }
+    let Ok(held) = crate::lock::HomeLock::acquire(&home.lock_file(), std::time::Duration::ZERO) else {
+        return;
+    };
+    for path in restore::leftovers(&held, &dirs, backup_dir) {
+        let repair = || restore::remove_any(&path).map(|()| "removed".to_string());
+        doctor.problem(
+            "orphan.staging",
+            path_text(&path),
+            Verdict::Warn,
+            "left by an interrupted restore".to_string(),
+            Some(&repair),
+        );
+    }
 }
 
 /// Tenant databases that no customer owns: a catalog restored from an older backup,

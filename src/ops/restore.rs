@@ -12,6 +12,7 @@ use serde_json::json;
 use super::backup::entry_names;
 use super::{Actor, customers};
 use crate::backup::create::{Created, SetRequest, TenantSource, create_set};
+use crate::backup::restore::StagingRun;
 use crate::backup::states::{BackupKind, EntryScope, RestoreStatus, SaveStatus, SetScope};
 use crate::backup::{BackupSet, Entry, Manifest, Skipped, find_set, list_sets, restore as swap};
 use crate::catalog::Catalog;
@@ -75,6 +76,9 @@ pub struct RestoreReport {
     /// (created after the set was taken): `doctor --fix --adopt` or `--trash` deals
     /// with them. Only a catalog restore can leave any.
     pub unowned_tenants: Vec<String>,
+    /// What killed restores had left and this one removed first: staging folders and
+    /// unfinished pre-restore sets.
+    pub cleaned_up: Vec<String>,
 }
 
 /// A live file saved in the pre-restore set before it is replaced.
@@ -127,16 +131,19 @@ impl Target {
         }
     }
 
-    fn stage(&self, backup_file: &Path, sha256: &str) -> Result<StagedCopy> {
+    fn stage(&self, run: &StagingRun, backup_file: &Path, sha256: &str) -> Result<StagedCopy> {
         match self {
-            Target::Catalog(path) => swap::stage(&swap::ToStage {
-                backup_file: backup_file.to_path_buf(),
-                sha256: sha256.to_string(),
-                target: path.clone(),
-            })
+            Target::Catalog(path) => swap::stage(
+                &swap::ToStage {
+                    backup_file: backup_file.to_path_buf(),
+                    sha256: sha256.to_string(),
+                    target: path.clone(),
+                },
+                run,
+            )
             .map(StagedCopy::Catalog),
             Target::Tenant(tenant) => tenant
-                .stage_restore(backup_file, sha256)
+                .stage_restore(run, backup_file, sha256)
                 .map(|staged| StagedCopy::Tenant(tenant.clone(), staged)),
         }
     }
@@ -202,19 +209,33 @@ pub fn restore(
             crate::files::create_private_dir(&actor.home.tenants_dir())?;
         }
     }
-    let _lock = if request.dry_run {
+    let lock = if request.dry_run {
         None
     } else {
         Some(HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?)
     };
-    match &request.scope {
+    let cleaned_up = lock
+        .as_ref()
+        .map(|held| remove_restore_leftovers(held, actor.home, backup_dir))
+        .unwrap_or_default();
+    // Declared after the lock, so dropped (its folders removed) while the lock is held.
+    let run = StagingRun::new();
+    let mut report = match &request.scope {
         RestoreScope::Customers(references) => {
-            restore_tenants(home_catalog, actor, backup_dir, request, references)
+            restore_tenants(home_catalog, actor, backup_dir, request, references, &run)
         }
         RestoreScope::Catalog | RestoreScope::Everything => {
-            restore_catalog(home_catalog, actor, backup_dir, request)
+            restore_catalog(home_catalog, actor, backup_dir, request, &run)
         }
-    }
+    }?;
+    report.cleaned_up = cleaned_up;
+    Ok(report)
+}
+
+/// What killed restores left in this home and its backup folder, removed; see
+/// [`swap::remove_leftovers`].
+fn remove_restore_leftovers(held: &HomeLock, home: &crate::home::Home, backup_dir: &Path) -> Vec<String> {
+    swap::remove_leftovers(held, &[home.root().to_path_buf(), home.tenants_dir()], backup_dir)
 }
 
 /// The set named by id, the newest one finished at or before `--at` that `holds`, or
@@ -264,6 +285,7 @@ fn restore_tenants(
     backup_dir: &Path,
     request: &RestoreRequest,
     references: &[String],
+    run: &StagingRun,
 ) -> Result<RestoreReport> {
     let mut catalog = Catalog::open_ready(home_catalog)?;
     let engines = Engines::new(actor.home);
@@ -390,7 +412,7 @@ fn restore_tenants(
     for plan in to_do.iter().filter(|p| p.target.exists()) {
         plan.target.refuse_if_in_use()?;
     }
-    let (staged, saved) = stage_and_save(&to_do, || {
+    let (staged, saved) = stage_and_save(run, &to_do, || {
         if replaced.is_empty() {
             return Ok(None);
         }
@@ -487,6 +509,7 @@ impl RestoreReport {
             pre_restore: Vec::new(),
             restored: Vec::new(),
             unowned_tenants: Vec::new(),
+            cleaned_up: Vec::new(),
         }
     }
 }
@@ -575,12 +598,17 @@ fn restored_line(plan: &Planned, status: RestoreStatus, reason: Option<&str>, ve
 /// 1 GiB tenant: 3.1-3.5 s side by side, 2.9-3.1 s in turn). A restore that fails its
 /// checks has then written no pre-restore set either.
 fn stage_and_save<'a, T>(
+    run: &StagingRun,
     planned: impl IntoIterator<Item = &'a Planned>,
     save: impl FnOnce() -> Result<T>,
 ) -> Result<(Vec<StagedCopy>, T)> {
-    let staged = stage_all(planned)?;
+    let staged = stage_all(run, planned)?;
+    crate::ops::recovery::crash_point("restore:staged");
     match save() {
-        Ok(saved) => Ok((staged, saved)),
+        Ok(saved) => {
+            crate::ops::recovery::crash_point("restore:saved");
+            Ok((staged, saved))
+        }
         Err(err) => {
             staged.iter().for_each(StagedCopy::discard);
             Err(err)
@@ -589,10 +617,13 @@ fn stage_and_save<'a, T>(
 }
 
 /// Stages every copy or none: on the first failure the staged ones are removed.
-fn stage_all<'a>(planned: impl IntoIterator<Item = &'a Planned>) -> Result<Vec<StagedCopy>> {
+fn stage_all<'a>(
+    run: &StagingRun,
+    planned: impl IntoIterator<Item = &'a Planned>,
+) -> Result<Vec<StagedCopy>> {
     let mut staged = Vec::new();
     for plan in planned {
-        match plan.target.stage(&plan.source, &plan.entry.sha256) {
+        match plan.target.stage(run, &plan.source, &plan.entry.sha256) {
             Ok(copy) => staged.push(copy),
             Err(err) => {
                 staged.iter().for_each(StagedCopy::discard);
@@ -785,6 +816,7 @@ fn restore_catalog(
     actor: Actor<'_>,
     backup_dir: &Path,
     request: &RestoreRequest,
+    run: &StagingRun,
 ) -> Result<RestoreReport> {
     let everything = request.scope == RestoreScope::Everything;
     let set = choose_set(backup_dir, request, |m| m.catalog_entry().is_some())?;
@@ -847,7 +879,7 @@ fn restore_catalog(
         target.refuse_if_in_use()?;
     }
     let mut report = RestoreReport::new(&set);
-    let (staged, saved) = stage_and_save(std::iter::once(&catalog_plan).chain(&tenant_plans), || {
+    let (staged, saved) = stage_and_save(run, std::iter::once(&catalog_plan).chain(&tenant_plans), || {
         // Save what is there now, if the live catalog can still be read; the files are
         // labelled with the live catalog's customers, not the backup's.
         match Catalog::open(home_catalog) {
@@ -942,10 +974,19 @@ fn normalise_placements(
         .collect())
 }
 
+/// What [`undelete_from_backup`] did.
+#[derive(Debug)]
+pub struct UndeletedFromBackup {
+    pub customer: crate::catalog::model::Customer,
+    pub set: String,
+    /// As [`RestoreReport::cleaned_up`].
+    pub cleaned_up: Vec<String>,
+}
+
 /// Brings back a deleted customer whose database is gone from the trash: its copy in a
 /// backup set (`set`, else the newest finished by `at`, else the newest holding it) is
 /// checked and put in place, and the customer is undeleted with it, in one step.
-/// Returns the customer as it is now and the set used.
+/// Returns the customer as it is now, the set used and what killed restores had left.
 pub fn undelete_from_backup(
     home_catalog: &Path,
     actor: Actor<'_>,
@@ -954,7 +995,7 @@ pub fn undelete_from_backup(
     reference: &str,
     set: Option<String>,
     at: Option<String>,
-) -> Result<(crate::catalog::model::Customer, String)> {
+) -> Result<UndeletedFromBackup> {
     let mut catalog = Catalog::open_ready(home_catalog)?;
     let customer = customers::resolve(catalog.conn(), reference)?;
     if customer.status != CustomerStatus::Deleted {
@@ -980,7 +1021,9 @@ pub fn undelete_from_backup(
             customer.slug
         )));
     }
-    let _lock = HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?;
+    let lock = HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?;
+    let cleaned_up = remove_restore_leftovers(&lock, actor.home, backup_dir);
+    let run = StagingRun::new();
     let which = RestoreRequest {
         set,
         at,
@@ -1003,7 +1046,8 @@ pub fn undelete_from_backup(
             ))
             .with_hint(format!("see 'tenantctl backup list --customer {}'", customer.id))
         })?;
-    let staged = target.stage_restore(&chosen.file(&entry)?, &entry.sha256)?;
+    let staged = target.stage_restore(&run, &chosen.file(&entry)?, &entry.sha256)?;
+    crate::ops::recovery::crash_point("restore:staged");
     let applied = &staged.applied;
     let target_text = target.placement().location.clone();
     let set_id = chosen.manifest.id.clone();
@@ -1038,7 +1082,11 @@ pub fn undelete_from_backup(
         },
     );
     match done {
-        Ok(restored) => Ok((restored, chosen.manifest.id)),
+        Ok(customer) => Ok(UndeletedFromBackup {
+            customer,
+            set: chosen.manifest.id,
+            cleaned_up,
+        }),
         Err(err) => {
             target.discard_staged(&staged);
             Err(err)

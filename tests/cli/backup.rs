@@ -36,6 +36,7 @@ const RESTORE_FIELDS: &[&str] = &[
     "pre_restore",
     "restored",
     "unowned_tenants",
+    "cleaned_up",
 ];
 
 fn backups(env: &TestEnv) -> PathBuf {
@@ -490,6 +491,92 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
     let left = env.json(&["backup", "list"]);
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["id"], ids[3], "the newest set always stays");
+}
+
+/// Names in the backup folder other than complete sets.
+fn backup_leftovers(env: &TestEnv) -> Vec<String> {
+    let listed: Vec<String> = env
+        .json(&["backup", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    env.names_in(&backups(env))
+        .into_iter()
+        .filter(|name| !listed.contains(name))
+        .collect()
+}
+
+#[test]
+fn a_prune_killed_mid_deletion_never_shows_a_half_set_and_the_next_prune_finishes_it() {
+    let env = TestEnv::fleet(&["a", "b"]);
+    let ids: Vec<String> = (0..3)
+        .map(|_| env.json(&["backup"])["id"].as_str().unwrap().to_string())
+        .collect();
+    env.cmd(&keep_only("1")).killed_at_step("prune:renamed");
+    let deleting: Vec<String> = env
+        .names_in(&backups(&env))
+        .into_iter()
+        .filter(|n| n.starts_with(".deleting-"))
+        .collect();
+    assert_eq!(deleting.len(), 1, "{:?}", env.names_in(&backups(&env)));
+    let listed = env.json(&["backup", "list"]);
+    let listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed.len(),
+        2,
+        "the set being removed is no longer listed: {listed:?}"
+    );
+    assert!(listed.iter().all(|id| !deleting[0].ends_with(id)));
+    env.ok(&["backup", "verify", "--all"]);
+
+    let report = env.json(&keep_only("1"));
+    assert_eq!(
+        report["removed_unfinished"],
+        serde_json::json!(deleting),
+        "{report}"
+    );
+    assert_eq!(
+        env.names_in(&backups(&env)),
+        [ids[2].clone()],
+        "only the kept set is left"
+    );
+    let again = env.json(&keep_only("1"));
+    assert_eq!(again["removed_unfinished"], serde_json::json!([]));
+}
+
+#[test]
+fn prune_removes_set_folders_that_lost_their_manifest_and_nothing_else() {
+    let env = TestEnv::fleet(&["a"]);
+    let old = env.json(&["backup"]);
+    let newest = env.json(&["backup"]);
+    // What an older version left when killed while deleting: the manifest went first.
+    std::fs::remove_file(set_dir(&env, &old).join("manifest.json")).unwrap();
+    let notes = backups(&env).join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    let listed = env.json(&["backup", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], newest["id"]);
+
+    let dry = env.json(&[&keep_only("5")[..], &["--dry-run"]].concat());
+    assert_eq!(dry["removed_unfinished"], serde_json::json!([old["id"]]), "{dry}");
+    assert!(set_dir(&env, &old).exists(), "a dry run removes nothing");
+    let report = env.json(&keep_only("5"));
+    assert_eq!(
+        report["removed_unfinished"],
+        serde_json::json!([old["id"]]),
+        "{report}"
+    );
+    assert!(!set_dir(&env, &old).exists());
+    assert!(notes.is_dir(), "a folder that is no set is left alone");
+    assert_eq!(backup_leftovers(&env), ["notes"]);
+    env.ok(&["backup", "verify", "--all"]);
 }
 
 #[test]
@@ -1212,6 +1299,151 @@ fn killing_restores_leaves_the_old_or_the_new_database() {
         }
         landed
     });
+    let run = env.run(&["restore", &id, "--customer", "a"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        restore_leftovers(&env),
+        Vec::<String>::new(),
+        "the next restore removes what kills left"
+    );
+    assert_eq!(users(&live), 1);
+}
+
+/// What restores stage or half write: `.restore-*` in the home and its tenants folder,
+/// `.tmp-*` sets in the backup folder.
+fn restore_leftovers(env: &TestEnv) -> Vec<String> {
+    let staging = |dir: &Path| names_matching(dir, |n| n.starts_with(".restore-"));
+    staging(&env.home)
+        .into_iter()
+        .chain(staging(&env.home.join("tenants")))
+        .chain(names_matching(&backups(env), is_unfinished_set))
+        .collect()
+}
+
+#[test]
+fn a_restore_killed_at_any_step_leaves_nothing_after_the_next_restore() {
+    let env = TestEnv::fleet(&["a", "b"]);
+    add_user(&env, "a", "old@a.test");
+    let set = env.json(&["backup"]);
+    let id = set["id"].as_str().unwrap();
+    let live = env.home.join("tenants/a.db");
+    let scopes: [(&[&str], bool); 3] = [
+        (&["--customer", "a"], true),
+        (&["--catalog", "--confirm", "catalog"], false),
+        (&["--everything", "--confirm", "everything"], true),
+    ];
+    for (scope, restores_a) in scopes {
+        let restore: Vec<&str> = [&["restore", id][..], scope].concat();
+        for step in ["restore:staged", "backup:copied", "restore:saved"] {
+            if users(&live) == 1 {
+                add_user(&env, "a", "new@a.test");
+            }
+            env.cmd(&restore).killed_at_step(step);
+            let left = restore_leftovers(&env);
+            assert!(
+                left.iter().any(|n| n.starts_with(".restore-")),
+                "{scope:?} {step}: {left:?}"
+            );
+            assert_eq!(
+                left.iter().any(|n| n.starts_with(".tmp-")),
+                step == "backup:copied",
+                "{scope:?} {step}: {left:?}"
+            );
+            assert_eq!(users(&live), 2, "{scope:?} {step}: nothing was replaced yet");
+            env.ok(&["customer", "list"]);
+
+            let report = env
+                .cmd(&restore)
+                .arg("--json")
+                .stderr_has("of an interrupted restore")
+                .run()
+                .json();
+            assert_eq!(
+                report["cleaned_up"].as_array().unwrap().len(),
+                left.len(),
+                "{scope:?} {step}: {report}"
+            );
+            assert_eq!(restore_leftovers(&env), Vec::<String>::new(), "{scope:?} {step}");
+            assert_eq!(users(&live), if restores_a { 1 } else { 2 }, "{scope:?} {step}");
+            let clean = env.json(&restore);
+            assert_eq!(clean["cleaned_up"], serde_json::json!([]));
+        }
+    }
+    env.ok(&["backup", "verify", "--all"]);
+}
+
+#[test]
+fn an_undelete_from_backup_killed_while_staging_leaves_nothing_after_the_next_one() {
+    let env = TestEnv::fleet(&["a"]);
+    add_user(&env, "a", "one@a.test");
+    env.ok(&["backup"]);
+    let deleted = env.json(&["customer", "delete", "a", "--confirm", "a"]);
+    let trashed = PathBuf::from(deleted["db_path"].as_str().unwrap());
+    for extension in ["db", "db-wal", "db-shm"] {
+        let _ = std::fs::remove_file(trashed.with_extension(extension));
+    }
+    env.cmd(&["customer", "undelete", "a", "--from-backup"])
+        .killed_at_step("restore:staged");
+    assert_eq!(restore_leftovers(&env).len(), 1, "{:?}", restore_leftovers(&env));
+    assert_eq!(env.json(&["customer", "show", "a"])["status"], "deleted");
+    assert!(!env.home.join("tenants/a.db").exists());
+
+    env.cmd(&["customer", "undelete", "a", "--from-backup"])
+        .stderr_has("warning: removed 1 leftover of an interrupted restore")
+        .run();
+    assert_eq!(restore_leftovers(&env), Vec::<String>::new());
+    assert_eq!(env.json(&["customer", "show", "a"])["status"], "active");
+    assert_eq!(users(&env.home.join("tenants/a.db")), 1);
+}
+
+#[test]
+fn doctor_removes_what_a_killed_restore_left_unless_a_restore_runs() {
+    let env = TestEnv::fleet(&["a"]);
+    let set = env.json(&["backup"]);
+    env.cmd(&[
+        "restore",
+        set["id"].as_str().unwrap(),
+        "--everything",
+        "--confirm",
+        "everything",
+    ])
+    .killed_at_step("backup:copied");
+    let left = restore_leftovers(&env);
+    assert_eq!(
+        left.len(),
+        3,
+        "catalog and tenant staging, pre-restore set: {left:?}"
+    );
+    let staging = |checks: &Value| -> Vec<(String, String)> {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["check"] == "orphan.staging")
+            .map(|c| {
+                (
+                    c["target"].as_str().unwrap().to_string(),
+                    c["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+
+    let lock = env.hold_home_lock();
+    let busy = env.run(&["doctor", "--fix", "--json"]);
+    assert_eq!(staging(&busy.json()), [], "a restore may be running: {busy:?}");
+    assert_eq!(restore_leftovers(&env), left);
+    drop(lock);
+
+    let found = env.run(&["doctor", "--json"]);
+    let found = staging(&found.json());
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found.iter().all(|(_, status)| status == "warn"), "{found:?}");
+    let fixed = env.run(&["doctor", "--fix", "--json"]);
+    let fixed = staging(&fixed.json());
+    assert!(fixed.iter().all(|(_, status)| status == "fixed"), "{fixed:?}");
+    assert_eq!(restore_leftovers(&env), Vec::<String>::new());
+    env.ok(&["backup", "verify", "--all"]);
 }
 
 #[test]

@@ -318,6 +318,23 @@ impl Cmd<'_> {
         status.signal() == Some(SIGKILL) && left_behind()
     }
 
+    /// Runs with `TENANTCTL_CRASH_AT=step`, so that the debug build kills itself with
+    /// SIGKILL on reaching that step, and asserts that it did.
+    pub fn killed_at_step(self, step: &str) {
+        let args = self.args.clone();
+        let output = self
+            .env("TENANTCTL_CRASH_AT", step)
+            .spawn()
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(
+            output.status.signal(),
+            Some(SIGKILL),
+            "tenantctl {args:?} did not die at {step}: {:?}",
+            Run::from(output)
+        );
+    }
+
     /// [`Cmd::kill_when`] a new name in `dir` that `unfinished` recognises (a staging
     /// file or folder) shows, and landed if that name is still there after the kill.
     pub fn kill_on_new(self, dir: &Path, unfinished: impl Fn(&str) -> bool) -> bool {

@@ -52,9 +52,10 @@ pub fn staging_name(dir: &Path, owner: &str) -> PathBuf {
     ))
 }
 
-/// Whether a file name is an unfinished provision or restore.
+/// Whether a file name is an unfinished provision (a restore's staging is found by
+/// [`staging::STAGING_PREFIX`]).
 pub fn is_staging_name(name: &str) -> bool {
-    (name.starts_with(STAGING_PREFIX) || name.starts_with(".restore-")) && name.ends_with(".db")
+    name.starts_with(STAGING_PREFIX) && name.ends_with(".db")
 }
 
 /// The owner token a staging name carries, if it carries one.
@@ -381,12 +382,15 @@ impl TenantDatabase for SqliteTenant {
         staging::refuse_if_open(self.path())
     }
 
-    fn stage_restore(&self, backup_file: &Path, sha256: &str) -> Result<Staged> {
-        let staged = staging::stage(&staging::ToStage {
-            backup_file: backup_file.to_path_buf(),
-            sha256: sha256.to_string(),
-            target: self.path().to_path_buf(),
-        })?;
+    fn stage_restore(&self, run: &staging::StagingRun, backup_file: &Path, sha256: &str) -> Result<Staged> {
+        let staged = staging::stage(
+            &staging::ToStage {
+                backup_file: backup_file.to_path_buf(),
+                sha256: sha256.to_string(),
+                target: self.path().to_path_buf(),
+            },
+            run,
+        )?;
         let checked = path_text(&staged.staging)
             .and_then(|staging| Ok((staging, applied_migrations(&open_tenant(&staged.staging)?)?)));
         match checked {
