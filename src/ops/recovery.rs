@@ -62,7 +62,8 @@ pub fn abandoned(catalog: &Catalog, home: &Home) -> Result<Vec<Operation>> {
 }
 
 /// Finishes or undoes every abandoned operation; what a live command is doing is left
-/// to it. The first that cannot be resolved stops the rest with its error.
+/// to it. The first that cannot be resolved stops the rest with its error. Then the
+/// lock files of commands killed before they recorded anything go too.
 pub fn finish_abandoned(catalog: &mut Catalog, home: &Home) -> Result<Vec<Recovered>> {
     let engines = Engines::new(home);
     let mut done = Vec::new();
@@ -82,6 +83,7 @@ pub fn finish_abandoned(catalog: &mut Catalog, home: &Home) -> Result<Vec<Recove
             outcome,
         });
     }
+    lock::remove_dead_owner_locks(&home.run_dir());
     Ok(done)
 }
 

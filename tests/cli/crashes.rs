@@ -242,6 +242,23 @@ fn doctor_fix_removes_staging_files_whose_command_is_gone_at_once() {
 }
 
 #[test]
+fn the_lock_file_of_a_command_killed_before_it_recorded_anything_goes_with_the_next_run() {
+    // Found by scripts/killloop: a kill between taking the owner lock and recording
+    // the operation left HOME/run/<token>.lock behind every later command.
+    for args in [
+        &["customer", "create", "k@example.com", "K", "--slug", "k"][..],
+        &["customer", "delete", "a", "--confirm", "a"],
+    ] {
+        let env = TestEnv::fleet(&["a"]);
+        let run = env.home.join("run");
+        std::fs::write(run.join("4242-0000abcd.lock"), b"").unwrap();
+        std::fs::write(run.join("not-a-token.lock"), b"").unwrap();
+        env.ok(args);
+        assert_eq!(env.names_in(&run), ["not-a-token.lock"], "{args:?}");
+    }
+}
+
+#[test]
 fn tenants_created_after_a_restored_catalog_are_reported_and_adopted_or_trashed() {
     let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup", "--catalog"]);
