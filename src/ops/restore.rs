@@ -423,22 +423,7 @@ fn restore_tenants(
         report.pre_restore = lines;
     }
     swap_all_in(&staged)?;
-    for plan in &to_do {
-        report.restored.push(restored_line(
-            plan,
-            RestoreStatus::Restored,
-            None,
-            plan.entry.schema_version,
-        ));
-    }
-    for plan in &skipped {
-        report.restored.push(restored_line(
-            plan,
-            RestoreStatus::Skipped,
-            skip_reason(plan, request.if_missing),
-            plan.entry.schema_version,
-        ));
-    }
+    report.add_lines(&to_do, &skipped, request.if_missing);
     let live: Vec<(i64, Arc<dyn TenantDatabase>)> = to_do
         .iter()
         .filter_map(|p| match (&p.target, p.customer_id) {
@@ -496,6 +481,21 @@ fn replaced_by_plan(plans: &[Planned]) -> Vec<TenantSource> {
 }
 
 impl RestoreReport {
+    /// A line for each plan put back and each left as it was.
+    fn add_lines(&mut self, restored: &[Planned], skipped: &[Planned], if_missing: bool) {
+        for plan in restored {
+            let version = plan.entry.schema_version;
+            self.restored
+                .push(restored_line(plan, RestoreStatus::Restored, None, version));
+        }
+        for plan in skipped {
+            let reason = skip_reason(plan, if_missing);
+            let version = plan.entry.schema_version;
+            self.restored
+                .push(restored_line(plan, RestoreStatus::Skipped, reason, version));
+        }
+    }
+
     fn new(set: &BackupSet) -> Self {
         let m = &set.manifest;
         RestoreReport {
@@ -908,22 +908,7 @@ fn restore_catalog(
         None,
         catalog_plan.entry.schema_version,
     ));
-    for plan in &tenant_plans {
-        report.restored.push(restored_line(
-            plan,
-            RestoreStatus::Restored,
-            None,
-            plan.entry.schema_version,
-        ));
-    }
-    for plan in &skipped {
-        report.restored.push(restored_line(
-            plan,
-            RestoreStatus::Skipped,
-            skip_reason(plan, request.if_missing),
-            plan.entry.schema_version,
-        ));
-    }
+    report.add_lines(&tenant_plans, &skipped, request.if_missing);
     let mut catalog = Catalog::open(home_catalog)?;
     // A catalog backed up by an earlier version is brought forward first, as `migrate`
     // would: the rest of the restore reads it with today's schema.
