@@ -9,16 +9,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// Runs `args` so that it is killed at `step`, and proves it was.
-fn killed_at(env: &TestEnv, args: &[&str], step: &str) {
-    let run = env
-        .cmd(args)
-        .env("TENANTCTL_CRASH_AT", step)
-        .expect_code(-1)
-        .run();
-    assert!(run.stdout.is_empty(), "{step}: {run:?}");
-}
-
 /// Names in `dir` that no finished command leaves: staging files and restore folders.
 fn strays(dir: &Path) -> Vec<String> {
     names_matching(dir, |n| n.starts_with('.') && n != ".lock")
@@ -97,7 +87,7 @@ fn a_killed_create_is_undone_and_the_same_create_then_succeeds() {
     for step in ["customer.create:reserved", "customer.create:published"] {
         let env = TestEnv::initialised();
         let args = ["customer", "create", "k@example.com", "K", "--slug", "k"];
-        killed_at(&env, &args, step);
+        env.cmd(&args).killed_at_step(step);
         assert_eq!(
             env.json(&["customer", "list"]),
             json!([]),
@@ -109,7 +99,7 @@ fn a_killed_create_is_undone_and_the_same_create_then_succeeds() {
         assert_settled(&env, step);
 
         let env = TestEnv::initialised();
-        killed_at(&env, &args, step);
+        env.cmd(&args).killed_at_step(step);
         doctor_settles(&env, step);
         assert_eq!(env.count("SELECT count(*) FROM customers"), 0, "{step}");
         env.customer("k@example.com", "K", &["--slug", "k"]);
@@ -120,11 +110,8 @@ fn a_killed_create_is_undone_and_the_same_create_then_succeeds() {
 fn a_killed_delete_or_undelete_is_finished() {
     for step in ["recorded", "moved"] {
         let env = TestEnv::fleet(&["a", "b"]);
-        killed_at(
-            &env,
-            &["customer", "delete", "a", "--confirm", "a"],
-            &format!("customer.delete:{step}"),
-        );
+        env.cmd(&["customer", "delete", "a", "--confirm", "a"])
+            .killed_at_step(&format!("customer.delete:{step}"));
         env.cmd(&["customer", "delete", "a", "--confirm", "a"])
             .expect_code(6)
             .stderr_has("finished an interrupted customer.delete of 'a'")
@@ -132,11 +119,8 @@ fn a_killed_delete_or_undelete_is_finished() {
         assert_settled(&env, &format!("delete {step}"));
         assert_eq!(env.json(&["customer", "show", "a"])["status"], "deleted");
 
-        killed_at(
-            &env,
-            &["customer", "undelete", "a"],
-            &format!("customer.undelete:{step}"),
-        );
+        env.cmd(&["customer", "undelete", "a"])
+            .killed_at_step(&format!("customer.undelete:{step}"));
         doctor_settles(&env, &format!("undelete {step}"));
         assert_eq!(env.json(&["customer", "show", "a"])["status"], "active");
         assert_eq!(
@@ -152,7 +136,8 @@ fn a_killed_purge_never_leaves_the_purged_data() {
         for next in ["purge", "doctor"] {
             let env = TestEnv::fleet(&["a", "b"]);
             env.ok(&["customer", "delete", "a", "--confirm", "a"]);
-            killed_at(&env, &["customer", "purge", "a", "--confirm", "a"], step);
+            env.cmd(&["customer", "purge", "a", "--confirm", "a"])
+                .killed_at_step(step);
             if next == "purge" {
                 env.cmd(&["customer", "purge", "a", "--confirm", "a"])
                     .expect_code(3)
@@ -204,7 +189,7 @@ fn a_killed_import_is_finished_with_every_customer_in_place() {
             let env = TestEnv::initialised();
             let tree = legacy_tree(&env);
             let tree = tree.to_str().unwrap();
-            killed_at(&env, &["import", tree], step);
+            env.cmd(&["import", tree]).killed_at_step(step);
             if next == "import" {
                 let again = env
                     .cmd(&["import", tree])

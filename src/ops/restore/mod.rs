@@ -1,0 +1,380 @@
+//! Restore as the command line sees it: which set, what it replaces, the pre-restore set
+//! taken first, and undeleting a customer from a backup; the file swap lives in
+//! `crate::backup::restore`. Tenant restores are in `tenants`, catalog (and everything)
+//! restores in `catalog`, the pre-restore set in `pre_restore`, staging and swapping the
+//! copies in `staging`, and `customer undelete --from-backup` in `undelete`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::Actor;
+use crate::backup::create::TenantSource;
+use crate::backup::restore::StagingRun;
+use crate::backup::states::{EntryScope, RestoreStatus, SaveStatus};
+use crate::backup::{BackupSet, Entry, Manifest, find_set, list_sets, restore as swap};
+use crate::catalog::Catalog;
+use crate::catalog::model::NewAuditEvent;
+use crate::catalog::states::TenantMigrationStatus;
+use crate::engine::TenantDatabase;
+use crate::error::{Error, Result};
+use crate::lock::HomeLock;
+use crate::time;
+
+mod catalog;
+mod pre_restore;
+mod staging;
+mod tenants;
+mod undelete;
+
+use catalog::restore_catalog;
+use staging::Target;
+use tenants::restore_tenants;
+pub use undelete::{UndeletedFromBackup, undelete_from_backup};
+
+/// What `restore` puts back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreScope {
+    Customers(Vec<String>),
+    Catalog,
+    Everything,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub set: Option<String>,
+    pub at: Option<String>,
+    pub scope: RestoreScope,
+    pub confirm: Option<String>,
+    pub into: Option<String>,
+    pub if_missing: bool,
+    /// Plan only: which set, what would be replaced and saved first; change nothing.
+    pub dry_run: bool,
+    pub jobs: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub scope: EntryScope,
+    pub customer: Option<String>,
+    pub from_customer: Option<String>,
+    pub file: String,
+    pub target: String,
+    pub schema_version: i64,
+    /// `skipped` comes with a reason.
+    pub status: RestoreStatus,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub set: String,
+    /// When the set was finished (to the microsecond when the set records it).
+    pub set_finished_at: String,
+    /// True when nothing was changed: the rows say what would be done.
+    pub dry_run: bool,
+    /// The pre-restore set taken; none in a dry run, whose `pre_restore` says what
+    /// it would hold, and none when not one file could be saved (`pre_restore` then
+    /// lists them as `not-saved`).
+    pub pre_restore_set: Option<String>,
+    /// What the pre-restore set holds of the files that are replaced.
+    pub pre_restore: Vec<Saved>,
+    pub restored: Vec<Restored>,
+    /// Tenant databases in the home that the restored catalog has no customer for
+    /// (created after the set was taken): `doctor --fix --adopt` or `--trash` deals
+    /// with them. Only a catalog restore can leave any.
+    pub unowned_tenants: Vec<String>,
+    /// What killed restores had left and this one removed first: staging folders and
+    /// unfinished pre-restore sets.
+    pub cleaned_up: Vec<String>,
+}
+
+/// A live file saved in the pre-restore set before it is replaced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Saved {
+    pub scope: EntryScope,
+    pub customer: Option<String>,
+    /// The live file.
+    pub source: String,
+    pub status: SaveStatus,
+    pub reason: Option<String>,
+}
+
+/// One file to put back, and where.
+struct Planned {
+    entry: Entry,
+    source: PathBuf,
+    target: Target,
+    customer_id: Option<i64>,
+    customer: Option<String>,
+}
+
+pub fn restore(
+    home_catalog: &Path,
+    actor: Actor<'_>,
+    backup_dir: &Path,
+    lock_timeout: Duration,
+    request: &RestoreRequest,
+) -> Result<RestoreReport> {
+    let needed = match request.scope {
+        RestoreScope::Catalog => Some("catalog"),
+        RestoreScope::Everything => Some("everything"),
+        RestoreScope::Customers(_) => None,
+    };
+    if let Some(word) = needed
+        && !request.dry_run
+        && request.confirm.as_deref() != Some(word)
+    {
+        return Err(Error::refused(format!("restoring the {word} replaces it"))
+            .with_hint(format!("pass --confirm {word}")));
+    }
+    if request.into.is_some() && !matches!(request.scope, RestoreScope::Customers(_)) {
+        return Err(Error::usage("--into goes with --customer"));
+    }
+    if request.if_missing && request.scope == RestoreScope::Catalog {
+        return Err(Error::usage(
+            "--if-missing is for tenant databases, not the catalog alone",
+        ));
+    }
+    match &request.scope {
+        // A tenant restore needs a working catalog: say so before anything else.
+        RestoreScope::Customers(_) => drop(Catalog::open_ready(home_catalog)?),
+        // A dry run changes nothing: no folders, no lock.
+        RestoreScope::Catalog | RestoreScope::Everything if request.dry_run => {}
+        // Disaster recovery may start from an empty home.
+        RestoreScope::Catalog | RestoreScope::Everything => {
+            crate::files::create_private_dir(actor.home.root())?;
+            crate::files::create_private_dir(&actor.home.tenants_dir())?;
+        }
+    }
+    let lock = if request.dry_run {
+        None
+    } else {
+        Some(HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?)
+    };
+    let cleaned_up = lock
+        .as_ref()
+        .map(|held| remove_restore_leftovers(held, actor.home, backup_dir))
+        .unwrap_or_default();
+    // Declared after the lock, so dropped (its folders removed) while the lock is held.
+    let run = StagingRun::new();
+    let mut report = match &request.scope {
+        RestoreScope::Customers(references) => {
+            restore_tenants(home_catalog, actor, backup_dir, request, references, &run)
+        }
+        RestoreScope::Catalog | RestoreScope::Everything => {
+            restore_catalog(home_catalog, actor, backup_dir, request, &run)
+        }
+    }?;
+    report.cleaned_up = cleaned_up;
+    Ok(report)
+}
+
+/// What killed restores left in this home and its backup folder, removed; see
+/// [`swap::remove_leftovers`].
+fn remove_restore_leftovers(held: &HomeLock, home: &crate::home::Home, backup_dir: &Path) -> Vec<String> {
+    swap::remove_leftovers(held, &[home.root().to_path_buf(), home.tenants_dir()], backup_dir)
+}
+
+/// The set named by id, the newest one finished at or before `--at` that `holds`, or
+/// with neither the newest set that `holds`.
+fn choose_set(
+    backup_dir: &Path,
+    request: &RestoreRequest,
+    holds: impl Fn(&Manifest) -> bool,
+) -> Result<BackupSet> {
+    match (&request.set, &request.at) {
+        (Some(id), None) => find_set(backup_dir, id),
+        (None, None) => list_sets(backup_dir)?
+            .into_iter()
+            .rev()
+            .find(|s| holds(&s.manifest))
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "no backup set in {} holds what is to be restored",
+                    backup_dir.display()
+                ))
+                .with_hint("see 'tenantctl backup list'")
+            }),
+        (None, Some(at)) => {
+            // To the microsecond: a set counts only when it was finished by then.
+            let moment = time::parse_moment(at)?;
+            list_sets(backup_dir)?
+                .into_iter()
+                .filter(|s| s.manifest.finished().is_some_and(|f| f <= moment) && holds(&s.manifest))
+                .max_by(|a, b| {
+                    (a.manifest.finished(), &a.manifest.id).cmp(&(b.manifest.finished(), &b.manifest.id))
+                })
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "no backup set finished at or before {} holds what is to be restored",
+                        time::format_exact(moment)
+                    ))
+                    .with_hint("see 'tenantctl backup list'")
+                })
+        }
+        _ => Err(Error::usage("give a backup id or --at TIME, not both")),
+    }
+}
+
+impl RestoreReport {
+    /// A line for each plan put back and each left as it was.
+    fn add_lines(&mut self, restored: &[Planned], skipped: &[Planned], if_missing: bool) {
+        for plan in restored {
+            let version = plan.entry.schema_version;
+            self.restored
+                .push(restored_line(plan, RestoreStatus::Restored, None, version));
+        }
+        for plan in skipped {
+            let reason = skip_reason(plan, if_missing);
+            let version = plan.entry.schema_version;
+            self.restored
+                .push(restored_line(plan, RestoreStatus::Skipped, reason, version));
+        }
+    }
+
+    fn new(set: &BackupSet) -> Self {
+        let m = &set.manifest;
+        RestoreReport {
+            set: m.id.clone(),
+            set_finished_at: m
+                .finished_at_exact
+                .clone()
+                .unwrap_or_else(|| m.finished_at.clone()),
+            dry_run: false,
+            pre_restore_set: None,
+            pre_restore: Vec::new(),
+            restored: Vec::new(),
+            unowned_tenants: Vec::new(),
+            cleaned_up: Vec::new(),
+        }
+    }
+}
+
+/// What a restore would do, for `--dry-run`: each file it would replace or create, and
+/// what its pre-restore set would save first (the live catalog, when it is replaced
+/// and readable, and each live tenant file).
+fn planned_report(
+    mut report: RestoreReport,
+    to_do: &[Planned],
+    skipped: &[Planned],
+    request: &RestoreRequest,
+    live_catalog: Option<&Path>,
+    replaced: &[TenantSource],
+) -> RestoreReport {
+    report.dry_run = true;
+    for plan in to_do {
+        let status = if plan.target.exists() {
+            RestoreStatus::WouldReplace
+        } else {
+            RestoreStatus::WouldCreate
+        };
+        report
+            .restored
+            .push(restored_line(plan, status, None, plan.entry.schema_version));
+    }
+    for plan in skipped {
+        let reason = skip_reason(plan, request.if_missing);
+        report.restored.push(restored_line(
+            plan,
+            RestoreStatus::Skipped,
+            reason,
+            plan.entry.schema_version,
+        ));
+    }
+    let would_save = |scope: EntryScope, customer: Option<String>, source: String| Saved {
+        scope,
+        customer,
+        source,
+        status: SaveStatus::WouldSave,
+        reason: None,
+    };
+    report.pre_restore = live_catalog
+        .map(|path| would_save(EntryScope::Catalog, None, path.display().to_string()))
+        .into_iter()
+        .chain(replaced.iter().map(|t| {
+            would_save(
+                EntryScope::Tenant,
+                Some(t.customer_slug.clone()),
+                t.database.describe(),
+            )
+        }))
+        .collect();
+    report
+}
+
+/// Why a planned file is left as it is: `--if-missing` and the file is there, or the
+/// set holds only a damaged copy (kept before an earlier restore).
+fn skip_reason(plan: &Planned, if_missing: bool) -> Option<&'static str> {
+    if plan.entry.damaged.is_some() {
+        Some("the set holds only a damaged copy, kept before a restore")
+    } else if if_missing && plan.target.exists() {
+        Some("its database file exists (--if-missing)")
+    } else {
+        None
+    }
+}
+
+fn restored_line(plan: &Planned, status: RestoreStatus, reason: Option<&str>, version: i64) -> Restored {
+    Restored {
+        scope: plan.entry.scope,
+        customer: plan.customer.clone(),
+        from_customer: plan.entry.customer_slug.clone(),
+        file: plan.entry.file.clone(),
+        target: plan.target.describe(),
+        schema_version: version,
+        status,
+        reason: reason.map(str::to_string),
+    }
+}
+
+/// In one catalog transaction: each restored tenant's record follows its file (the
+/// schema version it really has), and the restore is audited.
+fn record_tenants_and_audit(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    report: &mut RestoreReport,
+    request: &RestoreRequest,
+    tenants_now: &[(i64, Arc<dyn TenantDatabase>)],
+) -> Result<()> {
+    let mut applied = Vec::with_capacity(tenants_now.len());
+    for (id, tenant) in tenants_now {
+        if let Ok(list) = tenant.applied() {
+            applied.push((*id, tenant.describe(), list));
+        }
+    }
+    for line in report
+        .restored
+        .iter_mut()
+        .filter(|r| r.status == RestoreStatus::Restored && r.scope == EntryScope::Tenant)
+    {
+        if let Some((_, _, list)) = applied.iter().find(|(_, name, _)| *name == line.target) {
+            line.schema_version = list.iter().map(|m| m.version).max().unwrap_or(0);
+        }
+    }
+    let scope = match &request.scope {
+        RestoreScope::Customers(_) => "customers",
+        RestoreScope::Catalog => "catalog",
+        RestoreScope::Everything => "everything",
+    };
+    catalog.write_audited(actor.name, |tx| {
+        for (id, _, list) in &applied {
+            crate::catalog::tenants::record_applied(tx, *id, list)?;
+            crate::catalog::tenants::record_run(tx, *id, list.iter().map(|m| m.version).max().unwrap_or(0), TenantMigrationStatus::Ok, None)?;
+        }
+        let event = NewAuditEvent::new(
+            "backup.restore",
+            "backup",
+            report.set.clone(),
+            None,
+            json!({"scope": scope, "pre_restore_set": report.pre_restore_set,
+                "restored": report.restored.iter().filter(|r| r.status == RestoreStatus::Restored).map(|r| &r.file).collect::<Vec<_>>(),
+                "kept_damaged": report.pre_restore.iter().filter(|s| s.status == SaveStatus::KeptDamaged).map(|s| &s.source).collect::<Vec<_>>(),
+                "into": request.into}),
+        );
+        Ok(((), [event]))
+    })
+}

@@ -1,0 +1,135 @@
+//! The file swap of a restore as a whole: every planned copy staged (checked) or none,
+//! the pre-restore set written after, then each copy put in place of its target.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Planned;
+use crate::backup::restore as swap;
+use crate::backup::restore::StagingRun;
+use crate::engine::{self, TenantDatabase};
+use crate::error::Result;
+
+/// What a restore replaces: the home's catalog file, or a tenant database wherever it
+/// lives.
+#[derive(Clone)]
+pub(super) enum Target {
+    Catalog(PathBuf),
+    Tenant(Arc<dyn TenantDatabase>),
+}
+
+impl Target {
+    pub(super) fn exists(&self) -> bool {
+        match self {
+            Target::Catalog(path) => path.is_file(),
+            Target::Tenant(tenant) => tenant.exists(),
+        }
+    }
+
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Target::Catalog(path) => path.display().to_string(),
+            Target::Tenant(tenant) => tenant.describe(),
+        }
+    }
+
+    pub(super) fn refuse_if_in_use(&self) -> Result<()> {
+        match self {
+            Target::Catalog(path) => swap::refuse_if_open(path),
+            Target::Tenant(tenant) => tenant.refuse_if_in_use(),
+        }
+    }
+
+    fn stage(&self, run: &StagingRun, backup_file: &Path, sha256: &str) -> Result<StagedCopy> {
+        match self {
+            Target::Catalog(path) => swap::stage(
+                &swap::ToStage {
+                    backup_file: backup_file.to_path_buf(),
+                    sha256: sha256.to_string(),
+                    target: path.clone(),
+                },
+                run,
+            )
+            .map(StagedCopy::Catalog),
+            Target::Tenant(tenant) => tenant
+                .stage_restore(run, backup_file, sha256)
+                .map(|staged| StagedCopy::Tenant(tenant.clone(), staged)),
+        }
+    }
+}
+
+/// A checked copy waiting to replace its target.
+pub(super) enum StagedCopy {
+    Catalog(swap::Staged),
+    Tenant(Arc<dyn TenantDatabase>, engine::Staged),
+}
+
+impl StagedCopy {
+    fn swap_in(&self) -> Result<()> {
+        match self {
+            StagedCopy::Catalog(staged) => swap::swap_in(staged),
+            StagedCopy::Tenant(tenant, staged) => tenant.swap_in(staged),
+        }
+    }
+
+    fn discard(&self) {
+        match self {
+            StagedCopy::Catalog(staged) => swap::discard(std::slice::from_ref(staged)),
+            StagedCopy::Tenant(tenant, staged) => tenant.discard_staged(staged),
+        }
+    }
+}
+
+/// Stages the restored files (checksum, integrity_check, copy), then writes the
+/// pre-restore set; if that fails, the staged files are removed. One after the other
+/// on purpose: run side by side, the two cold reads of a large tenant and its backup
+/// contend for the disk and the page cache and end later than in turn (measured on a
+/// 1 GiB tenant: 3.1-3.5 s side by side, 2.9-3.1 s in turn). A restore that fails its
+/// checks has then written no pre-restore set either.
+pub(super) fn stage_and_save<'a, T>(
+    run: &StagingRun,
+    planned: impl IntoIterator<Item = &'a Planned>,
+    save: impl FnOnce() -> Result<T>,
+) -> Result<(Vec<StagedCopy>, T)> {
+    let staged = stage_all(run, planned)?;
+    crate::ops::recovery::crash_point("restore:staged");
+    match save() {
+        Ok(saved) => {
+            crate::ops::recovery::crash_point("restore:saved");
+            Ok((staged, saved))
+        }
+        Err(err) => {
+            staged.iter().for_each(StagedCopy::discard);
+            Err(err)
+        }
+    }
+}
+
+/// Stages every copy or none: on the first failure the staged ones are removed.
+fn stage_all<'a>(
+    run: &StagingRun,
+    planned: impl IntoIterator<Item = &'a Planned>,
+) -> Result<Vec<StagedCopy>> {
+    let mut staged = Vec::new();
+    for plan in planned {
+        match plan.target.stage(run, &plan.source, &plan.entry.sha256) {
+            Ok(copy) => staged.push(copy),
+            Err(err) => {
+                staged.iter().for_each(StagedCopy::discard);
+                return Err(err);
+            }
+        }
+    }
+    Ok(staged)
+}
+
+/// Puts each staged copy in place of its target; on a failure the rest are thrown away.
+pub(super) fn swap_all_in(staged: &[StagedCopy]) -> Result<()> {
+    for (position, one) in staged.iter().enumerate() {
+        if let Err(err) = one.swap_in() {
+            staged[position..].iter().for_each(StagedCopy::discard);
+            return Err(err);
+        }
+    }
+    Ok(())
+}
