@@ -74,20 +74,47 @@ pub fn create_set(backup_dir: &Path, catalog: Option<&Connection>, request: &Set
     files::create_private_dir(backup_dir)?;
     let started = Utc::now();
     let id = new_id(started);
-    let tmp = backup_dir.join(super::tmp_name(&id, request.kind));
-    files::create_private_dir(&tmp.join("tenants"))?;
-    files::restrict_mode(&tmp, files::PRIVATE_DIR_MODE)?;
-    // Held while the set is written, so that prune never removes it as a leftover.
-    let in_progress = std::fs::File::open(&tmp).io_context(|| format!("opening {}", tmp.display()))?;
-    in_progress
-        .lock()
-        .io_context(|| format!("locking {}", tmp.display()))?;
+    let (tmp, in_progress) = start_set_folder(backup_dir, &super::tmp_name(&id, request.kind))?;
     let result = fill_set(backup_dir, &tmp, &id, started, catalog, request);
-    drop(in_progress);
     if !matches!(result, Ok(Created::Set(_))) {
+        // Still locked, so that no cleanup removes the same folder alongside.
         let _ = std::fs::remove_dir_all(&tmp);
     }
+    drop(in_progress);
     result
+}
+
+/// Makes the folder a set is written in, `backup_dir/<tmp_name>`, and returns it with
+/// the lock that marks it as being written. It is made under a `.new-` name that no
+/// cleanup touches for minutes, locked, and only then renamed (the lock stays with the
+/// open folder): so a `.tmp-` folder nobody holds locked is always a dead writer's.
+fn start_set_folder(backup_dir: &Path, tmp_name: &str) -> Result<(PathBuf, std::fs::File)> {
+    let unique = tmp_name.strip_prefix(super::TMP_PREFIX).unwrap_or(tmp_name);
+    let new = backup_dir.join(format!("{}{unique}", super::NEW_PREFIX));
+    let tmp = backup_dir.join(tmp_name);
+    files::create_private_dir(&new)?;
+    let locked = (|| -> Result<std::fs::File> {
+        files::restrict_mode(&new, files::PRIVATE_DIR_MODE)?;
+        let folder = std::fs::File::open(&new).io_context(|| format!("opening {}", new.display()))?;
+        folder
+            .lock()
+            .io_context(|| format!("locking {}", new.display()))?;
+        std::fs::rename(&new, &tmp)
+            .io_context(|| format!("renaming {} to {}", new.display(), tmp.display()))?;
+        Ok(folder)
+    })();
+    let folder = match locked {
+        Ok(folder) => folder,
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&new);
+            return Err(err);
+        }
+    };
+    if let Err(err) = files::create_private_dir(&tmp.join("tenants")) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
+    Ok((tmp, folder))
 }
 
 fn fill_set(

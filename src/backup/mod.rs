@@ -20,8 +20,15 @@ use crate::files;
 use crate::validate::printable;
 
 pub const MANIFEST: &str = "manifest.json";
-/// Prefix of a set being written; never listed, removed by prune once stale.
+/// Prefix of a set being written; never listed. Its writer holds a lock on the folder
+/// from before it takes this name (see [`NEW_PREFIX`]), so one that nobody holds is a
+/// dead writer's and goes at once ([`abandoned_sets`]).
 pub const TMP_PREFIX: &str = ".tmp-";
+/// Prefix of a set's folder in its first moments, before its writer holds the lock and
+/// renames it to `.tmp-`: cleanup cannot tell a live one from a dead one by the lock,
+/// so it waits [`NEW_GRACE`] (a live one is renamed within microseconds).
+pub const NEW_PREFIX: &str = ".new-";
+pub const NEW_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
 /// Suffix of the `.tmp-` folder of a pre-restore set: a restore that finds one nobody
 /// writes knows that the restore which began it died.
 const PRE_RESTORE_TMP_SUFFIX: &str = ".pre-restore";
@@ -299,10 +306,143 @@ pub fn find_set(backup_dir: &Path, id: &str) -> Result<BackupSet> {
         })
 }
 
-/// Whether a `.tmp-` set is still being written: its writer holds a lock on the folder
-/// (see [`create::create_set`]), which the system drops when the writer dies.
+/// Whether a `.tmp-` set is still being written (or a `.deleting-` one removed): its
+/// writer holds a lock on the folder (see [`create::create_set`], [`remove_set`]),
+/// which the system drops when the writer dies.
 pub fn being_written(tmp: &Path) -> bool {
     fs::File::open(tmp).is_ok_and(|dir| dir.try_lock().is_err())
+}
+
+/// The lock on a folder nobody else holds, so that it can be removed without racing
+/// another cleanup or a live writer; `None` when someone holds it or it is gone.
+fn claim(dir: &Path) -> Option<fs::File> {
+    let folder = fs::File::open(dir).ok()?;
+    folder.try_lock().ok()?;
+    Some(folder)
+}
+
+/// Removes `dir` if nobody holds its lock (see [`claim`]); false when someone does or
+/// it is gone already.
+pub fn remove_if_abandoned(dir: &Path) -> Result<bool> {
+    let Some(claimed) = claim(dir) else {
+        return Ok(false);
+    };
+    remove_tree(dir)?;
+    drop(claimed);
+    Ok(true)
+}
+
+/// Unfinished sets whose writer is gone: `.tmp-` folders nobody holds locked (a
+/// restore's pre-restore set included) and `.new-` folders older than [`NEW_GRACE`].
+/// Sorted by name.
+pub fn abandoned_sets(backup_dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(backup_dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.starts_with(TMP_PREFIX) || name.starts_with(NEW_PREFIX) && older_than(entry, NEW_GRACE)
+        })
+        .filter(|entry| !being_written(&entry.path()))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn older_than(entry: &fs::DirEntry, age: std::time::Duration) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().unwrap_or_default() > age)
+}
+
+/// What a killed backup, restore or prune left in a backup folder, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// A set a killed prune was removing.
+    HalfDeleted,
+    /// A set a killed backup was writing.
+    UnfinishedSet,
+    /// The pre-restore set a killed restore was writing.
+    UnfinishedPreRestore,
+}
+
+impl Leftover {
+    pub fn of(name: &str) -> Leftover {
+        if is_pre_restore_tmp(name) || name.starts_with(NEW_PREFIX) && name.ends_with(PRE_RESTORE_TMP_SUFFIX)
+        {
+            Leftover::UnfinishedPreRestore
+        } else if name.starts_with(TMP_PREFIX) || name.starts_with(NEW_PREFIX) {
+            Leftover::UnfinishedSet
+        } else {
+            Leftover::HalfDeleted
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Leftover::HalfDeleted => "a set an interrupted backup prune was removing",
+            Leftover::UnfinishedSet => "the unfinished set of an interrupted backup",
+            Leftover::UnfinishedPreRestore => "the unfinished pre-restore set of an interrupted restore",
+        }
+    }
+}
+
+/// Every name [`half_deleted`] and [`abandoned_sets`] find, in that order.
+pub fn leftovers(backup_dir: &Path) -> Vec<String> {
+    let mut names = half_deleted(backup_dir);
+    names.extend(abandoned_sets(backup_dir));
+    names
+}
+
+/// Removes one of the [`leftovers`]; false when another command took it over or
+/// removed it meanwhile.
+pub fn remove_leftover(backup_dir: &Path, name: &str) -> Result<bool> {
+    let path = backup_dir.join(name);
+    if Leftover::of(name) == Leftover::HalfDeleted && !name.starts_with(DELETING_PREFIX) {
+        if !path.exists() {
+            return Ok(false);
+        }
+        remove_set(backup_dir, name)?;
+        return Ok(true);
+    }
+    remove_if_abandoned(&path)
+}
+
+/// What [`clean_up`] removed, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanedUp {
+    /// Sets interrupted prunes were removing, now gone.
+    pub half_deleted: Vec<String>,
+    /// Unfinished sets of interrupted backups and restores.
+    pub unfinished: Vec<String>,
+}
+
+impl CleanedUp {
+    pub fn is_empty(&self) -> bool {
+        self.half_deleted.is_empty() && self.unfinished.is_empty()
+    }
+}
+
+/// Removes every [`leftovers`] name nobody works on, before a new set is written. One
+/// that cannot be removed stays for `doctor` to report: it is no reason to refuse a
+/// backup.
+pub fn clean_up(backup_dir: &Path) -> CleanedUp {
+    let mut cleaned = CleanedUp::default();
+    for name in leftovers(backup_dir) {
+        if !matches!(remove_leftover(backup_dir, &name), Ok(true)) {
+            continue;
+        }
+        match Leftover::of(&name) {
+            Leftover::HalfDeleted => cleaned.half_deleted.push(name),
+            _ => cleaned.unfinished.push(name),
+        }
+    }
+    cleaned
 }
 
 /// Prefix a set's folder takes while it is being removed: out of the listed names in
@@ -314,8 +454,18 @@ pub const DELETING_PREFIX: &str = ".deleting-";
 /// that the next prune finishes ([`finish_deleting`]). A set already gone is fine:
 /// another prune may have taken it.
 pub fn remove_set(backup_dir: &Path, id: &str) -> Result<()> {
+    let set = backup_dir.join(id);
+    // Held until the folder is gone, so that no cleanup takes the `.deleting-` folder
+    // of a live prune for a dead one's; the lock follows the folder across the rename.
+    let held = match fs::File::open(&set) {
+        Ok(folder) => folder,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("opening set {id} to remove it"), e)),
+    };
+    held.lock()
+        .io_context(|| format!("locking set {id} to remove it"))?;
     let doomed = backup_dir.join(format!("{DELETING_PREFIX}{id}"));
-    match fs::rename(backup_dir.join(id), &doomed) {
+    match fs::rename(&set, &doomed) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(format!("moving set {id} aside to remove it"), e)),
@@ -325,9 +475,10 @@ pub fn remove_set(backup_dir: &Path, id: &str) -> Result<()> {
     remove_tree(&doomed)
 }
 
-/// The names in `backup_dir` that interrupted removals left: `.deleting-*` folders, and
-/// set folders without a manifest, which older versions left when killed while deleting
-/// (their manifest went first) and which nothing can restore from.
+/// The names in `backup_dir` that interrupted removals left: `.deleting-*` folders that
+/// no live prune holds, and set folders without a manifest, which older versions left
+/// when killed while deleting (their manifest went first) and which nothing can restore
+/// from.
 pub fn half_deleted(backup_dir: &Path) -> Vec<String> {
     let Ok(entries) = fs::read_dir(backup_dir) else {
         return Vec::new();
@@ -337,7 +488,7 @@ pub fn half_deleted(backup_dir: &Path) -> Vec<String> {
         .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| {
-            name.strip_prefix(DELETING_PREFIX).is_some_and(valid_id)
+            name.strip_prefix(DELETING_PREFIX).is_some_and(valid_id) && !being_written(&backup_dir.join(name))
                 || made_by_new_id(name) && !backup_dir.join(name).join(MANIFEST).exists()
         })
         .collect();
@@ -348,11 +499,7 @@ pub fn half_deleted(backup_dir: &Path) -> Vec<String> {
 /// Removes what [`half_deleted`] found, each through `.deleting-` like any set.
 pub fn finish_deleting(backup_dir: &Path, names: &[String]) -> Result<()> {
     for name in names {
-        if name.starts_with(DELETING_PREFIX) {
-            remove_tree(&backup_dir.join(name))?;
-        } else {
-            remove_set(backup_dir, name)?;
-        }
+        remove_leftover(backup_dir, name)?;
     }
     Ok(())
 }

@@ -1,16 +1,15 @@
 //! Retention: which sets to keep (the last N, and the newest of each recent day, week
-//! and month), never the newest set; and stale unfinished sets.
+//! and month), never the newest set; and unfinished sets whose writer is gone.
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use chrono::Datelike;
 use serde::Serialize;
 
 use super::states::{BackupKind, PruneAction, PruneReason};
-use super::{BackupSet, TMP_PREFIX, list_sets};
-use crate::error::{IoContext, Result};
+use super::{BackupSet, list_sets};
+use crate::error::Result;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Retention {
@@ -35,12 +34,12 @@ pub struct PruneReport {
     pub retention: Retention,
     pub sets: Vec<Decision>,
     /// Folders removed (or, in a dry run, to remove) that were no complete set: sets a
-    /// killed prune left half deleted, then stale `.tmp-` sets.
+    /// killed prune left half deleted, then unfinished sets whose writer is gone.
     pub removed_unfinished: Vec<String>,
+    /// How many of `removed_unfinished`, from the start, an interrupted prune left.
+    #[serde(skip)]
+    pub half_deleted: usize,
 }
-
-/// How long an unfinished set may sit before prune treats it as a crash leftover.
-pub const STALE_TMP: Duration = Duration::from_secs(3600);
 
 /// Decides for each set, newest first. Only regular sets (`manual`, `scheduled`) fill
 /// the retention slots; sets that hold the catalog and sets that hold only some tenants
@@ -192,11 +191,13 @@ fn decide(sets: &[&BackupSet], retention: Retention, newest_copies: &HashSet<Str
         .collect()
 }
 
-/// Finishes removals a crash interrupted, applies the retention plan and removes stale
-/// unfinished sets. `removed_unfinished` names the half-deleted folders first (see
-/// [`super::half_deleted`]), then the stale `.tmp-` sets.
+/// Finishes removals a crash interrupted, applies the retention plan and removes
+/// unfinished sets whose writer is gone. `removed_unfinished` names the half-deleted
+/// folders first (see [`super::half_deleted`]), then the unfinished sets (see
+/// [`super::abandoned_sets`]).
 pub fn prune(backup_dir: &Path, retention: Retention, dry_run: bool) -> Result<PruneReport> {
     let mut removed_unfinished = super::half_deleted(backup_dir);
+    let half_deleted = removed_unfinished.len();
     if !dry_run {
         super::finish_deleting(backup_dir, &removed_unfinished)?;
     }
@@ -207,20 +208,9 @@ pub fn prune(backup_dir: &Path, retention: Retention, dry_run: bool) -> Result<P
             super::remove_set(backup_dir, &decision.id)?;
         }
     }
-    if let Ok(entries) = std::fs::read_dir(backup_dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > STALE_TMP);
-            if name.starts_with(TMP_PREFIX) && stale && !super::being_written(&entry.path()) {
-                if !dry_run {
-                    std::fs::remove_dir_all(entry.path())
-                        .io_context(|| format!("removing {}", entry.path().display()))?;
-                }
-                removed_unfinished.push(name);
-            }
+    for name in super::abandoned_sets(backup_dir) {
+        if dry_run || super::remove_if_abandoned(&backup_dir.join(&name))? {
+            removed_unfinished.push(name);
         }
     }
     Ok(PruneReport {
@@ -228,6 +218,7 @@ pub fn prune(backup_dir: &Path, retention: Retention, dry_run: bool) -> Result<P
         retention,
         sets: decisions,
         removed_unfinished,
+        half_deleted,
     })
 }
 

@@ -79,14 +79,22 @@ impl Drop for StagingRun {
 /// What killed restores left: every `.restore-*` folder or file in `dirs`, and the
 /// unfinished pre-restore sets in `backup_dir` that nobody is writing. The home lock is
 /// the proof that none of it is a live restore's: they all hold it.
-pub fn leftovers(_held: &HomeLock, dirs: &[PathBuf], backup_dir: &Path) -> Vec<PathBuf> {
-    let staging = dirs
-        .iter()
-        .flat_map(|dir| names_in(dir, |name| name.starts_with(STAGING_PREFIX)));
+pub fn leftovers(held: &HomeLock, dirs: &[PathBuf], backup_dir: &Path) -> Vec<PathBuf> {
     let pre_restore_sets = names_in(backup_dir, crate::backup::is_pre_restore_tmp)
         .into_iter()
         .filter(|path| !crate::backup::being_written(path));
-    staging.chain(pre_restore_sets).collect()
+    staging_leftovers(held, dirs)
+        .into_iter()
+        .chain(pre_restore_sets)
+        .collect()
+}
+
+/// The `.restore-*` folders and files in `dirs`: with the home lock held, no live
+/// restore's.
+pub fn staging_leftovers(_held: &HomeLock, dirs: &[PathBuf]) -> Vec<PathBuf> {
+    dirs.iter()
+        .flat_map(|dir| names_in(dir, |name| name.starts_with(STAGING_PREFIX)))
+        .collect()
 }
 
 /// Removes the [`leftovers`] it can (doctor reports the rest) and returns their paths.

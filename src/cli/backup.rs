@@ -200,7 +200,13 @@ pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
                 },
                 jobs: jobs(),
             };
-            let written = backup::backup(&catalog, backup_dir, &request)?;
+            let done = backup::backup(&catalog, backup_dir, &request)?;
+            warn_unfinished(
+                session,
+                done.cleaned_up.half_deleted.len(),
+                done.cleaned_up.unfinished.len(),
+            );
+            let written = done.written;
             print_backup(session, &written.report)?;
             for one in written.report.skipped() {
                 session
@@ -251,6 +257,9 @@ pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
                 report.removed_unfinished.len(),
                 if dry_run { "to remove" } else { "removed" }
             );
+            if !dry_run {
+                warn_unfinished(session, report.half_deleted, 0);
+            }
             session.out.report(&line, &report, PRUNE_COLUMNS, &report.sets)?;
         }
     }
@@ -456,6 +465,35 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
         .out
         .report(&line, &report, RESTORE_COLUMNS, &report.restored)?;
     Ok(())
+}
+
+/// One line about what killed prunes (`half_deleted` sets they were removing) and
+/// killed backups (`unfinished` sets) had left and this command removed first.
+fn warn_unfinished(session: &Session, half_deleted: usize, unfinished: usize) {
+    let sets = |n: usize| {
+        if n == 1 {
+            "1 set".to_string()
+        } else {
+            format!("{n} sets")
+        }
+    };
+    let mut done = Vec::new();
+    if half_deleted > 0 {
+        done.push(format!(
+            "finished an interrupted backup prune ({} half removed)",
+            sets(half_deleted)
+        ));
+    }
+    match unfinished {
+        0 => {}
+        1 => done.push("removed the unfinished set of an interrupted backup or restore".to_string()),
+        n => done.push(format!(
+            "removed {n} unfinished sets of interrupted backups or restores"
+        )),
+    }
+    if !done.is_empty() {
+        session.messages.warning(&done.join("; "));
+    }
 }
 
 /// One line about what killed restores had left and a restore removed first.

@@ -10,7 +10,7 @@ use crate::backup::create::{Created, SetRequest, TenantSource, create_set};
 use crate::backup::prune::{PruneReport, Retention};
 use crate::backup::states::{BackupKind, EntryScope, SetScope};
 use crate::backup::verify::{FileCheck, verify_set};
-use crate::backup::{BackupSet, Entry, Manifest, Skipped, find_set, list_sets, prune};
+use crate::backup::{BackupSet, CleanedUp, Entry, Manifest, Skipped, find_set, list_sets, prune};
 use crate::catalog::Catalog;
 use crate::catalog::tenants;
 use crate::engine::Engines;
@@ -91,14 +91,43 @@ impl BackupReport {
     }
 }
 
-/// Writes one backup set. A tenant that could not be copied is left out of the set
+/// What `backup` did: the set it wrote (or not), and what interrupted backups and
+/// prunes had left that it removed first.
+#[derive(Debug)]
+pub struct BackupDone {
+    pub written: Reported<BackupReport>,
+    pub cleaned_up: CleanedUp,
+}
+
+/// Removes what interrupted backups and prunes left (see [`crate::backup::clean_up`]),
+/// then writes one backup set. A tenant that could not be copied is left out of the set
 /// (listed as skipped) and makes the outcome a partial failure, exit 8; when that
 /// leaves nothing to copy, no set is written and the outcome is still exit 8.
-pub fn backup(
-    catalog: &Catalog,
-    backup_dir: &Path,
-    request: &BackupRequest,
-) -> Result<Reported<BackupReport>> {
+pub fn backup(catalog: &Catalog, backup_dir: &Path, request: &BackupRequest) -> Result<BackupDone> {
+    let set_request = set_request(catalog, request)?;
+    let with_catalog = !matches!(request.scope, BackupScope::Customers(_));
+    // Only once the request is known to be good: a refused backup changes nothing.
+    let cleaned_up = crate::backup::clean_up(backup_dir);
+    let report = match create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)? {
+        Created::Set(set) => BackupReport::Written(SetReport::new(&set)),
+        Created::Nothing { skipped } => BackupReport::NothingWritten(NothingWritten {
+            id: None,
+            path: None,
+            scope: set_request.scope,
+            label: set_request.label,
+            kind: request.kind,
+            entries: Vec::new(),
+            skipped,
+        }),
+    };
+    Ok(BackupDone {
+        written: with_verdict(report),
+        cleaned_up,
+    })
+}
+
+/// The databases and details of the set `request` asks for.
+fn set_request(catalog: &Catalog, request: &BackupRequest) -> Result<SetRequest> {
     let engines = Engines::of_catalog(catalog.conn());
     let label = request
         .label
@@ -129,8 +158,7 @@ pub fn backup(
             })
             .collect::<Result<Vec<_>>>()?,
     };
-    let with_catalog = !matches!(request.scope, BackupScope::Customers(_));
-    let set_request = SetRequest {
+    Ok(SetRequest {
         label,
         kind: request.kind,
         scope: match request.scope {
@@ -143,19 +171,11 @@ pub fn backup(
         jobs: request.jobs,
         keep_damaged: false,
         unreadable_catalog: None,
-    };
-    let report = match create_set(backup_dir, with_catalog.then(|| catalog.conn()), &set_request)? {
-        Created::Set(set) => BackupReport::Written(SetReport::new(&set)),
-        Created::Nothing { skipped } => BackupReport::NothingWritten(NothingWritten {
-            id: None,
-            path: None,
-            scope: set_request.scope,
-            label: set_request.label,
-            kind: request.kind,
-            entries: Vec::new(),
-            skipped,
-        }),
-    };
+    })
+}
+
+/// A backup that left tenants out is a partial failure, exit 8.
+fn with_verdict(report: BackupReport) -> Reported<BackupReport> {
     let skipped = report.skipped().len();
     let failure = (skipped > 0).then(|| {
         let plural = if skipped == 1 { "" } else { "s" };
@@ -170,7 +190,7 @@ pub fn backup(
         };
         Error::partial(message).with_hint("run 'tenantctl doctor'")
     });
-    Ok(Reported::new(report, failure))
+    Reported::new(report, failure)
 }
 
 /// One line of `backup list`.

@@ -180,7 +180,7 @@ fn run_checks(actor: Actor<'_>, backup_dir: &Path, fix: bool, unowned: Unowned) 
     template_checks(&mut doctor, home);
     orphan_checks(&mut doctor, &catalog, home)?;
     unowned_checks(&mut doctor, &catalog, actor, backup_dir, unowned)?;
-    restore_leftover_checks(&mut doctor, home, backup_dir);
+    leftover_checks(&mut doctor, home, backup_dir);
     Ok(doctor.checks)
 }
 
@@ -618,22 +618,48 @@ fn orphan_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home) -> Result<
     Ok(())
 }
 
-/// Staging folders and pre-restore sets of restores that died, found while the home
-/// lock is free (with it held, a restore is running and they may be its own); `--fix`
-/// removes them, still holding the lock.
-fn restore_leftover_checks(doctor: &mut Doctor, home: &Home, backup_dir: &Path) {
+/// What killed commands left outside the catalog's ledger: in the backup folder, sets
+/// killed backups, restores and prunes left (see [`crate::backup::leftovers`]; a lock
+/// tells whether anyone still works on each, so they go whatever their age); and the
+/// staging folders of restores that died.
+fn leftover_checks(doctor: &mut Doctor, home: &Home, backup_dir: &Path) {
+    for name in crate::backup::leftovers(backup_dir) {
+        let path = backup_dir.join(&name);
+        let repair = || {
+            crate::backup::remove_leftover(backup_dir, &name).map(|removed| {
+                if removed {
+                    "removed"
+                } else {
+                    "taken over by another command meanwhile"
+                }
+                .to_string()
+            })
+        };
+        doctor.problem(
+            "orphan.backup",
+            path_text(&path),
+            Verdict::Warn,
+            crate::backup::Leftover::of(&name).describe().to_string(),
+            Some(&repair),
+        );
+    }
+    restore_staging_checks(doctor, home);
+}
+
+/// Staging folders of restores that died, found while the home lock is free (with it
+/// held, a restore is running and they may be its own); `--fix` removes them, still
+/// holding the lock.
+fn restore_staging_checks(doctor: &mut Doctor, home: &Home) {
     let dirs = [home.root().to_path_buf(), home.tenants_dir()];
     let staged = |dir: &PathBuf| restore::names_in(dir, |name| name.starts_with(restore::STAGING_PREFIX));
-    let any = dirs.iter().any(|dir| !staged(dir).is_empty())
-        || !restore::names_in(backup_dir, crate::backup::is_pre_restore_tmp).is_empty();
     // Looked for first, so that a home without any never gets a lock file from doctor.
-    if !any {
+    if dirs.iter().all(|dir| staged(dir).is_empty()) {
         return;
     }
     let Ok(held) = crate::lock::HomeLock::acquire(&home.lock_file(), std::time::Duration::ZERO) else {
         return;
     };
-    for path in restore::leftovers(&held, &dirs, backup_dir) {
+    for path in restore::staging_leftovers(&held, &dirs) {
         let repair = || restore::remove_any(&path).map(|()| "removed".to_string());
         doctor.problem(
             "orphan.staging",
