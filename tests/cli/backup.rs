@@ -444,7 +444,7 @@ fn keep_only(n: &str) -> [&str; 10] {
 }
 
 #[test]
-fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
+fn prune_keeps_by_policy_never_the_newest_and_clears_unfinished_sets_nobody_writes() {
     let env = TestEnv::fleet(&["a"]);
     let ids: Vec<String> = (0..4)
         .map(|_| env.json(&["backup"])["id"].as_str().unwrap().to_string())
@@ -458,6 +458,10 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
         .unwrap();
     let fresh = backups(&env).join(".tmp-20990101T000000000000Z-0002");
     std::fs::create_dir_all(&fresh).unwrap();
+    let written = backups(&env).join(".tmp-20990101T000000000000Z-0003");
+    std::fs::create_dir_all(&written).unwrap();
+    let writer = std::fs::File::open(&written).unwrap();
+    writer.lock().unwrap();
 
     let dry = env.json(&[&keep_only("2")[..], &["--dry-run"]].concat());
     assert_fields(&dry, &["dry_run", "retention", "sets", "removed_unfinished"]);
@@ -481,12 +485,25 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_stale_leftovers() {
         4,
         "a dry run removes nothing"
     );
-    assert!(stale.exists());
+    assert!(stale.exists() && fresh.exists());
+    assert_eq!(
+        dry["removed_unfinished"],
+        serde_json::json!([
+            ".tmp-20200101T000000000000Z-0001",
+            ".tmp-20990101T000000000000Z-0002"
+        ]),
+        "{dry}"
+    );
 
     env.ok(&keep_only("2"));
     assert_eq!(env.json(&["backup", "list"]).as_array().unwrap().len(), 2);
-    assert!(!stale.exists(), "an unfinished set older than an hour is removed");
-    assert!(fresh.exists(), "a recent one may still be in progress");
+    assert!(!stale.exists(), "an unfinished set nobody writes is removed");
+    assert!(
+        !fresh.exists(),
+        "at once, however new: the writer's lock is the proof"
+    );
+    assert!(written.exists(), "one whose writer holds its lock stays");
+    drop(writer);
     env.ok(&keep_only("0"));
     let left = env.json(&["backup", "list"]);
     assert_eq!(left.as_array().unwrap().len(), 1);
@@ -536,7 +553,10 @@ fn a_prune_killed_mid_deletion_never_shows_a_half_set_and_the_next_prune_finishe
     assert!(listed.iter().all(|id| !deleting[0].ends_with(id)));
     env.ok(&["backup", "verify", "--all"]);
 
-    let report = env.json(&keep_only("1"));
+    let report = env
+        .cmd(&keep_only("1"))
+        .stderr_has("warning: finished an interrupted backup prune (1 set half removed)")
+        .json();
     assert_eq!(
         report["removed_unfinished"],
         serde_json::json!(deleting),
@@ -567,7 +587,10 @@ fn prune_removes_set_folders_that_lost_their_manifest_and_nothing_else() {
     let dry = env.json(&[&keep_only("5")[..], &["--dry-run"]].concat());
     assert_eq!(dry["removed_unfinished"], serde_json::json!([old["id"]]), "{dry}");
     assert!(set_dir(&env, &old).exists(), "a dry run removes nothing");
-    let report = env.json(&keep_only("5"));
+    let report = env
+        .cmd(&keep_only("5"))
+        .stderr_has("warning: finished an interrupted backup prune (1 set half removed)")
+        .json();
     assert_eq!(
         report["removed_unfinished"],
         serde_json::json!([old["id"]]),
@@ -1263,7 +1286,8 @@ fn killing_backups_never_leaves_a_set_that_looks_complete() {
     for set in sets.as_array().unwrap() {
         env.ok(&["backup", "verify", set["id"].as_str().unwrap()]);
     }
-    env.ok(&["backup"]);
+    env.ok_warning(&["backup"], "unfinished set");
+    assert_eq!(backup_leftovers(&env), Vec::<String>::new());
     env.ok(&["backup", "verify", "--all"]);
 }
 
@@ -1414,35 +1438,203 @@ fn doctor_removes_what_a_killed_restore_left_unless_a_restore_runs() {
         3,
         "catalog and tenant staging, pre-restore set: {left:?}"
     );
-    let staging = |checks: &Value| -> Vec<(String, String)> {
-        checks
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["check"] == "orphan.staging")
-            .map(|c| {
-                (
-                    c["target"].as_str().unwrap().to_string(),
-                    c["status"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    };
-
     let lock = env.hold_home_lock();
     let busy = env.run(&["doctor", "--fix", "--json"]);
-    assert_eq!(staging(&busy.json()), [], "a restore may be running: {busy:?}");
-    assert_eq!(restore_leftovers(&env), left);
+    assert_eq!(
+        checks_named(&busy.json(), "orphan.staging"),
+        [],
+        "a restore may be running: {busy:?}"
+    );
+    let pre_restore = checks_named(&busy.json(), "orphan.backup");
+    assert_eq!(
+        pre_restore.len(),
+        1,
+        "an unfinished set nobody holds locked is no live restore's: {busy:?}"
+    );
+    assert_eq!(pre_restore[0].1, "fixed");
+    assert!(pre_restore[0].0.ends_with(".pre-restore"), "{pre_restore:?}");
+    assert_eq!(restore_leftovers(&env), left[..2]);
     drop(lock);
 
     let found = env.run(&["doctor", "--json"]);
-    let found = staging(&found.json());
-    assert_eq!(found.len(), 3, "{found:?}");
+    let found = checks_named(&found.json(), "orphan.staging");
+    assert_eq!(found.len(), 2, "{found:?}");
     assert!(found.iter().all(|(_, status)| status == "warn"), "{found:?}");
     let fixed = env.run(&["doctor", "--fix", "--json"]);
-    let fixed = staging(&fixed.json());
+    let fixed = checks_named(&fixed.json(), "orphan.staging");
     assert!(fixed.iter().all(|(_, status)| status == "fixed"), "{fixed:?}");
     assert_eq!(restore_leftovers(&env), Vec::<String>::new());
+    env.ok(&["backup", "verify", "--all"]);
+}
+
+/// The (target, status) of each doctor check of this name.
+fn checks_named(checks: &Value, check: &str) -> Vec<(String, String)> {
+    checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == check)
+        .map(|c| {
+            (
+                c["target"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// What interrupted runs left in the backup folder: unfinished and half-removed sets.
+fn unfinished_in_backups(env: &TestEnv) -> Vec<String> {
+    names_matching(&backups(env), |n| {
+        [".tmp-", ".deleting-", ".new-"]
+            .iter()
+            .any(|prefix| n.starts_with(prefix))
+    })
+    .into_iter()
+    .collect()
+}
+
+/// Three sets, then a backup killed before its manifest, a prune killed after moving
+/// the oldest set aside (before it looks for unfinished sets) and a restore killed
+/// while saving what it replaces: one leftover of each in the backup folder.
+fn kill_a_prune_a_backup_and_a_restore(env: &TestEnv) -> Vec<String> {
+    let newest = (0..3).map(|_| env.json(&["backup"])).last().unwrap();
+    env.cmd(&["backup"]).killed_at_step("backup:copied");
+    env.cmd(&keep_only("2")).killed_at_step("prune:renamed");
+    env.cmd(&["restore", newest["id"].as_str().unwrap(), "--customer", "a"])
+        .killed_at_step("backup:copied");
+    let left = unfinished_in_backups(env);
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left[0].starts_with(".deleting-"), "{left:?}");
+    assert_eq!(
+        left.iter().filter(|n| n.ends_with(".pre-restore")).count(),
+        1,
+        "{left:?}"
+    );
+    left
+}
+
+#[test]
+fn the_next_backup_removes_what_killed_backups_prunes_and_restores_left() {
+    let env = TestEnv::fleet(&["a", "b"]);
+    kill_a_prune_a_backup_and_a_restore(&env);
+    let run = env
+        .cmd(&["backup"])
+        .stderr_has(
+            "warning: finished an interrupted backup prune (1 set half removed); \
+             removed 2 unfinished sets of interrupted backups or restores",
+        )
+        .run();
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert_eq!(unfinished_in_backups(&env), Vec::<String>::new());
+    env.ok(&["backup"]);
+    env.ok(&["backup", "verify", "--all"]);
+}
+
+#[test]
+fn the_next_prune_removes_what_killed_backups_prunes_and_restores_left() {
+    let env = TestEnv::fleet(&["a", "b"]);
+    let left = kill_a_prune_a_backup_and_a_restore(&env);
+    let dry = env.cmd(&keep_only("5")).arg("--dry-run").json();
+    assert_eq!(dry["removed_unfinished"], serde_json::json!(left), "{dry}");
+    assert_eq!(unfinished_in_backups(&env), left, "a dry run removes nothing");
+    let run = env
+        .cmd(&keep_only("5"))
+        .arg("--json")
+        .stderr_has("warning: finished an interrupted backup prune (1 set half removed)")
+        .run();
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert_eq!(run.json()["removed_unfinished"], serde_json::json!(left));
+    assert_eq!(unfinished_in_backups(&env), Vec::<String>::new());
+    let again = env.json(&keep_only("5"));
+    assert_eq!(again["removed_unfinished"], serde_json::json!([]));
+    env.ok(&["backup", "verify", "--all"]);
+}
+
+#[test]
+fn doctor_reports_what_killed_backups_and_prunes_left_and_fix_removes_it() {
+    let env = TestEnv::fleet(&["a", "b"]);
+    let left = kill_a_prune_a_backup_and_a_restore(&env);
+    let targets: Vec<(String, String)> = left
+        .iter()
+        .map(|name| (backups(&env).join(name).display().to_string(), "warn".to_string()))
+        .collect();
+    let found = env.run(&["doctor", "--json"]);
+    assert_eq!(found.code, 0, "warnings only: {found:?}");
+    assert_eq!(checks_named(&found.json(), "orphan.backup"), targets);
+    assert_eq!(unfinished_in_backups(&env), left, "doctor alone changes nothing");
+
+    let fixed = env.run(&["doctor", "--fix", "--json"]);
+    assert_eq!(fixed.code, 0, "{fixed:?}");
+    let fixed = checks_named(&fixed.json(), "orphan.backup");
+    assert_eq!(fixed.len(), 3, "{fixed:?}");
+    assert!(fixed.iter().all(|(_, status)| status == "fixed"), "{fixed:?}");
+    assert_eq!(unfinished_in_backups(&env), Vec::<String>::new());
+    assert_eq!(checks_named(&env.json(&["doctor"]), "orphan.backup"), []);
+    env.ok(&["backup", "verify", "--all"]);
+}
+
+#[test]
+fn a_new_set_folder_is_left_alone_for_minutes_then_removed() {
+    let env = TestEnv::fleet(&["a"]);
+    env.ok(&["backup"]);
+    let young = backups(&env).join(".new-20990101T000000000000Z-0001");
+    let old = backups(&env).join(".new-20200101T000000000000Z-0002");
+    for dir in [&young, &old] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::process::Command::new("touch")
+        .args(["-d", "10 minutes ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    let found = env.json(&["doctor"]);
+    assert_eq!(
+        checks_named(&found, "orphan.backup"),
+        [(old.display().to_string(), "warn".to_string())]
+    );
+    env.ok_warning(
+        &["backup"],
+        "removed the unfinished set of an interrupted backup or restore",
+    );
+    assert!(!old.exists());
+    assert!(young.exists(), "its writer may be about to lock and rename it");
+    env.ok(&keep_only("5"));
+    env.ok(&["doctor", "--fix"]);
+    assert!(young.exists());
+}
+
+#[test]
+fn backups_and_prunes_at_once_never_remove_each_others_sets() {
+    let env = TestEnv::fleet(&["a", "b", "c"]);
+    env.cmd(&["backup"]).killed_at_step("backup:copied");
+    let backups_run = 8;
+    let crowd = (0..backups_run)
+        .map(|_| env.cmd(&["backup", "--json"]))
+        .chain((0..2).map(|_| env.cmd(&keep_only("100"))));
+    let runs = all_at_once(crowd);
+    for run in &runs {
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let warned = runs
+        .iter()
+        .filter(|run| run.stderr.contains("unfinished set of an interrupted backup"))
+        .count();
+    assert_eq!(warned, 1, "one of them removed the killed backup's set: {runs:?}");
+    let written: std::collections::BTreeSet<String> = runs[..backups_run]
+        .iter()
+        .map(|run| run.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(written.len(), backups_run);
+    let listed: std::collections::BTreeSet<String> = env
+        .json(&["backup", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|set| set["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, written, "every set written is there, whole");
+    assert_eq!(unfinished_in_backups(&env), Vec::<String>::new());
     env.ok(&["backup", "verify", "--all"]);
 }
 
