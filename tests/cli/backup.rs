@@ -1498,7 +1498,8 @@ fn unfinished_in_backups(env: &TestEnv) -> Vec<String> {
 /// the oldest set aside (before it looks for unfinished sets) and a restore killed
 /// while saving what it replaces: one leftover of each in the backup folder.
 fn kill_a_prune_a_backup_and_a_restore(env: &TestEnv) -> Vec<String> {
-    let newest = (0..3).map(|_| env.json(&["backup"])).last().unwrap();
+    let sets: Vec<Value> = (0..3).map(|_| env.json(&["backup"])).collect();
+    let newest = &sets[2];
     env.cmd(&["backup"]).killed_at_step("backup:copied");
     env.cmd(&keep_only("2")).killed_at_step("prune:renamed");
     env.cmd(&["restore", newest["id"].as_str().unwrap(), "--customer", "a"])
