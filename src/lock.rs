@@ -116,20 +116,27 @@ pub fn dead_owner_files(run_dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes the lock files under their real name (`<token>.lock`) that nobody holds:
-/// their command was killed, before it recorded any operation or after another command
-/// finished its operation. A real name is only given to a lock already held (see
-/// [`Owner::new`]), so none of them is a live command's; the `.new` files a command is
-/// still making are left to `doctor --fix`.
-pub fn remove_dead_owner_locks(run_dir: &Path) {
-    for path in dead_owner_files(run_dir) {
-        let token = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(|name| name.strip_suffix(".lock"));
-        if token.is_some_and(is_token) {
-            let _ = std::fs::remove_file(&path);
-        }
+/// The tokens of the lock files under their real name (`<token>.lock`) that nobody
+/// holds: their command was killed, before it recorded any operation or after another
+/// command finished its operation. A real name is only given to a lock already held
+/// (see [`Owner::new`]), so none of them is a live command's.
+pub fn dead_owner_tokens(run_dir: &Path) -> Vec<String> {
+    dead_owner_files(run_dir)
+        .iter()
+        .filter_map(|path| {
+            path.file_name()?
+                .to_str()?
+                .strip_suffix(".lock")
+                .map(str::to_string)
+        })
+        .filter(|token| is_token(token))
+        .collect()
+}
+
+/// Removes the lock file of a command that is gone.
+pub fn remove_dead_owner_lock(run_dir: &Path, token: &str) {
+    if is_token(token) && !owner_alive(run_dir, token) {
+        let _ = std::fs::remove_file(run_dir.join(format!("{token}.lock")));
     }
 }
 

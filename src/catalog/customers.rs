@@ -49,8 +49,8 @@ pub fn insert(conn: &Connection, new: &NewCustomer) -> Result<Customer> {
     let now = time::now();
     conn.execute(
         "INSERT INTO customers (slug, email, name, company_name, plan, metadata, engine, server, location,
-                                schema_version, created_at, updated_at, status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 'provisioning')",
+                                schema_version, created_at, updated_at, status, id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 'provisioning', ?12)",
         params![
             new.slug,
             new.email,
@@ -62,7 +62,8 @@ pub fn insert(conn: &Connection, new: &NewCustomer) -> Result<Customer> {
             new.placement.server,
             new.placement.location,
             new.schema_version,
-            now
+            now,
+            new.id
         ],
     )?;
     let id = conn.last_insert_rowid();
@@ -87,11 +88,34 @@ pub fn remove_provisioning(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// The highest customer id ever handed out (purged ones included).
+pub fn id_high_water(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'customers'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Makes sure no customer id up to `floor` is handed out again.
+pub fn raise_id_floor(conn: &Connection, floor: i64) -> Result<()> {
+    if id_high_water(conn)? >= floor {
+        return Ok(());
+    }
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'customers'", [])?;
+    conn.execute(
+        "INSERT INTO sqlite_sequence (name, seq) VALUES ('customers', ?1)",
+        [floor],
+    )?;
+    Ok(())
+}
+
 /// Who a customer was, as any catalog version since the first records it: what
 /// `doctor --fix --adopt` takes from an older catalog (a backup's) to give a tenant
 /// database its customer again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Remembered {
+    pub id: i64,
     pub email: String,
     pub name: String,
     pub company_name: Option<String>,
@@ -102,11 +126,12 @@ pub struct Remembered {
 pub fn remembered(conn: &Connection, slug: &str) -> Result<Option<Remembered>> {
     Ok(conn
         .query_row(
-            "SELECT email, name, company_name, plan, metadata FROM customers WHERE slug = ?1",
+            "SELECT email, name, company_name, plan, metadata, id FROM customers WHERE slug = ?1",
             [slug],
             |r| {
                 let metadata: String = r.get(4)?;
                 Ok(Remembered {
+                    id: r.get(5)?,
                     email: r.get(0)?,
                     name: r.get(1)?,
                     company_name: r.get(2)?,
@@ -378,7 +403,10 @@ pub fn count_by(conn: &Connection, column: CountColumn) -> Result<Vec<(String, i
 }
 
 pub fn site_count_by_status(conn: &Connection) -> Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare("SELECT status, count(*) FROM sites GROUP BY status ORDER BY status")?;
+    let mut stmt = conn.prepare(
+        "SELECT s.status, count(*) FROM sites s JOIN customers c ON c.id = s.customer_id
+         WHERE c.status <> 'provisioning' GROUP BY s.status ORDER BY s.status",
+    )?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
@@ -438,6 +466,7 @@ mod tests {
 
     fn new_customer(slug: &str) -> NewCustomer {
         NewCustomer {
+            id: None,
             slug: slug.into(),
             email: format!("{slug}@example.com"),
             name: "N".into(),

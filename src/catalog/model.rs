@@ -69,6 +69,9 @@ impl Customer {
 /// What `customer create` inserts.
 #[derive(Debug, Clone)]
 pub struct NewCustomer {
+    /// The id to take: `None` for the next one; an adopted tenant keeps the id its
+    /// backups and ledger entries carry.
+    pub id: Option<i64>,
     pub slug: String,
     pub email: String,
     pub name: String,

@@ -12,6 +12,8 @@ use crate::time;
 const COLUMNS: &str = "s.id, s.customer_id, c.slug, s.name, s.domain, s.port, s.business_type, s.status, \
     s.config, s.created_at, s.updated_at, s.deployed_at, s.legacy_id";
 const FROM: &str = "FROM sites s JOIN customers c ON c.id = s.customer_id";
+/// Sites of a customer still being provisioned are nobody's to see yet.
+const VISIBLE: &str = "c.status <> 'provisioning'";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Site> {
     let config: String = row.get(8)?;
@@ -41,10 +43,22 @@ pub fn insert(conn: &Connection, new: &NewSite) -> Result<Site> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
         params![new.customer_id, new.name, new.domain, new.port, new.business_type, new.status, new.config.to_string(), now],
     )?;
-    Ok(by_id(conn, conn.last_insert_rowid())?.expect("a site just inserted"))
+    Ok(any_by_id(conn, conn.last_insert_rowid())?.expect("a site just inserted"))
 }
 
+/// A site every command may see: its customer is not still being provisioned.
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Site>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} {FROM} WHERE s.id = ?1 AND {VISIBLE}"),
+            [id],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// A site whatever its customer's state, for the writes that just made or changed it.
+fn any_by_id(conn: &Connection, id: i64) -> Result<Option<Site>> {
     Ok(conn
         .query_row(
             &format!("SELECT {COLUMNS} {FROM} WHERE s.id = ?1"),
@@ -57,7 +71,7 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Site>> {
 pub fn by_domain(conn: &Connection, domain: &str) -> Result<Option<Site>> {
     Ok(conn
         .query_row(
-            &format!("SELECT {COLUMNS} {FROM} WHERE s.domain = ?1"),
+            &format!("SELECT {COLUMNS} {FROM} WHERE s.domain = ?1 AND {VISIBLE}"),
             [domain],
             from_row,
         )
@@ -113,7 +127,7 @@ pub fn for_each(
     filter: &SiteFilter,
     mut each: impl FnMut(Site) -> Result<()>,
 ) -> Result<()> {
-    let mut query = Filtered::new(format!("SELECT {COLUMNS} {FROM} WHERE 1 = 1"));
+    let mut query = Filtered::new(format!("SELECT {COLUMNS} {FROM} WHERE {VISIBLE}"));
     if let Some(id) = filter.customer_id {
         query.and("s.customer_id = ?", id);
     }
@@ -148,7 +162,7 @@ pub fn update(conn: &Connection, site: &Site, changed: &NewSite) -> Result<Site>
             time::now()
         ],
     )?;
-    Ok(by_id(conn, site.id)?.expect("an existing site"))
+    Ok(any_by_id(conn, site.id)?.expect("an existing site"))
 }
 
 /// Marks a site deployed now, with the config and port it was deployed with.
@@ -158,7 +172,7 @@ pub fn mark_deployed(conn: &Connection, id: i64, config: &Value, port: Option<i6
         "UPDATE sites SET status = 'deployed', config = ?2, port = ?3, deployed_at = ?4, updated_at = ?4 WHERE id = ?1",
         params![id, config.to_string(), port, now],
     )?;
-    Ok(by_id(conn, id)?.expect("an existing site"))
+    Ok(any_by_id(conn, id)?.expect("an existing site"))
 }
 
 pub fn delete(conn: &Connection, id: i64) -> Result<()> {

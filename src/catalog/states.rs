@@ -117,6 +117,7 @@ mod tests {
         let customer = customers::insert(
             conn,
             &NewCustomer {
+                id: None,
                 slug: "acme".into(),
                 email: "acme@example.com".into(),
                 name: "Acme".into(),

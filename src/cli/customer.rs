@@ -6,6 +6,7 @@ use super::Session;
 use crate::catalog::customers::LimitChanges;
 use crate::catalog::states::CustomerStatus;
 use crate::ops::customers::{self, CreateCustomer, ListCustomers, UpdateCustomer};
+use crate::ops::recovery;
 
 #[derive(Debug, Subcommand)]
 pub enum CustomerCommand {
@@ -196,10 +197,10 @@ pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<
             | CustomerCommand::Undelete { .. }
             | CustomerCommand::Purge { .. }
     );
-    let mut catalog = if moves_databases {
+    let (mut catalog, recovered) = if moves_databases {
         session.catalog_recovered()?
     } else {
-        session.catalog()?
+        (session.catalog()?, Vec::new())
     };
     let actor = session.actor();
     let out = &session.out;
@@ -248,17 +249,28 @@ pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<
         CustomerCommand::Reactivate { customer } => {
             out.object(&customers::reactivate(&mut catalog, actor, &customer)?)?
         }
-        CustomerCommand::Delete { customer, confirm } => out.object(&customers::delete(
-            &mut catalog,
-            actor,
-            &customer,
-            confirm.as_deref(),
-        )?)?,
+        CustomerCommand::Delete { customer, confirm } => {
+            let finished =
+                customers::finished_by_recovery(&catalog, &customer, recovery::DELETE, &recovered)?
+                    .filter(|done| confirm.as_deref() == Some(done.slug.as_str()));
+            let deleted = match finished {
+                Some(done) => done,
+                None => customers::delete(&mut catalog, actor, &customer, confirm.as_deref())?,
+            };
+            out.object(&deleted)?
+        }
         CustomerCommand::Undelete {
             customer,
             from_backup: None,
             ..
-        } => out.object(&customers::undelete(&mut catalog, actor, &customer)?)?,
+        } => {
+            let undeleted =
+                match customers::finished_by_recovery(&catalog, &customer, recovery::UNDELETE, &recovered)? {
+                    Some(done) => done,
+                    None => customers::undelete(&mut catalog, actor, &customer)?,
+                };
+            out.object(&undeleted)?
+        }
         CustomerCommand::Undelete {
             customer,
             from_backup: Some(id),
@@ -281,12 +293,13 @@ pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<
             ));
             out.object(&undeleted.customer)?;
         }
-        CustomerCommand::Purge { customer, confirm } => out.object(&customers::purge(
-            &mut catalog,
-            actor,
-            &customer,
-            confirm.as_deref(),
-        )?)?,
+        CustomerCommand::Purge { customer, confirm } => {
+            let purged = match customers::purged_by_recovery(&customer, confirm.as_deref(), &recovered) {
+                Some(done) => done,
+                None => customers::purge(&mut catalog, actor, &customer, confirm.as_deref())?,
+            };
+            out.object(&purged)?
+        }
     }
     Ok(())
 }

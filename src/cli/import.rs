@@ -45,7 +45,7 @@ pub fn import(session: &Session, args: ImportArgs) -> crate::error::Result<()> {
     let mut catalog = if args.dry_run {
         session.catalog()?
     } else {
-        session.catalog_recovered()?
+        session.catalog_recovered()?.0
     };
     let request = ImportRequest {
         dir: args.dir,
@@ -53,6 +53,7 @@ pub fn import(session: &Session, args: ImportArgs) -> crate::error::Result<()> {
         continue_on_error: args.continue_on_error,
         plan: args.plan,
         jobs: crate::fan_out::default_jobs(crate::fan_out::Load::Fsync),
+        lock_timeout: session.ctx.lock_timeout,
     };
     let imported = import::import(&mut catalog, session.actor(), &request)?;
     let report = &imported.report;

@@ -19,6 +19,7 @@ use std::io::Write;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::catalog::Catalog;
+use crate::ops::recovery::Recovered;
 // db.rs parses `--wait` as the global --lock-timeout is parsed.
 use crate::context::{self, Context, GlobalArgs, parse_lock_timeout};
 use crate::error::{Error, ErrorKind};
@@ -169,12 +170,13 @@ impl Session {
     /// The catalog, after finishing or undoing what killed commands left half done
     /// (one warning line each): for the commands that create, move or remove tenant
     /// databases, which must not trip over such leftovers.
-    fn catalog_recovered(&self) -> crate::error::Result<Catalog> {
+    fn catalog_recovered(&self) -> crate::error::Result<(Catalog, Vec<Recovered>)> {
         let mut catalog = self.catalog()?;
-        for recovered in crate::ops::recovery::finish_abandoned(&mut catalog, &self.home)? {
-            self.messages.warning(&recovered.line());
+        let recovered = crate::ops::recovery::finish_abandoned(&mut catalog, &self.home)?;
+        for one in &recovered {
+            self.messages.warning(&one.line());
         }
-        Ok(catalog)
+        Ok((catalog, recovered))
     }
 
     /// The catalog, refusing when the home is not initialised or migrations are pending.

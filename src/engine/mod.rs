@@ -155,6 +155,9 @@ pub trait Engine: Send + Sync {
     /// Removes a deleted tenant's retired database for good; data at any other
     /// placement (a live one, say) is left alone.
     fn purge_retired(&self, placement: &Placement) -> Result<()>;
+    /// Removes the staged databases of the commands behind `dead_owners`, which are
+    /// gone (their owner locks are free), and anything else a killed build left.
+    fn sweep_abandoned(&self, dead_owners: &[String]) -> Result<()>;
     /// The tenant databases on this server that none of `owned` places, with the slug
     /// each is named for: what a catalog restored from an older backup no longer knows.
     fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>>;

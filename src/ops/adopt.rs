@@ -47,9 +47,15 @@ pub fn adopt(
         } else {
             default_plan.clone()
         };
+        // The id its backups and ledger entries carry, unless someone has it now.
+        let id = match found.as_ref().map(|(r, _)| r.id) {
+            Some(id) if customers::any_by_id(tx, id)?.is_none() => Some(id),
+            _ => None,
+        };
         let customer = customers::insert(
             tx,
             &NewCustomer {
+                id,
                 slug: slug.to_string(),
                 email,
                 name: details.name,
@@ -101,6 +107,7 @@ fn remembered_in_backups(backup_dir: &Path, slug: &str) -> Option<(Remembered, S
 
 fn placeholder(slug: &str, plan: &str) -> Remembered {
     Remembered {
+        id: 0,
         email: format!("{slug}@adopted.invalid"),
         name: slug.to_string(),
         company_name: None,

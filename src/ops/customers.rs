@@ -16,7 +16,7 @@ use crate::catalog::{Catalog, is_unique_violation, plans, tenants};
 use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
 use crate::lock::Owner;
-use crate::ops::recovery::{self, crash_point};
+use crate::ops::recovery::{self, Recovered, crash_point};
 use crate::{migrations, validate};
 
 /// Finds a customer by slug, numeric id or email; exit 3 when none matches.
@@ -78,6 +78,7 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     let engine = engines.default_engine();
     let owner = Owner::new(&actor.home.run_dir())?;
     let built = engine.provision(&migrations, owner.token())?;
+    crash_point("customer.create:provisioned");
     // The customer is reserved, invisible, together with the ledger's note of what is
     // about to be put where; a kill from here on is undone by the next command.
     let new = NewTenant {
@@ -163,6 +164,7 @@ pub(crate) fn reserve(
     let customer = customers::insert(
         tx,
         &NewCustomer {
+            id: None,
             placement: engine.placement_for(&slug)?,
             slug,
             email: new.email.to_string(),
@@ -695,6 +697,52 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
     Ok(done.customer)
 }
 
+/// A retried delete or undelete whose killed run the recovery before it has just
+/// finished: nothing is left to do, and the retry succeeds with the customer as it is.
+pub fn finished_by_recovery(
+    catalog: &Catalog,
+    reference: &str,
+    kind: &str,
+    recovered: &[Recovered],
+) -> Result<Option<Customer>> {
+    let Ok(customer) = resolve(catalog.conn(), reference) else {
+        return Ok(None);
+    };
+    let finished = recovered
+        .iter()
+        .any(|r| r.kind == kind && r.customer_id == Some(customer.id));
+    Ok(finished.then_some(customer))
+}
+
+/// A retried purge (same customer, same confirmation) whose killed run the recovery
+/// before it has just finished: the report that run would have given.
+pub fn purged_by_recovery(
+    reference: &str,
+    confirm: Option<&str>,
+    recovered: &[Recovered],
+) -> Option<PurgeReport> {
+    let done = recovered.iter().find(|r| {
+        r.kind == recovery::PURGE
+            && confirm == Some(r.subject.as_str())
+            && (r.subject.eq_ignore_ascii_case(reference)
+                || r.customer_id.is_some_and(|id| id.to_string() == reference)
+                || r.steps["email"]
+                    .as_str()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(reference)))
+    })?;
+    Some(PurgeReport {
+        id: done.customer_id.unwrap_or_default(),
+        slug: done.subject.clone(),
+        email: done.steps["email"].as_str().unwrap_or_default().to_string(),
+        status: "purged".to_string(),
+        removed_db_path: done.steps["placement"]["location"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        purged_at: crate::time::now(),
+    })
+}
+
 /// What `customer purge` removed for good.
 #[derive(Debug, Clone, Serialize)]
 pub struct PurgeReport {
@@ -741,7 +789,8 @@ pub fn purge(
                 subject: &customer.slug,
                 customer_id: Some(customer.id),
                 owner: owner.token(),
-                steps: json!({"placement": recovery::placement_json(&customer.placement)}),
+                steps: json!({"placement": recovery::placement_json(&customer.placement),
+                              "email": customer.email}),
             },
         )?;
         Ok(((customer, operation), [event]))

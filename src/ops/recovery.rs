@@ -31,10 +31,13 @@ pub const UNDELETE: &str = "customer.undelete";
 pub const PURGE: &str = "customer.purge";
 
 /// One half-done operation and what was done about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recovered {
     pub kind: String,
     pub subject: String,
+    pub customer_id: Option<i64>,
+    /// What the operation had recorded it would do.
+    pub steps: Value,
     /// `finished` or `undone`.
     pub outcome: &'static str,
 }
@@ -80,10 +83,21 @@ pub fn finish_abandoned(catalog: &mut Catalog, home: &Home) -> Result<Vec<Recove
         done.push(Recovered {
             kind: op.kind,
             subject: op.subject,
+            customer_id: op.customer_id,
+            steps: op.steps,
             outcome,
         });
     }
-    lock::remove_dead_owner_locks(&home.run_dir());
+    // Commands killed before they recorded anything leave only their staging and
+    // their lock: both go, now that nobody can be using them.
+    let run_dir = home.run_dir();
+    let dead = lock::dead_owner_tokens(&run_dir);
+    if !dead.is_empty() {
+        engines.default_engine().sweep_abandoned(&dead)?;
+        for token in &dead {
+            lock::remove_dead_owner_lock(&run_dir, token);
+        }
+    }
     Ok(done)
 }
 

@@ -112,10 +112,13 @@ fn a_killed_delete_or_undelete_is_finished() {
         let env = TestEnv::fleet(&["a", "b"]);
         env.cmd(&["customer", "delete", "a", "--confirm", "a"])
             .killed_at_step(&format!("customer.delete:{step}"));
-        env.cmd(&["customer", "delete", "a", "--confirm", "a"])
-            .expect_code(6)
+        // The retry's goal is reached: it succeeds with the customer as it is now.
+        let again = env
+            .cmd(&["customer", "delete", "a", "--confirm", "a", "--json"])
             .stderr_has("finished an interrupted customer.delete of 'a'")
-            .run();
+            .run()
+            .json();
+        assert_eq!(again["status"], "deleted");
         assert_settled(&env, &format!("delete {step}"));
         assert_eq!(env.json(&["customer", "show", "a"])["status"], "deleted");
 
@@ -139,10 +142,14 @@ fn a_killed_purge_never_leaves_the_purged_data() {
             env.cmd(&["customer", "purge", "a", "--confirm", "a"])
                 .killed_at_step(step);
             if next == "purge" {
-                env.cmd(&["customer", "purge", "a", "--confirm", "a"])
-                    .expect_code(3)
+                let again = env
+                    .cmd(&["customer", "purge", "a", "--confirm", "a", "--json"])
                     .stderr_has("finished an interrupted customer.purge of 'a'")
-                    .run();
+                    .run()
+                    .json();
+                assert_eq!(again["status"], "purged");
+                assert_eq!(again["slug"], "a");
+                assert_eq!(again["email"], "a@example.com");
                 assert_settled(&env, step);
             } else {
                 doctor_settles(&env, step);
@@ -301,4 +308,79 @@ fn tenants_created_after_a_restored_catalog_are_reported_and_adopted_or_trashed(
         names_matching(&env.home.join("trash"), |n| n.starts_with("y.")).len(),
         1
     );
+}
+
+#[test]
+fn a_command_killed_before_it_recorded_anything_leaves_nothing_after_the_next_one() {
+    let env = TestEnv::initialised();
+    let args = ["customer", "create", "k@example.com", "K", "--slug", "k"];
+    env.cmd(&args).killed_at_step("customer.create:provisioned");
+    assert_eq!(
+        names_matching(&env.home.join("tenants"), |n| n.starts_with(".provision-")).len(),
+        1
+    );
+    env.ok(&args);
+    assert_settled(&env, "create killed before recording");
+
+    let tree = legacy_tree(&env);
+    env.cmd(&["import", tree.to_str().unwrap()])
+        .killed_at_step("import:provisioned");
+    env.ok(&["import", tree.to_str().unwrap()]);
+    assert_settled(&env, "import killed before recording");
+    assert_eq!(env.json(&["customer", "list"]).as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn a_catalog_restore_never_hands_out_an_id_again_nor_restores_another_customer_into_it() {
+    let env = TestEnv::fleet(&["a"]);
+    let old = env.json(&["backup"])["id"].as_str().unwrap().to_string();
+    let late = env.customer("late@example.com", "Late", &["--slug", "late"]);
+    let with_late = env.json(&["backup"])["id"].as_str().unwrap().to_string();
+    env.cmd(&["restore", &old, "--catalog", "--confirm", "catalog"])
+        .stderr_has("(late)")
+        .run();
+    let newer = env.customer("newer@example.com", "Newer", &["--slug", "newer"]);
+    assert!(
+        newer["id"].as_i64() > late["id"].as_i64(),
+        "{newer} took an id handed out before"
+    );
+    env.cmd(&["restore", &with_late, "--customer", "newer"])
+        .expect_code(3)
+        .run();
+    // Adopted, 'late' keeps the id its backups carry, and restores from them.
+    env.run(&["doctor", "--fix", "--adopt"]);
+    assert_eq!(env.json(&["customer", "show", "late"])["id"], late["id"]);
+    env.json(&["restore", &with_late, "--customer", "late"]);
+}
+
+#[test]
+fn sites_of_a_customer_still_provisioning_are_nobody_s_to_see() {
+    let env = TestEnv::initialised();
+    let tree = legacy_tree(&env);
+    env.cmd(&["import", tree.to_str().unwrap()])
+        .killed_at_step("import:published");
+    assert_eq!(env.json(&["site", "list"]), json!([]));
+    env.fails(&["site", "show", "shop.c0.test"], 3);
+    env.fails(&["resolve", "shop.c0.test"], 3);
+    assert_eq!(env.json(&["status"])["sites"]["total"], 0);
+}
+
+#[test]
+fn imports_of_the_same_tree_at_once_take_turns() {
+    let env = TestEnv::initialised();
+    let tree = legacy_tree(&env);
+    let tree = tree.to_str().unwrap();
+    let runs = all_at_once((0..4).map(|_| env.cmd(&["import", tree, "--json"])));
+    let created: i64 = runs
+        .iter()
+        .map(|run| {
+            assert_eq!(run.code, 0, "{run:?}");
+            run.json()["summary"]["created"].as_i64().unwrap()
+        })
+        .sum();
+    assert_eq!(
+        created, 6,
+        "each file is created once: 3 customers with a site each"
+    );
+    assert_settled(&env, "concurrent imports");
 }

@@ -285,6 +285,25 @@ impl Engine for SqliteEngine {
         Ok(())
     }
 
+    fn sweep_abandoned(&self, dead_owners: &[String]) -> Result<()> {
+        let tenants_dir = self.home.tenants_dir();
+        for name in names_in(&tenants_dir) {
+            if staging_owner(&name).is_some_and(|owner| dead_owners.iter().any(|d| d == owner)) {
+                files::remove_database(&tenants_dir.join(&name))?;
+            }
+        }
+        // A template build a kill interrupted; only when no rebuild holds the lock.
+        let templates_dir = self.home.templates_dir();
+        if !template::rebuild_in_progress(&templates_dir) {
+            for name in names_in(&templates_dir) {
+                if name.starts_with(template::STAGING_PREFIX) && name.ends_with(".db") {
+                    files::remove_database(&templates_dir.join(&name))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>> {
         let Ok(entries) = std::fs::read_dir(self.home.tenants_dir()) else {
             return Ok(Vec::new());
@@ -416,6 +435,18 @@ impl TenantDatabase for SqliteTenant {
     fn discard_staged(&self, staged: &Staged) {
         let _ = files::remove_database(Path::new(&staged.staging));
     }
+}
+
+/// The names in `dir`; none when it cannot be read.
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn path_text(path: &Path) -> Result<String> {

@@ -14,6 +14,9 @@ use crate::migrations::{MigrationId, newest_version};
 
 pub const FILE_NAME: &str = "tenant.db";
 
+/// The name a template is built under, owned by the rebuild lock rather than a command.
+pub const STAGING_PREFIX: &str = ".provision-template-";
+
 /// The template path, rebuilt first when it is missing or its applied migrations are
 /// not exactly `migrations` (a file changed, was added or removed).
 pub fn ensure(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf> {
@@ -64,7 +67,7 @@ pub fn rebuild_in_progress(templates_dir: &Path) -> bool {
 fn install_fresh(templates_dir: &Path, migrations: &[Migration]) -> Result<PathBuf> {
     let template = templates_dir.join(FILE_NAME);
     // Owned by the rebuild lock, not a command: doctor removes it when the lock is free.
-    let staging = templates_dir.join(format!(".provision-template-{:08x}.db", rand::random::<u32>()));
+    let staging = templates_dir.join(format!("{STAGING_PREFIX}{:08x}.db", rand::random::<u32>()));
     build_fresh(&staging, migrations)?;
     std::fs::rename(&staging, &template).map_err(|e| {
         let _ = files::remove_database(&staging);

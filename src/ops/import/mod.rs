@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -13,6 +14,7 @@ use crate::catalog::{Catalog, plans};
 use crate::error::{Error, Result};
 use crate::import::scan::scan;
 use crate::import::{ImportAction, Parsed, cross_check};
+use crate::lock::HomeLock;
 use crate::validate;
 
 mod plan;
@@ -58,6 +60,8 @@ pub struct ImportRequest {
     pub continue_on_error: bool,
     pub plan: Option<String>,
     pub jobs: usize,
+    /// How long to wait for another import (or restore, or migrate) to finish.
+    pub lock_timeout: Duration,
 }
 
 /// Imports the folder; the report lists every file, and any invalid file makes the
@@ -67,6 +71,13 @@ pub fn import(
     actor: Actor<'_>,
     request: &ImportRequest,
 ) -> Result<Reported<ImportReport>> {
+    // One import at a time: a second one of the same tree then plans against what
+    // the first wrote and finds it unchanged, instead of colliding with it.
+    let _lock = if request.dry_run {
+        None
+    } else {
+        Some(HomeLock::acquire(&actor.home.lock_file(), request.lock_timeout)?)
+    };
     let mut known_plans: HashMap<String, Plan> = plans::list(catalog.conn())?
         .into_iter()
         .map(|p| (p.name.clone(), p))

@@ -58,6 +58,7 @@ pub(super) fn write(
     let engine = engines.default_engine();
     let owner = Owner::new(&actor.home.run_dir())?;
     let provisioned = engine.provision_many(&migrations, new_customers.len(), request.jobs, owner.token())?;
+    crash_point("import:provisioned");
     let staged: HashMap<String, Provisioned> = new_customers
         .iter()
         .map(|k| (*k).clone())

@@ -28,6 +28,7 @@ pub(super) fn restore_catalog(
 ) -> Result<RestoreReport> {
     let everything = request.scope == RestoreScope::Everything;
     let set = choose_set(backup_dir, request, |m| m.catalog_entry().is_some())?;
+    let id_floor = ids_handed_out(home_catalog, backup_dir);
     let catalog_entry = set.manifest.catalog_entry().cloned().ok_or_else(|| {
         Error::not_found(format!("set {} holds no catalog", set.manifest.id))
             .with_hint("see 'tenantctl backup list'")
@@ -121,6 +122,9 @@ pub(super) fn restore_catalog(
     // A catalog backed up by an earlier version is brought forward first, as `migrate`
     // would: the rest of the restore reads it with today's schema.
     catalog.apply_migrations()?;
+    // An older catalog's id counter is behind: a new customer must never get the id of
+    // one created since, whose backups and ledger entries carry that id.
+    catalog.write(|tx| crate::catalog::customers::raise_id_floor(tx, id_floor))?;
     // The restored catalog may come from another home or another time: its paths are
     // rebuilt for this home and its tenants' records re-read from their files.
     let live = normalise_placements(&mut catalog, &engines)?;
@@ -165,4 +169,18 @@ fn normalise_placements(
         .map(|(id, _, placement)| (id, engine.tenant(&placement)))
         .filter(|(_, tenant)| tenant.exists())
         .collect())
+}
+
+/// The highest customer id the live catalog or any backup set has seen.
+fn ids_handed_out(home_catalog: &Path, backup_dir: &Path) -> i64 {
+    let live = Catalog::open(home_catalog)
+        .and_then(|c| crate::catalog::customers::id_high_water(c.conn()))
+        .unwrap_or(0);
+    let backed_up = crate::backup::list_sets(backup_dir)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|set| set.manifest.entries.iter().filter_map(|e| e.customer_id))
+        .max()
+        .unwrap_or(0);
+    live.max(backed_up)
 }

@@ -52,10 +52,14 @@ pub(super) fn restore_tenants(
     // since the data is knowingly copied into someone else.
     let find_entry =
         |manifest: &Manifest, source: &(Option<crate::catalog::model::Customer>, String)| -> Option<Entry> {
-            let by_id = source
-                .0
-                .as_ref()
-                .and_then(|c| manifest.tenant_entry(c.id).cloned());
+            // An entry under this id but another slug is another customer's data (an id
+            // handed out again, say): only --into copies across customers.
+            let by_id = source.0.as_ref().and_then(|c| {
+                manifest
+                    .tenant_entry(c.id)
+                    .filter(|e| into.is_some() || e.customer_slug.as_deref() == Some(c.slug.as_str()))
+                    .cloned()
+            });
             match (by_id, &into) {
                 (Some(entry), _) => Some(entry),
                 (None, Some(_)) => manifest
