@@ -13,8 +13,22 @@ use crate::catalog::customers::{self, Remembered};
 use crate::catalog::model::{NewAuditEvent, NewCustomer};
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::{Catalog, plans, tenants};
-use crate::engine::{Engines, Placement};
+use crate::engine::{Engine, Engines, Placement};
 use crate::error::Result;
+
+/// The tenant databases that no customer owns. One named for a slug a customer row
+/// still has (a deleted customer whose database is back in `tenants/`) is not among
+/// them: it is that customer's, and doctor's `tenant.trashed` check moves it back.
+pub fn unowned_tenants(conn: &rusqlite::Connection, engine: &dyn Engine) -> Result<Vec<(String, Placement)>> {
+    let owned = customers::all_placements(conn)?;
+    let mut unowned = Vec::new();
+    for (slug, placement) in engine.unowned(&owned)? {
+        if !customers::slug_taken(conn, &slug)? {
+            unowned.push((slug, placement));
+        }
+    }
+    Ok(unowned)
+}
 
 /// Inserts the customer of the tenant database at `placement`, named `slug`, and
 /// says where its details came from.

@@ -682,10 +682,9 @@ fn unowned_checks(
     unowned: Unowned,
 ) -> Result<()> {
     let home = actor.home;
-    let owned = crate::catalog::customers::all_placements(catalog.conn())?;
     let engines = Engines::new(home);
     let engine = engines.default_engine();
-    for (slug, placement) in engine.unowned(&owned)? {
+    for (slug, placement) in super::adopt::unowned_tenants(catalog.conn(), engine)? {
         let describe = engine.tenant(&placement).describe();
         let adopt = || {
             let mut catalog = Catalog::open(catalog.path())?;

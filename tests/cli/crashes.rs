@@ -384,3 +384,21 @@ fn imports_of_the_same_tree_at_once_take_turns() {
     );
     assert_settled(&env, "concurrent imports");
 }
+
+#[test]
+fn a_deleted_customer_s_database_back_in_tenants_is_its_own_not_unowned() {
+    let env = TestEnv::fleet(&["a", "c"]);
+    env.ok(&["customer", "delete", "c", "--confirm", "c"]);
+    let old = env.json(&["backup", "--catalog"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok(&["customer", "undelete", "c"]);
+    let restored = env.json(&["restore", &old, "--catalog", "--confirm", "catalog"]);
+    assert_eq!(restored["unowned_tenants"], json!([]));
+    env.run(&["doctor", "--fix", "--adopt"]);
+    assert_eq!(env.json(&["customer", "show", "c"])["status"], "deleted");
+    assert!(!env.home.join("tenants/c.db").exists());
+    env.ok(&["doctor"]);
+    env.ok(&["customer", "undelete", "c"]);
+}

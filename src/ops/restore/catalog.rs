@@ -128,10 +128,7 @@ pub(super) fn restore_catalog(
     // The restored catalog may come from another home or another time: its paths are
     // rebuilt for this home and its tenants' records re-read from their files.
     let live = normalise_placements(&mut catalog, &engines)?;
-    let owned = crate::catalog::customers::all_placements(catalog.conn())?;
-    report.unowned_tenants = engines
-        .default_engine()
-        .unowned(&owned)?
+    report.unowned_tenants = crate::ops::adopt::unowned_tenants(catalog.conn(), engines.default_engine())?
         .into_iter()
         .map(|(slug, _)| slug)
         .collect();
