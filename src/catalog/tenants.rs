@@ -266,3 +266,29 @@ pub fn applied_by_any_tenant(conn: &Connection) -> Result<Vec<MigrationId>> {
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
+
+/// Each tenant's change stamp at its last clean integrity check, by customer id.
+pub fn check_stamps(conn: &Connection) -> Result<HashMap<i64, String>> {
+    let mut stmt = conn.prepare("SELECT customer_id, stamp FROM tenant_check_stamps")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+}
+
+/// Records that the tenant passed its integrity check as `stamp`. A customer purged
+/// meanwhile gets no row.
+pub fn record_check_stamp(conn: &Connection, customer_id: i64, stamp: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO tenant_check_stamps (customer_id, stamp, checked_at)
+         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM customers WHERE id = ?1)
+         ON CONFLICT (customer_id) DO UPDATE SET stamp = excluded.stamp, checked_at = excluded.checked_at",
+    )?
+    .execute(params![customer_id, stamp, time::now()])?;
+    Ok(())
+}
+
+/// Forgets the tenant's last clean check, so the next doctor checks it whatever its stamp.
+pub fn forget_check_stamp(conn: &Connection, customer_id: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM tenant_check_stamps WHERE customer_id = ?1")?
+        .execute([customer_id])?;
+    Ok(())
+}

@@ -243,6 +243,10 @@ pub struct DoctorArgs {
     /// With --fix: move each tenant database no customer owns to the trash
     #[arg(long, requires = "fix")]
     pub trash: bool,
+    /// Check the integrity of every tenant database, also those unchanged since their
+    /// last clean check
+    #[arg(long)]
+    pub full: bool,
 }
 
 const MIGRATE_COLUMNS: &[&str] = &["customer", "from", "to", "status", "ms", "error"];
@@ -451,7 +455,13 @@ pub fn doctor(session: &Session, args: DoctorArgs) -> crate::error::Result<()> {
         (_, true) => doctor::Unowned::Trash,
         _ => doctor::Unowned::Leave,
     };
-    let checked = doctor::doctor(session.actor(), &session.ctx.backup_dir, args.fix, unowned)?;
+    let checked = doctor::doctor(
+        session.actor(),
+        &session.ctx.backup_dir,
+        args.fix,
+        args.full,
+        unowned,
+    )?;
     session.out.list(DOCTOR_COLUMNS, &checked.report)?;
     checked.outcome()?;
     Ok(())

@@ -195,6 +195,10 @@ pub trait TenantDatabase: Send + Sync {
     fn size_bytes(&self) -> u64;
     /// The engine's quick integrity check; exit 7 naming the database on damage.
     fn check(&self) -> Result<()>;
+    /// A token that is the same only while the data has not changed, so that what
+    /// [`check`](Self::check) found still holds; `None` when the engine cannot tell
+    /// (pending writes, a change too recent to tell apart from the next one).
+    fn change_stamp(&self) -> Option<String>;
     /// Reclaims free space and refreshes statistics.
     fn vacuum(&self) -> Result<Vacuumed>;
     /// Brings pending writes home so the data can be moved or copied as it is.

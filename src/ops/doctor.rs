@@ -1,7 +1,7 @@
 //! `doctor [--fix]`: deep checks of the catalog and every tenant file, and repairs that
 //! cannot lose data.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,7 @@ use crate::catalog::states::{CatalogMigrationStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, TenantRow};
 use crate::engine::{Engines, sqlite};
 use crate::error::{Error, IoContext, Result};
+use crate::fan_out::{Load, default_jobs, fan_out_all};
 use crate::files::{self, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::home::Home;
 use crate::lock;
@@ -81,6 +82,96 @@ impl Doctor {
             _ => self.add(check, target, status, message),
         }
     }
+
+    /// Records a finding of the read-only pass, making its repair under `--fix`.
+    fn record(&mut self, finding: Finding) {
+        let Finding {
+            check,
+            target,
+            status,
+            message,
+            repair,
+        } = finding;
+        match repair {
+            Some(repair) => {
+                let run = || repair.run();
+                self.problem(check, target, status, message, Some(&run));
+            }
+            None => self.problem(check, target, status, message, None),
+        }
+    }
+}
+
+/// A finding of the read-only pass over the tenants, which runs in parallel; the
+/// findings are recorded, and their repairs made, afterwards in customer order.
+struct Finding {
+    check: &'static str,
+    target: String,
+    status: Verdict,
+    message: String,
+    repair: Option<Repair>,
+}
+
+impl Finding {
+    fn new(
+        check: &'static str,
+        target: impl Into<String>,
+        status: Verdict,
+        message: impl Into<String>,
+    ) -> Self {
+        Finding {
+            check,
+            target: target.into(),
+            status,
+            message: message.into(),
+            repair: None,
+        }
+    }
+}
+
+/// What `--fix` does about a finding.
+enum Repair {
+    Mode {
+        path: PathBuf,
+        wanted: u32,
+    },
+    /// A crash while deleting can leave the file in the trash under a live row.
+    FromTrash {
+        trashed: PathBuf,
+        path: PathBuf,
+    },
+    RecordVersion {
+        catalog: PathBuf,
+        customer_id: i64,
+        applied: Vec<MigrationId>,
+        actual: i64,
+    },
+}
+
+impl Repair {
+    fn run(&self) -> Result<String> {
+        match self {
+            Repair::Mode { path, wanted } => {
+                files::restrict_mode(path, *wanted).map(|_| format!("set to {wanted:o}"))
+            }
+            Repair::FromTrash { trashed, path } => {
+                files::move_database(trashed, path).map(|_| "moved back from the trash".to_string())
+            }
+            Repair::RecordVersion {
+                catalog,
+                customer_id,
+                applied,
+                actual,
+            } => {
+                let mut conn = Catalog::open(catalog)?;
+                conn.write(|tx| {
+                    tenants::record_applied(tx, *customer_id, applied)?;
+                    tenants::record_run(tx, *customer_id, *actual, TenantMigrationStatus::Ok, None)
+                })?;
+                Ok(format!("recorded V{actual}"))
+            }
+        }
+    }
 }
 
 /// Runs every check, with `fix` repairing what is safe to repair. A check that failed
@@ -89,9 +180,10 @@ pub fn doctor(
     actor: Actor<'_>,
     backup_dir: &Path,
     fix: bool,
+    full: bool,
     unowned: Unowned,
 ) -> Result<Reported<Vec<Check>>> {
-    let checks = run_checks(actor, backup_dir, fix, unowned)?;
+    let checks = run_checks(actor, backup_dir, fix, full, unowned)?;
     let count = checks.iter().filter(|c| c.status == Verdict::Fail).count();
     let failure = (count > 0).then(|| {
         Error::verification(format!(
@@ -107,7 +199,13 @@ pub fn doctor(
     Ok(Reported::new(checks, failure))
 }
 
-fn run_checks(actor: Actor<'_>, backup_dir: &Path, fix: bool, unowned: Unowned) -> Result<Vec<Check>> {
+fn run_checks(
+    actor: Actor<'_>,
+    backup_dir: &Path,
+    fix: bool,
+    full: bool,
+    unowned: Unowned,
+) -> Result<Vec<Check>> {
     let home = actor.home;
     let mut doctor = Doctor {
         fix,
@@ -125,7 +223,7 @@ fn run_checks(actor: Actor<'_>, backup_dir: &Path, fix: bool, unowned: Unowned) 
         return Ok(doctor.checks);
     }
     check_mode(&mut doctor, &catalog_path, PRIVATE_FILE_MODE);
-    let catalog = match Catalog::open(&catalog_path) {
+    let mut catalog = match Catalog::open(&catalog_path) {
         Ok(catalog) => catalog,
         Err(err) => {
             doctor.add(
@@ -163,12 +261,38 @@ fn run_checks(actor: Actor<'_>, backup_dir: &Path, fix: bool, unowned: Unowned) 
         }
     };
     let live = tenants::live_tenants(catalog.conn(), None)?;
+    let stamps = if full {
+        HashMap::new()
+    } else {
+        tenants::check_stamps(catalog.conn())?
+    };
+    let engines = Engines::new(home);
+    let catalog_file = catalog.path().to_path_buf();
+    let reports = fan_out_all(&live, default_jobs(Load::Compute), |tenant| {
+        let last_clean = stamps.get(&tenant.customer_id).map(String::as_str);
+        tenant_checks(
+            &engines,
+            home,
+            &catalog_file,
+            tenant,
+            files.as_deref(),
+            last_clean,
+        )
+    });
     let mut tally = TenantTally::default();
-    for tenant in &live {
+    let mut stamped = Vec::with_capacity(live.len());
+    for (tenant, report) in live.iter().zip(reports) {
+        let report = report?;
         let first = doctor.checks.len();
-        tenant_checks(&mut doctor, &catalog, home, tenant, files.as_deref())?;
-        tally.count(&doctor.checks[first..]);
+        for finding in report.findings {
+            doctor.record(finding);
+        }
+        tally.count(&doctor.checks[first..], report.integrity == Integrity::Unchanged);
+        stamped.push((tenant.customer_id, report.integrity));
     }
+    // Only spares later runs work: a catalog that cannot take the stamps now just
+    // means those tenants are checked again next time.
+    let _ = record_integrity(&mut catalog, &stamped);
     doctor.add(
         "tenants",
         format!("{} tenants", live.len()),
@@ -184,6 +308,38 @@ fn run_checks(actor: Actor<'_>, backup_dir: &Path, fix: bool, unowned: Unowned) 
     Ok(doctor.checks)
 }
 
+/// What doctor learnt of a tenant's integrity, to keep in the catalog.
+#[derive(Debug, PartialEq, Eq)]
+enum Integrity {
+    /// Its change stamp is the one of its last clean check, which was not repeated.
+    Unchanged,
+    /// It passed the check as of this stamp.
+    Passed(String),
+    /// It passed, but the engine could not say as of what, or it was not checked.
+    NotStamped,
+    /// It failed the check: the next run checks it again whatever its stamp says.
+    Failed,
+}
+
+/// Records the stamps of tenants that passed and forgets those of tenants that
+/// failed, in one write, and none when nothing changed.
+fn record_integrity(catalog: &mut Catalog, stamped: &[(i64, Integrity)]) -> Result<()> {
+    let changed =
+        |(_, integrity): &&(i64, Integrity)| matches!(integrity, Integrity::Passed(_) | Integrity::Failed);
+    if !stamped.iter().any(|s| changed(&s)) {
+        return Ok(());
+    }
+    catalog.write(|tx| {
+        for (customer_id, integrity) in stamped.iter().filter(changed) {
+            match integrity {
+                Integrity::Passed(stamp) => tenants::record_check_stamp(tx, *customer_id, stamp)?,
+                _ => tenants::forget_check_stamp(tx, *customer_id)?,
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Live tenants by the worst verdict of their own checks, for the summary row.
 #[derive(Debug, Default)]
 struct TenantTally {
@@ -191,10 +347,13 @@ struct TenantTally {
     failed: usize,
     warned: usize,
     repaired: usize,
+    /// Tenants whose integrity check was skipped as unchanged since it last passed.
+    unchanged: usize,
 }
 
 impl TenantTally {
-    fn count(&mut self, checks: &[Check]) {
+    fn count(&mut self, checks: &[Check], unchanged: bool) {
+        self.unchanged += usize::from(unchanged);
         let has = |verdict: Verdict| checks.iter().any(|c| c.status == verdict);
         if has(Verdict::Fail) {
             self.failed += 1;
@@ -218,6 +377,12 @@ impl TenantTally {
             if count > 0 {
                 text.push_str(&format!("; {count} {what}"));
             }
+        }
+        if self.unchanged > 0 {
+            text.push_str(&format!(
+                "; quick_check skipped for {} unchanged since their last clean check (--full checks them)",
+                self.unchanged
+            ));
         }
         text
     }
@@ -284,125 +449,146 @@ fn catalog_checks(doctor: &mut Doctor, catalog: &Catalog) -> Result<bool> {
 }
 
 fn check_mode(doctor: &mut Doctor, path: &Path, wanted: u32) {
-    let Ok(meta) = std::fs::metadata(path) else { return };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & !wanted != 0 {
-        let message = format!("mode {mode:o}, wanted {wanted:o}");
-        let path_owned = path.to_path_buf();
-        let repair = move || files::restrict_mode(&path_owned, wanted).map(|_| format!("set to {wanted:o}"));
-        doctor.problem(
-            "permissions",
-            path_text(path),
-            Verdict::Fail,
-            message,
-            Some(&repair),
-        );
+    if let Some(finding) = mode_finding(path, wanted) {
+        doctor.record(finding);
     }
 }
 
-/// Checks one live tenant; true when nothing was wrong.
+fn mode_finding(path: &Path, wanted: u32) -> Option<Finding> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mode = meta.permissions().mode() & 0o777;
+    (mode & !wanted != 0).then(|| Finding {
+        repair: Some(Repair::Mode {
+            path: path.to_path_buf(),
+            wanted,
+        }),
+        ..Finding::new(
+            "permissions",
+            path_text(path),
+            Verdict::Fail,
+            format!("mode {mode:o}, wanted {wanted:o}"),
+        )
+    })
+}
+
+/// One tenant's findings, and what the catalog should keep of its integrity check.
+struct TenantReport {
+    findings: Vec<Finding>,
+    integrity: Integrity,
+}
+
+impl TenantReport {
+    fn fail(mut self, check: &'static str, target: &str, message: impl Into<String>) -> Self {
+        self.findings
+            .push(Finding::new(check, target, Verdict::Fail, message));
+        self
+    }
+}
+
+/// Checks one live tenant without changing anything (repairs are the caller's, after).
+/// The integrity check is skipped when the tenant's change stamp is still
+/// `last_clean`, the one of its last clean check (`None` under `--full`).
 fn tenant_checks(
-    doctor: &mut Doctor,
-    catalog: &Catalog,
+    engines: &Engines,
     home: &Home,
+    catalog_path: &Path,
     tenant: &TenantRow,
     files: Option<&[MigrationId]>,
-) -> Result<bool> {
-    let before = doctor.checks.len();
-    let database = Engines::new(home).tenant(&tenant.placement)?;
+    last_clean: Option<&str>,
+) -> Result<TenantReport> {
+    let mut report = TenantReport {
+        findings: Vec::new(),
+        integrity: Integrity::NotStamped,
+    };
+    let database = engines.tenant(&tenant.placement)?;
     let path = PathBuf::from(&tenant.placement.location);
     if let Err(err) = database.check_own() {
-        doctor.add("tenant.symlink", &tenant.slug, Verdict::Fail, err.to_string());
-        return Ok(false);
+        return Ok(report.fail("tenant.symlink", &tenant.slug, err.to_string()));
     }
     if !database.exists() {
-        // A crash while deleting can leave the file in the trash under a live row.
         let trashed = home.trashed_tenant_db(&tenant.slug, tenant.customer_id)?;
-        let repair =
-            || files::move_database(&trashed, &path).map(|_| "moved back from the trash".to_string());
-        let repair: Option<&dyn Fn() -> Result<String>> =
-            if trashed.is_file() { Some(&repair) } else { None };
-        doctor.problem(
-            "tenant.present",
-            &tenant.slug,
-            Verdict::Fail,
-            format!("{} is missing", path.display()),
+        let repair = trashed.is_file().then(|| Repair::FromTrash {
+            trashed,
+            path: path.clone(),
+        });
+        report.findings.push(Finding {
             repair,
-        );
-        return Ok(false);
+            ..Finding::new(
+                "tenant.present",
+                &tenant.slug,
+                Verdict::Fail,
+                format!("{} is missing", path.display()),
+            )
+        });
+        return Ok(report);
     }
-    check_mode(doctor, &path, PRIVATE_FILE_MODE);
+    report.findings.extend(mode_finding(&path, PRIVATE_FILE_MODE));
     for side in files::sqlite_side_files(&path) {
-        check_mode(doctor, &side, PRIVATE_FILE_MODE);
+        report.findings.extend(mode_finding(&side, PRIVATE_FILE_MODE));
     }
-    if let Err(err) = database.check() {
-        doctor.add("tenant.quick_check", &tenant.slug, Verdict::Fail, err.to_string());
-        return Ok(false);
+    // Taken before the check: a change during it makes the next run check again.
+    let stamp = database.change_stamp();
+    if stamp.is_some() && stamp.as_deref() == last_clean {
+        report.integrity = Integrity::Unchanged;
+    } else if let Err(err) = database.check() {
+        report.integrity = Integrity::Failed;
+        return Ok(report.fail("tenant.quick_check", &tenant.slug, err.to_string()));
+    } else if let Some(stamp) = stamp {
+        report.integrity = Integrity::Passed(stamp);
     }
     let applied = match database.applied() {
         Ok(applied) => applied,
-        Err(err) => {
-            doctor.add("tenant.open", &tenant.slug, Verdict::Fail, err.to_string());
-            return Ok(false);
-        }
+        Err(err) => return Ok(report.fail("tenant.open", &tenant.slug, err.to_string())),
     };
     let actual = applied.iter().map(|m| m.version).max().unwrap_or(0);
     if actual != tenant.schema_version {
-        let repair = || {
-            let mut conn = Catalog::open(catalog.path())?;
-            conn.write(|tx| {
-                tenants::record_applied(tx, tenant.customer_id, &applied)?;
-                tenants::record_run(tx, tenant.customer_id, actual, TenantMigrationStatus::Ok, None)
-            })?;
-            Ok(format!("recorded V{actual}"))
-        };
         // A wrong record makes `db migrate` skip or misjudge the tenant: a failure.
-        doctor.problem(
-            "tenant.version",
-            &tenant.slug,
-            Verdict::Fail,
-            format!("file is at V{actual}, catalog says V{}", tenant.schema_version),
-            Some(&repair),
-        );
+        report.findings.push(Finding {
+            repair: Some(Repair::RecordVersion {
+                catalog: catalog_path.to_path_buf(),
+                customer_id: tenant.customer_id,
+                applied: applied.clone(),
+                actual,
+            }),
+            ..Finding::new(
+                "tenant.version",
+                &tenant.slug,
+                Verdict::Fail,
+                format!("file is at V{actual}, catalog says V{}", tenant.schema_version),
+            )
+        });
     }
     if let Some(files) = files {
         for done in &applied {
-            match files.iter().find(|f| f.version == done.version) {
-                Some(file) if file.checksum == done.checksum => {}
-                Some(_) => doctor.add(
-                    "tenant.drift",
-                    &tenant.slug,
-                    Verdict::Fail,
-                    format!("V{}__{} changed after it was applied", done.version, done.name),
-                ),
-                None => doctor.add(
-                    "tenant.drift",
-                    &tenant.slug,
-                    Verdict::Fail,
-                    format!("V{}__{} is applied but its file is gone", done.version, done.name),
-                ),
-            }
+            let message = match files.iter().find(|f| f.version == done.version) {
+                Some(file) if file.checksum == done.checksum => continue,
+                Some(_) => format!("V{}__{} changed after it was applied", done.version, done.name),
+                None => format!("V{}__{} is applied but its file is gone", done.version, done.name),
+            };
+            report
+                .findings
+                .push(Finding::new("tenant.drift", &tenant.slug, Verdict::Fail, message));
         }
         let newest = files.iter().map(|f| f.version).max().unwrap_or(0);
         if actual < newest {
-            doctor.add(
+            report.findings.push(Finding::new(
                 "tenant.behind",
                 &tenant.slug,
                 Verdict::Warn,
                 format!("at V{actual}, newest is V{newest}; run 'tenantctl db migrate'"),
-            );
+            ));
         }
     }
     if tenant.migration_status == TenantMigrationStatus::Failed {
         let error = tenant.migration_error.clone().unwrap_or_default();
-        doctor.add(
+        report.findings.push(Finding::new(
             "tenant.last_migration",
             &tenant.slug,
             Verdict::Warn,
             format!("last migration failed: {error}"),
-        );
+        ));
     }
-    Ok(doctor.checks.len() == before)
+    Ok(report)
 }
 
 /// How recent a tenant's newest backup must be before doctor warns.

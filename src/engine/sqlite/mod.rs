@@ -96,6 +96,42 @@ pub fn quick_check(path: &Path) -> Result<()> {
     }
 }
 
+/// How long after its last change a file's stamp is trusted: file systems keep times
+/// in coarse ticks, so a write in the same tick as the one before could leave every
+/// time as it was.
+const STAMP_SETTLE: Duration = Duration::from_secs(1);
+
+/// The file's identity, size and change times, as of `now`. A write moves the change
+/// time (ctime), which unlike the modification time cannot be set back by hand. `None`
+/// when a WAL or journal holds writes not yet in the file, or the file changed too
+/// recently.
+pub fn change_stamp(path: &Path, now: std::time::SystemTime) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).ok()?;
+    let [wal, _, journal] = files::sqlite_side_files(path);
+    if [wal, journal]
+        .iter()
+        .any(|side| fs::metadata(side).is_ok_and(|m| m.size() > 0))
+    {
+        return None;
+    }
+    let nanos = |seconds: i64, nanos: i64| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+    let (mtime, ctime) = (
+        nanos(meta.mtime(), meta.mtime_nsec()),
+        nanos(meta.ctime(), meta.ctime_nsec()),
+    );
+    let now = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as i128;
+    if now - mtime.max(ctime) < STAMP_SETTLE.as_nanos() as i128 {
+        return None;
+    }
+    Some(format!(
+        "{}:{}:{}:{mtime}:{ctime}",
+        meta.dev(),
+        meta.ino(),
+        meta.size()
+    ))
+}
+
 /// The migrations a tenant database has applied, from its own history table.
 pub fn applied_migrations(conn: &Connection) -> Result<Vec<MigrationId>> {
     let exists: bool = conn.query_row(
@@ -385,6 +421,10 @@ impl TenantDatabase for SqliteTenant {
         quick_check(self.path())
     }
 
+    fn change_stamp(&self) -> Option<String> {
+        change_stamp(self.path(), std::time::SystemTime::now())
+    }
+
     fn vacuum(&self) -> Result<Vacuumed> {
         vacuum(self.path())
     }
@@ -485,6 +525,41 @@ mod tests {
         assert_eq!(tables, 3);
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn the_change_stamp_holds_while_the_file_is_still_and_moves_with_any_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        build_fresh(
+            &path,
+            &[Migration::unapplied("V1__a", "CREATE TABLE a (x);").unwrap()],
+        )
+        .unwrap();
+        let now = std::time::SystemTime::now;
+        let later = || now() + Duration::from_secs(10);
+        assert_eq!(
+            change_stamp(&path, now()),
+            None,
+            "just written: too recent to trust"
+        );
+        let still = change_stamp(&path, later()).unwrap();
+        assert_eq!(change_stamp(&path, later()).as_ref(), Some(&still));
+        quick_check(&path).unwrap();
+        assert_eq!(
+            change_stamp(&path, later()),
+            Some(still.clone()),
+            "a check changes nothing"
+        );
+
+        // Past the file system's clock tick, which the real `now` waits out.
+        std::thread::sleep(Duration::from_millis(50));
+        let conn = open_tenant(&path).unwrap();
+        conn.execute("INSERT INTO a VALUES (1)", []).unwrap();
+        assert_eq!(change_stamp(&path, later()), None, "writes wait in the WAL");
+        drop(conn);
+        let written = change_stamp(&path, later()).unwrap();
+        assert_ne!(written, still);
     }
 
     #[test]
