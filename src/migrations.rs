@@ -121,7 +121,7 @@ pub fn newest_version(migrations: &[Migration]) -> i64 {
 }
 
 /// A tenant migration file as the catalog's ledger records it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MigrationId {
     pub version: i64,
     pub name: String,

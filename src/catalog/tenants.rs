@@ -267,22 +267,47 @@ pub fn applied_by_any_tenant(conn: &Connection) -> Result<Vec<MigrationId>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Each tenant's change stamp at its last clean integrity check, by customer id.
-pub fn check_stamps(conn: &Connection) -> Result<HashMap<i64, String>> {
-    let mut stmt = conn.prepare("SELECT customer_id, stamp FROM tenant_check_stamps")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+/// A tenant database as it was when it last passed its integrity check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanCheck {
+    /// The engine's change stamp of the database then.
+    pub stamp: String,
+    /// The migrations it had applied then.
+    pub applied: Vec<MigrationId>,
 }
 
-/// Records that the tenant passed its integrity check as `stamp`. A customer purged
-/// meanwhile gets no row.
-pub fn record_check_stamp(conn: &Connection, customer_id: i64, stamp: &str) -> Result<()> {
+/// Each tenant's last clean integrity check, by customer id. A row that cannot be read
+/// is left out: that tenant is simply checked again.
+pub fn clean_checks(conn: &Connection) -> Result<HashMap<i64, CleanCheck>> {
+    let mut stmt = conn.prepare("SELECT customer_id, stamp, applied FROM tenant_check_stamps")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut found = HashMap::new();
+    for row in rows {
+        let (customer_id, stamp, applied) = row?;
+        if let Ok(applied) = serde_json::from_str(&applied) {
+            found.insert(customer_id, CleanCheck { stamp, applied });
+        }
+    }
+    Ok(found)
+}
+
+/// Records that the tenant passed its integrity check as `clean` says. A customer
+/// purged meanwhile gets no row.
+pub fn record_clean_check(conn: &Connection, customer_id: i64, clean: &CleanCheck) -> Result<()> {
+    let applied = serde_json::to_string(&clean.applied)?;
     conn.prepare_cached(
-        "INSERT INTO tenant_check_stamps (customer_id, stamp, checked_at)
-         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM customers WHERE id = ?1)
-         ON CONFLICT (customer_id) DO UPDATE SET stamp = excluded.stamp, checked_at = excluded.checked_at",
+        "INSERT INTO tenant_check_stamps (customer_id, stamp, applied, checked_at)
+         SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM customers WHERE id = ?1)
+         ON CONFLICT (customer_id) DO UPDATE
+             SET stamp = excluded.stamp, applied = excluded.applied, checked_at = excluded.checked_at",
     )?
-    .execute(params![customer_id, stamp, time::now()])?;
+    .execute(params![customer_id, clean.stamp, applied, time::now()])?;
     Ok(())
 }
 

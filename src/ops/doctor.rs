@@ -11,7 +11,7 @@ use super::{Actor, Reported, config};
 use crate::backup::restore;
 use crate::catalog::Catalog;
 use crate::catalog::states::{CatalogMigrationStatus, TenantMigrationStatus};
-use crate::catalog::tenants::{self, TenantRow};
+use crate::catalog::tenants::{self, CleanCheck, TenantRow};
 use crate::engine::{Engines, sqlite};
 use crate::error::{Error, IoContext, Result};
 use crate::fan_out::{Load, default_jobs, fan_out_all};
@@ -264,12 +264,12 @@ fn run_checks(
     let stamps = if full {
         HashMap::new()
     } else {
-        tenants::check_stamps(catalog.conn())?
+        tenants::clean_checks(catalog.conn())?
     };
     let engines = Engines::new(home);
     let catalog_file = catalog.path().to_path_buf();
     let reports = fan_out_all(&live, default_jobs(Load::Compute), |tenant| {
-        let last_clean = stamps.get(&tenant.customer_id).map(String::as_str);
+        let last_clean = stamps.get(&tenant.customer_id);
         tenant_checks(
             &engines,
             home,
@@ -314,7 +314,7 @@ enum Integrity {
     /// Its change stamp is the one of its last clean check, which was not repeated.
     Unchanged,
     /// It passed the check as of this stamp.
-    Passed(String),
+    Passed(CleanCheck),
     /// It passed, but the engine could not say as of what, or it was not checked.
     NotStamped,
     /// It failed the check: the next run checks it again whatever its stamp says.
@@ -332,7 +332,7 @@ fn record_integrity(catalog: &mut Catalog, stamped: &[(i64, Integrity)]) -> Resu
     catalog.write(|tx| {
         for (customer_id, integrity) in stamped.iter().filter(changed) {
             match integrity {
-                Integrity::Passed(stamp) => tenants::record_check_stamp(tx, *customer_id, stamp)?,
+                Integrity::Passed(clean) => tenants::record_clean_check(tx, *customer_id, clean)?,
                 _ => tenants::forget_check_stamp(tx, *customer_id)?,
             }
         }
@@ -486,15 +486,16 @@ impl TenantReport {
 }
 
 /// Checks one live tenant without changing anything (repairs are the caller's, after).
-/// The integrity check is skipped when the tenant's change stamp is still
-/// `last_clean`, the one of its last clean check (`None` under `--full`).
+/// While its change stamp is the one of `last_clean`, its last clean check (`None`
+/// under `--full`), the database is neither checked nor opened: what it had applied
+/// then it still has.
 fn tenant_checks(
     engines: &Engines,
     home: &Home,
     catalog_path: &Path,
     tenant: &TenantRow,
     files: Option<&[MigrationId]>,
-    last_clean: Option<&str>,
+    last_clean: Option<&CleanCheck>,
 ) -> Result<TenantReport> {
     let mut report = TenantReport {
         findings: Vec::new(),
@@ -528,17 +529,28 @@ fn tenant_checks(
     }
     // Taken before the check: a change during it makes the next run check again.
     let stamp = database.change_stamp();
-    if stamp.is_some() && stamp.as_deref() == last_clean {
-        report.integrity = Integrity::Unchanged;
-    } else if let Err(err) = database.check() {
-        report.integrity = Integrity::Failed;
-        return Ok(report.fail("tenant.quick_check", &tenant.slug, err.to_string()));
-    } else if let Some(stamp) = stamp {
-        report.integrity = Integrity::Passed(stamp);
-    }
-    let applied = match database.applied() {
-        Ok(applied) => applied,
-        Err(err) => return Ok(report.fail("tenant.open", &tenant.slug, err.to_string())),
+    let applied = match last_clean.filter(|clean| stamp.as_ref() == Some(&clean.stamp)) {
+        Some(clean) => {
+            report.integrity = Integrity::Unchanged;
+            clean.applied.clone()
+        }
+        None => {
+            if let Err(err) = database.check() {
+                report.integrity = Integrity::Failed;
+                return Ok(report.fail("tenant.quick_check", &tenant.slug, err.to_string()));
+            }
+            let applied = match database.applied() {
+                Ok(applied) => applied,
+                Err(err) => return Ok(report.fail("tenant.open", &tenant.slug, err.to_string())),
+            };
+            if let Some(stamp) = stamp {
+                report.integrity = Integrity::Passed(CleanCheck {
+                    stamp,
+                    applied: applied.clone(),
+                });
+            }
+            applied
+        }
     };
     let actual = applied.iter().map(|m| m.version).max().unwrap_or(0);
     if actual != tenant.schema_version {
