@@ -1181,6 +1181,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('--fix', '--fix', [CompletionResultType]::ParameterName, 'Repair what is safe to repair (modes, recorded versions, crash leftovers)')
             [CompletionResult]::new('--adopt', '--adopt', [CompletionResultType]::ParameterName, 'With --fix: give each tenant database no customer owns its customer again (details from the newest backup that knew it)')
             [CompletionResult]::new('--trash', '--trash', [CompletionResultType]::ParameterName, 'With --fix: move each tenant database no customer owns to the trash')
+            [CompletionResult]::new('--full', '--full', [CompletionResultType]::ParameterName, 'Check the integrity of every tenant database, also those unchanged since their last clean check')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')

@@ -2657,7 +2657,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__doctor)
-            opts="-o -q -v -h -V --fix --adopt --trash --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-o -q -v -h -V --fix --adopt --trash --full --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

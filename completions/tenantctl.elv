@@ -1097,6 +1097,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --fix 'Repair what is safe to repair (modes, recorded versions, crash leftovers)'
             cand --adopt 'With --fix: give each tenant database no customer owns its customer again (details from the newest backup that knew it)'
             cand --trash 'With --fix: move each tenant database no customer owns to the trash'
+            cand --full 'Check the integrity of every tenant database, also those unchanged since their last clean check'
             cand --json 'Same as --output json'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'

@@ -957,6 +957,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l lock-time
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l fix -d 'Repair what is safe to repair (modes, recorded versions, crash leftovers)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l adopt -d 'With --fix: give each tenant database no customer owns its customer again (details from the newest backup that knew it)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l trash -d 'With --fix: move each tenant database no customer owns to the trash'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l full -d 'Check the integrity of every tenant database, also those unchanged since their last clean check'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand doctor" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
