@@ -2046,7 +2046,8 @@ fn a_catalog_backed_up_before_an_upgrade_is_brought_forward_when_restored() {
     let env = TestEnv::fleet(&["a"]);
     let set = env.json(&["backup", "--catalog"]);
     let dir = PathBuf::from(set["path"].as_str().unwrap());
-    // Turn the set's catalog into one written before tenant placements (V4) existed.
+    // Turn the set's catalog into one written before tenant placements (V4), and so
+    // everything after them, existed.
     let old = dir.join("catalog.db");
     std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
     let conn = rusqlite::Connection::open(&old).unwrap();
@@ -2055,7 +2056,8 @@ fn a_catalog_backed_up_before_an_upgrade_is_brought_forward_when_restored() {
          ALTER TABLE customers DROP COLUMN server;
          ALTER TABLE customers RENAME COLUMN location TO db_path;
          DROP TABLE operations;
-         DELETE FROM refinery_schema_history WHERE version = 4;",
+         DROP TABLE tenant_check_stamps;
+         DELETE FROM refinery_schema_history WHERE version >= 4;",
     )
     .unwrap();
     drop(conn);
