@@ -262,7 +262,16 @@ pub fn swap_in_unsynced(staged: &Staged) -> Result<PathBuf> {
 }
 
 /// Checkpoints a live database completely; refuses when its WAL cannot be emptied.
+/// An empty or missing WAL has nothing to fold, and opening the database only to find
+/// that out would make (and remove) its side files: at fleet size, that was most of
+/// the swap.
 fn fold_wal(target: &Path) -> Result<()> {
+    let wal = &files::sqlite_side_files(target)[0];
+    match std::fs::metadata(wal) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Ok(meta) if meta.len() == 0 => return Ok(()),
+        _ => {}
+    }
     let Ok(conn) = Connection::open(target) else {
         return Ok(());
     };
