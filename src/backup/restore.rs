@@ -150,6 +150,9 @@ pub fn stage(wanted: &ToStage, run: &StagingRun) -> Result<Staged> {
     let result = (|| -> Result<()> {
         copy_checked(wanted, &staging)?;
         let conn = sqlite::open_tenant(&staging)?;
+        // A staged copy that is not whole is thrown away, never used: the one sync
+        // below is all it needs, and at fleet size each further sync counts.
+        conn.pragma_update(None, "synchronous", "OFF")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.close().map_err(|(_, e)| e)?;
         files::fsync_file(&staging)
@@ -198,10 +201,7 @@ fn copy_checked(wanted: &ToStage, staging: &Path) -> Result<()> {
             source.display()
         )));
     }
-    output
-        .sync_all()
-        .io_context(|| format!("syncing {}", staging.display()))
-        .naming_full_disk(staging)
+    Ok(())
 }
 
 /// integrity_check of a backup file, opened read-only so that checking cannot change it.
@@ -234,8 +234,17 @@ pub fn refuse_if_open(target: &Path) -> Result<()> {
 }
 
 /// Folds the live database's WAL in (so no stale WAL can be replayed onto the new
-/// file), removes its side files, and renames the staged copy over it.
+/// file), removes its side files, and renames the staged copy over it; synced.
 pub fn swap_in(staged: &Staged) -> Result<()> {
+    let folder = swap_in_unsynced(staged)?;
+    files::fsync_dir(&folder)
+}
+
+/// [`swap_in`] without syncing the target's folder, which it returns: for callers that
+/// swap many files and sync each folder once afterwards. Until then a crash may undo
+/// the rename, never half of it: the target is the old file or the new one, whole (the
+/// staged copy was synced when it was staged).
+pub fn swap_in_unsynced(staged: &Staged) -> Result<PathBuf> {
     let target = &staged.target;
     if target.is_file() {
         fold_wal(target)?;
@@ -249,11 +258,20 @@ pub fn swap_in(staged: &Staged) -> Result<()> {
     }
     std::fs::rename(&staged.staging, target)
         .io_context(|| format!("moving the restored file to {}", target.display()))?;
-    files::fsync_dir(&parent(target))
+    Ok(parent(target))
 }
 
 /// Checkpoints a live database completely; refuses when its WAL cannot be emptied.
+/// An empty or missing WAL has nothing to fold, and opening the database only to find
+/// that out would make (and remove) its side files: at fleet size, that was most of
+/// the swap.
 fn fold_wal(target: &Path) -> Result<()> {
+    let wal = &files::sqlite_side_files(target)[0];
+    match std::fs::metadata(wal) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Ok(meta) if meta.len() == 0 => return Ok(()),
+        _ => {}
+    }
     let Ok(conn) = Connection::open(target) else {
         return Ok(());
     };

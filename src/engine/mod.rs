@@ -5,7 +5,7 @@
 //! `tenants/` folder are the built-in server `local`, the first engine.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -213,6 +213,10 @@ pub trait TenantDatabase: Send + Sync {
     fn stage_restore(&self, run: &StagingRun, backup_file: &Path, sha256: &str) -> Result<Staged>;
     /// Replaces the live database with a staged copy in one step.
     fn swap_in(&self, staged: &Staged) -> Result<()>;
+    /// [`TenantDatabase::swap_in`] without making it durable yet: returns the folder
+    /// whose sync does, if one does (many swaps share a folder and one sync). Until
+    /// then a crash may leave the old database, never a mix of the two.
+    fn swap_in_unsynced(&self, staged: &Staged) -> Result<Option<PathBuf>>;
     /// Drops a staged copy that will not be swapped in.
     fn discard_staged(&self, staged: &Staged);
 }

@@ -378,6 +378,13 @@ impl SqliteTenant {
     fn path(&self) -> &Path {
         path_of(&self.placement)
     }
+
+    fn staged_file(&self, staged: &Staged) -> staging::Staged {
+        staging::Staged {
+            staging: PathBuf::from(&staged.staging),
+            target: self.path().to_path_buf(),
+        }
+    }
 }
 
 impl TenantDatabase for SqliteTenant {
@@ -466,10 +473,11 @@ impl TenantDatabase for SqliteTenant {
     }
 
     fn swap_in(&self, staged: &Staged) -> Result<()> {
-        staging::swap_in(&staging::Staged {
-            staging: PathBuf::from(&staged.staging),
-            target: self.path().to_path_buf(),
-        })
+        staging::swap_in(&self.staged_file(staged))
+    }
+
+    fn swap_in_unsynced(&self, staged: &Staged) -> Result<Option<PathBuf>> {
+        staging::swap_in_unsynced(&self.staged_file(staged)).map(Some)
     }
 
     fn discard_staged(&self, staged: &Staged) {

@@ -9,6 +9,9 @@ use crate::backup::restore as swap;
 use crate::backup::restore::StagingRun;
 use crate::engine::{self, TenantDatabase};
 use crate::error::Result;
+use crate::fan_out::{Flow, Load, Stop, default_jobs, fan_out};
+use crate::files;
+use crate::ops::NoProgress;
 
 /// What a restore replaces: the home's catalog file, or a tenant database wherever it
 /// lives.
@@ -65,10 +68,11 @@ pub(super) enum StagedCopy {
 }
 
 impl StagedCopy {
-    fn swap_in(&self) -> Result<()> {
+    /// Puts the copy in place; returns the folder whose sync makes that durable.
+    fn swap_in_unsynced(&self) -> Result<Option<PathBuf>> {
         match self {
-            StagedCopy::Catalog(staged) => swap::swap_in(staged),
-            StagedCopy::Tenant(tenant, staged) => tenant.swap_in(staged),
+            StagedCopy::Catalog(staged) => swap::swap_in_unsynced(staged).map(Some),
+            StagedCopy::Tenant(tenant, staged) => tenant.swap_in_unsynced(staged),
         }
     }
 
@@ -105,31 +109,63 @@ pub(super) fn stage_and_save<'a, T>(
     }
 }
 
-/// Stages every copy or none: on the first failure the staged ones are removed.
+/// Stages every copy or none, many at once: copying, hashing and checking a fleet is
+/// mostly waiting on the disk, as a migration is. No copy starts after one fails, and
+/// then every staged one is removed. The error is the first plan's that failed, as
+/// staging one after the other would give: plans start in order, so every earlier
+/// one ran.
 fn stage_all<'a>(
     run: &StagingRun,
     planned: impl IntoIterator<Item = &'a Planned>,
 ) -> Result<Vec<StagedCopy>> {
-    let mut staged = Vec::new();
-    for plan in planned {
-        match plan.target.stage(run, &plan.source, &plan.entry.sha256) {
+    let planned: Vec<&Planned> = planned.into_iter().collect();
+    let results = fan_out(
+        &planned,
+        default_jobs(Load::Fsync),
+        Stop::OnFirstError(Result::is_err),
+        &NoProgress,
+        |plan| plan.target.stage(run, &plan.source, &plan.entry.sha256),
+        |_| Flow::Continue,
+    );
+    let mut staged = Vec::with_capacity(results.len());
+    let mut first_error = None;
+    for result in results.into_iter().flatten() {
+        match result {
             Ok(copy) => staged.push(copy),
+            Err(err) => first_error = first_error.or(Some(err)),
+        }
+    }
+    match first_error {
+        None => Ok(staged),
+        Some(err) => {
+            staged.iter().for_each(StagedCopy::discard);
+            Err(err)
+        }
+    }
+}
+
+/// Puts each staged copy in place of its target; on a failure the rest are thrown
+/// away. Each rename is made durable by one sync of its folder at the end (a whole
+/// fleet shares `tenants/`), not one sync per file; the swaps done are synced on a
+/// failure too. A crash before that sync leaves each target old or new, whole, as a
+/// crash between two swaps always has: what is staged was synced when staged.
+pub(super) fn swap_all_in(staged: &[StagedCopy]) -> Result<()> {
+    let mut folders: Vec<PathBuf> = Vec::new();
+    let mut swapped = Ok(());
+    for (position, one) in staged.iter().enumerate() {
+        match one.swap_in_unsynced() {
+            Ok(folder) => {
+                if let Some(folder) = folder.filter(|f| !folders.contains(f)) {
+                    folders.push(folder);
+                }
+            }
             Err(err) => {
-                staged.iter().for_each(StagedCopy::discard);
-                return Err(err);
+                staged[position..].iter().for_each(StagedCopy::discard);
+                swapped = Err(err);
+                break;
             }
         }
     }
-    Ok(staged)
-}
-
-/// Puts each staged copy in place of its target; on a failure the rest are thrown away.
-pub(super) fn swap_all_in(staged: &[StagedCopy]) -> Result<()> {
-    for (position, one) in staged.iter().enumerate() {
-        if let Err(err) = one.swap_in() {
-            staged[position..].iter().for_each(StagedCopy::discard);
-            return Err(err);
-        }
-    }
-    Ok(())
+    let synced = folders.iter().try_for_each(|folder| files::fsync_dir(folder));
+    swapped.and(synced)
 }
