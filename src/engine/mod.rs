@@ -199,6 +199,12 @@ pub trait TenantDatabase: Send + Sync {
     /// [`check`](Self::check) found still holds; `None` when the engine cannot tell
     /// (pending writes, a change too recent to tell apart from the next one).
     fn change_stamp(&self) -> Option<String>;
+    /// [`check`](Self::check), then the applied migrations, through one connection:
+    /// the check's error, or the result of reading the migrations.
+    fn check_then_applied(&self) -> Result<Result<Vec<MigrationId>>> {
+        self.check()?;
+        Ok(self.applied())
+    }
     /// Reclaims free space and refreshes statistics.
     fn vacuum(&self) -> Result<Vacuumed>;
     /// Brings pending writes home so the data can be moved or copied as it is.

@@ -535,13 +535,13 @@ fn tenant_checks(
             clean.applied.clone()
         }
         None => {
-            if let Err(err) = database.check() {
-                report.integrity = Integrity::Failed;
-                return Ok(report.fail("tenant.quick_check", &tenant.slug, err.to_string()));
-            }
-            let applied = match database.applied() {
-                Ok(applied) => applied,
-                Err(err) => return Ok(report.fail("tenant.open", &tenant.slug, err.to_string())),
+            let applied = match database.check_then_applied() {
+                Err(err) => {
+                    report.integrity = Integrity::Failed;
+                    return Ok(report.fail("tenant.quick_check", &tenant.slug, err.to_string()));
+                }
+                Ok(Err(err)) => return Ok(report.fail("tenant.open", &tenant.slug, err.to_string())),
+                Ok(Ok(applied)) => applied,
             };
             if let Some(stamp) = stamp {
                 report.integrity = Integrity::Passed(CleanCheck {
