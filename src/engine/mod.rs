@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::migrations::MigrationId;
 
+pub mod postgres;
 mod results;
 pub mod sqlite;
 

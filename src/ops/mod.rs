@@ -19,6 +19,7 @@ pub mod quota;
 pub mod recovery;
 pub mod resolve;
 pub mod restore;
+pub mod servers;
 pub mod setup;
 pub mod sites;
 pub mod tenants;

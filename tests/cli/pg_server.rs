@@ -52,13 +52,6 @@ impl PgServer {
         }
     }
 
-    /// The one cluster shared by the tests of this binary that only need a server, not
-    /// a fresh one: they keep to their own names. It stops when the process exits.
-    pub fn shared() -> &'static PgServer {
-        static SHARED: OnceLock<PgServer> = OnceLock::new();
-        SHARED.get_or_init(PgServer::start)
-    }
-
     pub fn socket_dir(&self) -> PathBuf {
         self.folder.join("s")
     }
@@ -79,13 +72,26 @@ impl PgServer {
         login
     }
 
-    /// A connection URL for `login` over the unix socket.
+    /// A connection URL for `login` over the unix socket (its folder as the
+    /// percent-encoded host, as libpq writes it).
     pub fn url(&self, login: &Login, database: &str) -> String {
         format!(
-            "postgresql://{}:{}@localhost:{PORT}/{database}?host={}",
+            "postgresql://{}:{}@{}/{database}",
             login.user,
             login.password,
-            self.socket_dir().display()
+            self.host()
+        )
+    }
+
+    /// The same without the password.
+    pub fn url_without_password(&self, user: &str, database: &str) -> String {
+        format!("postgresql://{user}@{}/{database}", self.host())
+    }
+
+    fn host(&self) -> String {
+        format!(
+            "{}:{PORT}",
+            self.socket_dir().display().to_string().replace('/', "%2F")
         )
     }
 
@@ -94,7 +100,16 @@ impl PgServer {
         let output = Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", &self.socket_dir().display().to_string()])
-            .args(["-p", &PORT.to_string(), "-U", SUPERUSER, "-d", database, "-c", sql])
+            .args([
+                "-p",
+                &PORT.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-c",
+                sql,
+            ])
             .env_remove("PGPASSWORD")
             .output()
             .unwrap();
@@ -111,7 +126,16 @@ impl PgServer {
         Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-w"])
             .args(["-h", &self.socket_dir().display().to_string()])
-            .args(["-p", &PORT.to_string(), "-U", user, "-d", database, "-c", "SELECT 1"])
+            .args([
+                "-p",
+                &PORT.to_string(),
+                "-U",
+                user,
+                "-d",
+                database,
+                "-c",
+                "SELECT 1",
+            ])
             .env("PGPASSWORD", password)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -187,7 +211,16 @@ fn template_cluster() -> &'static Path {
         let data = folder.join("data");
         give_to_server_user(&folder);
         let output = as_server_user(&bin_dir().join("initdb"))
-            .args(["--no-sync", "-U", SUPERUSER, "-E", "UTF8", "--locale=C", "--auth=trust", "-D"])
+            .args([
+                "--no-sync",
+                "-U",
+                SUPERUSER,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth=trust",
+                "-D",
+            ])
             .arg(&data)
             .output()
             .unwrap();
@@ -249,7 +282,9 @@ fn start_with_watchdog(bin: &Path, folder: &Path) -> (Child, ChildStdin) {
         .unwrap();
     let stdin = child.stdin.take().unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(
         line.trim(),
         "ready",
@@ -289,5 +324,8 @@ fn short_temp_folder(prefix: &str) -> PathBuf {
 fn random_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..8).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect::<String>().to_lowercase()
+    (0..8)
+        .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
+        .collect::<String>()
+        .to_lowercase()
 }

@@ -1,7 +1,10 @@
 //! Database servers (SPEC section 7): the server registry, against real PostgreSQL
 //! clusters started for the tests.
 
-use crate::pg_server::PgServer;
+use std::path::{Path, PathBuf};
+
+use crate::pg_server::{Login, PgServer};
+use crate::support::{TestEnv, mode};
 
 #[test]
 fn a_throwaway_cluster_starts_takes_logins_and_is_removed_when_dropped() {
@@ -13,4 +16,272 @@ fn a_throwaway_cluster_starts_takes_logins_and_is_removed_when_dropped() {
     assert!(!server.can_login("postgres", &admin.user, "wrong"));
     drop(server);
     assert!(!folder.exists(), "the cluster's folder outlived its handle");
+}
+
+/// Every file under `dir` (the catalog's WAL included) and every output must be free
+/// of `password`.
+fn assert_nowhere(dir: &Path, password: &str, outputs: &[&str]) {
+    for output in outputs {
+        assert!(!output.contains(password), "a password was printed: {output}");
+    }
+    for entry in walk(dir) {
+        let bytes = std::fs::read(&entry).unwrap();
+        let found = bytes.windows(password.len()).any(|w| w == password.as_bytes());
+        assert!(!found, "{} holds a password in plaintext", entry.display());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn server_add_checks_the_server_builds_its_template_and_keeps_the_password_encrypted() {
+    let server = PgServer::start();
+    let env = TestEnv::initialised();
+    let admin = server.admin_login();
+    let url = server.url(&admin, "postgres");
+    let added = env.json(&["server", "add", "pg1", "--url", &url, "--capacity", "10"]);
+    assert_eq!(added["name"], "pg1");
+    assert_eq!(added["engine"], "postgres");
+    assert_eq!(added["mode"], "database");
+    assert_eq!(added["status"], "active");
+    assert_eq!(added["capacity"], 10);
+    assert_eq!(added["free_capacity"], 10);
+    assert_eq!(added["tenants"], 0);
+    assert!(added["version"].as_str().unwrap().starts_with("15"), "{added}");
+    assert_eq!(
+        added["url"],
+        server.url(
+            &Login {
+                user: admin.user.clone(),
+                password: "***".into()
+            },
+            "postgres"
+        )
+    );
+    assert_eq!(mode(&env.home.join("master.key")), 0o600);
+    assert_eq!(std::fs::read(env.home.join("master.key")).unwrap().len(), 32);
+
+    // The template holds the PostgreSQL starter set, owned apart from the admin.
+    let tables = server.psql(
+        "postgres",
+        "SELECT datallowconn FROM pg_database WHERE datname = 'tenantctl_template'",
+    );
+    assert_eq!(tables, "f", "the template takes no connections");
+    server.psql(
+        "postgres",
+        "ALTER DATABASE tenantctl_template ALLOW_CONNECTIONS true",
+    );
+    let owned = server.psql(
+        "tenantctl_template",
+        "SELECT string_agg(tablename || ':' || tableowner, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
+    );
+    assert_eq!(
+        owned,
+        "order_items:tenantctl_template_owner,orders:tenantctl_template_owner,products:tenantctl_template_owner,\
+         refinery_schema_history:tenantctl_template_owner,users:tenantctl_template_owner"
+    );
+
+    let listed = env.json(&["server", "list"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["local", "pg1"]);
+    assert_eq!(listed[0]["engine"], "sqlite");
+    assert_eq!(listed[0]["builtin"], true);
+    let shown = env.json(&["server", "show", "pg1"]);
+    assert_eq!(shown["url"], added["url"]);
+    let tested = env.json(&["server", "test", "pg1"]);
+    assert_eq!(tested["reachable"], true);
+    assert_eq!(tested["template_current"], true);
+    assert!(tested["latency_ms"].as_f64().unwrap() >= 0.0);
+    let table = env.ok(&["server", "list"]);
+    let audit = env.ok(&["audit", "--json"]);
+    assert!(audit.stdout.contains("server.add"), "{}", audit.stdout);
+    assert_nowhere(
+        &env.home,
+        &admin.password,
+        &[
+            &table.stdout,
+            &audit.stdout,
+            &shown.to_string(),
+            &tested.to_string(),
+            &added.to_string(),
+        ],
+    );
+}
+
+#[test]
+fn the_password_can_come_from_stdin_and_never_from_the_url_alone() {
+    let server = PgServer::start();
+    let env = TestEnv::initialised();
+    let admin = server.admin_login();
+    let bare = server.url_without_password(&admin.user, "postgres");
+    let run = env.run(&["server", "add", "pg1", "--url", &bare]);
+    assert_eq!(run.code, 1, "no password: the server refuses the login: {run:?}");
+    assert!(run.stderr.contains("server pg1"), "{run:?}");
+    let added = env
+        .cmd(&["server", "add", "pg1", "--url", &bare, "--password-stdin"])
+        .stdin(format!("{}\n", admin.password))
+        .json();
+    assert_eq!(added["url"], format!("{}", bare.replace("@", ":***@")));
+    assert_eq!(env.json(&["server", "test", "pg1"])["reachable"], true);
+    assert_nowhere(&env.home, &admin.password, &[&added.to_string()]);
+}
+
+#[test]
+fn bad_server_input_gets_its_exit_code_and_never_shows_the_password() {
+    let server = PgServer::start();
+    let env = TestEnv::initialised();
+    let admin = server.admin_login();
+    let url = server.url(&admin, "postgres");
+    let malformed = format!("postgresql//{}:{}@nowhere", admin.user, admin.password);
+    let run = env.fails(&["server", "add", "pg1", "--url", &malformed], 2);
+    assert_nowhere(&env.home, &admin.password, &[&run.stderr]);
+    env.fails(&["server", "add", "pg1", "--url", &url, "--mode", "shard"], 2);
+    env.fails(&["server", "add", "local", "--url", &url], 2);
+    env.fails(&["server", "add", "Bad_Name", "--url", &url], 2);
+
+    let down = url.replace(
+        &server.socket_dir().display().to_string().replace('/', "%2F"),
+        "%2Ftmp%2Fnowhere",
+    );
+    let run = env.fails(&["server", "add", "pg1", "--url", &down], 1);
+    assert!(run.stderr.contains("server pg1"), "{run:?}");
+    let run = env.fails(
+        &[
+            "server",
+            "add",
+            "pg1",
+            "--url",
+            &url.replace(&admin.password, "wrong"),
+        ],
+        1,
+    );
+    assert!(run.stderr.contains("password authentication failed"), "{run:?}");
+
+    server.psql("postgres", "CREATE ROLE weak LOGIN PASSWORD 'weak-pass'");
+    let weak = server.url(
+        &Login {
+            user: "weak".into(),
+            password: "weak-pass".into(),
+        },
+        "postgres",
+    );
+    let run = env.fails(&["server", "add", "pg1", "--url", &weak], 6);
+    assert!(
+        run.stderr.contains("cannot create databases and roles"),
+        "{run:?}"
+    );
+
+    env.json(&["server", "add", "pg1", "--url", &url]);
+    env.fails(&["server", "add", "pg1", "--url", &url], 4);
+    env.fails(&["server", "show", "pg9"], 3);
+    env.fails(&["server", "test", "pg9"], 3);
+    assert_eq!(env.count("SELECT count(*) FROM servers"), 1);
+    assert_nowhere(&env.home, &admin.password, &[]);
+}
+
+#[test]
+fn a_missing_or_wrong_master_key_is_refused_with_a_hint() {
+    let server = PgServer::start();
+    let env = TestEnv::initialised();
+    let admin = server.admin_login();
+    env.json(&["server", "add", "pg1", "--url", &server.url(&admin, "postgres")]);
+    let key = std::fs::read(env.home.join("master.key")).unwrap();
+    std::fs::remove_file(env.home.join("master.key")).unwrap();
+    let run = env.fails(&["server", "test", "pg1"], 6);
+    assert!(run.stderr.contains("no master key"), "{run:?}");
+    let other = "A".repeat(43) + "=";
+    let run = env
+        .cmd(&["server", "test", "pg1"])
+        .env("TENANTCTL_MASTER_KEY", &other)
+        .expect_code(6)
+        .run();
+    assert!(run.stderr.contains("master key"), "{run:?}");
+    let run = env
+        .cmd(&["server", "test", "pg1"])
+        .env("TENANTCTL_MASTER_KEY", "not base64!")
+        .expect_code(6)
+        .run();
+    assert!(run.stderr.contains("not base64"), "{run:?}");
+    use base64::Engine as _;
+    let right = base64::engine::general_purpose::STANDARD.encode(&key);
+    let tested = env
+        .cmd(&["server", "test", "pg1"])
+        .env("TENANTCTL_MASTER_KEY", &right)
+        .json();
+    assert_eq!(tested["reachable"], true);
+}
+
+#[test]
+fn server_update_checks_a_new_login_and_remove_refuses_while_tenants_live_there() {
+    let server = PgServer::start();
+    let env = TestEnv::initialised();
+    let admin = server.admin_login();
+    env.json(&["server", "add", "pg1", "--url", &server.url(&admin, "postgres")]);
+    let drained = env.json(&[
+        "server",
+        "update",
+        "pg1",
+        "--status",
+        "draining",
+        "--capacity",
+        "3",
+    ]);
+    assert_eq!(drained["status"], "draining");
+    assert_eq!(drained["capacity"], 3);
+    env.fails(&["server", "update", "pg1"], 2);
+    let other = server.admin_login();
+    let wrong = server.url(
+        &Login {
+            user: other.user.clone(),
+            password: "nope".into(),
+        },
+        "postgres",
+    );
+    env.fails(&["server", "update", "pg1", "--url", &wrong], 1);
+    assert_eq!(
+        env.json(&["server", "test", "pg1"])["reachable"],
+        true,
+        "the old login stays"
+    );
+    let moved = env.json(&[
+        "server",
+        "update",
+        "pg1",
+        "--url",
+        &server.url(&other, "postgres"),
+    ]);
+    assert!(moved["url"].as_str().unwrap().contains(&other.user), "{moved}");
+    assert_eq!(env.json(&["server", "test", "pg1"])["reachable"], true);
+
+    env.fails(&["server", "remove", "pg1"], 6);
+    env.fails(&["server", "remove", "pg1", "--confirm", "pg2"], 6);
+    env.customer("a@acme.test", "A", &[]);
+    env.catalog()
+        .execute("UPDATE customers SET server = 'pg1', engine = 'postgres'", [])
+        .unwrap();
+    let run = env.fails(&["server", "remove", "pg1", "--confirm", "pg1"], 6);
+    assert!(run.stderr.contains("hosts 1 tenants"), "{run:?}");
+    env.catalog()
+        .execute("UPDATE customers SET server = 'local', engine = 'sqlite'", [])
+        .unwrap();
+    env.json(&["server", "remove", "pg1", "--confirm", "pg1"]);
+    assert_eq!(env.count("SELECT count(*) FROM servers"), 0);
+    assert_nowhere(&env.home, &admin.password, &[]);
+    assert_nowhere(&env.home, &other.password, &[]);
 }

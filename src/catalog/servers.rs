@@ -1,0 +1,122 @@
+//! The database servers that host tenants, and the tenant roles on them.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::states::{ServerMode, ServerStatus};
+use crate::engine::EngineKind;
+use crate::error::Result;
+use crate::time;
+
+/// A server as the catalog keeps it: the URL without its password, the password
+/// encrypted.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerRow {
+    pub name: String,
+    pub engine: EngineKind,
+    pub url: String,
+    #[serde(skip)]
+    pub password: Option<String>,
+    pub mode: ServerMode,
+    pub capacity: Option<i64>,
+    pub status: ServerStatus,
+    pub version: String,
+    #[serde(skip)]
+    pub template: Option<String>,
+    /// Customers placed on it, whatever their status.
+    pub tenants: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const SELECT: &str = "SELECT s.name, s.engine, s.url, s.password, s.mode, s.capacity, s.status, s.version, \
+    s.template, (SELECT count(*) FROM customers c WHERE c.server = s.name), s.created_at, s.updated_at \
+    FROM servers s";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<ServerRow> {
+    Ok(ServerRow {
+        name: row.get(0)?,
+        engine: row.get(1)?,
+        url: row.get(2)?,
+        password: row.get(3)?,
+        mode: row.get(4)?,
+        capacity: row.get(5)?,
+        status: row.get(6)?,
+        version: row.get(7)?,
+        template: row.get(8)?,
+        tenants: row.get(9)?,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+    })
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<ServerRow>> {
+    let mut stmt = conn.prepare(&format!("{SELECT} ORDER BY s.name"))?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn get(conn: &Connection, name: &str) -> Result<Option<ServerRow>> {
+    Ok(conn
+        .query_row(&format!("{SELECT} WHERE s.name = ?1"), [name], from_row)
+        .optional()?)
+}
+
+/// Customers the local folder holds (the built-in server `local` has no row).
+pub fn local_tenants(conn: &Connection) -> Result<i64> {
+    Ok(
+        conn.query_row("SELECT count(*) FROM customers WHERE server = 'local'", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// Adds a server; the caller has checked the name is free.
+pub fn insert(conn: &Connection, server: &ServerRow) -> Result<ServerRow> {
+    let now = time::now();
+    conn.execute(
+        "INSERT INTO servers (name, engine, url, password, mode, capacity, status, version, template, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+        params![
+            server.name,
+            server.engine,
+            server.url,
+            server.password,
+            server.mode,
+            server.capacity,
+            server.status,
+            server.version,
+            server.template,
+            now
+        ],
+    )?;
+    Ok(get(conn, &server.name)?.expect("a server just written"))
+}
+
+/// Saves every changeable field of `server`.
+pub fn update(conn: &Connection, server: &ServerRow) -> Result<ServerRow> {
+    conn.execute(
+        "UPDATE servers SET url = ?2, password = ?3, capacity = ?4, status = ?5, version = ?6, template = ?7,
+             updated_at = ?8 WHERE name = ?1",
+        params![
+            server.name,
+            server.url,
+            server.password,
+            server.capacity,
+            server.status,
+            server.version,
+            server.template,
+            time::now()
+        ],
+    )?;
+    Ok(get(conn, &server.name)?.expect("a server just written"))
+}
+
+/// Removes a server that hosts no tenant; returns whether it did (a tenant placed on
+/// it meanwhile keeps it).
+pub fn remove_if_empty(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn.execute(
+        "DELETE FROM servers WHERE name = ?1 AND NOT EXISTS (SELECT 1 FROM customers WHERE server = ?1)",
+        [name],
+    )? > 0)
+}
