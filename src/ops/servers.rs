@@ -39,11 +39,9 @@ pub struct ServerView {
 impl ServerView {
     fn of(row: &ServerRow) -> Self {
         let mut url = row.url.clone();
-        if row.password.is_some() {
-            if let Ok(mut parsed) = url::Url::parse(&row.url) {
-                let _ = parsed.set_password(Some("***"));
-                url = parsed.to_string();
-            }
+        if let (Some(_), Ok(mut parsed)) = (&row.password, url::Url::parse(&row.url)) {
+            let _ = parsed.set_password(Some("***"));
+            url = parsed.to_string();
         }
         ServerView {
             name: row.name.clone(),
@@ -327,7 +325,8 @@ fn identity(name: &str) -> String {
 fn check_server(name: &str, url: &PgUrl, mode: ServerMode) -> Result<ServerFacts> {
     let facts = postgres::inspect(name, url)?;
     let user = url.user();
-    if !facts.superuser && !(facts.can_create_databases && facts.can_create_roles) {
+    let may_provision = facts.superuser || (facts.can_create_databases && facts.can_create_roles);
+    if !may_provision {
         return Err(Error::refused(format!(
             "login {user} on server {name} cannot create databases and roles"
         ))
