@@ -164,7 +164,7 @@ fn every_command_has_an_example_that_parses() {
             .filter(|l| l.starts_with("tenantctl "))
         {
             let mut words = shell_words(line);
-            if let Some(cut) = words.iter().position(|w| w == ">" || w == "|") {
+            if let Some(cut) = words.iter().position(|w| w == ">" || w == "<" || w == "|") {
                 words.truncate(cut);
             }
             let parsed = tenantctl::cli::command().try_get_matches_from(&words);
