@@ -120,3 +120,32 @@ pub fn remove_if_empty(conn: &Connection, name: &str) -> Result<bool> {
         [name],
     )? > 0)
 }
+
+/// Records a tenant's login role and its encrypted password.
+pub fn insert_role(conn: &Connection, customer_id: i64, role: &str, encrypted: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO tenant_roles (customer_id, role, password, rotated_at) VALUES (?1, ?2, ?3, ?4)",
+        params![customer_id, role, encrypted, time::now()],
+    )?;
+    Ok(())
+}
+
+/// The customer and encrypted password of tenant role `role`.
+pub fn role_password(conn: &Connection, role: &str) -> Result<Option<(i64, String)>> {
+    Ok(conn
+        .query_row(
+            "SELECT customer_id, password FROM tenant_roles WHERE role = ?1",
+            [role],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Records which migration set the server's template now holds.
+pub fn set_template(conn: &Connection, name: &str, identity: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE servers SET template = ?2, updated_at = ?3 WHERE name = ?1",
+        params![name, identity, time::now()],
+    )?;
+    Ok(())
+}

@@ -111,6 +111,9 @@ pub struct Provisioned {
     pub staging: String,
     pub schema_version: i64,
     pub applied: Vec<MigrationId>,
+    /// The password of the tenant's own login role, on engines that give each tenant
+    /// one; the catalog keeps it encrypted.
+    pub role_password: Option<crate::secrets::Secret>,
 }
 
 /// A backup copy of a tenant that waits, checked, to replace the live database.
@@ -226,6 +229,11 @@ pub trait TenantDatabase: Send + Sync {
     fn swap_in_unsynced(&self, staged: &Staged) -> Result<Option<PathBuf>>;
     /// Drops a staged copy that will not be swapped in.
     fn discard_staged(&self, staged: &Staged);
+    /// Lets the tenant's own login in or shuts it out (ending its sessions), on
+    /// engines where applications log in as the tenant; a file has no login.
+    fn set_login(&self, _allowed: bool) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Where one tenant's backup copy goes and what the previous set holds of it.
@@ -251,16 +259,56 @@ pub enum BackedUp {
     Failed(String),
 }
 
-/// Every server tenants can live on, by name. Today that is the built-in `local`.
+/// Every server tenants can live on, by name: the built-in `local`, and the database
+/// servers the catalog lists (read when first needed).
 pub struct Engines {
     local: sqlite::SqliteEngine,
+    home: Home,
+    servers: std::sync::OnceLock<Vec<postgres::PgEngine>>,
 }
 
 impl Engines {
     pub fn new(home: &Home) -> Self {
         Engines {
             local: sqlite::SqliteEngine::new(home),
+            home: home.clone(),
+            servers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The servers of the home's catalog, read once.
+    fn servers(&self) -> Result<&[postgres::PgEngine]> {
+        if let Some(servers) = self.servers.get() {
+            return Ok(servers);
+        }
+        let path = self.home.catalog();
+        let loaded = if path.is_file() {
+            let conn =
+                rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            crate::catalog::servers::list(&conn)?
+                .into_iter()
+                .map(|row| postgres::PgEngine::new(row, &self.home))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(self.servers.get_or_init(|| loaded))
+    }
+
+    /// The server named `name`: `local` or one the catalog lists.
+    pub fn server(&self, name: &str) -> Result<&dyn Engine> {
+        if name == LOCAL_SERVER {
+            return Ok(&self.local);
+        }
+        self.servers()?
+            .iter()
+            .find(|server| server.name() == name)
+            .map(|server| server as &dyn Engine)
+            .ok_or_else(|| {
+                Error::not_found(format!("no server named '{}'", crate::validate::printable(name)))
+                    .with_hint("list them with 'tenantctl server list'")
+            })
     }
 
     /// The engines of the home whose catalog `conn` is. The catalog is always
@@ -286,6 +334,7 @@ impl Engines {
     pub fn engine(&self, placement: &Placement) -> Result<&dyn Engine> {
         match (placement.engine, placement.server.as_str()) {
             (EngineKind::Sqlite, LOCAL_SERVER) => Ok(&self.local),
+            (EngineKind::Postgres, server) if server != LOCAL_SERVER => self.server(server),
             (engine, server) => Err(Error::usage(format!(
                 "no {engine} server '{server}' is known to this home"
             ))),

@@ -12,12 +12,14 @@ use crate::catalog::customers::{self, CustomerChanges, CustomerFilter, LimitChan
 use crate::catalog::model::{Customer, NewAuditEvent, NewCustomer, SiteSummary};
 use crate::catalog::operations::{self, NewOperation};
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
-use crate::catalog::{Catalog, is_unique_violation, plans, tenants};
+use crate::catalog::{Catalog, is_unique_violation, plans, servers, tenants};
+use crate::engine::postgres::role_identity;
 use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
 use crate::lock::Owner;
 use crate::ops::recovery::{self, Recovered, crash_point};
-use crate::{migrations, validate};
+use crate::secrets::MasterKey;
+use crate::validate;
 
 /// Finds a customer by slug, numeric id or email; exit 3 when none matches.
 pub fn resolve(conn: &Connection, reference: &str) -> Result<Customer> {
@@ -46,6 +48,8 @@ pub struct CreateCustomer {
     pub plan: Option<String>,
     pub slug: Option<String>,
     pub meta: Vec<String>,
+    /// `local`, a server name or `auto`; `None`: the `default_server` setting.
+    pub server: Option<String>,
 }
 
 pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer) -> Result<Customer> {
@@ -73,9 +77,14 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     // concurrent create of the same slug between moving its file and committing.
     refuse_taken(catalog.conn(), explicit_slug.as_deref(), &email)?;
 
-    let migrations = migrations::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
     let engines = Engines::new(actor.home);
-    let engine = engines.default_engine();
+    let target = super::placement::choose_server(catalog, &engines, request.server.as_deref())?;
+    let engine = engines.server(&target.name)?;
+    let migrations = super::placement::migrations_for(catalog, actor, &target)?;
+    let role_key = target
+        .needs_key
+        .then(|| MasterKey::require(actor.home))
+        .transpose()?;
     let owner = Owner::new(&actor.home.run_dir())?;
     let built = engine.provision(&migrations, owner.token())?;
     crash_point("customer.create:provisioned");
@@ -91,6 +100,10 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     };
     let reserved = catalog.write(|tx| {
         let customer = reserve(tx, engine, &new, &built)?;
+        if let (Some(password), Some(key)) = (&built.role_password, &role_key) {
+            let encrypted = key.encrypt(password, &role_identity(customer.id));
+            servers::insert_role(tx, customer.id, &customer.placement.location, &encrypted)?;
+        }
         let op = operations::open(
             tx,
             &NewOperation {

@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod export;
 pub mod import;
 pub mod outcome;
+pub mod placement;
 pub mod plans;
 pub mod query;
 pub mod quota;

@@ -147,6 +147,7 @@ fn staged(step: &Value) -> Option<Provisioned> {
             staging: name.to_string(),
             schema_version: 0,
             applied: Vec::new(),
+            role_password: None,
         })
 }
 

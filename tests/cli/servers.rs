@@ -285,3 +285,132 @@ fn server_update_checks_a_new_login_and_remove_refuses_while_tenants_live_there(
     assert_nowhere(&env.home, &admin.password, &[]);
     assert_nowhere(&env.home, &other.password, &[]);
 }
+
+/// A home with one PostgreSQL server `pg1` (database mode) on its own cluster.
+fn home_with_server() -> (PgServer, TestEnv, Login) {
+    let server = PgServer::start();
+    let env = TestEnv::initialised();
+    let admin = server.admin_login();
+    env.json(&["server", "add", "pg1", "--url", &server.url(&admin, "postgres")]);
+    (server, env, admin)
+}
+
+#[test]
+fn customer_create_on_a_server_copies_the_template_into_a_database_its_own_role_owns() {
+    let (server, env, admin) = home_with_server();
+    let acme = env.json(&[
+        "customer",
+        "create",
+        "ops@acme.test",
+        "Ops",
+        "Acme",
+        "--server",
+        "pg1",
+    ]);
+    assert_eq!(acme["slug"], "acme");
+    assert_eq!(acme["status"], "active");
+    assert_eq!(acme["schema_version"], 3);
+    let beta = env.json(&[
+        "customer",
+        "create",
+        "ops@beta.test",
+        "Ops",
+        "Beta",
+        "--server",
+        "pg1",
+    ]);
+    assert_eq!(
+        server.psql(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'tenant_acme'"
+        ),
+        "tenant_acme"
+    );
+    assert_eq!(
+        server.psql(
+            "tenant_acme",
+            "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "tenant_acme"
+    );
+    // Each role reaches its own database only, and nobody else reaches it.
+    assert_eq!(
+        server.psql(
+            "postgres",
+            "SELECT has_database_privilege('tenant_acme', 'tenant_beta', 'CONNECT'), \
+             has_database_privilege('tenant_beta', 'tenant_acme', 'CONNECT'), \
+             has_database_privilege('tenant_acme', 'tenant_acme', 'CONNECT')"
+        ),
+        "f|f|t"
+    );
+    assert_eq!(
+        server.psql("postgres", "SELECT rolcanlogin, rolcreaterole, rolcreatedb, rolsuper FROM pg_roles WHERE rolname = 'tenant_acme'"),
+        "t|f|f|f"
+    );
+    // The catalog keeps each role's password encrypted; no staging copy is left.
+    assert_eq!(
+        env.count("SELECT count(*) FROM tenant_roles WHERE password LIKE 'v1.%'"),
+        2
+    );
+    assert_eq!(
+        server.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'tenantctl_new_%'"
+        ),
+        "0"
+    );
+    assert_eq!(beta["slug"], "beta");
+    assert_nowhere(&env.home, &admin.password, &[&acme.to_string()]);
+}
+
+#[test]
+fn db_sql_on_a_server_tenant_runs_as_its_role_read_only_unless_write() {
+    let (_server, env, _admin) = home_with_server();
+    env.json(&[
+        "customer",
+        "create",
+        "ops@acme.test",
+        "Ops",
+        "Acme",
+        "--server",
+        "pg1",
+    ]);
+    let who = env.json(&[
+        "db",
+        "sql",
+        "acme",
+        "SELECT current_user AS who, 1 + 1 AS two, true AS yes",
+    ]);
+    assert_eq!(who[0]["who"], "tenant_acme", "{who}");
+    assert_eq!(who[0]["two"], 2, "{who}");
+    assert_eq!(who[0]["yes"], true, "{who}");
+    let run = env.fails(
+        &[
+            "db",
+            "sql",
+            "acme",
+            "INSERT INTO users (email, name) VALUES ('a@b.c', 'A')",
+        ],
+        6,
+    );
+    assert!(run.stderr.contains("read-only"), "{run:?}");
+    env.json(&[
+        "db",
+        "sql",
+        "acme",
+        "--write",
+        "INSERT INTO users (email, name) VALUES ('a@b.c', 'A')",
+    ]);
+    let count = env.json(&["db", "sql", "acme", "SELECT count(*) AS n FROM users"]);
+    assert_eq!(count[0]["n"], 1, "{count}");
+    // The server, not string matching, stops what the role may not do.
+    for denied in [
+        "COPY (SELECT 1) TO PROGRAM 'id'",
+        "CREATE ROLE sneaky LOGIN",
+        "SELECT pg_read_file('/etc/passwd')",
+    ] {
+        let run = env.run(&["db", "sql", "acme", "--write", denied]);
+        assert_eq!(run.code, 6, "{denied}: {run:?}");
+    }
+    env.fails(&["db", "sql", "acme", "SELEC nonsense"], 2);
+}

@@ -1,7 +1,9 @@
 //! PostgreSQL servers: their connection URLs, admin connections, what a server must
 //! offer before it takes tenants, and its template database.
 
+pub mod sql;
 mod template;
+pub mod tenant;
 mod tools;
 
 use std::str::FromStr;
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, Config, NoTls};
 
 pub use template::{TEMPLATE_DATABASE, build_template, identity as template_identity};
+pub use tenant::{PgEngine, role_identity, tenant_name};
 pub use tools::{DumpTools, dump_tools};
 
 use crate::error::{Error, Result};
@@ -82,6 +85,12 @@ impl PgUrl {
 
     pub fn set_password(&mut self, password: Option<Secret>) {
         self.password = password;
+    }
+
+    /// The same server and database reached as another login (a tenant role).
+    pub fn set_login(&mut self, user: &str, password: Secret) {
+        let _ = self.stored.set_username(user);
+        self.password = Some(password);
     }
 
     fn config(&self) -> Config {
