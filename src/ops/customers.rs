@@ -509,39 +509,62 @@ fn require_confirm(customer: &Customer, confirm: Option<&str>, what: &str) -> Re
 
 pub fn suspend(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, reason: &str) -> Result<Customer> {
     let reason = validate::display_text("reason", reason)?;
-    catalog.write_audited(actor.name, |tx| {
-        let customer = resolve(tx, reference)?;
-        refuse_deleted(&customer, "suspend")?;
-        if customer.status == CustomerStatus::Suspended {
-            return Err(Error::refused(format!(
-                "customer {} is already suspended",
-                customer.slug
-            )));
-        }
-        customers::set_status(tx, customer.id, CustomerStatus::Suspended, Some(&reason))?;
-        let event = NewAuditEvent::customer("customer.suspend", &customer, json!({"reason": reason}));
-        Ok((reread(tx, &customer)?, [event]))
-    })
+    catalog.write_with_files_audited(
+        actor.name,
+        |tx| {
+            let customer = resolve(tx, reference)?;
+            refuse_deleted(&customer, "suspend")?;
+            if customer.status == CustomerStatus::Suspended {
+                return Err(Error::refused(format!(
+                    "customer {} is already suspended",
+                    customer.slug
+                )));
+            }
+            customers::set_status(tx, customer.id, CustomerStatus::Suspended, Some(&reason))?;
+            let event = NewAuditEvent::customer("customer.suspend", &customer, json!({"reason": reason}));
+            Ok((reread(tx, &customer)?, [event]))
+        },
+        |customer| set_login(actor, customer, false),
+        |customer| {
+            let _ = set_login(actor, customer, true);
+        },
+    )
 }
 
 pub fn reactivate(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Result<Customer> {
-    catalog.write_audited(actor.name, |tx| {
-        let customer = resolve(tx, reference)?;
-        refuse_deleted(&customer, "reactivate")?;
-        if customer.status == CustomerStatus::Active {
-            return Err(Error::refused(format!(
-                "customer {} is already active",
-                customer.slug
-            )));
-        }
-        customers::set_status(tx, customer.id, CustomerStatus::Active, None)?;
-        let event = NewAuditEvent::customer(
-            "customer.reactivate",
-            &customer,
-            json!({"reason_was": customer.status_reason}),
-        );
-        Ok((reread(tx, &customer)?, [event]))
-    })
+    catalog.write_with_files_audited(
+        actor.name,
+        |tx| {
+            let customer = resolve(tx, reference)?;
+            refuse_deleted(&customer, "reactivate")?;
+            if customer.status == CustomerStatus::Active {
+                return Err(Error::refused(format!(
+                    "customer {} is already active",
+                    customer.slug
+                )));
+            }
+            customers::set_status(tx, customer.id, CustomerStatus::Active, None)?;
+            let event = NewAuditEvent::customer(
+                "customer.reactivate",
+                &customer,
+                json!({"reason_was": customer.status_reason}),
+            );
+            Ok((reread(tx, &customer)?, [event]))
+        },
+        |customer| set_login(actor, customer, true),
+        |customer| {
+            let _ = set_login(actor, customer, false);
+        },
+    )
+}
+
+/// Lets a tenant's own login in or shuts it out, on engines where applications log
+/// in as the tenant (a server's `NOLOGIN` refuses it more surely than any flag).
+/// Runs before the status change commits, so the two never disagree for long.
+pub(crate) fn set_login(actor: Actor<'_>, customer: &Customer, allowed: bool) -> Result<()> {
+    Engines::new(actor.home)
+        .tenant(&customer.placement)?
+        .set_login(allowed)
 }
 
 fn reread(conn: &Connection, customer: &Customer) -> Result<Customer> {
@@ -707,6 +730,10 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
         },
     )?;
     finish_move(catalog, engine, &done, "customer.undelete")?;
+    // Its login was shut out at delete; only an active customer gets it back.
+    if done.customer.status == CustomerStatus::Active {
+        engine.tenant(&done.customer.placement).set_login(true)?;
+    }
     Ok(done.customer)
 }
 

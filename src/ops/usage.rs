@@ -232,24 +232,36 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
                 "storage quota exceeded: {} of {} MB ({} %)",
                 storage.used, storage.limit, storage.percent
             );
-            catalog.write_audited(actor.name, |tx| {
-                let current = customers::resolve(tx, &customer.id.to_string())?;
-                if current.status != CustomerStatus::Active {
-                    return Ok(((), None));
-                }
-                crate::catalog::customers::set_status(
-                    tx,
-                    current.id,
-                    CustomerStatus::Suspended,
-                    Some(&reason),
-                )?;
-                let event = NewAuditEvent::customer(
-                    "customer.suspend",
-                    &current,
-                    json!({"reason": reason, "source": "quota enforce"}),
-                );
-                Ok(((), Some(event)))
-            })?;
+            catalog.write_with_files_audited(
+                actor.name,
+                |tx| {
+                    let current = customers::resolve(tx, &customer.id.to_string())?;
+                    if current.status != CustomerStatus::Active {
+                        return Ok((None, None));
+                    }
+                    crate::catalog::customers::set_status(
+                        tx,
+                        current.id,
+                        CustomerStatus::Suspended,
+                        Some(&reason),
+                    )?;
+                    let event = NewAuditEvent::customer(
+                        "customer.suspend",
+                        &current,
+                        json!({"reason": reason, "source": "quota enforce"}),
+                    );
+                    Ok((Some(current), Some(event)))
+                },
+                |suspended| match suspended {
+                    Some(current) => customers::set_login(actor, current, false),
+                    None => Ok(()),
+                },
+                |suspended| {
+                    if let Some(current) = suspended {
+                        let _ = customers::set_login(actor, current, true);
+                    }
+                },
+            )?;
         }
         actions.push(Enforcement {
             customer: customer.slug,

@@ -414,3 +414,60 @@ fn db_sql_on_a_server_tenant_runs_as_its_role_read_only_unless_write() {
     }
     env.fails(&["db", "sql", "acme", "SELEC nonsense"], 2);
 }
+
+#[test]
+fn suspend_delete_undelete_and_purge_act_on_the_server_itself() {
+    let (server, env, _admin) = home_with_server();
+    env.json(&[
+        "customer",
+        "create",
+        "ops@acme.test",
+        "Ops",
+        "Acme",
+        "--server",
+        "pg1",
+    ]);
+    let can_login = || {
+        server.psql(
+            "postgres",
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'tenant_acme'",
+        )
+    };
+    let databases = || {
+        server.psql(
+            "postgres",
+            "SELECT coalesce(string_agg(datname, ',' ORDER BY datname), '') FROM pg_database WHERE datname LIKE '%tenant_acme'",
+        )
+    };
+    env.json(&["customer", "suspend", "acme", "--reason", "unpaid"]);
+    assert_eq!(can_login(), "f");
+    assert_ne!(
+        env.run(&["db", "sql", "acme", "SELECT 1"]).code,
+        0,
+        "a suspended role cannot log in"
+    );
+    env.json(&["customer", "reactivate", "acme"]);
+    assert_eq!(can_login(), "t");
+    env.json(&["db", "sql", "acme", "SELECT 1 AS one"]);
+
+    env.json(&["customer", "delete", "acme", "--confirm", "acme"]);
+    assert_eq!(can_login(), "f");
+    let id = env.count("SELECT id FROM customers WHERE slug = 'acme'");
+    assert_eq!(databases(), format!("tenantctl_deleted_{id}_tenant_acme"));
+    env.json(&["customer", "undelete", "acme"]);
+    assert_eq!(databases(), "tenant_acme");
+    assert_eq!(can_login(), "t");
+    env.json(&["db", "sql", "acme", "SELECT 1 AS one"]);
+
+    env.json(&["customer", "delete", "acme", "--confirm", "acme"]);
+    env.json(&["customer", "purge", "acme", "--confirm", "acme"]);
+    assert_eq!(databases(), "");
+    assert_eq!(
+        server.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"
+        ),
+        "0"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM tenant_roles"), 0);
+}

@@ -253,7 +253,7 @@ impl Engine for PgEngine {
     }
 
     /// Renames the database (a tenant's own name to a retired one on delete, back on
-    /// undelete); the role keeps its name, shut out while the database is retired.
+    /// undelete); the role keeps its name and is shut out when the database retires.
     fn relocate(&self, from: &Placement, to: &Placement) -> Result<()> {
         let mut admin = self.admin(None)?;
         let role = role_of(from, to);
@@ -282,9 +282,8 @@ impl Engine for PgEngine {
                 sql::ident(&to.location)
             ),
         )?;
-        if !retiring {
-            self.set_login(&mut admin, &role, true)?;
-        }
+        // Back from retirement the login stays shut: undelete lets it in only when
+        // the customer returns active.
         Ok(())
     }
 
