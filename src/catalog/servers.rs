@@ -149,3 +149,12 @@ pub fn set_template(conn: &Connection, name: &str, identity: &str) -> Result<()>
     )?;
     Ok(())
 }
+
+/// Stores a tenant role's new encrypted password.
+pub fn set_role_password(conn: &Connection, customer_id: i64, encrypted: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE tenant_roles SET password = ?2, rotated_at = ?3 WHERE customer_id = ?1",
+        params![customer_id, encrypted, time::now()],
+    )?;
+    Ok(())
+}

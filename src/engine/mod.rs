@@ -103,6 +103,69 @@ impl Serialize for Placement {
     }
 }
 
+/// Where a tenant lives, as people and scripts connect to it: a file path for
+/// SQLite; host, port, database, schema and role on a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlacementView {
+    pub engine: EngineKind,
+    pub server: String,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub schema: Option<String>,
+    pub role: Option<String>,
+}
+
+impl PlacementView {
+    /// How a client connects: `sqlite://PATH`, or the tenant role's
+    /// `postgresql://ROLE[:PASSWORD]@HOST:PORT/DATABASE` (a socket folder as the
+    /// percent-encoded host).
+    pub fn url(&self, password: Option<&str>) -> String {
+        if let Some(path) = &self.path {
+            return format!("sqlite://{path}");
+        }
+        let login = match password {
+            Some(password) => format!(
+                "{}:{}",
+                self.role.as_deref().unwrap_or_default(),
+                percent_encode(password)
+            ),
+            None => self.role.clone().unwrap_or_default(),
+        };
+        format!(
+            "postgresql://{login}@{}:{}/{}",
+            percent_encode(self.host.as_deref().unwrap_or("localhost")),
+            self.port.unwrap_or(5432),
+            self.database.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// What the placement alone tells, for a server this home no longer lists.
+    fn bare(placement: &Placement) -> Self {
+        PlacementView {
+            engine: placement.engine,
+            server: placement.server.clone(),
+            path: None,
+            host: None,
+            port: None,
+            database: Some(placement.location.clone()),
+            schema: None,
+            role: None,
+        }
+    }
+}
+
+/// Every byte but unreserved ones as `%XX`, for a URL's user, password or host.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// A tenant database built at the newest migration and not yet reachable through any
 /// placement: [`Engine::publish`] makes it a tenant's, [`Engine::discard`] drops it.
 #[derive(Debug)]
@@ -167,6 +230,8 @@ pub trait Engine: Send + Sync {
     fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>>;
     /// The tenant database at `placement` (nothing is opened yet).
     fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase>;
+    /// How to reach `placement`, for `resolve`, `customer show` and `db path`.
+    fn view(&self, placement: &Placement) -> PlacementView;
 }
 
 /// One tenant's database, as every command reaches it.
@@ -233,6 +298,13 @@ pub trait TenantDatabase: Send + Sync {
     /// engines where applications log in as the tenant; a file has no login.
     fn set_login(&self, _allowed: bool) -> Result<()> {
         Ok(())
+    }
+    /// Gives the tenant's login role a new password; refused where there is no role.
+    fn set_password(&self, _password: &crate::secrets::Secret) -> Result<()> {
+        Err(Error::refused(format!(
+            "{} has no login role: it is a file",
+            self.describe()
+        )))
     }
 }
 
@@ -338,6 +410,15 @@ impl Engines {
             (engine, server) => Err(Error::usage(format!(
                 "no {engine} server '{server}' is known to this home"
             ))),
+        }
+    }
+
+    /// How to reach `placement`; what the placement alone says when its server is
+    /// not listed (any more).
+    pub fn view(&self, placement: &Placement) -> PlacementView {
+        match self.engine(placement) {
+            Ok(engine) => engine.view(placement),
+            Err(_) => PlacementView::bare(placement),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::catalog::operations::{self, NewOperation};
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::{Catalog, is_unique_violation, plans, servers, tenants};
 use crate::engine::postgres::role_identity;
-use crate::engine::{Engine, Engines, Placement, Provisioned};
+use crate::engine::{Engine, Engines, Placement, PlacementView, Provisioned};
 use crate::error::{Error, Result};
 use crate::lock::Owner;
 use crate::ops::recovery::{self, Recovered, crash_point};
@@ -314,6 +314,8 @@ pub struct CustomerDetails {
     pub quota: Vec<quota::QuotaLine>,
     pub sites_by_status: BTreeMap<String, i64>,
     pub sites: Vec<SiteSummary>,
+    /// Where its database lives and how to reach it.
+    pub placement: PlacementView,
 }
 
 pub fn show(catalog: &Catalog, reference: &str) -> Result<CustomerDetails> {
@@ -328,6 +330,7 @@ pub fn show(catalog: &Catalog, reference: &str) -> Result<CustomerDetails> {
         *sites_by_status.entry(site.status.to_string()).or_insert(0) += 1;
     }
     Ok(CustomerDetails {
+        placement: Engines::of_catalog(conn).view(&customer.placement),
         quota: quota::lines(&used, &limits),
         storage_bytes: used.storage.used_bytes,
         storage_mb: used.storage.used_mb,

@@ -8,6 +8,7 @@ pub mod adopt;
 pub mod audit;
 pub mod backup;
 pub mod config;
+pub mod credentials;
 pub mod customers;
 pub mod doctor;
 pub mod export;

@@ -13,7 +13,7 @@ use crate::catalog::Catalog;
 use crate::catalog::model::Customer;
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, TenantRow};
-use crate::engine::{Engines, Outcome, TenantDatabase, TenantRun};
+use crate::engine::{Engines, Outcome, PlacementView, TenantDatabase, TenantRun};
 use crate::error::{Error, Result};
 use crate::fan_out::{Flow, Stop, fan_out};
 use crate::home::Home;
@@ -39,16 +39,21 @@ pub fn live_customer(catalog: &Catalog, reference: &str) -> Result<Customer> {
 #[derive(Debug, Clone, Serialize)]
 pub struct DbPath {
     pub customer: String,
+    /// The file for SQLite; on a server, the tenant role's URL without its password.
     pub path: String,
+    pub placement: PlacementView,
 }
 
 pub fn path(catalog: &Catalog, home: &Home, reference: &str) -> Result<DbPath> {
     let customer = live_customer(catalog, reference)?;
     // A path that is a link would send `sqlite3` to another tenant's file.
-    Engines::new(home).tenant(&customer.placement)?.check_own()?;
+    let engines = Engines::new(home);
+    engines.tenant(&customer.placement)?.check_own()?;
+    let placement = engines.view(&customer.placement);
     Ok(DbPath {
         customer: customer.slug,
-        path: customer.placement.location,
+        path: placement.path.clone().unwrap_or_else(|| placement.url(None)),
+        placement,
     })
 }
 

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::pg_server::{Login, PgServer};
+use serde_json::Value;
+
 use crate::support::{TestEnv, mode};
 
 #[test]
@@ -470,4 +472,88 @@ fn suspend_delete_undelete_and_purge_act_on_the_server_itself() {
         "0"
     );
     assert_eq!(env.count("SELECT count(*) FROM tenant_roles"), 0);
+}
+
+#[test]
+fn resolve_show_path_and_url_report_the_placement_and_passwords_rotate() {
+    let (server, env, _admin) = home_with_server();
+    env.json(&[
+        "customer",
+        "create",
+        "ops@acme.test",
+        "Ops",
+        "Acme",
+        "--server",
+        "pg1",
+    ]);
+    env.json(&["customer", "create", "ops@local.test", "Ops", "Local"]);
+    env.ok(&["config", "set", "platform_domain", "platform.test"]);
+    let resolved = env.json(&["resolve", "acme.platform.test"]);
+    let placement = &resolved["placement"];
+    assert_eq!(placement["engine"], "postgres");
+    assert_eq!(placement["server"], "pg1");
+    assert_eq!(placement["host"], server.socket_dir().display().to_string());
+    assert_eq!(placement["port"], 5432);
+    assert_eq!(placement["database"], "tenant_acme");
+    assert_eq!(placement["schema"], "public");
+    assert_eq!(placement["role"], "tenant_acme");
+    assert_eq!(placement["path"], Value::Null);
+    assert_eq!(env.json(&["customer", "show", "acme"])["placement"], *placement);
+    let local = env.json(&["resolve", "local.platform.test"]);
+    assert_eq!(local["placement"]["engine"], "sqlite");
+    assert_eq!(local["placement"]["path"], local["db_path"]);
+
+    let path = env.json(&["db", "path", "acme"]);
+    let socket = server.socket_dir().display().to_string().replace('/', "%2F");
+    assert_eq!(
+        path["path"],
+        format!("postgresql://tenant_acme@{socket}:5432/tenant_acme")
+    );
+    let hidden = env.json(&["db", "url", "acme"]);
+    assert_eq!(
+        hidden["url"],
+        format!("postgresql://tenant_acme:***@{socket}:5432/tenant_acme")
+    );
+    assert_eq!(hidden["revealed"], false);
+    let password = |env: &TestEnv| {
+        let shown = env.json(&["db", "url", "acme", "--reveal"]);
+        let url = shown["url"].as_str().unwrap().to_string();
+        url.split_once(':')
+            .unwrap()
+            .1
+            .split_once(':')
+            .unwrap()
+            .1
+            .split_once('@')
+            .unwrap()
+            .0
+            .to_string()
+    };
+    let first = password(&env);
+    assert!(server.can_login("tenant_acme", "tenant_acme", &first));
+    assert!(env.ok(&["audit", "--json"]).stdout.contains("db.url.reveal"));
+    assert_nowhere(&env.home, &first, &[]);
+
+    let rotated = env.json(&["db", "rotate-password", "acme"]);
+    assert_eq!(rotated[0]["role"], "tenant_acme");
+    let second = password(&env);
+    assert_ne!(first, second);
+    assert!(!server.can_login("tenant_acme", "tenant_acme", &first));
+    assert!(server.can_login("tenant_acme", "tenant_acme", &second));
+    assert_eq!(
+        env.json(&["db", "rotate-password", "--all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(server.can_login("tenant_acme", "tenant_acme", &password(&env)));
+    env.fails(&["db", "rotate-password", "local"], 6);
+    env.fails(&["db", "rotate-password"], 2);
+    assert!(
+        env.json(&["db", "url", "local"])["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("sqlite:///")
+    );
 }

@@ -16,8 +16,8 @@ use crate::backup::restore::StagingRun;
 use crate::catalog::servers::ServerRow;
 use crate::catalog::states::ServerMode;
 use crate::engine::{
-    BackedUp, BackupTarget, Engine, EngineKind, Finished, MigrationId, Placement, Provisioned, RowSink,
-    ScriptOutcome, Staged, TenantDatabase, TenantRun, Vacuumed,
+    BackedUp, BackupTarget, Engine, EngineKind, Finished, MigrationId, Placement, PlacementView, Provisioned,
+    RowSink, ScriptOutcome, Staged, TenantDatabase, TenantRun, Vacuumed,
 };
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -355,6 +355,22 @@ impl Engine for PgEngine {
         Ok(found)
     }
 
+    fn view(&self, placement: &Placement) -> PlacementView {
+        let (host, port) = PgUrl::from_stored(&self.row.url, None)
+            .map(|url| url.host_and_port())
+            .map_or((None, None), |(host, port)| (Some(host), Some(port)));
+        PlacementView {
+            engine: placement.engine,
+            server: placement.server.clone(),
+            path: None,
+            host,
+            port,
+            database: Some(placement.location.clone()),
+            schema: Some("public".to_string()),
+            role: role_name(placement),
+        }
+    }
+
     fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase> {
         Arc::new(PgTenant {
             placement: placement.clone(),
@@ -534,6 +550,16 @@ impl TenantDatabase for PgTenant {
     }
 
     fn discard_staged(&self, _staged: &Staged) {}
+
+    fn set_password(&self, password: &Secret) -> Result<()> {
+        let mut admin = self.server.admin(None)?;
+        let role = role_name(&self.placement).unwrap_or_default();
+        let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+        self.server.run(
+            &mut admin,
+            &format!("ALTER ROLE {} PASSWORD '{verifier}'", sql::ident(&role)),
+        )
+    }
 
     fn set_login(&self, allowed: bool) -> Result<()> {
         let mut admin = self.server.admin(None)?;
