@@ -158,3 +158,13 @@ pub fn set_role_password(conn: &Connection, customer_id: i64, encrypted: &str) -
     )?;
     Ok(())
 }
+
+/// Every tenant role on `server`: customer id, role and encrypted password.
+pub fn roles_on(conn: &Connection, server: &str) -> Result<Vec<(i64, String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT r.customer_id, r.role, r.password FROM tenant_roles r
+         JOIN customers c ON c.id = r.customer_id WHERE c.server = ?1 ORDER BY r.customer_id",
+    )?;
+    let rows = stmt.query_map([server], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

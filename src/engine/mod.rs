@@ -232,6 +232,11 @@ pub trait Engine: Send + Sync {
     fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase>;
     /// How to reach `placement`, for `resolve`, `customer show` and `db path`.
     fn view(&self, placement: &Placement) -> PlacementView;
+    /// Unfinished copies on a server whose owning command is gone (`alive` tells by
+    /// owner token), by their names; a file engine's are doctor's to find.
+    fn abandoned_staging(&self, _alive: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// One tenant's database, as every command reaches it.
@@ -366,6 +371,15 @@ impl Engines {
             Vec::new()
         };
         Ok(self.servers.get_or_init(|| loaded))
+    }
+
+    /// Every database server the catalog lists (not `local`).
+    pub fn database_servers(&self) -> Result<Vec<&dyn Engine>> {
+        Ok(self
+            .servers()?
+            .iter()
+            .map(|server| server as &dyn Engine)
+            .collect())
     }
 
     /// The server named `name`: `local` or one the catalog lists.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod credentials;
 pub mod customers;
 pub mod doctor;
+mod doctor_servers;
 pub mod export;
 pub mod import;
 pub mod outcome;

@@ -145,6 +145,49 @@ pub fn show(catalog: &Catalog, home: &Home, name: &str) -> Result<ServerView> {
     Ok(ServerView::of(&find(catalog, name)?))
 }
 
+/// A server at a glance, for `status`: its load and whether it answers now.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerHealth {
+    pub name: String,
+    pub engine: EngineKind,
+    pub status: ServerStatus,
+    pub tenants: i64,
+    pub capacity: Option<i64>,
+    pub free_capacity: Option<i64>,
+    pub reachable: bool,
+    /// Why it did not answer.
+    pub error: Option<String>,
+}
+
+/// Every server with a quick connection attempt each (the local folder always
+/// answers); a home without servers costs nothing.
+pub fn health(catalog: &Catalog, home: &Home) -> Result<Vec<ServerHealth>> {
+    let mut lines = Vec::new();
+    for view in list(catalog, home)? {
+        let probe = match view.builtin {
+            true => Ok(()),
+            false => servers::get(catalog.conn(), &view.name)?
+                .ok_or_else(|| Error::not_found("server vanished"))
+                .and_then(|row| stored_url(&row, home))
+                .and_then(|url| postgres::inspect(&view.name, &url.with_timeout(PROBE_TIMEOUT)).map(|_| ())),
+        };
+        lines.push(ServerHealth {
+            name: view.name,
+            engine: view.engine,
+            status: view.status,
+            tenants: view.tenants,
+            capacity: view.capacity,
+            free_capacity: view.free_capacity,
+            reachable: probe.is_ok(),
+            error: probe.err().map(|e| e.to_string()),
+        });
+    }
+    Ok(lines)
+}
+
+/// How long `status` waits for a server before calling it unreachable.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What `server test` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerTest {

@@ -280,6 +280,8 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
 pub struct Stats {
     pub customers: Groups,
     pub customers_by_plan: BTreeMap<String, i64>,
+    /// Customers on each server (`local` is the home's own folder).
+    pub customers_by_server: BTreeMap<String, i64>,
     pub sites: Groups,
     pub deployments_last_30_days: i64,
     pub storage_bytes: u64,
@@ -327,6 +329,9 @@ pub fn stats(catalog: &Catalog) -> Result<Stats> {
     Ok(Stats {
         customers: groups(crate::catalog::customers::count_by(conn, CountColumn::Status)?),
         customers_by_plan: crate::catalog::customers::count_by(conn, CountColumn::Plan)?
+            .into_iter()
+            .collect(),
+        customers_by_server: crate::catalog::customers::count_by(conn, CountColumn::Server)?
             .into_iter()
             .collect(),
         sites: groups(crate::catalog::customers::site_count_by_status(conn)?),

@@ -557,3 +557,178 @@ fn resolve_show_path_and_url_report_the_placement_and_passwords_rotate() {
             .starts_with("sqlite:///")
     );
 }
+
+#[test]
+fn a_create_killed_at_any_step_leaves_nothing_on_the_server_once_recovered() {
+    let (server, env, _admin) = home_with_server();
+    let leftovers = || {
+        server.psql(
+            "postgres",
+            "SELECT (SELECT count(*) FROM pg_database WHERE datname LIKE 'tenant%' AND datname <> 'tenantctl_template') \
+             || '/' || (SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tenant\\_%')",
+        )
+    };
+    for step in [
+        "customer.create:provisioned",
+        "customer.create:reserved",
+        "customer.create:published",
+    ] {
+        env.cmd(&[
+            "customer",
+            "create",
+            "ops@acme.test",
+            "Ops",
+            "Acme",
+            "--server",
+            "pg1",
+        ])
+        .killed_at_step(step);
+        assert_ne!(leftovers(), "0/0", "{step} left nothing to clean");
+        // doctor --fix finishes the work: the create is undone and its copy gone.
+        env.run(&["doctor", "--fix", "--json"]);
+        assert_eq!(leftovers(), "0/0", "after {step}");
+        assert_eq!(env.count("SELECT count(*) FROM customers"), 0, "after {step}");
+    }
+    let acme = env.json(&[
+        "customer",
+        "create",
+        "ops@acme.test",
+        "Ops",
+        "Acme",
+        "--server",
+        "pg1",
+    ]);
+    assert_eq!(acme["slug"], "acme", "the slug is free again");
+}
+
+#[test]
+fn doctor_checks_each_server_and_fix_drops_orphans_and_rebuilds_a_stale_template() {
+    let (server, env, admin) = home_with_server();
+    env.json(&[
+        "customer",
+        "create",
+        "ops@acme.test",
+        "Ops",
+        "Acme",
+        "--server",
+        "pg1",
+    ]);
+    let report = env.json(&["doctor"]);
+    let find = |report: &Value, check: &str| -> Vec<Value> {
+        report
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["check"] == check)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(find(&report, "server.reachable")[0]["status"], "ok", "{report}");
+    assert_eq!(find(&report, "server.template")[0]["status"], "ok", "{report}");
+    assert_eq!(find(&report, "tenant.secret")[0]["status"], "ok", "{report}");
+    assert!(find(&report, "tenant.drift").is_empty(), "{report}");
+
+    // What a create killed before the catalog knew of it would leave.
+    server.psql(
+        "postgres",
+        &format!("CREATE DATABASE tenant_ghost OWNER {}", admin.user),
+    );
+    for dir in ["tenant-migrations", "tenant-migrations/postgres"] {
+        std::fs::write(
+            env.home.join(dir).join("V4__notes.sql"),
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);",
+        )
+        .unwrap();
+    }
+    let report = env.json(&["doctor"]);
+    let orphan = find(&report, "server.orphan");
+    assert_eq!(orphan[0]["status"], "warn", "{report}");
+    assert_eq!(orphan[0]["target"], "pg1/tenant_ghost");
+    assert_eq!(find(&report, "server.template")[0]["status"], "warn", "{report}");
+    let fixed = env.cmd(&["doctor", "--fix"]).json();
+    assert_eq!(find(&fixed, "server.orphan")[0]["status"], "fixed", "{fixed}");
+    assert_eq!(find(&fixed, "server.template")[0]["status"], "fixed", "{fixed}");
+    assert_eq!(
+        server.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'tenant_ghost'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        server.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'tenant_acme'"
+        ),
+        "1"
+    );
+    let report = env.json(&["doctor"]);
+    assert_eq!(find(&report, "server.template")[0]["status"], "ok", "{report}");
+
+    std::fs::remove_file(env.home.join("master.key")).unwrap();
+    let run = env.run(&["doctor", "--json"]);
+    assert_eq!(run.code, 7, "{run:?}");
+    assert!(run.stdout.contains("server.secret"), "{run:?}");
+}
+
+#[test]
+fn a_version_missing_for_postgres_is_refused_before_anything_runs() {
+    let (server, env, _admin) = home_with_server();
+    std::fs::write(
+        env.home.join("tenant-migrations/V4__notes.sql"),
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    let run = env.fails(
+        &[
+            "customer",
+            "create",
+            "ops@acme.test",
+            "Ops",
+            "Acme",
+            "--server",
+            "pg1",
+        ],
+        9,
+    );
+    assert!(run.stderr.contains("V4__notes.sql"), "{run:?}");
+    assert_eq!(
+        server.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'tenant\\_%'"
+        ),
+        "0"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 0);
+}
+
+#[test]
+fn status_and_stats_show_tenants_per_server_and_reachability() {
+    let (server, env, _admin) = home_with_server();
+    env.json(&[
+        "customer",
+        "create",
+        "ops@acme.test",
+        "Ops",
+        "Acme",
+        "--server",
+        "pg1",
+    ]);
+    env.json(&["customer", "create", "ops@local.test", "Ops", "Local"]);
+    let status = env.json(&["status"]);
+    let servers = status["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2, "{status}");
+    assert_eq!(servers[1]["name"], "pg1");
+    assert_eq!(servers[1]["tenants"], 1);
+    assert_eq!(servers[1]["reachable"], true);
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["customers_by_server"]["pg1"], 1, "{stats}");
+    assert_eq!(stats["customers_by_server"]["local"], 1, "{stats}");
+    drop(server);
+    let status = env.json(&["status"]);
+    assert_eq!(status["servers"][1]["reachable"], false, "{status}");
+    assert!(
+        status["servers"][1]["error"].as_str().unwrap().contains("pg1"),
+        "{status}"
+    );
+}

@@ -27,6 +27,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PgUrl {
     stored: url::Url,
     password: Option<Secret>,
+    timeout: Duration,
 }
 
 impl PgUrl {
@@ -55,6 +56,7 @@ impl PgUrl {
         Ok(PgUrl {
             stored: parsed,
             password,
+            timeout: CONNECT_TIMEOUT,
         })
     }
 
@@ -63,6 +65,12 @@ impl PgUrl {
         let mut url = PgUrl::parse(stored)?;
         url.password = password;
         Ok(url)
+    }
+
+    /// The same login with another connection timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The URL without its password: what the catalog keeps.
@@ -98,7 +106,7 @@ impl PgUrl {
         if let Some(password) = &self.password {
             config.password(password.expose());
         }
-        config.connect_timeout(CONNECT_TIMEOUT);
+        config.connect_timeout(self.timeout);
         config.application_name("tenantctl");
         config
     }

@@ -140,6 +140,12 @@ fn staging_database(owner: &str) -> String {
     format!("{STAGING_PREFIX}{token}_{:08x}", rand::random::<u32>())
 }
 
+/// The owner token a staging database is named for (`<pid>-<hex>`).
+fn staging_owner(name: &str) -> Option<String> {
+    let (token, _random) = name.strip_prefix(STAGING_PREFIX)?.rsplit_once('_')?;
+    Some(token.replacen('_', "-", 1))
+}
+
 impl Engine for PgEngine {
     fn placement_for(&self, slug: &str) -> Result<Placement> {
         Ok(Placement {
@@ -333,6 +339,21 @@ impl Engine for PgEngine {
             }
         }
         Ok(())
+    }
+
+    fn abandoned_staging(&self, alive: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+        let mut admin = self.admin(None)?;
+        let rows = admin
+            .query(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname",
+                &[&STAGING_PREFIX],
+            )
+            .map_err(|e| self.fail(&e))?;
+        Ok(rows
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .filter(|name| staging_owner(name).is_none_or(|owner| !alive(&owner)))
+            .collect())
     }
 
     fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>> {
