@@ -11,6 +11,7 @@ use crate::engine::{self, TenantDatabase};
 use crate::error::Result;
 use crate::fan_out::{Flow, Load, Stop, default_jobs, fan_out};
 use crate::files;
+use crate::migrations::MigrationId;
 use crate::ops::NoProgress;
 
 /// What a restore replaces: the home's catalog file, or a tenant database wherever it
@@ -73,6 +74,14 @@ impl StagedCopy {
         match self {
             StagedCopy::Catalog(staged) => swap::swap_in_unsynced(staged).map(Some),
             StagedCopy::Tenant(tenant, staged) => tenant.swap_in_unsynced(staged),
+        }
+    }
+
+    /// A tenant copy's description and the migrations it was staged with.
+    pub(super) fn tenant_applied(&self) -> Option<(String, &[MigrationId])> {
+        match self {
+            StagedCopy::Catalog(_) => None,
+            StagedCopy::Tenant(tenant, staged) => Some((tenant.describe(), staged.applied.as_slice())),
         }
     }
 
