@@ -360,3 +360,44 @@ fn parent(path: &Path) -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal_mode(path: &Path) -> String {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_rollback_copy_marked_wal_opens_in_wal_mode_whole_and_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);")
+            .unwrap();
+        drop(conn);
+        assert_eq!(journal_mode(&path), "delete");
+        mark_wal(&path).unwrap();
+        assert!(
+            files::sqlite_side_files(&path).iter().all(|side| !side.exists()),
+            "marking makes no journal"
+        );
+        assert_eq!(journal_mode(&path), "wal");
+        let conn = Connection::open(&path).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
+        conn.execute("INSERT INTO t VALUES (3)", []).unwrap();
+        drop(conn);
+        // Already WAL: left as it is.
+        mark_wal(&path).unwrap();
+        assert_eq!(journal_mode(&path), "wal");
+    }
+}

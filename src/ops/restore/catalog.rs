@@ -26,7 +26,6 @@ pub(super) fn restore_catalog(
     request: &RestoreRequest,
     run: &StagingRun,
 ) -> Result<RestoreReport> {
-    super::span("start");
     let everything = request.scope == RestoreScope::Everything;
     let set = choose_set(backup_dir, request, |m| m.catalog_entry().is_some())?;
     let id_floor = ids_handed_out(home_catalog, backup_dir);
@@ -60,7 +59,6 @@ pub(super) fn restore_catalog(
             });
         }
     }
-    super::span("planned");
     let (tenant_plans, skipped): (Vec<Planned>, Vec<Planned>) = tenant_plans
         .into_iter()
         .partition(|p| skip_reason(p, request.if_missing).is_none());
@@ -89,14 +87,12 @@ pub(super) fn restore_catalog(
     {
         target.refuse_if_in_use()?;
     }
-    super::span("refuse_if_in_use");
     let mut report = RestoreReport::new(&set);
     let (staged, saved) = stage_and_save(run, std::iter::once(&catalog_plan).chain(&tenant_plans), || {
         // Save what is there now, if the live catalog can still be read; the files are
         // labelled with the live catalog's customers, not the backup's.
         match Catalog::open(home_catalog) {
             Ok(live) => {
-                super::span("staged");
                 let replaced = replaced_by_owner(&live, &tenant_plans);
                 pre_restore(&live, backup_dir, &set, replaced, true, request.jobs).map(Some)
             }
@@ -114,9 +110,7 @@ pub(super) fn restore_catalog(
         report.pre_restore_set = id;
         report.pre_restore = lines;
     }
-    super::span("pre_restore saved");
     swap_all_in(&staged)?;
-    super::span("swapped");
     report.restored.push(restored_line(
         &catalog_plan,
         RestoreStatus::Restored,
@@ -132,17 +126,13 @@ pub(super) fn restore_catalog(
     // one created since, whose backups and ledger entries carry that id.
     catalog.write(|tx| crate::catalog::customers::raise_id_floor(tx, id_floor))?;
     // The restored catalog may come from another home or another time: its paths are
-    // rebuilt for this home and its tenants' records re-read from their files.
-    super::span("catalog migrated");
+    // rebuilt for this home and its tenants' records made to follow their files.
     let live = normalise_placements(&mut catalog, &engines)?;
-    super::span("normalised");
     report.unowned_tenants = crate::ops::adopt::unowned_tenants(catalog.conn(), engines.default_engine())?
         .into_iter()
         .map(|(slug, _)| slug)
         .collect();
-    super::span("unowned");
     record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged)?;
-    super::span("recorded");
     Ok(report)
 }
 

@@ -27,14 +27,6 @@ use crate::lock::HomeLock;
 use crate::migrations::MigrationId;
 use crate::time;
 
-pub(crate) fn span(name: &str) {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let start = START.get_or_init(std::time::Instant::now);
-    if std::env::var_os("TENANTCTL_SPANS").is_some() {
-        eprintln!("SPAN {:>8.3} {name}", start.elapsed().as_secs_f64());
-    }
-}
-
 mod catalog;
 mod pre_restore;
 mod staging;
@@ -354,7 +346,6 @@ fn record_tenants_and_audit(
     staged: &[StagedCopy],
 ) -> Result<()> {
     let applied = applied_now(tenants_now, staged);
-    span("applied read");
     let versions: HashMap<&str, i64> = applied
         .iter()
         .map(|(_, name, list)| (name.as_str(), newest(list)))
