@@ -235,11 +235,17 @@ _tenantctl() {
             tenantctl__subcmd__db,path)
                 cmd="tenantctl__subcmd__db__subcmd__path"
                 ;;
+            tenantctl__subcmd__db,rotate-password)
+                cmd="tenantctl__subcmd__db__subcmd__rotate__subcmd__password"
+                ;;
             tenantctl__subcmd__db,sql)
                 cmd="tenantctl__subcmd__db__subcmd__sql"
                 ;;
             tenantctl__subcmd__db,status)
                 cmd="tenantctl__subcmd__db__subcmd__status"
+                ;;
+            tenantctl__subcmd__db,url)
+                cmd="tenantctl__subcmd__db__subcmd__url"
                 ;;
             tenantctl__subcmd__db,vacuum)
                 cmd="tenantctl__subcmd__db__subcmd__vacuum"
@@ -256,11 +262,17 @@ _tenantctl() {
             tenantctl__subcmd__db__subcmd__help,path)
                 cmd="tenantctl__subcmd__db__subcmd__help__subcmd__path"
                 ;;
+            tenantctl__subcmd__db__subcmd__help,rotate-password)
+                cmd="tenantctl__subcmd__db__subcmd__help__subcmd__rotate__subcmd__password"
+                ;;
             tenantctl__subcmd__db__subcmd__help,sql)
                 cmd="tenantctl__subcmd__db__subcmd__help__subcmd__sql"
                 ;;
             tenantctl__subcmd__db__subcmd__help,status)
                 cmd="tenantctl__subcmd__db__subcmd__help__subcmd__status"
+                ;;
+            tenantctl__subcmd__db__subcmd__help,url)
+                cmd="tenantctl__subcmd__db__subcmd__help__subcmd__url"
                 ;;
             tenantctl__subcmd__db__subcmd__help,vacuum)
                 cmd="tenantctl__subcmd__db__subcmd__help__subcmd__vacuum"
@@ -406,11 +418,17 @@ _tenantctl() {
             tenantctl__subcmd__help__subcmd__db,path)
                 cmd="tenantctl__subcmd__help__subcmd__db__subcmd__path"
                 ;;
+            tenantctl__subcmd__help__subcmd__db,rotate-password)
+                cmd="tenantctl__subcmd__help__subcmd__db__subcmd__rotate__subcmd__password"
+                ;;
             tenantctl__subcmd__help__subcmd__db,sql)
                 cmd="tenantctl__subcmd__help__subcmd__db__subcmd__sql"
                 ;;
             tenantctl__subcmd__help__subcmd__db,status)
                 cmd="tenantctl__subcmd__help__subcmd__db__subcmd__status"
+                ;;
+            tenantctl__subcmd__help__subcmd__db,url)
+                cmd="tenantctl__subcmd__help__subcmd__db__subcmd__url"
                 ;;
             tenantctl__subcmd__help__subcmd__db,vacuum)
                 cmd="tenantctl__subcmd__help__subcmd__db__subcmd__vacuum"
@@ -1511,7 +1529,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__create__subcmd__customer)
-            opts="-o -q -v -h -V --plan --slug --meta --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-o -q -v -h -V --plan --slug --meta --server --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1526,6 +1544,10 @@ _tenantctl() {
                     return 0
                     ;;
                 --meta)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1665,7 +1687,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__customer__subcmd__create)
-            opts="-o -q -v -h -V --plan --slug --meta --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-o -q -v -h -V --plan --slug --meta --server --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1680,6 +1702,10 @@ _tenantctl() {
                     return 0
                     ;;
                 --meta)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2281,7 +2307,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db)
-            opts="-o -q -v -h -V --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version migrate status sql history vacuum path help"
+            opts="-o -q -v -h -V --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version migrate status sql history vacuum path url rotate-password help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2323,7 +2349,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__help)
-            opts="migrate status sql history vacuum path help"
+            opts="migrate status sql history vacuum path url rotate-password help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2392,6 +2418,20 @@ _tenantctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tenantctl__subcmd__db__subcmd__help__subcmd__rotate__subcmd__password)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tenantctl__subcmd__db__subcmd__help__subcmd__sql)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -2407,6 +2447,20 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__db__subcmd__help__subcmd__url)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2580,6 +2634,48 @@ _tenantctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tenantctl__subcmd__db__subcmd__rotate__subcmd__password)
+            opts="-o -q -v -h -V --all --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tenantctl__subcmd__db__subcmd__sql)
             opts="-f -o -q -v -h -V --all --write --file --timeout --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2636,6 +2732,48 @@ _tenantctl() {
             ;;
         tenantctl__subcmd__db__subcmd__status)
             opts="-o -q -v -h -V --behind --failed --check --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__db__subcmd__url)
+            opts="-o -q -v -h -V --reveal --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3157,7 +3295,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__help__subcmd__db)
-            opts="migrate status sql history vacuum path"
+            opts="migrate status sql history vacuum path url rotate-password"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3212,6 +3350,20 @@ _tenantctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tenantctl__subcmd__help__subcmd__db__subcmd__rotate__subcmd__password)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tenantctl__subcmd__help__subcmd__db__subcmd__sql)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -3227,6 +3379,20 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__help__subcmd__db__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__help__subcmd__db__subcmd__url)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

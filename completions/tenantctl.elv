@@ -278,6 +278,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --plan 'Plan [default: the default_plan setting, or starter]'
             cand --slug 'Slug (DNS label) [default: derived from the company or the email]'
             cand --meta 'Metadata entry key=value (value parsed as JSON when it can be); repeatable'
+            cand --server 'Where its database goes: ''local'', a server name, or ''auto'' (the active server with the most free capacity) [default: the default_server setting, or local]'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'
@@ -300,6 +301,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --plan 'Plan [default: the default_plan setting, or starter]'
             cand --slug 'Slug (DNS label) [default: derived from the company or the email]'
             cand --meta 'Metadata entry key=value (value parsed as JSON when it can be); repeatable'
+            cand --server 'Where its database goes: ''local'', a server name, or ''auto'' (the active server with the most free capacity) [default: the default_server setting, or local]'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'
@@ -909,7 +911,9 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
             cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
             cand vacuum 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-            cand path 'Print the absolute path of a customer''s database (for sqlite3)'
+            cand path 'Print where a customer''s database is: its file (for sqlite3), or on a server its role''s URL without the password'
+            cand url 'Print the URL an application connects to a customer''s database with'
+            cand rotate-password 'Give server tenants'' login roles new passwords'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tenantctl;db;migrate'= {
@@ -1045,13 +1049,55 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tenantctl;db;url'= {
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --reveal 'Put the tenant role''s password into the URL'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;db;rotate-password'= {
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --all 'Every server tenant that is not deleted'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tenantctl;db;help'= {
             cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
             cand status 'Per-tenant schema version, size and last migration, with a summary line first'
             cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
             cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
             cand vacuum 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-            cand path 'Print the absolute path of a customer''s database (for sqlite3)'
+            cand path 'Print where a customer''s database is: its file (for sqlite3), or on a server its role''s URL without the password'
+            cand url 'Print the URL an application connects to a customer''s database with'
+            cand rotate-password 'Give server tenants'' login roles new passwords'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tenantctl;db;help;migrate'= {
@@ -1065,6 +1111,10 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;db;help;vacuum'= {
         }
         &'tenantctl;db;help;path'= {
+        }
+        &'tenantctl;db;help;url'= {
+        }
+        &'tenantctl;db;help;rotate-password'= {
         }
         &'tenantctl;db;help;help'= {
         }
@@ -2008,6 +2058,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --plan 'Plan [default: the default_plan setting, or starter]'
             cand --slug 'Slug (DNS label) [default: derived from the company or the email]'
             cand --meta 'Metadata entry key=value (value parsed as JSON when it can be); repeatable'
+            cand --server 'Where its database goes: ''local'', a server name, or ''auto'' (the active server with the most free capacity) [default: the default_server setting, or local]'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'
@@ -2213,7 +2264,9 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
             cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
             cand vacuum 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-            cand path 'Print the absolute path of a customer''s database (for sqlite3)'
+            cand path 'Print where a customer''s database is: its file (for sqlite3), or on a server its role''s URL without the password'
+            cand url 'Print the URL an application connects to a customer''s database with'
+            cand rotate-password 'Give server tenants'' login roles new passwords'
         }
         &'tenantctl;help;db;migrate'= {
         }
@@ -2226,6 +2279,10 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;db;vacuum'= {
         }
         &'tenantctl;help;db;path'= {
+        }
+        &'tenantctl;help;db;url'= {
+        }
+        &'tenantctl;help;db;rotate-password'= {
         }
         &'tenantctl;help;resolve'= {
         }

@@ -252,6 +252,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l server -d 'Where its database goes: \'local\', a server name, or \'auto\' (the active server with the most free capacity) [default: the default_server setting, or local]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
@@ -272,6 +273,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l server -d 'Where its database goes: \'local\', a server name, or \'auto\' (the active server with the most free capacity) [default: the default_server setting, or local]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
@@ -776,30 +778,32 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "snapshots" -d 'List a site\'s config snapshots, oldest first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Put a snapshot\'s config back (the current one is kept as a pre-restore snapshot)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l json -d 'Same as --output json'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l no-progress -d 'Never draw progress bars'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s h -l help -d 'Print help'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "path" -d 'Print where a customer\'s database is: its file (for sqlite3), or on a server its role\'s URL without the password'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "url" -d 'Print the URL an application connects to a customer\'s database with'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "rotate-password" -d 'Give server tenants\' login roles new passwords'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l target -d 'Migrate up to version N instead of the newest' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l jobs -d 'Tenants migrated at once [default: 8 per CPU, since tenants wait on fsync, not the CPU]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l canary -d 'Migrate N tenants first and stop if any of them fails' -r
@@ -920,12 +924,50 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l reveal -d 'Put the tenant role\'s password into the URL'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l all -d 'Every server tenant that is not deleted'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "path" -d 'Print where a customer\'s database is: its file (for sqlite3), or on a server its role\'s URL without the password'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "url" -d 'Print the URL an application connects to a customer\'s database with'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "rotate-password" -d 'Give server tenants\' login roles new passwords'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
@@ -1715,6 +1757,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s V -l
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l server -d 'Where its database goes: \'local\', a server name, or \'auto\' (the active server with the most free capacity) [default: the default_server setting, or local]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
@@ -1855,7 +1898,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "path" -d 'Print where a customer\'s database is: its file (for sqlite3), or on a server its role\'s URL without the password'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "url" -d 'Print the URL an application connects to a customer\'s database with'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "rotate-password" -d 'Give server tenants\' login roles new passwords'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List backup sets from their manifests (works without the catalog)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "show" -d 'Show one set\'s manifest'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Recompute checksums and quick_check every file (default: the newest set)'

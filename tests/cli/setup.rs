@@ -157,6 +157,7 @@ fn status_reports_catalog_customers_and_tenants() {
             "newest_tenant_migration",
             "tenants_behind",
             "tenant_storage_bytes",
+            "servers",
             "newest_backup",
             "newest_any_backup",
             "disk_free_bytes",
