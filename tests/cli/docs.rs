@@ -85,9 +85,11 @@ fn readme_examples_run() {
     assert!(blocks.len() >= 2, "README has no tested examples");
     let env = TestEnv::new();
     let bin_dir = Path::new(BIN).parent().unwrap();
+    // The binary under test, and scripts/ for the README's throwaway-postgres.
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         bin_dir.display(),
+        repo().join("scripts").display(),
         std::env::var("PATH").unwrap_or_default()
     );
     for block in blocks {
