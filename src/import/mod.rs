@@ -51,7 +51,8 @@ pub const EXPORT_ADDED_KEYS: &str = "_tenantctl_added_keys";
 /// The keys of a site file that hold its columns, in the spellings `export` writes.
 pub const SITE_COLUMN_KEYS: &[&str] = &["siteId", "name", "domain", "port", "businessType", "status"];
 
-/// A site as a file describes it; `config` is the whole document.
+/// A site as a file describes it; `config` is the whole document (less what `export`
+/// added), until an import's plan lets go of it for its fingerprint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteDoc {
     /// `siteId` / `site_id`: the site's identity when the file gives one.
@@ -93,16 +94,56 @@ impl Problem {
     }
 }
 
-/// A file found under the import folder.
+/// A file found under the import folder. Its content is read when it is parsed, and
+/// again when its site is written, so that no more than one file is held at a time.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     /// Relative to the import folder, for reports.
     pub path: String,
     pub absolute: PathBuf,
-    /// The content, or why it could not be read.
-    pub content: Result<Vec<u8>, Problem>,
+    /// Why the file cannot be imported without reading it (a symlink out, too big).
+    pub refused: Option<Problem>,
     /// For `sites/*.json` under a folder with `customer.json`: that customer file.
     pub customer_file: Option<String>,
+}
+
+/// The SHA-256 of a file's bytes as they were parsed.
+pub type Digest = [u8; 32];
+
+impl SourceFile {
+    /// The file's bytes, or why they cannot be had; a file that grew past the limit
+    /// since the scan is refused as if it had been that big then.
+    pub fn read(&self) -> Result<Vec<u8>, Problem> {
+        use std::io::Read;
+        if let Some(problem) = &self.refused {
+            return Err(problem.clone());
+        }
+        let unreadable = |e: std::io::Error| Problem::new("file", format!("cannot be read: {e}"));
+        let mut bytes = Vec::new();
+        std::fs::File::open(&self.absolute)
+            .map_err(unreadable)?
+            .take(scan::MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        if bytes.len() as u64 > scan::MAX_FILE_BYTES {
+            return Err(scan::too_big(bytes.len() as u64));
+        }
+        Ok(bytes)
+    }
+}
+
+pub fn digest(bytes: &[u8]) -> Digest {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(bytes).into()
+}
+
+/// The config a site file gives, as `parse` makes it: the whole document less what
+/// `export` added. For the writes, which read a file again once it was validated.
+pub fn site_config(bytes: &[u8]) -> Result<Value, Problem> {
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    let document: Value =
+        serde_json::from_slice(bytes).map_err(|e| Problem::new("file", format!("not valid JSON: {e}")))?;
+    without_export_keys(&document)
 }
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";

@@ -64,7 +64,7 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
         if meta.file_type().is_symlink() {
             match fs::canonicalize(&path) {
                 Ok(target) if target.starts_with(root) && target.is_file() && is_json => {
-                    found.push(read(relative, &target));
+                    found.push(to_read(relative, &target));
                 }
                 Ok(target) if !target.starts_with(root) && is_json => found.push(failed(
                     relative,
@@ -78,7 +78,7 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
         } else if meta.is_dir() {
             walk(root, &path, found)?;
         } else if meta.is_file() && is_json {
-            found.push(read(relative, &path));
+            found.push(to_read(relative, &path));
         } else if is_json {
             found.push(failed(relative, &path, "is not a regular file"));
         }
@@ -90,24 +90,26 @@ fn failed(relative: String, path: &Path, reason: &str) -> SourceFile {
     SourceFile {
         path: relative,
         absolute: path.to_path_buf(),
-        content: Err(Problem::new("file", reason)),
+        refused: Some(Problem::new("file", reason)),
         customer_file: None,
     }
 }
 
-fn read(relative: String, path: &Path) -> SourceFile {
-    let content = match fs::metadata(path) {
-        Ok(meta) if meta.len() > MAX_FILE_BYTES => Err(Problem::new(
-            "file",
-            format!("is {} bytes, over the 1 MiB limit", meta.len()),
-        )),
-        Ok(_) => fs::read(path).map_err(|e| Problem::new("file", format!("cannot be read: {e}"))),
-        Err(e) => Err(Problem::new("file", format!("cannot be read: {e}"))),
+pub(super) fn too_big(len: u64) -> Problem {
+    Problem::new("file", format!("is {len} bytes, over the 1 MiB limit"))
+}
+
+/// A file to read later; one over the limit is refused now, unread.
+fn to_read(relative: String, path: &Path) -> SourceFile {
+    let refused = match fs::metadata(path) {
+        Ok(meta) if meta.len() > MAX_FILE_BYTES => Some(too_big(meta.len())),
+        Ok(_) => None,
+        Err(e) => Some(Problem::new("file", format!("cannot be read: {e}"))),
     };
     SourceFile {
         path: relative,
         absolute: path.to_path_buf(),
-        content,
+        refused,
         customer_file: None,
     }
 }
@@ -146,7 +148,7 @@ mod tests {
         let found = scan(dir.path()).unwrap();
         let names: Vec<(&str, bool)> = found
             .iter()
-            .map(|f| (f.path.as_str(), f.content.is_ok()))
+            .map(|f| (f.path.as_str(), f.read().is_ok()))
             .collect();
         assert_eq!(
             names,

@@ -86,7 +86,7 @@ pub fn import(
         validate::plan_name(plan)?;
     }
     let sources = scan(&request.dir)?;
-    let mut parsed = parse_all(&sources);
+    let (mut parsed, reads) = parse_all(&sources);
     cross_check(&mut parsed);
     let mut results: Vec<FileResult> = parsed
         .iter()
@@ -121,8 +121,14 @@ pub fn import(
         Some(plan) => plan.clone(),
         None => config::default_plan(catalog)?,
     };
-    let (mut customer_plans, mut site_plans) =
-        plan_against_catalog(catalog.conn(), &parsed, &known_plans, &default_plan, &mut results)?;
+    let (mut customer_plans, mut site_plans) = plan_against_catalog(
+        catalog.conn(),
+        &parsed,
+        &known_plans,
+        &default_plan,
+        &reads,
+        &mut results,
+    )?;
     enforce_site_limits(catalog.conn(), &customer_plans, &site_plans, &mut results)?;
     let failed = results.iter().any(|r| r.action == ImportAction::Failed);
     // A customer is written only for files that are written.
@@ -164,6 +170,8 @@ pub fn import(
     }
     let rows = Rows {
         parsed: &parsed,
+        sources: &sources,
+        reads: &reads,
         plans: &plan_updates,
         customers: &customer_plans,
         sites: &site_plans,

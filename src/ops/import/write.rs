@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use super::ImportRequest;
-use super::plan::{CustomerPlan, PlanUpdate, SitePlan, site_changed};
+use super::plan::{CustomerPlan, PlanUpdate, SitePlan, SiteRead};
 use crate::catalog::customers::CustomerChanges;
 use crate::catalog::model::{Customer, NewAuditEvent, NewSite};
 use crate::catalog::operations::{self, NewOperation};
@@ -16,7 +16,7 @@ use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind};
 use crate::catalog::{Catalog, plans};
 use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
-use crate::import::Parsed;
+use crate::import::{Parsed, SourceFile, digest, site_config};
 use crate::lock::Owner;
 use crate::migrations;
 use crate::ops::customers::NewTenant;
@@ -26,6 +26,8 @@ use crate::ops::{Actor, config, customers, plans as plan_ops};
 /// Everything an import writes.
 pub(super) struct Rows<'a> {
     pub(super) parsed: &'a [(String, Parsed)],
+    pub(super) sources: &'a [SourceFile],
+    pub(super) reads: &'a [Option<SiteRead>],
     pub(super) plans: &'a [PlanUpdate],
     pub(super) customers: &'a HashMap<String, CustomerPlan>,
     pub(super) sites: &'a [SitePlan],
@@ -44,6 +46,8 @@ pub(super) fn write(
 ) -> Result<()> {
     let Rows {
         parsed,
+        sources,
+        reads,
         plans: plan_updates,
         customers: customer_plans,
         sites: site_plans,
@@ -98,7 +102,12 @@ pub(super) fn write(
         }
         for plan in site_plans {
             let (customer_id, _) = ids[&plan.customer_key];
-            write_site(tx, actor, plan, customer_id, &parsed[plan.file].0, &mut events)?;
+            let file = File {
+                path: &parsed[plan.file].0,
+                source: &sources[plan.file],
+                read: reads[plan.file],
+            };
+            write_site(tx, actor, plan, customer_id, &file, &mut events)?;
         }
         if created.is_empty() {
             return Ok((None, events));
@@ -239,16 +248,45 @@ fn update_customer(
     Ok(updated)
 }
 
+/// A site file as the writes see it: read again, it must still be what was planned.
+struct File<'a> {
+    path: &'a str,
+    source: &'a SourceFile,
+    read: Option<SiteRead>,
+}
+
+impl File<'_> {
+    /// The file's config, from its bytes read again; a file that changed since it was
+    /// validated fails the whole import, so that nothing unchecked is written.
+    fn config(&self) -> Result<Value> {
+        let changed = || {
+            Error::conflict(format!(
+                "{} changed during the import; nothing was written",
+                self.path
+            ))
+            .with_hint("run the import again")
+        };
+        let read = self
+            .read
+            .ok_or_else(|| Error::unexpected("a site file without its digest"))?;
+        let bytes = self.source.read().map_err(|_| changed())?;
+        if digest(&bytes) != read.digest {
+            return Err(changed());
+        }
+        site_config(&bytes).map_err(|_| changed())
+    }
+}
+
 fn write_site(
     tx: &Connection,
     actor: Actor<'_>,
     plan: &SitePlan,
     customer_id: i64,
-    file: &str,
+    file: &File<'_>,
     events: &mut Vec<NewAuditEvent>,
 ) -> Result<()> {
     let doc = &plan.doc;
-    let event = match &plan.existing {
+    let event = match plan.existing {
         None => {
             let site = sites::insert(
                 tx,
@@ -259,23 +297,37 @@ fn write_site(
                     port: doc.port,
                     business_type: doc.business_type.clone(),
                     status: doc.status.unwrap_or(SiteStatus::Draft),
-                    config: doc.config.clone(),
+                    config: file.config()?,
                 },
             )?;
             sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
             NewAuditEvent::site(
                 "site.create",
                 &site,
-                json!({"source": "import", "file": file, "legacy_id": doc.legacy_id}),
+                json!({"source": "import", "file": file.path, "legacy_id": doc.legacy_id}),
             )
         }
-        Some(site) if site_changed(site, doc)? => {
+        Some(id) if plan.changed => {
+            // Read again inside the transaction: the snapshot keeps the config as it is.
+            let site = sites::by_id(tx, id)?.ok_or_else(|| {
+                Error::conflict(format!(
+                    "site {} was deleted during the import; nothing was written",
+                    doc.domain
+                ))
+                .with_hint("run the import again")
+            })?;
             let old = site.config_value()?;
-            let snapshot =
-                sites::add_snapshot(tx, site.id, SnapshotKind::Import, Some(file), &old, actor.name)?;
+            let snapshot = sites::add_snapshot(
+                tx,
+                site.id,
+                SnapshotKind::Import,
+                Some(file.path),
+                &old,
+                actor.name,
+            )?;
             let updated = sites::update(
                 tx,
-                site,
+                &site,
                 &NewSite {
                     customer_id,
                     name: doc.name.clone(),
@@ -283,7 +335,7 @@ fn write_site(
                     port: doc.port,
                     business_type: doc.business_type.clone(),
                     status: doc.status.unwrap_or(site.status),
-                    config: doc.config.clone(),
+                    config: file.config()?,
                 },
             )?;
             if doc.legacy_id.is_some() {
@@ -292,7 +344,7 @@ fn write_site(
             NewAuditEvent::site(
                 "site.update",
                 &updated,
-                json!({"source": "import", "file": file, "snapshot_id": snapshot.id,
+                json!({"source": "import", "file": file.path, "snapshot_id": snapshot.id,
                        "domain": {"from": site.domain, "to": updated.domain}}),
             )
         }
