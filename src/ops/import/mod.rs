@@ -78,6 +78,9 @@ pub fn import(
     } else {
         Some(HomeLock::acquire(&actor.home.lock_file(), request.lock_timeout)?)
     };
+    // One read snapshot for the whole plan: every file looks up its site and customer,
+    // and outside a transaction each lookup would take and drop the catalog's lock.
+    let snapshot = catalog.conn().unchecked_transaction()?;
     let mut known_plans: HashMap<String, Plan> = plans::list(catalog.conn())?
         .into_iter()
         .map(|p| (p.name.clone(), p))
@@ -168,6 +171,7 @@ pub fn import(
         report.summary = summarise(&report.files);
         return Ok(with_outcome(report, request.continue_on_error));
     }
+    snapshot.rollback()?;
     let rows = Rows {
         parsed: &parsed,
         sources: &sources,
