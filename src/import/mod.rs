@@ -111,18 +111,21 @@ pub struct SourceFile {
 pub type Digest = [u8; 32];
 
 impl SourceFile {
-    /// The file's bytes, or why they cannot be had; a file that grew past the limit
-    /// since the scan is refused as if it had been that big then.
+    /// The file's bytes, or why they cannot be had. A file over the limit is refused
+    /// unread, and one that grows past it while being read is refused all the same.
     pub fn read(&self) -> Result<Vec<u8>, Problem> {
         use std::io::Read;
         if let Some(problem) = &self.refused {
             return Err(problem.clone());
         }
         let unreadable = |e: std::io::Error| Problem::new("file", format!("cannot be read: {e}"));
-        let mut bytes = Vec::new();
-        std::fs::File::open(&self.absolute)
-            .map_err(unreadable)?
-            .take(scan::MAX_FILE_BYTES + 1)
+        let file = std::fs::File::open(&self.absolute).map_err(unreadable)?;
+        let len = file.metadata().map_err(unreadable)?.len();
+        if len > scan::MAX_FILE_BYTES {
+            return Err(scan::too_big(len));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(scan::MAX_FILE_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(unreadable)?;
         if bytes.len() as u64 > scan::MAX_FILE_BYTES {

@@ -554,3 +554,41 @@ pub(super) fn describe_actions(
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_prints_are_equal_exactly_when_the_configs_less_columns_are() {
+        let print = |text: &str| config_print(&serde_json::from_str(text).unwrap());
+        let base = print(
+            r#"{"domain": "a.test", "theme": {"x": 1, "y": [1, "2"]}, "big": 123456789012345678901234567890}"#,
+        );
+        assert_eq!(
+            base,
+            print(
+                r#"{"big": 123456789012345678901234567890, "theme": {"y": [1, "2"], "x": 1}, "name": "other columns"}"#
+            ),
+            "key order and column keys do not count"
+        );
+        for different in [
+            r#"{"theme": {"x": 1, "y": [1, "2"]}, "big": 123456789012345678901234567891}"#,
+            r#"{"theme": {"x": 1.0, "y": [1, "2"]}, "big": 123456789012345678901234567890}"#,
+            r#"{"theme": {"x": 1, "y": ["2", 1]}, "big": 123456789012345678901234567890}"#,
+            r#"{"theme": {"x": 1, "y": [1, 2]}, "big": 123456789012345678901234567890}"#,
+            r#"{"theme": {"x": 1, "y": [1, "2"]}}"#,
+        ] {
+            assert_ne!(base, print(different), "{different}");
+        }
+        assert_ne!(
+            config_print(&json!({"a": "bc"})),
+            config_print(&json!({"ab": "c"}))
+        );
+        assert_ne!(
+            config_print(&json!({"a": [[], []]})),
+            config_print(&json!({"a": [[[]]]}))
+        );
+    }
+}

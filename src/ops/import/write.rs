@@ -353,3 +353,47 @@ fn write_site(
     events.push(event);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::import::scan::scan;
+
+    fn planned(dir: &std::path::Path) -> (SourceFile, SiteRead) {
+        let source = scan(dir).unwrap().remove(0);
+        let bytes = source.read().unwrap();
+        let read = SiteRead {
+            digest: digest(&bytes),
+            print: super::super::plan::config_print(&site_config(&bytes).unwrap()),
+        };
+        (source, read)
+    }
+
+    #[test]
+    fn a_file_changed_after_it_was_planned_fails_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.json");
+        std::fs::write(&path, br#"{"domain": "a.test", "name": "A", "b": 1, "a": 2}"#).unwrap();
+        let (source, read) = planned(dir.path());
+        let file = File {
+            path: "site.json",
+            source: &source,
+            read: Some(read),
+        };
+        let config = file.config().unwrap();
+        let keys: Vec<&String> = config.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["domain", "name", "b", "a"], "the file's key order is kept");
+
+        std::fs::write(&path, br#"{"domain": "a.test", "name": "A", "b": 1, "a": 3}"#).unwrap();
+        let err = file.config().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert!(err.to_string().contains("site.json changed during the import"));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            file.config().unwrap_err().kind(),
+            ErrorKind::Conflict,
+            "a file gone since"
+        );
+    }
+}
