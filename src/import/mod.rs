@@ -7,6 +7,7 @@ pub mod scan;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -69,7 +70,8 @@ pub struct SiteDoc {
 #[derive(Debug, Clone)]
 pub enum Parsed {
     /// A site, with the customer it belongs to.
-    Site(Box<SiteDoc>, Box<CustomerDoc>),
+    /// The customer is shared by the files that describe it alike (see `ops::import`).
+    Site(Box<SiteDoc>, Rc<CustomerDoc>),
     /// A `customer.json` of the customer-folder layout.
     Customer(Box<CustomerDoc>),
     /// The `plans.json` that `export` writes at the root.
@@ -313,7 +315,7 @@ pub fn parse(bytes: &[u8], is_customer_file: bool, owner: Option<&CustomerDoc>) 
             ));
         }
     };
-    Parsed::Site(Box::new(site), Box::new(owner))
+    Parsed::Site(Box::new(site), Rc::new(owner))
 }
 
 fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Problem> {
@@ -616,21 +618,21 @@ mod tests {
         let mut files = vec![
             (
                 "one.json".to_string(),
-                Parsed::Site(Box::new(site("a.test", Some(1))), Box::new(owner.clone())),
+                Parsed::Site(Box::new(site("a.test", Some(1))), Rc::new(owner.clone())),
             ),
             (
                 "two.json".to_string(),
-                Parsed::Site(Box::new(site("a.test", None)), Box::new(owner.clone())),
+                Parsed::Site(Box::new(site("a.test", None)), Rc::new(owner.clone())),
             ),
             (
                 "three.json".to_string(),
-                Parsed::Site(Box::new(site("c.test", Some(1))), Box::new(owner.clone())),
+                Parsed::Site(Box::new(site("c.test", Some(1))), Rc::new(owner.clone())),
             ),
             (
                 "four.json".to_string(),
                 Parsed::Site(
                     Box::new(site("d.test", None)),
-                    Box::new(CustomerDoc {
+                    Rc::new(CustomerDoc {
                         plan: Some("pro".into()),
                         ..owner.clone()
                     }),

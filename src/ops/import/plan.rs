@@ -2,6 +2,7 @@
 //! what each one would do. Nothing here writes.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use rusqlite::Connection;
 use serde_json::{Map, Value};
@@ -40,8 +41,6 @@ pub(super) struct PlanUpdate {
 #[derive(Debug, Clone)]
 pub(super) struct SitePlan {
     pub(super) file: usize,
-    /// Without its config: the writes read the file again.
-    pub(super) doc: SiteDoc,
     pub(super) customer_key: String,
     /// The catalog's site the file describes, by id.
     pub(super) existing: Option<i64>,
@@ -71,13 +70,29 @@ pub(super) fn parse_all(sources: &[SourceFile]) -> (Vec<(String, Parsed)>, Vec<O
         });
         owners.insert(source.path.clone(), outcome);
     }
-    sources
-        .iter()
-        .map(|source| {
-            let (parsed, read) = parse_one(source, &owners);
-            ((source.path.clone(), parsed), read)
-        })
-        .unzip()
+    // Site files of one customer usually describe it alike: one copy serves them all.
+    let mut shared: HashMap<String, Rc<CustomerDoc>> = HashMap::new();
+    let mut parsed = Vec::with_capacity(sources.len());
+    let mut reads = Vec::with_capacity(sources.len());
+    for source in sources {
+        let (one, read) = match parse_one(source, &owners) {
+            (Parsed::Site(site, owner), read) => (Parsed::Site(site, share(&mut shared, owner)), read),
+            other => other,
+        };
+        parsed.push((source.path.clone(), one));
+        reads.push(read);
+    }
+    (parsed, reads)
+}
+
+fn share(shared: &mut HashMap<String, Rc<CustomerDoc>>, owner: Rc<CustomerDoc>) -> Rc<CustomerDoc> {
+    match shared.get(&owner.email) {
+        Some(first) if **first == *owner => Rc::clone(first),
+        _ => {
+            shared.insert(owner.email.clone(), Rc::clone(&owner));
+            owner
+        }
+    }
 }
 
 fn parse_one(
@@ -288,7 +303,6 @@ pub(super) fn plan_against_catalog(
         };
         site_plans.push(SitePlan {
             file: index,
-            doc: site.clone(),
             customer_key: key,
             existing: existing.map(|s| s.id),
             changed,

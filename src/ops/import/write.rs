@@ -16,7 +16,7 @@ use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind};
 use crate::catalog::{Catalog, plans};
 use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
-use crate::import::{Parsed, SourceFile, digest, site_config};
+use crate::import::{Parsed, SiteDoc, SourceFile, digest, site_config};
 use crate::lock::Owner;
 use crate::migrations;
 use crate::ops::customers::NewTenant;
@@ -102,8 +102,12 @@ pub(super) fn write(
         }
         for plan in site_plans {
             let (customer_id, _) = ids[&plan.customer_key];
+            let (path, Parsed::Site(doc, _)) = &parsed[plan.file] else {
+                return Err(Error::unexpected("a site plan for a file that is no site"));
+            };
             let file = File {
-                path: &parsed[plan.file].0,
+                path,
+                doc,
                 source: &sources[plan.file],
                 read: reads[plan.file],
             };
@@ -251,6 +255,8 @@ fn update_customer(
 /// A site file as the writes see it: read again, it must still be what was planned.
 struct File<'a> {
     path: &'a str,
+    /// Its columns; the config is read again.
+    doc: &'a SiteDoc,
     source: &'a SourceFile,
     read: Option<SiteRead>,
 }
@@ -285,7 +291,7 @@ fn write_site(
     file: &File<'_>,
     events: &mut Vec<NewAuditEvent>,
 ) -> Result<()> {
-    let doc = &plan.doc;
+    let doc = file.doc;
     let event = match plan.existing {
         None => {
             let site = sites::insert(
@@ -376,8 +382,18 @@ mod tests {
         let path = dir.path().join("site.json");
         std::fs::write(&path, br#"{"domain": "a.test", "name": "A", "b": 1, "a": 2}"#).unwrap();
         let (source, read) = planned(dir.path());
+        let doc = SiteDoc {
+            legacy_id: None,
+            name: "A".into(),
+            domain: "a.test".into(),
+            port: None,
+            business_type: None,
+            status: None,
+            config: Value::Null,
+        };
         let file = File {
             path: "site.json",
+            doc: &doc,
             source: &source,
             read: Some(read),
         };
