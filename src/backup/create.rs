@@ -362,11 +362,11 @@ fn copy_tenant(
 ) -> Result<Entry> {
     let source = open_source(path)?;
     let mut keep_open = Vec::new();
-    let known = match copy_consistent(&source, path, dest, &mut keep_open)? {
-        Some(checked) => Some(checked),
+    let (known, fingerprint) = match copy_consistent(&source, path, dest, &mut keep_open)? {
+        Some((checked, at_snapshot)) => (Some(checked), at_snapshot.or(fingerprint)),
         None => {
             snapshot(&source, dest)?;
-            None
+            (None, fingerprint)
         }
     };
     drop(source);
@@ -441,27 +441,24 @@ fn open_source(path: &Path) -> Result<Connection> {
 /// The fast path for a quiet database: when its WAL can be folded in and stays empty
 /// while a read transaction is held, no checkpoint can touch the main file (none may
 /// pass a reader's mark), so a plain byte copy of it is that transaction's snapshot.
-/// The copy is hashed as it is written. Returns `None` when the WAL is in use; the
-/// caller then takes the online backup.
+/// The copy is hashed as it is written. Returns the check with the source's
+/// fingerprint as copied (see [`fingerprint_in_snapshot`]), or `None` when the WAL is
+/// in use; the caller then takes the online backup.
 fn copy_consistent(
     source: &Connection,
     source_path: &Path,
     dest: &Path,
     keep_open: &mut Vec<std::fs::File>,
-) -> Result<Option<Checked>> {
+) -> Result<Option<(Checked, Option<Fingerprint>)>> {
     // SQLite follows a symlinked database to its real name, and so must we: its WAL
     // sits beside the real file.
     let Ok(real) = std::fs::canonicalize(source_path) else {
         return Ok(None);
     };
-    // Folding the WAL in must not hold the live app's writers up for long.
-    source.busy_timeout(Duration::from_millis(200))?;
-    let checkpoint = source.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
-    source.busy_timeout(Duration::from_secs(30))?;
-    if !matches!(checkpoint, Ok(0)) || source.execute_batch("BEGIN").is_err() {
+    if !fold_wal_in(source, &real)? || source.execute_batch("BEGIN").is_err() {
         return Ok(None);
     }
-    let result = (|| -> Result<Option<Checked>> {
+    let result = (|| -> Result<Option<(Checked, Option<Fingerprint>)>> {
         if source
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
             .is_err()
@@ -474,6 +471,7 @@ fn copy_consistent(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             _ => return Ok(None),
         }
+        let at_snapshot = fingerprint_in_snapshot(source_path);
         // Closing a descriptor of the database would drop this process's POSIX locks
         // on it, SQLite's included: it stays open until the connection is gone,
         // whatever happens to the copy.
@@ -490,16 +488,45 @@ fn copy_consistent(
         );
         let sum = sum?;
         let schema_version = schema_version?;
-        Ok(Some(Checked {
-            sha256: sum,
-            schema_version,
-        }))
+        Ok(Some((
+            Checked {
+                sha256: sum,
+                schema_version,
+            },
+            at_snapshot,
+        )))
     })();
     let _ = source.execute_batch("COMMIT");
     if !matches!(result, Ok(Some(_))) {
         let _ = std::fs::remove_file(dest);
     }
     result
+}
+
+/// Folds the WAL of `source` (whose real file is `real`) into the main file; false
+/// when it could not be emptied (the live app holds it). An empty or missing WAL needs
+/// no checkpoint: the caller checks again inside its read transaction anyway, and a
+/// checkpoint costs lock calls and a truncate for nothing.
+fn fold_wal_in(source: &Connection, real: &Path) -> Result<bool> {
+    let wal = &files::sqlite_side_files(real)[0];
+    if std::fs::metadata(wal).map_or_else(|e| e.kind() == std::io::ErrorKind::NotFound, |m| m.len() == 0) {
+        return Ok(true);
+    }
+    // Folding the WAL in must not hold the live app's writers up for long.
+    source.busy_timeout(Duration::from_millis(200))?;
+    let checkpoint = source.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+    source.busy_timeout(Duration::from_secs(30))?;
+    Ok(matches!(checkpoint, Ok(0)))
+}
+
+/// The fingerprint of a source whose WAL was just found empty inside a read
+/// transaction: the main file then cannot change until the transaction ends, so this
+/// describes exactly the bytes copied. The one taken before the copy may not: when the
+/// WAL held writes (after `db migrate`, say), folding them in changed the file, and the
+/// next backup would find every such tenant changed and copy it again. `None` when
+/// the WAL is no longer empty: the earlier fingerprint is then the safe one.
+fn fingerprint_in_snapshot(path: &Path) -> Option<Fingerprint> {
+    Fingerprint::of(path).filter(|f| f.wal_size == 0)
 }
 
 /// Copies a quiet database file through this process (read, hash, O_DIRECT write),
