@@ -100,6 +100,7 @@ pub(super) fn write(
             };
             ids.insert(key.clone(), (customer.id, customer.slug.clone()));
         }
+        let mut site_events = Vec::new();
         for plan in site_plans {
             let (customer_id, _) = ids[&plan.customer_key];
             let (path, Parsed::Site(doc, _)) = &parsed[plan.file] else {
@@ -111,8 +112,11 @@ pub(super) fn write(
                 source: &sources[plan.file],
                 read: reads[plan.file],
             };
-            write_site(tx, actor, plan, customer_id, &file, &mut events)?;
+            site_events.extend(write_site(tx, actor, plan, customer_id, &file)?);
         }
+        let events = events
+            .into_iter()
+            .chain(site_events.into_iter().map(SiteEvent::into_event));
         if created.is_empty() {
             return Ok((None, events));
         }
@@ -283,14 +287,48 @@ impl File<'_> {
     }
 }
 
-fn write_site(
+/// A site's audit event, held without its JSON details until it is recorded: an
+/// import of 100,000 files would otherwise hold 100,000 JSON objects at once.
+struct SiteEvent<'a> {
+    file: &'a str,
+    /// The site's domain and customer once written.
+    domain: String,
+    customer_id: i64,
+    change: SiteChange,
+}
+
+enum SiteChange {
+    Created { legacy_id: Option<String> },
+    Updated { snapshot_id: i64, domain_before: String },
+}
+
+impl SiteEvent<'_> {
+    fn into_event(self) -> NewAuditEvent {
+        let (action, details) = match self.change {
+            SiteChange::Created { legacy_id } => (
+                "site.create",
+                json!({"source": "import", "file": self.file, "legacy_id": legacy_id}),
+            ),
+            SiteChange::Updated {
+                snapshot_id,
+                domain_before,
+            } => (
+                "site.update",
+                json!({"source": "import", "file": self.file, "snapshot_id": snapshot_id,
+                       "domain": {"from": domain_before, "to": self.domain}}),
+            ),
+        };
+        NewAuditEvent::new(action, "site", self.domain, Some(self.customer_id), details)
+    }
+}
+
+fn write_site<'a>(
     tx: &Connection,
     actor: Actor<'_>,
     plan: &SitePlan,
     customer_id: i64,
-    file: &File<'_>,
-    events: &mut Vec<NewAuditEvent>,
-) -> Result<()> {
+    file: &File<'a>,
+) -> Result<Option<SiteEvent<'a>>> {
     let doc = file.doc;
     let event = match plan.existing {
         None => {
@@ -307,11 +345,14 @@ fn write_site(
                 },
             )?;
             sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
-            NewAuditEvent::site(
-                "site.create",
-                &site,
-                json!({"source": "import", "file": file.path, "legacy_id": doc.legacy_id}),
-            )
+            SiteEvent {
+                file: file.path,
+                domain: site.domain,
+                customer_id: site.customer_id,
+                change: SiteChange::Created {
+                    legacy_id: doc.legacy_id.clone(),
+                },
+            }
         }
         Some(id) if plan.changed => {
             // Read again inside the transaction: the snapshot keeps the config as it is.
@@ -347,17 +388,19 @@ fn write_site(
             if doc.legacy_id.is_some() {
                 sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
             }
-            NewAuditEvent::site(
-                "site.update",
-                &updated,
-                json!({"source": "import", "file": file.path, "snapshot_id": snapshot.id,
-                       "domain": {"from": site.domain, "to": updated.domain}}),
-            )
+            SiteEvent {
+                file: file.path,
+                domain: updated.domain,
+                customer_id: updated.customer_id,
+                change: SiteChange::Updated {
+                    snapshot_id: snapshot.id,
+                    domain_before: site.domain,
+                },
+            }
         }
-        Some(_) => return Ok(()),
+        Some(_) => return Ok(None),
     };
-    events.push(event);
-    Ok(())
+    Ok(Some(event))
 }
 
 #[cfg(test)]
