@@ -11,19 +11,19 @@ use crate::time;
 /// Only [`Catalog::write_audited`](super::Catalog::write_audited) writes events, so each
 /// lands in the transaction of the change it describes.
 pub(super) fn record(conn: &Connection, actor: &str, event: &NewAuditEvent) -> Result<i64> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO audit_events (at, actor, action, target_type, target, customer_id, details)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            time::now(),
-            actor,
-            event.action,
-            event.target_type,
-            event.target,
-            event.customer_id,
-            event.details.to_string()
-        ],
-    )?;
+    )?
+    .execute(params![
+        time::now(),
+        actor,
+        event.action,
+        event.target_type,
+        event.target,
+        event.customer_id,
+        event.details.to_string()
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 

@@ -171,20 +171,17 @@ pub fn by_slug(conn: &Connection, slug: &str) -> Result<Option<Customer>> {
 
 pub fn by_email(conn: &Connection, email: &str) -> Result<Option<Customer>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM customers WHERE email = ?1 AND status <> 'provisioning'"),
-            [email],
-            from_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM customers WHERE email = ?1 AND status <> 'provisioning'"
+        ))?
+        .query_row([email], from_row)
         .optional()?)
 }
 
 pub fn slug_taken(conn: &Connection, slug: &str) -> Result<bool> {
-    Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM customers WHERE slug = ?1)",
-        [slug],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM customers WHERE slug = ?1)")?
+        .query_row([slug], |r| r.get(0))?)
 }
 
 #[derive(Debug, Clone, Default)]

@@ -38,11 +38,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Site> {
 
 pub fn insert(conn: &Connection, new: &NewSite) -> Result<Site> {
     let now = time::now();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO sites (customer_id, name, domain, port, business_type, status, config, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-        params![new.customer_id, new.name, new.domain, new.port, new.business_type, new.status, new.config.to_string(), now],
-    )?;
+    )?
+    .execute(params![new.customer_id, new.name, new.domain, new.port, new.business_type, new.status, new.config.to_string(), now])?;
     Ok(any_by_id(conn, conn.last_insert_rowid())?.expect("a site just inserted"))
 }
 
@@ -60,40 +60,31 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Site>> {
 /// A site whatever its customer's state, for the writes that just made or changed it.
 fn any_by_id(conn: &Connection, id: i64) -> Result<Option<Site>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} {FROM} WHERE s.id = ?1"),
-            [id],
-            from_row,
-        )
+        .prepare_cached(&format!("SELECT {COLUMNS} {FROM} WHERE s.id = ?1"))?
+        .query_row([id], from_row)
         .optional()?)
 }
 
 pub fn by_domain(conn: &Connection, domain: &str) -> Result<Option<Site>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} {FROM} WHERE s.domain = ?1 AND {VISIBLE}"),
-            [domain],
-            from_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} {FROM} WHERE s.domain = ?1 AND {VISIBLE}"
+        ))?
+        .query_row([domain], from_row)
         .optional()?)
 }
 
 /// The site a legacy config file names by its `siteId`.
 pub fn by_legacy_id(conn: &Connection, legacy_id: &str) -> Result<Option<Site>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} {FROM} WHERE s.legacy_id = ?1"),
-            [legacy_id],
-            from_row,
-        )
+        .prepare_cached(&format!("SELECT {COLUMNS} {FROM} WHERE s.legacy_id = ?1"))?
+        .query_row([legacy_id], from_row)
         .optional()?)
 }
 
 pub fn set_legacy_id(conn: &Connection, id: i64, legacy_id: Option<&str>) -> Result<()> {
-    conn.execute(
-        "UPDATE sites SET legacy_id = ?2 WHERE id = ?1",
-        params![id, legacy_id],
-    )?;
+    conn.prepare_cached("UPDATE sites SET legacy_id = ?2 WHERE id = ?1")?
+        .execute(params![id, legacy_id])?;
     Ok(())
 }
 
@@ -104,11 +95,8 @@ pub fn domain_owner(conn: &Connection, domain: &str, except: Option<i64>) -> Res
 
 pub fn port_owner(conn: &Connection, port: i64, except: Option<i64>) -> Result<Option<Site>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} {FROM} WHERE s.port = ?1"),
-            [port],
-            from_row,
-        )
+        .prepare_cached(&format!("SELECT {COLUMNS} {FROM} WHERE s.port = ?1"))?
+        .query_row([port], from_row)
         .optional()?
         .filter(|s| Some(s.id) != except))
 }
@@ -181,11 +169,9 @@ pub fn delete(conn: &Connection, id: i64) -> Result<()> {
 }
 
 pub fn count_for_customer(conn: &Connection, customer_id: i64) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM sites WHERE customer_id = ?1",
-        [customer_id],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM sites WHERE customer_id = ?1")?
+        .query_row([customer_id], |r| r.get(0))?)
 }
 
 fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {

@@ -7,6 +7,7 @@ pub mod scan;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -51,7 +52,8 @@ pub const EXPORT_ADDED_KEYS: &str = "_tenantctl_added_keys";
 /// The keys of a site file that hold its columns, in the spellings `export` writes.
 pub const SITE_COLUMN_KEYS: &[&str] = &["siteId", "name", "domain", "port", "businessType", "status"];
 
-/// A site as a file describes it; `config` is the whole document.
+/// A site as a file describes it; `config` is the whole document (less what `export`
+/// added), until an import's plan lets go of it for its fingerprint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteDoc {
     /// `siteId` / `site_id`: the site's identity when the file gives one.
@@ -68,7 +70,8 @@ pub struct SiteDoc {
 #[derive(Debug, Clone)]
 pub enum Parsed {
     /// A site, with the customer it belongs to.
-    Site(Box<SiteDoc>, Box<CustomerDoc>),
+    /// The customer is shared by the files that describe it alike (see `ops::import`).
+    Site(Box<SiteDoc>, Rc<CustomerDoc>),
     /// A `customer.json` of the customer-folder layout.
     Customer(Box<CustomerDoc>),
     /// The `plans.json` that `export` writes at the root.
@@ -93,16 +96,59 @@ impl Problem {
     }
 }
 
-/// A file found under the import folder.
+/// A file found under the import folder. Its content is read when it is parsed, and
+/// again when its site is written, so that no more than one file is held at a time.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     /// Relative to the import folder, for reports.
     pub path: String,
     pub absolute: PathBuf,
-    /// The content, or why it could not be read.
-    pub content: Result<Vec<u8>, Problem>,
+    /// Why the file cannot be imported without reading it (a symlink out, too big).
+    pub refused: Option<Problem>,
     /// For `sites/*.json` under a folder with `customer.json`: that customer file.
     pub customer_file: Option<String>,
+}
+
+/// The SHA-256 of a file's bytes as they were parsed.
+pub type Digest = [u8; 32];
+
+impl SourceFile {
+    /// The file's bytes, or why they cannot be had. A file over the limit is refused
+    /// unread, and one that grows past it while being read is refused all the same.
+    pub fn read(&self) -> Result<Vec<u8>, Problem> {
+        use std::io::Read;
+        if let Some(problem) = &self.refused {
+            return Err(problem.clone());
+        }
+        let unreadable = |e: std::io::Error| Problem::new("file", format!("cannot be read: {e}"));
+        let file = std::fs::File::open(&self.absolute).map_err(unreadable)?;
+        let len = file.metadata().map_err(unreadable)?.len();
+        if len > scan::MAX_FILE_BYTES {
+            return Err(scan::too_big(len));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(scan::MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        if bytes.len() as u64 > scan::MAX_FILE_BYTES {
+            return Err(scan::too_big(bytes.len() as u64));
+        }
+        Ok(bytes)
+    }
+}
+
+pub fn digest(bytes: &[u8]) -> Digest {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(bytes).into()
+}
+
+/// The config a site file gives, as `parse` makes it: the whole document less what
+/// `export` added. For the writes, which read a file again once it was validated.
+pub fn site_config(bytes: &[u8]) -> Result<Value, Problem> {
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    let document: Value =
+        serde_json::from_slice(bytes).map_err(|e| Problem::new("file", format!("not valid JSON: {e}")))?;
+    without_export_keys(&document)
 }
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -269,7 +315,7 @@ pub fn parse(bytes: &[u8], is_customer_file: bool, owner: Option<&CustomerDoc>) 
             ));
         }
     };
-    Parsed::Site(Box::new(site), Box::new(owner))
+    Parsed::Site(Box::new(site), Rc::new(owner))
 }
 
 fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Problem> {
@@ -572,21 +618,21 @@ mod tests {
         let mut files = vec![
             (
                 "one.json".to_string(),
-                Parsed::Site(Box::new(site("a.test", Some(1))), Box::new(owner.clone())),
+                Parsed::Site(Box::new(site("a.test", Some(1))), Rc::new(owner.clone())),
             ),
             (
                 "two.json".to_string(),
-                Parsed::Site(Box::new(site("a.test", None)), Box::new(owner.clone())),
+                Parsed::Site(Box::new(site("a.test", None)), Rc::new(owner.clone())),
             ),
             (
                 "three.json".to_string(),
-                Parsed::Site(Box::new(site("c.test", Some(1))), Box::new(owner.clone())),
+                Parsed::Site(Box::new(site("c.test", Some(1))), Rc::new(owner.clone())),
             ),
             (
                 "four.json".to_string(),
                 Parsed::Site(
                     Box::new(site("d.test", None)),
-                    Box::new(CustomerDoc {
+                    Rc::new(CustomerDoc {
                         plan: Some("pro".into()),
                         ..owner.clone()
                     }),

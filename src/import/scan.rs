@@ -46,25 +46,26 @@ fn owner_of(relative: &str) -> Option<String> {
 }
 
 fn walk(root: &Path, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+    // The entry's type comes with the folder listing: no stat per file.
+    let mut entries: Vec<(PathBuf, fs::FileType)> = fs::read_dir(dir)
         .map_err(|e| Error::usage(format!("cannot read folder {}: {e}", dir.display())))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            Some((entry.path(), entry.file_type().ok()?))
+        })
         .collect();
-    entries.sort();
-    for path in entries {
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (path, file_type) in entries {
         let relative = path
             .strip_prefix(root)
             .unwrap_or(&path)
             .to_string_lossy()
             .into_owned();
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            continue;
-        };
         let is_json = relative.ends_with(".json");
-        if meta.file_type().is_symlink() {
+        if file_type.is_symlink() {
             match fs::canonicalize(&path) {
                 Ok(target) if target.starts_with(root) && target.is_file() && is_json => {
-                    found.push(read(relative, &target));
+                    found.push(to_read(relative, &target));
                 }
                 Ok(target) if !target.starts_with(root) && is_json => found.push(failed(
                     relative,
@@ -75,10 +76,10 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
                 // Linked folders are not entered: they could loop or lead out.
                 _ => {}
             }
-        } else if meta.is_dir() {
+        } else if file_type.is_dir() {
             walk(root, &path, found)?;
-        } else if meta.is_file() && is_json {
-            found.push(read(relative, &path));
+        } else if file_type.is_file() && is_json {
+            found.push(to_read(relative, &path));
         } else if is_json {
             found.push(failed(relative, &path, "is not a regular file"));
         }
@@ -90,24 +91,21 @@ fn failed(relative: String, path: &Path, reason: &str) -> SourceFile {
     SourceFile {
         path: relative,
         absolute: path.to_path_buf(),
-        content: Err(Problem::new("file", reason)),
+        refused: Some(Problem::new("file", reason)),
         customer_file: None,
     }
 }
 
-fn read(relative: String, path: &Path) -> SourceFile {
-    let content = match fs::metadata(path) {
-        Ok(meta) if meta.len() > MAX_FILE_BYTES => Err(Problem::new(
-            "file",
-            format!("is {} bytes, over the 1 MiB limit", meta.len()),
-        )),
-        Ok(_) => fs::read(path).map_err(|e| Problem::new("file", format!("cannot be read: {e}"))),
-        Err(e) => Err(Problem::new("file", format!("cannot be read: {e}"))),
-    };
+pub(super) fn too_big(len: u64) -> Problem {
+    Problem::new("file", format!("is {len} bytes, over the 1 MiB limit"))
+}
+
+/// A file to read later; its size is checked when it is read.
+fn to_read(relative: String, path: &Path) -> SourceFile {
     SourceFile {
         path: relative,
         absolute: path.to_path_buf(),
-        content,
+        refused: None,
         customer_file: None,
     }
 }
@@ -146,7 +144,7 @@ mod tests {
         let found = scan(dir.path()).unwrap();
         let names: Vec<(&str, bool)> = found
             .iter()
-            .map(|f| (f.path.as_str(), f.content.is_ok()))
+            .map(|f| (f.path.as_str(), f.read().is_ok()))
             .collect();
         assert_eq!(
             names,

@@ -189,7 +189,14 @@ impl Renderer {
     {
         let mut out = BufWriter::new(self.stdout.clone());
         match self.format {
-            OutputFormat::Json => write_object(&mut out, self.format, &to_value(document)?)?,
+            // Written as it is serialized: an import of 100,000 files would otherwise
+            // hold its report twice, once as a JSON value. The same bytes as
+            // `write_object` while no report holds a `RawValue` (a site's config),
+            // which that path would re-indent.
+            OutputFormat::Json => {
+                serde_json::to_writer_pretty(&mut out, document)?;
+                writeln!(out)?;
+            }
             OutputFormat::Table => {
                 writeln!(out, "{line}")?;
                 if !rows.is_empty() {

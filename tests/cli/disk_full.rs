@@ -74,3 +74,33 @@ fn a_backup_copy_that_fills_the_disk_names_the_copy() {
     assert!(stderr.contains("/tenants/a.db ("), "{stderr}");
     assert!(stderr.contains(" free on its file system)"), "{stderr}");
 }
+
+#[test]
+fn an_import_whose_new_databases_cannot_all_be_made_writes_nothing() {
+    let env = TestEnv::initialised();
+    let tree = env.root.join("legacy");
+    let site = |customer: usize| {
+        serde_json::json!({"name": "S", "domain": format!("s.c{customer}.test"),
+            "customer": {"email": format!("owner@c{customer}.test")}})
+    };
+    // A first customer builds the template, so the import below only copies it, in
+    // parallel, each copy past the file size limit.
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("c0.json"), site(0).to_string()).unwrap();
+    env.ok(&["import", tree.to_str().unwrap()]);
+    for customer in 1..=24 {
+        std::fs::write(tree.join(format!("c{customer}.json")), site(customer).to_string()).unwrap();
+    }
+    let args = format!("import '{}'", tree.display());
+    let (code, stderr) = with_file_limit(&env, 16, &args);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(env.count("SELECT count(*) FROM customers"), 1, "{stderr}");
+    assert_eq!(env.count("SELECT count(*) FROM sites"), 1);
+    let tenants: Vec<String> = std::fs::read_dir(env.home.join("tenants"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(tenants.len(), 1, "no staged database is left behind: {tenants:?}");
+    let again = env.json(&["import", tree.to_str().unwrap()]);
+    assert_eq!(again["summary"]["created"], 24);
+}

@@ -78,6 +78,9 @@ pub fn import(
     } else {
         Some(HomeLock::acquire(&actor.home.lock_file(), request.lock_timeout)?)
     };
+    // One read snapshot for the whole plan: every file looks up its site and customer,
+    // and outside a transaction each lookup would take and drop the catalog's lock.
+    let snapshot = catalog.conn().unchecked_transaction()?;
     let mut known_plans: HashMap<String, Plan> = plans::list(catalog.conn())?
         .into_iter()
         .map(|p| (p.name.clone(), p))
@@ -86,7 +89,7 @@ pub fn import(
         validate::plan_name(plan)?;
     }
     let sources = scan(&request.dir)?;
-    let mut parsed = parse_all(&sources);
+    let (mut parsed, reads) = parse_all(&sources);
     cross_check(&mut parsed);
     let mut results: Vec<FileResult> = parsed
         .iter()
@@ -121,8 +124,14 @@ pub fn import(
         Some(plan) => plan.clone(),
         None => config::default_plan(catalog)?,
     };
-    let (mut customer_plans, mut site_plans) =
-        plan_against_catalog(catalog.conn(), &parsed, &known_plans, &default_plan, &mut results)?;
+    let (mut customer_plans, mut site_plans) = plan_against_catalog(
+        catalog.conn(),
+        &parsed,
+        &known_plans,
+        &default_plan,
+        &reads,
+        &mut results,
+    )?;
     enforce_site_limits(catalog.conn(), &customer_plans, &site_plans, &mut results)?;
     let failed = results.iter().any(|r| r.action == ImportAction::Failed);
     // A customer is written only for files that are written.
@@ -162,8 +171,11 @@ pub fn import(
         report.summary = summarise(&report.files);
         return Ok(with_outcome(report, request.continue_on_error));
     }
+    snapshot.rollback()?;
     let rows = Rows {
         parsed: &parsed,
+        sources: &sources,
+        reads: &reads,
         plans: &plan_updates,
         customers: &customer_plans,
         sites: &site_plans,

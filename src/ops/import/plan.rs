@@ -2,9 +2,11 @@
 //! what each one would do. Nothing here writes.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use rusqlite::Connection;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
 
 use super::FileResult;
 use crate::catalog::model::{Customer, Plan, Site};
@@ -13,7 +15,7 @@ use crate::catalog::states::CustomerStatus;
 use crate::error::Result;
 use crate::import::plans::{PlanDoc, is_plans_file, parse_plans};
 use crate::import::scan::is_customer_file;
-use crate::import::{CustomerDoc, ImportAction, Parsed, Problem, SiteDoc, parse};
+use crate::import::{CustomerDoc, Digest, ImportAction, Parsed, Problem, SiteDoc, SourceFile, digest, parse};
 use crate::ops::{plans as plan_ops, quota};
 
 /// What the catalog must do for one customer of the import.
@@ -39,53 +41,104 @@ pub(super) struct PlanUpdate {
 #[derive(Debug, Clone)]
 pub(super) struct SitePlan {
     pub(super) file: usize,
-    pub(super) doc: SiteDoc,
     pub(super) customer_key: String,
-    pub(super) existing: Option<Site>,
+    /// The catalog's site the file describes, by id.
+    pub(super) existing: Option<i64>,
+    /// Whether the file changes that existing site.
+    pub(super) changed: bool,
 }
 
-/// Customer files first, so the sites in their folders know their customer.
-pub(super) fn parse_all(sources: &[crate::import::SourceFile]) -> Vec<(String, Parsed)> {
+/// What the plan keeps of a site file in place of its config: the digest of the bytes
+/// it parsed, which the writes check when they read the file again, and the
+/// fingerprint of its config, to tell whether an existing site changes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SiteRead {
+    pub(super) digest: Digest,
+    pub(super) print: ConfigPrint,
+}
+
+/// Customer files first, so the sites in their folders know their customer. Each
+/// site's config is dropped once fingerprinted: a tree of 100,000 files would
+/// otherwise be held whole (see [`SiteRead`]).
+pub(super) fn parse_all(sources: &[SourceFile]) -> (Vec<(String, Parsed)>, Vec<Option<SiteRead>>) {
     let mut owners: HashMap<String, std::result::Result<CustomerDoc, Problem>> = HashMap::new();
     for source in sources.iter().filter(|s| is_customer_file(&s.path)) {
-        let outcome = match &source.content {
-            Ok(bytes) => match parse(bytes, true, None) {
-                Parsed::Customer(doc) => Ok(*doc),
-                Parsed::Failed(problem) => Err(problem),
-                _ => Err(Problem::new("file", "is not a customer file")),
-            },
-            Err(problem) => Err(problem.clone()),
-        };
+        let outcome = source.read().and_then(|bytes| match parse(&bytes, true, None) {
+            Parsed::Customer(doc) => Ok(*doc),
+            Parsed::Failed(problem) => Err(problem),
+            _ => Err(Problem::new("file", "is not a customer file")),
+        });
         owners.insert(source.path.clone(), outcome);
     }
-    sources
-        .iter()
-        .map(|source| {
-            let parsed = match (&source.content, is_customer_file(&source.path)) {
-                (Err(problem), _) => Parsed::Failed(problem.clone()),
-                (Ok(bytes), false) if is_plans_file(&source.path, bytes) => match parse_plans(bytes) {
-                    Ok(plans) => Parsed::Plans(plans),
-                    Err(problem) => Parsed::Failed(problem),
-                },
-                (Ok(_), true) => match &owners[&source.path] {
-                    Ok(doc) => Parsed::Customer(Box::new(doc.clone())),
-                    Err(problem) => Parsed::Failed(problem.clone()),
-                },
-                (Ok(bytes), false) => match source.customer_file.as_ref().map(|c| &owners[c]) {
-                    Some(Err(_)) => Parsed::Failed(Problem::new(
-                        "customer",
-                        format!(
-                            "its {} is invalid",
-                            source.customer_file.clone().unwrap_or_default()
-                        ),
-                    )),
-                    Some(Ok(owner)) => parse(bytes, false, Some(owner)),
-                    None => parse(bytes, false, None),
-                },
+    // Site files of one customer usually describe it alike: one copy serves them all.
+    let mut shared: HashMap<String, Rc<CustomerDoc>> = HashMap::new();
+    let mut parsed = Vec::with_capacity(sources.len());
+    let mut reads = Vec::with_capacity(sources.len());
+    for source in sources {
+        let (one, read) = match parse_one(source, &owners) {
+            (Parsed::Site(site, owner), read) => (Parsed::Site(site, share(&mut shared, owner)), read),
+            other => other,
+        };
+        parsed.push((source.path.clone(), one));
+        reads.push(read);
+    }
+    (parsed, reads)
+}
+
+fn share(shared: &mut HashMap<String, Rc<CustomerDoc>>, owner: Rc<CustomerDoc>) -> Rc<CustomerDoc> {
+    match shared.get(&owner.email) {
+        Some(first) if **first == *owner => Rc::clone(first),
+        _ => {
+            shared.insert(owner.email.clone(), Rc::clone(&owner));
+            owner
+        }
+    }
+}
+
+fn parse_one(
+    source: &SourceFile,
+    owners: &HashMap<String, std::result::Result<CustomerDoc, Problem>>,
+) -> (Parsed, Option<SiteRead>) {
+    if is_customer_file(&source.path) {
+        let parsed = match &owners[&source.path] {
+            Ok(doc) => Parsed::Customer(Box::new(doc.clone())),
+            Err(problem) => Parsed::Failed(problem.clone()),
+        };
+        return (parsed, None);
+    }
+    let bytes = match source.read() {
+        Ok(bytes) => bytes,
+        Err(problem) => return (Parsed::Failed(problem), None),
+    };
+    if is_plans_file(&source.path, &bytes) {
+        let parsed = match parse_plans(&bytes) {
+            Ok(plans) => Parsed::Plans(plans),
+            Err(problem) => Parsed::Failed(problem),
+        };
+        return (parsed, None);
+    }
+    let parsed = match source.customer_file.as_ref().map(|c| &owners[c]) {
+        Some(Err(_)) => Parsed::Failed(Problem::new(
+            "customer",
+            format!(
+                "its {} is invalid",
+                source.customer_file.clone().unwrap_or_default()
+            ),
+        )),
+        Some(Ok(owner)) => parse(&bytes, false, Some(owner)),
+        None => parse(&bytes, false, None),
+    };
+    match parsed {
+        Parsed::Site(mut site, owner) => {
+            let read = SiteRead {
+                digest: digest(&bytes),
+                print: config_print(&site.config),
             };
-            (source.path.clone(), parsed)
-        })
-        .collect()
+            site.config = Value::Null;
+            (Parsed::Site(site, owner), Some(read))
+        }
+        other => (other, None),
+    }
 }
 
 /// The plans file's creations and changes, each change checked with `plan set`'s
@@ -172,6 +225,7 @@ pub(super) fn plan_against_catalog(
     parsed: &[(String, Parsed)],
     known_plans: &HashMap<String, Plan>,
     default_plan: &str,
+    reads: &[Option<SiteRead>],
     results: &mut [FileResult],
 ) -> Result<(HashMap<String, CustomerPlan>, Vec<SitePlan>)> {
     let mut customer_plans: HashMap<String, CustomerPlan> = HashMap::new();
@@ -243,11 +297,15 @@ pub(super) fn plan_against_catalog(
             );
             continue;
         }
+        let changed = match (&existing, reads[index]) {
+            (Some(found), Some(read)) => site_changed(found, site, &read.print).unwrap_or(true),
+            _ => false,
+        };
         site_plans.push(SitePlan {
             file: index,
-            doc: site.clone(),
             customer_key: key,
-            existing,
+            existing: existing.map(|s| s.id),
+            changed,
         });
     }
     Ok((customer_plans, site_plans))
@@ -414,26 +472,67 @@ const COLUMN_KEYS: &[&str] = &[
     "customer",
 ];
 
-fn without_columns(config: &Value) -> Value {
+/// A fingerprint of a config less its column keys, equal for configs that compare
+/// equal as JSON values: object keys in any order, numbers by their text.
+pub(super) type ConfigPrint = [u8; 32];
+
+pub(super) fn config_print(config: &Value) -> ConfigPrint {
+    let mut hasher = Sha256::new();
     match config {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| !COLUMN_KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        other => other.clone(),
+        Value::Object(map) => feed_object(&mut hasher, map, |key| !COLUMN_KEYS.contains(&key)),
+        other => feed(&mut hasher, other),
+    }
+    hasher.finalize().into()
+}
+
+fn feed(hasher: &mut Sha256, value: &Value) {
+    match value {
+        Value::Null => hasher.update(b"n"),
+        Value::Bool(true) => hasher.update(b"t"),
+        Value::Bool(false) => hasher.update(b"f"),
+        Value::Number(n) => {
+            hasher.update(b"#");
+            feed_text(hasher, &n.to_string());
+        }
+        Value::String(text) => {
+            hasher.update(b"s");
+            feed_text(hasher, text);
+        }
+        Value::Array(items) => {
+            hasher.update(b"[");
+            hasher.update((items.len() as u64).to_le_bytes());
+            items.iter().for_each(|item| feed(hasher, item));
+        }
+        Value::Object(map) => feed_object(hasher, map, |_| true),
     }
 }
 
-pub(super) fn site_changed(site: &Site, doc: &SiteDoc) -> Result<bool> {
+fn feed_object(hasher: &mut Sha256, map: &Map<String, Value>, keep: impl Fn(&str) -> bool) {
+    let mut keys: Vec<&String> = map.keys().filter(|key| keep(key)).collect();
+    keys.sort_unstable();
+    hasher.update(b"{");
+    hasher.update((keys.len() as u64).to_le_bytes());
+    for key in keys {
+        feed_text(hasher, key);
+        feed(hasher, &map[key]);
+    }
+}
+
+/// Length first, so that no two sequences of texts feed the same bytes.
+fn feed_text(hasher: &mut Sha256, text: &str) {
+    hasher.update((text.len() as u64).to_le_bytes());
+    hasher.update(text.as_bytes());
+}
+
+/// Whether the file (its columns, and its config by `print`) changes the site.
+fn site_changed(site: &Site, doc: &SiteDoc, print: &ConfigPrint) -> Result<bool> {
     Ok(site.name != doc.name
         || site.domain != doc.domain
         || doc.legacy_id.is_some() && doc.legacy_id != site.legacy_id
         || site.port != doc.port
         || site.business_type != doc.business_type
         || doc.status.as_ref().is_some_and(|s| *s != site.status)
-        || without_columns(&site.config_value()?) != without_columns(&doc.config))
+        || config_print(&site.config_value()?) != *print)
 }
 
 pub(super) fn describe_actions(
@@ -464,8 +563,46 @@ pub(super) fn describe_actions(
         results[plan.file].action = match &plan.existing {
             _ if changes_customer => ImportAction::Updated,
             None => ImportAction::Created,
-            Some(site) if site_changed(site, &plan.doc).unwrap_or(true) => ImportAction::Updated,
+            Some(_) if plan.changed => ImportAction::Updated,
             Some(_) => ImportAction::Unchanged,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_prints_are_equal_exactly_when_the_configs_less_columns_are() {
+        let print = |text: &str| config_print(&serde_json::from_str(text).unwrap());
+        let base = print(
+            r#"{"domain": "a.test", "theme": {"x": 1, "y": [1, "2"]}, "big": 123456789012345678901234567890}"#,
+        );
+        assert_eq!(
+            base,
+            print(
+                r#"{"big": 123456789012345678901234567890, "theme": {"y": [1, "2"], "x": 1}, "name": "other columns"}"#
+            ),
+            "key order and column keys do not count"
+        );
+        for different in [
+            r#"{"theme": {"x": 1, "y": [1, "2"]}, "big": 123456789012345678901234567891}"#,
+            r#"{"theme": {"x": 1.0, "y": [1, "2"]}, "big": 123456789012345678901234567890}"#,
+            r#"{"theme": {"x": 1, "y": ["2", 1]}, "big": 123456789012345678901234567890}"#,
+            r#"{"theme": {"x": 1, "y": [1, 2]}, "big": 123456789012345678901234567890}"#,
+            r#"{"theme": {"x": 1, "y": [1, "2"]}}"#,
+        ] {
+            assert_ne!(base, print(different), "{different}");
+        }
+        assert_ne!(
+            config_print(&json!({"a": "bc"})),
+            config_print(&json!({"ab": "c"}))
+        );
+        assert_ne!(
+            config_print(&json!({"a": [[], []]})),
+            config_print(&json!({"a": [[[]]]}))
+        );
     }
 }

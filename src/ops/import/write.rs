@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use super::ImportRequest;
-use super::plan::{CustomerPlan, PlanUpdate, SitePlan, site_changed};
+use super::plan::{CustomerPlan, PlanUpdate, SitePlan, SiteRead};
 use crate::catalog::customers::CustomerChanges;
 use crate::catalog::model::{Customer, NewAuditEvent, NewSite};
 use crate::catalog::operations::{self, NewOperation};
@@ -16,7 +16,7 @@ use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind};
 use crate::catalog::{Catalog, plans};
 use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
-use crate::import::Parsed;
+use crate::import::{Parsed, SiteDoc, SourceFile, digest, site_config};
 use crate::lock::Owner;
 use crate::migrations;
 use crate::ops::customers::NewTenant;
@@ -26,6 +26,8 @@ use crate::ops::{Actor, config, customers, plans as plan_ops};
 /// Everything an import writes.
 pub(super) struct Rows<'a> {
     pub(super) parsed: &'a [(String, Parsed)],
+    pub(super) sources: &'a [SourceFile],
+    pub(super) reads: &'a [Option<SiteRead>],
     pub(super) plans: &'a [PlanUpdate],
     pub(super) customers: &'a HashMap<String, CustomerPlan>,
     pub(super) sites: &'a [SitePlan],
@@ -44,6 +46,8 @@ pub(super) fn write(
 ) -> Result<()> {
     let Rows {
         parsed,
+        sources,
+        reads,
         plans: plan_updates,
         customers: customer_plans,
         sites: site_plans,
@@ -96,10 +100,23 @@ pub(super) fn write(
             };
             ids.insert(key.clone(), (customer.id, customer.slug.clone()));
         }
+        let mut site_events = Vec::new();
         for plan in site_plans {
             let (customer_id, _) = ids[&plan.customer_key];
-            write_site(tx, actor, plan, customer_id, &parsed[plan.file].0, &mut events)?;
+            let (path, Parsed::Site(doc, _)) = &parsed[plan.file] else {
+                return Err(Error::unexpected("a site plan for a file that is no site"));
+            };
+            let file = File {
+                path,
+                doc,
+                source: &sources[plan.file],
+                read: reads[plan.file],
+            };
+            site_events.extend(write_site(tx, actor, plan, customer_id, &file)?);
         }
+        let events = events
+            .into_iter()
+            .chain(site_events.into_iter().map(SiteEvent::into_event));
         if created.is_empty() {
             return Ok((None, events));
         }
@@ -240,16 +257,81 @@ fn update_customer(
     Ok(updated)
 }
 
-fn write_site(
+/// A site file as the writes see it: read again, it must still be what was planned.
+struct File<'a> {
+    path: &'a str,
+    /// Its columns; the config is read again.
+    doc: &'a SiteDoc,
+    source: &'a SourceFile,
+    read: Option<SiteRead>,
+}
+
+impl File<'_> {
+    /// The file's config, from its bytes read again; a file that changed since it was
+    /// validated fails the whole import, so that nothing unchecked is written.
+    fn config(&self) -> Result<Value> {
+        let changed = || {
+            Error::conflict(format!(
+                "{} changed during the import; nothing was written",
+                self.path
+            ))
+            .with_hint("run the import again")
+        };
+        let read = self
+            .read
+            .ok_or_else(|| Error::unexpected("a site file without its digest"))?;
+        let bytes = self.source.read().map_err(|_| changed())?;
+        if digest(&bytes) != read.digest {
+            return Err(changed());
+        }
+        site_config(&bytes).map_err(|_| changed())
+    }
+}
+
+/// A site's audit event, held without its JSON details until it is recorded: an
+/// import of 100,000 files would otherwise hold 100,000 JSON objects at once.
+struct SiteEvent<'a> {
+    file: &'a str,
+    /// The site's domain and customer once written.
+    domain: String,
+    customer_id: i64,
+    change: SiteChange,
+}
+
+enum SiteChange {
+    Created { legacy_id: Option<String> },
+    Updated { snapshot_id: i64, domain_before: String },
+}
+
+impl SiteEvent<'_> {
+    fn into_event(self) -> NewAuditEvent {
+        let (action, details) = match self.change {
+            SiteChange::Created { legacy_id } => (
+                "site.create",
+                json!({"source": "import", "file": self.file, "legacy_id": legacy_id}),
+            ),
+            SiteChange::Updated {
+                snapshot_id,
+                domain_before,
+            } => (
+                "site.update",
+                json!({"source": "import", "file": self.file, "snapshot_id": snapshot_id,
+                       "domain": {"from": domain_before, "to": self.domain}}),
+            ),
+        };
+        NewAuditEvent::new(action, "site", self.domain, Some(self.customer_id), details)
+    }
+}
+
+fn write_site<'a>(
     tx: &Connection,
     actor: Actor<'_>,
     plan: &SitePlan,
     customer_id: i64,
-    file: &str,
-    events: &mut Vec<NewAuditEvent>,
-) -> Result<()> {
-    let doc = &plan.doc;
-    let event = match &plan.existing {
+    file: &File<'a>,
+) -> Result<Option<SiteEvent<'a>>> {
+    let doc = file.doc;
+    let event = match plan.existing {
         None => {
             let site = sites::insert(
                 tx,
@@ -260,23 +342,40 @@ fn write_site(
                     port: doc.port,
                     business_type: doc.business_type.clone(),
                     status: doc.status.unwrap_or(SiteStatus::Draft),
-                    config: doc.config.clone(),
+                    config: file.config()?,
                 },
             )?;
             sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
-            NewAuditEvent::site(
-                "site.create",
-                &site,
-                json!({"source": "import", "file": file, "legacy_id": doc.legacy_id}),
-            )
+            SiteEvent {
+                file: file.path,
+                domain: site.domain,
+                customer_id: site.customer_id,
+                change: SiteChange::Created {
+                    legacy_id: doc.legacy_id.clone(),
+                },
+            }
         }
-        Some(site) if site_changed(site, doc)? => {
+        Some(id) if plan.changed => {
+            // Read again inside the transaction: the snapshot keeps the config as it is.
+            let site = sites::by_id(tx, id)?.ok_or_else(|| {
+                Error::conflict(format!(
+                    "site {} was deleted during the import; nothing was written",
+                    doc.domain
+                ))
+                .with_hint("run the import again")
+            })?;
             let old = site.config_value()?;
-            let snapshot =
-                sites::add_snapshot(tx, site.id, SnapshotKind::Import, Some(file), &old, actor.name)?;
+            let snapshot = sites::add_snapshot(
+                tx,
+                site.id,
+                SnapshotKind::Import,
+                Some(file.path),
+                &old,
+                actor.name,
+            )?;
             let updated = sites::update(
                 tx,
-                site,
+                &site,
                 &NewSite {
                     customer_id,
                     name: doc.name.clone(),
@@ -284,21 +383,77 @@ fn write_site(
                     port: doc.port,
                     business_type: doc.business_type.clone(),
                     status: doc.status.unwrap_or(site.status),
-                    config: doc.config.clone(),
+                    config: file.config()?,
                 },
             )?;
             if doc.legacy_id.is_some() {
                 sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
             }
-            NewAuditEvent::site(
-                "site.update",
-                &updated,
-                json!({"source": "import", "file": file, "snapshot_id": snapshot.id,
-                       "domain": {"from": site.domain, "to": updated.domain}}),
-            )
+            SiteEvent {
+                file: file.path,
+                domain: updated.domain,
+                customer_id: updated.customer_id,
+                change: SiteChange::Updated {
+                    snapshot_id: snapshot.id,
+                    domain_before: site.domain,
+                },
+            }
         }
-        Some(_) => return Ok(()),
+        Some(_) => return Ok(None),
     };
-    events.push(event);
-    Ok(())
+    Ok(Some(event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::import::scan::scan;
+
+    fn planned(dir: &std::path::Path) -> (SourceFile, SiteRead) {
+        let source = scan(dir).unwrap().remove(0);
+        let bytes = source.read().unwrap();
+        let read = SiteRead {
+            digest: digest(&bytes),
+            print: super::super::plan::config_print(&site_config(&bytes).unwrap()),
+        };
+        (source, read)
+    }
+
+    #[test]
+    fn a_file_changed_after_it_was_planned_fails_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.json");
+        std::fs::write(&path, br#"{"domain": "a.test", "name": "A", "b": 1, "a": 2}"#).unwrap();
+        let (source, read) = planned(dir.path());
+        let doc = SiteDoc {
+            legacy_id: None,
+            name: "A".into(),
+            domain: "a.test".into(),
+            port: None,
+            business_type: None,
+            status: None,
+            config: Value::Null,
+        };
+        let file = File {
+            path: "site.json",
+            doc: &doc,
+            source: &source,
+            read: Some(read),
+        };
+        let config = file.config().unwrap();
+        let keys: Vec<&String> = config.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["domain", "name", "b", "a"], "the file's key order is kept");
+
+        std::fs::write(&path, br#"{"domain": "a.test", "name": "A", "b": 1, "a": 3}"#).unwrap();
+        let err = file.config().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert!(err.to_string().contains("site.json changed during the import"));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            file.config().unwrap_err().kind(),
+            ErrorKind::Conflict,
+            "a file gone since"
+        );
+    }
 }
