@@ -105,7 +105,13 @@ pub fn add(catalog: &mut Catalog, actor: Actor<'_>, request: AddServer<'_>) -> R
     let key = MasterKey::load_or_create(actor.home)?;
     let template = match request.mode {
         ServerMode::Database => Some(postgres::build_template(name, &url, &migrations)?),
-        ServerMode::Schema => None,
+        ServerMode::Schema => {
+            // Tenants share the URL's database: it is closed to everyone else.
+            let mut client = url.connect(name, None)?;
+            postgres::close_schema_database(&mut client, &url.database())
+                .map_err(|e| postgres::unreachable(name, &e))?;
+            None
+        }
     };
     let row = ServerRow {
         name: name.to_string(),

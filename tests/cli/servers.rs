@@ -732,3 +732,169 @@ fn status_and_stats_show_tenants_per_server_and_reachability() {
         "{status}"
     );
 }
+
+#[test]
+fn schema_mode_keeps_each_tenant_in_its_own_schema_of_one_database() {
+    let server = PgServer::start();
+    let env = TestEnv::initialised();
+    let admin = server.admin_login();
+    server.psql(
+        "postgres",
+        &format!("CREATE DATABASE platform OWNER {}", admin.user),
+    );
+    let added = env.json(&[
+        "server",
+        "add",
+        "pgs",
+        "--url",
+        &server.url(&admin, "platform"),
+        "--mode",
+        "schema",
+    ]);
+    assert_eq!(added["mode"], "schema");
+    env.json(&[
+        "customer",
+        "create",
+        "ops@acme.test",
+        "Ops",
+        "Acme",
+        "--server",
+        "pgs",
+    ]);
+    env.json(&[
+        "customer",
+        "create",
+        "ops@beta.test",
+        "Ops",
+        "Beta",
+        "--server",
+        "pgs",
+    ]);
+    assert_eq!(
+        server.psql("platform", "SELECT string_agg(nspname || ':' || pg_get_userbyid(nspowner), ',' ORDER BY nspname) FROM pg_namespace WHERE nspname LIKE 'tenant%'"),
+        "tenant_acme:tenant_acme,tenant_beta:tenant_beta"
+    );
+    assert_eq!(
+        server.psql(
+            "platform",
+            "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'tenant_acme'"
+        ),
+        "tenant_acme"
+    );
+    assert_eq!(
+        server.psql(
+            "platform",
+            "SELECT has_schema_privilege('tenant_acme', 'tenant_beta', 'USAGE'), \
+             has_schema_privilege('tenant_acme', 'public', 'USAGE'), \
+             has_schema_privilege('tenant_acme', 'tenant_acme', 'CREATE')"
+        ),
+        "f|f|t"
+    );
+    let placement = env.json(&["customer", "show", "acme"])["placement"].clone();
+    assert_eq!(placement["database"], "platform");
+    assert_eq!(placement["schema"], "tenant_acme");
+    let who = env.json(&[
+        "db",
+        "sql",
+        "acme",
+        "SELECT current_user AS who, current_schema() AS s",
+    ]);
+    assert_eq!(who[0]["who"], "tenant_acme");
+    assert_eq!(who[0]["s"], "tenant_acme");
+    env.json(&[
+        "db",
+        "sql",
+        "acme",
+        "--write",
+        "INSERT INTO users (email, name) VALUES ('a@b.c', 'A')",
+    ]);
+    let run = env.run(&["db", "sql", "acme", "SELECT count(*) FROM tenant_beta.users"]);
+    assert_eq!(run.code, 6, "{run:?}");
+    let status = env
+        .cmd(&["db", "status"])
+        .stderr_has("2 tenants: 2 current")
+        .json();
+    assert_eq!(status[0]["path"], "tenant_acme", "{status}");
+    assert!(status[0]["size_bytes"].as_u64().unwrap() > 0, "{status}");
+
+    env.json(&["customer", "suspend", "acme", "--reason", "x"]);
+    assert_eq!(
+        server.psql(
+            "postgres",
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'tenant_acme'"
+        ),
+        "f"
+    );
+    env.json(&["customer", "reactivate", "acme"]);
+    env.json(&["customer", "delete", "acme", "--confirm", "acme"]);
+    env.json(&["customer", "undelete", "acme"]);
+    let count = env.json(&["db", "sql", "acme", "SELECT count(*) AS n FROM users"]);
+    assert_eq!(count[0]["n"], 1, "the data came back with the schema");
+    env.json(&["customer", "delete", "acme", "--confirm", "acme"]);
+    env.json(&["customer", "purge", "acme", "--confirm", "acme"]);
+    assert_eq!(
+        server.psql(
+            "platform",
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '%tenant_acme'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        server.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'tenant_acme'"
+        ),
+        "0"
+    );
+    let doctor = env.json(&["doctor"]);
+    assert!(!doctor.to_string().contains("\"status\":\"fail\""), "{doctor}");
+}
+
+#[test]
+fn placement_follows_server_auto_default_server_capacity_and_draining() {
+    let (_server, env, admin) = home_with_server();
+    let other = PgServer::start();
+    let other_admin = other.admin_login();
+    env.json(&[
+        "server",
+        "add",
+        "pg2",
+        "--url",
+        &other.url(&other_admin, "postgres"),
+        "--capacity",
+        "5",
+    ]);
+    env.json(&["server", "update", "pg1", "--capacity", "1"]);
+    // auto: the active server with the most room.
+    let first = env.json(&["customer", "create", "a@a.test", "A", "--server", "auto"]);
+    assert_eq!(
+        env.json(&["customer", "show", first["slug"].as_str().unwrap()])["placement"]["server"],
+        "pg2"
+    );
+    env.json(&["server", "update", "pg2", "--status", "draining"]);
+    let second = env.json(&["customer", "create", "b@b.test", "B", "--server", "auto"]);
+    assert_eq!(
+        env.json(&["customer", "show", second["slug"].as_str().unwrap()])["placement"]["server"],
+        "pg1"
+    );
+    // pg1 is full now, pg2 drains: nothing takes a tenant.
+    env.fails(&["customer", "create", "c@c.test", "C", "--server", "auto"], 6);
+    env.fails(&["customer", "create", "c@c.test", "C", "--server", "pg1"], 6);
+    env.fails(&["customer", "create", "c@c.test", "C", "--server", "pg2"], 6);
+    env.fails(&["customer", "create", "c@c.test", "C", "--server", "nope"], 3);
+    env.json(&["server", "update", "pg2", "--status", "active"]);
+    env.ok(&["config", "set", "default_server", "pg2"]);
+    let third = env.json(&["customer", "create", "c@c.test", "C"]);
+    assert_eq!(
+        env.json(&["customer", "show", third["slug"].as_str().unwrap()])["placement"]["server"],
+        "pg2"
+    );
+    env.fails(&["config", "set", "default_server", "nope"], 2);
+    env.ok(&["config", "set", "default_server", "local"]);
+    let fourth = env.json(&["customer", "create", "d@d.test", "D"]);
+    assert_eq!(
+        env.json(&["customer", "show", fourth["slug"].as_str().unwrap()])["placement"]["engine"],
+        "sqlite"
+    );
+    assert_nowhere(&env.home, &admin.password, &[]);
+}

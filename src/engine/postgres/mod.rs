@@ -1,6 +1,7 @@
 //! PostgreSQL servers: their connection URLs, admin connections, what a server must
 //! offer before it takes tenants, and its template database.
 
+mod schema;
 pub mod sql;
 mod template;
 pub mod tenant;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, Config, NoTls};
 
+pub use schema::close_database as close_schema_database;
 pub use template::{TEMPLATE_DATABASE, build_template, identity as template_identity};
 pub use tenant::{PgEngine, role_identity, tenant_name};
 pub use tools::{DumpTools, dump_tools};

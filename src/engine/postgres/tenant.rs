@@ -11,7 +11,7 @@ use postgres::Client;
 use refinery::Migration;
 
 use super::template::{TEMPLATE_DATABASE, TEMPLATE_OWNER};
-use super::{PgUrl, sql};
+use super::{PgUrl, schema, sql};
 use crate::backup::restore::StagingRun;
 use crate::catalog::servers::ServerRow;
 use crate::catalog::states::ServerMode;
@@ -95,12 +95,54 @@ impl PgEngine {
         Ok(())
     }
 
-    fn schema_mode_unsupported(&self) -> Error {
-        Error::refused(format!(
-            "server {} keeps tenants as schemas, which this version cannot provision yet",
-            self.row.name
-        ))
-        .with_hint("add the server with --mode database")
+    /// The databases (or, in schema mode, schemas) whose names start with `prefix`.
+    fn tenant_names(&self, admin: &mut Client, prefix: &str) -> Result<Vec<String>> {
+        if self.schema_mode() {
+            return schema::named(admin, prefix).map_err(|e| self.fail(&e));
+        }
+        let rows = admin
+            .query(
+                "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname",
+                &[&prefix],
+            )
+            .map_err(|e| self.fail(&e))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    fn schema_mode(&self) -> bool {
+        self.row.mode == ServerMode::Schema
+    }
+
+    /// The database tenants live in (schema mode) or the admin URL's own.
+    fn home_database(&self) -> Result<String> {
+        Ok(self.admin_url()?.database())
+    }
+
+    /// Whether a tenant's database (or schema) is there.
+    fn tenant_exists(&self, client: &mut Client, name: &str) -> Result<bool> {
+        if self.schema_mode() {
+            schema::exists(client, name).map_err(|e| self.fail(&e))
+        } else {
+            self.database_exists(client, name)
+        }
+    }
+
+    fn provision_schema(&self, migrations: &[Migration], owner: &str) -> Result<Provisioned> {
+        let staging = staging_database(owner);
+        let mut admin = self.admin(None)?;
+        if let Err(err) = schema::build(&mut admin, &staging, migrations) {
+            let _ = schema::drop(&mut admin, &self.home_database()?, &staging, Some(&staging));
+            return Err(match err {
+                schema::BuildError::Server(e) => self.fail(&e),
+                schema::BuildError::Migration(e) => schema::migration_failed(&self.row.name, &e),
+            });
+        }
+        Ok(Provisioned {
+            staging,
+            schema_version: crate::migrations::newest_version(migrations),
+            applied: migrations.iter().map(MigrationId::of).collect(),
+            role_password: Some(Secret::generate()),
+        })
     }
 }
 
@@ -166,8 +208,8 @@ impl Engine for PgEngine {
     }
 
     fn provision(&self, migrations: &[Migration], owner: &str) -> Result<Provisioned> {
-        if self.row.mode == ServerMode::Schema {
-            return Err(self.schema_mode_unsupported());
+        if self.schema_mode() {
+            return self.provision_schema(migrations, owner);
         }
         let staging = staging_database(owner);
         let mut admin = self.admin(None)?;
@@ -218,12 +260,16 @@ impl Engine for PgEngine {
         let (db, role) = (sql::ident(name), sql::ident(name));
         let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
         let mut admin = self.admin(None)?;
-        if self.database_exists(&mut admin, name)? {
-            return Err(Error::conflict(format!(
-                "database {name} already exists on server {}",
-                self.row.name
-            ))
-            .with_hint("no customer owns it; run 'tenantctl doctor'"));
+        if self.tenant_exists(&mut admin, name)? {
+            return Err(
+                Error::conflict(format!("{name} already exists on server {}", self.row.name))
+                    .with_hint("no customer owns it; run 'tenantctl doctor'"),
+            );
+        }
+        if self.schema_mode() {
+            let database = self.home_database()?;
+            return schema::publish(&mut admin, &database, &provisioned.staging, name, &verifier)
+                .map_err(|e| self.fail(&e));
         }
         self.run(
             &mut admin,
@@ -250,6 +296,17 @@ impl Engine for PgEngine {
     }
 
     fn discard(&self, provisioned: &Provisioned) {
+        if self.schema_mode() {
+            if let (Ok(mut admin), Ok(database)) = (self.admin(None), self.home_database()) {
+                let _ = schema::drop(
+                    &mut admin,
+                    &database,
+                    &provisioned.staging,
+                    Some(&provisioned.staging),
+                );
+            }
+            return;
+        }
         if let Ok(mut admin) = self.admin(None) {
             let _ = admin.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -267,11 +324,21 @@ impl Engine for PgEngine {
         if retiring {
             self.set_login(&mut admin, &role, false)?;
         }
-        if self.database_exists(&mut admin, &to.location)? {
+        if self.tenant_exists(&mut admin, &to.location)? {
             return Err(Error::conflict(format!(
-                "database {} already exists on server {}",
+                "{} already exists on server {}",
                 to.location, self.row.name
             )));
+        }
+        if self.schema_mode() {
+            return self.run(
+                &mut admin,
+                &format!(
+                    "ALTER SCHEMA {} RENAME TO {}",
+                    sql::ident(&from.location),
+                    sql::ident(&to.location)
+                ),
+            );
         }
         // A rename needs the database to itself.
         admin
@@ -296,6 +363,11 @@ impl Engine for PgEngine {
     fn destroy(&self, placement: &Placement) -> Result<()> {
         let mut admin = self.admin(None)?;
         let role = role_name(placement);
+        if self.schema_mode() {
+            let database = self.home_database()?;
+            return schema::drop(&mut admin, &database, &placement.location, role.as_deref())
+                .map_err(|e| self.fail(&e));
+        }
         self.run(
             &mut admin,
             &format!(
@@ -318,24 +390,19 @@ impl Engine for PgEngine {
 
     fn sweep_abandoned(&self, dead_owners: &[String]) -> Result<()> {
         let mut admin = self.admin(None)?;
-        let rows = admin
-            .query(
-                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-                &[&STAGING_PREFIX],
-            )
-            .map_err(|e| self.fail(&e))?;
-        for row in rows {
-            let name: String = row.get(0);
+        for name in self.tenant_names(&mut admin, STAGING_PREFIX)? {
             let abandoned = dead_owners.iter().any(|owner| {
                 let prefix = staging_database(owner);
                 // Same owner, whatever the random end.
                 name.get(..prefix.len() - 8) == prefix.get(..prefix.len() - 8)
             });
             if abandoned {
-                self.run(
-                    &mut admin,
-                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sql::ident(&name)),
-                )?;
+                self.discard(&Provisioned {
+                    staging: name,
+                    schema_version: 0,
+                    applied: Vec::new(),
+                    role_password: None,
+                });
             }
         }
         Ok(())
@@ -343,30 +410,17 @@ impl Engine for PgEngine {
 
     fn abandoned_staging(&self, alive: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
         let mut admin = self.admin(None)?;
-        let rows = admin
-            .query(
-                "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname",
-                &[&STAGING_PREFIX],
-            )
-            .map_err(|e| self.fail(&e))?;
-        Ok(rows
-            .iter()
-            .map(|row| row.get::<_, String>(0))
+        Ok(self
+            .tenant_names(&mut admin, STAGING_PREFIX)?
+            .into_iter()
             .filter(|name| staging_owner(name).is_none_or(|owner| !alive(&owner)))
             .collect())
     }
 
     fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>> {
         let mut admin = self.admin(None)?;
-        let rows = admin
-            .query(
-                "SELECT datname FROM pg_database WHERE starts_with(datname, 'tenant_') ORDER BY datname",
-                &[],
-            )
-            .map_err(|e| self.fail(&e))?;
         let mut found = Vec::new();
-        for row in rows {
-            let name: String = row.get(0);
+        for name in self.tenant_names(&mut admin, "tenant_")? {
             let Some(slug) = slug_of(&name) else { continue };
             let placement = self.placement_for(&slug)?;
             if !owned.contains(&placement) {
@@ -386,8 +440,14 @@ impl Engine for PgEngine {
             path: None,
             host,
             port,
-            database: Some(placement.location.clone()),
-            schema: Some("public".to_string()),
+            database: Some(match self.schema_mode() {
+                true => self.home_database().unwrap_or_default(),
+                false => placement.location.clone(),
+            }),
+            schema: Some(match self.schema_mode() {
+                true => placement.location.clone(),
+                false => "public".to_string(),
+            }),
             role: role_name(placement),
         }
     }
@@ -428,13 +488,21 @@ impl PgTenant {
         &self.placement.location
     }
 
+    /// The database its data is in: its own, or in schema mode the server's.
+    fn database(&self) -> Result<String> {
+        match self.server.schema_mode() {
+            true => self.server.home_database(),
+            false => Ok(self.name().to_string()),
+        }
+    }
+
     /// Connects as the tenant's own role with the password the catalog keeps for it.
     fn as_tenant(&self) -> Result<Client> {
         let role = role_name(&self.placement).unwrap_or_default();
         let password = tenant_role_password(&self.server.home, &role)?;
         let mut url = self.server.admin_url()?;
         url.set_login(&role, password);
-        url.connect(&self.server.row.name, Some(self.name()))
+        url.connect(&self.server.row.name, Some(&self.database()?))
     }
 
     fn unsupported(&self, what: &str) -> Error {
@@ -464,13 +532,18 @@ impl TenantDatabase for PgTenant {
     }
 
     fn describe(&self) -> String {
-        format!("database {} on server {}", self.name(), self.server.row.name)
+        let kind = if self.server.schema_mode() {
+            "schema"
+        } else {
+            "database"
+        };
+        format!("{kind} {} on server {}", self.name(), self.server.row.name)
     }
 
     fn exists(&self) -> bool {
         self.server
             .admin(None)
-            .and_then(|mut admin| self.server.database_exists(&mut admin, self.name()))
+            .and_then(|mut admin| self.server.tenant_exists(&mut admin, self.name()))
             .unwrap_or(false)
     }
 
@@ -479,8 +552,12 @@ impl TenantDatabase for PgTenant {
     }
 
     fn applied(&self) -> Result<Vec<MigrationId>> {
-        let mut admin = self.server.admin(Some(self.name()))?;
-        sql::applied_migrations(&mut admin).map_err(|e| self.server.fail(&e))
+        let mut admin = self.server.admin(Some(&self.database()?))?;
+        let applied = match self.server.schema_mode() {
+            true => schema::applied(&mut admin, self.name()),
+            false => sql::applied_migrations(&mut admin),
+        };
+        applied.map_err(|e| self.server.fail(&e))
     }
 
     fn migrate(&self, _migrations: &[Migration], _target: Option<i64>, _dry_run: bool) -> TenantRun {
@@ -514,18 +591,25 @@ impl TenantDatabase for PgTenant {
     }
 
     fn size_bytes(&self) -> u64 {
-        let size = self.server.admin(None).ok().and_then(|mut admin| {
-            admin
-                .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
-                .ok()
-                .map(|row| row.get::<_, i64>(0))
-        });
+        let size = self
+            .server
+            .admin(None)
+            .ok()
+            .and_then(|mut admin| match self.server.schema_mode() {
+                true => schema::size(&mut admin, self.name()).ok(),
+                false => admin
+                    .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
+                    .ok()
+                    .map(|row| row.get::<_, i64>(0)),
+            });
         size.map_or(0, |bytes| u64::try_from(bytes).unwrap_or(0))
     }
 
     fn check(&self) -> Result<()> {
-        let mut admin = self.server.admin(Some(self.name()))?;
-        admin.simple_query("SELECT 1").map_err(|e| self.server.fail(&e))?;
+        let mut admin = self.server.admin(Some(&self.database()?))?;
+        if !self.server.tenant_exists(&mut admin, self.name())? {
+            return Err(Error::verification(format!("{} is missing", self.describe())));
+        }
         Ok(())
     }
 
@@ -535,8 +619,11 @@ impl TenantDatabase for PgTenant {
 
     fn vacuum(&self) -> Result<Vacuumed> {
         let before = self.size_bytes();
-        let mut admin = self.server.admin(Some(self.name()))?;
-        self.server.run(&mut admin, "VACUUM ANALYZE")?;
+        let mut admin = self.server.admin(Some(&self.database()?))?;
+        match self.server.schema_mode() {
+            true => schema::vacuum(&mut admin, self.name()).map_err(|e| self.server.fail(&e))?,
+            false => self.server.run(&mut admin, "VACUUM ANALYZE")?,
+        }
         Ok(Vacuumed {
             bytes_before: before,
             bytes_after: self.size_bytes(),
