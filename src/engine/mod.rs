@@ -19,8 +19,9 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::migrations::MigrationId;
 
+pub(crate) mod plan;
 pub mod postgres;
-mod results;
+pub(crate) mod results;
 pub mod sqlite;
 
 pub use results::{Finished, Outcome, QueryOutput, RowSink, ScriptOutcome, TenantRun, Vacuumed};

@@ -560,16 +560,55 @@ impl TenantDatabase for PgTenant {
         applied.map_err(|e| self.server.fail(&e))
     }
 
-    fn migrate(&self, _migrations: &[Migration], _target: Option<i64>, _dry_run: bool) -> TenantRun {
-        TenantRun::failed(
-            0,
-            crate::engine::Outcome::Failed,
-            format!(
-                "migrating PostgreSQL tenants is not supported yet ({})",
-                self.describe()
-            ),
-            std::time::Instant::now(),
-        )
+    /// Applies what is pending in one transaction, under a per-tenant advisory lock,
+    /// as the tenant's own role, so what the migrations make belongs to the tenant.
+    fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
+        let started = std::time::Instant::now();
+        let failed =
+            |err: Error| TenantRun::failed(0, crate::engine::Outcome::Failed, err.to_string(), started);
+        let mut admin = match self.database().and_then(|db| self.server.admin(Some(&db))) {
+            Ok(admin) => admin,
+            Err(err) => return failed(err),
+        };
+        let applied = match self.applied() {
+            Ok(applied) => applied,
+            Err(err) => return failed(err),
+        };
+        let (mut run, runner_target) =
+            match crate::engine::plan::plan(applied, migrations, target, dry_run, started) {
+                crate::engine::plan::Plan::Decided(run) => return run,
+                crate::engine::plan::Plan::Apply { run, target } => (run, target),
+            };
+        let role = role_name(&self.placement).unwrap_or_default();
+        let mut session = format!(
+            "SELECT pg_advisory_lock(hashtext('tenantctl:{}')); SET ROLE {}",
+            self.name(),
+            sql::ident(&role)
+        );
+        if self.server.schema_mode() {
+            session.push_str(&format!("; SET search_path TO {}", sql::ident(self.name())));
+        }
+        if let Err(err) = admin.batch_execute(&session) {
+            return failed(self.server.fail(&err));
+        }
+        let result = refinery::Runner::new(migrations)
+            .set_grouped(true)
+            .set_target(runner_target)
+            .run(&mut admin);
+        match result {
+            Ok(_) => {
+                run.outcome = crate::engine::Outcome::Migrated;
+                run.to = *run.pending.last().unwrap_or(&run.from);
+            }
+            Err(err) => {
+                run.outcome = crate::engine::Outcome::Failed;
+                run.error = Some(crate::engine::sqlite::migrate::error_chain(&err));
+            }
+        }
+        let _ = admin.batch_execute("RESET ROLE; RESET search_path; SELECT pg_advisory_unlock_all()");
+        run.applied = self.applied().ok();
+        run.millis = crate::engine::results::elapsed_ms(started);
+        run
     }
 
     fn query(
