@@ -145,24 +145,34 @@ pub struct ToStage {
 /// and running integrity_check on it on the way (exit 7 on either failing), then gives
 /// the copy WAL mode like every live database; synced.
 pub fn stage(wanted: &ToStage, run: &StagingRun) -> Result<Staged> {
+    stage_reading(wanted, run, |_| Ok(())).map(|(staged, ())| staged)
+}
+
+/// [`stage`], also reading what `read` wants through the connection that checks the
+/// backup file: the copy is proven to be the same bytes, so what is read holds for
+/// it, and the copy need not be opened again.
+pub fn stage_reading<T: Send>(
+    wanted: &ToStage,
+    run: &StagingRun,
+    read: impl FnOnce(&Connection) -> Result<T> + Send,
+) -> Result<(Staged, T)> {
     files::create_private_dir(&parent(&wanted.target))?;
     let staging = run.place_for(&wanted.target)?;
-    let result = (|| -> Result<()> {
-        copy_checked(wanted, &staging)?;
-        let conn = sqlite::open_tenant(&staging)?;
-        // A staged copy that is not whole is thrown away, never used: the one sync
-        // below is all it needs, and at fleet size each further sync counts.
-        conn.pragma_update(None, "synchronous", "OFF")?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.close().map_err(|(_, e)| e)?;
-        files::fsync_file(&staging)
+    let result = (|| -> Result<T> {
+        let read = copy_checked(wanted, &staging, read)?;
+        mark_wal(&staging)?;
+        files::fsync_file(&staging)?;
+        Ok(read)
     })()
     .naming_full_disk(&staging);
     match result {
-        Ok(()) => Ok(Staged {
-            staging,
-            target: wanted.target.clone(),
-        }),
+        Ok(read) => Ok((
+            Staged {
+                staging,
+                target: wanted.target.clone(),
+            },
+            read,
+        )),
         Err(err) => {
             let _ = files::remove_database(&staging);
             Err(err)
@@ -170,15 +180,58 @@ pub fn stage(wanted: &ToStage, run: &StagingRun) -> Result<Staged> {
     }
 }
 
-/// One read of the backup file hashes it and copies it, while integrity_check reads
-/// the same (cached) pages on another thread. The check covers the copy because the
-/// copy is proven to be the same bytes: the SHA-256 is taken of what was written.
-fn copy_checked(wanted: &ToStage, staging: &Path) -> Result<()> {
+/// Where SQLite's file header keeps the file format's write and read versions: 1 and 1
+/// for a rollback journal, 2 and 2 for WAL (the database file format, section 1.3.3).
+const FORMAT_VERSIONS_AT: u64 = 18;
+const ROLLBACK_VERSIONS: [u8; 2] = [1, 1];
+const WAL_VERSIONS: [u8; 2] = [2, 2];
+
+/// Gives a copy nobody has open WAL mode. A rollback-journal copy (what backups hold)
+/// gets the two header bytes that `PRAGMA journal_mode=WAL` would write, written
+/// directly: the pragma makes and removes a journal and a WAL beside the file, and at
+/// fleet size that folder work was most of staging. Anything else goes through SQLite.
+fn mark_wal(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .io_context(|| format!("opening {}", path.display()))?;
+    let mut versions = [0u8; 2];
+    file.read_exact_at(&mut versions, FORMAT_VERSIONS_AT)
+        .io_context(|| format!("reading {}", path.display()))?;
+    match versions {
+        WAL_VERSIONS => Ok(()),
+        ROLLBACK_VERSIONS => file
+            .write_all_at(&WAL_VERSIONS, FORMAT_VERSIONS_AT)
+            .io_context(|| format!("writing {}", path.display())),
+        _ => {
+            drop(file);
+            let conn = sqlite::open_tenant(path)?;
+            // A staged copy that is not whole is thrown away, never used: the caller's
+            // one sync is all it needs.
+            conn.pragma_update(None, "synchronous", "OFF")?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.close().map_err(|(_, e)| e)?;
+            Ok(())
+        }
+    }
+}
+
+/// One read of the backup file hashes it and copies it, while integrity_check (and
+/// then `read`) reads the same (cached) pages on another thread. The check covers the
+/// copy because the copy is proven to be the same bytes: the SHA-256 is taken of what
+/// was written.
+fn copy_checked<T: Send>(
+    wanted: &ToStage,
+    staging: &Path,
+    read: impl FnOnce(&Connection) -> Result<T> + Send,
+) -> Result<T> {
     let source = &wanted.backup_file;
     let input = std::fs::File::open(source).io_context(|| format!("reading {}", source.display()))?;
     let output = files::create_for_copy(staging)?;
     let (sum, verdict) = std::thread::scope(|scope| {
-        let check = scope.spawn(|| integrity_check(source));
+        let check = scope.spawn(|| check_then_read(source, read));
         let sum = copy_hashed(&input, source, &output, staging, |_| {});
         let verdict = check
             .join()
@@ -194,24 +247,35 @@ fn copy_checked(wanted: &ToStage, staging: &Path) -> Result<()> {
         ))
         .with_hint("run 'tenantctl backup verify' and restore from another set"));
     }
-    let verdict = verdict??;
-    if verdict != "ok" {
-        return Err(Error::verification(format!(
+    match verdict?? {
+        Verdict::Ok(read) => read,
+        Verdict::Damaged(verdict) => Err(Error::verification(format!(
             "{} fails integrity_check: {verdict}; nothing was restored",
             source.display()
-        )));
+        ))),
     }
-    Ok(())
 }
 
-/// integrity_check of a backup file, opened read-only so that checking cannot change it.
-fn integrity_check(path: &Path) -> Result<String> {
+enum Verdict<T> {
+    /// The file is whole: what `read` found in it.
+    Ok(Result<T>),
+    Damaged(String),
+}
+
+/// integrity_check of a backup file, then `read` when it passes; opened read-only so
+/// that neither can change it.
+fn check_then_read<T>(path: &Path, read: impl FnOnce(&Connection) -> Result<T>) -> Result<Verdict<T>> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    Ok(conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    let verdict: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    Ok(if verdict == "ok" {
+        Verdict::Ok(read(&conn))
+    } else {
+        Verdict::Damaged(verdict)
+    })
 }
 
 pub fn discard(staged: &[Staged]) {
@@ -295,4 +359,45 @@ fn parent(path: &Path) -> PathBuf {
     path.parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal_mode(path: &Path) -> String {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_rollback_copy_marked_wal_opens_in_wal_mode_whole_and_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);")
+            .unwrap();
+        drop(conn);
+        assert_eq!(journal_mode(&path), "delete");
+        mark_wal(&path).unwrap();
+        assert!(
+            files::sqlite_side_files(&path).iter().all(|side| !side.exists()),
+            "marking makes no journal"
+        );
+        assert_eq!(journal_mode(&path), "wal");
+        let conn = Connection::open(&path).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
+        conn.execute("INSERT INTO t VALUES (3)", []).unwrap();
+        drop(conn);
+        // Already WAL: left as it is.
+        mark_wal(&path).unwrap();
+        assert_eq!(journal_mode(&path), "wal");
+    }
 }

@@ -1432,6 +1432,64 @@ fn a_restore_killed_at_any_step_leaves_nothing_after_the_next_restore() {
     env.ok(&["backup", "verify", "--all"]);
 }
 
+/// A restore killed between two swaps has replaced some files and not others, each one
+/// whole: the pre-restore set it took is already complete, the next run of the same
+/// restore puts back the rest, and doctor --fix alone also leaves a settled home.
+#[test]
+fn a_restore_killed_between_two_swaps_is_finished_by_the_next_one_or_settled_by_doctor() {
+    let scopes: [(&[&str], i64); 2] = [
+        // a is swapped in first, then the kill: b still holds its newer row.
+        (&["--customer", "a", "--customer", "b"], 1),
+        // The catalog is swapped in first: both tenants still hold their newer rows.
+        (&["--everything", "--confirm", "everything"], 2),
+    ];
+    for (scope, users_of_a_after_the_kill) in scopes {
+        for doctor_first in [false, true] {
+            let context = format!("{scope:?}, doctor first: {doctor_first}");
+            let env = TestEnv::fleet(&["a", "b"]);
+            add_user(&env, "a", "old@a.test");
+            add_user(&env, "b", "old@b.test");
+            let id = env.json(&["backup"])["id"].as_str().unwrap().to_string();
+            add_user(&env, "a", "new@a.test");
+            add_user(&env, "b", "new@b.test");
+            let restore: Vec<&str> = [&["restore", id.as_str()][..], scope].concat();
+            env.cmd(&restore).killed_at_step("restore:swapping");
+
+            let (a, b) = (env.home.join("tenants/a.db"), env.home.join("tenants/b.db"));
+            assert_eq!(users(&a), users_of_a_after_the_kill, "{context}");
+            assert_eq!(users(&b), 2, "{context}: b is not swapped in yet");
+            let sets = env.json(&["backup", "list"]);
+            let pre = sets.as_array().unwrap().last().unwrap().clone();
+            assert_eq!(pre["kind"], "pre-restore", "{context}: {sets}");
+            env.ok(&["backup", "verify", pre["id"].as_str().unwrap()]);
+            assert!(!restore_leftovers(&env).is_empty(), "{context}");
+
+            if doctor_first {
+                env.run(&["doctor", "--fix"]);
+                assert_eq!(restore_leftovers(&env), Vec::<String>::new(), "{context}");
+                env.ok(&["doctor"]);
+            }
+            let report = if doctor_first {
+                env.json(&restore)
+            } else {
+                env.cmd(&restore)
+                    .arg("--json")
+                    .stderr_has("of an interrupted restore")
+                    .run()
+                    .json()
+            };
+            assert_eq!(
+                report["cleaned_up"].as_array().unwrap().is_empty(),
+                doctor_first,
+                "{context}: {report}"
+            );
+            assert_eq!(restore_leftovers(&env), Vec::<String>::new(), "{context}");
+            assert_eq!((users(&a), users(&b)), (1, 1), "{context}");
+            env.ok(&["doctor"]);
+        }
+    }
+}
+
 #[test]
 fn an_undelete_from_backup_killed_while_staging_leaves_nothing_after_the_next_one() {
     let env = TestEnv::fleet(&["a"]);

@@ -461,18 +461,17 @@ impl TenantDatabase for SqliteTenant {
     }
 
     fn stage_restore(&self, run: &staging::StagingRun, backup_file: &Path, sha256: &str) -> Result<Staged> {
-        let staged = staging::stage(
+        let (staged, applied) = staging::stage_reading(
             &staging::ToStage {
                 backup_file: backup_file.to_path_buf(),
                 sha256: sha256.to_string(),
                 target: self.path().to_path_buf(),
             },
             run,
+            applied_migrations,
         )?;
-        let checked = path_text(&staged.staging)
-            .and_then(|staging| Ok((staging, applied_migrations(&open_tenant(&staged.staging)?)?)));
-        match checked {
-            Ok((staging, applied)) => Ok(Staged {
+        match path_text(&staged.staging) {
+            Ok(staging) => Ok(Staged {
                 staging,
                 target: self.placement.clone(),
                 applied,

@@ -126,13 +126,13 @@ pub(super) fn restore_catalog(
     // one created since, whose backups and ledger entries carry that id.
     catalog.write(|tx| crate::catalog::customers::raise_id_floor(tx, id_floor))?;
     // The restored catalog may come from another home or another time: its paths are
-    // rebuilt for this home and its tenants' records re-read from their files.
+    // rebuilt for this home and its tenants' records made to follow their files.
     let live = normalise_placements(&mut catalog, &engines)?;
     report.unowned_tenants = crate::ops::adopt::unowned_tenants(catalog.conn(), engines.default_engine())?
         .into_iter()
         .map(|(slug, _)| slug)
         .collect();
-    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
+    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged)?;
     Ok(report)
 }
 

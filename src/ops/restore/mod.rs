@@ -4,6 +4,7 @@
 //! restores in `catalog`, the pre-restore set in `pre_restore`, staging and swapping the
 //! copies in `staging`, and `customer undelete --from-backup` in `undelete`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,9 @@ use crate::catalog::model::NewAuditEvent;
 use crate::catalog::states::TenantMigrationStatus;
 use crate::engine::TenantDatabase;
 use crate::error::{Error, Result};
+use crate::fan_out::{Load, default_jobs, fan_out_all};
 use crate::lock::HomeLock;
+use crate::migrations::MigrationId;
 use crate::time;
 
 mod catalog;
@@ -31,7 +34,7 @@ mod tenants;
 mod undelete;
 
 use catalog::restore_catalog;
-use staging::Target;
+use staging::{StagedCopy, Target};
 use tenants::restore_tenants;
 pub use undelete::{UndeletedFromBackup, undelete_from_backup};
 
@@ -332,27 +335,28 @@ fn restored_line(plan: &Planned, status: RestoreStatus, reason: Option<&str>, ve
 }
 
 /// In one catalog transaction: each restored tenant's record follows its file (the
-/// schema version it really has), and the restore is audited.
+/// schema version it really has), and the restore is audited. `staged` are the copies
+/// just swapped in: they carry their migrations, read when they were staged.
 fn record_tenants_and_audit(
     catalog: &mut Catalog,
     actor: Actor<'_>,
     report: &mut RestoreReport,
     request: &RestoreRequest,
     tenants_now: &[(i64, Arc<dyn TenantDatabase>)],
+    staged: &[StagedCopy],
 ) -> Result<()> {
-    let mut applied = Vec::with_capacity(tenants_now.len());
-    for (id, tenant) in tenants_now {
-        if let Ok(list) = tenant.applied() {
-            applied.push((*id, tenant.describe(), list));
-        }
-    }
+    let applied = applied_now(tenants_now, staged);
+    let versions: HashMap<&str, i64> = applied
+        .iter()
+        .map(|(_, name, list)| (name.as_str(), newest(list)))
+        .collect();
     for line in report
         .restored
         .iter_mut()
         .filter(|r| r.status == RestoreStatus::Restored && r.scope == EntryScope::Tenant)
     {
-        if let Some((_, _, list)) = applied.iter().find(|(_, name, _)| *name == line.target) {
-            line.schema_version = list.iter().map(|m| m.version).max().unwrap_or(0);
+        if let Some(version) = versions.get(line.target.as_str()) {
+            line.schema_version = *version;
         }
     }
     let scope = match &request.scope {
@@ -363,7 +367,7 @@ fn record_tenants_and_audit(
     catalog.write_audited(actor.name, |tx| {
         for (id, _, list) in &applied {
             crate::catalog::tenants::record_applied(tx, *id, list)?;
-            crate::catalog::tenants::record_run(tx, *id, list.iter().map(|m| m.version).max().unwrap_or(0), TenantMigrationStatus::Ok, None)?;
+            crate::catalog::tenants::record_run(tx, *id, newest(list), TenantMigrationStatus::Ok, None)?;
         }
         let event = NewAuditEvent::new(
             "backup.restore",
@@ -377,4 +381,31 @@ fn record_tenants_and_audit(
         );
         Ok(((), [event]))
     })
+}
+
+fn newest(applied: &[MigrationId]) -> i64 {
+    applied.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The migrations each tenant in `tenants_now` has applied, with its description; one
+/// whose file cannot be read is left out. A tenant swapped in from `staged` is not
+/// opened again (at fleet size each open creates and removes side files in the one
+/// folder); the others are read many at once.
+fn applied_now(
+    tenants_now: &[(i64, Arc<dyn TenantDatabase>)],
+    staged: &[StagedCopy],
+) -> Vec<(i64, String, Vec<MigrationId>)> {
+    let known: HashMap<String, &[MigrationId]> =
+        staged.iter().filter_map(StagedCopy::tenant_applied).collect();
+    fan_out_all(tenants_now, default_jobs(Load::Fsync), |(id, tenant)| {
+        let name = tenant.describe();
+        let list = match known.get(&name) {
+            Some(list) => Ok(list.to_vec()),
+            None => tenant.applied(),
+        };
+        list.ok().map(|list| (*id, name, list))
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }

@@ -11,6 +11,7 @@ use crate::engine::{self, TenantDatabase};
 use crate::error::Result;
 use crate::fan_out::{Flow, Load, Stop, default_jobs, fan_out};
 use crate::files;
+use crate::migrations::MigrationId;
 use crate::ops::NoProgress;
 
 /// What a restore replaces: the home's catalog file, or a tenant database wherever it
@@ -73,6 +74,14 @@ impl StagedCopy {
         match self {
             StagedCopy::Catalog(staged) => swap::swap_in_unsynced(staged).map(Some),
             StagedCopy::Tenant(tenant, staged) => tenant.swap_in_unsynced(staged),
+        }
+    }
+
+    /// A tenant copy's description and the migrations it was staged with.
+    pub(super) fn tenant_applied(&self) -> Option<(String, &[MigrationId])> {
+        match self {
+            StagedCopy::Catalog(_) => None,
+            StagedCopy::Tenant(tenant, staged) => Some((tenant.describe(), staged.applied.as_slice())),
         }
     }
 
@@ -148,7 +157,9 @@ fn stage_all<'a>(
 /// away. Each rename is made durable by one sync of its folder at the end (a whole
 /// fleet shares `tenants/`), not one sync per file; the swaps done are synced on a
 /// failure too. A crash before that sync leaves each target old or new, whole, as a
-/// crash between two swaps always has: what is staged was synced when staged.
+/// crash between two swaps always has: what is staged was synced when staged. One
+/// after the other on purpose: the swaps share a folder, whose lock each removal and
+/// rename takes, and many at once were measured no faster at 10,000 tenants.
 pub(super) fn swap_all_in(staged: &[StagedCopy]) -> Result<()> {
     let mut folders: Vec<PathBuf> = Vec::new();
     let mut swapped = Ok(());
@@ -158,6 +169,7 @@ pub(super) fn swap_all_in(staged: &[StagedCopy]) -> Result<()> {
                 if let Some(folder) = folder.filter(|f| !folders.contains(f)) {
                     folders.push(folder);
                 }
+                crate::ops::recovery::crash_point("restore:swapping");
             }
             Err(err) => {
                 staged[position..].iter().for_each(StagedCopy::discard);

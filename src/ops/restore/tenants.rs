@@ -176,7 +176,7 @@ pub(super) fn restore_tenants(
             _ => None,
         })
         .collect();
-    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live)?;
+    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged)?;
     Ok(report)
 }
 
