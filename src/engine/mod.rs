@@ -247,6 +247,11 @@ pub trait TenantDatabase: Send + Sync {
     fn describe(&self) -> String;
     /// Whether the database is there at all.
     fn exists(&self) -> bool;
+    /// The same, but a server that cannot be asked is an error, not an absence:
+    /// what a command changes on the answer must not take "down" for "gone".
+    fn presence(&self) -> Result<bool> {
+        Ok(self.exists())
+    }
     /// Refuses (exit 7) when what sits at the placement is not this tenant's own
     /// database, e.g. a symbolic link to another file.
     fn check_own(&self) -> Result<()>;

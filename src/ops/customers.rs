@@ -612,7 +612,7 @@ pub fn delete(
         let from = customer.placement.clone();
         let to = engine.retired_placement(&customer.slug, customer.id)?;
         let to_text = to.location.clone();
-        let file_present = engine.tenant(&from).exists();
+        let file_present = engine.tenant(&from).presence()?;
         customers::set_status(
             tx,
             customer.id,
@@ -701,8 +701,8 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
             let from = customer.placement.clone();
             let to = engine.placement_for(&customer.slug)?;
             // After a crash between moving the file and committing, it may already be back.
-            let file_present = engine.tenant(&from).exists();
-            if !file_present && !engine.tenant(&to).exists() {
+            let file_present = engine.tenant(&from).presence()?;
+            if !file_present && !engine.tenant(&to).presence()? {
                 return Err(Error::refused(format!(
                     "the tenant database of {} is gone from {}",
                     customer.slug,

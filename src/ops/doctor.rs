@@ -523,7 +523,11 @@ fn tenant_checks(
     if let Err(err) = database.check_own() {
         return Ok(report.fail("tenant.symlink", &tenant.slug, err.to_string()));
     }
-    if !database.exists() {
+    let present = match database.presence() {
+        Ok(present) => present,
+        Err(err) => return Ok(report.fail("tenant.reachable", &tenant.slug, err.to_string())),
+    };
+    if !present {
         let trashed = home.trashed_tenant_db(&tenant.slug, tenant.customer_id)?;
         let repair = trashed.is_file().then(|| Repair::FromTrash {
             trashed,

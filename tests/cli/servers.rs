@@ -966,3 +966,48 @@ fn db_migrate_brings_server_tenants_along_as_their_own_roles() {
     let report = env.json(&["doctor"]).to_string();
     assert!(!report.contains("tenant.drift"), "{report}");
 }
+
+#[test]
+fn delete_on_an_unreachable_server_changes_nothing_and_names_the_server() {
+    let (server, env, _admin) = home_with_server();
+    env.json(&[
+        "customer",
+        "create",
+        "ops@acme.test",
+        "Ops",
+        "Acme",
+        "--server",
+        "pg1",
+    ]);
+    drop(server);
+    // Unreachable is not missing: deleting anyway would leave the live database and
+    // its LOGIN role behind a row that says deleted.
+    let run = env.fails(&["customer", "delete", "acme", "--confirm", "acme"], 1);
+    assert!(run.stderr.contains("pg1"), "{run:?}");
+    assert_eq!(
+        env.count("SELECT count(*) FROM customers WHERE slug = 'acme' AND status = 'active'"),
+        1
+    );
+}
+
+#[test]
+fn doctor_without_the_master_key_does_not_call_server_tenants_missing() {
+    let (_server, env, _admin) = home_with_server();
+    env.json(&[
+        "customer",
+        "create",
+        "ops@acme.test",
+        "Ops",
+        "Acme",
+        "--server",
+        "pg1",
+    ]);
+    std::fs::remove_file(env.home.join("master.key")).unwrap();
+    let run = env.run(&["doctor"]);
+    assert!(
+        !run.stdout.contains("tenant_acme on server pg1 is missing"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("tenant.reachable"), "{run:?}");
+    assert!(run.stdout.contains("no master key"), "{run:?}");
+}

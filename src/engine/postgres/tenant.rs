@@ -541,10 +541,13 @@ impl TenantDatabase for PgTenant {
     }
 
     fn exists(&self) -> bool {
+        self.presence().unwrap_or(false)
+    }
+
+    fn presence(&self) -> Result<bool> {
         self.server
             .admin(None)
             .and_then(|mut admin| self.server.tenant_exists(&mut admin, self.name()))
-            .unwrap_or(false)
     }
 
     fn check_own(&self) -> Result<()> {
