@@ -1011,3 +1011,30 @@ fn doctor_without_the_master_key_does_not_call_server_tenants_missing() {
     assert!(run.stdout.contains("tenant.reachable"), "{run:?}");
     assert!(run.stdout.contains("no master key"), "{run:?}");
 }
+
+#[test]
+fn a_password_given_as_a_url_parameter_is_kept_encrypted_like_any_other() {
+    let server = PgServer::start();
+    let env = TestEnv::initialised();
+    let admin = server.admin_login();
+    let url = format!(
+        "{}?password={}",
+        server.url_without_password(&admin.user, "postgres"),
+        admin.password
+    );
+    let added = env.run(&["server", "add", "pg1", "--url", &url]);
+    assert_eq!(added.code, 0, "{added:?}");
+    let shown = env.run(&["server", "show", "pg1"]);
+    let tested = env.json(&["server", "test", "pg1"]);
+    assert_eq!(tested["reachable"], true);
+    assert_nowhere(
+        &env.home,
+        &admin.password,
+        &[
+            &added.stdout,
+            &added.stderr,
+            &shown.stdout,
+            &env.run(&["audit"]).stdout,
+        ],
+    );
+}

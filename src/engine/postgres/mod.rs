@@ -55,6 +55,7 @@ impl PgUrl {
         parsed
             .set_password(None)
             .map_err(|()| malformed("it cannot carry a login"))?;
+        drop_password_parameter(&mut parsed);
         Ok(PgUrl {
             stored: parsed,
             password,
@@ -161,6 +162,24 @@ impl PgUrl {
             env.push(("PGPASSWORD", password.expose().to_string()));
         }
         env
+    }
+}
+
+/// libpq also takes the password as `?password=`: it goes the way of the one in the
+/// userinfo (encrypted apart), never into the URL that is stored and shown.
+fn drop_password_parameter(url: &mut url::Url) {
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(key, _)| key != "password")
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    if kept.len() == url.query_pairs().count() {
+        return;
+    }
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
     }
 }
 
