@@ -62,6 +62,17 @@ pub fn get(conn: &Connection, name: &str) -> Result<Option<ServerRow>> {
         .optional()?)
 }
 
+/// Whether any password is stored encrypted (a server's or a tenant role's): then the
+/// master key they were made with exists somewhere, and a new one must not replace it.
+pub fn holds_secrets(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM servers WHERE password IS NOT NULL) \
+         OR EXISTS (SELECT 1 FROM tenant_roles)",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
 /// Customers the local folder holds (the built-in server `local` has no row).
 pub fn local_tenants(conn: &Connection) -> Result<i64> {
     Ok(

@@ -102,7 +102,12 @@ pub fn add(catalog: &mut Catalog, actor: Actor<'_>, request: AddServer<'_>) -> R
     }
     let facts = check_server(name, &url, request.mode)?;
     let migrations = postgres_migrations(catalog, actor.home)?;
-    let key = MasterKey::load_or_create(actor.home)?;
+    // A missing key with passwords already stored is a lost or unset key, not a first
+    // server: a new one would leave the home's secrets under two keys.
+    let key = match servers::holds_secrets(catalog.conn())? {
+        true => MasterKey::require(actor.home)?,
+        false => MasterKey::load_or_create(actor.home)?,
+    };
     let template = match request.mode {
         ServerMode::Database => Some(postgres::build_template(name, &url, &migrations)?),
         ServerMode::Schema => {

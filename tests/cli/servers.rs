@@ -1038,3 +1038,16 @@ fn a_password_given_as_a_url_parameter_is_kept_encrypted_like_any_other() {
         ],
     );
 }
+
+#[test]
+fn server_add_without_the_key_refuses_rather_than_make_a_second_one() {
+    let (server, env, _admin) = home_with_server();
+    std::fs::remove_file(env.home.join("master.key")).unwrap();
+    let other = server.admin_login();
+    let run = env.fails(
+        &["server", "add", "pg2", "--url", &server.url(&other, "postgres")],
+        6,
+    );
+    assert!(run.stderr.contains("no master key"), "{run:?}");
+    assert!(!env.home.join("master.key").exists());
+}
