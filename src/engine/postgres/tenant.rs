@@ -32,6 +32,9 @@ const STAGING_PREFIX: &str = "tenantctl_new_";
 pub struct PgEngine {
     row: ServerRow,
     home: Home,
+    /// An admin connection to the URL's database that a step finished with, for the
+    /// next step of the same command (provisioning, then publishing).
+    idle: std::sync::Mutex<Option<Client>>,
 }
 
 impl PgEngine {
@@ -39,6 +42,7 @@ impl PgEngine {
         PgEngine {
             row,
             home: home.clone(),
+            idle: std::sync::Mutex::new(None),
         }
     }
 
@@ -58,7 +62,20 @@ impl PgEngine {
     }
 
     fn admin(&self, database: Option<&str>) -> Result<Client> {
+        if database.is_none()
+            && let Some(client) = self.idle.lock().ok().and_then(|mut idle| idle.take())
+            && !client.is_closed()
+        {
+            return Ok(client);
+        }
         self.admin_url()?.connect(&self.row.name, database)
+    }
+
+    /// Keeps an admin connection to the URL's database for the next step.
+    fn release(&self, client: Client) {
+        if let Ok(mut idle) = self.idle.lock() {
+            *idle = Some(client);
+        }
     }
 
     fn fail(&self, err: &postgres::Error) -> Error {
@@ -220,6 +237,7 @@ impl Engine for PgEngine {
                 sql::ident(&staging)
             ),
         )?;
+        self.release(admin);
         Ok(Provisioned {
             staging,
             schema_version: crate::migrations::newest_version(migrations),
@@ -271,20 +289,19 @@ impl Engine for PgEngine {
             return schema::publish(&mut admin, &database, &provisioned.staging, name, &verifier)
                 .map_err(|e| self.fail(&e));
         }
-        self.run(
-            &mut admin,
-            &format!("CREATE ROLE {role} LOGIN PASSWORD '{verifier}'"),
-        )?;
-        self.run(&mut admin, &format!("GRANT {role} TO CURRENT_USER"))?;
+        // One round trip, and all or nothing: several statements in one call run as
+        // one transaction, which these all may.
         self.run(
             &mut admin,
             &format!(
-                "ALTER DATABASE {} RENAME TO {db}",
-                sql::ident(&provisioned.staging)
+                "CREATE ROLE {role} LOGIN PASSWORD '{verifier}';
+                 GRANT {role} TO CURRENT_USER;
+                 ALTER DATABASE {staging} RENAME TO {db};
+                 ALTER DATABASE {db} OWNER TO {role};
+                 REVOKE ALL ON DATABASE {db} FROM PUBLIC;",
+                staging = sql::ident(&provisioned.staging)
             ),
         )?;
-        self.run(&mut admin, &format!("ALTER DATABASE {db} OWNER TO {role}"))?;
-        self.run(&mut admin, &format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"))?;
         let mut tenant_db = self.admin(Some(name))?;
         self.run(
             &mut tenant_db,
