@@ -415,6 +415,19 @@ fn db_sql_on_a_server_tenant_runs_as_its_role_read_only_unless_write() {
         assert_eq!(run.code, 6, "{denied}: {run:?}");
     }
     env.fails(&["db", "sql", "acme", "SELEC nonsense"], 2);
+    // A read-only script cannot make its own transaction read-write.
+    let script = env.root.join("sneaky.sql");
+    std::fs::write(
+        &script,
+        "SET transaction_read_only = off;\nINSERT INTO users (email, name) VALUES ('x@y.z', 'X');\n",
+    )
+    .unwrap();
+    let run = env.run(&["db", "sql", "acme", "-f", script.to_str().unwrap()]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert_eq!(
+        env.json(&["db", "sql", "acme", "SELECT count(*) AS n FROM users"])[0]["n"],
+        1
+    );
 }
 
 #[test]

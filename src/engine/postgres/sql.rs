@@ -46,11 +46,13 @@ pub fn applied_migrations(client: &mut Client) -> std::result::Result<Vec<Migrat
         .collect())
 }
 
-/// Opens the transaction every operator statement runs in.
+/// Opens the transaction every operator statement runs in. Its first query takes
+/// the snapshot, after which PostgreSQL refuses to make a read-only transaction
+/// read-write (`SET transaction_read_only = off` as a script's first line, say).
 fn begin(client: &mut Client, write: bool, timeout: Duration) -> std::result::Result<(), postgres::Error> {
     let mode = if write { "READ WRITE" } else { "READ ONLY" };
     client.batch_execute(&format!(
-        "BEGIN {mode}; SET LOCAL statement_timeout = {}",
+        "BEGIN {mode}; SET LOCAL statement_timeout = {}; SELECT 1",
         timeout.as_millis().max(1)
     ))
 }
