@@ -129,6 +129,7 @@ pub fn import(
         &parsed,
         &known_plans,
         &default_plan,
+        &sources,
         &reads,
         &mut results,
     )?;

@@ -9,13 +9,16 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::FileResult;
-use crate::catalog::model::{Customer, Plan, Site};
+use crate::catalog::model::{Customer, Plan};
 use crate::catalog::sites;
+use crate::catalog::sites::Claimant;
 use crate::catalog::states::CustomerStatus;
 use crate::error::Result;
 use crate::import::plans::{PlanDoc, is_plans_file, parse_plans};
 use crate::import::scan::is_customer_file;
-use crate::import::{CustomerDoc, Digest, ImportAction, Parsed, Problem, SiteDoc, SourceFile, digest, parse};
+use crate::import::{
+    CustomerDoc, Digest, ImportAction, Parsed, Problem, SiteDoc, SourceFile, digest, parse, site_config,
+};
 use crate::ops::{plans as plan_ops, quota};
 
 /// What the catalog must do for one customer of the import.
@@ -49,12 +52,13 @@ pub(super) struct SitePlan {
 }
 
 /// What the plan keeps of a site file in place of its config: the digest of the bytes
-/// it parsed, which the writes check when they read the file again, and the
-/// fingerprint of its config, to tell whether an existing site changes.
+/// it parsed, which the writes check when they read the file again, and the digest of
+/// its config as the catalog would store it, to tell without parsing whether an
+/// existing site's config is the same.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SiteRead {
     pub(super) digest: Digest,
-    pub(super) print: ConfigPrint,
+    pub(super) stored: Digest,
 }
 
 /// Customer files first, so the sites in their folders know their customer. Each
@@ -117,7 +121,7 @@ fn parse_one(
         };
         return (parsed, None);
     }
-    let parsed = match source.customer_file.as_ref().map(|c| &owners[c]) {
+    let parsed = match source.customer_file.as_deref().map(|c| &owners[c]) {
         Some(Err(_)) => Parsed::Failed(Problem::new(
             "customer",
             format!(
@@ -132,7 +136,7 @@ fn parse_one(
         Parsed::Site(mut site, owner) => {
             let read = SiteRead {
                 digest: digest(&bytes),
-                print: config_print(&site.config),
+                stored: stored_digest(&site.config),
             };
             site.config = Value::Null;
             (Parsed::Site(site, owner), Some(read))
@@ -225,6 +229,7 @@ pub(super) fn plan_against_catalog(
     parsed: &[(String, Parsed)],
     known_plans: &HashMap<String, Plan>,
     default_plan: &str,
+    sources: &[SourceFile],
     reads: &[Option<SiteRead>],
     results: &mut [FileResult],
 ) -> Result<(HashMap<String, CustomerPlan>, Vec<SitePlan>)> {
@@ -260,7 +265,8 @@ pub(super) fn plan_against_catalog(
         }
         let Some(site) = site else { continue };
         results[index].site = Some(site.domain.clone());
-        let existing = match matching_site(conn, site)? {
+        let claimants = sites::claimants(conn, &site.domain, site.legacy_id.as_deref(), site.port)?;
+        let existing = match matching_site(site, &claimants) {
             Ok(existing) => existing,
             Err(problem) => {
                 fail(&mut results[index], &problem.field, problem.reason);
@@ -268,7 +274,7 @@ pub(super) fn plan_against_catalog(
             }
         };
         let owner_id = customer_plans[&key].existing.as_ref().map(|c| c.id);
-        if let Some(other) = existing.as_ref().filter(|s| Some(s.customer_id) != owner_id) {
+        if let Some(other) = existing.filter(|s| Some(s.customer_id) != owner_id) {
             let field = if site.legacy_id.is_some() && other.legacy_id == site.legacy_id {
                 "siteId"
             } else {
@@ -285,7 +291,9 @@ pub(super) fn plan_against_catalog(
             continue;
         }
         if let Some(port) = site.port
-            && let Some(holder) = sites::port_owner(conn, port, existing.as_ref().map(|s| s.id))?
+            && let Some(holder) = claimants
+                .iter()
+                .find(|c| c.holds_port && Some(c.id) != existing.map(|s| s.id))
         {
             fail(
                 &mut results[index],
@@ -297,8 +305,8 @@ pub(super) fn plan_against_catalog(
             );
             continue;
         }
-        let changed = match (&existing, reads[index]) {
-            (Some(found), Some(read)) => site_changed(found, site, &read.print).unwrap_or(true),
+        let changed = match (existing, reads[index]) {
+            (Some(found), Some(read)) => site_changed(found, site, &read, &sources[index]),
             _ => false,
         };
         site_plans.push(SitePlan {
@@ -314,30 +322,33 @@ pub(super) fn plan_against_catalog(
 /// The catalog's site that a file describes: the one with its `siteId` when it has
 /// one, else the one with its domain. A domain held by a site with another `siteId`
 /// is a clash, as is a new domain that another site holds.
-fn matching_site(conn: &Connection, site: &SiteDoc) -> Result<std::result::Result<Option<Site>, Problem>> {
-    let by_domain = sites::by_domain(conn, &site.domain)?;
-    let Some(legacy_id) = &site.legacy_id else {
-        return Ok(Ok(by_domain));
-    };
-    match (sites::by_legacy_id(conn, legacy_id)?, by_domain) {
-        (Some(found), Some(holder)) if holder.id != found.id => Ok(Err(Problem::new(
+fn matching_site<'a>(
+    site: &SiteDoc,
+    claimants: &'a [Claimant],
+) -> std::result::Result<Option<&'a Claimant>, Problem> {
+    let by_domain = claimants.iter().find(|c| c.holds_domain && c.visible);
+    if site.legacy_id.is_none() {
+        return Ok(by_domain);
+    }
+    match (claimants.iter().find(|c| c.holds_legacy_id), by_domain) {
+        (Some(found), Some(holder)) if holder.id != found.id => Err(Problem::new(
             "domain",
             format!(
                 "{} belongs to another site ({})",
                 site.domain, holder.customer_slug
             ),
-        ))),
-        (Some(found), _) => Ok(Ok(Some(found))),
-        (None, Some(holder)) if holder.legacy_id.is_some() => Ok(Err(Problem::new(
+        )),
+        (Some(found), _) => Ok(Some(found)),
+        (None, Some(holder)) if holder.legacy_id.is_some() => Err(Problem::new(
             "domain",
             format!(
                 "{} belongs to the site with siteId '{}'",
                 site.domain,
-                holder.legacy_id.unwrap_or_default()
+                holder.legacy_id.clone().unwrap_or_default()
             ),
-        ))),
+        )),
         // A site known by its domain alone takes the file's siteId.
-        (None, holder) => Ok(Ok(holder)),
+        (None, holder) => Ok(holder),
     }
 }
 
@@ -524,15 +535,43 @@ fn feed_text(hasher: &mut Sha256, text: &str) {
     hasher.update(text.as_bytes());
 }
 
-/// Whether the file (its columns, and its config by `print`) changes the site.
-fn site_changed(site: &Site, doc: &SiteDoc, print: &ConfigPrint) -> Result<bool> {
-    Ok(site.name != doc.name
+/// The digest of a config's text as `sites::insert` stores it (serde_json's compact
+/// form): equal for a file imported before and unchanged since.
+pub(super) fn stored_digest(config: &Value) -> Digest {
+    let mut hasher = Sha256::new();
+    serde_json::to_writer(&mut hasher, config).expect("hashing does not fail");
+    hasher.finalize().into()
+}
+
+/// Whether the file changes the site: its columns, or its config.
+fn site_changed(site: &Claimant, doc: &SiteDoc, read: &SiteRead, source: &SourceFile) -> bool {
+    site.name != doc.name
         || site.domain != doc.domain
         || doc.legacy_id.is_some() && doc.legacy_id != site.legacy_id
         || site.port != doc.port
         || site.business_type != doc.business_type
         || doc.status.as_ref().is_some_and(|s| *s != site.status)
-        || config_print(&site.config_value()?) != *print)
+        || !same_config(site, read, source)
+}
+
+/// The stored text is compared first: it is the file's config as written, unless
+/// another command wrote the config since, which may order its keys otherwise. Then
+/// the two are compared as values, the file read again for it; a file that is no
+/// longer what was parsed counts as a change, which the writes refuse.
+fn same_config(site: &Claimant, read: &SiteRead, source: &SourceFile) -> bool {
+    if digest(site.config.as_bytes()) == read.stored {
+        return true;
+    }
+    let Ok(stored) = serde_json::from_str::<Value>(&site.config) else {
+        return false;
+    };
+    let Ok(bytes) = source.read() else {
+        return false;
+    };
+    if digest(&bytes) != read.digest {
+        return false;
+    }
+    site_config(&bytes).is_ok_and(|config| config_print(&config) == config_print(&stored))
 }
 
 pub(super) fn describe_actions(
@@ -573,6 +612,12 @@ pub(super) fn describe_actions(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_stored_digest_is_of_the_text_the_catalog_stores() {
+        let config = json!({"b": [1, 2.5, "x"], "a": {"z": null}, "big": 123456789012345678901234567890u128});
+        assert_eq!(stored_digest(&config), digest(config.to_string().as_bytes()));
+    }
 
     #[test]
     fn config_prints_are_equal_exactly_when_the_configs_less_columns_are() {
