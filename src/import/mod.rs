@@ -53,7 +53,7 @@ pub const EXPORT_ADDED_KEYS: &str = "_tenantctl_added_keys";
 pub const SITE_COLUMN_KEYS: &[&str] = &["siteId", "name", "domain", "port", "businessType", "status"];
 
 /// A site as a file describes it; `config` is the whole document (less what `export`
-/// added), until an import's plan lets go of it for its fingerprint.
+/// added), until an import's plan lets go of it for its digest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteDoc {
     /// `siteId` / `site_id`: the site's identity when the file gives one.
@@ -63,7 +63,8 @@ pub struct SiteDoc {
     pub port: Option<i64>,
     pub business_type: Option<String>,
     pub status: Option<SiteStatus>,
-    pub config: Value,
+    /// Boxed, so that a plan that has let go of it holds a pointer, not a value.
+    pub config: Option<Box<Value>>,
 }
 
 /// What one file turned out to be.
@@ -325,7 +326,7 @@ pub fn parse(bytes: &[u8], is_customer_file: bool, owner: Option<&CustomerDoc>) 
     };
     let mut site = site;
     match without_export_keys(document) {
-        Ok(config) => site.config = config,
+        Ok(config) => site.config = Some(Box::new(config)),
         Err(problem) => return Parsed::Failed(problem),
     }
     Parsed::Site(Box::new(site), Rc::new(owner))
@@ -375,7 +376,7 @@ fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Proble
     Ok(SiteDoc {
         legacy_id: legacy_id(object)?,
         // Checked here, in the order of the checks; taken out by `parse`, which owns it.
-        config: export_added_keys(object).map(|_| Value::Null)?,
+        config: export_added_keys(object).map(|_| None)?,
         name,
         domain,
         port,
@@ -555,7 +556,11 @@ mod tests {
         assert_eq!(site.domain, "acme.test");
         assert_eq!(site.port, Some(3005));
         assert_eq!(site.business_type.as_deref(), Some("translation"));
-        assert_eq!(site.config, doc, "the whole document is the config");
+        assert_eq!(
+            site.config.as_deref(),
+            Some(&doc),
+            "the whole document is the config"
+        );
         assert_eq!(owner.company_name.as_deref(), Some("Acme Corp"));
         assert_eq!(owner.plan.as_deref(), Some("pro"));
         let snake = json!({"site_id": "x", "name": "X", "business_type": "shop", "domain": "x.test",
@@ -637,7 +642,7 @@ mod tests {
             port,
             business_type: None,
             status: None,
-            config: json!({}),
+            config: Some(Box::new(json!({}))),
         };
         let mut files = vec![
             (

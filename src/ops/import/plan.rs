@@ -1,7 +1,7 @@
 //! The pure side of `import`: the files parsed and checked against the catalog, and
 //! what each one would do. Nothing here writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use rusqlite::Connection;
@@ -44,7 +44,8 @@ pub(super) struct PlanUpdate {
 #[derive(Debug, Clone)]
 pub(super) struct SitePlan {
     pub(super) file: usize,
-    pub(super) customer_key: String,
+    /// The customer's email in lower case, one copy for all its files.
+    pub(super) customer_key: Rc<str>,
     /// The catalog's site the file describes, by id.
     pub(super) existing: Option<i64>,
     /// Whether the file changes that existing site.
@@ -136,9 +137,9 @@ fn parse_one(
         Parsed::Site(mut site, owner) => {
             let read = SiteRead {
                 digest: digest(&bytes),
-                stored: stored_digest(&site.config),
+                stored: stored_digest(site.config.as_deref().unwrap_or(&Value::Null)),
             };
-            site.config = Value::Null;
+            site.config = None;
             (Parsed::Site(site, owner), Some(read))
         }
         other => (other, None),
@@ -222,6 +223,15 @@ fn fail(result: &mut FileResult, field: &str, reason: String) {
     result.reason = Some(reason);
 }
 
+fn interned(texts: &mut HashSet<Rc<str>>, text: &str) -> Rc<str> {
+    if let Some(known) = texts.get(text) {
+        return Rc::clone(known);
+    }
+    let new: Rc<str> = Rc::from(text);
+    texts.insert(Rc::clone(&new));
+    new
+}
+
 /// Checks the files against the catalog: plans, slugs, and domains or ports held by
 /// another customer's sites.
 pub(super) fn plan_against_catalog(
@@ -235,7 +245,9 @@ pub(super) fn plan_against_catalog(
 ) -> Result<(HashMap<String, CustomerPlan>, Vec<SitePlan>)> {
     let mut customer_plans: HashMap<String, CustomerPlan> = HashMap::new();
     let mut customer_problems: HashMap<String, Problem> = HashMap::new();
-    let mut site_plans = Vec::new();
+    let mut site_plans = Vec::with_capacity(reads.iter().flatten().count());
+    // The customer's key and label, one copy each, not one per file.
+    let mut texts: HashSet<Rc<str>> = HashSet::new();
     for (index, (_, item)) in parsed.iter().enumerate() {
         let (doc, site) = match item {
             Parsed::Customer(doc) => (doc.as_ref(), None),
@@ -253,12 +265,16 @@ pub(super) fn plan_against_catalog(
                 }
             }
         }
-        results[index].customer = Some(
-            customer_plans
-                .get(&key)
-                .and_then(|p| p.existing.as_ref().map(|c| c.slug.clone()).or(p.doc.slug.clone()))
-                .unwrap_or_else(|| doc.email.clone()),
-        );
+        let label = customer_plans
+            .get(&key)
+            .and_then(|p| {
+                p.existing
+                    .as_ref()
+                    .map(|c| c.slug.as_str())
+                    .or(p.doc.slug.as_deref())
+            })
+            .unwrap_or(&doc.email);
+        results[index].customer = Some(interned(&mut texts, label));
         if let Some(problem) = customer_problems.get(&key) {
             fail(&mut results[index], &problem.field, problem.reason.clone());
             continue;
@@ -311,7 +327,7 @@ pub(super) fn plan_against_catalog(
         };
         site_plans.push(SitePlan {
             file: index,
-            customer_key: key,
+            customer_key: interned(&mut texts, &key),
             existing: existing.map(|s| s.id),
             changed,
         });
@@ -437,15 +453,15 @@ pub(super) fn enforce_site_limits(
 ) -> Result<()> {
     let mut counts: HashMap<&str, i64> = HashMap::new();
     for plan in site_plans.iter().filter(|s| s.existing.is_none()) {
-        let customer = &customer_plans[&plan.customer_key];
-        let count = match counts.get_mut(plan.customer_key.as_str()) {
+        let customer = &customer_plans[&*plan.customer_key];
+        let count = match counts.get_mut(&*plan.customer_key) {
             Some(count) => count,
             None => {
                 let now = match &customer.existing {
                     Some(c) => sites::count_for_customer(conn, c.id)?,
                     None => 0,
                 };
-                counts.entry(plan.customer_key.as_str()).or_insert(now)
+                counts.entry(&*plan.customer_key).or_insert(now)
             }
         };
         if results[plan.file].action == ImportAction::Failed {
@@ -595,7 +611,7 @@ pub(super) fn describe_actions(
         }
     }
     for plan in site_plans {
-        let customer = &customer_plans[&plan.customer_key];
+        let customer = &customer_plans[&*plan.customer_key];
         // A file that describes its customer inline and changes an existing one is an
         // update, whatever it does to its site.
         let changes_customer = customer.changed && inline[plan.file];

@@ -102,7 +102,7 @@ pub(super) fn write(
         }
         let mut site_events = Vec::with_capacity(site_plans.len());
         for plan in site_plans {
-            let (customer_id, _) = ids[&plan.customer_key];
+            let (customer_id, _) = ids[&*plan.customer_key];
             let (path, Parsed::Site(doc, _)) = &parsed[plan.file] else {
                 return Err(Error::unexpected("a site plan for a file that is no site"));
             };
@@ -438,7 +438,7 @@ mod tests {
             port: None,
             business_type: None,
             status: None,
-            config: Value::Null,
+            config: None,
         };
         let file = File {
             path: "site.json",
