@@ -24,9 +24,11 @@ use crate::ops::{plans as plan_ops, quota};
 /// What the catalog must do for one customer of the import.
 #[derive(Debug, Clone)]
 pub(super) struct CustomerPlan {
-    pub(super) doc: CustomerDoc,
+    /// The parsed customer its site files share, not a copy of it.
+    pub(super) doc: Rc<CustomerDoc>,
     pub(super) plan: String,
-    pub(super) existing: Option<Customer>,
+    /// Boxed: most customers of a big first import are new.
+    pub(super) existing: Option<Box<Customer>>,
     /// Fields to change on an existing customer.
     pub(super) changed: bool,
     /// The limits in force once the import is written.
@@ -256,7 +258,11 @@ pub(super) fn plan_against_catalog(
         };
         let key = doc.email.to_ascii_lowercase();
         if !customer_plans.contains_key(&key) && !customer_problems.contains_key(&key) {
-            match customer_plan(conn, doc, known_plans, default_plan)? {
+            let shared = match item {
+                Parsed::Site(_, doc) => Rc::clone(doc),
+                _ => Rc::new(doc.clone()),
+            };
+            match customer_plan(conn, shared, known_plans, default_plan)? {
                 Ok(plan) => {
                     customer_plans.insert(key.clone(), plan);
                 }
@@ -370,11 +376,12 @@ fn matching_site<'a>(
 
 fn customer_plan(
     conn: &Connection,
-    doc: &CustomerDoc,
+    shared: Rc<CustomerDoc>,
     known_plans: &HashMap<String, Plan>,
     default_plan: &str,
 ) -> Result<std::result::Result<CustomerPlan, Problem>> {
-    let existing = crate::catalog::customers::by_email(conn, &doc.email)?;
+    let doc = shared.as_ref();
+    let existing = crate::catalog::customers::by_email(conn, &doc.email)?.map(Box::new);
     if let Some(customer) = &existing {
         if customer.status == CustomerStatus::Deleted {
             return Ok(Err(Problem::new(
@@ -406,7 +413,7 @@ fn customer_plan(
     };
     let overrides = doc
         .limits
-        .apply_to(existing.as_ref().map(Customer::overrides).unwrap_or_default());
+        .apply_to(existing.as_ref().map(|c| c.overrides()).unwrap_or_default());
     let limits = quota::effective(new_plan, overrides);
     let changed = existing.as_ref().is_some_and(|c| {
         doc.name.as_ref().is_some_and(|n| *n != c.name)
@@ -435,7 +442,7 @@ fn customer_plan(
         }
     }
     Ok(Ok(CustomerPlan {
-        doc: doc.clone(),
+        doc: Rc::clone(&shared),
         plan,
         existing,
         changed,
