@@ -54,6 +54,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand quota 'Check usage against limits, and enforce the storage limit'
             cand stats 'Platform statistics for admins'
             cand plan 'List and change plans and their quotas'
+            cand server 'Database servers that host tenants: add, list, show, test, update, remove'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
             cand create-customer 'Same as ''customer create'''
@@ -277,6 +278,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --plan 'Plan [default: the default_plan setting, or starter]'
             cand --slug 'Slug (DNS label) [default: derived from the company or the email]'
             cand --meta 'Metadata entry key=value (value parsed as JSON when it can be); repeatable'
+            cand --server 'Where its database goes: ''local'', a server name, or ''auto'' (the active server with the most free capacity) [default: the default_server setting, or local]'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'
@@ -299,6 +301,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --plan 'Plan [default: the default_plan setting, or starter]'
             cand --slug 'Slug (DNS label) [default: derived from the company or the email]'
             cand --meta 'Metadata entry key=value (value parsed as JSON when it can be); repeatable'
+            cand --server 'Where its database goes: ''local'', a server name, or ''auto'' (the active server with the most free capacity) [default: the default_server setting, or local]'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'
@@ -908,7 +911,9 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
             cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
             cand vacuum 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-            cand path 'Print the absolute path of a customer''s database (for sqlite3)'
+            cand path 'Print where a customer''s database is: its file (for sqlite3), or on a server its role''s URL without the password'
+            cand url 'Print the URL an application connects to a customer''s database with'
+            cand rotate-password 'Give server tenants'' login roles new passwords'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tenantctl;db;migrate'= {
@@ -1044,13 +1049,55 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tenantctl;db;url'= {
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --reveal 'Put the tenant role''s password into the URL'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;db;rotate-password'= {
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --all 'Every server tenant that is not deleted'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tenantctl;db;help'= {
             cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
             cand status 'Per-tenant schema version, size and last migration, with a summary line first'
             cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
             cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
             cand vacuum 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-            cand path 'Print the absolute path of a customer''s database (for sqlite3)'
+            cand path 'Print where a customer''s database is: its file (for sqlite3), or on a server its role''s URL without the password'
+            cand url 'Print the URL an application connects to a customer''s database with'
+            cand rotate-password 'Give server tenants'' login roles new passwords'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tenantctl;db;help;migrate'= {
@@ -1064,6 +1111,10 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;db;help;vacuum'= {
         }
         &'tenantctl;db;help;path'= {
+        }
+        &'tenantctl;db;help;url'= {
+        }
+        &'tenantctl;db;help;rotate-password'= {
         }
         &'tenantctl;db;help;help'= {
         }
@@ -1789,6 +1840,178 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;plan;help;help'= {
         }
+        &'tenantctl;server'= {
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Register a PostgreSQL server that tenants can be placed on'
+            cand list 'List the servers, the built-in ''local'' first'
+            cand show 'Show one server (its password as ***)'
+            cand test 'Connect to a server: reachability, latency, version, tenants, free capacity'
+            cand update 'Change a server''s login, capacity or status'
+            cand remove 'Forget a server that hosts no tenant (its databases stay on it)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;server;add'= {
+            cand --url 'Admin login: postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE'
+            cand --mode 'One database per tenant, or one schema per tenant in the URL''s database'
+            cand --capacity 'Most tenants the server may hold (default: no limit)'
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --password-stdin 'Read the login''s password from the first line of stdin'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;server;list'= {
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;server;show'= {
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;server;test'= {
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;server;update'= {
+            cand --url 'A new admin login URL (checked against the server before it is saved)'
+            cand --capacity 'Most tenants the server may hold'
+            cand --status '''draining'' keeps its tenants but places no new ones on it'
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --password-stdin 'Read a new password for the login from the first line of stdin'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;server;remove'= {
+            cand --confirm 'The server''s name, to confirm'
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;server;help'= {
+            cand add 'Register a PostgreSQL server that tenants can be placed on'
+            cand list 'List the servers, the built-in ''local'' first'
+            cand show 'Show one server (its password as ***)'
+            cand test 'Connect to a server: reachability, latency, version, tenants, free capacity'
+            cand update 'Change a server''s login, capacity or status'
+            cand remove 'Forget a server that hosts no tenant (its databases stay on it)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tenantctl;server;help;add'= {
+        }
+        &'tenantctl;server;help;list'= {
+        }
+        &'tenantctl;server;help;show'= {
+        }
+        &'tenantctl;server;help;test'= {
+        }
+        &'tenantctl;server;help;update'= {
+        }
+        &'tenantctl;server;help;remove'= {
+        }
+        &'tenantctl;server;help;help'= {
+        }
         &'tenantctl;audit'= {
             cand --customer 'Only events of this customer (slug, id or email)'
             cand --action 'Only this action (customer.create), or actions starting with a prefix ending in ''.'''
@@ -1835,6 +2058,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --plan 'Plan [default: the default_plan setting, or starter]'
             cand --slug 'Slug (DNS label) [default: derived from the company or the email]'
             cand --meta 'Metadata entry key=value (value parsed as JSON when it can be); repeatable'
+            cand --server 'Where its database goes: ''local'', a server name, or ''auto'' (the active server with the most free capacity) [default: the default_server setting, or local]'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'
@@ -1941,6 +2165,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand quota 'Check usage against limits, and enforce the storage limit'
             cand stats 'Platform statistics for admins'
             cand plan 'List and change plans and their quotas'
+            cand server 'Database servers that host tenants: add, list, show, test, update, remove'
             cand audit 'List audit events, newest first'
             cand completions 'Print a shell completion script'
             cand create-customer 'Same as ''customer create'''
@@ -2039,7 +2264,9 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
             cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
             cand vacuum 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-            cand path 'Print the absolute path of a customer''s database (for sqlite3)'
+            cand path 'Print where a customer''s database is: its file (for sqlite3), or on a server its role''s URL without the password'
+            cand url 'Print the URL an application connects to a customer''s database with'
+            cand rotate-password 'Give server tenants'' login roles new passwords'
         }
         &'tenantctl;help;db;migrate'= {
         }
@@ -2052,6 +2279,10 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;db;vacuum'= {
         }
         &'tenantctl;help;db;path'= {
+        }
+        &'tenantctl;help;db;url'= {
+        }
+        &'tenantctl;help;db;rotate-password'= {
         }
         &'tenantctl;help;resolve'= {
         }
@@ -2130,6 +2361,26 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;plan;list'= {
         }
         &'tenantctl;help;plan;set'= {
+        }
+        &'tenantctl;help;server'= {
+            cand add 'Register a PostgreSQL server that tenants can be placed on'
+            cand list 'List the servers, the built-in ''local'' first'
+            cand show 'Show one server (its password as ***)'
+            cand test 'Connect to a server: reachability, latency, version, tenants, free capacity'
+            cand update 'Change a server''s login, capacity or status'
+            cand remove 'Forget a server that hosts no tenant (its databases stay on it)'
+        }
+        &'tenantctl;help;server;add'= {
+        }
+        &'tenantctl;help;server;list'= {
+        }
+        &'tenantctl;help;server;show'= {
+        }
+        &'tenantctl;help;server;test'= {
+        }
+        &'tenantctl;help;server;update'= {
+        }
+        &'tenantctl;help;server;remove'= {
         }
         &'tenantctl;help;audit'= {
         }

@@ -60,6 +60,7 @@ complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "usage" -d 'Reco
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "quota" -d 'Check usage against limits, and enforce the storage limit'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "stats" -d 'Platform statistics for admins'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "plan" -d 'List and change plans and their quotas'
+complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "server" -d 'Database servers that host tenants: add, list, show, test, update, remove'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "audit" -d 'List audit events, newest first'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c tenantctl -n "__fish_tenantctl_needs_command" -f -a "create-customer" -d 'Same as \'customer create\''
@@ -251,6 +252,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l server -d 'Where its database goes: \'local\', a server name, or \'auto\' (the active server with the most free capacity) [default: the default_server setting, or local]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
@@ -271,6 +273,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l server -d 'Where its database goes: \'local\', a server name, or \'auto\' (the active server with the most free capacity) [default: the default_server setting, or local]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from add" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
@@ -775,30 +778,32 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "snapshots" -d 'List a site\'s config snapshots, oldest first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "restore" -d 'Put a snapshot\'s config back (the current one is kept as a pre-restore snapshot)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l json -d 'Same as --output json'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -l no-progress -d 'Never draw progress bars'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s h -l help -d 'Print help'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "path" -d 'Print where a customer\'s database is: its file (for sqlite3), or on a server its role\'s URL without the password'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "url" -d 'Print the URL an application connects to a customer\'s database with'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "rotate-password" -d 'Give server tenants\' login roles new passwords'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l target -d 'Migrate up to version N instead of the newest' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l jobs -d 'Tenants migrated at once [default: 8 per CPU, since tenants wait on fsync, not the CPU]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l canary -d 'Migrate N tenants first and stop if any of them fails' -r
@@ -919,12 +924,50 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from path" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l reveal -d 'Put the tenant role\'s password into the URL'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from url" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l all -d 'Every server tenant that is not deleted'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from rotate-password" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "migrate" -d 'Apply tenant migrations to every tenant (or those named), in parallel'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "status" -d 'Per-tenant schema version, size and last migration, with a summary line first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "path" -d 'Print where a customer\'s database is: its file (for sqlite3), or on a server its role\'s URL without the password'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "url" -d 'Print the URL an application connects to a customer\'s database with'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "rotate-password" -d 'Give server tenants\' login roles new passwords'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand resolve" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
@@ -1529,6 +1572,150 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from help" -f -a "list" -d 'List plans with their quotas and how many customers use each'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from help" -f -a "set" -d 'Create a plan or change its quotas'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand plan; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -f -a "add" -d 'Register a PostgreSQL server that tenants can be placed on'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -f -a "list" -d 'List the servers, the built-in \'local\' first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -f -a "show" -d 'Show one server (its password as ***)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -f -a "test" -d 'Connect to a server: reachability, latency, version, tenants, free capacity'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -f -a "update" -d 'Change a server\'s login, capacity or status'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -f -a "remove" -d 'Forget a server that hosts no tenant (its databases stay on it)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and not __fish_seen_subcommand_from add list show test update remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l url -d 'Admin login: postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l mode -d 'One database per tenant, or one schema per tenant in the URL\'s database' -r -f -a "database\t''
+schema\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l capacity -d 'Most tenants the server may hold (default: no limit)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l password-stdin -d 'Read the login\'s password from the first line of stdin'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from test" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l url -d 'A new admin login URL (checked against the server before it is saved)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l capacity -d 'Most tenants the server may hold' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l status -d '\'draining\' keeps its tenants but places no new ones on it' -r -f -a "active\t''
+draining\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l password-stdin -d 'Read a new password for the login from the first line of stdin'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -l confirm -d 'The server\'s name, to confirm' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "add" -d 'Register a PostgreSQL server that tenants can be placed on'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the servers, the built-in \'local\' first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one server (its password as ***)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "test" -d 'Connect to a server: reachability, latency, version, tenants, free capacity'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "update" -d 'Change a server\'s login, capacity or status'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Forget a server that hosts no tenant (its databases stay on it)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand server; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l customer -d 'Only events of this customer (slug, id or email)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l action -d 'Only this action (customer.create), or actions starting with a prefix ending in \'.\'' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand audit" -l since -d 'Only events at or after TIME (RFC 3339, YYYY-MM-DD, or an age such as 24h or 7d)' -r
@@ -1570,6 +1757,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand completions" -s V -l
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l server -d 'Where its database goes: \'local\', a server name, or \'auto\' (the active server with the most free capacity) [default: the default_server setting, or local]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand create-customer" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
@@ -1654,32 +1842,33 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s v -l 
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand list-sites" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "init" -d 'Create the home, the catalog and the starter tenant migrations'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "migrate" -d 'Apply or list catalog migrations'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "status" -d 'Show the state of the home at a glance'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "config" -d 'Read and change catalog settings'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "customer" -d 'Manage customers (tenants)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "site" -d 'Manage customers\' sites, deployments and config snapshots'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "db" -d 'Tenant databases: migrate, status, SQL, path'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "resolve" -d 'Which customer serves a hostname'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "doctor" -d 'Check the catalog and every tenant database; --fix repairs what is safe'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "backup" -d 'Take a backup set, or list, show, verify and prune sets'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "restore" -d 'Put databases back from a backup set'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "import" -d 'Import the legacy file-based site configs'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "export" -d 'Write the catalog out in the legacy file layout'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "key" -d 'API keys: create, list, revoke, verify'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "session" -d 'Portal sessions: create, list, revoke, prune'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "usage" -d 'Record and report metered usage'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "quota" -d 'Check usage against limits, and enforce the storage limit'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "stats" -d 'Platform statistics for admins'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "plan" -d 'List and change plans and their quotas'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "audit" -d 'List audit events, newest first'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "completions" -d 'Print a shell completion script'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-customer" -d 'Same as \'customer create\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-customers" -d 'Same as \'customer list\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "create-site" -d 'Same as \'site create\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "list-sites" -d 'Same as \'site list\''
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan audit completions create-customer list-customers create-site list-sites help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "init" -d 'Create the home, the catalog and the starter tenant migrations'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "migrate" -d 'Apply or list catalog migrations'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "status" -d 'Show the state of the home at a glance'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "config" -d 'Read and change catalog settings'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "customer" -d 'Manage customers (tenants)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "site" -d 'Manage customers\' sites, deployments and config snapshots'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "db" -d 'Tenant databases: migrate, status, SQL, path'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "resolve" -d 'Which customer serves a hostname'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "doctor" -d 'Check the catalog and every tenant database; --fix repairs what is safe'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "backup" -d 'Take a backup set, or list, show, verify and prune sets'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "restore" -d 'Put databases back from a backup set'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "import" -d 'Import the legacy file-based site configs'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "export" -d 'Write the catalog out in the legacy file layout'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "key" -d 'API keys: create, list, revoke, verify'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "session" -d 'Portal sessions: create, list, revoke, prune'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "usage" -d 'Record and report metered usage'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "quota" -d 'Check usage against limits, and enforce the storage limit'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "stats" -d 'Platform statistics for admins'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "plan" -d 'List and change plans and their quotas'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "server" -d 'Database servers that host tenants: add, list, show, test, update, remove'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "audit" -d 'List audit events, newest first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "completions" -d 'Print a shell completion script'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "create-customer" -d 'Same as \'customer create\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "list-customers" -d 'Same as \'customer list\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "create-site" -d 'Same as \'site create\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "list-sites" -d 'Same as \'site list\''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and not __fish_seen_subcommand_from init migrate status config customer site db resolve doctor backup restore import export key session usage quota stats plan server audit completions create-customer list-customers create-site list-sites help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "get" -d 'Print one setting\'s value'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "set" -d 'Change a setting'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "unset" -d 'Remove a setting, so its default applies again'
@@ -1709,7 +1898,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "sql" -d 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "history" -d 'List the recorded \'db sql\' and \'db vacuum\' runs, newest first'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "vacuum" -d 'Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "path" -d 'Print the absolute path of a customer\'s database (for sqlite3)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "path" -d 'Print where a customer\'s database is: its file (for sqlite3), or on a server its role\'s URL without the password'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "url" -d 'Print the URL an application connects to a customer\'s database with'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "rotate-password" -d 'Give server tenants\' login roles new passwords'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List backup sets from their manifests (works without the catalog)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "show" -d 'Show one set\'s manifest'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Recompute checksums and quick_check every file (default: the newest set)'
@@ -1728,3 +1919,9 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from quota" -f -a "enforce" -d 'For cron: warn at 80 % and suspend at 100 % of the storage limit'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "list" -d 'List plans with their quotas and how many customers use each'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from plan" -f -a "set" -d 'Create a plan or change its quotas'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "add" -d 'Register a PostgreSQL server that tenants can be placed on'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "list" -d 'List the servers, the built-in \'local\' first'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "show" -d 'Show one server (its password as ***)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "test" -d 'Connect to a server: reachability, latency, version, tenants, free capacity'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "update" -d 'Change a server\'s login, capacity or status'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from server" -f -a "remove" -d 'Forget a server that hosts no tenant (its databases stay on it)'

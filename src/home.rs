@@ -45,6 +45,12 @@ impl Home {
         self.root.join("run")
     }
 
+    /// The key that encrypts stored server and tenant-role passwords; never copied
+    /// into a backup set.
+    pub fn master_key(&self) -> PathBuf {
+        self.root.join("master.key")
+    }
+
     pub fn lock_file(&self) -> PathBuf {
         self.root.join(".lock")
     }

@@ -28,6 +28,7 @@ pub mod lock;
 pub mod migrations;
 pub mod ops;
 pub mod render;
+pub mod secrets;
 pub mod site_config;
 pub mod sql_text;
 pub mod time;

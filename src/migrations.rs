@@ -1,12 +1,14 @@
 //! The operator's tenant migration files: the starter set `init` installs, loading and
-//! checking a folder of `V<n>__<name>.sql` files, and how the ledger names them. The
-//! files are the same whatever engine a tenant lives on.
+//! checking a folder of `V<n>__<name>.sql` files, and how the ledger names them. SQLite
+//! tenants use the folder itself, other engines a subfolder named after the engine
+//! (`postgres/`), with the same version numbers.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use refinery::Migration;
 
+use crate::engine::EngineKind;
 use crate::error::{Error, IoContext, Result};
 use crate::files;
 use crate::sql_text::transaction_control;
@@ -27,17 +29,61 @@ pub const STARTER_MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The same starter schema for PostgreSQL tenants, with the same version numbers.
+pub const POSTGRES_STARTER_MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "V1__users.sql",
+        include_str!("../migrations/tenant/postgres/V1__users.sql"),
+    ),
+    (
+        "V2__products.sql",
+        include_str!("../migrations/tenant/postgres/V2__products.sql"),
+    ),
+    (
+        "V3__orders.sql",
+        include_str!("../migrations/tenant/postgres/V3__orders.sql"),
+    ),
+];
+
+/// The folder of `engine`'s migrations inside the operator's migrations folder: the
+/// folder itself for SQLite, a subfolder named after the engine for the others.
+pub fn engine_dir(dir: &Path, engine: EngineKind) -> PathBuf {
+    match engine {
+        EngineKind::Sqlite => dir.to_path_buf(),
+        other => dir.join(other.as_str()),
+    }
+}
+
 /// Writes the starter migrations into `dir` when it holds no migration yet; returns
-/// how many files were written.
+/// how many files were written. The PostgreSQL starter set goes into its subfolder
+/// when that is empty and the folder holds the SQLite starter set, so the two always
+/// mean the same schema version for version.
 pub fn install_starter_set(dir: &Path) -> Result<usize> {
     files::create_private_dir(dir)?;
-    if !migration_file_names(dir)?.is_empty() {
-        return Ok(0);
+    let mut written = 0;
+    if migration_file_names(dir)?.is_empty() {
+        write_set(dir, STARTER_MIGRATIONS)?;
+        written = STARTER_MIGRATIONS.len();
     }
-    for (name, sql) in STARTER_MIGRATIONS {
+    let postgres = engine_dir(dir, EngineKind::Postgres);
+    let mut names = migration_file_names(dir)?;
+    names.sort();
+    let holds_starter_set = names
+        .iter()
+        .map(String::as_str)
+        .eq(STARTER_MIGRATIONS.iter().map(|(n, _)| *n));
+    if holds_starter_set && (!postgres.exists() || migration_file_names(&postgres)?.is_empty()) {
+        files::create_private_dir(&postgres)?;
+        write_set(&postgres, POSTGRES_STARTER_MIGRATIONS)?;
+    }
+    Ok(written)
+}
+
+fn write_set(dir: &Path, set: &[(&str, &str)]) -> Result<()> {
+    for (name, sql) in set {
         files::write_atomic(&dir.join(name), sql.as_bytes())?;
     }
-    Ok(STARTER_MIGRATIONS.len())
+    Ok(())
 }
 
 fn migration_file_names(dir: &Path) -> Result<Vec<String>> {
@@ -109,6 +155,58 @@ pub fn load_migrations(dir: &Path) -> Result<Vec<Migration>> {
         )));
     }
     Ok(migrations)
+}
+
+/// `engine`'s migrations, after checking that every version in them exists for each
+/// engine of `also_in_use` and the other way round: a version number means one
+/// logical schema on every engine, so a gap is refused (exit 9) before anything runs.
+pub fn load_engine_migrations(
+    dir: &Path,
+    engine: EngineKind,
+    also_in_use: &[EngineKind],
+) -> Result<Vec<Migration>> {
+    let own_dir = engine_dir(dir, engine);
+    if !own_dir.is_dir() {
+        return Err(Error::invalid_input(format!(
+            "no {engine} tenant migrations: {} does not exist",
+            own_dir.display()
+        ))
+        .with_hint(format!(
+            "write V<n>__<name>.sql files for {engine} there, with the same versions as {}",
+            dir.display()
+        )));
+    }
+    let own = load_migrations(&own_dir)?;
+    for other in also_in_use.iter().filter(|other| **other != engine) {
+        let other_dir = engine_dir(dir, *other);
+        let theirs = load_migrations(&other_dir)?;
+        let missing_here = versions_missing(&theirs, &own);
+        let missing_there = versions_missing(&own, &theirs);
+        if let Some((version, name)) = missing_here.first() {
+            return Err(version_gap(*version, name, &other_dir, &own_dir));
+        }
+        if let Some((version, name)) = missing_there.first() {
+            return Err(version_gap(*version, name, &own_dir, &other_dir));
+        }
+    }
+    Ok(own)
+}
+
+/// The versions of `from` that `of` lacks, with their file names.
+fn versions_missing(from: &[Migration], of: &[Migration]) -> Vec<(i32, String)> {
+    from.iter()
+        .filter(|m| !of.iter().any(|o| o.version() == m.version()))
+        .map(|m| (m.version(), format!("V{}__{}.sql", m.version(), m.name())))
+        .collect()
+}
+
+fn version_gap(version: i32, file: &str, has: &Path, lacks: &Path) -> Error {
+    Error::invalid_input(format!(
+        "tenant migration version {version} ({}) has no counterpart in {}",
+        has.join(file).display(),
+        lacks.display()
+    ))
+    .with_hint("every engine in use needs the same migration versions; add the missing file")
 }
 
 /// The schema version a tenant reaches after every migration in `migrations`.

@@ -117,6 +117,21 @@ pub fn plan_name(text: &str) -> Result<&str> {
     }
 }
 
+/// A database server's name: a DNS label, and not `local`, the built-in server.
+pub fn server_name(text: &str) -> Result<&str> {
+    if !is_dns_label(text) {
+        return Err(Error::usage(format!("invalid server name '{}'", printable(text)))
+            .with_hint("use 1-63 lowercase letters, digits and hyphens"));
+    }
+    if text == crate::engine::LOCAL_SERVER {
+        return Err(
+            Error::usage("'local' is the built-in server (the home's tenants folder)")
+                .with_hint("give the database server another name"),
+        );
+    }
+    Ok(text)
+}
+
 /// A hostname such as a site domain or the platform domain; returns it lowercased
 /// without a trailing dot.
 pub fn hostname(text: &str) -> Result<String> {

@@ -426,12 +426,42 @@ fn raw_entry(
 
 /// Opens a live database for reading a snapshot without checkpointing it on close, so
 /// that backing up does not itself change the file it fingerprints.
+///
+/// When no other process has the database open, it is taken in exclusive locking mode
+/// (as `db migrate` does): the WAL index then lives in this process's memory, so the
+/// `-shm` file is never opened, and never truncated as its first opener would. That
+/// open and truncate happen under SQLite's process-wide lock, so across a fleet they
+/// serialise the workers. Whoever opens the database meanwhile waits (busy timeout)
+/// until this tenant is copied. If someone opened it between the check and the lock,
+/// the shared mode is used instead.
 fn open_source(path: &Path) -> Result<Connection> {
+    if !crate::lock::sqlite_in_use(path).unwrap_or(true)
+        && let Ok(conn) = open_source_exclusively(path)
+    {
+        return Ok(conn);
+    }
+    let conn = open_source_unlocked(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+fn open_source_exclusively(path: &Path) -> Result<Connection> {
+    let conn = open_source_unlocked(path)?;
+    conn.busy_timeout(Duration::ZERO)?;
+    // Must precede the first read: only then does SQLite keep the WAL index in memory.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    // The first read takes the lock (and reads any WAL in), or fails at once when
+    // someone holds it.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+fn open_source_unlocked(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(30))?;
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     // Pages are read straight from the mapped file instead of into a page cache.
     conn.pragma_update(None, "mmap_size", 1i64 << 40)?;

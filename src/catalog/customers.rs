@@ -393,6 +393,9 @@ pub fn count_by(conn: &Connection, column: CountColumn) -> Result<Vec<(String, i
         CountColumn::Plan => {
             "SELECT plan, count(*) FROM customers WHERE status <> 'provisioning' GROUP BY plan ORDER BY plan"
         }
+        CountColumn::Server => {
+            "SELECT server, count(*) FROM customers WHERE status <> 'provisioning' GROUP BY server ORDER BY server"
+        }
     };
     let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -412,6 +415,7 @@ pub fn site_count_by_status(conn: &Connection) -> Result<Vec<(String, i64)>> {
 pub enum CountColumn {
     Status,
     Plan,
+    Server,
 }
 
 /// Customers not deleted whose tenant database is below `version`.
@@ -453,6 +457,14 @@ pub fn live_placements(conn: &Connection) -> Result<Vec<Placement>> {
         "SELECT engine, server, location FROM customers WHERE status NOT IN ('deleted', 'provisioning')",
     )?;
     let rows = stmt.query_map([], |r| placement_of(r, 0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Every placement on `server`, whatever the customer's status (one being created
+/// or deleted owns its database too).
+pub fn placements_on(conn: &Connection, server: &str) -> Result<Vec<Placement>> {
+    let mut stmt = conn.prepare("SELECT engine, server, location FROM customers WHERE server = ?1")?;
+    let rows = stmt.query_map([server], |r| placement_of(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 

@@ -152,3 +152,26 @@ mod tests {
         }
     }
 }
+
+word_enum! {
+    /// Whether a database server takes new tenants (`server update --status`).
+    pub enum ServerStatus ("server status") {
+        Active = "active",
+        /// Keeps hosting its tenants but gets no new ones.
+        Draining = "draining",
+    }
+}
+stored_as_word!(ServerStatus);
+flag_word!(ServerStatus);
+
+word_enum! {
+    /// How a server holds its tenants (`server add --mode`).
+    pub enum ServerMode ("server mode") {
+        /// One database per tenant.
+        Database = "database",
+        /// One schema per tenant inside the URL's database (PostgreSQL only).
+        Schema = "schema",
+    }
+}
+stored_as_word!(ServerMode);
+flag_word!(ServerMode);

@@ -103,6 +103,10 @@ pub struct CreateArgs {
     /// Metadata entry key=value (value parsed as JSON when it can be); repeatable
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     pub meta: Vec<String>,
+    /// Where its database goes: 'local', a server name, or 'auto' (the active server
+    /// with the most free capacity) [default: the default_server setting, or local]
+    #[arg(long, value_name = "NAME|auto")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +217,7 @@ pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<
                 plan: args.plan,
                 slug: args.slug,
                 meta: args.meta,
+                server: args.server,
             };
             out.object(&customers::create(&mut catalog, actor, &request)?)?;
         }

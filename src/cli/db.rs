@@ -9,7 +9,7 @@ use super::Session;
 use crate::engine::Finished;
 use crate::error::Error;
 use crate::fan_out::{Load, default_jobs};
-use crate::ops::{doctor, query, resolve, tenants};
+use crate::ops::{credentials, doctor, query, resolve, tenants};
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
@@ -23,11 +23,37 @@ pub enum DbCommand {
     History(HistoryArgs),
     /// Compact tenant databases (VACUUM, then ANALYZE) and report the bytes reclaimed
     Vacuum(VacuumArgs),
-    /// Print the absolute path of a customer's database (for sqlite3)
+    /// Print where a customer's database is: its file (for sqlite3), or on a server
+    /// its role's URL without the password
     #[command(after_help = "Examples:\n  tenantctl db path acme\n  sqlite3 \"$(tenantctl db path acme)\"")]
     Path {
         /// Customer slug, id or email
         customer: String,
+    },
+    /// Print the URL an application connects to a customer's database with
+    #[command(
+        after_help = "Examples:\n  tenantctl db url acme\n  tenantctl db url acme --reveal --json\n\n\
+        The password shows as *** unless --reveal, which the audit log records."
+    )]
+    Url {
+        /// Customer slug, id or email
+        customer: String,
+        /// Put the tenant role's password into the URL
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Give server tenants' login roles new passwords
+    #[command(
+        name = "rotate-password",
+        after_help = "Examples:\n  tenantctl db rotate-password acme\n  tenantctl db rotate-password --all"
+    )]
+    RotatePassword {
+        /// Customer slug, id or email
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        customer: Option<String>,
+        /// Every server tenant that is not deleted
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -379,6 +405,14 @@ pub fn run(session: &Session, command: DbCommand) -> crate::error::Result<()> {
         DbCommand::Path { customer } => session
             .out
             .scalar(&tenants::path(&catalog, &session.home, &customer)?, "path")?,
+        DbCommand::Url { customer, reveal } => session.out.scalar(
+            &credentials::url(&mut catalog, session.actor(), &customer, reveal)?,
+            "url",
+        )?,
+        DbCommand::RotatePassword { customer, all } => {
+            let rotated = credentials::rotate(&mut catalog, session.actor(), customer.as_deref(), all)?;
+            session.out.list(&["customer", "role", "server"], rotated)?
+        }
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ mod db;
 pub mod docs;
 mod import;
 mod plan;
+mod server;
 mod setup;
 mod site;
 
@@ -126,6 +127,12 @@ pub enum Command {
     /// List and change plans and their quotas
     #[command(subcommand)]
     Plan(plan::PlanCommand),
+    #[command(
+        after_help = "Examples:\n  tenantctl server add pg1 --url postgresql://admin@db1.internal/postgres --password-stdin < pw.txt\n  tenantctl server test pg1"
+    )]
+    /// Database servers that host tenants: add, list, show, test, update, remove
+    #[command(subcommand)]
+    Server(server::ServerCommand),
     /// List audit events, newest first
     Audit(audit::AuditArgs),
     /// Print a shell completion script
@@ -300,6 +307,7 @@ fn dispatch(cli: Cli, stdout: Sink, messages: Messages) -> crate::error::Result<
         Command::Quota(command) => access::quota(&session, command),
         Command::Stats(args) => access::stats(&session, args),
         Command::Plan(command) => plan::run(&session, command),
+        Command::Server(command) => server::run(&session, command),
         Command::Audit(args) => audit::run(&session, args),
         Command::Completions { shell } => print_completions(shell, stdout),
     }

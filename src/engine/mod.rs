@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::migrations::MigrationId;
 
-mod results;
+pub(crate) mod plan;
+pub mod postgres;
+pub(crate) mod results;
 pub mod sqlite;
 
 pub use results::{Finished, Outcome, QueryOutput, RowSink, ScriptOutcome, TenantRun, Vacuumed};
@@ -102,6 +104,69 @@ impl Serialize for Placement {
     }
 }
 
+/// Where a tenant lives, as people and scripts connect to it: a file path for
+/// SQLite; host, port, database, schema and role on a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlacementView {
+    pub engine: EngineKind,
+    pub server: String,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub schema: Option<String>,
+    pub role: Option<String>,
+}
+
+impl PlacementView {
+    /// How a client connects: `sqlite://PATH`, or the tenant role's
+    /// `postgresql://ROLE[:PASSWORD]@HOST:PORT/DATABASE` (a socket folder as the
+    /// percent-encoded host).
+    pub fn url(&self, password: Option<&str>) -> String {
+        if let Some(path) = &self.path {
+            return format!("sqlite://{path}");
+        }
+        let login = match password {
+            Some(password) => format!(
+                "{}:{}",
+                self.role.as_deref().unwrap_or_default(),
+                percent_encode(password)
+            ),
+            None => self.role.clone().unwrap_or_default(),
+        };
+        format!(
+            "postgresql://{login}@{}:{}/{}",
+            percent_encode(self.host.as_deref().unwrap_or("localhost")),
+            self.port.unwrap_or(5432),
+            self.database.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// What the placement alone tells, for a server this home no longer lists.
+    fn bare(placement: &Placement) -> Self {
+        PlacementView {
+            engine: placement.engine,
+            server: placement.server.clone(),
+            path: None,
+            host: None,
+            port: None,
+            database: Some(placement.location.clone()),
+            schema: None,
+            role: None,
+        }
+    }
+}
+
+/// Every byte but unreserved ones as `%XX`, for a URL's user, password or host.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// A tenant database built at the newest migration and not yet reachable through any
 /// placement: [`Engine::publish`] makes it a tenant's, [`Engine::discard`] drops it.
 #[derive(Debug)]
@@ -110,6 +175,9 @@ pub struct Provisioned {
     pub staging: String,
     pub schema_version: i64,
     pub applied: Vec<MigrationId>,
+    /// The password of the tenant's own login role, on engines that give each tenant
+    /// one; the catalog keeps it encrypted.
+    pub role_password: Option<crate::secrets::Secret>,
 }
 
 /// A backup copy of a tenant that waits, checked, to replace the live database.
@@ -163,6 +231,13 @@ pub trait Engine: Send + Sync {
     fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>>;
     /// The tenant database at `placement` (nothing is opened yet).
     fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase>;
+    /// How to reach `placement`, for `resolve`, `customer show` and `db path`.
+    fn view(&self, placement: &Placement) -> PlacementView;
+    /// Unfinished copies on a server whose owning command is gone (`alive` tells by
+    /// owner token), by their names; a file engine's are doctor's to find.
+    fn abandoned_staging(&self, _alive: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// One tenant's database, as every command reaches it.
@@ -225,6 +300,18 @@ pub trait TenantDatabase: Send + Sync {
     fn swap_in_unsynced(&self, staged: &Staged) -> Result<Option<PathBuf>>;
     /// Drops a staged copy that will not be swapped in.
     fn discard_staged(&self, staged: &Staged);
+    /// Lets the tenant's own login in or shuts it out (ending its sessions), on
+    /// engines where applications log in as the tenant; a file has no login.
+    fn set_login(&self, _allowed: bool) -> Result<()> {
+        Ok(())
+    }
+    /// Gives the tenant's login role a new password; refused where there is no role.
+    fn set_password(&self, _password: &crate::secrets::Secret) -> Result<()> {
+        Err(Error::refused(format!(
+            "{} has no login role: it is a file",
+            self.describe()
+        )))
+    }
 }
 
 /// Where one tenant's backup copy goes and what the previous set holds of it.
@@ -250,16 +337,65 @@ pub enum BackedUp {
     Failed(String),
 }
 
-/// Every server tenants can live on, by name. Today that is the built-in `local`.
+/// Every server tenants can live on, by name: the built-in `local`, and the database
+/// servers the catalog lists (read when first needed).
 pub struct Engines {
     local: sqlite::SqliteEngine,
+    home: Home,
+    servers: std::sync::OnceLock<Vec<postgres::PgEngine>>,
 }
 
 impl Engines {
     pub fn new(home: &Home) -> Self {
         Engines {
             local: sqlite::SqliteEngine::new(home),
+            home: home.clone(),
+            servers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The servers of the home's catalog, read once.
+    fn servers(&self) -> Result<&[postgres::PgEngine]> {
+        if let Some(servers) = self.servers.get() {
+            return Ok(servers);
+        }
+        let path = self.home.catalog();
+        let loaded = if path.is_file() {
+            let conn =
+                rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            crate::catalog::servers::list(&conn)?
+                .into_iter()
+                .map(|row| postgres::PgEngine::new(row, &self.home))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(self.servers.get_or_init(|| loaded))
+    }
+
+    /// Every database server the catalog lists (not `local`).
+    pub fn database_servers(&self) -> Result<Vec<&dyn Engine>> {
+        Ok(self
+            .servers()?
+            .iter()
+            .map(|server| server as &dyn Engine)
+            .collect())
+    }
+
+    /// The server named `name`: `local` or one the catalog lists.
+    pub fn server(&self, name: &str) -> Result<&dyn Engine> {
+        if name == LOCAL_SERVER {
+            return Ok(&self.local);
+        }
+        self.servers()?
+            .iter()
+            .find(|server| server.name() == name)
+            .map(|server| server as &dyn Engine)
+            .ok_or_else(|| {
+                Error::not_found(format!("no server named '{}'", crate::validate::printable(name)))
+                    .with_hint("list them with 'tenantctl server list'")
+            })
     }
 
     /// The engines of the home whose catalog `conn` is. The catalog is always
@@ -285,9 +421,19 @@ impl Engines {
     pub fn engine(&self, placement: &Placement) -> Result<&dyn Engine> {
         match (placement.engine, placement.server.as_str()) {
             (EngineKind::Sqlite, LOCAL_SERVER) => Ok(&self.local),
+            (EngineKind::Postgres, server) if server != LOCAL_SERVER => self.server(server),
             (engine, server) => Err(Error::usage(format!(
                 "no {engine} server '{server}' is known to this home"
             ))),
+        }
+    }
+
+    /// How to reach `placement`; what the placement alone says when its server is
+    /// not listed (any more).
+    pub fn view(&self, placement: &Placement) -> PlacementView {
+        match self.engine(placement) {
+            Ok(engine) => engine.view(placement),
+            Err(_) => PlacementView::bare(placement),
         }
     }
 

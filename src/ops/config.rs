@@ -35,6 +35,11 @@ const KEYS: &[Key] = &[
         default: Some("starter"),
     },
     Key {
+        name: "default_server",
+        description: "server new customers go to without --server: 'local', a server name, or 'auto'",
+        default: Some("local"),
+    },
+    Key {
         name: "key_scopes",
         description: "the only scopes 'key create' accepts, comma-separated; unset: any scope",
         default: None,
@@ -129,6 +134,16 @@ fn normalise(catalog: &Catalog, key: &Key, value: &str) -> Result<String> {
                 .map_err(|_| Error::usage("the tenant migrations path must be valid UTF-8"))
         }
         "key_scopes" => scope_list(value),
+        "default_server" => {
+            if value != "local" && value != "auto" {
+                let name = validate::server_name(value)?;
+                if crate::catalog::servers::get(catalog.conn(), name)?.is_none() {
+                    return Err(Error::usage(format!("unknown server '{name}'"))
+                        .with_hint("see 'tenantctl server list'"));
+                }
+            }
+            Ok(value.to_string())
+        }
         "default_plan" => {
             let name = validate::plan_name(value)?;
             if plans::get(catalog.conn(), name)?.is_none() {

@@ -12,12 +12,14 @@ use crate::catalog::customers::{self, CustomerChanges, CustomerFilter, LimitChan
 use crate::catalog::model::{Customer, NewAuditEvent, NewCustomer, SiteSummary};
 use crate::catalog::operations::{self, NewOperation};
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
-use crate::catalog::{Catalog, is_unique_violation, plans, tenants};
-use crate::engine::{Engine, Engines, Placement, Provisioned};
+use crate::catalog::{Catalog, is_unique_violation, plans, servers, tenants};
+use crate::engine::postgres::role_identity;
+use crate::engine::{Engine, Engines, Placement, PlacementView, Provisioned};
 use crate::error::{Error, Result};
 use crate::lock::Owner;
 use crate::ops::recovery::{self, Recovered, crash_point};
-use crate::{migrations, validate};
+use crate::secrets::MasterKey;
+use crate::validate;
 
 /// Finds a customer by slug, numeric id or email; exit 3 when none matches.
 pub fn resolve(conn: &Connection, reference: &str) -> Result<Customer> {
@@ -46,6 +48,8 @@ pub struct CreateCustomer {
     pub plan: Option<String>,
     pub slug: Option<String>,
     pub meta: Vec<String>,
+    /// `local`, a server name or `auto`; `None`: the `default_server` setting.
+    pub server: Option<String>,
 }
 
 pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer) -> Result<Customer> {
@@ -73,9 +77,14 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     // concurrent create of the same slug between moving its file and committing.
     refuse_taken(catalog.conn(), explicit_slug.as_deref(), &email)?;
 
-    let migrations = migrations::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
     let engines = Engines::new(actor.home);
-    let engine = engines.default_engine();
+    let target = super::placement::choose_server(catalog, &engines, request.server.as_deref())?;
+    let engine = engines.server(&target.name)?;
+    let migrations = super::placement::migrations_for(catalog, actor, &target)?;
+    let role_key = target
+        .needs_key
+        .then(|| MasterKey::require(actor.home))
+        .transpose()?;
     let owner = Owner::new(&actor.home.run_dir())?;
     let built = engine.provision(&migrations, owner.token())?;
     crash_point("customer.create:provisioned");
@@ -91,6 +100,10 @@ pub fn create(catalog: &mut Catalog, actor: Actor<'_>, request: &CreateCustomer)
     };
     let reserved = catalog.write(|tx| {
         let customer = reserve(tx, engine, &new, &built)?;
+        if let (Some(password), Some(key)) = (&built.role_password, &role_key) {
+            let encrypted = key.encrypt(password, &role_identity(customer.id));
+            servers::insert_role(tx, customer.id, &customer.placement.location, &encrypted)?;
+        }
         let op = operations::open(
             tx,
             &NewOperation {
@@ -301,6 +314,8 @@ pub struct CustomerDetails {
     pub quota: Vec<quota::QuotaLine>,
     pub sites_by_status: BTreeMap<String, i64>,
     pub sites: Vec<SiteSummary>,
+    /// Where its database lives and how to reach it.
+    pub placement: PlacementView,
 }
 
 pub fn show(catalog: &Catalog, reference: &str) -> Result<CustomerDetails> {
@@ -315,6 +330,7 @@ pub fn show(catalog: &Catalog, reference: &str) -> Result<CustomerDetails> {
         *sites_by_status.entry(site.status.to_string()).or_insert(0) += 1;
     }
     Ok(CustomerDetails {
+        placement: Engines::of_catalog(conn).view(&customer.placement),
         quota: quota::lines(&used, &limits),
         storage_bytes: used.storage.used_bytes,
         storage_mb: used.storage.used_mb,
@@ -496,39 +512,62 @@ fn require_confirm(customer: &Customer, confirm: Option<&str>, what: &str) -> Re
 
 pub fn suspend(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, reason: &str) -> Result<Customer> {
     let reason = validate::display_text("reason", reason)?;
-    catalog.write_audited(actor.name, |tx| {
-        let customer = resolve(tx, reference)?;
-        refuse_deleted(&customer, "suspend")?;
-        if customer.status == CustomerStatus::Suspended {
-            return Err(Error::refused(format!(
-                "customer {} is already suspended",
-                customer.slug
-            )));
-        }
-        customers::set_status(tx, customer.id, CustomerStatus::Suspended, Some(&reason))?;
-        let event = NewAuditEvent::customer("customer.suspend", &customer, json!({"reason": reason}));
-        Ok((reread(tx, &customer)?, [event]))
-    })
+    catalog.write_with_files_audited(
+        actor.name,
+        |tx| {
+            let customer = resolve(tx, reference)?;
+            refuse_deleted(&customer, "suspend")?;
+            if customer.status == CustomerStatus::Suspended {
+                return Err(Error::refused(format!(
+                    "customer {} is already suspended",
+                    customer.slug
+                )));
+            }
+            customers::set_status(tx, customer.id, CustomerStatus::Suspended, Some(&reason))?;
+            let event = NewAuditEvent::customer("customer.suspend", &customer, json!({"reason": reason}));
+            Ok((reread(tx, &customer)?, [event]))
+        },
+        |customer| set_login(actor, customer, false),
+        |customer| {
+            let _ = set_login(actor, customer, true);
+        },
+    )
 }
 
 pub fn reactivate(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Result<Customer> {
-    catalog.write_audited(actor.name, |tx| {
-        let customer = resolve(tx, reference)?;
-        refuse_deleted(&customer, "reactivate")?;
-        if customer.status == CustomerStatus::Active {
-            return Err(Error::refused(format!(
-                "customer {} is already active",
-                customer.slug
-            )));
-        }
-        customers::set_status(tx, customer.id, CustomerStatus::Active, None)?;
-        let event = NewAuditEvent::customer(
-            "customer.reactivate",
-            &customer,
-            json!({"reason_was": customer.status_reason}),
-        );
-        Ok((reread(tx, &customer)?, [event]))
-    })
+    catalog.write_with_files_audited(
+        actor.name,
+        |tx| {
+            let customer = resolve(tx, reference)?;
+            refuse_deleted(&customer, "reactivate")?;
+            if customer.status == CustomerStatus::Active {
+                return Err(Error::refused(format!(
+                    "customer {} is already active",
+                    customer.slug
+                )));
+            }
+            customers::set_status(tx, customer.id, CustomerStatus::Active, None)?;
+            let event = NewAuditEvent::customer(
+                "customer.reactivate",
+                &customer,
+                json!({"reason_was": customer.status_reason}),
+            );
+            Ok((reread(tx, &customer)?, [event]))
+        },
+        |customer| set_login(actor, customer, true),
+        |customer| {
+            let _ = set_login(actor, customer, false);
+        },
+    )
+}
+
+/// Lets a tenant's own login in or shuts it out, on engines where applications log
+/// in as the tenant (a server's `NOLOGIN` refuses it more surely than any flag).
+/// Runs before the status change commits, so the two never disagree for long.
+pub(crate) fn set_login(actor: Actor<'_>, customer: &Customer, allowed: bool) -> Result<()> {
+    Engines::new(actor.home)
+        .tenant(&customer.placement)?
+        .set_login(allowed)
 }
 
 fn reread(conn: &Connection, customer: &Customer) -> Result<Customer> {
@@ -694,6 +733,10 @@ pub fn undelete(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> Res
         },
     )?;
     finish_move(catalog, engine, &done, "customer.undelete")?;
+    // Its login was shut out at delete; only an active customer gets it back.
+    if done.customer.status == CustomerStatus::Active {
+        engine.tenant(&done.customer.placement).set_login(true)?;
+    }
     Ok(done.customer)
 }
 

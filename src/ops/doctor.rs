@@ -12,7 +12,7 @@ use crate::backup::restore;
 use crate::catalog::Catalog;
 use crate::catalog::states::{CatalogMigrationStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, CleanCheck, TenantRow};
-use crate::engine::{Engines, sqlite};
+use crate::engine::{EngineKind, Engines, sqlite};
 use crate::error::{Error, IoContext, Result};
 use crate::fan_out::{Load, default_jobs, fan_out_all};
 use crate::files::{self, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
@@ -261,6 +261,17 @@ fn run_checks(
         }
     };
     let live = tenants::live_tenants(catalog.conn(), None)?;
+    // Server tenants are held to their engine's own migration files.
+    let postgres_files = live
+        .iter()
+        .any(|t| t.placement.engine == EngineKind::Postgres)
+        .then(|| {
+            let dir = config::tenant_migrations_dir(&catalog, home).ok()?;
+            let set =
+                migrations::load_engine_migrations(&dir, EngineKind::Postgres, &[EngineKind::Sqlite]).ok()?;
+            Some(set.iter().map(MigrationId::of).collect::<Vec<_>>())
+        })
+        .flatten();
     let stamps = if full {
         HashMap::new()
     } else {
@@ -270,14 +281,11 @@ fn run_checks(
     let catalog_file = catalog.path().to_path_buf();
     let reports = fan_out_all(&live, default_jobs(Load::Compute), |tenant| {
         let last_clean = stamps.get(&tenant.customer_id);
-        tenant_checks(
-            &engines,
-            home,
-            &catalog_file,
-            tenant,
-            files.as_deref(),
-            last_clean,
-        )
+        let engine_files = match tenant.placement.engine {
+            EngineKind::Sqlite => files.as_deref(),
+            _ => postgres_files.as_deref(),
+        };
+        tenant_checks(&engines, home, &catalog_file, tenant, engine_files, last_clean)
     });
     let mut tally = TenantTally::default();
     let mut stamped = Vec::with_capacity(live.len());
@@ -302,6 +310,15 @@ fn run_checks(
     backup_checks(&mut doctor, backup_dir, &live)?;
     deleted_checks(&mut doctor, &catalog, home)?;
     template_checks(&mut doctor, home);
+    for finding in super::doctor_servers::server_checks(&catalog, home)? {
+        let status = match (finding.ok, finding.fails) {
+            (true, _) => Verdict::Ok,
+            (false, true) => Verdict::Fail,
+            (false, false) => Verdict::Warn,
+        };
+        let repair = finding.repair.as_deref();
+        doctor.problem(finding.check, finding.target, status, finding.message, repair);
+    }
     orphan_checks(&mut doctor, &catalog, home)?;
     unowned_checks(&mut doctor, &catalog, actor, backup_dir, unowned)?;
     leftover_checks(&mut doctor, home, backup_dir);
@@ -518,14 +535,16 @@ fn tenant_checks(
                 "tenant.present",
                 &tenant.slug,
                 Verdict::Fail,
-                format!("{} is missing", path.display()),
+                format!("{} is missing", database.describe()),
             )
         });
         return Ok(report);
     }
-    report.findings.extend(mode_finding(&path, PRIVATE_FILE_MODE));
-    for side in files::sqlite_side_files(&path) {
-        report.findings.extend(mode_finding(&side, PRIVATE_FILE_MODE));
+    if tenant.placement.engine == EngineKind::Sqlite {
+        report.findings.extend(mode_finding(&path, PRIVATE_FILE_MODE));
+        for side in files::sqlite_side_files(&path) {
+            report.findings.extend(mode_finding(&side, PRIVATE_FILE_MODE));
+        }
     }
     // Taken before the check: a change during it makes the next run check again.
     let stamp = database.change_stamp();

@@ -94,8 +94,16 @@ pub fn finish_abandoned(catalog: &mut Catalog, home: &Home) -> Result<Vec<Recove
     let dead = lock::dead_owner_tokens(&run_dir);
     if !dead.is_empty() {
         engines.default_engine().sweep_abandoned(&dead)?;
-        for token in &dead {
-            lock::remove_dead_owner_lock(&run_dir, token);
+        // A server that cannot be reached now keeps its leftovers, and the dead
+        // owners' locks stay so that a later command sweeps it again.
+        let mut swept_everywhere = true;
+        for server in engines.database_servers()? {
+            swept_everywhere &= server.sweep_abandoned(&dead).is_ok();
+        }
+        if swept_everywhere {
+            for token in &dead {
+                lock::remove_dead_owner_lock(&run_dir, token);
+            }
         }
     }
     Ok(done)
@@ -147,6 +155,7 @@ fn staged(step: &Value) -> Option<Provisioned> {
             staging: name.to_string(),
             schema_version: 0,
             applied: Vec::new(),
+            role_password: None,
         })
 }
 

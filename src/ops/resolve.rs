@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::catalog::customers;
 use crate::catalog::states::CustomerStatus;
 use crate::catalog::{Catalog, settings, sites};
+use crate::engine::{Engines, PlacementView};
 use crate::error::{Error, Result};
 use crate::validate::printable;
 
@@ -20,6 +21,9 @@ pub struct Resolution {
     pub site_id: Option<i64>,
     pub site_domain: Option<String>,
     pub db_path: String,
+    /// Where the tenant lives: engine, server, and path or host, port, database,
+    /// schema and role.
+    pub placement: PlacementView,
 }
 
 /// Lowercased, without a trailing dot or a `:port`.
@@ -51,6 +55,7 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Resolution> {
             customer_status: customer.status,
             site_id: Some(site.id),
             site_domain: Some(site.domain),
+            placement: Engines::of_catalog(conn).view(&customer.placement),
             db_path: customer.placement.location,
         });
     }
@@ -70,6 +75,7 @@ pub fn resolve(catalog: &Catalog, host: &str) -> Result<Resolution> {
             customer_status: customer.status,
             site_id: None,
             site_domain: None,
+            placement: Engines::of_catalog(conn).view(&customer.placement),
             db_path: customer.placement.location,
         });
     }

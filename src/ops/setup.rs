@@ -154,6 +154,8 @@ pub struct StatusReport {
     pub newest_tenant_migration: Option<i64>,
     pub tenants_behind: i64,
     pub tenant_storage_bytes: u64,
+    /// Every server with its tenants, room and whether it answers now.
+    pub servers: Vec<super::servers::ServerHealth>,
     /// The newest complete `backup --all` set.
     pub newest_backup: Option<NewestBackup>,
     /// The newest set of any scope or kind (a one-tenant or pre-restore set, say).
@@ -241,6 +243,7 @@ pub fn status(home: &Home, backup_dir: &Path) -> Result<StatusReport> {
         newest_tenant_migration: None,
         tenants_behind: 0,
         tenant_storage_bytes: 0,
+        servers: Vec::new(),
         newest_backup,
         newest_any_backup,
         disk_free_bytes,
@@ -279,6 +282,7 @@ pub fn status(home: &Home, backup_dir: &Path) -> Result<StatusReport> {
         .filter_map(|p| engines.tenant(p).ok())
         .map(|tenant| tenant.size_bytes())
         .sum();
+    report.servers = super::servers::health(&catalog, home)?;
     Ok(report)
 }
 

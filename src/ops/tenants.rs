@@ -1,8 +1,8 @@
 //! Tenant databases across the fleet: `db migrate` fanned out over a bounded pool with
 //! a catalog ledger, `db status`, `db path`.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use refinery::Migration;
@@ -13,7 +13,7 @@ use crate::catalog::Catalog;
 use crate::catalog::model::Customer;
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, TenantRow};
-use crate::engine::{Engines, Outcome, TenantDatabase, TenantRun};
+use crate::engine::{EngineKind, Engines, Outcome, PlacementView, TenantDatabase, TenantRun};
 use crate::error::{Error, Result};
 use crate::fan_out::{Flow, Stop, fan_out};
 use crate::home::Home;
@@ -39,16 +39,21 @@ pub fn live_customer(catalog: &Catalog, reference: &str) -> Result<Customer> {
 #[derive(Debug, Clone, Serialize)]
 pub struct DbPath {
     pub customer: String,
+    /// The file for SQLite; on a server, the tenant role's URL without its password.
     pub path: String,
+    pub placement: PlacementView,
 }
 
 pub fn path(catalog: &Catalog, home: &Home, reference: &str) -> Result<DbPath> {
     let customer = live_customer(catalog, reference)?;
     // A path that is a link would send `sqlite3` to another tenant's file.
-    Engines::new(home).tenant(&customer.placement)?.check_own()?;
+    let engines = Engines::new(home);
+    engines.tenant(&customer.placement)?.check_own()?;
+    let placement = engines.view(&customer.placement);
     Ok(DbPath {
         customer: customer.slug,
-        path: customer.placement.location,
+        path: placement.path.clone().unwrap_or_else(|| placement.url(None)),
+        placement,
     })
 }
 
@@ -56,6 +61,32 @@ fn load_migrations(catalog: &Catalog, home: &Home) -> Result<(PathBuf, Vec<Migra
     let dir = config::tenant_migrations_dir(catalog, home)?;
     let migrations = migrations::load_migrations(&dir)?;
     Ok((dir, migrations))
+}
+
+/// The migration files of each engine the chosen tenants live on: SQLite's always,
+/// PostgreSQL's when a tenant is on a server, checked version for version against
+/// SQLite's first (exit 9 before anything runs).
+struct EngineSets {
+    sqlite: Vec<Migration>,
+    postgres: Option<Vec<Migration>>,
+}
+
+impl EngineSets {
+    fn load(dir: &Path, sqlite: Vec<Migration>, tenants: &[TenantRow]) -> Result<Self> {
+        let postgres = tenants
+            .iter()
+            .any(|t| t.placement.engine == EngineKind::Postgres)
+            .then(|| migrations::load_engine_migrations(dir, EngineKind::Postgres, &[EngineKind::Sqlite]))
+            .transpose()?;
+        Ok(EngineSets { sqlite, postgres })
+    }
+
+    fn of(&self, engine: EngineKind) -> &[Migration] {
+        match (engine, &self.postgres) {
+            (EngineKind::Postgres, Some(set)) => set,
+            _ => &self.sqlite,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -116,7 +147,7 @@ pub fn migrate(
         .iter()
         .map(|r| live_customer(catalog, r).map(|c| c.id))
         .collect::<Result<Vec<_>>>()?;
-    let (_, migrations) = load_migrations(catalog, actor.home)?;
+    let (dir, migrations) = load_migrations(catalog, actor.home)?;
     let newest = migrations::newest_version(&migrations);
     match request.target {
         Some(t) if t < 0 => return Err(Error::usage("--target must be 0 or more")),
@@ -135,9 +166,22 @@ pub fn migrate(
         Some(HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?)
     };
     let chosen = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
-    let files: Vec<MigrationId> = migrations.iter().map(MigrationId::of).collect();
+    let sets = EngineSets::load(&dir, migrations, &chosen)?;
+    let files: Vec<MigrationId> = sets.sqlite.iter().map(MigrationId::of).collect();
     let goal = request.target.unwrap_or(newest);
-    let drifted = tenants::drifted_tenants(catalog.conn(), &files)?;
+    // Each tenant's ledger is compared with its own engine's files.
+    let mut drifted = tenants::drifted_tenants(catalog.conn(), &files)?;
+    if let Some(set) = &sets.postgres {
+        let postgres_files: Vec<MigrationId> = set.iter().map(MigrationId::of).collect();
+        let drifted_there = tenants::drifted_tenants(catalog.conn(), &postgres_files)?;
+        let on_postgres: HashSet<i64> = chosen
+            .iter()
+            .filter(|t| t.placement.engine == EngineKind::Postgres)
+            .map(|t| t.customer_id)
+            .collect();
+        drifted.retain(|id| !on_postgres.contains(id));
+        drifted.extend(drifted_there.into_iter().filter(|id| on_postgres.contains(id)));
+    }
     let engines = Engines::new(actor.home);
     let ledger = tenants::ledger_counts(catalog.conn())?;
 
@@ -173,7 +217,7 @@ pub fn migrate(
     progress.start(to_run.len() as u64);
     let plan = FanOut {
         engines: &engines,
-        migrations: &migrations,
+        migrations: &sets,
         target: request.target,
         dry_run: request.dry_run,
         jobs: request.jobs.max(1),
@@ -248,7 +292,7 @@ fn migrate_failure(results: &[TenantResult], unrecorded: Option<String>) -> Opti
 /// The settings of one fan-out over tenants.
 struct FanOut<'a> {
     engines: &'a Engines,
-    migrations: &'a [Migration],
+    migrations: &'a EngineSets,
     target: Option<i64>,
     dry_run: bool,
     jobs: usize,
@@ -273,7 +317,11 @@ impl FanOut<'_> {
             Stop::Never
         };
         let migrate = |tenant: &TenantRow| match self.engines.tenant(&tenant.placement) {
-            Ok(db) => db.migrate(self.migrations, self.target, self.dry_run),
+            Ok(db) => db.migrate(
+                self.migrations.of(tenant.placement.engine),
+                self.target,
+                self.dry_run,
+            ),
             Err(err) => TenantRun::failed(
                 tenant.schema_version,
                 Outcome::Failed,

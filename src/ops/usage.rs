@@ -232,24 +232,36 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
                 "storage quota exceeded: {} of {} MB ({} %)",
                 storage.used, storage.limit, storage.percent
             );
-            catalog.write_audited(actor.name, |tx| {
-                let current = customers::resolve(tx, &customer.id.to_string())?;
-                if current.status != CustomerStatus::Active {
-                    return Ok(((), None));
-                }
-                crate::catalog::customers::set_status(
-                    tx,
-                    current.id,
-                    CustomerStatus::Suspended,
-                    Some(&reason),
-                )?;
-                let event = NewAuditEvent::customer(
-                    "customer.suspend",
-                    &current,
-                    json!({"reason": reason, "source": "quota enforce"}),
-                );
-                Ok(((), Some(event)))
-            })?;
+            catalog.write_with_files_audited(
+                actor.name,
+                |tx| {
+                    let current = customers::resolve(tx, &customer.id.to_string())?;
+                    if current.status != CustomerStatus::Active {
+                        return Ok((None, None));
+                    }
+                    crate::catalog::customers::set_status(
+                        tx,
+                        current.id,
+                        CustomerStatus::Suspended,
+                        Some(&reason),
+                    )?;
+                    let event = NewAuditEvent::customer(
+                        "customer.suspend",
+                        &current,
+                        json!({"reason": reason, "source": "quota enforce"}),
+                    );
+                    Ok((Some(current), Some(event)))
+                },
+                |suspended| match suspended {
+                    Some(current) => customers::set_login(actor, current, false),
+                    None => Ok(()),
+                },
+                |suspended| {
+                    if let Some(current) = suspended {
+                        let _ = customers::set_login(actor, current, true);
+                    }
+                },
+            )?;
         }
         actions.push(Enforcement {
             customer: customer.slug,
@@ -268,6 +280,8 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
 pub struct Stats {
     pub customers: Groups,
     pub customers_by_plan: BTreeMap<String, i64>,
+    /// Customers on each server (`local` is the home's own folder).
+    pub customers_by_server: BTreeMap<String, i64>,
     pub sites: Groups,
     pub deployments_last_30_days: i64,
     pub storage_bytes: u64,
@@ -315,6 +329,9 @@ pub fn stats(catalog: &Catalog) -> Result<Stats> {
     Ok(Stats {
         customers: groups(crate::catalog::customers::count_by(conn, CountColumn::Status)?),
         customers_by_plan: crate::catalog::customers::count_by(conn, CountColumn::Plan)?
+            .into_iter()
+            .collect(),
+        customers_by_server: crate::catalog::customers::count_by(conn, CountColumn::Server)?
             .into_iter()
             .collect(),
         sites: groups(crate::catalog::customers::site_count_by_status(conn)?),

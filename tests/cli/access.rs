@@ -492,6 +492,7 @@ fn stats_summarise_the_platform() {
         &[
             "customers",
             "customers_by_plan",
+            "customers_by_server",
             "sites",
             "deployments_last_30_days",
             "storage_bytes",

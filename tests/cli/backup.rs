@@ -2151,6 +2151,8 @@ fn a_catalog_backed_up_before_an_upgrade_is_brought_forward_when_restored() {
          ALTER TABLE customers RENAME COLUMN location TO db_path;
          DROP TABLE operations;
          DROP TABLE tenant_check_stamps;
+         DROP TABLE tenant_roles;
+         DROP TABLE servers;
          DELETE FROM refinery_schema_history WHERE version >= 4;",
     )
     .unwrap();
@@ -2186,4 +2188,101 @@ fn a_catalog_backed_up_before_an_upgrade_is_brought_forward_when_restored() {
         1
     );
     env.ok(&["doctor"]);
+}
+
+/// Writes a user into the tenant and closes without a checkpoint, as an app's last
+/// connection may: the row is then only in the WAL.
+fn leave_a_user_in_the_wal(db: &Path, email: &str) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .unwrap();
+    conn.execute("INSERT INTO users (email, name) VALUES (?1, 'U')", [email])
+        .unwrap();
+    drop(conn);
+    assert!(
+        std::fs::metadata(db.with_extension("db-wal")).is_ok_and(|m| m.len() > 0),
+        "the test needs the row in the WAL"
+    );
+}
+
+/// A tenant nobody has open is read in exclusive locking mode, which keeps the WAL
+/// index in memory: its WAL content must still be in the copy, a stale `-shm` must
+/// not be believed, and the live tenant must read the same afterwards.
+#[test]
+fn a_tenant_nobody_has_open_is_backed_up_with_its_wal_and_a_stale_shm_ignored() {
+    let env = TestEnv::fleet(&["a", "b"]);
+    let a = env.home.join("tenants/a.db");
+    let shm = a.with_extension("db-shm");
+    add_user(&env, "a", "first@a.test");
+    leave_a_user_in_the_wal(&a, "second@a.test");
+    // An index of the WAL from before the second row: believing it would lose the row.
+    let stale = std::fs::read(&shm).unwrap();
+    leave_a_user_in_the_wal(&a, "third@a.test");
+    std::fs::write(&shm, &stale).unwrap();
+    // Without a -shm, one appearing would show the shared path was taken.
+    let b = env.home.join("tenants/b.db");
+    leave_a_user_in_the_wal(&b, "one@b.test");
+    std::fs::remove_file(b.with_extension("db-shm")).unwrap();
+
+    let set = env.json(&["backup"]);
+    let dir = set_dir(&env, &set);
+    assert_eq!(users(&dir.join("tenants/a.db")), 3);
+    assert_eq!(users(&dir.join("tenants/b.db")), 1);
+    assert!(
+        !b.with_extension("db-shm").exists(),
+        "b was read without shared memory"
+    );
+    assert_eq!(std::fs::read(&shm).unwrap(), stale, "a's -shm was not touched");
+    env.ok(&["backup", "verify", "--all"]);
+    // The live tenants read as before (the next opener rebuilds its index) and take writes.
+    assert_eq!(users(&a), 3);
+    add_user(&env, "a", "fourth@a.test");
+    assert_eq!(users(&a), 4);
+    assert_eq!(users(&b), 1);
+}
+
+/// A tenant another process holds open is read through the shared WAL index, as
+/// before: the copy holds its WAL content and the holder goes on undisturbed.
+#[test]
+fn a_tenant_another_process_holds_open_is_backed_up_with_its_wal() {
+    use std::io::{BufRead, Write};
+    let env = TestEnv::fleet(&["a"]);
+    let a = env.home.join("tenants/a.db");
+    leave_a_user_in_the_wal(&a, "first@a.test");
+    let mut holder = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3,sys\n\
+             c=sqlite3.connect('{}', isolation_level=None)\n\
+             c.execute('select count(*) from users').fetchall()\n\
+             print('ready', flush=True)\n\
+             for line in sys.stdin:\n\
+             \x20   c.execute('insert into users (email, name) values (?, ?)', (line.strip(), 'U'))\n\
+             \x20   print(c.execute('select count(*) from users').fetchone()[0], flush=True)\n",
+            a.display()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = holder.stdin.take().unwrap();
+    let mut output = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    output.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    writeln!(input, "second@a.test").unwrap();
+    line.clear();
+    output.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "2");
+
+    let set = env.json(&["backup"]);
+    assert_eq!(users(&set_dir(&env, &set).join("tenants/a.db")), 2);
+    writeln!(input, "third@a.test").unwrap();
+    line.clear();
+    output.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "3", "the holder still writes after the backup");
+    drop(input);
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(users(&a), 3);
+    env.ok(&["backup", "verify", "--all"]);
 }

@@ -304,8 +304,12 @@ fn show_finds_by_slug_id_or_email_with_quota_and_sites() {
         "quota",
         "sites_by_status",
         "sites",
+        "placement",
     ]);
     assert_fields(&by_slug, &fields);
+    assert_eq!(by_slug["placement"]["engine"], "sqlite");
+    assert_eq!(by_slug["placement"]["server"], "local");
+    assert_eq!(by_slug["placement"]["path"], by_slug["db_path"]);
     assert_eq!(
         by_slug["limits"],
         json!({"max_sites": 10, "max_storage_mb": 10240, "max_bandwidth_gb": 100, "max_api_calls": 100000})

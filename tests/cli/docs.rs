@@ -85,9 +85,11 @@ fn readme_examples_run() {
     assert!(blocks.len() >= 2, "README has no tested examples");
     let env = TestEnv::new();
     let bin_dir = Path::new(BIN).parent().unwrap();
+    // The binary under test, and scripts/ for the README's throwaway-postgres.
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         bin_dir.display(),
+        repo().join("scripts").display(),
         std::env::var("PATH").unwrap_or_default()
     );
     for block in blocks {
@@ -164,7 +166,7 @@ fn every_command_has_an_example_that_parses() {
             .filter(|l| l.starts_with("tenantctl "))
         {
             let mut words = shell_words(line);
-            if let Some(cut) = words.iter().position(|w| w == ">" || w == "|") {
+            if let Some(cut) = words.iter().position(|w| w == ">" || w == "<" || w == "|") {
                 words.truncate(cut);
             }
             let parsed = tenantctl::cli::command().try_get_matches_from(&words);

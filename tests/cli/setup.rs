@@ -32,8 +32,14 @@ fn init_creates_a_private_home_and_is_idempotent() {
     }
     assert_eq!(
         env.names_in(&env.home.join("tenant-migrations")),
+        ["V1__users.sql", "V2__products.sql", "V3__orders.sql", "postgres"]
+    );
+    // The same versions for PostgreSQL tenants, in their own folder.
+    assert_eq!(
+        env.names_in(&env.home.join("tenant-migrations/postgres")),
         ["V1__users.sql", "V2__products.sql", "V3__orders.sql"]
     );
+    assert_eq!(mode(&env.home.join("tenant-migrations/postgres")), 0o700);
     let journal: String = env
         .catalog()
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -151,6 +157,7 @@ fn status_reports_catalog_customers_and_tenants() {
             "newest_tenant_migration",
             "tenants_behind",
             "tenant_storage_bytes",
+            "servers",
             "newest_backup",
             "newest_any_backup",
             "disk_free_bytes",

@@ -678,6 +678,7 @@ fn resolve_matches_site_domains_then_platform_subdomains() {
             "site_id",
             "site_domain",
             "db_path",
+            "placement",
         ],
     );
     assert_eq!(by_site["matched_by"], "site_domain");

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::{applied_migrations, open_tenant};
+use crate::engine::plan::{Plan, plan};
 use crate::engine::results::elapsed_ms;
 use crate::engine::{Outcome, TenantRun};
 use crate::error::{caused_by_full_disk, disk_full};
-use crate::migrations::MigrationId;
-use refinery::{Migration, Runner, Target};
+use refinery::{Migration, Runner};
 
 /// Brings the database at `path` up to `target` (default: the newest migration).
 pub fn migrate(path: &Path, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
@@ -30,48 +30,11 @@ pub fn migrate(path: &Path, migrations: &[Migration], target: Option<i64>, dry_r
         Ok(applied) => applied,
         Err(err) => return TenantRun::failed(0, Outcome::Failed, err.to_string(), started),
     };
-    let from = applied.iter().map(|m| m.version).max().unwrap_or(0);
-    let files: Vec<MigrationId> = migrations.iter().map(MigrationId::of).collect();
-    if let Some(problem) = drift(&applied, &files, from) {
-        let mut run = TenantRun::failed(from, Outcome::Drift, problem, started);
-        run.applied = Some(applied);
-        return run;
-    }
-    let limit = target.unwrap_or(i64::MAX);
-    let pending: Vec<i64> = files
-        .iter()
-        .map(|f| f.version)
-        .filter(|v| *v > from && *v <= limit)
-        .collect();
-    let mut run = TenantRun {
-        from,
-        to: from,
-        outcome: Outcome::Current,
-        error: None,
-        pending: pending.clone(),
-        applied: Some(applied),
-        millis: 0.0,
+    let (mut run, runner_target) = match plan(applied, migrations, target, dry_run, started) {
+        Plan::Decided(run) => return run,
+        Plan::Apply { run, target } => (run, target),
     };
-    if pending.is_empty() {
-        if target.is_some_and(|t| from > t) {
-            run.outcome = Outcome::Ahead;
-            run.error = Some(format!(
-                "at V{from}, above target V{limit}; migrations are never undone"
-            ));
-        }
-        run.millis = elapsed_ms(started);
-        return run;
-    }
-    if dry_run {
-        run.outcome = Outcome::Pending;
-        run.to = *pending.last().unwrap_or(&from);
-        run.millis = elapsed_ms(started);
-        return run;
-    }
-    let runner_target = match target.map(i32::try_from) {
-        Some(Ok(version)) => Target::Version(version),
-        Some(Err(_)) | None => Target::Latest,
-    };
+    let from = run.from;
     let result = Runner::new(migrations)
         .set_grouped(true)
         .set_target(runner_target)
@@ -79,7 +42,7 @@ pub fn migrate(path: &Path, migrations: &[Migration], target: Option<i64>, dry_r
     match result {
         Ok(_) => {
             run.outcome = Outcome::Migrated;
-            run.to = *pending.last().unwrap_or(&from);
+            run.to = *run.pending.last().unwrap_or(&from);
         }
         Err(err) => {
             run.outcome = Outcome::Failed;
@@ -126,36 +89,6 @@ fn open_exclusively(path: &Path) -> crate::error::Result<rusqlite::Connection> {
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     Ok(conn)
-}
-
-/// Why the applied history no longer matches the files, if it does not.
-fn drift(applied: &[MigrationId], files: &[MigrationId], newest_applied: i64) -> Option<String> {
-    for done in applied {
-        match files.iter().find(|f| f.version == done.version) {
-            None => {
-                return Some(format!(
-                    "V{}__{} is applied but its file is gone",
-                    done.version, done.name
-                ));
-            }
-            Some(file) if file.checksum != done.checksum => {
-                return Some(format!(
-                    "V{}__{} changed after it was applied",
-                    done.version, done.name
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    files
-        .iter()
-        .find(|f| f.version < newest_applied && !applied.iter().any(|a| a.version == f.version))
-        .map(|f| {
-            format!(
-                "V{}__{} is older than applied V{newest_applied} but was never applied",
-                f.version, f.name
-            )
-        })
 }
 
 /// An error with its causes, as one line.

@@ -10,8 +10,8 @@ use refinery::{Migration, Runner};
 use rusqlite::{Connection, OpenFlags};
 
 use super::{
-    BackedUp, BackupTarget, Engine, Finished, Placement, Provisioned, RowSink, ScriptOutcome, Staged,
-    TenantDatabase, TenantRun, Vacuumed,
+    BackedUp, BackupTarget, Engine, Finished, Placement, PlacementView, Provisioned, RowSink, ScriptOutcome,
+    Staged, TenantDatabase, TenantRun, Vacuumed,
 };
 use crate::backup::restore as staging;
 use crate::error::{Error, NamingFullDisk, Result};
@@ -364,6 +364,19 @@ impl Engine for SqliteEngine {
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found)
+    }
+
+    fn view(&self, placement: &Placement) -> PlacementView {
+        PlacementView {
+            engine: placement.engine,
+            server: placement.server.clone(),
+            path: Some(placement.location.clone()),
+            host: None,
+            port: None,
+            database: None,
+            schema: None,
+            role: None,
+        }
     }
 
     fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase> {

@@ -194,6 +194,7 @@ impl Checked {
             staging: path_text(&staging_path)?,
             schema_version: self.schema_version,
             applied: self.applied.clone(),
+            role_password: None,
         })
     }
 }

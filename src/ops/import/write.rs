@@ -164,6 +164,7 @@ fn staged_pairs(steps: &Value) -> Result<Vec<(Provisioned, Placement)>> {
                     staging: step["staging"].as_str().unwrap_or_default().to_string(),
                     schema_version: 0,
                     applied: Vec::new(),
+                    role_password: None,
                 },
                 recovery::placement_of(&step["placement"])?,
             ))

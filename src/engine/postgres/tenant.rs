@@ -1,0 +1,733 @@
+//! Tenants on a PostgreSQL server in database mode: one database per tenant, copied
+//! from the server's template, owned by the tenant's own login role, closed to every
+//! other role. The admin login builds, renames and drops them; the operator's SQL runs
+//! as the tenant role, so the server itself keeps it inside its tenant.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::Client;
+use refinery::Migration;
+
+use super::template::{TEMPLATE_DATABASE, TEMPLATE_OWNER};
+use super::{PgUrl, schema, sql};
+use crate::backup::restore::StagingRun;
+use crate::catalog::servers::ServerRow;
+use crate::catalog::states::ServerMode;
+use crate::engine::{
+    BackedUp, BackupTarget, Engine, EngineKind, Finished, MigrationId, Placement, PlacementView, Provisioned,
+    RowSink, ScriptOutcome, Staged, TenantDatabase, TenantRun, Vacuumed,
+};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::secrets::{MasterKey, Secret};
+
+/// Where the tenant's data waits between delete and undelete or purge.
+const RETIRED_PREFIX: &str = "tenantctl_deleted_";
+/// A database copied from the template, not yet any tenant's: `…_<owner token>_<n>`.
+const STAGING_PREFIX: &str = "tenantctl_new_";
+
+/// One PostgreSQL server of the home, as the catalog lists it.
+pub struct PgEngine {
+    row: ServerRow,
+    home: Home,
+    /// An admin connection to the URL's database that a step finished with, for the
+    /// next step of the same command (provisioning, then publishing).
+    idle: std::sync::Mutex<Option<Client>>,
+}
+
+impl PgEngine {
+    pub fn new(row: ServerRow, home: &Home) -> Self {
+        PgEngine {
+            row,
+            home: home.clone(),
+            idle: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.row.name
+    }
+
+    /// The admin login, its password decrypted with the master key.
+    fn admin_url(&self) -> Result<PgUrl> {
+        let password = match &self.row.password {
+            Some(stored) => {
+                Some(MasterKey::require(&self.home)?.decrypt(stored, &server_identity(&self.row.name))?)
+            }
+            None => None,
+        };
+        PgUrl::from_stored(&self.row.url, password)
+    }
+
+    fn admin(&self, database: Option<&str>) -> Result<Client> {
+        if database.is_none()
+            && let Some(client) = self.idle.lock().ok().and_then(|mut idle| idle.take())
+            && !client.is_closed()
+        {
+            return Ok(client);
+        }
+        self.admin_url()?.connect(&self.row.name, database)
+    }
+
+    /// Keeps an admin connection to the URL's database for the next step.
+    fn release(&self, client: Client) {
+        if let Ok(mut idle) = self.idle.lock() {
+            *idle = Some(client);
+        }
+    }
+
+    fn fail(&self, err: &postgres::Error) -> Error {
+        super::unreachable(&self.row.name, err)
+    }
+
+    fn run(&self, client: &mut Client, statement: &str) -> Result<()> {
+        client.batch_execute(statement).map_err(|e| self.fail(&e))
+    }
+
+    fn database_exists(&self, client: &mut Client, name: &str) -> Result<bool> {
+        Ok(client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .map_err(|e| self.fail(&e))?
+            .is_some())
+    }
+
+    /// Lets the tenant role log in or not; shutting it out also ends its sessions,
+    /// so nothing it had open goes on writing.
+    fn set_login(&self, client: &mut Client, role: &str, allowed: bool) -> Result<()> {
+        if !role_exists(client, role).map_err(|e| self.fail(&e))? {
+            return Ok(());
+        }
+        let login = if allowed { "LOGIN" } else { "NOLOGIN" };
+        self.run(client, &format!("ALTER ROLE {} {login}", sql::ident(role)))?;
+        if !allowed {
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                    &[&role],
+                )
+                .map_err(|e| self.fail(&e))?;
+        }
+        Ok(())
+    }
+
+    /// The databases (or, in schema mode, schemas) whose names start with `prefix`.
+    fn tenant_names(&self, admin: &mut Client, prefix: &str) -> Result<Vec<String>> {
+        if self.schema_mode() {
+            return schema::named(admin, prefix).map_err(|e| self.fail(&e));
+        }
+        let rows = admin
+            .query(
+                "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname",
+                &[&prefix],
+            )
+            .map_err(|e| self.fail(&e))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    fn schema_mode(&self) -> bool {
+        self.row.mode == ServerMode::Schema
+    }
+
+    /// The database tenants live in (schema mode) or the admin URL's own.
+    fn home_database(&self) -> Result<String> {
+        Ok(self.admin_url()?.database())
+    }
+
+    /// Whether a tenant's database (or schema) is there.
+    fn tenant_exists(&self, client: &mut Client, name: &str) -> Result<bool> {
+        if self.schema_mode() {
+            schema::exists(client, name).map_err(|e| self.fail(&e))
+        } else {
+            self.database_exists(client, name)
+        }
+    }
+
+    fn provision_schema(&self, migrations: &[Migration], owner: &str) -> Result<Provisioned> {
+        let staging = staging_database(owner);
+        let mut admin = self.admin(None)?;
+        if let Err(err) = schema::build(&mut admin, &staging, migrations) {
+            let _ = schema::drop(&mut admin, &self.home_database()?, &staging, Some(&staging));
+            return Err(match err {
+                schema::BuildError::Server(e) => self.fail(&e),
+                schema::BuildError::Migration(e) => schema::migration_failed(&self.row.name, &e),
+            });
+        }
+        Ok(Provisioned {
+            staging,
+            schema_version: crate::migrations::newest_version(migrations),
+            applied: migrations.iter().map(MigrationId::of).collect(),
+            role_password: Some(Secret::generate()),
+        })
+    }
+}
+
+pub(crate) fn server_identity(name: &str) -> String {
+    format!("server:{name}")
+}
+
+fn role_exists(client: &mut Client, role: &str) -> std::result::Result<bool, postgres::Error> {
+    Ok(client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])?
+        .is_some())
+}
+
+/// `tenant_<slug with - as _>`: the name of a tenant's database (or schema) and role.
+pub fn tenant_name(slug: &str) -> Result<String> {
+    let slug = crate::validate::slug(slug)?;
+    Ok(format!("tenant_{}", slug.replace('-', "_")))
+}
+
+/// The slug a tenant database is named for.
+fn slug_of(name: &str) -> Option<String> {
+    let slug = name.strip_prefix("tenant_")?.replace('_', "-");
+    crate::validate::slug(&slug).ok().map(str::to_string)
+}
+
+fn staging_database(owner: &str) -> String {
+    let token: String = owner
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{STAGING_PREFIX}{token}_{:08x}", rand::random::<u32>())
+}
+
+/// The owner token a staging database is named for (`<pid>-<hex>`).
+fn staging_owner(name: &str) -> Option<String> {
+    let (token, _random) = name.strip_prefix(STAGING_PREFIX)?.rsplit_once('_')?;
+    Some(token.replacen('_', "-", 1))
+}
+
+impl Engine for PgEngine {
+    fn placement_for(&self, slug: &str) -> Result<Placement> {
+        Ok(Placement {
+            engine: EngineKind::Postgres,
+            server: self.row.name.clone(),
+            location: tenant_name(slug)?,
+        })
+    }
+
+    fn retired_placement(&self, slug: &str, customer_id: i64) -> Result<Placement> {
+        let mut location = format!("{RETIRED_PREFIX}{customer_id}_{}", tenant_name(slug)?);
+        location.truncate(63);
+        Ok(Placement {
+            engine: EngineKind::Postgres,
+            server: self.row.name.clone(),
+            location,
+        })
+    }
+
+    fn provision(&self, migrations: &[Migration], owner: &str) -> Result<Provisioned> {
+        if self.schema_mode() {
+            return self.provision_schema(migrations, owner);
+        }
+        let staging = staging_database(owner);
+        let mut admin = self.admin(None)?;
+        self.run(
+            &mut admin,
+            &format!(
+                "CREATE DATABASE {} TEMPLATE {TEMPLATE_DATABASE} STRATEGY WAL_LOG",
+                sql::ident(&staging)
+            ),
+        )?;
+        self.release(admin);
+        Ok(Provisioned {
+            staging,
+            schema_version: crate::migrations::newest_version(migrations),
+            applied: migrations.iter().map(MigrationId::of).collect(),
+            role_password: Some(Secret::generate()),
+        })
+    }
+
+    fn provision_many(
+        &self,
+        migrations: &[Migration],
+        count: usize,
+        _jobs: usize,
+        owner: &str,
+    ) -> Result<Vec<Provisioned>> {
+        let mut built = Vec::with_capacity(count);
+        for _ in 0..count {
+            match self.provision(migrations, owner) {
+                Ok(one) => built.push(one),
+                Err(err) => {
+                    built.iter().for_each(|b| self.discard(b));
+                    return Err(err);
+                }
+            }
+        }
+        Ok(built)
+    }
+
+    /// Names the copy for its tenant, makes its role (the password as a SCRAM
+    /// verifier, so the plaintext never reaches the server's logs) and hands the
+    /// database and everything in it to that role.
+    fn publish(&self, provisioned: &Provisioned, placement: &Placement) -> Result<()> {
+        let password = provisioned
+            .role_password
+            .as_ref()
+            .ok_or_else(|| Error::unexpected("a PostgreSQL tenant needs a role password"))?;
+        let name = &placement.location;
+        let (db, role) = (sql::ident(name), sql::ident(name));
+        let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+        let mut admin = self.admin(None)?;
+        if self.tenant_exists(&mut admin, name)? {
+            return Err(
+                Error::conflict(format!("{name} already exists on server {}", self.row.name))
+                    .with_hint("no customer owns it; run 'tenantctl doctor'"),
+            );
+        }
+        if self.schema_mode() {
+            let database = self.home_database()?;
+            return schema::publish(&mut admin, &database, &provisioned.staging, name, &verifier)
+                .map_err(|e| self.fail(&e));
+        }
+        // One round trip, and all or nothing: several statements in one call run as
+        // one transaction, which these all may.
+        self.run(
+            &mut admin,
+            &format!(
+                "CREATE ROLE {role} LOGIN PASSWORD '{verifier}';
+                 GRANT {role} TO CURRENT_USER;
+                 ALTER DATABASE {staging} RENAME TO {db};
+                 ALTER DATABASE {db} OWNER TO {role};
+                 REVOKE ALL ON DATABASE {db} FROM PUBLIC;",
+                staging = sql::ident(&provisioned.staging)
+            ),
+        )?;
+        let mut tenant_db = self.admin(Some(name))?;
+        self.run(
+            &mut tenant_db,
+            &format!(
+                "REASSIGN OWNED BY {TEMPLATE_OWNER} TO {role}; DROP OWNED BY {TEMPLATE_OWNER};
+                 REVOKE ALL ON SCHEMA public FROM PUBLIC;"
+            ),
+        )
+    }
+
+    fn discard(&self, provisioned: &Provisioned) {
+        if self.schema_mode() {
+            if let (Ok(mut admin), Ok(database)) = (self.admin(None), self.home_database()) {
+                let _ = schema::drop(
+                    &mut admin,
+                    &database,
+                    &provisioned.staging,
+                    Some(&provisioned.staging),
+                );
+            }
+            return;
+        }
+        if let Ok(mut admin) = self.admin(None) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                sql::ident(&provisioned.staging)
+            ));
+        }
+    }
+
+    /// Renames the database (a tenant's own name to a retired one on delete, back on
+    /// undelete); the role keeps its name and is shut out when the database retires.
+    fn relocate(&self, from: &Placement, to: &Placement) -> Result<()> {
+        let mut admin = self.admin(None)?;
+        let role = role_of(from, to);
+        let retiring = to.location.starts_with(RETIRED_PREFIX);
+        if retiring {
+            self.set_login(&mut admin, &role, false)?;
+        }
+        if self.tenant_exists(&mut admin, &to.location)? {
+            return Err(Error::conflict(format!(
+                "{} already exists on server {}",
+                to.location, self.row.name
+            )));
+        }
+        if self.schema_mode() {
+            return self.run(
+                &mut admin,
+                &format!(
+                    "ALTER SCHEMA {} RENAME TO {}",
+                    sql::ident(&from.location),
+                    sql::ident(&to.location)
+                ),
+            );
+        }
+        // A rename needs the database to itself.
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&from.location],
+            )
+            .map_err(|e| self.fail(&e))?;
+        self.run(
+            &mut admin,
+            &format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                sql::ident(&from.location),
+                sql::ident(&to.location)
+            ),
+        )?;
+        // Back from retirement the login stays shut: undelete lets it in only when
+        // the customer returns active.
+        Ok(())
+    }
+
+    fn destroy(&self, placement: &Placement) -> Result<()> {
+        let mut admin = self.admin(None)?;
+        let role = role_name(placement);
+        if self.schema_mode() {
+            let database = self.home_database()?;
+            return schema::drop(&mut admin, &database, &placement.location, role.as_deref())
+                .map_err(|e| self.fail(&e));
+        }
+        self.run(
+            &mut admin,
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                sql::ident(&placement.location)
+            ),
+        )?;
+        if let Some(role) = role {
+            self.run(&mut admin, &format!("DROP ROLE IF EXISTS {}", sql::ident(&role)))?;
+        }
+        Ok(())
+    }
+
+    fn purge_retired(&self, placement: &Placement) -> Result<()> {
+        if placement.location.starts_with(RETIRED_PREFIX) {
+            self.destroy(placement)?;
+        }
+        Ok(())
+    }
+
+    fn sweep_abandoned(&self, dead_owners: &[String]) -> Result<()> {
+        let mut admin = self.admin(None)?;
+        for name in self.tenant_names(&mut admin, STAGING_PREFIX)? {
+            let abandoned = dead_owners.iter().any(|owner| {
+                let prefix = staging_database(owner);
+                // Same owner, whatever the random end.
+                name.get(..prefix.len() - 8) == prefix.get(..prefix.len() - 8)
+            });
+            if abandoned {
+                self.discard(&Provisioned {
+                    staging: name,
+                    schema_version: 0,
+                    applied: Vec::new(),
+                    role_password: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn abandoned_staging(&self, alive: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+        let mut admin = self.admin(None)?;
+        Ok(self
+            .tenant_names(&mut admin, STAGING_PREFIX)?
+            .into_iter()
+            .filter(|name| staging_owner(name).is_none_or(|owner| !alive(&owner)))
+            .collect())
+    }
+
+    fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>> {
+        let mut admin = self.admin(None)?;
+        let mut found = Vec::new();
+        for name in self.tenant_names(&mut admin, "tenant_")? {
+            let Some(slug) = slug_of(&name) else { continue };
+            let placement = self.placement_for(&slug)?;
+            if !owned.contains(&placement) {
+                found.push((slug, placement));
+            }
+        }
+        Ok(found)
+    }
+
+    fn view(&self, placement: &Placement) -> PlacementView {
+        let (host, port) = PgUrl::from_stored(&self.row.url, None)
+            .map(|url| url.host_and_port())
+            .map_or((None, None), |(host, port)| (Some(host), Some(port)));
+        PlacementView {
+            engine: placement.engine,
+            server: placement.server.clone(),
+            path: None,
+            host,
+            port,
+            database: Some(match self.schema_mode() {
+                true => self.home_database().unwrap_or_default(),
+                false => placement.location.clone(),
+            }),
+            schema: Some(match self.schema_mode() {
+                true => placement.location.clone(),
+                false => "public".to_string(),
+            }),
+            role: role_name(placement),
+        }
+    }
+
+    fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase> {
+        Arc::new(PgTenant {
+            placement: placement.clone(),
+            server: PgEngine::new(self.row.clone(), &self.home),
+        })
+    }
+}
+
+/// The role of a tenant database: named for the live database, also while retired.
+fn role_of(from: &Placement, to: &Placement) -> String {
+    role_name(from).or_else(|| role_name(to)).unwrap_or_default()
+}
+
+/// The role a placement's database belongs to: its own name when live, the name
+/// after the id when retired (`tenantctl_deleted_<id>_tenant_x`).
+fn role_name(placement: &Placement) -> Option<String> {
+    let name = &placement.location;
+    if name.starts_with("tenant_") {
+        return Some(name.clone());
+    }
+    let rest = name.strip_prefix(RETIRED_PREFIX)?;
+    let (_, role) = rest.split_once('_')?;
+    role.starts_with("tenant_").then(|| role.to_string())
+}
+
+/// One tenant database on a PostgreSQL server.
+pub struct PgTenant {
+    placement: Placement,
+    server: PgEngine,
+}
+
+impl PgTenant {
+    fn name(&self) -> &str {
+        &self.placement.location
+    }
+
+    /// The database its data is in: its own, or in schema mode the server's.
+    fn database(&self) -> Result<String> {
+        match self.server.schema_mode() {
+            true => self.server.home_database(),
+            false => Ok(self.name().to_string()),
+        }
+    }
+
+    /// Connects as the tenant's own role with the password the catalog keeps for it.
+    fn as_tenant(&self) -> Result<Client> {
+        let role = role_name(&self.placement).unwrap_or_default();
+        let password = tenant_role_password(&self.server.home, &role)?;
+        let mut url = self.server.admin_url()?;
+        url.set_login(&role, password);
+        url.connect(&self.server.row.name, Some(&self.database()?))
+    }
+
+    fn unsupported(&self, what: &str) -> Error {
+        Error::refused(format!(
+            "{what} of PostgreSQL tenants is not supported yet ({})",
+            self.describe()
+        ))
+    }
+}
+
+/// The password of tenant role `role`, from the catalog, decrypted.
+fn tenant_role_password(home: &Home, role: &str) -> Result<Secret> {
+    let conn = crate::catalog::Catalog::open_ready(&home.catalog())?;
+    let (customer_id, stored) = crate::catalog::servers::role_password(conn.conn(), role)?
+        .ok_or_else(|| Error::refused(format!("the catalog holds no password for tenant role {role}")))?;
+    MasterKey::require(home)?.decrypt(&stored, &role_identity(customer_id))
+}
+
+/// The associated data that ties a tenant role's encrypted password to its customer.
+pub fn role_identity(customer_id: i64) -> String {
+    format!("tenant-role:{customer_id}")
+}
+
+impl TenantDatabase for PgTenant {
+    fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    fn describe(&self) -> String {
+        let kind = if self.server.schema_mode() {
+            "schema"
+        } else {
+            "database"
+        };
+        format!("{kind} {} on server {}", self.name(), self.server.row.name)
+    }
+
+    fn exists(&self) -> bool {
+        self.server
+            .admin(None)
+            .and_then(|mut admin| self.server.tenant_exists(&mut admin, self.name()))
+            .unwrap_or(false)
+    }
+
+    fn check_own(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn applied(&self) -> Result<Vec<MigrationId>> {
+        let mut admin = self.server.admin(Some(&self.database()?))?;
+        let applied = match self.server.schema_mode() {
+            true => schema::applied(&mut admin, self.name()),
+            false => sql::applied_migrations(&mut admin),
+        };
+        applied.map_err(|e| self.server.fail(&e))
+    }
+
+    /// Applies what is pending in one transaction, under a per-tenant advisory lock,
+    /// as the tenant's own role, so what the migrations make belongs to the tenant.
+    fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
+        let started = std::time::Instant::now();
+        let failed =
+            |err: Error| TenantRun::failed(0, crate::engine::Outcome::Failed, err.to_string(), started);
+        let mut admin = match self.database().and_then(|db| self.server.admin(Some(&db))) {
+            Ok(admin) => admin,
+            Err(err) => return failed(err),
+        };
+        let applied = match self.applied() {
+            Ok(applied) => applied,
+            Err(err) => return failed(err),
+        };
+        let (mut run, runner_target) =
+            match crate::engine::plan::plan(applied, migrations, target, dry_run, started) {
+                crate::engine::plan::Plan::Decided(run) => return run,
+                crate::engine::plan::Plan::Apply { run, target } => (run, target),
+            };
+        let role = role_name(&self.placement).unwrap_or_default();
+        let mut session = format!(
+            "SELECT pg_advisory_lock(hashtext('tenantctl:{}')); SET ROLE {}",
+            self.name(),
+            sql::ident(&role)
+        );
+        if self.server.schema_mode() {
+            session.push_str(&format!("; SET search_path TO {}", sql::ident(self.name())));
+        }
+        if let Err(err) = admin.batch_execute(&session) {
+            return failed(self.server.fail(&err));
+        }
+        let result = refinery::Runner::new(migrations)
+            .set_grouped(true)
+            .set_target(runner_target)
+            .run(&mut admin);
+        match result {
+            Ok(_) => {
+                run.outcome = crate::engine::Outcome::Migrated;
+                run.to = *run.pending.last().unwrap_or(&run.from);
+            }
+            Err(err) => {
+                run.outcome = crate::engine::Outcome::Failed;
+                run.error = Some(crate::engine::sqlite::migrate::error_chain(&err));
+            }
+        }
+        let _ = admin.batch_execute("RESET ROLE; RESET search_path; SELECT pg_advisory_unlock_all()");
+        run.applied = self.applied().ok();
+        run.millis = crate::engine::results::elapsed_ms(started);
+        run
+    }
+
+    fn query(
+        &self,
+        statement: &str,
+        write: bool,
+        timeout: Duration,
+        sink: &mut dyn RowSink,
+    ) -> Result<Finished> {
+        let mut client = self.as_tenant()?;
+        sql::stream(&mut client, statement, write, timeout, sink)
+            .map_err(|e| e.into_error(&self.server.row.name, timeout))
+    }
+
+    fn script(&self, script: &str, write: bool, timeout: Duration) -> Result<ScriptOutcome> {
+        let mut client = self.as_tenant()?;
+        sql::run_script(&mut client, script, write, timeout)
+            .map_err(|e| e.into_error(&self.server.row.name, timeout))
+    }
+
+    fn size_bytes(&self) -> u64 {
+        let size = self
+            .server
+            .admin(None)
+            .ok()
+            .and_then(|mut admin| match self.server.schema_mode() {
+                true => schema::size(&mut admin, self.name()).ok(),
+                false => admin
+                    .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
+                    .ok()
+                    .map(|row| row.get::<_, i64>(0)),
+            });
+        size.map_or(0, |bytes| u64::try_from(bytes).unwrap_or(0))
+    }
+
+    fn check(&self) -> Result<()> {
+        let mut admin = self.server.admin(Some(&self.database()?))?;
+        if !self.server.tenant_exists(&mut admin, self.name())? {
+            return Err(Error::verification(format!("{} is missing", self.describe())));
+        }
+        Ok(())
+    }
+
+    fn change_stamp(&self) -> Option<String> {
+        None
+    }
+
+    fn vacuum(&self) -> Result<Vacuumed> {
+        let before = self.size_bytes();
+        let mut admin = self.server.admin(Some(&self.database()?))?;
+        match self.server.schema_mode() {
+            true => schema::vacuum(&mut admin, self.name()).map_err(|e| self.server.fail(&e))?,
+            false => self.server.run(&mut admin, "VACUUM ANALYZE")?,
+        }
+        Ok(Vacuumed {
+            bytes_before: before,
+            bytes_after: self.size_bytes(),
+        })
+    }
+
+    fn quiesce(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn back_up(&self, _target: &BackupTarget<'_>) -> Result<BackedUp> {
+        Ok(BackedUp::Failed(format!(
+            "backups of PostgreSQL tenants are not supported yet ({})",
+            self.describe()
+        )))
+    }
+
+    fn refuse_if_in_use(&self) -> Result<()> {
+        Err(self.unsupported("restoring"))
+    }
+
+    fn stage_restore(&self, _run: &StagingRun, _backup_file: &Path, _sha256: &str) -> Result<Staged> {
+        Err(self.unsupported("restoring"))
+    }
+
+    fn swap_in(&self, _staged: &Staged) -> Result<()> {
+        Err(self.unsupported("restoring"))
+    }
+
+    fn swap_in_unsynced(&self, _staged: &Staged) -> Result<Option<PathBuf>> {
+        Err(self.unsupported("restoring"))
+    }
+
+    fn discard_staged(&self, _staged: &Staged) {}
+
+    fn set_password(&self, password: &Secret) -> Result<()> {
+        let mut admin = self.server.admin(None)?;
+        let role = role_name(&self.placement).unwrap_or_default();
+        let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+        self.server.run(
+            &mut admin,
+            &format!("ALTER ROLE {} PASSWORD '{verifier}'", sql::ident(&role)),
+        )
+    }
+
+    fn set_login(&self, allowed: bool) -> Result<()> {
+        let mut admin = self.server.admin(None)?;
+        let role = role_name(&self.placement).unwrap_or_default();
+        self.server.set_login(&mut admin, &role, allowed)
+    }
+}

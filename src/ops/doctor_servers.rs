@@ -1,0 +1,263 @@
+//! Doctor's checks of each database server: its password decrypts, it answers, its
+//! template holds the current migrations, every tenant role's password decrypts, and
+//! no `tenant_*` database that no customer owns, nor a copy a killed create left, sits
+//! on it. `--fix` rebuilds a stale template and drops the leftovers.
+
+use super::servers::stored_url;
+use crate::catalog::servers::{self, ServerRow};
+use crate::catalog::states::ServerMode;
+use crate::catalog::{Catalog, customers};
+use crate::engine::postgres::{self, role_identity};
+use crate::engine::{EngineKind, Engines};
+use crate::error::Result;
+use crate::home::Home;
+use crate::migrations;
+use crate::secrets::MasterKey;
+
+/// A finding about a server: check, target, whether it fails (else warns), message,
+/// and the repair `--fix` may make.
+pub struct ServerFinding {
+    pub check: &'static str,
+    pub target: String,
+    pub fails: bool,
+    pub message: String,
+    pub repair: Option<Box<dyn Fn() -> Result<String>>>,
+    pub ok: bool,
+}
+
+impl ServerFinding {
+    fn ok(check: &'static str, target: &str, message: String) -> Self {
+        ServerFinding {
+            check,
+            target: target.to_string(),
+            fails: false,
+            message,
+            repair: None,
+            ok: true,
+        }
+    }
+
+    fn problem(check: &'static str, target: &str, fails: bool, message: String) -> Self {
+        ServerFinding {
+            check,
+            target: target.to_string(),
+            fails,
+            message,
+            repair: None,
+            ok: false,
+        }
+    }
+}
+
+pub fn server_checks(catalog: &Catalog, home: &Home) -> Result<Vec<ServerFinding>> {
+    let mut findings = Vec::new();
+    for row in servers::list(catalog.conn())? {
+        check_server(catalog, home, &row, &mut findings)?;
+    }
+    Ok(findings)
+}
+
+fn check_server(
+    catalog: &Catalog,
+    home: &Home,
+    row: &ServerRow,
+    findings: &mut Vec<ServerFinding>,
+) -> Result<()> {
+    let name = row.name.as_str();
+    let url = match stored_url(row, home) {
+        Ok(url) => url,
+        Err(err) => {
+            findings.push(ServerFinding::problem(
+                "server.secret",
+                name,
+                true,
+                err.to_string(),
+            ));
+            return Ok(());
+        }
+    };
+    let facts = match postgres::inspect(name, &url) {
+        Ok(facts) => facts,
+        Err(err) => {
+            findings.push(ServerFinding::problem(
+                "server.reachable",
+                name,
+                true,
+                err.to_string(),
+            ));
+            return Ok(());
+        }
+    };
+    findings.push(ServerFinding::ok(
+        "server.reachable",
+        name,
+        format!(
+            "PostgreSQL {} in {:.1} ms",
+            facts.version,
+            facts.latency.as_secs_f64() * 1000.0
+        ),
+    ));
+    role_secret_checks(catalog, home, row, findings)?;
+    if row.mode == ServerMode::Database {
+        template_check(catalog, home, row, &url, findings)?;
+    }
+    leftover_checks(catalog, home, row, findings)
+}
+
+fn role_secret_checks(
+    catalog: &Catalog,
+    home: &Home,
+    row: &ServerRow,
+    findings: &mut Vec<ServerFinding>,
+) -> Result<()> {
+    let roles = servers::roles_on(catalog.conn(), &row.name)?;
+    if roles.is_empty() {
+        return Ok(());
+    }
+    let key = match MasterKey::require(home) {
+        Ok(key) => key,
+        Err(err) => {
+            findings.push(ServerFinding::problem(
+                "tenant.secret",
+                &row.name,
+                true,
+                err.to_string(),
+            ));
+            return Ok(());
+        }
+    };
+    let mut unreadable = 0;
+    for (customer_id, role, stored) in &roles {
+        if let Err(err) = key.decrypt(stored, &role_identity(*customer_id)) {
+            unreadable += 1;
+            findings.push(ServerFinding::problem(
+                "tenant.secret",
+                role,
+                true,
+                err.to_string(),
+            ));
+        }
+    }
+    if unreadable == 0 {
+        findings.push(ServerFinding::ok(
+            "tenant.secret",
+            &row.name,
+            format!("{} tenant role passwords decrypt", roles.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn template_check(
+    catalog: &Catalog,
+    home: &Home,
+    row: &ServerRow,
+    url: &postgres::PgUrl,
+    findings: &mut Vec<ServerFinding>,
+) -> Result<()> {
+    let dir = super::config::tenant_migrations_dir(catalog, home)?;
+    let set = match migrations::load_engine_migrations(&dir, EngineKind::Postgres, &[EngineKind::Sqlite]) {
+        Ok(set) => set,
+        Err(err) => {
+            findings.push(ServerFinding::problem(
+                "server.template",
+                &row.name,
+                true,
+                err.to_string(),
+            ));
+            return Ok(());
+        }
+    };
+    let identity = postgres::template_identity(&set);
+    if row.template.as_deref() == Some(identity.as_str()) {
+        findings.push(ServerFinding::ok(
+            "server.template",
+            &row.name,
+            "current".to_string(),
+        ));
+        return Ok(());
+    }
+    let (name, url, catalog_path) = (row.name.clone(), url.clone(), catalog.path().to_path_buf());
+    let mut finding = ServerFinding::problem(
+        "server.template",
+        &row.name,
+        false,
+        "the template does not hold the current PostgreSQL migrations; the next create rebuilds it"
+            .to_string(),
+    );
+    finding.repair = Some(Box::new(move || {
+        let built = postgres::build_template(&name, &url, &set)?;
+        let mut catalog = Catalog::open(&catalog_path)?;
+        catalog.write(|tx| servers::set_template(tx, &name, &built))?;
+        Ok("rebuilt".to_string())
+    }));
+    findings.push(finding);
+    Ok(())
+}
+
+/// `tenant_*` databases no customer owns, and copies a killed create left.
+fn leftover_checks(
+    catalog: &Catalog,
+    home: &Home,
+    row: &ServerRow,
+    findings: &mut Vec<ServerFinding>,
+) -> Result<()> {
+    let engines = Engines::new(home);
+    let engine = engines.server(&row.name)?;
+    let owned = customers::placements_on(catalog.conn(), &row.name)?;
+    let orphans = match engine.unowned(&owned) {
+        Ok(orphans) => orphans,
+        Err(err) => {
+            findings.push(ServerFinding::problem(
+                "server.orphans",
+                &row.name,
+                true,
+                err.to_string(),
+            ));
+            return Ok(());
+        }
+    };
+    let run_dir = home.run_dir();
+    for staging in engine.abandoned_staging(&|owner| crate::lock::owner_alive(&run_dir, owner))? {
+        let mut finding = ServerFinding::problem(
+            "server.staging",
+            &format!("{}/{staging}", row.name),
+            false,
+            format!(
+                "database {staging} on server {} is a copy an interrupted create left",
+                row.name
+            ),
+        );
+        let (home, name, staging) = (home.clone(), row.name.clone(), staging.clone());
+        finding.repair = Some(Box::new(move || {
+            let engines = Engines::new(&home);
+            engines.server(&name)?.discard(&crate::engine::Provisioned {
+                staging: staging.clone(),
+                schema_version: 0,
+                applied: Vec::new(),
+                role_password: None,
+            });
+            Ok("dropped".to_string())
+        }));
+        findings.push(finding);
+    }
+    for (_, placement) in orphans {
+        let mut finding = ServerFinding::problem(
+            "server.orphan",
+            &format!("{}/{}", row.name, placement.location),
+            false,
+            format!(
+                "database {} on server {} belongs to no customer",
+                placement.location, row.name
+            ),
+        );
+        let (home, placement) = (home.clone(), placement.clone());
+        finding.repair = Some(Box::new(move || {
+            let engines = Engines::new(&home);
+            engines.engine(&placement)?.destroy(&placement)?;
+            Ok("dropped with its role".to_string())
+        }));
+        findings.push(finding);
+    }
+    Ok(())
+}
