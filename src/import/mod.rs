@@ -6,7 +6,7 @@ pub mod plans;
 pub mod scan;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use serde::Serialize;
@@ -53,7 +53,7 @@ pub const EXPORT_ADDED_KEYS: &str = "_tenantctl_added_keys";
 pub const SITE_COLUMN_KEYS: &[&str] = &["siteId", "name", "domain", "port", "businessType", "status"];
 
 /// A site as a file describes it; `config` is the whole document (less what `export`
-/// added), until an import's plan lets go of it for its fingerprint.
+/// added), until an import's plan lets go of it for its digest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteDoc {
     /// `siteId` / `site_id`: the site's identity when the file gives one.
@@ -63,7 +63,8 @@ pub struct SiteDoc {
     pub port: Option<i64>,
     pub business_type: Option<String>,
     pub status: Option<SiteStatus>,
-    pub config: Value,
+    /// Boxed, so that a plan that has let go of it holds a pointer, not a value.
+    pub config: Option<Box<Value>>,
 }
 
 /// What one file turned out to be.
@@ -102,11 +103,15 @@ impl Problem {
 pub struct SourceFile {
     /// Relative to the import folder, for reports.
     pub path: String,
-    pub absolute: PathBuf,
+    /// The import folder, one copy shared by its files: 100,000 absolute paths held
+    /// until the writes are megabytes.
+    pub root: Rc<Path>,
+    /// Where a symlink inside the folder leads; a file is otherwise read at `path`.
+    pub target: Option<PathBuf>,
     /// Why the file cannot be imported without reading it (a symlink out, too big).
-    pub refused: Option<Problem>,
+    pub refused: Option<Box<Problem>>,
     /// For `sites/*.json` under a folder with `customer.json`: that customer file.
-    pub customer_file: Option<String>,
+    pub customer_file: Option<Rc<str>>,
 }
 
 /// The SHA-256 of a file's bytes as they were parsed.
@@ -118,10 +123,14 @@ impl SourceFile {
     pub fn read(&self) -> Result<Vec<u8>, Problem> {
         use std::io::Read;
         if let Some(problem) = &self.refused {
-            return Err(problem.clone());
+            return Err(Problem::clone(problem));
         }
         let unreadable = |e: std::io::Error| Problem::new("file", format!("cannot be read: {e}"));
-        let file = std::fs::File::open(&self.absolute).map_err(unreadable)?;
+        let file = match &self.target {
+            Some(target) => std::fs::File::open(target),
+            None => std::fs::File::open(self.root.join(&self.path)),
+        }
+        .map_err(unreadable)?;
         let len = file.metadata().map_err(unreadable)?.len();
         if len > scan::MAX_FILE_BYTES {
             return Err(scan::too_big(len));
@@ -148,7 +157,7 @@ pub fn site_config(bytes: &[u8]) -> Result<Value, Problem> {
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let document: Value =
         serde_json::from_slice(bytes).map_err(|e| Problem::new("file", format!("not valid JSON: {e}")))?;
-    without_export_keys(&document)
+    without_export_keys(document)
 }
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -315,6 +324,11 @@ pub fn parse(bytes: &[u8], is_customer_file: bool, owner: Option<&CustomerDoc>) 
             ));
         }
     };
+    let mut site = site;
+    match without_export_keys(document) {
+        Ok(config) => site.config = Some(Box::new(config)),
+        Err(problem) => return Parsed::Failed(problem),
+    }
     Parsed::Site(Box::new(site), Rc::new(owner))
 }
 
@@ -361,7 +375,8 @@ fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Proble
     crate::site_config::check_document(document).map_err(|e| Problem::new("file", e.to_string()))?;
     Ok(SiteDoc {
         legacy_id: legacy_id(object)?,
-        config: without_export_keys(document)?,
+        // Checked here, in the order of the checks; taken out by `parse`, which owns it.
+        config: export_added_keys(object).map(|_| None)?,
         name,
         domain,
         port,
@@ -385,32 +400,42 @@ fn legacy_id(object: &Map<String, Value>) -> Result<Option<String>, Problem> {
     }
 }
 
-/// The document without what `export` added to it (see [`EXPORT_ADDED_KEYS`]).
-fn without_export_keys(document: &Value) -> Result<Value, Problem> {
-    let Value::Object(object) = document else {
-        return Ok(document.clone());
+/// The document without what `export` added to it (see [`EXPORT_ADDED_KEYS`]). It
+/// takes the document: a copy of every config would double the parse's work.
+fn without_export_keys(document: Value) -> Result<Value, Problem> {
+    let Value::Object(mut object) = document else {
+        return Ok(document);
     };
+    let Some(keys) = export_added_keys(&object)? else {
+        return Ok(Value::Object(object));
+    };
+    object.remove(EXPORT_ADDED_KEYS);
+    for key in keys {
+        object.remove(key);
+    }
+    Ok(Value::Object(object))
+}
+
+/// The column keys `export` says it added, or `None` when it added none.
+fn export_added_keys(object: &Map<String, Value>) -> Result<Option<Vec<&'static str>>, Problem> {
     let Some(added) = object.get(EXPORT_ADDED_KEYS) else {
-        return Ok(document.clone());
+        return Ok(None);
     };
-    let keys: Vec<&str> = match added {
-        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+    let keys: Vec<&'static str> = match added {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|k| SITE_COLUMN_KEYS.iter().copied().find(|c| *c == k))
+            .collect(),
         _ => Vec::new(),
     };
-    let valid = matches!(added, Value::Array(items) if items.len() == keys.len())
-        && keys.iter().all(|k| SITE_COLUMN_KEYS.contains(k));
-    if !valid {
+    if !matches!(added, Value::Array(items) if items.len() == keys.len()) {
         return Err(Problem::new(
             EXPORT_ADDED_KEYS,
             format!("must list column keys ({})", SITE_COLUMN_KEYS.join(", ")),
         ));
     }
-    let mut config = object.clone();
-    config.remove(EXPORT_ADDED_KEYS);
-    for key in keys {
-        config.remove(key);
-    }
-    Ok(Value::Object(config))
+    Ok(Some(keys))
 }
 
 /// Checks parsed files against each other: a domain or port in two files, one
@@ -531,7 +556,11 @@ mod tests {
         assert_eq!(site.domain, "acme.test");
         assert_eq!(site.port, Some(3005));
         assert_eq!(site.business_type.as_deref(), Some("translation"));
-        assert_eq!(site.config, doc, "the whole document is the config");
+        assert_eq!(
+            site.config.as_deref(),
+            Some(&doc),
+            "the whole document is the config"
+        );
         assert_eq!(owner.company_name.as_deref(), Some("Acme Corp"));
         assert_eq!(owner.plan.as_deref(), Some("pro"));
         let snake = json!({"site_id": "x", "name": "X", "business_type": "shop", "domain": "x.test",
@@ -613,7 +642,7 @@ mod tests {
             port,
             business_type: None,
             status: None,
-            config: json!({}),
+            config: Some(Box::new(json!({}))),
         };
         let mut files = vec![
             (

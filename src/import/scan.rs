@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use super::{Problem, SourceFile};
 use crate::error::{Error, Result};
@@ -18,14 +19,16 @@ pub fn scan(dir: &Path) -> Result<Vec<SourceFile>> {
         return Err(Error::usage(format!("{} is not a folder", dir.display())));
     }
     let mut found = Vec::new();
-    walk(&root, &root, &mut found)?;
-    let customer_files: std::collections::HashSet<String> = found
+    let shared: Rc<Path> = Rc::from(root.as_path());
+    walk(&shared, &root, &mut found)?;
+    found.shrink_to_fit();
+    let customer_files: std::collections::HashSet<Rc<str>> = found
         .iter()
         .filter(|f| is_customer_file(&f.path))
-        .map(|f| f.path.clone())
+        .map(|f| Rc::from(f.path.as_str()))
         .collect();
     for file in &mut found {
-        file.customer_file = owner_of(&file.path).filter(|c| customer_files.contains(c));
+        file.customer_file = owner_of(&file.path).and_then(|c| customer_files.get(c.as_str()).cloned());
     }
     Ok(found)
 }
@@ -45,7 +48,7 @@ fn owner_of(relative: &str) -> Option<String> {
     Some(format!("{folder}customer.json"))
 }
 
-fn walk(root: &Path, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
+fn walk(root: &Rc<Path>, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
     // The entry's type comes with the folder listing: no stat per file.
     let mut entries: Vec<(PathBuf, fs::FileType)> = fs::read_dir(dir)
         .map_err(|e| Error::usage(format!("cannot read folder {}: {e}", dir.display())))?
@@ -57,7 +60,7 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (path, file_type) in entries {
         let relative = path
-            .strip_prefix(root)
+            .strip_prefix(&**root)
             .unwrap_or(&path)
             .to_string_lossy()
             .into_owned();
@@ -65,33 +68,34 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
         if file_type.is_symlink() {
             match fs::canonicalize(&path) {
                 Ok(target) if target.starts_with(root) && target.is_file() && is_json => {
-                    found.push(to_read(relative, &target));
+                    found.push(to_read(root, relative, Some(target)));
                 }
                 Ok(target) if !target.starts_with(root) && is_json => found.push(failed(
+                    root,
                     relative,
-                    &path,
                     "is a symlink that leads out of the import folder",
                 )),
-                Err(_) if is_json => found.push(failed(relative, &path, "is a broken symlink")),
+                Err(_) if is_json => found.push(failed(root, relative, "is a broken symlink")),
                 // Linked folders are not entered: they could loop or lead out.
                 _ => {}
             }
         } else if file_type.is_dir() {
             walk(root, &path, found)?;
         } else if file_type.is_file() && is_json {
-            found.push(to_read(relative, &path));
+            found.push(to_read(root, relative, None));
         } else if is_json {
-            found.push(failed(relative, &path, "is not a regular file"));
+            found.push(failed(root, relative, "is not a regular file"));
         }
     }
     Ok(())
 }
 
-fn failed(relative: String, path: &Path, reason: &str) -> SourceFile {
+fn failed(root: &Rc<Path>, relative: String, reason: &str) -> SourceFile {
     SourceFile {
         path: relative,
-        absolute: path.to_path_buf(),
-        refused: Some(Problem::new("file", reason)),
+        root: Rc::clone(root),
+        target: None,
+        refused: Some(Box::new(Problem::new("file", reason))),
         customer_file: None,
     }
 }
@@ -101,10 +105,11 @@ pub(super) fn too_big(len: u64) -> Problem {
 }
 
 /// A file to read later; its size is checked when it is read.
-fn to_read(relative: String, path: &Path) -> SourceFile {
+fn to_read(root: &Rc<Path>, relative: String, target: Option<PathBuf>) -> SourceFile {
     SourceFile {
         path: relative,
-        absolute: path.to_path_buf(),
+        root: Rc::clone(root),
+        target,
         refused: None,
         customer_file: None,
     }

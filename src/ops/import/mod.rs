@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -28,7 +29,8 @@ use write::{Rows, write};
 pub struct FileResult {
     pub path: String,
     pub action: ImportAction,
-    pub customer: Option<String>,
+    /// Shared by the files of one customer.
+    pub customer: Option<Rc<str>>,
     pub site: Option<String>,
     pub field: Option<String>,
     pub reason: Option<String>,
@@ -129,6 +131,7 @@ pub fn import(
         &parsed,
         &known_plans,
         &default_plan,
+        &sources,
         &reads,
         &mut results,
     )?;
@@ -142,15 +145,17 @@ pub fn import(
         .map(|(i, _)| i)
         .collect();
     site_plans.retain(|s| live_files.contains(&s.file));
-    let wanted_customers: HashSet<String> = site_plans
+    let wanted_customers: HashSet<Rc<str>> = site_plans
         .iter()
-        .map(|s| s.customer_key.clone())
+        .map(|s| Rc::clone(&s.customer_key))
         .chain(parsed.iter().enumerate().filter_map(|(i, (_, p))| match p {
-            Parsed::Customer(doc) if live_files.contains(&i) => Some(doc.email.to_ascii_lowercase()),
+            Parsed::Customer(doc) if live_files.contains(&i) => {
+                Some(Rc::from(doc.email.to_ascii_lowercase()))
+            }
             _ => None,
         }))
         .collect();
-    customer_plans.retain(|key, _| wanted_customers.contains(key));
+    customer_plans.retain(|key, _| wanted_customers.contains(key.as_str()));
     // Which site files describe their customer inline (not through a customer.json).
     let inline: Vec<bool> = sources.iter().map(|s| s.customer_file.is_none()).collect();
     describe_actions(&parsed, &inline, &customer_plans, &site_plans, &mut results);

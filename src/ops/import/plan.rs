@@ -1,7 +1,7 @@
 //! The pure side of `import`: the files parsed and checked against the catalog, and
 //! what each one would do. Nothing here writes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use rusqlite::Connection;
@@ -9,21 +9,26 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::FileResult;
-use crate::catalog::model::{Customer, Plan, Site};
+use crate::catalog::model::{Customer, Plan};
 use crate::catalog::sites;
+use crate::catalog::sites::Claimant;
 use crate::catalog::states::CustomerStatus;
 use crate::error::Result;
 use crate::import::plans::{PlanDoc, is_plans_file, parse_plans};
 use crate::import::scan::is_customer_file;
-use crate::import::{CustomerDoc, Digest, ImportAction, Parsed, Problem, SiteDoc, SourceFile, digest, parse};
+use crate::import::{
+    CustomerDoc, Digest, ImportAction, Parsed, Problem, SiteDoc, SourceFile, digest, parse, site_config,
+};
 use crate::ops::{plans as plan_ops, quota};
 
 /// What the catalog must do for one customer of the import.
 #[derive(Debug, Clone)]
 pub(super) struct CustomerPlan {
-    pub(super) doc: CustomerDoc,
+    /// The parsed customer its site files share, not a copy of it.
+    pub(super) doc: Rc<CustomerDoc>,
     pub(super) plan: String,
-    pub(super) existing: Option<Customer>,
+    /// Boxed: most customers of a big first import are new.
+    pub(super) existing: Option<Box<Customer>>,
     /// Fields to change on an existing customer.
     pub(super) changed: bool,
     /// The limits in force once the import is written.
@@ -41,7 +46,8 @@ pub(super) struct PlanUpdate {
 #[derive(Debug, Clone)]
 pub(super) struct SitePlan {
     pub(super) file: usize,
-    pub(super) customer_key: String,
+    /// The customer's email in lower case, one copy for all its files.
+    pub(super) customer_key: Rc<str>,
     /// The catalog's site the file describes, by id.
     pub(super) existing: Option<i64>,
     /// Whether the file changes that existing site.
@@ -49,12 +55,13 @@ pub(super) struct SitePlan {
 }
 
 /// What the plan keeps of a site file in place of its config: the digest of the bytes
-/// it parsed, which the writes check when they read the file again, and the
-/// fingerprint of its config, to tell whether an existing site changes.
+/// it parsed, which the writes check when they read the file again, and the digest of
+/// its config as the catalog would store it, to tell without parsing whether an
+/// existing site's config is the same.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SiteRead {
     pub(super) digest: Digest,
-    pub(super) print: ConfigPrint,
+    pub(super) stored: Digest,
 }
 
 /// Customer files first, so the sites in their folders know their customer. Each
@@ -117,7 +124,7 @@ fn parse_one(
         };
         return (parsed, None);
     }
-    let parsed = match source.customer_file.as_ref().map(|c| &owners[c]) {
+    let parsed = match source.customer_file.as_deref().map(|c| &owners[c]) {
         Some(Err(_)) => Parsed::Failed(Problem::new(
             "customer",
             format!(
@@ -132,9 +139,9 @@ fn parse_one(
         Parsed::Site(mut site, owner) => {
             let read = SiteRead {
                 digest: digest(&bytes),
-                print: config_print(&site.config),
+                stored: stored_digest(site.config.as_deref().unwrap_or(&Value::Null)),
             };
-            site.config = Value::Null;
+            site.config = None;
             (Parsed::Site(site, owner), Some(read))
         }
         other => (other, None),
@@ -218,6 +225,15 @@ fn fail(result: &mut FileResult, field: &str, reason: String) {
     result.reason = Some(reason);
 }
 
+fn interned(texts: &mut HashSet<Rc<str>>, text: &str) -> Rc<str> {
+    if let Some(known) = texts.get(text) {
+        return Rc::clone(known);
+    }
+    let new: Rc<str> = Rc::from(text);
+    texts.insert(Rc::clone(&new));
+    new
+}
+
 /// Checks the files against the catalog: plans, slugs, and domains or ports held by
 /// another customer's sites.
 pub(super) fn plan_against_catalog(
@@ -225,12 +241,15 @@ pub(super) fn plan_against_catalog(
     parsed: &[(String, Parsed)],
     known_plans: &HashMap<String, Plan>,
     default_plan: &str,
+    sources: &[SourceFile],
     reads: &[Option<SiteRead>],
     results: &mut [FileResult],
 ) -> Result<(HashMap<String, CustomerPlan>, Vec<SitePlan>)> {
     let mut customer_plans: HashMap<String, CustomerPlan> = HashMap::new();
     let mut customer_problems: HashMap<String, Problem> = HashMap::new();
-    let mut site_plans = Vec::new();
+    let mut site_plans = Vec::with_capacity(reads.iter().flatten().count());
+    // The customer's key and label, one copy each, not one per file.
+    let mut texts: HashSet<Rc<str>> = HashSet::new();
     for (index, (_, item)) in parsed.iter().enumerate() {
         let (doc, site) = match item {
             Parsed::Customer(doc) => (doc.as_ref(), None),
@@ -239,7 +258,11 @@ pub(super) fn plan_against_catalog(
         };
         let key = doc.email.to_ascii_lowercase();
         if !customer_plans.contains_key(&key) && !customer_problems.contains_key(&key) {
-            match customer_plan(conn, doc, known_plans, default_plan)? {
+            let shared = match item {
+                Parsed::Site(_, doc) => Rc::clone(doc),
+                _ => Rc::new(doc.clone()),
+            };
+            match customer_plan(conn, shared, known_plans, default_plan)? {
                 Ok(plan) => {
                     customer_plans.insert(key.clone(), plan);
                 }
@@ -248,19 +271,24 @@ pub(super) fn plan_against_catalog(
                 }
             }
         }
-        results[index].customer = Some(
-            customer_plans
-                .get(&key)
-                .and_then(|p| p.existing.as_ref().map(|c| c.slug.clone()).or(p.doc.slug.clone()))
-                .unwrap_or_else(|| doc.email.clone()),
-        );
+        let label = customer_plans
+            .get(&key)
+            .and_then(|p| {
+                p.existing
+                    .as_ref()
+                    .map(|c| c.slug.as_str())
+                    .or(p.doc.slug.as_deref())
+            })
+            .unwrap_or(&doc.email);
+        results[index].customer = Some(interned(&mut texts, label));
         if let Some(problem) = customer_problems.get(&key) {
             fail(&mut results[index], &problem.field, problem.reason.clone());
             continue;
         }
         let Some(site) = site else { continue };
         results[index].site = Some(site.domain.clone());
-        let existing = match matching_site(conn, site)? {
+        let claimants = sites::claimants(conn, &site.domain, site.legacy_id.as_deref(), site.port)?;
+        let existing = match matching_site(site, &claimants) {
             Ok(existing) => existing,
             Err(problem) => {
                 fail(&mut results[index], &problem.field, problem.reason);
@@ -268,7 +296,7 @@ pub(super) fn plan_against_catalog(
             }
         };
         let owner_id = customer_plans[&key].existing.as_ref().map(|c| c.id);
-        if let Some(other) = existing.as_ref().filter(|s| Some(s.customer_id) != owner_id) {
+        if let Some(other) = existing.filter(|s| Some(s.customer_id) != owner_id) {
             let field = if site.legacy_id.is_some() && other.legacy_id == site.legacy_id {
                 "siteId"
             } else {
@@ -285,7 +313,9 @@ pub(super) fn plan_against_catalog(
             continue;
         }
         if let Some(port) = site.port
-            && let Some(holder) = sites::port_owner(conn, port, existing.as_ref().map(|s| s.id))?
+            && let Some(holder) = claimants
+                .iter()
+                .find(|c| c.holds_port && Some(c.id) != existing.map(|s| s.id))
         {
             fail(
                 &mut results[index],
@@ -297,13 +327,13 @@ pub(super) fn plan_against_catalog(
             );
             continue;
         }
-        let changed = match (&existing, reads[index]) {
-            (Some(found), Some(read)) => site_changed(found, site, &read.print).unwrap_or(true),
+        let changed = match (existing, reads[index]) {
+            (Some(found), Some(read)) => site_changed(found, site, &read, &sources[index]),
             _ => false,
         };
         site_plans.push(SitePlan {
             file: index,
-            customer_key: key,
+            customer_key: interned(&mut texts, &key),
             existing: existing.map(|s| s.id),
             changed,
         });
@@ -314,40 +344,44 @@ pub(super) fn plan_against_catalog(
 /// The catalog's site that a file describes: the one with its `siteId` when it has
 /// one, else the one with its domain. A domain held by a site with another `siteId`
 /// is a clash, as is a new domain that another site holds.
-fn matching_site(conn: &Connection, site: &SiteDoc) -> Result<std::result::Result<Option<Site>, Problem>> {
-    let by_domain = sites::by_domain(conn, &site.domain)?;
-    let Some(legacy_id) = &site.legacy_id else {
-        return Ok(Ok(by_domain));
-    };
-    match (sites::by_legacy_id(conn, legacy_id)?, by_domain) {
-        (Some(found), Some(holder)) if holder.id != found.id => Ok(Err(Problem::new(
+fn matching_site<'a>(
+    site: &SiteDoc,
+    claimants: &'a [Claimant],
+) -> std::result::Result<Option<&'a Claimant>, Problem> {
+    let by_domain = claimants.iter().find(|c| c.holds_domain && c.visible);
+    if site.legacy_id.is_none() {
+        return Ok(by_domain);
+    }
+    match (claimants.iter().find(|c| c.holds_legacy_id), by_domain) {
+        (Some(found), Some(holder)) if holder.id != found.id => Err(Problem::new(
             "domain",
             format!(
                 "{} belongs to another site ({})",
                 site.domain, holder.customer_slug
             ),
-        ))),
-        (Some(found), _) => Ok(Ok(Some(found))),
-        (None, Some(holder)) if holder.legacy_id.is_some() => Ok(Err(Problem::new(
+        )),
+        (Some(found), _) => Ok(Some(found)),
+        (None, Some(holder)) if holder.legacy_id.is_some() => Err(Problem::new(
             "domain",
             format!(
                 "{} belongs to the site with siteId '{}'",
                 site.domain,
-                holder.legacy_id.unwrap_or_default()
+                holder.legacy_id.clone().unwrap_or_default()
             ),
-        ))),
+        )),
         // A site known by its domain alone takes the file's siteId.
-        (None, holder) => Ok(Ok(holder)),
+        (None, holder) => Ok(holder),
     }
 }
 
 fn customer_plan(
     conn: &Connection,
-    doc: &CustomerDoc,
+    shared: Rc<CustomerDoc>,
     known_plans: &HashMap<String, Plan>,
     default_plan: &str,
 ) -> Result<std::result::Result<CustomerPlan, Problem>> {
-    let existing = crate::catalog::customers::by_email(conn, &doc.email)?;
+    let doc = shared.as_ref();
+    let existing = crate::catalog::customers::by_email(conn, &doc.email)?.map(Box::new);
     if let Some(customer) = &existing {
         if customer.status == CustomerStatus::Deleted {
             return Ok(Err(Problem::new(
@@ -379,7 +413,7 @@ fn customer_plan(
     };
     let overrides = doc
         .limits
-        .apply_to(existing.as_ref().map(Customer::overrides).unwrap_or_default());
+        .apply_to(existing.as_ref().map(|c| c.overrides()).unwrap_or_default());
     let limits = quota::effective(new_plan, overrides);
     let changed = existing.as_ref().is_some_and(|c| {
         doc.name.as_ref().is_some_and(|n| *n != c.name)
@@ -408,7 +442,7 @@ fn customer_plan(
         }
     }
     Ok(Ok(CustomerPlan {
-        doc: doc.clone(),
+        doc: Rc::clone(&shared),
         plan,
         existing,
         changed,
@@ -426,15 +460,15 @@ pub(super) fn enforce_site_limits(
 ) -> Result<()> {
     let mut counts: HashMap<&str, i64> = HashMap::new();
     for plan in site_plans.iter().filter(|s| s.existing.is_none()) {
-        let customer = &customer_plans[&plan.customer_key];
-        let count = match counts.get_mut(plan.customer_key.as_str()) {
+        let customer = &customer_plans[&*plan.customer_key];
+        let count = match counts.get_mut(&*plan.customer_key) {
             Some(count) => count,
             None => {
                 let now = match &customer.existing {
                     Some(c) => sites::count_for_customer(conn, c.id)?,
                     None => 0,
                 };
-                counts.entry(plan.customer_key.as_str()).or_insert(now)
+                counts.entry(&*plan.customer_key).or_insert(now)
             }
         };
         if results[plan.file].action == ImportAction::Failed {
@@ -524,15 +558,43 @@ fn feed_text(hasher: &mut Sha256, text: &str) {
     hasher.update(text.as_bytes());
 }
 
-/// Whether the file (its columns, and its config by `print`) changes the site.
-fn site_changed(site: &Site, doc: &SiteDoc, print: &ConfigPrint) -> Result<bool> {
-    Ok(site.name != doc.name
+/// The digest of a config's text as `sites::insert` stores it (serde_json's compact
+/// form): equal for a file imported before and unchanged since.
+pub(super) fn stored_digest(config: &Value) -> Digest {
+    let mut hasher = Sha256::new();
+    serde_json::to_writer(&mut hasher, config).expect("hashing does not fail");
+    hasher.finalize().into()
+}
+
+/// Whether the file changes the site: its columns, or its config.
+fn site_changed(site: &Claimant, doc: &SiteDoc, read: &SiteRead, source: &SourceFile) -> bool {
+    site.name != doc.name
         || site.domain != doc.domain
         || doc.legacy_id.is_some() && doc.legacy_id != site.legacy_id
         || site.port != doc.port
         || site.business_type != doc.business_type
         || doc.status.as_ref().is_some_and(|s| *s != site.status)
-        || config_print(&site.config_value()?) != *print)
+        || !same_config(site, read, source)
+}
+
+/// The stored text is compared first: it is the file's config as written, unless
+/// another command wrote the config since, which may order its keys otherwise. Then
+/// the two are compared as values, the file read again for it; a file that is no
+/// longer what was parsed counts as a change, which the writes refuse.
+fn same_config(site: &Claimant, read: &SiteRead, source: &SourceFile) -> bool {
+    if digest(site.config.as_bytes()) == read.stored {
+        return true;
+    }
+    let Ok(stored) = serde_json::from_str::<Value>(&site.config) else {
+        return false;
+    };
+    let Ok(bytes) = source.read() else {
+        return false;
+    };
+    if digest(&bytes) != read.digest {
+        return false;
+    }
+    site_config(&bytes).is_ok_and(|config| config_print(&config) == config_print(&stored))
 }
 
 pub(super) fn describe_actions(
@@ -556,7 +618,7 @@ pub(super) fn describe_actions(
         }
     }
     for plan in site_plans {
-        let customer = &customer_plans[&plan.customer_key];
+        let customer = &customer_plans[&*plan.customer_key];
         // A file that describes its customer inline and changes an existing one is an
         // update, whatever it does to its site.
         let changes_customer = customer.changed && inline[plan.file];
@@ -573,6 +635,12 @@ pub(super) fn describe_actions(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_stored_digest_is_of_the_text_the_catalog_stores() {
+        let config = json!({"b": [1, 2.5, "x"], "a": {"z": null}, "big": 123456789012345678901234567890u128});
+        assert_eq!(stored_digest(&config), digest(config.to_string().as_bytes()));
+    }
 
     #[test]
     fn config_prints_are_equal_exactly_when_the_configs_less_columns_are() {

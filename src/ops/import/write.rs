@@ -100,9 +100,9 @@ pub(super) fn write(
             };
             ids.insert(key.clone(), (customer.id, customer.slug.clone()));
         }
-        let mut site_events = Vec::new();
+        let mut site_events = Vec::with_capacity(site_plans.len());
         for plan in site_plans {
-            let (customer_id, _) = ids[&plan.customer_key];
+            let (customer_id, _) = ids[&*plan.customer_key];
             let (path, Parsed::Site(doc, _)) = &parsed[plan.file] else {
                 return Err(Error::unexpected("a site plan for a file that is no site"));
             };
@@ -120,19 +120,18 @@ pub(super) fn write(
         if created.is_empty() {
             return Ok((None, events));
         }
-        let steps = json!({ "customers": created });
         let subject = request.dir.display().to_string();
-        let op = operations::open(
-            tx,
-            &NewOperation {
-                kind: recovery::IMPORT,
-                subject: &subject,
-                customer_id: None,
-                owner: owner.token(),
-                steps: steps.clone(),
-            },
-        )?;
-        Ok((Some((op, steps)), events))
+        // The ledger's steps are kept for publishing, not copied: at 10,000 new
+        // customers a copy is tens of megabytes.
+        let ledger = NewOperation {
+            kind: recovery::IMPORT,
+            subject: &subject,
+            customer_id: None,
+            owner: owner.token(),
+            steps: json!({ "customers": created }),
+        };
+        let op = operations::open(tx, &ledger)?;
+        Ok((Some((op, ledger.steps)), events))
     });
     let (op, steps) = match written {
         Ok(Some(recorded)) => recorded,
@@ -290,16 +289,17 @@ impl File<'_> {
 
 /// A site's audit event, held without its JSON details until it is recorded: an
 /// import of 100,000 files would otherwise hold 100,000 JSON objects at once.
+/// What it borrows is the file's, which the writes gave the site.
 struct SiteEvent<'a> {
     file: &'a str,
     /// The site's domain and customer once written.
-    domain: String,
+    domain: &'a str,
     customer_id: i64,
-    change: SiteChange,
+    change: SiteChange<'a>,
 }
 
-enum SiteChange {
-    Created { legacy_id: Option<String> },
+enum SiteChange<'a> {
+    Created { legacy_id: Option<&'a str> },
     Updated { snapshot_id: i64, domain_before: String },
 }
 
@@ -319,7 +319,13 @@ impl SiteEvent<'_> {
                        "domain": {"from": domain_before, "to": self.domain}}),
             ),
         };
-        NewAuditEvent::new(action, "site", self.domain, Some(self.customer_id), details)
+        NewAuditEvent::new(
+            action,
+            "site",
+            self.domain.to_string(),
+            Some(self.customer_id),
+            details,
+        )
     }
 }
 
@@ -348,10 +354,10 @@ fn write_site<'a>(
             sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
             SiteEvent {
                 file: file.path,
-                domain: site.domain,
+                domain: &doc.domain,
                 customer_id: site.customer_id,
                 change: SiteChange::Created {
-                    legacy_id: doc.legacy_id.clone(),
+                    legacy_id: doc.legacy_id.as_deref(),
                 },
             }
         }
@@ -391,7 +397,7 @@ fn write_site<'a>(
             }
             SiteEvent {
                 file: file.path,
-                domain: updated.domain,
+                domain: &doc.domain,
                 customer_id: updated.customer_id,
                 change: SiteChange::Updated {
                     snapshot_id: snapshot.id,
@@ -415,7 +421,7 @@ mod tests {
         let bytes = source.read().unwrap();
         let read = SiteRead {
             digest: digest(&bytes),
-            print: super::super::plan::config_print(&site_config(&bytes).unwrap()),
+            stored: super::super::plan::stored_digest(&site_config(&bytes).unwrap()),
         };
         (source, read)
     }
@@ -433,7 +439,7 @@ mod tests {
             port: None,
             business_type: None,
             status: None,
-            config: Value::Null,
+            config: None,
         };
         let file = File {
             path: "site.json",
