@@ -276,8 +276,13 @@ pub trait TenantDatabase: Send + Sync {
     }
     /// A script of statements in one transaction, sandboxed to this tenant.
     fn script(&self, sql: &str, write: bool, timeout: Duration) -> Result<ScriptOutcome>;
-    /// The bytes it takes, as quotas count them.
+    /// The bytes it takes, as quotas count them; 0 when it cannot be measured.
     fn size_bytes(&self) -> u64;
+    /// The same, but a server that cannot be asked is an error, not an empty tenant:
+    /// what suspends a customer must not take "down" for "small".
+    fn measured_bytes(&self) -> Result<u64> {
+        Ok(self.size_bytes())
+    }
     /// The engine's quick integrity check; exit 7 naming the database on damage.
     fn check(&self) -> Result<()>;
     /// A token that is the same only while the data has not changed, so that what

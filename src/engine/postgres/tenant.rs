@@ -719,18 +719,18 @@ impl TenantDatabase for PgTenant {
     }
 
     fn size_bytes(&self) -> u64 {
-        let size = self
-            .server
-            .admin(None)
-            .ok()
-            .and_then(|mut admin| match self.server.schema_mode() {
-                true => schema::size(&mut admin, self.name()).ok(),
-                false => admin
-                    .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
-                    .ok()
-                    .map(|row| row.get::<_, i64>(0)),
-            });
-        size.map_or(0, |bytes| u64::try_from(bytes).unwrap_or(0))
+        self.measured_bytes().unwrap_or(0)
+    }
+
+    fn measured_bytes(&self) -> Result<u64> {
+        let mut admin = self.server.admin(None)?;
+        let size = match self.server.schema_mode() {
+            true => schema::size(&mut admin, self.name()),
+            false => admin
+                .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
+                .map(|row| row.get::<_, i64>(0)),
+        };
+        Ok(u64::try_from(size.map_err(|e| self.server.fail(&e))?).unwrap_or(0))
     }
 
     fn check(&self) -> Result<()> {
