@@ -584,6 +584,18 @@ impl PgTenant {
         TenantRun::failed_with(0, &error, started)
     }
 
+    /// The tenant's size, read on any connection to the server; in schema mode one
+    /// to the database its schema is in.
+    fn size_on(&self, admin: &mut Client) -> Result<u64> {
+        let size = match self.server.schema_mode() {
+            true => schema::size(admin, self.name()),
+            false => admin
+                .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
+                .map(|row| row.get::<_, i64>(0)),
+        };
+        Ok(u64::try_from(size.map_err(|e| self.server.fail(&e))?).unwrap_or(0))
+    }
+
     fn unsupported(&self, what: &str) -> Error {
         Error::refused(format!(
             "{what} of PostgreSQL tenants is not supported yet ({})",
@@ -724,13 +736,7 @@ impl TenantDatabase for PgTenant {
 
     fn measured_bytes(&self) -> Result<u64> {
         let mut admin = self.server.admin(None)?;
-        let size = match self.server.schema_mode() {
-            true => schema::size(&mut admin, self.name()),
-            false => admin
-                .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
-                .map(|row| row.get::<_, i64>(0)),
-        };
-        Ok(u64::try_from(size.map_err(|e| self.server.fail(&e))?).unwrap_or(0))
+        self.size_on(&mut admin)
     }
 
     fn check(&self) -> Result<()> {
@@ -745,16 +751,17 @@ impl TenantDatabase for PgTenant {
         None
     }
 
+    /// Sizes are read on the same connection, so a vacuum holds one per tenant.
     fn vacuum(&self) -> Result<Vacuumed> {
-        let before = self.size_bytes();
         let mut admin = self.server.admin(Some(&self.database()?))?;
+        let bytes_before = self.size_on(&mut admin)?;
         match self.server.schema_mode() {
             true => schema::vacuum(&mut admin, self.name()).map_err(|e| self.server.fail(&e))?,
-            false => self.server.run(&mut admin, "VACUUM ANALYZE")?,
+            false => self.server.run(&mut admin, "VACUUM (ANALYZE)")?,
         }
         Ok(Vacuumed {
-            bytes_before: before,
-            bytes_after: self.size_bytes(),
+            bytes_before,
+            bytes_after: self.size_on(&mut admin)?,
         })
     }
 
