@@ -661,7 +661,11 @@ impl TenantDatabase for PgTenant {
         };
         // Taken before the history is read, so a second run waits and then finds
         // the work done rather than planning it again.
-        let lock = format!("SELECT pg_advisory_lock(hashtext('tenantctl:{}'))", self.name());
+        // A dry run changes nothing, so it waits for no one.
+        let lock = match dry_run {
+            true => "SELECT 1".to_string(),
+            false => format!("SELECT pg_advisory_lock(hashtext('tenantctl:{}'))", self.name()),
+        };
         let applied = admin
             .batch_execute(&lock)
             .and_then(|()| self.read_applied(&mut admin));
