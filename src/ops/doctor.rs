@@ -1050,3 +1050,32 @@ fn unowned_checks(
 fn path_text(path: &Path) -> String {
     path.display().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(pairs: &[(i64, &str)]) -> Vec<MigrationId> {
+        pairs
+            .iter()
+            .map(|&(version, checksum)| MigrationId {
+                version,
+                name: format!("m{version}"),
+                checksum: checksum.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_ledger_agrees_only_on_every_version_and_checksum() {
+        let history = applied(&[(1, "a"), (2, "b"), (3, "c")]);
+        assert_eq!(ledger_disagreement(&history, &history), None);
+        let ledger = applied(&[(1, "a"), (2, "x"), (4, "d")]);
+        assert_eq!(
+            ledger_disagreement(&ledger, &history).unwrap(),
+            "the catalog's ledger disagrees with the database's history: \
+             V2 has another checksum in the ledger; V3 is applied but not in the ledger; \
+             V4 is in the ledger but not applied"
+        );
+    }
+}
