@@ -78,6 +78,10 @@ pub enum Error {
     /// Writing the command's output failed (a full disk, a closed pipe).
     #[error("{0}")]
     Output(#[from] std::io::Error),
+    /// A database server did not answer (refused, timed out, went away): its other
+    /// tenants fail with this at once instead of each waiting out a connect timeout.
+    #[error("server {server} is unreachable: {cause}")]
+    ServerDown { server: String, cause: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -149,7 +153,8 @@ impl Error {
             | Error::Io { .. }
             | Error::DiskFull { .. }
             | Error::Json(_)
-            | Error::Output(_) => ErrorKind::Unexpected,
+            | Error::Output(_)
+            | Error::ServerDown { .. } => ErrorKind::Unexpected,
         }
     }
 
@@ -164,6 +169,11 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         self.kind().exit_code()
+    }
+
+    /// Whether a server, not the work on it, failed: a fleet run goes on elsewhere.
+    pub fn is_server_down(&self) -> bool {
+        matches!(self, Error::ServerDown { .. })
     }
 
     /// Whether the reader of stdout went away (`| head`): their choice, not a failure.

@@ -1,8 +1,9 @@
 //! The one work queue: runs a job on every item of a list on a bounded pool of threads
 //! (backups, migrations, provisioning, fleet SQL, vacuum).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
 
 use crate::ops::Progress;
 
@@ -15,6 +16,9 @@ pub enum Load {
     /// Statements and VACUUM keep a core and the page cache busy: two per core.
     Compute,
 }
+
+/// Connections a fan-out holds at once on one database server unless told otherwise.
+pub const DEFAULT_JOBS_PER_SERVER: u16 = 4;
 
 /// How many workers a fan-out gets when the operator does not say.
 pub fn default_jobs(load: Load) -> usize {
@@ -42,6 +46,87 @@ pub enum Flow {
     Stop,
 }
 
+/// How many items may run at once in each lane, and which lane each item is in: the
+/// tenants of one database server share a lane, so a fan-out never holds more of its
+/// connections than it may, while the other lanes keep their own pace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lanes {
+    capacity: Vec<usize>,
+    lane_of: Vec<usize>,
+}
+
+impl Lanes {
+    /// Every one of `items` items in one lane of `jobs`.
+    pub fn single(items: usize, jobs: usize) -> Self {
+        Lanes {
+            capacity: vec![jobs.max(1)],
+            lane_of: vec![0; items],
+        }
+    }
+
+    /// Lanes of the given capacities (each at least 1), item `i` in lane `lane_of[i]`.
+    pub fn new(capacity: Vec<usize>, lane_of: Vec<usize>) -> Self {
+        let capacity: Vec<usize> = capacity.into_iter().map(|c| c.max(1)).collect();
+        assert!(
+            lane_of.iter().all(|lane| *lane < capacity.len()),
+            "an item in no lane"
+        );
+        Lanes { capacity, lane_of }
+    }
+
+    /// The most items that can run at once.
+    fn workers(&self) -> usize {
+        let mut used = vec![false; self.capacity.len()];
+        self.lane_of.iter().for_each(|lane| used[*lane] = true);
+        self.capacity
+            .iter()
+            .zip(used)
+            .filter(|(_, used)| *used)
+            .map(|(capacity, _)| capacity)
+            .sum::<usize>()
+            .min(self.lane_of.len())
+    }
+}
+
+/// The items not yet started, per lane, and how many of each lane run now.
+struct Queue {
+    waiting: Vec<VecDeque<usize>>,
+    running: Vec<usize>,
+    /// Where the next search for a free lane begins, so lanes take turns.
+    turn: usize,
+}
+
+impl Queue {
+    fn new(lanes: &Lanes) -> Self {
+        let mut waiting = vec![VecDeque::new(); lanes.capacity.len()];
+        for (index, lane) in lanes.lane_of.iter().enumerate() {
+            waiting[*lane].push_back(index);
+        }
+        Queue {
+            running: vec![0; waiting.len()],
+            waiting,
+            turn: 0,
+        }
+    }
+
+    /// The next item of a lane that has room, marked running. `None` when every lane
+    /// with items left is full: those lanes' own workers will drain them.
+    fn take(&mut self, lanes: &Lanes) -> Option<(usize, usize)> {
+        let count = self.waiting.len();
+        for step in 0..count {
+            let lane = (self.turn + step) % count;
+            if self.running[lane] < lanes.capacity[lane]
+                && let Some(index) = self.waiting[lane].pop_front()
+            {
+                self.running[lane] += 1;
+                self.turn = (lane + 1) % count;
+                return Some((lane, index));
+            }
+        }
+        None
+    }
+}
+
 /// Runs `work` on every item, up to `jobs` at a time. The calling thread receives the
 /// finished items in batches as they arrive, advances `progress` and hands each batch
 /// to `arrived` (to record it while the rest still run). Results come back in item
@@ -53,21 +138,38 @@ pub fn fan_out<I: Sync, T: Send>(
     stop: Stop<T>,
     progress: &dyn Progress,
     work: impl Fn(&I) -> T + Sync,
+    arrived: impl FnMut(&[(usize, T)]) -> Flow,
+) -> Vec<Option<T>> {
+    let lanes = Lanes::single(items.len(), jobs);
+    fan_out_in_lanes(items, &lanes, stop, progress, work, arrived)
+}
+
+/// [`fan_out`] with the items in `lanes`, each lane running at most its capacity at
+/// once; within a lane items start in item order.
+pub fn fan_out_in_lanes<I: Sync, T: Send>(
+    items: &[I],
+    lanes: &Lanes,
+    stop: Stop<T>,
+    progress: &dyn Progress,
+    work: impl Fn(&I) -> T + Sync,
     mut arrived: impl FnMut(&[(usize, T)]) -> Flow,
 ) -> Vec<Option<T>> {
-    let next = AtomicUsize::new(0);
+    assert_eq!(lanes.lane_of.len(), items.len(), "one lane per item");
+    let queue = Mutex::new(Queue::new(lanes));
     let stopped = AtomicBool::new(false);
     let (sender, receiver) = mpsc::channel::<(usize, T)>();
     let mut results: Vec<Option<T>> = items.iter().map(|_| None).collect();
     std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1).min(items.len()) {
+        for _ in 0..lanes.workers() {
             let sender = sender.clone();
-            let (next, stopped, stop, work) = (&next, &stopped, &stop, &work);
+            let (queue, stopped, stop, work) = (&queue, &stopped, &stop, &work);
             scope.spawn(move || {
                 while !stopped.load(Ordering::SeqCst) {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(index) else { break };
-                    let result = work(item);
+                    let Some((lane, index)) = lock(queue).take(lanes) else {
+                        break;
+                    };
+                    let result = work(&items[index]);
+                    lock(queue).running[lane] -= 1;
                     if let Stop::OnFirstError(failed) = stop
                         && failed(&result)
                     {
@@ -96,6 +198,12 @@ pub fn fan_out<I: Sync, T: Send>(
     results
 }
 
+/// The queue's lock; a worker that panicked while holding it left it consistent (it
+/// only pops and counts), so a poisoned lock is taken as it is.
+fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs `work` on every item, up to `jobs` at a time, and returns every result in item
 /// order: the fan-out that never stops early and reports no progress.
 pub fn fan_out_all<I: Sync, T: Send>(items: &[I], jobs: usize, work: impl Fn(&I) -> T + Sync) -> Vec<T> {
@@ -108,10 +216,24 @@ pub fn fan_out_all<I: Sync, T: Send>(items: &[I], jobs: usize, work: impl Fn(&I)
     .collect()
 }
 
+/// [`fan_out_all`] with the items in `lanes`.
+pub fn fan_out_all_in_lanes<I: Sync, T: Send>(
+    items: &[I],
+    lanes: &Lanes,
+    work: impl Fn(&I) -> T + Sync,
+) -> Vec<T> {
+    fan_out_in_lanes(items, lanes, Stop::Never, &crate::ops::NoProgress, work, |_| {
+        Flow::Continue
+    })
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
 
     #[test]
     fn results_come_back_in_item_order() {
@@ -170,6 +292,44 @@ mod tests {
         assert_eq!(seen, items);
         assert_eq!(progress.0.load(Ordering::SeqCst), items.len());
         assert!(results.iter().zip(&items).all(|(r, n)| *r == Some(*n)));
+    }
+
+    #[test]
+    fn no_lane_runs_more_than_its_capacity_and_every_item_runs() {
+        let items: Vec<usize> = (0..60).collect();
+        let capacity = vec![1, 3, 2];
+        let lanes = Lanes::new(capacity.clone(), items.iter().map(|n| n % 3).collect());
+        let running: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+        let peak: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+        let results = fan_out_in_lanes(
+            &items,
+            &lanes,
+            Stop::Never,
+            &crate::ops::NoProgress,
+            |n| {
+                let lane = n % 3;
+                let now = running[lane].fetch_add(1, Ordering::SeqCst) + 1;
+                peak[lane].fetch_max(now, Ordering::SeqCst);
+                std::thread::yield_now();
+                running[lane].fetch_sub(1, Ordering::SeqCst);
+                *n
+            },
+            |_| Flow::Continue,
+        );
+        assert!(results.iter().zip(&items).all(|(r, n)| *r == Some(*n)));
+        for (lane, limit) in capacity.iter().enumerate() {
+            assert!(
+                peak[lane].load(Ordering::SeqCst) <= *limit,
+                "lane {lane} ran over"
+            );
+        }
+    }
+
+    #[test]
+    fn workers_are_the_capacity_of_the_lanes_in_use() {
+        assert_eq!(Lanes::new(vec![8, 4, 4], vec![0, 1, 1, 1, 1, 1]).workers(), 6);
+        assert_eq!(Lanes::new(vec![8, 4], vec![1; 10]).workers(), 4);
+        assert_eq!(Lanes::single(3, 16).workers(), 3);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::Session;
 use crate::engine::Finished;
 use crate::error::Error;
-use crate::fan_out::{Load, default_jobs};
+use crate::fan_out::{DEFAULT_JOBS_PER_SERVER, Load, default_jobs};
 use crate::ops::{credentials, doctor, query, resolve, tenants};
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +78,9 @@ pub struct MigrateArgs {
     /// Tenants migrated at once [default: 8 per CPU, since tenants wait on fsync, not the CPU]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub jobs: Option<u16>,
+    /// Connections held at once on each database server (never more than it has free)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS_PER_SERVER, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs_per_server: u16,
     /// Go on with the other tenants after a failure (exit 8 at the end)
     #[arg(long)]
     pub continue_on_error: bool,
@@ -99,9 +102,15 @@ pub struct StatusArgs {
     /// Only tenants whose last migration failed
     #[arg(long)]
     pub failed: bool,
-    /// Also open every file: quick_check and the version it really has
+    /// Also open every tenant database: quick_check and the version it really has
     #[arg(long)]
     pub check: bool,
+    /// Only tenants on this server ('local' for the SQLite files)
+    #[arg(long, value_name = "NAME")]
+    pub server: Option<String>,
+    /// Connections held at once on each database server (never more than it has free)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS_PER_SERVER, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs_per_server: u16,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +139,9 @@ pub struct SqlArgs {
     /// Stop a statement that runs longer than this, e.g. 30s or 5m
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::parse_lock_timeout)]
     pub timeout: std::time::Duration,
+    /// Connections held at once on each database server (never more than it has free)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS_PER_SERVER, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs_per_server: u16,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +177,9 @@ pub struct VacuumArgs {
     /// Tenants compacted at once [default: 2 per CPU]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub jobs: Option<u16>,
+    /// Connections held at once on each database server (never more than it has free)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS_PER_SERVER, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs_per_server: u16,
 }
 
 /// The largest script `db sql -f` reads.
@@ -278,6 +293,7 @@ pub struct DoctorArgs {
 const MIGRATE_COLUMNS: &[&str] = &["customer", "from", "to", "status", "ms", "error"];
 const STATUS_COLUMNS: &[&str] = &[
     "customer",
+    "server",
     "schema_version",
     "pending",
     "size_bytes",
@@ -323,6 +339,7 @@ pub fn run(session: &Session, command: DbCommand) -> crate::error::Result<()> {
                 dry_run: args.dry_run,
                 target: args.target,
                 jobs: jobs(args.jobs),
+                jobs_per_server: usize::from(args.jobs_per_server),
                 continue_on_error: args.continue_on_error,
                 canary: args.canary,
             };
@@ -358,6 +375,8 @@ pub fn run(session: &Session, command: DbCommand) -> crate::error::Result<()> {
                 behind: args.behind,
                 failed: args.failed,
                 check: args.check,
+                server: args.server,
+                jobs_per_server: usize::from(args.jobs_per_server),
             };
             let reported = tenants::status(&catalog, &session.home, &request)?;
             let status = &reported.report;
@@ -389,7 +408,13 @@ pub fn run(session: &Session, command: DbCommand) -> crate::error::Result<()> {
         }
         DbCommand::Vacuum(args) => {
             let jobs = args.jobs.map(usize::from).unwrap_or_else(compute_jobs);
-            let vacuumed = query::vacuum(&mut catalog, session.actor(), &args.customers, jobs)?;
+            let vacuumed = query::vacuum(
+                &mut catalog,
+                session.actor(),
+                &args.customers,
+                jobs,
+                usize::from(args.jobs_per_server),
+            )?;
             let results = &vacuumed.report;
             session.out.list(VACUUM_COLUMNS, results)?;
             let failed = results.iter().filter(|r| r.error.is_some()).count();
@@ -420,7 +445,13 @@ pub fn run(session: &Session, command: DbCommand) -> crate::error::Result<()> {
 fn sql(session: &Session, catalog: &mut crate::catalog::Catalog, args: &SqlArgs) -> crate::error::Result<()> {
     match args.target()? {
         SqlTarget::Fleet(statement) => {
-            let queried = query::run_all(catalog, session.actor(), statement, compute_jobs(), args.timeout)?;
+            let queried = query::run_all(
+                catalog,
+                session.actor(),
+                statement,
+                (compute_jobs(), usize::from(args.jobs_per_server)),
+                args.timeout,
+            )?;
             let fleet = &queried.report;
             let columns: Vec<&str> = fleet.columns.iter().map(String::as_str).collect();
             let line = format!(

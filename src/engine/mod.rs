@@ -233,6 +233,11 @@ pub trait Engine: Send + Sync {
     fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase>;
     /// How to reach `placement`, for `resolve`, `customer show` and `db path`.
     fn view(&self, placement: &Placement) -> PlacementView;
+    /// How many of `wanted` connections a fan-out may hold on this server at once:
+    /// fewer when the server has fewer free. A file engine holds none, so all of them.
+    fn connection_limit(&self, wanted: usize) -> usize {
+        wanted
+    }
     /// Unfinished copies on a server whose owning command is gone (`alive` tells by
     /// owner token), by their names; a file engine's are doctor's to find.
     fn abandoned_staging(&self, _alive: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
@@ -288,8 +293,13 @@ pub trait TenantDatabase: Send + Sync {
     }
     /// A script of statements in one transaction, sandboxed to this tenant.
     fn script(&self, sql: &str, write: bool, timeout: Duration) -> Result<ScriptOutcome>;
-    /// The bytes it takes, as quotas count them.
+    /// The bytes it takes, as quotas count them; 0 when it cannot be measured.
     fn size_bytes(&self) -> u64;
+    /// The same, but a server that cannot be asked is an error, not an empty tenant:
+    /// what suspends a customer must not take "down" for "small".
+    fn measured_bytes(&self) -> Result<u64> {
+        Ok(self.size_bytes())
+    }
     /// The engine's quick integrity check; exit 7 naming the database on damage.
     fn check(&self) -> Result<()>;
     /// A token that is the same only while the data has not changed, so that what
@@ -475,5 +485,39 @@ impl Engines {
     /// The tenant database at `placement`.
     pub fn tenant(&self, placement: &Placement) -> Result<Arc<dyn TenantDatabase>> {
         Ok(self.engine(placement)?.tenant(placement))
+    }
+
+    /// Lanes for a fan-out over tenants at `placements`: the local files share one of
+    /// `jobs`; each database server gets its own of `per_server` connections at most
+    /// (fewer when the server has fewer free, read now from the servers involved).
+    pub fn lanes<'p>(
+        &self,
+        placements: impl IntoIterator<Item = &'p Placement>,
+        jobs: usize,
+        per_server: usize,
+    ) -> crate::fan_out::Lanes {
+        let mut servers: Vec<&str> = vec![LOCAL_SERVER];
+        let lane_of = placements
+            .into_iter()
+            .map(
+                |placement| match servers.iter().position(|s| *s == placement.server) {
+                    Some(lane) => lane,
+                    None => {
+                        servers.push(&placement.server);
+                        servers.len() - 1
+                    }
+                },
+            )
+            .collect();
+        let capacity = servers
+            .iter()
+            .map(|name| match (*name, self.server(name)) {
+                (LOCAL_SERVER, _) => jobs,
+                (_, Ok(engine)) => engine.connection_limit(per_server),
+                // Its tenants fail at once, naming the missing server.
+                (_, Err(_)) => 1,
+            })
+            .collect();
+        crate::fan_out::Lanes::new(capacity, lane_of)
     }
 }

@@ -44,6 +44,7 @@ pub fn plan(
         pending: pending.clone(),
         applied: Some(applied),
         millis: 0.0,
+        server_down: false,
     };
     if pending.is_empty() {
         if target.is_some_and(|t| from > t) {

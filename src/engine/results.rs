@@ -39,6 +39,9 @@ pub struct TenantRun {
     /// the file could not be read.
     pub applied: Option<Vec<MigrationId>>,
     pub millis: f64,
+    /// The tenant's server did not answer: the tenant failed, but a rollout goes on
+    /// with the tenants elsewhere.
+    pub server_down: bool,
 }
 
 impl TenantRun {
@@ -51,6 +54,15 @@ impl TenantRun {
             pending: Vec::new(),
             applied: None,
             millis: elapsed_ms(started),
+            server_down: false,
+        }
+    }
+
+    /// A run that failed before it started, with `err` as the reason.
+    pub(crate) fn failed_with(from: i64, err: &crate::error::Error, started: Instant) -> Self {
+        TenantRun {
+            server_down: err.is_server_down(),
+            ..TenantRun::failed(from, Outcome::Failed, err.to_string(), started)
         }
     }
 }

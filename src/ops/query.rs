@@ -14,7 +14,7 @@ use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, QueryRecord, TenantRow};
 use crate::engine::{Engines, Finished, RowSink, ScriptOutcome, TenantDatabase};
 use crate::error::{Error, Result};
-use crate::fan_out::fan_out_all;
+use crate::fan_out::fan_out_all_in_lanes;
 use crate::time;
 
 /// Runs one statement on one tenant, streaming rows to `sink`. The run is in the query
@@ -118,13 +118,15 @@ pub struct FleetResult {
 /// name is renamed (`tenant_2`), as duplicate columns are in single-tenant results.
 pub const TENANT_COLUMN: &str = "tenant";
 
-/// Runs one read-only statement on every active tenant, `jobs` at a time. The rows of
-/// the tenants it ran on are kept; a tenant it failed on makes the outcome partial, exit 8.
+/// Runs one read-only statement on every active tenant, `jobs` local files and
+/// `per_server` tenants of each database server at a time, each as its own tenant. The
+/// rows of the tenants it ran on are kept; a tenant it failed on makes the outcome
+/// partial, exit 8.
 pub fn run_all(
     catalog: &mut Catalog,
     actor: Actor<'_>,
     statement: &str,
-    jobs: usize,
+    (jobs, per_server): (usize, usize),
     timeout: Duration,
 ) -> Result<Reported<FleetResult>> {
     if statement.trim().trim_matches(';').trim().is_empty() {
@@ -135,7 +137,8 @@ pub fn run_all(
         .filter(|t| t.status == CustomerStatus::Active)
         .collect();
     let engines = Engines::new(actor.home);
-    let outcomes = fan_out_all(&active, jobs, |tenant| {
+    let lanes = engines.lanes(active.iter().map(|t| &t.placement), jobs, per_server);
+    let outcomes = fan_out_all_in_lanes(&active, &lanes, |tenant| {
         let started = Instant::now();
         let result = engines
             .tenant(&tenant.placement)
@@ -210,7 +213,8 @@ pub struct VacuumResult {
 const VACUUM_SQL: &str = "VACUUM; ANALYZE";
 
 /// `VACUUM` and `ANALYZE` on the named tenants (or every one that is not deleted: a
-/// customer suspended for storage is the one that needs it most), `jobs` at a time.
+/// customer suspended for storage is the one that needs it most), `jobs` local files
+/// and `per_server` tenants of each database server at a time.
 /// Each run is recorded in the query history; a tenant it failed on makes the outcome
 /// partial, exit 8.
 pub fn vacuum(
@@ -218,6 +222,7 @@ pub fn vacuum(
     actor: Actor<'_>,
     references: &[String],
     jobs: usize,
+    per_server: usize,
 ) -> Result<Reported<Vec<VacuumResult>>> {
     let ids = references
         .iter()
@@ -225,7 +230,8 @@ pub fn vacuum(
         .collect::<Result<Vec<_>>>()?;
     let chosen = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
     let engines = Engines::new(actor.home);
-    let results = fan_out_all(&chosen, jobs, |tenant| {
+    let lanes = engines.lanes(chosen.iter().map(|t| &t.placement), jobs, per_server);
+    let results = fan_out_all_in_lanes(&chosen, &lanes, |tenant| {
         let started = Instant::now();
         let (outcome, size) = match engines.tenant(&tenant.placement) {
             Ok(db) => (vacuum_one(db.as_ref()), db.size_bytes()),

@@ -13,9 +13,9 @@ use crate::catalog::Catalog;
 use crate::catalog::model::Customer;
 use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, TenantRow};
-use crate::engine::{EngineKind, Engines, Outcome, PlacementView, TenantDatabase, TenantRun};
+use crate::engine::{EngineKind, Engines, Outcome, Placement, PlacementView, TenantDatabase, TenantRun};
 use crate::error::{Error, Result};
-use crate::fan_out::{Flow, Stop, fan_out};
+use crate::fan_out::{Flow, Load, Stop, default_jobs, fan_out_in_lanes};
 use crate::home::Home;
 use crate::lock::HomeLock;
 use crate::migrations::{self, MigrationId};
@@ -96,6 +96,8 @@ pub struct MigrateRequest {
     pub dry_run: bool,
     pub target: Option<i64>,
     pub jobs: usize,
+    /// Connections held at once on each database server.
+    pub jobs_per_server: usize,
     pub continue_on_error: bool,
     pub canary: Option<usize>,
 }
@@ -111,6 +113,9 @@ pub struct TenantResult {
     pub pending: Vec<i64>,
     pub error: Option<String>,
     pub ms: f64,
+    /// It failed because its server did not answer.
+    #[serde(skip)]
+    pub server_down: bool,
 }
 
 impl TenantResult {
@@ -124,6 +129,7 @@ impl TenantResult {
             pending: run.pending.clone(),
             error: run.error.clone(),
             ms: run.millis,
+            server_down: run.server_down,
         }
     }
 
@@ -207,6 +213,7 @@ pub fn migrate(
                 pending: Vec::new(),
                 applied: None,
                 millis: 0.0,
+                server_down: false,
             };
             results.insert(tenant.customer_id, TenantResult::new(tenant, &run));
         } else {
@@ -221,6 +228,7 @@ pub fn migrate(
         target: request.target,
         dry_run: request.dry_run,
         jobs: request.jobs.max(1),
+        jobs_per_server: request.jobs_per_server.max(1),
         stop_on_failure: !request.continue_on_error,
     };
     let canary = request.canary.unwrap_or(0).min(to_run.len());
@@ -257,6 +265,7 @@ pub fn migrate(
                 .to_string(),
             ),
             ms: 0.0,
+            server_down: false,
         });
     }
     let in_order: Vec<TenantResult> = chosen
@@ -280,12 +289,23 @@ fn migrate_failure(results: &[TenantResult], unrecorded: Option<String>) -> Opti
     }
     let failed = results.iter().filter(|r| r.failed()).count();
     let skipped = results.iter().filter(|r| r.status == Outcome::Skipped).count();
+    let down = results.iter().filter(|r| r.server_down).count();
     (failed > 0).then(|| {
+        let (unreachable, hint) = match down {
+            0 => (
+                String::new(),
+                "fix the migration and run 'tenantctl db migrate' again",
+            ),
+            _ => (
+                format!(" ({down} on servers that did not answer)"),
+                "bring the server back ('tenantctl server test NAME') and run 'tenantctl db migrate' again",
+            ),
+        };
         Error::partial(format!(
-            "{failed} of {} tenants failed, {skipped} not started",
+            "{failed} of {} tenants failed{unreachable}, {skipped} not started",
             results.len()
         ))
-        .with_hint("see the error column; fix the migration and run 'tenantctl db migrate' again")
+        .with_hint(format!("see the error column; {hint}"))
     })
 }
 
@@ -296,6 +316,7 @@ struct FanOut<'a> {
     target: Option<i64>,
     dry_run: bool,
     jobs: usize,
+    jobs_per_server: usize,
     stop_on_failure: bool,
 }
 
@@ -311,25 +332,35 @@ impl FanOut<'_> {
         progress: &dyn Progress,
         unrecorded: &mut Option<String>,
     ) -> Vec<(TenantRow, TenantResult)> {
+        // A server that is down fails its own tenants, not the rollout elsewhere.
         let stop = if self.stop_on_failure && !all_must_finish {
-            Stop::OnFirstError(|run: &TenantRun| matches!(run.outcome, Outcome::Failed | Outcome::Drift))
+            Stop::OnFirstError(|run: &TenantRun| {
+                matches!(run.outcome, Outcome::Failed | Outcome::Drift) && !run.server_down
+            })
         } else {
             Stop::Never
         };
-        let migrate = |tenant: &TenantRow| match self.engines.tenant(&tenant.placement) {
-            Ok(db) => db.migrate(
-                self.migrations.of(tenant.placement.engine),
-                self.target,
-                self.dry_run,
-            ),
-            Err(err) => TenantRun::failed(
-                tenant.schema_version,
-                Outcome::Failed,
-                err.to_string(),
-                Instant::now(),
-            ),
+        let migrate = |tenant: &TenantRow| {
+            let mut run = match self.engines.tenant(&tenant.placement) {
+                Ok(db) => db.migrate(
+                    self.migrations.of(tenant.placement.engine),
+                    self.target,
+                    self.dry_run,
+                ),
+                Err(err) => TenantRun::failed_with(tenant.schema_version, &err, Instant::now()),
+            };
+            if run.applied.is_none() && run.outcome == Outcome::Failed {
+                // It could not even be read: it is where the catalog last saw it.
+                (run.from, run.to) = (tenant.schema_version, tenant.schema_version);
+            }
+            run
         };
-        let runs = fan_out(tenants, self.jobs, stop, progress, migrate, |batch| {
+        let lanes = self.engines.lanes(
+            tenants.iter().map(|t| &t.placement),
+            self.jobs,
+            self.jobs_per_server,
+        );
+        let runs = fan_out_in_lanes(tenants, &lanes, stop, progress, migrate, |batch| {
             if !self.dry_run
                 && unrecorded.is_none()
                 && let Err(err) = record(catalog, tenants, batch)
@@ -377,6 +408,10 @@ pub struct StatusRequest {
     pub behind: bool,
     pub failed: bool,
     pub check: bool,
+    /// Only the tenants on this server.
+    pub server: Option<String>,
+    /// Connections `--check` holds at once on each database server.
+    pub jobs_per_server: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -395,6 +430,36 @@ pub struct DbSummary {
     pub total_bytes: u64,
     /// With `--check`: tenants whose file failed the check.
     pub check_failed: usize,
+    /// The same counts for each server the tenants live on.
+    pub servers: Vec<ServerSummary>,
+}
+
+/// One server's tenants in the `db status` summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSummary {
+    pub server: String,
+    pub engine: EngineKind,
+    pub tenants: usize,
+    pub current: usize,
+    pub behind: usize,
+    pub failed: usize,
+    pub total_bytes: u64,
+    /// Why the server could not be asked for its tenants' sizes, if it could not.
+    pub unreachable: Option<String>,
+}
+
+impl ServerSummary {
+    fn count(&mut self, failed: bool, pending: usize, bytes: u64) {
+        self.tenants += 1;
+        self.total_bytes += bytes;
+        if failed {
+            self.failed += 1;
+        } else if pending > 0 {
+            self.behind += 1;
+        } else {
+            self.current += 1;
+        }
+    }
 }
 
 impl DbSummary {
@@ -404,10 +469,26 @@ impl DbSummary {
         } else {
             String::new()
         };
-        format!(
+        let mut line = format!(
             "{} tenants: {} current, {} behind, {} failed{checks} (newest migration V{}, {} bytes)",
             self.tenants, self.current, self.behind, self.failed, self.newest_migration, self.total_bytes
-        )
+        );
+        // Per server only when there is more than one to tell apart.
+        if self.servers.len() > 1 {
+            for server in &self.servers {
+                line.push_str(&format!(
+                    "\n  {}: {} tenants, {} current, {} behind, {} failed",
+                    server.server, server.tenants, server.current, server.behind, server.failed
+                ));
+            }
+        }
+        for server in self.servers.iter().filter(|s| s.unreachable.is_some()) {
+            line.push_str(&format!(
+                "\n  {}",
+                server.unreachable.as_deref().unwrap_or_default()
+            ));
+        }
+        line
     }
 }
 
@@ -416,6 +497,8 @@ pub struct TenantStatus {
     pub customer: String,
     pub customer_id: i64,
     pub status: CustomerStatus,
+    pub engine: EngineKind,
+    pub server: String,
     pub path: String,
     pub size_bytes: u64,
     pub schema_version: i64,
@@ -427,8 +510,9 @@ pub struct TenantStatus {
     pub check: Option<String>,
 }
 
-/// Per-tenant state from the catalog; with `check`, each file is opened and checked too,
-/// and a file that fails its check makes the outcome a verification failure, exit 7.
+/// Per-tenant state from the catalog; with `check`, each database is opened and
+/// checked too (a bounded number at once per server), and one that fails its check
+/// makes the outcome a verification failure, exit 7.
 pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result<Reported<DbStatus>> {
     let ids = request
         .customers
@@ -438,20 +522,35 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
     let (_, migrations) = load_migrations(catalog, home)?;
     let newest = migrations::newest_version(&migrations);
     let engines = Engines::new(home);
-    let rows = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
+    if let Some(name) = &request.server {
+        engines.server(name)?;
+    }
+    let rows: Vec<TenantRow> =
+        tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?
+            .into_iter()
+            .filter(|row| {
+                request
+                    .server
+                    .as_ref()
+                    .is_none_or(|name| row.placement.server == *name)
+            })
+            .collect();
     let mut summary = DbSummary {
         newest_migration: newest,
         ..Default::default()
     };
-    let mut out = Vec::new();
+    let mut shown = Vec::new();
     for row in rows {
         let pending = migrations
             .iter()
             .filter(|m| i64::from(m.version()) > row.schema_version)
             .count();
         let failed = row.migration_status != TenantMigrationStatus::Ok;
-        let tenant = engines.tenant(&row.placement)?;
-        let size_bytes = tenant.size_bytes();
+        let (size_bytes, unreachable) = match engines.tenant(&row.placement)?.measured_bytes() {
+            Ok(bytes) => (bytes, None),
+            Err(err) if err.is_server_down() => (0, Some(err.to_string())),
+            Err(_) => (0, None),
+        };
         summary.tenants += 1;
         summary.total_bytes += size_bytes;
         if failed {
@@ -461,28 +560,34 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
         } else {
             summary.current += 1;
         }
+        let on_server = server_summary(&mut summary.servers, &row);
+        on_server.count(failed, pending, size_bytes);
+        on_server.unreachable = on_server.unreachable.take().or(unreachable);
         if (request.behind && pending == 0) || (request.failed && !failed) {
             continue;
         }
-        let check = request
-            .check
-            .then(|| check_tenant(tenant.as_ref(), row.schema_version));
-        if check.as_deref().is_some_and(|c| c != "ok") {
-            summary.check_failed += 1;
-        }
-        out.push(TenantStatus {
-            check,
+        shown.push(TenantStatus {
+            check: None,
             customer: row.slug,
             customer_id: row.customer_id,
             status: row.status,
-            path: row.placement.location,
+            engine: row.placement.engine,
+            server: row.placement.server.clone(),
+            path: row.placement.location.clone(),
             size_bytes,
             schema_version: row.schema_version,
             pending,
             migration_status: row.migration_status,
             last_migrated_at: row.migrated_at,
             last_error: row.migration_error,
-        })
+        });
+    }
+    if request.check {
+        check_all(&engines, &mut shown, request.jobs_per_server);
+        summary.check_failed = shown
+            .iter()
+            .filter(|t| t.check.as_deref().is_some_and(|c| c != "ok"))
+            .count();
     }
     let check_failed = summary.check_failed;
     let failure = (check_failed > 0).then(|| {
@@ -495,10 +600,61 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
     Ok(Reported::new(
         DbStatus {
             summary,
-            tenants: out,
+            tenants: shown,
         },
         failure,
     ))
+}
+
+/// The summary of the server `row` lives on, added the first time it is met.
+fn server_summary<'s>(servers: &'s mut Vec<ServerSummary>, row: &TenantRow) -> &'s mut ServerSummary {
+    let at = match servers.iter().position(|s| s.server == row.placement.server) {
+        Some(at) => at,
+        None => {
+            servers.push(ServerSummary {
+                server: row.placement.server.clone(),
+                engine: row.placement.engine,
+                tenants: 0,
+                current: 0,
+                behind: 0,
+                failed: 0,
+                total_bytes: 0,
+                unreachable: None,
+            });
+            servers.len() - 1
+        }
+    };
+    &mut servers[at]
+}
+
+/// Opens and checks every shown tenant, the local files on a core's worth of workers
+/// and at most `per_server` at once on each database server.
+fn check_all(engines: &Engines, shown: &mut [TenantStatus], per_server: usize) {
+    let placements: Vec<Placement> = shown
+        .iter()
+        .map(|t| Placement {
+            engine: t.engine,
+            server: t.server.clone(),
+            location: t.path.clone(),
+        })
+        .collect();
+    let lanes = engines.lanes(&placements, default_jobs(Load::Compute), per_server);
+    let versions: Vec<i64> = shown.iter().map(|t| t.schema_version).collect();
+    let indexes: Vec<usize> = (0..shown.len()).collect();
+    let checks = fan_out_in_lanes(
+        &indexes,
+        &lanes,
+        Stop::Never,
+        &super::NoProgress,
+        |&i| match engines.tenant(&placements[i]) {
+            Ok(tenant) => check_tenant(tenant.as_ref(), versions[i]),
+            Err(err) => err.to_string(),
+        },
+        |_| Flow::Continue,
+    );
+    for (tenant, check) in shown.iter_mut().zip(checks) {
+        tenant.check = check;
+    }
 }
 
 /// Opens a tenant database: `ok`, or what is wrong with it.

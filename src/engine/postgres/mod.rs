@@ -1,6 +1,7 @@
 //! PostgreSQL servers: their connection URLs, admin connections, what a server must
 //! offer before it takes tenants, and its template database.
 
+mod pool;
 mod schema;
 pub mod sql;
 mod template;
@@ -146,6 +147,13 @@ impl PgUrl {
             config.dbname(database);
         }
         config.connect(NoTls).map_err(|e| unreachable(server, &e))
+    }
+
+    /// How to connect as the URL's login to `database`.
+    fn config_for(&self, database: &str) -> Config {
+        let mut config = self.config();
+        config.dbname(database);
+        config
     }
 
     /// The environment that hands this login to libpq tools (pg_dump, psql): the

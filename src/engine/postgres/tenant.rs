@@ -4,12 +4,13 @@
 //! as the tenant role, so the server itself keeps it inside its tenant.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use postgres::Client;
 use refinery::Migration;
 
+use super::pool::{Pool, Pooled};
 use super::template::{TEMPLATE_DATABASE, TEMPLATE_OWNER};
 use super::{PgUrl, schema, sql};
 use crate::backup::restore::StagingRun;
@@ -26,24 +27,34 @@ use crate::secrets::{MasterKey, Secret};
 
 /// Where the tenant's data waits between delete and undelete or purge.
 const RETIRED_PREFIX: &str = "tenantctl_deleted_";
+/// Connections a fan-out leaves free on a server, beyond those already in use.
+const CONNECTION_MARGIN: i32 = 5;
 /// A database copied from the template, not yet any tenant's: `…_<owner token>_<n>`.
 const STAGING_PREFIX: &str = "tenantctl_new_";
 
-/// One PostgreSQL server of the home, as the catalog lists it.
+/// One PostgreSQL server of the home, as the catalog lists it. Its tenants share
+/// its connections and what it learnt of the server while the command runs.
 pub struct PgEngine {
     row: ServerRow,
     home: Home,
-    /// An admin connection to the URL's database that a step finished with, for the
-    /// next step of the same command (provisioning, then publishing).
-    idle: std::sync::Mutex<Option<Client>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The admin login, decrypted once.
+    url: OnceLock<PgUrl>,
+    pool: Pool,
 }
 
 impl PgEngine {
     pub fn new(row: ServerRow, home: &Home) -> Self {
         PgEngine {
+            shared: Arc::new(Shared {
+                url: OnceLock::new(),
+                pool: Pool::new(&row.name),
+            }),
             row,
             home: home.clone(),
-            idle: std::sync::Mutex::new(None),
         }
     }
 
@@ -53,30 +64,27 @@ impl PgEngine {
 
     /// The admin login, its password decrypted with the master key.
     fn admin_url(&self) -> Result<PgUrl> {
+        if let Some(url) = self.shared.url.get() {
+            return Ok(url.clone());
+        }
         let password = match &self.row.password {
             Some(stored) => {
                 Some(MasterKey::require(&self.home)?.decrypt(stored, &server_identity(&self.row.name))?)
             }
             None => None,
         };
-        PgUrl::from_stored(&self.row.url, password)
+        let url = PgUrl::from_stored(&self.row.url, password)?;
+        Ok(self.shared.url.get_or_init(|| url).clone())
     }
 
-    fn admin(&self, database: Option<&str>) -> Result<Client> {
-        if database.is_none()
-            && let Some(client) = self.idle.lock().ok().and_then(|mut idle| idle.take())
-            && !client.is_closed()
-        {
-            return Ok(client);
-        }
-        self.admin_url()?.connect(&self.row.name, database)
-    }
-
-    /// Keeps an admin connection to the URL's database for the next step.
-    fn release(&self, client: Client) {
-        if let Ok(mut idle) = self.idle.lock() {
-            *idle = Some(client);
-        }
+    /// An admin connection to `database` (default: the URL's own), from the pool.
+    fn admin(&self, database: Option<&str>) -> Result<Pooled<'_>> {
+        let url = self.admin_url()?;
+        let database = match database {
+            Some(name) => name.to_string(),
+            None => url.database(),
+        };
+        self.shared.pool.get(&url, &database)
     }
 
     fn fail(&self, err: &postgres::Error) -> Error {
@@ -238,7 +246,6 @@ impl Engine for PgEngine {
                 sql::ident(&staging)
             ),
         )?;
-        self.release(admin);
         Ok(Provisioned {
             staging,
             schema_version: crate::migrations::newest_version(migrations),
@@ -470,10 +477,37 @@ impl Engine for PgEngine {
         }
     }
 
+    /// Reads the server's free connections once; a server that does not answer gets
+    /// one lane, on which its tenants fail at once.
+    fn connection_limit(&self, wanted: usize) -> usize {
+        let free = self.admin(None).and_then(|mut admin| {
+            admin
+                .query_one(
+                    "SELECT current_setting('max_connections')::int
+                          - current_setting('superuser_reserved_connections')::int
+                          - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int",
+                    &[],
+                )
+                .map(|row| row.get::<_, i32>(0))
+                .map_err(|e| self.fail(&e))
+        });
+        match free {
+            // Room for the applications and the operator's own sessions.
+            Ok(free) => wanted
+                .min(usize::try_from(free - CONNECTION_MARGIN).unwrap_or(0))
+                .max(1),
+            Err(_) => 1,
+        }
+    }
+
     fn tenant(&self, placement: &Placement) -> Arc<dyn TenantDatabase> {
         Arc::new(PgTenant {
             placement: placement.clone(),
-            server: PgEngine::new(self.row.clone(), &self.home),
+            server: PgEngine {
+                row: self.row.clone(),
+                home: self.home.clone(),
+                shared: Arc::clone(&self.shared),
+            },
         })
     }
 }
@@ -521,6 +555,34 @@ impl PgTenant {
         let mut url = self.server.admin_url()?;
         url.set_login(&role, password);
         url.connect(&self.server.row.name, Some(&self.database()?))
+    }
+
+    /// The migrations the tenant has applied, read on `admin` (connected to its
+    /// database).
+    fn read_applied(&self, admin: &mut Client) -> std::result::Result<Vec<MigrationId>, postgres::Error> {
+        match self.server.schema_mode() {
+            true => schema::applied(admin, self.name()),
+            false => sql::applied_migrations(admin),
+        }
+    }
+
+    /// Releases the tenant's advisory lock; the connection goes back to the pool only
+    /// when that worked, so no later step inherits the lock.
+    fn end_session(&self, mut admin: Pooled<'_>) {
+        if admin.batch_execute("SELECT pg_advisory_unlock_all()").is_err() {
+            admin.discard();
+        }
+    }
+
+    /// A migrate that failed on the server before it began: the tenant is where it was.
+    fn broken(&self, admin: Pooled<'_>, err: &postgres::Error, started: std::time::Instant) -> TenantRun {
+        let error = if admin.is_closed() {
+            self.server.shared.pool.mark_down(&super::describe(err))
+        } else {
+            self.server.fail(err)
+        };
+        admin.discard();
+        TenantRun::failed_with(0, &error, started)
     }
 
     fn unsupported(&self, what: &str) -> Error {
@@ -574,60 +636,67 @@ impl TenantDatabase for PgTenant {
 
     fn applied(&self) -> Result<Vec<MigrationId>> {
         let mut admin = self.server.admin(Some(&self.database()?))?;
-        let applied = match self.server.schema_mode() {
-            true => schema::applied(&mut admin, self.name()),
-            false => sql::applied_migrations(&mut admin),
-        };
-        applied.map_err(|e| self.server.fail(&e))
+        self.read_applied(&mut admin).map_err(|e| self.server.fail(&e))
     }
 
     /// Applies what is pending in one transaction, under a per-tenant advisory lock,
     /// as the tenant's own role, so what the migrations make belongs to the tenant.
+    /// One connection does it all: the lock, reading the history, the migrations.
     fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
         let started = std::time::Instant::now();
-        let failed =
-            |err: Error| TenantRun::failed(0, crate::engine::Outcome::Failed, err.to_string(), started);
         let mut admin = match self.database().and_then(|db| self.server.admin(Some(&db))) {
             Ok(admin) => admin,
-            Err(err) => return failed(err),
+            Err(err) => return TenantRun::failed_with(0, &err, started),
         };
-        let applied = match self.applied() {
+        // Taken before the history is read, so a second run waits and then finds
+        // the work done rather than planning it again.
+        let lock = format!("SELECT pg_advisory_lock(hashtext('tenantctl:{}'))", self.name());
+        let applied = admin
+            .batch_execute(&lock)
+            .and_then(|()| self.read_applied(&mut admin));
+        let applied = match applied {
             Ok(applied) => applied,
-            Err(err) => return failed(err),
+            Err(err) => return self.broken(admin, &err, started),
         };
         let (mut run, runner_target) =
             match crate::engine::plan::plan(applied, migrations, target, dry_run, started) {
-                crate::engine::plan::Plan::Decided(run) => return run,
+                crate::engine::plan::Plan::Decided(run) => {
+                    self.end_session(admin);
+                    return run;
+                }
                 crate::engine::plan::Plan::Apply { run, target } => (run, target),
             };
         let role = role_name(&self.placement).unwrap_or_default();
-        let mut session = format!(
-            "SELECT pg_advisory_lock(hashtext('tenantctl:{}')); SET ROLE {}",
-            self.name(),
-            sql::ident(&role)
-        );
+        let mut session = format!("SET ROLE {}", sql::ident(&role));
         if self.server.schema_mode() {
             session.push_str(&format!("; SET search_path TO {}", sql::ident(self.name())));
         }
         if let Err(err) = admin.batch_execute(&session) {
-            return failed(self.server.fail(&err));
+            return self.broken(admin, &err, started);
         }
         let result = refinery::Runner::new(migrations)
             .set_grouped(true)
             .set_target(runner_target)
-            .run(&mut admin);
-        match result {
-            Ok(_) => {
-                run.outcome = crate::engine::Outcome::Migrated;
-                run.to = *run.pending.last().unwrap_or(&run.from);
+            .run(&mut *admin);
+        if let Err(err) = result {
+            if admin.is_closed() {
+                // The server went away under the migration: the tenant is at its old
+                // version, and the server's other tenants need not try.
+                let cause = crate::engine::sqlite::migrate::error_chain(&err);
+                let down = self.server.shared.pool.mark_down(&cause);
+                return TenantRun::failed_with(run.from, &down, started);
             }
-            Err(err) => {
-                run.outcome = crate::engine::Outcome::Failed;
-                run.error = Some(crate::engine::sqlite::migrate::error_chain(&err));
-            }
+            run.outcome = crate::engine::Outcome::Failed;
+            run.error = Some(crate::engine::sqlite::migrate::error_chain(&err));
+        } else {
+            run.outcome = crate::engine::Outcome::Migrated;
+            run.to = *run.pending.last().unwrap_or(&run.from);
         }
-        let _ = admin.batch_execute("RESET ROLE; RESET search_path; SELECT pg_advisory_unlock_all()");
-        run.applied = self.applied().ok();
+        run.applied = admin
+            .batch_execute("RESET ROLE; RESET search_path")
+            .and_then(|()| self.read_applied(&mut admin))
+            .ok();
+        self.end_session(admin);
         run.millis = crate::engine::results::elapsed_ms(started);
         run
     }
@@ -651,18 +720,18 @@ impl TenantDatabase for PgTenant {
     }
 
     fn size_bytes(&self) -> u64 {
-        let size = self
-            .server
-            .admin(None)
-            .ok()
-            .and_then(|mut admin| match self.server.schema_mode() {
-                true => schema::size(&mut admin, self.name()).ok(),
-                false => admin
-                    .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
-                    .ok()
-                    .map(|row| row.get::<_, i64>(0)),
-            });
-        size.map_or(0, |bytes| u64::try_from(bytes).unwrap_or(0))
+        self.measured_bytes().unwrap_or(0)
+    }
+
+    fn measured_bytes(&self) -> Result<u64> {
+        let mut admin = self.server.admin(None)?;
+        let size = match self.server.schema_mode() {
+            true => schema::size(&mut admin, self.name()),
+            false => admin
+                .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
+                .map(|row| row.get::<_, i64>(0)),
+        };
+        Ok(u64::try_from(size.map_err(|e| self.server.fail(&e))?).unwrap_or(0))
     }
 
     fn check(&self) -> Result<()> {
