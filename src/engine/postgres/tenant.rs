@@ -804,7 +804,7 @@ impl TenantDatabase for PgTenant {
         self.server.set_login(&mut admin, &role, allowed)
     }
 
-    /// One query on the admin connection, left idle for the next check of the tenant.
+    /// One query on an admin connection, back in the pool for the next check of the tenant.
     fn access_problems(&self) -> Result<Vec<AccessFinding>> {
         let query = match self.server.schema_mode() {
             true => "SELECT pg_get_userbyid(nspowner)::text, false FROM pg_namespace WHERE nspname = $1",
@@ -817,7 +817,7 @@ impl TenantDatabase for PgTenant {
         let row = admin
             .query_opt(query, &[&self.name()])
             .map_err(|e| self.server.fail(&e))?;
-        self.server.release(admin);
+        drop(admin);
         let Some(row) = row else { return Ok(Vec::new()) };
         let (owner, public_connect): (String, bool) = (row.get(0), row.get(1));
         let role = role_name(&self.placement).unwrap_or_default();
@@ -866,7 +866,6 @@ impl TenantDatabase for PgTenant {
         };
         let mut admin = self.server.admin(None)?;
         self.server.run(&mut admin, &statement)?;
-        self.server.release(admin);
         Ok(done)
     }
 }
