@@ -585,6 +585,18 @@ impl PgTenant {
         TenantRun::failed_with(0, &error, started)
     }
 
+    /// The tenant's size, read on any connection to the server; in schema mode one
+    /// to the database its schema is in.
+    fn size_on(&self, admin: &mut Client) -> Result<u64> {
+        let size = match self.server.schema_mode() {
+            true => schema::size(admin, self.name()),
+            false => admin
+                .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
+                .map(|row| row.get::<_, i64>(0)),
+        };
+        Ok(u64::try_from(size.map_err(|e| self.server.fail(&e))?).unwrap_or(0))
+    }
+
     fn unsupported(&self, what: &str) -> Error {
         Error::refused(format!(
             "{what} of PostgreSQL tenants is not supported yet ({})",
@@ -650,7 +662,11 @@ impl TenantDatabase for PgTenant {
         };
         // Taken before the history is read, so a second run waits and then finds
         // the work done rather than planning it again.
-        let lock = format!("SELECT pg_advisory_lock(hashtext('tenantctl:{}'))", self.name());
+        // A dry run changes nothing, so it waits for no one.
+        let lock = match dry_run {
+            true => "SELECT 1".to_string(),
+            false => format!("SELECT pg_advisory_lock(hashtext('tenantctl:{}'))", self.name()),
+        };
         let applied = admin
             .batch_execute(&lock)
             .and_then(|()| self.read_applied(&mut admin));
@@ -725,13 +741,7 @@ impl TenantDatabase for PgTenant {
 
     fn measured_bytes(&self) -> Result<u64> {
         let mut admin = self.server.admin(None)?;
-        let size = match self.server.schema_mode() {
-            true => schema::size(&mut admin, self.name()),
-            false => admin
-                .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
-                .map(|row| row.get::<_, i64>(0)),
-        };
-        Ok(u64::try_from(size.map_err(|e| self.server.fail(&e))?).unwrap_or(0))
+        self.size_on(&mut admin)
     }
 
     fn check(&self) -> Result<()> {
@@ -746,16 +756,17 @@ impl TenantDatabase for PgTenant {
         None
     }
 
+    /// Sizes are read on the same connection, so a vacuum holds one per tenant.
     fn vacuum(&self) -> Result<Vacuumed> {
-        let before = self.size_bytes();
         let mut admin = self.server.admin(Some(&self.database()?))?;
+        let bytes_before = self.size_on(&mut admin)?;
         match self.server.schema_mode() {
             true => schema::vacuum(&mut admin, self.name()).map_err(|e| self.server.fail(&e))?,
-            false => self.server.run(&mut admin, "VACUUM ANALYZE")?,
+            false => self.server.run(&mut admin, "VACUUM (ANALYZE)")?,
         }
         Ok(Vacuumed {
-            bytes_before: before,
-            bytes_after: self.size_bytes(),
+            bytes_before,
+            bytes_after: self.size_on(&mut admin)?,
         })
     }
 
