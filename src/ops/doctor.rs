@@ -14,7 +14,7 @@ use crate::catalog::states::{CatalogMigrationStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, CleanCheck, TenantRow};
 use crate::engine::{AccessFinding, AccessProblem, EngineKind, Engines, Placement, sqlite};
 use crate::error::{Error, IoContext, Result};
-use crate::fan_out::{Load, default_jobs, fan_out_all};
+use crate::fan_out::{DEFAULT_JOBS_PER_SERVER, Load, default_jobs, fan_out_all_in_lanes};
 use crate::files::{self, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::home::Home;
 use crate::lock;
@@ -309,7 +309,13 @@ fn run_checks(
     };
     let engines = Engines::new(home);
     let catalog_file = catalog.path().to_path_buf();
-    let reports = fan_out_all(&live, default_jobs(Load::Compute), |tenant| {
+    // Server tenants are checked a few at a time per server, never a connection each.
+    let lanes = engines.lanes(
+        live.iter().map(|t| &t.placement),
+        default_jobs(Load::Compute),
+        usize::from(DEFAULT_JOBS_PER_SERVER),
+    );
+    let reports = fan_out_all_in_lanes(&live, &lanes, |tenant| {
         let last_clean = stamps.get(&tenant.customer_id);
         let engine_files = match tenant.placement.engine {
             EngineKind::Sqlite => files.as_deref(),
