@@ -245,6 +245,23 @@ pub trait Engine: Send + Sync {
     }
 }
 
+/// A way a server tenant can be reachable by more than its own role: what
+/// provisioning set up and something since undid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessProblem {
+    /// The database (or schema) belongs to some role other than the tenant's.
+    NotOwnedByTenantRole,
+    /// Every role may connect to the tenant's database.
+    OpenToPublic,
+}
+
+/// An [`AccessProblem`] found on one tenant, with what was seen.
+#[derive(Debug, Clone)]
+pub struct AccessFinding {
+    pub problem: AccessProblem,
+    pub message: String,
+}
+
 /// One tenant's database, as every command reaches it.
 pub trait TenantDatabase: Send + Sync {
     fn placement(&self) -> &Placement;
@@ -319,6 +336,19 @@ pub trait TenantDatabase: Send + Sync {
     /// engines where applications log in as the tenant; a file has no login.
     fn set_login(&self, _allowed: bool) -> Result<()> {
         Ok(())
+    }
+    /// Who besides the tenant's own role can reach it, on engines where tenants have
+    /// roles; a file has none, so nothing. Nothing either when the tenant is not there
+    /// (that is [`presence`](Self::presence)'s to say).
+    fn access_problems(&self) -> Result<Vec<AccessFinding>> {
+        Ok(Vec::new())
+    }
+    /// Puts back what provisioning set up about `problem`; what was done, for doctor.
+    fn repair_access(&self, problem: AccessProblem) -> Result<String> {
+        Err(Error::refused(format!(
+            "{} has no roles to repair ({problem:?})",
+            self.describe()
+        )))
     }
     /// Gives the tenant's login role a new password; refused where there is no role.
     fn set_password(&self, _password: &crate::secrets::Secret) -> Result<()> {

@@ -17,8 +17,9 @@ use crate::backup::restore::StagingRun;
 use crate::catalog::servers::ServerRow;
 use crate::catalog::states::ServerMode;
 use crate::engine::{
-    BackedUp, BackupTarget, Engine, EngineKind, Finished, MigrationId, Placement, PlacementView, Provisioned,
-    RowSink, ScriptOutcome, Staged, TenantDatabase, TenantRun, Vacuumed,
+    AccessFinding, AccessProblem, BackedUp, BackupTarget, Engine, EngineKind, Finished, MigrationId,
+    Placement, PlacementView, Provisioned, RowSink, ScriptOutcome, Staged, TenantDatabase, TenantRun,
+    Vacuumed,
 };
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -584,6 +585,18 @@ impl PgTenant {
         TenantRun::failed_with(0, &error, started)
     }
 
+    /// The tenant's size, read on any connection to the server; in schema mode one
+    /// to the database its schema is in.
+    fn size_on(&self, admin: &mut Client) -> Result<u64> {
+        let size = match self.server.schema_mode() {
+            true => schema::size(admin, self.name()),
+            false => admin
+                .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
+                .map(|row| row.get::<_, i64>(0)),
+        };
+        Ok(u64::try_from(size.map_err(|e| self.server.fail(&e))?).unwrap_or(0))
+    }
+
     fn unsupported(&self, what: &str) -> Error {
         Error::refused(format!(
             "{what} of PostgreSQL tenants is not supported yet ({})",
@@ -649,7 +662,11 @@ impl TenantDatabase for PgTenant {
         };
         // Taken before the history is read, so a second run waits and then finds
         // the work done rather than planning it again.
-        let lock = format!("SELECT pg_advisory_lock(hashtext('tenantctl:{}'))", self.name());
+        // A dry run changes nothing, so it waits for no one.
+        let lock = match dry_run {
+            true => "SELECT 1".to_string(),
+            false => format!("SELECT pg_advisory_lock(hashtext('tenantctl:{}'))", self.name()),
+        };
         let applied = admin
             .batch_execute(&lock)
             .and_then(|()| self.read_applied(&mut admin));
@@ -724,13 +741,7 @@ impl TenantDatabase for PgTenant {
 
     fn measured_bytes(&self) -> Result<u64> {
         let mut admin = self.server.admin(None)?;
-        let size = match self.server.schema_mode() {
-            true => schema::size(&mut admin, self.name()),
-            false => admin
-                .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
-                .map(|row| row.get::<_, i64>(0)),
-        };
-        Ok(u64::try_from(size.map_err(|e| self.server.fail(&e))?).unwrap_or(0))
+        self.size_on(&mut admin)
     }
 
     fn check(&self) -> Result<()> {
@@ -745,16 +756,17 @@ impl TenantDatabase for PgTenant {
         None
     }
 
+    /// Sizes are read on the same connection, so a vacuum holds one per tenant.
     fn vacuum(&self) -> Result<Vacuumed> {
-        let before = self.size_bytes();
         let mut admin = self.server.admin(Some(&self.database()?))?;
+        let bytes_before = self.size_on(&mut admin)?;
         match self.server.schema_mode() {
             true => schema::vacuum(&mut admin, self.name()).map_err(|e| self.server.fail(&e))?,
-            false => self.server.run(&mut admin, "VACUUM ANALYZE")?,
+            false => self.server.run(&mut admin, "VACUUM (ANALYZE)")?,
         }
         Ok(Vacuumed {
-            bytes_before: before,
-            bytes_after: self.size_bytes(),
+            bytes_before,
+            bytes_after: self.size_on(&mut admin)?,
         })
     }
 
@@ -801,5 +813,70 @@ impl TenantDatabase for PgTenant {
         let mut admin = self.server.admin(None)?;
         let role = role_name(&self.placement).unwrap_or_default();
         self.server.set_login(&mut admin, &role, allowed)
+    }
+
+    /// One query on an admin connection, back in the pool for the next check of the tenant.
+    fn access_problems(&self) -> Result<Vec<AccessFinding>> {
+        let query = match self.server.schema_mode() {
+            true => "SELECT pg_get_userbyid(nspowner)::text, false FROM pg_namespace WHERE nspname = $1",
+            false => {
+                "SELECT pg_get_userbyid(datdba)::text, has_database_privilege('public', oid, 'CONNECT')
+                 FROM pg_database WHERE datname = $1"
+            }
+        };
+        let mut admin = self.server.admin(None)?;
+        let row = admin
+            .query_opt(query, &[&self.name()])
+            .map_err(|e| self.server.fail(&e))?;
+        drop(admin);
+        let Some(row) = row else { return Ok(Vec::new()) };
+        let (owner, public_connect): (String, bool) = (row.get(0), row.get(1));
+        let role = role_name(&self.placement).unwrap_or_default();
+        let mut found = Vec::new();
+        if owner != role {
+            found.push(AccessFinding {
+                problem: AccessProblem::NotOwnedByTenantRole,
+                message: format!("{} is owned by {owner}, not by its role {role}", self.describe()),
+            });
+        }
+        if public_connect {
+            found.push(AccessFinding {
+                problem: AccessProblem::OpenToPublic,
+                message: format!(
+                    "{} lets every role connect (CONNECT granted to PUBLIC)",
+                    self.describe()
+                ),
+            });
+        }
+        Ok(found)
+    }
+
+    fn repair_access(&self, problem: AccessProblem) -> Result<String> {
+        let role = role_name(&self.placement).unwrap_or_default();
+        let (name, role_ident) = (sql::ident(self.name()), sql::ident(&role));
+        let (statement, done) = match (problem, self.server.schema_mode()) {
+            (AccessProblem::NotOwnedByTenantRole, true) => (
+                format!("ALTER SCHEMA {name} OWNER TO {role_ident}"),
+                format!("given back to {role}"),
+            ),
+            (AccessProblem::NotOwnedByTenantRole, false) => (
+                format!("ALTER DATABASE {name} OWNER TO {role_ident}"),
+                format!("given back to {role}"),
+            ),
+            // As publishing left it: PUBLIC has nothing on a tenant database.
+            (AccessProblem::OpenToPublic, false) => (
+                format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"),
+                "revoked from PUBLIC".to_string(),
+            ),
+            (AccessProblem::OpenToPublic, true) => {
+                return Err(Error::refused(format!(
+                    "{} shares its database with other tenants; its grants are the server's",
+                    self.describe()
+                )));
+            }
+        };
+        let mut admin = self.server.admin(None)?;
+        self.server.run(&mut admin, &statement)?;
+        Ok(done)
     }
 }
