@@ -12,7 +12,7 @@ use refinery::Migration;
 
 use super::pool::{Pool, Pooled};
 use super::template::{TEMPLATE_DATABASE, TEMPLATE_OWNER};
-use super::{PgUrl, schema, sql};
+use super::{PgUrl, migrate, schema, sql};
 use crate::backup::restore::StagingRun;
 use crate::catalog::servers::ServerRow;
 use crate::catalog::states::ServerMode;
@@ -566,10 +566,10 @@ impl PgTenant {
         }
     }
 
-    /// Releases the tenant's advisory lock; the connection goes back to the pool only
-    /// when that worked, so no later step inherits the lock.
-    fn end_session(&self, mut admin: Pooled<'_>) {
-        if admin.batch_execute("SELECT pg_advisory_unlock_all()").is_err() {
+    /// Releases the tenant's advisory lock if `locked`; the connection goes back to
+    /// the pool only when that worked, so no later step inherits the lock.
+    fn end_session(&self, mut admin: Pooled<'_>, locked: bool) {
+        if locked && migrate::unlock(&mut admin).is_err() {
             admin.discard();
         }
     }
@@ -653,66 +653,64 @@ impl TenantDatabase for PgTenant {
 
     /// Applies what is pending in one transaction, under a per-tenant advisory lock,
     /// as the tenant's own role, so what the migrations make belongs to the tenant.
-    /// One connection does it all: the lock, reading the history, the migrations.
+    /// One connection does it all, in two round trips for one pending migration.
     fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
         let started = std::time::Instant::now();
         let mut admin = match self.database().and_then(|db| self.server.admin(Some(&db))) {
             Ok(admin) => admin,
             Err(err) => return TenantRun::failed_with(0, &err, started),
         };
-        // Taken before the history is read, so a second run waits and then finds
-        // the work done rather than planning it again.
-        // A dry run changes nothing, so it waits for no one.
-        let lock = match dry_run {
-            true => "SELECT 1".to_string(),
-            false => format!("SELECT pg_advisory_lock(hashtext('tenantctl:{}'))", self.name()),
-        };
-        let applied = admin
-            .batch_execute(&lock)
-            .and_then(|()| self.read_applied(&mut admin));
-        let applied = match applied {
-            Ok(applied) => applied,
+        let schema = self.server.schema_mode().then(|| self.name().to_string());
+        // Taken before the history is read, so a second run waits and then finds the
+        // work done rather than planning it again. A dry run changes nothing, so it
+        // waits for no one.
+        let key = format!("tenantctl:{}", self.name());
+        let lock_key = (!dry_run).then_some(key.as_str());
+        let history = migrate::history_table(schema.as_deref());
+        let (applied, history_exists) = match migrate::lock_and_read(&mut admin, lock_key, &history) {
+            Ok(Some(applied)) => (applied, true),
+            Ok(None) => (Vec::new(), false),
             Err(err) => return self.broken(admin, &err, started),
         };
-        let (mut run, runner_target) =
-            match crate::engine::plan::plan(applied, migrations, target, dry_run, started) {
-                crate::engine::plan::Plan::Decided(run) => {
-                    self.end_session(admin);
-                    return run;
-                }
-                crate::engine::plan::Plan::Apply { run, target } => (run, target),
-            };
+        let before = applied.clone();
+        let mut run = match crate::engine::plan::plan(applied, migrations, target, dry_run, started) {
+            crate::engine::plan::Plan::Decided(run) => {
+                self.end_session(admin, lock_key.is_some());
+                return run;
+            }
+            crate::engine::plan::Plan::Apply { run, .. } => run,
+        };
+        let pending: Vec<&Migration> = migrations
+            .iter()
+            .filter(|m| run.pending.contains(&i64::from(m.version())))
+            .collect();
         let role = role_name(&self.placement).unwrap_or_default();
-        let mut session = format!("SET ROLE {}", sql::ident(&role));
-        if self.server.schema_mode() {
-            session.push_str(&format!("; SET search_path TO {}", sql::ident(self.name())));
-        }
-        if let Err(err) = admin.batch_execute(&session) {
-            return self.broken(admin, &err, started);
-        }
-        let result = refinery::Runner::new(migrations)
-            .set_grouped(true)
-            .set_target(runner_target)
-            .run(&mut *admin);
-        if let Err(err) = result {
-            if admin.is_closed() {
+        match migrate::apply(&mut admin, &pending, &role, schema.as_deref(), history_exists) {
+            Ok(()) => {
+                run.outcome = crate::engine::Outcome::Migrated;
+                run.to = *run.pending.last().unwrap_or(&run.from);
+                let mut applied = before;
+                applied.extend(pending.iter().map(|m| MigrationId::of(m)));
+                run.applied = Some(applied);
+            }
+            Err(failed) if admin.is_closed() => {
                 // The server went away under the migration: the tenant is at its old
                 // version, and the server's other tenants need not try.
-                let cause = crate::engine::sqlite::migrate::error_chain(&err);
+                let cause = format!("{}: {}", failed.migration, super::describe(&failed.error));
                 let down = self.server.shared.pool.mark_down(&cause);
                 return TenantRun::failed_with(run.from, &down, started);
             }
-            run.outcome = crate::engine::Outcome::Failed;
-            run.error = Some(crate::engine::sqlite::migrate::error_chain(&err));
-        } else {
-            run.outcome = crate::engine::Outcome::Migrated;
-            run.to = *run.pending.last().unwrap_or(&run.from);
+            Err(failed) => {
+                run.outcome = crate::engine::Outcome::Failed;
+                run.error = Some(format!(
+                    "{} failed: {}",
+                    failed.migration,
+                    super::describe(&failed.error)
+                ));
+                run.applied = Some(before);
+            }
         }
-        run.applied = admin
-            .batch_execute("RESET ROLE; RESET search_path")
-            .and_then(|()| self.read_applied(&mut admin))
-            .ok();
-        self.end_session(admin);
+        self.end_session(admin, true);
         run.millis = crate::engine::results::elapsed_ms(started);
         run
     }
