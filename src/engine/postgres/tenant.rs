@@ -481,7 +481,7 @@ impl Engine for PgEngine {
     /// one lane, on which its tenants fail at once.
     fn connection_limit(&self, wanted: usize) -> usize {
         let free = self.admin(None).and_then(|mut admin| {
-            admin
+            let free = admin
                 .query_one(
                     "SELECT current_setting('max_connections')::int
                           - current_setting('superuser_reserved_connections')::int
@@ -489,7 +489,13 @@ impl Engine for PgEngine {
                     &[],
                 )
                 .map(|row| row.get::<_, i32>(0))
-                .map_err(|e| self.fail(&e))
+                .map_err(|e| self.fail(&e));
+            // Tenants in their own databases cannot use this one: closed now, it is
+            // gone before the fan-out's own connections count against the bound.
+            if !self.schema_mode() {
+                admin.discard();
+            }
+            free
         });
         match free {
             // Room for the applications and the operator's own sessions.
