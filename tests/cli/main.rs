@@ -9,6 +9,7 @@ mod crashes;
 mod customers;
 mod disk_full;
 mod docs;
+mod fleet_servers;
 mod global;
 mod hardening;
 mod import;
