@@ -477,14 +477,18 @@ impl Engine for PgEngine {
     }
 
     /// Reads the server's free connections once; a server that does not answer gets
-    /// one lane, on which its tenants fail at once.
+    /// one lane, on which its tenants fail at once. The admin login sees the type of
+    /// its own roles' sessions only; another role's session shows none, but takes a
+    /// connection all the same when it is in a database.
     fn connection_limit(&self, wanted: usize) -> usize {
         let free = self.admin(None).and_then(|mut admin| {
             admin
                 .query_one(
                     "SELECT current_setting('max_connections')::int
                           - current_setting('superuser_reserved_connections')::int
-                          - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int",
+                          - (SELECT count(*) FROM pg_stat_activity
+                             WHERE backend_type = 'client backend'
+                                OR (backend_type IS NULL AND datid IS NOT NULL))::int",
                     &[],
                 )
                 .map(|row| row.get::<_, i32>(0))
