@@ -453,13 +453,28 @@ fn a_server_that_goes_away_fails_its_own_tenants_by_name_and_the_rollout_goes_on
         "CREATE TABLE v4_marker (id INTEGER);",
         &format!("SELECT pg_advisory_xact_lock({GATE}); CREATE TABLE v4_marker (id INTEGER);"),
     );
-    // pgb stops while its tenants wait at the gate. No --continue-on-error: a server
-    // that is down does not stop the rollout elsewhere.
-    let gate = Gate::close(&fleet.b, PLATFORM);
-    let run = env.cmd(&["db", "migrate", "--json"]).spawn();
+    // One tenant at a time on each server, pgb's first and pga's first held at the
+    // gate. No --continue-on-error: pgb stops, its tenants fail, and only then may
+    // pga go on to a2 and a3, as a rollout does when the failure is a server's.
+    let gate_b = Gate::close(&fleet.b, PLATFORM);
+    let gate_a = Gate::close(&fleet.a, "tenant_a1");
+    let run = env
+        .cmd(&["db", "migrate", "--jobs", "1", "--jobs-per-server", "1", "--json"])
+        .spawn();
     wait_for_gated(&fleet.b, PLATFORM, 1);
+    wait_for_gated(&fleet.a, "tenant_a1", 1);
     fleet.b.stop();
-    drop(gate);
+    drop(gate_b);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let b_failed = "SELECT count(*) FROM customers WHERE slug LIKE 'b%' AND migration_status = 'failed'";
+    while env.count(b_failed) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "pgb's tenants were never recorded as failed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(gate_a);
     let run = finished(run);
     assert_eq!(run.code, 8, "{run:?}");
     let report = by_customer(&run.json());
@@ -639,12 +654,52 @@ fn a_fan_out_holds_no_more_connections_on_a_server_than_jobs_per_server() {
     }
     // The count does see a wider fan-out when one is allowed.
     assert!(peak(5) > 2, "V5: {} sessions at most", peak(5));
+
+    // A busy server: other roles' sessions (here the superuser's, which the admin
+    // login may not inspect) leave two connections free. The fan-out must narrow to
+    // what is free rather than meet "too many clients".
+    count_sessions(6);
+    let gates = all_gated();
+    let mut watcher = server.connect("postgres");
+    let _others = fill_until_free(&server, 2);
+    let run = env.cmd(&["db", "migrate", "--json"]).spawn();
+    let sessions = wait_with(&mut watcher, 1);
+    assert_eq!(sessions, 1, "tenantctl sessions on a busy server");
+    drop(gates);
+    let run = finished(run);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(peak(6), 1);
+}
+
+/// Sessions of the superuser until only `free` connections are left for other
+/// roles: a server busy with work that is not tenantctl's.
+fn fill_until_free(server: &PgServer, free: i64) -> Vec<postgres::Client> {
+    let mut sessions = vec![server.connect("postgres")];
+    loop {
+        let left: i64 = sessions[0]
+            .query_one(
+                "SELECT current_setting('max_connections')::bigint
+                      - current_setting('superuser_reserved_connections')::bigint
+                      - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if left <= free {
+            return sessions;
+        }
+        sessions.push(server.connect("postgres"));
+    }
 }
 
 /// Waits until `waiting` tenantctl sessions, in any databases, wait on an advisory
 /// lock; returns how many tenantctl sessions the server has then.
 fn wait_until_waiting(server: &PgServer, waiting: i64) -> i64 {
-    let mut watcher = server.connect("postgres");
+    wait_with(&mut server.connect("postgres"), waiting)
+}
+
+/// [`wait_until_waiting`] on a session the caller opened.
+fn wait_with(watcher: &mut postgres::Client, waiting: i64) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let row = watcher
