@@ -551,13 +551,14 @@ impl PgTenant {
         }
     }
 
-    /// Connects as the tenant's own role with the password the catalog keeps for it.
+    /// Connects as the tenant's own role with the password the catalog keeps for it;
+    /// on a server already found down, fails at once like the pooled connections.
     fn as_tenant(&self) -> Result<Client> {
         let role = role_name(&self.placement).unwrap_or_default();
         let password = tenant_role_password(&self.server.home, &role)?;
         let mut url = self.server.admin_url()?;
         url.set_login(&role, password);
-        url.connect(&self.server.row.name, Some(&self.database()?))
+        self.server.shared.pool.connect_apart(&url, &self.database()?)
     }
 
     /// The migrations the tenant has applied, read on `admin` (connected to its
