@@ -519,6 +519,31 @@ fn a_server_that_goes_away_fails_its_own_tenants_by_name_and_the_rollout_goes_on
     }
     assert_eq!(mute.accepted(), 1, "connection attempts on the silent server");
     assert!(run.stderr.contains("3 of 9 tenants failed"), "{run:?}");
+
+    // The fleet's SQL as well: the others answer, pgb's tenants fail by name, after
+    // one attempt on pgb.
+    let attempts = mute.accepted();
+    let run = env.run(&["db", "sql", "--all", "SELECT count(*) AS n FROM users", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let rows = run.json()["rows"].clone();
+    let answered: Vec<&str> = rows
+        .as_array()
+        .unwrap_or_else(|| panic!("{run:?}"))
+        .iter()
+        .map(|row| row["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(answered, ["l1", "l2", "l3", "a1", "a2", "a3"], "{run:?}");
+    for slug in ON_B {
+        assert!(
+            run.stderr.contains(&format!("{slug}: server pgb is unreachable")),
+            "{run:?}"
+        );
+    }
+    assert_eq!(
+        mute.accepted() - attempts,
+        1,
+        "db sql attempts on the silent server"
+    );
 }
 
 #[test]
