@@ -544,6 +544,41 @@ fn a_server_that_goes_away_fails_its_own_tenants_by_name_and_the_rollout_goes_on
         1,
         "db sql attempts on the silent server"
     );
+
+    // A check cannot tell a silent server's tenants missing: it cannot ask.
+    let attempts = mute.accepted();
+    let run = env.run(&["db", "status", "--check", "--json"]);
+    assert_eq!(run.code, 7, "{run:?}");
+    let status = by_customer(&run.json());
+    for slug in LOCAL.into_iter().chain(ON_A) {
+        assert_eq!(status[slug]["check"], "ok", "{run:?}");
+    }
+    for slug in ON_B {
+        let check = status[slug]["check"].as_str().unwrap();
+        assert!(check.contains("server pgb is unreachable"), "{slug}: {check}");
+    }
+    assert_eq!(
+        mute.accepted() - attempts,
+        1,
+        "db status attempts on the silent server"
+    );
+
+    let attempts = mute.accepted();
+    let run = env.run(&["db", "vacuum", "--all", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let vacuumed = by_customer(&run.json());
+    for slug in LOCAL.into_iter().chain(ON_A) {
+        assert_eq!(vacuumed[slug]["error"], Value::Null, "{run:?}");
+    }
+    for slug in ON_B {
+        let error = vacuumed[slug]["error"].as_str().unwrap();
+        assert!(error.contains("server pgb is unreachable"), "{slug}: {error}");
+    }
+    assert_eq!(
+        mute.accepted() - attempts,
+        1,
+        "db vacuum attempts on the silent server"
+    );
 }
 
 #[test]
