@@ -988,6 +988,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         'tenantctl;db;migrate' {
             [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Migrate up to version N instead of the newest')
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Tenants migrated at once [default: 8 per CPU, since tenants wait on fsync, not the CPU]')
+            [CompletionResult]::new('--jobs-per-server', '--jobs-per-server', [CompletionResultType]::ParameterName, 'Connections held at once on each database server (never more than it has free)')
             [CompletionResult]::new('--canary', '--canary', [CompletionResultType]::ParameterName, 'Migrate N tenants first and stop if any of them fails')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
             [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: HOME/backups]')
@@ -1012,6 +1013,8 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;db;status' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Only tenants on this server (''local'' for the SQLite files)')
+            [CompletionResult]::new('--jobs-per-server', '--jobs-per-server', [CompletionResultType]::ParameterName, 'Connections held at once on each database server (never more than it has free)')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
             [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: HOME/backups]')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table]')
@@ -1021,7 +1024,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m')
             [CompletionResult]::new('--behind', '--behind', [CompletionResultType]::ParameterName, 'Only tenants behind the newest migration')
             [CompletionResult]::new('--failed', '--failed', [CompletionResultType]::ParameterName, 'Only tenants whose last migration failed')
-            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Also open every file: quick_check and the version it really has')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Also open every tenant database: quick_check and the version it really has')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
@@ -1038,6 +1041,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Run the statements in FILE (''-'' for stdin) as one transaction')
             [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Run the statements in FILE (''-'' for stdin) as one transaction')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Stop a statement that runs longer than this, e.g. 30s or 5m')
+            [CompletionResult]::new('--jobs-per-server', '--jobs-per-server', [CompletionResultType]::ParameterName, 'Connections held at once on each database server (never more than it has free)')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
             [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: HOME/backups]')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table]')
@@ -1084,6 +1088,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         }
         'tenantctl;db;vacuum' {
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Tenants compacted at once [default: 2 per CPU]')
+            [CompletionResult]::new('--jobs-per-server', '--jobs-per-server', [CompletionResultType]::ParameterName, 'Connections held at once on each database server (never more than it has free)')
             [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
             [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: HOME/backups]')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table]')

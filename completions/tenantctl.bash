@@ -2539,7 +2539,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__migrate)
-            opts="-o -q -v -h -V --all --dry-run --target --jobs --continue-on-error --canary --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-o -q -v -h -V --all --dry-run --target --jobs --jobs-per-server --continue-on-error --canary --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2550,6 +2550,10 @@ _tenantctl() {
                     return 0
                     ;;
                 --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs-per-server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2677,7 +2681,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__sql)
-            opts="-f -o -q -v -h -V --all --write --file --timeout --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-f -o -q -v -h -V --all --write --file --timeout --jobs-per-server --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2692,6 +2696,10 @@ _tenantctl() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs-per-server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2731,12 +2739,20 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__status)
-            opts="-o -q -v -h -V --behind --failed --check --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-o -q -v -h -V --behind --failed --check --server --jobs-per-server --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs-per-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --home)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2815,13 +2831,17 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__vacuum)
-            opts="-o -q -v -h -V --all --jobs --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-o -q -v -h -V --all --jobs --jobs-per-server --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs-per-server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -919,6 +919,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;db;migrate'= {
             cand --target 'Migrate up to version N instead of the newest'
             cand --jobs 'Tenants migrated at once [default: 8 per CPU, since tenants wait on fsync, not the CPU]'
+            cand --jobs-per-server 'Connections held at once on each database server (never more than it has free)'
             cand --canary 'Migrate N tenants first and stop if any of them fails'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
@@ -942,6 +943,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --version 'Print version'
         }
         &'tenantctl;db;status'= {
+            cand --server 'Only tenants on this server (''local'' for the SQLite files)'
+            cand --jobs-per-server 'Connections held at once on each database server (never more than it has free)'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'
@@ -951,7 +954,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
             cand --behind 'Only tenants behind the newest migration'
             cand --failed 'Only tenants whose last migration failed'
-            cand --check 'Also open every file: quick_check and the version it really has'
+            cand --check 'Also open every tenant database: quick_check and the version it really has'
             cand --json 'Same as --output json'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'
@@ -967,6 +970,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -f 'Run the statements in FILE (''-'' for stdin) as one transaction'
             cand --file 'Run the statements in FILE (''-'' for stdin) as one transaction'
             cand --timeout 'Stop a statement that runs longer than this, e.g. 30s or 5m'
+            cand --jobs-per-server 'Connections held at once on each database server (never more than it has free)'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'
@@ -1011,6 +1015,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;db;vacuum'= {
             cand --jobs 'Tenants compacted at once [default: 2 per CPU]'
+            cand --jobs-per-server 'Connections held at once on each database server (never more than it has free)'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'

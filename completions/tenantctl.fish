@@ -806,6 +806,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status sql history vacuum path url rotate-password help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l target -d 'Migrate up to version N instead of the newest' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l jobs -d 'Tenants migrated at once [default: 8 per CPU, since tenants wait on fsync, not the CPU]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l jobs-per-server -d 'Connections held at once on each database server (never more than it has free)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l canary -d 'Migrate N tenants first and stop if any of them fails' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
@@ -827,6 +828,8 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l server -d 'Only tenants on this server (\'local\' for the SQLite files)' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l jobs-per-server -d 'Connections held at once on each database server (never more than it has free)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
@@ -840,7 +843,7 @@ never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l behind -d 'Only tenants behind the newest migration'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l failed -d 'Only tenants whose last migration failed'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l check -d 'Also open every file: quick_check and the version it really has'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l check -d 'Also open every tenant database: quick_check and the version it really has'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -l json -d 'Same as --output json'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only data and errors'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
@@ -849,6 +852,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s f -l file -d 'Run the statements in FILE (\'-\' for stdin) as one transaction' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l timeout -d 'Stop a statement that runs longer than this, e.g. 30s or 5m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l jobs-per-server -d 'Connections held at once on each database server (never more than it has free)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from sql" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
@@ -889,6 +893,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from history" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l jobs -d 'Tenants compacted at once [default: 2 per CPU]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l jobs-per-server -d 'Connections held at once on each database server (never more than it has free)' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand db; and __fish_seen_subcommand_from vacuum" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''

@@ -106,6 +106,30 @@ pub fn ledger_counts(conn: &Connection) -> Result<HashMap<i64, i64>> {
     Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
 }
 
+/// Each tenant's ledger, by customer id, in version order; a tenant with no rows has
+/// no entry.
+pub fn ledgers(conn: &Connection) -> Result<HashMap<i64, Vec<MigrationId>>> {
+    let mut stmt = conn.prepare(
+        "SELECT customer_id, version, name, checksum FROM tenant_migrations ORDER BY customer_id, version",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            MigrationId {
+                version: r.get(1)?,
+                name: r.get(2)?,
+                checksum: r.get(3)?,
+            },
+        ))
+    })?;
+    let mut found: HashMap<i64, Vec<MigrationId>> = HashMap::new();
+    for row in rows {
+        let (customer_id, migration) = row?;
+        found.entry(customer_id).or_default().push(migration);
+    }
+    Ok(found)
+}
+
 /// Tenants whose ledger holds an applied migration that no longer matches the files
 /// (changed checksum, or no file for that version).
 pub fn drifted_tenants(conn: &Connection, files: &[MigrationId]) -> Result<HashSet<i64>> {

@@ -260,10 +260,11 @@ pub fn quota(session: &Session, command: QuotaCommand) -> crate::error::Result<(
             session.out.list(QUOTA_COLUMNS, &checked.report)?;
             checked.outcome()?;
         }
-        QuotaCommand::Enforce { dry_run } => session.out.list(
-            ENFORCE_COLUMNS,
-            usage::enforce(&mut catalog, session.actor(), dry_run)?,
-        )?,
+        QuotaCommand::Enforce { dry_run } => {
+            let enforced = usage::enforce(&mut catalog, session.actor(), dry_run)?;
+            session.out.list(ENFORCE_COLUMNS, &enforced.report)?;
+            enforced.outcome()?;
+        }
     }
     Ok(())
 }

@@ -245,6 +245,23 @@ pub trait Engine: Send + Sync {
     }
 }
 
+/// A way a server tenant can be reachable by more than its own role: what
+/// provisioning set up and something since undid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessProblem {
+    /// The database (or schema) belongs to some role other than the tenant's.
+    NotOwnedByTenantRole,
+    /// Every role may connect to the tenant's database.
+    OpenToPublic,
+}
+
+/// An [`AccessProblem`] found on one tenant, with what was seen.
+#[derive(Debug, Clone)]
+pub struct AccessFinding {
+    pub problem: AccessProblem,
+    pub message: String,
+}
+
 /// One tenant's database, as every command reaches it.
 pub trait TenantDatabase: Send + Sync {
     fn placement(&self) -> &Placement;
@@ -276,8 +293,13 @@ pub trait TenantDatabase: Send + Sync {
     }
     /// A script of statements in one transaction, sandboxed to this tenant.
     fn script(&self, sql: &str, write: bool, timeout: Duration) -> Result<ScriptOutcome>;
-    /// The bytes it takes, as quotas count them.
+    /// The bytes it takes, as quotas count them; 0 when it cannot be measured.
     fn size_bytes(&self) -> u64;
+    /// The same, but a server that cannot be asked is an error, not an empty tenant:
+    /// what suspends a customer must not take "down" for "small".
+    fn measured_bytes(&self) -> Result<u64> {
+        Ok(self.size_bytes())
+    }
     /// The engine's quick integrity check; exit 7 naming the database on damage.
     fn check(&self) -> Result<()>;
     /// A token that is the same only while the data has not changed, so that what
@@ -314,6 +336,19 @@ pub trait TenantDatabase: Send + Sync {
     /// engines where applications log in as the tenant; a file has no login.
     fn set_login(&self, _allowed: bool) -> Result<()> {
         Ok(())
+    }
+    /// Who besides the tenant's own role can reach it, on engines where tenants have
+    /// roles; a file has none, so nothing. Nothing either when the tenant is not there
+    /// (that is [`presence`](Self::presence)'s to say).
+    fn access_problems(&self) -> Result<Vec<AccessFinding>> {
+        Ok(Vec::new())
+    }
+    /// Puts back what provisioning set up about `problem`; what was done, for doctor.
+    fn repair_access(&self, problem: AccessProblem) -> Result<String> {
+        Err(Error::refused(format!(
+            "{} has no roles to repair ({problem:?})",
+            self.describe()
+        )))
     }
     /// Gives the tenant's login role a new password; refused where there is no role.
     fn set_password(&self, _password: &crate::secrets::Secret) -> Result<()> {

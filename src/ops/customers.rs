@@ -323,7 +323,7 @@ pub fn show(catalog: &Catalog, reference: &str) -> Result<CustomerDetails> {
     let customer = resolve(conn, reference)?;
     let plan = quota::plan_of(conn, &customer)?;
     let limits = quota::effective(&plan, customer.overrides());
-    let used = quota::measure(conn, &customer)?;
+    let used = quota::measure(conn, &Engines::of_catalog(conn), &customer)?;
     let sites = customers::sites_of(conn, customer.id)?;
     let mut sites_by_status = BTreeMap::new();
     for site in &sites {

@@ -12,9 +12,9 @@ use crate::backup::restore;
 use crate::catalog::Catalog;
 use crate::catalog::states::{CatalogMigrationStatus, TenantMigrationStatus};
 use crate::catalog::tenants::{self, CleanCheck, TenantRow};
-use crate::engine::{EngineKind, Engines, sqlite};
+use crate::engine::{AccessFinding, AccessProblem, EngineKind, Engines, Placement, sqlite};
 use crate::error::{Error, IoContext, Result};
-use crate::fan_out::{Load, default_jobs, fan_out_all};
+use crate::fan_out::{DEFAULT_JOBS_PER_SERVER, Load, default_jobs, fan_out_all_in_lanes};
 use crate::files::{self, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::home::Home;
 use crate::lock;
@@ -146,6 +146,21 @@ enum Repair {
         applied: Vec<MigrationId>,
         actual: i64,
     },
+    /// The version is right but the ledger is not: only the ledger is rewritten, so a
+    /// failed last migration stays on record.
+    RecordLedger {
+        catalog: PathBuf,
+        customer_id: i64,
+        applied: Vec<MigrationId>,
+    },
+    /// Puts back what provisioning set up about who reaches a server tenant. The
+    /// tenant is reached again then: a tenant database held until the repairs would
+    /// hold its server connection too.
+    Access {
+        home: Home,
+        placement: Placement,
+        problem: AccessProblem,
+    },
 }
 
 impl Repair {
@@ -170,6 +185,20 @@ impl Repair {
                 })?;
                 Ok(format!("recorded V{actual}"))
             }
+            Repair::RecordLedger {
+                catalog,
+                customer_id,
+                applied,
+            } => {
+                let mut conn = Catalog::open(catalog)?;
+                conn.write(|tx| tenants::record_applied(tx, *customer_id, applied))?;
+                Ok("ledger rewritten from the database's history".to_string())
+            }
+            Repair::Access {
+                home,
+                placement,
+                problem,
+            } => Engines::new(home).tenant(placement)?.repair_access(*problem),
         }
     }
 }
@@ -272,6 +301,7 @@ fn run_checks(
             Some(set.iter().map(MigrationId::of).collect::<Vec<_>>())
         })
         .flatten();
+    let ledgers = tenants::ledgers(catalog.conn())?;
     let stamps = if full {
         HashMap::new()
     } else {
@@ -279,13 +309,25 @@ fn run_checks(
     };
     let engines = Engines::new(home);
     let catalog_file = catalog.path().to_path_buf();
-    let reports = fan_out_all(&live, default_jobs(Load::Compute), |tenant| {
+    // Server tenants are checked a few at a time per server, never a connection each.
+    let lanes = engines.lanes(
+        live.iter().map(|t| &t.placement),
+        default_jobs(Load::Compute),
+        usize::from(DEFAULT_JOBS_PER_SERVER),
+    );
+    let reports = fan_out_all_in_lanes(&live, &lanes, |tenant| {
         let last_clean = stamps.get(&tenant.customer_id);
         let engine_files = match tenant.placement.engine {
             EngineKind::Sqlite => files.as_deref(),
             _ => postgres_files.as_deref(),
         };
-        tenant_checks(&engines, home, &catalog_file, tenant, engine_files, last_clean)
+        let ledger = ledgers.get(&tenant.customer_id).map_or(&[][..], Vec::as_slice);
+        let known = Known {
+            files: engine_files,
+            ledger,
+            last_clean,
+        };
+        tenant_checks(&engines, home, &catalog_file, tenant, &known)
     });
     let mut tally = TenantTally::default();
     let mut stamped = Vec::with_capacity(live.len());
@@ -502,18 +544,31 @@ impl TenantReport {
     }
 }
 
+/// What doctor holds a tenant to, besides its catalog row.
+struct Known<'a> {
+    /// Its engine's migration files, when they could be read.
+    files: Option<&'a [MigrationId]>,
+    /// The catalog's ledger of what it has applied.
+    ledger: &'a [MigrationId],
+    /// Its last clean integrity check; `None` under `--full`.
+    last_clean: Option<&'a CleanCheck>,
+}
+
 /// Checks one live tenant without changing anything (repairs are the caller's, after).
-/// While its change stamp is the one of `last_clean`, its last clean check (`None`
-/// under `--full`), the database is neither checked nor opened: what it had applied
-/// then it still has.
+/// While its change stamp is the one of its last clean check, the database is neither
+/// checked nor opened: what it had applied then it still has.
 fn tenant_checks(
     engines: &Engines,
     home: &Home,
     catalog_path: &Path,
     tenant: &TenantRow,
-    files: Option<&[MigrationId]>,
-    last_clean: Option<&CleanCheck>,
+    known: &Known<'_>,
 ) -> Result<TenantReport> {
+    let Known {
+        files,
+        ledger,
+        last_clean,
+    } = *known;
     let mut report = TenantReport {
         findings: Vec::new(),
         integrity: Integrity::NotStamped,
@@ -523,6 +578,12 @@ fn tenant_checks(
     if let Err(err) = database.check_own() {
         return Ok(report.fail("tenant.symlink", &tenant.slug, err.to_string()));
     }
+    // Asked before presence, whose check may then reuse the connection; a server that
+    // cannot be asked this cannot say whether the tenant is there either.
+    let access = match database.access_problems() {
+        Ok(access) => access,
+        Err(err) => return Ok(report.fail("tenant.reachable", &tenant.slug, err.to_string())),
+    };
     let present = match database.presence() {
         Ok(present) => present,
         Err(err) => return Ok(report.fail("tenant.reachable", &tenant.slug, err.to_string())),
@@ -544,6 +605,11 @@ fn tenant_checks(
         });
         return Ok(report);
     }
+    report.findings.extend(
+        access
+            .into_iter()
+            .map(|found| access_finding(home, tenant, found)),
+    );
     if tenant.placement.engine == EngineKind::Sqlite {
         report.findings.extend(mode_finding(&path, PRIVATE_FILE_MODE));
         for side in files::sqlite_side_files(&path) {
@@ -592,6 +658,16 @@ fn tenant_checks(
                 format!("file is at V{actual}, catalog says V{}", tenant.schema_version),
             )
         });
+    } else if let Some(message) = ledger_disagreement(ledger, &applied) {
+        // The version finding's repair rewrites the ledger too, hence only here.
+        report.findings.push(Finding {
+            repair: Some(Repair::RecordLedger {
+                catalog: catalog_path.to_path_buf(),
+                customer_id: tenant.customer_id,
+                applied: applied.clone(),
+            }),
+            ..Finding::new("tenant.ledger", &tenant.slug, Verdict::Fail, message)
+        });
     }
     if let Some(files) = files {
         for done in &applied {
@@ -624,6 +700,49 @@ fn tenant_checks(
         ));
     }
     Ok(report)
+}
+
+/// A server tenant reachable by more than its own role: a failure, since the server no
+/// longer keeps the tenant to itself.
+fn access_finding(home: &Home, tenant: &TenantRow, found: AccessFinding) -> Finding {
+    let check = match found.problem {
+        AccessProblem::NotOwnedByTenantRole => "tenant.owner",
+        AccessProblem::OpenToPublic => "tenant.access",
+    };
+    Finding {
+        repair: Some(Repair::Access {
+            home: home.clone(),
+            placement: tenant.placement.clone(),
+            problem: found.problem,
+        }),
+        ..Finding::new(check, &tenant.slug, Verdict::Fail, found.message)
+    }
+}
+
+/// How the catalog's ledger of a tenant differs from the history in its database, the
+/// source of truth; `None` when they agree on every version and checksum. A wrong
+/// ledger makes `db migrate` skip tenants or misjudge drift.
+fn ledger_disagreement(ledger: &[MigrationId], applied: &[MigrationId]) -> Option<String> {
+    let recorded: HashMap<i64, &MigrationId> = ledger.iter().map(|m| (m.version, m)).collect();
+    let done: HashMap<i64, &MigrationId> = applied.iter().map(|m| (m.version, m)).collect();
+    let mut versions: Vec<i64> = recorded.keys().chain(done.keys()).copied().collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let differences: Vec<String> = versions
+        .into_iter()
+        .filter_map(|version| match (recorded.get(&version), done.get(&version)) {
+            (Some(r), Some(d)) if r.checksum == d.checksum => None,
+            (Some(_), Some(_)) => Some(format!("V{version} has another checksum in the ledger")),
+            (Some(_), None) => Some(format!("V{version} is in the ledger but not applied")),
+            (None, _) => Some(format!("V{version} is applied but not in the ledger")),
+        })
+        .collect();
+    (!differences.is_empty()).then(|| {
+        format!(
+            "the catalog's ledger disagrees with the database's history: {}",
+            differences.join("; ")
+        )
+    })
 }
 
 /// How recent a tenant's newest backup must be before doctor warns.
@@ -936,4 +1055,33 @@ fn unowned_checks(
 
 fn path_text(path: &Path) -> String {
     path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(pairs: &[(i64, &str)]) -> Vec<MigrationId> {
+        pairs
+            .iter()
+            .map(|&(version, checksum)| MigrationId {
+                version,
+                name: format!("m{version}"),
+                checksum: checksum.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_ledger_agrees_only_on_every_version_and_checksum() {
+        let history = applied(&[(1, "a"), (2, "b"), (3, "c")]);
+        assert_eq!(ledger_disagreement(&history, &history), None);
+        let ledger = applied(&[(1, "a"), (2, "x"), (4, "d")]);
+        assert_eq!(
+            ledger_disagreement(&ledger, &history).unwrap(),
+            "the catalog's ledger disagrees with the database's history: \
+             V2 has another checksum in the ledger; V3 is applied but not in the ledger; \
+             V4 is in the ledger but not applied"
+        );
+    }
 }

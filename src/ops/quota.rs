@@ -115,9 +115,10 @@ impl Storage {
         }
     }
 
-    /// Measured now from the customer's tenant database.
-    pub fn of(conn: &Connection, customer: &Customer) -> Result<Self> {
-        let tenant = Engines::of_catalog(conn).tenant(&customer.placement)?;
+    /// Measured now from the customer's tenant database (0 when its server does not
+    /// answer); one `engines` for many customers asks each server on one connection.
+    pub fn of(engines: &Engines, customer: &Customer) -> Result<Self> {
+        let tenant = engines.tenant(&customer.placement)?;
         Ok(Self::of_bytes(tenant.size_bytes()))
     }
 }
@@ -132,11 +133,11 @@ pub struct Usage {
     pub api_calls: i64,
 }
 
-pub fn measure(conn: &Connection, customer: &Customer) -> Result<Usage> {
+pub fn measure(conn: &Connection, engines: &Engines, customer: &Customer) -> Result<Usage> {
     let month = time::current_month();
     Ok(Usage {
         sites: customers::site_count(conn, customer.id)?,
-        storage: Storage::of(conn, customer)?,
+        storage: Storage::of(engines, customer)?,
         bandwidth_mb: usage::amount(conn, customer.id, "bandwidth_mb", &month)?,
         api_calls: usage::amount(conn, customer.id, "api_calls", &month)?,
     })
@@ -166,7 +167,7 @@ pub fn breaches(
     if after == before {
         return Ok(Vec::new());
     }
-    let used = measure(conn, customer)?;
+    let used = measure(conn, &Engines::of_catalog(conn), customer)?;
     Ok(lines(&used, after)
         .into_iter()
         .zip(lines(&used, before))

@@ -113,6 +113,9 @@ pub struct TenantResult {
     pub pending: Vec<i64>,
     pub error: Option<String>,
     pub ms: f64,
+    /// It failed because its server did not answer.
+    #[serde(skip)]
+    pub server_down: bool,
 }
 
 impl TenantResult {
@@ -126,6 +129,7 @@ impl TenantResult {
             pending: run.pending.clone(),
             error: run.error.clone(),
             ms: run.millis,
+            server_down: run.server_down,
         }
     }
 
@@ -261,6 +265,7 @@ pub fn migrate(
                 .to_string(),
             ),
             ms: 0.0,
+            server_down: false,
         });
     }
     let in_order: Vec<TenantResult> = chosen
@@ -284,12 +289,23 @@ fn migrate_failure(results: &[TenantResult], unrecorded: Option<String>) -> Opti
     }
     let failed = results.iter().filter(|r| r.failed()).count();
     let skipped = results.iter().filter(|r| r.status == Outcome::Skipped).count();
+    let down = results.iter().filter(|r| r.server_down).count();
     (failed > 0).then(|| {
+        let (unreachable, hint) = match down {
+            0 => (
+                String::new(),
+                "fix the migration and run 'tenantctl db migrate' again",
+            ),
+            _ => (
+                format!(" ({down} on servers that did not answer)"),
+                "bring the server back ('tenantctl server test NAME') and run 'tenantctl db migrate' again",
+            ),
+        };
         Error::partial(format!(
-            "{failed} of {} tenants failed, {skipped} not started",
+            "{failed} of {} tenants failed{unreachable}, {skipped} not started",
             results.len()
         ))
-        .with_hint("see the error column; fix the migration and run 'tenantctl db migrate' again")
+        .with_hint(format!("see the error column; {hint}"))
     })
 }
 
@@ -428,6 +444,8 @@ pub struct ServerSummary {
     pub behind: usize,
     pub failed: usize,
     pub total_bytes: u64,
+    /// Why the server could not be asked for its tenants' sizes, if it could not.
+    pub unreachable: Option<String>,
 }
 
 impl ServerSummary {
@@ -463,6 +481,12 @@ impl DbSummary {
                     server.server, server.tenants, server.current, server.behind, server.failed
                 ));
             }
+        }
+        for server in self.servers.iter().filter(|s| s.unreachable.is_some()) {
+            line.push_str(&format!(
+                "\n  {}",
+                server.unreachable.as_deref().unwrap_or_default()
+            ));
         }
         line
     }
@@ -522,7 +546,11 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
             .filter(|m| i64::from(m.version()) > row.schema_version)
             .count();
         let failed = row.migration_status != TenantMigrationStatus::Ok;
-        let size_bytes = engines.tenant(&row.placement)?.size_bytes();
+        let (size_bytes, unreachable) = match engines.tenant(&row.placement)?.measured_bytes() {
+            Ok(bytes) => (bytes, None),
+            Err(err) if err.is_server_down() => (0, Some(err.to_string())),
+            Err(_) => (0, None),
+        };
         summary.tenants += 1;
         summary.total_bytes += size_bytes;
         if failed {
@@ -532,7 +560,9 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
         } else {
             summary.current += 1;
         }
-        server_summary(&mut summary.servers, &row).count(failed, pending, size_bytes);
+        let on_server = server_summary(&mut summary.servers, &row);
+        on_server.count(failed, pending, size_bytes);
+        on_server.unreachable = on_server.unreachable.take().or(unreachable);
         if (request.behind && pending == 0) || (request.failed && !failed) {
             continue;
         }
@@ -589,6 +619,7 @@ fn server_summary<'s>(servers: &'s mut Vec<ServerSummary>, row: &TenantRow) -> &
                 behind: 0,
                 failed: 0,
                 total_bytes: 0,
+                unreachable: None,
             });
             servers.len() - 1
         }

@@ -10,6 +10,7 @@ use crate::catalog::customers::CountColumn;
 use crate::catalog::model::{Customer, NewAuditEvent};
 use crate::catalog::states::CustomerStatus;
 use crate::catalog::{Catalog, usage};
+use crate::engine::Engines;
 use crate::error::{Error, Result};
 use crate::{time, validate};
 
@@ -112,10 +113,11 @@ pub fn report(catalog: &Catalog, reference: Option<&str>, month: Option<&str>) -
         .map(check_month)
         .transpose()?
         .unwrap_or_else(time::current_month);
+    let engines = Engines::of_catalog(catalog.conn());
     chosen(catalog, reference)?
         .into_iter()
         .map(|c| {
-            let storage = quota::Storage::of(catalog.conn(), &c)?;
+            let storage = quota::Storage::of(&engines, &c)?;
             Ok(UsageLine {
                 bandwidth_mb: usage::amount(catalog.conn(), c.id, "bandwidth_mb", &month)?,
                 api_calls: usage::amount(catalog.conn(), c.id, "api_calls", &month)?,
@@ -145,10 +147,11 @@ pub struct QuotaRow {
 /// limit makes the outcome fail with exit 5, naming each one.
 pub fn check(catalog: &Catalog, reference: Option<&str>) -> Result<Reported<Vec<QuotaRow>>> {
     let mut rows = Vec::new();
+    let engines = Engines::of_catalog(catalog.conn());
     for customer in chosen(catalog, reference)? {
         let plan = quota::plan_of(catalog.conn(), &customer)?;
         let limits = quota::effective(&plan, customer.overrides());
-        let used = quota::measure(catalog.conn(), &customer)?;
+        let used = quota::measure(catalog.conn(), &engines, &customer)?;
         for line in quota::lines(&used, &limits) {
             rows.push(QuotaRow {
                 customer: customer.slug.clone(),
@@ -190,6 +193,8 @@ crate::words::word_enum! {
         Suspended = "suspended",
         /// With --dry-run, instead of `suspended`.
         WouldSuspend = "would_suspend",
+        /// Its server did not answer: neither warned nor suspended, and exit 8.
+        Unmeasured = "unmeasured",
     }
 }
 
@@ -200,16 +205,31 @@ pub const SUSPEND_PERCENT: f64 = 100.0;
 /// For cron: warns about active customers at 80 % of their storage limit and suspends
 /// those at 100 %, recording why. Suspended customers are left alone, so a second run
 /// changes nothing.
-pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result<Vec<Enforcement>> {
+pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result<Reported<Vec<Enforcement>>> {
     let mut actions = Vec::new();
     let active: Vec<Customer> = chosen(catalog, None)?
         .into_iter()
         .filter(|c| c.status == CustomerStatus::Active)
         .collect();
+    let engines = Engines::of_catalog(catalog.conn());
+    let mut unmeasured = Vec::new();
     for customer in active {
         let plan = quota::plan_of(catalog.conn(), &customer)?;
         let limits = quota::effective(&plan, customer.overrides());
-        let used = quota::measure(catalog.conn(), &customer)?;
+        if let Err(err) = engines.tenant(&customer.placement)?.measured_bytes() {
+            unmeasured.push(format!("{}: {err}", customer.slug));
+            actions.push(Enforcement {
+                customer: customer.slug,
+                resource: "storage_mb".to_string(),
+                used: serde_json::Number::from(0),
+                used_bytes: None,
+                limit: limits.max_storage_mb,
+                percent: 0.0,
+                action: EnforcementAction::Unmeasured,
+            });
+            continue;
+        }
+        let used = quota::measure(catalog.conn(), &engines, &customer)?;
         let Some(storage) = quota::lines(&used, &limits)
             .into_iter()
             .find(|l| l.resource == "storage_mb")
@@ -273,7 +293,15 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
             action,
         });
     }
-    Ok(actions)
+    let failure = (!unmeasured.is_empty()).then(|| {
+        Error::partial(format!(
+            "the storage of {} customers could not be measured: {}",
+            unmeasured.len(),
+            unmeasured.join("; ")
+        ))
+        .with_hint("their servers did not answer; run 'tenantctl server test' and enforce again")
+    });
+    Ok(Reported::new(actions, failure))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -309,11 +337,12 @@ pub fn stats(catalog: &Catalog) -> Result<Stats> {
         by_status: pairs.into_iter().collect(),
     };
     let month = time::current_month();
+    let engines = Engines::of_catalog(conn);
     let mut ranks: Vec<StorageRank> = chosen(catalog, None)?
         .into_iter()
         .map(|c| {
             Ok(StorageRank {
-                storage_bytes: quota::Storage::of(conn, &c)?.used_bytes,
+                storage_bytes: quota::Storage::of(&engines, &c)?.used_bytes,
                 customer: c.slug,
                 plan: c.plan,
             })

@@ -9,6 +9,7 @@ mod crashes;
 mod customers;
 mod disk_full;
 mod docs;
+mod doctor_servers;
 mod fleet_servers;
 mod global;
 mod hardening;

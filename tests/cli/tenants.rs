@@ -487,6 +487,8 @@ fn db_status_summarises_and_filters() {
             "customer",
             "customer_id",
             "status",
+            "engine",
+            "server",
             "path",
             "size_bytes",
             "schema_version",
@@ -497,6 +499,8 @@ fn db_status_summarises_and_filters() {
             "check",
         ],
     );
+    assert_eq!(status[0]["engine"], "sqlite");
+    assert_eq!(status[0]["server"], "local");
     let ndjson = env.ok(&["db", "status", "-o", "ndjson", "-q"]).stdout;
     assert_eq!(ndjson.lines().count(), 2, "{ndjson}");
     let behind = env.json(&["db", "status", "--behind", "-q"]);

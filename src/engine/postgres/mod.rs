@@ -1,6 +1,7 @@
 //! PostgreSQL servers: their connection URLs, admin connections, what a server must
 //! offer before it takes tenants, and its template database.
 
+mod migrate;
 mod pool;
 mod schema;
 pub mod sql;

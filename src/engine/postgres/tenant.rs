@@ -12,13 +12,14 @@ use refinery::Migration;
 
 use super::pool::{Pool, Pooled};
 use super::template::{TEMPLATE_DATABASE, TEMPLATE_OWNER};
-use super::{PgUrl, schema, sql};
+use super::{PgUrl, migrate, schema, sql};
 use crate::backup::restore::StagingRun;
 use crate::catalog::servers::ServerRow;
 use crate::catalog::states::ServerMode;
 use crate::engine::{
-    BackedUp, BackupTarget, Engine, EngineKind, Finished, MigrationId, Placement, PlacementView, Provisioned,
-    RowSink, ScriptOutcome, Staged, TenantDatabase, TenantRun, Vacuumed,
+    AccessFinding, AccessProblem, BackedUp, BackupTarget, Engine, EngineKind, Finished, MigrationId,
+    Placement, PlacementView, Provisioned, RowSink, ScriptOutcome, Staged, TenantDatabase, TenantRun,
+    Vacuumed,
 };
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -570,10 +571,10 @@ impl PgTenant {
         }
     }
 
-    /// Releases the tenant's advisory lock; the connection goes back to the pool only
-    /// when that worked, so no later step inherits the lock.
-    fn end_session(&self, mut admin: Pooled<'_>) {
-        if admin.batch_execute("SELECT pg_advisory_unlock_all()").is_err() {
+    /// Releases the tenant's advisory lock if `locked`; the connection goes back to
+    /// the pool only when that worked, so no later step inherits the lock.
+    fn end_session(&self, mut admin: Pooled<'_>, locked: bool) {
+        if locked && migrate::unlock(&mut admin).is_err() {
             admin.discard();
         }
     }
@@ -587,6 +588,18 @@ impl PgTenant {
         };
         admin.discard();
         TenantRun::failed_with(0, &error, started)
+    }
+
+    /// The tenant's size, read on any connection to the server; in schema mode one
+    /// to the database its schema is in.
+    fn size_on(&self, admin: &mut Client) -> Result<u64> {
+        let size = match self.server.schema_mode() {
+            true => schema::size(admin, self.name()),
+            false => admin
+                .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
+                .map(|row| row.get::<_, i64>(0)),
+        };
+        Ok(u64::try_from(size.map_err(|e| self.server.fail(&e))?).unwrap_or(0))
     }
 
     fn unsupported(&self, what: &str) -> Error {
@@ -645,62 +658,64 @@ impl TenantDatabase for PgTenant {
 
     /// Applies what is pending in one transaction, under a per-tenant advisory lock,
     /// as the tenant's own role, so what the migrations make belongs to the tenant.
-    /// One connection does it all: the lock, reading the history, the migrations.
+    /// One connection does it all, in two round trips for one pending migration.
     fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
         let started = std::time::Instant::now();
         let mut admin = match self.database().and_then(|db| self.server.admin(Some(&db))) {
             Ok(admin) => admin,
             Err(err) => return TenantRun::failed_with(0, &err, started),
         };
-        // Taken before the history is read, so a second run waits and then finds
-        // the work done rather than planning it again.
-        let lock = format!("SELECT pg_advisory_lock(hashtext('tenantctl:{}'))", self.name());
-        let applied = admin
-            .batch_execute(&lock)
-            .and_then(|()| self.read_applied(&mut admin));
-        let applied = match applied {
-            Ok(applied) => applied,
+        let schema = self.server.schema_mode().then(|| self.name().to_string());
+        // Taken before the history is read, so a second run waits and then finds the
+        // work done rather than planning it again. A dry run changes nothing, so it
+        // waits for no one.
+        let key = format!("tenantctl:{}", self.name());
+        let lock_key = (!dry_run).then_some(key.as_str());
+        let history = migrate::history_table(schema.as_deref());
+        let (applied, history_exists) = match migrate::lock_and_read(&mut admin, lock_key, &history) {
+            Ok(Some(applied)) => (applied, true),
+            Ok(None) => (Vec::new(), false),
             Err(err) => return self.broken(admin, &err, started),
         };
-        let (mut run, runner_target) =
-            match crate::engine::plan::plan(applied, migrations, target, dry_run, started) {
-                crate::engine::plan::Plan::Decided(run) => {
-                    self.end_session(admin);
-                    return run;
-                }
-                crate::engine::plan::Plan::Apply { run, target } => (run, target),
-            };
+        let before = applied.clone();
+        let mut run = match crate::engine::plan::plan(applied, migrations, target, dry_run, started) {
+            crate::engine::plan::Plan::Decided(run) => {
+                self.end_session(admin, lock_key.is_some());
+                return run;
+            }
+            crate::engine::plan::Plan::Apply { run, .. } => run,
+        };
+        let pending: Vec<&Migration> = migrations
+            .iter()
+            .filter(|m| run.pending.contains(&i64::from(m.version())))
+            .collect();
         let role = role_name(&self.placement).unwrap_or_default();
-        let mut session = format!("SET ROLE {}", sql::ident(&role));
-        if self.server.schema_mode() {
-            session.push_str(&format!("; SET search_path TO {}", sql::ident(self.name())));
-        }
-        if let Err(err) = admin.batch_execute(&session) {
-            return self.broken(admin, &err, started);
-        }
-        let result = refinery::Runner::new(migrations)
-            .set_grouped(true)
-            .set_target(runner_target)
-            .run(&mut *admin);
-        if let Err(err) = result {
-            if admin.is_closed() {
+        match migrate::apply(&mut admin, &pending, &role, schema.as_deref(), history_exists) {
+            Ok(()) => {
+                run.outcome = crate::engine::Outcome::Migrated;
+                run.to = *run.pending.last().unwrap_or(&run.from);
+                let mut applied = before;
+                applied.extend(pending.iter().map(|m| MigrationId::of(m)));
+                run.applied = Some(applied);
+            }
+            Err(failed) if admin.is_closed() => {
                 // The server went away under the migration: the tenant is at its old
                 // version, and the server's other tenants need not try.
-                let cause = crate::engine::sqlite::migrate::error_chain(&err);
+                let cause = format!("{}: {}", failed.migration, super::describe(&failed.error));
                 let down = self.server.shared.pool.mark_down(&cause);
                 return TenantRun::failed_with(run.from, &down, started);
             }
-            run.outcome = crate::engine::Outcome::Failed;
-            run.error = Some(crate::engine::sqlite::migrate::error_chain(&err));
-        } else {
-            run.outcome = crate::engine::Outcome::Migrated;
-            run.to = *run.pending.last().unwrap_or(&run.from);
+            Err(failed) => {
+                run.outcome = crate::engine::Outcome::Failed;
+                run.error = Some(format!(
+                    "{} failed: {}",
+                    failed.migration,
+                    super::describe(&failed.error)
+                ));
+                run.applied = Some(before);
+            }
         }
-        run.applied = admin
-            .batch_execute("RESET ROLE; RESET search_path")
-            .and_then(|()| self.read_applied(&mut admin))
-            .ok();
-        self.end_session(admin);
+        self.end_session(admin, true);
         run.millis = crate::engine::results::elapsed_ms(started);
         run
     }
@@ -724,18 +739,12 @@ impl TenantDatabase for PgTenant {
     }
 
     fn size_bytes(&self) -> u64 {
-        let size = self
-            .server
-            .admin(None)
-            .ok()
-            .and_then(|mut admin| match self.server.schema_mode() {
-                true => schema::size(&mut admin, self.name()).ok(),
-                false => admin
-                    .query_one("SELECT pg_database_size($1::text::name)", &[&self.name()])
-                    .ok()
-                    .map(|row| row.get::<_, i64>(0)),
-            });
-        size.map_or(0, |bytes| u64::try_from(bytes).unwrap_or(0))
+        self.measured_bytes().unwrap_or(0)
+    }
+
+    fn measured_bytes(&self) -> Result<u64> {
+        let mut admin = self.server.admin(None)?;
+        self.size_on(&mut admin)
     }
 
     fn check(&self) -> Result<()> {
@@ -750,16 +759,17 @@ impl TenantDatabase for PgTenant {
         None
     }
 
+    /// Sizes are read on the same connection, so a vacuum holds one per tenant.
     fn vacuum(&self) -> Result<Vacuumed> {
-        let before = self.size_bytes();
         let mut admin = self.server.admin(Some(&self.database()?))?;
+        let bytes_before = self.size_on(&mut admin)?;
         match self.server.schema_mode() {
             true => schema::vacuum(&mut admin, self.name()).map_err(|e| self.server.fail(&e))?,
-            false => self.server.run(&mut admin, "VACUUM ANALYZE")?,
+            false => self.server.run(&mut admin, "VACUUM (ANALYZE)")?,
         }
         Ok(Vacuumed {
-            bytes_before: before,
-            bytes_after: self.size_bytes(),
+            bytes_before,
+            bytes_after: self.size_on(&mut admin)?,
         })
     }
 
@@ -806,5 +816,70 @@ impl TenantDatabase for PgTenant {
         let mut admin = self.server.admin(None)?;
         let role = role_name(&self.placement).unwrap_or_default();
         self.server.set_login(&mut admin, &role, allowed)
+    }
+
+    /// One query on an admin connection, back in the pool for the next check of the tenant.
+    fn access_problems(&self) -> Result<Vec<AccessFinding>> {
+        let query = match self.server.schema_mode() {
+            true => "SELECT pg_get_userbyid(nspowner)::text, false FROM pg_namespace WHERE nspname = $1",
+            false => {
+                "SELECT pg_get_userbyid(datdba)::text, has_database_privilege('public', oid, 'CONNECT')
+                 FROM pg_database WHERE datname = $1"
+            }
+        };
+        let mut admin = self.server.admin(None)?;
+        let row = admin
+            .query_opt(query, &[&self.name()])
+            .map_err(|e| self.server.fail(&e))?;
+        drop(admin);
+        let Some(row) = row else { return Ok(Vec::new()) };
+        let (owner, public_connect): (String, bool) = (row.get(0), row.get(1));
+        let role = role_name(&self.placement).unwrap_or_default();
+        let mut found = Vec::new();
+        if owner != role {
+            found.push(AccessFinding {
+                problem: AccessProblem::NotOwnedByTenantRole,
+                message: format!("{} is owned by {owner}, not by its role {role}", self.describe()),
+            });
+        }
+        if public_connect {
+            found.push(AccessFinding {
+                problem: AccessProblem::OpenToPublic,
+                message: format!(
+                    "{} lets every role connect (CONNECT granted to PUBLIC)",
+                    self.describe()
+                ),
+            });
+        }
+        Ok(found)
+    }
+
+    fn repair_access(&self, problem: AccessProblem) -> Result<String> {
+        let role = role_name(&self.placement).unwrap_or_default();
+        let (name, role_ident) = (sql::ident(self.name()), sql::ident(&role));
+        let (statement, done) = match (problem, self.server.schema_mode()) {
+            (AccessProblem::NotOwnedByTenantRole, true) => (
+                format!("ALTER SCHEMA {name} OWNER TO {role_ident}"),
+                format!("given back to {role}"),
+            ),
+            (AccessProblem::NotOwnedByTenantRole, false) => (
+                format!("ALTER DATABASE {name} OWNER TO {role_ident}"),
+                format!("given back to {role}"),
+            ),
+            // As publishing left it: PUBLIC has nothing on a tenant database.
+            (AccessProblem::OpenToPublic, false) => (
+                format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"),
+                "revoked from PUBLIC".to_string(),
+            ),
+            (AccessProblem::OpenToPublic, true) => {
+                return Err(Error::refused(format!(
+                    "{} shares its database with other tenants; its grants are the server's",
+                    self.describe()
+                )));
+            }
+        };
+        let mut admin = self.server.admin(None)?;
+        self.server.run(&mut admin, &statement)?;
+        Ok(done)
     }
 }
