@@ -7,9 +7,8 @@
 use postgres::Client;
 use refinery::Migration;
 
-use super::sql::{self, ident};
+use super::sql::ident;
 use crate::error::Error;
-use crate::migrations::MigrationId;
 
 /// Builds the staging schema `staging`, owned by the staging role of that name, at
 /// the newest of `migrations`, with the history table inside it.
@@ -98,14 +97,6 @@ pub fn named(admin: &mut Client, prefix: &str) -> std::result::Result<Vec<String
         .iter()
         .map(|row| row.get(0))
         .collect())
-}
-
-/// The migrations recorded in the schema's own history table.
-pub fn applied(admin: &mut Client, schema: &str) -> std::result::Result<Vec<MigrationId>, postgres::Error> {
-    admin.batch_execute(&format!("SET search_path TO {}", ident(schema)))?;
-    let applied = sql::applied_migrations(admin);
-    admin.batch_execute("RESET search_path")?;
-    applied
 }
 
 /// The bytes of every table in the schema, with their indexes and TOAST.

@@ -11,39 +11,12 @@ use serde_json::Value;
 
 use crate::engine::{Finished, RowSink, ScriptOutcome};
 use crate::error::{Error, Result};
-use crate::migrations::{MigrationId, checksum_text};
 use crate::sql_text::{statement_count, transaction_control};
 
 /// A quoted identifier. Names built here come from validated slugs, so the quoting
 /// is a second fence, not the first.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The migrations refinery recorded in the database, in version order; none when it
-/// has no history table.
-pub fn applied_migrations(client: &mut Client) -> std::result::Result<Vec<MigrationId>, postgres::Error> {
-    let exists = client
-        .query_one("SELECT to_regclass('refinery_schema_history') IS NOT NULL", &[])?
-        .get::<_, bool>(0);
-    if !exists {
-        return Ok(Vec::new());
-    }
-    let rows = client.query(
-        "SELECT version, name, checksum FROM refinery_schema_history ORDER BY version",
-        &[],
-    )?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let checksum: String = row.get(2);
-            MigrationId {
-                version: i64::from(row.get::<_, i32>(0)),
-                name: row.get(1),
-                checksum: checksum.parse::<u64>().map(checksum_text).unwrap_or(checksum),
-            }
-        })
-        .collect())
 }
 
 /// Opens the transaction every operator statement runs in. Its first query takes

@@ -565,10 +565,9 @@ impl PgTenant {
     /// The migrations the tenant has applied, read on `admin` (connected to its
     /// database).
     fn read_applied(&self, admin: &mut Client) -> std::result::Result<Vec<MigrationId>, postgres::Error> {
-        match self.server.schema_mode() {
-            true => schema::applied(admin, self.name()),
-            false => sql::applied_migrations(admin),
-        }
+        let schema = self.server.schema_mode().then(|| self.name());
+        let history = migrate::history_table(schema);
+        Ok(migrate::lock_and_read(admin, None, &history)?.unwrap_or_default())
     }
 
     /// Releases the tenant's advisory lock if `locked`; the connection goes back to
