@@ -277,7 +277,8 @@ pub fn vacuum(
 
 fn vacuum_one(tenant: &dyn TenantDatabase) -> Result<crate::engine::Vacuumed> {
     tenant.check_own()?;
-    if !tenant.exists() {
+    // A server that cannot be asked fails the tenant with its own cause.
+    if !tenant.presence()? {
         return Err(Error::refused(format!(
             "tenant database {} is missing",
             tenant.describe()

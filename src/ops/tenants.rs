@@ -659,8 +659,11 @@ fn check_all(engines: &Engines, shown: &mut [TenantStatus], per_server: usize) {
 
 /// Opens a tenant database: `ok`, or what is wrong with it.
 pub fn check_tenant(tenant: &dyn TenantDatabase, recorded_version: i64) -> String {
-    if !tenant.exists() {
-        return "missing".to_string();
+    // A server that cannot be asked says nothing of whether the tenant is there.
+    match tenant.presence() {
+        Ok(true) => {}
+        Ok(false) => return "missing".to_string(),
+        Err(err) => return err.to_string(),
     }
     if let Err(err) = tenant.check() {
         return err.to_string();

@@ -10,6 +10,7 @@ mod customers;
 mod disk_full;
 mod docs;
 mod doctor_servers;
+mod fleet_servers;
 mod global;
 mod hardening;
 mod import;

@@ -121,6 +121,41 @@ impl PgServer {
         String::from_utf8(output.stdout).unwrap().trim_end().to_string()
     }
 
+    /// A session of the superuser, for a test that must hold a lock or poll the
+    /// server while a command runs.
+    pub fn connect(&self, database: &str) -> postgres::Client {
+        postgres::Config::new()
+            .host_path(self.socket_dir())
+            .port(PORT)
+            .user(SUPERUSER)
+            .dbname(database)
+            .application_name("tenantctl-tests")
+            .connect(postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to {database}: {e}"))
+    }
+
+    /// The server's unix socket: gone while the server is stopped.
+    pub fn socket_file(&self) -> PathBuf {
+        self.socket_dir().join(format!(".s.PGSQL.{PORT}"))
+    }
+
+    /// Stops the server the way a crash does (`pg_ctl stop -m immediate`): sessions
+    /// end at once, nothing is checkpointed. The handle stays; dropping it still
+    /// removes the folder.
+    pub fn stop(&self) {
+        let output = as_server_user(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.folder.join("data"))
+            .args(["-m", "immediate", "-w", "-s", "stop"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Whether psql can log in as `user` with `password` (a role's LOGIN and password).
     pub fn can_login(&self, database: &str, user: &str, password: &str) -> bool {
         Command::new(self.bin.join("psql"))
@@ -268,7 +303,10 @@ fn start_with_watchdog(bin: &Path, folder: &Path) -> (Child, ChildStdin) {
         "$1/pg_ctl" -D "$2/data" -l "$2/log" -w -s start >&2 || { cat "$2/log" >&2; exit 1; }
         echo ready
         read -r _
-        "$1/pg_ctl" -D "$2/data" -m immediate -s stop >&2
+        # A test may have stopped it already.
+        if "$1/pg_ctl" -D "$2/data" status >/dev/null 2>&1; then
+            "$1/pg_ctl" -D "$2/data" -m immediate -s stop >&2
+        fi
         rm -rf "$2"
     "#;
     let mut child = as_server_user(Path::new("/bin/sh"))

@@ -60,6 +60,16 @@ impl Pool {
         })
     }
 
+    /// A connection of its own, never pooled (a session as a tenant role must not be
+    /// handed to another step), that still heeds and keeps the memo of a server
+    /// that does not answer.
+    pub fn connect_apart(&self, url: &PgUrl, database: &str) -> Result<Client> {
+        if let Some(cause) = self.down.get() {
+            return Err(self.down_error(cause));
+        }
+        self.connect(url, database)
+    }
+
     fn connect(&self, url: &PgUrl, database: &str) -> Result<Client> {
         url.config_for(database).connect(NoTls).map_err(|err| {
             // No answer at all, as against an answer that says no (a wrong password,

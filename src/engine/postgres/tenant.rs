@@ -478,14 +478,18 @@ impl Engine for PgEngine {
     }
 
     /// Reads the server's free connections once; a server that does not answer gets
-    /// one lane, on which its tenants fail at once.
+    /// one lane, on which its tenants fail at once. The admin login sees the type of
+    /// its own roles' sessions only; another role's session shows none, but takes a
+    /// connection all the same when it is in a database.
     fn connection_limit(&self, wanted: usize) -> usize {
         let free = self.admin(None).and_then(|mut admin| {
             let free = admin
                 .query_one(
                     "SELECT current_setting('max_connections')::int
                           - current_setting('superuser_reserved_connections')::int
-                          - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int",
+                          - (SELECT count(*) FROM pg_stat_activity
+                             WHERE backend_type = 'client backend'
+                                OR (backend_type IS NULL AND datid IS NOT NULL))::int",
                     &[],
                 )
                 .map(|row| row.get::<_, i32>(0))
@@ -554,13 +558,14 @@ impl PgTenant {
         }
     }
 
-    /// Connects as the tenant's own role with the password the catalog keeps for it.
+    /// Connects as the tenant's own role with the password the catalog keeps for it;
+    /// on a server already found down, fails at once like the pooled connections.
     fn as_tenant(&self) -> Result<Client> {
         let role = role_name(&self.placement).unwrap_or_default();
         let password = tenant_role_password(&self.server.home, &role)?;
         let mut url = self.server.admin_url()?;
         url.set_login(&role, password);
-        url.connect(&self.server.row.name, Some(&self.database()?))
+        self.server.shared.pool.connect_apart(&url, &self.database()?)
     }
 
     /// The migrations the tenant has applied, read on `admin` (connected to its
