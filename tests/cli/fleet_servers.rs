@@ -364,11 +364,14 @@ fn a_second_migrate_waits_for_the_first_and_a_killed_one_is_finished_by_the_next
     for slug in ON_B {
         fleet.assert_at(slug, 4, 5, "v5_marker");
     }
-    // The dead command's sessions run what it had sent them to its end; a migration
-    // sent whole, COMMIT included, may still land. Either way each tenant is whole.
+    // The dead command's sessions run what it had sent them, but the COMMIT was never
+    // sent: released, they roll back, and the server's tenants stay wholly old.
     drop(gate);
     wait_for_no_sessions(&fleet.a);
     wait_for_no_sessions(&fleet.b);
+    for slug in ON_B {
+        fleet.assert_at(slug, 4, 5, "v5_marker");
+    }
     for slug in fleet.slugs() {
         let version = fleet.version(slug);
         assert!([4, 5].contains(&version), "{slug} at {version}");

@@ -71,8 +71,11 @@ pub struct Failed {
 }
 
 /// Applies `pending` in one transaction as `role` (in schema mode with `schema`
-/// first in the search path), recording each in the history as refinery does.
-/// Nothing is left applied when one fails.
+/// first in the search path), recording each in the history as refinery does, and
+/// commits it, releasing the advisory lock in the same round trip. The COMMIT goes
+/// on its own, after every migration has run: a command killed while a migration
+/// waits leaves a transaction the server rolls back, never one that commits later.
+/// Nothing is left applied when one fails; the lock is then still held.
 pub fn apply(
     client: &mut Client,
     pending: &[&Migration],
@@ -106,9 +109,6 @@ pub fn apply(
             literal(&applied_on),
             literal(&migration.checksum().to_string())
         ));
-        if index + 1 == pending.len() {
-            step.push_str(" COMMIT;");
-        }
         if let Err(error) = client.batch_execute(&step) {
             // Leaves the session as it was: no transaction, the role reset.
             let _ = client.batch_execute("ROLLBACK");
@@ -118,7 +118,15 @@ pub fn apply(
             });
         }
     }
-    Ok(())
+    client
+        .batch_execute("COMMIT; SELECT pg_advisory_unlock_all()")
+        .map_err(|error| {
+            let _ = client.batch_execute("ROLLBACK");
+            Failed {
+                migration: "COMMIT".to_string(),
+                error,
+            }
+        })
 }
 
 /// Releases the advisory locks this session took.

@@ -702,6 +702,9 @@ impl TenantDatabase for PgTenant {
                 let mut applied = before;
                 applied.extend(pending.iter().map(|m| MigrationId::of(m)));
                 run.applied = Some(applied);
+                run.millis = crate::engine::results::elapsed_ms(started);
+                // Committed and unlocked in one round trip: the session is clean.
+                return run;
             }
             Err(failed) if admin.is_closed() => {
                 // The server went away under the migration: the tenant is at its old
