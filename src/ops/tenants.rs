@@ -582,21 +582,35 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
             last_error: row.migration_error,
         });
     }
+    let mut unchecked = 0;
     if request.check {
-        check_all(&engines, &mut shown, request.jobs_per_server);
+        unchecked = check_all(&engines, &mut shown, request.jobs_per_server);
         summary.check_failed = shown
             .iter()
             .filter(|t| t.check.as_deref().is_some_and(|c| c != "ok"))
-            .count();
+            .count()
+            - unchecked;
     }
     let check_failed = summary.check_failed;
-    let failure = (check_failed > 0).then(|| {
-        Error::verification(format!(
-            "{check_failed} tenant database{} failed the check",
-            if check_failed == 1 { "" } else { "s" }
-        ))
-        .with_hint("see the check column; 'tenantctl doctor' says more")
-    });
+    // Damage found outranks tenants that could not be asked.
+    let failure = if check_failed > 0 {
+        Some(
+            Error::verification(format!(
+                "{check_failed} tenant database{} failed the check",
+                if check_failed == 1 { "" } else { "s" }
+            ))
+            .with_hint("see the check column; 'tenantctl doctor' says more"),
+        )
+    } else {
+        (unchecked > 0).then(|| {
+            Error::partial(format!(
+                "{unchecked} tenant database{} could not be checked: {} server did not answer",
+                if unchecked == 1 { "" } else { "s" },
+                if unchecked == 1 { "its" } else { "their" }
+            ))
+            .with_hint("see the check column; 'tenantctl server test NAME' says more")
+        })
+    };
     Ok(Reported::new(
         DbStatus {
             summary,
@@ -628,8 +642,9 @@ fn server_summary<'s>(servers: &'s mut Vec<ServerSummary>, row: &TenantRow) -> &
 }
 
 /// Opens and checks every shown tenant, the local files on a core's worth of workers
-/// and at most `per_server` at once on each database server.
-fn check_all(engines: &Engines, shown: &mut [TenantStatus], per_server: usize) {
+/// and at most `per_server` at once on each database server. Returns how many could
+/// not be checked because their server did not answer.
+fn check_all(engines: &Engines, shown: &mut [TenantStatus], per_server: usize) -> usize {
     let placements: Vec<Placement> = shown
         .iter()
         .map(|t| Placement {
@@ -648,27 +663,31 @@ fn check_all(engines: &Engines, shown: &mut [TenantStatus], per_server: usize) {
         &super::NoProgress,
         |&i| match engines.tenant(&placements[i]) {
             Ok(tenant) => check_tenant(tenant.as_ref(), versions[i]),
-            Err(err) => err.to_string(),
+            Err(err) => Ok(err.to_string()),
         },
         |_| Flow::Continue,
     );
+    let mut unchecked = 0;
     for (tenant, check) in shown.iter_mut().zip(checks) {
-        tenant.check = check;
+        tenant.check = check.map(|check| {
+            check.unwrap_or_else(|down| {
+                unchecked += 1;
+                down.to_string()
+            })
+        });
     }
+    unchecked
 }
 
-/// Opens a tenant database: `ok`, or what is wrong with it.
-pub fn check_tenant(tenant: &dyn TenantDatabase, recorded_version: i64) -> String {
-    // A server that cannot be asked says nothing of whether the tenant is there.
-    match tenant.presence() {
-        Ok(true) => {}
-        Ok(false) => return "missing".to_string(),
-        Err(err) => return err.to_string(),
-    }
-    if let Err(err) = tenant.check() {
-        return err.to_string();
-    }
-    match tenant.applied() {
+/// Opens a tenant database: `ok`, or what is wrong with it; an error when its server
+/// did not answer, which says nothing of the tenant.
+pub fn check_tenant(tenant: &dyn TenantDatabase, recorded_version: i64) -> Result<String> {
+    let found = match tenant.presence() {
+        Ok(true) => tenant.check().and_then(|()| tenant.applied()),
+        Ok(false) => return Ok("missing".to_string()),
+        Err(err) => Err(err),
+    };
+    Ok(match found {
         Ok(applied) => {
             let actual = applied.iter().map(|m| m.version).max().unwrap_or(0);
             if actual == recorded_version {
@@ -677,8 +696,9 @@ pub fn check_tenant(tenant: &dyn TenantDatabase, recorded_version: i64) -> Strin
                 format!("file is at V{actual}, catalog says V{recorded_version}")
             }
         }
+        Err(err) if err.is_server_down() => return Err(err),
         Err(err) => err.to_string(),
-    }
+    })
 }
 
 /// A slug or reference list for messages.

@@ -572,10 +572,15 @@ fn a_server_that_goes_away_fails_its_own_tenants_by_name_and_the_rollout_goes_on
         "db sql attempts on the silent server"
     );
 
-    // A check cannot tell a silent server's tenants missing: it cannot ask.
+    // A check cannot tell a silent server's tenants missing or damaged: it cannot
+    // ask. That is a partial result, exit 8, not damage found (7).
     let attempts = mute.accepted();
     let run = env.run(&["db", "status", "--check", "--json"]);
-    assert_eq!(run.code, 7, "{run:?}");
+    assert_eq!(run.code, 8, "{run:?}");
+    assert!(
+        run.stderr.contains("3 tenant databases could not be checked"),
+        "{run:?}"
+    );
     let status = by_customer(&run.json());
     for slug in LOCAL.into_iter().chain(ON_A) {
         assert_eq!(status[slug]["check"], "ok", "{run:?}");
@@ -806,5 +811,54 @@ fn wait_with(watcher: &mut postgres::Client, waiting: i64) -> i64 {
             "only {gated} tenantctl sessions came to wait"
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_session_ended_under_a_migration_fails_its_tenant_not_its_server() {
+    let fleet = Fleet::new();
+    let env = &fleet.env;
+    fleet.write_migration(
+        4,
+        "gated",
+        "CREATE TABLE v4_marker (id INTEGER);",
+        &format!("SELECT pg_advisory_xact_lock({GATE}); CREATE TABLE v4_marker (id INTEGER);"),
+    );
+    // a1 waits at the gate; its session is ended by hand (an administrator's
+    // pg_terminate_backend) while pga itself stays up.
+    let gate = Gate::close(&fleet.a, "tenant_a1");
+    let run = env
+        .cmd(&[
+            "db",
+            "migrate",
+            "--jobs-per-server",
+            "1",
+            "--continue-on-error",
+            "--json",
+        ])
+        .spawn();
+    wait_for_gated(&fleet.a, "tenant_a1", 1);
+    let ended = fleet.a.psql(
+        "postgres",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = 'tenantctl' AND datname = 'tenant_a1'",
+    );
+    assert_eq!(ended, "1");
+    drop(gate);
+    let run = finished(run);
+    assert_eq!(run.code, 8, "{run:?}");
+    let report = by_customer(&run.json());
+    let a1 = &report["a1"];
+    assert_eq!(a1["status"], "failed", "{a1}");
+    let error = a1["error"].as_str().unwrap();
+    assert!(
+        !error.contains("unreachable"),
+        "a healthy server was called down: {a1}"
+    );
+    fleet.assert_at("a1", STARTER, 4, "v4_marker");
+    // The server's other tenants were not given up on.
+    for slug in LOCAL.into_iter().chain(["a2", "a3"]).chain(ON_B) {
+        assert_eq!(report[slug]["status"], "migrated", "{run:?}");
+        fleet.assert_at(slug, 4, 4, "v4_marker");
     }
 }

@@ -119,7 +119,9 @@ pub fn apply(
         }
     }
     client
-        .batch_execute("COMMIT; SELECT pg_advisory_unlock_all()")
+        // What a migration SET for its session goes too, so the next step on this
+        // pooled connection starts clean.
+        .batch_execute("COMMIT; RESET ALL; SELECT pg_advisory_unlock_all()")
         .map_err(|error| {
             let _ = client.batch_execute("ROLLBACK");
             Failed {

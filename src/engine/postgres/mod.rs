@@ -112,6 +112,13 @@ impl PgUrl {
             config.password(password.expose());
         }
         config.connect_timeout(self.timeout);
+        // A host that drops off the network mid-statement sends nothing back: without
+        // these a worker would wait on it for hours, and the fan-out with it.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        config.keepalives_interval(Duration::from_secs(10));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(60));
         config.application_name("tenantctl");
         config
     }

@@ -72,14 +72,24 @@ impl Pool {
 
     fn connect(&self, url: &PgUrl, database: &str) -> Result<Client> {
         url.config_for(database).connect(NoTls).map_err(|err| {
-            // No answer at all, as against an answer that says no (a wrong password,
-            // a missing database): only the first says the server is down.
-            if err.as_db_error().is_none() {
+            if says_down(&err) {
                 self.mark_down(&super::describe(&err))
             } else {
                 super::unreachable(&self.server, &err)
             }
         })
+    }
+
+    /// Whether the server is down after a connection broke under a step: it is when a
+    /// fresh connection cannot be had either. A backend that was ended on its own (a
+    /// terminated session, a timeout, a crash of that one process) leaves the server
+    /// up, and the step failed like any other.
+    pub fn confirm_down(&self, url: &PgUrl, database: &str, cause: &str) -> Option<Error> {
+        match url.config_for(database).connect(NoTls) {
+            Ok(_) => None,
+            Err(err) if says_down(&err) => Some(self.mark_down(cause)),
+            Err(_) => None,
+        }
     }
 
     /// Remembers the server as down for the rest of the command; the error to report.
@@ -103,6 +113,20 @@ impl Pool {
     fn idle(&self) -> MutexGuard<'_, Vec<(String, Client)>> {
         // Only pushes and pops happen under the lock: a poisoned one is still whole.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether a failed connection attempt says the server is down: no answer at all, or
+/// one that says it is shutting down, starting up or cannot take connections now
+/// (SQLSTATE classes 57P and 08), as against one that says no to this login or
+/// database (a wrong password, a missing database).
+fn says_down(err: &postgres::Error) -> bool {
+    match err.code() {
+        None => true,
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("57P") || code.starts_with("08")
+        }
     }
 }
 

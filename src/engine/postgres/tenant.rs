@@ -494,11 +494,10 @@ impl Engine for PgEngine {
                 )
                 .map(|row| row.get::<_, i32>(0))
                 .map_err(|e| self.fail(&e));
-            // Tenants in their own databases cannot use this one: closed now, it is
-            // gone before the fan-out's own connections count against the bound.
-            if !self.schema_mode() {
-                admin.discard();
-            }
+            // Closed at once, before the fan-out's own connections count against the
+            // bound: a tenant-role fan-out (db sql --all) cannot use it, nor, in
+            // database mode, can any tenant.
+            admin.discard();
             free
         });
         match free {
@@ -586,13 +585,21 @@ impl PgTenant {
 
     /// A migrate that failed on the server before it began: the tenant is where it was.
     fn broken(&self, admin: Pooled<'_>, err: &postgres::Error, started: std::time::Instant) -> TenantRun {
-        let error = if admin.is_closed() {
-            self.server.shared.pool.mark_down(&super::describe(err))
-        } else {
-            self.server.fail(err)
-        };
+        let closed = admin.is_closed();
         admin.discard();
-        TenantRun::failed_with(0, &error, started)
+        let error = match closed {
+            true => self.confirm_down(&super::describe(err)),
+            false => None,
+        };
+        TenantRun::failed_with(0, &error.unwrap_or_else(|| self.server.fail(err)), started)
+    }
+
+    /// After a connection broke under a step: the server-down error when the server
+    /// will not take a fresh connection either, `None` when it is up.
+    fn confirm_down(&self, cause: &str) -> Option<Error> {
+        let url = self.server.admin_url().ok()?;
+        let database = self.database().ok()?;
+        self.server.shared.pool.confirm_down(&url, &database, cause)
     }
 
     /// The tenant's size, read on any connection to the server; in schema mode one
@@ -707,11 +714,16 @@ impl TenantDatabase for PgTenant {
                 return run;
             }
             Err(failed) if admin.is_closed() => {
-                // The server went away under the migration: the tenant is at its old
-                // version, and the server's other tenants need not try.
+                // The connection broke: the transaction is rolled back (or, had the
+                // COMMIT gone out, done; the next run reads which). When the server is
+                // gone its other tenants need not try; when only this backend was
+                // ended, the tenant failed like any other.
                 let cause = format!("{}: {}", failed.migration, super::describe(&failed.error));
-                let down = self.server.shared.pool.mark_down(&cause);
-                return TenantRun::failed_with(run.from, &down, started);
+                admin.discard();
+                let error = self
+                    .confirm_down(&cause)
+                    .unwrap_or_else(|| Error::unexpected(format!("{} failed: {cause}", self.describe())));
+                return TenantRun::failed_with(run.from, &error, started);
             }
             Err(failed) => {
                 run.outcome = crate::engine::Outcome::Failed;
