@@ -144,14 +144,19 @@ pub struct QuotaRow {
 }
 
 /// Usage against the effective limits, per customer and resource; any row over its
-/// limit makes the outcome fail with exit 5, naming each one.
+/// limit makes the outcome fail with exit 5, naming each one. A customer whose server
+/// did not answer has its storage shown as unknown (`used_bytes` null) and makes the
+/// outcome partial, exit 8, unless something is over quota.
 pub fn check(catalog: &Catalog, reference: Option<&str>) -> Result<Reported<Vec<QuotaRow>>> {
     let mut rows = Vec::new();
+    let mut unmeasured = Vec::new();
     let engines = Engines::of_catalog(catalog.conn());
     for customer in chosen(catalog, reference)? {
         let plan = quota::plan_of(catalog.conn(), &customer)?;
         let limits = quota::effective(&plan, customer.overrides());
+        let down = engines.tenant(&customer.placement)?.measured_bytes().err();
         let used = quota::measure(catalog.conn(), &engines, &customer)?;
+        let rows_before = rows.len();
         for line in quota::lines(&used, &limits) {
             rows.push(QuotaRow {
                 customer: customer.slug.clone(),
@@ -164,13 +169,33 @@ pub fn check(catalog: &Catalog, reference: Option<&str>) -> Result<Reported<Vec<
                 over: line.over,
             });
         }
+        if let Some(err) = down {
+            for row in rows[rows_before..]
+                .iter_mut()
+                .filter(|r| r.resource == "storage_mb")
+            {
+                row.used_bytes = None;
+            }
+            unmeasured.push(format!("{}: {err}", customer.slug));
+        }
     }
     let over: Vec<String> = rows
         .iter()
         .filter(|r| r.over)
         .map(|r| format!("{} {}", r.customer, r.resource))
         .collect();
-    let failure = (!over.is_empty()).then(|| Error::quota(format!("over quota: {}", over.join(", "))));
+    let failure = if !over.is_empty() {
+        Some(Error::quota(format!("over quota: {}", over.join(", "))))
+    } else {
+        (!unmeasured.is_empty()).then(|| {
+            Error::partial(format!(
+                "the storage of {} customers could not be measured: {}",
+                unmeasured.len(),
+                unmeasured.join("; ")
+            ))
+            .with_hint("their servers did not answer; run 'tenantctl server test'")
+        })
+    };
     Ok(Reported::new(rows, failure))
 }
 

@@ -663,6 +663,32 @@ fn db_status_tells_engines_and_servers_apart_and_a_current_fleet_needs_no_server
         by_customer(&again).values().all(|row| row["status"] == "current"),
         "{again}"
     );
+
+    // A tenant that cannot be measured is not taken for an empty one.
+    let run = env.run(&["quota", "check", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    assert!(run.stderr.contains("could not be measured"), "{run:?}");
+    let rows = run.json();
+    for row in rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resource"] == "storage_mb")
+    {
+        let on_server = row["customer"] != "l1" && row["customer"] != "l2" && row["customer"] != "l3";
+        assert_eq!(row["used_bytes"].is_null(), on_server, "{row}");
+    }
+    let run = env.run(&["quota", "enforce", "--json"]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let unmeasured = run.json();
+    let unmeasured: Vec<&str> = unmeasured
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "unmeasured")
+        .map(|r| r["customer"].as_str().unwrap())
+        .collect();
+    assert_eq!(unmeasured, ["a1", "a2", "a3", "b1", "b2", "b3"]);
 }
 
 #[test]
