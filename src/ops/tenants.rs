@@ -420,35 +420,17 @@ pub struct DbStatus {
     pub tenants: Vec<TenantStatus>,
 }
 
+/// Tenants by where their migrations stand, and the bytes they take.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct DbSummary {
-    pub tenants: usize,
-    pub current: usize,
-    pub behind: usize,
-    pub failed: usize,
-    pub newest_migration: i64,
-    pub total_bytes: u64,
-    /// With `--check`: tenants whose file failed the check.
-    pub check_failed: usize,
-    /// The same counts for each server the tenants live on.
-    pub servers: Vec<ServerSummary>,
-}
-
-/// One server's tenants in the `db status` summary.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerSummary {
-    pub server: String,
-    pub engine: EngineKind,
+pub struct Tally {
     pub tenants: usize,
     pub current: usize,
     pub behind: usize,
     pub failed: usize,
     pub total_bytes: u64,
-    /// Why the server could not be asked for its tenants' sizes, if it could not.
-    pub unreachable: Option<String>,
 }
 
-impl ServerSummary {
+impl Tally {
     fn count(&mut self, failed: bool, pending: usize, bytes: u64) {
         self.tenants += 1;
         self.total_bytes += bytes;
@@ -462,6 +444,28 @@ impl ServerSummary {
     }
 }
 
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DbSummary {
+    #[serde(flatten)]
+    pub counts: Tally,
+    pub newest_migration: i64,
+    /// With `--check`: tenants whose file failed the check.
+    pub check_failed: usize,
+    /// The same counts for each server the tenants live on.
+    pub servers: Vec<ServerSummary>,
+}
+
+/// One server's tenants in the `db status` summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSummary {
+    pub server: String,
+    pub engine: EngineKind,
+    #[serde(flatten)]
+    pub counts: Tally,
+    /// Why the server could not be asked for its tenants' sizes, if it could not.
+    pub unreachable: Option<String>,
+}
+
 impl DbSummary {
     pub fn line(&self) -> String {
         let checks = if self.check_failed > 0 {
@@ -471,14 +475,23 @@ impl DbSummary {
         };
         let mut line = format!(
             "{} tenants: {} current, {} behind, {} failed{checks} (newest migration V{}, {} bytes)",
-            self.tenants, self.current, self.behind, self.failed, self.newest_migration, self.total_bytes
+            self.counts.tenants,
+            self.counts.current,
+            self.counts.behind,
+            self.counts.failed,
+            self.newest_migration,
+            self.counts.total_bytes
         );
         // Per server only when there is more than one to tell apart.
         if self.servers.len() > 1 {
             for server in &self.servers {
                 line.push_str(&format!(
                     "\n  {}: {} tenants, {} current, {} behind, {} failed",
-                    server.server, server.tenants, server.current, server.behind, server.failed
+                    server.server,
+                    server.counts.tenants,
+                    server.counts.current,
+                    server.counts.behind,
+                    server.counts.failed
                 ));
             }
         }
@@ -551,17 +564,9 @@ pub fn status(catalog: &Catalog, home: &Home, request: &StatusRequest) -> Result
             Err(err) if err.is_server_down() => (0, Some(err.to_string())),
             Err(_) => (0, None),
         };
-        summary.tenants += 1;
-        summary.total_bytes += size_bytes;
-        if failed {
-            summary.failed += 1;
-        } else if pending > 0 {
-            summary.behind += 1;
-        } else {
-            summary.current += 1;
-        }
+        summary.counts.count(failed, pending, size_bytes);
         let on_server = server_summary(&mut summary.servers, &row);
-        on_server.count(failed, pending, size_bytes);
+        on_server.counts.count(failed, pending, size_bytes);
         on_server.unreachable = on_server.unreachable.take().or(unreachable);
         if (request.behind && pending == 0) || (request.failed && !failed) {
             continue;
@@ -628,11 +633,7 @@ fn server_summary<'s>(servers: &'s mut Vec<ServerSummary>, row: &TenantRow) -> &
             servers.push(ServerSummary {
                 server: row.placement.server.clone(),
                 engine: row.placement.engine,
-                tenants: 0,
-                current: 0,
-                behind: 0,
-                failed: 0,
-                total_bytes: 0,
+                counts: Tally::default(),
                 unreachable: None,
             });
             servers.len() - 1
