@@ -187,14 +187,7 @@ pub fn check(catalog: &Catalog, reference: Option<&str>) -> Result<Reported<Vec<
     let failure = if !over.is_empty() {
         Some(Error::quota(format!("over quota: {}", over.join(", "))))
     } else {
-        (!unmeasured.is_empty()).then(|| {
-            Error::partial(format!(
-                "the storage of {} customers could not be measured: {}",
-                unmeasured.len(),
-                unmeasured.join("; ")
-            ))
-            .with_hint("their servers did not answer; run 'tenantctl server test'")
-        })
+        unmeasured_failure(&unmeasured)
     };
     Ok(Reported::new(rows, failure))
 }
@@ -318,15 +311,20 @@ pub fn enforce(catalog: &mut Catalog, actor: Actor<'_>, dry_run: bool) -> Result
             action,
         });
     }
-    let failure = (!unmeasured.is_empty()).then(|| {
+    Ok(Reported::new(actions, unmeasured_failure(&unmeasured)))
+}
+
+/// Exit 8 naming the customers (`slug: why`) whose storage could not be measured
+/// because their servers did not answer.
+fn unmeasured_failure(unmeasured: &[String]) -> Option<Error> {
+    (!unmeasured.is_empty()).then(|| {
         Error::partial(format!(
             "the storage of {} customers could not be measured: {}",
             unmeasured.len(),
             unmeasured.join("; ")
         ))
-        .with_hint("their servers did not answer; run 'tenantctl server test' and enforce again")
-    });
-    Ok(Reported::new(actions, failure))
+        .with_hint("their servers did not answer; run 'tenantctl server test', then again")
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -199,29 +199,7 @@ impl Gate {
 /// advisory lock, polling with a deadline. Returns how many tenantctl sessions the
 /// server has then, all databases together.
 fn wait_for_gated(server: &PgServer, database: &str, waiting: i64) -> i64 {
-    let mut watcher = server.connect("postgres");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let row = watcher
-            .query_one(
-                "SELECT count(*) FILTER (WHERE datname = $1 AND wait_event_type = 'Lock'
-                                          AND wait_event = 'advisory'),
-                        count(*)
-                 FROM pg_stat_activity WHERE application_name = 'tenantctl'",
-                &[&database],
-            )
-            .unwrap();
-        let (gated, all): (i64, i64) = (row.get(0), row.get(1));
-        if gated >= waiting {
-            return all;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no tenantctl session came to wait at the gate in {database}"
-        );
-        // A pause between polls, not a guess at how long the command takes.
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_with(&mut server.connect("postgres"), Some(database), waiting)
 }
 
 #[test]
@@ -781,7 +759,7 @@ fn a_fan_out_holds_no_more_connections_on_a_server_than_jobs_per_server() {
     let mut watcher = server.connect("postgres");
     let _others = fill_until_free(&server, 2);
     let run = env.cmd(&["db", "migrate", "--json"]).spawn();
-    let sessions = wait_with(&mut watcher, 1);
+    let sessions = wait_with(&mut watcher, None, 1);
     assert_eq!(sessions, 1, "tenantctl sessions on a busy server");
     drop(gates);
     let run = finished(run);
@@ -813,19 +791,22 @@ fn fill_until_free(server: &PgServer, free: i64) -> Vec<postgres::Client> {
 /// Waits until `waiting` tenantctl sessions, in any databases, wait on an advisory
 /// lock; returns how many tenantctl sessions the server has then.
 fn wait_until_waiting(server: &PgServer, waiting: i64) -> i64 {
-    wait_with(&mut server.connect("postgres"), waiting)
+    wait_with(&mut server.connect("postgres"), None, waiting)
 }
 
-/// [`wait_until_waiting`] on a session the caller opened.
-fn wait_with(watcher: &mut postgres::Client, waiting: i64) -> i64 {
+/// Polls on `watcher` until at least `waiting` tenantctl sessions (in `database`, or
+/// in any) wait on an advisory lock; returns how many tenantctl sessions the server
+/// has then, all databases together.
+fn wait_with(watcher: &mut postgres::Client, database: Option<&str>, waiting: i64) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let row = watcher
             .query_one(
-                "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'),
+                "SELECT count(*) FILTER (WHERE ($1::text IS NULL OR datname = $1)
+                                          AND wait_event_type = 'Lock' AND wait_event = 'advisory'),
                         count(*)
                  FROM pg_stat_activity WHERE application_name = 'tenantctl'",
-                &[],
+                &[&database],
             )
             .unwrap();
         let (gated, all): (i64, i64) = (row.get(0), row.get(1));
@@ -834,8 +815,9 @@ fn wait_with(watcher: &mut postgres::Client, waiting: i64) -> i64 {
         }
         assert!(
             Instant::now() < deadline,
-            "only {gated} tenantctl sessions came to wait"
+            "only {gated} tenantctl sessions came to wait (in {database:?})"
         );
+        // A pause between polls, not a guess at how long the command takes.
         std::thread::sleep(Duration::from_millis(10));
     }
 }
