@@ -15,7 +15,7 @@ use super::states::{BackupKind, EntryScope, SetScope};
 use super::{BackupSet, CopyStamp, Entry, Fingerprint, MANIFEST, Manifest, Skipped, list_sets, new_id};
 use crate::engine::{BackedUp, BackupTarget, TenantDatabase, sqlite};
 use crate::error::{Error, ErrorKind, IoContext, NamingFullDisk, Result};
-use crate::fan_out::fan_out_all;
+use crate::fan_out::{Lanes, fan_out_all_in_lanes};
 use crate::files::{PARALLEL_FROM_BYTES, beside, copy_hashed, sha256_file};
 use crate::{files, time};
 
@@ -46,6 +46,12 @@ pub struct SetRequest {
     pub catalog_schema_version: i64,
     pub tenants: Vec<TenantSource>,
     pub jobs: usize,
+    /// How the tenants share out: each database server's in a lane of its own,
+    /// bounded by its connections. `None`: all in one lane of `jobs`.
+    pub lanes: Option<crate::fan_out::Lanes>,
+    /// Entries of copies already made elsewhere (replaced server tenants a restore
+    /// keeps on their server), put into the manifest as they are.
+    pub kept: Vec<Entry>,
     /// Keep a damaged live database (tenant or catalog) as its raw bytes, marked
     /// damaged, instead of leaving it out or failing: what a pre-restore set needs,
     /// since the damage is usually what the restore is for.
@@ -140,6 +146,7 @@ fn fill_set(
     let previous = previous_entries(backup_dir, &request.tenants)?;
     let (tenant_entries, skipped) = backup_tenants(tmp, request, &previous)?;
     entries.extend(tenant_entries);
+    entries.extend(request.kept.iter().cloned());
     if entries.is_empty() {
         return Ok(Created::Nothing { skipped });
     }
@@ -217,10 +224,18 @@ fn backup_tenants(
     request: &SetRequest,
     previous: &HashMap<i64, (Entry, PathBuf, String)>,
 ) -> Result<(Vec<Entry>, Vec<Skipped>)> {
-    let results = fan_out_all(&request.tenants, request.jobs, |tenant| {
+    let lanes = request
+        .lanes
+        .clone()
+        .unwrap_or_else(|| Lanes::single(request.tenants.len(), request.jobs));
+    let results = fan_out_all_in_lanes(&request.tenants, &lanes, |tenant| {
         tenant.database.back_up(&BackupTarget {
             set_dir: tmp,
-            file: &format!("tenants/{}.db", tenant.customer_slug),
+            file: &format!(
+                "tenants/{}.{}",
+                tenant.customer_slug,
+                tenant.database.copy_extension()
+            ),
             customer_id: tenant.customer_id,
             customer_slug: &tenant.customer_slug,
             previous: previous.get(&tenant.customer_id),
@@ -421,6 +436,11 @@ fn raw_entry(
         linked_from: None,
         copy: None,
         damaged: Some(reason),
+        engine: Some(crate::engine::EngineKind::Sqlite),
+        server: Some(crate::engine::LOCAL_SERVER.to_string()),
+        format: Some(super::CopyFormat::Sqlite),
+        rows: None,
+        kept_as: None,
     })
 }
 
@@ -678,5 +698,10 @@ fn checked_entry(
         linked_from: None,
         copy: CopyStamp::of(path),
         damaged: None,
+        engine: Some(crate::engine::EngineKind::Sqlite),
+        server: Some(crate::engine::LOCAL_SERVER.to_string()),
+        format: Some(super::CopyFormat::Sqlite),
+        rows: None,
+        kept_as: None,
     })
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use self::states::CopyFormat;
 use self::states::{BackupKind, EntryScope, SetScope};
 use crate::error::{Error, IoContext, Result};
 use crate::files;
@@ -103,6 +104,58 @@ pub struct Entry {
     /// holds its raw bytes and is not expected to pass quick_check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damaged: Option<String>,
+    /// The engine and server of the database the copy was taken of. Absent in sets
+    /// from older versions, whose copies are all SQLite files of the home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<crate::engine::EngineKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// What `file` holds; see [`Entry::format`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<CopyFormat>,
+    /// The rows of each table when the copy was taken (server tenants): what a restore
+    /// and `backup verify --deep` check a restored copy against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<std::collections::BTreeMap<String, u64>>,
+    /// For a copy kept on its server ([`CopyFormat::KeptOnServer`]): the database (or
+    /// schema) that holds it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_as: Option<String>,
+}
+
+impl Entry {
+    /// What the copy is; a set from an older version holds SQLite files only.
+    pub fn format(&self) -> CopyFormat {
+        self.format.unwrap_or(CopyFormat::Sqlite)
+    }
+
+    /// The engine the copy can be restored into.
+    pub fn engine(&self) -> crate::engine::EngineKind {
+        self.engine.unwrap_or(crate::engine::EngineKind::Sqlite)
+    }
+
+    /// A fresh tenant or catalog entry's fields that say nothing about the engine: the
+    /// caller sets `engine`, `server` and `format`.
+    pub fn new(scope: EntryScope, file: &str, bytes: u64, sha256: String, schema_version: i64) -> Entry {
+        Entry {
+            scope,
+            customer_id: None,
+            customer_slug: None,
+            file: file.to_string(),
+            bytes,
+            sha256,
+            schema_version,
+            source: None,
+            linked_from: None,
+            copy: None,
+            damaged: None,
+            engine: None,
+            server: None,
+            format: None,
+            rows: None,
+            kept_as: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -195,16 +195,39 @@ fn decide(sets: &[&BackupSet], retention: Retention, newest_copies: &HashSet<Str
 /// unfinished sets whose writer is gone. `removed_unfinished` names the half-deleted
 /// folders first (see [`super::half_deleted`]), then the unfinished sets (see
 /// [`super::abandoned_sets`]).
-pub fn prune(backup_dir: &Path, retention: Retention, dry_run: bool) -> Result<PruneReport> {
+///
+/// A set being removed first has `drop_kept` drop each copy it keeps on a database
+/// server (a restore's pre-restore copy of a server tenant); when one cannot be
+/// dropped, the set stays, so that the copy is never left without a set naming it.
+pub fn prune(
+    backup_dir: &Path,
+    retention: Retention,
+    dry_run: bool,
+    drop_kept: &dyn Fn(&super::Entry) -> Result<()>,
+) -> Result<PruneReport> {
     let mut removed_unfinished = super::half_deleted(backup_dir);
     let half_deleted = removed_unfinished.len();
     if !dry_run {
         super::finish_deleting(backup_dir, &removed_unfinished)?;
     }
     let sets = list_sets(backup_dir)?;
-    let decisions = plan(&sets, retention);
+    let mut decisions = plan(&sets, retention);
     if !dry_run {
-        for decision in decisions.iter().filter(|d| d.action == PruneAction::Remove) {
+        for decision in decisions.iter_mut().filter(|d| d.action == PruneAction::Remove) {
+            let kept = sets
+                .iter()
+                .filter(|set| set.manifest.id == decision.id)
+                .flat_map(|set| &set.manifest.entries)
+                .filter(|entry| entry.format() == super::CopyFormat::KeptOnServer);
+            let mut all_dropped = true;
+            for entry in kept {
+                all_dropped &= drop_kept(entry).is_ok();
+            }
+            if !all_dropped {
+                decision.action = PruneAction::Keep;
+                decision.reasons = vec![PruneReason::KeptCopyRemains];
+                continue;
+            }
             super::remove_set(backup_dir, &decision.id)?;
         }
     }
@@ -245,6 +268,11 @@ mod tests {
             linked_from: None,
             copy: None,
             damaged: None,
+            engine: None,
+            server: None,
+            format: None,
+            rows: None,
+            kept_as: None,
         }
     }
 

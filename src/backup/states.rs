@@ -39,6 +39,19 @@ word_enum! {
 }
 
 word_enum! {
+    /// What a set's entry holds: a SQLite database file, a `pg_dump -Fc` archive, a
+    /// `mariadb-dump` script, or nothing in the set at all because the replaced
+    /// database was kept on its server under another name (a restore's pre-restore copy
+    /// of a server tenant, which costs a rename, not a copy).
+    pub enum CopyFormat ("copy format") {
+        Sqlite = "sqlite",
+        PgDumpCustom = "pg_dump_custom",
+        MysqlSql = "mysql_sql",
+        KeptOnServer = "kept_on_server",
+    }
+}
+
+word_enum! {
     /// How a file of a set fared in `backup verify`.
     pub enum FileStatus ("verify status") {
         Ok = "ok",
@@ -71,6 +84,9 @@ word_enum! {
         Undated = "undated",
         PreRestore = "pre-restore",
         Empty = "empty",
+        /// Due to go, but a copy it keeps on a database server could not be dropped
+        /// (the server is down, say): it stays until a later prune can.
+        KeptCopyRemains = "kept-copy-remains",
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::BackupSet;
-use super::states::FileStatus;
+use super::states::{CopyFormat, FileStatus};
 use crate::engine::sqlite;
 use crate::files::sha256_file;
 
@@ -34,6 +34,16 @@ pub fn verify_set(set: &BackupSet) -> Vec<FileCheck> {
                 status,
                 message,
             };
+            if entry.format() == CopyFormat::KeptOnServer {
+                return check(
+                    FileStatus::Ok,
+                    format!(
+                        "kept on server {} as {}, not in the set's folder",
+                        entry.server.as_deref().unwrap_or("?"),
+                        entry.kept_as.as_deref().unwrap_or("?")
+                    ),
+                );
+            }
             let path = match set.file(entry) {
                 Ok(path) => path,
                 Err(err) => return check(FileStatus::Mismatch, err.to_string()),
@@ -72,9 +82,18 @@ pub fn verify_set(set: &BackupSet) -> Vec<FileCheck> {
                     format!("checksum ok; kept damaged before a restore: {damage}"),
                 );
             }
-            match sqlite::quick_check(&path) {
-                Ok(()) => check(FileStatus::Ok, "checksum and quick_check ok".to_string()),
-                Err(err) => check(FileStatus::Damaged, err.to_string()),
+            match entry.format() {
+                CopyFormat::PgDumpCustom => match crate::engine::postgres::check_archive(&path) {
+                    Ok(()) => check(
+                        FileStatus::Ok,
+                        "checksum and table of contents (pg_restore --list) ok".to_string(),
+                    ),
+                    Err(why) => check(FileStatus::Damaged, format!("{}: {why}", path.display())),
+                },
+                _ => match sqlite::quick_check(&path) {
+                    Ok(()) => check(FileStatus::Ok, "checksum and quick_check ok".to_string()),
+                    Err(err) => check(FileStatus::Damaged, err.to_string()),
+                },
             }
         })
         .collect()

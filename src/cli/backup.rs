@@ -35,6 +35,9 @@ pub struct BackupArgs {
     /// Why the set was taken
     #[arg(long, value_enum, default_value_t = Kind::Manual)]
     pub kind: Kind,
+    /// Dumps run at once on each database server (never more than it has connections free)
+    #[arg(long, value_name = "N", default_value_t = crate::fan_out::DEFAULT_JOBS_PER_SERVER, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs_per_server: u16,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -199,6 +202,7 @@ pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
                     Kind::Scheduled => BackupKind::Scheduled,
                 },
                 jobs: jobs(),
+                jobs_per_server: usize::from(args.jobs_per_server),
             };
             let done = backup::backup(&catalog, backup_dir, &request)?;
             warn_unfinished(

@@ -30,7 +30,7 @@ pub use results::{Finished, Outcome, QueryOutput, RowSink, ScriptOutcome, Tenant
 pub const LOCAL_SERVER: &str = "local";
 
 /// The kind of database a tenant lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     Sqlite,
@@ -187,6 +187,18 @@ pub struct Staged {
     pub target: Placement,
     /// The migrations the copy has applied, for the catalog's ledger.
     pub applied: Vec<MigrationId>,
+    /// Where the swap keeps the replaced data on its server (a rename, not a copy):
+    /// such a swap takes steps a crash can come between, so a restore records it in
+    /// the operation ledger first. `None` for a file, which one rename replaces.
+    pub kept_as: Option<String>,
+}
+
+/// A backup copy to put back: its file in the set, its manifest entry, and the set's id.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreSource<'a> {
+    pub file: &'a Path,
+    pub entry: &'a Entry,
+    pub set_id: &'a str,
 }
 
 /// One server's way of keeping tenant databases.
@@ -237,6 +249,11 @@ pub trait Engine: Send + Sync {
     /// fewer when the server has fewer free. A file engine holds none, so all of them.
     fn connection_limit(&self, wanted: usize) -> usize {
         wanted
+    }
+    /// Drops `name`, a tenant's pre-restore copy a restore kept on this server (see
+    /// [`Staged::kept_as`]); gone already is fine. Refused for any other name.
+    fn drop_kept(&self, name: &str) -> Result<()> {
+        Err(Error::refused(format!("{name}: this server keeps no copies")))
     }
     /// Unfinished copies on a server whose owning command is gone (`alive` tells by
     /// owner token), by their names; a file engine's are doctor's to find.
@@ -323,7 +340,7 @@ pub trait TenantDatabase: Send + Sync {
     fn refuse_if_in_use(&self) -> Result<()>;
     /// Copies a backup file beside the live database, into `run`'s staging, checking
     /// its SHA-256 and integrity on the way (exit 7 on either); nothing live changes.
-    fn stage_restore(&self, run: &StagingRun, backup_file: &Path, sha256: &str) -> Result<Staged>;
+    fn stage_restore(&self, run: &StagingRun, source: &RestoreSource<'_>) -> Result<Staged>;
     /// Replaces the live database with a staged copy in one step.
     fn swap_in(&self, staged: &Staged) -> Result<()>;
     /// [`TenantDatabase::swap_in`] without making it durable yet: returns the folder
@@ -332,6 +349,22 @@ pub trait TenantDatabase: Send + Sync {
     fn swap_in_unsynced(&self, staged: &Staged) -> Result<Option<PathBuf>>;
     /// Drops a staged copy that will not be swapped in.
     fn discard_staged(&self, staged: &Staged);
+    /// The name a backup copy of this database takes in a set (`db` for a file).
+    fn copy_extension(&self) -> &'static str {
+        "db"
+    }
+    /// The pre-restore set's entry for what [`swap_in`](Self::swap_in) of `staged` keeps
+    /// on the server ([`Staged::kept_as`]); `None` when the swap keeps nothing, and the
+    /// replaced database must be copied into the set first.
+    fn kept_copy(&self, _staged: &Staged, _customer_id: i64, _slug: &str) -> Option<Entry> {
+        None
+    }
+    /// Finishes a swap of `staged` that a crash interrupted, whatever step it reached,
+    /// then lets the tenant's login in when `login`; a swap with nothing kept
+    /// ([`Staged::kept_as`] `None`) is one rename, never half done.
+    fn finish_swap(&self, _staged: &Staged, _login: bool) -> Result<()> {
+        Ok(())
+    }
     /// Lets the tenant's own login in or shuts it out (ending its sessions), on
     /// engines where applications log in as the tenant; a file has no login.
     fn set_login(&self, _allowed: bool) -> Result<()> {

@@ -11,7 +11,7 @@ use crate::error::{IoContext, NamingFullDisk, Result};
 mod copy;
 
 pub use copy::{
-    PARALLEL_FROM_BYTES, beside, copy_hashed, copy_private, create_for_copy, read_full, sha256_file,
+    PARALLEL_FROM_BYTES, beside, copy_hashed, copy_private, create_for_copy, hex, read_full, sha256_file,
     write_all_at,
 };
 

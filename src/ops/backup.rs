@@ -32,6 +32,8 @@ pub struct BackupRequest {
     pub label: Option<String>,
     pub kind: BackupKind,
     pub jobs: usize,
+    /// Dumps at once on each database server.
+    pub jobs_per_server: usize,
 }
 
 /// A set as `backup` and `backup show` print it.
@@ -167,8 +169,14 @@ fn set_request(catalog: &Catalog, request: &BackupRequest) -> Result<SetRequest>
             BackupScope::Customers(_) => SetScope::Customers,
         },
         catalog_schema_version: catalog.schema_version()?,
+        lanes: Some(engines.lanes(
+            tenants.iter().map(|t| t.database.placement()),
+            request.jobs,
+            request.jobs_per_server,
+        )),
         tenants,
         jobs: request.jobs,
+        kept: Vec::new(),
         keep_damaged: false,
         unreadable_catalog: None,
     })
@@ -313,5 +321,14 @@ pub fn prune(
         keep_weekly: values[2],
         keep_monthly: values[3],
     };
-    prune::prune(backup_dir, retention, dry_run)
+    let engines = catalog.map(|c| Engines::of_catalog(c.conn()));
+    let drop_kept = |entry: &Entry| -> Result<()> {
+        let (Some(engines), Some(server), Some(name)) = (&engines, &entry.server, &entry.kept_as) else {
+            return Err(Error::refused(
+                "a copy kept on a database server is dropped through the catalog, which was not read",
+            ));
+        };
+        engines.server(server)?.drop_kept(name)
+    };
+    prune::prune(backup_dir, retention, dry_run, &drop_kept)
 }

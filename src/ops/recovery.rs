@@ -12,6 +12,9 @@
 //! - `customer.delete` / `customer.undelete`: finished. The row already says where
 //!   the database belongs; it is moved there.
 //! - `customer.purge`: finished. The database is removed, then the row.
+//! - `restore.swap`: finished. The restored copies were checked and the pre-restore
+//!   set written before it was recorded; each swap is taken to its end from whatever
+//!   step it reached, and the tenants' migrations are read from what is now live.
 
 use serde_json::{Value, json};
 
@@ -29,6 +32,7 @@ pub const IMPORT: &str = "import";
 pub const DELETE: &str = "customer.delete";
 pub const UNDELETE: &str = "customer.undelete";
 pub const PURGE: &str = "customer.purge";
+pub const SWAP: &str = "restore.swap";
 
 /// One half-done operation and what was done about it.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +120,7 @@ pub fn resolve(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Resu
         IMPORT => finish_import(catalog, engines, op.id, &op.steps),
         DELETE | UNDELETE => finish_move(catalog, engines, op),
         PURGE => finish_purge(catalog, engines, op),
+        SWAP => finish_swaps(catalog, engines, op),
         other => Err(Error::unexpected(format!(
             "the operation ledger holds an operation of unknown kind '{other}' (id {})",
             op.id
@@ -238,6 +243,55 @@ fn finish_purge(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Res
     catalog.write(|tx| {
         if let Some(id) = op.customer_id {
             customers::purge(tx, id)?;
+        }
+        operations::close(tx, op.id)
+    })?;
+    Ok("finished")
+}
+
+/// The steps of a restore's server swaps, one per tenant, as [`finish_swaps`] reads them.
+pub fn swap_step(customer_id: Option<i64>, staged: &crate::engine::Staged) -> Value {
+    json!({"customer_id": customer_id, "placement": placement_json(&staged.target),
+           "staging": staged.staging, "kept_as": staged.kept_as})
+}
+
+/// Takes every swap of a killed restore to its end, lets each tenant log in again when
+/// its customer is active, and records what each has applied now.
+fn finish_swaps(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Result<&'static str> {
+    let empty = Vec::new();
+    let mut applied = Vec::new();
+    for step in op.steps["tenants"].as_array().unwrap_or(&empty) {
+        let placement = placement_of(&step["placement"])?;
+        let staged = crate::engine::Staged {
+            staging: step["staging"].as_str().unwrap_or_default().to_string(),
+            target: placement.clone(),
+            applied: Vec::new(),
+            kept_as: step["kept_as"].as_str().map(str::to_string),
+        };
+        let customer = match step["customer_id"].as_i64() {
+            Some(id) => customers::any_by_id(catalog.conn(), id)?,
+            None => None,
+        };
+        let login = customer
+            .as_ref()
+            .is_some_and(|c| c.status == CustomerStatus::Active);
+        let tenant = engines.tenant(&placement)?;
+        tenant.finish_swap(&staged, login)?;
+        if let (Some(customer), Ok(list)) = (customer, tenant.applied()) {
+            applied.push((customer.id, list));
+        }
+    }
+    catalog.write(|tx| {
+        for (id, list) in &applied {
+            let version = list.iter().map(|m| m.version).max().unwrap_or(0);
+            crate::catalog::tenants::record_applied(tx, *id, list)?;
+            crate::catalog::tenants::record_run(
+                tx,
+                *id,
+                version,
+                crate::catalog::states::TenantMigrationStatus::Ok,
+                None,
+            )?;
         }
         operations::close(tx, op.id)
     })?;

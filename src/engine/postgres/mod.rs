@@ -1,6 +1,8 @@
 //! PostgreSQL servers: their connection URLs, admin connections, what a server must
 //! offer before it takes tenants, and its template database.
 
+mod archive;
+mod copies;
 mod migrate;
 mod pool;
 mod schema;
@@ -18,6 +20,18 @@ pub use schema::close_database as close_schema_database;
 pub use template::{TEMPLATE_DATABASE, build_template, identity as template_identity};
 pub use tenant::{PgEngine, role_identity, tenant_name};
 pub use tools::{DumpTools, dump_tools};
+
+/// Whether a `pg_dump -Fc` archive's header and table of contents read whole
+/// (`pg_restore --list`); the reason when they do not, or when no pg_restore is
+/// installed to tell.
+pub fn check_archive(path: &std::path::Path) -> std::result::Result<(), String> {
+    let tools = tools::newest_tools().ok_or("pg_restore is not installed, so the archive cannot be read")?;
+    match archive::contents(&tools, path) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(archive::ToolFailed(why))) => Err(why),
+        Err(err) => Err(err.to_string()),
+    }
+}
 
 use crate::error::{Error, Result};
 use crate::secrets::Secret;

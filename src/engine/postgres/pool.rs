@@ -60,6 +60,11 @@ impl Pool {
         })
     }
 
+    /// Closes the idle connections to `database` (one about to be renamed or dropped).
+    pub fn close_idle(&self, database: &str) {
+        self.idle().retain(|(name, _)| name != database);
+    }
+
     /// A connection of its own, never pooled (a session as a tenant role must not be
     /// handed to another step), that still heeds and keeps the memo of a server
     /// that does not answer.

@@ -13,13 +13,14 @@ use refinery::Migration;
 use super::pool::{Pool, Pooled};
 use super::template::{TEMPLATE_DATABASE, TEMPLATE_OWNER};
 use super::{PgUrl, migrate, schema, sql};
+use crate::backup::Entry;
 use crate::backup::restore::StagingRun;
 use crate::catalog::servers::ServerRow;
 use crate::catalog::states::ServerMode;
 use crate::engine::{
     AccessFinding, AccessProblem, BackedUp, BackupTarget, Engine, EngineKind, Finished, MigrationId,
-    Placement, PlacementView, Provisioned, RowSink, ScriptOutcome, Staged, TenantDatabase, TenantRun,
-    Vacuumed,
+    Placement, PlacementView, Provisioned, RestoreSource, RowSink, ScriptOutcome, Staged, TenantDatabase,
+    TenantRun, Vacuumed,
 };
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -44,6 +45,8 @@ struct Shared {
     /// The admin login, decrypted once.
     url: OnceLock<PgUrl>,
     pool: Pool,
+    /// The pg_dump and pg_restore fit for the server, found once.
+    tools: OnceLock<super::DumpTools>,
 }
 
 impl PgEngine {
@@ -52,6 +55,7 @@ impl PgEngine {
             shared: Arc::new(Shared {
                 url: OnceLock::new(),
                 pool: Pool::new(&row.name),
+                tools: OnceLock::new(),
             }),
             row,
             home: home.clone(),
@@ -63,7 +67,7 @@ impl PgEngine {
     }
 
     /// The admin login, its password decrypted with the master key.
-    fn admin_url(&self) -> Result<PgUrl> {
+    pub(super) fn admin_url(&self) -> Result<PgUrl> {
         if let Some(url) = self.shared.url.get() {
             return Ok(url.clone());
         }
@@ -78,7 +82,7 @@ impl PgEngine {
     }
 
     /// An admin connection to `database` (default: the URL's own), from the pool.
-    fn admin(&self, database: Option<&str>) -> Result<Pooled<'_>> {
+    pub(super) fn admin(&self, database: Option<&str>) -> Result<Pooled<'_>> {
         let url = self.admin_url()?;
         let database = match database {
             Some(name) => name.to_string(),
@@ -87,11 +91,11 @@ impl PgEngine {
         self.shared.pool.get(&url, &database)
     }
 
-    fn fail(&self, err: &postgres::Error) -> Error {
+    pub(super) fn fail(&self, err: &postgres::Error) -> Error {
         super::unreachable(&self.row.name, err)
     }
 
-    fn run(&self, client: &mut Client, statement: &str) -> Result<()> {
+    pub(super) fn run(&self, client: &mut Client, statement: &str) -> Result<()> {
         client.batch_execute(statement).map_err(|e| self.fail(&e))
     }
 
@@ -104,7 +108,7 @@ impl PgEngine {
 
     /// Lets the tenant role log in or not; shutting it out also ends its sessions,
     /// so nothing it had open goes on writing.
-    fn set_login(&self, client: &mut Client, role: &str, allowed: bool) -> Result<()> {
+    pub(super) fn set_login(&self, client: &mut Client, role: &str, allowed: bool) -> Result<()> {
         if !role_exists(client, role).map_err(|e| self.fail(&e))? {
             return Ok(());
         }
@@ -121,6 +125,55 @@ impl PgEngine {
         Ok(())
     }
 
+    /// Whether `role` may log in now.
+    pub(super) fn can_login(&self, client: &mut Client, role: &str) -> Result<bool> {
+        Ok(client
+            .query_opt("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", &[&role])
+            .map_err(|e| self.fail(&e))?
+            .is_some_and(|row| row.get(0)))
+    }
+
+    /// Ends every session in `databases` (this command's idle ones included), which
+    /// a rename or drop of them needs; `client` must be connected elsewhere.
+    pub(super) fn forget_connections(&self, client: &mut Client, databases: &[&str]) -> Result<()> {
+        for database in databases {
+            self.shared.pool.close_idle(database);
+        }
+        let names: Vec<String> = databases.iter().map(|d| d.to_string()).collect();
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = ANY($1) AND pid <> pg_backend_pid()",
+                &[&names],
+            )
+            .map_err(|e| self.fail(&e))?;
+        Ok(())
+    }
+
+    /// The pg_dump and pg_restore of this machine that can dump this server (exit 6
+    /// when none can), found on first use.
+    pub(super) fn dump_tools(&self) -> Result<super::DumpTools> {
+        if let Some(tools) = self.shared.tools.get() {
+            return Ok(tools.clone());
+        }
+        let mut admin = self.admin(None)?;
+        let row = admin
+            .query_one(
+                "SELECT current_setting('server_version'), current_setting('server_version_num')::int",
+                &[],
+            )
+            .map_err(|e| self.fail(&e))?;
+        let (version, number): (String, i32) = (row.get(0), row.get(1));
+        let major = u32::try_from(number / 10_000).unwrap_or(0);
+        let tools = super::dump_tools(&self.row.name, &version, major)?;
+        Ok(self.shared.tools.get_or_init(|| tools).clone())
+    }
+
+    /// The home's folder, for a restore's scratch files.
+    pub(super) fn home_root(&self) -> &Path {
+        self.home.root()
+    }
+
     /// The databases (or, in schema mode, schemas) whose names start with `prefix`.
     fn tenant_names(&self, admin: &mut Client, prefix: &str) -> Result<Vec<String>> {
         if self.schema_mode() {
@@ -135,17 +188,17 @@ impl PgEngine {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
-    fn schema_mode(&self) -> bool {
+    pub(super) fn schema_mode(&self) -> bool {
         self.row.mode == ServerMode::Schema
     }
 
     /// The database tenants live in (schema mode) or the admin URL's own.
-    fn home_database(&self) -> Result<String> {
+    pub(super) fn home_database(&self) -> Result<String> {
         Ok(self.admin_url()?.database())
     }
 
     /// Whether a tenant's database (or schema) is there.
-    fn tenant_exists(&self, client: &mut Client, name: &str) -> Result<bool> {
+    pub(super) fn tenant_exists(&self, client: &mut Client, name: &str) -> Result<bool> {
         if self.schema_mode() {
             schema::exists(client, name).map_err(|e| self.fail(&e))
         } else {
@@ -442,10 +495,28 @@ impl Engine for PgEngine {
             .collect())
     }
 
+    fn drop_kept(&self, name: &str) -> Result<()> {
+        if !super::copies::is_kept_name(name) {
+            return Err(Error::refused(format!(
+                "{name} on server {} is no pre-restore copy",
+                self.row.name
+            )));
+        }
+        let mut admin = self.admin(None)?;
+        let statement = match self.schema_mode() {
+            true => format!("DROP SCHEMA IF EXISTS {} CASCADE", sql::ident(name)),
+            false => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sql::ident(name)),
+        };
+        self.run(&mut admin, &statement)
+    }
+
     fn unowned(&self, owned: &[Placement]) -> Result<Vec<(String, Placement)>> {
         let mut admin = self.admin(None)?;
         let mut found = Vec::new();
         for name in self.tenant_names(&mut admin, "tenant_")? {
+            if super::copies::is_beside_name(&name) {
+                continue;
+            }
             let Some(slug) = slug_of(&name) else { continue };
             let placement = self.placement_for(&slug)?;
             if !owned.contains(&placement) {
@@ -528,7 +599,7 @@ fn role_of(from: &Placement, to: &Placement) -> String {
 
 /// The role a placement's database belongs to: its own name when live, the name
 /// after the id when retired (`tenantctl_deleted_<id>_tenant_x`).
-fn role_name(placement: &Placement) -> Option<String> {
+pub(super) fn role_name(placement: &Placement) -> Option<String> {
     let name = &placement.location;
     if name.starts_with("tenant_") {
         return Some(name.clone());
@@ -540,17 +611,17 @@ fn role_name(placement: &Placement) -> Option<String> {
 
 /// One tenant database on a PostgreSQL server.
 pub struct PgTenant {
-    placement: Placement,
-    server: PgEngine,
+    pub(super) placement: Placement,
+    pub(super) server: PgEngine,
 }
 
 impl PgTenant {
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         &self.placement.location
     }
 
     /// The database its data is in: its own, or in schema mode the server's.
-    fn database(&self) -> Result<String> {
+    pub(super) fn database(&self) -> Result<String> {
         match self.server.schema_mode() {
             true => self.server.home_database(),
             false => Ok(self.name().to_string()),
@@ -612,13 +683,6 @@ impl PgTenant {
                 .map(|row| row.get::<_, i64>(0)),
         };
         Ok(u64::try_from(size.map_err(|e| self.server.fail(&e))?).unwrap_or(0))
-    }
-
-    fn unsupported(&self, what: &str) -> Error {
-        Error::refused(format!(
-            "{what} of PostgreSQL tenants is not supported yet ({})",
-            self.describe()
-        ))
     }
 }
 
@@ -797,30 +861,43 @@ impl TenantDatabase for PgTenant {
         Ok(())
     }
 
-    fn back_up(&self, _target: &BackupTarget<'_>) -> Result<BackedUp> {
-        Ok(BackedUp::Failed(format!(
-            "backups of PostgreSQL tenants are not supported yet ({})",
-            self.describe()
-        )))
+    fn back_up(&self, target: &BackupTarget<'_>) -> Result<BackedUp> {
+        self.dump_into(target)
     }
 
+    /// Its sessions are ended by the swap itself, under NOLOGIN.
     fn refuse_if_in_use(&self) -> Result<()> {
-        Err(self.unsupported("restoring"))
+        Ok(())
     }
 
-    fn stage_restore(&self, _run: &StagingRun, _backup_file: &Path, _sha256: &str) -> Result<Staged> {
-        Err(self.unsupported("restoring"))
+    fn stage_restore(&self, _run: &StagingRun, source: &RestoreSource<'_>) -> Result<Staged> {
+        self.stage(source)
     }
 
-    fn swap_in(&self, _staged: &Staged) -> Result<()> {
-        Err(self.unsupported("restoring"))
+    fn swap_in(&self, staged: &Staged) -> Result<()> {
+        self.complete_swap(staged, None)
     }
 
-    fn swap_in_unsynced(&self, _staged: &Staged) -> Result<Option<PathBuf>> {
-        Err(self.unsupported("restoring"))
+    /// Renames on the server are durable when they return.
+    fn swap_in_unsynced(&self, staged: &Staged) -> Result<Option<PathBuf>> {
+        self.complete_swap(staged, None).map(|()| None)
     }
 
-    fn discard_staged(&self, _staged: &Staged) {}
+    fn discard_staged(&self, staged: &Staged) {
+        self.drop_staged(staged);
+    }
+
+    fn copy_extension(&self) -> &'static str {
+        "dump"
+    }
+
+    fn kept_copy(&self, staged: &Staged, customer_id: i64, slug: &str) -> Option<Entry> {
+        self.kept_entry(staged, customer_id, slug)
+    }
+
+    fn finish_swap(&self, staged: &Staged, login: bool) -> Result<()> {
+        self.complete_swap(staged, Some(login))
+    }
 
     fn set_password(&self, password: &Secret) -> Result<()> {
         let mut admin = self.server.admin(None)?;

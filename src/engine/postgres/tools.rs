@@ -43,6 +43,15 @@ pub fn dump_tools(server: &str, server_version: &str, server_major: u32) -> Resu
     }
 }
 
+/// The newest pg_dump/pg_restore pair on this machine, if any: what reads an
+/// archive without a server to match.
+pub fn newest_tools() -> Option<DumpTools> {
+    candidates()
+        .into_iter()
+        .filter_map(|dir| tools_in(&dir))
+        .max_by_key(|t| t.major)
+}
+
 /// Folders that may hold the tools: each installed version's (Debian keeps them in
 /// /usr/lib/postgresql/N/bin), then every folder of PATH.
 fn candidates() -> Vec<PathBuf> {

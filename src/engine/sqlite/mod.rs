@@ -10,8 +10,8 @@ use refinery::{Migration, Runner};
 use rusqlite::{Connection, OpenFlags};
 
 use super::{
-    BackedUp, BackupTarget, Engine, Finished, Placement, PlacementView, Provisioned, RowSink, ScriptOutcome,
-    Staged, TenantDatabase, TenantRun, Vacuumed,
+    BackedUp, BackupTarget, Engine, Finished, Placement, PlacementView, Provisioned, RestoreSource, RowSink,
+    ScriptOutcome, Staged, TenantDatabase, TenantRun, Vacuumed,
 };
 use crate::backup::restore as staging;
 use crate::error::{Error, NamingFullDisk, Result};
@@ -473,11 +473,11 @@ impl TenantDatabase for SqliteTenant {
         staging::refuse_if_open(self.path())
     }
 
-    fn stage_restore(&self, run: &staging::StagingRun, backup_file: &Path, sha256: &str) -> Result<Staged> {
+    fn stage_restore(&self, run: &staging::StagingRun, source: &RestoreSource<'_>) -> Result<Staged> {
         let (staged, applied) = staging::stage_reading(
             &staging::ToStage {
-                backup_file: backup_file.to_path_buf(),
-                sha256: sha256.to_string(),
+                backup_file: source.file.to_path_buf(),
+                sha256: source.entry.sha256.clone(),
                 target: self.path().to_path_buf(),
             },
             run,
@@ -488,6 +488,7 @@ impl TenantDatabase for SqliteTenant {
                 staging,
                 target: self.placement.clone(),
                 applied,
+                kept_as: None,
             }),
             Err(err) => {
                 let _ = files::remove_database(&staged.staging);

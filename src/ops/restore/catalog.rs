@@ -35,6 +35,7 @@ pub(super) fn restore_catalog(
     })?;
     let engines = Engines::new(actor.home);
     let catalog_plan = Planned {
+        set_id: set.manifest.id.clone(),
         source: set.file(&catalog_entry)?,
         target: Target::Catalog(home_catalog.to_path_buf()),
         customer_id: None,
@@ -51,6 +52,7 @@ pub(super) fn restore_catalog(
         {
             let slug = entry.customer_slug.clone().unwrap_or_default();
             tenant_plans.push(Planned {
+                set_id: set.manifest.id.clone(),
                 source: set.file(entry)?,
                 target: Target::Tenant(engines.tenant(&engines.default_engine().placement_for(&slug)?)?),
                 customer_id: entry.customer_id,
@@ -88,24 +90,28 @@ pub(super) fn restore_catalog(
         target.refuse_if_in_use()?;
     }
     let mut report = RestoreReport::new(&set);
-    let (staged, saved) = stage_and_save(run, std::iter::once(&catalog_plan).chain(&tenant_plans), || {
-        // Save what is there now, if the live catalog can still be read; the files are
-        // labelled with the live catalog's customers, not the backup's.
-        match Catalog::open(home_catalog) {
-            Ok(live) => {
-                let replaced = replaced_by_owner(&live, &tenant_plans);
-                pre_restore(&live, backup_dir, &set, replaced, true, request.jobs).map(Some)
+    let (staged, saved) = stage_and_save(
+        run,
+        std::iter::once(&catalog_plan).chain(&tenant_plans),
+        |staged| {
+            // Save what is there now, if the live catalog can still be read; the files are
+            // labelled with the live catalog's customers, not the backup's.
+            match Catalog::open(home_catalog) {
+                Ok(live) => {
+                    let replaced = replaced_by_owner(&live, &tenant_plans);
+                    pre_restore(&live, backup_dir, &set, replaced, true, request.jobs, staged).map(Some)
+                }
+                Err(err) => pre_restore_unreadable_catalog(
+                    home_catalog,
+                    err.to_string(),
+                    backup_dir,
+                    &set,
+                    &tenant_plans,
+                    request.jobs,
+                ),
             }
-            Err(err) => pre_restore_unreadable_catalog(
-                home_catalog,
-                err.to_string(),
-                backup_dir,
-                &set,
-                &tenant_plans,
-                request.jobs,
-            ),
-        }
-    })?;
+        },
+    )?;
     if let Some((id, lines)) = saved {
         report.pre_restore_set = id;
         report.pre_restore = lines;
@@ -132,7 +138,7 @@ pub(super) fn restore_catalog(
         .into_iter()
         .map(|(slug, _)| slug)
         .collect();
-    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged)?;
+    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged, None)?;
     Ok(report)
 }
 

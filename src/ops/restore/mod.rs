@@ -109,6 +109,8 @@ pub struct Saved {
 /// One file to put back, and where.
 struct Planned {
     entry: Entry,
+    /// The id of the set the entry is from.
+    set_id: String,
     source: PathBuf,
     target: Target,
     customer_id: Option<i64>,
@@ -172,7 +174,7 @@ pub fn restore(
             restore_catalog(home_catalog, actor, backup_dir, request, &run)
         }
     }?;
-    report.cleaned_up = cleaned_up;
+    report.cleaned_up.splice(0..0, cleaned_up);
     Ok(report)
 }
 
@@ -180,6 +182,23 @@ pub fn restore(
 /// [`swap::remove_leftovers`].
 fn remove_restore_leftovers(held: &HomeLock, home: &crate::home::Home, backup_dir: &Path) -> Vec<String> {
     swap::remove_leftovers(held, &[home.root().to_path_buf(), home.tenants_dir()], backup_dir)
+}
+
+/// A copy goes back only into a tenant of the engine it was taken of: carrying data
+/// across engines is `customer move`'s work.
+pub(super) fn refuse_other_engine(entry: &Entry, target: &crate::engine::Placement) -> Result<()> {
+    if entry.engine() == target.engine {
+        return Ok(());
+    }
+    Err(Error::refused(format!(
+        "{} is a backup of a {} tenant and cannot be restored into a {} tenant",
+        entry.file,
+        entry.engine(),
+        target.engine
+    ))
+    .with_hint(
+        "to carry a tenant's data to another engine, use 'tenantctl customer move CUSTOMER --to SERVER'",
+    ))
 }
 
 /// The set named by id, the newest one finished at or before `--at` that `holds`, or
@@ -344,6 +363,7 @@ fn record_tenants_and_audit(
     request: &RestoreRequest,
     tenants_now: &[(i64, Arc<dyn TenantDatabase>)],
     staged: &[StagedCopy],
+    swaps: Option<i64>,
 ) -> Result<()> {
     let applied = applied_now(tenants_now, staged);
     let versions: HashMap<&str, i64> = applied
@@ -365,6 +385,9 @@ fn record_tenants_and_audit(
         RestoreScope::Everything => "everything",
     };
     catalog.write_audited(actor.name, |tx| {
+        if let Some(op) = swaps {
+            crate::catalog::operations::close(tx, op)?;
+        }
         for (id, _, list) in &applied {
             crate::catalog::tenants::record_applied(tx, *id, list)?;
             crate::catalog::tenants::record_run(tx, *id, newest(list), TenantMigrationStatus::Ok, None)?;
@@ -381,6 +404,48 @@ fn record_tenants_and_audit(
         );
         Ok(((), [event]))
     })
+}
+
+/// Records the swaps that take several steps on a server (see
+/// [`crate::engine::Staged::kept_as`]) in the operation ledger before any begins, so
+/// that a crash part way is finished by the next restore or `doctor --fix`; `None`
+/// when every swap is one rename.
+fn record_swaps(
+    catalog: &mut Catalog,
+    owner: &crate::lock::Owner,
+    staged: &[StagedCopy],
+    tenants: &[(i64, Arc<dyn TenantDatabase>)],
+) -> Result<Option<i64>> {
+    let steps: Vec<serde_json::Value> = staged
+        .iter()
+        .filter_map(|copy| match copy {
+            StagedCopy::Tenant(tenant, swap) if swap.kept_as.is_some() => {
+                let customer = tenants
+                    .iter()
+                    .find(|(_, t)| t.describe() == tenant.describe())
+                    .map(|(id, _)| *id);
+                Some(crate::ops::recovery::swap_step(customer, swap))
+            }
+            _ => None,
+        })
+        .collect();
+    if steps.is_empty() {
+        return Ok(None);
+    }
+    let op = catalog.write(|tx| {
+        crate::catalog::operations::open(
+            tx,
+            &crate::catalog::operations::NewOperation {
+                kind: crate::ops::recovery::SWAP,
+                subject: "restore",
+                customer_id: None,
+                owner: owner.token(),
+                steps: json!({ "tenants": steps }),
+            },
+        )
+    })?;
+    crate::ops::recovery::crash_point("restore:recorded");
+    Ok(Some(op))
 }
 
 fn newest(applied: &[MigrationId]) -> i64 {

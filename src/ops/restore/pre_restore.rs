@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::staging::StagedCopy;
 use super::tenants::replaced_by_plan;
 use super::{Planned, Saved};
 use crate::backup::create::{Created, SetRequest, TenantSource, create_set};
@@ -24,10 +25,35 @@ pub(super) fn pre_restore(
     tenants: Vec<TenantSource>,
     with_catalog: bool,
     jobs: usize,
+    staged: &[StagedCopy],
 ) -> Result<PreRestore> {
-    let request = pre_restore_request(set, catalog.schema_version().unwrap_or(0), tenants, jobs);
+    let (kept, copied) = split_kept(staged, &tenants);
+    let mut request = pre_restore_request(set, catalog.schema_version().unwrap_or(0), copied, jobs);
+    request.kept = kept;
     let created = create_set(backup_dir, with_catalog.then(|| catalog.conn()), &request)?;
-    Ok(pre_restore_taken(created, &request.tenants, catalog.path()))
+    Ok(pre_restore_taken(created, &tenants, catalog.path()))
+}
+
+/// The replaced tenants whose swap keeps their data on their server (an entry each
+/// for the set, which copies nothing of them), and the others, to be copied.
+fn split_kept(staged: &[StagedCopy], tenants: &[TenantSource]) -> (Vec<Entry>, Vec<TenantSource>) {
+    let mut kept = Vec::new();
+    let mut copied = Vec::new();
+    for tenant in tenants {
+        let entry = staged.iter().find_map(|copy| match copy {
+            StagedCopy::Tenant(live, swap)
+                if swap.kept_as.is_some() && live.describe() == tenant.database.describe() =>
+            {
+                live.kept_copy(swap, tenant.customer_id, &tenant.customer_slug)
+            }
+            _ => None,
+        });
+        match entry {
+            Some(entry) => kept.push(entry),
+            None => copied.push(tenant.clone()),
+        }
+    }
+    (kept, copied)
 }
 
 fn pre_restore_taken(created: Created, tenants: &[TenantSource], catalog_path: &Path) -> PreRestore {
@@ -64,8 +90,9 @@ pub(super) fn pre_restore_unreadable_catalog(
     if home_catalog.is_file() {
         request.unreadable_catalog = Some((home_catalog.to_path_buf(), reason));
     }
+    let tenants = request.tenants.clone();
     let created = create_set(backup_dir, None, &request)?;
-    Ok(Some(pre_restore_taken(created, &request.tenants, home_catalog)))
+    Ok(Some(pre_restore_taken(created, &tenants, home_catalog)))
 }
 
 fn pre_restore_request(
@@ -81,6 +108,8 @@ fn pre_restore_request(
         catalog_schema_version,
         tenants,
         jobs,
+        lanes: None,
+        kept: Vec::new(),
         keep_damaged: true,
         unreadable_catalog: None,
     }
@@ -115,7 +144,12 @@ fn saved_lines(
             } else {
                 SaveStatus::Saved
             },
-            reason: entry.damaged.clone(),
+            reason: entry.damaged.clone().or_else(|| {
+                entry
+                    .kept_as
+                    .as_ref()
+                    .map(|kept| format!("kept on its server as {kept}"))
+            }),
         })
         .collect();
     lines.extend(skipped.iter().map(|left| Saved {

@@ -1,13 +1,13 @@
 //! The file swap of a restore as a whole: every planned copy staged (checked) or none,
 //! the pre-restore set written after, then each copy put in place of its target.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::Planned;
 use crate::backup::restore as swap;
 use crate::backup::restore::StagingRun;
-use crate::engine::{self, TenantDatabase};
+use crate::engine::{self, RestoreSource, TenantDatabase};
 use crate::error::Result;
 use crate::fan_out::{Flow, Load, Stop, default_jobs, fan_out};
 use crate::files;
@@ -44,19 +44,19 @@ impl Target {
         }
     }
 
-    fn stage(&self, run: &StagingRun, backup_file: &Path, sha256: &str) -> Result<StagedCopy> {
+    fn stage(&self, run: &StagingRun, source: &RestoreSource<'_>) -> Result<StagedCopy> {
         match self {
             Target::Catalog(path) => swap::stage(
                 &swap::ToStage {
-                    backup_file: backup_file.to_path_buf(),
-                    sha256: sha256.to_string(),
+                    backup_file: source.file.to_path_buf(),
+                    sha256: source.entry.sha256.clone(),
                     target: path.clone(),
                 },
                 run,
             )
             .map(StagedCopy::Catalog),
             Target::Tenant(tenant) => tenant
-                .stage_restore(run, backup_file, sha256)
+                .stage_restore(run, source)
                 .map(|staged| StagedCopy::Tenant(tenant.clone(), staged)),
         }
     }
@@ -102,11 +102,11 @@ impl StagedCopy {
 pub(super) fn stage_and_save<'a, T>(
     run: &StagingRun,
     planned: impl IntoIterator<Item = &'a Planned>,
-    save: impl FnOnce() -> Result<T>,
+    save: impl FnOnce(&[StagedCopy]) -> Result<T>,
 ) -> Result<(Vec<StagedCopy>, T)> {
     let staged = stage_all(run, planned)?;
     crate::ops::recovery::crash_point("restore:staged");
-    match save() {
+    match save(&staged) {
         Ok(saved) => {
             crate::ops::recovery::crash_point("restore:saved");
             Ok((staged, saved))
@@ -133,7 +133,16 @@ fn stage_all<'a>(
         default_jobs(Load::Fsync),
         Stop::OnFirstError(Result::is_err),
         &NoProgress,
-        |plan| plan.target.stage(run, &plan.source, &plan.entry.sha256),
+        |plan| {
+            plan.target.stage(
+                run,
+                &RestoreSource {
+                    file: &plan.source,
+                    entry: &plan.entry,
+                    set_id: &plan.set_id,
+                },
+            )
+        },
         |_| Flow::Continue,
     );
     let mut staged = Vec::with_capacity(results.len());

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::pre_restore::pre_restore;
 use super::staging::{Target, stage_and_save, swap_all_in};
 use super::{
-    Planned, RestoreReport, RestoreRequest, choose_set, planned_report, record_tenants_and_audit, skip_reason,
+    Planned, RestoreReport, RestoreRequest, choose_set, planned_report, record_swaps,
+    record_tenants_and_audit, skip_reason,
 };
 use crate::backup::create::TenantSource;
 use crate::backup::restore::StagingRun;
@@ -29,6 +30,13 @@ pub(super) fn restore_tenants(
     run: &StagingRun,
 ) -> Result<RestoreReport> {
     let mut catalog = Catalog::open_ready(home_catalog)?;
+    // A restore killed part way through its swaps is finished first, so that this one
+    // starts from tenants that are whole.
+    let recovered: Vec<String> = crate::ops::recovery::finish_abandoned(&mut catalog, actor.home)?
+        .iter()
+        .map(|done| done.line())
+        .collect();
+    let owner = crate::lock::Owner::new(&actor.home.run_dir())?;
     let engines = Engines::new(actor.home);
     if request.into.is_some() && references.len() != 1 {
         return Err(Error::usage("--into copies exactly one --customer"));
@@ -129,7 +137,9 @@ pub(super) fn restore_tenants(
             };
             return Err(Error::refused(format!("customer {} is deleted", target.slug)).with_hint(how));
         }
+        super::refuse_other_engine(&entry, &target.placement)?;
         planned.push(Planned {
+            set_id: set.manifest.id.clone(),
             source: set.file(&entry)?,
             target: Target::Tenant(engines.tenant(&target.placement)?),
             customer_id: Some(target.id),
@@ -157,18 +167,16 @@ pub(super) fn restore_tenants(
     for plan in to_do.iter().filter(|p| p.target.exists()) {
         plan.target.refuse_if_in_use()?;
     }
-    let (staged, saved) = stage_and_save(run, &to_do, || {
+    let (staged, saved) = stage_and_save(run, &to_do, |staged| {
         if replaced.is_empty() {
             return Ok(None);
         }
-        pre_restore(&catalog, backup_dir, &set, replaced, false, request.jobs).map(Some)
+        pre_restore(&catalog, backup_dir, &set, replaced, false, request.jobs, staged).map(Some)
     })?;
     if let Some((id, lines)) = saved {
         report.pre_restore_set = id;
         report.pre_restore = lines;
     }
-    swap_all_in(&staged)?;
-    report.add_lines(&to_do, &skipped, request.if_missing);
     let live: Vec<(i64, Arc<dyn TenantDatabase>)> = to_do
         .iter()
         .filter_map(|p| match (&p.target, p.customer_id) {
@@ -176,7 +184,11 @@ pub(super) fn restore_tenants(
             _ => None,
         })
         .collect();
-    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged)?;
+    let swaps = record_swaps(&mut catalog, &owner, &staged, &live)?;
+    swap_all_in(&staged)?;
+    report.add_lines(&to_do, &skipped, request.if_missing);
+    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged, swaps)?;
+    report.cleaned_up = recovered;
     Ok(report)
 }
 

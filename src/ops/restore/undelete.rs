@@ -89,7 +89,15 @@ pub fn undelete_from_backup(
             ))
             .with_hint(format!("see 'tenantctl backup list --customer {}'", customer.id))
         })?;
-    let staged = target.stage_restore(&run, &chosen.file(&entry)?, &entry.sha256)?;
+    super::refuse_other_engine(&entry, target.placement())?;
+    let staged = target.stage_restore(
+        &run,
+        &crate::engine::RestoreSource {
+            file: &chosen.file(&entry)?,
+            entry: &entry,
+            set_id: &chosen.manifest.id,
+        },
+    )?;
     crate::ops::recovery::crash_point("restore:staged");
     let applied = &staged.applied;
     let target_text = target.placement().location.clone();

@@ -1,0 +1,500 @@
+//! A PostgreSQL tenant's part in backups and restores. Its backup is a `pg_dump -Fc`
+//! archive with the rows of each table counted in the same snapshot. A restore
+//! builds the copy beside the live tenant (`<name>__restore_<set id>`), checks its
+//! rows against the manifest, and only then swaps: the tenant's login is shut and its
+//! sessions ended, the live database renamed to `<name>__prerestore_<set id>` (the
+//! pre-restore copy: a rename, not a copy), the restored one renamed in, the login
+//! let back in. Every step of the swap can be finished from any point a crash
+//! leaves, by looking at which of the three names exist ([`PgTenant::complete_swap`]).
+
+use postgres::Client;
+
+use super::archive::{self, ToolFailed};
+use super::migrate;
+use super::sql::ident;
+use super::tenant::{PgTenant, role_name};
+use crate::backup::{CopyFormat, Entry, states::EntryScope};
+use crate::engine::{BackedUp, BackupTarget, EngineKind, RestoreSource, Staged, TenantDatabase};
+use crate::error::{Error, Result};
+use crate::ops::recovery::crash_point;
+
+/// The server's limit on a name's length, in bytes.
+const NAME_LIMIT: usize = 63;
+
+/// `<live>__<marker>_<set id>`, the tenant's part shortened to keep within the
+/// server's limit. A set id holds capitals and a hyphen, which no tenant's name can,
+/// so these names are never taken for a tenant's own (see `unowned`).
+pub fn beside_name(live: &str, marker: &str, set_id: &str) -> String {
+    let tail = format!("__{marker}_{set_id}");
+    let keep = NAME_LIMIT.saturating_sub(tail.len()).min(live.len());
+    format!("{}{tail}", &live[..keep])
+}
+
+/// Whether a name is a tenant's pre-restore copy: `tenant_…__prerestore_<set id>`.
+pub fn is_kept_name(name: &str) -> bool {
+    name.starts_with("tenant_")
+        && name
+            .split_once("__prerestore_")
+            .is_some_and(|(_, id)| id.bytes().any(|b| b.is_ascii_uppercase() || b == b'-'))
+}
+
+/// Whether a database (or schema) name is a restore's copy beside a tenant.
+pub fn is_beside_name(name: &str) -> bool {
+    name.contains("__restore_") || name.contains("__prerestore_")
+}
+
+impl PgTenant {
+    /// `pg_dump -Fc` of the tenant into the set, inside a snapshot exported by a
+    /// read-only transaction that first counts every table's rows and reads the
+    /// migrations. The server or the tool failing is the tenant's failure; a write
+    /// that fails is the set's.
+    pub(super) fn dump_into(&self, target: &BackupTarget<'_>) -> Result<BackedUp> {
+        let failed =
+            |err: &dyn std::fmt::Display| Ok(BackedUp::Failed(format!("{}: {err}", self.describe())));
+        let tools = match self.server.dump_tools() {
+            Ok(tools) => tools,
+            Err(err) => return failed(&err),
+        };
+        let (database, url) = match self.database().and_then(|db| Ok((db, self.server.admin_url()?))) {
+            Ok(found) => found,
+            Err(err) => return failed(&err),
+        };
+        let mut admin = match self.server.admin(Some(&database)) {
+            Ok(admin) => admin,
+            Err(err) => return failed(&err),
+        };
+        match self.server.tenant_exists(&mut admin, self.name()) {
+            Ok(true) => {}
+            Ok(false) => return Ok(BackedUp::Failed(format!("{} is missing", self.describe()))),
+            Err(err) => return failed(&err),
+        }
+        let schema = self.server.schema_mode().then(|| self.name().to_string());
+        let read = (|| -> std::result::Result<_, postgres::Error> {
+            admin.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+            let snapshot: String = admin.query_one("SELECT pg_export_snapshot()", &[])?.get(0);
+            let own = schema.as_deref().unwrap_or("public");
+            let rows = archive::row_counts(&mut admin, own, schema.is_some())?;
+            let history = migrate::history_table(schema.as_deref());
+            let applied = migrate::lock_and_read(&mut admin, None, &history)?.unwrap_or_default();
+            Ok((snapshot, rows, applied))
+        })();
+        let (snapshot, rows, applied) = match read {
+            Ok(read) => read,
+            Err(err) => {
+                admin.discard();
+                return failed(&super::describe(&err));
+            }
+        };
+        let dest = target.set_dir.join(target.file);
+        let dumped = archive::dump(
+            &tools,
+            &url.tool_env(&database),
+            &snapshot,
+            schema.as_deref(),
+            &dest,
+        );
+        // The snapshot had to stay open until pg_dump was done with it.
+        if admin.batch_execute("COMMIT").is_err() {
+            admin.discard();
+        }
+        let (sha256, bytes) = match dumped? {
+            Ok(done) => done,
+            Err(ToolFailed(why)) => return failed(&why),
+        };
+        let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
+        let mut entry = Entry::new(EntryScope::Tenant, target.file, bytes, sha256, version);
+        entry.customer_id = Some(target.customer_id);
+        entry.customer_slug = Some(target.customer_slug.to_string());
+        entry.engine = Some(EngineKind::Postgres);
+        entry.server = Some(self.server.name().to_string());
+        entry.format = Some(CopyFormat::PgDumpCustom);
+        entry.rows = Some(rows);
+        Ok(BackedUp::Entry(Box::new(entry)))
+    }
+
+    /// Builds the backup copy beside the live tenant and checks it: the archive's
+    /// SHA-256 first (nothing is made on the server for a file that is not the set's),
+    /// then every table's rows once restored. Nothing live changes.
+    pub(super) fn stage(&self, source: &RestoreSource<'_>) -> Result<Staged> {
+        let entry = source.entry;
+        if entry.format() != CopyFormat::PgDumpCustom {
+            return Err(Error::refused(format!(
+                "{} is a {} copy; {} takes pg_dump archives",
+                entry.file,
+                entry.format(),
+                self.describe()
+            )));
+        }
+        let sum = crate::files::sha256_file(source.file)?;
+        if sum != entry.sha256 {
+            return Err(Error::verification(format!(
+                "{} does not match its manifest (SHA-256 {sum}, expected {}); nothing was restored",
+                source.file.display(),
+                entry.sha256
+            ))
+            .with_hint("run 'tenantctl backup verify' and restore from another set"));
+        }
+        let staging = beside_name(self.name(), "restore", source.set_id);
+        let kept = self.free_kept_name(source.set_id)?;
+        let built = match self.server.schema_mode() {
+            true => self.stage_schema(source, &staging),
+            false => self.stage_database(source, &staging),
+        };
+        let staged = Staged {
+            staging,
+            target: self.placement.clone(),
+            applied: Vec::new(),
+            kept_as: Some(kept),
+        };
+        match built {
+            Ok(applied) => Ok(Staged { applied, ..staged }),
+            Err(err) => {
+                self.drop_staged(&staged);
+                Err(err)
+            }
+        }
+    }
+
+    /// The first `<name>__prerestore_<set id>[-n]` not taken: the same set may be
+    /// restored more than once.
+    fn free_kept_name(&self, set_id: &str) -> Result<String> {
+        let mut admin = self.server.admin(None)?;
+        for n in 1..100 {
+            let tag = match n {
+                1 => set_id.to_string(),
+                n => format!("{set_id}-{n}"),
+            };
+            let name = beside_name(self.name(), "prerestore", &tag);
+            if !self.server.tenant_exists(&mut admin, &name)? {
+                return Ok(name);
+            }
+        }
+        Err(Error::refused(format!(
+            "{} has 99 pre-restore copies of set {set_id}",
+            self.describe()
+        ))
+        .with_hint("remove old ones with 'tenantctl backup prune'"))
+    }
+
+    fn role(&self) -> Result<String> {
+        role_name(&self.placement)
+            .ok_or_else(|| Error::unexpected(format!("{} has no tenant role", self.describe())))
+    }
+
+    fn restore_failed(&self, source: &RestoreSource<'_>, why: &str) -> Error {
+        Error::verification(format!(
+            "{} could not be restored into {}: {why}; nothing was restored",
+            source.file.display(),
+            self.describe()
+        ))
+        .with_hint("run 'tenantctl backup verify --deep' and restore from another set")
+    }
+
+    /// Database mode: a fresh database owned by the tenant's role, the archive
+    /// restored into it as that role, rows checked. Returns its migrations.
+    fn stage_database(
+        &self,
+        source: &RestoreSource<'_>,
+        staging: &str,
+    ) -> Result<Vec<crate::migrations::MigrationId>> {
+        let tools = self.server.dump_tools()?;
+        let role = self.role()?;
+        let mut admin = self.server.admin(None)?;
+        self.server.run(
+            &mut admin,
+            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)", db = ident(staging)),
+        )?;
+        self.server.run(
+            &mut admin,
+            &format!(
+                "CREATE DATABASE {db} OWNER {role} TEMPLATE template0 ENCODING 'UTF8'",
+                db = ident(staging),
+                role = ident(&role)
+            ),
+        )?;
+        // Its own statement: CREATE DATABASE cannot share a transaction.
+        self.server.run(
+            &mut admin,
+            &format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(staging)),
+        )?;
+        drop(admin);
+        let env = self.server.admin_url()?.tool_env(staging);
+        if let Err(ToolFailed(why)) = archive::restore(&tools, &env, source.file, staging, &role, None)? {
+            return Err(self.restore_failed(source, &why));
+        }
+        let mut copy = self.server.admin(Some(staging))?;
+        // As provisioning leaves it: nobody but the tenant in its schema.
+        self.server
+            .run(&mut copy, "REVOKE ALL ON SCHEMA public FROM PUBLIC")?;
+        let checked = self.check_copy(&mut copy, source, "public", false, None);
+        // Renaming the copy in needs it free of connections, this one too.
+        copy.discard();
+        checked
+    }
+
+    /// Schema mode: the archive holds the schema under the tenant's name, which is
+    /// taken by the live tenant, and pg_restore cannot rename. So it is restored into
+    /// a scratch database first, checked there and renamed there, dumped again under
+    /// the new name and restored beside the live schema: into a schema made first
+    /// for the tenant's role (whose role may not create schemas in the shared
+    /// database), everything else in the archive made by that role.
+    fn stage_schema(
+        &self,
+        source: &RestoreSource<'_>,
+        staging: &str,
+    ) -> Result<Vec<crate::migrations::MigrationId>> {
+        let tools = self.server.dump_tools()?;
+        let role = self.role()?;
+        let url = self.server.admin_url()?;
+        let scratch = format!("tenantctl_scratch_{:08x}", rand::random::<u32>());
+        let mut admin = self.server.admin(None)?;
+        self.server.run(
+            &mut admin,
+            &format!(
+                "CREATE DATABASE {db} OWNER {role} TEMPLATE template0 ENCODING 'UTF8'",
+                db = ident(&scratch),
+                role = ident(&role)
+            ),
+        )?;
+        // Its own statement: CREATE DATABASE cannot share a transaction.
+        self.server.run(
+            &mut admin,
+            &format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(&scratch)),
+        )?;
+        drop(admin);
+        let work = tempfile::Builder::new()
+            .prefix(crate::backup::restore::STAGING_PREFIX)
+            .tempdir_in(self.server.home_root())
+            .map_err(|e| Error::io("making a folder for a schema restore".to_string(), e))?;
+        let result = (|| -> Result<Vec<crate::migrations::MigrationId>> {
+            if let Err(ToolFailed(why)) = archive::restore(
+                &tools,
+                &url.tool_env(&scratch),
+                source.file,
+                &scratch,
+                &role,
+                None,
+            )? {
+                return Err(self.restore_failed(source, &why));
+            }
+            let mut copy = self.server.admin(Some(&scratch))?;
+            let dumped_as = self.only_schema(&mut copy)?;
+            self.check_copy(&mut copy, source, &dumped_as, true, Some(&dumped_as))?;
+            self.server.run(
+                &mut copy,
+                &format!("ALTER SCHEMA {} RENAME TO {}", ident(&dumped_as), ident(staging)),
+            )?;
+            copy.discard();
+            let renamed = work.path().join("renamed.dump");
+            if let Err(ToolFailed(why)) =
+                archive::dump_schema(&tools, &url.tool_env(&scratch), staging, &renamed)?
+            {
+                return Err(self.restore_failed(source, &why));
+            }
+            let list = work.path().join("renamed.list");
+            let contents = match archive::contents(&tools, &renamed)? {
+                Ok(contents) => contents,
+                Err(ToolFailed(why)) => return Err(self.restore_failed(source, &why)),
+            };
+            let made_here = format!(" SCHEMA - {staging} ");
+            let without_schema: String = contents
+                .lines()
+                .filter(|line| !line.contains(&made_here))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            std::fs::write(&list, without_schema)
+                .map_err(|e| Error::io(format!("writing {}", list.display()), e))?;
+            let database = self.server.home_database()?;
+            let mut admin = self.server.admin(None)?;
+            self.server.run(
+                &mut admin,
+                &format!(
+                    "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s} AUTHORIZATION {role}",
+                    s = ident(staging),
+                    role = ident(&role)
+                ),
+            )?;
+            if let Err(ToolFailed(why)) = archive::restore(
+                &tools,
+                &url.tool_env(&database),
+                &renamed,
+                &database,
+                &role,
+                Some(&list),
+            )? {
+                return Err(self.restore_failed(source, &why));
+            }
+            let history = migrate::history_table(Some(staging));
+            migrate::lock_and_read(&mut admin, None, &history)
+                .map(Option::unwrap_or_default)
+                .map_err(|e| self.server.fail(&e))
+        })();
+        if let Ok(mut admin) = self.server.admin(None) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                ident(&scratch)
+            ));
+        }
+        result
+    }
+
+    /// The one schema a schema-mode archive made in a scratch database.
+    fn only_schema(&self, copy: &mut Client) -> Result<String> {
+        let rows = copy
+            .query(
+                "SELECT nspname::text FROM pg_namespace
+                 WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'",
+                &[],
+            )
+            .map_err(|e| self.server.fail(&e))?;
+        match rows.as_slice() {
+            [one] => Ok(one.get(0)),
+            _ => Err(Error::refused(format!(
+                "the archive holds {} schemas, not one tenant's; {} is in schema mode",
+                rows.len(),
+                self.server.name()
+            ))
+            .with_hint("a database-mode tenant's backup goes into a database-mode tenant; to change servers use 'tenantctl customer move'")),
+        }
+    }
+
+    /// Counts the copy's rows (in schema `own`, or every schema) against the
+    /// manifest's and reads its migrations (from the history table in `history_in`,
+    /// else the database's own).
+    fn check_copy(
+        &self,
+        copy: &mut Client,
+        source: &RestoreSource<'_>,
+        own: &str,
+        only_own: bool,
+        history_in: Option<&str>,
+    ) -> Result<Vec<crate::migrations::MigrationId>> {
+        let found = archive::row_counts(copy, own, only_own).map_err(|e| self.server.fail(&e))?;
+        if let Some(expected) = &source.entry.rows
+            && let Some(why) = archive::compare_rows(expected, &found)
+        {
+            return Err(self.restore_failed(source, &format!("its rows differ from the backup's: {why}")));
+        }
+        let history = migrate::history_table(history_in);
+        migrate::lock_and_read(copy, None, &history)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.server.fail(&e))
+    }
+
+    /// Drops a staged copy (never the live tenant or the kept one).
+    pub(super) fn drop_staged(&self, staged: &Staged) {
+        let Ok(mut admin) = self.server.admin(None) else {
+            return;
+        };
+        let statement = match self.server.schema_mode() {
+            true => format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(&staged.staging)),
+            false => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&staged.staging)),
+        };
+        let _ = admin.batch_execute(&statement);
+    }
+
+    /// Brings a swap to its end from wherever it stands: shuts the login out and ends
+    /// the tenant's sessions, renames the live tenant to the kept name and the staged
+    /// copy to the live name (whichever of the two is still to do; in schema mode
+    /// both in one transaction), then lets the login back in when `login` says so
+    /// (default: as it was). A staged copy that is gone while the live name is free
+    /// means the swap cannot be finished: the kept tenant goes back.
+    pub(super) fn complete_swap(&self, staged: &Staged, login: Option<bool>) -> Result<()> {
+        let kept = staged
+            .kept_as
+            .as_deref()
+            .ok_or_else(|| Error::unexpected("a server swap without a kept name"))?;
+        let live = self.name();
+        let role = self.role()?;
+        let mut admin = self.server.admin(None)?;
+        let login = match login {
+            Some(login) => login,
+            None => self.server.can_login(&mut admin, &role)?,
+        };
+        crash_point("restore:pg-before-freeze");
+        self.server.set_login(&mut admin, &role, false)?;
+        crash_point("restore:pg-frozen");
+        if !self.server.schema_mode() {
+            self.server
+                .forget_connections(&mut admin, &[live, &staged.staging])?;
+        }
+        let exists = |admin: &mut Client, name: &str| self.server.tenant_exists(admin, name);
+        let (has_live, has_staged, has_kept) = (
+            exists(&mut admin, live)?,
+            exists(&mut admin, &staged.staging)?,
+            exists(&mut admin, kept)?,
+        );
+        let what = match self.server.schema_mode() {
+            true => "SCHEMA",
+            false => "DATABASE",
+        };
+        let rename = |from: &str, to: &str| format!("ALTER {what} {} RENAME TO {};", ident(from), ident(to));
+        let moved = (|| -> Result<()> {
+            match (has_live, has_staged, has_kept) {
+                (true, true, false) if self.server.schema_mode() => {
+                    let both = format!(
+                        "BEGIN; {} {} COMMIT;",
+                        rename(live, kept),
+                        rename(&staged.staging, live)
+                    );
+                    if let Err(err) = self.server.run(&mut admin, &both) {
+                        let _ = admin.batch_execute("ROLLBACK");
+                        return Err(err);
+                    }
+                }
+                (true, true, false) => {
+                    self.server.run(&mut admin, &rename(live, kept))?;
+                    crash_point("restore:pg-kept");
+                    self.server.run(&mut admin, &rename(&staged.staging, live))?;
+                }
+                (false, true, _) => self.server.run(&mut admin, &rename(&staged.staging, live))?,
+                (false, false, true) => self.server.run(&mut admin, &rename(kept, live))?,
+                // Swapped already; or, with no kept copy, a restore into a tenant that had
+                // no database yet and whose copy is gone: nothing to move.
+                _ => {}
+            }
+            Ok(())
+        })();
+        if let Err(err) = moved {
+            // Never leave the tenant without its live name: put the kept one back.
+            if !exists(&mut admin, live).unwrap_or(true) && exists(&mut admin, kept).unwrap_or(false) {
+                let _ = self.server.run(&mut admin, &rename(kept, live));
+            }
+            if login {
+                let _ = self.server.set_login(&mut admin, &role, true);
+            }
+            return Err(err);
+        }
+        crash_point("restore:pg-swapped");
+        if login {
+            self.server.set_login(&mut admin, &role, true)?;
+        }
+        Ok(())
+    }
+
+    /// What a pre-restore set says of the tenant data a swap keeps on the server.
+    pub(super) fn kept_entry(&self, staged: &Staged, customer_id: i64, slug: &str) -> Option<Entry> {
+        let kept = staged.kept_as.as_deref()?;
+        let mut admin = self.server.admin(None).ok()?;
+        if !self.server.tenant_exists(&mut admin, self.name()).ok()? {
+            return None;
+        }
+        let applied = self.applied().ok().unwrap_or_default();
+        let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
+        let bytes = self.measured_bytes().unwrap_or(0);
+        let mut entry = Entry::new(
+            EntryScope::Tenant,
+            &format!("kept/{kept}"),
+            bytes,
+            String::new(),
+            version,
+        );
+        entry.customer_id = Some(customer_id);
+        entry.customer_slug = Some(slug.to_string());
+        entry.engine = Some(EngineKind::Postgres);
+        entry.server = Some(self.server.name().to_string());
+        entry.format = Some(CopyFormat::KeptOnServer);
+        entry.kept_as = Some(kept.to_string());
+        Some(entry)
+    }
+}
