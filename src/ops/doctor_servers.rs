@@ -224,7 +224,8 @@ fn restore_leftover_checks(
         let (home, name) = (home.clone(), row.name.clone());
         finding.repair = Some(Box::new(move || {
             // Restores hold the home lock: with it held, none of these is a live one's.
-            let _held = crate::lock::HomeLock::acquire(&home.lock_file(), std::time::Duration::from_secs(30))?;
+            let _held =
+                crate::lock::HomeLock::acquire(&home.lock_file(), std::time::Duration::from_secs(30))?;
             Engines::new(&home).server(&name)?.restore_leftovers(true)?;
             Ok("dropped".to_string())
         }));
