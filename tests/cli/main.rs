@@ -22,3 +22,4 @@ mod setup;
 mod sites;
 mod support;
 mod tenants;
+mod verify_servers;
