@@ -114,6 +114,15 @@ impl PgTenant {
             Ok(done) => done,
             Err(ToolFailed(why)) => return failed(&why),
         };
+        // As every SQLite copy passes quick_check before its manifest is written, every
+        // archive's table of contents must read back.
+        if let Err(ToolFailed(why)) = archive::contents(&tools, &dest)? {
+            let _ = std::fs::remove_file(&dest);
+            return Err(Error::verification(format!(
+                "the archive {} that pg_dump wrote does not read back: {why}",
+                dest.display()
+            )));
+        }
         let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
         let mut entry = Entry::new(EntryScope::Tenant, target.file, bytes, sha256, version);
         entry.customer_id = Some(target.customer_id);
