@@ -114,6 +114,28 @@ impl Fleet {
         }
     }
 
+    /// Databases (pga) or schemas (pgb) on the tenant's server whose names contain
+    /// `part`, sorted and joined by commas.
+    fn beside(&self, slug: &str, part: &str) -> String {
+        match slug.as_bytes()[0] {
+            b'a' => databases_with(&self.a, part),
+            _ => schemas_with(self.b(), part),
+        }
+    }
+
+    /// The role that owns the tenant's database or schema.
+    fn owner(&self, slug: &str) -> String {
+        match slug.as_bytes()[0] {
+            b'a' => database_owner(&self.a, &format!("tenant_{slug}")),
+            _ => self.b().psql(
+                PLATFORM,
+                &format!(
+                    "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'tenant_{slug}'"
+                ),
+            ),
+        }
+    }
+
     /// The doctor's verdict must be clean, exit 0; returns its report.
     fn doctor_is_clean(&self) -> Value {
         let run = self.env.run(&["doctor", "--json"]);
@@ -511,24 +533,43 @@ fn before_recorded(step: &str) -> bool {
 
 #[test]
 fn a_restore_killed_at_any_step_is_finished_by_the_next_restore_or_doctor_fix() {
-    let fleet = Fleet::new(&["a1"]);
+    killed_at_every_step("a1", &CRASH_STEPS);
+}
+
+#[test]
+fn a_schema_mode_restore_killed_at_any_step_is_finished_likewise() {
+    // Both renames share one transaction: no step between them.
+    let steps: Vec<&str> = CRASH_STEPS
+        .into_iter()
+        .filter(|step| *step != "restore:pg-kept")
+        .collect();
+    killed_at_every_step("b1", &steps);
+}
+
+/// Kills a restore of `slug`'s tenant at each of `steps` in turn, each time after
+/// adding a user the backup does not hold, and settles each kill with `doctor --fix`
+/// or the next restore: the tenant ends with the backup's rows, its role logs in and
+/// owns it, nothing is left beside it and no operation stays open.
+fn killed_at_every_step(slug: &str, steps: &[&str]) {
+    let fleet = Fleet::new(&[slug]);
     let env = &fleet.env;
-    fleet.add_user("a1", "marker@a1.test");
+    let marker = format!("marker@{slug}.test");
+    fleet.add_user(slug, &marker);
     let id = id_of(&env.json(&["backup"]));
-    for (n, step) in CRASH_STEPS.into_iter().enumerate() {
-        let late = format!("late{n}@a1.test");
-        fleet.add_user("a1", &late);
-        env.cmd(&["restore", &id, "--customer", "a1"])
+    for (n, step) in steps.iter().copied().enumerate() {
+        let late = format!("late{n}@{slug}.test");
+        fleet.add_user(slug, &late);
+        env.cmd(&["restore", &id, "--customer", slug])
             .killed_at_step(step);
         if before_recorded(step) {
             // Nothing live has changed, and the ledger holds nothing.
-            assert_eq!(fleet.emails("a1"), format!("{late},marker@a1.test"), "{step}");
-            assert!(fleet.can_login("a1"), "{step}");
+            assert_eq!(fleet.emails(slug), format!("{late},{marker}"), "{step}");
+            assert!(fleet.can_login(slug), "{step}");
             assert_eq!(fleet.open_operations(), 0, "{step}");
             // The checked copy beside the tenant stays behind.
             assert_eq!(
-                databases_with(&fleet.a, "__restore_"),
-                format!("tenant_a1__restore_{id}"),
+                fleet.beside(slug, "__restore_"),
+                format!("tenant_{slug}__restore_{id}"),
                 "{step}"
             );
         } else {
@@ -546,11 +587,11 @@ fn a_restore_killed_at_any_step_is_finished_by_the_next_restore_or_doctor_fix() 
             let run = env.run(&["doctor", "--fix", "--json"]);
             assert_eq!(run.code, 0, "{step}: {run:?}");
         } else if before_recorded(step) {
-            let report = env.json(&["restore", &id, "--customer", "a1"]);
+            let report = env.json(&["restore", &id, "--customer", slug]);
             assert_eq!(report["restored"][0]["status"], "restored", "{step}: {report}");
         } else {
             let report = env
-                .cmd(&["restore", &id, "--customer", "a1"])
+                .cmd(&["restore", &id, "--customer", slug])
                 .stderr_has("leftover of an interrupted restore")
                 .json();
             assert_eq!(report["restored"][0]["status"], "restored", "{step}: {report}");
@@ -560,14 +601,14 @@ fn a_restore_killed_at_any_step_is_finished_by_the_next_restore_or_doctor_fix() 
                 "{step}: {report}"
             );
         }
-        assert_eq!(fleet.emails("a1"), "marker@a1.test", "{step}");
-        assert!(fleet.can_login("a1"), "{step}: the role logs in again");
-        assert_eq!(databases_with(&fleet.a, "__restore_"), "", "{step}");
-        assert_eq!(database_owner(&fleet.a, "tenant_a1"), "tenant_a1", "{step}");
+        assert_eq!(fleet.emails(slug), marker, "{step}");
+        assert!(fleet.can_login(slug), "{step}: the role logs in again");
+        assert_eq!(fleet.beside(slug, "__restore_"), "", "{step}");
+        assert_eq!(fleet.owner(slug), format!("tenant_{slug}"), "{step}");
         assert_eq!(fleet.open_operations(), 0, "{step}");
         fleet.doctor_is_clean();
         assert_eq!(
-            env.json(&["db", "status", "a1", "-q"])[0]["schema_version"],
+            env.json(&["db", "status", slug, "-q"])[0]["schema_version"],
             3,
             "{step}"
         );
@@ -825,10 +866,14 @@ fn doctor_fix_removes_the_copy_a_restore_killed_before_recording_left_on_the_ser
 fn purging_a_restored_customer_removes_its_role_and_every_database_it_owns() {
     let fleet = Fleet::new(&["a1"]);
     let env = &fleet.env;
-    killed_while_staged(&fleet);
-    // A restore of another set leaves a kept copy too.
-    let other = id_of(&env.json(&["backup"]));
-    env.json(&["restore", &other, "--customer", "a1"]);
+    // An ordinary restore: the replaced database stays on the server, the role's.
+    fleet.add_user("a1", "marker@a1.test");
+    let id = id_of(&env.json(&["backup"]));
+    env.json(&["restore", &id, "--customer", "a1"]);
+    assert_eq!(
+        database_owner(&fleet.a, &format!("tenant_a1__prerestore_{id}")),
+        "tenant_a1"
+    );
     env.ok(&["customer", "delete", "a1", "--confirm", "a1"]);
     let run = env.run(&["customer", "purge", "a1", "--confirm", "a1"]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -920,4 +965,33 @@ fn a_dry_run_changes_nothing_and_if_missing_skips_a_present_server_tenant() {
     assert_eq!(databases_with(&fleet.a, "__"), "");
     assert_eq!(schemas_with(fleet.b(), "__"), "");
     assert!(fleet.can_login("a1") && fleet.can_login("b1"));
+
+    // A tenant whose database is gone from its server is put back, and the one still
+    // there left alone.
+    fleet.a.psql("postgres", "DROP DATABASE tenant_a1 WITH (FORCE)");
+    let plan = env.json(&["restore", &id, "--customer", "a1", "--dry-run"]);
+    assert_eq!(plan["restored"][0]["status"], "would-create", "{plan}");
+    assert_eq!(plan["pre_restore"], serde_json::json!([]), "{plan}");
+    let report = env.json(&[
+        "restore",
+        &id,
+        "--customer",
+        "a1",
+        "--customer",
+        "b1",
+        "--if-missing",
+    ]);
+    let statuses: Vec<(&str, &str)> = report["restored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["customer"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("a1", "restored"), ("b1", "skipped")], "{report}");
+    assert_eq!(fleet.emails("a1"), "marker@a1.test");
+    assert_eq!(fleet.emails("b1"), "late@b1.test,marker@b1.test");
+    assert_eq!(fleet.owner("a1"), "tenant_a1");
+    assert!(fleet.can_login("a1"));
+    assert_eq!(databases_with(&fleet.a, "__"), "");
+    fleet.doctor_is_clean();
 }
