@@ -61,6 +61,8 @@ word_enum! {
         Mismatch = "mismatch",
         /// It fails quick_check.
         Damaged = "damaged",
+        /// `--deep` could not restore it to check it (its server does not answer).
+        Unchecked = "unchecked",
     }
 }
 
@@ -100,6 +102,9 @@ word_enum! {
         WouldReplace = "would-replace",
         /// Dry run: no file is there now.
         WouldCreate = "would-create",
+        /// Could not be put back (its server does not answer, say), with a reason; the
+        /// others were, and the restore exits 8.
+        Failed = "failed",
     }
 }
 

@@ -65,12 +65,24 @@ pub enum BackupCommand {
     },
     #[command(after_help = "Examples:\n  tenantctl backup verify\n  tenantctl backup verify --all")]
     /// Recompute checksums and quick_check every file (default: the newest set)
+    ///
+    /// A PostgreSQL tenant's archive is checked by its table of contents
+    /// (pg_restore --list). --deep goes further: each SQLite copy gets a full
+    /// integrity_check, and each archive is restored into a scratch database on its
+    /// server (or on --scratch-server) whose rows per table must be those recorded at
+    /// backup time; the scratch database is dropped afterwards.
     Verify {
         /// Backup set ids
         ids: Vec<String>,
         /// Verify every set
         #[arg(long, conflicts_with = "ids")]
         all: bool,
+        /// Restore every copy to check it, not only its checksum and structure
+        #[arg(long)]
+        deep: bool,
+        /// With --deep, restore archives on this server instead of the one they came from
+        #[arg(long, value_name = "NAME", requires = "deep")]
+        scratch_server: Option<String>,
     },
     /// Remove sets outside the retention policy; never the newest set
     ///
@@ -223,8 +235,18 @@ pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
             .out
             .list(LIST_COLUMNS, backup::list(backup_dir, customer.as_deref())?)?,
         Some(BackupCommand::Show { id }) => print_set(session, &backup::show(backup_dir, &id)?)?,
-        Some(BackupCommand::Verify { ids, all }) => {
-            let verified = backup::verify(backup_dir, &ids, all)?;
+        Some(BackupCommand::Verify {
+            ids,
+            all,
+            deep,
+            scratch_server,
+        }) => {
+            let catalog = if deep { Some(session.catalog()?) } else { None };
+            let deep = catalog.as_ref().map(|catalog| backup::Deep {
+                catalog,
+                scratch_server: scratch_server.as_deref(),
+            });
+            let verified = backup::verify(backup_dir, &ids, all, deep)?;
             session.out.list(VERIFY_COLUMNS, &verified.report)?;
             verified.outcome()?;
         }
@@ -468,7 +490,7 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
     session
         .out
         .report(&line, &report, RESTORE_COLUMNS, &report.restored)?;
-    Ok(())
+    report.failure().map_or(Ok(()), Err)
 }
 
 /// One line about what killed prunes (`half_deleted` sets they were removing) and

@@ -250,6 +250,21 @@ pub trait Engine: Send + Sync {
     fn connection_limit(&self, wanted: usize) -> usize {
         wanted
     }
+    /// What killed restores left on this server (restored copies never swapped in,
+    /// scratch databases), by name; with `remove`, dropped too. Only a restore makes
+    /// them, and restores hold the home lock: the caller must hold it to remove.
+    fn restore_leftovers(&self, _remove: bool) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// Restores the archive `file` of `entry` into a scratch database on this server
+    /// and compares its rows per table with the manifest's, then drops it: exit 7 when
+    /// the archive does not restore or the rows differ.
+    fn check_archive(&self, file: &Path, _entry: &Entry) -> Result<()> {
+        Err(Error::refused(format!(
+            "{}: this server restores no archives",
+            file.display()
+        )))
+    }
     /// Drops `name`, a tenant's pre-restore copy a restore kept on this server (see
     /// [`Staged::kept_as`]); gone already is fine. Refused for any other name.
     fn drop_kept(&self, name: &str) -> Result<()> {

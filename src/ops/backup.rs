@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Reported, config};
 use crate::backup::create::{Created, SetRequest, TenantSource, create_set};
 use crate::backup::prune::{PruneReport, Retention};
-use crate::backup::states::{BackupKind, EntryScope, SetScope};
+use crate::backup::states::{BackupKind, CopyFormat, EntryScope, FileStatus, SetScope};
 use crate::backup::verify::{FileCheck, verify_set};
 use crate::backup::{BackupSet, CleanedUp, Entry, Manifest, Skipped, find_set, list_sets, prune};
 use crate::catalog::Catalog;
@@ -255,9 +255,23 @@ pub fn show(backup_dir: &Path, id: &str) -> Result<SetReport> {
     Ok(SetReport::new(&find_set(backup_dir, id)?))
 }
 
+/// What `backup verify --deep` restores archives with: the catalog's servers, or
+/// the one named.
+pub struct Deep<'a> {
+    pub catalog: &'a Catalog,
+    pub scratch_server: Option<&'a str>,
+}
+
 /// Checks the named sets, every set, or by default the newest one; any file that
-/// fails its check makes the outcome a verification failure, exit 7.
-pub fn verify(backup_dir: &Path, ids: &[String], all: bool) -> Result<Reported<Vec<FileCheck>>> {
+/// fails its check makes the outcome a verification failure, exit 7. `deep` restores
+/// every copy to check it (see [`Deep`]); a copy that could not be restored for want
+/// of its server is `unchecked`, which alone makes the outcome exit 8.
+pub fn verify(
+    backup_dir: &Path,
+    ids: &[String],
+    all: bool,
+    deep: Option<Deep<'_>>,
+) -> Result<Reported<Vec<FileCheck>>> {
     let sets = if all {
         list_sets(backup_dir)?
     } else if ids.is_empty() {
@@ -271,19 +285,97 @@ pub fn verify(backup_dir: &Path, ids: &[String], all: bool) -> Result<Reported<V
             .map(|id| find_set(backup_dir, id))
             .collect::<Result<Vec<_>>>()?
     };
-    let checks: Vec<FileCheck> = sets.iter().flat_map(verify_set).collect();
-    let bad: Vec<&FileCheck> = checks.iter().filter(|c| !c.ok()).collect();
-    let failure = bad.first().map(|first| {
-        Error::verification(format!(
+    if let Some(deep) = &deep
+        && let Some(name) = deep.scratch_server
+    {
+        Engines::of_catalog(deep.catalog.conn()).server(name)?;
+    }
+    let mut checks: Vec<FileCheck> = sets.iter().flat_map(verify_set).collect();
+    if let Some(deep) = &deep {
+        check_deeply(&sets, &mut checks, deep);
+    }
+    let bad: Vec<&FileCheck> = checks
+        .iter()
+        .filter(|c| !c.ok() && c.status != FileStatus::Unchecked)
+        .collect();
+    let unchecked = checks
+        .iter()
+        .filter(|c| c.status == FileStatus::Unchecked)
+        .count();
+    let failure = match bad.first() {
+        Some(first) => Some(Error::verification(format!(
             "{} of {} files failed verification, first {}/{}: {}",
             bad.len(),
             checks.len(),
             first.set,
             first.file,
             first.status
-        ))
-    });
+        ))),
+        None if unchecked > 0 => Some(
+            Error::partial(format!(
+                "{unchecked} of {} files could not be restored to check them",
+                checks.len()
+            ))
+            .with_hint(
+                "see each file's message; 'tenantctl server test NAME' tells whether a server answers",
+            ),
+        ),
+        None => None,
+    };
     Ok(Reported::new(checks, failure))
+}
+
+/// Restores every copy that passed the quick checks: SQLite copies get a full
+/// integrity_check, archives a restore into a scratch database whose rows must be the
+/// manifest's, one server's archives a few at a time.
+fn check_deeply(sets: &[BackupSet], checks: &mut [FileCheck], deep: &Deep<'_>) {
+    let engines = Engines::of_catalog(deep.catalog.conn());
+    let mut work = Vec::new();
+    for set in sets {
+        for entry in &set.manifest.entries {
+            let Some(at) = checks
+                .iter()
+                .position(|c| c.set == set.manifest.id && c.file == entry.file && c.ok())
+            else {
+                continue;
+            };
+            if entry.format() == CopyFormat::KeptOnServer || entry.damaged.is_some() {
+                continue;
+            }
+            if let Ok(path) = set.file(entry) {
+                work.push((at, entry.clone(), path));
+            }
+        }
+    }
+    let scratch_server = deep.scratch_server;
+    let jobs = usize::from(crate::fan_out::DEFAULT_JOBS_PER_SERVER);
+    let results = crate::fan_out::fan_out_all(&work, jobs, |(_, entry, path)| match entry.format() {
+        CopyFormat::PgDumpCustom => {
+            let server = scratch_server.or(entry.server.as_deref()).unwrap_or_default();
+            match engines.server(server) {
+                Ok(engine) => engine.check_archive(path, entry),
+                Err(err) => Err(err),
+            }
+        }
+        _ => crate::engine::sqlite::integrity_check(path),
+    });
+    for ((at, entry, _), result) in work.iter().zip(results) {
+        let check = &mut checks[*at];
+        match result {
+            Ok(()) if entry.format() == CopyFormat::PgDumpCustom => {
+                check.message = "restored into a scratch database; every table's rows match".to_string();
+            }
+            Ok(()) => check.message = "checksum and integrity_check ok".to_string(),
+            Err(err) if err.kind() == crate::error::ErrorKind::VerificationFailed => {
+                check.status = FileStatus::Damaged;
+                check.message = err.to_string();
+            }
+            Err(err) => {
+                check.status = FileStatus::Unchecked;
+                check.message = err.to_string();
+            }
+        }
+    }
 }
 
 /// Retention from the flags, else the catalog's `backup_keep_*` settings (their

@@ -7,12 +7,14 @@
 //! let back in. Every step of the swap can be finished from any point a crash
 //! leaves, by looking at which of the three names exist ([`PgTenant::complete_swap`]).
 
+use std::path::Path;
+
 use postgres::Client;
 
 use super::archive::{self, ToolFailed};
 use super::migrate;
 use super::sql::ident;
-use super::tenant::{PgTenant, role_name};
+use super::tenant::{PgEngine, PgTenant, role_name};
 use crate::backup::{CopyFormat, Entry, states::EntryScope};
 use crate::engine::{BackedUp, BackupTarget, EngineKind, RestoreSource, Staged, TenantDatabase};
 use crate::error::{Error, Result};
@@ -35,6 +37,17 @@ pub fn is_kept_name(name: &str) -> bool {
     name.starts_with("tenant_")
         && name
             .split_once("__prerestore_")
+            .is_some_and(|(_, id)| id.bytes().any(|b| b.is_ascii_uppercase() || b == b'-'))
+}
+
+/// Databases a schema-mode restore builds its copy in first.
+pub const SCRATCH_PREFIX: &str = "tenantctl_scratch_";
+
+/// Whether a name is a restored copy waiting to be swapped in: `tenant_…__restore_<set id>`.
+pub fn is_restore_copy(name: &str) -> bool {
+    name.starts_with("tenant_")
+        && name
+            .split_once("__restore_")
             .is_some_and(|(_, id)| id.bytes().any(|b| b.is_ascii_uppercase() || b == b'-'))
 }
 
@@ -246,7 +259,7 @@ impl PgTenant {
         let tools = self.server.dump_tools()?;
         let role = self.role()?;
         let url = self.server.admin_url()?;
-        let scratch = format!("tenantctl_scratch_{:08x}", rand::random::<u32>());
+        let scratch = format!("{SCRATCH_PREFIX}{:08x}", rand::random::<u32>());
         let mut admin = self.server.admin(None)?;
         self.server.run(
             &mut admin,
@@ -496,5 +509,84 @@ impl PgTenant {
         entry.format = Some(CopyFormat::KeptOnServer);
         entry.kept_as = Some(kept.to_string());
         Some(entry)
+    }
+}
+
+/// Databases `backup verify --deep` restores archives into.
+const VERIFY_PREFIX: &str = "tenantctl_verify_";
+
+impl PgEngine {
+    /// Restores `file` into a scratch database of its own (as the admin login: it
+    /// is nobody's tenant) and compares every table's rows with `entry`'s, then drops
+    /// the scratch database whatever the outcome.
+    pub(super) fn restore_to_check(&self, file: &Path, entry: &Entry) -> Result<()> {
+        let tools = self.dump_tools()?;
+        let url = self.admin_url()?;
+        let scratch = format!("{VERIFY_PREFIX}{:08x}", rand::random::<u32>());
+        let mut admin = self.admin(None)?;
+        self.run(
+            &mut admin,
+            &format!(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
+                ident(&scratch)
+            ),
+        )?;
+        let checked = (|| -> Result<()> {
+            self.run(
+                &mut admin,
+                &format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(&scratch)),
+            )?;
+            let env = url.tool_env(&scratch);
+            if let Err(ToolFailed(why)) = archive::restore(&tools, &env, file, &scratch, &url.user(), None)? {
+                return Err(Error::verification(format!(
+                    "{} does not restore: {why}",
+                    file.display()
+                )));
+            }
+            let mut copy = self.admin(Some(&scratch))?;
+            let counted = tenant_tables(&mut copy);
+            copy.discard();
+            let found = counted.map_err(|e| self.fail(&e))?;
+            match entry
+                .rows
+                .as_ref()
+                .and_then(|rows| archive::compare_rows(rows, &found))
+            {
+                Some(why) => Err(Error::verification(format!(
+                    "{} restores with other rows than were backed up: {why}",
+                    file.display()
+                ))),
+                None => Ok(()),
+            }
+        })();
+        let _ = admin.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            ident(&scratch)
+        ));
+        checked
+    }
+}
+
+/// The rows of a restored archive's tables, keyed as the manifest keys them: a
+/// database-mode tenant's tables are in `public`; a schema-mode tenant's archive holds
+/// its one schema.
+fn tenant_tables(
+    copy: &mut Client,
+) -> std::result::Result<std::collections::BTreeMap<String, u64>, postgres::Error> {
+    let schemas: Vec<String> = copy
+        .query(
+            "SELECT n.nspname::text FROM pg_namespace n
+             WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
+            &[],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let in_public: i64 = copy
+        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", &[])?
+        .get(0);
+    match (in_public, schemas.as_slice()) {
+        (0, [only]) => archive::row_counts(copy, only, true),
+        _ => archive::row_counts(copy, "public", false),
     }
 }

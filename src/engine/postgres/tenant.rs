@@ -495,6 +495,40 @@ impl Engine for PgEngine {
             .collect())
     }
 
+    fn restore_leftovers(&self, remove: bool) -> Result<Vec<String>> {
+        let mut admin = self.admin(None)?;
+        let mut found: Vec<(bool, String)> = self
+            .tenant_names(&mut admin, "tenant_")?
+            .into_iter()
+            .filter(|name| super::copies::is_restore_copy(name))
+            .map(|name| (self.schema_mode(), name))
+            .collect();
+        let scratch = admin
+            .query(
+                "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1",
+                &[&super::copies::SCRATCH_PREFIX],
+            )
+            .map_err(|e| self.fail(&e))?;
+        found.extend(scratch.iter().map(|row| (false, row.get(0))));
+        if remove {
+            for (schema, name) in &found {
+                let statement = match schema {
+                    true => format!("DROP SCHEMA IF EXISTS {} CASCADE", sql::ident(name)),
+                    false => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sql::ident(name)),
+                };
+                self.run(&mut admin, &statement)?;
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|(_, name)| format!("{name} on server {}", self.row.name))
+            .collect())
+    }
+
+    fn check_archive(&self, file: &Path, entry: &Entry) -> Result<()> {
+        self.restore_to_check(file, entry)
+    }
+
     fn drop_kept(&self, name: &str) -> Result<()> {
         if !super::copies::is_kept_name(name) {
             return Err(Error::refused(format!(

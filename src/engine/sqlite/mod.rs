@@ -87,6 +87,19 @@ pub fn quick_check(path: &Path) -> Result<()> {
     check_through(&open_tenant(path)?, path)
 }
 
+/// `PRAGMA integrity_check`, the full check; exit 7 naming the file on damage.
+pub fn integrity_check(path: &Path) -> Result<()> {
+    let conn = open_tenant(path)?;
+    let verdict: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if verdict == "ok" {
+        return Ok(());
+    }
+    Err(Error::verification(format!(
+        "{} fails integrity_check: {verdict}",
+        path.display()
+    )))
+}
+
 /// `PRAGMA quick_check` through an open connection to the database at `path`.
 fn check_through(conn: &Connection, path: &Path) -> Result<()> {
     let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;

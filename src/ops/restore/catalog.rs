@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::pre_restore::{pre_restore, pre_restore_unreadable_catalog};
-use super::staging::{Target, stage_and_save, swap_all_in};
+use super::staging::{StagedCopy, Target, stage_and_save, swap_all_in};
 use super::tenants::{replaced_by_owner, replaced_by_plan};
 use super::{
     Planned, RestoreReport, RestoreRequest, RestoreScope, choose_set, planned_report,
@@ -15,7 +15,7 @@ use crate::backup::restore::StagingRun;
 use crate::backup::states::{EntryScope, RestoreStatus};
 use crate::catalog::Catalog;
 use crate::catalog::states::CustomerStatus;
-use crate::engine::{Engines, TenantDatabase};
+use crate::engine::{EngineKind, Engines, TenantDatabase};
 use crate::error::{Error, Result};
 use crate::ops::Actor;
 
@@ -44,11 +44,13 @@ pub(super) fn restore_catalog(
     };
     let mut tenant_plans = Vec::new();
     if everything {
+        // Tenants on database servers come back once the restored catalog says
+        // which servers there are: see `restore_server_tenants`.
         for entry in set
             .manifest
             .entries
             .iter()
-            .filter(|e| e.scope == EntryScope::Tenant)
+            .filter(|e| e.scope == EntryScope::Tenant && e.engine() == EngineKind::Sqlite)
         {
             let slug = entry.customer_slug.clone().unwrap_or_default();
             tenant_plans.push(Planned {
@@ -73,14 +75,24 @@ pub(super) fn restore_catalog(
             Err(_) => replaced_by_plan(&to_do[1..]),
         };
         let live_catalog = home_catalog.is_file().then_some(home_catalog);
-        return Ok(planned_report(
-            report,
-            &to_do,
-            &skipped,
-            request,
-            live_catalog,
-            &replaced,
-        ));
+        let mut report = planned_report(report, &to_do, &skipped, request, live_catalog, &replaced);
+        if everything {
+            report.restored.extend(
+                set.manifest
+                    .entries
+                    .iter()
+                    .filter(|e| e.scope == EntryScope::Tenant && e.engine() != EngineKind::Sqlite)
+                    .map(|entry| {
+                        server_line(
+                            entry,
+                            format!("server {}", entry.server.as_deref().unwrap_or("?")),
+                            RestoreStatus::WouldReplace,
+                            "put back where the restored catalog places it".to_string(),
+                        )
+                    }),
+            );
+        }
+        return Ok(report);
     }
     for target in std::iter::once(&catalog_plan)
         .chain(&tenant_plans)
@@ -133,13 +145,179 @@ pub(super) fn restore_catalog(
     catalog.write(|tx| crate::catalog::customers::raise_id_floor(tx, id_floor))?;
     // The restored catalog may come from another home or another time: its paths are
     // rebuilt for this home and its tenants' records made to follow their files.
-    let live = normalise_placements(&mut catalog, &engines)?;
+    // Read afresh: the servers are the restored catalog's now.
+    let engines = Engines::new(actor.home);
+    let mut live = normalise_placements(&mut catalog, &engines)?;
     report.unowned_tenants = crate::ops::adopt::unowned_tenants(catalog.conn(), engines.default_engine())?
         .into_iter()
         .map(|(slug, _)| slug)
         .collect();
-    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged, None)?;
+    let mut staged = staged;
+    let mut swaps = None;
+    if everything {
+        let on_servers =
+            restore_server_tenants(&mut catalog, actor, backup_dir, &set, request, run, &mut report)?;
+        live.extend(on_servers.live);
+        staged.extend(on_servers.staged);
+        swaps = on_servers.swaps;
+    }
+    record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged, swaps)?;
     Ok(report)
+}
+
+/// What [`restore_server_tenants`] put back: the tenants, their swapped copies, and
+/// the ledger operation of their swaps.
+struct ServerTenantsRestored {
+    live: Vec<(i64, Arc<dyn TenantDatabase>)>,
+    staged: Vec<StagedCopy>,
+    swaps: Option<i64>,
+}
+
+/// `--everything`'s tenants on database servers, once the restored catalog is in
+/// place: each from its archive into the placement that catalog gives its customer,
+/// checked and swapped as a tenant restore does (ledger first, the replaced data kept
+/// on the server). A tenant that cannot be put back (its server does not answer, its
+/// customer is deleted) is listed failed or skipped; the others go on.
+fn restore_server_tenants(
+    catalog: &mut Catalog,
+    actor: Actor<'_>,
+    backup_dir: &Path,
+    set: &crate::backup::BackupSet,
+    request: &RestoreRequest,
+    run: &StagingRun,
+    report: &mut RestoreReport,
+) -> Result<ServerTenantsRestored> {
+    let engines = Engines::new(actor.home);
+    let mut plans = Vec::new();
+    for entry in
+        set.manifest.entries.iter().filter(|e| {
+            e.scope == EntryScope::Tenant && e.engine() != EngineKind::Sqlite && e.damaged.is_none()
+        })
+    {
+        let server = entry.server.clone().unwrap_or_default();
+        let customer = match entry.customer_id {
+            Some(id) => crate::catalog::customers::by_id(catalog.conn(), id)?,
+            None => None,
+        };
+        let Some(customer) = customer.filter(|c| c.status != CustomerStatus::Deleted) else {
+            report.restored.push(server_line(
+                entry,
+                server,
+                RestoreStatus::Skipped,
+                "the restored catalog has no live customer for it".into(),
+            ));
+            continue;
+        };
+        let tenant = super::refuse_other_engine(entry, &customer.placement)
+            .and_then(|()| engines.tenant(&customer.placement));
+        let tenant = match tenant {
+            Ok(tenant) => tenant,
+            Err(err) => {
+                report
+                    .restored
+                    .push(server_line(entry, server, RestoreStatus::Failed, err.to_string()));
+                continue;
+            }
+        };
+        let present = tenant.presence();
+        if request.if_missing && matches!(present, Ok(true)) {
+            report.restored.push(server_line(
+                entry,
+                tenant.describe(),
+                RestoreStatus::Skipped,
+                "its database exists (--if-missing)".into(),
+            ));
+            continue;
+        }
+        let staged = tenant.stage_restore(
+            run,
+            &crate::engine::RestoreSource {
+                file: &set.file(entry)?,
+                entry,
+                set_id: &set.manifest.id,
+            },
+        );
+        match staged {
+            Ok(staged) => plans.push((customer, entry, StagedCopy::Tenant(tenant, staged))),
+            Err(err) => report.restored.push(server_line(
+                entry,
+                tenant.describe(),
+                RestoreStatus::Failed,
+                err.to_string(),
+            )),
+        }
+    }
+    let staged: Vec<StagedCopy> = plans.iter().map(|(_, _, copy)| copy.clone_copy()).collect();
+    let live: Vec<(i64, Arc<dyn TenantDatabase>)> = plans
+        .iter()
+        .filter_map(|(customer, _, copy)| copy.tenant().map(|t| (customer.id, t)))
+        .collect();
+    let replaced: Vec<crate::backup::create::TenantSource> = plans
+        .iter()
+        .filter_map(|(customer, _, copy)| {
+            let tenant = copy.tenant()?;
+            tenant.exists().then(|| crate::backup::create::TenantSource {
+                customer_id: customer.id,
+                customer_slug: customer.slug.clone(),
+                database: tenant,
+            })
+        })
+        .collect();
+    if !replaced.is_empty() {
+        let (id, lines) = pre_restore(catalog, backup_dir, set, replaced, false, request.jobs, &staged)?;
+        if report.pre_restore_set.is_none() {
+            report.pre_restore_set = id;
+        }
+        report.pre_restore.extend(lines);
+    }
+    let owner = crate::lock::Owner::new(&actor.home.run_dir())?;
+    let swaps = super::record_swaps(catalog, &set.manifest.id, &owner, &staged, &live)?;
+    let mut swapped = Vec::new();
+    for ((customer, entry, _), copy) in plans.iter().zip(staged) {
+        match copy.swap_in_unsynced() {
+            Ok(_) => {
+                let target = copy.tenant().map(|t| t.describe()).unwrap_or_default();
+                let mut line = server_line(entry, target, RestoreStatus::Restored, String::new());
+                line.customer = Some(customer.slug.clone());
+                line.reason = None;
+                report.restored.push(line);
+                swapped.push(copy);
+            }
+            Err(err) => {
+                copy.discard();
+                report.restored.push(server_line(
+                    entry,
+                    customer.slug.clone(),
+                    RestoreStatus::Failed,
+                    err.to_string(),
+                ));
+            }
+        }
+    }
+    Ok(ServerTenantsRestored {
+        live,
+        staged: swapped,
+        swaps,
+    })
+}
+
+/// A report line for a server tenant's entry.
+fn server_line(
+    entry: &crate::backup::Entry,
+    target: String,
+    status: RestoreStatus,
+    why: String,
+) -> super::Restored {
+    super::Restored {
+        scope: EntryScope::Tenant,
+        customer: entry.customer_slug.clone(),
+        from_customer: entry.customer_slug.clone(),
+        file: entry.file.clone(),
+        target,
+        schema_version: entry.schema_version,
+        status,
+        reason: Some(why),
+    }
 }
 
 /// Points every customer's placement at this home's engine (where deleted tenants wait,
@@ -151,8 +329,17 @@ fn normalise_placements(
     let engine = engines.default_engine();
     let everyone = crate::catalog::customers::list(catalog.conn(), &Default::default())?;
     let mut placements = Vec::with_capacity(everyone.len());
+    let mut server_tenants = Vec::new();
     for customer in &everyone {
         let deleted = customer.status == CustomerStatus::Deleted;
+        // A server tenant's placement names its server and database, the same from any
+        // home; only a file's path belongs to the home it was taken in.
+        if customer.placement.engine != EngineKind::Sqlite {
+            if !deleted && let Ok(tenant) = engines.tenant(&customer.placement) {
+                server_tenants.push((customer.id, tenant));
+            }
+            continue;
+        }
         let placement = if deleted {
             engine.retired_placement(&customer.slug, customer.id)?
         } else {
@@ -170,6 +357,7 @@ fn normalise_placements(
         .into_iter()
         .filter(|(_, deleted, _)| !deleted)
         .map(|(id, _, placement)| (id, engine.tenant(&placement)))
+        .chain(server_tenants)
         .filter(|(_, tenant)| tenant.exists())
         .collect())
 }

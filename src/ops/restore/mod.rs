@@ -162,7 +162,14 @@ pub fn restore(
     };
     let cleaned_up = lock
         .as_ref()
-        .map(|held| remove_restore_leftovers(held, actor.home, backup_dir))
+        .map(|held| {
+            // A restore killed part way through its swaps is finished first: what it
+            // left on the servers is then no longer needed, and this one starts from
+            // tenants that are whole.
+            let (mut lines, finished) = finish_interrupted(home_catalog, actor.home);
+            lines.extend(remove_restore_leftovers(held, actor.home, backup_dir, finished));
+            lines
+        })
         .unwrap_or_default();
     // Declared after the lock, so dropped (its folders removed) while the lock is held.
     let run = StagingRun::new();
@@ -180,8 +187,47 @@ pub fn restore(
 
 /// What killed restores left in this home and its backup folder, removed; see
 /// [`swap::remove_leftovers`].
-fn remove_restore_leftovers(held: &HomeLock, home: &crate::home::Home, backup_dir: &Path) -> Vec<String> {
-    swap::remove_leftovers(held, &[home.root().to_path_buf(), home.tenants_dir()], backup_dir)
+/// With `on_servers`, the copies on the home's database servers too: only once no
+/// interrupted swap still needs them.
+fn remove_restore_leftovers(
+    held: &HomeLock,
+    home: &crate::home::Home,
+    backup_dir: &Path,
+    on_servers: bool,
+) -> Vec<String> {
+    let mut removed =
+        swap::remove_leftovers(held, &[home.root().to_path_buf(), home.tenants_dir()], backup_dir);
+    if on_servers {
+        removed.extend(remove_server_leftovers(held, home));
+    }
+    removed
+}
+
+/// Finishes what killed commands left in the ledger (a restore's swaps above all):
+/// one line for each, and whether all of it could be finished. A home without a
+/// readable catalog has nothing to finish.
+fn finish_interrupted(home_catalog: &Path, home: &crate::home::Home) -> (Vec<String>, bool) {
+    let Ok(mut catalog) = Catalog::open_ready(home_catalog) else {
+        return (Vec::new(), true);
+    };
+    match crate::ops::recovery::finish_abandoned(&mut catalog, home) {
+        Ok(done) => (done.iter().map(|d| d.line()).collect(), true),
+        Err(_) => (Vec::new(), false),
+    }
+}
+
+/// The copies killed restores left on the home's database servers, dropped; a server
+/// that cannot be reached (or a home without a catalog yet) keeps its own for later.
+fn remove_server_leftovers(_held: &HomeLock, home: &crate::home::Home) -> Vec<String> {
+    let engines = crate::engine::Engines::new(home);
+    let Ok(servers) = engines.database_servers() else {
+        return Vec::new();
+    };
+    servers
+        .iter()
+        .filter_map(|server| server.restore_leftovers(true).ok())
+        .flatten()
+        .collect()
 }
 
 /// A copy goes back only into a tenant of the engine it was taken of: carrying data
@@ -243,6 +289,24 @@ fn choose_set(
 }
 
 impl RestoreReport {
+    /// Exit 8 when some tenant could not be put back while the rest were.
+    pub fn failure(&self) -> Option<Error> {
+        let failed: Vec<&Restored> = self
+            .restored
+            .iter()
+            .filter(|r| r.status == RestoreStatus::Failed)
+            .collect();
+        let first = failed.first()?;
+        Some(Error::partial(format!(
+            "{} of {} tenants could not be restored, first {}: {}",
+            failed.len(),
+            self.restored.iter().filter(|r| r.scope == EntryScope::Tenant).count(),
+            first.customer.as_deref().unwrap_or("?"),
+            first.reason.as_deref().unwrap_or("failed")
+        ))
+        .with_hint("see 'tenantctl doctor'; restore those tenants with 'tenantctl restore ID --customer …' once their server answers"))
+    }
+
     /// A line for each plan put back and each left as it was.
     fn add_lines(&mut self, restored: &[Planned], skipped: &[Planned], if_missing: bool) {
         for plan in restored {
@@ -412,6 +476,7 @@ fn record_tenants_and_audit(
 /// when every swap is one rename.
 fn record_swaps(
     catalog: &mut Catalog,
+    set_id: &str,
     owner: &crate::lock::Owner,
     staged: &[StagedCopy],
     tenants: &[(i64, Arc<dyn TenantDatabase>)],
@@ -437,7 +502,7 @@ fn record_swaps(
             tx,
             &crate::catalog::operations::NewOperation {
                 kind: crate::ops::recovery::SWAP,
-                subject: "restore",
+                subject: set_id,
                 customer_id: None,
                 owner: owner.token(),
                 steps: json!({ "tenants": steps }),

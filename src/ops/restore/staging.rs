@@ -70,7 +70,7 @@ pub(super) enum StagedCopy {
 
 impl StagedCopy {
     /// Puts the copy in place; returns the folder whose sync makes that durable.
-    fn swap_in_unsynced(&self) -> Result<Option<PathBuf>> {
+    pub(super) fn swap_in_unsynced(&self) -> Result<Option<PathBuf>> {
         match self {
             StagedCopy::Catalog(staged) => swap::swap_in_unsynced(staged).map(Some),
             StagedCopy::Tenant(tenant, staged) => tenant.swap_in_unsynced(staged),
@@ -85,7 +85,34 @@ impl StagedCopy {
         }
     }
 
-    fn discard(&self) {
+    /// The tenant a tenant copy replaces.
+    pub(super) fn tenant(&self) -> Option<Arc<dyn TenantDatabase>> {
+        match self {
+            StagedCopy::Catalog(_) => None,
+            StagedCopy::Tenant(tenant, _) => Some(tenant.clone()),
+        }
+    }
+
+    /// The same copy, described again (a staged copy is a name, not a resource).
+    pub(super) fn clone_copy(&self) -> StagedCopy {
+        match self {
+            StagedCopy::Catalog(staged) => StagedCopy::Catalog(swap::Staged {
+                staging: staged.staging.clone(),
+                target: staged.target.clone(),
+            }),
+            StagedCopy::Tenant(tenant, staged) => StagedCopy::Tenant(
+                tenant.clone(),
+                engine::Staged {
+                    staging: staged.staging.clone(),
+                    target: staged.target.clone(),
+                    applied: staged.applied.clone(),
+                    kept_as: staged.kept_as.clone(),
+                },
+            ),
+        }
+    }
+
+    pub(super) fn discard(&self) {
         match self {
             StagedCopy::Catalog(staged) => swap::discard(std::slice::from_ref(staged)),
             StagedCopy::Tenant(tenant, staged) => tenant.discard_staged(staged),

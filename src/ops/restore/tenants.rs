@@ -30,12 +30,6 @@ pub(super) fn restore_tenants(
     run: &StagingRun,
 ) -> Result<RestoreReport> {
     let mut catalog = Catalog::open_ready(home_catalog)?;
-    // A restore killed part way through its swaps is finished first, so that this one
-    // starts from tenants that are whole.
-    let recovered: Vec<String> = crate::ops::recovery::finish_abandoned(&mut catalog, actor.home)?
-        .iter()
-        .map(|done| done.line())
-        .collect();
     let owner = crate::lock::Owner::new(&actor.home.run_dir())?;
     let engines = Engines::new(actor.home);
     if request.into.is_some() && references.len() != 1 {
@@ -184,11 +178,10 @@ pub(super) fn restore_tenants(
             _ => None,
         })
         .collect();
-    let swaps = record_swaps(&mut catalog, &owner, &staged, &live)?;
+    let swaps = record_swaps(&mut catalog, &set.manifest.id, &owner, &staged, &live)?;
     swap_all_in(&staged)?;
     report.add_lines(&to_do, &skipped, request.if_missing);
     record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged, swaps)?;
-    report.cleaned_up = recovered;
     Ok(report)
 }
 

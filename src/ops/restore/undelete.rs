@@ -65,7 +65,7 @@ pub fn undelete_from_backup(
         )));
     }
     let lock = HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?;
-    let cleaned_up = remove_restore_leftovers(&lock, actor.home, backup_dir);
+    let cleaned_up = remove_restore_leftovers(&lock, actor.home, backup_dir, false);
     let run = StagingRun::new();
     let which = RestoreRequest {
         set,
