@@ -315,7 +315,7 @@ fn a_cron_backup_of_a_mixed_fleet_round_trips_through_restore_at() {
     // The replaced data: the local file in the pre-restore set, the server tenants
     // kept on their servers under the kept name, still their roles'.
     let pre = report["pre_restore_set"].as_str().unwrap().to_string();
-    assert_eq!(listed(env, "pre-restore"), [pre.clone()]);
+    assert_eq!(listed(env, "pre-restore"), std::slice::from_ref(&pre));
     let saved = manifest(env, &pre);
     let kept_db = format!("tenant_a1__prerestore_{id}");
     let kept_schema = format!("tenant_b1__prerestore_{id}");
@@ -403,9 +403,14 @@ fn a_server_down_during_backup_leaves_its_tenants_out_of_a_set_written_with_the_
     assert!(reason.contains("pga"), "the reason names the server: {reason}");
     // Written and whole: listed, verified, and restorable for what it holds.
     assert_eq!(manifest(env, &id)["skipped"], set["skipped"]);
-    assert_eq!(listed(env, "manual"), [id.clone()]);
+    assert_eq!(listed(env, "manual"), std::slice::from_ref(&id));
     env.ok(&["backup", "verify", &id]);
     assert!(!set_dir(env, &id).join("tenants/a1.dump").exists());
+    let report = env.json(&["restore", &id, "--customer", "l1"]);
+    assert_eq!(report["restored"][0]["status"], "restored", "{report}");
+    assert_eq!(fleet.emails("l1"), "kept@l1.test");
+    let run = env.fails(&["restore", &id, "--customer", "a1"], 3);
+    assert!(run.stderr.contains("no backup of 'a1'"), "{}", run.stderr);
 }
 
 #[test]
@@ -586,19 +591,25 @@ fn killed_at_every_step(slug: &str, steps: &[&str]) {
         if by_doctor {
             let run = env.run(&["doctor", "--fix", "--json"]);
             assert_eq!(run.code, 0, "{step}: {run:?}");
-        } else if before_recorded(step) {
-            let report = env.json(&["restore", &id, "--customer", slug]);
-            assert_eq!(report["restored"][0]["status"], "restored", "{step}: {report}");
         } else {
             let report = env
                 .cmd(&["restore", &id, "--customer", slug])
-                .stderr_has("leftover of an interrupted restore")
+                .stderr_has("of an interrupted restore")
                 .json();
             assert_eq!(report["restored"][0]["status"], "restored", "{step}: {report}");
-            assert_eq!(
-                report["cleaned_up"],
-                serde_json::json!(["finished an interrupted restore.swap of 'restore' left by a killed run"]),
-                "{step}: {report}"
+            let cleaned: Vec<&str> = report["cleaned_up"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|line| line.as_str().unwrap())
+                .collect();
+            let expected = match before_recorded(step) {
+                true => format!("tenant_{slug}__restore_{id} on server {}", server_of(slug)),
+                false => format!("finished an interrupted restore.swap of '{id}'"),
+            };
+            assert!(
+                cleaned.iter().any(|line| line.starts_with(&expected)),
+                "{step}: {expected:?} not in {report}"
             );
         }
         assert_eq!(fleet.emails(slug), marker, "{step}");
@@ -650,7 +661,10 @@ fn a_pre_restore_set_left_by_a_killed_restore_never_takes_another_sets_kept_copy
     env.cmd(&["restore", &id, "--customer", "a1"])
         .killed_at_step("restore:saved");
     env.json(&["backup"]);
-    let report = env.json(&["restore", &id, "--customer", "a1"]);
+    let report = env
+        .cmd(&["restore", &id, "--customer", "a1"])
+        .stderr_has("of an interrupted restore")
+        .json();
     let replaced = report["pre_restore_set"].as_str().unwrap().to_string();
     let claims = kept_copies(env, "a1");
     // The newest regular set is kept; every pre-restore set older than it goes.
@@ -860,6 +874,27 @@ fn doctor_fix_removes_the_copy_a_restore_killed_before_recording_left_on_the_ser
         "{left} outlived doctor --fix: {}",
         run.stdout
     );
+}
+
+#[test]
+fn the_next_restore_of_any_set_drops_the_copy_a_killed_restore_left_on_the_server() {
+    let fleet = Fleet::new(&["a1"]);
+    let env = &fleet.env;
+    let left = killed_while_staged(&fleet);
+    fleet.add_user("a1", "late@a1.test");
+    let other = id_of(&env.json(&["backup"]));
+    let report = env
+        .cmd(&["restore", &other, "--customer", "a1"])
+        .stderr_has("of an interrupted restore")
+        .json();
+    assert_eq!(
+        report["cleaned_up"],
+        serde_json::json!([format!("{left} on server pga")]),
+        "{report}"
+    );
+    assert_eq!(databases_with(&fleet.a, "__restore_"), "");
+    assert_eq!(fleet.emails("a1"), "late@a1.test,marker@a1.test");
+    fleet.doctor_is_clean();
 }
 
 #[test]
