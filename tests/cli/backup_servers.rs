@@ -1030,3 +1030,71 @@ fn a_dry_run_changes_nothing_and_if_missing_skips_a_present_server_tenant() {
     assert_eq!(databases_with(&fleet.a, "__"), "");
     fleet.doctor_is_clean();
 }
+
+fn role_can_login(server: &PgServer, role: &str) -> String {
+    server.psql(
+        "postgres",
+        &format!("SELECT rolcanlogin FROM pg_roles WHERE rolname = '{role}'"),
+    )
+}
+
+#[test]
+fn a_suspended_customers_role_stays_shut_through_a_restore_and_its_recovery() {
+    let fleet = Fleet::new(&["a1"]);
+    let env = &fleet.env;
+    fleet.add_user("a1", "marker@a1.test");
+    let id = id_of(&env.json(&["backup"]));
+    fleet.add_user("a1", "late@a1.test");
+    env.json(&["customer", "suspend", "a1", "--reason", "unpaid"]);
+    assert_eq!(role_can_login(&fleet.a, "tenant_a1"), "f");
+    env.json(&["restore", &id, "--customer", "a1"]);
+    assert_eq!(role_can_login(&fleet.a, "tenant_a1"), "f", "as it was");
+
+    // The tenant's role may not log in: written by the server's superuser.
+    fleet.a.psql(
+        "tenant_a1",
+        "INSERT INTO users (email, name) VALUES ('later@a1.test', 'U')",
+    );
+    env.cmd(&["restore", &id, "--customer", "a1"])
+        .killed_at_step("restore:pg-frozen");
+    let run = env.run(&["doctor", "--fix", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(fleet.open_operations(), 0);
+    assert_eq!(
+        role_can_login(&fleet.a, "tenant_a1"),
+        "f",
+        "finishing the swap lets in only an active customer's role"
+    );
+    env.json(&["customer", "reactivate", "a1"]);
+    assert!(fleet.can_login("a1"));
+    assert_eq!(fleet.emails("a1"), "marker@a1.test");
+    fleet.doctor_is_clean();
+}
+
+#[test]
+fn a_restored_copy_whose_rows_differ_from_the_manifest_is_never_swapped_in() {
+    let fleet = Fleet::new(&["a1"]);
+    let env = &fleet.env;
+    fleet.add_user("a1", "marker@a1.test");
+    let id = id_of(&env.json(&["backup"]));
+    fleet.add_user("a1", "late@a1.test");
+    // The archive is intact (its checksum still matches); the rows recorded with it
+    // say there were more users than it holds.
+    let path = set_dir(env, &id).join("manifest.json");
+    let mut edited = manifest(env, &id);
+    for entry in edited["entries"].as_array_mut().unwrap() {
+        if entry["customer_slug"] == "a1" {
+            entry["rows"]["users"] = 5.into();
+        }
+    }
+    std::fs::write(&path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let run = env.fails(&["restore", &id, "--customer", "a1"], 7);
+    assert!(run.stderr.contains("rows differ"), "{}", run.stderr);
+    assert!(run.stderr.contains("users"), "{}", run.stderr);
+    assert_eq!(fleet.emails("a1"), "late@a1.test,marker@a1.test");
+    assert!(fleet.can_login("a1"));
+    assert_eq!(databases_with(&fleet.a, "__"), "");
+    assert_eq!(listed(env, "pre-restore"), Vec::<String>::new());
+    assert_eq!(fleet.open_operations(), 0);
+    fleet.doctor_is_clean();
+}
