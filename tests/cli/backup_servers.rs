@@ -1098,3 +1098,24 @@ fn a_restored_copy_whose_rows_differ_from_the_manifest_is_never_swapped_in() {
     assert_eq!(fleet.open_operations(), 0);
     fleet.doctor_is_clean();
 }
+
+#[test]
+fn into_copies_a_schema_mode_tenant_into_a_database_mode_one() {
+    let fleet = Fleet::new(&["a1", "b1"]);
+    let env = &fleet.env;
+    fleet.add_user("a1", "own@a1.test");
+    fleet.add_user("b1", "source@b1.test");
+    let id = id_of(&env.json(&["backup", "--customer", "b1"]));
+    let run = env.run(&["restore", &id, "--customer", "b1", "--into", "a1", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(fleet.emails("a1"), "source@b1.test");
+    assert_eq!(
+        fleet.a.psql(
+            "tenant_a1",
+            "SELECT string_agg(DISTINCT schemaname || ':' || tableowner, ',') FROM pg_tables \
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ),
+        "public:tenant_a1"
+    );
+    fleet.doctor_is_clean();
+}
