@@ -867,7 +867,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__backup)
-            opts="-o -q -v -h -V --all --catalog --customer --label --kind --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version list show verify prune help"
+            opts="-o -q -v -h -V --all --catalog --customer --label --kind --jobs-per-server --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version list show verify prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -883,6 +883,10 @@ _tenantctl() {
                     ;;
                 --kind)
                     COMPREPLY=($(compgen -W "manual scheduled" -- "${cur}"))
+                    return 0
+                    ;;
+                --jobs-per-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --home)
@@ -1151,12 +1155,16 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__backup__subcmd__verify)
-            opts="-o -q -v -h -V --all --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-o -q -v -h -V --all --deep --scratch-server --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --scratch-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --home)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

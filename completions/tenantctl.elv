@@ -1169,6 +1169,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --customer 'Only these customers'' databases (slug, id or email); repeatable'
             cand --label 'A label stored in the manifest'
             cand --kind 'Why the set was taken'
+            cand --jobs-per-server 'Dumps run at once on each database server (never more than it has connections free)'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'
@@ -1234,6 +1235,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --version 'Print version'
         }
         &'tenantctl;backup;verify'= {
+            cand --scratch-server 'With --deep, restore archives on this server instead of the one they came from'
             cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
             cand --backup-dir 'Where backup sets live [default: HOME/backups]'
             cand -o 'Output format [default: table]'
@@ -1242,14 +1244,15 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
             cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
             cand --all 'Verify every set'
+            cand --deep 'Restore every copy to check it, not only its checksum and structure'
             cand --json 'Same as --output json'
             cand -q 'Print only data and errors'
             cand --quiet 'Print only data and errors'
             cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
             cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
             cand --no-progress 'Never draw progress bars'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }

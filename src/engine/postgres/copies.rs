@@ -130,13 +130,16 @@ impl PgTenant {
     /// then every table's rows once restored. Nothing live changes.
     pub(super) fn stage(&self, source: &RestoreSource<'_>) -> Result<Staged> {
         let entry = source.entry;
-        if entry.format() != CopyFormat::PgDumpCustom {
-            return Err(Error::refused(format!(
-                "{} is a {} copy; {} takes pg_dump archives",
-                entry.file,
-                entry.format(),
-                self.describe()
-            )));
+        match entry.format() {
+            CopyFormat::PgDumpCustom => {}
+            CopyFormat::KeptOnServer => return self.stage_kept(source),
+            other => {
+                return Err(Error::refused(format!(
+                    "{} is a {other} copy; {} takes pg_dump archives",
+                    entry.file,
+                    self.describe()
+                )));
+            }
         }
         let sum = crate::files::sha256_file(source.file)?;
         if sum != entry.sha256 {
@@ -166,6 +169,114 @@ impl PgTenant {
                 Err(err)
             }
         }
+    }
+
+    /// Stages a pre-restore copy this tenant's earlier restore kept on the server:
+    /// copied (a database by `CREATE DATABASE … TEMPLATE`; a schema through an archive
+    /// of it), so that it stays where its set says it is until that set is pruned.
+    fn stage_kept(&self, source: &RestoreSource<'_>) -> Result<Staged> {
+        let entry = source.entry;
+        let kept = entry.kept_as.as_deref().unwrap_or_default();
+        let own_copy = entry.server.as_deref() == Some(self.server.name())
+            && entry
+                .customer_slug
+                .as_deref()
+                .and_then(|slug| super::tenant_name(slug).ok())
+                .as_deref()
+                == Some(self.name());
+        if !own_copy || !is_kept_name(kept) {
+            return Err(Error::refused(format!(
+                "{kept} is {}'s pre-restore copy on server {}; it goes back only into that tenant",
+                entry.customer_slug.as_deref().unwrap_or("another tenant"),
+                entry.server.as_deref().unwrap_or("?")
+            ))
+            .with_hint("restore from a regular set to copy data into another tenant"));
+        }
+        let staging = beside_name(self.name(), "restore", source.set_id);
+        let staged = Staged {
+            staging: staging.clone(),
+            target: self.placement.clone(),
+            applied: Vec::new(),
+            kept_as: Some(self.free_kept_name(source.set_id)?),
+        };
+        let built = match self.server.schema_mode() {
+            true => self.stage_schema_from(kept, source, &staging),
+            false => self.copy_kept_database(kept, &staging),
+        };
+        match built {
+            Ok(applied) => Ok(Staged { applied, ..staged }),
+            Err(err) => {
+                self.drop_staged(&staged);
+                Err(err)
+            }
+        }
+    }
+
+    fn copy_kept_database(&self, kept: &str, staging: &str) -> Result<Vec<crate::migrations::MigrationId>> {
+        let role = self.role()?;
+        let mut admin = self.server.admin(None)?;
+        if !self.server.tenant_exists(&mut admin, kept)? {
+            return Err(Error::not_found(format!(
+                "the pre-restore copy {kept} is gone from server {}",
+                self.server.name()
+            )));
+        }
+        // A template must have no sessions while it is copied.
+        self.server.forget_connections(&mut admin, &[kept, staging])?;
+        self.server.run(
+            &mut admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(staging)),
+        )?;
+        self.server.run(
+            &mut admin,
+            &format!(
+                "CREATE DATABASE {} TEMPLATE {} OWNER {}",
+                ident(staging),
+                ident(kept),
+                ident(&role)
+            ),
+        )?;
+        self.server.run(
+            &mut admin,
+            &format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(staging)),
+        )?;
+        let mut copy = self.server.admin(Some(staging))?;
+        let history = migrate::history_table(None);
+        let applied = migrate::lock_and_read(&mut copy, None, &history)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.server.fail(&e));
+        copy.discard();
+        applied
+    }
+
+    /// Schema mode: an archive of the kept schema, staged as any archive is.
+    fn stage_schema_from(
+        &self,
+        kept: &str,
+        source: &RestoreSource<'_>,
+        staging: &str,
+    ) -> Result<Vec<crate::migrations::MigrationId>> {
+        let tools = self.server.dump_tools()?;
+        let url = self.server.admin_url()?;
+        let work = tempfile::Builder::new()
+            .prefix(crate::backup::restore::STAGING_PREFIX)
+            .tempdir_in(self.server.home_root())
+            .map_err(|e| Error::io("making a folder for a schema restore".to_string(), e))?;
+        let archive = work.path().join("kept.dump");
+        let env = url.tool_env(&self.server.home_database()?);
+        if let Err(ToolFailed(why)) = archive::dump_schema(&tools, &env, kept, &archive)? {
+            return Err(Error::unexpected(format!("copying {kept} failed: {why}")));
+        }
+        let mut entry = source.entry.clone();
+        entry.rows = None;
+        self.stage_schema(
+            &RestoreSource {
+                file: &archive,
+                entry: &entry,
+                set_id: source.set_id,
+            },
+            staging,
+        )
     }
 
     /// The first `<name>__prerestore_<set id>[-n]` not taken: the same set may be
