@@ -216,13 +216,29 @@ pub fn prune(
     let sets = list_sets(backup_dir)?;
     let mut decisions = plan(&sets, retention);
     let mut kept_copies_remaining = Vec::new();
+    // A copy that a set staying still names is never dropped with another set.
+    let still_named: HashSet<String> = sets
+        .iter()
+        .filter(|set| {
+            decisions
+                .iter()
+                .any(|d| d.id == set.manifest.id && d.action == PruneAction::Keep)
+        })
+        .flat_map(|set| set.manifest.entries.iter().filter_map(|e| e.kept_as.clone()))
+        .collect();
     if !dry_run {
         for decision in decisions.iter_mut().filter(|d| d.action == PruneAction::Remove) {
             let kept = sets
                 .iter()
                 .filter(|set| set.manifest.id == decision.id)
                 .flat_map(|set| &set.manifest.entries)
-                .filter(|entry| entry.format() == super::CopyFormat::KeptOnServer);
+                .filter(|entry| entry.format() == super::CopyFormat::KeptOnServer)
+                .filter(|entry| {
+                    entry
+                        .kept_as
+                        .as_ref()
+                        .is_none_or(|name| !still_named.contains(name))
+                });
             let mut all_dropped = true;
             for entry in kept {
                 if let Err(err) = drop_kept(entry) {

@@ -160,7 +160,7 @@ impl PgTenant {
             .with_hint("run 'tenantctl backup verify' and restore from another set"));
         }
         let staging = beside_name(self.name(), "restore", source.set_id);
-        let kept = self.free_kept_name(source.set_id)?;
+        let kept = self.new_kept_name()?;
         let built = match self.server.schema_mode() {
             true => self.stage_schema(source, &staging),
             false => self.stage_database(source, &staging),
@@ -206,7 +206,7 @@ impl PgTenant {
             staging: staging.clone(),
             target: self.placement.clone(),
             applied: Vec::new(),
-            kept_as: Some(self.free_kept_name(source.set_id)?),
+            kept_as: Some(self.new_kept_name()?),
         };
         let built = match self.server.schema_mode() {
             true => self.stage_schema_from(kept, source, &staging),
@@ -288,25 +288,26 @@ impl PgTenant {
         )
     }
 
-    /// The first `<name>__prerestore_<set id>[-n]` not taken: the same set may be
-    /// restored more than once.
-    fn free_kept_name(&self, set_id: &str) -> Result<String> {
+    /// `<name>__prerestore_<id>`, the id new for this restore (the time to the
+    /// microsecond and a random end, as set ids are): never a name that an earlier
+    /// restore's set names, even one whose copy was never made because that restore
+    /// was killed first, so that pruning that set can never drop this copy.
+    fn new_kept_name(&self) -> Result<String> {
         let mut admin = self.server.admin(None)?;
-        for n in 1..100 {
-            let tag = match n {
-                1 => set_id.to_string(),
-                n => format!("{set_id}-{n}"),
-            };
-            let name = beside_name(self.name(), "prerestore", &tag);
+        for _ in 0..8 {
+            let name = beside_name(
+                self.name(),
+                "prerestore",
+                &crate::backup::new_id(chrono::Utc::now()),
+            );
             if !self.server.tenant_exists(&mut admin, &name)? {
                 return Ok(name);
             }
         }
-        Err(Error::refused(format!(
-            "{} has 99 pre-restore copies of set {set_id}",
+        Err(Error::unexpected(format!(
+            "no free name for the pre-restore copy of {}",
             self.describe()
-        ))
-        .with_hint("remove old ones with 'tenantctl backup prune'"))
+        )))
     }
 
     fn role(&self) -> Result<String> {
@@ -356,6 +357,18 @@ impl PgTenant {
             return Err(self.restore_failed(source, &why));
         }
         let mut copy = self.server.admin(Some(staging))?;
+        // A schema-mode tenant's archive (`--into` across modes) makes its schema: a
+        // database-mode tenant keeps its tables in `public`.
+        let (in_public, others) = schemas_of(&mut copy).map_err(|e| self.server.fail(&e))?;
+        if let (0, [schema]) = (in_public, others.as_slice()) {
+            self.server.run(
+                &mut copy,
+                &format!(
+                    "DROP SCHEMA public; ALTER SCHEMA {} RENAME TO public",
+                    ident(schema)
+                ),
+            )?;
+        }
         // As provisioning leaves it: nobody but the tenant in its schema.
         self.server
             .run(&mut copy, "REVOKE ALL ON SCHEMA public FROM PUBLIC")?;
@@ -411,7 +424,7 @@ impl PgTenant {
                 return Err(self.restore_failed(source, &why));
             }
             let mut copy = self.server.admin(Some(&scratch))?;
-            let dumped_as = self.only_schema(&mut copy)?;
+            let dumped_as = self.archive_schema(&mut copy)?;
             self.check_copy(&mut copy, source, &dumped_as, true, Some(&dumped_as))?;
             self.server.run(
                 &mut copy,
@@ -471,23 +484,17 @@ impl PgTenant {
         result
     }
 
-    /// The one schema a schema-mode archive made in a scratch database.
-    fn only_schema(&self, copy: &mut Client) -> Result<String> {
-        let rows = copy
-            .query(
-                "SELECT nspname::text FROM pg_namespace
-                 WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'",
-                &[],
-            )
-            .map_err(|e| self.server.fail(&e))?;
-        match rows.as_slice() {
-            [one] => Ok(one.get(0)),
+    /// The schema that holds the tenant's tables in a restored archive: the one schema
+    /// a schema-mode tenant's archive makes, or `public` for a database-mode tenant's.
+    fn archive_schema(&self, copy: &mut Client) -> Result<String> {
+        let (in_public, others) = schemas_of(copy).map_err(|e| self.server.fail(&e))?;
+        match (in_public, others.as_slice()) {
+            (0, [one]) => Ok(one.clone()),
+            (_, []) => Ok("public".to_string()),
             _ => Err(Error::refused(format!(
-                "the archive holds {} schemas, not one tenant's; {} is in schema mode",
-                rows.len(),
-                self.server.name()
-            ))
-            .with_hint("a database-mode tenant's backup goes into a database-mode tenant; to change servers use 'tenantctl customer move'")),
+                "the archive holds tables in {} schemas besides public; a tenant's own are in one",
+                others.len()
+            ))),
         }
     }
 
@@ -632,6 +639,24 @@ impl PgTenant {
     }
 }
 
+/// How many tables `public` holds, and the other schemas that are not the system's.
+fn schemas_of(copy: &mut Client) -> std::result::Result<(i64, Vec<String>), postgres::Error> {
+    let others = copy
+        .query(
+            "SELECT nspname::text FROM pg_namespace
+             WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
+             ORDER BY 1",
+            &[],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let in_public: i64 = copy
+        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", &[])?
+        .get(0);
+    Ok((in_public, others))
+}
+
 /// Databases `backup verify --deep` restores archives into.
 const VERIFY_PREFIX: &str = "tenantctl_verify_";
 
@@ -693,20 +718,8 @@ impl PgEngine {
 fn tenant_tables(
     copy: &mut Client,
 ) -> std::result::Result<std::collections::BTreeMap<String, u64>, postgres::Error> {
-    let schemas: Vec<String> = copy
-        .query(
-            "SELECT n.nspname::text FROM pg_namespace n
-             WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
-            &[],
-        )?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let in_public: i64 = copy
-        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", &[])?
-        .get(0);
-    match (in_public, schemas.as_slice()) {
-        (0, [only]) => archive::row_counts(copy, only, true),
+    match schemas_of(copy)? {
+        (0, others) if others.len() == 1 => archive::row_counts(copy, &others[0], true),
         _ => archive::row_counts(copy, "public", false),
     }
 }
