@@ -36,6 +36,9 @@ pub struct PruneReport {
     /// Folders removed (or, in a dry run, to remove) that were no complete set: sets a
     /// killed prune left half deleted, then unfinished sets whose writer is gone.
     pub removed_unfinished: Vec<String>,
+    /// Copies kept on database servers that could not be dropped, each with why: their
+    /// sets stay (`kept-copy-remains`) until a later prune can.
+    pub kept_copies_remaining: Vec<String>,
     /// How many of `removed_unfinished`, from the start, an interrupted prune left.
     #[serde(skip)]
     pub half_deleted: usize,
@@ -212,16 +215,40 @@ pub fn prune(
     }
     let sets = list_sets(backup_dir)?;
     let mut decisions = plan(&sets, retention);
+    let mut kept_copies_remaining = Vec::new();
+    // A copy that a set staying still names is never dropped with another set.
+    let still_named: HashSet<String> = sets
+        .iter()
+        .filter(|set| {
+            decisions
+                .iter()
+                .any(|d| d.id == set.manifest.id && d.action == PruneAction::Keep)
+        })
+        .flat_map(|set| set.manifest.entries.iter().filter_map(|e| e.kept_as.clone()))
+        .collect();
     if !dry_run {
         for decision in decisions.iter_mut().filter(|d| d.action == PruneAction::Remove) {
             let kept = sets
                 .iter()
                 .filter(|set| set.manifest.id == decision.id)
                 .flat_map(|set| &set.manifest.entries)
-                .filter(|entry| entry.format() == super::CopyFormat::KeptOnServer);
+                .filter(|entry| entry.format() == super::CopyFormat::KeptOnServer)
+                .filter(|entry| {
+                    entry
+                        .kept_as
+                        .as_ref()
+                        .is_none_or(|name| !still_named.contains(name))
+                });
             let mut all_dropped = true;
             for entry in kept {
-                all_dropped &= drop_kept(entry).is_ok();
+                if let Err(err) = drop_kept(entry) {
+                    all_dropped = false;
+                    kept_copies_remaining.push(format!(
+                        "{} (set {}): {err}",
+                        entry.kept_as.as_deref().unwrap_or("?"),
+                        decision.id
+                    ));
+                }
             }
             if !all_dropped {
                 decision.action = PruneAction::Keep;
@@ -241,6 +268,7 @@ pub fn prune(
         retention,
         sets: decisions,
         removed_unfinished,
+        kept_copies_remaining,
         half_deleted,
     })
 }

@@ -259,13 +259,20 @@ pub fn run(session: &Session, args: BackupArgs) -> crate::error::Result<()> {
         }) => {
             let flags = [keep_last, keep_daily, keep_weekly, keep_monthly];
             // The operator's backup_keep_* settings live in the catalog: a prune that
-            // cannot read them fails rather than guess, unless every flag is given.
+            // cannot read them fails rather than guess, unless every flag is given. With
+            // every flag it is still read when it can be: it knows the servers that
+            // pre-restore copies are kept on.
             let catalog = if flags.iter().all(Option::is_some) {
-                None
+                Catalog::open_ready(&session.home.catalog()).ok()
             } else {
                 Some(Catalog::open_ready(&session.home.catalog())?)
             };
             let report = backup::prune(backup_dir, catalog.as_ref(), flags, dry_run)?;
+            for remaining in &report.kept_copies_remaining {
+                session
+                    .messages
+                    .warning(&format!("a pre-restore copy could not be dropped: {remaining}"));
+            }
             let line = format!(
                 "{}{} sets: keep {}, remove {}; {} unfinished sets {}",
                 if dry_run { "dry run: " } else { "" },

@@ -195,6 +195,45 @@ fn template_check(
     Ok(())
 }
 
+/// Copies killed restores left (a restored copy never swapped in, a scratch
+/// database), unless an interrupted swap still needs them: that one is reported as an
+/// open operation, and finishing it comes first.
+fn restore_leftover_checks(
+    catalog: &Catalog,
+    home: &Home,
+    row: &ServerRow,
+    findings: &mut Vec<ServerFinding>,
+) -> Result<()> {
+    let swap_open = crate::catalog::operations::list(catalog.conn())?
+        .iter()
+        .any(|op| op.kind == crate::ops::recovery::SWAP);
+    if swap_open {
+        return Ok(());
+    }
+    let engines = Engines::new(home);
+    let Ok(leftovers) = engines.server(&row.name)?.restore_leftovers(false) else {
+        return Ok(());
+    };
+    for leftover in leftovers {
+        let mut finding = ServerFinding::problem(
+            "server.restore_leftover",
+            &row.name,
+            false,
+            format!("{leftover} is what an interrupted restore left"),
+        );
+        let (home, name) = (home.clone(), row.name.clone());
+        finding.repair = Some(Box::new(move || {
+            // Restores hold the home lock: with it held, none of these is a live one's.
+            let _held =
+                crate::lock::HomeLock::acquire(&home.lock_file(), std::time::Duration::from_secs(30))?;
+            Engines::new(&home).server(&name)?.restore_leftovers(true)?;
+            Ok("dropped".to_string())
+        }));
+        findings.push(finding);
+    }
+    Ok(())
+}
+
 /// `tenant_*` databases no customer owns, and copies a killed create left.
 fn leftover_checks(
     catalog: &Catalog,
@@ -241,6 +280,7 @@ fn leftover_checks(
         }));
         findings.push(finding);
     }
+    restore_leftover_checks(catalog, home, row, findings)?;
     for (_, placement) in orphans {
         let mut finding = ServerFinding::problem(
             "server.orphan",

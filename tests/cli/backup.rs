@@ -500,7 +500,17 @@ fn prune_keeps_by_policy_never_the_newest_and_clears_unfinished_sets_nobody_writ
     writer.lock().unwrap();
 
     let dry = env.json(&[&keep_only("2")[..], &["--dry-run"]].concat());
-    assert_fields(&dry, &["dry_run", "retention", "sets", "removed_unfinished"]);
+    assert_fields(
+        &dry,
+        &[
+            "dry_run",
+            "retention",
+            "sets",
+            "removed_unfinished",
+            "kept_copies_remaining",
+        ],
+    );
+    assert_eq!(dry["kept_copies_remaining"], serde_json::json!([]));
     let actions: Vec<(&str, &str)> = dry["sets"]
         .as_array()
         .unwrap()

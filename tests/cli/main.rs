@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod backup;
+mod backup_servers;
 mod concurrency;
 mod config;
 mod crashes;
@@ -22,3 +23,4 @@ mod setup;
 mod sites;
 mod support;
 mod tenants;
+mod verify_servers;

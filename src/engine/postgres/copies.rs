@@ -114,6 +114,15 @@ impl PgTenant {
             Ok(done) => done,
             Err(ToolFailed(why)) => return failed(&why),
         };
+        // As every SQLite copy passes quick_check before its manifest is written, every
+        // archive's table of contents must read back.
+        if let Err(ToolFailed(why)) = archive::contents(&tools, &dest)? {
+            let _ = std::fs::remove_file(&dest);
+            return Err(Error::verification(format!(
+                "the archive {} that pg_dump wrote does not read back: {why}",
+                dest.display()
+            )));
+        }
         let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
         let mut entry = Entry::new(EntryScope::Tenant, target.file, bytes, sha256, version);
         entry.customer_id = Some(target.customer_id);
@@ -130,13 +139,16 @@ impl PgTenant {
     /// then every table's rows once restored. Nothing live changes.
     pub(super) fn stage(&self, source: &RestoreSource<'_>) -> Result<Staged> {
         let entry = source.entry;
-        if entry.format() != CopyFormat::PgDumpCustom {
-            return Err(Error::refused(format!(
-                "{} is a {} copy; {} takes pg_dump archives",
-                entry.file,
-                entry.format(),
-                self.describe()
-            )));
+        match entry.format() {
+            CopyFormat::PgDumpCustom => {}
+            CopyFormat::KeptOnServer => return self.stage_kept(source),
+            other => {
+                return Err(Error::refused(format!(
+                    "{} is a {other} copy; {} takes pg_dump archives",
+                    entry.file,
+                    self.describe()
+                )));
+            }
         }
         let sum = crate::files::sha256_file(source.file)?;
         if sum != entry.sha256 {
@@ -148,7 +160,7 @@ impl PgTenant {
             .with_hint("run 'tenantctl backup verify' and restore from another set"));
         }
         let staging = beside_name(self.name(), "restore", source.set_id);
-        let kept = self.free_kept_name(source.set_id)?;
+        let kept = self.new_kept_name()?;
         let built = match self.server.schema_mode() {
             true => self.stage_schema(source, &staging),
             false => self.stage_database(source, &staging),
@@ -168,25 +180,134 @@ impl PgTenant {
         }
     }
 
-    /// The first `<name>__prerestore_<set id>[-n]` not taken: the same set may be
-    /// restored more than once.
-    fn free_kept_name(&self, set_id: &str) -> Result<String> {
+    /// Stages a pre-restore copy this tenant's earlier restore kept on the server:
+    /// copied (a database by `CREATE DATABASE … TEMPLATE`; a schema through an archive
+    /// of it), so that it stays where its set says it is until that set is pruned.
+    fn stage_kept(&self, source: &RestoreSource<'_>) -> Result<Staged> {
+        let entry = source.entry;
+        let kept = entry.kept_as.as_deref().unwrap_or_default();
+        let own_copy = entry.server.as_deref() == Some(self.server.name())
+            && entry
+                .customer_slug
+                .as_deref()
+                .and_then(|slug| super::tenant_name(slug).ok())
+                .as_deref()
+                == Some(self.name());
+        if !own_copy || !is_kept_name(kept) {
+            return Err(Error::refused(format!(
+                "{kept} is {}'s pre-restore copy on server {}; it goes back only into that tenant",
+                entry.customer_slug.as_deref().unwrap_or("another tenant"),
+                entry.server.as_deref().unwrap_or("?")
+            ))
+            .with_hint("restore from a regular set to copy data into another tenant"));
+        }
+        let staging = beside_name(self.name(), "restore", source.set_id);
+        let staged = Staged {
+            staging: staging.clone(),
+            target: self.placement.clone(),
+            applied: Vec::new(),
+            kept_as: Some(self.new_kept_name()?),
+        };
+        let built = match self.server.schema_mode() {
+            true => self.stage_schema_from(kept, source, &staging),
+            false => self.copy_kept_database(kept, &staging),
+        };
+        match built {
+            Ok(applied) => Ok(Staged { applied, ..staged }),
+            Err(err) => {
+                self.drop_staged(&staged);
+                Err(err)
+            }
+        }
+    }
+
+    fn copy_kept_database(&self, kept: &str, staging: &str) -> Result<Vec<crate::migrations::MigrationId>> {
+        let role = self.role()?;
         let mut admin = self.server.admin(None)?;
-        for n in 1..100 {
-            let tag = match n {
-                1 => set_id.to_string(),
-                n => format!("{set_id}-{n}"),
-            };
-            let name = beside_name(self.name(), "prerestore", &tag);
+        if !self.server.tenant_exists(&mut admin, kept)? {
+            return Err(Error::not_found(format!(
+                "the pre-restore copy {kept} is gone from server {}",
+                self.server.name()
+            )));
+        }
+        // A template must have no sessions while it is copied.
+        self.server.forget_connections(&mut admin, &[kept, staging])?;
+        self.server.run(
+            &mut admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(staging)),
+        )?;
+        self.server.run(
+            &mut admin,
+            &format!(
+                "CREATE DATABASE {} TEMPLATE {} OWNER {}",
+                ident(staging),
+                ident(kept),
+                ident(&role)
+            ),
+        )?;
+        self.server.run(
+            &mut admin,
+            &format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(staging)),
+        )?;
+        let mut copy = self.server.admin(Some(staging))?;
+        let history = migrate::history_table(None);
+        let applied = migrate::lock_and_read(&mut copy, None, &history)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.server.fail(&e));
+        copy.discard();
+        applied
+    }
+
+    /// Schema mode: an archive of the kept schema, staged as any archive is.
+    fn stage_schema_from(
+        &self,
+        kept: &str,
+        source: &RestoreSource<'_>,
+        staging: &str,
+    ) -> Result<Vec<crate::migrations::MigrationId>> {
+        let tools = self.server.dump_tools()?;
+        let url = self.server.admin_url()?;
+        let work = tempfile::Builder::new()
+            .prefix(crate::backup::restore::STAGING_PREFIX)
+            .tempdir_in(self.server.home_root())
+            .map_err(|e| Error::io("making a folder for a schema restore".to_string(), e))?;
+        let archive = work.path().join("kept.dump");
+        let env = url.tool_env(&self.server.home_database()?);
+        if let Err(ToolFailed(why)) = archive::dump_schema(&tools, &env, kept, &archive)? {
+            return Err(Error::unexpected(format!("copying {kept} failed: {why}")));
+        }
+        let mut entry = source.entry.clone();
+        entry.rows = None;
+        self.stage_schema(
+            &RestoreSource {
+                file: &archive,
+                entry: &entry,
+                set_id: source.set_id,
+            },
+            staging,
+        )
+    }
+
+    /// `<name>__prerestore_<id>`, the id new for this restore (the time to the
+    /// microsecond and a random end, as set ids are): never a name that an earlier
+    /// restore's set names, even one whose copy was never made because that restore
+    /// was killed first, so that pruning that set can never drop this copy.
+    fn new_kept_name(&self) -> Result<String> {
+        let mut admin = self.server.admin(None)?;
+        for _ in 0..8 {
+            let name = beside_name(
+                self.name(),
+                "prerestore",
+                &crate::backup::new_id(chrono::Utc::now()),
+            );
             if !self.server.tenant_exists(&mut admin, &name)? {
                 return Ok(name);
             }
         }
-        Err(Error::refused(format!(
-            "{} has 99 pre-restore copies of set {set_id}",
+        Err(Error::unexpected(format!(
+            "no free name for the pre-restore copy of {}",
             self.describe()
-        ))
-        .with_hint("remove old ones with 'tenantctl backup prune'"))
+        )))
     }
 
     fn role(&self) -> Result<String> {
@@ -236,6 +357,18 @@ impl PgTenant {
             return Err(self.restore_failed(source, &why));
         }
         let mut copy = self.server.admin(Some(staging))?;
+        // A schema-mode tenant's archive (`--into` across modes) makes its schema: a
+        // database-mode tenant keeps its tables in `public`.
+        let (in_public, others) = schemas_of(&mut copy).map_err(|e| self.server.fail(&e))?;
+        if let (0, [schema]) = (in_public, others.as_slice()) {
+            self.server.run(
+                &mut copy,
+                &format!(
+                    "DROP SCHEMA public; ALTER SCHEMA {} RENAME TO public",
+                    ident(schema)
+                ),
+            )?;
+        }
         // As provisioning leaves it: nobody but the tenant in its schema.
         self.server
             .run(&mut copy, "REVOKE ALL ON SCHEMA public FROM PUBLIC")?;
@@ -291,7 +424,7 @@ impl PgTenant {
                 return Err(self.restore_failed(source, &why));
             }
             let mut copy = self.server.admin(Some(&scratch))?;
-            let dumped_as = self.only_schema(&mut copy)?;
+            let dumped_as = self.archive_schema(&mut copy)?;
             self.check_copy(&mut copy, source, &dumped_as, true, Some(&dumped_as))?;
             self.server.run(
                 &mut copy,
@@ -351,23 +484,17 @@ impl PgTenant {
         result
     }
 
-    /// The one schema a schema-mode archive made in a scratch database.
-    fn only_schema(&self, copy: &mut Client) -> Result<String> {
-        let rows = copy
-            .query(
-                "SELECT nspname::text FROM pg_namespace
-                 WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'",
-                &[],
-            )
-            .map_err(|e| self.server.fail(&e))?;
-        match rows.as_slice() {
-            [one] => Ok(one.get(0)),
+    /// The schema that holds the tenant's tables in a restored archive: the one schema
+    /// a schema-mode tenant's archive makes, or `public` for a database-mode tenant's.
+    fn archive_schema(&self, copy: &mut Client) -> Result<String> {
+        let (in_public, others) = schemas_of(copy).map_err(|e| self.server.fail(&e))?;
+        match (in_public, others.as_slice()) {
+            (0, [one]) => Ok(one.clone()),
+            (_, []) => Ok("public".to_string()),
             _ => Err(Error::refused(format!(
-                "the archive holds {} schemas, not one tenant's; {} is in schema mode",
-                rows.len(),
-                self.server.name()
-            ))
-            .with_hint("a database-mode tenant's backup goes into a database-mode tenant; to change servers use 'tenantctl customer move'")),
+                "the archive holds tables in {} schemas besides public; a tenant's own are in one",
+                others.len()
+            ))),
         }
     }
 
@@ -512,6 +639,24 @@ impl PgTenant {
     }
 }
 
+/// How many tables `public` holds, and the other schemas that are not the system's.
+fn schemas_of(copy: &mut Client) -> std::result::Result<(i64, Vec<String>), postgres::Error> {
+    let others = copy
+        .query(
+            "SELECT nspname::text FROM pg_namespace
+             WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
+             ORDER BY 1",
+            &[],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let in_public: i64 = copy
+        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", &[])?
+        .get(0);
+    Ok((in_public, others))
+}
+
 /// Databases `backup verify --deep` restores archives into.
 const VERIFY_PREFIX: &str = "tenantctl_verify_";
 
@@ -573,20 +718,8 @@ impl PgEngine {
 fn tenant_tables(
     copy: &mut Client,
 ) -> std::result::Result<std::collections::BTreeMap<String, u64>, postgres::Error> {
-    let schemas: Vec<String> = copy
-        .query(
-            "SELECT n.nspname::text FROM pg_namespace n
-             WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
-            &[],
-        )?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let in_public: i64 = copy
-        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", &[])?
-        .get(0);
-    match (in_public, schemas.as_slice()) {
-        (0, [only]) => archive::row_counts(copy, only, true),
+    match schemas_of(copy)? {
+        (0, others) if others.len() == 1 => archive::row_counts(copy, &others[0], true),
         _ => archive::row_counts(copy, "public", false),
     }
 }

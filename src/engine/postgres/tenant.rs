@@ -174,6 +174,36 @@ impl PgEngine {
         self.home.root()
     }
 
+    /// Drops the copies beside a tenant that `role` owns: pre-restore copies and
+    /// restored copies a killed restore left.
+    fn drop_copies_of(&self, admin: &mut Client, role: &str) -> Result<()> {
+        let query = match self.schema_mode() {
+            true => {
+                "SELECT n.nspname::text FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE r.rolname = $1"
+            }
+            false => {
+                "SELECT d.datname::text FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = $1"
+            }
+        };
+        let owned: Vec<String> = admin
+            .query(query, &[&role])
+            .map_err(|e| self.fail(&e))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for name in owned
+            .iter()
+            .filter(|n| super::copies::is_kept_name(n) || super::copies::is_restore_copy(n))
+        {
+            let statement = match self.schema_mode() {
+                true => format!("DROP SCHEMA IF EXISTS {} CASCADE", sql::ident(name)),
+                false => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sql::ident(name)),
+            };
+            self.run(admin, &statement)?;
+        }
+        Ok(())
+    }
+
     /// The databases (or, in schema mode, schemas) whose names start with `prefix`.
     fn tenant_names(&self, admin: &mut Client, prefix: &str) -> Result<Vec<String>> {
         if self.schema_mode() {
@@ -438,9 +468,14 @@ impl Engine for PgEngine {
         Ok(())
     }
 
+    /// Also drops the tenant's pre-restore copies and any restored copy a killed
+    /// restore left: they are the tenant's data too, and its role owns them.
     fn destroy(&self, placement: &Placement) -> Result<()> {
         let mut admin = self.admin(None)?;
         let role = role_name(placement);
+        if let Some(role) = &role {
+            self.drop_copies_of(&mut admin, role)?;
+        }
         if self.schema_mode() {
             let database = self.home_database()?;
             return schema::drop(&mut admin, &database, &placement.location, role.as_deref())

@@ -133,11 +133,18 @@ pub fn undelete_from_backup(
         },
     );
     match done {
-        Ok(customer) => Ok(UndeletedFromBackup {
-            customer,
-            set: chosen.manifest.id,
-            cleaned_up,
-        }),
+        Ok(customer) => {
+            // As a plain undelete: the login shut out at delete returns only for an
+            // active customer.
+            if customer.status == CustomerStatus::Active {
+                target.set_login(true)?;
+            }
+            Ok(UndeletedFromBackup {
+                customer,
+                set: chosen.manifest.id,
+                cleaned_up,
+            })
+        }
         Err(err) => {
             target.discard_staged(&staged);
             Err(err)
