@@ -597,19 +597,25 @@ fn killed_at_every_step(slug: &str, steps: &[&str]) {
         } else {
             let report = env
                 .cmd(&["restore", &id, "--customer", slug])
-                .stderr_has("of an interrupted restore")
+                .stderr_has("an interrupted restore")
                 .json();
             assert_eq!(report["restored"][0]["status"], "restored", "{step}: {report}");
-            let cleaned: Vec<&str> = report["cleaned_up"]
+            let (field, expected) = match before_recorded(step) {
+                true => (
+                    "cleaned_up",
+                    format!("tenant_{slug}__restore_{id} on server {}", server_of(slug)),
+                ),
+                false => (
+                    "finished_interrupted",
+                    format!("finished an interrupted restore.swap of '{id}'"),
+                ),
+            };
+            let cleaned: Vec<&str> = report[field]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|line| line.as_str().unwrap())
                 .collect();
-            let expected = match before_recorded(step) {
-                true => format!("tenant_{slug}__restore_{id} on server {}", server_of(slug)),
-                false => format!("finished an interrupted restore.swap of '{id}'"),
-            };
             assert!(
                 cleaned.iter().any(|line| line.starts_with(&expected)),
                 "{step}: {expected:?} not in {report}"
