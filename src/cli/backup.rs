@@ -443,6 +443,9 @@ pub fn restore(session: &Session, args: RestoreArgs) -> crate::error::Result<()>
         &request,
     )?;
     warn_cleaned_up(session, &report.cleaned_up);
+    for line in &report.finished_interrupted {
+        session.messages.warning(line);
+    }
     for kept in report
         .pre_restore
         .iter()

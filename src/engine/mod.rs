@@ -265,6 +265,10 @@ pub trait Engine: Send + Sync {
             file.display()
         )))
     }
+    /// Whether `name`, a pre-restore copy a restore kept on this server, is there.
+    fn kept_exists(&self, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
     /// Drops `name`, a tenant's pre-restore copy a restore kept on this server (see
     /// [`Staged::kept_as`]); gone already is fine. Refused for any other name.
     fn drop_kept(&self, name: &str) -> Result<()> {

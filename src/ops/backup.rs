@@ -339,7 +339,7 @@ fn check_deeply(sets: &[BackupSet], checks: &mut [FileCheck], deep: &Deep<'_>) {
             else {
                 continue;
             };
-            if entry.format() == CopyFormat::KeptOnServer || entry.damaged.is_some() {
+            if entry.damaged.is_some() {
                 continue;
             }
             if let Ok(path) = set.file(entry) {
@@ -350,6 +350,15 @@ fn check_deeply(sets: &[BackupSet], checks: &mut [FileCheck], deep: &Deep<'_>) {
     let scratch_server = deep.scratch_server;
     let jobs = usize::from(crate::fan_out::DEFAULT_JOBS_PER_SERVER);
     let results = crate::fan_out::fan_out_all(&work, jobs, |(_, entry, path)| match entry.format() {
+        CopyFormat::KeptOnServer => {
+            let server = entry.server.as_deref().unwrap_or_default();
+            let name = entry.kept_as.as_deref().unwrap_or_default();
+            match engines.server(server).and_then(|engine| engine.kept_exists(name)) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Error::not_found(format!("{name} is gone from server {server}"))),
+                Err(err) => Err(err),
+            }
+        }
         CopyFormat::PgDumpCustom => {
             let server = scratch_server.or(entry.server.as_deref()).unwrap_or_default();
             match engines.server(server) {
@@ -365,7 +374,14 @@ fn check_deeply(sets: &[BackupSet], checks: &mut [FileCheck], deep: &Deep<'_>) {
             Ok(()) if entry.format() == CopyFormat::PgDumpCustom => {
                 check.message = "restored into a scratch database; every table's rows match".to_string();
             }
+            Ok(()) if entry.format() == CopyFormat::KeptOnServer => {
+                check.message = format!("{}; it is there", check.message);
+            }
             Ok(()) => check.message = "checksum and integrity_check ok".to_string(),
+            Err(err) if err.kind() == crate::error::ErrorKind::NotFound => {
+                check.status = FileStatus::Missing;
+                check.message = err.to_string();
+            }
             Err(err) if err.kind() == crate::error::ErrorKind::VerificationFailed => {
                 check.status = FileStatus::Damaged;
                 check.message = err.to_string();

@@ -37,6 +37,7 @@ const RESTORE_FIELDS: &[&str] = &[
     "restored",
     "unowned_tenants",
     "cleaned_up",
+    "finished_interrupted",
 ];
 
 fn backups(env: &TestEnv) -> PathBuf {

@@ -597,19 +597,25 @@ fn killed_at_every_step(slug: &str, steps: &[&str]) {
         } else {
             let report = env
                 .cmd(&["restore", &id, "--customer", slug])
-                .stderr_has("of an interrupted restore")
+                .stderr_has("an interrupted restore")
                 .json();
             assert_eq!(report["restored"][0]["status"], "restored", "{step}: {report}");
-            let cleaned: Vec<&str> = report["cleaned_up"]
+            let (field, expected) = match before_recorded(step) {
+                true => (
+                    "cleaned_up",
+                    format!("tenant_{slug}__restore_{id} on server {}", server_of(slug)),
+                ),
+                false => (
+                    "finished_interrupted",
+                    format!("finished an interrupted restore.swap of '{id}'"),
+                ),
+            };
+            let cleaned: Vec<&str> = report[field]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|line| line.as_str().unwrap())
                 .collect();
-            let expected = match before_recorded(step) {
-                true => format!("tenant_{slug}__restore_{id} on server {}", server_of(slug)),
-                false => format!("finished an interrupted restore.swap of '{id}'"),
-            };
             assert!(
                 cleaned.iter().any(|line| line.starts_with(&expected)),
                 "{step}: {expected:?} not in {report}"
@@ -1119,4 +1125,115 @@ fn into_copies_a_schema_mode_tenant_into_a_database_mode_one() {
         "public:tenant_a1"
     );
     fleet.doctor_is_clean();
+}
+
+/// Disaster recovery (SPEC section 3, `--everything`): the home's catalog and tenant
+/// files are gone, the servers and the master key are not. The restored catalog says
+/// where each server tenant lives, and each is put back there from its archive.
+#[test]
+fn restore_everything_puts_server_tenants_back_where_the_restored_catalog_places_them() {
+    let fleet = Fleet::new(&["l1", "a1", "b1"]);
+    let env = &fleet.env;
+    for slug in ["l1", "a1", "b1"] {
+        fleet.add_user(slug, &format!("marker@{slug}.test"));
+    }
+    let id = id_of(&env.json(&["backup", "--kind", "scheduled"]));
+    for slug in ["l1", "a1", "b1"] {
+        fleet.add_user(slug, &format!("lost@{slug}.test"));
+    }
+    std::fs::remove_file(env.home.join("catalog.db")).unwrap();
+    std::fs::remove_dir_all(env.home.join("tenants")).unwrap();
+
+    let dry = env.json(&["restore", &id, "--everything", "--dry-run"]);
+    let would: Vec<&str> = dry["restored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(would.len(), 4, "{dry}");
+    assert_eq!(
+        fleet.emails("a1"),
+        "lost@a1.test,marker@a1.test",
+        "a dry run changes nothing"
+    );
+
+    let report = env.json(&["restore", &id, "--everything", "--confirm", "everything"]);
+    let restored: Vec<(&str, &str)> = report["restored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| (line["target"].as_str().unwrap(), line["status"].as_str().unwrap()))
+        .collect();
+    assert!(
+        restored.iter().all(|(_, status)| *status == "restored"),
+        "{report}"
+    );
+    assert!(
+        restored
+            .iter()
+            .any(|(target, _)| *target == "database tenant_a1 on server pga"),
+        "{report}"
+    );
+    assert!(
+        restored
+            .iter()
+            .any(|(target, _)| *target == "schema tenant_b1 on server pgb"),
+        "{report}"
+    );
+    for slug in ["l1", "a1", "b1"] {
+        assert_eq!(fleet.emails(slug), format!("marker@{slug}.test"), "{slug}");
+        assert_eq!(fleet.env.json(&["customer", "show", slug])["schema_version"], 3);
+    }
+    // What was replaced on the servers is kept there, named by the pre-restore set.
+    let pre = report["pre_restore_set"].as_str().unwrap();
+    let saved = manifest(env, pre);
+    let kept = entry_of(&saved, "a1")["kept_as"].as_str().unwrap().to_string();
+    assert_eq!(fleet.a.psql(&kept, "SELECT count(*) FROM users"), "2");
+    assert!(fleet.can_login("a1") && fleet.can_login("b1"));
+    assert_eq!(fleet.open_operations(), 0);
+    fleet.doctor_is_clean();
+}
+
+#[test]
+fn restore_everything_goes_on_without_a_server_that_is_down_and_exits_8() {
+    let fleet = Fleet::new(&["l1", "a1"]);
+    let env = &fleet.env;
+    fleet.add_user("l1", "marker@l1.test");
+    let id = id_of(&env.json(&["backup"]));
+    fleet.add_user("l1", "lost@l1.test");
+    fleet.a.stop();
+    let run = env
+        .cmd(&[
+            "restore",
+            &id,
+            "--everything",
+            "--confirm",
+            "everything",
+            "--json",
+        ])
+        .expect_code(8)
+        .stderr_has("could not be restored")
+        .run();
+    let report = run.json();
+    let status_of = |file: &str| {
+        report["restored"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|line| line["file"] == file)
+            .map(|line| line["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status_of("catalog.db").as_deref(), Some("restored"), "{report}");
+    assert_eq!(
+        status_of("tenants/l1.db").as_deref(),
+        Some("restored"),
+        "{report}"
+    );
+    assert_eq!(
+        status_of("tenants/a1.dump").as_deref(),
+        Some("failed"),
+        "{report}"
+    );
+    assert_eq!(fleet.emails("l1"), "marker@l1.test");
 }

@@ -105,3 +105,31 @@ fn a_scratch_server_must_be_one_the_catalog_knows() {
     let deep = env.json(&["backup", "verify", "--deep", id, "--scratch-server", "pg"]);
     assert_eq!(deep[0]["status"], "ok");
 }
+
+#[test]
+fn deep_verify_finds_a_pre_restore_copy_kept_on_its_server_or_says_it_is_gone() {
+    let (env, server, set) = backed_up();
+    let id = set["id"].as_str().unwrap();
+    let restored = env.json(&["restore", id, "--customer", "acme"]);
+    let pre = restored["pre_restore_set"].as_str().unwrap().to_string();
+    let shown = env.json(&["backup", "show", &pre]);
+    let kept = shown["entries"][0]["kept_as"].as_str().unwrap().to_string();
+
+    let deep = env.json(&["backup", "verify", "--deep", &pre]);
+    assert_eq!(deep[0]["status"], "ok", "{deep}");
+    assert!(
+        deep[0]["message"].as_str().unwrap().ends_with("it is there"),
+        "{deep}"
+    );
+
+    server.psql("postgres", &format!("DROP DATABASE \"{kept}\""));
+    // Only a look at the server tells: the set's folder holds nothing of it.
+    assert_eq!(env.json(&["backup", "verify", &pre])[0]["status"], "ok");
+    let run = env
+        .cmd(&["backup", "verify", "--deep", &pre, "--json"])
+        .expect_code(7)
+        .run();
+    let checks = run.json();
+    assert_eq!(checks[0]["status"], "missing", "{checks}");
+    assert!(checks[0]["message"].as_str().unwrap().contains(&kept), "{checks}");
+}

@@ -564,6 +564,11 @@ impl Engine for PgEngine {
         self.restore_to_check(file, entry)
     }
 
+    fn kept_exists(&self, name: &str) -> Result<bool> {
+        let mut admin = self.admin(None)?;
+        self.tenant_exists(&mut admin, name)
+    }
+
     fn drop_kept(&self, name: &str) -> Result<()> {
         if !super::copies::is_kept_name(name) {
             return Err(Error::refused(format!(

@@ -93,6 +93,9 @@ pub struct RestoreReport {
     /// What killed restores had left and this one removed first: staging folders and
     /// unfinished pre-restore sets.
     pub cleaned_up: Vec<String>,
+    /// Operations killed commands left half done that this one finished first (a
+    /// restore's swaps on a server, above all), one line each.
+    pub finished_interrupted: Vec<String>,
 }
 
 /// A live file saved in the pre-restore set before it is replaced.
@@ -160,17 +163,19 @@ pub fn restore(
     } else {
         Some(HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?)
     };
-    let cleaned_up = lock
-        .as_ref()
-        .map(|held| {
-            // A restore killed part way through its swaps is finished first: what it
-            // left on the servers is then no longer needed, and this one starts from
-            // tenants that are whole.
-            let (mut lines, finished) = finish_interrupted(home_catalog, actor.home);
-            lines.extend(remove_restore_leftovers(held, actor.home, backup_dir, finished));
-            lines
-        })
-        .unwrap_or_default();
+    // A restore killed part way through its swaps is finished first: what it left on
+    // the servers is then no longer needed, and this one starts from tenants that are
+    // whole.
+    let (finished, cleaned_up) = match &lock {
+        Some(held) => {
+            let (finished, all_done) = finish_interrupted(home_catalog, actor.home);
+            (
+                finished,
+                remove_restore_leftovers(held, actor.home, backup_dir, all_done),
+            )
+        }
+        None => (Vec::new(), Vec::new()),
+    };
     // Declared after the lock, so dropped (its folders removed) while the lock is held.
     let run = StagingRun::new();
     let mut report = match &request.scope {
@@ -181,7 +186,8 @@ pub fn restore(
             restore_catalog(home_catalog, actor, backup_dir, request, &run)
         }
     }?;
-    report.cleaned_up.splice(0..0, cleaned_up);
+    report.cleaned_up = cleaned_up;
+    report.finished_interrupted = finished;
     Ok(report)
 }
 
@@ -336,6 +342,7 @@ impl RestoreReport {
             restored: Vec::new(),
             unowned_tenants: Vec::new(),
             cleaned_up: Vec::new(),
+            finished_interrupted: Vec::new(),
         }
     }
 }
