@@ -1237,3 +1237,27 @@ fn restore_everything_goes_on_without_a_server_that_is_down_and_exits_8() {
     );
     assert_eq!(fleet.emails("l1"), "marker@l1.test");
 }
+
+/// A superuser's session in the tenant's database is one the admin login may not end,
+/// and the rename cannot happen while it is there: the restore fails, says why, and
+/// leaves the tenant as it was, its login let back in.
+#[test]
+fn a_swap_a_superuser_session_blocks_fails_and_lets_the_tenant_back_in() {
+    let fleet = Fleet::new(&["a1"]);
+    let env = &fleet.env;
+    fleet.add_user("a1", "marker@a1.test");
+    let id = id_of(&env.json(&["backup"]));
+    fleet.add_user("a1", "late@a1.test");
+    let session = fleet.a.connect("tenant_a1");
+    let run = env.fails(&["restore", &id, "--customer", "a1"], 1);
+    assert!(run.stderr.contains("being accessed by other users"), "{run:?}");
+    assert!(fleet.can_login("a1"), "the login is let back in");
+    assert_eq!(fleet.emails("a1"), "late@a1.test,marker@a1.test");
+    assert_eq!(databases_with(&fleet.a, "__restore_"), "");
+    drop(session);
+    // With the session gone, the ledger's swap is settled and the restore goes through.
+    env.json(&["restore", &id, "--customer", "a1"]);
+    assert_eq!(fleet.emails("a1"), "marker@a1.test");
+    assert_eq!(fleet.open_operations(), 0);
+    fleet.doctor_is_clean();
+}

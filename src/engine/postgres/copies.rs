@@ -554,22 +554,24 @@ impl PgTenant {
         crash_point("restore:pg-before-freeze");
         self.server.set_login(&mut admin, &role, false)?;
         crash_point("restore:pg-frozen");
-        if !self.server.schema_mode() {
-            self.server
-                .forget_connections(&mut admin, &[live, &staged.staging])?;
-        }
         let exists = |admin: &mut Client, name: &str| self.server.tenant_exists(admin, name);
-        let (has_live, has_staged, has_kept) = (
-            exists(&mut admin, live)?,
-            exists(&mut admin, &staged.staging)?,
-            exists(&mut admin, kept)?,
-        );
         let what = match self.server.schema_mode() {
             true => "SCHEMA",
             false => "DATABASE",
         };
         let rename = |from: &str, to: &str| format!("ALTER {what} {} RENAME TO {};", ident(from), ident(to));
+        // From here on any failure lets the login back in: the tenant is never left
+        // shut out by a swap that did not happen.
         let moved = (|| -> Result<()> {
+            if !self.server.schema_mode() {
+                self.server
+                    .forget_connections(&mut admin, &[live, &staged.staging])?;
+            }
+            let (has_live, has_staged, has_kept) = (
+                exists(&mut admin, live)?,
+                exists(&mut admin, &staged.staging)?,
+                exists(&mut admin, kept)?,
+            );
             match (has_live, has_staged, has_kept) {
                 (true, true, false) if self.server.schema_mode() => {
                     let both = format!(

@@ -30,6 +30,11 @@ use crate::secrets::{MasterKey, Secret};
 const RETIRED_PREFIX: &str = "tenantctl_deleted_";
 /// Connections a fan-out leaves free on a server, beyond those already in use.
 const CONNECTION_MARGIN: i32 = 5;
+/// The sessions the admin login may end: client sessions of roles that are not
+/// superusers (ending a superuser's is refused; autovacuum workers are ended by the
+/// rename or drop itself), never its own.
+const ENDABLE_SESSIONS: &str = "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+     AND NOT coalesce((SELECT rolsuper FROM pg_roles WHERE oid = usesysid), false)";
 /// A database copied from the template, not yet any tenant's: `…_<owner token>_<n>`.
 const STAGING_PREFIX: &str = "tenantctl_new_";
 
@@ -142,8 +147,7 @@ impl PgEngine {
         let names: Vec<String> = databases.iter().map(|d| d.to_string()).collect();
         client
             .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE datname = ANY($1) AND pid <> pg_backend_pid()",
+                &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity {ENDABLE_SESSIONS} AND datname = ANY($1)"),
                 &[&names],
             )
             .map_err(|e| self.fail(&e))?;
@@ -156,6 +160,7 @@ impl PgEngine {
         if let Some(tools) = self.shared.tools.get() {
             return Ok(tools.clone());
         }
+
         let mut admin = self.admin(None)?;
         let row = admin
             .query_one(
@@ -451,7 +456,7 @@ impl Engine for PgEngine {
         // A rename needs the database to itself.
         admin
             .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity {ENDABLE_SESSIONS} AND datname = $1"),
                 &[&from.location],
             )
             .map_err(|e| self.fail(&e))?;

@@ -20,10 +20,7 @@ pub struct DumpTools {
 /// The newest pg_dump/pg_restore pair on this machine that can dump a server of
 /// `server_major`; exit 6 with both versions when there is none.
 pub fn dump_tools(server: &str, server_version: &str, server_major: u32) -> Result<DumpTools> {
-    let found = candidates()
-        .into_iter()
-        .filter_map(|dir| tools_in(&dir))
-        .max_by_key(|t| t.major);
+    let found = newest_tools();
     match found {
         Some(tools) if tools.major >= server_major => Ok(tools),
         Some(tools) => Err(Error::refused(format!(
@@ -45,11 +42,24 @@ pub fn dump_tools(server: &str, server_version: &str, server_major: u32) -> Resu
 
 /// The newest pg_dump/pg_restore pair on this machine, if any: what reads an
 /// archive without a server to match.
+///
+/// Of equal versions the first found wins: a version's own folder comes before PATH,
+/// whose `pg_dump` on Debian is a Perl wrapper that costs tens of milliseconds of CPU
+/// on every call, and a fleet's backup makes two calls per tenant.
 pub fn newest_tools() -> Option<DumpTools> {
+    // Looked for once a command: every tenant of a fleet needs them.
+    static NEWEST: std::sync::OnceLock<Option<DumpTools>> = std::sync::OnceLock::new();
+    NEWEST.get_or_init(find_newest).clone()
+}
+
+fn find_newest() -> Option<DumpTools> {
     candidates()
         .into_iter()
         .filter_map(|dir| tools_in(&dir))
-        .max_by_key(|t| t.major)
+        .fold(None, |best: Option<DumpTools>, found| match best {
+            Some(best) if best.major >= found.major => Some(best),
+            _ => Some(found),
+        })
 }
 
 /// Folders that may hold the tools: each installed version's (Debian keeps them in

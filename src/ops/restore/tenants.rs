@@ -179,7 +179,16 @@ pub(super) fn restore_tenants(
         })
         .collect();
     let swaps = record_swaps(&mut catalog, &set.manifest.id, &owner, &staged, &live)?;
-    swap_all_in(&staged)?;
+    if let Err(err) = swap_all_in(&staged) {
+        // Each swap either happened or was undone: settle the ledger now, as a later
+        // command would, rather than leave it for one.
+        if let Some(op) = swaps
+            && let Ok(Some(open)) = crate::catalog::operations::get(catalog.conn(), op)
+        {
+            let _ = crate::ops::recovery::resolve(&mut catalog, &engines, &open);
+        }
+        return Err(err);
+    }
     report.add_lines(&to_do, &skipped, request.if_missing);
     record_tenants_and_audit(&mut catalog, actor, &mut report, request, &live, &staged, swaps)?;
     Ok(report)
