@@ -1,8 +1,8 @@
 //! A PostgreSQL tenant's part in backups and restores. Its backup is a `pg_dump -Fc`
-//! archive with the rows of each table counted in the same snapshot. A restore
+//! archive, read back whole with the rows of each table counted. A restore
 //! builds the copy beside the live tenant (`<name>__restore_<set id>`), checks its
 //! rows against the manifest, and only then swaps: the tenant's login is shut and its
-//! sessions ended, the live database renamed to `<name>__prerestore_<set id>` (the
+//! sessions ended, the live database renamed to `<name>__prerestore_<id>` (the
 //! pre-restore copy: a rename, not a copy), the restored one renamed in, the login
 //! let back in. Every step of the swap can be finished from any point a crash
 //! leaves, by looking at which of the three names exist ([`PgTenant::complete_swap`]).
@@ -57,10 +57,9 @@ pub fn is_beside_name(name: &str) -> bool {
 }
 
 impl PgTenant {
-    /// `pg_dump -Fc` of the tenant into the set, inside a snapshot exported by a
-    /// read-only transaction that first counts every table's rows and reads the
-    /// migrations. The server or the tool failing is the tenant's failure; a write
-    /// that fails is the set's.
+    /// `pg_dump -Fc` of the tenant into the set, read back and counted. The server
+    /// or the tool failing is the tenant's failure; a write that fails, or an archive
+    /// that does not read back, is the set's.
     pub(super) fn dump_into(&self, target: &BackupTarget<'_>) -> Result<BackedUp> {
         let failed =
             |err: &dyn std::fmt::Display| Ok(BackedUp::Failed(format!("{}: {err}", self.describe())));
@@ -72,58 +71,40 @@ impl PgTenant {
             Ok(found) => found,
             Err(err) => return failed(&err),
         };
-        let mut admin = match self.server.admin(Some(&database)) {
-            Ok(admin) => admin,
-            Err(err) => return failed(&err),
-        };
-        match self.server.tenant_exists(&mut admin, self.name()) {
+        // Asked on the connection every tenant of the server shares: a connection to
+        // the tenant's own database would cost the server a new backend per tenant.
+        let exists = self
+            .server
+            .admin(None)
+            .and_then(|mut admin| self.server.tenant_exists(&mut admin, self.name()));
+        match exists {
             Ok(true) => {}
             Ok(false) => return Ok(BackedUp::Failed(format!("{} is missing", self.describe()))),
             Err(err) => return failed(&err),
         }
         let schema = self.server.schema_mode().then(|| self.name().to_string());
-        let read = (|| -> std::result::Result<_, postgres::Error> {
-            admin.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-            let snapshot: String = admin.query_one("SELECT pg_export_snapshot()", &[])?.get(0);
-            let own = schema.as_deref().unwrap_or("public");
-            let rows = archive::row_counts(&mut admin, own, schema.is_some())?;
-            let history = migrate::history_table(schema.as_deref());
-            let applied = migrate::lock_and_read(&mut admin, None, &history)?.unwrap_or_default();
-            Ok((snapshot, rows, applied))
-        })();
-        let (snapshot, rows, applied) = match read {
-            Ok(read) => read,
-            Err(err) => {
-                admin.discard();
-                return failed(&super::describe(&err));
-            }
-        };
         let dest = target.set_dir.join(target.file);
-        let dumped = archive::dump(
-            &tools,
-            &url.tool_env(&database),
-            &snapshot,
-            schema.as_deref(),
-            &dest,
-        );
-        // The snapshot had to stay open until pg_dump was done with it.
-        if admin.batch_execute("COMMIT").is_err() {
-            admin.discard();
-        }
+        let dumped = archive::dump(&tools, &url.tool_env(&database), schema.as_deref(), &dest);
         let (sha256, bytes) = match dumped? {
             Ok(done) => done,
             Err(ToolFailed(why)) => return failed(&why),
         };
         // As every SQLite copy passes quick_check before its manifest is written, every
-        // archive's table of contents must read back.
-        if let Err(ToolFailed(why)) = archive::contents(&tools, &dest)? {
-            let _ = std::fs::remove_file(&dest);
-            return Err(Error::verification(format!(
-                "the archive {} that pg_dump wrote does not read back: {why}",
-                dest.display()
-            )));
-        }
-        let version = applied.iter().map(|m| m.version).max().unwrap_or(0);
+        // archive must read back whole; what it holds is counted on the way, so the
+        // manifest's rows are the archive's own.
+        let read = match archive::read_back(&tools, &dest)? {
+            Ok(read) => read,
+            Err(ToolFailed(why)) => {
+                let _ = std::fs::remove_file(&dest);
+                return Err(Error::verification(format!(
+                    "the archive {} that pg_dump wrote does not read back: {why}",
+                    dest.display()
+                )));
+            }
+        };
+        let own = schema.as_deref().unwrap_or("public");
+        let rows = read.rows_keyed_for(own);
+        let version = read.newest_version(own);
         let mut entry = Entry::new(EntryScope::Tenant, target.file, bytes, sha256, version);
         entry.customer_id = Some(target.customer_id);
         entry.customer_slug = Some(target.customer_slug.to_string());
