@@ -248,10 +248,7 @@ impl PgTenant {
     ) -> Result<Vec<crate::migrations::MigrationId>> {
         let tools = self.server.dump_tools()?;
         let url = self.server.admin_url()?;
-        let work = tempfile::Builder::new()
-            .prefix(crate::backup::restore::STAGING_PREFIX)
-            .tempdir_in(self.server.home_root())
-            .map_err(|e| Error::io("making a folder for a schema restore".to_string(), e))?;
+        let work = self.scratch_folder()?;
         let archive = work.path().join("kept.dump");
         let env = url.tool_env(&self.server.home_database()?);
         if let Err(ToolFailed(why)) = archive::dump_schema(&tools, &env, kept, &archive)? {
@@ -319,19 +316,7 @@ impl PgTenant {
             &mut admin,
             &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)", db = ident(staging)),
         )?;
-        self.server.run(
-            &mut admin,
-            &format!(
-                "CREATE DATABASE {db} OWNER {role} TEMPLATE template0 ENCODING 'UTF8'",
-                db = ident(staging),
-                role = ident(&role)
-            ),
-        )?;
-        // Its own statement: CREATE DATABASE cannot share a transaction.
-        self.server.run(
-            &mut admin,
-            &format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(staging)),
-        )?;
+        self.create_empty_database(&mut admin, staging, &role)?;
         drop(admin);
         let env = self.server.admin_url()?.tool_env(staging);
         if let Err(ToolFailed(why)) = archive::restore(&tools, &env, source.file, staging, &role, None)? {
@@ -359,6 +344,33 @@ impl PgTenant {
         checked
     }
 
+    /// A folder for a schema restore's intermediate archive, in the home under the
+    /// name a restore's leftovers have (so a killed one's is removed with them).
+    fn scratch_folder(&self) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix(crate::backup::restore::STAGING_PREFIX)
+            .tempdir_in(self.server.home_root())
+            .map_err(|e| Error::io("making a folder for a schema restore".to_string(), e))
+    }
+
+    /// An empty database owned by `role` that only its owner may connect to, for an
+    /// archive to be restored into as that role.
+    fn create_empty_database(&self, admin: &mut Client, name: &str, role: &str) -> Result<()> {
+        self.server.run(
+            admin,
+            &format!(
+                "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8'",
+                ident(name),
+                ident(role)
+            ),
+        )?;
+        // Its own statement: CREATE DATABASE cannot share a transaction.
+        self.server.run(
+            admin,
+            &format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(name)),
+        )
+    }
+
     /// Schema mode: the archive holds the schema under the tenant's name, which is
     /// taken by the live tenant, and pg_restore cannot rename. So it is restored into
     /// a scratch database first, checked there and renamed there, dumped again under
@@ -375,24 +387,9 @@ impl PgTenant {
         let url = self.server.admin_url()?;
         let scratch = format!("{SCRATCH_PREFIX}{:08x}", rand::random::<u32>());
         let mut admin = self.server.admin(None)?;
-        self.server.run(
-            &mut admin,
-            &format!(
-                "CREATE DATABASE {db} OWNER {role} TEMPLATE template0 ENCODING 'UTF8'",
-                db = ident(&scratch),
-                role = ident(&role)
-            ),
-        )?;
-        // Its own statement: CREATE DATABASE cannot share a transaction.
-        self.server.run(
-            &mut admin,
-            &format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", ident(&scratch)),
-        )?;
+        self.create_empty_database(&mut admin, &scratch, &role)?;
         drop(admin);
-        let work = tempfile::Builder::new()
-            .prefix(crate::backup::restore::STAGING_PREFIX)
-            .tempdir_in(self.server.home_root())
-            .map_err(|e| Error::io("making a folder for a schema restore".to_string(), e))?;
+        let work = self.scratch_folder()?;
         let result = (|| -> Result<Vec<crate::migrations::MigrationId>> {
             if let Err(ToolFailed(why)) = archive::restore(
                 &tools,
