@@ -280,28 +280,14 @@ mod tests {
     use crate::backup::states::EntryScope;
 
     fn entry(customer_id: Option<i64>) -> crate::backup::Entry {
-        crate::backup::Entry {
-            scope: if customer_id.is_some() {
-                EntryScope::Tenant
-            } else {
-                EntryScope::Catalog
-            },
-            customer_id,
-            customer_slug: customer_id.map(|id| format!("t{id}")),
-            file: "catalog.db".to_string(),
-            bytes: 1,
-            sha256: String::new(),
-            schema_version: 2,
-            source: None,
-            linked_from: None,
-            copy: None,
-            damaged: None,
-            engine: None,
-            server: None,
-            format: None,
-            rows: None,
-            kept_as: None,
-        }
+        let scope = match customer_id {
+            Some(_) => EntryScope::Tenant,
+            None => EntryScope::Catalog,
+        };
+        let mut entry = crate::backup::Entry::new(scope, "catalog.db", 1, String::new(), 2);
+        entry.customer_id = customer_id;
+        entry.customer_slug = customer_id.map(|id| format!("t{id}"));
+        entry
     }
 
     fn set(id: &str, created_at: &str) -> BackupSet {
