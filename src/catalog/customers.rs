@@ -444,9 +444,13 @@ pub fn deleted_placements(conn: &Connection) -> Result<Vec<(i64, String, Placeme
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Every placement the catalog records, deleted customers' included.
+/// Every placement the catalog records, deleted customers' and moves' old copies
+/// included.
 pub fn all_placements(conn: &Connection) -> Result<Vec<Placement>> {
-    let mut stmt = conn.prepare("SELECT engine, server, location FROM customers")?;
+    let mut stmt = conn.prepare(
+        "SELECT engine, server, location FROM customers
+         UNION ALL SELECT engine, server, location FROM moved_sources",
+    )?;
     let rows = stmt.query_map([], |r| placement_of(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
@@ -461,9 +465,12 @@ pub fn live_placements(conn: &Connection) -> Result<Vec<Placement>> {
 }
 
 /// Every placement on `server`, whatever the customer's status (one being created
-/// or deleted owns its database too).
+/// or deleted owns its database too), and the old copies moves keep there.
 pub fn placements_on(conn: &Connection, server: &str) -> Result<Vec<Placement>> {
-    let mut stmt = conn.prepare("SELECT engine, server, location FROM customers WHERE server = ?1")?;
+    let mut stmt = conn.prepare(
+        "SELECT engine, server, location FROM customers WHERE server = ?1
+         UNION ALL SELECT engine, server, location FROM moved_sources WHERE server = ?1",
+    )?;
     let rows = stmt.query_map([server], |r| placement_of(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

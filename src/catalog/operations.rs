@@ -65,6 +65,15 @@ pub fn close(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Records how far an open operation has got.
+pub fn set_steps(conn: &Connection, id: i64, steps: &Value) -> Result<()> {
+    conn.execute(
+        "UPDATE operations SET steps = ?2 WHERE id = ?1",
+        params![id, steps.to_string()],
+    )?;
+    Ok(())
+}
+
 /// Every open operation, oldest first.
 pub fn list(conn: &Connection) -> Result<Vec<Operation>> {
     let mut stmt = conn.prepare(

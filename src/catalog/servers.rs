@@ -141,6 +141,23 @@ pub fn insert_role(conn: &Connection, customer_id: i64, role: &str, encrypted: &
     Ok(())
 }
 
+/// Forgets a tenant's login role: its tenant now lives where there are none.
+pub fn delete_role(conn: &Connection, customer_id: i64) -> Result<()> {
+    conn.execute("DELETE FROM tenant_roles WHERE customer_id = ?1", [customer_id])?;
+    Ok(())
+}
+
+/// The encrypted password of a customer's tenant role, if it has one.
+pub fn role_of_customer(conn: &Connection, customer_id: i64) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT password FROM tenant_roles WHERE customer_id = ?1",
+            [customer_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// The customer and encrypted password of tenant role `role`.
 pub fn role_password(conn: &Connection, role: &str) -> Result<Option<(i64, String)>> {
     Ok(conn

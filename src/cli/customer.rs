@@ -1,4 +1,4 @@
-//! `customer create|list|show|update|suspend|reactivate|delete|undelete|purge`.
+//! `customer create|list|show|update|suspend|reactivate|delete|undelete|purge|move`.
 
 use clap::{Args, Subcommand};
 
@@ -6,6 +6,7 @@ use super::Session;
 use crate::catalog::customers::LimitChanges;
 use crate::catalog::states::CustomerStatus;
 use crate::ops::customers::{self, CreateCustomer, ListCustomers, UpdateCustomer};
+use crate::ops::moves::{self, MoveRequest};
 use crate::ops::recovery;
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +81,37 @@ pub enum CustomerCommand {
         #[arg(long, value_name = "SLUG")]
         confirm: Option<String>,
     },
+    #[command(
+        after_help = "Examples:\n  tenantctl customer move acme --to pg1 --dry-run\n  tenantctl customer move acme --to pg1\n  \
+            tenantctl customer move acme --finish\n  tenantctl customer move acme --to local"
+    )]
+    /// Move a customer's tenant database to another server or engine
+    ///
+    /// Offline: the tenant's writes are frozen while every table is copied in key
+    /// order, compared on both sides (row count and checksum), and the placement is
+    /// switched in one catalog transaction. The old copy stays, frozen, until
+    /// --finish drops it. A move that dies is undone by the next command.
+    Move(MoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// Slug, numeric id or email
+    pub customer: String,
+    /// Where to: a server name, or 'local' for the home's SQLite folder
+    #[arg(long, value_name = "SERVER|local", required_unless_present_any = ["finish", "abort"],
+          conflicts_with_all = ["finish", "abort"])]
+    pub to: Option<String>,
+    /// Print the plan (tables, rows, size, method, freeze) and check every value
+    /// converts, changing nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Drop the old copy that a finished move kept
+    #[arg(long, conflicts_with = "abort")]
+    pub finish: bool,
+    /// Undo a move that has not switched the placement yet
+    #[arg(long)]
+    pub abort: bool,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +232,7 @@ pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<
             | CustomerCommand::Delete { .. }
             | CustomerCommand::Undelete { .. }
             | CustomerCommand::Purge { .. }
+            | CustomerCommand::Move(_)
     );
     let (mut catalog, recovered) = if moves_databases {
         session.catalog_recovered()?
@@ -297,6 +330,22 @@ pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<
                 undeleted.customer.slug, undeleted.set
             ));
             out.object(&undeleted.customer)?;
+        }
+        CustomerCommand::Move(args) => {
+            let report = if args.finish {
+                moves::finish(&mut catalog, actor, &args.customer, session.ctx.lock_timeout)?
+            } else if args.abort {
+                moves::abort(&catalog, actor, &args.customer, &recovered)?
+            } else {
+                let request = MoveRequest {
+                    customer: args.customer,
+                    to: args.to.unwrap_or_default(),
+                    dry_run: args.dry_run,
+                    lock_timeout: session.ctx.lock_timeout,
+                };
+                moves::run(&mut catalog, actor, &request)?
+            };
+            out.object(&report)?
         }
         CustomerCommand::Purge { customer, confirm } => {
             let purged = match customers::purged_by_recovery(&customer, confirm.as_deref(), &recovered) {

@@ -23,8 +23,10 @@ pub(crate) mod plan;
 pub mod postgres;
 pub(crate) mod results;
 pub mod sqlite;
+pub mod transfer;
 
 pub use results::{Finished, Outcome, QueryOutput, RowSink, ScriptOutcome, TenantRun, Vacuumed};
+use transfer::{Cell, TableShape};
 
 /// The server every home has: SQLite files in its `tenants/` folder.
 pub const LOCAL_SERVER: &str = "local";
@@ -226,6 +228,17 @@ pub trait Engine: Send + Sync {
             .iter()
             .try_for_each(|(provisioned, placement)| self.publish(provisioned, placement))
     }
+    /// Refuses (exit 4) when something already sits where `placement` would be built,
+    /// so that undoing a move there can never drop what it did not make.
+    fn refuse_taken(&self, placement: &Placement) -> Result<()> {
+        match self.tenant(placement).presence()? {
+            true => Err(
+                Error::conflict(format!("{} already exists", self.tenant(placement).describe()))
+                    .with_hint("no customer owns it; see 'tenantctl doctor'"),
+            ),
+            false => Ok(()),
+        }
+    }
     /// Drops a provisioned database that was never published.
     fn discard(&self, provisioned: &Provisioned);
     /// Moves a tenant's data between two placements on this server; never overwrites.
@@ -408,6 +421,45 @@ pub trait TenantDatabase: Send + Sync {
             "{} has no login role: it is a file",
             self.describe()
         )))
+    }
+    /// Stops every write until the returned guard is dropped (a file: a write lock
+    /// held, so applications wait) or for good (a server: its login shut out and its
+    /// sessions ended, until [`set_login`](Self::set_login) lets it in again).
+    fn freeze(&self) -> Result<WriteFreeze>;
+    /// The tables a move copies: every table but the migration history.
+    fn tables(&self) -> Result<Vec<TableShape>>;
+    /// Hands the rows of `table` (its columns, in that order) to `each`, in key order.
+    fn read_rows(&self, table: &TableShape, each: &mut dyn FnMut(Vec<Cell>) -> Result<()>) -> Result<()>;
+    /// Appends the rows `next` gives (until `None`) to the empty `table`; how many.
+    fn write_rows(
+        &self,
+        table: &TableShape,
+        next: &mut dyn FnMut() -> Result<Option<Vec<Cell>>>,
+    ) -> Result<u64>;
+    /// Sets every sequence past the highest id its column holds, after rows were
+    /// written with their ids.
+    fn advance_sequences(&self) -> Result<()> {
+        Ok(())
+    }
+    /// The engine's own digest of `table`'s rows (its columns, in that order), when
+    /// it can compute one where the data is; `None` when the rows must be read here.
+    /// Two tenants' digests compare only when both come from the same engine.
+    fn native_digest(&self, _table: &TableShape) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// What keeps a tenant's writes off while it is copied; dropping it lets them in
+/// (a server's login stays shut until it is let in explicitly).
+pub struct WriteFreeze(#[allow(dead_code)] Option<Box<dyn Send>>);
+
+impl WriteFreeze {
+    pub fn held(guard: Box<dyn Send>) -> Self {
+        WriteFreeze(Some(guard))
+    }
+
+    pub fn lasting() -> Self {
+        WriteFreeze(None)
     }
 }
 

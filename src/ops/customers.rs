@@ -316,6 +316,9 @@ pub struct CustomerDetails {
     pub sites: Vec<SiteSummary>,
     /// Where its database lives and how to reach it.
     pub placement: PlacementView,
+    /// A move under way, or a finished one whose old copy is still kept.
+    #[serde(rename = "move")]
+    pub moving: Option<super::moves::MoveState>,
 }
 
 pub fn show(catalog: &Catalog, reference: &str) -> Result<CustomerDetails> {
@@ -329,8 +332,15 @@ pub fn show(catalog: &Catalog, reference: &str) -> Result<CustomerDetails> {
     for site in &sites {
         *sites_by_status.entry(site.status.to_string()).or_insert(0) += 1;
     }
+    let engines = Engines::of_catalog(conn);
+    let moving = super::moves::state_of(catalog, &engines, customer.id)?;
+    let mut customer = customer;
+    if moving.as_ref().is_some_and(|m| m.state == "moving") {
+        customer.status = CustomerStatus::Moving;
+    }
     Ok(CustomerDetails {
-        placement: Engines::of_catalog(conn).view(&customer.placement),
+        moving,
+        placement: engines.view(&customer.placement),
         quota: quota::lines(&used, &limits),
         storage_bytes: used.storage.used_bytes,
         storage_mb: used.storage.used_mb,

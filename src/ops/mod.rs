@@ -14,6 +14,7 @@ pub mod doctor;
 mod doctor_servers;
 pub mod export;
 pub mod import;
+pub mod moves;
 pub mod outcome;
 pub mod placement;
 pub mod plans;

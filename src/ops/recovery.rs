@@ -15,6 +15,8 @@
 //! - `restore.swap`: finished. The restored copies were checked and the pre-restore
 //!   set written before it was recorded; each swap is taken to its end from whatever
 //!   step it reached, and the tenants' migrations are read from what is now live.
+//! - `customer.move`: undone. Until its flip the tenant lives at the source; the
+//!   target and staging copies go and the source's login is let in again.
 
 use serde_json::{Value, json};
 
@@ -121,6 +123,7 @@ pub fn resolve(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Resu
         DELETE | UNDELETE => finish_move(catalog, engines, op),
         PURGE => finish_purge(catalog, engines, op),
         SWAP => finish_swaps(catalog, engines, op),
+        crate::ops::moves::KIND => crate::ops::moves::undo_abandoned(catalog, engines, op),
         other => Err(Error::unexpected(format!(
             "the operation ledger holds an operation of unknown kind '{other}' (id {})",
             op.id

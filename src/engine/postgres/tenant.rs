@@ -17,6 +17,7 @@ use crate::backup::Entry;
 use crate::backup::restore::StagingRun;
 use crate::catalog::servers::ServerRow;
 use crate::catalog::states::ServerMode;
+use crate::engine::transfer::{Cell, TableShape};
 use crate::engine::{
     AccessFinding, AccessProblem, BackedUp, BackupTarget, Engine, EngineKind, Finished, MigrationId,
     Placement, PlacementView, Provisioned, RestoreSource, RowSink, ScriptOutcome, Staged, TenantDatabase,
@@ -406,6 +407,27 @@ impl Engine for PgEngine {
                  REVOKE ALL ON SCHEMA public FROM PUBLIC;"
             ),
         )
+    }
+
+    /// The database (or schema) and the role both: the role is the cluster's, and a
+    /// move must never take over one it did not make.
+    fn refuse_taken(&self, placement: &Placement) -> Result<()> {
+        let mut admin = self.admin(None)?;
+        let name = &placement.location;
+        let taken = match self.tenant_exists(&mut admin, name)? {
+            true => Some("database or schema"),
+            false => role_exists(&mut admin, name)
+                .map_err(|e| self.fail(&e))?
+                .then_some("role"),
+        };
+        match taken {
+            Some(what) => Err(Error::conflict(format!(
+                "a {what} named {name} already exists on server {}",
+                self.row.name
+            ))
+            .with_hint("no customer of this home owns it; see 'tenantctl doctor'")),
+            None => Ok(()),
+        }
     }
 
     fn discard(&self, provisioned: &Provisioned) {
@@ -992,6 +1014,35 @@ impl TenantDatabase for PgTenant {
         let mut admin = self.server.admin(None)?;
         let role = role_name(&self.placement).unwrap_or_default();
         self.server.set_login(&mut admin, &role, allowed)
+    }
+
+    fn freeze(&self) -> Result<crate::engine::WriteFreeze> {
+        TenantDatabase::set_login(self, false)?;
+        Ok(crate::engine::WriteFreeze::lasting())
+    }
+
+    fn tables(&self) -> Result<Vec<TableShape>> {
+        self.shapes()
+    }
+
+    fn read_rows(&self, table: &TableShape, each: &mut dyn FnMut(Vec<Cell>) -> Result<()>) -> Result<()> {
+        self.copy_rows_out(table, each)
+    }
+
+    fn write_rows(
+        &self,
+        table: &TableShape,
+        next: &mut dyn FnMut() -> Result<Option<Vec<Cell>>>,
+    ) -> Result<u64> {
+        self.copy_rows_in(table, next)
+    }
+
+    fn advance_sequences(&self) -> Result<()> {
+        self.move_sequences_past_ids()
+    }
+
+    fn native_digest(&self, table: &TableShape) -> Result<Option<String>> {
+        self.server_digest(table).map(Some)
     }
 
     /// One query on an admin connection, back in the pool for the next check of the tenant.

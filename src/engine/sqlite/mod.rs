@@ -21,6 +21,7 @@ use crate::home::Home;
 use crate::migrations::{MigrationId, checksum_text};
 
 pub mod migrate;
+mod rows;
 pub mod sql;
 pub mod template;
 
@@ -516,6 +517,30 @@ impl TenantDatabase for SqliteTenant {
 
     fn swap_in_unsynced(&self, staged: &Staged) -> Result<Option<PathBuf>> {
         staging::swap_in_unsynced(&self.staged_file(staged)).map(Some)
+    }
+
+    fn freeze(&self) -> Result<super::WriteFreeze> {
+        rows::freeze(self.path())
+    }
+
+    fn tables(&self) -> Result<Vec<super::transfer::TableShape>> {
+        rows::tables(self.path())
+    }
+
+    fn read_rows(
+        &self,
+        table: &super::transfer::TableShape,
+        each: &mut dyn FnMut(Vec<super::transfer::Cell>) -> Result<()>,
+    ) -> Result<()> {
+        rows::read_rows(self.path(), table, each)
+    }
+
+    fn write_rows(
+        &self,
+        table: &super::transfer::TableShape,
+        next: &mut dyn FnMut() -> Result<Option<Vec<super::transfer::Cell>>>,
+    ) -> Result<u64> {
+        rows::write_rows(self.path(), table, next)
     }
 
     fn discard_staged(&self, staged: &Staged) {
