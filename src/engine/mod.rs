@@ -269,6 +269,13 @@ pub trait Engine: Send + Sync {
     fn restore_leftovers(&self, _remove: bool) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
+    /// Logical-replication objects named `tenantctl_*` on this server (publications in
+    /// any database, subscriptions, replication slots), except those whose name is in
+    /// `in_use`; with `remove`, dropped too. Each as one line naming kind, name and
+    /// database (`replication slot NAME in database DB`).
+    fn replication_leftovers(&self, _in_use: &[String], _remove: bool) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// Restores the archive `file` of `entry` into a scratch database on this server
     /// and compares its rows per table with the manifest's, then drops it: exit 7 when
     /// the archive does not restore or the rows differ.

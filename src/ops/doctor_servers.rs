@@ -1,7 +1,8 @@
 //! Doctor's checks of each database server: its password decrypts, it answers, its
 //! template holds the current migrations, every tenant role's password decrypts, and
 //! no `tenant_*` database that no customer owns, nor a copy a killed create left, sits
-//! on it. `--fix` rebuilds a stale template and drops the leftovers.
+//! on it, nor a publication, subscription or replication slot a killed move left.
+//! `--fix` rebuilds a stale template and drops the leftovers.
 
 use super::servers::stored_url;
 use crate::catalog::servers::{self, ServerRow};
@@ -101,7 +102,9 @@ fn check_server(
     if row.mode == ServerMode::Database {
         template_check(catalog, home, row, &url, findings)?;
     }
-    leftover_checks(catalog, home, row, findings)
+    leftover_checks(catalog, home, row, findings)?;
+    replication_leftover_checks(home, row, &[], findings);
+    Ok(())
 }
 
 fn role_secret_checks(
@@ -300,4 +303,84 @@ fn leftover_checks(
         findings.push(finding);
     }
     Ok(())
+}
+
+/// `tenantctl_*` publications, subscriptions and replication slots no move in
+/// `in_use` still owns: what a killed move left. A slot fails, as it keeps the
+/// server's WAL until it is dropped; the others only warn.
+fn replication_leftover_checks(
+    home: &Home,
+    row: &ServerRow,
+    in_use: &[String],
+    findings: &mut Vec<ServerFinding>,
+) {
+    let engines = Engines::new(home);
+    let found = engines
+        .server(&row.name)
+        .and_then(|engine| engine.replication_leftovers(in_use, false));
+    let leftovers = match found {
+        Ok(leftovers) => leftovers,
+        Err(err) => {
+            let message = format!("cannot look for what interrupted moves left: {err}");
+            findings.push(ServerFinding::problem(
+                "server.replication_leftover",
+                &row.name,
+                true,
+                message,
+            ));
+            return;
+        }
+    };
+    for line in leftovers {
+        let (slot, name) = slot_and_name(&line);
+        let why = match slot {
+            true => "; it keeps the server's WAL until it is dropped",
+            false => "",
+        };
+        let mut finding = ServerFinding::problem(
+            "server.replication_leftover",
+            &format!("{}/{name}", row.name),
+            slot,
+            format!(
+                "{line} on server {} is what an interrupted move left{why}",
+                row.name
+            ),
+        );
+        let (home, server, in_use) = (home.clone(), row.name.clone(), in_use.to_vec());
+        finding.repair = Some(Box::new(move || {
+            drop_replication_leftovers(&home, &server, &in_use, &line)
+        }));
+        findings.push(finding);
+    }
+}
+
+/// Drops every replication leftover on `server` at once; the finding for `line` is
+/// repaired when that one is gone, whatever became of the others (each has its own
+/// finding, which says so).
+fn drop_replication_leftovers(home: &Home, server: &str, in_use: &[String], line: &str) -> Result<String> {
+    // As for a restore's leftovers: a move that makes these under the home lock is
+    // not making one while they are dropped.
+    let _held = crate::lock::HomeLock::acquire(&home.lock_file(), std::time::Duration::from_secs(30))?;
+    let engines = Engines::new(home);
+    let engine = engines.server(server)?;
+    let Err(err) = engine.replication_leftovers(in_use, true) else {
+        return Ok("dropped".to_string());
+    };
+    let still_there = engine
+        .replication_leftovers(in_use, false)?
+        .iter()
+        .any(|found| found == line);
+    match still_there {
+        true => Err(err),
+        false => Ok("dropped".to_string()),
+    }
+}
+
+/// Whether an engine's leftover line is a replication slot, and the name it gives.
+fn slot_and_name(line: &str) -> (bool, &str) {
+    let (slot, rest) = match line.strip_prefix("replication slot ") {
+        Some(rest) => (true, rest),
+        None => (false, line.split_once(' ').map_or(line, |(_, rest)| rest)),
+    };
+    (slot, rest.split(' ').next().unwrap_or(rest))
 }

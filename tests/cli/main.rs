@@ -10,6 +10,7 @@ mod crashes;
 mod customers;
 mod disk_full;
 mod docs;
+mod doctor_replication;
 mod doctor_servers;
 mod fleet_servers;
 mod global;

@@ -35,13 +35,28 @@ pub struct Login {
 impl PgServer {
     /// A new, running, empty cluster.
     pub fn start() -> PgServer {
+        PgServer::start_with("")
+    }
+
+    /// The same with `wal_level = logical` and room for a few subscriptions (each
+    /// takes a slot and a walsender on its source, an apply worker on its target),
+    /// for tests of logical replication. No more than that: each costs memory.
+    pub fn start_logical() -> PgServer {
+        PgServer::start_with(
+            "wal_level = logical\nmax_replication_slots = 4\nmax_wal_senders = 4\n\
+             max_logical_replication_workers = 4\nmax_worker_processes = 8\n",
+        )
+    }
+
+    /// A new cluster with `settings` (postgresql.conf lines) over the tests' own.
+    fn start_with(settings: &str) -> PgServer {
         let bin = bin_dir();
         let folder = short_temp_folder("tpg");
         let data = folder.join("data");
         copy_folder(template_cluster(), &data);
         let socket_dir = folder.join("s");
         std::fs::create_dir(&socket_dir).unwrap();
-        configure(&data, &socket_dir);
+        configure(&data, &socket_dir, settings);
         give_to_server_user(&folder);
         let (watchdog, stdin) = start_with_watchdog(&bin, &folder);
         PgServer {
@@ -280,7 +295,7 @@ fn copy_folder(from: &Path, to: &Path) {
     assert!(status.success(), "copying the template cluster failed");
 }
 
-fn configure(data: &Path, socket_dir: &Path) {
+fn configure(data: &Path, socket_dir: &Path, settings: &str) {
     let mut conf = std::fs::OpenOptions::new()
         .append(true)
         .open(data.join("postgresql.conf"))
@@ -289,7 +304,7 @@ fn configure(data: &Path, socket_dir: &Path) {
         conf,
         "listen_addresses = ''\nport = {PORT}\nunix_socket_directories = '{}'\n\
          fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
-         max_connections = 60\nshared_buffers = 16MB\nlog_min_messages = warning",
+         max_connections = 60\nshared_buffers = 16MB\nlog_min_messages = warning\n{settings}",
         socket_dir.display()
     )
     .unwrap();

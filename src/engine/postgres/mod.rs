@@ -5,6 +5,7 @@ mod archive;
 mod copies;
 mod migrate;
 mod pool;
+mod replication;
 mod rows;
 mod schema;
 pub mod sql;

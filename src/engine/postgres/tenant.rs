@@ -587,6 +587,10 @@ impl Engine for PgEngine {
             .collect())
     }
 
+    fn replication_leftovers(&self, in_use: &[String], remove: bool) -> Result<Vec<String>> {
+        self.find_replication_leftovers(in_use, remove)
+    }
+
     fn check_archive(&self, file: &Path, entry: &Entry) -> Result<()> {
         self.restore_to_check(file, entry)
     }
