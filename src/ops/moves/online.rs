@@ -94,8 +94,8 @@ pub fn copy_and_flip(
         actor,
         work,
         &copied,
+        &work.built.applied,
         freeze_started.elapsed(),
-        "logical-replication",
     )?;
     drop(frozen);
     Ok((copied, freeze_started.elapsed()))
