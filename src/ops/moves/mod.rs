@@ -279,6 +279,28 @@ fn refuse_unmovable(catalog: &Catalog, customer: &crate::catalog::model::Custome
     Ok(())
 }
 
+/// Refuses (exit 6) to delete a customer while a move of it is under way or keeps
+/// its old copy: the data would be in two places, one of them forgotten.
+pub fn refuse_while_moving(catalog: &Catalog, customer: &crate::catalog::model::Customer) -> Result<()> {
+    let engines = Engines::of_catalog(catalog.conn());
+    match state_of(catalog, &engines, customer.id)? {
+        Some(state) if state.state == "moving" => Err(Error::refused(format!(
+            "customer {} is being moved",
+            customer.slug
+        ))
+        .with_hint("wait for the move to end, or stop it and run 'tenantctl customer move … --abort'")),
+        Some(_) => Err(Error::refused(format!(
+            "customer {} was moved and its old copy is still kept",
+            customer.slug
+        ))
+        .with_hint(format!(
+            "finish the move first: tenantctl customer move {} --finish",
+            customer.slug
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Pairs the tables and, across engines, checks that every value converts before
 /// anything is frozen; the rows of each table.
 fn plan(
