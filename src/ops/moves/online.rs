@@ -98,7 +98,9 @@ pub fn copy_and_flip(
         freeze_started.elapsed(),
     )?;
     drop(frozen);
-    Ok((copied, freeze_started.elapsed()))
+    let freeze = freeze_started.elapsed();
+    crash_point("customer.move:flipped");
+    Ok((copied, freeze))
 }
 
 /// Rows per table on both sides, which must agree once the target caught up.
