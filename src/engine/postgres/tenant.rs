@@ -121,14 +121,31 @@ impl PgEngine {
         let login = if allowed { "LOGIN" } else { "NOLOGIN" };
         self.run(client, &format!("ALTER ROLE {} {login}", sql::ident(role)))?;
         if !allowed {
-            client
+            self.end_sessions_of(client, role)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the role's sessions and waits until they are gone. A session that passed
+    /// the login check just before `NOLOGIN` shows up only once it is in, so the
+    /// sessions are looked for again until none is left.
+    fn end_sessions_of(&self, client: &mut Client, role: &str) -> Result<()> {
+        for _ in 0..20 {
+            let ended = client
                 .execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+                     WHERE usename = $1 AND pid <> pg_backend_pid()",
                     &[&role],
                 )
                 .map_err(|e| self.fail(&e))?;
+            if ended == 0 {
+                return Ok(());
+            }
         }
-        Ok(())
+        Err(Error::unexpected(format!(
+            "server {}: the sessions of {role} keep coming back after NOLOGIN",
+            self.row.name
+        )))
     }
 
     /// Whether `role` may log in now.
