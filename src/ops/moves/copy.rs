@@ -229,9 +229,10 @@ pub fn verify(
     let mut copied = Vec::with_capacity(pairs.len());
     for (pair, read) in pairs.iter().zip(read) {
         let native = match same_engine {
-            true => source
-                .native_digest(&pair.source)?
-                .zip(target.native_digest(&pair.target)?),
+            true => both_sides(
+                || source.native_digest(&pair.source),
+                || target.native_digest(&pair.target),
+            )?,
             false => None,
         };
         let (ours, theirs) = match native {
@@ -259,6 +260,20 @@ pub fn verify(
         });
     }
     Ok(copied)
+}
+
+/// The two sides' digests, computed at once: each is its own server's work.
+fn both_sides(
+    ours: impl FnOnce() -> Result<Option<String>> + Send,
+    theirs: impl FnOnce() -> Result<Option<String>> + Send,
+) -> Result<Option<(String, String)>> {
+    let (ours, theirs) = std::thread::scope(|scope| {
+        let ours = scope.spawn(ours);
+        let theirs = theirs();
+        (ours.join(), theirs)
+    });
+    let ours = ours.unwrap_or_else(|_| Err(Error::unexpected("a digest thread panicked")))?;
+    Ok(ours.zip(theirs?))
 }
 
 fn portable_digest(side: &dyn TenantDatabase, table: &TableShape, pair: &TablePair) -> Result<Digest> {

@@ -152,8 +152,8 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
     let staged = target_engine.tenant(&staging);
     let same_engine = customer.placement.engine == target.engine;
     let planned = match whole {
-        true => plan_whole(source.as_ref()),
-        false => plan(source.as_ref(), staged.as_ref(), same_engine),
+        true => plan_whole(source.as_ref(), request.dry_run),
+        false => plan(source.as_ref(), staged.as_ref(), same_engine, request.dry_run),
     };
     let method = match (request.online, whole) {
         (true, _) => "logical-replication",
@@ -317,24 +317,30 @@ pub fn refuse_while_moving(catalog: &Catalog, customer: &crate::catalog::model::
 
 /// Pairs the tables and, across engines, checks that every value converts before
 /// anything is frozen; the rows of each table.
+/// Rows are counted for a dry run's plan only: a move reports what it copied.
 fn plan(
     source: &dyn TenantDatabase,
     staged: &dyn TenantDatabase,
     same_engine: bool,
+    count: bool,
 ) -> Result<(Vec<copy::TablePair>, Vec<u64>)> {
     let pairs = copy::pair_tables(source.tables()?, staged.tables()?)?;
     let counts = match same_engine {
-        true => pairs
-            .iter()
-            .map(|pair| row_count(source, &pair.source))
-            .collect::<Result<Vec<_>>>()?,
+        true => count_rows(source, &pairs, count)?,
         false => copy::check_conversions(source, &pairs)?,
     };
     Ok((pairs, counts))
 }
 
+fn count_rows(source: &dyn TenantDatabase, pairs: &[copy::TablePair], count: bool) -> Result<Vec<u64>> {
+    match count {
+        true => pairs.iter().map(|pair| row_count(source, &pair.source)).collect(),
+        false => Ok(vec![0; pairs.len()]),
+    }
+}
+
 /// A whole copy takes every table as it is: each pairs with itself.
-fn plan_whole(source: &dyn TenantDatabase) -> Result<(Vec<copy::TablePair>, Vec<u64>)> {
+fn plan_whole(source: &dyn TenantDatabase, count: bool) -> Result<(Vec<copy::TablePair>, Vec<u64>)> {
     let pairs: Vec<copy::TablePair> = source
         .tables()?
         .into_iter()
@@ -343,10 +349,7 @@ fn plan_whole(source: &dyn TenantDatabase) -> Result<(Vec<copy::TablePair>, Vec<
             target: table,
         })
         .collect();
-    let counts = pairs
-        .iter()
-        .map(|pair| row_count(source, &pair.source))
-        .collect::<Result<Vec<_>>>()?;
+    let counts = count_rows(source, &pairs, count)?;
     Ok((pairs, counts))
 }
 

@@ -112,8 +112,14 @@ fn count_both(
     pairs
         .iter()
         .map(|pair| {
-            let ours = super::row_count(source, &pair.source)?;
-            let theirs = super::row_count(target, &pair.target)?;
+            // Each side counts on its own server, at the same time: this is frozen time.
+            let (ours, theirs) = std::thread::scope(|scope| {
+                let ours = scope.spawn(|| super::row_count(source, &pair.source));
+                let theirs = super::row_count(target, &pair.target);
+                (ours.join(), theirs)
+            });
+            let ours = ours.unwrap_or_else(|_| Err(Error::unexpected("a counting thread panicked")))?;
+            let theirs = theirs?;
             if ours != theirs {
                 return Err(Error::verification(format!(
                     "table {} has {ours} rows on the source and {theirs} on the target after catching up; \
