@@ -290,6 +290,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash')
             [CompletionResult]::new('undelete', 'undelete', [CompletionResultType]::ParameterValue, 'Reverse a soft delete')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Remove a deleted customer''s database, sites, snapshots and keys for good')
+            [CompletionResult]::new('move', 'move', [CompletionResultType]::ParameterValue, 'Move a customer''s tenant database to another server or engine')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -544,6 +545,30 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'tenantctl;customer;move' {
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Where to: a server name, or ''local'' for the home''s SQLite folder')
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the plan (tables, rows, size, method, freeze) and check every value converts, changing nothing')
+            [CompletionResult]::new('--finish', '--finish', [CompletionResultType]::ParameterName, 'Drop the old copy that a finished move kept')
+            [CompletionResult]::new('--abort', '--abort', [CompletionResultType]::ParameterName, 'Undo a move that has not switched the placement yet')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'tenantctl;customer;help' {
             [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a customer and its own tenant database')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List customers')
@@ -554,6 +579,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash')
             [CompletionResult]::new('undelete', 'undelete', [CompletionResultType]::ParameterValue, 'Reverse a soft delete')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Remove a deleted customer''s database, sites, snapshots and keys for good')
+            [CompletionResult]::new('move', 'move', [CompletionResultType]::ParameterValue, 'Move a customer''s tenant database to another server or engine')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -582,6 +608,9 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;customer;help;purge' {
+            break
+        }
+        'tenantctl;customer;help;move' {
             break
         }
         'tenantctl;customer;help;help' {
@@ -2389,6 +2418,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash')
             [CompletionResult]::new('undelete', 'undelete', [CompletionResultType]::ParameterValue, 'Reverse a soft delete')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Remove a deleted customer''s database, sites, snapshots and keys for good')
+            [CompletionResult]::new('move', 'move', [CompletionResultType]::ParameterValue, 'Move a customer''s tenant database to another server or engine')
             break
         }
         'tenantctl;help;customer;create' {
@@ -2416,6 +2446,9 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;help;customer;purge' {
+            break
+        }
+        'tenantctl;help;customer;move' {
             break
         }
         'tenantctl;help;site' {

@@ -175,6 +175,9 @@ _tenantctl() {
             tenantctl__subcmd__customer,ls)
                 cmd="tenantctl__subcmd__customer__subcmd__list"
                 ;;
+            tenantctl__subcmd__customer,move)
+                cmd="tenantctl__subcmd__customer__subcmd__move"
+                ;;
             tenantctl__subcmd__customer,purge)
                 cmd="tenantctl__subcmd__customer__subcmd__purge"
                 ;;
@@ -204,6 +207,9 @@ _tenantctl() {
                 ;;
             tenantctl__subcmd__customer__subcmd__help,list)
                 cmd="tenantctl__subcmd__customer__subcmd__help__subcmd__list"
+                ;;
+            tenantctl__subcmd__customer__subcmd__help,move)
+                cmd="tenantctl__subcmd__customer__subcmd__help__subcmd__move"
                 ;;
             tenantctl__subcmd__customer__subcmd__help,purge)
                 cmd="tenantctl__subcmd__customer__subcmd__help__subcmd__purge"
@@ -390,6 +396,9 @@ _tenantctl() {
                 ;;
             tenantctl__subcmd__help__subcmd__customer,list)
                 cmd="tenantctl__subcmd__help__subcmd__customer__subcmd__list"
+                ;;
+            tenantctl__subcmd__help__subcmd__customer,move)
+                cmd="tenantctl__subcmd__help__subcmd__customer__subcmd__move"
                 ;;
             tenantctl__subcmd__help__subcmd__customer,purge)
                 cmd="tenantctl__subcmd__help__subcmd__customer__subcmd__purge"
@@ -1653,7 +1662,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__customer)
-            opts="-o -q -v -h -V --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version create add list ls show update suspend reactivate delete undelete purge help"
+            opts="-o -q -v -h -V --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version create add list ls show update suspend reactivate delete undelete purge move help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1799,7 +1808,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__customer__subcmd__help)
-            opts="create list show update suspend reactivate delete undelete purge help"
+            opts="create list show update suspend reactivate delete undelete purge move help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1855,6 +1864,20 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__customer__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__customer__subcmd__help__subcmd__move)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1972,6 +1995,52 @@ _tenantctl() {
                     return 0
                     ;;
                 --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__customer__subcmd__move)
+            opts="-o -q -v -h -V --to --dry-run --finish --abort --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -3183,7 +3252,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__help__subcmd__customer)
-            opts="create list show update suspend reactivate delete undelete purge"
+            opts="create list show update suspend reactivate delete undelete purge move"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3225,6 +3294,20 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__help__subcmd__customer__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__help__subcmd__customer__subcmd__move)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

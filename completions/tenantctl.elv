@@ -272,6 +272,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand delete 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
             cand undelete 'Reverse a soft delete'
             cand purge 'Remove a deleted customer''s database, sites, snapshots and keys for good'
+            cand move 'Move a customer''s tenant database to another server or engine'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tenantctl;customer;create'= {
@@ -514,6 +515,29 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tenantctl;customer;move'= {
+            cand --to 'Where to: a server name, or ''local'' for the home''s SQLite folder'
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --dry-run 'Print the plan (tables, rows, size, method, freeze) and check every value converts, changing nothing'
+            cand --finish 'Drop the old copy that a finished move kept'
+            cand --abort 'Undo a move that has not switched the placement yet'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'tenantctl;customer;help'= {
             cand create 'Create a customer and its own tenant database'
             cand list 'List customers'
@@ -524,6 +548,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand delete 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
             cand undelete 'Reverse a soft delete'
             cand purge 'Remove a deleted customer''s database, sites, snapshots and keys for good'
+            cand move 'Move a customer''s tenant database to another server or engine'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tenantctl;customer;help;create'= {
@@ -543,6 +568,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;customer;help;undelete'= {
         }
         &'tenantctl;customer;help;purge'= {
+        }
+        &'tenantctl;customer;help;move'= {
         }
         &'tenantctl;customer;help;help'= {
         }
@@ -2212,6 +2239,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand delete 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
             cand undelete 'Reverse a soft delete'
             cand purge 'Remove a deleted customer''s database, sites, snapshots and keys for good'
+            cand move 'Move a customer''s tenant database to another server or engine'
         }
         &'tenantctl;help;customer;create'= {
         }
@@ -2230,6 +2258,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         &'tenantctl;help;customer;undelete'= {
         }
         &'tenantctl;help;customer;purge'= {
+        }
+        &'tenantctl;help;customer;move'= {
         }
         &'tenantctl;help;site'= {
             cand create 'Create a site for a customer, within its plan''s site limit'

@@ -220,35 +220,36 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_s
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "unset" -d 'Remove a setting, so its default applies again'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "list" -d 'List every setting with its value and default'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
 json\t''
 ndjson\t''
 csv\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l json -d 'Same as --output json'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s q -l quiet -d 'Print only data and errors'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -l no-progress -d 'Never draw progress bars'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s h -l help -d 'Print help'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -s V -l version -d 'Print version'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "create" -d 'Create a customer and its own tenant database'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "add" -d 'Create a customer and its own tenant database'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "list" -d 'List customers'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "ls" -d 'List customers'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "show" -d 'Show a customer with usage against quota and its sites'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "update" -d 'Change a customer\'s details, plan, quota overrides or metadata'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "suspend" -d 'Suspend a customer (its keys stop working)'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "reactivate" -d 'Make a suspended customer active again'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "delete" -d 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "undelete" -d 'Reverse a soft delete'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "purge" -d 'Remove a deleted customer\'s database, sites, snapshots and keys for good'
-complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -s h -l help -d 'Print help'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "create" -d 'Create a customer and its own tenant database'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "add" -d 'Create a customer and its own tenant database'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "list" -d 'List customers'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "ls" -d 'List customers'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "show" -d 'Show a customer with usage against quota and its sites'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "update" -d 'Change a customer\'s details, plan, quota overrides or metadata'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "suspend" -d 'Suspend a customer (its keys stop working)'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "reactivate" -d 'Make a suspended customer active again'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "delete" -d 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "undelete" -d 'Reverse a soft delete'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "purge" -d 'Remove a deleted customer\'s database, sites, snapshots and keys for good'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "move" -d 'Move a customer\'s tenant database to another server or engine'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and not __fish_seen_subcommand_from create add list ls show update suspend reactivate delete undelete purge move help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l plan -d 'Plan [default: the default_plan setting, or starter]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l slug -d 'Slug (DNS label) [default: derived from the company or the email]' -r
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from create" -l meta -d 'Metadata entry key=value (value parsed as JSON when it can be); repeatable' -r
@@ -471,6 +472,27 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -l no-progress -d 'Never draw progress bars'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s h -l help -d 'Print help'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from purge" -s V -l version -d 'Print version'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l to -d 'Where to: a server name, or \'local\' for the home\'s SQLite folder' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -s o -l output -d 'Output format [default: table]' -r -f -a "table\t''
+json\t''
+ndjson\t''
+csv\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l actor -d 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l color -d 'When to colour messages (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l dry-run -d 'Print the plan (tables, rows, size, method, freeze) and check every value converts, changing nothing'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l finish -d 'Drop the old copy that a finished move kept'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l abort -d 'Undo a move that has not switched the placement yet'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l json -d 'Same as --output json'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -s q -l quiet -d 'Print only data and errors'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -s v -l verbose -d 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l no-progress -d 'Never draw progress bars'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -s V -l version -d 'Print version'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a customer and its own tenant database'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "list" -d 'List customers'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a customer with usage against quota and its sites'
@@ -480,6 +502,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "undelete" -d 'Reverse a soft delete'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "purge" -d 'Remove a deleted customer\'s database, sites, snapshots and keys for good'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "move" -d 'Move a customer\'s tenant database to another server or engine'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l home -d 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]' -r -F
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand site; and not __fish_seen_subcommand_from create add list ls show update delete deploy deployments rollback snapshot snapshots restore help" -l backup-dir -d 'Where backup sets live [default: HOME/backups]' -r -F
@@ -1890,6 +1913,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_see
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "delete" -d 'Soft-delete: stop sites, revoke keys and sessions, move the database to the trash'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "undelete" -d 'Reverse a soft delete'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "purge" -d 'Remove a deleted customer\'s database, sites, snapshots and keys for good'
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from customer" -f -a "move" -d 'Move a customer\'s tenant database to another server or engine'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from site" -f -a "create" -d 'Create a site for a customer, within its plan\'s site limit'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from site" -f -a "list" -d 'List sites, streamed (use -o ndjson for very large listings)'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand help; and __fish_seen_subcommand_from site" -f -a "show" -d 'Show one site with its config'

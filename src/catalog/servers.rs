@@ -127,7 +127,8 @@ pub fn update(conn: &Connection, server: &ServerRow) -> Result<ServerRow> {
 /// it meanwhile keeps it).
 pub fn remove_if_empty(conn: &Connection, name: &str) -> Result<bool> {
     Ok(conn.execute(
-        "DELETE FROM servers WHERE name = ?1 AND NOT EXISTS (SELECT 1 FROM customers WHERE server = ?1)",
+        "DELETE FROM servers WHERE name = ?1 AND NOT EXISTS (SELECT 1 FROM customers WHERE server = ?1)
+           AND NOT EXISTS (SELECT 1 FROM moved_sources WHERE server = ?1)",
         [name],
     )? > 0)
 }

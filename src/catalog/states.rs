@@ -132,7 +132,10 @@ mod tests {
         )
         .unwrap();
         // `moving` is only ever shown, worked out from the operation ledger.
-        for status in CustomerStatus::ALL.iter().filter(|s| **s != CustomerStatus::Moving) {
+        for status in CustomerStatus::ALL
+            .iter()
+            .filter(|s| **s != CustomerStatus::Moving)
+        {
             customers::set_status(conn, customer.id, *status, None).unwrap();
             let stored = customers::any_by_id(conn, customer.id).unwrap().unwrap();
             assert_eq!(stored.status, *status);

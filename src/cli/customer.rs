@@ -102,6 +102,10 @@ pub struct MoveArgs {
     #[arg(long, value_name = "SERVER|local", required_unless_present_any = ["finish", "abort"],
           conflicts_with_all = ["finish", "abort"])]
     pub to: Option<String>,
+    /// Keep the tenant writable while its rows copy: logical replication from one
+    /// PostgreSQL server to another; writes freeze only for the final catch-up
+    #[arg(long, conflicts_with_all = ["finish", "abort"])]
+    pub online: bool,
     /// Print the plan (tables, rows, size, method, freeze) and check every value
     /// converts, changing nothing
     #[arg(long)]
@@ -340,6 +344,7 @@ pub fn run(session: &Session, command: CustomerCommand) -> crate::error::Result<
                 let request = MoveRequest {
                     customer: args.customer,
                     to: args.to.unwrap_or_default(),
+                    online: args.online,
                     dry_run: args.dry_run,
                     lock_timeout: session.ctx.lock_timeout,
                 };

@@ -443,6 +443,15 @@ pub trait TenantDatabase: Send + Sync {
         table: &TableShape,
         next: &mut dyn FnMut() -> Result<Option<Vec<Cell>>>,
     ) -> Result<u64>;
+    /// How many rows `table` holds.
+    fn count_rows(&self, table: &TableShape) -> Result<u64> {
+        let mut rows = 0;
+        self.read_rows(table, &mut |_| {
+            rows += 1;
+            Ok(())
+        })?;
+        Ok(rows)
+    }
     /// Sets every sequence past the highest id its column holds, after rows were
     /// written with their ids.
     fn advance_sequences(&self) -> Result<()> {
@@ -454,6 +463,48 @@ pub trait TenantDatabase: Send + Sync {
     fn native_digest(&self, _table: &TableShape) -> Result<Option<String>> {
         Ok(None)
     }
+    /// How its rows replicate as they change, on engines that can (an online move).
+    fn replication(&self) -> Option<&dyn Replication> {
+        None
+    }
+}
+
+/// What a source tenant hands its target so that the target's server can follow its
+/// changes: how to connect back (the password inside) and what to subscribe to.
+pub struct Feed {
+    pub conninfo: crate::secrets::Secret,
+    pub publication: String,
+}
+
+/// Logical replication of one tenant, for `customer move --online`: the source
+/// publishes its tables, the target subscribes, and a mark written on the source
+/// (once its writes are frozen) tells when the target has applied everything. All
+/// objects are named `name`; each step can be undone by name, whatever it reached.
+pub trait Replication {
+    /// The schema the tenant's tables are in: replication matches tables by schema
+    /// and name, so both sides must agree.
+    fn table_schema(&self) -> String;
+    /// Refuses (exit 6, with the reason) when this tenant cannot publish `tables`:
+    /// the server's `wal_level`, a table without a key, the login's replication
+    /// rights, no free replication slot or sender.
+    fn check_publishable(&self, tables: &[TableShape]) -> Result<()>;
+    /// Refuses (exit 6) when this tenant's server cannot subscribe: the login's
+    /// rights, no free replication worker.
+    fn check_subscribable(&self) -> Result<()>;
+    fn publish(&self, name: &str, tables: &[TableShape]) -> Result<Feed>;
+    fn subscribe(&self, name: &str, feed: &Feed) -> Result<()>;
+    /// Waits until every table has its initial copy and follows the stream.
+    fn wait_synced(&self, name: &str) -> Result<()>;
+    /// Writes a new mark on the source; returns it.
+    fn mark(&self, name: &str) -> Result<String>;
+    /// Waits until the target has applied `mark`, and so everything before it.
+    fn wait_for_mark(&self, name: &str, mark: &str) -> Result<()>;
+    fn sequence_values(&self) -> Result<Vec<(String, i64)>>;
+    fn set_sequence_values(&self, values: &[(String, i64)]) -> Result<()>;
+    /// Drops the subscription (and with it the slot on the source) and the mark table.
+    fn unsubscribe(&self, name: &str) -> Result<()>;
+    /// Drops the publication, the mark table and any slot left of `name`.
+    fn unpublish(&self, name: &str) -> Result<()>;
 }
 
 /// What keeps a tenant's writes off while it is copied; dropping it lets them in

@@ -605,6 +605,7 @@ pub fn delete(
 ) -> Result<Customer> {
     let before = resolve(catalog.conn(), reference)?;
     require_confirm(&before, confirm, "deletion")?;
+    super::moves::refuse_while_moving(catalog, &before)?;
     let engines = Engines::new(actor.home);
     let engine = engines.engine(&before.placement)?;
     // Bringing pending writes home first lets the database move alone. One too damaged

@@ -103,7 +103,12 @@ fn check_server(
         template_check(catalog, home, row, &url, findings)?;
     }
     leftover_checks(catalog, home, row, findings)?;
-    replication_leftover_checks(home, row, &[], findings);
+    replication_leftover_checks(
+        home,
+        row,
+        &crate::ops::moves::replication_in_use(catalog)?,
+        findings,
+    );
     Ok(())
 }
 

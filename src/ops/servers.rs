@@ -322,6 +322,12 @@ pub fn remove(
     catalog.write_audited(actor.name, |tx| {
         if !servers::remove_if_empty(tx, name)? {
             let hosted = servers::get(tx, name)?.map_or(0, |r| r.tenants);
+            if hosted == 0 {
+                return Err(
+                    Error::refused(format!("server {name} keeps the old copy of a moved tenant"))
+                        .with_hint("finish that move first: tenantctl customer move CUSTOMER --finish"),
+                );
+            }
             return Err(Error::refused(format!("server {name} hosts {hosted} tenants"))
                 .with_hint("move or purge them first (customer list shows each customer's server)"));
         }

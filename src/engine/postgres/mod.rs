@@ -4,6 +4,7 @@
 mod archive;
 mod copies;
 mod migrate;
+mod online;
 mod pool;
 mod replication;
 mod rows;

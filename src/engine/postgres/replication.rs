@@ -176,7 +176,7 @@ impl PgEngine {
 /// its slot first (that needs it disabled), so the drop leaves the slot alone; the
 /// slot is a leftover of the source server's own. One transaction: with no slot, the
 /// drop may run in one.
-fn drop_subscription(admin: &mut Client, name: &str) -> std::result::Result<(), postgres::Error> {
+pub(super) fn drop_subscription(admin: &mut Client, name: &str) -> std::result::Result<(), postgres::Error> {
     let name = ident(name);
     admin.batch_execute(&format!(
         "ALTER SUBSCRIPTION {name} DISABLE;
@@ -188,7 +188,7 @@ fn drop_subscription(admin: &mut Client, name: &str) -> std::result::Result<(), 
 /// A slot in use cannot be dropped, so the session holding it (the walsender of a
 /// subscription still running somewhere) is ended first, waiting up to 5 s for it to
 /// be gone and the slot free. Gone already is fine.
-fn drop_slot(admin: &mut Client, name: &str) -> std::result::Result<(), postgres::Error> {
+pub(super) fn drop_slot(admin: &mut Client, name: &str) -> std::result::Result<(), postgres::Error> {
     admin.execute(
         "SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots
          WHERE slot_name = $1 AND active_pid IS NOT NULL",

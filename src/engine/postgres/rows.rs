@@ -17,20 +17,20 @@ const SESSION: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET byt
 
 impl PgTenant {
     /// The schema its tables are in: `public` of its own database, or its own schema.
-    fn table_schema(&self) -> String {
+    pub(super) fn tables_schema(&self) -> String {
         match self.server.schema_mode() {
             true => self.name().to_string(),
             false => "public".to_string(),
         }
     }
 
-    fn qualified(&self, table: &str) -> String {
-        format!("{}.{}", ident(&self.table_schema()), ident(table))
+    pub(super) fn qualified(&self, table: &str) -> String {
+        format!("{}.{}", ident(&self.tables_schema()), ident(table))
     }
 
     /// An admin connection to its database with the session formats set; put back
     /// as it was afterwards.
-    fn with_session<T>(&self, work: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    pub(super) fn with_session<T>(&self, work: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         let mut admin = self.server.admin(Some(&self.database()?))?;
         self.server.run(&mut admin, SESSION)?;
         let result = work(&mut admin);
@@ -41,7 +41,7 @@ impl PgTenant {
     }
 
     pub(super) fn shapes(&self) -> Result<Vec<TableShape>> {
-        let schema = self.table_schema();
+        let schema = self.tables_schema();
         self.with_session(|admin| {
             let columns = admin
                 .query(
@@ -201,7 +201,7 @@ impl PgTenant {
     /// Each sequence a column of the tenant's tables owns (identity or serial) goes
     /// past the highest value there.
     pub(super) fn move_sequences_past_ids(&self) -> Result<()> {
-        let schema = self.table_schema();
+        let schema = self.tables_schema();
         self.with_session(|admin| {
             let owned = admin
                 .query(
@@ -226,6 +226,16 @@ impl PgTenant {
                     .map_err(|e| self.server.fail(&e))?;
             }
             Ok(())
+        })
+    }
+
+    pub(super) fn exact_count(&self, table: &TableShape) -> Result<u64> {
+        let statement = format!("SELECT count(*) FROM {}", self.qualified(&table.name));
+        self.with_session(|admin| {
+            admin
+                .query_one(&statement, &[])
+                .map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+                .map_err(|e| self.server.fail(&e))
         })
     }
 

@@ -1041,12 +1041,20 @@ impl TenantDatabase for PgTenant {
         self.copy_rows_in(table, next)
     }
 
+    fn count_rows(&self, table: &TableShape) -> Result<u64> {
+        self.exact_count(table)
+    }
+
     fn advance_sequences(&self) -> Result<()> {
         self.move_sequences_past_ids()
     }
 
     fn native_digest(&self, table: &TableShape) -> Result<Option<String>> {
         self.server_digest(table).map(Some)
+    }
+
+    fn replication(&self) -> Option<&dyn crate::engine::Replication> {
+        Some(self)
     }
 
     /// One query on an admin connection, back in the pool for the next check of the tenant.

@@ -13,6 +13,7 @@
 //! `doctor --fix`), so a tenant is never placed in two places or none.
 
 mod copy;
+mod online;
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,8 @@ pub struct MoveRequest {
     pub customer: String,
     /// `local` or a server name.
     pub to: String,
+    /// Logical replication while the tenant keeps writing (PostgreSQL to PostgreSQL).
+    pub online: bool,
     pub dry_run: bool,
     pub lock_timeout: Duration,
 }
@@ -71,6 +74,8 @@ pub struct MoveReport {
 
 const OFFLINE_FREEZE: &str =
     "the whole copy and its verification: the tenant cannot write until the move ends";
+const ONLINE_FREEZE: &str =
+    "the final catch-up, the sequences, a row count of each table and the flip: seconds, whatever the size";
 
 /// Moves a customer's tenant to `request.to`.
 pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Result<MoveReport> {
@@ -120,6 +125,13 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
     }
     let target_placement = target_engine.placement_for(&customer.slug)?;
     target_engine.refuse_taken(&target_placement)?;
+    if request.online {
+        online::check(
+            source.as_ref(),
+            target_engine.tenant(&target_placement).as_ref(),
+            &source.tables()?,
+        )?;
+    }
 
     let owner = Owner::new(&actor.home.run_dir())?;
     let mut built = target_engine.provision(&migrations, owner.token())?;
@@ -144,15 +156,23 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
         customer_id: customer.id,
         outcome: "planned",
         dry_run: request.dry_run,
-        online: false,
-        method: Some("table-copy"),
+        online: request.online,
+        method: Some(if request.online {
+            "logical-replication"
+        } else {
+            "table-copy"
+        }),
         from: engines.view(&customer.placement),
         to: Some(target_engine.view(&target_placement)),
         tables: Vec::new(),
         rows: counts.iter().sum(),
         size_bytes: source.measured_bytes().unwrap_or(0),
         freeze_ms: None,
-        expected_freeze: Some(OFFLINE_FREEZE),
+        expected_freeze: Some(if request.online {
+            ONLINE_FREEZE
+        } else {
+            OFFLINE_FREEZE
+        }),
         duration_ms: 0,
         source_kept: None,
     };
@@ -181,6 +201,7 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
         to: target_placement.clone(),
         staging: built.staging.clone(),
         login: customer.status == CustomerStatus::Active,
+        replication: request.online.then(|| online::replication_name(customer.id)),
     };
     let op = catalog.write(|tx| {
         operations::open(
@@ -212,7 +233,11 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
         op,
         same_engine,
     };
-    match copy_and_flip(catalog, actor, &work, &pairs) {
+    let moved = match &ledger.replication {
+        Some(name) => online::copy_and_flip(catalog, actor, &work, &pairs, name),
+        None => copy_and_flip(catalog, actor, &work, &pairs),
+    };
+    match moved {
         Ok((tables, freeze)) => {
             report.outcome = "moved";
             report.rows = tables.iter().map(|t| t.rows).sum();
@@ -254,6 +279,28 @@ fn refuse_unmovable(catalog: &Catalog, customer: &crate::catalog::model::Custome
     Ok(())
 }
 
+/// Refuses (exit 6) to delete a customer while a move of it is under way or keeps
+/// its old copy: the data would be in two places, one of them forgotten.
+pub fn refuse_while_moving(catalog: &Catalog, customer: &crate::catalog::model::Customer) -> Result<()> {
+    let engines = Engines::of_catalog(catalog.conn());
+    match state_of(catalog, &engines, customer.id)? {
+        Some(state) if state.state == "moving" => Err(Error::refused(format!(
+            "customer {} is being moved",
+            customer.slug
+        ))
+        .with_hint("wait for the move to end, or stop it and run 'tenantctl customer move … --abort'")),
+        Some(_) => Err(Error::refused(format!(
+            "customer {} was moved and its old copy is still kept",
+            customer.slug
+        ))
+        .with_hint(format!(
+            "finish the move first: tenantctl customer move {} --finish",
+            customer.slug
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Pairs the tables and, across engines, checks that every value converts before
 /// anything is frozen; the rows of each table.
 fn plan(
@@ -273,15 +320,7 @@ fn plan(
 }
 
 fn row_count(source: &dyn TenantDatabase, table: &crate::engine::transfer::TableShape) -> Result<u64> {
-    if let Some(digest) = source.native_digest(table)? {
-        return Ok(digest.split(':').next().and_then(|n| n.parse().ok()).unwrap_or(0));
-    }
-    let mut rows = 0;
-    source.read_rows(table, &mut |_| {
-        rows += 1;
-        Ok(())
-    })?;
-    Ok(rows)
+    source.count_rows(table)
 }
 
 /// The tenant role's password as the catalog keeps it, decrypted.
@@ -301,6 +340,8 @@ struct Ledger {
     staging: String,
     /// Whether the source's login is let in again when the move is undone.
     login: bool,
+    /// The name of an online move's publication, subscription, slot and mark tables.
+    replication: Option<String>,
 }
 
 impl Ledger {
@@ -311,6 +352,10 @@ impl Ledger {
             "to": recovery::placement_json(&self.to),
             "staging": self.staging,
             "login": self.login,
+            "replication": self.replication,
+            // From here on something sits under the tenant's name at the target
+            // (an online move publishes its target first).
+            "published": step == "publishing" || step == "failed" || step.starts_with("online-"),
         })
     }
 }
@@ -355,7 +400,14 @@ fn copy_and_flip(
         work.target_engine.tenant(&work.ledger.to).set_login(false)?;
     }
     crash_point("customer.move:published");
-    flip(catalog, actor, work, &tables, freeze_started.elapsed())?;
+    flip(
+        catalog,
+        actor,
+        work,
+        &tables,
+        freeze_started.elapsed(),
+        "table-copy",
+    )?;
     drop(frozen);
     let freeze = freeze_started.elapsed();
     crash_point("customer.move:flipped");
@@ -371,6 +423,7 @@ fn flip(
     work: &Work<'_>,
     tables: &[TableCopied],
     frozen_for: Duration,
+    method: &str,
 ) -> Result<()> {
     let customer = work.customer;
     let key = match &work.built.role_password {
@@ -396,7 +449,7 @@ fn flip(
             json!({
                 "from": recovery::placement_json(&work.ledger.from),
                 "to": recovery::placement_json(&work.ledger.to),
-                "method": "table-copy",
+                "method": method,
                 "rows": tables.iter().map(|t| t.rows).sum::<u64>(),
                 "tables": tables.len(),
                 "freeze_ms": frozen_for.as_millis() as u64,
@@ -412,6 +465,9 @@ pub fn undo(catalog: &mut Catalog, engines: &Engines, op: i64, steps: &Value) ->
     let from = recovery::placement_of(&steps["from"])?;
     let to = recovery::placement_of(&steps["to"])?;
     let target_engine = engines.engine(&to)?;
+    if let Some(name) = steps["replication"].as_str() {
+        undo_replication(engines, &from, &to, name)?;
+    }
     if let Some(staging) = steps.get("staging").and_then(Value::as_str) {
         target_engine.discard(&Provisioned {
             staging: staging.to_string(),
@@ -422,13 +478,38 @@ pub fn undo(catalog: &mut Catalog, engines: &Engines, op: i64, steps: &Value) ->
     }
     // Only a move that got as far as publishing made anything under the tenant's own
     // name there; before the move began nothing was (`refuse_taken`).
-    if matches!(steps["step"].as_str(), Some("publishing" | "failed")) {
+    if steps["published"].as_bool() == Some(true) {
         target_engine.destroy(&to)?;
     }
     if steps["login"].as_bool() == Some(true) {
         engines.tenant(&from)?.set_login(true)?;
     }
     catalog.write(|tx| operations::close(tx, op))
+}
+
+/// Drops what an online move made for replicating: the subscription first (it holds
+/// the slot on the source), then the publication, mark table and slot.
+fn undo_replication(engines: &Engines, from: &Placement, to: &Placement, name: &str) -> Result<()> {
+    let target = engines.tenant(to)?;
+    if let Some(replication) = target.replication()
+        && target.presence()?
+    {
+        replication.unsubscribe(name)?;
+    }
+    let source = engines.tenant(from)?;
+    if let Some(replication) = source.replication() {
+        replication.unpublish(name)?;
+    }
+    Ok(())
+}
+
+/// The replication objects open moves own, which doctor must not call leftovers.
+pub fn replication_in_use(catalog: &Catalog) -> Result<Vec<String>> {
+    Ok(operations::list(catalog.conn())?
+        .into_iter()
+        .filter(|op| op.kind == KIND)
+        .filter_map(|op| op.steps["replication"].as_str().map(str::to_string))
+        .collect())
 }
 
 /// Recovery's way in: undoes the move a killed command left.
