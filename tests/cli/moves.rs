@@ -1221,152 +1221,200 @@ enum Settle {
 
 const SETTLE: [Settle; 3] = [Settle::NextMove, Settle::Abort, Settle::Doctor];
 
-/// For each step, a fresh customer on `from` whose move to `to` is killed there.
-/// Before the flip the move is undone (by the next move, `--abort` or `doctor --fix`,
-/// in turn from `first`): the tenant is where it was, writable, nothing of the move
-/// is left on the target, and then the move goes through. Killed after the flip,
-/// the move is done.
-fn killed_at_every_step(fleet: &Fleet, prefix: &str, from: &str, to: &str, first: usize) {
-    let env = &fleet.env;
-    for (n, step) in STEPS.into_iter().enumerate() {
-        let slug = format!("{prefix}{n}");
-        let slug = slug.as_str();
-        fleet.customer(slug, from);
-        fleet.write(
-            slug,
-            "INSERT INTO users (email, name) VALUES ('first@x.test', 'F')",
-        );
-        let mut emails = vec![V::text("first@x.test")];
-        env.cmd(&["customer", "move", slug, "--to", to])
-            .killed_at_step(step);
-        let recorded = step != "customer.move:provisioned";
-        let frozen = !matches!(step, "customer.move:provisioned" | "customer.move:recorded");
-        let shown = fleet.show(slug);
+/// One move killed at a step: who, from where, to where.
+struct Killed<'f> {
+    fleet: &'f Fleet,
+    slug: &'f str,
+    from: &'f str,
+    to: &'f str,
+    step: &'f str,
+}
 
-        if step == "customer.move:flipped" {
-            assert_eq!(shown["placement"]["server"], to, "{step}: {shown}");
-            assert_eq!(shown["status"], "active", "{step}: {shown}");
-            assert_eq!(shown["move"]["state"], "moved", "{step}: {shown}");
-            assert_eq!(shown["move"]["source_kept"]["server"], from, "{step}: {shown}");
-            assert_eq!(fleet.open_operations(), 0, "{step}");
+impl Killed<'_> {
+    /// Whether the kill came after the move was in the ledger.
+    fn recorded(&self) -> bool {
+        self.step != "customer.move:provisioned"
+    }
+
+    /// Whether the kill came after the source was frozen.
+    fn frozen(&self) -> bool {
+        !matches!(self.step, "customer.move:provisioned" | "customer.move:recorded")
+    }
+
+    /// Right after a kill before the flip: still placed at the source, shown as
+    /// moving once recorded, frozen once frozen, something of the move on the target.
+    fn assert_interrupted(&self) {
+        let (fleet, step) = (self.fleet, self.step);
+        let shown = fleet.show(self.slug);
+        assert_eq!(shown["placement"]["server"], self.from, "{step}: {shown}");
+        if self.recorded() {
+            assert_eq!(shown["status"], "moving", "{step}: {shown}");
+            assert_eq!(shown["move"]["state"], "moving", "{step}: {shown}");
+            assert_eq!(shown["move"]["to"]["server"], self.to, "{step}: {shown}");
+            assert_eq!(fleet.open_operations(), 1, "{step}");
         } else {
-            assert_eq!(shown["placement"]["server"], from, "{step}: {shown}");
-            match recorded {
-                true => {
-                    assert_eq!(shown["status"], "moving", "{step}: {shown}");
-                    assert_eq!(shown["move"]["state"], "moving", "{step}: {shown}");
-                    assert_eq!(shown["move"]["to"]["server"], to, "{step}: {shown}");
-                    assert_eq!(fleet.open_operations(), 1, "{step}");
-                }
-                false => {
-                    assert_eq!(shown["status"], "active", "{step}: {shown}");
-                    assert_eq!(shown["move"], Value::Null, "{step}: {shown}");
-                    assert_eq!(fleet.open_operations(), 0, "{step}");
-                }
-            }
-            assert_ne!(
-                fleet.on_target(to, slug),
-                "",
-                "{step}: the kill left nothing to undo"
-            );
-            if from != "local" {
-                let role = tenant(slug);
-                assert_eq!(
-                    role_login(fleet.server(from), &role),
-                    if frozen { "f" } else { "t" },
-                    "{step}"
-                );
-            }
+            assert_eq!(shown["status"], "active", "{step}: {shown}");
+            assert_eq!(shown["move"], Value::Null, "{step}: {shown}");
+            assert_eq!(fleet.open_operations(), 0, "{step}");
+        }
+        assert_ne!(
+            fleet.on_target(self.to, self.slug),
+            "",
+            "{step}: the kill left nothing to undo"
+        );
+        if self.from != "local" {
+            let login = role_login(fleet.server(self.from), &tenant(self.slug));
+            assert_eq!(login, if self.frozen() { "f" } else { "t" }, "{step}");
+        }
+    }
 
-            let settle = SETTLE[(n + first) % SETTLE.len()];
-            let context = format!("{step}, settled by {settle:?}");
-            let undone = format!("undone an interrupted customer.move of '{slug}'");
-            let moved = match settle {
-                Settle::NextMove => {
-                    let mut cmd = env.cmd(&["customer", "move", slug, "--to", to]);
-                    if recorded {
-                        cmd = cmd.stderr_has(&undone);
-                    }
-                    Some(cmd.json())
+    /// Settles the kill the way asked; returns the report when that was a move.
+    fn settle(&self, how: Settle) -> Option<Value> {
+        let (env, slug, context) = (&self.fleet.env, self.slug, format!("{}, {how:?}", self.step));
+        let undone = format!("undone an interrupted customer.move of '{slug}'");
+        match how {
+            Settle::NextMove => {
+                let mut cmd = env.cmd(&["customer", "move", slug, "--to", self.to]);
+                if self.recorded() {
+                    cmd = cmd.stderr_has(&undone);
                 }
-                Settle::Abort if recorded => {
-                    let report = env
-                        .cmd(&["customer", "move", slug, "--abort"])
-                        .stderr_has(&undone)
-                        .json();
-                    assert_eq!(report["outcome"], "aborted", "{context}: {report}");
-                    assert_eq!(report["from"]["server"], from, "{context}: {report}");
-                    assert_eq!(report["to"]["server"], to, "{context}: {report}");
-                    None
-                }
-                Settle::Abort => {
-                    // Nothing was recorded: no move is under way, and its staging
-                    // copy goes with the command's recovery all the same.
-                    fleet.refused(slug, &["--abort"], 6, "no move");
-                    None
-                }
-                Settle::Doctor => {
-                    let run = env.run(&["doctor", "--fix", "--json"]);
-                    assert_eq!(run.code, 0, "{context}: {run:?}");
-                    None
-                }
-            };
-            if moved.is_none() {
-                let shown = fleet.show(slug);
-                assert_eq!(shown["placement"]["server"], from, "{context}: {shown}");
-                assert_eq!(shown["status"], "active", "{context}: {shown}");
-                assert_eq!(shown["move"], Value::Null, "{context}: {shown}");
-                assert_eq!(fleet.on_target(to, slug), "", "{context}: left on {to}");
-                assert_eq!(fleet.open_operations(), 0, "{context}");
-                match from {
-                    "local" => assert!(fleet.sqlite_writable(slug), "{context}"),
-                    _ => assert!(fleet.can_login(slug), "{context}: the login is let in again"),
-                }
-                fleet.write(
-                    slug,
-                    "INSERT INTO users (email, name) VALUES ('second@x.test', 'S')",
-                );
-                emails.push(V::text("second@x.test"));
-                let report = fleet.moved(slug, &["--to", to]);
-                assert_eq!(report["outcome"], "moved", "{context}: {report}");
-            } else {
-                assert_eq!(moved.unwrap()["outcome"], "moved", "{context}");
+                Some(cmd.json())
+            }
+            Settle::Abort if self.recorded() => {
+                let report = env
+                    .cmd(&["customer", "move", slug, "--abort"])
+                    .stderr_has(&undone)
+                    .json();
+                assert_eq!(report["outcome"], "aborted", "{context}: {report}");
+                assert_eq!(report["from"]["server"], self.from, "{context}: {report}");
+                assert_eq!(report["to"]["server"], self.to, "{context}: {report}");
+                None
+            }
+            Settle::Abort => {
+                // Nothing was recorded, so no move is under way; the staging copy
+                // goes with the command's recovery all the same.
+                self.fleet.refused(slug, &["--abort"], 6, "no move");
+                None
+            }
+            Settle::Doctor => {
+                let run = env.run(&["doctor", "--fix", "--json"]);
+                assert_eq!(run.code, 0, "{context}: {run:?}");
+                None
             }
         }
+    }
 
-        // Moved: at the target with every row, the old copy kept and frozen.
+    /// After an undo: at the source as before, writable, nothing left on the target.
+    fn assert_undone(&self, how: Settle) {
+        let (fleet, slug) = (self.fleet, self.slug);
+        let context = format!("{}, {how:?}", self.step);
         let shown = fleet.show(slug);
-        assert_eq!(shown["placement"]["server"], to, "{step}: {shown}");
+        assert_eq!(shown["placement"]["server"], self.from, "{context}: {shown}");
+        assert_eq!(shown["status"], "active", "{context}: {shown}");
+        assert_eq!(shown["move"], Value::Null, "{context}: {shown}");
+        assert_eq!(
+            fleet.on_target(self.to, slug),
+            "",
+            "{context}: left on {}",
+            self.to
+        );
+        assert_eq!(fleet.open_operations(), 0, "{context}");
+        match self.from {
+            "local" => assert!(fleet.sqlite_writable(slug), "{context}"),
+            _ => assert!(fleet.can_login(slug), "{context}: the login is let in again"),
+        }
+    }
+
+    /// Moved: at the target with `emails`, the old copy kept and frozen; then the
+    /// move is finished and the old copy gone.
+    fn assert_moved_then_finish(&self, emails: &[V]) {
+        let (fleet, slug, step) = (self.fleet, self.slug, self.step);
+        let shown = fleet.show(slug);
+        assert_eq!(shown["placement"]["server"], self.to, "{step}: {shown}");
+        assert_eq!(shown["status"], "active", "{step}: {shown}");
         assert_eq!(shown["move"]["state"], "moved", "{step}: {shown}");
+        assert_eq!(
+            shown["move"]["source_kept"]["server"], self.from,
+            "{step}: {shown}"
+        );
+        assert_eq!(fleet.open_operations(), 0, "{step}");
         let moved: Vec<V> = fleet
             .rows(slug, &USERS)
             .into_iter()
             .map(|row| row[1].clone())
             .collect();
         assert_eq!(moved, emails, "{step}");
-        match from {
+        match self.from {
             "local" => assert!(
-                env.home.join(format!("tenants/{slug}.db")).is_file(),
+                fleet.env.home.join(format!("tenants/{slug}.db")).is_file(),
                 "{step}: the old file is kept"
             ),
-            _ => assert_eq!(
+            from => assert_eq!(
                 role_login(fleet.server(from), &tenant(slug)),
                 "f",
-                "{step}: kept frozen"
+                "{step}: the old copy is kept frozen"
             ),
         }
-        if to != "local" {
+        if self.to != "local" {
             assert!(fleet.can_login(slug), "{step}");
         }
         fleet.write(
             slug,
             "INSERT INTO users (email, name) VALUES ('third@x.test', 'T')",
         );
-        assert_eq!(fleet.open_operations(), 0, "{step}");
         fleet.moved(slug, &["--finish"]);
-        assert_eq!(fleet.on_target(from, slug), "", "{step}: the old copy is dropped");
+        assert_eq!(
+            fleet.on_target(self.from, slug),
+            "",
+            "{step}: the old copy is dropped"
+        );
     }
-    let run = env.run(&["doctor", "--json"]);
+}
+
+/// For each step, a fresh customer on `from` whose move to `to` is killed there.
+/// Before the flip the move is undone (by the next move, `--abort` or `doctor --fix`,
+/// in turn from `first`), and then the move goes through. Killed after the flip,
+/// the move is done.
+fn killed_at_every_step(fleet: &Fleet, prefix: &str, from: &str, to: &str, first: usize) {
+    for (n, step) in STEPS.into_iter().enumerate() {
+        let slug = format!("{prefix}{n}");
+        let killed = Killed {
+            fleet,
+            slug: &slug,
+            from,
+            to,
+            step,
+        };
+        fleet.customer(&slug, from);
+        fleet.write(
+            &slug,
+            "INSERT INTO users (email, name) VALUES ('first@x.test', 'F')",
+        );
+        let mut emails = vec![V::text("first@x.test")];
+        fleet
+            .env
+            .cmd(&["customer", "move", &slug, "--to", to])
+            .killed_at_step(step);
+        if step != "customer.move:flipped" {
+            killed.assert_interrupted();
+            let how = SETTLE[(n + first) % SETTLE.len()];
+            let report = match killed.settle(how) {
+                Some(report) => report,
+                None => {
+                    killed.assert_undone(how);
+                    fleet.write(
+                        &slug,
+                        "INSERT INTO users (email, name) VALUES ('second@x.test', 'S')",
+                    );
+                    emails.push(V::text("second@x.test"));
+                    fleet.moved(&slug, &["--to", to])
+                }
+            };
+            assert_eq!(report["outcome"], "moved", "{step}, {how:?}: {report}");
+        }
+        killed.assert_moved_then_finish(&emails);
+    }
+    let run = fleet.env.run(&["doctor", "--json"]);
     assert_eq!(run.code, 0, "{run:?}");
 }
 
@@ -1434,7 +1482,7 @@ fn a_suspended_customer_moves_with_its_login_shut() {
 /// After local → PostgreSQL, every command that finds the tenant finds it there.
 #[test]
 fn after_a_move_resolve_url_migrate_backup_and_restore_follow_the_placement() {
-    let fleet = Fleet::new(false);
+    let fleet = Fleet::new(true);
     let env = &fleet.env;
     fleet.customer("l1", "local");
     env.ok(&["site", "create", "l1", "Shop", "--domain", "shop.l1.test"]);
@@ -1550,6 +1598,38 @@ fn after_a_move_resolve_url_migrate_backup_and_restore_follow_the_placement() {
         "the refused restores changed nothing"
     );
     assert!(fleet.can_login("l1"));
+
+    // On to pgb: the set taken on pga is of the same engine, and restores into the
+    // schema where the tenant lives now.
+    fleet.moved("l1", &["--finish"]);
+    assert!(!local_file.exists());
+    fleet.moved("l1", &["--to", "pgb"]);
+    fleet.moved("l1", &["--finish"]);
+    assert_eq!(fleet.on_target("pga", "l1"), "");
+    fleet.write(
+        "l1",
+        "INSERT INTO users (email, name) VALUES ('on-pgb@l1.test', 'P')",
+    );
+    let restored = env.json(&["restore", "--at", at, "--customer", "l1"]);
+    assert_eq!(restored["set"], after_id.as_str(), "{restored}");
+    assert_eq!(restored["restored"][0]["status"], "restored", "{restored}");
+    assert_eq!(fleet.server_of("l1"), "pgb");
+    assert_eq!(
+        fleet.b().psql(
+            PLATFORM,
+            "SELECT string_agg(email, ',' ORDER BY email) FROM tenant_l1.users"
+        ),
+        "before@l1.test"
+    );
+    assert_eq!(
+        fleet.b().psql(
+            PLATFORM,
+            "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'tenant_l1'"
+        ),
+        "tenant_l1"
+    );
+    assert!(fleet.can_login("l1"));
+    assert_eq!(fleet.on_target("pga", "l1"), "", "nothing restored onto pga");
     let run = env.run(&["doctor", "--json"]);
     assert_eq!(run.code, 0, "{run:?}");
 }
