@@ -554,6 +554,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
             [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m')
+            [CompletionResult]::new('--online', '--online', [CompletionResultType]::ParameterName, 'Keep the tenant writable while its rows copy: logical replication from one PostgreSQL server to another; writes freeze only for the final catch-up')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the plan (tables, rows, size, method, freeze) and check every value converts, changing nothing')
             [CompletionResult]::new('--finish', '--finish', [CompletionResultType]::ParameterName, 'Drop the old copy that a finished move kept')
             [CompletionResult]::new('--abort', '--abort', [CompletionResultType]::ParameterName, 'Undo a move that has not switched the placement yet')

@@ -2034,7 +2034,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__customer__subcmd__move)
-            opts="-o -q -v -h -V --to --dry-run --finish --abort --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            opts="-o -q -v -h -V --to --online --dry-run --finish --abort --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -524,6 +524,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
             cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
             cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --online 'Keep the tenant writable while its rows copy: logical replication from one PostgreSQL server to another; writes freeze only for the final catch-up'
             cand --dry-run 'Print the plan (tables, rows, size, method, freeze) and check every value converts, changing nothing'
             cand --finish 'Drop the old copy that a finished move kept'
             cand --abort 'Undo a move that has not switched the placement yet'

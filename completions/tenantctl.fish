@@ -484,6 +484,7 @@ complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish
 always\t''
 never\t''"
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l lock-timeout -d 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m' -r
+complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l online -d 'Keep the tenant writable while its rows copy: logical replication from one PostgreSQL server to another; writes freeze only for the final catch-up'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l dry-run -d 'Print the plan (tables, rows, size, method, freeze) and check every value converts, changing nothing'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l finish -d 'Drop the old copy that a finished move kept'
 complete -c tenantctl -n "__fish_tenantctl_using_subcommand customer; and __fish_seen_subcommand_from move" -l abort -d 'Undo a move that has not switched the placement yet'

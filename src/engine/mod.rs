@@ -239,6 +239,16 @@ pub trait Engine: Send + Sync {
             false => Ok(()),
         }
     }
+    /// Whether this server can take `source` whole, schema and all, by the engine's
+    /// own dump and restore ([`provision_empty`](Self::provision_empty), then
+    /// [`TenantDatabase::copy_whole_from`]): only from the same engine and layout.
+    fn can_copy_whole(&self, _source: &dyn TenantDatabase) -> bool {
+        false
+    }
+    /// An empty database under a staging name, for [`TenantDatabase::copy_whole_from`].
+    fn provision_empty(&self, _owner: &str) -> Result<Provisioned> {
+        Err(Error::refused("this server copies no tenant whole"))
+    }
     /// Drops a provisioned database that was never published.
     fn discard(&self, provisioned: &Provisioned);
     /// Moves a tenant's data between two placements on this server; never overwrites.
@@ -463,10 +473,30 @@ pub trait TenantDatabase: Send + Sync {
     fn native_digest(&self, _table: &TableShape) -> Result<Option<String>> {
         Ok(None)
     }
+    /// Fills this empty staging database with everything `source` holds, by the
+    /// engine's own dump piped into its restore (see [`Engine::can_copy_whole`]).
+    fn copy_whole_from(&self, _source: &dyn TenantDatabase) -> Result<()> {
+        Err(Error::refused(format!(
+            "{} cannot be copied whole",
+            self.describe()
+        )))
+    }
+    /// How the engine's own dump tool reaches this tenant, when it has one and the
+    /// tenant is a whole database.
+    fn dump_source(&self) -> Option<Result<DumpSource>> {
+        None
+    }
     /// How its rows replicate as they change, on engines that can (an online move).
     fn replication(&self) -> Option<&dyn Replication> {
         None
     }
+}
+
+/// What a dump tool needs to read a tenant: the program and its environment (the
+/// login inside, never in arguments).
+pub struct DumpSource {
+    pub program: PathBuf,
+    pub env: Vec<(&'static str, String)>,
 }
 
 /// What a source tenant hands its target so that the target's server can follow its

@@ -17,6 +17,7 @@ mod global;
 mod hardening;
 mod import;
 mod moves;
+mod moves_online;
 mod outcomes;
 mod pg_server;
 mod plans;

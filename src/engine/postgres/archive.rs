@@ -373,6 +373,83 @@ pub fn restore(
     run(command, &tools.pg_restore)
 }
 
+/// `pg_dump -Fc` of one database piped straight into `pg_restore` of another (on
+/// another server, say), nothing written to disk: every object made by `role`, in
+/// one transaction that stops at the first error. Uncompressed: the pipe is local.
+pub fn pipe(
+    pg_dump: &Path,
+    from: &ToolEnv,
+    restore_tools: &DumpTools,
+    to: &ToolEnv,
+    database: &str,
+    role: &str,
+) -> Result<std::result::Result<(), ToolFailed>> {
+    let mut dump = tool(pg_dump, from);
+    dump.args([
+        "--format=custom",
+        "--compress=0",
+        "--no-password",
+        "--no-acl",
+        "--no-publications",
+        "--no-subscriptions",
+        "--no-security-labels",
+    ]);
+    dump.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut dumping = dump
+        .spawn()
+        .io_context(|| format!("starting {}", pg_dump.display()))?;
+    let dump_said = collect_stderr(&mut dumping);
+    let archive = dumping
+        .stdout
+        .take()
+        .ok_or_else(|| Error::unexpected("pg_dump gave no output pipe"))?;
+    let mut restore = tool(&restore_tools.pg_restore, to);
+    restore.args([
+        "--no-owner",
+        "--no-acl",
+        "--exit-on-error",
+        "--single-transaction",
+        "--no-password",
+    ]);
+    restore.arg(format!("--role={role}"));
+    restore.arg(format!("--dbname={database}"));
+    restore
+        .stdin(Stdio::from(archive))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let restored = restore
+        .spawn()
+        .io_context(|| format!("starting {}", restore_tools.pg_restore.display()));
+    let mut restoring = match restored {
+        Ok(child) => child,
+        Err(err) => {
+            let _ = dumping.kill();
+            let _ = dumping.wait();
+            return Err(err);
+        }
+    };
+    let restore_said = collect_stderr(&mut restoring);
+    let restore_status = restoring
+        .wait()
+        .io_context(|| format!("waiting for {}", restore_tools.pg_restore.display()))?;
+    if !restore_status.success() {
+        // pg_dump may be blocked on a pipe nobody reads any more.
+        let _ = dumping.kill();
+    }
+    let dump_status = dumping
+        .wait()
+        .io_context(|| format!("waiting for {}", pg_dump.display()))?;
+    let (dump_said, restore_said) = (
+        dump_said.join().unwrap_or_default(),
+        restore_said.join().unwrap_or_default(),
+    );
+    Ok(match (dump_status.success(), restore_status.success()) {
+        (true, true) => Ok(()),
+        (_, false) => Err(ToolFailed(format!("pg_restore failed: {}", said(&restore_said)))),
+        (false, true) => Err(ToolFailed(format!("pg_dump failed: {}", said(&dump_said)))),
+    })
+}
+
 /// The archive's table of contents (`pg_restore --list`), which pg_restore can only
 /// print when the archive's header and table of contents are whole.
 pub fn contents(tools: &DumpTools, archive: &Path) -> Result<std::result::Result<String, ToolFailed>> {

@@ -121,14 +121,31 @@ impl PgEngine {
         let login = if allowed { "LOGIN" } else { "NOLOGIN" };
         self.run(client, &format!("ALTER ROLE {} {login}", sql::ident(role)))?;
         if !allowed {
-            client
+            self.end_sessions_of(client, role)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the role's sessions and waits until they are gone. A session that passed
+    /// the login check just before `NOLOGIN` shows up only once it is in, so the
+    /// sessions are looked for again until none is left.
+    fn end_sessions_of(&self, client: &mut Client, role: &str) -> Result<()> {
+        for _ in 0..20 {
+            let ended = client
                 .execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+                     WHERE usename = $1 AND pid <> pg_backend_pid()",
                     &[&role],
                 )
                 .map_err(|e| self.fail(&e))?;
+            if ended == 0 {
+                return Ok(());
+            }
         }
-        Ok(())
+        Err(Error::unexpected(format!(
+            "server {}: the sessions of {role} keep coming back after NOLOGIN",
+            self.row.name
+        )))
     }
 
     /// Whether `role` may log in now.
@@ -374,6 +391,9 @@ impl Engine for PgEngine {
         let name = &placement.location;
         let (db, role) = (sql::ident(name), sql::ident(name));
         let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+        // A rename needs the database to itself: what this command read of the copy
+        // (a move compares it) may still sit idle in the pool.
+        self.shared.pool.close_idle(&provisioned.staging);
         let mut admin = self.admin(None)?;
         if self.tenant_exists(&mut admin, name)? {
             return Err(
@@ -407,6 +427,47 @@ impl Engine for PgEngine {
                  REVOKE ALL ON SCHEMA public FROM PUBLIC;"
             ),
         )
+    }
+
+    fn can_copy_whole(&self, source: &dyn TenantDatabase) -> bool {
+        !self.schema_mode() && source.dump_source().is_some()
+    }
+
+    /// Owned by the template's owner, as a template copy is, so that publishing hands
+    /// everything a restore makes in it to the tenant role the same way.
+    fn provision_empty(&self, owner: &str) -> Result<Provisioned> {
+        let staging = staging_database(owner);
+        let mut admin = self.admin(None)?;
+        self.run(
+            &mut admin,
+            &format!(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
+                sql::ident(&staging)
+            ),
+        )?;
+        let provisioned = Provisioned {
+            staging: staging.clone(),
+            schema_version: 0,
+            applied: Vec::new(),
+            role_password: Some(Secret::generate()),
+        };
+        let prepared = self
+            .run(
+                &mut admin,
+                &format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", sql::ident(&staging)),
+            )
+            .and_then(|()| {
+                let mut db = self.admin(Some(&staging))?;
+                self.run(
+                    &mut db,
+                    &format!("GRANT USAGE, CREATE ON SCHEMA public TO {TEMPLATE_OWNER}"),
+                )
+            });
+        if let Err(err) = prepared {
+            self.discard(&provisioned);
+            return Err(err);
+        }
+        Ok(provisioned)
     }
 
     /// The database (or schema) and the role both: the role is the cluster's, and a
@@ -1055,6 +1116,36 @@ impl TenantDatabase for PgTenant {
 
     fn replication(&self) -> Option<&dyn crate::engine::Replication> {
         Some(self)
+    }
+
+    fn dump_source(&self) -> Option<Result<crate::engine::DumpSource>> {
+        if self.server.schema_mode() {
+            return None;
+        }
+        Some(self.server.dump_tools().and_then(|tools| {
+            Ok(crate::engine::DumpSource {
+                program: tools.pg_dump,
+                env: self.server.admin_url()?.tool_env(self.name()),
+            })
+        }))
+    }
+
+    fn copy_whole_from(&self, source: &dyn TenantDatabase) -> Result<()> {
+        let from = source
+            .dump_source()
+            .ok_or_else(|| Error::refused(format!("{} cannot be copied whole", source.describe())))??;
+        let tools = self.server.dump_tools()?;
+        let to = self.server.admin_url()?.tool_env(self.name());
+        super::archive::pipe(&from.program, &from.env, &tools, &to, self.name(), TEMPLATE_OWNER)?.map_err(
+            |failed| {
+                Error::unexpected(format!(
+                    "copying {} into {}: {}",
+                    source.describe(),
+                    self.describe(),
+                    failed.0
+                ))
+            },
+        )
     }
 
     /// One query on an admin connection, back in the pool for the next check of the tenant.

@@ -133,19 +133,20 @@ fn convert_row(pair: &TablePair, kinds: &[ColumnKind], row: Vec<Cell>, position:
 /// Rows travel in batches: fewer hand-overs between the threads.
 const BATCH: usize = 512;
 
-/// Copies every table, each read on its own thread while the target writes.
+/// Copies every table, each read on its own thread while the target writes; the
+/// digest of the rows read, which are the source's whole table while it is frozen.
 pub fn copy_tables(
     source: &dyn TenantDatabase,
     target: &dyn TenantDatabase,
     pairs: &[TablePair],
-) -> Result<Vec<u64>> {
+) -> Result<Vec<Digest>> {
     pairs
         .iter()
         .map(|pair| copy_table(source, target, pair))
         .collect()
 }
 
-fn copy_table(source: &dyn TenantDatabase, target: &dyn TenantDatabase, pair: &TablePair) -> Result<u64> {
+fn copy_table(source: &dyn TenantDatabase, target: &dyn TenantDatabase, pair: &TablePair) -> Result<Digest> {
     let kinds = pair.target_kinds();
     let (sender, receiver) = sync_channel::<Vec<Vec<Cell>>>(8);
     std::thread::scope(|scope| {
@@ -156,8 +157,15 @@ fn copy_table(source: &dyn TenantDatabase, target: &dyn TenantDatabase, pair: &T
             .unwrap_or_else(|_| Err(Error::unexpected("the reading thread of a move panicked")));
         // The reader's error (a value that does not convert, say) explains the
         // writer's, which only saw the rows stop.
-        read?;
-        written
+        let digest = read?;
+        let written = written?;
+        if written != digest.rows {
+            return Err(Error::verification(format!(
+                "table {}: {} rows read, {written} written; nothing was switched",
+                pair.target.name, digest.rows
+            )));
+        }
+        Ok(digest)
     })
 }
 
@@ -166,12 +174,15 @@ fn read_into(
     pair: &TablePair,
     kinds: &[ColumnKind],
     sender: SyncSender<Vec<Vec<Cell>>>,
-) -> Result<()> {
+) -> Result<Digest> {
     let mut batch = Vec::with_capacity(BATCH);
     let mut position = 0u64;
+    let mut digest = Digest::default();
     source.read_rows(&pair.source, &mut |row| {
         position += 1;
-        batch.push(convert_row(pair, kinds, row, position)?);
+        let row = convert_row(pair, kinds, row, position)?;
+        digest.add(&row, kinds);
+        batch.push(row);
         if batch.len() == BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
             sender
@@ -183,7 +194,7 @@ fn read_into(
     if !batch.is_empty() {
         let _ = sender.send(batch);
     }
-    Ok(())
+    Ok(digest)
 }
 
 fn write_from(
@@ -204,16 +215,19 @@ fn write_from(
 }
 
 /// Compares every table on both sides: the engine's own digest where both sides
-/// are the same engine and can compute it where the data is, else a digest of the
-/// rows read here. A difference fails the move (exit 7) naming the table.
+/// are the same engine and can compute it where the data is, else the target's
+/// rows read back here against `read`, the digests of the source's rows taken while
+/// they were copied (the source was frozen). A difference fails the move (exit 7)
+/// naming the table.
 pub fn verify(
     source: &dyn TenantDatabase,
     target: &dyn TenantDatabase,
     pairs: &[TablePair],
+    read: &[Digest],
     same_engine: bool,
 ) -> Result<Vec<TableCopied>> {
     let mut copied = Vec::with_capacity(pairs.len());
-    for pair in pairs {
+    for (pair, read) in pairs.iter().zip(read) {
         let native = match same_engine {
             true => source
                 .native_digest(&pair.source)?
@@ -223,7 +237,7 @@ pub fn verify(
         let (ours, theirs) = match native {
             Some(both) => both,
             None => {
-                let ours = portable_digest(source, &pair.source, pair)?;
+                let ours = *read;
                 let theirs = portable_digest(target, &pair.target, pair)?;
                 (
                     format!("{}:{}", ours.rows, ours.hex()),

@@ -26,6 +26,7 @@ use crate::catalog::operations::{self, NewOperation, Operation};
 use crate::catalog::states::CustomerStatus;
 use crate::catalog::{Catalog, moves, servers, tenants};
 use crate::engine::postgres::role_identity;
+use crate::engine::transfer::Digest;
 use crate::engine::{Engine, Engines, Placement, PlacementView, Provisioned, TenantDatabase};
 use crate::error::{Error, Result};
 use crate::lock::{HomeLock, Owner};
@@ -134,7 +135,14 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
     }
 
     let owner = Owner::new(&actor.home.run_dir())?;
-    let mut built = target_engine.provision(&migrations, owner.token())?;
+    // Between two databases of one engine and layout the engine's own dump and
+    // restore carries the tenant whole (every object, not only the migrations');
+    // otherwise the target is built from the migrations and filled table by table.
+    let whole = !request.online && target_engine.can_copy_whole(source.as_ref());
+    let mut built = match whole {
+        true => target_engine.provision_empty(owner.token())?,
+        false => target_engine.provision(&migrations, owner.token())?,
+    };
     crash_point("customer.move:provisioned");
     let staging = Placement {
         engine: target.engine,
@@ -143,7 +151,15 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
     };
     let staged = target_engine.tenant(&staging);
     let same_engine = customer.placement.engine == target.engine;
-    let planned = plan(source.as_ref(), staged.as_ref(), same_engine);
+    let planned = match whole {
+        true => plan_whole(source.as_ref()),
+        false => plan(source.as_ref(), staged.as_ref(), same_engine),
+    };
+    let method = match (request.online, whole) {
+        (true, _) => "logical-replication",
+        (false, true) => "dump-restore",
+        (false, false) => "table-copy",
+    };
     let (pairs, counts) = match planned {
         Ok(planned) => planned,
         Err(err) => {
@@ -157,11 +173,7 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
         outcome: "planned",
         dry_run: request.dry_run,
         online: request.online,
-        method: Some(if request.online {
-            "logical-replication"
-        } else {
-            "table-copy"
-        }),
+        method: Some(method),
         from: engines.view(&customer.placement),
         to: Some(target_engine.view(&target_placement)),
         tables: Vec::new(),
@@ -232,6 +244,8 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
         ledger: &ledger,
         op,
         same_engine,
+        whole,
+        method,
     };
     let moved = match &ledger.replication {
         Some(name) => online::copy_and_flip(catalog, actor, &work, &pairs, name),
@@ -319,6 +333,23 @@ fn plan(
     Ok((pairs, counts))
 }
 
+/// A whole copy takes every table as it is: each pairs with itself.
+fn plan_whole(source: &dyn TenantDatabase) -> Result<(Vec<copy::TablePair>, Vec<u64>)> {
+    let pairs: Vec<copy::TablePair> = source
+        .tables()?
+        .into_iter()
+        .map(|table| copy::TablePair {
+            source: table.clone(),
+            target: table,
+        })
+        .collect();
+    let counts = pairs
+        .iter()
+        .map(|pair| row_count(source, &pair.source))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((pairs, counts))
+}
+
 fn row_count(source: &dyn TenantDatabase, table: &crate::engine::transfer::TableShape) -> Result<u64> {
     source.count_rows(table)
 }
@@ -369,6 +400,9 @@ struct Work<'a> {
     ledger: &'a Ledger,
     op: i64,
     same_engine: bool,
+    /// Copied whole by the engine's dump and restore, not table by table.
+    whole: bool,
+    method: &'static str,
 }
 
 impl Work<'_> {
@@ -390,24 +424,28 @@ fn copy_and_flip(
     let freeze_started = Instant::now();
     let frozen = work.source.freeze()?;
     work.step(catalog, "frozen")?;
-    copy::copy_tables(work.source, work.staged, pairs)?;
-    work.staged.advance_sequences()?;
+    let (read, applied) = match work.whole {
+        true => {
+            work.staged.copy_whole_from(work.source)?;
+            // Compared by the servers' own digests; the dump carried the sequences
+            // and the migration history.
+            (vec![Digest::default(); pairs.len()], work.staged.applied()?)
+        }
+        false => {
+            let read = copy::copy_tables(work.source, work.staged, pairs)?;
+            work.staged.advance_sequences()?;
+            (read, work.built.applied.clone())
+        }
+    };
     work.step(catalog, "copied")?;
-    let tables = copy::verify(work.source, work.staged, pairs, work.same_engine)?;
+    let tables = copy::verify(work.source, work.staged, pairs, &read, work.same_engine)?;
     work.step(catalog, "publishing")?;
     work.target_engine.publish(work.built, &work.ledger.to)?;
     if !work.ledger.login {
         work.target_engine.tenant(&work.ledger.to).set_login(false)?;
     }
     crash_point("customer.move:published");
-    flip(
-        catalog,
-        actor,
-        work,
-        &tables,
-        freeze_started.elapsed(),
-        "table-copy",
-    )?;
+    flip(catalog, actor, work, &tables, &applied, freeze_started.elapsed())?;
     drop(frozen);
     let freeze = freeze_started.elapsed();
     crash_point("customer.move:flipped");
@@ -422,8 +460,8 @@ fn flip(
     actor: Actor<'_>,
     work: &Work<'_>,
     tables: &[TableCopied],
+    applied: &[crate::migrations::MigrationId],
     frozen_for: Duration,
-    method: &str,
 ) -> Result<()> {
     let customer = work.customer;
     let key = match &work.built.role_password {
@@ -432,7 +470,7 @@ fn flip(
     };
     catalog.write_audited(actor.name, |tx| {
         crate::catalog::customers::set_placement(tx, customer.id, &work.ledger.to)?;
-        tenants::record_applied(tx, customer.id, &work.built.applied)?;
+        tenants::record_applied(tx, customer.id, applied)?;
         match (&work.built.role_password, &key) {
             (Some(password), Some(key)) => {
                 let encrypted = key.encrypt(password, &role_identity(customer.id));
@@ -449,7 +487,7 @@ fn flip(
             json!({
                 "from": recovery::placement_json(&work.ledger.from),
                 "to": recovery::placement_json(&work.ledger.to),
-                "method": method,
+                "method": work.method,
                 "rows": tables.iter().map(|t| t.rows).sum::<u64>(),
                 "tables": tables.len(),
                 "freeze_ms": frozen_for.as_millis() as u64,

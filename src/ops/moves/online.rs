@@ -94,11 +94,13 @@ pub fn copy_and_flip(
         actor,
         work,
         &copied,
+        &work.built.applied,
         freeze_started.elapsed(),
-        "logical-replication",
     )?;
     drop(frozen);
-    Ok((copied, freeze_started.elapsed()))
+    let freeze = freeze_started.elapsed();
+    crash_point("customer.move:flipped");
+    Ok((copied, freeze))
 }
 
 /// Rows per table on both sides, which must agree once the target caught up.
