@@ -1,9 +1,10 @@
 //! `customer move` (SPEC section 7) against throwaway servers: a tenant with every
-//! kind of value taken local → PostgreSQL (database mode) → PostgreSQL (schema mode)
-//! → local and compared row by row on each side, `--dry-run`, every refusal, a move
-//! killed at each of its steps, and everything that follows the placement after a
-//! move (resolve, db url, db migrate, backup and restore). Each outcome is read from
-//! the servers and the tenant files themselves.
+//! kind of value taken local → pga (database mode) → pgc (database mode, a whole
+//! copy) → pgb (schema mode) → local and compared row by row on each side,
+//! `--dry-run`, every refusal, a move killed at each of its steps in four
+//! directions, a suspended customer, and everything that follows the placement
+//! after a move (resolve, db url, db migrate, backup and restore). Each outcome is
+//! read from the servers and the tenant files themselves.
 
 use std::path::PathBuf;
 
