@@ -16,6 +16,7 @@ mod fleet_servers;
 mod global;
 mod hardening;
 mod import;
+mod moves;
 mod moves_online;
 mod outcomes;
 mod pg_server;
