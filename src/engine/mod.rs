@@ -486,6 +486,11 @@ pub trait TenantDatabase: Send + Sync {
     fn dump_source(&self) -> Option<Result<DumpSource>> {
         None
     }
+    /// Keeps a moved tenant's old copy from taking writes once the move's own freeze
+    /// ends: a file is made read-only (a server's login simply stays shut).
+    fn keep_frozen(&self) -> Result<()> {
+        Ok(())
+    }
     /// How its rows replicate as they change, on engines that can (an online move).
     fn replication(&self) -> Option<&dyn Replication> {
         None

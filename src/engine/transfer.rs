@@ -161,6 +161,22 @@ pub fn convert(cell: Cell, kind: ColumnKind) -> Result<Cell, String> {
     }
 }
 
+/// `cell` checked against the width its column declares: an integer too big for a
+/// PostgreSQL `integer` or `smallint` would only fail once the tenant is frozen.
+pub fn fits(cell: Cell, declared: &str) -> Result<Cell, String> {
+    let range = match declared.to_ascii_lowercase().as_str() {
+        "integer" | "int" | "int4" => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
+        "smallint" | "int2" => Some((i64::from(i16::MIN), i64::from(i16::MAX))),
+        _ => None,
+    };
+    match (&cell, range) {
+        (Cell::Int(n), Some((low, high))) if *n < low || *n > high => {
+            Err(format!("{n} is out of range for a {declared} column"))
+        }
+        _ => Ok(cell),
+    }
+}
+
 /// Text a server can store: no NUL character, which PostgreSQL refuses in text.
 fn text(t: String) -> Result<Cell, String> {
     match t.contains('\0') {
@@ -399,6 +415,14 @@ mod tests {
             convert(Cell::Text("x".into()), ColumnKind::Blob),
             Ok(Cell::Bytes(b"x".to_vec()))
         );
+    }
+
+    #[test]
+    fn integers_too_wide_for_their_column_are_refused() {
+        assert!(fits(Cell::Int(3_000_000_000), "integer").is_err());
+        assert!(fits(Cell::Int(3_000_000_000), "bigint").is_ok());
+        assert!(fits(Cell::Int(40_000), "smallint").is_err());
+        assert!(fits(Cell::Int(-5), "INTEGER").is_ok());
     }
 
     #[test]

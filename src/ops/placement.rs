@@ -100,20 +100,6 @@ fn refuse_full_or_draining(row: &ServerRow) -> Result<()> {
     Ok(())
 }
 
-/// The migrations a tenant on `target` is built at, read without touching the
-/// server's template (what a dry run may do).
-pub fn migrations_loaded(
-    catalog: &Catalog,
-    actor: Actor<'_>,
-    target: &Target,
-) -> Result<Vec<refinery::Migration>> {
-    let dir = config::tenant_migrations_dir(catalog, actor.home)?;
-    match &target.row {
-        None => migrations::load_migrations(&dir),
-        Some(_) => migrations::load_engine_migrations(&dir, target.engine, &[EngineKind::Sqlite]),
-    }
-}
-
 /// The migrations a new tenant on `target` is built at. On a database server they
 /// are the engine's own set, checked against the SQLite set version for version,
 /// and the server's template is brought up to them first.

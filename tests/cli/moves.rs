@@ -795,9 +795,9 @@ fn every_kind_of_value_survives_moves_across_engines_and_modes_and_back_home() {
     ];
     for (n, (from, to, method)) in hops.into_iter().enumerate() {
         let context = format!("move {n}: {from} → {to}");
-        // The plan names what the move will do. (Not before the first hop: a dry run
-        // to pga builds from its template, still at V3; see the report.)
-        if n > 0 {
+        // The plan names what the move will do (a dry run brings the target's
+        // template up to date first, as a move does).
+        {
             let plan = fleet.moved(SLUG, &["--to", to, "--dry-run"]);
             assert_eq!(plan["outcome"], "planned", "{context}: {plan}");
             assert_eq!(plan["method"], method, "{context}: {plan}");
@@ -1118,9 +1118,7 @@ fn values_tables_and_columns_that_cannot_move_refuse_it_before_anything_happens(
     ];
     for (break_it, message, fix_it) in cases {
         conn.execute_batch(break_it).unwrap();
-        // The real move first: it brings pga's template up to V4, which a dry run
-        // does not (see the report of these tests).
-        for dry_run in [false, true] {
+        for dry_run in [true, false] {
             let args: &[&str] = match dry_run {
                 true => &["--to", "pga", "--dry-run"],
                 false => &["--to", "pga"],
@@ -1136,18 +1134,20 @@ fn values_tables_and_columns_that_cannot_move_refuse_it_before_anything_happens(
     }
     assert!(fleet.audited("l1", "customer.move").is_empty());
 
-    // A value the check does not catch fails the copy itself, the tenant frozen by
-    // then: an integer beyond PostgreSQL's 4-byte `integer` of order_items.quantity.
-    // (Ideally exit 9 before the freeze, like the values above; today it is exit 1
-    // from COPY.) The move is undone all the same.
+    // An integer beyond PostgreSQL's 4-byte `integer` of order_items.quantity is
+    // refused by the same check, before the freeze: the column's declared width
+    // counts, not only its kind.
     conn.execute_batch(
         "INSERT INTO orders (id, user_id) VALUES (1, 7);
          INSERT INTO order_items VALUES (1, 3, 3000000000, 1);",
     )
     .unwrap();
     let run = env.run(&["customer", "move", "l1", "--to", "pga"]);
-    assert_ne!(run.code, 0, "{run:?}");
-    assert!(run.stderr.contains("order_items"), "{run:?}");
+    assert_eq!(run.code, 9, "{run:?}");
+    assert!(
+        run.stderr.contains("order_items, column quantity") && run.stderr.contains("out of range"),
+        "{run:?}"
+    );
     assert!(run.stdout.is_empty(), "{run:?}");
     assert_eq!(fleet.on_target("pga", "l1"), "", "nothing left on pga");
     assert!(fleet.sqlite_writable("l1"), "not frozen");

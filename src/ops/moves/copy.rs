@@ -116,16 +116,19 @@ fn convert_row(pair: &TablePair, kinds: &[ColumnKind], row: Vec<Cell>, position:
         .zip(kinds)
         .enumerate()
         .map(|(i, (cell, kind))| {
-            transfer::convert(cell, *kind).map_err(|why| {
-                let problem = Unconvertible {
-                    table: pair.target.name.clone(),
-                    column: pair.target.columns[i].name.clone(),
-                    row: name.clone(),
-                    why,
-                };
-                Error::invalid_input(format!("cannot move this tenant: {problem}"))
-                    .with_hint("fix or remove the value (tenantctl db sql … --write), then move again")
-            })
+            let column = &pair.target.columns[i];
+            transfer::convert(cell, *kind)
+                .and_then(|cell| transfer::fits(cell, &column.declared))
+                .map_err(|why| {
+                    let problem = Unconvertible {
+                        table: pair.target.name.clone(),
+                        column: pair.target.columns[i].name.clone(),
+                        row: name.clone(),
+                        why,
+                    };
+                    Error::invalid_input(format!("cannot move this tenant: {problem}"))
+                        .with_hint("fix or remove the value (tenantctl db sql … --write), then move again")
+                })
         })
         .collect()
 }

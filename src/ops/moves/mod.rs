@@ -109,10 +109,9 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
         ))
         .with_hint("restore it first: tenantctl restore --customer …"));
     }
-    let migrations = match request.dry_run {
-        true => placement::migrations_loaded(catalog, actor, &target)?,
-        false => placement::migrations_for(catalog, actor, &target)?,
-    };
+    // A dry run builds the target too (to learn its tables), so the server's
+    // template is brought up to date for it as for a move: a cache, not the tenant.
+    let migrations = placement::migrations_for(catalog, actor, &target)?;
     let newest = crate::migrations::newest_version(&migrations);
     if customer.schema_version != newest {
         return Err(Error::refused(format!(
@@ -451,6 +450,8 @@ fn copy_and_flip(
     flip(catalog, actor, work, &tables, &applied, freeze_started.elapsed())?;
     drop(frozen);
     let freeze = freeze_started.elapsed();
+    // The move is done whatever happens here; a copy left writable is what it was.
+    let _ = work.source.keep_frozen();
     crash_point("customer.move:flipped");
     Ok((tables, freeze))
 }
