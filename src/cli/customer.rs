@@ -111,10 +111,10 @@ pub struct MoveArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Drop the old copy that a finished move kept
-    #[arg(long, conflicts_with = "abort")]
+    #[arg(long, conflicts_with_all = ["abort", "dry_run"])]
     pub finish: bool,
     /// Undo a move that has not switched the placement yet
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub abort: bool,
 }
 

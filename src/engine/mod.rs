@@ -486,9 +486,10 @@ pub trait TenantDatabase: Send + Sync {
     fn dump_source(&self) -> Option<Result<DumpSource>> {
         None
     }
-    /// Keeps a moved tenant's old copy from taking writes once the move's own freeze
-    /// ends: a file is made read-only (a server's login simply stays shut).
-    fn keep_frozen(&self) -> Result<()> {
+    /// Lets writes in again into a tenant whose move was undone, where the freeze
+    /// left something behind (a file's sealed tables); a server's login is let in
+    /// by [`set_login`](Self::set_login).
+    fn thaw(&self) -> Result<()> {
         Ok(())
     }
     /// How its rows replicate as they change, on engines that can (an online move).
@@ -544,15 +545,31 @@ pub trait Replication {
 
 /// What keeps a tenant's writes off while it is copied; dropping it lets them in
 /// (a server's login stays shut until it is let in explicitly).
-pub struct WriteFreeze(#[allow(dead_code)] Option<Box<dyn Send>>);
+pub struct WriteFreeze(Option<Box<dyn HeldWrites>>);
+
+/// A freeze that holds something (a file's write lock) and can leave the data
+/// refusing writes for good as it lets go.
+pub trait HeldWrites: Send {
+    /// Makes every later write fail, then lets go, in one step: what a moved
+    /// tenant's old copy needs, so that no write can land in it once it is let go.
+    fn seal(self: Box<Self>) -> Result<()>;
+}
 
 impl WriteFreeze {
-    pub fn held(guard: Box<dyn Send>) -> Self {
+    pub fn held(guard: Box<dyn HeldWrites>) -> Self {
         WriteFreeze(Some(guard))
     }
 
     pub fn lasting() -> Self {
         WriteFreeze(None)
+    }
+
+    /// See [`HeldWrites::seal`]; a lasting freeze (a shut login) stays as it is.
+    pub fn seal(self) -> Result<()> {
+        match self.0 {
+            Some(held) => held.seal(),
+            None => Ok(()),
+        }
     }
 }
 

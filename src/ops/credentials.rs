@@ -94,6 +94,7 @@ pub fn rotate(
     let chosen: Vec<Customer> = match (reference, all) {
         (Some(reference), false) => {
             let customer = live_customer(catalog, reference)?;
+            super::moves::refuse_if_moving(catalog.conn(), &customer)?;
             if customer.placement.engine == EngineKind::Sqlite {
                 return Err(Error::refused(format!(
                     "customer {} lives in a local file, which has no login role",
@@ -105,6 +106,8 @@ pub fn rotate(
         (None, true) => customers::list(catalog.conn(), &Default::default())?
             .into_iter()
             .filter(|c| c.placement.engine != EngineKind::Sqlite && c.status != CustomerStatus::Deleted)
+            // A tenant being moved keeps its password: the move carries it over.
+            .filter(|c| !super::moves::is_moving(catalog.conn(), c.id).unwrap_or(true))
             .collect(),
         _ => return Err(Error::usage("name one customer or pass --all")),
     };

@@ -527,6 +527,7 @@ pub fn suspend(catalog: &mut Catalog, actor: Actor<'_>, reference: &str, reason:
         |tx| {
             let customer = resolve(tx, reference)?;
             refuse_deleted(&customer, "suspend")?;
+            super::moves::refuse_if_moving(tx, &customer)?;
             if customer.status == CustomerStatus::Suspended {
                 return Err(Error::refused(format!(
                     "customer {} is already suspended",
@@ -550,6 +551,7 @@ pub fn reactivate(catalog: &mut Catalog, actor: Actor<'_>, reference: &str) -> R
         |tx| {
             let customer = resolve(tx, reference)?;
             refuse_deleted(&customer, "reactivate")?;
+            super::moves::refuse_if_moving(tx, &customer)?;
             if customer.status == CustomerStatus::Active {
                 return Err(Error::refused(format!(
                     "customer {} is already active",

@@ -251,7 +251,9 @@ fn leftover_checks(
 ) -> Result<()> {
     let engines = Engines::new(home);
     let engine = engines.server(&row.name)?;
-    let owned = customers::placements_on(catalog.conn(), &row.name)?;
+    let mut owned = customers::placements_on(catalog.conn(), &row.name)?;
+    // A move under way owns its target before the flip makes it the customer's.
+    owned.extend(crate::ops::moves::targets_on(catalog, &row.name)?);
     let orphans = match engine.unowned(&owned) {
         Ok(orphans) => orphans,
         Err(err) => {

@@ -1426,10 +1426,19 @@ impl Killed<'_> {
             .collect();
         assert_eq!(moved, emails, "{step}");
         match self.from {
-            "local" => assert!(
-                fleet.env.home.join(format!("tenants/{slug}.db")).is_file(),
-                "{step}: the old file is kept"
-            ),
+            "local" => {
+                let old = fleet.env.home.join(format!("tenants/{slug}.db"));
+                assert!(old.is_file(), "{step}: the old file is kept");
+                // Sealed: a stale application's write fails instead of being lost.
+                let conn = rusqlite::Connection::open(&old).unwrap();
+                let err = conn
+                    .execute(
+                        "INSERT INTO users (email, name) VALUES ('late@x.test', 'Late')",
+                        [],
+                    )
+                    .unwrap_err();
+                assert!(err.to_string().contains("has moved"), "{step}: {err}");
+            }
             from => assert_eq!(
                 role_login(fleet.server(from), &tenant(slug)),
                 "f",

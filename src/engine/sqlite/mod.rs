@@ -519,13 +519,8 @@ impl TenantDatabase for SqliteTenant {
         staging::swap_in_unsynced(&self.staged_file(staged)).map(Some)
     }
 
-    /// Folds the WAL in and makes the file read-only: an application that still
-    /// opens the old path can read, but a write fails instead of being lost.
-    fn keep_frozen(&self) -> Result<()> {
-        checkpoint(self.path())?;
-        let path = self.path();
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o400))
-            .map_err(|e| Error::io(format!("making {} read-only", path.display()), e))
+    fn thaw(&self) -> Result<()> {
+        rows::thaw(self.path())
     }
 
     fn freeze(&self) -> Result<super::WriteFreeze> {

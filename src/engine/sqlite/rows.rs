@@ -6,8 +6,8 @@ use std::time::Duration;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::engine::WriteFreeze;
 use crate::engine::transfer::{Cell, Column, ColumnKind, TableShape};
+use crate::engine::{HeldWrites, WriteFreeze};
 use crate::error::Result;
 
 /// Holds the file's write lock: applications' writes wait (up to their own busy
@@ -16,7 +16,58 @@ pub fn freeze(path: &Path) -> Result<WriteFreeze> {
     let conn = super::open_tenant(path)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    Ok(WriteFreeze::held(Box::new(conn)))
+    Ok(WriteFreeze::held(Box::new(HeldFile(conn))))
+}
+
+/// The write lock on a tenant file, in its open transaction.
+struct HeldFile(Connection);
+
+/// The triggers that seal a moved tenant's old copy carry this prefix.
+const SEAL_PREFIX: &str = "tenantctl_moved_";
+
+impl HeldWrites for HeldFile {
+    /// Adds, in the transaction that holds the lock, a trigger on every table that
+    /// aborts any insert, update or delete, and commits: the lock is let go in the
+    /// same instant the seal takes effect, so a writer that waited for it fails
+    /// instead of writing into a copy nobody reads any more.
+    fn seal(self: Box<Self>) -> Result<()> {
+        let conn = &self.0;
+        let tables: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for table in tables {
+            for (n, event) in ["INSERT", "UPDATE", "DELETE"].iter().enumerate() {
+                conn.execute_batch(&format!(
+                    "CREATE TRIGGER IF NOT EXISTS {} BEFORE {event} ON {} BEGIN
+                       SELECT RAISE(ABORT, 'this tenant has moved: see tenantctl customer show');
+                     END",
+                    quoted(&format!("{SEAL_PREFIX}{table}_{n}")),
+                    quoted(&table)
+                ))?;
+            }
+        }
+        conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+}
+
+/// Drops the seal of an undone move: the file takes writes again.
+pub fn thaw(path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let conn = super::open_tenant(path)?;
+    let seals: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'tenantctl\\_moved\\_%' ESCAPE '\\'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for seal in seals {
+        conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quoted(&seal)))?;
+    }
+    Ok(())
 }
 
 fn open_read_only(path: &Path) -> Result<Connection> {

@@ -264,7 +264,12 @@ pub fn run(catalog: &mut Catalog, actor: Actor<'_>, request: &MoveRequest) -> Re
         Err(err) => {
             // Undone while this command still owns it; if even that fails, the ledger
             // lets the next command do it.
-            let _ = undo(catalog, &engines, op, &ledger.steps("failed"));
+            // As far as the ledger says it got.
+            let steps = operations::get(catalog.conn(), op)
+                .ok()
+                .flatten()
+                .map_or_else(|| ledger.steps("failed"), |open| open.steps);
+            let _ = undo(catalog, &engines, op, &steps);
             Err(err)
         }
     }
@@ -290,6 +295,28 @@ fn refuse_unmovable(catalog: &Catalog, customer: &crate::catalog::model::Custome
         )));
     }
     Ok(())
+}
+
+/// Refuses (exit 6) what would change a tenant's login under a move that is under
+/// way: the move carries the login state and password it read at its start.
+pub fn refuse_if_moving(
+    conn: &rusqlite::Connection,
+    customer: &crate::catalog::model::Customer,
+) -> Result<()> {
+    if is_moving(conn, customer.id)? {
+        return Err(
+            Error::refused(format!("customer {} is being moved", customer.slug)).with_hint(
+                "wait for the move to end, or stop it and run 'tenantctl customer move … --abort'",
+            ),
+        );
+    }
+    Ok(())
+}
+
+pub fn is_moving(conn: &rusqlite::Connection, customer_id: i64) -> Result<bool> {
+    Ok(operations::list(conn)?
+        .iter()
+        .any(|op| op.kind == KIND && op.customer_id == Some(customer_id)))
 }
 
 /// Refuses (exit 6) to delete a customer while a move of it is under way or keeps
@@ -448,10 +475,10 @@ fn copy_and_flip(
     }
     crash_point("customer.move:published");
     flip(catalog, actor, work, &tables, &applied, freeze_started.elapsed())?;
-    drop(frozen);
+    // The move is done whatever happens here: a file left unsealed by a failure
+    // just now takes writes nobody reads, as any copy would.
+    let _ = frozen.seal();
     let freeze = freeze_started.elapsed();
-    // The move is done whatever happens here; a copy left writable is what it was.
-    let _ = work.source.keep_frozen();
     crash_point("customer.move:flipped");
     Ok((tables, freeze))
 }
@@ -506,9 +533,24 @@ fn flip(
 pub fn undo(catalog: &mut Catalog, engines: &Engines, op: i64, steps: &Value) -> Result<()> {
     let from = recovery::placement_of(&steps["from"])?;
     let to = recovery::placement_of(&steps["to"])?;
-    let target_engine = engines.engine(&to)?;
+    // The source first: whatever else fails, the tenant must take writes again.
+    let source = engines.tenant(&from)?;
+    source.thaw()?;
+    if steps["login"].as_bool() == Some(true) {
+        source.set_login(true)?;
+    }
+    // Then what was made for the target. What cannot be dropped now (its server
+    // down, say) stays for doctor, which finds each by its name: the staging copy
+    // by its dead owner, the tenant's name as no customer's, `tenantctl_*`
+    // replication as no open move's.
+    let _ = undo_target(engines, &from, &to, steps);
+    catalog.write(|tx| operations::close(tx, op))
+}
+
+fn undo_target(engines: &Engines, from: &Placement, to: &Placement, steps: &Value) -> Result<()> {
+    let target_engine = engines.engine(to)?;
     if let Some(name) = steps["replication"].as_str() {
-        undo_replication(engines, &from, &to, name)?;
+        undo_replication(engines, from, to, name)?;
     }
     if let Some(staging) = steps.get("staging").and_then(Value::as_str) {
         target_engine.discard(&Provisioned {
@@ -521,12 +563,9 @@ pub fn undo(catalog: &mut Catalog, engines: &Engines, op: i64, steps: &Value) ->
     // Only a move that got as far as publishing made anything under the tenant's own
     // name there; before the move began nothing was (`refuse_taken`).
     if steps["published"].as_bool() == Some(true) {
-        target_engine.destroy(&to)?;
+        target_engine.destroy(to)?;
     }
-    if steps["login"].as_bool() == Some(true) {
-        engines.tenant(&from)?.set_login(true)?;
-    }
-    catalog.write(|tx| operations::close(tx, op))
+    Ok(())
 }
 
 /// Drops what an online move made for replicating: the subscription first (it holds
@@ -543,6 +582,17 @@ fn undo_replication(engines: &Engines, from: &Placement, to: &Placement, name: &
         replication.unpublish(name)?;
     }
     Ok(())
+}
+
+/// Where open moves are building their tenants on `server`: doctor must not take
+/// them for databases nobody owns.
+pub fn targets_on(catalog: &Catalog, server: &str) -> Result<Vec<Placement>> {
+    Ok(operations::list(catalog.conn())?
+        .into_iter()
+        .filter(|op| op.kind == KIND)
+        .filter_map(|op| recovery::placement_of(&op.steps["to"]).ok())
+        .filter(|to| to.server == server)
+        .collect())
 }
 
 /// The replication objects open moves own, which doctor must not call leftovers.
