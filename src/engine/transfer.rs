@@ -316,8 +316,12 @@ impl Digest {
     pub fn add(&mut self, row: &[Cell], kinds: &[ColumnKind]) {
         let mut hasher = Sha256::new();
         for (cell, kind) in row.iter().zip(kinds) {
-            canonical(cell, *kind, &mut hasher);
-            hasher.update([0x1f]);
+            // Each value as its length and bytes, after a mark for NULL: no value can
+            // pass for another, nor spill into the next (text `\N`, a separator).
+            let mut value = Sha256::new();
+            canonical(cell, *kind, &mut value);
+            hasher.update([u8::from(*cell == Cell::Null)]);
+            hasher.update(value.finalize());
         }
         let hash = hasher.finalize();
         let mut first = [0u8; 16];
@@ -334,7 +338,7 @@ impl Digest {
 /// The canonical text form of one value: what it means, not how an engine spells it.
 fn canonical(cell: &Cell, kind: ColumnKind, out: &mut Sha256) {
     match cell {
-        Cell::Null => out.update(b"\\N"),
+        Cell::Null => {}
         Cell::Int(n) => out.update(n.to_string()),
         Cell::Float(x) => out.update(float_text(*x)),
         Cell::Bool(b) => out.update(if *b { "t" } else { "f" }),
@@ -456,6 +460,20 @@ mod tests {
         changed.add(&[Cell::Int(1), Cell::Text("{\"a\": 3, \"b\": 1}".into())], &kinds);
         changed.add(&rows[1], &kinds);
         assert_ne!(forward, changed);
+        let (mut null, mut text) = (Digest::default(), Digest::default());
+        null.add(
+            &[Cell::Int(1), Cell::Null],
+            &kinds[..1]
+                .iter()
+                .chain([&ColumnKind::Text])
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        text.add(
+            &[Cell::Int(1), Cell::Text("\\N".into())],
+            &[ColumnKind::Integer, ColumnKind::Text],
+        );
+        assert_ne!(null, text, "NULL and the text \\N differ");
     }
 
     #[test]

@@ -2164,6 +2164,7 @@ fn a_catalog_backed_up_before_an_upgrade_is_brought_forward_when_restored() {
          DROP TABLE tenant_check_stamps;
          DROP TABLE tenant_roles;
          DROP TABLE servers;
+         DROP TABLE moved_sources;
          DELETE FROM refinery_schema_history WHERE version >= 4;",
     )
     .unwrap();

@@ -305,6 +305,7 @@ fn show_finds_by_slug_id_or_email_with_quota_and_sites() {
         "sites_by_status",
         "sites",
         "placement",
+        "move",
     ]);
     assert_fields(&by_slug, &fields);
     assert_eq!(by_slug["placement"]["engine"], "sqlite");

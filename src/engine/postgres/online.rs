@@ -90,13 +90,14 @@ impl Replication for PgTenant {
                 self.server.name()
             )));
         }
-        if row.get::<_, i32>(2) < 1 {
+        // The subscription's slot, and one more for copying a table at a time.
+        if row.get::<_, i32>(2) < 2 {
             return Err(self.refuse_online(format!(
                 "server {} has no free replication slot (max_replication_slots)",
                 self.server.name()
             )));
         }
-        if row.get::<_, i32>(3) < 1 {
+        if row.get::<_, i32>(3) < 2 {
             return Err(self.refuse_online(format!(
                 "server {} has no free WAL sender (max_wal_senders)",
                 self.server.name()
