@@ -32,8 +32,10 @@ pub enum ColumnKind {
 pub struct Column {
     pub name: String,
     pub kind: ColumnKind,
-    /// The type as the engine declares it, for messages.
+    /// The type as the engine declares it: its width, and for messages.
     pub declared: String,
+    /// NOT NULL.
+    pub required: bool,
 }
 
 /// One table of a tenant: its columns in order, and the columns of its primary key
@@ -161,9 +163,23 @@ pub fn convert(cell: Cell, kind: ColumnKind) -> Result<Cell, String> {
     }
 }
 
-/// `cell` checked against the width its column declares: an integer too big for a
-/// PostgreSQL `integer` or `smallint` would only fail once the tenant is frozen.
-pub fn fits(cell: Cell, declared: &str) -> Result<Cell, String> {
+/// `cell` checked against what its column declares beyond its kind: NOT NULL, the
+/// width of an integer (`integer`, `smallint`) or of text (`varchar(n)`, `char(n)`).
+/// Each would only fail once the tenant is frozen.
+pub fn fits(cell: Cell, column: &Column) -> Result<Cell, String> {
+    if cell == Cell::Null && column.required {
+        return Err("NULL in a NOT NULL column".to_string());
+    }
+    if let (Cell::Text(text), Some(limit)) = (&cell, text_limit(&column.declared)) {
+        let length = text.chars().count();
+        if length > limit {
+            return Err(format!(
+                "{length} characters do not fit a {} column",
+                column.declared
+            ));
+        }
+    }
+    let declared = column.declared.as_str();
     let range = match declared.to_ascii_lowercase().as_str() {
         "integer" | "int" | "int4" => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
         "smallint" | "int2" => Some((i64::from(i16::MIN), i64::from(i16::MAX))),
@@ -175,6 +191,18 @@ pub fn fits(cell: Cell, declared: &str) -> Result<Cell, String> {
         }
         _ => Ok(cell),
     }
+}
+
+/// The length `character varying(n)`, `varchar(n)` or `character(n)` allows.
+fn text_limit(declared: &str) -> Option<usize> {
+    let lower = declared.to_ascii_lowercase();
+    let (name, rest) = lower.split_once('(')?;
+    matches!(
+        name.trim(),
+        "character varying" | "varchar" | "character" | "char"
+    )
+    .then(|| rest.trim_end_matches(')').trim().parse().ok())
+    .flatten()
 }
 
 /// Text a server can store: no NUL character, which PostgreSQL refuses in text.
@@ -422,11 +450,21 @@ mod tests {
     }
 
     #[test]
-    fn integers_too_wide_for_their_column_are_refused() {
-        assert!(fits(Cell::Int(3_000_000_000), "integer").is_err());
-        assert!(fits(Cell::Int(3_000_000_000), "bigint").is_ok());
-        assert!(fits(Cell::Int(40_000), "smallint").is_err());
-        assert!(fits(Cell::Int(-5), "INTEGER").is_ok());
+    fn values_too_wide_or_missing_for_their_column_are_refused() {
+        let column = |declared: &str, required: bool| Column {
+            name: "c".into(),
+            kind: ColumnKind::Other,
+            declared: declared.into(),
+            required,
+        };
+        assert!(fits(Cell::Int(3_000_000_000), &column("integer", false)).is_err());
+        assert!(fits(Cell::Int(3_000_000_000), &column("bigint", false)).is_ok());
+        assert!(fits(Cell::Int(40_000), &column("smallint", false)).is_err());
+        assert!(fits(Cell::Int(-5), &column("INTEGER", false)).is_ok());
+        assert!(fits(Cell::Text("abcd".into()), &column("character varying(3)", false)).is_err());
+        assert!(fits(Cell::Text("äbc".into()), &column("character varying(3)", false)).is_ok());
+        assert!(fits(Cell::Null, &column("text", true)).is_err());
+        assert!(fits(Cell::Null, &column("text", false)).is_ok());
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl PgTenant {
             let columns = admin
                 .query(
                     "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text,
-                            array_position(i.indkey::int2[], a.attnum)
+                            array_position(i.indkey::int2[], a.attnum), a.attnotnull
                      FROM pg_class c
                      JOIN pg_namespace n ON n.oid = c.relnamespace
                      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -92,6 +92,7 @@ impl PgTenant {
                     name,
                     kind: kind_of(&type_name),
                     declared: row.get(2),
+                    required: row.get(5),
                 });
             }
             for (table, mut key) in tables.iter_mut().zip(keys) {

@@ -95,11 +95,13 @@ pub fn tables(path: &Path) -> Result<Vec<TableShape>> {
 fn shape(conn: &Connection, table: &str) -> Result<TableShape> {
     let mut columns = Vec::new();
     let mut key: Vec<(i64, String)> = Vec::new();
-    let mut info = conn.prepare("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
+    let mut info =
+        conn.prepare("SELECT name, type, pk, hidden, \"notnull\" FROM pragma_table_xinfo(?1) ORDER BY cid")?;
     let mut rows = info.query([table])?;
     while let Some(row) = rows.next()? {
         let (name, declared, pk, hidden): (String, String, i64, i64) =
             (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        let required = row.get::<_, i64>(4)? != 0;
         // Generated columns are computed again on the other side.
         if hidden != 0 {
             continue;
@@ -111,6 +113,7 @@ fn shape(conn: &Connection, table: &str) -> Result<TableShape> {
             kind: kind_of(&declared),
             name,
             declared,
+            required,
         });
     }
     key.sort();

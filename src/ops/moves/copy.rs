@@ -118,7 +118,7 @@ fn convert_row(pair: &TablePair, kinds: &[ColumnKind], row: Vec<Cell>, position:
         .map(|(i, (cell, kind))| {
             let column = &pair.target.columns[i];
             transfer::convert(cell, *kind)
-                .and_then(|cell| transfer::fits(cell, &column.declared))
+                .and_then(|cell| transfer::fits(cell, column))
                 .map_err(|why| {
                     let problem = Unconvertible {
                         table: pair.target.name.clone(),
@@ -307,6 +307,7 @@ mod tests {
                     name: n.to_string(),
                     kind: *k,
                     declared: String::new(),
+                    required: false,
                 })
                 .collect(),
             key: vec!["id".into()],
