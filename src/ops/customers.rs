@@ -291,7 +291,7 @@ pub fn list(catalog: &Catalog, request: &ListCustomers) -> Result<Vec<Customer>>
         .as_deref()
         .map(|p| existing_plan(catalog.conn(), p))
         .transpose()?;
-    customers::list(
+    let mut listed = customers::list(
         catalog.conn(),
         &CustomerFilter {
             plan,
@@ -299,7 +299,13 @@ pub fn list(catalog: &Catalog, request: &ListCustomers) -> Result<Vec<Customer>>
             search: request.search.clone(),
             limit: request.limit.filter(|n| *n > 0),
         },
-    )
+    )?;
+    // A customer being moved shows as such here too (the status is never stored).
+    let moving = super::moves::moving_customers(catalog.conn())?;
+    for customer in listed.iter_mut().filter(|c| moving.contains(&c.id)) {
+        customer.status = CustomerStatus::Moving;
+    }
+    Ok(listed)
 }
 
 /// A customer with its limits, usage against them, and sites.

@@ -1380,6 +1380,10 @@ impl Killed<'_> {
                 assert_eq!(report["outcome"], "aborted", "{context}: {report}");
                 assert_eq!(report["from"]["server"], self.from, "{context}: {report}");
                 assert_eq!(report["to"]["server"], self.to, "{context}: {report}");
+                // The undo is in the audit log, with the step the move had reached.
+                let undone = self.fleet.audited(slug, "customer.move.undo");
+                assert_eq!(undone.len(), 1, "{context}: {undone:?}");
+                assert_eq!(undone[0]["details"]["to"]["server"], self.to, "{context}");
                 None
             }
             Settle::Abort => {

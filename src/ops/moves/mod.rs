@@ -313,6 +313,18 @@ pub fn refuse_if_moving(
     Ok(())
 }
 
+/// The customers a move is under way for.
+pub fn moving_customers(conn: &rusqlite::Connection) -> Result<Vec<i64>> {
+    if !operations::any_open(conn)? {
+        return Ok(Vec::new());
+    }
+    Ok(operations::list(conn)?
+        .into_iter()
+        .filter(|op| op.kind == KIND)
+        .filter_map(|op| op.customer_id)
+        .collect())
+}
+
 pub fn is_moving(conn: &rusqlite::Connection, customer_id: i64) -> Result<bool> {
     Ok(operations::list(conn)?
         .iter()
@@ -543,8 +555,24 @@ pub fn undo(catalog: &mut Catalog, engines: &Engines, op: i64, steps: &Value) ->
     // down, say) stays for doctor, which finds each by its name: the staging copy
     // by its dead owner, the tenant's name as no customer's, `tenantctl_*`
     // replication as no open move's.
-    let _ = undo_target(engines, &from, &to, steps);
-    catalog.write(|tx| operations::close(tx, op))
+    let target_left = undo_target(engines, &from, &to, steps).err();
+    let open = operations::get(catalog.conn(), op)?;
+    catalog.write_audited("tenantctl", |tx| {
+        operations::close(tx, op)?;
+        let event = NewAuditEvent::new(
+            "customer.move.undo",
+            "customer",
+            open.as_ref().map(|o| o.subject.clone()).unwrap_or_default(),
+            open.as_ref().and_then(|o| o.customer_id),
+            json!({
+                "from": recovery::placement_json(&from),
+                "to": recovery::placement_json(&to),
+                "step": steps["step"],
+                "target_left_for_doctor": target_left.map(|e| e.to_string()),
+            }),
+        );
+        Ok(((), [event]))
+    })
 }
 
 fn undo_target(engines: &Engines, from: &Placement, to: &Placement, steps: &Value) -> Result<()> {
