@@ -45,6 +45,22 @@ pub const POSTGRES_STARTER_MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The same starter schema for MySQL/MariaDB tenants.
+pub const MYSQL_STARTER_MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "V1__users.sql",
+        include_str!("../migrations/tenant/mysql/V1__users.sql"),
+    ),
+    (
+        "V2__products.sql",
+        include_str!("../migrations/tenant/mysql/V2__products.sql"),
+    ),
+    (
+        "V3__orders.sql",
+        include_str!("../migrations/tenant/mysql/V3__orders.sql"),
+    ),
+];
+
 /// The folder of `engine`'s migrations inside the operator's migrations folder: the
 /// folder itself for SQLite, a subfolder named after the engine for the others.
 pub fn engine_dir(dir: &Path, engine: EngineKind) -> PathBuf {
@@ -55,7 +71,7 @@ pub fn engine_dir(dir: &Path, engine: EngineKind) -> PathBuf {
 }
 
 /// Writes the starter migrations into `dir` when it holds no migration yet; returns
-/// how many files were written. The PostgreSQL starter set goes into its subfolder
+/// how many files were written. Each server engine's starter set goes into its subfolder
 /// when that is empty and the folder holds the SQLite starter set, so the two always
 /// mean the same schema version for version.
 pub fn install_starter_set(dir: &Path) -> Result<usize> {
@@ -65,16 +81,23 @@ pub fn install_starter_set(dir: &Path) -> Result<usize> {
         write_set(dir, STARTER_MIGRATIONS)?;
         written = STARTER_MIGRATIONS.len();
     }
-    let postgres = engine_dir(dir, EngineKind::Postgres);
     let mut names = migration_file_names(dir)?;
     names.sort();
     let holds_starter_set = names
         .iter()
         .map(String::as_str)
         .eq(STARTER_MIGRATIONS.iter().map(|(n, _)| *n));
-    if holds_starter_set && (!postgres.exists() || migration_file_names(&postgres)?.is_empty()) {
-        files::create_private_dir(&postgres)?;
-        write_set(&postgres, POSTGRES_STARTER_MIGRATIONS)?;
+    if holds_starter_set {
+        for (engine, set) in [
+            (EngineKind::Postgres, POSTGRES_STARTER_MIGRATIONS),
+            (EngineKind::Mysql, MYSQL_STARTER_MIGRATIONS),
+        ] {
+            let folder = engine_dir(dir, engine);
+            if !folder.exists() || migration_file_names(&folder)?.is_empty() {
+                files::create_private_dir(&folder)?;
+                write_set(&folder, set)?;
+            }
+        }
     }
     Ok(written)
 }

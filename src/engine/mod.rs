@@ -19,9 +19,11 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::migrations::MigrationId;
 
+pub mod mysql;
 pub(crate) mod plan;
 pub mod postgres;
 pub(crate) mod results;
+pub mod servers;
 pub mod sqlite;
 pub mod transfer;
 
@@ -121,9 +123,10 @@ pub struct PlacementView {
 }
 
 impl PlacementView {
-    /// How a client connects: `sqlite://PATH`, or the tenant role's
+    /// How a client connects: `sqlite://PATH`, the tenant role's
     /// `postgresql://ROLE[:PASSWORD]@HOST:PORT/DATABASE` (a socket folder as the
-    /// percent-encoded host).
+    /// percent-encoded host), or its user's `mysql://USER[:PASSWORD]@HOST:PORT/DATABASE`
+    /// (`mysql://USER@localhost/DATABASE?socket=PATH` through a socket).
     pub fn url(&self, password: Option<&str>) -> String {
         if let Some(path) = &self.path {
             return format!("sqlite://{path}");
@@ -136,12 +139,27 @@ impl PlacementView {
             ),
             None => self.role.clone().unwrap_or_default(),
         };
-        format!(
-            "postgresql://{login}@{}:{}/{}",
-            percent_encode(self.host.as_deref().unwrap_or("localhost")),
-            self.port.unwrap_or(5432),
-            self.database.as_deref().unwrap_or_default()
-        )
+        let host = self.host.as_deref().unwrap_or("localhost");
+        let database = self.database.as_deref().unwrap_or_default();
+        match self.engine {
+            // A socket is a parameter in a MySQL URL, not the host.
+            EngineKind::Mysql if host.starts_with('/') => {
+                format!(
+                    "mysql://{login}@localhost/{database}?socket={}",
+                    percent_encode(host)
+                )
+            }
+            EngineKind::Mysql => format!(
+                "mysql://{login}@{}:{}/{database}",
+                percent_encode(host),
+                self.port.unwrap_or(3306)
+            ),
+            _ => format!(
+                "postgresql://{login}@{}:{}/{database}",
+                percent_encode(host),
+                self.port.unwrap_or(5432)
+            ),
+        }
     }
 
     /// What the placement alone tells, for a server this home no longer lists.
@@ -601,7 +619,43 @@ pub enum BackedUp {
 pub struct Engines {
     local: sqlite::SqliteEngine,
     home: Home,
-    servers: std::sync::OnceLock<Vec<postgres::PgEngine>>,
+    servers: std::sync::OnceLock<Vec<ServerEngine>>,
+}
+
+/// A database server of the catalog, by its engine.
+enum ServerEngine {
+    Postgres(postgres::PgEngine),
+    Mysql(mysql::MyEngine),
+}
+
+impl ServerEngine {
+    fn new(row: crate::catalog::servers::ServerRow, home: &Home) -> Self {
+        match row.engine {
+            EngineKind::Mysql => ServerEngine::Mysql(mysql::MyEngine::new(row, home)),
+            _ => ServerEngine::Postgres(postgres::PgEngine::new(row, home)),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            ServerEngine::Postgres(engine) => engine.name(),
+            ServerEngine::Mysql(engine) => engine.name(),
+        }
+    }
+
+    fn kind(&self) -> EngineKind {
+        match self {
+            ServerEngine::Postgres(_) => EngineKind::Postgres,
+            ServerEngine::Mysql(_) => EngineKind::Mysql,
+        }
+    }
+
+    fn as_engine(&self) -> &dyn Engine {
+        match self {
+            ServerEngine::Postgres(engine) => engine,
+            ServerEngine::Mysql(engine) => engine,
+        }
+    }
 }
 
 impl Engines {
@@ -614,7 +668,7 @@ impl Engines {
     }
 
     /// The servers of the home's catalog, read once.
-    fn servers(&self) -> Result<&[postgres::PgEngine]> {
+    fn servers(&self) -> Result<&[ServerEngine]> {
         if let Some(servers) = self.servers.get() {
             return Ok(servers);
         }
@@ -625,7 +679,7 @@ impl Engines {
             conn.busy_timeout(Duration::from_secs(30))?;
             crate::catalog::servers::list(&conn)?
                 .into_iter()
-                .map(|row| postgres::PgEngine::new(row, &self.home))
+                .map(|row| ServerEngine::new(row, &self.home))
                 .collect()
         } else {
             Vec::new()
@@ -635,11 +689,7 @@ impl Engines {
 
     /// Every database server the catalog lists (not `local`).
     pub fn database_servers(&self) -> Result<Vec<&dyn Engine>> {
-        Ok(self
-            .servers()?
-            .iter()
-            .map(|server| server as &dyn Engine)
-            .collect())
+        Ok(self.servers()?.iter().map(ServerEngine::as_engine).collect())
     }
 
     /// The server named `name`: `local` or one the catalog lists.
@@ -650,7 +700,7 @@ impl Engines {
         self.servers()?
             .iter()
             .find(|server| server.name() == name)
-            .map(|server| server as &dyn Engine)
+            .map(ServerEngine::as_engine)
             .ok_or_else(|| {
                 Error::not_found(format!("no server named '{}'", crate::validate::printable(name)))
                     .with_hint("list them with 'tenantctl server list'")
@@ -680,7 +730,15 @@ impl Engines {
     pub fn engine(&self, placement: &Placement) -> Result<&dyn Engine> {
         match (placement.engine, placement.server.as_str()) {
             (EngineKind::Sqlite, LOCAL_SERVER) => Ok(&self.local),
-            (EngineKind::Postgres, server) if server != LOCAL_SERVER => self.server(server),
+            (engine, server)
+                if engine != EngineKind::Sqlite
+                    && self
+                        .servers()?
+                        .iter()
+                        .any(|s| s.name() == server && s.kind() == engine) =>
+            {
+                self.server(server)
+            }
             (engine, server) => Err(Error::usage(format!(
                 "no {engine} server '{server}' is known to this home"
             ))),

@@ -291,16 +291,15 @@ fn run_checks(
     };
     let live = tenants::live_tenants(catalog.conn(), None)?;
     // Server tenants are held to their engine's own migration files.
-    let postgres_files = live
-        .iter()
-        .any(|t| t.placement.engine == EngineKind::Postgres)
-        .then(|| {
+    let server_files: Vec<(EngineKind, Vec<MigrationId>)> = [EngineKind::Postgres, EngineKind::Mysql]
+        .into_iter()
+        .filter(|engine| live.iter().any(|t| t.placement.engine == *engine))
+        .filter_map(|engine| {
             let dir = config::tenant_migrations_dir(&catalog, home).ok()?;
-            let set =
-                migrations::load_engine_migrations(&dir, EngineKind::Postgres, &[EngineKind::Sqlite]).ok()?;
-            Some(set.iter().map(MigrationId::of).collect::<Vec<_>>())
+            let set = migrations::load_engine_migrations(&dir, engine, &[EngineKind::Sqlite]).ok()?;
+            Some((engine, set.iter().map(MigrationId::of).collect()))
         })
-        .flatten();
+        .collect();
     let ledgers = tenants::ledgers(catalog.conn())?;
     let stamps = if full {
         HashMap::new()
@@ -319,7 +318,10 @@ fn run_checks(
         let last_clean = stamps.get(&tenant.customer_id);
         let engine_files = match tenant.placement.engine {
             EngineKind::Sqlite => files.as_deref(),
-            _ => postgres_files.as_deref(),
+            engine => server_files
+                .iter()
+                .find(|(kind, _)| *kind == engine)
+                .map(|(_, files)| files.as_slice()),
         };
         let ledger = ledgers.get(&tenant.customer_id).map_or(&[][..], Vec::as_slice);
         let known = Known {

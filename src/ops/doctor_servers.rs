@@ -6,13 +6,12 @@
 
 use super::servers::stored_url;
 use crate::catalog::servers::{self, ServerRow};
-use crate::catalog::states::ServerMode;
 use crate::catalog::{Catalog, customers};
-use crate::engine::postgres::{self, role_identity};
+use crate::engine::postgres::role_identity;
+use crate::engine::servers::ServerUrl;
 use crate::engine::{EngineKind, Engines};
 use crate::error::Result;
 use crate::home::Home;
-use crate::migrations;
 use crate::secrets::MasterKey;
 
 /// A finding about a server: check, target, whether it fails (else warns), message,
@@ -77,7 +76,7 @@ fn check_server(
             return Ok(());
         }
     };
-    let facts = match postgres::inspect(name, &url) {
+    let facts = match url.inspect(name) {
         Ok(facts) => facts,
         Err(err) => {
             findings.push(ServerFinding::problem(
@@ -93,15 +92,17 @@ fn check_server(
         "server.reachable",
         name,
         format!(
-            "PostgreSQL {} in {:.1} ms",
+            "{} {} in {:.1} ms",
+            match row.engine {
+                EngineKind::Mysql => "MySQL",
+                _ => "PostgreSQL",
+            },
             facts.version,
             facts.latency.as_secs_f64() * 1000.0
         ),
     ));
     role_secret_checks(catalog, home, row, findings)?;
-    if row.mode == ServerMode::Database {
-        template_check(catalog, home, row, &url, findings)?;
-    }
+    template_check(catalog, home, row, &url, findings)?;
     leftover_checks(catalog, home, row, findings)?;
     replication_leftover_checks(
         home,
@@ -160,11 +161,10 @@ fn template_check(
     catalog: &Catalog,
     home: &Home,
     row: &ServerRow,
-    url: &postgres::PgUrl,
+    url: &ServerUrl,
     findings: &mut Vec<ServerFinding>,
 ) -> Result<()> {
-    let dir = super::config::tenant_migrations_dir(catalog, home)?;
-    let set = match migrations::load_engine_migrations(&dir, EngineKind::Postgres, &[EngineKind::Sqlite]) {
+    let set = match super::servers::engine_migrations(catalog, home, row.engine) {
         Ok(set) => set,
         Err(err) => {
             findings.push(ServerFinding::problem(
@@ -176,16 +176,25 @@ fn template_check(
             return Ok(());
         }
     };
-    let identity = postgres::template_identity(&set);
-    if row.template.as_deref() == Some(identity.as_str()) {
-        findings.push(ServerFinding::ok(
-            "server.template",
-            &row.name,
-            "current".to_string(),
-        ));
-        return Ok(());
+    match url.template_current(row.mode, row.template.as_deref(), &set) {
+        // It keeps no template: each tenant replays the migrations.
+        None => return Ok(()),
+        Some(true) => {
+            findings.push(ServerFinding::ok(
+                "server.template",
+                &row.name,
+                "current".to_string(),
+            ));
+            return Ok(());
+        }
+        Some(false) => {}
     }
-    let (name, url, catalog_path) = (row.name.clone(), url.clone(), catalog.path().to_path_buf());
+    let (name, url, mode, catalog_path) = (
+        row.name.clone(),
+        url.clone(),
+        row.mode,
+        catalog.path().to_path_buf(),
+    );
     let mut finding = ServerFinding::problem(
         "server.template",
         &row.name,
@@ -194,7 +203,7 @@ fn template_check(
             .to_string(),
     );
     finding.repair = Some(Box::new(move || {
-        let built = postgres::build_template(&name, &url, &set)?;
+        let built = url.prepare(&name, mode, &set)?.unwrap_or_default();
         let mut catalog = Catalog::open(&catalog_path)?;
         catalog.write(|tx| servers::set_template(tx, &name, &built))?;
         Ok("rebuilt".to_string())

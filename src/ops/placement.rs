@@ -8,8 +8,8 @@ use super::{Actor, config};
 use crate::catalog::Catalog;
 use crate::catalog::model::NewAuditEvent;
 use crate::catalog::servers::{self, ServerRow};
-use crate::catalog::states::{ServerMode, ServerStatus};
-use crate::engine::{EngineKind, Engines, LOCAL_SERVER, postgres};
+use crate::catalog::states::ServerStatus;
+use crate::engine::{EngineKind, Engines, LOCAL_SERVER};
 use crate::error::{Error, Result};
 use crate::{migrations, validate};
 
@@ -113,10 +113,9 @@ pub fn migrations_for(
         return migrations::load_migrations(&dir);
     };
     let set = migrations::load_engine_migrations(&dir, target.engine, &[EngineKind::Sqlite])?;
-    let identity = postgres::template_identity(&set);
-    if row.mode == ServerMode::Database && row.template.as_deref() != Some(identity.as_str()) {
-        let url = super::servers::stored_url(row, actor.home)?;
-        let built = postgres::build_template(&row.name, &url, &set)?;
+    let url = super::servers::stored_url(row, actor.home)?;
+    if url.template_current(row.mode, row.template.as_deref(), &set) == Some(false) {
+        let built = url.prepare(&row.name, row.mode, &set)?.unwrap_or_default();
         catalog.write_audited(actor.name, |tx| {
             servers::set_template(tx, &row.name, &built)?;
             let event = NewAuditEvent::new(

@@ -10,7 +10,7 @@ use crate::catalog::Catalog;
 use crate::catalog::model::NewAuditEvent;
 use crate::catalog::servers::{self, ServerRow};
 use crate::catalog::states::{ServerMode, ServerStatus};
-use crate::engine::postgres::{self, PgUrl, ServerFacts};
+use crate::engine::servers::ServerUrl;
 use crate::engine::{EngineKind, LOCAL_SERVER};
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -100,27 +100,18 @@ pub fn add(catalog: &mut Catalog, actor: Actor<'_>, request: AddServer<'_>) -> R
         return Err(Error::conflict(format!("server {name} already exists"))
             .with_hint(format!("see it with 'tenantctl server show {name}'")));
     }
-    let facts = check_server(name, &url, request.mode)?;
-    let migrations = postgres_migrations(catalog, actor.home)?;
+    let facts = url.check_for_tenants(name, request.mode)?;
+    let migrations = engine_migrations(catalog, actor.home, url.engine())?;
     // A missing key with passwords already stored is a lost or unset key, not a first
     // server: a new one would leave the home's secrets under two keys.
     let key = match servers::holds_secrets(catalog.conn())? {
         true => MasterKey::require(actor.home)?,
         false => MasterKey::load_or_create(actor.home)?,
     };
-    let template = match request.mode {
-        ServerMode::Database => Some(postgres::build_template(name, &url, &migrations)?),
-        ServerMode::Schema => {
-            // Tenants share the URL's database: it is closed to everyone else.
-            let mut client = url.connect(name, None)?;
-            postgres::close_schema_database(&mut client, &url.database())
-                .map_err(|e| postgres::unreachable(name, &e))?;
-            None
-        }
-    };
+    let template = url.prepare(name, request.mode, &migrations)?;
     let row = ServerRow {
         name: name.to_string(),
-        engine: EngineKind::Postgres,
+        engine: url.engine(),
         url: url.without_password().to_string(),
         password: url.password().map(|p| key.encrypt(p, &identity(name))),
         mode: request.mode,
@@ -180,7 +171,7 @@ pub fn health(catalog: &Catalog, home: &Home) -> Result<Vec<ServerHealth>> {
             false => servers::get(catalog.conn(), &view.name)?
                 .ok_or_else(|| Error::not_found("server vanished"))
                 .and_then(|row| stored_url(&row, home))
-                .and_then(|url| postgres::inspect(&view.name, &url.with_timeout(PROBE_TIMEOUT)).map(|_| ())),
+                .and_then(|url| url.with_timeout(PROBE_TIMEOUT).inspect(&view.name).map(|_| ())),
         };
         lines.push(ServerHealth {
             name: view.name,
@@ -217,14 +208,9 @@ pub struct ServerTest {
 pub fn test(catalog: &Catalog, home: &Home, name: &str) -> Result<ServerTest> {
     let row = find(catalog, name)?;
     let url = stored_url(&row, home)?;
-    let facts = postgres::inspect(name, &url)?;
-    let template_current = match row.mode {
-        ServerMode::Database => {
-            let migrations = postgres_migrations(catalog, home)?;
-            Some(row.template.as_deref() == Some(postgres::template_identity(&migrations).as_str()))
-        }
-        ServerMode::Schema => None,
-    };
+    let facts = url.inspect(name)?;
+    let migrations = engine_migrations(catalog, home, row.engine)?;
+    let template_current = url.template_current(row.mode, row.template.as_deref(), &migrations);
     Ok(ServerTest {
         name: row.name.clone(),
         reachable: true,
@@ -269,10 +255,18 @@ pub fn update(
             Some(text) => parse_url(text)?,
             None => stored_url(&row, actor.home)?,
         };
+        if url.engine() != row.engine {
+            return Err(Error::usage(format!(
+                "server {name} is a {} server; the new URL is {}'s",
+                row.engine,
+                url.engine()
+            ))
+            .with_hint("add a server of the other engine under a new name, and move tenants to it"));
+        }
         if change.password.is_some() {
             url.set_password(change.password);
         }
-        let facts = check_server(name, &url, row.mode)?;
+        let facts = url.check_for_tenants(name, row.mode)?;
         let key = MasterKey::load_or_create(actor.home)?;
         row.url = url.without_password().to_string();
         row.password = url.password().map(|p| key.encrypt(p, &identity(name)));
@@ -357,23 +351,17 @@ fn find(catalog: &Catalog, name: &str) -> Result<ServerRow> {
     })
 }
 
-fn parse_url(text: &str) -> Result<PgUrl> {
-    if text.starts_with("mysql://") || text.starts_with("mariadb://") {
-        return Err(
-            Error::usage("MySQL/MariaDB servers are not supported yet; only PostgreSQL")
-                .with_hint("add a postgresql:// server"),
-        );
-    }
-    PgUrl::parse(text)
+fn parse_url(text: &str) -> Result<ServerUrl> {
+    ServerUrl::parse(text)
 }
 
 /// The stored URL with its password decrypted by the master key.
-pub fn stored_url(row: &ServerRow, home: &Home) -> Result<PgUrl> {
+pub fn stored_url(row: &ServerRow, home: &Home) -> Result<ServerUrl> {
     let password = match &row.password {
         Some(stored) => Some(MasterKey::require(home)?.decrypt(stored, &identity(&row.name))?),
         None => None,
     };
-    PgUrl::from_stored(&row.url, password)
+    ServerUrl::from_stored(row.engine, &row.url, password)
 }
 
 /// The associated data that ties a server's encrypted password to its row.
@@ -381,33 +369,14 @@ fn identity(name: &str) -> String {
     format!("server:{name}")
 }
 
-/// Reaches the server and checks what provisioning will need of it.
-fn check_server(name: &str, url: &PgUrl, mode: ServerMode) -> Result<ServerFacts> {
-    let facts = postgres::inspect(name, url)?;
-    let user = url.user();
-    let may_provision = facts.superuser || (facts.can_create_databases && facts.can_create_roles);
-    if !may_provision {
-        return Err(Error::refused(format!(
-            "login {user} on server {name} cannot create databases and roles"
-        ))
-        .with_hint(format!(
-            "ALTER ROLE {user} CREATEDB CREATEROLE, or use an admin login"
-        )));
-    }
-    if mode == ServerMode::Schema && !facts.superuser && !facts.can_create_schemas {
-        return Err(Error::refused(format!(
-            "login {user} cannot create schemas in database {} on server {name}",
-            url.database()
-        ))
-        .with_hint(format!("GRANT CREATE ON DATABASE {} TO {user}", url.database())));
-    }
-    postgres::dump_tools(name, &facts.version, facts.major)?;
-    Ok(facts)
-}
-
-fn postgres_migrations(catalog: &Catalog, home: &Home) -> Result<Vec<refinery::Migration>> {
+/// The engine's own migration files, checked version for version against SQLite's.
+pub fn engine_migrations(
+    catalog: &Catalog,
+    home: &Home,
+    engine: EngineKind,
+) -> Result<Vec<refinery::Migration>> {
     let dir = tenant_migrations_dir(catalog, home)?;
-    migrations::load_engine_migrations(&dir, EngineKind::Postgres, &[EngineKind::Sqlite])
+    migrations::load_engine_migrations(&dir, engine, &[EngineKind::Sqlite])
 }
 
 fn audit_details(row: &ServerRow) -> serde_json::Value {

@@ -64,28 +64,30 @@ fn load_migrations(catalog: &Catalog, home: &Home) -> Result<(PathBuf, Vec<Migra
 }
 
 /// The migration files of each engine the chosen tenants live on: SQLite's always,
-/// PostgreSQL's when a tenant is on a server, checked version for version against
+/// each server engine's when a tenant is on one, checked version for version against
 /// SQLite's first (exit 9 before anything runs).
 struct EngineSets {
     sqlite: Vec<Migration>,
-    postgres: Option<Vec<Migration>>,
+    servers: Vec<(EngineKind, Vec<Migration>)>,
 }
 
 impl EngineSets {
     fn load(dir: &Path, sqlite: Vec<Migration>, tenants: &[TenantRow]) -> Result<Self> {
-        let postgres = tenants
-            .iter()
-            .any(|t| t.placement.engine == EngineKind::Postgres)
-            .then(|| migrations::load_engine_migrations(dir, EngineKind::Postgres, &[EngineKind::Sqlite]))
-            .transpose()?;
-        Ok(EngineSets { sqlite, postgres })
+        let mut servers = Vec::new();
+        for engine in [EngineKind::Postgres, EngineKind::Mysql] {
+            if tenants.iter().any(|t| t.placement.engine == engine) {
+                let set = migrations::load_engine_migrations(dir, engine, &[EngineKind::Sqlite])?;
+                servers.push((engine, set));
+            }
+        }
+        Ok(EngineSets { sqlite, servers })
     }
 
     fn of(&self, engine: EngineKind) -> &[Migration] {
-        match (engine, &self.postgres) {
-            (EngineKind::Postgres, Some(set)) => set,
-            _ => &self.sqlite,
-        }
+        self.servers
+            .iter()
+            .find(|(kind, _)| *kind == engine)
+            .map_or(&self.sqlite, |(_, set)| set)
     }
 }
 
@@ -177,16 +179,16 @@ pub fn migrate(
     let goal = request.target.unwrap_or(newest);
     // Each tenant's ledger is compared with its own engine's files.
     let mut drifted = tenants::drifted_tenants(catalog.conn(), &files)?;
-    if let Some(set) = &sets.postgres {
-        let postgres_files: Vec<MigrationId> = set.iter().map(MigrationId::of).collect();
-        let drifted_there = tenants::drifted_tenants(catalog.conn(), &postgres_files)?;
-        let on_postgres: HashSet<i64> = chosen
+    for (engine, set) in &sets.servers {
+        let engine_files: Vec<MigrationId> = set.iter().map(MigrationId::of).collect();
+        let drifted_there = tenants::drifted_tenants(catalog.conn(), &engine_files)?;
+        let on_engine: HashSet<i64> = chosen
             .iter()
-            .filter(|t| t.placement.engine == EngineKind::Postgres)
+            .filter(|t| t.placement.engine == *engine)
             .map(|t| t.customer_id)
             .collect();
-        drifted.retain(|id| !on_postgres.contains(id));
-        drifted.extend(drifted_there.into_iter().filter(|id| on_postgres.contains(id)));
+        drifted.retain(|id| !on_engine.contains(id));
+        drifted.extend(drifted_there.into_iter().filter(|id| on_engine.contains(id)));
     }
     let engines = Engines::new(actor.home);
     let ledger = tenants::ledger_counts(catalog.conn())?;
