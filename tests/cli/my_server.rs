@@ -15,7 +15,7 @@
 //!
 //! As root the server runs as the `mysql` user (mariadbd refuses root without
 //! `--user`). Memory stays small so several servers can run at once: a 32 MB buffer
-//! pool, small Aria and MyISAM caches, one I/O thread each way, no
+//! pool, small Aria and MyISAM caches, few I/O threads, no
 //! performance_schema; about 55 MB resident each.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -51,7 +51,7 @@ const SETTINGS: &[&str] = &[
     "--innodb-doublewrite=0",
     "--innodb-purge-threads=1",
     "--innodb-read-io-threads=1",
-    "--innodb-write-io-threads=1",
+    "--innodb-write-io-threads=2",
     "--key-buffer-size=1M",
     "--aria-pagecache-buffer-size=8M",
     "--query-cache-size=0",
