@@ -18,6 +18,8 @@ mod hardening;
 mod import;
 mod moves;
 mod moves_online;
+mod my_harness;
+mod my_server;
 mod outcomes;
 mod pg_server;
 mod plans;

@@ -225,7 +225,7 @@ fn bin_dir() -> PathBuf {
     }
 }
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
@@ -290,7 +290,7 @@ fn template_cluster() -> &'static Path {
     })
 }
 
-fn copy_folder(from: &Path, to: &Path) {
+pub(crate) fn copy_folder(from: &Path, to: &Path) {
     let status = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
     assert!(status.success(), "copying the template cluster failed");
 }
@@ -349,7 +349,7 @@ fn start_with_watchdog(bin: &Path, folder: &Path) -> (Child, ChildStdin) {
 
 /// Removes `folder` when this process ends, however it ends: a shell waits for EOF on
 /// a pipe whose only writer is this process.
-fn remove_at_exit(folder: &Path) {
+pub(crate) fn remove_at_exit(folder: &Path) {
     let mut child = Command::new("/bin/sh")
         .args(["-c", r#"read -r _; rm -rf "$1""#, "remove_at_exit"])
         .arg(folder)
@@ -363,7 +363,7 @@ fn remove_at_exit(folder: &Path) {
 
 /// A new folder under /tmp with a short name: a unix socket path must stay under
 /// about 100 bytes.
-fn short_temp_folder(prefix: &str) -> PathBuf {
+pub(crate) fn short_temp_folder(prefix: &str) -> PathBuf {
     let folder = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir_in("/tmp")
@@ -374,7 +374,7 @@ fn short_temp_folder(prefix: &str) -> PathBuf {
     folder
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..8)
