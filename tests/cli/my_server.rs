@@ -277,6 +277,9 @@ fn template() -> &'static Template {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", data.display()))
+            // Its own temporary folder: servers sharing /tmp have clashed over
+            // temporary table names while installing.
+            .arg(format!("--tmpdir={}", folder.display()))
             .args(INNODB_FILES)
             .args(SETTINGS)
             .output()
@@ -295,6 +298,9 @@ fn template() -> &'static Template {
             .arg("--no-defaults")
             .arg("--bootstrap")
             .arg(format!("--datadir={}", data.display()))
+            // Its own temporary folder: servers sharing /tmp have clashed over
+            // temporary table names while installing.
+            .arg(format!("--tmpdir={}", folder.display()))
             .args(INNODB_FILES)
             .args(SETTINGS)
             .stdin(Stdio::piped())
@@ -352,6 +358,7 @@ fn start_with_watchdog(folder: &Path) -> (Child, ChildStdin, BufReader<ChildStdo
         .arg(program("mariadbd"))
         .arg("--no-defaults")
         .arg(format!("--datadir={}", folder.join("data").display()))
+        .arg(format!("--tmpdir={}", folder.display()))
         .arg(format!("--socket={}", folder.join("s/mysqld.sock").display()))
         .arg(format!("--pid-file={}", folder.join("mysqld.pid").display()))
         .args(INNODB_FILES)

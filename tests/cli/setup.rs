@@ -32,7 +32,13 @@ fn init_creates_a_private_home_and_is_idempotent() {
     }
     assert_eq!(
         env.names_in(&env.home.join("tenant-migrations")),
-        ["V1__users.sql", "V2__products.sql", "V3__orders.sql", "mysql", "postgres"]
+        [
+            "V1__users.sql",
+            "V2__products.sql",
+            "V3__orders.sql",
+            "mysql",
+            "postgres"
+        ]
     );
     // The same versions for PostgreSQL and MySQL tenants, in their own folders.
     for engine in ["postgres", "mysql"] {
