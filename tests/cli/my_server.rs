@@ -168,6 +168,17 @@ impl MyServer {
         }
     }
 
+    /// A session of `user` that runs `sql` and stays until it ends, for tests of
+    /// what ends sessions; the child's exit tells how it ended.
+    pub fn session_as(&self, user: &str, password: &str, database: &str, sql: &str) -> std::process::Child {
+        self.client(user, password, database)
+            .args(["-e", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Whether `user` can log in to `database` with `password`.
     pub fn can_login(&self, database: &str, user: &str, password: &str) -> bool {
         self.sql_as(user, password, database, "SELECT 1").is_ok()

@@ -202,7 +202,18 @@ fn suspend_locks_the_account_and_purge_drops_database_and_user() {
     let password = revealed_password(&env, "acme");
     assert!(server.can_login("tenant_acme", "tenant_acme", &password));
 
+    // A session that is in when the account is locked is ended, not left writing.
+    let mut session = server.session_as("tenant_acme", &password, "tenant_acme", "SELECT SLEEP(600)");
+    let in_session = "SELECT COUNT(*) FROM information_schema.processlist WHERE user = 'tenant_acme'";
+    let started = std::time::Instant::now();
+    while server.sql("", in_session) != "1" {
+        assert!(started.elapsed().as_secs() < 30, "the session never came in");
+        std::thread::yield_now();
+    }
     env.ok(&["customer", "suspend", "acme", "--reason", "unpaid"]);
+    assert_eq!(server.sql("", in_session), "0");
+    let ended = session.wait().unwrap();
+    assert!(!ended.success(), "the session was not ended");
     assert!(!server.can_login("tenant_acme", "tenant_acme", &password));
     env.ok(&["customer", "reactivate", "acme"]);
     assert!(server.can_login("tenant_acme", "tenant_acme", &password));
