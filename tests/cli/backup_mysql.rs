@@ -268,6 +268,19 @@ fn a_mysql_backup_is_a_counted_script_that_verifies_deeply_and_restores_keeping_
     assert!(fleet.databases_with("__prerestore_").contains(&kept_db));
     assert_eq!(fleet.open_operations(), 0);
     fleet.doctor_is_clean();
+
+    // Pruned with their pre-restore sets once a newer regular set is taken; the live
+    // tenant stays as it is.
+    env.json(&["backup"]);
+    for period in ["daily", "weekly", "monthly"] {
+        env.ok(&["config", "set", &format!("backup_keep_{period}"), "0"]);
+    }
+    env.json(&["backup", "prune", "--keep-last", "1"]);
+    assert_eq!(fleet.databases_with("__prerestore_"), "");
+    assert_eq!(
+        fleet.emails("m1"),
+        "changed@m1.test,late@m1.test,o'brien(x),y;z@m1.test"
+    );
 }
 
 #[test]
@@ -369,6 +382,14 @@ fn dry_run_changes_nothing_and_into_copies_one_mysql_tenant_into_another() {
     let env = &fleet.env;
     fleet.add_user("m1", "one@m1.test");
     fleet.add_user("m2", "one@m2.test");
+    // Made by m1's own user: it runs as that user, until it is copied into m2.
+    env.ok(&[
+        "db",
+        "sql",
+        "m1",
+        "--write",
+        "CREATE TRIGGER users_name BEFORE INSERT ON users FOR EACH ROW SET NEW.name = UPPER(NEW.name)",
+    ]);
     let id = id_of(&env.json(&["backup"]));
     fleet.add_user("m1", "late@m1.test");
     let dry = env.json(&["restore", &id, "--customer", "m1", "--dry-run"]);
@@ -384,6 +405,27 @@ fn dry_run_changes_nothing_and_into_copies_one_mysql_tenant_into_another() {
     assert_eq!(fleet.emails("m2"), "one@m1.test");
     assert_eq!(fleet.emails("m1"), "late@m1.test,one@m1.test");
     assert!(fleet.can_login("m2"));
+    // The copied trigger runs as m2's user, who can write m2's tables.
+    env.ok(&[
+        "db",
+        "sql",
+        "m2",
+        "--write",
+        "INSERT INTO users (email, name) VALUES ('two@m2.test', 'lower')",
+    ]);
+    assert_eq!(
+        fleet
+            .my
+            .sql("tenant_m2", "SELECT name FROM users WHERE email = 'two@m2.test'"),
+        "LOWER"
+    );
+    assert_eq!(
+        fleet.my.sql(
+            "mysql",
+            "SELECT definer FROM information_schema.triggers WHERE trigger_schema = 'tenant_m2'"
+        ),
+        "tenant_m2@localhost"
+    );
     // Only m2's user reaches its tables.
     let grantees = fleet.my.sql(
         "mysql",

@@ -197,7 +197,17 @@ impl MyTenant {
             &format!("CREATE DATABASE {} {CREATE_OPTIONS}", ident(staging)),
         )?;
         let login = LoginFile::new(&self.server.admin_url()?, self.server.home_root())?;
-        if let Err(ToolFailed(why)) = script::load(&tools, &login, staging, source.file)? {
+        // A copy of another tenant (`--into`): what ran as its user runs as this one's.
+        let own = self.user();
+        let theirs = source
+            .entry
+            .customer_slug
+            .as_deref()
+            .and_then(|slug| names::tenant_database(slug).ok())
+            .map(|database| names::tenant_user(&database))
+            .filter(|theirs| *theirs != own);
+        let definer = theirs.as_deref().map(|theirs| (theirs, own.as_str()));
+        if let Err(ToolFailed(why)) = script::load(&tools, &login, staging, source.file, definer)? {
             return Err(self.restore_failed(source, &why));
         }
         let found = self.server.row_counts(&mut admin, staging)?;
@@ -382,7 +392,7 @@ impl MyEngine {
         )?;
         let checked = (|| -> Result<()> {
             let login = LoginFile::new(&self.admin_url()?, self.home_root())?;
-            if let Err(ToolFailed(why)) = script::load(&tools, &login, &scratch, file)? {
+            if let Err(ToolFailed(why)) = script::load(&tools, &login, &scratch, file, None)? {
                 return Err(Error::verification(format!(
                     "{} does not load: {why}",
                     file.display()

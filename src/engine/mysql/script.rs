@@ -127,31 +127,114 @@ pub fn dump(
     outcome
 }
 
-/// Loads the script `file` into `database` with the `mariadb` client.
+/// Loads the script `file` into `database` with the `mariadb` client. With
+/// `definer` `(from, to)`, the views, triggers and routines the script makes as
+/// user `from` are made as user `to` (a copy into another tenant: its objects must
+/// run as that tenant's user, who alone has rights on its tables); rows are never
+/// rewritten.
 pub fn load(
     tools: &MyTools,
     login: &LoginFile,
     database: &str,
     file: &Path,
+    definer: Option<(&str, &str)>,
 ) -> Result<std::result::Result<(), ToolFailed>> {
     let input = std::fs::File::open(file).io_context(|| format!("opening {}", file.display()))?;
-    let output = Command::new(&tools.client)
+    let mut command = Command::new(&tools.client);
+    command
         .arg(login.option())
         .args(["--batch", "--default-character-set=utf8mb4"])
         .arg(format!("--database={database}"))
-        .stdin(input)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .io_context(|| format!("running {}", tools.client.display()))?;
-    match output.status.success() {
-        true => Ok(Ok(())),
-        false => Ok(Err(ToolFailed(format!(
+        .stderr(Stdio::piped());
+    let Some((from, to)) = definer else {
+        let output = command
+            .stdin(input)
+            .output()
+            .io_context(|| format!("running {}", tools.client.display()))?;
+        return Ok(tool_outcome(
+            tools,
+            output.status,
+            &String::from_utf8_lossy(&output.stderr),
+        ));
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .spawn()
+        .io_context(|| format!("starting {}", tools.client.display()))?;
+    let stderr = collect_stderr(&mut child);
+    let written = match child.stdin.take() {
+        Some(stdin) => copy_with_definer(input, stdin, from, to),
+        None => Ok(()),
+    };
+    let status = child
+        .wait()
+        .io_context(|| format!("waiting for {}", tools.client.display()))?;
+    let stderr = stderr.join().unwrap_or_default();
+    // A client that stopped reading (it failed) breaks the pipe: its own words tell.
+    if let Err(err) = written
+        && status.success()
+    {
+        return Err(Error::io(
+            format!("feeding {} to the client", file.display()),
+            err,
+        ));
+    }
+    Ok(tool_outcome(tools, status, &stderr))
+}
+
+fn tool_outcome(
+    tools: &MyTools,
+    status: std::process::ExitStatus,
+    stderr: &str,
+) -> std::result::Result<(), ToolFailed> {
+    match status.success() {
+        true => Ok(()),
+        false => Err(ToolFailed(format!(
             "{} failed: {}",
             tool_name(&tools.client),
-            said(&String::from_utf8_lossy(&output.stderr))
-        )))),
+            said(stderr)
+        ))),
     }
+}
+
+/// Copies a script line by line, `DEFINER=`from`@` made `DEFINER=`to`@` outside the
+/// rows of its `INSERT`s.
+fn copy_with_definer(input: impl Read, output: impl Write, from: &str, to: &str) -> std::io::Result<()> {
+    let quote = |user: &str| format!("DEFINER=`{}`@", user.replace('`', "``")).into_bytes();
+    let (from, to) = (quote(from), quote(to));
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let mut output = std::io::BufWriter::with_capacity(1 << 20, output);
+    let mut counter = Counter::default();
+    let mut line = Vec::with_capacity(1 << 16);
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let in_rows = counter.inserting.is_some() || line.starts_with(b"INSERT INTO `");
+        counter.line(&line);
+        match in_rows {
+            true => output.write_all(&line)?,
+            false => output.write_all(&replace_all(&line, &from, &to))?,
+        }
+    }
+    output.flush()
+}
+
+fn replace_all(line: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut at = 0;
+    while at < line.len() {
+        if line[at..].starts_with(from) {
+            out.extend_from_slice(to);
+            at += from.len();
+        } else {
+            out.push(line[at]);
+            at += 1;
+        }
+    }
+    out
 }
 
 /// Whether the script at `path` ends with the dump tool's completion marker: one cut
@@ -391,5 +474,20 @@ mod tests {
         assert_eq!(counter.rows[HISTORY_TABLE], 2);
         assert_eq!(counter.versions, [1, 3]);
         assert!(counter.inserting.is_none());
+    }
+
+    #[test]
+    fn definers_are_rewritten_outside_the_rows() {
+        let script = "/*!50003 CREATE*/ /*!50017 DEFINER=`tenant_a`@`localhost`*/ /*!50003 TRIGGER t */;;\n\
+                      INSERT INTO `notes` VALUES\n('DEFINER=`tenant_a`@`%`');\n\
+                      /*!50013 DEFINER=`tenant_a`@`%` SQL SECURITY DEFINER */\n";
+        let mut out = Vec::new();
+        copy_with_definer(script.as_bytes(), &mut out, "tenant_a", "tenant_b").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            script
+                .replace("DEFINER=`tenant_a`@`localhost`", "DEFINER=`tenant_b`@`localhost`")
+                .replace("50013 DEFINER=`tenant_a`", "50013 DEFINER=`tenant_b`")
+        );
     }
 }
