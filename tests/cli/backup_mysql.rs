@@ -437,13 +437,15 @@ fn dry_run_changes_nothing_and_into_copies_one_mysql_tenant_into_another() {
 
 /// Every step a restore of a MySQL tenant can be killed at, in order; the first two
 /// come before the swap is recorded in the operation ledger.
-const CRASH_STEPS: [&str; 8] = [
+const CRASH_STEPS: [&str; 9] = [
     "restore:staged",
     "restore:saved",
     "restore:recorded",
     "restore:my-before-freeze",
     "restore:my-frozen",
     "restore:my-kept",
+    // Views and triggers dropped, the tables not moved yet.
+    "tables:objects-dropped",
     "restore:my-moved",
     "restore:my-swapped",
 ];
@@ -463,6 +465,12 @@ fn a_mysql_restore_killed_at_any_step_is_finished_by_the_next_restore_or_doctor_
     let env = &fleet.env;
     let marker = format!("marker@{slug}.test");
     fleet.add_user(slug, &marker);
+    for object in [
+        "CREATE TRIGGER users_name BEFORE INSERT ON users FOR EACH ROW SET NEW.name = UPPER(NEW.name)",
+        "CREATE VIEW user_emails AS SELECT email FROM users",
+    ] {
+        env.ok(&["db", "sql", slug, "--write", object]);
+    }
     let id = id_of(&env.json(&["backup"]));
     for (n, step) in CRASH_STEPS.iter().copied().enumerate() {
         let late = format!("late{n}@{slug}.test");
@@ -493,6 +501,7 @@ fn a_mysql_restore_killed_at_any_step_is_finished_by_the_next_restore_or_doctor_
             assert_eq!(report["restored"][0]["status"], "restored", "{step}: {report}");
         }
         assert_eq!(fleet.emails(slug), marker, "{step}");
+        assert_eq!(objects_in(&fleet, &format!("tenant_{slug}")), "1,1", "{step}");
         assert!(fleet.can_login(slug), "{step}: the user logs in again");
         assert_eq!(fleet.databases_with("__restore_"), "", "{step}");
         assert_eq!(fleet.open_operations(), 0, "{step}");
@@ -503,9 +512,29 @@ fn a_mysql_restore_killed_at_any_step_is_finished_by_the_next_restore_or_doctor_
             "{step}"
         );
     }
-    // Every kept copy holds whole tables: the live ones of some restore.
+    // Every kept copy holds whole tables, the live ones of some restore, with their
+    // trigger and view, and nothing of the swap's own.
     for kept in fleet.databases_with("__prerestore_").split(',') {
         let emails = fleet.emails_in(kept);
         assert!(emails.contains(&marker), "{kept}: {emails}");
+        assert_eq!(objects_in(&fleet, kept), "1,1", "{kept}");
     }
+    assert_eq!(
+        fleet.my.sql(
+            "mysql",
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'tenantctl_swap_objects'"
+        ),
+        "0"
+    );
+}
+
+/// How many triggers and views `database` has, as `triggers,views`.
+fn objects_in(fleet: &Fleet, database: &str) -> String {
+    fleet.my.sql(
+        "mysql",
+        &format!(
+            "SELECT CONCAT((SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = '{database}'), \
+             ',', (SELECT COUNT(*) FROM information_schema.views WHERE table_schema = '{database}'))"
+        ),
+    )
 }

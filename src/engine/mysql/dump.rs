@@ -15,9 +15,9 @@ use std::path::Path;
 use mysql::Conn;
 use mysql::prelude::Queryable;
 
-use super::names::{self, SCRATCH_PREFIX, ident};
+use super::names::{self, SCRATCH_PREFIX, ident, literal};
 use super::script::{self, LoginFile, ToolFailed};
-use super::tables::{base_tables, move_contents};
+use super::tables::{base_tables, definitions_for, move_contents};
 use super::tenant::{MyEngine, MyTenant};
 use super::{migrate, my_tools};
 use crate::backup::{CopyFormat, Entry, states::EntryScope};
@@ -25,6 +25,14 @@ use crate::engine::{BackedUp, BackupTarget, EngineKind, RestoreSource, Staged, T
 use crate::error::{Error, Result};
 use crate::migrations::MigrationId;
 use crate::ops::recovery::crash_point;
+
+/// The table of the kept database that holds a swap's views, triggers and routines
+/// while the swap moves tables (see [`MyTenant::save_definitions`]).
+const SAVED_OBJECTS: &str = "tenantctl_swap_objects";
+/// ER_NO_SUCH_TABLE.
+const NO_SUCH_TABLE: u16 = 1146;
+/// A view (as a table), a routine or a trigger of that name exists already.
+const ALREADY_THERE: [u16; 3] = [1050, 1304, 1359];
 
 /// How every database a restore makes is made, as provisioning makes a tenant's.
 const CREATE_OPTIONS: &str = "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci";
@@ -306,12 +314,15 @@ impl MyTenant {
                             &format!("CREATE DATABASE IF NOT EXISTS {} {CREATE_OPTIONS}", ident(kept)),
                         )?;
                         crash_point("restore:my-kept");
-                        vec![(live, kept), (&staged.staging, live)]
+                        let pairs = vec![(live, kept), (staged.staging.as_str(), live)];
+                        self.save_definitions(&mut admin, kept, &pairs)?;
+                        pairs
                     }
                 };
                 move_contents(&mut admin, &pairs).map_err(|e| self.server.fail(&e))?;
                 crash_point("restore:my-moved");
             }
+            self.remake_saved(&mut admin, kept)?;
             self.server.drop_database(&mut admin, &staged.staging)
         })();
         // Remaking views and triggers left the session in another database.
@@ -328,6 +339,82 @@ impl MyTenant {
             self.server.set_login(&mut admin, &user, true)?;
         }
         Ok(())
+    }
+
+    /// Keeps the statements that make the views, triggers and routines of both sides
+    /// of a swap in a table of the kept database, before the move drops them (a table
+    /// with triggers cannot move): a swap killed between the drop and the move
+    /// makes them again from there. Saved once; a later run keeps what the first saved.
+    fn save_definitions(&self, admin: &mut Conn, kept: &str, pairs: &[(&str, &str)]) -> Result<()> {
+        let table = format!("{}.{}", ident(kept), ident(SAVED_OBJECTS));
+        match admin.query_first::<u64, _>(format!("SELECT COUNT(*) FROM {table}")) {
+            Ok(Some(saved)) if saved > 0 => return Ok(()),
+            Ok(_) => {}
+            Err(mysql::Error::MySqlError(e)) if e.code == NO_SUCH_TABLE => {}
+            Err(err) => return Err(self.server.fail(&err)),
+        }
+        let mut rows = Vec::new();
+        for (from, to) in pairs {
+            for statement in definitions_for(admin, from, to).map_err(|e| self.server.fail(&e))? {
+                rows.push(format!(
+                    "({}, {}, {})",
+                    rows.len(),
+                    literal(to),
+                    literal(&statement)
+                ));
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.server.run(
+            admin,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {table} (id INT PRIMARY KEY, in_database VARCHAR(64) NOT NULL, \
+                 statement LONGTEXT NOT NULL) {CREATE_OPTIONS}"
+            ),
+        )?;
+        // One statement: all of them saved, or none.
+        self.server
+            .run(admin, &format!("INSERT INTO {table} VALUES {}", rows.join(", ")))
+    }
+
+    /// Makes again what [`Self::save_definitions`] kept and is missing (views that
+    /// name views not made yet wait for a later pass), then drops the table.
+    fn remake_saved(&self, admin: &mut Conn, kept: &str) -> Result<()> {
+        if !self.server.database_exists(admin, kept)? {
+            return Ok(());
+        }
+        let table = format!("{}.{}", ident(kept), ident(SAVED_OBJECTS));
+        let mut waiting: Vec<(String, String)> =
+            match admin.query(format!("SELECT in_database, statement FROM {table} ORDER BY id")) {
+                Ok(rows) => rows,
+                Err(mysql::Error::MySqlError(e)) if e.code == NO_SUCH_TABLE => return Ok(()),
+                Err(err) => return Err(self.server.fail(&err)),
+            };
+        while !waiting.is_empty() {
+            let before = waiting.len();
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            for (database, statement) in waiting {
+                self.server.run(admin, &format!("USE {}", ident(&database)))?;
+                match admin.query_drop(&statement) {
+                    Ok(()) => {}
+                    Err(mysql::Error::MySqlError(e)) if ALREADY_THERE.contains(&e.code) => {}
+                    Err(err) => {
+                        last_error = Some(err);
+                        failed.push((database, statement));
+                    }
+                }
+            }
+            if let Some(err) = last_error
+                && failed.len() == before
+            {
+                return Err(self.server.fail(&err));
+            }
+            waiting = failed;
+        }
+        self.server.run(admin, &format!("DROP TABLE IF EXISTS {table}"))
     }
 
     /// What a pre-restore set says of the tenant data a swap keeps on the server.
