@@ -35,7 +35,6 @@ pub fn move_contents(conn: &mut Conn, pairs: &[(&str, &str)]) -> Result<(), mysq
             ))?;
         }
         remade.push((*from, *to, objects));
-        crate::ops::recovery::crash_point("tables:objects-dropped");
         for table in base_tables(conn, from)? {
             renames.push(format!(
                 "{}.{} TO {}.{}",
@@ -46,6 +45,7 @@ pub fn move_contents(conn: &mut Conn, pairs: &[(&str, &str)]) -> Result<(), mysq
             ));
         }
     }
+    crate::ops::recovery::crash_point("tables:objects-dropped");
     if !renames.is_empty() {
         conn.query_drop(format!("RENAME TABLE {}", renames.join(", ")))?;
     }
