@@ -90,6 +90,13 @@ pub fn verify_set(set: &BackupSet) -> Vec<FileCheck> {
                     ),
                     Err(why) => check(FileStatus::Damaged, format!("{}: {why}", path.display())),
                 },
+                CopyFormat::MysqlSql => match crate::engine::mysql::check_script(&path) {
+                    Ok(()) => check(
+                        FileStatus::Ok,
+                        "checksum and completion marker (-- Dump completed) ok".to_string(),
+                    ),
+                    Err(why) => check(FileStatus::Damaged, format!("{}: {why}", path.display())),
+                },
                 _ => match sqlite::quick_check(&path) {
                     Ok(()) => check(FileStatus::Ok, "checksum and quick_check ok".to_string()),
                     Err(err) => check(FileStatus::Damaged, err.to_string()),

@@ -707,6 +707,15 @@ impl Engines {
             })
     }
 
+    /// The engine of the database server named `name`, when the catalog lists one.
+    pub fn server_kind(&self, name: &str) -> Option<EngineKind> {
+        self.servers()
+            .ok()?
+            .iter()
+            .find(|server| server.name() == name)
+            .map(ServerEngine::kind)
+    }
+
     /// The engines of the home whose catalog `conn` is. The catalog is always
     /// `HOME/catalog.db` and is what lists a home's servers, so code holding only the
     /// catalog (quota checks inside a write, say) reaches tenants the same way. An

@@ -359,8 +359,10 @@ fn check_deeply(sets: &[BackupSet], checks: &mut [FileCheck], deep: &Deep<'_>) {
                 Err(err) => Err(err),
             }
         }
-        CopyFormat::PgDumpCustom => {
-            let server = scratch_server.or(entry.server.as_deref()).unwrap_or_default();
+        CopyFormat::PgDumpCustom | CopyFormat::MysqlSql => {
+            // The scratch server takes the copies of its own engine only.
+            let scratch = scratch_server.filter(|name| engines.server_kind(name) == Some(entry.engine()));
+            let server = scratch.or(entry.server.as_deref()).unwrap_or_default();
             match engines.server(server) {
                 Ok(engine) => engine.check_archive(path, entry),
                 Err(err) => Err(err),
@@ -371,7 +373,7 @@ fn check_deeply(sets: &[BackupSet], checks: &mut [FileCheck], deep: &Deep<'_>) {
     for ((at, entry, _), result) in work.iter().zip(results) {
         let check = &mut checks[*at];
         match result {
-            Ok(()) if entry.format() == CopyFormat::PgDumpCustom => {
+            Ok(()) if matches!(entry.format(), CopyFormat::PgDumpCustom | CopyFormat::MysqlSql) => {
                 check.message = "restored into a scratch database; every table's rows match".to_string();
             }
             Ok(()) if entry.format() == CopyFormat::KeptOnServer => {

@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod backup;
+mod backup_mysql;
 mod backup_servers;
 mod concurrency;
 mod config;

@@ -8,6 +8,7 @@ mod migrate;
 mod names;
 mod pool;
 mod rows;
+mod script;
 pub mod sql;
 mod tables;
 pub mod tenant;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 
+pub use script::is_complete as check_script;
 pub use tenant::MyEngine;
 pub use tools::{MyTools, my_tools};
 

@@ -45,6 +45,7 @@ pub fn move_contents(conn: &mut Conn, pairs: &[(&str, &str)]) -> Result<(), mysq
             ));
         }
     }
+    crate::ops::recovery::crash_point("tables:objects-dropped");
     if !renames.is_empty() {
         conn.query_drop(format!("RENAME TABLE {}", renames.join(", ")))?;
     }
@@ -52,6 +53,20 @@ pub fn move_contents(conn: &mut Conn, pairs: &[(&str, &str)]) -> Result<(), mysq
         make_again(conn, from, to, objects)?;
     }
     Ok(())
+}
+
+/// The statements that make the views, triggers and routines of `from` again in
+/// `to` (the name of `from` in their text made that of `to`), to be run in `to`.
+pub fn definitions_for(conn: &mut Conn, from: &str, to: &str) -> Result<Vec<String>, mysql::Error> {
+    Ok(objects_of(conn, from)?
+        .into_iter()
+        .filter(|object| !object.create.is_empty())
+        .map(|object| {
+            object
+                .create
+                .replace(&format!("{}.", ident(from)), &format!("{}.", ident(to)))
+        })
+        .collect())
 }
 
 pub fn base_tables(conn: &mut Conn, database: &str) -> Result<Vec<String>, mysql::Error> {

@@ -220,8 +220,9 @@ impl MyEngine {
         )))
     }
 
-    fn can_login(&self, conn: &mut Conn, user: &str) -> Result<bool> {
-        let locked: Option<String> = conn
+    pub(super) fn can_login(&self, conn: &mut Conn, user: &str) -> Result<bool> {
+        // JSON_VALUE is NULL for an account never locked.
+        let locked: Option<Option<String>> = conn
             .exec_first(
                 "SELECT JSON_VALUE(priv, '$.account_locked') FROM mysql.global_priv WHERE user = ? LIMIT 1",
                 (user,),
@@ -233,7 +234,7 @@ impl MyEngine {
                 )
             })
             .map_err(|e| self.fail(&e))?;
-        Ok(!matches!(locked.as_deref(), Some("true" | "Y" | "1")))
+        Ok(!matches!(locked.flatten().as_deref(), Some("true" | "Y" | "1")))
     }
 
     /// Builds a database under `staging` at the newest of `migrations`.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, Config, NoTls};
 
+pub use archive::compare_rows;
 pub use schema::close_database as close_schema_database;
 pub use template::{TEMPLATE_DATABASE, build_template, identity as template_identity};
 pub use tenant::{PgEngine, role_identity, tenant_name};
