@@ -12,6 +12,7 @@ pub mod sql;
 mod tables;
 pub mod tenant;
 mod tools;
+mod whole;
 
 use std::time::{Duration, Instant};
 
