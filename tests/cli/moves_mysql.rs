@@ -330,7 +330,8 @@ fn a_local_tenant_moves_to_mysql_and_what_does_not_fit_or_cannot_be_done_is_refu
         fleet.read("l", "SELECT id FROM users WHERE email = 'n@x.test'"),
         ["6"]
     );
-    // Back out of MySQL, now that a MySQL tenant is the source: refused the same way.
+    env.json(&["customer", "move", "l", "--finish"]);
+    // Out of MySQL, now that a MySQL tenant is the source: refused the same way.
     let run = env.fails(&["customer", "move", "l", "--to", "local", "--online"], 6);
     assert!(run.stderr.contains("PostgreSQL"), "{run:?}");
 }
@@ -355,7 +356,10 @@ fn a_mysql_move_killed_part_way_is_undone_by_abort_or_doctor_and_the_source_serv
         );
         match settle {
             "abort" => {
-                let report = env.json(&["customer", "move", "k", "--abort"]);
+                let report = env
+                    .cmd(&["customer", "move", "k", "--abort"])
+                    .stderr_has("undone an interrupted customer.move of 'k'")
+                    .json();
                 assert_eq!(report["outcome"], "aborted", "{step}: {report}");
             }
             _ => {

@@ -301,7 +301,7 @@ impl MyTenant {
             .iter()
             .map(|c| {
                 let column = ident(&c.name);
-                format!("IF({column} IS NULL, 'N', CONCAT('v', HEX({column})))")
+                format!("IF({column} IS NULL, 'N', CONCAT('v', HEX(CAST({column} AS BINARY))))")
             })
             .collect();
         let row = match values.is_empty() {
