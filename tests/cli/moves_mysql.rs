@@ -236,7 +236,7 @@ fn a_tenant_moves_whole_between_mysql_servers_keeps_ids_and_login_and_the_old_co
 }
 
 #[test]
-fn a_mysql_tenant_moves_to_postgresql_with_its_values_in_postgres_types() {
+fn a_mysql_tenant_moves_to_postgresql_and_back_with_its_values_in_each_engines_types() {
     let fleet = Fleet::new(false, true);
     fleet.customer("p", "ma");
     fill(&fleet, "p");
@@ -279,6 +279,27 @@ fn a_mysql_tenant_moves_to_postgresql_with_its_values_in_postgres_types() {
     let finished = fleet.env.json(&["customer", "move", "p", "--finish"]);
     assert_eq!(finished["outcome"], "finished", "{finished}");
     assert_eq!(databases(&fleet.ma, "tenant_p"), "");
+
+    // And back: PostgreSQL → MySQL, table by table, each value as MySQL keeps it.
+    let report = fleet.moved("p", "ma");
+    assert_eq!(report["outcome"], "moved", "{report}");
+    assert_eq!(report["method"], "table-copy", "{report}");
+    assert_eq!(
+        fleet.read("p", "SELECT id, name, created_at FROM users ORDER BY id"),
+        [
+            "1|Ann Ünïcödé ✓|2026-01-02 03:04:05.678901",
+            "7|Bob 'quoted' \\ back|2026-02-03 04:05:06.000000"
+        ]
+    );
+    assert_eq!(
+        fleet.read("p", "SELECT sku, active FROM products ORDER BY id"),
+        ["A-1|1", "B-2|0"]
+    );
+    fleet.write(
+        "p",
+        "INSERT INTO orders (user_id, status) VALUES (1, 'open')",
+    );
+    assert_eq!(fleet.read("p", "SELECT max(id) AS id FROM orders"), ["12"]);
 }
 
 #[test]
