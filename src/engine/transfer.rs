@@ -190,7 +190,9 @@ pub fn fits(cell: Cell, column: &Column) -> Result<Cell, String> {
     if let (Some(bytes), Some(limit)) = (bytes, column.max_bytes)
         && bytes > limit
     {
-        return Err(format!("{bytes} bytes do not fit a {declared} column (at most {limit})"));
+        return Err(format!(
+            "{bytes} bytes do not fit a {declared} column (at most {limit})"
+        ));
     }
     match (&cell, integer_range(declared)) {
         (Cell::Int(n), Some((low, high))) if i128::from(*n) < low || i128::from(*n) > high => {

@@ -264,18 +264,15 @@ fn a_mysql_tenant_moves_to_postgresql_and_back_with_its_values_in_each_engines_t
         "A-1,true,boolean;B-2,false,boolean"
     );
     assert_eq!(
-        fleet.read("p", "SELECT order_id, product_id, quantity FROM order_items ORDER BY product_id"),
+        fleet.read(
+            "p",
+            "SELECT order_id, product_id, quantity FROM order_items ORDER BY product_id"
+        ),
         ["10|3|1", "10|4|2"]
     );
     // Its identities continue past the ids that came along.
-    fleet.write(
-        "p",
-        "INSERT INTO orders (user_id, status) VALUES (1, 'open')",
-    );
-    assert_eq!(
-        fleet.read("p", "SELECT max(id) AS id FROM orders"),
-        ["11"]
-    );
+    fleet.write("p", "INSERT INTO orders (user_id, status) VALUES (1, 'open')");
+    assert_eq!(fleet.read("p", "SELECT max(id) AS id FROM orders"), ["11"]);
     let finished = fleet.env.json(&["customer", "move", "p", "--finish"]);
     assert_eq!(finished["outcome"], "finished", "{finished}");
     assert_eq!(databases(&fleet.ma, "tenant_p"), "");
@@ -295,10 +292,7 @@ fn a_mysql_tenant_moves_to_postgresql_and_back_with_its_values_in_each_engines_t
         fleet.read("p", "SELECT sku, active FROM products ORDER BY id"),
         ["A-1|1", "B-2|0"]
     );
-    fleet.write(
-        "p",
-        "INSERT INTO orders (user_id, status) VALUES (1, 'open')",
-    );
+    fleet.write("p", "INSERT INTO orders (user_id, status) VALUES (1, 'open')");
     assert_eq!(fleet.read("p", "SELECT max(id) AS id FROM orders"), ["12"]);
 }
 
@@ -342,10 +336,7 @@ fn a_local_tenant_moves_to_mysql_and_what_does_not_fit_or_cannot_be_done_is_refu
         fleet.read("l", "SELECT id, name, role, created_at FROM users"),
         ["5|Lou|member|2026-06-07 08:09:10.250000"]
     );
-    assert_eq!(
-        fleet.read("l", "SELECT sku, active FROM products"),
-        ["S|0"]
-    );
+    assert_eq!(fleet.read("l", "SELECT sku, active FROM products"), ["S|0"]);
     fleet.write("l", "INSERT INTO users (email, name) VALUES ('n@x.test', 'N')");
     assert_eq!(
         fleet.read("l", "SELECT id FROM users WHERE email = 'n@x.test'"),

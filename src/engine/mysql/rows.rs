@@ -207,12 +207,14 @@ impl MyTenant {
                 if rows == 0 {
                     return Ok(());
                 }
-                if !prepared.contains_key(&rows) {
-                    let text = format!("{head}{}", vec![one.as_str(); rows].join(", "));
-                    let statement = conn.prep(text).map_err(|e| self.server.fail(&e))?;
-                    prepared.insert(rows, statement);
-                }
-                conn.exec_drop(&prepared[&rows], std::mem::take(params))
+                let statement = match prepared.entry(rows) {
+                    std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(new) => {
+                        let text = format!("{head}{}", vec![one.as_str(); rows].join(", "));
+                        new.insert(conn.prep(text).map_err(|e| self.server.fail(&e))?)
+                    }
+                };
+                conn.exec_drop(&*statement, std::mem::take(params))
                     .map_err(|e| self.load_failed(table, &e))
             };
             while let Some(row) = next()? {
@@ -293,15 +295,16 @@ impl MyTenant {
     }
 
     /// Count and the sum of the first 60 bits of an MD5 of each row, each value as
-    /// its hex with a mark for NULL: computed by the server, nothing crosses the
-    /// network. Comparable between two servers of the MySQL family only.
+    /// its length in bytes and its text (so no value spills into the next), NULL as
+    /// a mark no value has: computed by the server, nothing crosses the network.
+    /// Comparable between two servers of the MySQL family only.
     pub(super) fn server_digest(&self, table: &TableShape) -> Result<String> {
         let values: Vec<String> = table
             .columns
             .iter()
             .map(|c| {
                 let column = ident(&c.name);
-                format!("IF({column} IS NULL, 'N', CONCAT('v', HEX(CAST({column} AS BINARY))))")
+                format!("IF({column} IS NULL, 'N', CONCAT(LENGTH({column}), ':', {column}))")
             })
             .collect();
         let row = match values.is_empty() {
@@ -314,9 +317,7 @@ impl MyTenant {
             self.qualified(&table.name)
         );
         let mut admin = self.session()?;
-        let digest: Option<String> = admin
-            .query_first(statement)
-            .map_err(|e| self.server.fail(&e))?;
+        let digest: Option<String> = admin.query_first(statement).map_err(|e| self.server.fail(&e))?;
         admin.discard();
         Ok(digest.unwrap_or_default())
     }
