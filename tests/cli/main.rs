@@ -21,6 +21,7 @@ mod moves_mysql;
 mod moves_online;
 mod my_harness;
 mod my_server;
+mod mysql_tenants;
 mod outcomes;
 mod pg_server;
 mod plans;

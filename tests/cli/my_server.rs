@@ -168,6 +168,17 @@ impl MyServer {
         }
     }
 
+    /// A session of `user` that runs `sql` and stays until it ends, for tests of
+    /// what ends sessions; the child's exit tells how it ended.
+    pub fn session_as(&self, user: &str, password: &str, database: &str, sql: &str) -> std::process::Child {
+        self.client(user, password, database)
+            .args(["-e", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Whether `user` can log in to `database` with `password`.
     pub fn can_login(&self, database: &str, user: &str, password: &str) -> bool {
         self.sql_as(user, password, database, "SELECT 1").is_ok()
@@ -277,6 +288,9 @@ fn template() -> &'static Template {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", data.display()))
+            // Its own temporary folder: servers sharing /tmp have clashed over
+            // temporary table names while installing.
+            .arg(format!("--tmpdir={}", folder.display()))
             .args(INNODB_FILES)
             .args(SETTINGS)
             .output()
@@ -295,6 +309,9 @@ fn template() -> &'static Template {
             .arg("--no-defaults")
             .arg("--bootstrap")
             .arg(format!("--datadir={}", data.display()))
+            // Its own temporary folder: servers sharing /tmp have clashed over
+            // temporary table names while installing.
+            .arg(format!("--tmpdir={}", folder.display()))
             .args(INNODB_FILES)
             .args(SETTINGS)
             .stdin(Stdio::piped())
@@ -352,6 +369,7 @@ fn start_with_watchdog(folder: &Path) -> (Child, ChildStdin, BufReader<ChildStdo
         .arg(program("mariadbd"))
         .arg("--no-defaults")
         .arg(format!("--datadir={}", folder.join("data").display()))
+        .arg(format!("--tmpdir={}", folder.display()))
         .arg(format!("--socket={}", folder.join("s/mysqld.sock").display()))
         .arg(format!("--pid-file={}", folder.join("mysqld.pid").display()))
         .args(INNODB_FILES)

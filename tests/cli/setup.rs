@@ -32,14 +32,23 @@ fn init_creates_a_private_home_and_is_idempotent() {
     }
     assert_eq!(
         env.names_in(&env.home.join("tenant-migrations")),
-        ["V1__users.sql", "V2__products.sql", "V3__orders.sql", "postgres"]
+        [
+            "V1__users.sql",
+            "V2__products.sql",
+            "V3__orders.sql",
+            "mysql",
+            "postgres"
+        ]
     );
-    // The same versions for PostgreSQL tenants, in their own folder.
-    assert_eq!(
-        env.names_in(&env.home.join("tenant-migrations/postgres")),
-        ["V1__users.sql", "V2__products.sql", "V3__orders.sql"]
-    );
-    assert_eq!(mode(&env.home.join("tenant-migrations/postgres")), 0o700);
+    // The same versions for PostgreSQL and MySQL tenants, in their own folders.
+    for engine in ["postgres", "mysql"] {
+        let folder = env.home.join("tenant-migrations").join(engine);
+        assert_eq!(
+            env.names_in(&folder),
+            ["V1__users.sql", "V2__products.sql", "V3__orders.sql"]
+        );
+        assert_eq!(mode(&folder), 0o700);
+    }
     let journal: String = env
         .catalog()
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))

@@ -164,6 +164,7 @@ fn apply_one(conn: &mut Conn, database: &str, migration: &Migration) -> Result<(
                 super::describe(&error),
                 match index {
                     0 => "nothing of it ran".to_string(),
+                    1 => "statement 1 ran and is recorded; it is not run again".to_string(),
                     n => format!("statements 1-{n} ran and are recorded; they are not run again"),
                 }
             );
