@@ -175,7 +175,7 @@ fn a_tenant_moves_whole_between_mysql_servers_keeps_ids_and_login_and_the_old_co
     let env = &fleet.env;
     fleet.customer("a", "ma");
     fill(&fleet, "a");
-    // A view the tenant made itself travels too (its definer is the target's admin).
+    // A view the tenant made itself travels too, still the tenant user's.
     fleet.write(
         "a",
         "CREATE VIEW paid_orders AS SELECT id, total_cents FROM orders WHERE status = 'paid'",
@@ -210,6 +210,13 @@ fn a_tenant_moves_whole_between_mysql_servers_keeps_ids_and_login_and_the_old_co
     assert_eq!(
         fleet.read("a", "SELECT id, total_cents FROM paid_orders"),
         ["10|1999"]
+    );
+    assert_eq!(
+        fleet.mb().sql(
+            "mysql",
+            "SELECT definer FROM information_schema.views WHERE table_schema = 'tenant_a'"
+        ),
+        "tenant_a@localhost"
     );
     // The counters continue past the ids that came along.
     fleet.write(

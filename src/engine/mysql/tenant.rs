@@ -955,7 +955,8 @@ impl TenantDatabase for MyTenant {
             .ok_or_else(|| Error::refused(format!("{} cannot be copied whole", source.describe())))??;
         let tools = super::my_tools(&self.server.row.name)?;
         let to = Secret::new(self.server.admin_url()?.client_options(Some(self.name())));
-        super::whole::pipe(&tools, &from, to.expose(), self.server.home_root()).map_err(|err| {
+        let user = user_of(source.placement()).unwrap_or_default();
+        super::whole::pipe(&tools, &from, to.expose(), &user, self.server.home_root()).map_err(|err| {
             Error::unexpected(format!(
                 "copying {} into {}: {err}",
                 source.describe(),

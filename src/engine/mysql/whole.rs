@@ -1,9 +1,12 @@
 //! A MySQL tenant copied whole to another MySQL server for a move: `mariadb-dump`
 //! of the source piped into the `mariadb` client on the target's staging database.
 //! Both read their login from an options file of their own (0600, in the home,
-//! removed after), never from their arguments. The `DEFINER` clauses of triggers,
-//! views and routines are left out on the way, so they belong to the target's admin
-//! login (the source's may not exist there); publishing moves them with the tables.
+//! removed after), never from their arguments. Triggers, views and routines the
+//! tenant's own user made keep it as their definer (it exists on the target once
+//! the tenant is published there); the `DEFINER` clauses naming anyone else (the
+//! source's admin, who ran the migrations) are left out on the way, so those belong
+//! to the target's admin as they would on a tenant built there.
+//! Publishing moves them with the tables.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -14,8 +17,15 @@ use crate::engine::DumpSource;
 use crate::error::{Error, Result};
 
 /// Pipes the dump of `from` into the client logged in by `to_options` (which names
-/// the database to fill); `Err` with what the tools said when either failed.
-pub(super) fn pipe(tools: &MyTools, from: &DumpSource, to_options: &str, scratch: &Path) -> Result<()> {
+/// the database to fill), keeping the definers that name `tenant_user`; `Err` with
+/// what the tools said when either failed.
+pub(super) fn pipe(
+    tools: &MyTools,
+    from: &DumpSource,
+    to_options: &str,
+    tenant_user: &str,
+    scratch: &Path,
+) -> Result<()> {
     let io = |what: &str, e: std::io::Error| Error::io(what.to_string(), e);
     let dump_login = options_file(
         scratch,
@@ -68,7 +78,7 @@ pub(super) fn pipe(tools: &MyTools, from: &DumpSource, to_options: &str, scratch
         loading.stderr.take().expect("piped above"),
     );
     let (carried, dump_said, load_said, load_status) = std::thread::scope(|scope| {
-        let carry = scope.spawn(move || carry(output, input));
+        let carry = scope.spawn(move || carry(output, input, tenant_user));
         let dump_said = scope.spawn(move || said(dump_err));
         let load_said = scope.spawn(move || said(load_err));
         let load_status = loading.wait();
@@ -117,9 +127,9 @@ fn options_file(dir: &Path, text: &str) -> Result<tempfile::NamedTempFile> {
     Ok(file)
 }
 
-/// Copies the dump into the client, line by line, leaving out `DEFINER=…` clauses
-/// outside the rows' `INSERT`s.
-fn carry(from: impl Read, to: impl Write) -> std::io::Result<()> {
+/// Copies the dump into the client, line by line, leaving out the `DEFINER=…`
+/// clauses that do not name `keep`, outside the rows' `INSERT`s.
+fn carry(from: impl Read, to: impl Write, keep: &str) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(1 << 20, from);
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, to);
     let mut line = Vec::with_capacity(1 << 16);
@@ -130,14 +140,16 @@ fn carry(from: impl Read, to: impl Write) -> std::io::Result<()> {
         }
         match line.starts_with(b"INSERT INTO ") {
             true => writer.write_all(&line)?,
-            false => writer.write_all(&without_definer(&line))?,
+            false => writer.write_all(&without_definer(&line, keep))?,
         }
     }
     writer.flush()
 }
 
-/// `line` without `DEFINER=`user`@`host`` (each part backquoted, `` ` `` doubled).
-fn without_definer(line: &[u8]) -> Vec<u8> {
+/// `line` without `DEFINER=`user`@`host`` (each part backquoted, `` ` `` doubled)
+/// where the user is not `keep`.
+fn without_definer(line: &[u8], keep: &str) -> Vec<u8> {
+    let kept = format!("DEFINER={}@", super::names::ident(keep));
     const MARK: &[u8] = b"DEFINER=`";
     let mut out = Vec::with_capacity(line.len());
     let mut i = 0;
@@ -164,7 +176,7 @@ fn without_definer(line: &[u8]) -> Vec<u8> {
                     j += 1;
                 }
             }
-            if quoted_parts == 2 {
+            if quoted_parts == 2 && !line[i..j].starts_with(kept.as_bytes()) {
                 i = j;
                 continue;
             }
@@ -189,16 +201,23 @@ mod tests {
     fn definers_are_left_out_and_rows_are_not_touched() {
         let trigger = b"/*!50003 CREATE*/ /*!50017 DEFINER=`ad``min`@`localhost`*/ /*!50003 TRIGGER t\n";
         assert_eq!(
-            String::from_utf8(without_definer(trigger)).unwrap(),
+            String::from_utf8(without_definer(trigger, "tenant_a")).unwrap(),
             "/*!50003 CREATE*/ /*!50017 */ /*!50003 TRIGGER t\n"
         );
         let view = b"/*!50013 DEFINER=`a`@`%` SQL SECURITY DEFINER */\n";
         assert_eq!(
-            String::from_utf8(without_definer(view)).unwrap(),
+            String::from_utf8(without_definer(view, "tenant_a")).unwrap(),
             "/*!50013  SQL SECURITY DEFINER */\n"
         );
+        let own = b"CREATE DEFINER=`tenant_a`@`%` PROCEDURE p()\n";
+        assert_eq!(without_definer(own, "tenant_a"), own.to_vec());
         let mut out = Vec::new();
-        carry(&b"INSERT INTO t VALUES ('DEFINER=`a`@`b`');\n"[..], &mut out).unwrap();
+        carry(
+            &b"INSERT INTO t VALUES ('DEFINER=`a`@`b`');\n"[..],
+            &mut out,
+            "tenant_a",
+        )
+        .unwrap();
         assert_eq!(out, b"INSERT INTO t VALUES ('DEFINER=`a`@`b`');\n");
     }
 }
