@@ -521,6 +521,11 @@ pub trait TenantDatabase: Send + Sync {
 pub struct DumpSource {
     pub program: PathBuf,
     pub env: Vec<(&'static str, String)>,
+    /// The text of an options file the tool reads its login from
+    /// (`--defaults-extra-file`, MySQL's tools), written 0600 for the run.
+    pub options: Option<crate::secrets::Secret>,
+    /// The database to dump, where the tool takes it as an argument.
+    pub database: Option<String>,
 }
 
 /// What a source tenant hands its target so that the target's server can follow its

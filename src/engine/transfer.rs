@@ -36,6 +36,9 @@ pub struct Column {
     pub declared: String,
     /// NOT NULL.
     pub required: bool,
+    /// The most bytes a value may take, where the engine limits it apart from its
+    /// declared type's characters (MySQL's `TEXT` and `BLOB` kinds, `VARBINARY(n)`).
+    pub max_bytes: Option<u64>,
 }
 
 /// One table of a tenant: its columns in order, and the columns of its primary key
@@ -164,33 +167,127 @@ pub fn convert(cell: Cell, kind: ColumnKind) -> Result<Cell, String> {
 }
 
 /// `cell` checked against what its column declares beyond its kind: NOT NULL, the
-/// width of an integer (`integer`, `smallint`) or of text (`varchar(n)`, `char(n)`).
-/// Each would only fail once the tenant is frozen.
+/// width of an integer (`integer`, `smallint`, MySQL's `int(11) unsigned` and the
+/// rest), of text (`varchar(n)`, `char(n)`, a byte limit), the digits of a
+/// `decimal(p,s)`, the range and fraction of a MySQL `timestamp` or `datetime(n)`.
+/// Each would only fail, or be rounded, once the tenant is frozen.
 pub fn fits(cell: Cell, column: &Column) -> Result<Cell, String> {
     if cell == Cell::Null && column.required {
         return Err("NULL in a NOT NULL column".to_string());
     }
-    if let (Cell::Text(text), Some(limit)) = (&cell, text_limit(&column.declared)) {
+    let declared = column.declared.as_str();
+    if let (Cell::Text(text), Some(limit)) = (&cell, text_limit(declared)) {
         let length = text.chars().count();
         if length > limit {
+            return Err(format!("{length} characters do not fit a {declared} column"));
+        }
+    }
+    let bytes = match &cell {
+        Cell::Text(t) => Some(t.len() as u64),
+        Cell::Bytes(b) => Some(b.len() as u64),
+        _ => None,
+    };
+    if let (Some(bytes), Some(limit)) = (bytes, column.max_bytes)
+        && bytes > limit
+    {
+        return Err(format!(
+            "{bytes} bytes do not fit a {declared} column (at most {limit})"
+        ));
+    }
+    match (&cell, integer_range(declared)) {
+        (Cell::Int(n), Some((low, high))) if i128::from(*n) < low || i128::from(*n) > high => {
+            return Err(format!("{n} is out of range for a {declared} column"));
+        }
+        _ => {}
+    }
+    if let (Cell::Text(text), Some((precision, scale))) = (&cell, decimal_digits(declared)) {
+        let digits = text.trim().trim_start_matches(['-', '+']);
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let whole = whole.trim_start_matches('0').len();
+        let fraction = fraction.trim_end_matches('0').len();
+        if whole + scale > precision || fraction > scale {
             return Err(format!(
-                "{length} characters do not fit a {} column",
-                column.declared
+                "{} does not fit a {declared} column without rounding",
+                shown(text)
             ));
         }
     }
-    let declared = column.declared.as_str();
-    let range = match declared.to_ascii_lowercase().as_str() {
-        "integer" | "int" | "int4" => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
-        "smallint" | "int2" => Some((i64::from(i16::MIN), i64::from(i16::MAX))),
-        _ => None,
-    };
-    match (&cell, range) {
-        (Cell::Int(n), Some((low, high))) if *n < low || *n > high => {
-            Err(format!("{n} is out of range for a {declared} column"))
-        }
-        _ => Ok(cell),
+    if let Cell::Time(micros) = &cell {
+        check_mysql_time(*micros, declared)?;
     }
+    Ok(cell)
+}
+
+/// The values an integer column takes, by its declared type: PostgreSQL's names,
+/// and MySQL's with their display width and `unsigned`.
+fn integer_range(declared: &str) -> Option<(i128, i128)> {
+    let lower = declared.to_ascii_lowercase();
+    let unsigned = lower.contains("unsigned");
+    let name = lower
+        .split(['(', ' '])
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let bits: u32 = match name.as_str() {
+        "integer" | "int" | "int4" => 32,
+        "smallint" | "int2" => 16,
+        "tinyint" => 8,
+        "mediumint" => 24,
+        "bigint" => 64,
+        _ => return None,
+    };
+    Some(match unsigned {
+        true => (0, (1i128 << bits) - 1),
+        false => (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1),
+    })
+}
+
+/// `(p, s)` of a `decimal(p,s)` or `numeric(p,s)` (`s` 0 when left out).
+fn decimal_digits(declared: &str) -> Option<(usize, usize)> {
+    let lower = declared.to_ascii_lowercase();
+    let (name, rest) = lower.split_once('(')?;
+    if !matches!(name.trim(), "decimal" | "numeric") {
+        return None;
+    }
+    let inside = rest.split(')').next()?;
+    let (precision, scale) = inside.split_once(',').unwrap_or((inside, "0"));
+    Some((precision.trim().parse().ok()?, scale.trim().parse().ok()?))
+}
+
+/// MySQL's `timestamp` holds 1970-01-01 00:00:01 to 2038-01-19 03:14:07 UTC, its
+/// `datetime` the years 1000 to 9999; `(n)` says how many fraction digits stay.
+fn check_mysql_time(micros: i64, declared: &str) -> Result<(), String> {
+    let lower = declared.to_ascii_lowercase();
+    let (name, digits) = match lower.split_once('(') {
+        Some((name, rest)) => (
+            name.trim().to_string(),
+            rest.trim_end_matches(')').trim().parse::<u32>().ok(),
+        ),
+        None => (lower.trim().to_string(), Some(0)),
+    };
+    let range = match name.as_str() {
+        // MySQL's information_schema spells them in lower case; other engines' may be
+        // the operator's own spelling.
+        _ if lower != declared || digits.is_none() => return Ok(()),
+        "timestamp" => (1_000_000, 2_147_483_647_999_999),
+        "datetime" => (-30_610_224_000_000_000, 253_402_300_799_999_999),
+        _ => return Ok(()),
+    };
+    if micros < range.0 || micros > range.1 {
+        return Err(format!(
+            "{} is out of range for a {declared} column",
+            timestamp_text(micros)
+        ));
+    }
+    let kept = 10i64.pow(6 - digits.unwrap_or(0).min(6));
+    if micros.rem_euclid(kept) != 0 {
+        return Err(format!(
+            "{} has more fraction digits than a {declared} column keeps",
+            timestamp_text(micros)
+        ));
+    }
+    Ok(())
 }
 
 /// The length `character varying(n)`, `varchar(n)` or `character(n)` allows.
@@ -456,6 +553,7 @@ mod tests {
             kind: ColumnKind::Other,
             declared: declared.into(),
             required,
+            max_bytes: None,
         };
         assert!(fits(Cell::Int(3_000_000_000), &column("integer", false)).is_err());
         assert!(fits(Cell::Int(3_000_000_000), &column("bigint", false)).is_ok());

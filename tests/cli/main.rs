@@ -18,6 +18,7 @@ mod global;
 mod hardening;
 mod import;
 mod moves;
+mod moves_mysql;
 mod moves_online;
 mod my_harness;
 mod my_server;

@@ -13,6 +13,7 @@ pub mod sql;
 mod tables;
 pub mod tenant;
 mod tools;
+mod whole;
 
 use std::time::{Duration, Instant};
 

@@ -427,6 +427,30 @@ impl Engine for MyEngine {
         }
     }
 
+    /// Another MySQL server's tenant, by `mariadb-dump` piped into the client, when
+    /// this machine has both.
+    fn can_copy_whole(&self, source: &dyn TenantDatabase) -> bool {
+        source.placement().engine == EngineKind::Mysql && super::my_tools(&self.row.name).is_ok()
+    }
+
+    fn provision_empty(&self, owner: &str) -> Result<Provisioned> {
+        let staging = names::staging_database(owner);
+        let mut admin = self.admin()?;
+        self.run(
+            &mut admin,
+            &format!(
+                "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+                ident(&staging)
+            ),
+        )?;
+        Ok(Provisioned {
+            staging,
+            schema_version: 0,
+            applied: Vec::new(),
+            role_password: Some(Secret::generate()),
+        })
+    }
+
     fn discard(&self, provisioned: &Provisioned) {
         if let Ok(mut admin) = self.admin() {
             let _ = self.drop_database(&mut admin, &provisioned.staging);
@@ -909,6 +933,37 @@ impl TenantDatabase for MyTenant {
 
     fn advance_sequences(&self) -> Result<()> {
         self.move_counters_past_ids()
+    }
+
+    fn native_digest(&self, table: &TableShape) -> Result<Option<String>> {
+        self.server_digest(table).map(Some)
+    }
+
+    fn dump_source(&self) -> Option<Result<crate::engine::DumpSource>> {
+        Some(super::my_tools(&self.server.row.name).and_then(|tools| {
+            Ok(crate::engine::DumpSource {
+                program: tools.dump,
+                env: Vec::new(),
+                options: Some(Secret::new(self.server.admin_url()?.client_options(None))),
+                database: Some(self.name().to_string()),
+            })
+        }))
+    }
+
+    fn copy_whole_from(&self, source: &dyn TenantDatabase) -> Result<()> {
+        let from = source
+            .dump_source()
+            .ok_or_else(|| Error::refused(format!("{} cannot be copied whole", source.describe())))??;
+        let tools = super::my_tools(&self.server.row.name)?;
+        let to = Secret::new(self.server.admin_url()?.client_options(Some(self.name())));
+        let user = user_of(source.placement()).unwrap_or_default();
+        super::whole::pipe(&tools, &from, to.expose(), &user, self.server.home_root()).map_err(|err| {
+            Error::unexpected(format!(
+                "copying {} into {}: {err}",
+                source.describe(),
+                self.describe()
+            ))
+        })
     }
 
     /// Who besides the tenant's own user holds privileges on its database, and

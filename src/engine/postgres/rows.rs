@@ -93,6 +93,7 @@ impl PgTenant {
                     kind: kind_of(&type_name),
                     declared: row.get(2),
                     required: row.get(5),
+                    max_bytes: None,
                 });
             }
             for (table, mut key) in tables.iter_mut().zip(keys) {

@@ -430,7 +430,9 @@ impl Engine for PgEngine {
     }
 
     fn can_copy_whole(&self, source: &dyn TenantDatabase) -> bool {
-        !self.schema_mode() && source.dump_source().is_some()
+        !self.schema_mode()
+            && source.placement().engine == EngineKind::Postgres
+            && source.dump_source().is_some()
     }
 
     /// Owned by the template's owner, as a template copy is, so that publishing hands
@@ -1126,6 +1128,8 @@ impl TenantDatabase for PgTenant {
             Ok(crate::engine::DumpSource {
                 program: tools.pg_dump,
                 env: self.server.admin_url()?.tool_env(self.name()),
+                options: None,
+                database: None,
             })
         }))
     }

@@ -114,6 +114,7 @@ fn shape(conn: &Connection, table: &str) -> Result<TableShape> {
             name,
             declared,
             required,
+            max_bytes: None,
         });
     }
     key.sort();

@@ -308,6 +308,7 @@ mod tests {
                     kind: *k,
                     declared: String::new(),
                     required: false,
+                    max_bytes: None,
                 })
                 .collect(),
             key: vec!["id".into()],
