@@ -13,7 +13,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::files;
 use crate::sql_text::transaction_control;
 
-/// The starter schema shipped in `migrations/tenant/`, installed by `init`.
+/// The starter schema shipped in `migrations/tenant/`, installed by `init`: each
+/// migration, then the down scripts that undo them.
 pub const STARTER_MIGRATIONS: &[(&str, &str)] = &[
     (
         "V1__users.sql",
@@ -26,6 +27,18 @@ pub const STARTER_MIGRATIONS: &[(&str, &str)] = &[
     (
         "V3__orders.sql",
         include_str!("../migrations/tenant/V3__orders.sql"),
+    ),
+    (
+        "V1__users.down.sql",
+        include_str!("../migrations/tenant/V1__users.down.sql"),
+    ),
+    (
+        "V2__products.down.sql",
+        include_str!("../migrations/tenant/V2__products.down.sql"),
+    ),
+    (
+        "V3__orders.down.sql",
+        include_str!("../migrations/tenant/V3__orders.down.sql"),
     ),
 ];
 
@@ -43,6 +56,18 @@ pub const POSTGRES_STARTER_MIGRATIONS: &[(&str, &str)] = &[
         "V3__orders.sql",
         include_str!("../migrations/tenant/postgres/V3__orders.sql"),
     ),
+    (
+        "V1__users.down.sql",
+        include_str!("../migrations/tenant/postgres/V1__users.down.sql"),
+    ),
+    (
+        "V2__products.down.sql",
+        include_str!("../migrations/tenant/postgres/V2__products.down.sql"),
+    ),
+    (
+        "V3__orders.down.sql",
+        include_str!("../migrations/tenant/postgres/V3__orders.down.sql"),
+    ),
 ];
 
 /// The same starter schema for MySQL/MariaDB tenants.
@@ -58,6 +83,18 @@ pub const MYSQL_STARTER_MIGRATIONS: &[(&str, &str)] = &[
     (
         "V3__orders.sql",
         include_str!("../migrations/tenant/mysql/V3__orders.sql"),
+    ),
+    (
+        "V1__users.down.sql",
+        include_str!("../migrations/tenant/mysql/V1__users.down.sql"),
+    ),
+    (
+        "V2__products.down.sql",
+        include_str!("../migrations/tenant/mysql/V2__products.down.sql"),
+    ),
+    (
+        "V3__orders.down.sql",
+        include_str!("../migrations/tenant/mysql/V3__orders.down.sql"),
     ),
 ];
 
@@ -79,14 +116,14 @@ pub fn install_starter_set(dir: &Path) -> Result<usize> {
     let mut written = 0;
     if migration_file_names(dir)?.is_empty() {
         write_set(dir, STARTER_MIGRATIONS)?;
-        written = STARTER_MIGRATIONS.len();
+        written = migration_file_names(dir)?.len();
     }
     let mut names = migration_file_names(dir)?;
     names.sort();
-    let holds_starter_set = names
+    let holds_starter_set = names.iter().map(String::as_str).eq(STARTER_MIGRATIONS
         .iter()
-        .map(String::as_str)
-        .eq(STARTER_MIGRATIONS.iter().map(|(n, _)| *n));
+        .map(|(n, _)| *n)
+        .filter(|n| !n.ends_with(DOWN_SUFFIX)));
     if holds_starter_set {
         for (engine, set) in [
             (EngineKind::Postgres, POSTGRES_STARTER_MIGRATIONS),
@@ -121,7 +158,8 @@ fn migration_file_names(dir: &Path) -> Result<Vec<String>> {
     for entry in entries {
         let entry = entry.io_context(|| format!("reading {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".sql") {
+        // Down scripts are loaded apart, by `load_down_scripts`.
+        if !name.ends_with(".sql") || name.ends_with(DOWN_SUFFIX) {
             continue;
         }
         if !is_migration_name(&name) {
@@ -136,6 +174,9 @@ fn migration_file_names(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// How a down script's file name ends: `V3__orders.down.sql` undoes `V3__orders.sql`.
+pub const DOWN_SUFFIX: &str = ".down.sql";
+
 /// `V<version>__<name>.sql`, as refinery names migrations.
 fn is_migration_name(file: &str) -> bool {
     let Some(stem) = file.strip_suffix(".sql").and_then(|s| s.strip_prefix(['V', 'U'])) else {
@@ -147,6 +188,76 @@ fn is_migration_name(file: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// What undoes one migration: the text of `V<n>__<name>.down.sql` beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownScript {
+    pub version: i64,
+    /// The migration's name, as in `V<n>__<name>`.
+    pub name: String,
+    pub sql: String,
+    /// 16 hex digits, like a migration's checksum; what drift is judged by.
+    pub checksum: String,
+}
+
+impl DownScript {
+    /// `V3__orders.down.sql`.
+    pub fn file_name(&self) -> String {
+        format!("V{}__{}{DOWN_SUFFIX}", self.version, self.name)
+    }
+}
+
+/// The down scripts in `dir`, by version, each checked against `migrations` (the up
+/// scripts of the same folder): a down script whose migration is not there, under the
+/// same version and name, or that opens or ends a transaction itself, is refused
+/// (exit 9) before anything runs.
+pub fn load_down_scripts(dir: &Path, migrations: &[Migration]) -> Result<Vec<DownScript>> {
+    let entries = fs::read_dir(dir).map_err(|e| {
+        Error::usage(format!(
+            "cannot read tenant migrations folder {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let mut downs = Vec::new();
+    for entry in entries {
+        let entry = entry.io_context(|| format!("reading {}", dir.display()))?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = file.strip_suffix(DOWN_SUFFIX) else {
+            continue;
+        };
+        let path = dir.join(&file);
+        let up = migrations
+            .iter()
+            .find(|m| format!("V{}__{}", m.version(), m.name()) == stem)
+            .ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "down script {} has no migration {stem}.sql beside it",
+                    path.display()
+                ))
+                .with_hint("a down script takes its migration's name with .down before .sql")
+            })?;
+        let sql = fs::read_to_string(&path)
+            .map_err(|e| Error::usage(format!("cannot read down script {}: {e}", path.display())))?;
+        if let Some(keyword) = transaction_control(&sql) {
+            return Err(
+                Error::invalid_input(format!("down script {} contains {keyword}", path.display())).with_hint(
+                    "each tenant's rollback runs in one transaction that tenantctl opens and commits",
+                ),
+            );
+        }
+        let checksum = Migration::unapplied(&format!("{stem}_down"), &sql)
+            .map(|m| checksum_text(m.checksum()))
+            .map_err(|e| Error::usage(format!("invalid down script {}: {e}", path.display())))?;
+        downs.push(DownScript {
+            version: i64::from(up.version()),
+            name: up.name().to_string(),
+            sql,
+            checksum,
+        });
+    }
+    downs.sort_by_key(|d| d.version);
+    Ok(downs)
 }
 
 /// The operator's tenant migrations, ordered by version.
@@ -272,13 +383,37 @@ mod tests {
     fn starter_set_installs_once() {
         let dir = tempfile::tempdir().unwrap();
         let migrations_dir = dir.path().join("m");
-        assert_eq!(
-            install_starter_set(&migrations_dir).unwrap(),
-            STARTER_MIGRATIONS.len()
-        );
+        assert_eq!(install_starter_set(&migrations_dir).unwrap(), 3);
         assert_eq!(install_starter_set(&migrations_dir).unwrap(), 0);
         let migrations = load_migrations(&migrations_dir).unwrap();
         assert_eq!(newest_version(&migrations), 3);
+        let downs = load_down_scripts(&migrations_dir, &migrations).unwrap();
+        assert_eq!(downs.iter().map(|d| d.version).collect::<Vec<_>>(), [1, 2, 3]);
+        for engine in [EngineKind::Postgres, EngineKind::Mysql] {
+            let folder = engine_dir(&migrations_dir, engine);
+            let theirs = load_migrations(&folder).unwrap();
+            assert_eq!(load_down_scripts(&folder, &theirs).unwrap().len(), 3);
+        }
+    }
+
+    #[test]
+    fn a_down_script_needs_its_migration_and_no_transaction_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a (x);").unwrap();
+        fs::write(dir.path().join("V1__a.down.sql"), "DROP TABLE a;").unwrap();
+        let ups = load_migrations(dir.path()).unwrap();
+        assert_eq!(ups.len(), 1, "a down script is no migration of its own");
+        assert_eq!(
+            load_down_scripts(dir.path(), &ups).unwrap()[0].file_name(),
+            "V1__a.down.sql"
+        );
+        fs::write(dir.path().join("V2__b.down.sql"), "DROP TABLE b;").unwrap();
+        let orphan = load_down_scripts(dir.path(), &ups).unwrap_err();
+        assert_eq!(orphan.exit_code(), 9);
+        assert!(orphan.to_string().contains("V2__b.down.sql"), "{orphan}");
+        fs::remove_file(dir.path().join("V2__b.down.sql")).unwrap();
+        fs::write(dir.path().join("V1__a.down.sql"), "DROP TABLE a; COMMIT;").unwrap();
+        assert_eq!(load_down_scripts(dir.path(), &ups).unwrap_err().exit_code(), 9);
     }
 
     #[test]

@@ -42,6 +42,15 @@ word_enum! {
 stored_as_word!(TenantMigrationStatus);
 
 word_enum! {
+    /// Which way a tenant database's last migration run went.
+    pub enum MigrationAction ("migration action") {
+        Migrate = "migrate",
+        Rollback = "rollback",
+    }
+}
+stored_as_word!(MigrationAction);
+
+word_enum! {
     /// Why a site config snapshot was taken.
     pub enum SnapshotKind ("snapshot kind") {
         Manual = "manual",

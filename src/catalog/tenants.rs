@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::states::{CustomerStatus, QueryStatus, TenantMigrationStatus};
-use crate::engine::Placement;
+use super::states::{CustomerStatus, MigrationAction, QueryStatus, TenantMigrationStatus};
+use crate::engine::{EngineKind, Placement};
 use crate::error::Result;
 use crate::migrations::MigrationId;
 use crate::time;
@@ -23,13 +23,15 @@ pub struct TenantRow {
     pub migration_status: TenantMigrationStatus,
     pub migration_error: Option<String>,
     pub migrated_at: Option<String>,
+    /// Which way its last run went.
+    pub migration_action: MigrationAction,
 }
 
 /// Tenants of customers that are not deleted (or only `ids`), in id order.
 pub fn live_tenants(conn: &Connection, ids: Option<&[i64]>) -> Result<Vec<TenantRow>> {
     let mut stmt = conn.prepare(
         "SELECT id, slug, status, location, schema_version, migration_status, migration_error, migrated_at,
-                engine, server
+                engine, server, migration_action
          FROM customers WHERE status NOT IN ('deleted', 'provisioning') ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -46,6 +48,7 @@ pub fn live_tenants(conn: &Connection, ids: Option<&[i64]>) -> Result<Vec<Tenant
             migration_status: r.get(5)?,
             migration_error: r.get(6)?,
             migrated_at: r.get(7)?,
+            migration_action: r.get(10)?,
         })
     })?;
     let all = rows.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -60,26 +63,76 @@ pub fn live_tenants(conn: &Connection, ids: Option<&[i64]>) -> Result<Vec<Tenant
     })
 }
 
-/// Replaces a tenant's ledger with what its database has applied.
+/// Replaces a tenant's ledger with what its database has applied. A migration that
+/// stays applied as it was keeps the down-script checksum recorded for it.
 pub fn record_applied(conn: &Connection, customer_id: i64, applied: &[MigrationId]) -> Result<()> {
+    let kept: HashMap<(i64, String), String> = conn
+        .prepare_cached(
+            "SELECT version, checksum, down_checksum FROM tenant_migrations
+             WHERE customer_id = ?1 AND down_checksum IS NOT NULL",
+        )?
+        .query_map([customer_id], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     conn.execute(
         "DELETE FROM tenant_migrations WHERE customer_id = ?1",
         [customer_id],
     )?;
     let now = time::now();
     let mut insert = conn.prepare_cached(
-        "INSERT INTO tenant_migrations (customer_id, version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO tenant_migrations (customer_id, version, name, checksum, applied_at, down_checksum)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for migration in applied {
+        let down = kept.get(&(migration.version, migration.checksum.clone()));
         insert.execute(params![
             customer_id,
             migration.version,
             migration.name,
             migration.checksum,
-            now
+            now,
+            down
         ])?;
     }
     Ok(())
+}
+
+/// Records the down scripts of `engine`'s tenants where none is recorded yet for an
+/// applied migration: `downs` as (version, checksum), as the files are now.
+pub fn record_down_scripts(conn: &Connection, engine: EngineKind, downs: &[(i64, String)]) -> Result<()> {
+    let mut update = conn.prepare_cached(
+        "UPDATE tenant_migrations SET down_checksum = ?3
+         WHERE version = ?1 AND down_checksum IS NULL
+           AND customer_id IN (SELECT id FROM customers WHERE engine = ?2)",
+    )?;
+    for (version, checksum) in downs {
+        update.execute(params![version, engine, checksum])?;
+    }
+    Ok(())
+}
+
+/// Accepts a tenant's down script of `version` as it is now (`doctor --fix`).
+pub fn accept_down_script(conn: &Connection, customer_id: i64, version: i64, checksum: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE tenant_migrations SET down_checksum = ?3 WHERE customer_id = ?1 AND version = ?2",
+        params![customer_id, version, checksum],
+    )?;
+    Ok(())
+}
+
+/// The recorded down-script checksums of each tenant, by customer id: (version,
+/// checksum) for every applied migration that has one.
+pub fn down_checksums(conn: &Connection) -> Result<HashMap<i64, Vec<(i64, String)>>> {
+    let mut stmt = conn.prepare(
+        "SELECT customer_id, version, down_checksum FROM tenant_migrations
+         WHERE down_checksum IS NOT NULL ORDER BY customer_id, version",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?))))?;
+    let mut found: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
+    for row in rows {
+        let (customer_id, down) = row?;
+        found.entry(customer_id).or_default().push(down);
+    }
+    Ok(found)
 }
 
 /// Records the result of migrating a tenant: its version now, and whether it failed.
@@ -90,11 +143,31 @@ pub fn record_run(
     status: TenantMigrationStatus,
     error: Option<&str>,
 ) -> Result<()> {
+    record_run_of(
+        conn,
+        customer_id,
+        schema_version,
+        status,
+        error,
+        MigrationAction::Migrate,
+    )
+}
+
+/// [`record_run`] for a run that went `action`'s way.
+pub fn record_run_of(
+    conn: &Connection,
+    customer_id: i64,
+    schema_version: i64,
+    status: TenantMigrationStatus,
+    error: Option<&str>,
+    action: MigrationAction,
+) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE customers SET schema_version = ?2, migration_status = ?3, migration_error = ?4, migrated_at = ?5
+        "UPDATE customers SET schema_version = ?2, migration_status = ?3, migration_error = ?4, migrated_at = ?5,
+                migration_action = ?6
          WHERE id = ?1",
     )?
-    .execute(params![customer_id, schema_version, status, error, time::now()])?;
+    .execute(params![customer_id, schema_version, status, error, time::now(), action])?;
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! `db migrate|status|sql|history|vacuum|path`, `resolve` and `doctor`.
+//! `db migrate|rollback|status|sql|history|vacuum|path`, `resolve` and `doctor`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,12 +9,14 @@ use super::Session;
 use crate::engine::Finished;
 use crate::error::Error;
 use crate::fan_out::{DEFAULT_JOBS_PER_SERVER, Load, default_jobs};
-use crate::ops::{credentials, doctor, query, resolve, tenants};
+use crate::ops::{credentials, doctor, query, resolve, rollback, tenants};
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Apply tenant migrations to every tenant (or those named), in parallel
     Migrate(MigrateArgs),
+    /// Undo tenant migrations down to version N by their down scripts, in parallel
+    Rollback(RollbackArgs),
     /// Per-tenant schema version, size and last migration, with a summary line first
     Status(StatusArgs),
     /// Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)
@@ -87,6 +89,44 @@ pub struct MigrateArgs {
     /// Migrate N tenants first and stop if any of them fails
     #[arg(long, value_name = "N")]
     pub canary: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  tenantctl db rollback --all --to 2 --dry-run\n  tenantctl db rollback --all --to 2\n  \
+    tenantctl db rollback acme --to 0 --confirm all-data\n\n\
+    Each tenant above N runs the down scripts (V<n>__<name>.down.sql beside each migration) from its\n\
+    version down to N+1, newest first, in one transaction (MySQL/MariaDB: statement by statement,\n\
+    recorded). 'db migrate' brings the tenants forward again."
+)]
+pub struct RollbackArgs {
+    /// Customers to roll back (slug, id or email) [default: all that are not deleted]
+    #[arg(conflicts_with = "all")]
+    pub customers: Vec<String>,
+    /// Roll back every tenant that is not deleted (the default when no customer is named)
+    #[arg(long)]
+    pub all: bool,
+    /// The version to go back to: one that exists, below the newest (0 needs --confirm all-data)
+    #[arg(long, value_name = "N")]
+    pub to: i64,
+    /// Show what would be undone, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Tenants rolled back at once [default: 8 per CPU]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
+    /// Connections held at once on each database server (never more than it has free)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_JOBS_PER_SERVER, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs_per_server: u16,
+    /// Go on with the other tenants after a failure (exit 8 at the end)
+    #[arg(long)]
+    pub continue_on_error: bool,
+    /// Roll back N tenants first and stop if any of them fails
+    #[arg(long, value_name = "N")]
+    pub canary: Option<usize>,
+    /// 'all-data', required with --to 0, which drops every table the migrations made
+    #[arg(long, value_name = "WORD")]
+    pub confirm: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +362,31 @@ const VACUUM_COLUMNS: &[&str] = &[
 ];
 const DOCTOR_COLUMNS: &[&str] = &["status", "check", "target", "message"];
 
+/// The per-tenant table of a `db migrate` or `db rollback`, and on a terminal a line
+/// of counts (JSON readers count the rows themselves).
+fn report_runs(
+    session: &Session,
+    results: &[tenants::TenantResult],
+    dry_run: bool,
+    done: &str,
+) -> crate::error::Result<()> {
+    session.out.list(MIGRATE_COLUMNS, results)?;
+    if session.out.format() == crate::context::OutputFormat::Table {
+        let failed = results.iter().filter(|r| r.failed()).count();
+        let changed = results.iter().filter(|r| r.from != r.to).count();
+        session.messages.note(&format!(
+            "{} tenants: {changed} {}, {} current, {failed} failed",
+            results.len(),
+            if dry_run { "would change" } else { done },
+            results
+                .iter()
+                .filter(|r| r.status == crate::engine::Outcome::Current)
+                .count(),
+        ));
+    }
+    Ok(())
+}
+
 fn jobs(requested: Option<u16>) -> usize {
     requested.map_or_else(|| default_jobs(Load::Fsync), usize::from)
 }
@@ -351,23 +416,30 @@ pub fn run(session: &Session, command: DbCommand) -> crate::error::Result<()> {
                 &request,
                 progress.as_ref(),
             )?;
-            let results = &migrated.report;
-            session.out.list(MIGRATE_COLUMNS, results)?;
-            let failed = results.iter().filter(|r| r.failed()).count();
-            let changed = results.iter().filter(|r| r.from != r.to).count();
-            // A summary for people; JSON readers count the rows themselves.
-            if session.out.format() == crate::context::OutputFormat::Table {
-                session.messages.note(&format!(
-                    "{} tenants: {changed} {}, {} current, {failed} failed",
-                    results.len(),
-                    if args.dry_run { "would change" } else { "migrated" },
-                    results
-                        .iter()
-                        .filter(|r| r.status == crate::engine::Outcome::Current)
-                        .count(),
-                ));
-            }
+            report_runs(session, &migrated.report, args.dry_run, "migrated")?;
             migrated.outcome()?;
+        }
+        DbCommand::Rollback(args) => {
+            let request = rollback::RollbackRequest {
+                customers: args.customers,
+                to: args.to,
+                dry_run: args.dry_run,
+                jobs: jobs(args.jobs),
+                jobs_per_server: usize::from(args.jobs_per_server),
+                continue_on_error: args.continue_on_error,
+                canary: args.canary,
+                confirm: args.confirm,
+            };
+            let progress = crate::render::progress(session.ctx.progress);
+            let rolled = rollback::rollback(
+                &mut catalog,
+                session.actor(),
+                session.ctx.lock_timeout,
+                &request,
+                progress.as_ref(),
+            )?;
+            report_runs(session, &rolled.report, args.dry_run, "rolled back")?;
+            rolled.outcome()?;
         }
         DbCommand::Status(args) => {
             let request = tenants::StatusRequest {

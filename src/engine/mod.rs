@@ -17,7 +17,7 @@ use crate::backup::Entry;
 use crate::backup::restore::StagingRun;
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::migrations::MigrationId;
+use crate::migrations::{DownScript, MigrationId};
 
 pub mod mysql;
 pub(crate) mod plan;
@@ -365,6 +365,11 @@ pub trait TenantDatabase: Send + Sync {
     fn applied(&self) -> Result<Vec<MigrationId>>;
     /// Brings it to `target` (default: the newest) in one transaction.
     fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun;
+    /// Takes it back to version `to` by the down scripts of every migration it has
+    /// applied above it, newest first, each removing its history row, in one
+    /// transaction where the engine can undo DDL (see [`plan::plan_rollback`]);
+    /// `migrations` are the same engine's up scripts, against which drift is judged.
+    fn roll_back(&self, migrations: &[Migration], downs: &[DownScript], to: i64, dry_run: bool) -> TenantRun;
     /// One operator statement, sandboxed to this tenant, rows streamed to `sink`.
     fn query(&self, sql: &str, write: bool, timeout: Duration, sink: &mut dyn RowSink) -> Result<Finished>;
     /// One operator statement with its whole result in memory.

@@ -24,8 +24,10 @@ pub enum Outcome {
     Drift,
     /// Not started, because an earlier tenant failed.
     Skipped,
-    /// Already past `--target`; migrations are never undone.
+    /// Already past `--target`; `db migrate` never undoes a migration.
     Ahead,
+    /// `db rollback`: down scripts ran; the database is at the target version.
+    RolledBack,
 }
 
 #[derive(Debug, Clone)]

@@ -153,6 +153,13 @@ enum Repair {
         customer_id: i64,
         applied: Vec<MigrationId>,
     },
+    /// Accepts a down script edited since its migration was applied, as it is now.
+    AcceptDown {
+        catalog: PathBuf,
+        customer_id: i64,
+        version: i64,
+        checksum: String,
+    },
     /// Puts back what provisioning set up about who reaches a server tenant. The
     /// tenant is reached again then: a tenant database held until the repairs would
     /// hold its server connection too.
@@ -193,6 +200,16 @@ impl Repair {
                 let mut conn = Catalog::open(catalog)?;
                 conn.write(|tx| tenants::record_applied(tx, *customer_id, applied))?;
                 Ok("ledger rewritten from the database's history".to_string())
+            }
+            Repair::AcceptDown {
+                catalog,
+                customer_id,
+                version,
+                checksum,
+            } => {
+                let mut conn = Catalog::open(catalog)?;
+                conn.write(|tx| tenants::accept_down_script(tx, *customer_id, *version, checksum))?;
+                Ok(format!("accepted the down script of V{version} as it is now"))
             }
             Repair::Access {
                 home,
@@ -351,6 +368,7 @@ fn run_checks(
         tally.verdict(),
         tally.summary(live.len()),
     );
+    down_script_checks(&mut doctor, &catalog, home, &live)?;
     backup_checks(&mut doctor, backup_dir, &live)?;
     deleted_checks(&mut doctor, &catalog, home)?;
     template_checks(&mut doctor, home);
@@ -367,6 +385,70 @@ fn run_checks(
     unowned_checks(&mut doctor, &catalog, actor, backup_dir, unowned)?;
     leftover_checks(&mut doctor, home, backup_dir);
     Ok(doctor.checks)
+}
+
+/// Down scripts edited since their migration was applied (drift: a rollback would run
+/// other text than the one that shipped with the migration), or gone since.
+fn down_script_checks(doctor: &mut Doctor, catalog: &Catalog, home: &Home, live: &[TenantRow]) -> Result<()> {
+    let recorded = tenants::down_checksums(catalog.conn())?;
+    if recorded.is_empty() {
+        return Ok(());
+    }
+    let dir = config::tenant_migrations_dir(catalog, home)?;
+    let mut downs: Vec<(EngineKind, Vec<migrations::DownScript>)> = Vec::new();
+    for engine in [EngineKind::Sqlite, EngineKind::Postgres, EngineKind::Mysql] {
+        if !live.iter().any(|t| t.placement.engine == engine) {
+            continue;
+        }
+        let own = migrations::engine_dir(&dir, engine);
+        let loaded =
+            migrations::load_migrations(&own).and_then(|ups| migrations::load_down_scripts(&own, &ups));
+        match loaded {
+            Ok(found) => downs.push((engine, found)),
+            // A folder that cannot be read is the tenant_migrations check's to report.
+            Err(err) => doctor.add(
+                "tenant_migrations",
+                engine.as_str(),
+                Verdict::Fail,
+                err.to_string(),
+            ),
+        }
+    }
+    for tenant in live {
+        let Some(files) = downs.iter().find(|(e, _)| *e == tenant.placement.engine) else {
+            continue;
+        };
+        for (version, checksum) in recorded.get(&tenant.customer_id).into_iter().flatten() {
+            match files.1.iter().find(|d| d.version == *version) {
+                Some(file) if file.checksum == *checksum => {}
+                Some(file) => doctor.record(Finding {
+                    repair: Some(Repair::AcceptDown {
+                        catalog: catalog.path().to_path_buf(),
+                        customer_id: tenant.customer_id,
+                        version: *version,
+                        checksum: file.checksum.clone(),
+                    }),
+                    ..Finding::new(
+                        "tenant.drift",
+                        &tenant.slug,
+                        Verdict::Fail,
+                        format!(
+                            "{} changed after V{version} was applied; 'db rollback' refuses it until \
+                             the change is accepted (--fix) or undone",
+                            file.file_name()
+                        ),
+                    )
+                }),
+                None => doctor.record(Finding::new(
+                    "tenant.drift",
+                    &tenant.slug,
+                    Verdict::Warn,
+                    format!("the down script of V{version} is gone since V{version} was applied; no rollback can pass it"),
+                )),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What doctor learnt of a tenant's integrity, to keep in the catalog.

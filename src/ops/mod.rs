@@ -23,6 +23,7 @@ pub mod quota;
 pub mod recovery;
 pub mod resolve;
 pub mod restore;
+pub mod rollback;
 pub mod servers;
 pub mod setup;
 pub mod sites;

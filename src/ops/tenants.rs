@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::{Actor, Progress, Reported, config, customers};
 use crate::catalog::Catalog;
 use crate::catalog::model::Customer;
-use crate::catalog::states::{CustomerStatus, TenantMigrationStatus};
+use crate::catalog::model::NewAuditEvent;
+use crate::catalog::states::{CustomerStatus, MigrationAction, TenantMigrationStatus};
 use crate::catalog::tenants::{self, TenantRow};
 use crate::engine::{EngineKind, Engines, Outcome, Placement, PlacementView, TenantDatabase, TenantRun};
 use crate::error::{Error, Result};
@@ -57,7 +58,7 @@ pub fn path(catalog: &Catalog, home: &Home, reference: &str) -> Result<DbPath> {
     })
 }
 
-fn load_migrations(catalog: &Catalog, home: &Home) -> Result<(PathBuf, Vec<Migration>)> {
+pub(super) fn load_migrations(catalog: &Catalog, home: &Home) -> Result<(PathBuf, Vec<Migration>)> {
     let dir = config::tenant_migrations_dir(catalog, home)?;
     let migrations = migrations::load_migrations(&dir)?;
     Ok((dir, migrations))
@@ -66,13 +67,13 @@ fn load_migrations(catalog: &Catalog, home: &Home) -> Result<(PathBuf, Vec<Migra
 /// The migration files of each engine the chosen tenants live on: SQLite's always,
 /// each server engine's when a tenant is on one, checked version for version against
 /// SQLite's first (exit 9 before anything runs).
-struct EngineSets {
-    sqlite: Vec<Migration>,
-    servers: Vec<(EngineKind, Vec<Migration>)>,
+pub(super) struct EngineSets {
+    pub sqlite: Vec<Migration>,
+    pub servers: Vec<(EngineKind, Vec<Migration>)>,
 }
 
 impl EngineSets {
-    fn load(dir: &Path, sqlite: Vec<Migration>, tenants: &[TenantRow]) -> Result<Self> {
+    pub fn load(dir: &Path, sqlite: Vec<Migration>, tenants: &[TenantRow]) -> Result<Self> {
         let mut servers = Vec::new();
         for engine in [EngineKind::Postgres, EngineKind::Mysql] {
             if tenants.iter().any(|t| t.placement.engine == engine) {
@@ -83,7 +84,7 @@ impl EngineSets {
         Ok(EngineSets { sqlite, servers })
     }
 
-    fn of(&self, engine: EngineKind) -> &[Migration] {
+    pub fn of(&self, engine: EngineKind) -> &[Migration] {
         self.servers
             .iter()
             .find(|(kind, _)| *kind == engine)
@@ -121,7 +122,7 @@ pub struct TenantResult {
 }
 
 impl TenantResult {
-    fn new(tenant: &TenantRow, run: &TenantRun) -> Self {
+    pub(super) fn new(tenant: &TenantRow, run: &TenantRun) -> Self {
         TenantResult {
             customer: tenant.slug.clone(),
             customer_id: tenant.customer_id,
@@ -223,65 +224,74 @@ pub fn migrate(
         }
     }
 
-    progress.start(to_run.len() as u64);
     let plan = FanOut {
         engines: &engines,
-        migrations: &sets,
-        target: request.target,
         dry_run: request.dry_run,
-        jobs: request.jobs.max(1),
-        jobs_per_server: request.jobs_per_server.max(1),
+        jobs: request.jobs,
+        jobs_per_server: request.jobs_per_server,
         stop_on_failure: !request.continue_on_error,
+        canary: request.canary,
+        action: MigrationAction::Migrate,
+        actor: actor.name,
     };
-    let canary = request.canary.unwrap_or(0).min(to_run.len());
-    let (first, rest) = to_run.split_at(canary);
-    let mut unrecorded = None;
-    let mut done = plan.run(catalog, first, true, progress, &mut unrecorded);
-    let canary_failed = done.iter().any(|(_, r)| r.failed());
-    if !canary_failed && unrecorded.is_none() {
-        done.extend(plan.run(catalog, rest, false, progress, &mut unrecorded));
-    }
-    progress.finish();
-    for (tenant, result) in done {
-        results.insert(tenant.customer_id, result);
-    }
-    for tenant in &to_run {
-        results.entry(tenant.customer_id).or_insert_with(|| TenantResult {
-            customer: tenant.slug.clone(),
-            customer_id: tenant.customer_id,
-            from: tenant.schema_version,
-            to: tenant.schema_version,
-            status: Outcome::Skipped,
-            // What it still lacks: a report of a stopped rollout shows what is left.
-            pending: files
-                .iter()
-                .map(|f| f.version)
-                .filter(|v| *v > tenant.schema_version && *v <= goal)
-                .collect(),
-            error: Some(
-                if canary_failed {
-                    "a canary tenant failed"
-                } else {
-                    "an earlier tenant failed"
-                }
-                .to_string(),
-            ),
-            ms: 0.0,
-            server_down: false,
-        });
+    let migrate_one = |tenant: &TenantRow| match engines.tenant(&tenant.placement) {
+        Ok(db) => db.migrate(sets.of(tenant.placement.engine), request.target, request.dry_run),
+        Err(err) => TenantRun::failed_with(tenant.schema_version, &err, Instant::now()),
+    };
+    // What a tenant not started still lacks: a stopped rollout shows what is left.
+    let left = |tenant: &TenantRow| -> Vec<i64> {
+        files
+            .iter()
+            .map(|f| f.version)
+            .filter(|v| *v > tenant.schema_version && *v <= goal)
+            .collect()
+    };
+    let (done, unrecorded) = plan.roll_out(catalog, &to_run, progress, &migrate_one, &left);
+    results.extend(done);
+    if !request.dry_run && unrecorded.is_none() {
+        // Down scripts first seen now are what a later rollback is judged against.
+        record_down_scripts(catalog, &dir, &sets)?;
     }
     let in_order: Vec<TenantResult> = chosen
         .iter()
         .filter_map(|t| results.remove(&t.customer_id))
         .collect();
-    let failure = migrate_failure(&in_order, unrecorded);
+    let failure = migrate_failure(&in_order, unrecorded, "migrate");
     Ok(Reported::new(in_order, failure))
+}
+
+/// Records, for every tenant that has applied a migration with no down script on
+/// record, the down script its engine's folder holds now.
+pub(super) fn record_down_scripts(catalog: &mut Catalog, dir: &Path, sets: &EngineSets) -> Result<()> {
+    let mut all = vec![(EngineKind::Sqlite, sets.sqlite.as_slice())];
+    all.extend(sets.servers.iter().map(|(engine, set)| (*engine, set.as_slice())));
+    let mut found = Vec::new();
+    for (engine, set) in all {
+        let downs = migrations::load_down_scripts(&migrations::engine_dir(dir, engine), set)?;
+        found.push((
+            engine,
+            downs
+                .into_iter()
+                .map(|d| (d.version, d.checksum))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    catalog.write(|tx| {
+        for (engine, downs) in &found {
+            tenants::record_down_scripts(tx, *engine, downs)?;
+        }
+        Ok(())
+    })
 }
 
 /// A rollout that did not finish everywhere is a partial failure, exit 8: a tenant
 /// failed (or was not started after one did), or the catalog could not record every
 /// result, though the tenant files are right.
-fn migrate_failure(results: &[TenantResult], unrecorded: Option<String>) -> Option<Error> {
+pub(super) fn migrate_failure(
+    results: &[TenantResult],
+    unrecorded: Option<String>,
+    command: &str,
+) -> Option<Error> {
     if let Some(error) = unrecorded {
         return Some(
             Error::partial(format!("the catalog could not record every result: {error}")).with_hint(
@@ -296,11 +306,20 @@ fn migrate_failure(results: &[TenantResult], unrecorded: Option<String>) -> Opti
         let (unreachable, hint) = match down {
             0 => (
                 String::new(),
-                "fix the migration and run 'tenantctl db migrate' again",
+                format!(
+                    "fix the {} and run 'tenantctl db {command}' again",
+                    if command == "rollback" {
+                        "down script"
+                    } else {
+                        "migration"
+                    }
+                ),
             ),
             _ => (
                 format!(" ({down} on servers that did not answer)"),
-                "bring the server back ('tenantctl server test NAME') and run 'tenantctl db migrate' again",
+                format!(
+                    "bring the server back ('tenantctl server test NAME') and run 'tenantctl db {command}' again"
+                ),
             ),
         };
         Error::partial(format!(
@@ -311,21 +330,74 @@ fn migrate_failure(results: &[TenantResult], unrecorded: Option<String>) -> Opti
     })
 }
 
-/// The settings of one fan-out over tenants.
-struct FanOut<'a> {
-    engines: &'a Engines,
-    migrations: &'a EngineSets,
-    target: Option<i64>,
-    dry_run: bool,
-    jobs: usize,
-    jobs_per_server: usize,
-    stop_on_failure: bool,
+/// The settings of one fan-out over tenants, forward or back.
+pub(super) struct FanOut<'a> {
+    pub engines: &'a Engines,
+    pub dry_run: bool,
+    pub jobs: usize,
+    pub jobs_per_server: usize,
+    pub stop_on_failure: bool,
+    pub canary: Option<usize>,
+    pub action: MigrationAction,
+    pub actor: &'a str,
 }
 
+/// One tenant's run, on a worker thread.
+pub(super) type Work<'w> = dyn Fn(&TenantRow) -> TenantRun + Sync + 'w;
+
 impl FanOut<'_> {
-    /// Migrates `tenants` on `jobs` threads while this thread records each result in
-    /// the catalog, batched, so an interrupted run resumes where it stopped. With
-    /// `all_must_finish` (the canary) every tenant runs even after a failure.
+    /// Runs `work` on `to_run`, the canary first when asked, recording each result in
+    /// the catalog as it comes. Returns every tenant's result by customer id (those
+    /// never started as skipped, with `left` as what they still have pending) and,
+    /// when the catalog could not record a result, why.
+    pub fn roll_out(
+        &self,
+        catalog: &mut Catalog,
+        to_run: &[TenantRow],
+        progress: &dyn Progress,
+        work: &Work<'_>,
+        left: &dyn Fn(&TenantRow) -> Vec<i64>,
+    ) -> (HashMap<i64, TenantResult>, Option<String>) {
+        progress.start(to_run.len() as u64);
+        let canary = self.canary.unwrap_or(0).min(to_run.len());
+        let (first, rest) = to_run.split_at(canary);
+        let mut unrecorded = None;
+        let mut done = self.run(catalog, first, true, progress, &mut unrecorded, work);
+        let canary_failed = done.iter().any(|(_, r)| r.failed());
+        if !canary_failed && unrecorded.is_none() {
+            done.extend(self.run(catalog, rest, false, progress, &mut unrecorded, work));
+        }
+        progress.finish();
+        let mut results: HashMap<i64, TenantResult> = done
+            .into_iter()
+            .map(|(tenant, result)| (tenant.customer_id, result))
+            .collect();
+        for tenant in to_run {
+            results.entry(tenant.customer_id).or_insert_with(|| TenantResult {
+                customer: tenant.slug.clone(),
+                customer_id: tenant.customer_id,
+                from: tenant.schema_version,
+                to: tenant.schema_version,
+                status: Outcome::Skipped,
+                pending: left(tenant),
+                error: Some(
+                    if canary_failed {
+                        "a canary tenant failed"
+                    } else {
+                        "an earlier tenant failed"
+                    }
+                    .to_string(),
+                ),
+                ms: 0.0,
+                server_down: false,
+            });
+        }
+        (results, unrecorded)
+    }
+
+    /// Runs `work` on `tenants` on `jobs` threads while this thread records each
+    /// result in the catalog, batched, so an interrupted run resumes where it stopped.
+    /// With `all_must_finish` (the canary) every tenant runs even after a failure.
     fn run(
         &self,
         catalog: &mut Catalog,
@@ -333,6 +405,7 @@ impl FanOut<'_> {
         all_must_finish: bool,
         progress: &dyn Progress,
         unrecorded: &mut Option<String>,
+        work: &Work<'_>,
     ) -> Vec<(TenantRow, TenantResult)> {
         // A server that is down fails its own tenants, not the rollout elsewhere.
         let stop = if self.stop_on_failure && !all_must_finish {
@@ -342,15 +415,8 @@ impl FanOut<'_> {
         } else {
             Stop::Never
         };
-        let migrate = |tenant: &TenantRow| {
-            let mut run = match self.engines.tenant(&tenant.placement) {
-                Ok(db) => db.migrate(
-                    self.migrations.of(tenant.placement.engine),
-                    self.target,
-                    self.dry_run,
-                ),
-                Err(err) => TenantRun::failed_with(tenant.schema_version, &err, Instant::now()),
-            };
+        let one = |tenant: &TenantRow| {
+            let mut run = work(tenant);
             if run.applied.is_none() && run.outcome == Outcome::Failed {
                 // It could not even be read: it is where the catalog last saw it.
                 (run.from, run.to) = (tenant.schema_version, tenant.schema_version);
@@ -359,13 +425,13 @@ impl FanOut<'_> {
         };
         let lanes = self.engines.lanes(
             tenants.iter().map(|t| &t.placement),
-            self.jobs,
-            self.jobs_per_server,
+            self.jobs.max(1),
+            self.jobs_per_server.max(1),
         );
-        let runs = fan_out_in_lanes(tenants, &lanes, stop, progress, migrate, |batch| {
+        let runs = fan_out_in_lanes(tenants, &lanes, stop, progress, one, |batch| {
             if !self.dry_run
                 && unrecorded.is_none()
-                && let Err(err) = record(catalog, tenants, batch)
+                && let Err(err) = record(catalog, tenants, batch, self.action, self.actor)
             {
                 // Keep the report of what the workers did; start no new tenant.
                 *unrecorded = Some(err.to_string());
@@ -381,9 +447,17 @@ impl FanOut<'_> {
     }
 }
 
-/// Writes a batch of results to the catalog in one transaction.
-fn record(catalog: &mut Catalog, tenants: &[TenantRow], batch: &[(usize, TenantRun)]) -> Result<()> {
-    catalog.write(|tx| {
+/// Writes a batch of results to the catalog in one transaction; each tenant a
+/// rollback took back is an audited `db.rollback`.
+fn record(
+    catalog: &mut Catalog,
+    tenants: &[TenantRow],
+    batch: &[(usize, TenantRun)],
+    action: MigrationAction,
+    actor: &str,
+) -> Result<()> {
+    catalog.write_audited(actor, |tx| {
+        let mut events = Vec::new();
         for (index, run) in batch {
             let tenant = &tenants[*index];
             let status = match run.outcome {
@@ -398,9 +472,31 @@ fn record(catalog: &mut Catalog, tenants: &[TenantRow], batch: &[(usize, TenantR
                 }
                 None => tenant.schema_version,
             };
-            tenants::record_run(tx, tenant.customer_id, version, status, run.error.as_deref())?;
+            tenants::record_run_of(
+                tx,
+                tenant.customer_id,
+                version,
+                status,
+                run.error.as_deref(),
+                action,
+            )?;
+            if action == MigrationAction::Rollback && run.from != version {
+                events.push(NewAuditEvent::new(
+                    "db.rollback",
+                    "customer",
+                    tenant.slug.clone(),
+                    Some(tenant.customer_id),
+                    serde_json::json!({
+                        "from": run.from,
+                        "to": version,
+                        "undone": run.pending,
+                        "status": run.outcome,
+                        "error": run.error,
+                    }),
+                ));
+            }
         }
-        Ok(())
+        Ok(((), events))
     })
 }
 

@@ -33,8 +33,11 @@ fn init_creates_a_private_home_and_is_idempotent() {
     assert_eq!(
         env.names_in(&env.home.join("tenant-migrations")),
         [
+            "V1__users.down.sql",
             "V1__users.sql",
+            "V2__products.down.sql",
             "V2__products.sql",
+            "V3__orders.down.sql",
             "V3__orders.sql",
             "mysql",
             "postgres"
@@ -45,7 +48,14 @@ fn init_creates_a_private_home_and_is_idempotent() {
         let folder = env.home.join("tenant-migrations").join(engine);
         assert_eq!(
             env.names_in(&folder),
-            ["V1__users.sql", "V2__products.sql", "V3__orders.sql"]
+            [
+                "V1__users.down.sql",
+                "V1__users.sql",
+                "V2__products.down.sql",
+                "V2__products.sql",
+                "V3__orders.down.sql",
+                "V3__orders.sql"
+            ]
         );
         assert_eq!(mode(&folder), 0o700);
     }

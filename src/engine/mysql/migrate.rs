@@ -5,7 +5,8 @@
 //! A migration that fails leaves the tenant at the last whole migration, with the
 //! failing statement named; when it runs again, the statements recorded as done are
 //! skipped as long as the file still starts with them, so the operator fixes the
-//! failing statement (or the database) and runs `db migrate` again.
+//! failing statement (or the database) and runs `db migrate` again. Down scripts
+//! (`db rollback`) run the same way, recorded under the negative of their version.
 
 use mysql::Conn;
 use mysql::prelude::Queryable;
@@ -13,7 +14,7 @@ use refinery::Migration;
 use sha2::{Digest, Sha256};
 
 use super::names::{ident, literal};
-use crate::migrations::{MigrationId, checksum_text};
+use crate::migrations::{DownScript, MigrationId, checksum_text};
 use crate::sql_text::mysql_statements;
 
 /// refinery's history table, with refinery's own columns.
@@ -125,16 +126,111 @@ fn digest_of(statements: &[String]) -> String {
 fn apply_one(conn: &mut Conn, database: &str, migration: &Migration) -> Result<(), Failed> {
     let name = format!("V{}__{}", migration.version(), migration.name());
     let db = ident(database);
-    let statements = mysql_statements(migration.sql().unwrap_or_default());
+    let key = i64::from(migration.version());
+    run_recorded(conn, database, key, &name, migration.sql().unwrap_or_default())?;
+    let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    conn.exec_drop(
+        format!("INSERT INTO {db}.{HISTORY_TABLE} (version, name, applied_on, checksum) VALUES (?, ?, ?, ?)"),
+        (
+            migration.version(),
+            migration.name(),
+            applied_on,
+            migration.checksum().to_string(),
+        ),
+    )
+    .and_then(|()| conn.query_drop(format!("DELETE FROM {db}.{PROGRESS_TABLE} WHERE version = {key}")))
+    .map_err(|e| failed_on(&name, e))
+}
+
+/// Runs the down scripts `steps` one after another, each statement recorded as it
+/// runs under the negative of its version, then its history row removed; returns the
+/// versions wholly undone and the failure that stopped the rest. A tenant left with a
+/// down script half run stays at that version, failed, until a rollback finishes it.
+pub fn undo(conn: &mut Conn, database: &str, steps: &[&DownScript]) -> (Vec<i64>, Option<Failed>) {
+    let mut undone = Vec::new();
+    if let Err(error) = prepare(conn, database) {
+        return (undone, Some(failed_on("setup", error)));
+    }
+    let db = ident(database);
+    for step in steps {
+        let name = step.file_name();
+        if let Err(failed) = run_recorded(conn, database, -step.version, &name, &step.sql) {
+            return (undone, Some(failed));
+        }
+        crate::ops::recovery::crash_point("rollback:my-step-done");
+        // The history row first: a crash before the progress row goes leaves a stale
+        // one, which the next run drops as its version is no longer applied.
+        let removed = conn
+            .query_drop(format!(
+                "DELETE FROM {db}.{HISTORY_TABLE} WHERE version = {}",
+                step.version
+            ))
+            .and_then(|()| {
+                conn.query_drop(format!(
+                    "DELETE FROM {db}.{PROGRESS_TABLE} WHERE version = {}",
+                    -step.version
+                ))
+            });
+        if let Err(error) = removed {
+            return (undone, Some(failed_on(&name, error)));
+        }
+        undone.push(step.version);
+    }
+    (undone, None)
+}
+
+/// What a killed or failed run left part way, refused before another run starts: a
+/// migration whose statements ran only in part blocks a rollback, and a half-run down
+/// script blocks a migration. A down script's record whose version is no longer
+/// applied was finished; it is dropped.
+pub fn unfinished(
+    conn: &mut Conn,
+    database: &str,
+    applied: &[MigrationId],
+    rolling_back: bool,
+) -> Result<Option<String>, mysql::Error> {
+    let db = ident(database);
+    let rows: Vec<(i64, i64)> = match conn.query(format!(
+        "SELECT version, statements_done FROM {db}.{PROGRESS_TABLE} ORDER BY version"
+    )) {
+        Ok(rows) => rows,
+        Err(mysql::Error::MySqlError(e)) if e.code == 1146 => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    for (key, done) in rows {
+        let version = key.abs();
+        let is_applied = applied.iter().any(|m| m.version == version);
+        if key < 0 && !is_applied {
+            conn.query_drop(format!("DELETE FROM {db}.{PROGRESS_TABLE} WHERE version = {key}"))?;
+        } else if key < 0 && !rolling_back {
+            return Ok(Some(format!(
+                "the down script of V{version} ran {done} of its statements before it stopped; \
+                 finish it with 'tenantctl db rollback' first"
+            )));
+        } else if key > 0 && rolling_back && done > 0 {
+            return Ok(Some(format!(
+                "V{version} ran {done} of its statements before it stopped; finish it with \
+                 'tenantctl db migrate', or undo them by hand and DELETE FROM {PROGRESS_TABLE} \
+                 WHERE version = {version} in the tenant's database"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Runs the statements of `sql` from the first not yet recorded under `key`,
+/// recording each as done; a failure records which statement and why.
+fn run_recorded(conn: &mut Conn, database: &str, key: i64, name: &str, sql: &str) -> Result<(), Failed> {
+    let db = ident(database);
+    let statements = mysql_statements(sql);
     let fail = |message: String, error: Option<mysql::Error>| Failed {
-        migration: name.clone(),
+        migration: name.to_string(),
         message,
         error,
     };
     let progress: Option<(usize, String)> = conn
         .query_first(format!(
-            "SELECT statements_done, done_digest FROM {db}.{PROGRESS_TABLE} WHERE version = {}",
-            migration.version()
+            "SELECT statements_done, done_digest FROM {db}.{PROGRESS_TABLE} WHERE version = {key}"
         ))
         .map_err(|e| fail(super::describe(&e), Some(e)))?;
     let start = match progress {
@@ -144,9 +240,8 @@ fn apply_one(conn: &mut Conn, database: &str, migration: &Migration) -> Result<(
             return Err(fail(
                 format!(
                     "{done} of its statements ran before, and the file no longer starts with them; \
-                     put the database right by hand, then DELETE FROM {PROGRESS_TABLE} WHERE version = {} \
-                     in it and run db migrate again",
-                    migration.version()
+                     put the database right by hand, then DELETE FROM {PROGRESS_TABLE} WHERE version = {key} \
+                     in it and run the command again"
                 ),
                 None,
             ));
@@ -175,7 +270,7 @@ fn apply_one(conn: &mut Conn, database: &str, migration: &Migration) -> Result<(
                      done_digest = VALUES(done_digest), failed_statement = VALUES(failed_statement), error = VALUES(error)"
                 ),
                 (
-                    migration.version(),
+                    key,
                     index,
                     digest_of(&statements[..index]),
                     statement.as_str(),
@@ -191,28 +286,12 @@ fn apply_one(conn: &mut Conn, database: &str, migration: &Migration) -> Result<(
                      ON DUPLICATE KEY UPDATE statements_done = VALUES(statements_done), done_digest = VALUES(done_digest), \
                      failed_statement = NULL, error = NULL"
                 ),
-                (migration.version(), index + 1, digest_of(&statements[..=index])),
+                (key, index + 1, digest_of(&statements[..=index])),
             )
             .map_err(|e| fail(super::describe(&e), Some(e)))?;
         }
     }
-    let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-    conn.exec_drop(
-        format!("INSERT INTO {db}.{HISTORY_TABLE} (version, name, applied_on, checksum) VALUES (?, ?, ?, ?)"),
-        (
-            migration.version(),
-            migration.name(),
-            applied_on,
-            migration.checksum().to_string(),
-        ),
-    )
-    .and_then(|()| {
-        conn.query_drop(format!(
-            "DELETE FROM {db}.{PROGRESS_TABLE} WHERE version = {}",
-            migration.version()
-        ))
-    })
-    .map_err(|e| fail(super::describe(&e), Some(e)))
+    Ok(())
 }
 
 /// A statement's start, for a message: its first line, cut short.

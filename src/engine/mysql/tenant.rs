@@ -30,6 +30,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::home::Home;
+use crate::migrations::DownScript;
 use crate::secrets::{MasterKey, Secret};
 
 /// Connections a fan-out leaves free on a server, beyond those already in use.
@@ -683,6 +684,30 @@ impl MyTenant {
         Ok(files.unwrap_or(0) + others.flatten().unwrap_or(0))
     }
 
+    /// A failed run when a killed or failed run left a migration or a down script part
+    /// way that must be finished first (see [`migrate::unfinished`]); the lock is let go.
+    fn refuse_unfinished(
+        &self,
+        admin: &mut Conn,
+        applied: &[MigrationId],
+        rolling_back: bool,
+        dry_run: bool,
+        started: Instant,
+    ) -> Option<TenantRun> {
+        let from = applied.iter().map(|m| m.version).max().unwrap_or(0);
+        let problem = match migrate::unfinished(admin, self.name(), applied, rolling_back) {
+            Ok(None) => return None,
+            Ok(Some(problem)) => problem,
+            Err(err) => return Some(self.failed_run(from, &err, started)),
+        };
+        if !dry_run {
+            migrate::unlock(admin, self.name());
+        }
+        let mut run = TenantRun::failed(from, crate::engine::Outcome::Failed, problem, started);
+        run.applied = Some(applied.to_vec());
+        Some(run)
+    }
+
     fn failed_run(&self, from: i64, err: &mysql::Error, started: Instant) -> TenantRun {
         TenantRun::failed_with(from, &self.server.fail(err), started)
     }
@@ -752,6 +777,9 @@ impl TenantDatabase for MyTenant {
             Ok(applied) => applied.unwrap_or_default(),
             Err(err) => return self.failed_run(0, &err, started),
         };
+        if let Some(run) = self.refuse_unfinished(&mut admin, &applied, false, dry_run, started) {
+            return run;
+        }
         let before = applied.clone();
         let mut run = match crate::engine::plan::plan(applied, migrations, target, dry_run, started) {
             crate::engine::plan::Plan::Decided(run) => {
@@ -790,6 +818,66 @@ impl TenantDatabase for MyTenant {
         // The migrations left the session in the tenant's database.
         admin.discard();
         run.millis = crate::engine::results::elapsed_ms(started);
+        run
+    }
+
+    fn roll_back(&self, migrations: &[Migration], downs: &[DownScript], to: i64, dry_run: bool) -> TenantRun {
+        let started = Instant::now();
+        let mut admin = match self.server.admin() {
+            Ok(admin) => admin,
+            Err(err) => return TenantRun::failed_with(0, &err, started),
+        };
+        if !dry_run {
+            match migrate::lock(&mut admin, self.name()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let err =
+                        Error::refused(format!("{} stays locked by another migration", self.describe()));
+                    return TenantRun::failed_with(0, &err, started);
+                }
+                Err(err) => return self.failed_run(0, &err, started),
+            }
+        }
+        let applied = match migrate::read(&mut admin, self.name()) {
+            Ok(applied) => applied.unwrap_or_default(),
+            Err(err) => return self.failed_run(0, &err, started),
+        };
+        if let Some(run) = self.refuse_unfinished(&mut admin, &applied, true, dry_run, started) {
+            return run;
+        }
+        let (mut run, steps) =
+            match crate::engine::plan::plan_rollback(applied, migrations, downs, to, dry_run, started) {
+                crate::engine::plan::Undo::Decided(run) => {
+                    if !dry_run {
+                        migrate::unlock(&mut admin, self.name());
+                    }
+                    return run;
+                }
+                crate::engine::plan::Undo::Apply { run, steps } => (run, steps),
+            };
+        let (undone, failed) = migrate::undo(&mut admin, self.name(), &steps);
+        // What is undone is undone: the tenant lands at the version below the last
+        // wholly undone step, and stays there when a later one failed.
+        let planned = std::mem::replace(&mut run.pending, undone);
+        run.rolled_back(started);
+        run.pending = planned;
+        if let Some(failed) = failed {
+            if let (Some(err), Ok(url)) = (&failed.error, self.server.admin_url())
+                && let Some(down) = self.server.pool().confirm_down(&url, err)
+            {
+                let mut down_run = TenantRun::failed_with(run.from, &down, started);
+                down_run.applied = run.applied;
+                down_run.to = run.to;
+                return down_run;
+            }
+            run.outcome = crate::engine::Outcome::Failed;
+            run.error = Some(format!(
+                "{} failed: {}; the tenant is at V{}",
+                failed.migration, failed.message, run.to
+            ));
+        }
+        migrate::unlock(&mut admin, self.name());
+        admin.discard();
         run
     }
 

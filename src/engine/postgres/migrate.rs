@@ -9,7 +9,7 @@ use postgres::{Client, SimpleQueryMessage};
 use refinery::Migration;
 
 use super::sql::ident;
-use crate::migrations::{MigrationId, checksum_text};
+use crate::migrations::{DownScript, MigrationId, checksum_text};
 
 /// refinery's history table.
 const HISTORY_TABLE: &str = "refinery_schema_history";
@@ -118,9 +118,51 @@ pub fn apply(
             });
         }
     }
+    // What a migration SET for its session goes too, so the next step on this
+    // pooled connection starts clean.
+    commit(client)
+}
+
+/// Runs the down scripts `steps` in one transaction as `role`, each with the removal
+/// of its history row, and commits only when all ran; the lock goes with the commit.
+/// Nothing is undone when one fails; the lock is then still held.
+pub fn undo(
+    client: &mut Client,
+    steps: &[&DownScript],
+    role: &str,
+    schema: Option<&str>,
+) -> Result<(), Failed> {
+    let history = history_table(schema);
+    let mut opening = format!("BEGIN; SET LOCAL ROLE {};", ident(role));
+    if let Some(schema) = schema {
+        opening.push_str(&format!(" SET LOCAL search_path TO {};", ident(schema)));
+    }
+    for (index, step) in steps.iter().enumerate() {
+        let mut batch = if index == 0 {
+            opening.clone()
+        } else {
+            String::new()
+        };
+        batch.push_str(&step.sql);
+        batch.push_str(&format!(
+            "\n;DELETE FROM {history} WHERE version = {};",
+            step.version
+        ));
+        if let Err(error) = client.batch_execute(&batch) {
+            let _ = client.batch_execute("ROLLBACK");
+            return Err(Failed {
+                migration: step.file_name(),
+                error,
+            });
+        }
+    }
+    crate::ops::recovery::crash_point("rollback:before-commit");
+    commit(client)
+}
+
+/// Commits, resets what the scripts SET for the session, and releases the lock.
+fn commit(client: &mut Client) -> Result<(), Failed> {
     client
-        // What a migration SET for its session goes too, so the next step on this
-        // pooled connection starts clean.
         .batch_execute("COMMIT; RESET ALL; SELECT pg_advisory_unlock_all()")
         .map_err(|error| {
             let _ = client.batch_execute("ROLLBACK");

@@ -25,6 +25,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::home::Home;
+use crate::migrations::DownScript;
 use crate::secrets::{MasterKey, Secret};
 
 /// Where the tenant's data waits between delete and undelete or purge.
@@ -823,6 +824,38 @@ impl PgTenant {
     }
 
     /// A migrate that failed on the server before it began: the tenant is where it was.
+    /// The run of a migration or rollback whose step `failed`: its transaction is
+    /// rolled back, so the tenant is where it was (`run.applied`).
+    fn failed_step(
+        &self,
+        admin: Pooled<'_>,
+        mut run: TenantRun,
+        failed: &migrate::Failed,
+        started: std::time::Instant,
+    ) -> TenantRun {
+        if admin.is_closed() {
+            // The connection broke: the transaction is rolled back (or, had the
+            // COMMIT gone out, done; the next run reads which). When the server is
+            // gone its other tenants need not try; when only this backend was
+            // ended, the tenant failed like any other.
+            let cause = format!("{}: {}", failed.migration, super::describe(&failed.error));
+            admin.discard();
+            let error = self
+                .confirm_down(&cause)
+                .unwrap_or_else(|| Error::unexpected(format!("{} failed: {cause}", self.describe())));
+            return TenantRun::failed_with(run.from, &error, started);
+        }
+        run.outcome = crate::engine::Outcome::Failed;
+        run.error = Some(format!(
+            "{} failed: {}",
+            failed.migration,
+            super::describe(&failed.error)
+        ));
+        self.end_session(admin, true);
+        run.millis = crate::engine::results::elapsed_ms(started);
+        run
+    }
+
     fn broken(&self, admin: Pooled<'_>, err: &postgres::Error, started: std::time::Instant) -> TenantRun {
         let closed = admin.is_closed();
         admin.discard();
@@ -945,31 +978,45 @@ impl TenantDatabase for PgTenant {
                 // Committed and unlocked in one round trip: the session is clean.
                 return run;
             }
-            Err(failed) if admin.is_closed() => {
-                // The connection broke: the transaction is rolled back (or, had the
-                // COMMIT gone out, done; the next run reads which). When the server is
-                // gone its other tenants need not try; when only this backend was
-                // ended, the tenant failed like any other.
-                let cause = format!("{}: {}", failed.migration, super::describe(&failed.error));
-                admin.discard();
-                let error = self
-                    .confirm_down(&cause)
-                    .unwrap_or_else(|| Error::unexpected(format!("{} failed: {cause}", self.describe())));
-                return TenantRun::failed_with(run.from, &error, started);
-            }
             Err(failed) => {
-                run.outcome = crate::engine::Outcome::Failed;
-                run.error = Some(format!(
-                    "{} failed: {}",
-                    failed.migration,
-                    super::describe(&failed.error)
-                ));
                 run.applied = Some(before);
+                self.failed_step(admin, run, &failed, started)
             }
         }
-        self.end_session(admin, true);
-        run.millis = crate::engine::results::elapsed_ms(started);
-        run
+    }
+
+    fn roll_back(&self, migrations: &[Migration], downs: &[DownScript], to: i64, dry_run: bool) -> TenantRun {
+        let started = std::time::Instant::now();
+        let mut admin = match self.database().and_then(|db| self.server.admin(Some(&db))) {
+            Ok(admin) => admin,
+            Err(err) => return TenantRun::failed_with(0, &err, started),
+        };
+        let schema = self.server.schema_mode().then(|| self.name().to_string());
+        // The same lock as a migration's: one of them at a time on a tenant.
+        let key = format!("tenantctl:{}", self.name());
+        let lock_key = (!dry_run).then_some(key.as_str());
+        let history = migrate::history_table(schema.as_deref());
+        let applied = match migrate::lock_and_read(&mut admin, lock_key, &history) {
+            Ok(applied) => applied.unwrap_or_default(),
+            Err(err) => return self.broken(admin, &err, started),
+        };
+        let (run, steps) =
+            match crate::engine::plan::plan_rollback(applied, migrations, downs, to, dry_run, started) {
+                crate::engine::plan::Undo::Decided(run) => {
+                    self.end_session(admin, lock_key.is_some());
+                    return run;
+                }
+                crate::engine::plan::Undo::Apply { run, steps } => (run, steps),
+            };
+        let role = role_name(&self.placement).unwrap_or_default();
+        match migrate::undo(&mut admin, &steps, &role, schema.as_deref()) {
+            Ok(()) => {
+                let mut run = run;
+                run.rolled_back(started);
+                run
+            }
+            Err(failed) => self.failed_step(admin, run, &failed, started),
+        }
     }
 
     fn query(

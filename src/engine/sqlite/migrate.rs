@@ -1,14 +1,17 @@
 //! Migrating one tenant database: its own history decides what is pending, all pending
-//! migrations run in one transaction, so a failure leaves it exactly where it was.
+//! migrations (or, rolling back, all down scripts) run in one transaction, so a
+//! failure leaves it exactly where it was.
 
 use std::path::Path;
 use std::time::Instant;
 
 use super::{applied_migrations, open_tenant};
-use crate::engine::plan::{Plan, plan};
+use crate::engine::plan::{Plan, Undo, plan, plan_rollback};
 use crate::engine::results::elapsed_ms;
 use crate::engine::{Outcome, TenantRun};
 use crate::error::{caused_by_full_disk, disk_full};
+use crate::migrations::DownScript;
+use crate::ops::recovery::crash_point;
 use refinery::{Migration, Runner};
 
 /// Brings the database at `path` up to `target` (default: the newest migration).
@@ -55,6 +58,76 @@ pub fn migrate(path: &Path, migrations: &[Migration], target: Option<i64>, dry_r
     }
     run.applied = applied_migrations(&conn).ok();
     run.millis = elapsed_ms(started);
+    run
+}
+
+/// Takes the database at `path` back to version `to`: every down script and the
+/// removal of its history row in one `BEGIN IMMEDIATE` transaction, committed only
+/// when all ran, so the tenant is wholly at its old version or wholly at `to`.
+pub fn roll_back(
+    path: &Path,
+    migrations: &[Migration],
+    downs: &[DownScript],
+    to: i64,
+    dry_run: bool,
+) -> TenantRun {
+    let started = Instant::now();
+    if !path.is_file() {
+        return TenantRun::failed(
+            0,
+            Outcome::Failed,
+            format!("database file {} is missing", path.display()),
+            started,
+        );
+    }
+    let failed = |err: &dyn std::error::Error, from: i64| {
+        let text = error_chain(err);
+        TenantRun::failed(from, Outcome::Failed, text, started)
+    };
+    let mut conn = match open_for_migration(path) {
+        Ok(conn) => conn,
+        Err(err) => return failed(&err, 0),
+    };
+    // Taken before the history is read: a second run waits, then finds the work done.
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(err) => return failed(&err, 0),
+    };
+    let applied = match applied_migrations(&tx) {
+        Ok(applied) => applied,
+        Err(err) => return failed(&err, 0),
+    };
+    let (mut run, steps) = match plan_rollback(applied, migrations, downs, to, dry_run, started) {
+        Undo::Decided(run) => return run,
+        Undo::Apply { run, steps } => (run, steps),
+    };
+    for step in steps {
+        let undone = tx.execute_batch(&step.sql).and_then(|()| {
+            tx.execute(
+                "DELETE FROM refinery_schema_history WHERE version = ?1",
+                [step.version],
+            )
+        });
+        if let Err(err) = undone {
+            run.outcome = Outcome::Failed;
+            run.error = Some(if caused_by_full_disk(&err) {
+                disk_full(path).to_string()
+            } else {
+                format!("{} failed: {}", step.file_name(), error_chain(&err))
+            });
+            run.millis = elapsed_ms(started);
+            // Dropping the transaction rolls every step back.
+            return run;
+        }
+    }
+    crash_point("rollback:before-commit");
+    if let Err(err) = tx.commit() {
+        run.outcome = Outcome::Failed;
+        run.error = Some(error_chain(&err));
+        run.millis = elapsed_ms(started);
+        return run;
+    }
+    run.rolled_back(started);
     run
 }
 

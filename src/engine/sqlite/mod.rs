@@ -18,7 +18,7 @@ use crate::error::{Error, NamingFullDisk, Result};
 use crate::fan_out::fan_out_all;
 use crate::files;
 use crate::home::Home;
-use crate::migrations::{MigrationId, checksum_text};
+use crate::migrations::{DownScript, MigrationId, checksum_text};
 
 pub mod migrate;
 mod rows;
@@ -441,6 +441,10 @@ impl TenantDatabase for SqliteTenant {
 
     fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
         migrate::migrate(self.path(), migrations, target, dry_run)
+    }
+
+    fn roll_back(&self, migrations: &[Migration], downs: &[DownScript], to: i64, dry_run: bool) -> TenantRun {
+        migrate::roll_back(self.path(), migrations, downs, to, dry_run)
     }
 
     fn query(&self, sql: &str, write: bool, timeout: Duration, sink: &mut dyn RowSink) -> Result<Finished> {
