@@ -26,6 +26,7 @@ mod mysql_tenants;
 mod outcomes;
 mod pg_server;
 mod plans;
+mod rollback;
 mod servers;
 mod setup;
 mod sites;

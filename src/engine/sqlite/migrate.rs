@@ -127,6 +127,7 @@ pub fn roll_back(
         run.millis = elapsed_ms(started);
         return run;
     }
+    crash_point("rollback:committed");
     run.rolled_back(started);
     run
 }
