@@ -407,3 +407,114 @@ fn doctor_finds_and_drops_a_tenant_database_no_customer_owns() {
             .is_err()
     );
 }
+
+#[test]
+fn a_mysql_rollback_runs_down_scripts_statement_by_statement_and_resumes_after_a_failure() {
+    let (env, server) = home_with_server();
+    for slug in ["m1", "m2"] {
+        create_on(&env, slug, "my");
+    }
+    let tables = |database: &str| {
+        server.sql(
+            database,
+            &format!(
+                "SELECT GROUP_CONCAT(table_name ORDER BY table_name) FROM information_schema.tables \
+                 WHERE table_schema = '{database}' AND table_name NOT LIKE 'refinery%' AND table_name NOT LIKE 'tenantctl%'"
+            ),
+        )
+    };
+    let columns = |database: &str| {
+        server.sql(
+            database,
+            &format!(
+                "SELECT GROUP_CONCAT(CONCAT_WS(' ', table_name, column_name, column_type, is_nullable, column_default) \
+                 ORDER BY table_name, column_name SEPARATOR '; ') FROM information_schema.columns \
+                 WHERE table_schema = '{database}' AND table_name NOT LIKE 'tenantctl%'"
+            ),
+        )
+    };
+    let original = columns("tenant_m1");
+    // The second statement fails in a tenant that holds a note with id 1.
+    write_migration(
+        &env,
+        4,
+        "notes",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+        "CREATE TABLE notes (id BIGINT PRIMARY KEY);",
+        "CREATE TABLE tags (id BIGINT PRIMARY KEY);\nCREATE TABLE notes (id BIGINT PRIMARY KEY);\n",
+    );
+    let dir = env.home.join("tenant-migrations");
+    for engine in ["", "postgres"] {
+        std::fs::write(dir.join(engine).join("V4__notes.down.sql"), "DROP TABLE notes;\n").unwrap();
+    }
+    std::fs::write(
+        dir.join("mysql/V4__notes.down.sql"),
+        "DROP TABLE tags;\nINSERT INTO notes (id) VALUES (1);\nDROP TABLE notes;\n",
+    )
+    .unwrap();
+    env.json(&["db", "migrate"]);
+    env.ok(&["db", "sql", "m2", "INSERT INTO notes (id) VALUES (1)", "--write"]);
+
+    let run = env.run(&[
+        "db",
+        "rollback",
+        "--all",
+        "--to",
+        "3",
+        "--continue-on-error",
+        "--json",
+    ]);
+    assert_eq!(run.code, 8, "{run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        (&report[0]["status"], &report[0]["to"]),
+        (&Value::from("rolled_back"), &Value::from(3))
+    );
+    let failed = &report[1];
+    assert_eq!(
+        (&failed["status"], &failed["to"]),
+        (&Value::from("failed"), &Value::from(4)),
+        "{report}"
+    );
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("V4__notes.down.sql") && error.contains("statement 2 of 3") && error.contains("at V4"),
+        "{error}"
+    );
+    // A known place: V4 still applied, its first down statement done and recorded.
+    assert_eq!(
+        server.sql("tenant_m2", "SELECT MAX(version) FROM refinery_schema_history"),
+        "4"
+    );
+    assert_eq!(tables("tenant_m2"), "notes,orders,order_items,products,users");
+    assert_eq!(
+        server.sql(
+            "tenant_m2",
+            "SELECT statements_done FROM tenantctl_migration_progress WHERE version = -4"
+        ),
+        "1"
+    );
+    // Forward is refused until the rollback is finished.
+    let forward = env.run(&["db", "migrate", "m2", "--json"]);
+    assert_eq!(forward.code, 8, "{forward:?}");
+    assert!(
+        forward.stdout.contains("finish it with 'tenantctl db rollback'"),
+        "{forward:?}"
+    );
+
+    env.ok(&["db", "sql", "m2", "DELETE FROM notes", "--write"]);
+    let report = env.json(&["db", "rollback", "m2", "--to", "3"]);
+    assert_eq!(report[0]["status"], "rolled_back", "{report}");
+    assert_eq!(tables("tenant_m2"), "orders,order_items,products,users");
+    assert_eq!(
+        server.sql("tenant_m2", "SELECT COUNT(*) FROM tenantctl_migration_progress"),
+        "0"
+    );
+
+    // Down to V1 and forward again: the same columns as before.
+    env.json(&["db", "rollback", "--all", "--to", "1"]);
+    assert_eq!(tables("tenant_m1"), "users");
+    env.json(&["db", "migrate", "--target", "3"]);
+    assert_eq!(columns("tenant_m1"), original);
+    assert_eq!(columns("tenant_m2"), original);
+}
