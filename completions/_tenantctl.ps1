@@ -1005,6 +1005,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply tenant migrations to every tenant (or those named), in parallel')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Undo tenant migrations down to version N by their down scripts, in parallel')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Per-tenant schema version, size and last migration, with a summary line first')
             [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)')
             [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first')
@@ -1029,6 +1030,34 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Migrate every tenant that is not deleted (the default when no customer is named)')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be applied, change nothing')
+            [CompletionResult]::new('--continue-on-error', '--continue-on-error', [CompletionResultType]::ParameterName, 'Go on with the other tenants after a failure (exit 8 at the end)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only data and errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tenantctl;db;rollback' {
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The version to go back to: one that exists, below the newest (0 needs --confirm all-data)')
+            [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Tenants rolled back at once [default: 8 per CPU]')
+            [CompletionResult]::new('--jobs-per-server', '--jobs-per-server', [CompletionResultType]::ParameterName, 'Connections held at once on each database server (never more than it has free)')
+            [CompletionResult]::new('--canary', '--canary', [CompletionResultType]::ParameterName, 'Roll back N tenants first and stop if any of them fails')
+            [CompletionResult]::new('--confirm', '--confirm', [CompletionResultType]::ParameterName, '''all-data'', required with --to 0, which drops every table the migrations made')
+            [CompletionResult]::new('--home', '--home', [CompletionResultType]::ParameterName, 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]')
+            [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'Where backup sets live [default: HOME/backups]')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Output format [default: table]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Output format [default: table]')
+            [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]')
+            [CompletionResult]::new('--color', '--color', [CompletionResultType]::ParameterName, 'When to colour messages (NO_COLOR is honoured with auto)')
+            [CompletionResult]::new('--lock-timeout', '--lock-timeout', [CompletionResultType]::ParameterName, 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Roll back every tenant that is not deleted (the default when no customer is named)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be undone, change nothing')
             [CompletionResult]::new('--continue-on-error', '--continue-on-error', [CompletionResultType]::ParameterName, 'Go on with the other tenants after a failure (exit 8 at the end)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Same as --output json')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only data and errors')
@@ -1203,6 +1232,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         }
         'tenantctl;db;help' {
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply tenant migrations to every tenant (or those named), in parallel')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Undo tenant migrations down to version N by their down scripts, in parallel')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Per-tenant schema version, size and last migration, with a summary line first')
             [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)')
             [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first')
@@ -1214,6 +1244,9 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;db;help;migrate' {
+            break
+        }
+        'tenantctl;db;help;rollback' {
             break
         }
         'tenantctl;db;help;status' {
@@ -2501,6 +2534,7 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
         }
         'tenantctl;help;db' {
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply tenant migrations to every tenant (or those named), in parallel')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Undo tenant migrations down to version N by their down scripts, in parallel')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Per-tenant schema version, size and last migration, with a summary line first')
             [CompletionResult]::new('sql', 'sql', [CompletionResultType]::ParameterValue, 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)')
             [CompletionResult]::new('history', 'history', [CompletionResultType]::ParameterValue, 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first')
@@ -2511,6 +2545,9 @@ Register-ArgumentCompleter -Native -CommandName 'tenantctl' -ScriptBlock {
             break
         }
         'tenantctl;help;db;migrate' {
+            break
+        }
+        'tenantctl;help;db;rollback' {
             break
         }
         'tenantctl;help;db;status' {

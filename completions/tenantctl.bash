@@ -241,6 +241,9 @@ _tenantctl() {
             tenantctl__subcmd__db,path)
                 cmd="tenantctl__subcmd__db__subcmd__path"
                 ;;
+            tenantctl__subcmd__db,rollback)
+                cmd="tenantctl__subcmd__db__subcmd__rollback"
+                ;;
             tenantctl__subcmd__db,rotate-password)
                 cmd="tenantctl__subcmd__db__subcmd__rotate__subcmd__password"
                 ;;
@@ -267,6 +270,9 @@ _tenantctl() {
                 ;;
             tenantctl__subcmd__db__subcmd__help,path)
                 cmd="tenantctl__subcmd__db__subcmd__help__subcmd__path"
+                ;;
+            tenantctl__subcmd__db__subcmd__help,rollback)
+                cmd="tenantctl__subcmd__db__subcmd__help__subcmd__rollback"
                 ;;
             tenantctl__subcmd__db__subcmd__help,rotate-password)
                 cmd="tenantctl__subcmd__db__subcmd__help__subcmd__rotate__subcmd__password"
@@ -426,6 +432,9 @@ _tenantctl() {
                 ;;
             tenantctl__subcmd__help__subcmd__db,path)
                 cmd="tenantctl__subcmd__help__subcmd__db__subcmd__path"
+                ;;
+            tenantctl__subcmd__help__subcmd__db,rollback)
+                cmd="tenantctl__subcmd__help__subcmd__db__subcmd__rollback"
                 ;;
             tenantctl__subcmd__help__subcmd__db,rotate-password)
                 cmd="tenantctl__subcmd__help__subcmd__db__subcmd__rotate__subcmd__password"
@@ -2384,7 +2393,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db)
-            opts="-o -q -v -h -V --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version migrate status sql history vacuum path url rotate-password help"
+            opts="-o -q -v -h -V --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version migrate rollback status sql history vacuum path url rotate-password help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2426,7 +2435,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__help)
-            opts="migrate status sql history vacuum path url rotate-password help"
+            opts="migrate rollback status sql history vacuum path url rotate-password help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2482,6 +2491,20 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__db__subcmd__help__subcmd__path)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__db__subcmd__help__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2680,6 +2703,68 @@ _tenantctl() {
                 return 0
             fi
             case "${prev}" in
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json ndjson csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --lock-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__db__subcmd__rollback)
+            opts="-o -q -v -h -V --all --to --dry-run --jobs --jobs-per-server --continue-on-error --canary --confirm --home --backup-dir --output --json --quiet --verbose --no-progress --actor --color --lock-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs-per-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --canary)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confirm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --home)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -3406,7 +3491,7 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__help__subcmd__db)
-            opts="migrate status sql history vacuum path url rotate-password"
+            opts="migrate rollback status sql history vacuum path url rotate-password"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3448,6 +3533,20 @@ _tenantctl() {
             return 0
             ;;
         tenantctl__subcmd__help__subcmd__db__subcmd__path)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tenantctl__subcmd__help__subcmd__db__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -935,6 +935,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
+            cand rollback 'Undo tenant migrations down to version N by their down scripts, in parallel'
             cand status 'Per-tenant schema version, size and last migration, with a summary line first'
             cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
             cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
@@ -958,6 +959,33 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
             cand --all 'Migrate every tenant that is not deleted (the default when no customer is named)'
             cand --dry-run 'Show what would be applied, change nothing'
+            cand --continue-on-error 'Go on with the other tenants after a failure (exit 8 at the end)'
+            cand --json 'Same as --output json'
+            cand -q 'Print only data and errors'
+            cand --quiet 'Print only data and errors'
+            cand -v 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --verbose 'Print more detail on stderr; -vv also prints every catalog SQL statement with its time'
+            cand --no-progress 'Never draw progress bars'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tenantctl;db;rollback'= {
+            cand --to 'The version to go back to: one that exists, below the newest (0 needs --confirm all-data)'
+            cand --jobs 'Tenants rolled back at once [default: 8 per CPU]'
+            cand --jobs-per-server 'Connections held at once on each database server (never more than it has free)'
+            cand --canary 'Roll back N tenants first and stop if any of them fails'
+            cand --confirm '''all-data'', required with --to 0, which drops every table the migrations made'
+            cand --home 'Home folder [default: $XDG_DATA_HOME/tenantctl or ~/.local/share/tenantctl]'
+            cand --backup-dir 'Where backup sets live [default: HOME/backups]'
+            cand -o 'Output format [default: table]'
+            cand --output 'Output format [default: table]'
+            cand --actor 'Who is acting, for the audit log [default: $TENANTCTL_ACTOR, $USER or unknown]'
+            cand --color 'When to colour messages (NO_COLOR is honoured with auto)'
+            cand --lock-timeout 'How long to wait for the home lock or a catalog another process is writing before giving up (exit 6), e.g. 30s or 2m'
+            cand --all 'Roll back every tenant that is not deleted (the default when no customer is named)'
+            cand --dry-run 'Show what would be undone, change nothing'
             cand --continue-on-error 'Go on with the other tenants after a failure (exit 8 at the end)'
             cand --json 'Same as --output json'
             cand -q 'Print only data and errors'
@@ -1124,6 +1152,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;db;help'= {
             cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
+            cand rollback 'Undo tenant migrations down to version N by their down scripts, in parallel'
             cand status 'Per-tenant schema version, size and last migration, with a summary line first'
             cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
             cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
@@ -1134,6 +1163,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tenantctl;db;help;migrate'= {
+        }
+        &'tenantctl;db;help;rollback'= {
         }
         &'tenantctl;db;help;status'= {
         }
@@ -2299,6 +2330,7 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
         }
         &'tenantctl;help;db'= {
             cand migrate 'Apply tenant migrations to every tenant (or those named), in parallel'
+            cand rollback 'Undo tenant migrations down to version N by their down scripts, in parallel'
             cand status 'Per-tenant schema version, size and last migration, with a summary line first'
             cand sql 'Run one SQL statement, or a script with -f, on a tenant database (read-only unless --write)'
             cand history 'List the recorded ''db sql'' and ''db vacuum'' runs, newest first'
@@ -2308,6 +2340,8 @@ set edit:completion:arg-completer[tenantctl] = {|@words|
             cand rotate-password 'Give server tenants'' login roles new passwords'
         }
         &'tenantctl;help;db;migrate'= {
+        }
+        &'tenantctl;help;db;rollback'= {
         }
         &'tenantctl;help;db;status'= {
         }

@@ -976,7 +976,7 @@ impl TenantDatabase for PgTenant {
                 run.applied = Some(applied);
                 run.millis = crate::engine::results::elapsed_ms(started);
                 // Committed and unlocked in one round trip: the session is clean.
-                return run;
+                run
             }
             Err(failed) => {
                 run.applied = Some(before);
