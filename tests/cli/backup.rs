@@ -2157,7 +2157,9 @@ fn a_catalog_backed_up_before_an_upgrade_is_brought_forward_when_restored() {
     std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
     let conn = rusqlite::Connection::open(&old).unwrap();
     conn.execute_batch(
-        "ALTER TABLE customers DROP COLUMN engine;
+        "ALTER TABLE customers DROP COLUMN migration_action;
+         ALTER TABLE tenant_migrations DROP COLUMN down_checksum;
+         ALTER TABLE customers DROP COLUMN engine;
          ALTER TABLE customers DROP COLUMN server;
          ALTER TABLE customers RENAME COLUMN location TO db_path;
          DROP TABLE operations;
