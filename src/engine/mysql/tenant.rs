@@ -684,6 +684,40 @@ impl MyTenant {
         Ok(files.unwrap_or(0) + others.flatten().unwrap_or(0))
     }
 
+    /// An admin session on the tenant's migration lock (none for a dry run) and its
+    /// history, refused as a failed run when the server cannot be reached, the lock
+    /// stays taken, or something was left part way (see [`migrate::unfinished`]).
+    fn open_history(
+        &self,
+        rolling_back: bool,
+        dry_run: bool,
+        started: Instant,
+    ) -> std::result::Result<(Pooled<'_>, Vec<MigrationId>), TenantRun> {
+        let mut admin = self
+            .server
+            .admin()
+            .map_err(|err| TenantRun::failed_with(0, &err, started))?;
+        if !dry_run {
+            match migrate::lock(&mut admin, self.name()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let err =
+                        Error::refused(format!("{} stays locked by another migration", self.describe()));
+                    return Err(TenantRun::failed_with(0, &err, started));
+                }
+                Err(err) => return Err(self.failed_run(0, &err, started)),
+            }
+        }
+        let applied = match migrate::read(&mut admin, self.name()) {
+            Ok(applied) => applied.unwrap_or_default(),
+            Err(err) => return Err(self.failed_run(0, &err, started)),
+        };
+        match self.refuse_unfinished(&mut admin, &applied, rolling_back, dry_run, started) {
+            Some(run) => Err(run),
+            None => Ok((admin, applied)),
+        }
+    }
+
     /// A failed run when a killed or failed run left a migration or a down script part
     /// way that must be finished first (see [`migrate::unfinished`]); the lock is let go.
     fn refuse_unfinished(
@@ -758,28 +792,10 @@ impl TenantDatabase for MyTenant {
     /// statement with its progress recorded (see [`migrate`]).
     fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
         let started = Instant::now();
-        let mut admin = match self.server.admin() {
-            Ok(admin) => admin,
-            Err(err) => return TenantRun::failed_with(0, &err, started),
+        let (mut admin, applied) = match self.open_history(false, dry_run, started) {
+            Ok(opened) => opened,
+            Err(run) => return run,
         };
-        if !dry_run {
-            match migrate::lock(&mut admin, self.name()) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let err =
-                        Error::refused(format!("{} stays locked by another migration", self.describe()));
-                    return TenantRun::failed_with(0, &err, started);
-                }
-                Err(err) => return self.failed_run(0, &err, started),
-            }
-        }
-        let applied = match migrate::read(&mut admin, self.name()) {
-            Ok(applied) => applied.unwrap_or_default(),
-            Err(err) => return self.failed_run(0, &err, started),
-        };
-        if let Some(run) = self.refuse_unfinished(&mut admin, &applied, false, dry_run, started) {
-            return run;
-        }
         let before = applied.clone();
         let mut run = match crate::engine::plan::plan(applied, migrations, target, dry_run, started) {
             crate::engine::plan::Plan::Decided(run) => {
@@ -823,28 +839,10 @@ impl TenantDatabase for MyTenant {
 
     fn roll_back(&self, migrations: &[Migration], downs: &[DownScript], to: i64, dry_run: bool) -> TenantRun {
         let started = Instant::now();
-        let mut admin = match self.server.admin() {
-            Ok(admin) => admin,
-            Err(err) => return TenantRun::failed_with(0, &err, started),
+        let (mut admin, applied) = match self.open_history(true, dry_run, started) {
+            Ok(opened) => opened,
+            Err(run) => return run,
         };
-        if !dry_run {
-            match migrate::lock(&mut admin, self.name()) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let err =
-                        Error::refused(format!("{} stays locked by another migration", self.describe()));
-                    return TenantRun::failed_with(0, &err, started);
-                }
-                Err(err) => return self.failed_run(0, &err, started),
-            }
-        }
-        let applied = match migrate::read(&mut admin, self.name()) {
-            Ok(applied) => applied.unwrap_or_default(),
-            Err(err) => return self.failed_run(0, &err, started),
-        };
-        if let Some(run) = self.refuse_unfinished(&mut admin, &applied, true, dry_run, started) {
-            return run;
-        }
         let (mut run, steps) =
             match crate::engine::plan::plan_rollback(applied, migrations, downs, to, dry_run, started) {
                 crate::engine::plan::Undo::Decided(run) => {
