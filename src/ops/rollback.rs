@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use refinery::Migration;
 
 use super::tenants::{
-    EngineSets, FanOut, TenantResult, live_customer, load_migrations, migrate_failure, record_down_scripts,
+    DownChecksums, EngineSets, FanOut, TenantResult, live_customer, load_migrations, migrate_failure,
+    record_down_scripts,
 };
 use super::{Actor, Progress, Reported};
 use crate::catalog::Catalog;
@@ -58,6 +59,18 @@ impl DownSets {
             dir: dir.to_path_buf(),
             by_engine,
         })
+    }
+
+    fn checksums(&self) -> DownChecksums {
+        self.by_engine
+            .iter()
+            .map(|(engine, downs)| {
+                (
+                    *engine,
+                    downs.iter().map(|d| (d.version, d.checksum.clone())).collect(),
+                )
+            })
+            .collect()
     }
 
     fn of(&self, engine: EngineKind) -> &[DownScript] {
@@ -154,10 +167,10 @@ pub fn rollback(
         }
     };
     let left = |tenant: &TenantRow| undo_path(tenant, ledgers.get(&tenant.customer_id), to);
-    let (done, unrecorded) = plan.roll_out(catalog, &to_run, progress, &roll_back_one, &left);
+    let (done, mut unrecorded) = plan.roll_out(catalog, &to_run, progress, &roll_back_one, &left);
     results.extend(done);
-    if !request.dry_run && unrecorded.is_none() {
-        record_down_scripts(catalog, &dir, &sets)?;
+    if !request.dry_run {
+        record_down_scripts(catalog, &downs.checksums(), &mut unrecorded);
     }
     let in_order: Vec<TenantResult> = chosen
         .iter()

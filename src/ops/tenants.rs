@@ -176,6 +176,7 @@ pub fn migrate(
     };
     let chosen = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
     let sets = EngineSets::load(&dir, migrations, &chosen)?;
+    let downs = down_checksums(&dir, &sets)?;
     let files: Vec<MigrationId> = sets.sqlite.iter().map(MigrationId::of).collect();
     let goal = request.target.unwrap_or(newest);
     // Each tenant's ledger is compared with its own engine's files.
@@ -246,11 +247,11 @@ pub fn migrate(
             .filter(|v| *v > tenant.schema_version && *v <= goal)
             .collect()
     };
-    let (done, unrecorded) = plan.roll_out(catalog, &to_run, progress, &migrate_one, &left);
+    let (done, mut unrecorded) = plan.roll_out(catalog, &to_run, progress, &migrate_one, &left);
     results.extend(done);
-    if !request.dry_run && unrecorded.is_none() {
+    if !request.dry_run {
         // Down scripts first seen now are what a later rollback is judged against.
-        record_down_scripts(catalog, &dir, &sets)?;
+        record_down_scripts(catalog, &downs, &mut unrecorded);
     }
     let in_order: Vec<TenantResult> = chosen
         .iter()
@@ -260,28 +261,45 @@ pub fn migrate(
     Ok(Reported::new(in_order, failure))
 }
 
-/// Records, for every tenant that has applied a migration with no down script on
-/// record, the down script its engine's folder holds now.
-pub(super) fn record_down_scripts(catalog: &mut Catalog, dir: &Path, sets: &EngineSets) -> Result<()> {
+/// Each engine's down scripts, as (version, checksum).
+pub(super) type DownChecksums = Vec<(EngineKind, Vec<(i64, String)>)>;
+
+/// The down scripts of each engine in `sets`: loaded before anything runs, so that a
+/// down script without its migration is refused (exit 9) before any tenant is touched.
+pub(super) fn down_checksums(dir: &Path, sets: &EngineSets) -> Result<DownChecksums> {
     let mut all = vec![(EngineKind::Sqlite, sets.sqlite.as_slice())];
     all.extend(sets.servers.iter().map(|(engine, set)| (*engine, set.as_slice())));
-    let mut found = Vec::new();
-    for (engine, set) in all {
-        let downs = migrations::load_down_scripts(&migrations::engine_dir(dir, engine), set)?;
-        found.push((
-            engine,
-            downs
-                .into_iter()
-                .map(|d| (d.version, d.checksum))
-                .collect::<Vec<_>>(),
-        ));
+    all.into_iter()
+        .map(|(engine, set)| {
+            let downs = migrations::load_down_scripts(&migrations::engine_dir(dir, engine), set)?;
+            Ok((
+                engine,
+                downs.into_iter().map(|d| (d.version, d.checksum)).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Records, for every tenant that has applied a migration with no down script on
+/// record, the one its engine's folder holds now. A catalog that cannot take it makes
+/// the run's `unrecorded`, as for its results.
+pub(super) fn record_down_scripts(
+    catalog: &mut Catalog,
+    found: &DownChecksums,
+    unrecorded: &mut Option<String>,
+) {
+    if unrecorded.is_some() {
+        return;
     }
-    catalog.write(|tx| {
-        for (engine, downs) in &found {
+    let written = catalog.write(|tx| {
+        for (engine, downs) in found {
             tenants::record_down_scripts(tx, *engine, downs)?;
         }
         Ok(())
-    })
+    });
+    if let Err(err) = written {
+        *unrecorded = Some(err.to_string());
+    }
 }
 
 /// A rollout that did not finish everywhere is a partial failure, exit 8: a tenant

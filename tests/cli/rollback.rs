@@ -418,3 +418,20 @@ fn a_fleet_over_sqlite_and_postgresql_rolls_back_in_one_command_and_comes_back_e
     assert_eq!(pg_schema(&server, "tenant_p2"), original);
     assert_eq!(sqlite_schema(&env, "l1"), local_original);
 }
+
+#[test]
+fn a_down_script_without_its_migration_stops_migrate_and_rollback_before_anything_runs() {
+    let env = TestEnv::fleet(&["a"]);
+    let dir = migrations_dir(&env);
+    std::fs::write(
+        dir.join("V4__notes.sql"),
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    std::fs::write(dir.join("V4__note.down.sql"), "DROP TABLE notes;").unwrap();
+    let migrate = env.fails(&["db", "migrate"], 9);
+    assert!(migrate.stderr.contains("V4__note.down.sql"), "{migrate:?}");
+    assert_eq!(file_version(&env, "a"), 3, "nothing ran");
+    env.fails(&["db", "rollback", "--to", "1"], 9);
+    assert_eq!(file_version(&env, "a"), 3);
+}
