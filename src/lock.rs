@@ -58,11 +58,25 @@ pub struct Owner {
 impl Owner {
     pub fn new(run_dir: &Path) -> Result<Self> {
         crate::files::create_private_dir(run_dir)?;
+        // A sweep of killed commands' half-made files (see `remove_unmade`) can take
+        // one of ours between its creation and its lock: then another token is tried.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::make(run_dir) {
+                Ok(owner) => return Ok(owner),
+                Err(err) if attempt >= 3 => return Err(err),
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn make(run_dir: &Path) -> Result<Self> {
         let token = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
         let path = run_dir.join(format!("{token}.lock"));
         // Locked under a name nobody looks at, then renamed: a lock file under its
         // real name is always held by its owner, never found free while being made.
-        let making = run_dir.join(format!(".{token}.new"));
+        let making = run_dir.join(format!(".{token}{MAKING_SUFFIX}"));
         let file = open_lock_file(&making)?;
         file.try_lock()
             .map_err(|e| Error::unexpected(format!("locking {}: {e:?}", making.display())))?;
@@ -131,6 +145,39 @@ pub fn dead_owner_tokens(run_dir: &Path) -> Vec<String> {
         })
         .filter(|token| is_token(token))
         .collect()
+}
+
+/// How an owner lock file is named while it is made.
+const MAKING_SUFFIX: &str = ".new";
+
+/// Removes the owner lock files that commands killed while making them left under
+/// their making name (`.<token>.new`): each is locked here first, so one whose command
+/// still makes it is left alone (and one this takes from a command just starting is
+/// only a retry for that command, see [`Owner::new`]).
+pub fn remove_unmade(run_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(token) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.strip_suffix(MAKING_SUFFIX))
+        else {
+            continue;
+        };
+        if !is_token(token) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// Removes the lock file of a command that is gone.

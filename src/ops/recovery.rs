@@ -97,6 +97,7 @@ pub fn finish_abandoned(catalog: &mut Catalog, home: &Home) -> Result<Vec<Recove
     // Commands killed before they recorded anything leave only their staging and
     // their lock: both go, now that nobody can be using them.
     let run_dir = home.run_dir();
+    lock::remove_unmade(&run_dir);
     let dead = lock::dead_owner_tokens(&run_dir);
     if !dead.is_empty() {
         engines.default_engine().sweep_abandoned(&dead)?;
