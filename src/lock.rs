@@ -240,6 +240,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_half_made_owner_lock_goes_unless_someone_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let left = dir.path().join(".123-0000abcd.new");
+        let making = dir.path().join(".124-0000abce.new");
+        let other = dir.path().join(".notes.new");
+        for path in [&left, &making, &other] {
+            std::fs::write(path, b"").unwrap();
+        }
+        let held = OpenOptions::new().read(true).write(true).open(&making).unwrap();
+        held.try_lock().unwrap();
+        remove_unmade(dir.path());
+        assert!(!left.exists(), "a killed command's file goes");
+        assert!(making.exists(), "a file being made stays");
+        assert!(other.exists(), "only owner tokens are touched");
+        // An owner is still made, and named for real, beside them.
+        let owner = Owner::new(dir.path()).unwrap();
+        assert!(owner_alive(dir.path(), owner.token()));
+    }
+
+    #[test]
     fn an_open_sqlite_connection_in_another_process_is_seen() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
