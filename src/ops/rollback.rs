@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use refinery::Migration;
 
 use super::tenants::{
-    DownChecksums, EngineSets, FanOut, TenantResult, live_customer, load_migrations, migrate_failure,
-    record_down_scripts,
+    DownChecksums, EngineSets, FanOut, TenantResult, chosen_ids, load_migrations, migrate_failure,
+    record_down_scripts, rollout_lock,
 };
 use super::{Actor, Progress, Reported};
 use crate::catalog::Catalog;
@@ -19,7 +19,6 @@ use crate::catalog::states::MigrationAction;
 use crate::catalog::tenants::{self, TenantRow};
 use crate::engine::{EngineKind, Engines, Outcome, TenantRun};
 use crate::error::{Error, Result};
-use crate::lock::HomeLock;
 use crate::migrations::{self, DownScript, MigrationId};
 
 /// What `--confirm` must say for `--to 0`, which empties every chosen tenant.
@@ -97,19 +96,11 @@ pub fn rollback(
     request: &RollbackRequest,
     progress: &dyn Progress,
 ) -> Result<Reported<Vec<TenantResult>>> {
-    let ids = request
-        .customers
-        .iter()
-        .map(|r| live_customer(catalog, r).map(|c| c.id))
-        .collect::<Result<Vec<_>>>()?;
+    let ids = chosen_ids(catalog, &request.customers)?;
     let (dir, migrations) = load_migrations(catalog, actor.home)?;
     check_target(request, &migrations)?;
     // The same lock as `db migrate`: one of them at a time per home.
-    let _lock = if request.dry_run {
-        None
-    } else {
-        Some(HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?)
-    };
+    let _lock = rollout_lock(actor, lock_timeout, request.dry_run)?;
     let chosen = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
     let sets = EngineSets::load(&dir, migrations, &chosen)?;
     let downs = DownSets::load(&dir, &sets)?;

@@ -141,6 +141,24 @@ impl TenantResult {
     }
 }
 
+/// The ids of the customers `references` name (exit 6 for a deleted one); empty
+/// when none is named, which means every live tenant.
+pub(super) fn chosen_ids(catalog: &Catalog, references: &[String]) -> Result<Vec<i64>> {
+    references
+        .iter()
+        .map(|r| live_customer(catalog, r).map(|c| c.id))
+        .collect()
+}
+
+/// The home lock one `db migrate` or `db rollback` holds at a time; none for a dry
+/// run, which changes nothing.
+pub(super) fn rollout_lock(actor: Actor<'_>, timeout: Duration, dry_run: bool) -> Result<Option<HomeLock>> {
+    match dry_run {
+        true => Ok(None),
+        false => HomeLock::acquire(&actor.home.lock_file(), timeout).map(Some),
+    }
+}
+
 /// Applies tenant migrations to every chosen tenant, in parallel, each tenant in its
 /// own transaction. Current tenants are skipped from the catalog's ledger without
 /// opening their files. Results come back in customer order.
@@ -151,11 +169,7 @@ pub fn migrate(
     request: &MigrateRequest,
     progress: &dyn Progress,
 ) -> Result<Reported<Vec<TenantResult>>> {
-    let ids = request
-        .customers
-        .iter()
-        .map(|r| live_customer(catalog, r).map(|c| c.id))
-        .collect::<Result<Vec<_>>>()?;
+    let ids = chosen_ids(catalog, &request.customers)?;
     let (dir, migrations) = load_migrations(catalog, actor.home)?;
     let newest = migrations::newest_version(&migrations);
     match request.target {
@@ -169,11 +183,7 @@ pub fn migrate(
         }
         _ => {}
     }
-    let _lock = if request.dry_run {
-        None
-    } else {
-        Some(HomeLock::acquire(&actor.home.lock_file(), lock_timeout)?)
-    };
+    let _lock = rollout_lock(actor, lock_timeout, request.dry_run)?;
     let chosen = tenants::live_tenants(catalog.conn(), (!ids.is_empty()).then_some(ids.as_slice()))?;
     let sets = EngineSets::load(&dir, migrations, &chosen)?;
     let downs = down_checksums(&dir, &sets)?;

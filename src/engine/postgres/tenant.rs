@@ -824,6 +824,31 @@ impl PgTenant {
     }
 
     /// A migrate that failed on the server before it began: the tenant is where it was.
+    /// An admin session in the tenant's database holding its advisory lock, the
+    /// tenant's schema in schema mode, and its history (`None`: no history table yet).
+    /// The lock is taken before the history is read, so a second migrate or rollback
+    /// waits and then finds the work done rather than planning it again; a dry run
+    /// changes nothing, so it takes no lock and waits for no one.
+    #[allow(clippy::type_complexity)]
+    fn open_history(
+        &self,
+        dry_run: bool,
+        started: std::time::Instant,
+    ) -> std::result::Result<(Pooled<'_>, Option<String>, Option<Vec<MigrationId>>), TenantRun> {
+        let mut admin = self
+            .database()
+            .and_then(|db| self.server.admin(Some(&db)))
+            .map_err(|err| TenantRun::failed_with(0, &err, started))?;
+        let schema = self.server.schema_mode().then(|| self.name().to_string());
+        let key = format!("tenantctl:{}", self.name());
+        let lock_key = (!dry_run).then_some(key.as_str());
+        let history = migrate::history_table(schema.as_deref());
+        match migrate::lock_and_read(&mut admin, lock_key, &history) {
+            Ok(applied) => Ok((admin, schema, applied)),
+            Err(err) => Err(self.broken(admin, &err, started)),
+        }
+    }
+
     /// The run of a migration or rollback whose step `failed`: its transaction is
     /// rolled back, so the tenant is where it was (`run.applied`).
     fn failed_step(
@@ -938,26 +963,16 @@ impl TenantDatabase for PgTenant {
     /// One connection does it all, in two round trips for one pending migration.
     fn migrate(&self, migrations: &[Migration], target: Option<i64>, dry_run: bool) -> TenantRun {
         let started = std::time::Instant::now();
-        let mut admin = match self.database().and_then(|db| self.server.admin(Some(&db))) {
-            Ok(admin) => admin,
-            Err(err) => return TenantRun::failed_with(0, &err, started),
+        let (mut admin, schema, history) = match self.open_history(dry_run, started) {
+            Ok(opened) => opened,
+            Err(run) => return run,
         };
-        let schema = self.server.schema_mode().then(|| self.name().to_string());
-        // Taken before the history is read, so a second run waits and then finds the
-        // work done rather than planning it again. A dry run changes nothing, so it
-        // waits for no one.
-        let key = format!("tenantctl:{}", self.name());
-        let lock_key = (!dry_run).then_some(key.as_str());
-        let history = migrate::history_table(schema.as_deref());
-        let (applied, history_exists) = match migrate::lock_and_read(&mut admin, lock_key, &history) {
-            Ok(Some(applied)) => (applied, true),
-            Ok(None) => (Vec::new(), false),
-            Err(err) => return self.broken(admin, &err, started),
-        };
+        let history_exists = history.is_some();
+        let applied = history.unwrap_or_default();
         let before = applied.clone();
         let mut run = match crate::engine::plan::plan(applied, migrations, target, dry_run, started) {
             crate::engine::plan::Plan::Decided(run) => {
-                self.end_session(admin, lock_key.is_some());
+                self.end_session(admin, !dry_run);
                 return run;
             }
             crate::engine::plan::Plan::Apply { run, .. } => run,
@@ -987,23 +1002,15 @@ impl TenantDatabase for PgTenant {
 
     fn roll_back(&self, migrations: &[Migration], downs: &[DownScript], to: i64, dry_run: bool) -> TenantRun {
         let started = std::time::Instant::now();
-        let mut admin = match self.database().and_then(|db| self.server.admin(Some(&db))) {
-            Ok(admin) => admin,
-            Err(err) => return TenantRun::failed_with(0, &err, started),
+        let (mut admin, schema, history) = match self.open_history(dry_run, started) {
+            Ok(opened) => opened,
+            Err(run) => return run,
         };
-        let schema = self.server.schema_mode().then(|| self.name().to_string());
-        // The same lock as a migration's: one of them at a time on a tenant.
-        let key = format!("tenantctl:{}", self.name());
-        let lock_key = (!dry_run).then_some(key.as_str());
-        let history = migrate::history_table(schema.as_deref());
-        let applied = match migrate::lock_and_read(&mut admin, lock_key, &history) {
-            Ok(applied) => applied.unwrap_or_default(),
-            Err(err) => return self.broken(admin, &err, started),
-        };
+        let applied = history.unwrap_or_default();
         let (run, steps) =
             match crate::engine::plan::plan_rollback(applied, migrations, downs, to, dry_run, started) {
                 crate::engine::plan::Undo::Decided(run) => {
-                    self.end_session(admin, lock_key.is_some());
+                    self.end_session(admin, !dry_run);
                     return run;
                 }
                 crate::engine::plan::Undo::Apply { run, steps } => (run, steps),
