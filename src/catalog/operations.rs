@@ -2,6 +2,7 @@
 //! to do, recorded before it touches a file and removed when the result is visible.
 
 use rusqlite::{Connection, Row, params};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Result;
@@ -20,14 +21,15 @@ pub struct Operation {
     pub started_at: String,
 }
 
-/// What a command records before it starts.
+/// What a command records before it starts; `steps` is anything that serialises to
+/// the JSON its finisher reads.
 #[derive(Debug, Clone)]
-pub struct NewOperation<'a> {
+pub struct NewOperation<'a, S: Serialize = Value> {
     pub kind: &'a str,
     pub subject: &'a str,
     pub customer_id: Option<i64>,
     pub owner: &'a str,
-    pub steps: Value,
+    pub steps: S,
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Operation> {
@@ -43,7 +45,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Operation> {
     })
 }
 
-pub fn open(conn: &Connection, new: &NewOperation<'_>) -> Result<i64> {
+pub fn open<S: Serialize>(conn: &Connection, new: &NewOperation<'_, S>) -> Result<i64> {
     conn.execute(
         "INSERT INTO operations (kind, subject, customer_id, owner, steps, started_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -52,7 +54,7 @@ pub fn open(conn: &Connection, new: &NewOperation<'_>) -> Result<i64> {
             new.subject,
             new.customer_id,
             new.owner,
-            new.steps.to_string(),
+            serde_json::to_string(&new.steps)?,
             time::now()
         ],
     )?;

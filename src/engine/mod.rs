@@ -200,6 +200,18 @@ pub struct Provisioned {
     pub role_password: Option<crate::secrets::Secret>,
 }
 
+impl Provisioned {
+    /// A staged database known only by its staging name, as a ledger records it.
+    pub fn staged(staging: &str) -> Provisioned {
+        Provisioned {
+            staging: staging.to_string(),
+            schema_version: 0,
+            applied: Vec::new(),
+            role_password: None,
+        }
+    }
+}
+
 /// A backup copy of a tenant that waits, checked, to replace the live database.
 #[derive(Debug)]
 pub struct Staged {

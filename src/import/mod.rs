@@ -7,7 +7,7 @@ pub mod scan;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -72,7 +72,7 @@ pub struct SiteDoc {
 pub enum Parsed {
     /// A site, with the customer it belongs to.
     /// The customer is shared by the files that describe it alike (see `ops::import`).
-    Site(Box<SiteDoc>, Rc<CustomerDoc>),
+    Site(Box<SiteDoc>, Arc<CustomerDoc>),
     /// A `customer.json` of the customer-folder layout.
     Customer(Box<CustomerDoc>),
     /// The `plans.json` that `export` writes at the root.
@@ -101,17 +101,17 @@ impl Problem {
 /// again when its site is written, so that no more than one file is held at a time.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
-    /// Relative to the import folder, for reports.
-    pub path: String,
+    /// Relative to the import folder, for reports (which share it).
+    pub path: Arc<str>,
     /// The import folder, one copy shared by its files: 100,000 absolute paths held
     /// until the writes are megabytes.
-    pub root: Rc<Path>,
+    pub root: Arc<Path>,
     /// Where a symlink inside the folder leads; a file is otherwise read at `path`.
     pub target: Option<PathBuf>,
     /// Why the file cannot be imported without reading it (a symlink out, too big).
     pub refused: Option<Box<Problem>>,
     /// For `sites/*.json` under a folder with `customer.json`: that customer file.
-    pub customer_file: Option<Rc<str>>,
+    pub customer_file: Option<Arc<str>>,
 }
 
 /// The SHA-256 of a file's bytes as they were parsed.
@@ -128,7 +128,7 @@ impl SourceFile {
         let unreadable = |e: std::io::Error| Problem::new("file", format!("cannot be read: {e}"));
         let file = match &self.target {
             Some(target) => std::fs::File::open(target),
-            None => std::fs::File::open(self.root.join(&self.path)),
+            None => std::fs::File::open(self.root.join(&*self.path)),
         }
         .map_err(unreadable)?;
         let len = file.metadata().map_err(unreadable)?.len();
@@ -161,6 +161,23 @@ pub fn site_config(bytes: &[u8]) -> Result<Value, Problem> {
 }
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A site file's columns and config, as [`parse`] reads them, without its customer:
+/// what an import's writes take from a file they read again.
+pub fn site_from_bytes(bytes: &[u8]) -> Result<SiteDoc, Problem> {
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    let document: Value =
+        serde_json::from_slice(bytes).map_err(|e| Problem::new("file", format!("not valid JSON: {e}")))?;
+    let Value::Object(object) = &document else {
+        return Err(Problem::new(
+            "file",
+            format!("must be a JSON object, not {}", kind(&document)),
+        ));
+    };
+    let mut site = site(object, &document)?;
+    site.config = Some(Box::new(without_export_keys(document)?));
+    Ok(site)
+}
 
 /// The first of several spellings of a key that the object has.
 fn field<'a>(object: &'a Map<String, Value>, names: &[&'static str]) -> Option<(&'static str, &'a Value)> {
@@ -329,7 +346,7 @@ pub fn parse(bytes: &[u8], is_customer_file: bool, owner: Option<&CustomerDoc>) 
         Ok(config) => site.config = Some(Box::new(config)),
         Err(problem) => return Parsed::Failed(problem),
     }
-    Parsed::Site(Box::new(site), Rc::new(owner))
+    Parsed::Site(Box::new(site), Arc::new(owner))
 }
 
 fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Problem> {
@@ -441,91 +458,116 @@ fn export_added_keys(object: &Map<String, Value>) -> Result<Option<Vec<&'static 
 /// Checks parsed files against each other: a domain or port in two files, one
 /// customer described two ways, a slug given to two customers. Marks the later file
 /// of each clash as failed, naming the earlier one.
-pub fn cross_check(files: &mut [(String, Parsed)]) {
-    let mut seen = SeenSites::default();
-    let mut customers: HashMap<String, (CustomerDoc, String)> = HashMap::new();
-    let mut slugs: HashMap<String, (String, String)> = HashMap::new();
-    for (path, parsed) in files.iter_mut() {
-        let problem = match parsed {
-            Parsed::Site(site, owner) => seen
-                .check(site, path)
-                .or_else(|| check_customer(owner, path, &mut customers, &mut slugs)),
-            Parsed::Customer(owner) => check_customer(owner, path, &mut customers, &mut slugs),
-            _ => None,
-        };
-        if let Some(problem) = problem {
-            *parsed = Parsed::Failed(problem);
-        }
+pub fn cross_check(files: &mut [(Arc<str>, Parsed)]) {
+    for (index, problem) in clashes(files) {
+        files[index].1 = Parsed::Failed(problem);
     }
 }
 
-/// The first file of each domain, port and siteId.
-#[derive(Default)]
-struct SeenSites {
-    domains: HashMap<String, String>,
-    ports: HashMap<i64, String>,
-    legacy_ids: HashMap<String, String>,
+/// The files that clash with an earlier one, with why. What it remembers of the first
+/// files borrows from them: a big tree's domains are not copied again.
+fn clashes(files: &[(Arc<str>, Parsed)]) -> Vec<(usize, Problem)> {
+    let mut seen = SeenSites::default();
+    let mut customers = SeenCustomers::default();
+    let mut found = Vec::new();
+    for (index, (_, parsed)) in files.iter().enumerate() {
+        let problem = match parsed {
+            Parsed::Site(site, owner) => seen
+                .check(site, index, files)
+                .or_else(|| customers.check(owner, index, files)),
+            Parsed::Customer(owner) => customers.check(owner, index, files),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            found.push((index, problem));
+        }
+    }
+    found
 }
 
-impl SeenSites {
-    fn check(&mut self, site: &SiteDoc, path: &str) -> Option<Problem> {
+/// The first file of each domain, port and siteId, by index.
+#[derive(Default)]
+struct SeenSites<'a> {
+    domains: HashMap<&'a str, usize>,
+    ports: HashMap<i64, usize>,
+    legacy_ids: HashMap<&'a str, usize>,
+}
+
+impl<'a> SeenSites<'a> {
+    fn check(&mut self, site: &'a SiteDoc, index: usize, files: &[(Arc<str>, Parsed)]) -> Option<Problem> {
+        let path = |first: usize| &files[first].0;
         if let Some(id) = &site.legacy_id
-            && let Some(first) = self.legacy_ids.get(id)
+            && let Some(&first) = self.legacy_ids.get(id.as_str())
         {
-            return Some(Problem::new("siteId", format!("'{id}' is also in {first}")));
+            return Some(Problem::new(
+                "siteId",
+                format!("'{id}' is also in {}", path(first)),
+            ));
         }
-        if let Some(first) = self.domains.get(&site.domain) {
+        if let Some(&first) = self.domains.get(site.domain.as_str()) {
             return Some(Problem::new(
                 "domain",
-                format!("{} is also in {first}", site.domain),
+                format!("{} is also in {}", site.domain, path(first)),
             ));
         }
         if let Some(port) = site.port
-            && let Some(first) = self.ports.get(&port)
+            && let Some(&first) = self.ports.get(&port)
         {
-            return Some(Problem::new("port", format!("{port} is also in {first}")));
+            return Some(Problem::new("port", format!("{port} is also in {}", path(first))));
         }
-        self.domains.insert(site.domain.clone(), path.to_string());
+        self.domains.insert(&site.domain, index);
         if let Some(port) = site.port {
-            self.ports.insert(port, path.to_string());
+            self.ports.insert(port, index);
         }
         if let Some(id) = &site.legacy_id {
-            self.legacy_ids.insert(id.clone(), path.to_string());
+            self.legacy_ids.insert(id, index);
         }
         None
     }
 }
 
-fn check_customer(
-    doc: &CustomerDoc,
-    path: &str,
-    customers: &mut HashMap<String, (CustomerDoc, String)>,
-    slugs: &mut HashMap<String, (String, String)>,
-) -> Option<Problem> {
-    let key = doc.email.to_ascii_lowercase();
-    if let Some((first, first_path)) = customers.get(&key) {
-        if first != doc {
+/// The first description of each customer (by email in lower case) and the first
+/// customer given each slug.
+#[derive(Default)]
+struct SeenCustomers<'a> {
+    by_email: HashMap<String, (&'a CustomerDoc, usize)>,
+    by_slug: HashMap<&'a str, (&'a str, usize)>,
+}
+
+impl<'a> SeenCustomers<'a> {
+    fn check(&mut self, doc: &'a CustomerDoc, index: usize, files: &[(Arc<str>, Parsed)]) -> Option<Problem> {
+        let key = doc.email.to_ascii_lowercase();
+        if let Some(&(first, first_index)) = self.by_email.get(&key) {
+            if first != doc {
+                return Some(Problem::new(
+                    "customer",
+                    format!(
+                        "{} is described differently in {}",
+                        doc.email, files[first_index].0
+                    ),
+                ));
+            }
+            return None;
+        }
+        if let Some(slug) = &doc.slug
+            && let Some(&(email, first_index)) = self.by_slug.get(slug.as_str())
+            && !email.eq_ignore_ascii_case(&key)
+        {
             return Some(Problem::new(
-                "customer",
-                format!("{} is described differently in {first_path}", doc.email),
+                "slug",
+                format!(
+                    "'{slug}' is also given to {} in {}",
+                    email.to_ascii_lowercase(),
+                    files[first_index].0
+                ),
             ));
         }
-        return None;
+        if let Some(slug) = &doc.slug {
+            self.by_slug.insert(slug, (&doc.email, index));
+        }
+        self.by_email.insert(key, (doc, index));
+        None
     }
-    if let Some(slug) = &doc.slug
-        && let Some((email, first_path)) = slugs.get(slug)
-        && *email != key
-    {
-        return Some(Problem::new(
-            "slug",
-            format!("'{slug}' is also given to {email} in {first_path}"),
-        ));
-    }
-    if let Some(slug) = &doc.slug {
-        slugs.insert(slug.clone(), (key.clone(), path.to_string()));
-    }
-    customers.insert(key, (doc.clone(), path.to_string()));
-    None
 }
 
 #[cfg(test)]
@@ -646,22 +688,22 @@ mod tests {
         };
         let mut files = vec![
             (
-                "one.json".to_string(),
-                Parsed::Site(Box::new(site("a.test", Some(1))), Rc::new(owner.clone())),
+                "one.json".into(),
+                Parsed::Site(Box::new(site("a.test", Some(1))), Arc::new(owner.clone())),
             ),
             (
-                "two.json".to_string(),
-                Parsed::Site(Box::new(site("a.test", None)), Rc::new(owner.clone())),
+                "two.json".into(),
+                Parsed::Site(Box::new(site("a.test", None)), Arc::new(owner.clone())),
             ),
             (
-                "three.json".to_string(),
-                Parsed::Site(Box::new(site("c.test", Some(1))), Rc::new(owner.clone())),
+                "three.json".into(),
+                Parsed::Site(Box::new(site("c.test", Some(1))), Arc::new(owner.clone())),
             ),
             (
-                "four.json".to_string(),
+                "four.json".into(),
                 Parsed::Site(
                     Box::new(site("d.test", None)),
-                    Rc::new(CustomerDoc {
+                    Arc::new(CustomerDoc {
                         plan: Some("pro".into()),
                         ..owner.clone()
                     }),
@@ -733,7 +775,7 @@ mod tests {
             let text = value.to_string();
             let owner = CustomerDoc { email: "a@b.test".into(), ..Default::default() };
             for parsed in [parse(text.as_bytes(), false, None), parse(text.as_bytes(), true, None), parse(text.as_bytes(), false, Some(&owner))] {
-                let mut files = vec![("x.json".to_string(), parsed)];
+                let mut files = vec![(Arc::from("x.json"), parsed)];
                 cross_check(&mut files);
             }
         }

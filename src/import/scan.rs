@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::{Problem, SourceFile};
 use crate::error::{Error, Result};
@@ -19,13 +19,13 @@ pub fn scan(dir: &Path) -> Result<Vec<SourceFile>> {
         return Err(Error::usage(format!("{} is not a folder", dir.display())));
     }
     let mut found = Vec::new();
-    let shared: Rc<Path> = Rc::from(root.as_path());
+    let shared: Arc<Path> = Arc::from(root.as_path());
     walk(&shared, &root, &mut found)?;
     found.shrink_to_fit();
-    let customer_files: std::collections::HashSet<Rc<str>> = found
+    let customer_files: std::collections::HashSet<Arc<str>> = found
         .iter()
         .filter(|f| is_customer_file(&f.path))
-        .map(|f| Rc::from(f.path.as_str()))
+        .map(|f| Arc::clone(&f.path))
         .collect();
     for file in &mut found {
         file.customer_file = owner_of(&file.path).and_then(|c| customer_files.get(c.as_str()).cloned());
@@ -48,7 +48,7 @@ fn owner_of(relative: &str) -> Option<String> {
     Some(format!("{folder}customer.json"))
 }
 
-fn walk(root: &Rc<Path>, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
+fn walk(root: &Arc<Path>, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> {
     // The entry's type comes with the folder listing: no stat per file.
     let mut entries: Vec<(PathBuf, fs::FileType)> = fs::read_dir(dir)
         .map_err(|e| Error::usage(format!("cannot read folder {}: {e}", dir.display())))?
@@ -90,10 +90,10 @@ fn walk(root: &Rc<Path>, dir: &Path, found: &mut Vec<SourceFile>) -> Result<()> 
     Ok(())
 }
 
-fn failed(root: &Rc<Path>, relative: String, reason: &str) -> SourceFile {
+fn failed(root: &Arc<Path>, relative: String, reason: &str) -> SourceFile {
     SourceFile {
-        path: relative,
-        root: Rc::clone(root),
+        path: relative.into(),
+        root: Arc::clone(root),
         target: None,
         refused: Some(Box::new(Problem::new("file", reason))),
         customer_file: None,
@@ -105,10 +105,10 @@ pub(super) fn too_big(len: u64) -> Problem {
 }
 
 /// A file to read later; its size is checked when it is read.
-fn to_read(root: &Rc<Path>, relative: String, target: Option<PathBuf>) -> SourceFile {
+fn to_read(root: &Arc<Path>, relative: String, target: Option<PathBuf>) -> SourceFile {
     SourceFile {
-        path: relative,
-        root: Rc::clone(root),
+        path: relative.into(),
+        root: Arc::clone(root),
         target,
         refused: None,
         customer_file: None,
@@ -147,10 +147,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("ok.json"), dir.path().join("inside.json")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("linked-folder")).unwrap();
         let found = scan(dir.path()).unwrap();
-        let names: Vec<(&str, bool)> = found
-            .iter()
-            .map(|f| (f.path.as_str(), f.read().is_ok()))
-            .collect();
+        let names: Vec<(&str, bool)> = found.iter().map(|f| (&*f.path, f.read().is_ok())).collect();
         assert_eq!(
             names,
             [

@@ -18,6 +18,7 @@
 //! - `customer.move`: undone. Until its flip the tenant lives at the source; the
 //!   target and staging copies go and the source's login is let in again.
 
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
@@ -120,7 +121,7 @@ pub fn finish_abandoned(catalog: &mut Catalog, home: &Home) -> Result<Vec<Recove
 pub fn resolve(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Result<&'static str> {
     match op.kind.as_str() {
         CREATE => undo_create(catalog, engines, op),
-        IMPORT => finish_import(catalog, engines, op.id, &op.steps),
+        IMPORT => finish_import(catalog, engines, op.id, &ImportSteps::of(&op.steps)?),
         DELETE | UNDELETE => finish_move(catalog, engines, op),
         PURGE => finish_purge(catalog, engines, op),
         SWAP => finish_swaps(catalog, engines, op),
@@ -160,12 +161,7 @@ pub fn placement_json(placement: &Placement) -> Value {
 fn staged(step: &Value) -> Option<Provisioned> {
     step.get("staging")
         .and_then(Value::as_str)
-        .map(|name| Provisioned {
-            staging: name.to_string(),
-            schema_version: 0,
-            applied: Vec::new(),
-            role_password: None,
-        })
+        .map(Provisioned::staged)
 }
 
 fn undo_create(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Result<&'static str> {
@@ -191,6 +187,75 @@ fn undo_create(catalog: &mut Catalog, engines: &Engines, op: &Operation) -> Resu
     Ok("undone")
 }
 
+/// One new customer in an import's ledger: its staged database, where that goes, and
+/// the reason to suspend it once in place, when its file said so. Typed rather than
+/// JSON: an import of 10,000 customers would otherwise hold 10,000 JSON objects.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ImportStep {
+    pub customer_id: i64,
+    pub staging: String,
+    #[serde(with = "placement_fields")]
+    pub placement: Placement,
+    pub suspend: Option<String>,
+}
+
+/// A placement in a ledger: its three fields, as [`placement_json`] writes them
+/// (its own `Serialize` shows only the location).
+mod placement_fields {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::engine::{EngineKind, Placement};
+
+    #[derive(Serialize)]
+    struct Fields<'a> {
+        engine: EngineKind,
+        server: &'a str,
+        location: &'a str,
+    }
+
+    #[derive(Deserialize)]
+    struct Owned {
+        engine: EngineKind,
+        server: String,
+        location: String,
+    }
+
+    pub fn serialize<S: Serializer>(placement: &Placement, serializer: S) -> Result<S::Ok, S::Error> {
+        Fields {
+            engine: placement.engine,
+            server: &placement.server,
+            location: &placement.location,
+        }
+        .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Placement, D::Error> {
+        let Owned {
+            engine,
+            server,
+            location,
+        } = Owned::deserialize(deserializer)?;
+        Ok(Placement {
+            engine,
+            server,
+            location,
+        })
+    }
+}
+
+/// The steps of an import's ledger row.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ImportSteps {
+    pub customers: Vec<ImportStep>,
+}
+
+impl ImportSteps {
+    fn of(steps: &Value) -> Result<ImportSteps> {
+        ImportSteps::deserialize(steps)
+            .map_err(|e| Error::unexpected(format!("an import's ledger steps cannot be read: {e}")))
+    }
+}
+
 /// Puts every new customer of an import in place and makes it visible (suspended,
 /// where its file said so); a customer whose database is gone is removed. Closes the
 /// operation. Used by the import itself and for an import a kill interrupted.
@@ -198,31 +263,27 @@ pub fn finish_import(
     catalog: &mut Catalog,
     engines: &Engines,
     op: i64,
-    steps: &Value,
+    steps: &ImportSteps,
 ) -> Result<&'static str> {
-    let empty = Vec::new();
-    let created = steps["customers"].as_array().unwrap_or(&empty);
-    let mut published = Vec::new();
-    for step in created {
-        let Some(id) = step["customer_id"].as_i64() else {
-            continue;
-        };
-        let placement = placement_of(&step["placement"])?;
-        let engine = engines.engine(&placement)?;
-        let in_place = engine.tenant(&placement).exists()
-            || staged(step).is_some_and(|s| engine.publish(&s, &placement).is_ok());
-        published.push((id, in_place, step["suspend"].as_str().map(str::to_string)));
+    let mut published = Vec::with_capacity(steps.customers.len());
+    for step in &steps.customers {
+        let engine = engines.engine(&step.placement)?;
+        let in_place = engine.tenant(&step.placement).exists()
+            || engine
+                .publish(&Provisioned::staged(&step.staging), &step.placement)
+                .is_ok();
+        published.push((step.customer_id, in_place, step.suspend.as_deref()));
     }
     catalog.write(|tx| {
-        for (id, in_place, suspend) in &published {
+        for &(id, in_place, suspend) in &published {
             if !in_place {
                 // Its database is gone for good: the customer cannot be finished.
-                customers::remove_provisioning(tx, *id)?;
+                customers::remove_provisioning(tx, id)?;
                 continue;
             }
-            customers::activate(tx, *id)?;
+            customers::activate(tx, id)?;
             if let Some(reason) = suspend {
-                customers::set_status(tx, *id, CustomerStatus::Suspended, Some(reason))?;
+                customers::set_status(tx, id, CustomerStatus::Suspended, Some(reason))?;
             }
         }
         operations::close(tx, op)

@@ -221,6 +221,42 @@ fn a_killed_import_is_finished_with_every_customer_in_place() {
 }
 
 #[test]
+fn a_killed_import_of_more_customers_than_one_ledger_row_holds_is_finished_whole() {
+    // An import records its new customers 1,000 to a ledger row: a kill after the
+    // transaction leaves two rows here, and the next command finishes both.
+    let env = TestEnv::initialised();
+    let tree = env.root.join("many");
+    std::fs::create_dir_all(&tree).unwrap();
+    let customers = 1001;
+    for n in 0..customers {
+        let site = json!({"name": "Shop", "domain": format!("shop.c{n}.test"),
+                          "customer": {"email": format!("owner{n}@c{n}.test")}});
+        std::fs::write(tree.join(format!("c{n}.json")), site.to_string()).unwrap();
+    }
+    let tree = tree.to_str().unwrap();
+    env.cmd(&["import", tree]).killed_at_step("import:recorded");
+    assert_eq!(
+        env.count("SELECT count(*) FROM operations WHERE kind = 'import'"),
+        2
+    );
+    let again = env
+        .cmd(&["import", tree])
+        .stderr_has("finished an interrupted import")
+        .json();
+    assert_eq!(again["summary"]["created"], 0, "{again}");
+    assert_settled(&env, "import:recorded");
+    assert_eq!(
+        env.count("SELECT count(*) FROM customers WHERE status = 'active'"),
+        customers
+    );
+    let files = std::fs::read_dir(env.home.join("tenants"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".db"))
+        .count();
+    assert_eq!(files as i64, customers, "every database in place");
+}
+
+#[test]
 fn doctor_fix_removes_staging_files_whose_command_is_gone_at_once() {
     let env = TestEnv::initialised();
     let tenants = env.home.join("tenants");

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,8 +14,9 @@ use super::{Actor, Reported, config};
 use crate::catalog::model::Plan;
 use crate::catalog::{Catalog, plans};
 use crate::error::{Error, Result};
+use crate::fan_out::{Load, default_jobs};
 use crate::import::scan::scan;
-use crate::import::{ImportAction, Parsed, cross_check};
+use crate::import::{Digest, ImportAction, Parsed, cross_check};
 use crate::lock::HomeLock;
 use crate::validate;
 
@@ -24,16 +26,49 @@ mod write;
 use plan::{describe_actions, enforce_site_limits, parse_all, plan_against_catalog, plans_from_file};
 use write::{Rows, write};
 
-/// One file's line in the import report.
-#[derive(Debug, Clone, Serialize)]
+/// One file's line in the import report. Compact, since a big tree has one per file:
+/// what most files lack is boxed, and the customer's label is shared.
+#[derive(Debug, Clone)]
 pub struct FileResult {
-    pub path: String,
+    /// The file's path as the scan found it, shared.
+    pub path: Arc<str>,
     pub action: ImportAction,
     /// Shared by the files of one customer.
     pub customer: Option<Rc<str>>,
-    pub site: Option<String>,
+    pub site: Option<Box<str>>,
+    pub why: Option<Box<Why>>,
+}
+
+/// Why a file failed (the field and the reason) or was skipped (the reason).
+#[derive(Debug, Clone)]
+pub struct Why {
     pub field: Option<String>,
-    pub reason: Option<String>,
+    pub reason: String,
+}
+
+impl FileResult {
+    pub fn field(&self) -> Option<&str> {
+        self.why.as_ref().and_then(|why| why.field.as_deref())
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        self.why.as_ref().map(|why| why.reason.as_str())
+    }
+}
+
+/// The report's fields: `field` and `reason` flat beside the rest.
+impl Serialize for FileResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = serializer.serialize_struct("FileResult", 6)?;
+        out.serialize_field("path", &self.path)?;
+        out.serialize_field("action", &self.action)?;
+        out.serialize_field("customer", &self.customer)?;
+        out.serialize_field("site", &self.site)?;
+        out.serialize_field("field", &self.field())?;
+        out.serialize_field("reason", &self.reason())?;
+        out.end()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -91,7 +126,7 @@ pub fn import(
         validate::plan_name(plan)?;
     }
     let sources = scan(&request.dir)?;
-    let (mut parsed, reads) = parse_all(&sources);
+    let (mut parsed, reads) = parse_all(&sources, default_jobs(Load::Compute));
     cross_check(&mut parsed);
     let mut results: Vec<FileResult> = parsed
         .iter()
@@ -104,13 +139,15 @@ pub fn import(
             },
             customer: None,
             site: None,
-            field: match p {
-                Parsed::Failed(problem) => Some(problem.field.clone()),
-                _ => None,
-            },
-            reason: match p {
-                Parsed::Failed(problem) => Some(problem.reason.clone()),
-                Parsed::Skipped(why) => Some(why.clone()),
+            why: match p {
+                Parsed::Failed(problem) => Some(Box::new(Why {
+                    field: Some(problem.field.clone()),
+                    reason: problem.reason.clone(),
+                })),
+                Parsed::Skipped(why) => Some(Box::new(Why {
+                    field: None,
+                    reason: why.clone(),
+                })),
                 _ => None,
             },
         })
@@ -135,30 +172,43 @@ pub fn import(
         &reads,
         &mut results,
     )?;
+    // The plan is made: what the rest needs of the parsed files is which are customer
+    // files, and whose, and of each site file the digest its writes check. The rest
+    // goes now, so that a big tree's documents are never held beside the writes.
+    let customer_files: Vec<(usize, String)> = parsed
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, p))| match p {
+            Parsed::Customer(doc) => Some((i, doc.email.to_ascii_lowercase())),
+            _ => None,
+        })
+        .collect();
+    drop(parsed);
+    let digests: Vec<Option<Digest>> = reads.iter().map(|read| read.map(|r| r.digest)).collect();
+    drop(reads);
     enforce_site_limits(catalog.conn(), &customer_plans, &site_plans, &mut results)?;
     let failed = results.iter().any(|r| r.action == ImportAction::Failed);
     // A customer is written only for files that are written.
-    let live_files: HashSet<usize> = results
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.action != ImportAction::Failed)
-        .map(|(i, _)| i)
-        .collect();
-    site_plans.retain(|s| live_files.contains(&s.file));
-    let wanted_customers: HashSet<Rc<str>> = site_plans
-        .iter()
-        .map(|s| Rc::clone(&s.customer_key))
-        .chain(parsed.iter().enumerate().filter_map(|(i, (_, p))| match p {
-            Parsed::Customer(doc) if live_files.contains(&i) => {
-                Some(Rc::from(doc.email.to_ascii_lowercase()))
-            }
-            _ => None,
-        }))
-        .collect();
+    let live = |file: usize| results[file].action != ImportAction::Failed;
+    site_plans.retain(|s| live(s.file));
+    let mut wanted_customers: HashSet<Rc<str>> = HashSet::with_capacity(customer_plans.len());
+    wanted_customers.extend(site_plans.iter().map(|s| Rc::clone(&s.customer_key)));
+    wanted_customers.extend(
+        customer_files
+            .iter()
+            .filter(|(i, _)| live(*i))
+            .map(|(_, key)| Rc::from(key.as_str())),
+    );
     customer_plans.retain(|key, _| wanted_customers.contains(key.as_str()));
     // Which site files describe their customer inline (not through a customer.json).
     let inline: Vec<bool> = sources.iter().map(|s| s.customer_file.is_none()).collect();
-    describe_actions(&parsed, &inline, &customer_plans, &site_plans, &mut results);
+    describe_actions(
+        &customer_files,
+        &inline,
+        &customer_plans,
+        &site_plans,
+        &mut results,
+    );
 
     let mut report = ImportReport {
         dry_run: request.dry_run,
@@ -178,9 +228,9 @@ pub fn import(
     }
     snapshot.rollback()?;
     let rows = Rows {
-        parsed: &parsed,
         sources: &sources,
-        reads: &reads,
+        digests: &digests,
+        files: &report.files,
         plans: &plan_updates,
         customers: &customer_plans,
         sites: &site_plans,

@@ -4,34 +4,46 @@
 use std::collections::HashMap;
 
 use rusqlite::Connection;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::ImportRequest;
-use super::plan::{CustomerPlan, PlanUpdate, SitePlan, SiteRead};
+use super::plan::{CustomerPlan, PlanUpdate, SitePlan};
+use super::{FileResult, ImportRequest};
 use crate::catalog::customers::CustomerChanges;
 use crate::catalog::model::{Customer, NewAuditEvent, NewSite};
 use crate::catalog::operations::{self, NewOperation};
-use crate::catalog::sites;
+use crate::catalog::sites::{self, ImportedSite};
 use crate::catalog::states::{CustomerStatus, SiteStatus, SnapshotKind};
 use crate::catalog::{Catalog, plans};
 use crate::engine::{Engine, Engines, Placement, Provisioned};
 use crate::error::{Error, Result};
-use crate::import::{Parsed, SiteDoc, SourceFile, digest, site_config};
+use crate::fan_out::{Load, default_jobs, fan_out_all};
+use crate::import::{Digest, SiteDoc, SourceFile, digest, site_from_bytes};
 use crate::lock::Owner;
 use crate::migrations;
 use crate::ops::customers::NewTenant;
-use crate::ops::recovery::{self, crash_point};
+use crate::ops::recovery::{self, ImportStep, ImportSteps, crash_point};
 use crate::ops::{Actor, config, customers, plans as plan_ops};
 
-/// Everything an import writes.
+/// Everything an import writes. The site files are read again as they are written
+/// (see [`Reread`]); the plan kept only their digests.
 pub(super) struct Rows<'a> {
-    pub(super) parsed: &'a [(String, Parsed)],
     pub(super) sources: &'a [SourceFile],
-    pub(super) reads: &'a [Option<SiteRead>],
+    /// The digest of each site file's bytes as they were planned.
+    pub(super) digests: &'a [Option<Digest>],
+    /// The report's lines: each site file's domain, as its event names it.
+    pub(super) files: &'a [FileResult],
     pub(super) plans: &'a [PlanUpdate],
     pub(super) customers: &'a HashMap<String, CustomerPlan>,
     pub(super) sites: &'a [SitePlan],
 }
+
+/// Site files read again at once, by parallel workers, before their rows are written
+/// in order: enough to keep the workers busy, few enough that their configs are held
+/// for a moment, not for the whole tree.
+const REREAD_CHUNK: usize = 512;
+
+/// New customers per ledger row of an import.
+const LEDGER_ROW: usize = 1000;
 
 /// One transaction for every row, the new customers reserved (invisible) beside the
 /// ledger's note of which database goes where; then the databases are put in place
@@ -45,12 +57,9 @@ pub(super) fn write(
     rows: &Rows<'_>,
 ) -> Result<()> {
     let Rows {
-        parsed,
-        sources,
-        reads,
         plans: plan_updates,
         customers: customer_plans,
-        sites: site_plans,
+        ..
     } = *rows;
     let new_customers: Vec<&String> = customer_plans
         .iter()
@@ -74,10 +83,10 @@ pub(super) fn write(
             // Read again inside the transaction: the guard must see the plan as it is.
             let current = plans::get(tx, &update.plan.name)?;
             let (_, event) = plan_ops::save(tx, current.as_ref(), &update.plan, false, Some("import"))?;
-            events.push(event);
+            events.push(CustomerEvent::Made(event));
         }
         let mut created = Vec::new();
-        let mut ids: HashMap<String, (i64, String)> = HashMap::new();
+        let mut ids: HashMap<&str, i64> = HashMap::new();
         let mut keys: Vec<&String> = customer_plans.keys().collect();
         keys.sort();
         for key in keys {
@@ -89,87 +98,103 @@ pub(super) fn write(
                         .get(key)
                         .ok_or_else(|| Error::unexpected("a new customer without a database"))?;
                     let (customer, suspend) = insert_customer(tx, engine, plan, built, &mut events)?;
-                    created.push(json!({
-                        "customer_id": customer.id,
-                        "staging": built.staging,
-                        "placement": recovery::placement_json(&customer.placement),
-                        "suspend": suspend,
-                    }));
+                    created.push(ImportStep {
+                        customer_id: customer.id,
+                        staging: built.staging.clone(),
+                        placement: customer.placement.clone(),
+                        suspend,
+                    });
                     customer
                 }
             };
-            ids.insert(key.clone(), (customer.id, customer.slug.clone()));
+            ids.insert(key, customer.id);
         }
-        let mut site_events = Vec::with_capacity(site_plans.len());
-        for plan in site_plans {
-            let (customer_id, _) = ids[&*plan.customer_key];
-            let (path, Parsed::Site(doc, _)) = &parsed[plan.file] else {
-                return Err(Error::unexpected("a site plan for a file that is no site"));
+        // The ledger before the sites, in rows of at most LEDGER_ROW customers:
+        // SQLite checks and copies a row's text several times over, which for one
+        // row of 10,000 customers is tens of megabytes held while the sites go in.
+        let subject = request.dir.display().to_string();
+        let mut ledgers = Vec::new();
+        let mut created = created.into_iter().peekable();
+        while created.peek().is_some() {
+            let ledger = NewOperation {
+                kind: recovery::IMPORT,
+                subject: &subject,
+                customer_id: None,
+                owner: owner.token(),
+                steps: ImportSteps {
+                    customers: created.by_ref().take(LEDGER_ROW).collect(),
+                },
             };
-            let file = File {
-                path,
-                doc,
-                source: &sources[plan.file],
-                read: reads[plan.file],
-            };
-            site_events.extend(write_site(tx, actor, plan, customer_id, &file)?);
+            ledgers.push((operations::open(tx, &ledger)?, ledger.steps));
         }
+        let site_events = write_sites(tx, actor, rows, &ids)?;
         let events = events
             .into_iter()
-            .chain(site_events.into_iter().map(SiteEvent::into_event));
-        if created.is_empty() {
-            return Ok((None, events));
-        }
-        let subject = request.dir.display().to_string();
-        // The ledger's steps are kept for publishing, not copied: at 10,000 new
-        // customers a copy is tens of megabytes.
-        let ledger = NewOperation {
-            kind: recovery::IMPORT,
-            subject: &subject,
-            customer_id: None,
-            owner: owner.token(),
-            steps: json!({ "customers": created }),
-        };
-        let op = operations::open(tx, &ledger)?;
-        Ok((Some((op, ledger.steps)), events))
+            .map(CustomerEvent::into_event)
+            .chain(site_events.into_events(rows));
+        Ok((ledgers, events))
     });
-    let (op, steps) = match written {
-        Ok(Some(recorded)) => recorded,
-        Ok(None) => return Ok(()),
+    let ledgers = match written {
+        Ok(ledgers) if ledgers.is_empty() => return Ok(()),
+        Ok(ledgers) => ledgers,
         Err(err) => {
             staged.values().for_each(|built| engine.discard(built));
             return Err(err);
         }
     };
     crash_point("import:recorded");
-    let pairs: Vec<(Provisioned, Placement)> = staged_pairs(&steps)?;
+    let pairs: Vec<(Provisioned, Placement)> = ledgers
+        .iter()
+        .flat_map(|(_, steps)| &steps.customers)
+        .map(|step| (Provisioned::staged(&step.staging), step.placement.clone()))
+        .collect();
     let published = engine.publish_many(&pairs);
     crash_point("import:published");
     // Whatever publishing did, the import is decided: finishing puts the rest in place
     // (or, for a database that is gone, removes its customer) and shows the customers.
-    recovery::finish_import(catalog, &engines, op, &steps)?;
+    for (op, steps) in &ledgers {
+        recovery::finish_import(catalog, &engines, *op, steps)?;
+    }
     published
 }
 
-/// The (staged database, placement) pairs an import's ledger steps name.
-fn staged_pairs(steps: &Value) -> Result<Vec<(Provisioned, Placement)>> {
-    let empty = Vec::new();
-    steps["customers"]
-        .as_array()
-        .unwrap_or(&empty)
+/// Writes the sites the plan creates or changes, in file order. Their files are read
+/// again a chunk at a time by parallel workers; the rows go in on this thread.
+fn write_sites(
+    tx: &Connection,
+    actor: Actor<'_>,
+    rows: &Rows<'_>,
+    customer_ids: &HashMap<&str, i64>,
+) -> Result<SiteEvents> {
+    // Reading and parsing keep a core busy; the request's jobs are for fsyncs.
+    let jobs = default_jobs(Load::Compute);
+    let to_write: Vec<&SitePlan> = rows
+        .sites
         .iter()
-        .map(|step| {
-            Ok((
-                Provisioned {
-                    staging: step["staging"].as_str().unwrap_or_default().to_string(),
-                    schema_version: 0,
-                    applied: Vec::new(),
-                    role_password: None,
-                },
-                recovery::placement_of(&step["placement"])?,
-            ))
-        })
-        .collect()
+        .filter(|plan| plan.existing.is_none() || plan.changed)
+        .collect();
+    let mut events = SiteEvents::with_capacity(to_write.len());
+    for chunk in to_write.chunks(REREAD_CHUNK) {
+        let files: Vec<usize> = chunk.iter().map(|plan| plan.file).collect();
+        let reread = fan_out_all(&files, jobs, |&file| {
+            Reread::of(&rows.sources[file], rows.digests[file])
+        });
+        for (plan, site) in chunk.iter().zip(reread) {
+            let file = File {
+                path: &rows.sources[plan.file].path,
+                site: site?,
+            };
+            write_site(
+                tx,
+                actor,
+                plan,
+                customer_ids[&*plan.customer_key],
+                file,
+                &mut events,
+            )?;
+        }
+    }
+    Ok(events)
 }
 
 fn insert_customer(
@@ -177,7 +202,7 @@ fn insert_customer(
     engine: &dyn Engine,
     plan: &CustomerPlan,
     built: &Provisioned,
-    events: &mut Vec<NewAuditEvent>,
+    events: &mut Vec<CustomerEvent>,
 ) -> Result<(Customer, Option<String>)> {
     let doc = &plan.doc;
     let name = doc
@@ -210,11 +235,12 @@ fn insert_customer(
             .unwrap_or("suspended when imported")
             .to_string()
     });
-    events.push(NewAuditEvent::customer(
-        "customer.create",
-        &customer,
-        json!({"source": "import", "plan": customer.plan, "status": doc.status}),
-    ));
+    events.push(CustomerEvent::Created {
+        customer_id: customer.id,
+        slug: customer.slug.clone(),
+        plan: customer.plan.clone(),
+        status: doc.status,
+    });
     Ok((customer, suspend))
 }
 
@@ -222,7 +248,7 @@ fn update_customer(
     tx: &Connection,
     existing: &Customer,
     plan: &CustomerPlan,
-    events: &mut Vec<NewAuditEvent>,
+    events: &mut Vec<CustomerEvent>,
 ) -> Result<Customer> {
     if !plan.changed {
         return Ok(existing.clone());
@@ -248,120 +274,200 @@ fn update_customer(
         .with_hint("its usage changed during the import; run it again"));
     }
     let updated = crate::catalog::customers::update(tx, &current, &changes)?;
-    events.push(NewAuditEvent::customer(
+    events.push(CustomerEvent::Made(NewAuditEvent::customer(
         "customer.update",
         &updated,
         json!({"source": "import", "plan": updated.plan}),
-    ));
+    )));
     Ok(updated)
 }
 
-/// A site file as the writes see it: read again, it must still be what was planned.
-struct File<'a> {
-    path: &'a str,
-    /// Its columns; the config is read again.
-    doc: &'a SiteDoc,
-    source: &'a SourceFile,
-    read: Option<SiteRead>,
+/// A site file read again for its writes: its columns, and its config as the text
+/// the catalog stores. It must still be the file that was planned.
+struct Reread {
+    doc: SiteDoc,
+    config: String,
 }
 
-impl File<'_> {
-    /// The file's config, from its bytes read again; a file that changed since it was
-    /// validated fails the whole import, so that nothing unchecked is written.
-    fn config(&self) -> Result<Value> {
+impl Reread {
+    /// A file that changed since it was validated fails the whole import, so that
+    /// nothing unchecked is written.
+    fn of(source: &SourceFile, planned: Option<Digest>) -> Result<Reread> {
         let changed = || {
             Error::conflict(format!(
                 "{} changed during the import; nothing was written",
-                self.path
+                source.path
             ))
             .with_hint("run the import again")
         };
-        let read = self
-            .read
-            .ok_or_else(|| Error::unexpected("a site file without its digest"))?;
-        let bytes = self.source.read().map_err(|_| changed())?;
-        if digest(&bytes) != read.digest {
+        let planned = planned.ok_or_else(|| Error::unexpected("a site file without its digest"))?;
+        let bytes = source.read().map_err(|_| changed())?;
+        if digest(&bytes) != planned {
             return Err(changed());
         }
-        site_config(&bytes).map_err(|_| changed())
+        let mut doc = site_from_bytes(&bytes).map_err(|_| changed())?;
+        let config = doc
+            .config
+            .take()
+            .map_or_else(|| "{}".to_string(), |c| c.to_string());
+        Ok(Reread { doc, config })
     }
 }
 
-/// A site's audit event, held without its JSON details until it is recorded: an
-/// import of 100,000 files would otherwise hold 100,000 JSON objects at once.
-/// What it borrows is the file's, which the writes gave the site.
-struct SiteEvent<'a> {
-    file: &'a str,
-    /// The site's domain and customer once written.
-    domain: &'a str,
-    customer_id: i64,
-    change: SiteChange<'a>,
+/// A site file as its writes see it.
+struct File<'a> {
+    path: &'a str,
+    site: Reread,
 }
 
-enum SiteChange<'a> {
-    Created { legacy_id: Option<&'a str> },
-    Updated { snapshot_id: i64, domain_before: String },
+/// An audit event of the plans and customers; a created customer's is held without
+/// its JSON until it is recorded, as an import may create thousands.
+enum CustomerEvent {
+    Made(NewAuditEvent),
+    Created {
+        customer_id: i64,
+        slug: String,
+        plan: String,
+        status: Option<CustomerStatus>,
+    },
 }
 
-impl SiteEvent<'_> {
+impl CustomerEvent {
     fn into_event(self) -> NewAuditEvent {
-        let (action, details) = match self.change {
-            SiteChange::Created { legacy_id } => (
-                "site.create",
-                json!({"source": "import", "file": self.file, "legacy_id": legacy_id}),
+        match self {
+            CustomerEvent::Made(event) => event,
+            CustomerEvent::Created {
+                customer_id,
+                slug,
+                plan,
+                status,
+            } => NewAuditEvent::new(
+                "customer.create",
+                "customer",
+                slug,
+                Some(customer_id),
+                json!({"source": "import", "plan": plan, "status": status}),
             ),
-            SiteChange::Updated {
-                snapshot_id,
-                domain_before,
-            } => (
-                "site.update",
-                json!({"source": "import", "file": self.file, "snapshot_id": snapshot_id,
-                       "domain": {"from": domain_before, "to": self.domain}}),
-            ),
-        };
-        NewAuditEvent::new(
-            action,
-            "site",
-            self.domain.to_string(),
-            Some(self.customer_id),
-            details,
-        )
+        }
     }
 }
 
-fn write_site<'a>(
+/// The sites' audit events, held compactly until they are recorded: 100,000 of them
+/// as JSON would be megabytes. A file's path and its site's domain are the report's;
+/// the legacy ids sit end to end in one text.
+struct SiteEvents {
+    events: Vec<SiteEvent>,
+    legacy_ids: String,
+}
+
+struct SiteEvent {
+    /// The file's index in the import.
+    file: usize,
+    customer_id: i64,
+    /// The length of its legacy id in [`SiteEvents::legacy_ids`], if it has one.
+    legacy_id_len: Option<u32>,
+    /// For a site the import changed: the snapshot of the config it replaced, and the
+    /// domain before.
+    updated: Option<Box<(i64, String)>>,
+}
+
+impl SiteEvents {
+    fn with_capacity(sites: usize) -> Self {
+        SiteEvents {
+            events: Vec::with_capacity(sites),
+            legacy_ids: String::new(),
+        }
+    }
+
+    fn created(&mut self, file: usize, customer_id: i64, legacy_id: Option<&str>) {
+        // Files are at most 1 MiB: every id's length fits.
+        let legacy_id_len = legacy_id.and_then(|id| {
+            let len = u32::try_from(id.len()).ok()?;
+            self.legacy_ids.push_str(id);
+            Some(len)
+        });
+        self.events.push(SiteEvent {
+            file,
+            customer_id,
+            legacy_id_len,
+            updated: None,
+        });
+    }
+
+    fn updated(&mut self, file: usize, customer_id: i64, snapshot_id: i64, domain_before: String) {
+        self.events.push(SiteEvent {
+            file,
+            customer_id,
+            legacy_id_len: None,
+            updated: Some(Box::new((snapshot_id, domain_before))),
+        });
+    }
+
+    fn into_events<'a>(self, rows: &'a Rows<'_>) -> impl Iterator<Item = NewAuditEvent> + 'a {
+        let SiteEvents { events, legacy_ids } = self;
+        let mut at = 0;
+        events.into_iter().map(move |event| {
+            let file = &*rows.sources[event.file].path;
+            let domain = rows.files[event.file].site.as_deref().unwrap_or_default();
+            let (action, details) = match event.updated {
+                None => {
+                    let legacy_id = event.legacy_id_len.map(|len| {
+                        let id = &legacy_ids[at..at + len as usize];
+                        at += len as usize;
+                        id
+                    });
+                    (
+                        "site.create",
+                        json!({"source": "import", "file": file, "legacy_id": legacy_id}),
+                    )
+                }
+                Some(before) => {
+                    let (snapshot_id, domain_before) = *before;
+                    (
+                        "site.update",
+                        json!({"source": "import", "file": file, "snapshot_id": snapshot_id,
+                               "domain": {"from": domain_before, "to": domain}}),
+                    )
+                }
+            };
+            NewAuditEvent::new(
+                action,
+                "site",
+                domain.to_string(),
+                Some(event.customer_id),
+                details,
+            )
+        })
+    }
+}
+
+fn write_site(
     tx: &Connection,
     actor: Actor<'_>,
     plan: &SitePlan,
     customer_id: i64,
-    file: &File<'a>,
-) -> Result<Option<SiteEvent<'a>>> {
-    let doc = file.doc;
-    let event = match plan.existing {
+    file: File<'_>,
+    events: &mut SiteEvents,
+) -> Result<()> {
+    let Reread { doc, config } = file.site;
+    match plan.existing {
         None => {
-            let site = sites::insert(
+            sites::insert_imported(
                 tx,
-                &NewSite {
+                &ImportedSite {
                     customer_id,
-                    name: doc.name.clone(),
-                    domain: doc.domain.clone(),
+                    name: &doc.name,
+                    domain: &doc.domain,
                     port: doc.port,
-                    business_type: doc.business_type.clone(),
+                    business_type: doc.business_type.as_deref(),
                     status: doc.status.unwrap_or(SiteStatus::Draft),
-                    config: file.config()?,
-                },
-            )?;
-            sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
-            SiteEvent {
-                file: file.path,
-                domain: &doc.domain,
-                customer_id: site.customer_id,
-                change: SiteChange::Created {
+                    config: &config,
                     legacy_id: doc.legacy_id.as_deref(),
                 },
-            }
+            )?;
+            events.created(plan.file, customer_id, doc.legacy_id.as_deref());
         }
-        Some(id) if plan.changed => {
+        Some(id) => {
             // Read again inside the transaction: the snapshot keeps the config as it is.
             let site = sites::by_id(tx, id)?.ok_or_else(|| {
                 Error::conflict(format!(
@@ -379,35 +485,26 @@ fn write_site<'a>(
                 &old,
                 actor.name,
             )?;
-            let updated = sites::update(
+            sites::update(
                 tx,
                 &site,
                 &NewSite {
                     customer_id,
-                    name: doc.name.clone(),
-                    domain: doc.domain.clone(),
-                    port: doc.port,
-                    business_type: doc.business_type.clone(),
                     status: doc.status.unwrap_or(site.status),
-                    config: file.config()?,
+                    name: doc.name,
+                    domain: doc.domain,
+                    port: doc.port,
+                    business_type: doc.business_type,
+                    config: serde_json::from_str(&config)?,
                 },
             )?;
             if doc.legacy_id.is_some() {
                 sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
             }
-            SiteEvent {
-                file: file.path,
-                domain: &doc.domain,
-                customer_id: updated.customer_id,
-                change: SiteChange::Updated {
-                    snapshot_id: snapshot.id,
-                    domain_before: site.domain,
-                },
-            }
+            events.updated(plan.file, customer_id, snapshot.id, site.domain);
         }
-        Some(_) => return Ok(None),
-    };
-    Ok(Some(event))
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -416,48 +513,28 @@ mod tests {
     use crate::error::ErrorKind;
     use crate::import::scan::scan;
 
-    fn planned(dir: &std::path::Path) -> (SourceFile, SiteRead) {
-        let source = scan(dir).unwrap().remove(0);
-        let bytes = source.read().unwrap();
-        let read = SiteRead {
-            digest: digest(&bytes),
-            stored: super::super::plan::stored_digest(&site_config(&bytes).unwrap()),
-        };
-        (source, read)
-    }
-
     #[test]
     fn a_file_changed_after_it_was_planned_fails_the_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("site.json");
         std::fs::write(&path, br#"{"domain": "a.test", "name": "A", "b": 1, "a": 2}"#).unwrap();
-        let (source, read) = planned(dir.path());
-        let doc = SiteDoc {
-            legacy_id: None,
-            name: "A".into(),
-            domain: "a.test".into(),
-            port: None,
-            business_type: None,
-            status: None,
-            config: None,
-        };
-        let file = File {
-            path: "site.json",
-            doc: &doc,
-            source: &source,
-            read: Some(read),
-        };
-        let config = file.config().unwrap();
-        let keys: Vec<&String> = config.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["domain", "name", "b", "a"], "the file's key order is kept");
+        let source = scan(dir.path()).unwrap().remove(0);
+        let bytes = source.read().unwrap();
+        let read = Some(digest(&bytes));
+        let site = Reread::of(&source, read).unwrap();
+        assert_eq!(site.doc.domain, "a.test");
+        assert_eq!(
+            site.config, r#"{"domain":"a.test","name":"A","b":1,"a":2}"#,
+            "the file's key order is kept"
+        );
 
         std::fs::write(&path, br#"{"domain": "a.test", "name": "A", "b": 1, "a": 3}"#).unwrap();
-        let err = file.config().unwrap_err();
+        let err = Reread::of(&source, read).err().unwrap();
         assert_eq!(err.kind(), ErrorKind::Conflict);
         assert!(err.to_string().contains("site.json changed during the import"));
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
-            file.config().unwrap_err().kind(),
+            Reread::of(&source, read).err().unwrap().kind(),
             ErrorKind::Conflict,
             "a file gone since"
         );
