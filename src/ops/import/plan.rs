@@ -103,10 +103,7 @@ const PARSE_CHUNK: usize = 1024;
 /// Customer files first, so the sites in their folders know their customer; then the
 /// rest by `jobs` workers. Each site's config is dropped once fingerprinted: a tree
 /// of 100,000 files would otherwise be held whole (see [`SiteRead`]).
-pub(super) fn parse_all(
-    sources: &[SourceFile],
-    jobs: usize,
-) -> (Vec<ParsedFile>, Vec<Option<SiteRead>>) {
+pub(super) fn parse_all(sources: &[SourceFile], jobs: usize) -> (Vec<ParsedFile>, Vec<Option<SiteRead>>) {
     let mut owners: HashMap<String, std::result::Result<CustomerDoc, Problem>> = HashMap::new();
     for source in sources.iter().filter(|s| is_customer_file(&s.path)) {
         let outcome = source.read().and_then(|bytes| match parse(&bytes, true, None) {

@@ -40,7 +40,7 @@ pub(super) struct Rows<'a> {
 /// Site files read again at once, by parallel workers, before their rows are written
 /// in order: enough to keep the workers busy, few enough that their configs are held
 /// for a moment, not for the whole tree.
-const REREAD_CHUNK: usize = 512;
+const REREAD_CHUNK: usize = 256;
 
 /// New customers per ledger row of an import.
 const LEDGER_ROW: usize = 1000;
@@ -159,7 +159,8 @@ pub(super) fn write(
 }
 
 /// Writes the sites the plan creates or changes, in file order. Their files are read
-/// again a chunk at a time by parallel workers; the rows go in on this thread.
+/// again a chunk at a time by parallel workers, one chunk ahead of this thread, which
+/// inserts the rows: reading and writing overlap, and at most three chunks are held.
 fn write_sites(
     tx: &Connection,
     actor: Actor<'_>,
@@ -173,28 +174,38 @@ fn write_sites(
         .iter()
         .filter(|plan| plan.existing.is_none() || plan.changed)
         .collect();
+    let files: Vec<usize> = to_write.iter().map(|plan| plan.file).collect();
+    let (sources, digests) = (rows.sources, rows.digests);
     let mut events = SiteEvents::with_capacity(to_write.len());
-    for chunk in to_write.chunks(REREAD_CHUNK) {
-        let files: Vec<usize> = chunk.iter().map(|plan| plan.file).collect();
-        let reread = fan_out_all(&files, jobs, |&file| {
-            Reread::of(&rows.sources[file], rows.digests[file])
+    std::thread::scope(|scope| {
+        let (sender, reread) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for chunk in files.chunks(REREAD_CHUNK) {
+                let read = fan_out_all(chunk, jobs, |&file| Reread::of(&sources[file], digests[file]));
+                // A failed write drops the receiver: stop reading.
+                if sender.send(read).is_err() {
+                    break;
+                }
+            }
         });
-        for (plan, site) in chunk.iter().zip(reread) {
-            let file = File {
-                path: &rows.sources[plan.file].path,
-                site: site?,
-            };
-            write_site(
-                tx,
-                actor,
-                plan,
-                customer_ids[&*plan.customer_key],
-                file,
-                &mut events,
-            )?;
+        for (plans, read) in to_write.chunks(REREAD_CHUNK).zip(reread) {
+            for (plan, site) in plans.iter().zip(read) {
+                let file = File {
+                    path: &sources[plan.file].path,
+                    site: site?,
+                };
+                write_site(
+                    tx,
+                    actor,
+                    plan,
+                    customer_ids[&*plan.customer_key],
+                    file,
+                    &mut events,
+                )?;
+            }
         }
-    }
-    Ok(events)
+        Ok(events)
+    })
 }
 
 fn insert_customer(
