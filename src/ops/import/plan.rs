@@ -151,8 +151,6 @@ fn share(shared: &mut HashMap<String, Arc<CustomerDoc>>, owner: Arc<CustomerDoc>
     match shared.get(&owner.email) {
         Some(first) if **first == *owner => Arc::clone(first),
         _ => {
-            // Kept for the whole import: copied on this thread, as [`kept`] says.
-            let owner = Arc::new(CustomerDoc::clone(&owner));
             shared.insert(owner.email.clone(), Arc::clone(&owner));
             owner
         }
