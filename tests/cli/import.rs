@@ -158,6 +158,96 @@ fn a_second_import_changes_nothing_and_a_changed_file_updates_its_site() {
 }
 
 #[test]
+fn an_import_audits_each_customer_and_site_it_writes_in_file_order() {
+    let env = TestEnv::initialised();
+    let dir = legacy_tree(&env);
+    let tree = dir.to_str().unwrap();
+    env.cmd(&["import", tree]).json();
+    let events = |action: &str| -> Vec<Value> {
+        let mut found = env
+            .json(&["audit", "--action", action])
+            .as_array()
+            .unwrap()
+            .clone();
+        found.reverse(); // oldest first
+        found
+    };
+    let created = events("site.create");
+    let summary: Vec<(String, String, Value)> = created
+        .iter()
+        .map(|e| {
+            (
+                e["target"].as_str().unwrap().to_string(),
+                e["details"]["file"].as_str().unwrap().to_string(),
+                e["details"]["legacy_id"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "acme-translations.com".to_string(),
+                "acme-main.json".to_string(),
+                json!("acme-main")
+            ),
+            (
+                "blog.globex.test".to_string(),
+                "globex/sites/blog.json".to_string(),
+                json!("g2")
+            ),
+            (
+                "shop.globex.test".to_string(),
+                "globex/sites/shop.json".to_string(),
+                Value::Null
+            ),
+            (
+                "blog.acme-translations.com".to_string(),
+                "nested/acme-blog.json".to_string(),
+                json!("acme-blog")
+            ),
+        ]
+    );
+    let acme = env.json(&["customer", "show", "john@acme.test"]);
+    assert_eq!(created[0]["customer_id"], acme["id"], "{}", created[0]);
+    assert_eq!(
+        events("customer.create")
+            .iter()
+            .map(|e| (
+                e["target"].as_str().unwrap(),
+                e["details"]["plan"].as_str().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [("acme-corp", "pro"), ("globex", "starter")]
+    );
+
+    // A changed file: its site is updated, its old config kept, and the event says so.
+    write(
+        &dir,
+        "globex/sites/blog.json",
+        &json!({"siteId": "g2", "name": "Globex Blog", "domain": "news.globex.test"}),
+    );
+    env.cmd(&["import", tree]).json();
+    let updated = events("site.update");
+    assert_eq!(updated.len(), 1, "{updated:?}");
+    let details = &updated[0]["details"];
+    assert_eq!(updated[0]["target"], "news.globex.test");
+    assert_eq!(details["file"], "globex/sites/blog.json");
+    assert_eq!(
+        details["domain"],
+        json!({"from": "blog.globex.test", "to": "news.globex.test"})
+    );
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM snapshots WHERE id = {}",
+            details["snapshot_id"]
+        )),
+        1
+    );
+    assert_eq!(events("site.create").len(), 4, "nothing created again");
+}
+
+#[test]
 fn one_bad_file_writes_nothing_unless_asked_to_go_on() {
     let env = TestEnv::initialised();
     let dir = legacy_tree(&env);

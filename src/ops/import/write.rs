@@ -131,7 +131,7 @@ pub(super) fn write(
         let events = events
             .into_iter()
             .map(CustomerEvent::into_event)
-            .chain(site_events.into_events(rows));
+            .chain(site_events.into_events(rows, ids));
         Ok((ledgers, events))
     });
     let ledgers = match written {
@@ -169,14 +169,10 @@ fn write_sites(
 ) -> Result<SiteEvents> {
     // Reading and parsing keep a core busy; the request's jobs are for fsyncs.
     let jobs = default_jobs(Load::Compute);
-    let to_write: Vec<&SitePlan> = rows
-        .sites
-        .iter()
-        .filter(|plan| plan.existing.is_none() || plan.changed)
-        .collect();
+    let to_write: Vec<&SitePlan> = written(rows.sites).collect();
     let files: Vec<usize> = to_write.iter().map(|plan| plan.file).collect();
     let (sources, digests) = (rows.sources, rows.digests);
-    let mut events = SiteEvents::with_capacity(to_write.len());
+    let mut events = SiteEvents::default();
     std::thread::scope(|scope| {
         let (sender, reread) = std::sync::mpsc::sync_channel(1);
         scope.spawn(move || {
@@ -363,66 +359,60 @@ impl CustomerEvent {
     }
 }
 
-/// The sites' audit events, held compactly until they are recorded: 100,000 of them
-/// as JSON would be megabytes. A file's path and its site's domain are the report's;
-/// the legacy ids sit end to end in one text.
+/// What the sites' audit events need beyond the plan, held until they are recorded:
+/// 100,000 events as JSON would be megabytes. The events are made again from the
+/// plan's sites in file order; a file's path and its site's domain are the report's,
+/// its customer the writes' map.
+#[derive(Default)]
 struct SiteEvents {
-    events: Vec<SiteEvent>,
+    /// For each site created: the length of its legacy id in `legacy_ids`, or
+    /// [`NO_LEGACY_ID`].
+    created: Vec<u32>,
+    /// The created sites' legacy ids, end to end.
     legacy_ids: String,
+    /// For each site changed: the snapshot of the config it replaced, and the domain
+    /// before.
+    updated: Vec<(i64, String)>,
 }
 
-struct SiteEvent {
-    /// The file's index in the import.
-    file: usize,
-    customer_id: i64,
-    /// The length of its legacy id in [`SiteEvents::legacy_ids`], if it has one.
-    legacy_id_len: Option<u32>,
-    /// For a site the import changed: the snapshot of the config it replaced, and the
-    /// domain before.
-    updated: Option<Box<(i64, String)>>,
-}
+const NO_LEGACY_ID: u32 = u32::MAX;
 
 impl SiteEvents {
-    fn with_capacity(sites: usize) -> Self {
-        SiteEvents {
-            events: Vec::with_capacity(sites),
-            legacy_ids: String::new(),
-        }
-    }
-
-    fn created(&mut self, file: usize, customer_id: i64, legacy_id: Option<&str>) {
+    fn created(&mut self, legacy_id: Option<&str>) {
         // Files are at most 1 MiB: every id's length fits.
-        let legacy_id_len = legacy_id.and_then(|id| {
-            let len = u32::try_from(id.len()).ok()?;
-            self.legacy_ids.push_str(id);
-            Some(len)
-        });
-        self.events.push(SiteEvent {
-            file,
-            customer_id,
-            legacy_id_len,
-            updated: None,
-        });
+        let len = legacy_id
+            .and_then(|id| u32::try_from(id.len()).ok())
+            .unwrap_or(NO_LEGACY_ID);
+        if len != NO_LEGACY_ID {
+            self.legacy_ids.push_str(legacy_id.unwrap_or_default());
+        }
+        self.created.push(len);
     }
 
-    fn updated(&mut self, file: usize, customer_id: i64, snapshot_id: i64, domain_before: String) {
-        self.events.push(SiteEvent {
-            file,
-            customer_id,
-            legacy_id_len: None,
-            updated: Some(Box::new((snapshot_id, domain_before))),
-        });
+    fn updated(&mut self, snapshot_id: i64, domain_before: String) {
+        self.updated.push((snapshot_id, domain_before));
     }
 
-    fn into_events<'a>(self, rows: &'a Rows<'_>) -> impl Iterator<Item = NewAuditEvent> + 'a {
-        let SiteEvents { events, legacy_ids } = self;
+    /// The events, in the order the sites were written (see [`written`]).
+    fn into_events<'a>(
+        self,
+        rows: &'a Rows<'_>,
+        customer_ids: HashMap<&'a str, i64>,
+    ) -> impl Iterator<Item = NewAuditEvent> + 'a {
+        let SiteEvents {
+            created,
+            legacy_ids,
+            updated,
+        } = self;
+        let (mut created, mut updated) = (created.into_iter(), updated.into_iter());
         let mut at = 0;
-        events.into_iter().map(move |event| {
-            let file = &*rows.sources[event.file].path;
-            let domain = rows.files[event.file].site.as_deref().unwrap_or_default();
-            let (action, details) = match event.updated {
+        written(rows.sites).map(move |plan| {
+            let file = &*rows.sources[plan.file].path;
+            let domain = rows.files[plan.file].site.as_deref().unwrap_or_default();
+            let details = match plan.existing {
                 None => {
-                    let legacy_id = event.legacy_id_len.map(|len| {
+                    let len = created.next().unwrap_or(NO_LEGACY_ID);
+                    let legacy_id = (len != NO_LEGACY_ID).then(|| {
                         let id = &legacy_ids[at..at + len as usize];
                         at += len as usize;
                         id
@@ -432,8 +422,8 @@ impl SiteEvents {
                         json!({"source": "import", "file": file, "legacy_id": legacy_id}),
                     )
                 }
-                Some(before) => {
-                    let (snapshot_id, domain_before) = *before;
+                Some(_) => {
+                    let (snapshot_id, domain_before) = updated.next().unwrap_or_default();
                     (
                         "site.update",
                         json!({"source": "import", "file": file, "snapshot_id": snapshot_id,
@@ -442,14 +432,21 @@ impl SiteEvents {
                 }
             };
             NewAuditEvent::new(
-                action,
+                details.0,
                 "site",
                 domain.to_string(),
-                Some(event.customer_id),
-                details,
+                Some(customer_ids[&*plan.customer_key]),
+                details.1,
             )
         })
     }
+}
+
+/// The sites an import writes, in file order: the new ones and the changed ones.
+fn written<'a>(sites: &'a [SitePlan]) -> impl Iterator<Item = &'a SitePlan> + 'a {
+    sites
+        .iter()
+        .filter(|plan| plan.existing.is_none() || plan.changed)
 }
 
 fn write_site(
@@ -476,7 +473,7 @@ fn write_site(
                     legacy_id: doc.legacy_id.as_deref(),
                 },
             )?;
-            events.created(plan.file, customer_id, doc.legacy_id.as_deref());
+            events.created(doc.legacy_id.as_deref());
         }
         Some(id) => {
             // Read again inside the transaction: the snapshot keeps the config as it is.
@@ -512,7 +509,7 @@ fn write_site(
             if doc.legacy_id.is_some() {
                 sites::set_legacy_id(tx, site.id, doc.legacy_id.as_deref())?;
             }
-            events.updated(plan.file, customer_id, snapshot.id, site.domain);
+            events.updated(snapshot.id, site.domain);
         }
     }
     Ok(())
