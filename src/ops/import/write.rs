@@ -111,7 +111,7 @@ pub(super) fn write(
         }
         // The ledger before the sites, in rows of at most LEDGER_ROW customers:
         // SQLite checks and copies a row's text several times over, which for one
-        // row of 10,000 customers is tens of megabytes held while the sites go in.
+        // row of 10,000 customers held about 10 MB at once.
         let subject = request.dir.display().to_string();
         let mut ledgers = Vec::new();
         let mut created = created.into_iter().peekable();
