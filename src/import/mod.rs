@@ -118,9 +118,34 @@ pub struct SourceFile {
 pub type Digest = [u8; 32];
 
 impl SourceFile {
-    /// The file's bytes, or why they cannot be had. A file over the limit is refused
-    /// unread, and one that grows past it while being read is refused all the same.
+    /// The file's bytes, or why they cannot be had.
     pub fn read(&self) -> Result<Vec<u8>, Problem> {
+        self.read_with(<[u8]>::to_vec)
+    }
+
+    /// What `use_bytes` makes of the file's bytes, read into a buffer this thread
+    /// keeps: a tree's files are read twice each, and a fresh buffer per file costs an
+    /// allocation and new pages every time. A file over the limit is refused, however
+    /// it grew past it.
+    pub fn read_with<R>(&self, use_bytes: impl FnOnce(&[u8]) -> R) -> Result<R, Problem> {
+        thread_local! {
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buffer) => {
+                self.read_into(&mut buffer)?;
+                Ok(use_bytes(&buffer))
+            }
+            // Read from inside `use_bytes`: this read gets its own buffer.
+            Err(_) => {
+                let mut own = Vec::new();
+                self.read_into(&mut own)?;
+                Ok(use_bytes(&own))
+            }
+        })
+    }
+
+    fn read_into(&self, buffer: &mut Vec<u8>) -> Result<(), Problem> {
         use std::io::Read;
         if let Some(problem) = &self.refused {
             return Err(Problem::clone(problem));
@@ -131,18 +156,19 @@ impl SourceFile {
             None => std::fs::File::open(self.root.join(&*self.path)),
         }
         .map_err(unreadable)?;
-        let len = file.metadata().map_err(unreadable)?.len();
-        if len > scan::MAX_FILE_BYTES {
+        buffer.clear();
+        // One byte past the limit tells a file over it; its size is asked only then.
+        let mut limited = file.take(scan::MAX_FILE_BYTES + 1);
+        limited.read_to_end(buffer).map_err(unreadable)?;
+        if buffer.len() as u64 > scan::MAX_FILE_BYTES {
+            let len = limited
+                .get_ref()
+                .metadata()
+                .map_or(buffer.len() as u64, |m| m.len());
+            buffer.clear();
             return Err(scan::too_big(len));
         }
-        let mut bytes = Vec::with_capacity(len as usize);
-        file.take(scan::MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(unreadable)?;
-        if bytes.len() as u64 > scan::MAX_FILE_BYTES {
-            return Err(scan::too_big(bytes.len() as u64));
-        }
-        Ok(bytes)
+        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
 //! Finding the `*.json` files under an import folder: never following a symlink out of
-//! it, never reading a file over 1 MiB.
+//! it, never reading more than 1 MiB of a file.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -106,11 +106,13 @@ const PARSE_CHUNK: usize = 1024;
 pub(super) fn parse_all(sources: &[SourceFile], jobs: usize) -> (Vec<ParsedFile>, Vec<Option<SiteRead>>) {
     let mut owners: HashMap<String, std::result::Result<CustomerDoc, Problem>> = HashMap::new();
     for source in sources.iter().filter(|s| is_customer_file(&s.path)) {
-        let outcome = source.read().and_then(|bytes| match parse(&bytes, true, None) {
-            Parsed::Customer(doc) => Ok(*doc),
-            Parsed::Failed(problem) => Err(problem),
-            _ => Err(Problem::new("file", "is not a customer file")),
-        });
+        let outcome = source
+            .read_with(|bytes| match parse(bytes, true, None) {
+                Parsed::Customer(doc) => Ok(*doc),
+                Parsed::Failed(problem) => Err(problem),
+                _ => Err(Problem::new("file", "is not a customer file")),
+            })
+            .and_then(|parsed| parsed);
         owners.insert(source.path.to_string(), outcome);
     }
     // Site files of one customer usually describe it alike: one copy serves them all.
@@ -168,12 +170,18 @@ fn parse_one(
         };
         return (parsed, None);
     }
-    let bytes = match source.read() {
-        Ok(bytes) => bytes,
-        Err(problem) => return (Parsed::Failed(problem), None),
-    };
-    if is_plans_file(&source.path, &bytes) {
-        let parsed = match parse_plans(&bytes) {
+    source
+        .read_with(|bytes| parse_bytes(source, bytes, owners))
+        .unwrap_or_else(|problem| (Parsed::Failed(problem), None))
+}
+
+fn parse_bytes(
+    source: &SourceFile,
+    bytes: &[u8],
+    owners: &HashMap<String, std::result::Result<CustomerDoc, Problem>>,
+) -> (Parsed, Option<SiteRead>) {
+    if is_plans_file(&source.path, bytes) {
+        let parsed = match parse_plans(bytes) {
             Ok(plans) => Parsed::Plans(plans),
             Err(problem) => Parsed::Failed(problem),
         };
@@ -187,13 +195,13 @@ fn parse_one(
                 source.customer_file.clone().unwrap_or_default()
             ),
         )),
-        Some(Ok(owner)) => parse(&bytes, false, Some(owner)),
-        None => parse(&bytes, false, None),
+        Some(Ok(owner)) => parse(bytes, false, Some(owner)),
+        None => parse(bytes, false, None),
     };
     match parsed {
         Parsed::Site(mut site, owner) => {
             let read = SiteRead {
-                digest: digest(&bytes),
+                digest: digest(bytes),
                 stored: stored_digest(site.config.as_deref().unwrap_or(&Value::Null)),
                 named: named_digest(&site.name, site.business_type.as_deref()),
             };
@@ -645,13 +653,12 @@ fn same_config(site: &Claimant, read: &SiteRead, source: &SourceFile) -> bool {
     let Ok(stored) = serde_json::from_str::<Value>(&site.config) else {
         return false;
     };
-    let Ok(bytes) = source.read() else {
-        return false;
-    };
-    if digest(&bytes) != read.digest {
-        return false;
-    }
-    site_config(&bytes).is_ok_and(|config| config_print(&config) == config_print(&stored))
+    source
+        .read_with(|bytes| {
+            digest(bytes) == read.digest
+                && site_config(bytes).is_ok_and(|config| config_print(&config) == config_print(&stored))
+        })
+        .unwrap_or(false)
 }
 
 /// Each file's action once planned; `customer_files` are the customer files (by index)
