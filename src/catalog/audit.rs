@@ -6,17 +6,16 @@ use super::Filtered;
 
 use super::model::{AuditEvent, NewAuditEvent};
 use crate::error::Result;
-use crate::time;
 
 /// Only [`Catalog::write_audited`](super::Catalog::write_audited) writes events, so each
 /// lands in the transaction of the change it describes.
-pub(super) fn record(conn: &Connection, actor: &str, event: &NewAuditEvent) -> Result<i64> {
+pub(super) fn record(conn: &Connection, at: &str, actor: &str, event: &NewAuditEvent) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO audit_events (at, actor, action, target_type, target, customer_id, details)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
-        time::now(),
+        at,
         actor,
         event.action,
         event.target_type,

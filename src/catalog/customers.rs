@@ -47,35 +47,33 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Customer> {
 /// until [`activate`] flips it, once its database is in place.
 pub fn insert(conn: &Connection, new: &NewCustomer) -> Result<Customer> {
     let now = time::now();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO customers (slug, email, name, company_name, plan, metadata, engine, server, location,
                                 schema_version, created_at, updated_at, status, id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 'provisioning', ?12)",
-        params![
-            new.slug,
-            new.email,
-            new.name,
-            new.company_name,
-            new.plan,
-            Value::Object(new.metadata.clone()).to_string(),
-            new.placement.engine,
-            new.placement.server,
-            new.placement.location,
-            new.schema_version,
-            now,
-            new.id
-        ],
-    )?;
+    )?
+    .execute(params![
+        new.slug,
+        new.email,
+        new.name,
+        new.company_name,
+        new.plan,
+        Value::Object(new.metadata.clone()).to_string(),
+        new.placement.engine,
+        new.placement.server,
+        new.placement.location,
+        new.schema_version,
+        now,
+        new.id
+    ])?;
     let id = conn.last_insert_rowid();
     Ok(any_by_id(conn, id)?.expect("a customer row just inserted"))
 }
 
 /// A provisioned customer becomes visible, `active`.
 pub fn activate(conn: &Connection, id: i64) -> Result<()> {
-    conn.execute(
-        "UPDATE customers SET status = 'active' WHERE id = ?1 AND status = 'provisioning'",
-        [id],
-    )?;
+    conn.prepare_cached("UPDATE customers SET status = 'active' WHERE id = ?1 AND status = 'provisioning'")?
+        .execute([id])?;
     Ok(())
 }
 
@@ -151,21 +149,17 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Customer>> {
 /// A customer in any state, `provisioning` included.
 pub fn any_by_id(conn: &Connection, id: i64) -> Result<Option<Customer>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM customers WHERE id = ?1"),
-            [id],
-            from_row,
-        )
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM customers WHERE id = ?1"))?
+        .query_row([id], from_row)
         .optional()?)
 }
 
 pub fn by_slug(conn: &Connection, slug: &str) -> Result<Option<Customer>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM customers WHERE slug = ?1 AND status <> 'provisioning'"),
-            [slug],
-            from_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM customers WHERE slug = ?1 AND status <> 'provisioning'"
+        ))?
+        .query_row([slug], from_row)
         .optional()?)
 }
 

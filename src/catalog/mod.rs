@@ -411,8 +411,10 @@ where
     E: IntoIterator<Item = NewAuditEvent>,
 {
     let (value, events) = work(tx)?;
+    // The events of one change share its time: an import records thousands.
+    let at = crate::time::now();
     for event in events {
-        audit::record(tx, actor, &event)?;
+        audit::record(tx, &at, actor, &event)?;
     }
     Ok(value)
 }

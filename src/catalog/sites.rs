@@ -84,11 +84,8 @@ pub fn insert_imported(conn: &Connection, new: &ImportedSite<'_>) -> Result<i64>
 /// A site every command may see: its customer is not still being provisioned.
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<Site>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} {FROM} WHERE s.id = ?1 AND {VISIBLE}"),
-            [id],
-            from_row,
-        )
+        .prepare_cached(&format!("SELECT {COLUMNS} {FROM} WHERE s.id = ?1 AND {VISIBLE}"))?
+        .query_row([id], from_row)
         .optional()?)
 }
 

@@ -73,10 +73,8 @@ pub fn record_applied(conn: &Connection, customer_id: i64, applied: &[MigrationI
         )?
         .query_map([customer_id], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    conn.execute(
-        "DELETE FROM tenant_migrations WHERE customer_id = ?1",
-        [customer_id],
-    )?;
+    conn.prepare_cached("DELETE FROM tenant_migrations WHERE customer_id = ?1")?
+        .execute([customer_id])?;
     let now = time::now();
     let mut insert = conn.prepare_cached(
         "INSERT INTO tenant_migrations (customer_id, version, name, checksum, applied_at, down_checksum)
