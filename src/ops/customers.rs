@@ -173,8 +173,17 @@ pub(crate) fn reserve(
     new: &NewTenant<'_>,
     built: &Provisioned,
 ) -> Result<Customer> {
+    let customer = reserve_row(tx, engine, new)?;
+    record_built(tx, customer.id, built)?;
+    Ok(customer)
+}
+
+/// The first half of [`reserve`], for a caller whose database is still being built:
+/// the customer's row, at no schema version yet. [`record_built`] must follow in the
+/// same transaction.
+pub(crate) fn reserve_row(tx: &Connection, engine: &dyn Engine, new: &NewTenant<'_>) -> Result<Customer> {
     let slug = choose_slug(tx, engine, new.slug, new.company.as_deref(), new.email)?;
-    let customer = customers::insert(
+    customers::insert(
         tx,
         &NewCustomer {
             id: None,
@@ -185,18 +194,22 @@ pub(crate) fn reserve(
             company_name: new.company.clone(),
             plan: new.plan.clone(),
             metadata: new.metadata.clone(),
-            schema_version: built.schema_version,
+            schema_version: 0,
         },
-    )?;
-    tenants::record_applied(tx, customer.id, &built.applied)?;
+    )
+}
+
+/// The second half of [`reserve`]: the migrations `built` holds, in the tenant ledger
+/// of the customer it is for.
+pub(crate) fn record_built(tx: &Connection, customer_id: i64, built: &Provisioned) -> Result<()> {
+    tenants::record_applied(tx, customer_id, &built.applied)?;
     tenants::record_run(
         tx,
-        customer.id,
+        customer_id,
         built.schema_version,
         TenantMigrationStatus::Ok,
         None,
-    )?;
-    Ok(customer)
+    )
 }
 
 /// The slug for a new customer: the one asked for, which must be free, or one derived

@@ -2,6 +2,7 @@
 //! and sites, in one catalog transaction.
 
 use std::collections::HashMap;
+use std::thread::ScopedJoinHandle;
 
 use rusqlite::Connection;
 use serde_json::json;
@@ -40,7 +41,7 @@ pub(super) struct Rows<'a> {
 /// Site files read again at once, by parallel workers, before their rows are written
 /// in order: enough to keep the workers busy, few enough that their configs are held
 /// for a moment, not for the whole tree.
-const REREAD_CHUNK: usize = 256;
+const REREAD_CHUNK: usize = 1024;
 
 /// New customers per ledger row of an import.
 const LEDGER_ROW: usize = 1000;
@@ -50,95 +51,43 @@ const LEDGER_ROW: usize = 1000;
 /// and the customers made visible. A kill after the transaction is finished by the
 /// next command: what it changed in plans, sites and existing customers stays.
 /// Plans come first: customers name them.
+///
+/// The new databases are copied while the rows are written: the copies wait on the
+/// disk, the rows on a core. The transaction takes the copies before its ledger.
 pub(super) fn write(
     catalog: &mut Catalog,
     actor: Actor<'_>,
     request: &ImportRequest,
     rows: &Rows<'_>,
 ) -> Result<()> {
-    let Rows {
-        plans: plan_updates,
-        customers: customer_plans,
-        ..
-    } = *rows;
-    let new_customers: Vec<&String> = customer_plans
-        .iter()
-        .filter(|(_, p)| p.existing.is_none())
-        .map(|(k, _)| k)
-        .collect();
+    let new_customers = rows.customers.values().filter(|p| p.existing.is_none()).count();
     let migrations = migrations::load_migrations(&config::tenant_migrations_dir(catalog, actor.home)?)?;
     let engines = Engines::new(actor.home);
     let engine = engines.default_engine();
     let owner = Owner::new(&actor.home.run_dir())?;
-    let provisioned = engine.provision_many(&migrations, new_customers.len(), request.jobs, owner.token())?;
-    crash_point("import:provisioned");
-    let staged: HashMap<String, Provisioned> = new_customers
-        .iter()
-        .map(|k| (*k).clone())
-        .zip(provisioned)
-        .collect();
-    let written = catalog.write_audited(actor.name, |tx| {
-        let mut events = Vec::new();
-        for update in plan_updates {
-            // Read again inside the transaction: the guard must see the plan as it is.
-            let current = plans::get(tx, &update.plan.name)?;
-            let (_, event) = plan_ops::save(tx, current.as_ref(), &update.plan, false, Some("import"))?;
-            events.push(CustomerEvent::Made(event));
+    let (written, staged) = std::thread::scope(|scope| {
+        let mut provisioning = Some(
+            scope.spawn(|| engine.provision_many(&migrations, new_customers, request.jobs, owner.token())),
+        );
+        let mut staged = Vec::new();
+        let written = catalog.write_audited(actor.name, |tx| {
+            let written_rows = write_rows(tx, actor, rows, engine)?;
+            staged = joined(provisioning.take())?;
+            crash_point("import:provisioned");
+            let ledgers = write_ledger(tx, request, &owner, &written_rows.created, &staged)?;
+            Ok((ledgers, written_rows.into_events(rows)))
+        });
+        // Writes that failed before taking the copies leave them to be discarded.
+        if let Some(Ok(built)) = provisioning.take().map(|handle| joined(Some(handle))) {
+            staged = built;
         }
-        let mut created = Vec::new();
-        let mut ids: HashMap<&str, i64> = HashMap::new();
-        let mut keys: Vec<&String> = customer_plans.keys().collect();
-        keys.sort();
-        for key in keys {
-            let plan = &customer_plans[key];
-            let customer = match &plan.existing {
-                Some(existing) => update_customer(tx, existing, plan, &mut events)?,
-                None => {
-                    let built = staged
-                        .get(key)
-                        .ok_or_else(|| Error::unexpected("a new customer without a database"))?;
-                    let (customer, suspend) = insert_customer(tx, engine, plan, built, &mut events)?;
-                    created.push(ImportStep {
-                        customer_id: customer.id,
-                        staging: built.staging.clone(),
-                        placement: customer.placement.clone(),
-                        suspend,
-                    });
-                    customer
-                }
-            };
-            ids.insert(key, customer.id);
-        }
-        // The ledger before the sites, in rows of at most LEDGER_ROW customers:
-        // SQLite checks and copies a row's text several times over, which for one
-        // row of 10,000 customers held about 10 MB at once.
-        let subject = request.dir.display().to_string();
-        let mut ledgers = Vec::new();
-        let mut created = created.into_iter().peekable();
-        while created.peek().is_some() {
-            let ledger = NewOperation {
-                kind: recovery::IMPORT,
-                subject: &subject,
-                customer_id: None,
-                owner: owner.token(),
-                steps: ImportSteps {
-                    customers: created.by_ref().take(LEDGER_ROW).collect(),
-                },
-            };
-            ledgers.push((operations::open(tx, &ledger)?, ledger.steps));
-        }
-        let site_events = write_sites(tx, actor, rows, &ids)?;
-        let events = events
-            .into_iter()
-            .map(CustomerEvent::into_event)
-            .chain(site_events.into_events(rows, ids));
-        Ok((ledgers, events))
+        (written, staged)
     });
     let ledgers = match written {
         Ok(ledgers) if ledgers.is_empty() => return Ok(()),
         Ok(ledgers) => ledgers,
         Err(err) => {
-            staged.values().for_each(|built| engine.discard(built));
+            staged.iter().for_each(|built| engine.discard(built));
             return Err(err);
         }
     };
@@ -156,6 +105,123 @@ pub(super) fn write(
         recovery::finish_import(catalog, &engines, *op, steps)?;
     }
     published
+}
+
+/// The databases a provisioning thread built, once it is done.
+fn joined(handle: Option<ScopedJoinHandle<'_, Result<Vec<Provisioned>>>>) -> Result<Vec<Provisioned>> {
+    match handle {
+        Some(handle) => handle
+            .join()
+            .map_err(|_| Error::unexpected("building the new tenant databases stopped"))?,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// What the rows of an import wrote, beyond the rows: the new customers, each with
+/// why it is to be suspended once in place, and the audit events to record.
+struct RowsWritten<'r> {
+    created: Vec<(Customer, Option<String>)>,
+    events: Vec<CustomerEvent>,
+    customer_ids: HashMap<&'r str, i64>,
+    sites: SiteEvents,
+}
+
+impl<'r> RowsWritten<'r> {
+    fn into_events(self, rows: &'r Rows<'_>) -> impl Iterator<Item = NewAuditEvent> + 'r {
+        let RowsWritten {
+            events,
+            customer_ids,
+            sites,
+            ..
+        } = self;
+        events
+            .into_iter()
+            .map(CustomerEvent::into_event)
+            .chain(sites.into_events(rows, customer_ids))
+    }
+}
+
+/// The ledger's note of which database goes where, each new customer's migrations in
+/// its tenant ledger, in rows of at most [`LEDGER_ROW`] customers: SQLite checks and
+/// copies a row's text several times over, which for one row of 10,000 customers held
+/// about 10 MB at once.
+fn write_ledger(
+    tx: &Connection,
+    request: &ImportRequest,
+    owner: &Owner,
+    created: &[(Customer, Option<String>)],
+    staged: &[Provisioned],
+) -> Result<Vec<(i64, ImportSteps)>> {
+    if created.len() != staged.len() {
+        return Err(Error::unexpected("not one new database per new customer"));
+    }
+    let mut steps = Vec::with_capacity(created.len());
+    for ((customer, suspend), built) in created.iter().zip(staged) {
+        customers::record_built(tx, customer.id, built)?;
+        steps.push(ImportStep {
+            customer_id: customer.id,
+            staging: built.staging.clone(),
+            placement: customer.placement.clone(),
+            suspend: suspend.clone(),
+        });
+    }
+    let subject = request.dir.display().to_string();
+    let mut ledgers = Vec::new();
+    let mut steps = steps.into_iter().peekable();
+    while steps.peek().is_some() {
+        let ledger = NewOperation {
+            kind: recovery::IMPORT,
+            subject: &subject,
+            customer_id: None,
+            owner: owner.token(),
+            steps: ImportSteps {
+                customers: steps.by_ref().take(LEDGER_ROW).collect(),
+            },
+        };
+        ledgers.push((operations::open(tx, &ledger)?, ledger.steps));
+    }
+    Ok(ledgers)
+}
+
+/// The plans, customers and sites, in that order: customers name plans, sites
+/// customers. The new customers' databases are not needed yet.
+fn write_rows<'r>(
+    tx: &Connection,
+    actor: Actor<'_>,
+    rows: &'r Rows<'_>,
+    engine: &dyn Engine,
+) -> Result<RowsWritten<'r>> {
+    let mut events = Vec::new();
+    for update in rows.plans {
+        // Read again inside the transaction: the guard must see the plan as it is.
+        let current = plans::get(tx, &update.plan.name)?;
+        let (_, event) = plan_ops::save(tx, current.as_ref(), &update.plan, false, Some("import"))?;
+        events.push(CustomerEvent::Made(event));
+    }
+    let mut created = Vec::new();
+    let mut customer_ids: HashMap<&str, i64> = HashMap::new();
+    let mut keys: Vec<&String> = rows.customers.keys().collect();
+    keys.sort();
+    for key in keys {
+        let plan = &rows.customers[key];
+        let id = match &plan.existing {
+            Some(existing) => update_customer(tx, existing, plan, &mut events)?.id,
+            None => {
+                let (customer, suspend) = insert_customer(tx, engine, plan, &mut events)?;
+                let id = customer.id;
+                created.push((customer, suspend));
+                id
+            }
+        };
+        customer_ids.insert(key, id);
+    }
+    let sites = write_sites(tx, actor, rows, &customer_ids)?;
+    Ok(RowsWritten {
+        created,
+        events,
+        customer_ids,
+        sites,
+    })
 }
 
 /// Writes the sites the plan creates or changes, in file order. Their files are read
@@ -208,7 +274,6 @@ fn insert_customer(
     tx: &Connection,
     engine: &dyn Engine,
     plan: &CustomerPlan,
-    built: &Provisioned,
     events: &mut Vec<CustomerEvent>,
 ) -> Result<(Customer, Option<String>)> {
     let doc = &plan.doc;
@@ -225,7 +290,7 @@ fn insert_customer(
         plan: plan.plan.clone(),
         metadata: doc.metadata.clone().unwrap_or_default(),
     };
-    let customer = customers::reserve(tx, engine, &new, built)?;
+    let customer = customers::reserve_row(tx, engine, &new)?;
     let customer = if doc.limits == Default::default() {
         customer
     } else {
@@ -308,16 +373,18 @@ impl Reread {
             .with_hint("run the import again")
         };
         let planned = planned.ok_or_else(|| Error::unexpected("a site file without its digest"))?;
-        let bytes = source.read().map_err(|_| changed())?;
-        if digest(&bytes) != planned {
-            return Err(changed());
-        }
-        let mut doc = site_from_bytes(&bytes).map_err(|_| changed())?;
-        let config = doc
-            .config
-            .take()
-            .map_or_else(|| "{}".to_string(), |c| c.to_string());
-        Ok(Reread { doc, config })
+        let reread = source.read_with(|bytes| {
+            if digest(bytes) != planned {
+                return None;
+            }
+            let mut doc = site_from_bytes(bytes).ok()?;
+            let config = doc
+                .config
+                .take()
+                .map_or_else(|| "{}".to_string(), |c| c.to_string());
+            Some(Reread { doc, config })
+        });
+        reread.ok().flatten().ok_or_else(changed)
     }
 }
 
