@@ -57,11 +57,13 @@ pub const SITE_COLUMN_KEYS: &[&str] = &["siteId", "name", "domain", "port", "bus
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteDoc {
     /// `siteId` / `site_id`: the site's identity when the file gives one.
-    pub legacy_id: Option<String>,
-    pub name: String,
-    pub domain: String,
+    /// The text fields are boxed, not `String`s: a plan of 100,000 files holds one of
+    /// these per file, and each `String` would cost 8 bytes more.
+    pub legacy_id: Option<Box<str>>,
+    pub name: Box<str>,
+    pub domain: Box<str>,
     pub port: Option<i64>,
-    pub business_type: Option<String>,
+    pub business_type: Option<Box<str>>,
     pub status: Option<SiteStatus>,
     /// Boxed, so that a plan that has let go of it holds a pointer, not a value.
     pub config: Option<Box<Value>>,
@@ -107,7 +109,8 @@ pub struct SourceFile {
     /// until the writes are megabytes.
     pub root: Arc<Path>,
     /// Where a symlink inside the folder leads; a file is otherwise read at `path`.
-    pub target: Option<PathBuf>,
+    /// Boxed: few files are symlinks, and every file holds this field.
+    pub target: Option<Box<PathBuf>>,
     /// Why the file cannot be imported without reading it (a symlink out, too big).
     pub refused: Option<Box<Problem>>,
     /// For `sites/*.json` under a folder with `customer.json`: that customer file.
@@ -152,7 +155,7 @@ impl SourceFile {
         }
         let unreadable = |e: std::io::Error| Problem::new("file", format!("cannot be read: {e}"));
         let file = match &self.target {
-            Some(target) => std::fs::File::open(target),
+            Some(target) => std::fs::File::open(&**target),
             None => std::fs::File::open(self.root.join(&*self.path)),
         }
         .map_err(unreadable)?;
@@ -417,13 +420,13 @@ fn site(object: &Map<String, Value>, document: &Value) -> Result<SiteDoc, Proble
         .transpose()?;
     crate::site_config::check_document(document).map_err(|e| Problem::new("file", e.to_string()))?;
     Ok(SiteDoc {
-        legacy_id: legacy_id(object)?,
+        legacy_id: legacy_id(object)?.map(Into::into),
         // Checked here, in the order of the checks; taken out by `parse`, which owns it.
         config: export_added_keys(object).map(|_| None)?,
-        name,
-        domain,
+        name: name.into(),
+        domain: domain.into(),
         port,
-        business_type: optional_text(object, &["businessType", "business_type"])?,
+        business_type: optional_text(object, &["businessType", "business_type"])?.map(Into::into),
         status,
     })
 }
@@ -523,14 +526,14 @@ impl<'a> SeenSites<'a> {
     fn check(&mut self, site: &'a SiteDoc, index: usize, files: &[(Arc<str>, Parsed)]) -> Option<Problem> {
         let path = |first: usize| &files[first].0;
         if let Some(id) = &site.legacy_id
-            && let Some(&first) = self.legacy_ids.get(id.as_str())
+            && let Some(&first) = self.legacy_ids.get(&**id)
         {
             return Some(Problem::new(
                 "siteId",
                 format!("'{id}' is also in {}", path(first)),
             ));
         }
-        if let Some(&first) = self.domains.get(site.domain.as_str()) {
+        if let Some(&first) = self.domains.get(&*site.domain) {
             return Some(Problem::new(
                 "domain",
                 format!("{} is also in {}", site.domain, path(first)),
@@ -621,7 +624,7 @@ mod tests {
         let Parsed::Site(site, owner) = parse_value(doc.clone()) else {
             panic!()
         };
-        assert_eq!(site.domain, "acme.test");
+        assert_eq!(&*site.domain, "acme.test");
         assert_eq!(site.port, Some(3005));
         assert_eq!(site.business_type.as_deref(), Some("translation"));
         assert_eq!(

@@ -109,7 +109,7 @@ fn to_read(root: &Arc<Path>, relative: String, target: Option<PathBuf>) -> Sourc
     SourceFile {
         path: relative.into(),
         root: Arc::clone(root),
-        target,
+        target: target.map(Box::new),
         refused: None,
         customer_file: None,
     }

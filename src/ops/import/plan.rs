@@ -139,9 +139,9 @@ pub(super) fn parse_all(sources: &[SourceFile], jobs: usize) -> (Vec<ParsedFile>
 /// type are left out: [`SiteRead::named`] stands for them.
 fn kept(site: &SiteDoc) -> Box<SiteDoc> {
     Box::new(SiteDoc {
-        legacy_id: site.legacy_id.as_deref().map(String::from),
-        name: String::new(),
-        domain: site.domain.as_str().into(),
+        legacy_id: site.legacy_id.clone(),
+        name: Box::default(),
+        domain: site.domain.clone(),
         port: site.port,
         business_type: None,
         status: site.status,
@@ -352,7 +352,7 @@ pub(super) fn plan_against_catalog(
             continue;
         }
         let Some(site) = site else { continue };
-        results[index].site = Some(site.domain.as_str().into());
+        results[index].site = Some(site.domain.clone());
         let claimants = sites::claimants(conn, &site.domain, site.legacy_id.as_deref(), site.port)?;
         let existing = match matching_site(site, &claimants) {
             Ok(existing) => existing,
@@ -363,7 +363,8 @@ pub(super) fn plan_against_catalog(
         };
         let owner_id = customer_plans[&key].existing.as_ref().map(|c| c.id);
         if let Some(other) = existing.filter(|s| Some(s.customer_id) != owner_id) {
-            let field = if site.legacy_id.is_some() && other.legacy_id == site.legacy_id {
+            let field = if site.legacy_id.is_some() && other.legacy_id.as_deref() == site.legacy_id.as_deref()
+            {
                 "siteId"
             } else {
                 "domain"
@@ -635,8 +636,8 @@ pub(super) fn stored_digest(config: &Value) -> Print {
 /// Whether the file changes the site: its columns, or its config.
 fn site_changed(site: &Claimant, doc: &SiteDoc, read: &SiteRead, source: &SourceFile) -> bool {
     named_digest(&site.name, site.business_type.as_deref()) != read.named
-        || site.domain != doc.domain
-        || doc.legacy_id.is_some() && doc.legacy_id != site.legacy_id
+        || *site.domain != *doc.domain
+        || doc.legacy_id.is_some() && doc.legacy_id.as_deref() != site.legacy_id.as_deref()
         || site.port != doc.port
         || doc.status.as_ref().is_some_and(|s| *s != site.status)
         || !same_config(site, read, source)

@@ -74,8 +74,9 @@ pub(super) fn write(
             let written_rows = write_rows(tx, actor, rows, engine)?;
             staged = joined(provisioning.take())?;
             crash_point("import:provisioned");
-            let ledgers = write_ledger(tx, request, &owner, &written_rows.created, &staged)?;
-            Ok((ledgers, written_rows.into_events(rows)))
+            let RowsWritten { created, events } = written_rows;
+            let ledgers = write_ledger(tx, request, &owner, created, &staged)?;
+            Ok((ledgers, events.into_events(rows)))
         });
         // Writes that failed before taking the copies leave them to be discarded.
         if let Some(Ok(built)) = provisioning.take().map(|handle| joined(Some(handle))) {
@@ -117,27 +118,26 @@ fn joined(handle: Option<ScopedJoinHandle<'_, Result<Vec<Provisioned>>>>) -> Res
     }
 }
 
-/// What the rows of an import wrote, beyond the rows: the new customers, each with
-/// why it is to be suspended once in place, and the audit events to record.
+/// What the rows of an import wrote, beyond the rows: the ledger's step for each new
+/// customer, its database still to be named, and the audit events to record.
 struct RowsWritten<'r> {
-    created: Vec<(Customer, Option<String>)>,
-    events: Vec<CustomerEvent>,
+    created: Vec<ImportStep>,
+    events: Events<'r>,
+}
+
+/// The audit events of an import's rows, made when they are recorded.
+struct Events<'r> {
+    customers: Vec<CustomerEvent>,
     customer_ids: HashMap<&'r str, i64>,
     sites: SiteEvents,
 }
 
-impl<'r> RowsWritten<'r> {
+impl<'r> Events<'r> {
     fn into_events(self, rows: &'r Rows<'_>) -> impl Iterator<Item = NewAuditEvent> + 'r {
-        let RowsWritten {
-            events,
-            customer_ids,
-            sites,
-            ..
-        } = self;
-        events
+        self.customers
             .into_iter()
             .map(CustomerEvent::into_event)
-            .chain(sites.into_events(rows, customer_ids))
+            .chain(self.sites.into_events(rows, self.customer_ids))
     }
 }
 
@@ -149,21 +149,15 @@ fn write_ledger(
     tx: &Connection,
     request: &ImportRequest,
     owner: &Owner,
-    created: &[(Customer, Option<String>)],
+    mut steps: Vec<ImportStep>,
     staged: &[Provisioned],
 ) -> Result<Vec<(i64, ImportSteps)>> {
-    if created.len() != staged.len() {
+    if steps.len() != staged.len() {
         return Err(Error::unexpected("not one new database per new customer"));
     }
-    let mut steps = Vec::with_capacity(created.len());
-    for ((customer, suspend), built) in created.iter().zip(staged) {
-        customers::record_built(tx, customer.id, built)?;
-        steps.push(ImportStep {
-            customer_id: customer.id,
-            staging: built.staging.clone(),
-            placement: customer.placement.clone(),
-            suspend: suspend.clone(),
-        });
+    for (step, built) in steps.iter_mut().zip(staged) {
+        customers::record_built(tx, step.customer_id, built)?;
+        step.staging.clone_from(&built.staging);
     }
     let subject = request.dir.display().to_string();
     let mut ledgers = Vec::new();
@@ -208,9 +202,14 @@ fn write_rows<'r>(
             Some(existing) => update_customer(tx, existing, plan, &mut events)?.id,
             None => {
                 let (customer, suspend) = insert_customer(tx, engine, plan, &mut events)?;
-                let id = customer.id;
-                created.push((customer, suspend));
-                id
+                // Only what the ledger needs is kept: an import may create thousands.
+                created.push(ImportStep {
+                    customer_id: customer.id,
+                    staging: String::new(),
+                    placement: customer.placement,
+                    suspend,
+                });
+                customer.id
             }
         };
         customer_ids.insert(key, id);
@@ -218,9 +217,11 @@ fn write_rows<'r>(
     let sites = write_sites(tx, actor, rows, &customer_ids)?;
     Ok(RowsWritten {
         created,
-        events,
-        customer_ids,
-        sites,
+        events: Events {
+            customers: events,
+            customer_ids,
+            sites,
+        },
     })
 }
 
@@ -566,10 +567,10 @@ fn write_site(
                 &NewSite {
                     customer_id,
                     status: doc.status.unwrap_or(site.status),
-                    name: doc.name,
-                    domain: doc.domain,
+                    name: doc.name.into(),
+                    domain: doc.domain.into(),
                     port: doc.port,
-                    business_type: doc.business_type,
+                    business_type: doc.business_type.map(Into::into),
                     config: serde_json::from_str(&config)?,
                 },
             )?;
@@ -597,7 +598,7 @@ mod tests {
         let bytes = source.read().unwrap();
         let read = Some(digest(&bytes));
         let site = Reread::of(&source, read).unwrap();
-        assert_eq!(site.doc.domain, "a.test");
+        assert_eq!(&*site.doc.domain, "a.test");
         assert_eq!(
             site.config, r#"{"domain":"a.test","name":"A","b":1,"a":2}"#,
             "the file's key order is kept"
