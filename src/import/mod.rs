@@ -80,8 +80,12 @@ pub enum Parsed {
     /// The `plans.json` that `export` writes at the root.
     Plans(Vec<plans::PlanDoc>),
     Skipped(String),
-    Failed(Problem),
+    /// Boxed: a plan holds one `Parsed` per file, and most are not failures.
+    Failed(Box<Problem>),
 }
+
+// What a big tree's plan holds per file: keep it from growing unnoticed.
+const _: () = assert!(std::mem::size_of::<Parsed>() <= 32);
 
 /// Why a file is invalid: the field (or `file`) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -329,19 +333,19 @@ pub fn parse(bytes: &[u8], is_customer_file: bool, owner: Option<&CustomerDoc>) 
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let document: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
-        Err(e) => return Parsed::Failed(Problem::new("file", format!("not valid JSON: {e}"))),
+        Err(e) => return Parsed::Failed(Box::new(Problem::new("file", format!("not valid JSON: {e}")))),
     };
     // Every legacy config is an object; other JSON in the tree is a mistake worth a look.
     let Value::Object(object) = &document else {
-        return Parsed::Failed(Problem::new(
+        return Parsed::Failed(Box::new(Problem::new(
             "file",
             format!("must be a JSON object, not {}", kind(&document)),
-        ));
+        )));
     };
     if is_customer_file {
         return match customer(object, "") {
             Ok(doc) => Parsed::Customer(Box::new(doc)),
-            Err(problem) => Parsed::Failed(problem),
+            Err(problem) => Parsed::Failed(Box::new(problem)),
         };
     }
     if field(object, &["domain", "siteId", "site_id"]).is_none() {
@@ -349,31 +353,31 @@ pub fn parse(bytes: &[u8], is_customer_file: bool, owner: Option<&CustomerDoc>) 
     }
     let site = match site(object, &document) {
         Ok(site) => site,
-        Err(problem) => return Parsed::Failed(problem),
+        Err(problem) => return Parsed::Failed(Box::new(problem)),
     };
     let owner = match (owner, object.get("customer")) {
         (Some(owner), _) => owner.clone(),
         (None, Some(Value::Object(inline))) => match customer(inline, "customer") {
             Ok(doc) => doc,
-            Err(problem) => return Parsed::Failed(problem),
+            Err(problem) => return Parsed::Failed(Box::new(problem)),
         },
         (None, Some(other)) => {
-            return Parsed::Failed(Problem::new(
+            return Parsed::Failed(Box::new(Problem::new(
                 "customer",
                 format!("must be an object, not {}", kind(other)),
-            ));
+            )));
         }
         (None, None) => {
-            return Parsed::Failed(Problem::new(
+            return Parsed::Failed(Box::new(Problem::new(
                 "customer",
                 "is missing (no inline customer and no customer.json)",
-            ));
+            )));
         }
     };
     let mut site = site;
     match without_export_keys(document) {
         Ok(config) => site.config = Some(Box::new(config)),
-        Err(problem) => return Parsed::Failed(problem),
+        Err(problem) => return Parsed::Failed(Box::new(problem)),
     }
     Parsed::Site(Box::new(site), Arc::new(owner))
 }
@@ -486,25 +490,25 @@ fn export_added_keys(object: &Map<String, Value>) -> Result<Option<Vec<&'static 
 
 /// Checks parsed files against each other: a domain or port in two files, one
 /// customer described two ways, a slug given to two customers. Marks the later file
-/// of each clash as failed, naming the earlier one.
-pub fn cross_check(files: &mut [(Arc<str>, Parsed)]) {
-    for (index, problem) in clashes(files) {
-        files[index].1 = Parsed::Failed(problem);
+/// of each clash as failed, naming the earlier one by `path_of` its index.
+pub fn cross_check<'p>(files: &mut [Parsed], path_of: impl Fn(usize) -> &'p str) {
+    for (index, problem) in clashes(files, &path_of) {
+        files[index] = Parsed::Failed(Box::new(problem));
     }
 }
 
 /// The files that clash with an earlier one, with why. What it remembers of the first
 /// files borrows from them: a big tree's domains are not copied again.
-fn clashes(files: &[(Arc<str>, Parsed)]) -> Vec<(usize, Problem)> {
+fn clashes<'p>(files: &[Parsed], path_of: &dyn Fn(usize) -> &'p str) -> Vec<(usize, Problem)> {
     let mut seen = SeenSites::default();
     let mut customers = SeenCustomers::default();
     let mut found = Vec::new();
-    for (index, (_, parsed)) in files.iter().enumerate() {
+    for (index, parsed) in files.iter().enumerate() {
         let problem = match parsed {
             Parsed::Site(site, owner) => seen
-                .check(site, index, files)
-                .or_else(|| customers.check(owner, index, files)),
-            Parsed::Customer(owner) => customers.check(owner, index, files),
+                .check(site, index, path_of)
+                .or_else(|| customers.check(owner, index, path_of)),
+            Parsed::Customer(owner) => customers.check(owner, index, path_of),
             _ => None,
         };
         if let Some(problem) = problem {
@@ -523,8 +527,12 @@ struct SeenSites<'a> {
 }
 
 impl<'a> SeenSites<'a> {
-    fn check(&mut self, site: &'a SiteDoc, index: usize, files: &[(Arc<str>, Parsed)]) -> Option<Problem> {
-        let path = |first: usize| &files[first].0;
+    fn check<'p>(
+        &mut self,
+        site: &'a SiteDoc,
+        index: usize,
+        path: &dyn Fn(usize) -> &'p str,
+    ) -> Option<Problem> {
         if let Some(id) = &site.legacy_id
             && let Some(&first) = self.legacy_ids.get(&**id)
         {
@@ -564,16 +572,18 @@ struct SeenCustomers<'a> {
 }
 
 impl<'a> SeenCustomers<'a> {
-    fn check(&mut self, doc: &'a CustomerDoc, index: usize, files: &[(Arc<str>, Parsed)]) -> Option<Problem> {
+    fn check<'p>(
+        &mut self,
+        doc: &'a CustomerDoc,
+        index: usize,
+        path: &dyn Fn(usize) -> &'p str,
+    ) -> Option<Problem> {
         let key = doc.email.to_ascii_lowercase();
         if let Some(&(first, first_index)) = self.by_email.get(&key) {
             if first != doc {
                 return Some(Problem::new(
                     "customer",
-                    format!(
-                        "{} is described differently in {}",
-                        doc.email, files[first_index].0
-                    ),
+                    format!("{} is described differently in {}", doc.email, path(first_index)),
                 ));
             }
             return None;
@@ -587,7 +597,7 @@ impl<'a> SeenCustomers<'a> {
                 format!(
                     "'{slug}' is also given to {} in {}",
                     email.to_ascii_lowercase(),
-                    files[first_index].0
+                    path(first_index)
                 ),
             ));
         }
@@ -715,34 +725,23 @@ mod tests {
             status: None,
             config: Some(Box::new(json!({}))),
         };
+        let names = ["one.json", "two.json", "three.json", "four.json"];
         let mut files = vec![
-            (
-                "one.json".into(),
-                Parsed::Site(Box::new(site("a.test", Some(1))), Arc::new(owner.clone())),
-            ),
-            (
-                "two.json".into(),
-                Parsed::Site(Box::new(site("a.test", None)), Arc::new(owner.clone())),
-            ),
-            (
-                "three.json".into(),
-                Parsed::Site(Box::new(site("c.test", Some(1))), Arc::new(owner.clone())),
-            ),
-            (
-                "four.json".into(),
-                Parsed::Site(
-                    Box::new(site("d.test", None)),
-                    Arc::new(CustomerDoc {
-                        plan: Some("pro".into()),
-                        ..owner.clone()
-                    }),
-                ),
+            Parsed::Site(Box::new(site("a.test", Some(1))), Arc::new(owner.clone())),
+            Parsed::Site(Box::new(site("a.test", None)), Arc::new(owner.clone())),
+            Parsed::Site(Box::new(site("c.test", Some(1))), Arc::new(owner.clone())),
+            Parsed::Site(
+                Box::new(site("d.test", None)),
+                Arc::new(CustomerDoc {
+                    plan: Some("pro".into()),
+                    ..owner.clone()
+                }),
             ),
         ];
-        cross_check(&mut files);
+        cross_check(&mut files, |i| names[i]);
         let fields: Vec<String> = files
             .into_iter()
-            .map(|(_, p)| match p {
+            .map(|p| match p {
                 Parsed::Failed(problem) => problem.field,
                 _ => "ok".into(),
             })
@@ -804,8 +803,7 @@ mod tests {
             let text = value.to_string();
             let owner = CustomerDoc { email: "a@b.test".into(), ..Default::default() };
             for parsed in [parse(text.as_bytes(), false, None), parse(text.as_bytes(), true, None), parse(text.as_bytes(), false, Some(&owner))] {
-                let mut files = vec![(Arc::from("x.json"), parsed)];
-                cross_check(&mut files);
+                cross_check(&mut [parsed], |_| "x.json");
             }
         }
     }

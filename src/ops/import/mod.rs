@@ -127,11 +127,12 @@ pub fn import(
     }
     let sources = scan(&request.dir)?;
     let (mut parsed, reads) = parse_all(&sources, default_jobs(Load::Compute));
-    cross_check(&mut parsed);
+    cross_check(&mut parsed, |i| &sources[i].path);
     let mut results: Vec<FileResult> = parsed
         .iter()
-        .map(|(path, p)| FileResult {
-            path: path.clone(),
+        .zip(&sources)
+        .map(|(p, source)| FileResult {
+            path: Arc::clone(&source.path),
             action: match p {
                 Parsed::Skipped(_) => ImportAction::Skipped,
                 Parsed::Failed(_) => ImportAction::Failed,
@@ -178,7 +179,7 @@ pub fn import(
     let customer_files: Vec<(usize, String)> = parsed
         .iter()
         .enumerate()
-        .filter_map(|(i, (_, p))| match p {
+        .filter_map(|(i, p)| match p {
             Parsed::Customer(doc) => Some((i, doc.email.to_ascii_lowercase())),
             _ => None,
         })

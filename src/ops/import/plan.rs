@@ -94,8 +94,6 @@ fn named_digest(name: &str, business_type: Option<&str>) -> Print {
 }
 
 /// A file's path and what it turned out to be.
-pub(super) type ParsedFile = (Arc<str>, Parsed);
-
 /// Files parsed at once by the workers of [`parse_all`], then shared out in order: a
 /// chunk's documents are held for a moment, never the tree's.
 const PARSE_CHUNK: usize = 1024;
@@ -103,13 +101,14 @@ const PARSE_CHUNK: usize = 1024;
 /// Customer files first, so the sites in their folders know their customer; then the
 /// rest by `jobs` workers. Each site's config is dropped once fingerprinted: a tree
 /// of 100,000 files would otherwise be held whole (see [`SiteRead`]).
-pub(super) fn parse_all(sources: &[SourceFile], jobs: usize) -> (Vec<ParsedFile>, Vec<Option<SiteRead>>) {
+/// What each of `sources` parsed to, in their order (their paths are not copied).
+pub(super) fn parse_all(sources: &[SourceFile], jobs: usize) -> (Vec<Parsed>, Vec<Option<SiteRead>>) {
     let mut owners: HashMap<String, std::result::Result<CustomerDoc, Problem>> = HashMap::new();
     for source in sources.iter().filter(|s| is_customer_file(&s.path)) {
         let outcome = source
             .read_with(|bytes| match parse(bytes, true, None) {
                 Parsed::Customer(doc) => Ok(*doc),
-                Parsed::Failed(problem) => Err(problem),
+                Parsed::Failed(problem) => Err(*problem),
                 _ => Err(Problem::new("file", "is not a customer file")),
             })
             .and_then(|parsed| parsed);
@@ -121,12 +120,12 @@ pub(super) fn parse_all(sources: &[SourceFile], jobs: usize) -> (Vec<ParsedFile>
     let mut reads = Vec::with_capacity(sources.len());
     for chunk in sources.chunks(PARSE_CHUNK) {
         let done = fan_out_all(chunk, jobs, |source| parse_one(source, &owners));
-        for (source, (one, read)) in chunk.iter().zip(done) {
+        for (one, read) in done {
             let one = match one {
                 Parsed::Site(site, owner) => Parsed::Site(kept(&site), share(&mut shared, owner)),
                 other => other,
             };
-            parsed.push((source.path.clone(), one));
+            parsed.push(one);
             reads.push(read);
         }
     }
@@ -166,13 +165,13 @@ fn parse_one(
     if is_customer_file(&source.path) {
         let parsed = match &owners[&*source.path] {
             Ok(doc) => Parsed::Customer(Box::new(doc.clone())),
-            Err(problem) => Parsed::Failed(problem.clone()),
+            Err(problem) => Parsed::Failed(Box::new(problem.clone())),
         };
         return (parsed, None);
     }
     source
         .read_with(|bytes| parse_bytes(source, bytes, owners))
-        .unwrap_or_else(|problem| (Parsed::Failed(problem), None))
+        .unwrap_or_else(|problem| (Parsed::Failed(Box::new(problem)), None))
 }
 
 fn parse_bytes(
@@ -183,18 +182,18 @@ fn parse_bytes(
     if is_plans_file(&source.path, bytes) {
         let parsed = match parse_plans(bytes) {
             Ok(plans) => Parsed::Plans(plans),
-            Err(problem) => Parsed::Failed(problem),
+            Err(problem) => Parsed::Failed(Box::new(problem)),
         };
         return (parsed, None);
     }
     let parsed = match source.customer_file.as_deref().map(|c| &owners[c]) {
-        Some(Err(_)) => Parsed::Failed(Problem::new(
+        Some(Err(_)) => Parsed::Failed(Box::new(Problem::new(
             "customer",
             format!(
                 "its {} is invalid",
                 source.customer_file.clone().unwrap_or_default()
             ),
-        )),
+        ))),
         Some(Ok(owner)) => parse(bytes, false, Some(owner)),
         None => parse(bytes, false, None),
     };
@@ -217,11 +216,11 @@ fn parse_bytes(
 /// `known_plans`, so that the customers of the import may be on them.
 pub(super) fn plans_from_file(
     conn: &Connection,
-    parsed: &[ParsedFile],
+    parsed: &[Parsed],
     known_plans: &mut HashMap<String, Plan>,
     results: &mut [FileResult],
 ) -> Result<Vec<PlanUpdate>> {
-    let Some((index, docs)) = parsed.iter().enumerate().find_map(|(i, (_, p))| match p {
+    let Some((index, docs)) = parsed.iter().enumerate().find_map(|(i, p)| match p {
         Parsed::Plans(docs) => Some((i, docs)),
         _ => None,
     }) else {
@@ -304,7 +303,7 @@ fn interned(texts: &mut HashSet<Rc<str>>, text: &str) -> Rc<str> {
 /// another customer's sites.
 pub(super) fn plan_against_catalog(
     conn: &Connection,
-    parsed: &[ParsedFile],
+    parsed: &[Parsed],
     known_plans: &HashMap<String, Plan>,
     default_plan: &str,
     sources: &[SourceFile],
@@ -316,7 +315,7 @@ pub(super) fn plan_against_catalog(
     let mut site_plans = Vec::with_capacity(reads.iter().flatten().count());
     // The customer's key and label, one copy each, not one per file.
     let mut texts: HashSet<Rc<str>> = HashSet::new();
-    for (index, (_, item)) in parsed.iter().enumerate() {
+    for (index, item) in parsed.iter().enumerate() {
         let (doc, site) = match item {
             Parsed::Customer(doc) => (doc.as_ref(), None),
             Parsed::Site(site, doc) => (doc.as_ref(), Some(site.as_ref())),
