@@ -194,7 +194,9 @@ pub struct Provisioned {
     /// The engine's own name for the unfinished database.
     pub staging: String,
     pub schema_version: i64,
-    pub applied: Vec<MigrationId>,
+    /// Shared: the databases an import copies from one template have the same list,
+    /// and 10,000 copies of it were megabytes.
+    pub applied: Arc<[MigrationId]>,
     /// The password of the tenant's own login role, on engines that give each tenant
     /// one; the catalog keeps it encrypted.
     pub role_password: Option<crate::secrets::Secret>,
@@ -206,7 +208,7 @@ impl Provisioned {
         Provisioned {
             staging: staging.to_string(),
             schema_version: 0,
-            applied: Vec::new(),
+            applied: Arc::from([]),
             role_password: None,
         }
     }

@@ -292,7 +292,7 @@ fn leftover_checks(
             engines.server(&name)?.discard(&crate::engine::Provisioned {
                 staging: staging.clone(),
                 schema_version: 0,
-                applied: Vec::new(),
+                applied: Default::default(),
                 role_password: None,
             });
             Ok("dropped".to_string())

@@ -447,7 +447,7 @@ impl Engine for MyEngine {
         Ok(Provisioned {
             staging,
             schema_version: 0,
-            applied: Vec::new(),
+            applied: Default::default(),
             role_password: Some(Secret::generate()),
         })
     }

@@ -451,7 +451,7 @@ impl Engine for PgEngine {
         let provisioned = Provisioned {
             staging: staging.clone(),
             schema_version: 0,
-            applied: Vec::new(),
+            applied: Default::default(),
             role_password: Some(Secret::generate()),
         };
         let prepared = self
@@ -604,7 +604,7 @@ impl Engine for PgEngine {
                 self.discard(&Provisioned {
                     staging: name,
                     schema_version: 0,
-                    applied: Vec::new(),
+                    applied: Default::default(),
                     role_password: None,
                 });
             }

@@ -5,6 +5,7 @@ use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use refinery::Migration;
 
@@ -90,7 +91,7 @@ fn applied(template: &Path) -> Result<Vec<MigrationId>> {
 pub struct Checked {
     path: PathBuf,
     identity: Identity,
-    applied: Vec<MigrationId>,
+    applied: Arc<[MigrationId]>,
     schema_version: i64,
     /// The file's bytes, when it is small enough to hold: each copy is then written
     /// from them, a few calls to the system instead of a dozen.
@@ -172,7 +173,7 @@ pub fn checked(templates_dir: &Path, migrations: &[Migration]) -> Result<Checked
         Ok(Checked {
             path,
             identity,
-            applied: wanted.clone(),
+            applied: Arc::from(wanted.as_slice()),
             schema_version: newest_version(migrations),
             bytes,
         })

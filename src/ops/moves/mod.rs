@@ -475,7 +475,7 @@ fn copy_and_flip(
         false => {
             let read = copy::copy_tables(work.source, work.staged, pairs)?;
             work.staged.advance_sequences()?;
-            (read, work.built.applied.clone())
+            (read, work.built.applied.to_vec())
         }
     };
     work.step(catalog, "copied")?;
@@ -584,7 +584,7 @@ fn undo_target(engines: &Engines, from: &Placement, to: &Placement, steps: &Valu
         target_engine.discard(&Provisioned {
             staging: staging.to_string(),
             schema_version: 0,
-            applied: Vec::new(),
+            applied: Default::default(),
             role_password: None,
         });
     }
